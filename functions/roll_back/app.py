@@ -1,0 +1,18 @@
+"""RollBack: restore the environment's alias to the version it served before, routing cleared."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from conveyor import runtime
+from conveyor.contracts import EnvironmentStep
+from conveyor.observability import logger, metrics, tracer
+from conveyor.stages.rollback import roll_back
+
+
+@logger.inject_lambda_context(correlation_id_path="deployment.deployment_id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    step = EnvironmentStep.model_validate(event)
+    logger.append_keys(app=step.deployment.app, version=step.deployment.version, environment=step.environment.name)
+    return roll_back(step, targets=runtime.targets(), ledger=runtime.ledger()).model_dump(mode="json")

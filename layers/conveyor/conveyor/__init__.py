@@ -1,0 +1,1 @@
+"""Conveyor's runtime library: contracts, domain logic and AWS adapters shared by every stage function."""

@@ -1,0 +1,63 @@
+"""The artifact bucket: pushed bundles, registered pipeline specs and extracted releases."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from botocore.exceptions import ClientError
+
+from conveyor import aws
+from conveyor.bundle import MAX_BUNDLE_BYTES
+from conveyor.errors import BundleInvalidError, PipelineNotFoundError
+from conveyor.layout import pipeline_key
+from conveyor.manifest import base64_digest
+
+
+class ArtifactStore(Protocol):
+    def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes: ...
+    def read_pipeline(self, bucket: str, app: str) -> bytes: ...
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None: ...
+
+
+class S3Artifacts:
+    def __init__(self) -> None:
+        self._s3 = aws.client("s3")
+
+    def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes:
+        """The exact object version that was pushed (a later push to the same key cannot swap it)."""
+        extra = {"VersionId": version_id} if version_id else {}
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key, **extra)
+            if head["ContentLength"] > MAX_BUNDLE_BYTES:
+                raise BundleInvalidError(
+                    f"s3://{bucket}/{key}: {head['ContentLength']} bytes exceeds the bundle limit of {MAX_BUNDLE_BYTES}"
+                )
+            body: bytes = self._s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+        except ClientError as exc:
+            if aws.error_code(exc) in ("NoSuchKey", "404", "NoSuchVersion"):
+                raise BundleInvalidError(f"s3://{bucket}/{key}: the pushed object no longer exists") from exc
+            raise
+        return body
+
+    def read_pipeline(self, bucket: str, app: str) -> bytes:
+        key = pipeline_key(app)
+        try:
+            body: bytes = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if aws.error_code(exc) in ("NoSuchKey", "404"):
+                raise PipelineNotFoundError(
+                    f"no pipeline is registered for app {app!r} (s3://{bucket}/{key}); "
+                    f"run `conveyor pipeline apply pipelines/{app}.yaml`"
+                ) from exc
+            raise
+        return body
+
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None:
+        self._s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=package,
+            ContentType="application/zip",
+            ChecksumSHA256=base64_digest(sha256_hex),
+            ServerSideEncryption="AES256",
+        )

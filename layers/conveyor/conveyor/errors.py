@@ -1,0 +1,89 @@
+"""Every failure Conveyor names.
+
+Lambda reports an unhandled exception by its class name, and the state machine's ``Retry``
+and ``Catch`` clauses match on that name, so each class here is part of the contract with
+``statemachine/deployment.asl.json``. A test checks that every ``ErrorEquals`` in the ASL is
+a ``States.*`` name or a class defined in this module.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class: a failure Conveyor understands and can explain to a person."""
+
+
+class ConfigurationError(ConveyorError):
+    """The stage function's environment is missing or has an invalid setting."""
+
+
+# --- the artifact and its contracts ------------------------------------------------------
+class ArtifactRejectedError(ConveyorError):
+    """The pushed object cannot be deployed; nothing was changed."""
+
+
+class ArtifactLayoutError(ArtifactRejectedError):
+    """The object key is not ``artifacts/<app>/<version>.zip``."""
+
+
+class BundleInvalidError(ArtifactRejectedError):
+    """The bundle is not a safe, well-formed zip with ``manifest.json`` and ``package.zip``."""
+
+
+class ManifestInvalidError(ArtifactRejectedError):
+    """``manifest.json`` is missing, not JSON, or violates the manifest schema."""
+
+
+class DigestMismatchError(ArtifactRejectedError):
+    """``package.zip`` does not match the sha256 or size the manifest declares."""
+
+
+class PipelineNotFoundError(ArtifactRejectedError):
+    """No pipeline spec is registered for the app at ``pipelines/<app>.yaml``."""
+
+
+class PipelineInvalidError(ArtifactRejectedError):
+    """The registered pipeline spec is not valid YAML or violates the spec schema."""
+
+
+# --- targets -------------------------------------------------------------------------------
+class TargetError(ConveyorError):
+    """A deployment target cannot be used."""
+
+
+class TargetNotFoundError(TargetError):
+    """The target function named in the pipeline does not exist."""
+
+
+class TargetNotManagedError(TargetError):
+    """The target function does not carry Conveyor's managed tag, so Conveyor may not change it."""
+
+
+class DeployFailedError(TargetError):
+    """Updating the function's code or publishing its version failed."""
+
+
+class TrafficShiftError(TargetError):
+    """The alias could not be moved to the planned weights."""
+
+
+# --- health and rollback -----------------------------------------------------------------
+class RollbackFailedError(ConveyorError):
+    """Restoring the alias failed: a person must act (the notification says what to run)."""
+
+
+# --- the execution's final errors (raised by the state machine's Fail states) --------------
+class DeploymentRolledBackError(ConveyorError):
+    """The deployment was rolled back after a failed health check."""
+
+
+class DeploymentFailedError(ConveyorError):
+    """The deployment failed before any traffic moved; nothing was deployed."""
+
+
+class LedgerError(ConveyorError):
+    """The deployment ledger could not be read or written."""
+
+
+class NotificationError(ConveyorError):
+    """The notification could not be published."""

@@ -1,0 +1,33 @@
+"""Settings of a stage function, read once from its environment and checked at handler entry.
+
+There are no silent defaults for resource names: a missing variable is a ``ConfigurationError``
+that names it.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conveyor.errors import ConfigurationError
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
+    artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
+    notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", min_length=1)
+    managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default="conveyor:managed", min_length=1)
+
+
+@cache
+def settings() -> Settings:
+    """The settings of this process; raises ``ConfigurationError`` naming each missing variable."""
+    try:
+        return Settings.model_validate(dict(os.environ))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"invalid stage function environment: {problems}") from exc

@@ -1,0 +1,1 @@
+"""The domain logic of each stage: models and ports in, models out."""

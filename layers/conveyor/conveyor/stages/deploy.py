@@ -1,0 +1,53 @@
+"""Deploy: put the release's code on an environment's target and publish a version.
+
+Idempotent: a version with the same code digest and configuration is reused, so a re-run or
+redrive never publishes a second version of the same code.
+"""
+
+from __future__ import annotations
+
+from conveyor.contracts import EnvironmentStep, Release
+from conveyor.ledger import Ledger, timed_stage
+from conveyor.manifest import base64_digest
+from conveyor.observability import logger
+from conveyor.targets import Targets
+
+
+def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_tag_key: str) -> Release:
+    deployment, environment = step.deployment, step.environment
+    function, alias = environment.target.function_name, environment.target.alias
+    config = deployment.manifest.function_config
+    with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name) as detail:
+        targets.ensure_managed(function, managed_tag_key)
+        version_before = targets.alias_version(function, alias)
+        code_sha256 = base64_digest(deployment.package.sha256)
+        version = targets.find_version(function, code_sha256, config)
+        reused = version is not None
+        if version is None:
+            targets.update_code(function, deployment.package.bucket, deployment.package.key, config)
+            version = targets.publish_version(
+                function, code_sha256, f"conveyor {deployment.app} {deployment.version} {deployment.deployment_id}"
+            )
+        release = Release(
+            environment=environment.name,
+            function_name=function,
+            alias=alias,
+            version_before=version_before,
+            version_after=version,
+            code_sha256=code_sha256,
+            reused=reused,
+        )
+        detail.update(release.model_dump(mode="json"))
+    ledger.update_environment(
+        deployment.deployment_id,
+        environment.name,
+        {
+            "status": "DEPLOYED",
+            "function_name": function,
+            "alias": alias,
+            "version_before": version_before,
+            "version_after": version,
+        },
+    )
+    logger.info("version ready", extra={"environment": environment.name, "version": version, "reused": reused})
+    return release

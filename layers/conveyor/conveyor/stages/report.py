@@ -1,0 +1,204 @@
+"""How a deployment ends: Finalize on success, NotifyFailure on any failure.
+
+NotifyFailure is reached from every ``Catch`` in the state machine. It reads the ledger (the
+source of truth for what happened), decides the outcome (ROLLED_BACK if an environment was
+rolled back, ROLLBACK_FAILED if restoring failed, FAILED otherwise), records it and tells the
+on-call what failed, why, and what was done about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conveyor.contracts import Deployment, FailureRequest, FinalizeRequest, Outcome, Report
+from conveyor.errors import ArtifactLayoutError, LedgerError, RollbackFailedError
+from conveyor.layout import ArtifactKey
+from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.notifier import Notifier
+from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.stages.validate import PushedObject
+
+
+def _outcome(record: DeploymentRecord, error: str) -> Outcome:
+    if error == RollbackFailedError.__name__:
+        return Outcome.ROLLBACK_FAILED
+    if any(env.get("status") == "ROLLED_BACK" for env in record.environments.values()):
+        return Outcome.ROLLED_BACK
+    return Outcome.FAILED
+
+
+def _failed_event(record: DeploymentRecord) -> tuple[str, str | None]:
+    """The stage (and environment) that failed, from the last failed or failing event."""
+    for event in reversed(record.events):
+        if event.status in ("failed", "fail"):
+            return event.stage, event.environment
+    return "unknown stage", None
+
+
+def _environment_lines(record: DeploymentRecord) -> list[str]:
+    lines = []
+    for name, env in record.environments.items():
+        where = f"{env.get('function_name')}:{env.get('alias')}"
+        before, after = env.get("version_before"), env.get("version_after")
+        status = env.get("status")
+        if status == "ROLLED_BACK":
+            rollback = env.get("rollback", {})
+            restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
+            lines.append(
+                f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
+                f"in {rollback.get('duration_ms', '?')} ms, routing cleared"
+            )
+        elif status == "LIVE":
+            lines.append(f"  {name}: LIVE - {where} now serves version {after} (was {before})")
+        else:
+            lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
+    return lines or ["  no environment was touched: nothing was deployed"]
+
+
+def _verdict_lines(record: DeploymentRecord) -> list[str]:
+    lines = []
+    for name, env in record.environments.items():
+        verdict = env.get("verdict")
+        if env.get("status") != "ROLLED_BACK" or not verdict:
+            continue
+        lines.append(f"  {name} at {verdict.get('weight')}% traffic: {verdict.get('status', '').upper()}")
+        lines.extend(f"    - [{check['status'].upper()}] {check['reason']}" for check in verdict.get("checks", []))
+    return lines
+
+
+def render_failure(
+    record: DeploymentRecord, outcome: Outcome, stage: str, environment: str | None, reason: str
+) -> tuple[str, str]:
+    where = environment or "validation"
+    subject = f"[Conveyor] {record.app} {record.version} {where}: {outcome.value}"
+    artifact = record.artifact
+    lines = [
+        f"Deployment {record.deployment_id} of {record.app} {record.version}: {outcome.value}.",
+        "",
+        f"What failed: {stage}{f' in {environment}' if environment else ''}",
+        f"Why: {reason}",
+    ]
+    verdicts = _verdict_lines(record)
+    if verdicts:
+        lines += ["", "Health evidence:", *verdicts]
+    lines += ["", "What was done:", *_environment_lines(record)]
+    if outcome is Outcome.ROLLBACK_FAILED:
+        lines += ["", "ACTION REQUIRED: the alias could not be restored automatically; see 'Why' for the command."]
+    lines += [
+        "",
+        f"Artifact: s3://{artifact.get('bucket')}/{artifact.get('key')} (version {artifact.get('version_id')})",
+        f"Execution: {record.execution_arn}",
+        f"Attempt: {record.attempts}",
+        f"Details: conveyor status {record.deployment_id}",
+    ]
+    return subject, "\n".join(lines)
+
+
+def notify_failure(request: FailureRequest, *, ledger: Ledger, notifier: Notifier) -> Report:
+    failure = request.failure
+    try:
+        pushed: PushedObject | None = PushedObject.from_event(request.execution_input)
+    except ArtifactLayoutError:
+        pushed = None
+    deployment_id = pushed.deployment_id if pushed else "d-" + request.execution_arn.rsplit(":", 1)[-1]
+    logger.set_correlation_id(deployment_id)
+    record = ledger.get(deployment_id)
+    if record is None:
+        # The failure came before ValidateArtifact could record the deployment (e.g. a key outside the layout).
+        try:
+            where = ArtifactKey.parse(pushed.key) if pushed else None
+        except ArtifactLayoutError:
+            where = None
+        seed = pushed or PushedObject(
+            deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
+        )
+        record = ledger.start(
+            seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
+        )
+    outcome = _outcome(record, failure.error)
+    stage, environment = _failed_event(record)
+    reason = failure.message if outcome is not Outcome.ROLLED_BACK else _rollback_reason(record, failure.message)
+    with timed_stage(ledger, deployment_id, "NotifyFailure") as detail:
+        ledger.finish(
+            deployment_id,
+            outcome,
+            {"error": failure.error, "reason": reason, "stage": stage, "environment": environment},
+        )
+        record = ledger.get(deployment_id) or record
+        subject, message = render_failure(record, outcome, stage, environment, reason)
+        message_id = notifier.publish(
+            subject, message, {"app": record.app, "outcome": outcome.value, "deployment_id": deployment_id}
+        )
+        detail.update(subject=subject, message_id=message_id, outcome=outcome.value)
+    _emit_outcome_metrics(record, outcome)
+    logger.warning("deployment ended", extra={"outcome": outcome.value, "reason": reason})
+    return Report(deployment_id=deployment_id, outcome=outcome, reason=reason, error=failure.error, notified=True)
+
+
+def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:
+    for env in record.environments.values():
+        rollback = env.get("rollback")
+        if env.get("status") == "ROLLED_BACK" and rollback:
+            return str(rollback.get("reason", fallback))
+    return fallback
+
+
+def render_success(deployment: Deployment, record: DeploymentRecord) -> tuple[str, str]:
+    subject = f"[Conveyor] {deployment.app} {deployment.version}: SUCCEEDED"
+    lines = [f"Deployment {deployment.deployment_id} of {deployment.app} {deployment.version}: SUCCEEDED.", ""]
+    lines += _environment_lines(record)
+    lines += ["", f"Details: conveyor status {deployment.deployment_id}"]
+    return subject, "\n".join(lines)
+
+
+def stage_timings(record: DeploymentRecord) -> dict[str, float]:
+    """Milliseconds spent per stage (and environment), summed over loop iterations."""
+    timings: dict[str, float] = {}
+    for event in record.events:
+        key = f"{event.environment}/{event.stage}" if event.environment else event.stage
+        timings[key] = round(timings.get(key, 0.0) + event.duration_ms, 1)
+    return timings
+
+
+def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier) -> Report:
+    deployment = request.deployment
+    for result in request.environments:
+        ledger.update_environment(
+            deployment.deployment_id, result.release.environment, {"status": "LIVE", "weight": 100}
+        )
+    record = ledger.get(deployment.deployment_id)
+    if record is None:
+        raise LedgerError(f"deployment {deployment.deployment_id} is not in the ledger")
+    with timed_stage(ledger, deployment.deployment_id, "Finalize") as detail:
+        versions: dict[str, Any] = {
+            name: {"before": env.get("version_before"), "after": env.get("version_after")}
+            for name, env in record.environments.items()
+        }
+        detail.update(versions=versions, timings_ms=stage_timings(record))
+        ledger.finish(deployment.deployment_id, Outcome.SUCCEEDED)
+        notified = False
+        if deployment.notifications.on_success:
+            subject, message = render_success(deployment, record)
+            detail["message_id"] = notifier.publish(
+                subject, message, {"app": deployment.app, "outcome": Outcome.SUCCEEDED.value}
+            )
+            notified = True
+    _emit_outcome_metrics(record, Outcome.SUCCEEDED)
+    if deployment.manifest.commit is not None:
+        lead_time = (utcnow() - deployment.manifest.commit.time).total_seconds()
+        metrics.add_metric(name="LeadTimeForChanges", unit=MetricUnit.Seconds, value=lead_time)
+    logger.info("deployment succeeded", extra={"versions": versions})
+    return Report(
+        deployment_id=deployment.deployment_id,
+        outcome=Outcome.SUCCEEDED,
+        reason="all environments live",
+        notified=notified,
+    )
+
+
+def _emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:
+    metrics.add_dimension(name="outcome", value=outcome.value)
+    metrics.add_metric(name="Deployments", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="DeploymentDuration", unit=MetricUnit.Seconds, value=(utcnow() - record.created_at).total_seconds()
+    )

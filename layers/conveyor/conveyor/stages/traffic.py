@@ -1,0 +1,57 @@
+"""ShiftTraffic: move an environment's alias one step of the strategy's plan.
+
+The plan (weights and waits) is data computed from the pipeline spec; the state machine loops
+ShiftTraffic -> wait -> EvaluateHealth until the plan is complete, so every strategy runs
+through the same states. Weight 100 is the promotion: the alias points at the new version with
+its routing configuration cleared.
+"""
+
+from __future__ import annotations
+
+from conveyor.contracts import EnvironmentStep, TrafficState
+from conveyor.errors import TrafficShiftError
+from conveyor.ledger import Ledger, timed_stage
+from conveyor.observability import logger
+from conveyor.targets import Targets
+
+
+def next_traffic(step: EnvironmentStep) -> TrafficState:
+    """The traffic step to apply now: the first of the plan, or the one after the current step."""
+    steps = step.environment.traffic_steps()
+    if step.release is not None and step.release.version_before in (None, step.release.version_after):
+        # Nothing to split against (first deployment, or the version is already live): go straight to 100%.
+        steps = [steps[-1]]
+    index = 0 if step.traffic is None else step.traffic.index + 1
+    if index >= len(steps):
+        raise TrafficShiftError(f"traffic plan has {len(steps)} steps; step {index} does not exist")
+    current = steps[index]
+    return TrafficState(
+        steps=steps,
+        index=index,
+        weight=current.weight,
+        wait_seconds=current.wait_seconds,
+        complete=index == len(steps) - 1,
+    )
+
+
+def shift_traffic(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> TrafficState:
+    if step.release is None:
+        raise TrafficShiftError("ShiftTraffic needs the release that Deploy produced")
+    release, deployment = step.release, step.deployment
+    traffic = next_traffic(step)
+    with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment) as detail:
+        if traffic.weight == 100 or release.version_before is None:
+            targets.route_alias(release.function_name, release.alias, release.version_after, None)
+        else:
+            targets.route_alias(
+                release.function_name,
+                release.alias,
+                release.version_before,
+                {release.version_after: traffic.weight / 100},
+            )
+        detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
+    ledger.update_environment(
+        deployment.deployment_id, release.environment, {"status": "SHIFTING", "weight": traffic.weight}
+    )
+    logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})
+    return traffic

@@ -1,0 +1,160 @@
+"""ValidateArtifact: from the S3 event to a checked, recorded deployment ready to roll out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conveyor.artifacts import ArtifactStore
+from conveyor.bundle import open_bundle
+from conveyor.contracts import ArtifactRef, Deployment, Outcome, PackageRef, ValidateRequest
+from conveyor.errors import ArtifactLayoutError, ManifestInvalidError, PipelineInvalidError
+from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
+from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.pipeline import PipelineSpec
+from conveyor.targets import Targets
+from conveyor.validation import describe
+
+
+class _Bucket(BaseModel):
+    name: str
+
+
+class _Object(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = Field(default=None, alias="version-id")
+
+
+class _Detail(BaseModel):
+    bucket: _Bucket
+    object: _Object
+    requester: str | None = None
+
+
+class ObjectCreatedEvent(BaseModel):
+    """The EventBridge ``aws.s3 / Object Created`` event that is the execution's input."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    detail: _Detail
+
+
+class PushedObject(BaseModel):
+    """The object a deployment is about, and the deployment id derived from it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deployment_id: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int | None
+    requester: str | None
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> PushedObject:
+        try:
+            parsed = ObjectCreatedEvent.model_validate(event)
+        except ValidationError as exc:
+            raise ArtifactLayoutError(describe("execution input (S3 Object Created event)", exc)) from exc
+        obj = parsed.detail.object
+        bucket = parsed.detail.bucket.name
+        return cls(
+            deployment_id=deployment_id(bucket, obj.key, obj.version_id, obj.etag),
+            bucket=bucket,
+            key=obj.key,
+            version_id=obj.version_id,
+            etag=obj.etag,
+            size=obj.size,
+            requester=parsed.detail.requester,
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def artifact(self) -> ArtifactRef:
+        return ArtifactRef(bucket=self.bucket, key=self.key, version_id=self.version_id, etag=self.etag, size=self.size)
+
+    def ledger_record(self, execution_arn: str, app: str, version: str) -> DeploymentRecord:
+        now = utcnow()
+        return DeploymentRecord(
+            deployment_id=self.deployment_id,
+            app=app,
+            version=version,
+            status=Outcome.IN_PROGRESS,
+            created_at=now,
+            updated_at=now,
+            execution_arn=execution_arn,
+            artifact=self.artifact().model_dump(mode="json"),
+            pushed_by=self.requester,
+        )
+
+
+def validate_artifact(
+    request: ValidateRequest,
+    *,
+    artifacts: ArtifactStore,
+    ledger: Ledger,
+    targets: Targets,
+    managed_tag_key: str,
+) -> Deployment:
+    pushed = PushedObject.from_event(request.event)
+    logger.set_correlation_id(pushed.deployment_id)
+    logger.append_keys(deployment_id=pushed.deployment_id, bucket=pushed.bucket, key=pushed.key)
+    where = ArtifactKey.parse(pushed.key)
+    logger.append_keys(app=where.app, version=where.version)
+    ledger.start(pushed.ledger_record(request.execution_arn, where.app, where.version))
+    metrics.add_metric(name="DeploymentsStarted", unit=MetricUnit.Count, value=1)
+
+    with timed_stage(ledger, pushed.deployment_id, "ValidateArtifact") as detail:
+        bundle = open_bundle(artifacts.read_bundle(pushed.bucket, pushed.key, pushed.version_id), pushed.uri)
+        manifest = bundle.manifest
+        if (manifest.app, manifest.version) != (where.app, where.version):
+            raise ManifestInvalidError(
+                f"{pushed.uri}: manifest.json says app={manifest.app!r} version={manifest.version!r} "
+                f"but the key says app={where.app!r} version={where.version!r}"
+            )
+        source = f"s3://{pushed.bucket}/{pipeline_key(where.app)}"
+        pipeline = PipelineSpec.from_yaml(artifacts.read_pipeline(pushed.bucket, where.app), source)
+        if pipeline.app != where.app:
+            raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
+        for environment in pipeline.environments:
+            targets.ensure_managed(environment.target.function_name, managed_tag_key)
+
+        package_key = release_key(where.app, where.version)
+        artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
+        detail.update(
+            package_sha256=manifest.package.sha256,
+            package_size=manifest.package.size,
+            environments=[env.name for env in pipeline.environments],
+            commit=manifest.commit.sha if manifest.commit else None,
+        )
+    logger.info("artifact accepted", extra={"environments": [env.name for env in pipeline.environments]})
+    return Deployment(
+        deployment_id=pushed.deployment_id,
+        app=where.app,
+        version=where.version,
+        artifact=pushed.artifact(),
+        package=PackageRef(
+            bucket=pushed.bucket, key=package_key, sha256=manifest.package.sha256, size=manifest.package.size
+        ),
+        manifest=manifest,
+        environments=pipeline.environments,
+        notifications=pipeline.notifications,
+        execution_arn=request.execution_arn,
+        pushed_by=pushed.requester,
+        started_at=request.started_at,
+    )
+
+
+__all__ = ["PushedObject", "validate_artifact"]

@@ -1,0 +1,171 @@
+"""Lambda deployment targets: a function and its alias, changed only if Conveyor manages it."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from conveyor import aws
+from conveyor.errors import DeployFailedError, TargetNotFoundError, TargetNotManagedError, TrafficShiftError
+from conveyor.manifest import FunctionConfig
+
+
+@dataclass(frozen=True)
+class Invocation:
+    payload: Any
+    function_error: str | None
+    executed_version: str | None
+    duration_ms: float
+
+
+class Targets(Protocol):
+    def ensure_managed(self, function_name: str, tag_key: str) -> str: ...
+    def alias_version(self, function_name: str, alias: str) -> str | None: ...
+    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None: ...
+    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None: ...
+    def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
+    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None: ...
+    def delete_alias(self, function_name: str, alias: str) -> None: ...
+    def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation: ...
+
+
+def _config_matches(configuration: dict[str, Any], wanted: FunctionConfig | None) -> bool:
+    if wanted is None:
+        return True
+    if wanted.memory_mb is not None and configuration.get("MemorySize") != wanted.memory_mb:
+        return False
+    if wanted.timeout_seconds is not None and configuration.get("Timeout") != wanted.timeout_seconds:
+        return False
+    current = configuration.get("Environment", {}).get("Variables", {})
+    return all(current.get(k) == v for k, v in (wanted.environment or {}).items())
+
+
+class LambdaTargets:
+    """``Targets`` on the Lambda API."""
+
+    def __init__(self) -> None:
+        self._lambda = aws.client("lambda")
+
+    def ensure_managed(self, function_name: str, tag_key: str) -> str:
+        """The function's ARN, if it exists and carries ``tag_key=true``."""
+        try:
+            response = self._lambda.get_function(FunctionName=function_name)
+        except ClientError as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                raise TargetNotFoundError(f"target function {function_name!r} does not exist") from exc
+            raise
+        if response.get("Tags", {}).get(tag_key) != "true":
+            raise TargetNotManagedError(
+                f"target function {function_name!r} is not tagged {tag_key}=true; Conveyor may not change it"
+            )
+        return str(response["Configuration"]["FunctionArn"])
+
+    def alias_version(self, function_name: str, alias: str) -> str | None:
+        try:
+            response = self._lambda.get_alias(FunctionName=function_name, Name=alias)
+        except ClientError as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise
+        return str(response["FunctionVersion"])
+
+    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None:
+        paginator = self._lambda.get_paginator("list_versions_by_function")
+        for page in paginator.paginate(FunctionName=function_name):
+            for version in page["Versions"]:
+                if (
+                    version["Version"] != "$LATEST"
+                    and version["CodeSha256"] == code_sha256
+                    and _config_matches(version, config)
+                ):
+                    return str(version["Version"])
+        return None
+
+    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
+        try:
+            self._lambda.update_function_code(FunctionName=function_name, S3Bucket=bucket, S3Key=key)
+            self._wait_updated(function_name)
+            if config is not None:
+                self._update_configuration(function_name, config)
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployFailedError(f"updating {function_name!r} failed: {exc}") from exc
+
+    def _update_configuration(self, function_name: str, config: FunctionConfig) -> None:
+        current = self._lambda.get_function_configuration(FunctionName=function_name)
+        changes: dict[str, Any] = {}
+        if config.memory_mb is not None:
+            changes["MemorySize"] = config.memory_mb
+        if config.timeout_seconds is not None:
+            changes["Timeout"] = config.timeout_seconds
+        if config.environment is not None:
+            variables = current.get("Environment", {}).get("Variables", {}) | config.environment
+            changes["Environment"] = {"Variables": variables}
+        self._lambda.update_function_configuration(FunctionName=function_name, **changes)
+        self._wait_updated(function_name)
+
+    def _wait_updated(self, function_name: str, timeout_seconds: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            status = self._lambda.get_function_configuration(FunctionName=function_name).get("LastUpdateStatus")
+            if status in (None, "Successful"):
+                return
+            if status == "Failed":
+                raise DeployFailedError(f"Lambda reported the update of {function_name!r} as Failed")
+            if time.monotonic() > deadline:
+                raise DeployFailedError(f"{function_name!r} still {status} after {timeout_seconds:.0f} s")
+            time.sleep(1)
+
+    def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
+        try:
+            response = self._lambda.publish_version(
+                FunctionName=function_name, CodeSha256=code_sha256, Description=description[:256]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployFailedError(f"publishing a version of {function_name!r} failed: {exc}") from exc
+        return str(response["Version"])
+
+    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None:
+        """Point ``alias`` at ``version``, with ``extra`` weights on other versions (cleared when None)."""
+        routing = {"AdditionalVersionWeights": extra or {}}
+        try:
+            try:
+                self._lambda.update_alias(
+                    FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
+                )
+            except ClientError as exc:
+                if aws.error_code(exc) != "ResourceNotFoundException":
+                    raise
+                self._lambda.create_alias(
+                    FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise TrafficShiftError(f"moving alias {function_name}:{alias} to {version} failed: {exc}") from exc
+
+    def delete_alias(self, function_name: str, alias: str) -> None:
+        try:
+            self._lambda.delete_alias(FunctionName=function_name, Name=alias)
+        except (ClientError, BotoCoreError) as exc:
+            raise TrafficShiftError(f"deleting alias {function_name}:{alias} failed: {exc}") from exc
+
+    def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation:
+        started = time.perf_counter()
+        # A qualified name, not ``Qualifier=``: the same on AWS, and the local cloud honours it.
+        response = self._lambda.invoke(
+            FunctionName=f"{function_name}:{qualifier}", Payload=json.dumps(payload).encode()
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        raw = response["Payload"].read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode(errors="replace")
+        return Invocation(
+            payload=body,
+            function_error=response.get("FunctionError"),
+            executed_version=response.get("ExecutedVersion"),
+            duration_ms=round(elapsed, 1),
+        )

@@ -1,0 +1,534 @@
+"""Every patch of moto internals the local cloud makes, in one place (moto pinned at 5.2.5).
+
+``apply(settings)`` installs them (idempotent); ``SEAMS`` lists every moto attribute we
+replace or rely on, and ``check_seams()`` verifies each still exists with the signature we
+were written against, so a moto upgrade fails loudly here instead of subtly at runtime.
+
+The seams and why:
+
+``moto.awslambda.models.LambdaFunction._invoke_lambda(self, event)``
+    moto runs Lambda code only in Docker. We run the version's real code in a worker
+    process (``conveyor_local.workers``) and return moto's ``(payload, errored, logs)``;
+    moto keeps doing version/alias resolution and ``x-amz-function-error``, and its Step
+    Functions interpreter names a failed task's error after the payload's ``errorType``.
+    Each invocation also writes AWS/Lambda metrics (Invocations, Errors, Duration) to
+    moto's CloudWatch backend and its log lines to the ``/aws/lambda/<name>`` log group.
+
+``moto.awslambda.models.LambdaBackend.invoke(self, function_name, qualifier, body, headers, response_headers)``
+    moto stores an alias's ``RoutingConfig.AdditionalVersionWeights`` but never applies
+    them. We resolve the alias ourselves, pick the executed version by weight, and
+    remember how the function was addressed (for the ``Resource``/``ExecutedVersion``
+    metric dimensions and the ``X-Amz-Executed-Version`` header). ``InvocationType=Event``
+    runs on a background thread and returns 202 at once, as on AWS (moto runs it inline).
+    Relies on ``LambdaStorage.split_function_arn``, ``LambdaStorage._get_function_aliases``
+    and ``LambdaBackend.layers_versions_by_arn``.
+
+``moto.awslambda.responses.LambdaResponse.invoke(self)``
+    moto reads the qualifier from a ``qualifier`` query parameter, but boto3 sends
+    ``Qualifier``, so ``invoke(FunctionName=f, Qualifier="live")`` silently ran
+    ``$LATEST``. We copy ``Qualifier`` to ``qualifier`` before moto looks.
+
+``moto.events.models.Rule.send_to_targets(self, original_event, transform_input)``
+    raises NotImplementedError for Step Functions and Lambda targets, and the S3
+    notification path swallows it with a bare ``except`` (dropping the event for every
+    later target and rule). We deliver those two kinds ourselves, start each execution
+    with a unique name (moto names an unnamed execution ``None``, and the next unnamed
+    start then fails) and pass the event as EventBridge does; every other target kind
+    still goes through moto's original. Relies on ``moto.stepfunctions.responses.get_backend``
+    (it picks the executing backend when ``execute_state_machine`` is configured).
+
+``...wait.wait_function.wait_function.WaitFunction._wait_interval(self, env, wait_seconds)``
+and ``...common.retry.retrier_decl.time``
+    Step Functions Wait states and Retry back-off really sleep; both are multiplied by
+    ``CONVEYOR_LOCAL_TIME_SCALE`` (e.g. 0.01) so a pipeline with minutes of bake time runs
+    in seconds. A Wait still ends early when its execution is stopped.
+
+``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
+    written to in-process (the server is this process), not through HTTP.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import math
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conveyor_local.workers import FunctionSpec, InvocationResult, LayerSpec, WorkerPool
+
+LOG = logging.getLogger(__name__)
+
+_WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function.WaitFunction"
+_RETRIER_DECL = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
+
+#: dotted name -> the parameter names we rely on (``None``: not a callable, existence only).
+SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
+    "moto.awslambda.models.LambdaFunction._invoke_lambda": ("self", "event"),
+    "moto.awslambda.models.LambdaBackend.invoke": (
+        "self",
+        "function_name",
+        "qualifier",
+        "body",
+        "headers",
+        "response_headers",
+    ),
+    "moto.awslambda.models.LambdaBackend.get_function": ("self", "function_name_or_arn", "qualifier"),
+    "moto.awslambda.models.LambdaBackend.layers_versions_by_arn": ("self", "layer_version_arn"),
+    "moto.awslambda.models.LambdaStorage.split_function_arn": ("self", "arn"),
+    "moto.awslambda.models.LambdaStorage._get_function_aliases": ("self", "function_name"),
+    "moto.awslambda.models.lambda_backends": None,
+    "moto.awslambda.responses.LambdaResponse.invoke": ("self",),
+    "moto.events.models.Rule.send_to_targets": ("self", "original_event", "transform_input"),
+    "moto.stepfunctions.responses.get_backend": ("account", "region"),
+    f"{_WAIT_FUNCTION}._wait_interval": ("self", "env", "wait_seconds"),
+    f"{_RETRIER_DECL}.time": None,
+    "moto.cloudwatch.models.cloudwatch_backends": None,
+    "moto.logs.models.logs_backends": None,
+}
+SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
+
+
+class SeamMovedError(RuntimeError):
+    """moto changed under us: a patched or relied-on attribute moved or changed shape."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the patches need from the running local cloud."""
+
+    endpoint_url: str
+    cache_dir: Path
+    time_scale: float = 1.0
+    max_workers_per_version: int = 8
+
+
+def resolve_dotted(name: str) -> Any:
+    """Import the longest importable module prefix of ``name`` and walk the rest as attributes."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target: Any = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(name)
+
+
+def check_seams() -> list[str]:
+    """One message per seam that no longer matches; empty when moto is as we expect."""
+    problems = []
+    for name, expected in SEAM_SIGNATURES.items():
+        try:
+            target = _ORIGINALS.get(name) or resolve_dotted(name)
+        except (ImportError, AttributeError) as exc:
+            problems.append(f"moto seam {name} moved ({exc}); conveyor_local.moto_patches needs updating")
+            continue
+        if expected is None:
+            continue
+        actual = tuple(inspect.signature(target).parameters)
+        if actual[: len(expected)] != expected:
+            problems.append(
+                f"moto seam {name} changed signature {actual} (expected {expected}); "
+                "conveyor_local.moto_patches needs updating"
+            )
+    return problems
+
+
+# ----------------------------------------------------------------------------- state
+
+_ORIGINALS: dict[str, Any] = {}
+_APPLY_LOCK = threading.Lock()
+_LOG_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class InvocationTarget:
+    """How a caller addressed the function, for metric dimensions (``Resource``)."""
+
+    function_name: str
+    qualifier: str | None
+
+    @property
+    def resource(self) -> str:
+        return f"{self.function_name}:{self.qualifier}" if self.qualifier else self.function_name
+
+
+_CURRENT_TARGET: contextvars.ContextVar[InvocationTarget | None] = contextvars.ContextVar(
+    "conveyor_local_invocation_target", default=None
+)
+
+
+def _pool() -> WorkerPool:
+    pool = _STATE.get("pool")
+    if pool is None:
+        raise RuntimeError("conveyor_local.moto_patches.apply() has not been called")
+    return pool  # type: ignore[no-any-return]
+
+
+def _time_scale() -> float:
+    return float(_STATE.get("time_scale", 1.0))
+
+
+# ------------------------------------------------------------------ lambda: execution
+
+
+def _hexdigest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def function_spec(fn: Any) -> FunctionSpec:
+    """Snapshot a moto ``LambdaFunction`` (one version) into what a worker needs."""
+    backend = resolve_dotted("moto.awslambda.models.lambda_backends")[fn.account_id][fn.region]
+    layers = []
+    for layer in fn.layers:
+        layer_version = backend.layers_versions_by_arn(layer["Arn"])
+        layers.append(LayerSpec(sha256=_hexdigest(layer_version.code_bytes), zip_bytes=layer_version.code_bytes))
+    return FunctionSpec(
+        function_name=fn.function_name,
+        version=str(fn.version),
+        unqualified_arn=f"arn:{fn.partition}:lambda:{fn.region}:{fn.account_id}:function:{fn.function_name}",
+        handler=fn.handler,
+        code_sha256=_hexdigest(fn.code_bytes),
+        code_zip=fn.code_bytes,
+        layers=tuple(layers),
+        environment={str(k): str(v) for k, v in (fn.environment_vars or {}).items()},
+        timeout_seconds=float(fn.timeout),
+        memory_size_mb=int(fn.memory_size),
+        region=fn.region,
+        runtime=fn.run_time or "python3.11",
+    )
+
+
+def _event_json(event: Any) -> str:
+    """moto hands ``_invoke_lambda`` the parsed body, or the string ``"{}"`` for an empty one."""
+    if event is None:
+        return "{}"
+    if isinstance(event, str):
+        try:
+            json.loads(event)
+        except ValueError:
+            return json.dumps(event)
+        return event
+    return json.dumps(event)
+
+
+def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+    """Replacement for ``LambdaFunction._invoke_lambda``: run the version's code in a worker."""
+    target = _CURRENT_TARGET.get() or InvocationTarget(
+        self.function_name, None if str(self.version) == "$LATEST" else str(self.version)
+    )
+    spec = function_spec(self)
+    invoked_arn = f"{spec.unqualified_arn}:{target.qualifier}" if target.qualifier else spec.unqualified_arn
+    result = _pool().invoke(spec, _event_json(event), invoked_arn)
+    record_invocation(self, target, result)
+    return result.payload, result.errored, result.logs
+
+
+# ---------------------------------------------------------------- lambda: telemetry
+
+
+def _dimension_sets(target: InvocationTarget, executed_version: str) -> list[list[dict[str, str]]]:
+    """The dimension sets AWS/Lambda publishes for one invocation."""
+    by_function = [{"Name": "FunctionName", "Value": target.function_name}]
+    by_resource = [*by_function, {"Name": "Resource", "Value": target.resource}]
+    sets = [by_function, by_resource]
+    if target.qualifier:
+        sets.append([*by_resource, {"Name": "ExecutedVersion", "Value": executed_version}])
+    return sets
+
+
+def emit_metrics(fn: Any, target: InvocationTarget, result: InvocationResult) -> None:
+    cloudwatch = resolve_dotted("moto.cloudwatch.models.cloudwatch_backends")[fn.account_id][fn.region]
+    timestamp = datetime.now(UTC)
+    data = []
+    for dimensions in _dimension_sets(target, str(fn.version)):
+        for name, value, unit in (
+            ("Invocations", 1.0, "Count"),
+            ("Errors", 1.0 if result.errored else 0.0, "Count"),
+            ("Duration", round(result.duration_ms, 2), "Milliseconds"),
+        ):
+            data.append(
+                {"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dimensions, "Timestamp": timestamp}
+            )
+    cloudwatch.put_metric_data("AWS/Lambda", data)
+
+
+def _log_lines(fn: Any, result: InvocationResult) -> list[str]:
+    report = [
+        f"REPORT RequestId: {result.request_id}",
+        f"Duration: {result.duration_ms:.2f} ms",
+        f"Billed Duration: {math.ceil(result.duration_ms)} ms",
+        f"Memory Size: {fn.memory_size} MB",
+    ]
+    if result.max_memory_used_mb is not None:
+        report.append(f"Max Memory Used: {result.max_memory_used_mb} MB")
+    if result.init_duration_ms is not None:
+        report.append(f"Init Duration: {result.init_duration_ms:.2f} ms")
+    lines = [f"START RequestId: {result.request_id} Version: {fn.version}"]
+    lines += [line for line in result.logs.splitlines() if line.strip()]
+    if result.timed_out:
+        lines.append(json.loads(result.payload)["errorMessage"])
+    lines += [f"END RequestId: {result.request_id}", "\t".join(report)]
+    return lines
+
+
+def write_logs(fn: Any, result: InvocationResult) -> None:
+    """Append the invocation to its execution environment's stream in ``/aws/lambda/<name>``."""
+    logs = resolve_dotted("moto.logs.models.logs_backends")[fn.account_id][fn.region]
+    group_name = f"/aws/lambda/{fn.function_name}"
+    now = int(time.time() * 1000)
+    events = [{"timestamp": now, "message": line} for line in _log_lines(fn, result)]
+    with _LOG_LOCK:  # moto's log streams are not thread-safe
+        logs.ensure_log_group(group_name)
+        if result.log_stream_name not in logs.groups[group_name].streams:
+            logs.create_log_stream(group_name, result.log_stream_name)
+        logs.put_log_events(group_name, result.log_stream_name, events)
+
+
+def record_invocation(fn: Any, target: InvocationTarget, result: InvocationResult) -> None:
+    try:
+        emit_metrics(fn, target, result)
+        write_logs(fn, result)
+    except Exception:  # telemetry must never fail an invocation that ran
+        LOG.exception("could not record telemetry for %s", fn.function_name)
+
+
+# ------------------------------------------------------------- lambda: routing + async
+
+
+def choose_version(primary: str, additional_weights: Mapping[str, float], draw: float | None = None) -> str:
+    """Pick the version an alias invocation executes: each additional version by its weight, else primary."""
+    point = random.random() if draw is None else draw  # noqa: S311 - traffic splitting, not crypto
+    cumulative = 0.0
+    for version, weight in additional_weights.items():
+        cumulative += float(weight)
+        if point < cumulative:
+            return str(version)
+    return primary
+
+
+def _split_name(backend: Any, function_name: str, qualifier: str | None) -> tuple[str, str | None]:
+    if function_name.startswith("arn:"):
+        _, name, in_arn = backend._lambdas.split_function_arn(function_name)
+        return name, in_arn or qualifier
+    if ":" in function_name:
+        name, _, in_name = function_name.partition(":")
+        return name, in_name or qualifier
+    return function_name, qualifier
+
+
+def resolve_invocation(backend: Any, function_name: str, qualifier: str | None) -> tuple[Any, InvocationTarget]:
+    """The version an invocation executes (alias weights applied) and how it was addressed."""
+    name, qualifier = _split_name(backend, function_name, qualifier)
+    fn = backend.get_function(name, qualifier)  # moto's own errors for unknown names/qualifiers
+    target = InvocationTarget(fn.function_name, qualifier)
+    if qualifier and qualifier != "$LATEST" and not qualifier.isdigit():
+        alias = backend._lambdas._get_function_aliases(name).get(qualifier)
+        weights = ((alias.routing_config or {}) if alias else {}).get("AdditionalVersionWeights") or {}
+        if weights:
+            executed = choose_version(str(alias.function_version), weights)
+            if executed != str(fn.version):
+                fn = backend.get_function(name, executed)
+    return fn, target
+
+
+def _header(headers: Any, name: str) -> str | None:
+    value = headers.get(name)
+    if value is None and isinstance(headers, dict):
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    return value
+
+
+def _lambda_backend_invoke(
+    self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+) -> str | bytes | None:
+    """Replacement for ``LambdaBackend.invoke``: weighted alias routing, real async invokes."""
+    fn, target = resolve_invocation(self, function_name, qualifier)
+    response_headers["x-amz-executed-version"] = str(fn.version)
+    invocation_type = _header(headers, "X-Amz-Invocation-Type") or "RequestResponse"
+    if invocation_type == "DryRun":
+        response_headers["Content-Length"] = "0"
+        return b""
+    context = contextvars.copy_context()
+    context.run(_CURRENT_TARGET.set, target)
+    if invocation_type == "Event":
+        thread = threading.Thread(
+            target=context.run,
+            args=(_run_async, fn, body, function_name),
+            name=f"lambda-async-{fn.function_name}",
+            daemon=True,
+        )
+        thread.start()
+        response_headers["Content-Length"] = "0"
+        return b""
+    payload = context.run(fn.invoke, body, headers, response_headers)
+    response_headers["Content-Length"] = str(len(payload))
+    return payload  # type: ignore[no-any-return]
+
+
+def _run_async(fn: Any, body: Any, function_name: str) -> None:
+    try:
+        fn.invoke(body, {"X-Amz-Invocation-Type": "Event"}, {})
+    except Exception:
+        LOG.exception("async invocation of %s failed", function_name)
+
+
+def _lambda_response_invoke(self: Any) -> Any:
+    """Replacement for ``LambdaResponse.invoke``: honour boto3's ``Qualifier`` query parameter."""
+    querystring = self.querystring
+    if "Qualifier" in querystring and "qualifier" not in querystring:
+        querystring["qualifier"] = querystring["Qualifier"]
+    return _ORIGINALS["moto.awslambda.responses.LambdaResponse.invoke"](self)
+
+
+# ------------------------------------------------------------------------ eventbridge
+
+
+#: moto's S3 -> EventBridge path stamps every event with this id (``moto.events.utils._BASE_EVENT_MESSAGE``).
+_MOTO_S3_CONSTANT_EVENT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
+
+
+def _is_delivered_by_us(target: Mapping[str, Any]) -> bool:
+    arn = str(target["Arn"])
+    return arn.startswith("arn:") and arn.split(":")[2] in {"states", "lambda"}
+
+
+def eventbridge_payload(event: Mapping[str, Any], target: Mapping[str, Any]) -> str:
+    """The JSON a target receives: the event as EventBridge sends it (or the target's constant ``Input``)."""
+    if "Input" in target:
+        return str(target["Input"])
+    delivered = {key: value for key, value in event.items() if key != "ingestion-time"}
+    if isinstance(delivered.get("time"), int | float):
+        delivered["time"] = datetime.fromtimestamp(delivered["time"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(delivered)
+
+
+def _deliver(rule: Any, target: Mapping[str, Any], payload: str) -> None:
+    arn = str(target["Arn"])
+    service = arn.split(":")[2]
+    if service == "states":
+        backend = resolve_dotted("moto.stepfunctions.responses.get_backend")(rule.account_id, rule.region_name)
+        backend.start_execution(arn, str(uuid.uuid4()), payload)
+    else:
+        backend = resolve_dotted("moto.awslambda.models.lambda_backends")[rule.account_id][rule.region_name]
+        backend.invoke(arn, None, payload, {"X-Amz-Invocation-Type": "Event"}, {})
+
+
+def _send_to_dead_letter_queue(rule: Any, target: Mapping[str, Any], payload: str, error: Exception) -> None:
+    dlq_arn = (target.get("DeadLetterConfig") or {}).get("Arn")
+    if not dlq_arn:
+        return
+    sqs = resolve_dotted("moto.sqs.models.sqs_backends")[rule.account_id][rule.region_name]
+    attributes = {"ERROR_MESSAGE": {"DataType": "String", "StringValue": str(error)[:256]}}
+    sqs.send_message(dlq_arn.split(":")[-1], payload, message_attributes=attributes)
+
+
+def _send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+    """Replacement for ``Rule.send_to_targets``: deliver Step Functions and Lambda targets too."""
+    if getattr(self, "state", "ENABLED") != "ENABLED" or not self.event_pattern.matches_event(original_event):
+        return
+    ours = [target for target in self.targets if _is_delivered_by_us(target)]
+    theirs = [target for target in self.targets if not _is_delivered_by_us(target)]
+    if ours:
+        event = dict(original_event)
+        if event.get("id") == _MOTO_S3_CONSTANT_EVENT_ID:
+            event["id"] = str(uuid.uuid4())  # moto gives every S3 event the same id; AWS ids are unique
+        for target in ours:
+            payload = eventbridge_payload(event, target)
+            try:
+                _deliver(self, target, payload)
+            except Exception as exc:
+                LOG.exception("EventBridge rule %s could not deliver to %s", self.name, target["Arn"])
+                _send_to_dead_letter_queue(self, target, payload, exc)
+    if theirs:
+        # Hand moto a shallow copy that only has its own kinds of target: no shared mutation across threads.
+        view = copy.copy(self)
+        view.targets = theirs
+        _ORIGINALS["moto.events.models.Rule.send_to_targets"](view, original_event, transform_input)
+
+
+# ----------------------------------------------------------------------- time scaling
+
+
+class _ScaledTime:
+    """Stands in for the ``time`` module inside moto's retrier: ``sleep`` is scaled, the rest is ``time``."""
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds) * _time_scale())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+    """Replacement for ``WaitFunction._wait_interval``: scaled, still interruptible by stopping the execution."""
+    deadline = time.monotonic() + max(0.0, float(wait_seconds)) * _time_scale()
+    while (remaining := deadline - time.monotonic()) > 0:
+        env.program_state_event.wait(remaining)
+        if not env.is_running():
+            return
+
+
+# ---------------------------------------------------------------------------- install
+
+
+def _patch(name: str, replacement: Any) -> None:
+    owner_name, _, attribute = name.rpartition(".")
+    owner = resolve_dotted(owner_name)
+    _ORIGINALS.setdefault(name, getattr(owner, attribute))
+    setattr(owner, attribute, replacement)
+
+
+_PATCHES: Mapping[str, Callable[..., Any] | object] = {
+    "moto.awslambda.models.LambdaFunction._invoke_lambda": _invoke_lambda,
+    "moto.awslambda.models.LambdaBackend.invoke": _lambda_backend_invoke,
+    "moto.awslambda.responses.LambdaResponse.invoke": _lambda_response_invoke,
+    "moto.events.models.Rule.send_to_targets": _send_to_targets,
+    f"{_WAIT_FUNCTION}._wait_interval": _wait_interval,
+    f"{_RETRIER_DECL}.time": _ScaledTime(),
+}
+
+
+def apply(settings: Settings) -> WorkerPool:
+    """Install every patch (once) and (re)configure them; returns the worker pool now in use."""
+    with _APPLY_LOCK:
+        problems = check_seams()
+        if problems:
+            raise SeamMovedError("\n".join(problems))
+        for name, replacement in _PATCHES.items():
+            if name not in _ORIGINALS:
+                _patch(name, replacement)
+        old_pool = _STATE.get("pool")
+        if old_pool is not None:
+            old_pool.shutdown()
+        pool = WorkerPool(settings.endpoint_url, settings.cache_dir, settings.max_workers_per_version)
+        _STATE.update(pool=pool, time_scale=settings.time_scale)
+        return pool
+
+
+def restore() -> None:
+    """Undo ``apply`` (kills workers); for in-process use such as tests."""
+    with _APPLY_LOCK:
+        pool = _STATE.pop("pool", None)
+        if pool is not None:
+            pool.shutdown()
+        for name, original in list(_ORIGINALS.items()):
+            owner_name, _, attribute = name.rpartition(".")
+            setattr(resolve_dotted(owner_name), attribute, original)
+            del _ORIGINALS[name]

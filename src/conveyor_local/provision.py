@@ -1,0 +1,724 @@
+"""Provision a SAM ``template.yaml`` onto the local cloud with boto3, in dependency order.
+
+This is not CloudFormation: it understands the resource types and intrinsics Conveyor's
+template uses and fails loudly (naming the logical id) on anything else, so the local
+cloud can never silently diverge from what ``sam deploy`` would create. IAM policies are
+not modelled (moto does not enforce them); each function and state machine gets a role
+that exists, which is all moto checks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import logging
+import re
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+LOG = logging.getLogger(__name__)
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_STACK_NAME = "conveyor"
+DEFAULT_REGION = "us-east-1"
+_ZIP_EXCLUDES = ("__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", "requirements.txt", ".DS_Store")
+_SUB_PATTERN = re.compile(r"\$\{([^!}][^}]*)\}")
+
+
+class ProvisioningError(Exception):
+    """The template asks for something the local cloud cannot create; the message names the resource."""
+
+
+# ------------------------------------------------------------------------------ YAML
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A YAML loader that turns CloudFormation short-form tags into their long form."""
+
+
+def _short_form(tag: str, name: str) -> None:
+    def construct(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+            if name == "Fn::GetAtt":
+                value = str(value).split(".", 1)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {name: value}
+
+    _CfnLoader.add_constructor(tag, construct)
+
+
+_short_form("!Ref", "Ref")
+_short_form("!Condition", "Condition")
+for _function in ("GetAtt", "Sub", "Join", "Select", "Split", "If", "Equals", "Not", "And", "Or", "FindInMap"):
+    _short_form(f"!{_function}", f"Fn::{_function}")
+for _function in ("Base64", "GetAZs", "ImportValue", "Cidr"):
+    _short_form(f"!{_function}", f"Fn::{_function}")
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as stream:
+        template = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    if not isinstance(template, dict) or "Resources" not in template:
+        raise ProvisioningError(f"{path}: not a CloudFormation template (no Resources)")
+    return template
+
+
+# ------------------------------------------------------------------------ intrinsics
+
+
+@dataclass
+class Provisioned:
+    """A created resource: what ``Ref`` returns and what ``Fn::GetAtt`` can read."""
+
+    logical_id: str
+    type: str
+    ref: str
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class StackContext:
+    stack_name: str
+    region: str
+    parameters: dict[str, Any]
+    resources: dict[str, Provisioned] = field(default_factory=dict)
+
+    def pseudo(self) -> dict[str, str]:
+        return {
+            "AWS::Region": self.region,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::Partition": "aws",
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{self.stack_name}/local",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+
+    def ref(self, name: str, where: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        pseudo = self.pseudo()
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.resources:
+            return self.resources[name].ref
+        raise ProvisioningError(f"{where}: Ref to unknown or not yet created '{name}'")
+
+    def get_att(self, name: str, attribute: str, where: str) -> str:
+        resource = self.resources.get(name)
+        if resource is None:
+            raise ProvisioningError(f"{where}: Fn::GetAtt on unknown or not yet created '{name}'")
+        if attribute not in resource.attributes:
+            raise ProvisioningError(f"{where}: {resource.type} '{name}' has no attribute '{attribute}' locally")
+        return resource.attributes[attribute]
+
+
+def _substitute(template: str, variables: Mapping[str, Any], context: StackContext, where: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        if name in variables:
+            return str(variables[name])
+        if "." in name and name.split(".", 1)[0] in context.resources:
+            resource, attribute = name.split(".", 1)
+            return context.get_att(resource, attribute, where)
+        return str(context.ref(name, where))
+
+    return _SUB_PATTERN.sub(replace, template).replace("${!", "${")
+
+
+def resolve(value: Any, context: StackContext, where: str) -> Any:
+    """Evaluate the intrinsic functions inside ``value`` (recursively)."""
+    if isinstance(value, list):
+        return [resolve(item, context, where) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, argument), *_ = value.items()
+        handler = _INTRINSICS.get(key)
+        if handler is not None:
+            return handler(argument, context, where)
+        if key.startswith("Fn::") or key == "Condition":
+            raise ProvisioningError(f"{where}: intrinsic {key} is not supported by the local cloud")
+    return {key: resolve(item, context, where) for key, item in value.items()}
+
+
+def _fn_ref(argument: Any, context: StackContext, where: str) -> Any:
+    return context.ref(str(argument), where)
+
+
+def _fn_get_att(argument: Any, context: StackContext, where: str) -> str:
+    name, attribute = argument if isinstance(argument, list) else str(argument).split(".", 1)
+    return context.get_att(str(name), str(resolve(attribute, context, where)), where)
+
+
+def _fn_sub(argument: Any, context: StackContext, where: str) -> str:
+    if isinstance(argument, list):
+        text, variables = argument
+        return _substitute(str(text), resolve(variables, context, where), context, where)
+    return _substitute(str(argument), {}, context, where)
+
+
+def _fn_join(argument: Any, context: StackContext, where: str) -> str:
+    delimiter, items = argument
+    return str(delimiter).join(str(item) for item in resolve(items, context, where))
+
+
+def _fn_select(argument: Any, context: StackContext, where: str) -> Any:
+    index, items = argument
+    return resolve(items, context, where)[int(resolve(index, context, where))]
+
+
+def _fn_split(argument: Any, context: StackContext, where: str) -> list[str]:
+    delimiter, text = argument
+    return str(resolve(text, context, where)).split(str(delimiter))
+
+
+_INTRINSICS: dict[str, Callable[[Any, StackContext, str], Any]] = {
+    "Ref": _fn_ref,
+    "Fn::GetAtt": _fn_get_att,
+    "Fn::Sub": _fn_sub,
+    "Fn::Join": _fn_join,
+    "Fn::Select": _fn_select,
+    "Fn::Split": _fn_split,
+}
+
+
+def _references(value: Any) -> Iterator[str]:
+    """Every logical name ``value`` refers to (through Ref, GetAtt or Sub)."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _references(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref":
+                yield str(item)
+            elif key == "Fn::GetAtt":
+                yield str(item[0] if isinstance(item, list) else str(item).split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = item[0] if isinstance(item, list) else item
+                for name in _SUB_PATTERN.findall(str(text)):
+                    yield name.split(".", 1)[0].strip()
+                if isinstance(item, list):
+                    yield from _references(item[1])
+            else:
+                yield from _references(item)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def physical_name(stack: str, logical_id: str, *, lowercase: bool = False, limit: int = 64) -> str:
+    name = f"{stack}-{logical_id}"
+    return (name.lower() if lowercase else name)[:limit]
+
+
+def _excluded(relative: Path) -> bool:
+    return any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in _ZIP_EXCLUDES)
+
+
+def zip_directory(directory: Path, prefix: str = "") -> bytes:
+    """Zip a source dir deterministically (sorted, fixed timestamps), so unchanged code keeps its sha256."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            relative = path.relative_to(directory)
+            if path.is_dir() or _excluded(relative):
+                continue
+            info = zipfile.ZipInfo(f"{prefix}{relative.as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, path.read_bytes())
+    return buffer.getvalue()
+
+
+def _source_dir(base: Path, uri: Any, where: str, prop: str) -> Path:
+    if not isinstance(uri, str):
+        raise ProvisioningError(f"{where}: {prop} must be a local path for the local cloud, got {uri!r}")
+    directory = (base / uri).resolve()
+    if not directory.is_dir():
+        raise ProvisioningError(f"{where}: {prop} '{uri}' is not a directory ({directory})")
+    return directory
+
+
+def _tags(tags: Mapping[str, Any] | list[Mapping[str, Any]] | None) -> dict[str, str]:
+    if not tags:
+        return {}
+    if isinstance(tags, list):
+        return {str(tag["Key"]): str(tag["Value"]) for tag in tags}
+    return {str(key): str(value) for key, value in tags.items()}
+
+
+def _merge_globals(global_props: Mapping[str, Any], props: Mapping[str, Any]) -> dict[str, Any]:
+    """SAM Globals semantics: maps merge (resource wins), lists concatenate (globals first), scalars override."""
+    merged = dict(global_props)
+    for key, value in props.items():
+        existing = merged.get(key)
+        if isinstance(existing, dict) and isinstance(value, dict) and not _is_intrinsic(value):
+            merged[key] = _merge_globals(existing, value)
+        elif isinstance(existing, list) and isinstance(value, list):
+            merged[key] = existing + value
+        else:
+            merged[key] = value
+    return merged
+
+
+def _is_intrinsic(value: Mapping[str, Any]) -> bool:
+    if len(value) != 1:
+        return False
+    key = next(iter(value))
+    return key in {"Ref", "Condition"} or key.startswith("Fn::")
+
+
+# ------------------------------------------------------------------------ the stack
+
+
+class Provisioner:
+    """Creates one template's resources; one method per supported resource type."""
+
+    def __init__(self, template_path: Path, endpoint_url: str, context: StackContext) -> None:
+        self.template_path = template_path
+        self.base_dir = template_path.parent
+        self.context = context
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=context.region
+        )
+        self._client: Callable[[str], Any] = lambda service: session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+        self._clients: dict[str, Any] = {}
+        self.creators: dict[str, Callable[[str, dict[str, Any]], Provisioned]] = {
+            "AWS::S3::Bucket": self.s3_bucket,
+            "AWS::S3::BucketPolicy": self.s3_bucket_policy,
+            "AWS::DynamoDB::Table": self.dynamodb_table,
+            "AWS::KMS::Key": self.kms_key,
+            "AWS::SNS::Topic": self.sns_topic,
+            "AWS::SQS::Queue": self.sqs_queue,
+            "AWS::Logs::LogGroup": self.log_group,
+            "AWS::Serverless::LayerVersion": self.layer_version,
+            "AWS::Serverless::Function": self.function,
+            "AWS::Serverless::StateMachine": self.state_machine,
+        }
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._client(service)
+        return self._clients[service]
+
+    def name(self, logical_id: str, props: Mapping[str, Any], key: str, **kwargs: Any) -> str:
+        return str(props.get(key) or physical_name(self.context.stack_name, logical_id, **kwargs))
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.context.region}:{ACCOUNT_ID}:{resource}"
+
+    # -- storage
+
+    def s3_bucket(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        s3 = self.client("s3")
+        bucket = self.name(logical_id, props, "BucketName", lowercase=True, limit=63)
+        if self.context.region == "us-east-1":
+            s3.create_bucket(Bucket=bucket)
+        else:
+            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.context.region})
+        if "VersioningConfiguration" in props:
+            s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
+            )
+        if "BucketEncryption" in props:
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
+            s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
+        if "PublicAccessBlockConfiguration" in props:
+            s3.put_public_access_block(
+                Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+            )
+        if "OwnershipControls" in props:
+            s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
+        if "LifecycleConfiguration" in props:
+            rules = [_lifecycle_rule(rule) for rule in props["LifecycleConfiguration"]["Rules"]]
+            s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+        notification = props.get("NotificationConfiguration") or {}
+        if notification.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true", "True"):
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+        elif set(notification) - {"EventBridgeConfiguration"}:
+            raise ProvisioningError(f"{logical_id}: only EventBridge bucket notifications are supported locally")
+        if tags := _tags(props.get("Tags")):
+            s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        return Provisioned(
+            logical_id,
+            "AWS::S3::Bucket",
+            bucket,
+            {
+                "Arn": f"arn:aws:s3:::{bucket}",
+                "DomainName": f"{bucket}.s3.amazonaws.com",
+                "RegionalDomainName": f"{bucket}.s3.{self.context.region}.amazonaws.com",
+            },
+        )
+
+    def s3_bucket_policy(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        bucket = str(props["Bucket"])
+        self.client("s3").put_bucket_policy(Bucket=bucket, Policy=json.dumps(props["PolicyDocument"]))
+        return Provisioned(logical_id, "AWS::S3::BucketPolicy", bucket)
+
+    def dynamodb_table(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        dynamodb = self.client("dynamodb")
+        table = self.name(logical_id, props, "TableName", limit=255)
+        billing = props.get("BillingMode", "PROVISIONED")
+        request: dict[str, Any] = {
+            "TableName": table,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": billing,
+        }
+        if billing == "PROVISIONED":
+            request["ProvisionedThroughput"] = props["ProvisionedThroughput"]
+        for index_kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            if props.get(index_kind):
+                request[index_kind] = [
+                    {key: value for key, value in index.items() if key != "ContributorInsightsSpecification"}
+                    for index in props[index_kind]
+                ]
+        if "StreamSpecification" in props:
+            request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+        if "SSESpecification" in props:
+            sse = props["SSESpecification"]
+            request["SSESpecification"] = {"Enabled": bool(sse.get("SSEEnabled"))} | {
+                key: sse[key] for key in ("SSEType", "KMSMasterKeyId") if key in sse
+            }
+        if tags := _tags(props.get("Tags")):
+            request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        description = dynamodb.create_table(**request)["TableDescription"]
+        pitr = props.get("PointInTimeRecoverySpecification", {})
+        if pitr.get("PointInTimeRecoveryEnabled"):
+            dynamodb.update_continuous_backups(
+                TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+            )
+        if "TimeToLiveSpecification" in props:
+            dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+        attributes = {"Arn": description["TableArn"]}
+        if "LatestStreamArn" in description:
+            attributes["StreamArn"] = description["LatestStreamArn"]
+        return Provisioned(logical_id, "AWS::DynamoDB::Table", table, attributes)
+
+    # -- messaging and keys
+
+    def kms_key(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        kms = self.client("kms")
+        request: dict[str, Any] = {"Description": props.get("Description", "")}
+        for prop in ("KeyUsage", "KeySpec"):
+            if prop in props:
+                request[prop] = props[prop]
+        if "KeyPolicy" in props:
+            request["Policy"] = json.dumps(props["KeyPolicy"])
+        if tags := _tags(props.get("Tags")):
+            request["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in tags.items()]
+        metadata = kms.create_key(**request)["KeyMetadata"]
+        if props.get("EnableKeyRotation") in (True, "true"):
+            kms.enable_key_rotation(KeyId=metadata["KeyId"])
+        return Provisioned(
+            logical_id, "AWS::KMS::Key", metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
+        )
+
+    def sns_topic(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        sns = self.client("sns")
+        name = self.name(logical_id, props, "TopicName", limit=256)
+        attributes = {
+            key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+            for key in ("DisplayName", "KmsMasterKeyId", "FifoTopic", "ContentBasedDeduplication")
+            if key in props
+        }
+        request: dict[str, Any] = {"Name": name, "Attributes": attributes}
+        if tags := _tags(props.get("Tags")):
+            request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
+        arn = sns.create_topic(**request)["TopicArn"]
+        for subscription in props.get("Subscription", []):
+            sns.subscribe(TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"])
+        return Provisioned(logical_id, "AWS::SNS::Topic", arn, {"TopicArn": arn, "TopicName": name})
+
+    def sqs_queue(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        sqs = self.client("sqs")
+        name = self.name(logical_id, props, "QueueName", limit=80)
+        attributes: dict[str, str] = {}
+        for key, value in props.items():
+            if key in {"QueueName", "Tags"}:
+                continue
+            if key == "RedrivePolicy":
+                attributes[key] = json.dumps(value)
+            else:
+                attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        request: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
+        if tags := _tags(props.get("Tags")):
+            request["tags"] = tags
+        url = sqs.create_queue(**request)["QueueUrl"]
+        arn = self.arn("sqs", name)
+        return Provisioned(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    def log_group(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        logs = self.client("logs")
+        name = self.name(logical_id, props, "LogGroupName", limit=512)
+        logs.create_log_group(logGroupName=name)
+        if "RetentionInDays" in props:
+            logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
+        return Provisioned(logical_id, "AWS::Logs::LogGroup", name, {"Arn": self.arn("logs", f"log-group:{name}:*")})
+
+    # -- serverless
+
+    def layer_version(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        directory = _source_dir(self.base_dir, props.get("ContentUri"), logical_id, "ContentUri")
+        request: dict[str, Any] = {
+            "LayerName": self.name(logical_id, props, "LayerName", limit=140),
+            "Description": props.get("Description", ""),
+            # Only our own code ships in the layer; third-party deps come from the server's venv.
+            "Content": {"ZipFile": zip_directory(directory, prefix="python/")},
+        }
+        for prop in ("CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):
+            if prop in props:
+                request[prop] = props[prop]
+        arn = self.client("lambda").publish_layer_version(**request)["LayerVersionArn"]
+        return Provisioned(logical_id, "AWS::Serverless::LayerVersion", arn, {"Arn": arn})
+
+    def _role(self, logical_id: str, principal: str) -> str:
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
+        }
+        name = physical_name(self.context.stack_name, f"{logical_id}Role")
+        role = self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(policy))
+        return str(role["Role"]["Arn"])
+
+    def function(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        directory = _source_dir(self.base_dir, props.get("CodeUri"), logical_id, "CodeUri")
+        name = self.name(logical_id, props, "FunctionName")
+        role = str(props.get("Role") or self._role(logical_id, "lambda.amazonaws.com"))
+        request: dict[str, Any] = {
+            "FunctionName": name,
+            "Runtime": props.get("Runtime", "python3.11"),
+            "Role": role,
+            "Handler": props["Handler"],
+            "Code": {"ZipFile": zip_directory(directory)},
+            "Description": props.get("Description", ""),
+            "Timeout": int(props.get("Timeout", 3)),
+            "MemorySize": int(props.get("MemorySize", 128)),
+            "Tags": {"lambda:createdBy": "SAM", **_tags(props.get("Tags"))},
+        }
+        variables = (props.get("Environment") or {}).get("Variables") or {}
+        if variables:
+            request["Environment"] = {"Variables": {str(k): str(v) for k, v in variables.items()}}
+        if props.get("Layers"):
+            request["Layers"] = [str(layer) for layer in props["Layers"]]
+        if props.get("Architectures"):
+            request["Architectures"] = props["Architectures"]
+        if props.get("Tracing") == "Active":
+            request["TracingConfig"] = {"Mode": "Active"}
+        if props.get("Events"):
+            raise ProvisioningError(f"{logical_id}: function Events are not supported by the local cloud")
+        lambda_ = self.client("lambda")
+        arn = lambda_.create_function(**request)["FunctionArn"]
+        ref = name
+        if props.get("AutoPublishAlias"):
+            version = lambda_.publish_version(FunctionName=name)["Version"]
+            lambda_.create_alias(FunctionName=name, Name=props["AutoPublishAlias"], FunctionVersion=version)
+        return Provisioned(logical_id, "AWS::Serverless::Function", ref, {"Arn": arn})
+
+    def state_machine(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        name = self.name(logical_id, props, "Name", limit=80)
+        definition = self._definition(logical_id, props)
+        role = str(props.get("Role") or self._role(logical_id, "states.amazonaws.com"))
+        request: dict[str, Any] = {
+            "name": name,
+            "definition": definition,
+            "roleArn": role,
+            "type": props.get("Type", "STANDARD"),
+        }
+        if props.get("Tracing"):
+            request["tracingConfiguration"] = {"enabled": bool(props["Tracing"].get("Enabled"))}
+        if props.get("Logging"):
+            request["loggingConfiguration"] = _logging_configuration(props["Logging"])
+        if tags := _tags(props.get("Tags")):
+            request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
+        arn = self.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
+        for event_id, event in (props.get("Events") or {}).items():
+            self._state_machine_event(logical_id, event_id, event, arn)
+        return Provisioned(logical_id, "AWS::Serverless::StateMachine", arn, {"Arn": arn, "Name": name})
+
+    def _definition(self, logical_id: str, props: dict[str, Any]) -> str:
+        substitutions = {str(k): str(v) for k, v in (props.get("DefinitionSubstitutions") or {}).items()}
+        if "DefinitionUri" in props:
+            uri = props["DefinitionUri"]
+            path = (self.base_dir / str(uri)).resolve() if isinstance(uri, str) else None
+            if path is None or not path.is_file():
+                raise ProvisioningError(f"{logical_id}: DefinitionUri {uri!r} is not a local file")
+            text = path.read_text(encoding="utf-8")
+        elif "Definition" in props:
+            text = json.dumps(props["Definition"])
+        else:
+            raise ProvisioningError(f"{logical_id}: a state machine needs DefinitionUri or Definition")
+        variables = {**self.context.pseudo(), **substitutions}
+
+        def replace(match: re.Match[str]) -> str:
+            key = match.group(1).strip()
+            return variables.get(key, match.group(0))
+
+        definition = _SUB_PATTERN.sub(replace, text)
+        if unresolved := sorted({key for key in _SUB_PATTERN.findall(definition) if key in substitutions}):
+            raise ProvisioningError(f"{logical_id}: unresolved DefinitionSubstitutions {unresolved}")
+        json.loads(definition)  # fail here, naming the resource, rather than deep inside moto
+        return definition
+
+    def _state_machine_event(self, logical_id: str, event_id: str, event: Mapping[str, Any], arn: str) -> None:
+        if event.get("Type") != "EventBridgeRule":
+            raise ProvisioningError(
+                f"{logical_id}.Events.{event_id}: event type {event.get('Type')} is not supported by the local cloud"
+            )
+        props = event.get("Properties") or {}
+        events = self.client("events")
+        rule_name = str(props.get("RuleName") or physical_name(self.context.stack_name, f"{logical_id}{event_id}"))
+        bus = str(props.get("EventBusName", "default"))
+        events.put_rule(
+            Name=rule_name,
+            EventPattern=json.dumps(props["Pattern"]),
+            State=str(props.get("State", "ENABLED")),
+            EventBusName=bus,
+        )
+        target: dict[str, Any] = {
+            "Id": str(props.get("Target", {}).get("Id", f"{logical_id}{event_id}StepFunctionsTarget")),
+            "Arn": arn,
+            "RoleArn": self._role(f"{logical_id}{event_id}", "events.amazonaws.com"),
+        }
+        for prop in ("RetryPolicy", "DeadLetterConfig", "Input", "InputPath", "InputTransformer"):
+            if prop in props:
+                target[prop] = props[prop]
+        events.put_targets(Rule=rule_name, EventBusName=bus, Targets=[target])
+
+    # -- orchestration
+
+    def create(self, logical_id: str, resource: Mapping[str, Any], global_function: Mapping[str, Any]) -> Provisioned:
+        resource_type = str(resource.get("Type"))
+        creator = self.creators.get(resource_type)
+        if creator is None:
+            raise ProvisioningError(f"{logical_id}: resource type {resource_type} is not supported by the local cloud")
+        props = resource.get("Properties") or {}
+        if resource_type == "AWS::Serverless::Function":
+            props = _merge_globals(global_function, props)
+        resolved = resolve(props, self.context, logical_id)
+        try:
+            return creator(logical_id, resolved)
+        except ProvisioningError:
+            raise
+        except Exception as exc:
+            raise ProvisioningError(f"{logical_id} ({resource_type}): {exc}") from exc
+
+
+def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape -> the S3 API's."""
+    api: dict[str, Any] = {"ID": rule.get("Id", ""), "Status": rule["Status"]}
+    api["Filter"] = {"Prefix": rule["Prefix"]} if "Prefix" in rule else {"Prefix": ""}
+    if "ExpirationInDays" in rule:
+        api["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        api["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        }
+    if "NoncurrentVersionExpirationInDays" in rule:
+        api["NoncurrentVersionExpiration"] = {"NoncurrentDays": int(rule["NoncurrentVersionExpirationInDays"])}
+    if "AbortIncompleteMultipartUpload" in rule:
+        api["AbortIncompleteMultipartUpload"] = rule["AbortIncompleteMultipartUpload"]
+    return api
+
+
+def _logging_configuration(logging_props: Mapping[str, Any]) -> dict[str, Any]:
+    destinations = [
+        {"cloudWatchLogsLogGroup": {"logGroupArn": d["CloudWatchLogsLogGroup"]["LogGroupArn"]}}
+        for d in logging_props.get("Destinations", [])
+    ]
+    return {
+        "level": logging_props.get("Level", "OFF"),
+        "includeExecutionData": bool(logging_props.get("IncludeExecutionData", False)),
+        "destinations": destinations,
+    }
+
+
+def _parameters(template: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    parameters: dict[str, Any] = {}
+    for name, spec in (template.get("Parameters") or {}).items():
+        if name in overrides:
+            parameters[name] = overrides[name]
+        elif "Default" in spec:
+            parameters[name] = spec["Default"]
+        else:
+            raise ProvisioningError(f"Parameters.{name}: no Default and no override given")
+        allowed = spec.get("AllowedValues")
+        if allowed and parameters[name] not in allowed and str(parameters[name]) not in map(str, allowed):
+            raise ProvisioningError(f"Parameters.{name}: {parameters[name]!r} is not one of {allowed}")
+    return parameters
+
+
+def creation_order(template: Mapping[str, Any]) -> list[str]:
+    """Logical ids so that every resource comes after the ones it references (Globals count for functions)."""
+    resources: Mapping[str, Any] = template["Resources"]
+    global_function = ((template.get("Globals") or {}).get("Function")) or {}
+    graph: dict[str, set[str]] = {}
+    for logical_id, resource in resources.items():
+        body = dict(resource)
+        if resource.get("Type") == "AWS::Serverless::Function":
+            body["__globals__"] = global_function
+        depends_on = resource.get("DependsOn") or []
+        references = set(_references(body)) | set([depends_on] if isinstance(depends_on, str) else depends_on)
+        graph[logical_id] = {name for name in references if name in resources and name != logical_id}
+    try:
+        return list(TopologicalSorter(graph).static_order())
+    except CycleError as exc:
+        raise ProvisioningError(f"circular references between resources: {exc.args[1]}") from exc
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    outputs: dict[str, str]
+    resources: dict[str, Provisioned]
+
+
+def provision(
+    template_path: Path,
+    endpoint_url: str,
+    *,
+    stack_name: str = DEFAULT_STACK_NAME,
+    region: str = DEFAULT_REGION,
+    parameter_overrides: Mapping[str, Any] | None = None,
+) -> ProvisionResult:
+    """Create every resource of ``template_path`` on the local cloud at ``endpoint_url``; return the outputs."""
+    template_path = Path(template_path).resolve()
+    template = load_template(template_path)
+    context = StackContext(stack_name, region, _parameters(template, parameter_overrides or {}))
+    provisioner = Provisioner(template_path, endpoint_url, context)
+    global_function = ((template.get("Globals") or {}).get("Function")) or {}
+    unsupported = [
+        f"{logical_id}: resource type {resource.get('Type')}"
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") not in provisioner.creators
+    ]
+    if unsupported:
+        raise ProvisioningError("not supported by the local cloud: " + "; ".join(unsupported))
+    for logical_id in creation_order(template):
+        resource = template["Resources"][logical_id]
+        context.resources[logical_id] = provisioner.create(logical_id, resource, global_function)
+        LOG.info("created %s %s", resource["Type"], logical_id)
+    outputs = {
+        name: str(resolve(output["Value"], context, f"Outputs.{name}"))
+        for name, output in (template.get("Outputs") or {}).items()
+    }
+    return ProvisionResult(outputs=outputs, resources=context.resources)

@@ -1,0 +1,300 @@
+"""Run the local cloud: moto's threaded server, our patches, and the stack from ``template.yaml``.
+
+Foreground: ``python -m conveyor_local.server --port 4566 --template template.yaml --state-dir .conveyor``
+runs until SIGTERM/SIGINT. Library (for the CLI and tests): ``start_background``, ``stop``,
+``read_state``, ``client_env``.
+
+The state file ``<state-dir>/local.json`` is written only once the cloud is provisioned and
+removed on clean shutdown, so its presence (with a live pid) means "ready".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PORT = 4566
+DEFAULT_REGION = "us-east-1"
+STATE_FILE = "local.json"
+LOG_FILE = "server.log"
+TIME_SCALE_ENV = "CONVEYOR_LOCAL_TIME_SCALE"
+
+LOG = logging.getLogger("conveyor_local")
+
+
+class LocalCloudError(Exception):
+    """The local cloud could not be started, reached or stopped; the message says why."""
+
+
+def time_scale_from_env() -> float:
+    raw = os.environ.get(TIME_SCALE_ENV, "1.0")
+    try:
+        scale = float(raw)
+    except ValueError as exc:
+        raise LocalCloudError(f"{TIME_SCALE_ENV}={raw!r} is not a number") from exc
+    if scale < 0:
+        raise LocalCloudError(f"{TIME_SCALE_ENV}={raw!r} must not be negative")
+    return scale
+
+
+class LocalCloud:
+    """moto server + patches + provisioned stack, in this process."""
+
+    def __init__(
+        self,
+        template: Path,
+        state_dir: Path,
+        *,
+        port: int = DEFAULT_PORT,
+        time_scale: float = 1.0,
+        stack_name: str = "conveyor",
+        region: str = DEFAULT_REGION,
+    ) -> None:
+        self.template = Path(template).resolve()
+        self.state_dir = Path(state_dir).resolve()
+        self.port = port
+        self.time_scale = time_scale
+        self.stack_name = stack_name
+        self.region = region
+        self._server: Any = None
+        self.state: dict[str, Any] = {}
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    def start(self) -> dict[str, Any]:
+        """Start serving, patch moto, enable state machine execution, provision; returns the state."""
+        from moto.server import ThreadedMotoServer
+
+        from conveyor_local import moto_patches
+        from conveyor_local.provision import provision
+
+        started = time.perf_counter()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self.port = int(self._server.get_host_and_port()[1])
+        # moto's Step Functions interpreter builds its own clients from MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(self.port)
+        moto_patches.apply(
+            moto_patches.Settings(
+                endpoint_url=self.endpoint_url, cache_dir=self.state_dir / "cache", time_scale=self.time_scale
+            )
+        )
+        # Must precede create_state_machine: machines land in the executing backend only then.
+        self._post_json("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        result = provision(self.template, self.endpoint_url, stack_name=self.stack_name, region=self.region)
+        self.state = {
+            "endpoint": self.endpoint_url,
+            "pid": os.getpid(),
+            "port": self.port,
+            "region": self.region,
+            "stack_name": self.stack_name,
+            "template": str(self.template),
+            "time_scale": self.time_scale,
+            "started_at": datetime.now(UTC).isoformat(),
+            "startup_seconds": round(time.perf_counter() - started, 3),
+            "outputs": result.outputs,
+        }
+        staging = self.state_file.with_suffix(".tmp")
+        staging.write_text(json.dumps(self.state, indent=2) + "\n", encoding="utf-8")
+        staging.replace(self.state_file)
+        LOG.info("local cloud ready at %s in %.2fs", self.endpoint_url, self.state["startup_seconds"])
+        return self.state
+
+    def _post_json(self, path: str, body: Mapping[str, Any]) -> None:
+        request = urllib.request.Request(  # noqa: S310 - loopback http only
+            self.endpoint_url + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+
+    def stop(self) -> None:
+        """Kill every worker, stop the server, remove the state file. Safe to call twice."""
+        from conveyor_local import moto_patches
+
+        moto_patches.restore()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            if self.state_file.exists() and read_state(self.state_dir).get("pid") == os.getpid():
+                self.state_file.unlink()
+
+
+# ------------------------------------------------------------------------- library API
+
+
+def read_state(state_dir: Path | str) -> dict[str, Any]:
+    """The running local cloud's state; raises ``LocalCloudError`` when there is none."""
+    path = Path(state_dir) / STATE_FILE
+    try:
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise LocalCloudError(f"the local cloud is not running (no {path}); start it with `conveyor local up`") from exc
+    except ValueError as exc:
+        raise LocalCloudError(f"{path} is corrupt: {exc}") from exc
+    return state
+
+
+def client_env(state: Mapping[str, Any]) -> dict[str, str]:
+    """Environment variables that point any AWS SDK or CLI at the local cloud."""
+    return {
+        "AWS_ENDPOINT_URL": str(state["endpoint"]),
+        "AWS_DEFAULT_REGION": str(state.get("region", DEFAULT_REGION)),
+        "AWS_REGION": str(state.get("region", DEFAULT_REGION)),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs; reaps it first if it is our own exited child (no zombie false positive)."""
+    with contextlib.suppress(ChildProcessError):
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no server log)"
+
+
+def start_background(
+    port: int = DEFAULT_PORT,
+    template: Path | str = "template.yaml",
+    state_dir: Path | str = ".conveyor",
+    time_scale: float | None = None,
+    *,
+    timeout: float = 120.0,
+) -> dict[str, Any]:
+    """Start the local cloud as a detached process and wait until it is provisioned.
+
+    Returns the state (see ``read_state``). If one is already running for ``state_dir`` its
+    state is returned unchanged. Raises ``LocalCloudError`` with the server log's tail if the
+    server exits or is not ready within ``timeout`` seconds.
+    """
+    state_path = Path(state_dir).resolve()
+    state_path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(LocalCloudError):
+        existing = read_state(state_path)
+        if _alive(int(existing["pid"])):
+            return existing
+        (state_path / STATE_FILE).unlink(missing_ok=True)  # left behind by a killed server
+    log_path = state_path / LOG_FILE
+    env = dict(os.environ)
+    if time_scale is not None:
+        env[TIME_SCALE_ENV] = str(time_scale)
+    command = [sys.executable, "-m", "conveyor_local.server", "--port", str(port)]
+    command += ["--template", str(Path(template).resolve()), "--state-dir", str(state_path)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LocalCloudError(
+                f"the local cloud exited with status {process.returncode} while starting; "
+                f"{log_path} ends with:\n{_tail(log_path)}"
+            )
+        with contextlib.suppress(LocalCloudError):
+            state = read_state(state_path)
+            if state.get("pid") == process.pid:
+                return state
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    raise LocalCloudError(f"the local cloud was not ready after {timeout:.0f}s; {log_path} ends with:\n{_tail(log_path)}")
+
+
+def stop(state_dir: Path | str = ".conveyor", timeout: float = 15.0) -> bool:
+    """Stop the local cloud of ``state_dir`` (SIGTERM, then SIGKILL). False if none was running."""
+    state_path = Path(state_dir)
+    try:
+        pid = int(read_state(state_path)["pid"])
+    except LocalCloudError:
+        return False
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while _alive(pid) and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
+    (state_path / STATE_FILE).unlink(missing_ok=True)
+    return True
+
+
+# ------------------------------------------------------------------------- foreground
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conveyor_local.server", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument("--template", type=Path, default=Path("template.yaml"))
+    parser.add_argument("--state-dir", type=Path, default=Path(".conveyor"))
+    parser.add_argument("--stack-name", default="conveyor")
+    parser.add_argument("--time-scale", type=float, default=None, help=f"default: ${TIME_SCALE_ENV} or 1.0")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    cloud = LocalCloud(
+        args.template,
+        args.state_dir,
+        port=args.port,
+        time_scale=args.time_scale if args.time_scale is not None else time_scale_from_env(),
+        stack_name=args.stack_name,
+    )
+    try:
+        state = cloud.start()
+        print(json.dumps(state), flush=True)  # noqa: T201 - the foreground server's one line of output
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        cloud.stop()
+        LOG.info("local cloud stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""One local cloud per test session, in a subprocess, so tests cross the same process boundary users do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from conveyor_local.server import client_env, start_background, stop
+
+from local_cloud_support import FIXTURES, TIME_SCALE
+
+
+@pytest.fixture(scope="session")
+def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state_dir = tmp_path_factory.mktemp("local-cloud")
+    state = start_background(port=0, template=FIXTURES / "template.yaml", state_dir=state_dir, time_scale=TIME_SCALE)
+    yield state
+    stop(state_dir)
+
+
+@pytest.fixture(scope="session")
+def aws(local_cloud: dict[str, Any]) -> Callable[[str], Any]:
+    """``aws("lambda")`` -> a boto3 client bound to the session's local cloud."""
+    env = client_env(local_cloud)
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+    clients: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        if service not in clients:
+            clients[service] = session.client(service, endpoint_url=env["AWS_ENDPOINT_URL"])
+        return clients[service]
+
+    return client
