@@ -43,6 +43,14 @@ and ``...common.retry.retrier_decl.time``
     ``CONVEYOR_LOCAL_TIME_SCALE`` (e.g. 0.01) so a pipeline with minutes of bake time runs
     in seconds. A Wait still ends early when its execution is stopped.
 
+``moto.s3.models.FakeBucket.get_permission(self, action, resource)``
+    moto enforces bucket policies but ignores their ``Condition`` blocks, so the
+    template's standard "Deny s3:* when aws:SecureTransport is false" statement denies
+    every object request. We evaluate the conditions we understand (``aws:SecureTransport``
+    holds as true: SDKs use TLS on AWS, the local loopback hop is plain HTTP) and leave
+    out statements whose conditions we cannot evaluate, then let moto's ``IAMPolicy``
+    (relied on: ``moto.iam.access_control.IAMPolicy``) decide.
+
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
 """
@@ -93,6 +101,8 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.awslambda.responses.LambdaResponse.invoke": ("self",),
     "moto.events.models.Rule.send_to_targets": ("self", "original_event", "transform_input"),
     "moto.stepfunctions.responses.get_backend": ("account", "region"),
+    "moto.s3.models.FakeBucket.get_permission": ("self", "action", "resource"),
+    "moto.iam.access_control.IAMPolicy.is_action_permitted": ("self", "action", "resource"),
     f"{_WAIT_FUNCTION}._wait_interval": ("self", "env", "wait_seconds"),
     f"{_RETRIER_DECL}.time": None,
     "moto.cloudwatch.models.cloudwatch_backends": None,
@@ -255,7 +265,6 @@ def _dimension_sets(target: InvocationTarget, executed_version: str) -> list[lis
 
 def emit_metrics(fn: Any, target: InvocationTarget, result: InvocationResult) -> None:
     cloudwatch = resolve_dotted("moto.cloudwatch.models.cloudwatch_backends")[fn.account_id][fn.region]
-    timestamp = datetime.now(UTC)
     data = []
     for dimensions in _dimension_sets(target, str(fn.version)):
         for name, value, unit in (
@@ -263,9 +272,8 @@ def emit_metrics(fn: Any, target: InvocationTarget, result: InvocationResult) ->
             ("Errors", 1.0 if result.errored else 0.0, "Count"),
             ("Duration", round(result.duration_ms, 2), "Milliseconds"),
         ):
-            data.append(
-                {"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dimensions, "Timestamp": timestamp}
-            )
+            # No Timestamp: moto defaults to its own naive utcnow(), and compares naive and aware datetimes badly.
+            data.append({"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dimensions})
     cloudwatch.put_metric_data("AWS/Lambda", data)
 
 
@@ -463,6 +471,52 @@ def _send_to_targets(self: Any, original_event: dict[str, Any], transform_input:
         _ORIGINALS["moto.events.models.Rule.send_to_targets"](view, original_event, transform_input)
 
 
+# ---------------------------------------------------------------------- s3 bucket policy
+
+#: condition (operator, key) -> its value on every local request
+_KNOWN_CONDITIONS: Mapping[tuple[str, str], str] = {("bool", "aws:securetransport"): "true"}
+
+
+def _condition_holds(condition: Mapping[str, Any] | None) -> bool | None:
+    """True/False when every clause is one we can evaluate; None when one is not."""
+    if not condition:
+        return True
+    for operator, clauses in condition.items():
+        for key, expected in clauses.items():
+            actual = _KNOWN_CONDITIONS.get((operator.lower(), key.lower()))
+            if actual is None:
+                return None
+            values = expected if isinstance(expected, list) else [expected]
+            if actual not in {str(value).lower() for value in values}:
+                return False
+    return True
+
+
+def effective_bucket_policy(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """The statements of ``policy`` that apply to a local request (conditions evaluated as described above)."""
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+    kept = []
+    for statement in statements:
+        holds = _condition_holds(statement.get("Condition"))
+        if holds is None:
+            LOG.warning("bucket policy statement %s has conditions the local cloud ignores", statement.get("Sid"))
+        elif holds:
+            kept.append({key: value for key, value in statement.items() if key != "Condition"})
+    return {**policy, "Statement": kept}
+
+
+def _bucket_get_permission(self: Any, action: str, resource: str) -> Any:
+    """Replacement for ``FakeBucket.get_permission``: bucket policies with their conditions evaluated."""
+    access_control = resolve_dotted("moto.iam.access_control")
+    if self.policy is None:
+        return access_control.PermissionResult.NEUTRAL
+    raw = self.policy.decode() if isinstance(self.policy, bytes) else str(self.policy)
+    policy = effective_bucket_policy(json.loads(raw))
+    return access_control.IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
+
+
 # ----------------------------------------------------------------------- time scaling
 
 
@@ -500,6 +554,7 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     "moto.awslambda.models.LambdaBackend.invoke": _lambda_backend_invoke,
     "moto.awslambda.responses.LambdaResponse.invoke": _lambda_response_invoke,
     "moto.events.models.Rule.send_to_targets": _send_to_targets,
+    "moto.s3.models.FakeBucket.get_permission": _bucket_get_permission,
     f"{_WAIT_FUNCTION}._wait_interval": _wait_interval,
     f"{_RETRIER_DECL}.time": _ScaledTime(),
 }

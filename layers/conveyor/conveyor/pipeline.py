@@ -17,7 +17,7 @@ from conveyor.validation import describe
 
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:-]{1,140}$")]
-AliasName = Annotated[str, StringConstraints(pattern=r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")]
+AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$", max_length=128)]
 
 MAX_WAIT_SECONDS = 24 * 3600
 

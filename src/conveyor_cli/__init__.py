@@ -1,0 +1,1 @@
+"""The operator CLI, ``conveyor``: package, push, register pipelines, watch deployments, run the local cloud."""

@@ -1,0 +1,85 @@
+"""Where the CLI's AWS calls go: the embedded local cloud, or a deployed Conveyor stack on AWS.
+
+``--local`` or ``CONVEYOR_LOCAL=1`` selects the local cloud (its state file gives the endpoint
+and the stack outputs); otherwise the outputs come from the CloudFormation stack that
+``sam deploy`` created (``--stack-name``, default ``conveyor``, as in samconfig.toml).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from conveyor_local.server import client_env, read_state
+
+STATE_DIR_ENV = "CONVEYOR_STATE_DIR"
+REQUIRED_OUTPUTS = ("ArtifactBucketName", "StateMachineArn", "LedgerTableName", "NotificationTopicArn")
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line and a non-zero exit code."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    bucket: str
+    state_machine_arn: str
+    ledger_table: str
+    topic_arn: str
+
+    @classmethod
+    def from_mapping(cls, outputs: dict[str, str], source: str) -> Outputs:
+        missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
+        if missing:
+            raise CliError(f"{source} lacks the outputs {', '.join(missing)}")
+        return cls(
+            bucket=outputs["ArtifactBucketName"],
+            state_machine_arn=outputs["StateMachineArn"],
+            ledger_table=outputs["LedgerTableName"],
+            topic_arn=outputs["NotificationTopicArn"],
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        values = (self.bucket, self.state_machine_arn, self.ledger_table, self.topic_arn)
+        return dict(zip(REQUIRED_OUTPUTS, values, strict=True))
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV, ".conveyor"))
+
+
+def wants_local(flag: bool) -> bool:
+    return flag or os.environ.get("CONVEYOR_LOCAL", "") not in ("", "0", "false")
+
+
+class Cloud:
+    """Clients and stack outputs for one target (local or AWS)."""
+
+    def __init__(self, *, local: bool, stack_name: str = "conveyor", local_state: Path | None = None) -> None:
+        self.local = local
+        if local:
+            state = read_state(local_state or state_dir())
+            # Point every boto3 client in this process (ours and the layer's adapters) at the local cloud.
+            os.environ.update(client_env(state))
+            self.outputs = Outputs.from_mapping(state["outputs"], f"the local cloud ({state_dir()})")
+        else:
+            self.outputs = Outputs.from_mapping(_stack_outputs(stack_name), f"stack {stack_name!r}")
+        os.environ.setdefault("LEDGER_TABLE", self.outputs.ledger_table)
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service)  # type: ignore[call-overload]
+
+
+def _stack_outputs(stack_name: str) -> dict[str, str]:
+    try:
+        stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(
+            f"cannot read stack {stack_name!r} ({exc}); deploy it with `sam deploy`, or use --local"
+        ) from exc
+    return {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

@@ -1,0 +1,241 @@
+"""``conveyor``: the operator CLI. Run ``conveyor --help``.
+
+Every read command has ``--json``. Exit code 0 on success, non-zero with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from conveyor.errors import ConveyorError
+from conveyor.manifest import FunctionConfig
+from conveyor.validation import describe
+from pydantic import ValidationError
+
+from conveyor_cli import operations
+from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
+from conveyor_cli.packaging import build_bundle
+from conveyor_cli.status import as_json, render, render_event, render_header, wait_for
+from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
+
+
+def _print(document: Any) -> None:
+    print(json.dumps(document, indent=2, default=str))
+
+
+def _cloud(args: argparse.Namespace) -> Cloud:
+    return Cloud(local=wants_local(args.local), stack_name=args.stack_name)
+
+
+# --- local ---------------------------------------------------------------------------------
+def cmd_local_up(args: argparse.Namespace) -> int:
+    state = start_background(args.port, args.template, state_dir(), args.time_scale)
+    print(f"local cloud running at {state['endpoint']} (pid {state['pid']}); `eval $(conveyor local env)`")
+    return 0
+
+
+def cmd_local_down(_: argparse.Namespace) -> int:
+    print("local cloud stopped" if stop(state_dir()) else "local cloud was not running")
+    return 0
+
+
+def cmd_local_env(_: argparse.Namespace) -> int:
+    for name, value in {**client_env(read_state(state_dir())), "CONVEYOR_LOCAL": "1"}.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
+# --- deployment ----------------------------------------------------------------------------
+def cmd_outputs(args: argparse.Namespace) -> int:
+    outputs = _cloud(args).outputs.as_dict()
+    if args.json:
+        _print(outputs)
+    else:
+        for name, value in outputs.items():
+            print(f"{name:<22} {value}")
+    return 0
+
+
+def cmd_package(args: argparse.Namespace) -> int:
+    try:
+        config = FunctionConfig.model_validate(
+            {
+                "environment": dict(pair.split("=", 1) for pair in args.env) if args.env else None,
+                "memory_mb": args.memory,
+                "timeout_seconds": args.timeout,
+            }
+        )
+        data, manifest = build_bundle(
+            Path(args.dir),
+            app=args.app,
+            version=args.version,
+            function_config=config if config.model_dump(exclude_none=True) else None,
+        )
+    except ValidationError as exc:
+        raise CliError(describe("manifest", exc)) from exc
+    out = Path(args.out or f"{args.app}-{args.version}.zip")
+    out.write_bytes(data)
+    result = {"bundle": str(out), "app": manifest.app, "version": manifest.version, "sha256": manifest.package.sha256}
+    if args.json:
+        _print(result)
+    else:
+        print(f"{out}  {manifest.app} {manifest.version}  package sha256 {manifest.package.sha256}")
+    return 0
+
+
+def cmd_pipeline_apply(args: argparse.Namespace) -> int:
+    spec = operations.apply_pipeline(_cloud(args), Path(args.file))
+    print(f"pipeline for {spec.app} registered: {' -> '.join(e.name for e in spec.environments)}")
+    return 0
+
+
+def cmd_pipeline_show(args: argparse.Namespace) -> int:
+    _print(operations.show_pipeline(_cloud(args), args.app).model_dump(mode="json"))
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    result = operations.push(_cloud(args), Path(args.bundle))
+    if args.json:
+        _print(result)
+    else:
+        print(result["deployment_id"])
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cloud = _cloud(args)
+    ledger = operations.ledger(cloud)
+    if args.id is None:
+        records = ledger.history(limit=1)
+        if not records:
+            raise CliError("no deployments in the ledger yet")
+        args.id = records[0].deployment_id
+    if args.wait:
+        if not args.json:
+            print(f"waiting for {args.id} ...", flush=True)
+        live = None if args.json else (lambda event, origin: print(render_event(event, origin), flush=True))
+        record = wait_for(
+            ledger,
+            args.id,
+            execution_status=lambda arn: str(operations.execution_status(cloud, arn)["status"]),
+            timeout=args.timeout,
+            on_event=live,
+        )
+    else:
+        found = ledger.get(args.id)
+        if found is None:
+            raise CliError(f"deployment {args.id} is not in the ledger (yet?); try --wait")
+        record = found
+    execution = operations.execution_status(cloud, record.execution_arn) if record.execution_arn else None
+    if args.json:
+        _print(as_json(record, execution))
+    elif args.wait:
+        print(render_header(record))
+    else:
+        print(render(record))
+    return 0 if record.status.value == "SUCCEEDED" or not args.exit_code else 3
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    records = operations.ledger(_cloud(args)).history(app=args.app, limit=args.limit)
+    if args.json:
+        _print([r.model_dump(mode="json", exclude={"events"}) for r in records])
+    else:
+        for record in records:
+            print(render_header(record))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from conveyor_cli.demo import run_demo
+
+    return run_demo(keep_running=args.keep_running)
+
+
+# --- parser --------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="conveyor", description="Serverless deployment orchestrator.")
+    parser.add_argument("--local", action="store_true", help="use the embedded local cloud (or CONVEYOR_LOCAL=1)")
+    parser.add_argument("--stack-name", default="conveyor", help="the deployed stack on AWS (default: conveyor)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="run the embedded local cloud").add_subparsers(
+        dest="action", required=True
+    )
+    up = local.add_parser("up", help="start it in the background, provisioned from template.yaml")
+    up.add_argument("--port", type=int, default=4566)
+    up.add_argument("--template", default="template.yaml")
+    up.add_argument("--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps (e.g. 0.01)")
+    up.set_defaults(func=cmd_local_up)
+    local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)
+    local.add_parser("env", help="print shell exports for any AWS client").set_defaults(func=cmd_local_env)
+
+    outputs = commands.add_parser("outputs", help="the stack outputs: bucket, state machine, table, topic")
+    outputs.add_argument("--json", action="store_true")
+    outputs.set_defaults(func=cmd_outputs)
+
+    package = commands.add_parser("package", help="build a bundle (manifest.json + package.zip) from a directory")
+    package.add_argument("dir")
+    package.add_argument("--app", required=True)
+    package.add_argument("--version", required=True)
+    package.add_argument("--out", help="default: <app>-<version>.zip")
+    package.add_argument("--env", action="append", metavar="KEY=VALUE", help="function environment variable")
+    package.add_argument("--memory", type=int, help="function memory (MB)")
+    package.add_argument("--timeout", type=int, help="function timeout (s)")
+    package.add_argument("--json", action="store_true")
+    package.set_defaults(func=cmd_package)
+
+    pipeline = commands.add_parser("pipeline", help="register and read pipeline specs")
+    pipeline_actions = pipeline.add_subparsers(dest="action", required=True)
+    apply = pipeline_actions.add_parser("apply", help="validate and register pipelines/<app>.yaml")
+    apply.add_argument("file")
+    apply.set_defaults(func=cmd_pipeline_apply)
+    show = pipeline_actions.add_parser("show", help="the registered spec of an app")
+    show.add_argument("app")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_pipeline_show)
+
+    push = commands.add_parser("push", help="upload a bundle; prints the deployment id")
+    push.add_argument("bundle")
+    push.add_argument("--json", action="store_true")
+    push.set_defaults(func=cmd_push)
+
+    status = commands.add_parser("status", help="a deployment's stage timeline, verdicts and outcome")
+    status.add_argument("id", nargs="?", help="deployment id (default: the latest)")
+    status.add_argument("--wait", action="store_true", help="follow it live until it ends")
+    status.add_argument("--timeout", type=float, default=900)
+    status.add_argument("--exit-code", action="store_true", help="exit 3 unless the deployment SUCCEEDED")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    history = commands.add_parser("history", help="past deployments from the ledger")
+    history.add_argument("--app")
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(func=cmd_history)
+
+    demo = commands.add_parser("demo", help="the whole story offline: local cloud, good push, bad push, rollback")
+    demo.add_argument("--keep-running", action="store_true", help="leave the local cloud up afterwards")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CliError, ConveyorError, LocalCloudError, TimeoutError, FileNotFoundError) as exc:
+        print(f"conveyor: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""What the CLI does against a Conveyor deployment (local or AWS): push, register pipelines, read the ledger."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.errors import ManifestInvalidError, PipelineInvalidError
+from conveyor.layout import artifact_key, deployment_id, pipeline_key
+from conveyor.ledger import DynamoLedger
+from conveyor.manifest import MANIFEST_NAME, Manifest
+from conveyor.pipeline import PipelineSpec
+from pydantic import ValidationError
+
+from conveyor_cli.context import CliError, Cloud
+
+
+def read_manifest(bundle: bytes, source: str) -> Manifest:
+    try:
+        with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
+            return Manifest.from_json(archive.read(MANIFEST_NAME))
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise CliError(f"{source}: not a Conveyor bundle ({exc})") from exc
+    except ManifestInvalidError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
+    """Upload a bundle to ``artifacts/<app>/<version>.zip``; the returned id is the deployment's."""
+    data = bundle_path.read_bytes()
+    manifest = read_manifest(data, str(bundle_path))
+    key = artifact_key(manifest.app, manifest.version)
+    try:
+        response = cloud.client("s3").put_object(
+            Bucket=cloud.outputs.bucket,
+            Key=key,
+            Body=data,
+            ContentType="application/zip",
+            ServerSideEncryption="AES256",
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"uploading {bundle_path} to s3://{cloud.outputs.bucket}/{key} failed: {exc}") from exc
+    version_id = response.get("VersionId")
+    return {
+        "deployment_id": deployment_id(cloud.outputs.bucket, key, version_id, response.get("ETag")),
+        "app": manifest.app,
+        "version": manifest.version,
+        "s3_uri": f"s3://{cloud.outputs.bucket}/{key}",
+        "version_id": version_id,
+    }
+
+
+def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
+    raw = spec_path.read_bytes()
+    try:
+        spec = PipelineSpec.from_yaml(raw, str(spec_path))
+    except PipelineInvalidError as exc:
+        raise CliError(str(exc)) from exc
+    cloud.client("s3").put_object(
+        Bucket=cloud.outputs.bucket,
+        Key=pipeline_key(spec.app),
+        Body=raw,
+        ContentType="application/yaml",
+        ServerSideEncryption="AES256",
+    )
+    return spec
+
+
+def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:
+    key = pipeline_key(app)
+    try:
+        raw = cloud.client("s3").get_object(Bucket=cloud.outputs.bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        raise CliError(f"no pipeline registered for {app!r} at s3://{cloud.outputs.bucket}/{key}") from exc
+    try:
+        return PipelineSpec.from_yaml(raw, f"s3://{cloud.outputs.bucket}/{key}")
+    except (PipelineInvalidError, ValidationError) as exc:
+        raise CliError(str(exc)) from exc
+
+
+def ledger(cloud: Cloud) -> DynamoLedger:
+    return DynamoLedger(cloud.outputs.ledger_table)
+
+
+def execution_status(cloud: Cloud, execution_arn: str) -> dict[str, Any]:
+    try:
+        response: dict[str, Any] = cloud.client("stepfunctions").describe_execution(executionArn=execution_arn)
+    except (ClientError, BotoCoreError):
+        return {"status": "UNKNOWN"}
+    return response

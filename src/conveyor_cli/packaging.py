@@ -1,0 +1,100 @@
+"""``conveyor package``: a build directory in, a bundle (``manifest.json`` + ``package.zip``) out.
+
+The package zip is reproducible (sorted entries, fixed timestamps and modes), so the same
+build always has the same sha256 and Conveyor can recognise code that is already deployed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conveyor.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
+
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+_SKIP_DIRS = {"__pycache__", ".git", ".venv", ".pytest_cache", ".mypy_cache"}
+
+
+def _entry(name: str, mode: int) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.external_attr = (mode & 0o777 | 0o100000) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+def zip_directory(source: Path) -> bytes:
+    """A reproducible zip of ``source``'s files (symlinks and caches are left out)."""
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source} is not a directory")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(source.rglob("*")):
+            relative = path.relative_to(source)
+            if path.is_symlink() or not path.is_file() or _SKIP_DIRS & set(relative.parts) or path.suffix == ".pyc":
+                continue
+            archive.writestr(_entry(relative.as_posix(), 0o644), path.read_bytes())
+    return buffer.getvalue()
+
+
+def git_commit(source: Path) -> dict[str, str] | None:
+    """The commit ``source`` was built from, if it is inside a git work tree."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source), "log", "-1", "--format=%H %cI"],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"sha": out[0], "time": out[1]} if len(out) == 2 else None
+
+
+def build_info() -> dict[str, str] | None:
+    """The CI build that produced the bundle (GitHub Actions, GitLab CI, Jenkins), if any."""
+    if os.environ.get("GITHUB_RUN_ID"):
+        server, repo = os.environ.get("GITHUB_SERVER_URL", ""), os.environ.get("GITHUB_REPOSITORY", "")
+        run = os.environ["GITHUB_RUN_ID"]
+        return {"id": run, "url": f"{server}/{repo}/actions/runs/{run}"}
+    if os.environ.get("CI_PIPELINE_ID"):
+        return {"id": os.environ["CI_PIPELINE_ID"], "url": os.environ.get("CI_PIPELINE_URL", "")}
+    if os.environ.get("BUILD_TAG"):
+        return {"id": os.environ["BUILD_TAG"], "url": os.environ.get("BUILD_URL", "")}
+    return None
+
+
+def build_bundle(
+    source: Path,
+    *,
+    app: str,
+    version: str,
+    function_config: FunctionConfig | None = None,
+    commit: dict[str, str] | None = None,
+) -> tuple[bytes, Manifest]:
+    package = zip_directory(source)
+    manifest = Manifest.model_validate(
+        {
+            "schema_version": 1,
+            "app": app,
+            "version": version,
+            "package": {"sha256": hashlib.sha256(package).hexdigest(), "size": len(package)},
+            "created_at": datetime.now(UTC).isoformat(),
+            "commit": commit if commit is not None else git_commit(source),
+            "build": build_info(),
+            "function_config": function_config.model_dump(exclude_none=True) if function_config else None,
+        }
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr(_entry(MANIFEST_NAME, 0o644), manifest.model_dump_json(indent=2, exclude_none=True))
+        # package.zip is already compressed: store it as is.
+        info = _entry(PACKAGE_NAME, 0o644)
+        info.compress_type = zipfile.ZIP_STORED
+        bundle.writestr(info, package)
+    return buffer.getvalue(), manifest

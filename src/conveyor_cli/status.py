@@ -1,0 +1,113 @@
+"""``conveyor status``: a deployment's stage timeline, verdicts and outcome, live while it runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from conveyor.contracts import Outcome
+from conveyor.ledger import DeploymentRecord, Ledger, StageEvent
+
+TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS}
+
+
+def describe_event(event: StageEvent) -> str:
+    """One line of evidence for a stage: what it did or why it failed."""
+    detail = event.detail
+    if "reason" in detail and event.status in ("failed", "fail"):
+        return str(detail["reason"])
+    match event.stage:
+        case "ValidateArtifact":
+            return f"sha256 {str(detail.get('package_sha256', ''))[:12]}..., environments {detail.get('environments')}"
+        case "Deploy":
+            reused = " (reused)" if detail.get("reused") else ""
+            return f"{detail.get('function_name')} version {detail.get('version_after')}{reused}"
+        case "ShiftTraffic":
+            return f"weight {detail.get('weight')}% (step {detail.get('step')}/{detail.get('of')})"
+        case "EvaluateHealth":
+            return f"{str(detail.get('status', '')).upper()}: {detail.get('reason')}"
+        case "RollBack":
+            return f"restored version {detail.get('restored_version')} (from {detail.get('rolled_back_from')})"
+        case "NotifyFailure":
+            return f"notified: {detail.get('subject')}"
+        case "Finalize":
+            return f"versions {detail.get('versions')}"
+    return ""
+
+
+def render_event(event: StageEvent, origin: float) -> str:
+    offset = event.started_at.timestamp() - origin
+    env = event.environment or "-"
+    return (
+        f"  +{offset:6.2f}s  {env:<11} {event.stage:<17} {event.status:<9} {event.duration_ms:>8.1f} ms  "
+        f"{describe_event(event)}"
+    )
+
+
+def render_header(record: DeploymentRecord) -> str:
+    took = f" in {record.duration_seconds:.1f} s" if record.duration_seconds is not None else ""
+    return f"{record.deployment_id}  {record.app} {record.version}  {record.status.value}{took}"
+
+
+def render_environments(record: DeploymentRecord) -> list[str]:
+    lines = []
+    for name, env in record.environments.items():
+        now = env.get("rollback", {}).get("restored_version") if env.get("status") == "ROLLED_BACK" else None
+        serving = now if now is not None else (env.get("version_after") if env.get("status") == "LIVE" else None)
+        serving = serving or env.get("version_before")
+        lines.append(
+            f"  {name:<11} {env.get('function_name')}:{env.get('alias')}  alias before: {env.get('version_before')}"
+            f"  after: {serving}  ({env.get('status')})"
+        )
+    return lines
+
+
+def render(record: DeploymentRecord) -> str:
+    origin = record.created_at.timestamp()
+    lines = [render_header(record), *(render_event(e, origin) for e in record.events)]
+    if record.environments:
+        lines += ["  environments:", *render_environments(record)]
+    if record.failure:
+        lines.append(f"  failure: {record.failure.get('error')}: {record.failure.get('reason')}")
+    return "\n".join(lines)
+
+
+def as_json(record: DeploymentRecord, execution: dict[str, Any] | None) -> dict[str, Any]:
+    document = record.model_dump(mode="json")
+    document["duration_seconds"] = record.duration_seconds
+    if execution is not None:
+        document["execution"] = {
+            "status": execution.get("status"),
+            "error": execution.get("error"),
+            "cause": execution.get("cause"),
+        }
+    return document
+
+
+def wait_for(
+    ledger: Ledger,
+    deployment_id: str,
+    *,
+    execution_status: Callable[[str], str],
+    timeout: float,
+    on_event: Callable[[StageEvent, float], None] | None = None,
+    poll_seconds: float = 0.25,
+) -> DeploymentRecord:
+    """Poll the ledger until the deployment ends and its execution has stopped, reporting new events."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while True:
+        record = ledger.get(deployment_id)
+        if record is not None:
+            for event in record.events[seen:]:
+                if on_event:
+                    on_event(event, record.created_at.timestamp())
+            seen = len(record.events)
+            finished = record.status in TERMINAL
+            if finished and (record.execution_arn is None or execution_status(record.execution_arn) != "RUNNING"):
+                return ledger.get(deployment_id) or record
+        if time.monotonic() > deadline:
+            state = record.status.value if record else "not in the ledger yet"
+            raise TimeoutError(f"deployment {deployment_id} still {state} after {timeout:.0f} s")
+        time.sleep(poll_seconds)

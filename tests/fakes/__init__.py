@@ -1,0 +1,33 @@
+"""In-memory fakes for Conveyor's ports, and builders for real bundles, manifests and pipeline specs."""
+
+from tests.fakes.builders import (
+    DEFAULT_SPEC,
+    make_bundle,
+    make_manifest,
+    make_package,
+    make_zip,
+    pipeline_yaml,
+)
+from tests.fakes.ports import (
+    FakeAlarms,
+    FakeArtifacts,
+    FakeFunction,
+    FakeLedger,
+    FakeNotifier,
+    FakeTargets,
+)
+
+__all__ = [
+    "DEFAULT_SPEC",
+    "FakeAlarms",
+    "FakeArtifacts",
+    "FakeFunction",
+    "FakeLedger",
+    "FakeNotifier",
+    "FakeTargets",
+    "make_bundle",
+    "make_manifest",
+    "make_package",
+    "make_zip",
+    "pipeline_yaml",
+]

@@ -1,0 +1,181 @@
+"""In-memory implementations of Conveyor's ports: Ledger, Targets, Alarms, Notifier, ArtifactStore."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.contracts import Outcome
+from conveyor.errors import (
+    BundleInvalidError,
+    PipelineNotFoundError,
+    TargetNotFoundError,
+    TargetNotManagedError,
+    TrafficShiftError,
+)
+from conveyor.ledger import DeploymentRecord, StageEvent, utcnow
+from conveyor.manifest import FunctionConfig
+from conveyor.targets import Invocation
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.events: list[StageEvent] = []
+
+    def start(self, record: DeploymentRecord) -> DeploymentRecord:
+        existing = self.records.get(record.deployment_id)
+        data = record.model_dump(exclude={"events"})
+        if existing is not None:
+            data["created_at"] = existing["created_at"]
+            data["attempts"] = existing["attempts"] + 1
+        self.records[record.deployment_id] = data
+        return DeploymentRecord.model_validate(data)
+
+    def record_event(self, event: StageEvent) -> None:
+        self.events.append(event)
+
+    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
+        record = self.records[deployment_id]
+        record["environments"].setdefault(environment, {}).update(copy.deepcopy(fields))
+        record["updated_at"] = utcnow()
+
+    def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None:
+        record = self.records[deployment_id]
+        record.update(status=outcome, finished_at=utcnow(), updated_at=utcnow(), failure=failure)
+
+    def get(self, deployment_id: str) -> DeploymentRecord | None:
+        data = self.records.get(deployment_id)
+        if data is None:
+            return None
+        events = sorted((e for e in self.events if e.deployment_id == deployment_id), key=lambda e: e.finished_at)
+        return DeploymentRecord.model_validate({**data, "events": events})
+
+    def history(self, app: str | None = None, limit: int = 50) -> list[DeploymentRecord]:
+        records = [self.get(i) for i in self.records]
+        found = [r for r in records if r is not None and (app is None or r.app == app)]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def stage_events(self, stage: str) -> list[StageEvent]:
+        return [e for e in self.events if e.stage == stage]
+
+
+@dataclass
+class FakeFunction:
+    arn: str
+    tags: dict[str, str] = field(default_factory=lambda: {"conveyor:managed": "true"})
+    code_sha256: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    aliases: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
+
+
+class FakeTargets:
+    """Lambda functions in memory; ``responses`` maps ``name:qualifier`` to an Invocation or an exception."""
+
+    def __init__(self) -> None:
+        self.functions: dict[str, FakeFunction] = {}
+        self.responses: dict[str, Invocation | Exception] = {}
+        self.invocations: list[tuple[str, str, dict[str, Any]]] = []
+        self.fail_route: Exception | None = None
+
+    def add(self, name: str, *, managed: bool = True, alias: str | None = None, version: str = "1") -> FakeFunction:
+        function = FakeFunction(arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
+        if not managed:
+            function.tags = {}
+        if alias is not None:
+            function.code_sha256 = "old-sha"
+            function.versions[version] = ("old-sha", {})
+            function.aliases[alias] = (version, {})
+        self.functions[name] = function
+        return function
+
+    def _get(self, name: str) -> FakeFunction:
+        if name not in self.functions:
+            raise TargetNotFoundError(f"target function {name!r} does not exist")
+        return self.functions[name]
+
+    def ensure_managed(self, function_name: str, tag_key: str) -> str:
+        function = self._get(function_name)
+        if function.tags.get(tag_key) != "true":
+            raise TargetNotManagedError(f"target function {function_name!r} is not tagged {tag_key}=true")
+        return function.arn
+
+    def alias_version(self, function_name: str, alias: str) -> str | None:
+        entry = self._get(function_name).aliases.get(alias)
+        return entry[0] if entry else None
+
+    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None:
+        for version, (sha, _config) in self._get(function_name).versions.items():
+            if sha == code_sha256:
+                return version
+        return None
+
+    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
+        self._get(function_name).code_sha256 = f"pending:{bucket}/{key}"
+
+    def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
+        function = self._get(function_name)
+        version = str(len(function.versions) + 1)
+        function.versions[version] = (code_sha256, {"description": description})
+        return version
+
+    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None:
+        if self.fail_route is not None:
+            raise self.fail_route
+        self._get(function_name).aliases[alias] = (version, dict(extra or {}))
+
+    def delete_alias(self, function_name: str, alias: str) -> None:
+        if self.fail_route is not None:
+            raise self.fail_route
+        if self._get(function_name).aliases.pop(alias, None) is None:
+            raise TrafficShiftError(f"alias {function_name}:{alias} does not exist")
+
+    def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation:
+        self.invocations.append((function_name, qualifier, payload))
+        response = self.responses.get(f"{function_name}:{qualifier}")
+        if response is None:
+            raise AssertionError(f"no response programmed for {function_name}:{qualifier}")
+        if isinstance(response, Exception):
+            raise response
+        return response
+
+
+class FakeAlarms:
+    def __init__(self, states: dict[str, str] | None = None) -> None:
+        self.alarm_states = dict(states or {})
+        self.asked: list[list[str]] = []
+
+    def states(self, names: list[str]) -> dict[str, str]:
+        self.asked.append(list(names))
+        return {name: self.alarm_states[name] for name in names if name in self.alarm_states}
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, dict[str, str]]] = []
+
+    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
+        self.published.append((subject, message, dict(attributes)))
+        return f"message-{len(self.published)}"
+
+
+class FakeArtifacts:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+        self.releases: dict[tuple[str, str], tuple[bytes, str]] = {}
+
+    def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes:
+        if (bucket, key) not in self.objects:
+            raise BundleInvalidError(f"s3://{bucket}/{key}: the pushed object no longer exists")
+        return self.objects[(bucket, key)]
+
+    def read_pipeline(self, bucket: str, app: str) -> bytes:
+        key = f"pipelines/{app}.yaml"
+        if (bucket, key) not in self.objects:
+            raise PipelineNotFoundError(f"no pipeline is registered for app {app!r}")
+        return self.objects[(bucket, key)]
+
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None:
+        self.releases[(bucket, key)] = (package, sha256_hex)

@@ -1,0 +1,47 @@
+"""The moto internals the local cloud patches are still where, and shaped how, we expect."""
+
+from __future__ import annotations
+
+import pytest
+
+from conveyor_local import moto_patches
+
+
+def test_every_seam_exists_with_the_expected_signature() -> None:
+    # Given moto as pinned in requirements-dev.txt
+    # When every seam is checked
+    problems = moto_patches.check_seams()
+
+    # Then none moved or changed shape
+    assert not problems, "\n".join(problems)
+
+
+def test_a_moved_seam_is_reported_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a seam that does not exist in moto
+    seams = {**moto_patches.SEAM_SIGNATURES, "moto.awslambda.models.LambdaFunction._run_in_docker": ("self",)}
+    monkeypatch.setattr(moto_patches, "SEAM_SIGNATURES", seams)
+
+    # When the seams are checked
+    problems = moto_patches.check_seams()
+
+    # Then the message names it and says what to update
+    assert len(problems) == 1
+    assert "moto seam moto.awslambda.models.LambdaFunction._run_in_docker moved" in problems[0]
+    assert "conveyor_local.moto_patches needs updating" in problems[0]
+
+
+def test_a_changed_signature_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a seam whose parameters we expect differently
+    seams = {**moto_patches.SEAM_SIGNATURES, "moto.events.models.Rule.send_to_targets": ("self", "event")}
+    monkeypatch.setattr(moto_patches, "SEAM_SIGNATURES", seams)
+
+    # When the seams are checked
+    problems = moto_patches.check_seams()
+
+    # Then the signature mismatch is named
+    assert len(problems) == 1
+    assert problems[0].startswith("moto seam moto.events.models.Rule.send_to_targets changed signature")
+
+
+def test_seams_lists_every_patched_attribute() -> None:
+    assert set(moto_patches._PATCHES) <= set(moto_patches.SEAMS)
