@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.manifest import FunctionConfig
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle
@@ -38,7 +39,8 @@ def _say(text: str) -> None:
 
 
 def _deploy(cloud: Cloud, targets: SampleTargets, source: Path, version: str, workdir: Path) -> tuple[str, dict, dict]:
-    bundle, _ = build_bundle(source, app="hello", version=version, function_config=None)
+    config = FunctionConfig(environment={"RELEASE": version})
+    bundle, _ = build_bundle(source, app="hello", version=version, function_config=config)
     path = workdir / f"hello-{version}.zip"
     path.write_bytes(bundle)
     before = alias_versions(cloud, targets.functions)

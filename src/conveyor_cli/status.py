@@ -26,7 +26,7 @@ def describe_event(event: StageEvent) -> str:
         case "ShiftTraffic":
             return f"weight {detail.get('weight')}% (step {detail.get('step')}/{detail.get('of')})"
         case "EvaluateHealth":
-            return f"{str(detail.get('status', '')).upper()}: {detail.get('reason')}"
+            return f"{event.status.upper()}: {detail.get('reason')}"
         case "RollBack":
             return f"restored version {detail.get('restored_version')} (from {detail.get('rolled_back_from')})"
         case "NotifyFailure":

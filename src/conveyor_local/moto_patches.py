@@ -185,10 +185,10 @@ _CURRENT_TARGET: contextvars.ContextVar[InvocationTarget | None] = contextvars.C
 
 
 def _pool() -> WorkerPool:
-    pool = _STATE.get("pool")
+    pool: WorkerPool | None = _STATE.get("pool")
     if pool is None:
         raise RuntimeError("conveyor_local.moto_patches.apply() has not been called")
-    return pool  # type: ignore[no-any-return]
+    return pool
 
 
 def _time_scale() -> float:
@@ -360,10 +360,10 @@ def _header(headers: Any, name: str) -> str | None:
     value = headers.get(name)
     if value is None and isinstance(headers, dict):
         value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
-    return value
+    return None if value is None else str(value)
 
 
-def _lambda_backend_invoke(
+def _lambda_backend_invoke(  # noqa: PLR0917 - moto's signature
     self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
 ) -> str | bytes | None:
     """Replacement for ``LambdaBackend.invoke``: weighted alias routing, real async invokes."""

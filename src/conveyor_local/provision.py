@@ -290,10 +290,12 @@ class Provisioner:
         self.template_path = template_path
         self.base_dir = template_path.parent
         self.context = context
-        session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=context.region
+        self._session = boto3.session.Session(
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - the local cloud's fake credentials
+            region_name=context.region,
         )
-        self._client: Callable[[str], Any] = lambda service: session.client(service, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+        self._endpoint_url = endpoint_url
         self._clients: dict[str, Any] = {}
         self.creators: dict[str, Callable[[str, dict[str, Any]], Provisioned]] = {
             "AWS::S3::Bucket": self.s3_bucket,
@@ -310,7 +312,7 @@ class Provisioner:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self._client(service)
+            self._clients[service] = self._session.client(service, endpoint_url=self._endpoint_url)  # type: ignore[call-overload]
         return self._clients[service]
 
     def name(self, logical_id: str, props: Mapping[str, Any], key: str, **kwargs: Any) -> str:

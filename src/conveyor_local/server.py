@@ -236,7 +236,9 @@ def start_background(
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    raise LocalCloudError(f"the local cloud was not ready after {timeout:.0f}s; {log_path} ends with:\n{_tail(log_path)}")
+    raise LocalCloudError(
+        f"the local cloud was not ready after {timeout:.0f}s; {log_path} ends with:\n{_tail(log_path)}"
+    )
 
 
 def stop(state_dir: Path | str = ".conveyor", timeout: float = 15.0) -> bool:
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         state = cloud.start()
-        print(json.dumps(state), flush=True)  # noqa: T201 - the foreground server's one line of output
+        print(json.dumps(state), flush=True)
         while not stopping.wait(0.5):
             pass
     finally:

@@ -68,9 +68,7 @@ def load_handler(spec: str) -> Handler:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise _HandlerLoadError(
-            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
-        ) from exc
+        raise _HandlerLoadError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
     handler = getattr(module, function_name, None)
     if not callable(handler):
         raise _HandlerLoadError(
@@ -164,7 +162,9 @@ class Runtime:
 def _configure_root_logger() -> None:
     """Mirror the Lambda runtime: the root logger writes tab-separated records to stderr."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(message)s", "%Y-%m-%dT%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
     logging.getLogger().addHandler(handler)
 
 

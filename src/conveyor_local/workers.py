@@ -113,7 +113,7 @@ class CodeCache:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".extract-"))
                 with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
-                    archive.extractall(staging)  # noqa: S202 - our own provisioned zips, local only
+                    archive.extractall(staging)
                 staging.rename(target)
         return target
 

@@ -7,10 +7,9 @@ from typing import Any
 
 import boto3
 import pytest
+from local_cloud_support import FIXTURES, TIME_SCALE
 
 from conveyor_local.server import client_env, start_background, stop
-
-from local_cloud_support import FIXTURES, TIME_SCALE
 
 
 @pytest.fixture(scope="session")

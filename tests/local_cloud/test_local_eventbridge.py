@@ -50,9 +50,7 @@ def test_an_upload_starts_an_execution_with_the_event_as_input(
     for execution in started:
         described = wait_for(
             lambda arn=execution["executionArn"]: (
-                d
-                if (d := aws("stepfunctions").describe_execution(executionArn=arn))["status"] != "RUNNING"
-                else None
+                d if (d := aws("stepfunctions").describe_execution(executionArn=arn))["status"] != "RUNNING" else None
             )
         )
         assert described["status"] == "SUCCEEDED", described
@@ -87,3 +85,30 @@ def test_a_named_lambda_error_is_caught_by_the_asl(local_cloud: dict[str, Any], 
     assert described["status"] == "SUCCEEDED"
     output = json.loads(described["output"])
     assert output["error"]["Error"] == "HealthCheckFailedError"
+
+
+def test_a_lambda_target_is_invoked_with_the_event(local_cloud: dict[str, Any], aws: Callable[[str], Any]) -> None:
+    # Given a rule on a custom source targeting the probe function
+    name = local_cloud["outputs"]["ProbeFunctionName"]
+    arn = aws("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+    rule = f"probe-{uuid.uuid4().hex[:8]}"
+    marker = f"lambda-target-{uuid.uuid4().hex}"
+    aws("events").put_rule(Name=rule, EventPattern=json.dumps({"source": ["conveyor.test"]}))
+    aws("events").put_targets(Rule=rule, Targets=[{"Id": "probe", "Arn": arn}])
+
+    # When a matching event is put
+    aws("events").put_events(
+        Entries=[{"Source": "conveyor.test", "DetailType": "Probe", "Detail": json.dumps({"action": marker})}]
+    )
+
+    # Then the function runs asynchronously with the whole event (its handler prints the event's "action")
+    def probe_saw_event() -> bool:
+        events = aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        return any("probe action=echo" in e["message"] for e in events) and _delivered(aws, name, marker)
+
+    wait_for(probe_saw_event)
+
+
+def _delivered(aws: Callable[[str], Any], name: str, marker: str) -> bool:
+    events = aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+    return any(marker in event["message"] for event in events)

@@ -16,7 +16,8 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 from conveyor.contracts import Deployment, EnvironmentStep, Release  # noqa: E402
 from conveyor.manifest import Manifest  # noqa: E402
 from conveyor.pipeline import PipelineSpec  # noqa: E402
-from tests.fakes import DEFAULT_SPEC, make_manifest, make_package  # noqa: E402
+from conveyor.stages.validate import PushedObject  # noqa: E402
+from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package  # noqa: E402
 
 
 class NetworkBlockedError(RuntimeError):
@@ -80,3 +81,19 @@ def build_step(
     values: dict[str, Any] = {"deployment": deployment, "environment": environment, "release": release}
     values.update(fields)
     return EnvironmentStep(**values)
+
+
+def started_ledger(step: EnvironmentStep) -> FakeLedger:
+    """A fake ledger holding the deployment of ``step``, as ValidateArtifact leaves it."""
+    pushed = PushedObject(
+        deployment_id=step.deployment.deployment_id,
+        bucket="bucket",
+        key="artifacts/hello/1.0.0.zip",
+        version_id="v1",
+        etag=None,
+        size=None,
+        requester="arn:aws:iam::123456789012:user/ci",
+    )
+    ledger = FakeLedger()
+    ledger.start(pushed.ledger_record(step.deployment.execution_arn, step.deployment.app, step.deployment.version))
+    return ledger

@@ -73,7 +73,7 @@ def synthetic_check(targets: Targets, release: Release, check: SyntheticCheck) -
             name="synthetic",
             kind="synthetic",
             status="fail",
-            reason=f"{where} answered wrongly: {'; '.join(problems)}",
+            reason=f"{where} answered wrongly: {'; '.join(problems)} (response: {evidence['response']})",
             evidence=evidence,
         )
     return CheckResult(

@@ -1,0 +1,63 @@
+"""Pure helpers of the local cloud (no server)."""
+
+from __future__ import annotations
+
+import json
+
+from conveyor_local.moto_patches import (
+    InvocationTarget,
+    _dimension_sets,
+    choose_version,
+    effective_bucket_policy,
+    eventbridge_payload,
+)
+from conveyor_local.provision import _merge_globals
+
+
+def test_choose_version_splits_the_unit_interval_by_weight() -> None:
+    weights = {"2": 0.1}
+    assert choose_version("1", weights, draw=0.05) == "2"
+    assert choose_version("1", weights, draw=0.1) == "1"
+    assert choose_version("1", weights, draw=0.99) == "1"
+
+
+def test_metric_dimension_sets_follow_aws() -> None:
+    unqualified = _dimension_sets(InvocationTarget("fn", None), "$LATEST")
+    aliased = _dimension_sets(InvocationTarget("fn", "live"), "7")
+    assert unqualified == [
+        [{"Name": "FunctionName", "Value": "fn"}],
+        [{"Name": "FunctionName", "Value": "fn"}, {"Name": "Resource", "Value": "fn"}],
+    ]
+    assert aliased[-1] == [
+        {"Name": "FunctionName", "Value": "fn"},
+        {"Name": "Resource", "Value": "fn:live"},
+        {"Name": "ExecutedVersion", "Value": "7"},
+    ]
+
+
+def test_eventbridge_payload_is_the_event_with_an_iso_time() -> None:
+    event = {"id": "x", "time": 0, "ingestion-time": 5, "detail": {"a": 1}}
+    assert json.loads(eventbridge_payload(event, {"Arn": "arn"})) == {
+        "id": "x",
+        "time": "1970-01-01T00:00:00Z",
+        "detail": {"a": 1},
+    }
+    assert eventbridge_payload(event, {"Arn": "arn", "Input": '{"c": 1}'}) == '{"c": 1}'
+
+
+def test_a_secure_transport_deny_does_not_apply_to_local_requests() -> None:
+    deny_insecure = {"Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "*"}
+    deny_insecure["Condition"] = {"Bool": {"aws:SecureTransport": "false"}}
+    deny_secure = {**deny_insecure, "Condition": {"Bool": {"aws:SecureTransport": ["true"]}}}
+    unknown = {**deny_insecure, "Condition": {"StringEquals": {"aws:PrincipalOrgID": "o-1"}}}
+    policy = {"Version": "2012-10-17", "Statement": [deny_insecure, deny_secure, unknown]}
+    statements = effective_bucket_policy(policy)["Statement"]
+    assert statements == [{key: value for key, value in deny_secure.items() if key != "Condition"}]
+
+
+def test_globals_merge_like_sam() -> None:
+    merged = _merge_globals(
+        {"Timeout": 60, "Layers": ["g"], "Environment": {"Variables": {"A": "1", "B": "1"}}},
+        {"Timeout": 300, "Layers": ["f"], "Environment": {"Variables": {"B": "2"}}},
+    )
+    assert merged == {"Timeout": 300, "Layers": ["g", "f"], "Environment": {"Variables": {"A": "1", "B": "2"}}}

@@ -1,0 +1,91 @@
+import pytest
+
+from conveyor.contracts import Failure, HealthVerdict
+from conveyor.errors import RollbackFailedError, TargetNotManagedError, TrafficShiftError
+from conveyor.ledger import utcnow
+from conveyor.stages.deploy import deploy
+from conveyor.stages.rollback import roll_back, rollback_reason
+from tests.fakes import FakeTargets
+from tests.unit.conftest import build_step, started_ledger
+
+TAG = "conveyor:managed"
+
+
+def test_deploy_publishes_a_new_version_and_remembers_the_previous_one() -> None:
+    step = build_step(release=None)
+    targets = FakeTargets()
+    targets.add("hello-staging", alias="live", version="1")
+    ledger = started_ledger(step)
+    release = deploy(step, targets=targets, ledger=ledger, managed_tag_key=TAG)
+    assert (release.version_before, release.version_after, release.reused) == ("1", "2", False)
+    assert ledger.get("d-unit").environments["staging"]["status"] == "DEPLOYED"
+    assert ledger.stage_events("Deploy")[0].status == "succeeded"
+
+
+def test_deploy_twice_reuses_the_version() -> None:
+    step = build_step(release=None)
+    targets = FakeTargets()
+    targets.add("hello-staging", alias="live")
+    ledger = started_ledger(step)
+    first = deploy(step, targets=targets, ledger=ledger, managed_tag_key=TAG)
+    again = deploy(step, targets=targets, ledger=ledger, managed_tag_key=TAG)
+    assert again.version_after == first.version_after
+    assert again.reused is True
+    assert len(targets.functions["hello-staging"].versions) == 2
+
+
+def test_deploy_refuses_an_unmanaged_function_and_changes_nothing() -> None:
+    step = build_step(release=None)
+    targets = FakeTargets()
+    targets.add("hello-staging", managed=False, alias="live")
+    ledger = started_ledger(step)
+    with pytest.raises(TargetNotManagedError):
+        deploy(step, targets=targets, ledger=ledger, managed_tag_key=TAG)
+    assert list(targets.functions["hello-staging"].versions) == ["1"]
+    assert ledger.stage_events("Deploy")[0].detail["error"] == "TargetNotManagedError"
+
+
+def test_rollback_restores_the_previous_version_with_routing_cleared() -> None:
+    targets = FakeTargets()
+    function = targets.add("hello-staging", alias="live", version="1")
+    function.aliases["live"] = ("1", {"2": 0.1})
+    verdict = HealthVerdict(status="fail", reason="alarm 'x' is in ALARM", weight=10, checks=[], evaluated_at=utcnow())
+    step = build_step(health=verdict)
+    ledger = started_ledger(step)
+    result = roll_back(step, targets=targets, ledger=ledger)
+    assert function.aliases["live"] == ("1", {})
+    assert (result.restored_version, result.rolled_back_from) == ("1", "2")
+    assert result.reason == "health check failed at 10% traffic: alarm 'x' is in ALARM"
+    env = ledger.get("d-unit").environments["staging"]
+    assert (env["status"], env["weight"], env["rollback"]["restored_version"]) == ("ROLLED_BACK", 0, "1")
+
+
+def test_rollback_of_a_first_deployment_removes_the_alias() -> None:
+    targets = FakeTargets()
+    function = targets.add("hello-staging")
+    function.aliases["live"] = ("2", {})
+    step = build_step(version_before=None)
+    roll_back(step, targets=targets, ledger=started_ledger(step))
+    assert "live" not in function.aliases
+
+
+def test_rollback_failure_names_the_command_to_run() -> None:
+    targets = FakeTargets()
+    targets.add("hello-staging", alias="live")
+    targets.fail_route = TrafficShiftError("AccessDenied")
+    step = build_step()
+    ledger = started_ledger(step)
+    with pytest.raises(RollbackFailedError, match="aws lambda update-alias --function-name hello-staging --name live"):
+        roll_back(step, targets=targets, ledger=ledger)
+    assert ledger.stage_events("RollBack")[0].status == "failed"
+
+
+def test_rollback_without_a_release_fails_loudly() -> None:
+    with pytest.raises(RollbackFailedError, match="alias state is unknown"):
+        roll_back(build_step(release=None), targets=FakeTargets(), ledger=started_ledger(build_step()))
+
+
+def test_rollback_reason_from_a_crash() -> None:
+    failure = Failure(Error="TrafficShiftError", Cause='{"errorMessage": "throttled", "errorType": "TrafficShiftError"}')
+    assert rollback_reason(build_step(failure=failure)) == "TrafficShiftError: throttled"
+    assert rollback_reason(build_step()) == "rollback requested"
