@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: demo test lint typecheck cfn-lint statelint unit functional e2e bench build validate clean
 

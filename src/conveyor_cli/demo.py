@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.manifest import FunctionConfig
+
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle
 from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, create_sample_targets, drain_inbox
-from conveyor_cli.status import render_environments, render_event, render_header, wait_for
+from conveyor_cli.status import render_environments, render_event, render_header
 from conveyor_local.server import start_background, stop
 
 DEMO_STATE = ROOT / ".conveyor" / "demo"
@@ -46,10 +47,9 @@ def _deploy(cloud: Cloud, targets: SampleTargets, source: Path, version: str, wo
     before = alias_versions(cloud, targets.functions)
     pushed = operations.push(cloud, path)
     print(f"  pushed {pushed['s3_uri']} -> deployment {pushed['deployment_id']}")
-    record = wait_for(
-        operations.ledger(cloud),
+    record = operations.wait(
+        cloud,
         pushed["deployment_id"],
-        execution_status=lambda arn: str(operations.execution_status(cloud, arn)["status"]),
         timeout=180,
         on_event=lambda event, origin: print(render_event(event, origin), flush=True),
     )
@@ -68,6 +68,7 @@ def run_demo(*, keep_running: bool = False) -> int:
     story = Story()
     started = time.monotonic()
     _say("Starting the local cloud (moto + Conveyor's adapter) from template.yaml")
+    stop(DEMO_STATE)  # a cloud left running by `demo --keep-running` holds an earlier story: start afresh
     state = start_background(port=0, template=ROOT / "template.yaml", state_dir=DEMO_STATE, time_scale=0.01)
     print(f"  endpoint {state['endpoint']}; state machine {state['outputs']['StateMachineArn']}")
     try:
@@ -79,7 +80,7 @@ def run_demo(*, keep_running: bool = False) -> int:
         print(f"  pipeline {spec.app}: {' -> '.join(env.name for env in spec.environments)}")
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            version = f"1.1.{int(time.time())}"
+            version = "1.1.0"
             _say(f"Pushing a good build, hello {version}")
             outcome, before, after = _deploy(cloud, targets, EXAMPLES / "hello", version, workdir)
             story.expect(outcome == "SUCCEEDED", "the good build SUCCEEDED")
@@ -91,7 +92,7 @@ def run_demo(*, keep_running: bool = False) -> int:
             notes = drain_inbox(cloud, targets.inbox_url)
             story.expect(not notes, "no failure notification for the good build")
 
-            broken = f"1.2.{int(time.time())}"
+            broken = "1.2.0"
             _say(f"Pushing a broken build, hello {broken} (its health probe reports the database down)")
             outcome, before, after = _deploy(cloud, targets, EXAMPLES / "hello-broken", broken, workdir)
             story.expect(outcome == "ROLLED_BACK", "the broken build was ROLLED_BACK")

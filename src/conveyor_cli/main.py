@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.status import as_json, render, render_event, render_header, wait_for
+from conveyor_cli.status import as_json, render, render_event, render_header
 from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
 
@@ -120,13 +120,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"waiting for {args.id} ...", flush=True)
         live = None if args.json else (lambda event, origin: print(render_event(event, origin), flush=True))
-        record = wait_for(
-            ledger,
-            args.id,
-            execution_status=lambda arn: str(operations.execution_status(cloud, arn)["status"]),
-            timeout=args.timeout,
-            on_event=live,
-        )
+        record = operations.wait(cloud, args.id, timeout=args.timeout, on_event=live)
     else:
         found = ledger.get(args.id)
         if found is None:

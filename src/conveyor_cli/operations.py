@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.errors import ManifestInvalidError, PipelineInvalidError
 from conveyor.layout import artifact_key, deployment_id, pipeline_key
-from conveyor.ledger import DynamoLedger
+from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
 from conveyor.manifest import MANIFEST_NAME, Manifest
 from conveyor.pipeline import PipelineSpec
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
+from conveyor_cli.status import wait_for
 
 
 def read_manifest(bundle: bytes, source: str) -> Manifest:
@@ -91,3 +93,20 @@ def execution_status(cloud: Cloud, execution_arn: str) -> dict[str, Any]:
     except (ClientError, BotoCoreError):
         return {"status": "UNKNOWN"}
     return response
+
+
+def wait(
+    cloud: Cloud,
+    deployment_id: str,
+    *,
+    timeout: float,
+    on_event: Callable[[StageEvent, float], None] | None = None,
+) -> DeploymentRecord:
+    """Follow a deployment until it has ended and its execution has stopped."""
+    return wait_for(
+        ledger(cloud),
+        deployment_id,
+        execution_status=lambda arn: str(execution_status(cloud, arn)["status"]),
+        timeout=timeout,
+        on_event=on_event,
+    )

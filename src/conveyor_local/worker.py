@@ -142,7 +142,6 @@ class Runtime:
             log_stream_name=os.environ["AWS_LAMBDA_LOG_STREAM_NAME"],
             deadline_ms=request["deadline_ms"],
         )
-        os.environ["_X_AMZN_TRACE_ID"] = request.get("trace_id", "")
         try:
             if self._handler is None:
                 raise self._init_error or _HandlerLoadError("Runtime.Unknown", "handler not initialized")

@@ -101,14 +101,13 @@ def test_a_lambda_target_is_invoked_with_the_event(local_cloud: dict[str, Any], 
         Entries=[{"Source": "conveyor.test", "DetailType": "Probe", "Detail": json.dumps({"action": marker})}]
     )
 
-    # Then the function runs asynchronously with the whole event (its handler prints the event's "action")
-    def probe_saw_event() -> bool:
+    # Then the function runs asynchronously with the whole event
+    def delivered() -> dict[str, Any] | None:
         events = aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
-        return any("probe action=echo" in e["message"] for e in events) and _delivered(aws, name, marker)
+        lines = [e["message"] for e in events if e["message"].startswith("probe event=") and marker in e["message"]]
+        return json.loads(lines[0].removeprefix("probe event=")) if lines else None
 
-    wait_for(probe_saw_event)
-
-
-def _delivered(aws: Callable[[str], Any], name: str, marker: str) -> bool:
-    events = aws("logs").filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
-    return any(marker in event["message"] for event in events)
+    event = wait_for(delivered)
+    assert event["source"] == "conveyor.test"
+    assert event["detail-type"] == "Probe"
+    assert event["detail"] == {"action": marker}

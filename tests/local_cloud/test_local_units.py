@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from conveyor_local import moto_patches
 from conveyor_local.moto_patches import (
     InvocationTarget,
     _dimension_sets,
@@ -61,3 +64,16 @@ def test_globals_merge_like_sam() -> None:
         {"Timeout": 300, "Layers": ["f"], "Environment": {"Variables": {"B": "2"}}},
     )
     assert merged == {"Timeout": 300, "Layers": ["g", "f"], "Environment": {"Variables": {"A": "1", "B": "2"}}}
+
+
+def test_retry_sleeps_are_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a time scale of 1%
+    slept: list[float] = []
+    monkeypatch.setitem(moto_patches._STATE, "time_scale", 0.01)
+    monkeypatch.setattr(moto_patches.time, "sleep", slept.append)
+
+    # When moto's retrier sleeps through our stand-in for its time module
+    moto_patches._ScaledTime().sleep(30)
+
+    # Then it sleeps 1% of the interval
+    assert slept == [pytest.approx(0.3)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
 from conveyor.contracts import Deployment, EnvironmentStep, Release  # noqa: E402
 from conveyor.manifest import Manifest  # noqa: E402
+from conveyor.observability import metrics  # noqa: E402
 from conveyor.pipeline import PipelineSpec  # noqa: E402
 from conveyor.stages.validate import PushedObject  # noqa: E402
 from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package  # noqa: E402
@@ -38,6 +40,13 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metrics() -> Iterator[None]:
+    """Stage code adds metrics to the one process-wide Metrics; no handler flushes them in unit tests."""
+    yield
+    metrics.clear_metrics()
 
 
 def build_step(

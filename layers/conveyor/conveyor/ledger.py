@@ -170,7 +170,8 @@ class DynamoLedger:
                 )
             )
         meta = next((item for item in items if item["sk"] == _META), None)
-        if meta is None:
+        if meta is None or "status" not in meta:
+            # Absent, or caught mid-creation (the local cloud applies an update expression non-atomically).
             return None
         events = [StageEvent.model_validate(_from_item(item)) for item in items if item["sk"] != _META]
         return self._record(meta, events=events)

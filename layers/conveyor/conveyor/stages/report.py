@@ -50,6 +50,12 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
             )
         elif status == "LIVE":
             lines.append(f"  {name}: LIVE - {where} now serves version {after} (was {before})")
+        elif status == "SHIFTING":
+            # Traffic moved and was not restored (only reachable when the rollback itself failed).
+            lines.append(
+                f"  {name}: SHIFTING - {where} may still send {env.get('weight', '?')}% of traffic to version "
+                f"{after} (version before: {before}); it was NOT restored"
+            )
         else:
             lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
     return lines or ["  no environment was touched: nothing was deployed"]
@@ -117,7 +123,12 @@ def notify_failure(request: FailureRequest, *, ledger: Ledger, notifier: Notifie
         )
     outcome = _outcome(record, failure.error)
     stage, environment = _failed_event(record)
-    reason = failure.message if outcome is not Outcome.ROLLED_BACK else _rollback_reason(record, failure.message)
+    if outcome is Outcome.ROLLED_BACK:
+        reason = _rollback_reason(record, failure.message)
+    elif outcome is Outcome.ROLLBACK_FAILED:
+        reason = _rollback_failure_reason(record, failure.message)
+    else:
+        reason = failure.message
     with timed_stage(ledger, deployment_id, "NotifyFailure") as detail:
         ledger.finish(
             deployment_id,
@@ -140,6 +151,14 @@ def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:
         rollback = env.get("rollback")
         if env.get("status") == "ROLLED_BACK" and rollback:
             return str(rollback.get("reason", fallback))
+    return fallback
+
+
+def _rollback_failure_reason(record: DeploymentRecord, fallback: str) -> str:
+    """The failed RollBack's own message (it names the command to run); the ASL's Fail cause is generic."""
+    for event in reversed(record.events):
+        if event.stage == "RollBack" and event.status == "failed" and event.detail.get("reason"):
+            return str(event.detail["reason"])
     return fallback
 
 

@@ -1,0 +1,90 @@
+"""End-to-end fixtures: the real template, ASL and handlers on the local cloud, in its own process.
+
+Deployments start the way they do on AWS, with an upload to the artifact bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conveyor import aws
+from conveyor.layout import deployment_id
+from conveyor.ledger import DeploymentRecord
+from conveyor.manifest import FunctionConfig
+
+from conveyor_cli import operations
+from conveyor_cli.context import Cloud
+from conveyor_cli.packaging import build_bundle
+from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, create_sample_targets, drain_inbox
+from conveyor_local.server import start_background, stop
+
+
+@dataclass
+class Deployed:
+    record: DeploymentRecord
+    before: dict[str, dict]
+    after: dict[str, dict]
+    notifications: list[dict[str, str]]
+    execution: dict
+
+
+@dataclass
+class Stage:
+    """The local cloud with the sample app's targets and pipeline registered."""
+
+    cloud: Cloud
+    targets: SampleTargets
+    workdir: Path
+    state_dir: Path
+
+    def bundle(self, source: Path, version: str) -> Path:
+        data, _ = build_bundle(
+            source, app="hello", version=version, function_config=FunctionConfig(environment={"RELEASE": version})
+        )
+        path = self.workdir / f"hello-{version}.zip"
+        path.write_bytes(data)
+        return path
+
+    def upload(self, key: str, body: bytes) -> str:
+        """Put raw bytes in the artifact bucket, as any CI could; returns the deployment id."""
+        response = self.cloud.client("s3").put_object(Bucket=self.cloud.outputs.bucket, Key=key, Body=body)
+        return deployment_id(self.cloud.outputs.bucket, key, response.get("VersionId"), response.get("ETag"))
+
+    def follow(self, deployment_id: str) -> Deployed:
+        before = alias_versions(self.cloud, self.targets.functions)
+        record = operations.wait(self.cloud, deployment_id, timeout=120)
+        assert record.execution_arn is not None
+        return Deployed(
+            record=record,
+            before=before,
+            after=alias_versions(self.cloud, self.targets.functions),
+            notifications=drain_inbox(self.cloud, self.targets.inbox_url),
+            execution=operations.execution_status(self.cloud, record.execution_arn),
+        )
+
+    def versions(self, function: str) -> list[str]:
+        pages = self.cloud.client("lambda").get_paginator("list_versions_by_function").paginate(FunctionName=function)
+        return [v["Version"] for page in pages for v in page["Versions"]]
+
+
+@pytest.fixture(scope="session")
+def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
+    state_dir = tmp_path_factory.mktemp("local-cloud")
+    saved_env = dict(os.environ)
+    start_background(port=0, template=ROOT / "template.yaml", state_dir=state_dir, time_scale=0.01)
+    try:
+        cloud = Cloud(local=True, local_state=state_dir)
+        targets = create_sample_targets(cloud)
+        operations.apply_pipeline(cloud, EXAMPLES / "pipelines" / "hello.yaml")
+        drain_inbox(cloud, targets.inbox_url)
+        yield Stage(cloud=cloud, targets=targets, workdir=tmp_path_factory.mktemp("bundles"), state_dir=state_dir)
+    finally:
+        stop(state_dir)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        aws.client.cache_clear()
+        aws.resource.cache_clear()

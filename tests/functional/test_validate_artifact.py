@@ -1,0 +1,203 @@
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from conveyor.errors import (
+    ArtifactLayoutError,
+    BundleInvalidError,
+    DigestMismatchError,
+    ManifestInvalidError,
+    PipelineInvalidError,
+    PipelineNotFoundError,
+    TargetNotFoundError,
+    TargetNotManagedError,
+)
+from conveyor.stages.validate import PushedObject
+from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
+from tests.functional.conftest import (
+    BUCKET,
+    EXECUTION_ARN,
+    STARTED_AT,
+    Cloud,
+    FakeLambdaContext,
+    load_event,
+)
+
+
+def _request(event: dict[str, Any]) -> dict[str, Any]:
+    return {"event": event, "execution_arn": EXECUTION_ARN, "started_at": STARTED_AT}
+
+
+def test_valid_push_becomes_a_recorded_deployment(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a bundle pushed as events/s3_object_created.json describes, and a registered pipeline
+    cloud.put_pipeline()
+    put = cloud.put_bundle()
+    event = cloud.event_for(put)
+    # When ValidateArtifact runs on the event
+    deployment = handlers["validate_artifact"].handler(_request(event), context)
+    # Then the deployment is returned with its derived id, package and environments
+    expected_id = PushedObject.from_event(event).deployment_id
+    assert deployment["deployment_id"] == expected_id
+    assert (deployment["app"], deployment["version"]) == ("hello", "1.0.0")
+    assert deployment["artifact"]["version_id"] == put["VersionId"]
+    assert [env["name"] for env in deployment["environments"]] == ["staging"]
+    assert deployment["pushed_by"] == "123456789012"
+    # And the package Lambda will be updated from is written under releases/, byte-identical
+    package = make_package()
+    assert deployment["package"] == {
+        "bucket": BUCKET,
+        "key": "releases/hello/1.0.0/package.zip",
+        "sha256": make_manifest(package)["package"]["sha256"],
+        "size": len(package),
+    }
+    release = cloud.s3.get_object(Bucket=BUCKET, Key="releases/hello/1.0.0/package.zip")
+    assert release["Body"].read() == package
+    # And the ledger holds the deployment IN_PROGRESS with a succeeded ValidateArtifact event
+    meta = cloud.meta(expected_id)
+    assert (meta["status"], meta["app"], meta["version"], meta["attempts"]) == ("IN_PROGRESS", "hello", "1.0.0", 1)
+    assert meta["execution_arn"] == EXECUTION_ARN
+    (event_item,) = cloud.events(expected_id)
+    assert (event_item["stage"], event_item["status"]) == ("ValidateArtifact", "succeeded")
+    assert event_item["detail"]["environments"] == ["staging"]
+
+
+def test_duplicate_delivery_is_the_same_deployment(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given the same object delivered twice with different event ids
+    cloud.put_pipeline()
+    put = cloud.put_bundle()
+    first = cloud.event_for(put)
+    duplicate = load_event("s3_object_created_duplicate.json")
+    duplicate["detail"]["object"] = first["detail"]["object"]
+    assert duplicate["id"] != first["id"]
+    # When both are validated
+    one = handlers["validate_artifact"].handler(_request(first), context)
+    two = handlers["validate_artifact"].handler(_request(duplicate), context)
+    # Then they are one deployment, attempted twice
+    assert one["deployment_id"] == two["deployment_id"]
+    assert cloud.meta(one["deployment_id"])["attempts"] == 2
+
+
+def test_the_ledger_indexes_deployments_by_app(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    cloud.put_pipeline()
+    deployment = handlers["validate_artifact"].handler(_request(cloud.event_for(cloud.put_bundle())), context)
+    from conveyor import runtime
+
+    (record,) = runtime.ledger().history(app="hello")
+    assert record.deployment_id == deployment["deployment_id"]
+
+
+def _rejected(
+    cloud: Cloud,
+    handlers: dict[str, ModuleType],
+    context: FakeLambdaContext,
+    error: type[Exception],
+    *,
+    bundle: bytes | None = None,
+    match: str | None = None,
+) -> dict[str, Any]:
+    event = cloud.event_for(cloud.put_bundle(bundle))
+    with pytest.raises(error, match=match) as raised:
+        handlers["validate_artifact"].handler(_request(event), context)
+    # The exact class is what the state machine sees as the error name
+    assert type(raised.value) is error
+    deployment_id = PushedObject.from_event(event).deployment_id
+    (item,) = cloud.events(deployment_id)
+    assert (item["stage"], item["status"], item["detail"]["error"]) == ("ValidateArtifact", "failed", error.__name__)
+    assert cloud.meta(deployment_id)["status"] == "IN_PROGRESS"
+    # Nothing was released
+    assert "Contents" not in cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix="releases/")
+    return item
+
+
+def test_corrupt_bundle_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+    cloud.put_pipeline()
+    bundle = make_bundle()
+    item = _rejected(cloud, handlers, context, BundleInvalidError, bundle=bundle[: len(bundle) // 2])
+    assert "s3://conveyor-artifacts/artifacts/hello/1.0.0.zip" in item["detail"]["reason"]
+
+
+def test_digest_mismatch_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+    cloud.put_pipeline()
+    package = make_package()
+    manifest = make_manifest(make_package("tampered"))
+    manifest["package"]["size"] = len(package)
+    _rejected(
+        cloud,
+        handlers,
+        context,
+        DigestMismatchError,
+        bundle=make_bundle(package=package, manifest=manifest),
+        match="manifest package.sha256 says",
+    )
+
+
+def test_manifest_app_mismatch_is_rejected(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a bundle built for another app pushed under hello's key
+    cloud.put_pipeline()
+    item = _rejected(
+        cloud,
+        handlers,
+        context,
+        ManifestInvalidError,
+        bundle=make_bundle(app="billing"),
+        match="manifest.json says app='billing'",
+    )
+    assert "the key says app='hello'" in item["detail"]["reason"]
+
+
+def test_missing_pipeline_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+    item = _rejected(cloud, handlers, context, PipelineNotFoundError, match="no pipeline is registered for app 'hello'")
+    assert "conveyor pipeline apply pipelines/hello.yaml" in item["detail"]["reason"]
+
+
+def test_invalid_pipeline_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+    cloud.put_pipeline("app: hello\nenvironments: []\n")
+    _rejected(cloud, handlers, context, PipelineInvalidError, match=r"pipelines/hello\.yaml: environments")
+
+
+def test_pipeline_for_another_app_is_rejected(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    cloud.put_pipeline(pipeline_yaml(app="billing"))
+    _rejected(cloud, handlers, context, PipelineInvalidError, match="app is 'billing', expected 'hello'")
+
+
+def test_missing_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+    spec = pipeline_yaml()
+    cloud.put_pipeline(spec.replace("hello-staging", "hello-nowhere"))
+    _rejected(cloud, handlers, context, TargetNotFoundError, match="'hello-nowhere' does not exist")
+
+
+def test_untagged_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+    # Given the target function without Conveyor's managed tag
+    cloud.lambda_.untag_resource(
+        Resource=cloud.lambda_.get_function(FunctionName="hello-staging")["Configuration"]["FunctionArn"],
+        TagKeys=["conveyor:managed"],
+    )
+    cloud.put_pipeline()
+    _rejected(cloud, handlers, context, TargetNotManagedError, match="not tagged conveyor:managed=true")
+
+
+def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    event = load_event("s3_object_created_outside_layout.json")
+    with pytest.raises(ArtifactLayoutError, match="artifacts/hello/builds/1.0.0.zip"):
+        handlers["validate_artifact"].handler(_request(event), context)
+    assert cloud.table.scan()["Items"] == []
+
+
+def test_an_input_that_is_not_an_s3_event_is_rejected(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    with pytest.raises(ArtifactLayoutError, match=r"execution input \(S3 Object Created event\): detail"):
+        handlers["validate_artifact"].handler(_request({"source": "aws.s3", "detail-type": "Object Created"}), context)

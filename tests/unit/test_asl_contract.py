@@ -1,0 +1,156 @@
+"""The state machine and the layer agree on error names, and the ASL and template.yaml on substitutions."""
+
+import inspect
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from conveyor import errors
+
+ROOT = Path(__file__).parents[2]
+ASL_TEXT = (ROOT / "statemachine" / "deployment.asl.json").read_text()
+ASL = json.loads(ASL_TEXT)
+
+ERROR_CLASSES = {
+    name
+    for name, value in vars(errors).items()
+    if inspect.isclass(value) and issubclass(value, Exception) and value.__module__ == errors.__name__
+}
+STATES_ERRORS = {
+    "States.ALL",
+    "States.DataLimitExceeded",
+    "States.ExceedToleratedFailureThreshold",
+    "States.HeartbeatTimeout",
+    "States.Http.Socket",
+    "States.IntrinsicFailure",
+    "States.ItemReaderFailed",
+    "States.NoChoiceMatched",
+    "States.ParameterPathFailure",
+    "States.Permissions",
+    "States.ResultPathMatchFailure",
+    "States.ResultWriterFailed",
+    "States.Runtime",
+    "States.TaskFailed",
+    "States.Timeout",
+}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Loads template.yaml, keeping ``!Ref``/``!GetAtt``/``!Sub``... as ``{"!Tag": value}``."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {f"!{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+def load_template() -> dict[str, Any]:
+    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - safe subclass
+
+
+def _states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, state in states.items():
+        yield name, state
+        for nested in (state.get("ItemProcessor"), state.get("Iterator")):
+            if nested:
+                yield from _states(nested["States"])
+        for branch in state.get("Branches", []):
+            yield from _states(branch["States"])
+
+
+ALL_STATES = dict(_states(ASL["States"]))
+
+
+def _error_names() -> list[tuple[str, str]]:
+    found = []
+    for name, state in ALL_STATES.items():
+        for clause in state.get("Retry", []) + state.get("Catch", []):
+            found.extend((name, error) for error in clause["ErrorEquals"])
+    return found
+
+
+def _lambda_exceptions() -> set[str]:
+    client = boto3.client("lambda", region_name="us-east-1")
+    return {name for name in dir(client.exceptions) if not name.startswith("_") and name != "from_code"}
+
+
+def test_the_asl_has_retry_and_catch_clauses_to_check() -> None:
+    assert len(_error_names()) > 10
+
+
+@pytest.mark.parametrize(("state", "error"), _error_names())
+def test_every_error_equals_is_a_known_name(state: str, error: str) -> None:
+    if error.startswith("States."):
+        assert error in STATES_ERRORS, f"{state}: {error} is not a Step Functions error name"
+    elif error.startswith("Lambda."):
+        assert error.removeprefix("Lambda.") in _lambda_exceptions(), f"{state}: {error} is not a Lambda exception"
+    else:
+        assert error in ERROR_CLASSES, f"{state}: {error} is not a class in conveyor.errors"
+
+
+def test_every_fail_state_raises_a_conveyor_error() -> None:
+    fails = {name: state["Error"] for name, state in ALL_STATES.items() if state["Type"] == "Fail"}
+    assert fails, "the ASL has Fail states"
+    for name, error in fails.items():
+        assert error in ERROR_CLASSES, f"Fail state {name} raises {error}, not a class in conveyor.errors"
+
+
+def test_the_error_list_sees_only_conveyor_exceptions() -> None:
+    # Guard against a test that cannot fail: an import or a builtin is not a Conveyor error
+    assert "ConveyorError" in ERROR_CLASSES
+    assert "RollbackFailedError" in ERROR_CLASSES
+    assert "Exception" not in ERROR_CLASSES
+    assert "annotations" not in ERROR_CLASSES
+
+
+def test_lambda_exception_names_come_from_botocore() -> None:
+    names = _lambda_exceptions()
+    assert {"ServiceException", "TooManyRequestsException"} <= names
+    assert "NoSuchThingException" not in names
+
+
+def test_substitutions_match_definition_substitutions() -> None:
+    # Given the ${...} names used in the ASL and the state machine's DefinitionSubstitutions
+    used = set(re.findall(r"\$\{([^}]+)\}", ASL_TEXT))
+    machines = [
+        r["Properties"]
+        for r in load_template()["Resources"].values()
+        if r["Type"] in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
+    ]
+    (machine,) = machines
+    assert machine["DefinitionUri"] == "statemachine/deployment.asl.json"
+    declared = set(machine["DefinitionSubstitutions"])
+    # Then every name used is declared and every declared name is used
+    assert used == declared
+    assert used
+
+
+def test_every_task_resource_is_a_substitution() -> None:
+    # ARNs only through ${...}: no account, region or function name is hard-coded in the ASL
+    tasks = {name: state for name, state in ALL_STATES.items() if state["Type"] == "Task"}
+    assert tasks
+    for name, state in tasks.items():
+        assert re.fullmatch(r"\$\{\w+\}", state["Resource"]), f"{name} hard-codes {state['Resource']}"
+
+
+def test_every_next_and_default_names_an_existing_state() -> None:
+    for name, state in ALL_STATES.items():
+        targets = [state.get("Next"), state.get("Default")]
+        targets += [choice.get("Next") for choice in state.get("Choices", [])]
+        targets += [catch["Next"] for catch in state.get("Catch", [])]
+        for target in filter(None, targets):
+            assert target in ALL_STATES, f"{name} -> {target} does not exist"
