@@ -26,11 +26,11 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConveyorTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "conveyor")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
-from moto import mock_aws  # noqa: E402
+from conveyor import aws, runtime, settings
+from conveyor.observability import metrics
+from moto import mock_aws
 
-from conveyor import aws, runtime, settings  # noqa: E402
-from conveyor.observability import metrics  # noqa: E402
-from tests.fakes import make_bundle, pipeline_yaml  # noqa: E402
+from tests.fakes import make_bundle, pipeline_yaml
 
 ROOT = Path(__file__).parents[2]
 EVENTS = ROOT / "events"
@@ -121,9 +121,7 @@ class Cloud:
     def event_for(self, put: dict[str, Any], key: str = "artifacts/hello/1.0.0.zip") -> dict[str, Any]:
         """events/s3_object_created.json, pointing at the object moto stored."""
         event = load_event("s3_object_created.json")
-        event["detail"]["object"].update(
-            {"key": key, "version-id": put["VersionId"], "etag": put["ETag"].strip('"')}
-        )
+        event["detail"]["object"].update({"key": key, "version-id": put["VersionId"], "etag": put["ETag"].strip('"')})
         return event
 
     def meta(self, deployment_id: str) -> dict[str, Any]:
@@ -246,7 +244,15 @@ def context() -> FakeLambdaContext:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, ModuleType]:
-    stages = ("validate_artifact", "deploy", "shift_traffic", "evaluate_health", "roll_back", "notify_failure", "finalize")
+    stages = (
+        "validate_artifact",
+        "deploy",
+        "shift_traffic",
+        "evaluate_health",
+        "roll_back",
+        "notify_failure",
+        "finalize",
+    )
     return {stage: load_handler(stage) for stage in stages}
 
 

@@ -5,10 +5,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from conveyor import runtime
 from conveyor.errors import TargetNotManagedError
 from conveyor.targets import Invocation, LambdaTargets
+
 from tests.fakes import pipeline_yaml
 from tests.fakes.builders import DEFAULT_SPEC
 from tests.functional.conftest import Cloud, FakeLambdaContext, environment_step

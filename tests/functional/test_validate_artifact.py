@@ -2,7 +2,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from conveyor.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
@@ -14,6 +13,7 @@ from conveyor.errors import (
     TargetNotManagedError,
 )
 from conveyor.stages.validate import PushedObject
+
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
 from tests.functional.conftest import (
     BUCKET,
@@ -154,12 +154,16 @@ def test_manifest_app_mismatch_is_rejected(
     assert "the key says app='hello'" in item["detail"]["reason"]
 
 
-def test_missing_pipeline_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+def test_missing_pipeline_is_rejected(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
     item = _rejected(cloud, handlers, context, PipelineNotFoundError, match="no pipeline is registered for app 'hello'")
     assert "conveyor pipeline apply pipelines/hello.yaml" in item["detail"]["reason"]
 
 
-def test_invalid_pipeline_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+def test_invalid_pipeline_is_rejected(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
     cloud.put_pipeline("app: hello\nenvironments: []\n")
     _rejected(cloud, handlers, context, PipelineInvalidError, match=r"pipelines/hello\.yaml: environments")
 
@@ -191,7 +195,7 @@ def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(
     cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
 ) -> None:
     event = load_event("s3_object_created_outside_layout.json")
-    with pytest.raises(ArtifactLayoutError, match="artifacts/hello/builds/1.0.0.zip"):
+    with pytest.raises(ArtifactLayoutError, match=r"artifacts/hello/builds/1\.0\.0\.zip"):
         handlers["validate_artifact"].handler(_request(event), context)
     assert cloud.table.scan()["Items"] == []
 

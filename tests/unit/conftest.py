@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -14,12 +14,13 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConveyorTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "conveyor")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 
-from conveyor.contracts import Deployment, EnvironmentStep, Release  # noqa: E402
-from conveyor.manifest import Manifest  # noqa: E402
-from conveyor.observability import metrics  # noqa: E402
-from conveyor.pipeline import PipelineSpec  # noqa: E402
-from conveyor.stages.validate import PushedObject  # noqa: E402
-from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package  # noqa: E402
+from conveyor.contracts import Deployment, EnvironmentStep, Release
+from conveyor.manifest import Manifest
+from conveyor.observability import metrics
+from conveyor.pipeline import PipelineSpec
+from conveyor.stages.validate import PushedObject
+
+from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package
 
 
 class NetworkBlockedError(RuntimeError):

@@ -1,10 +1,10 @@
 import pytest
-
 from conveyor.contracts import Failure, HealthVerdict
 from conveyor.errors import RollbackFailedError, TargetNotManagedError, TrafficShiftError
 from conveyor.ledger import utcnow
 from conveyor.stages.deploy import deploy
 from conveyor.stages.rollback import roll_back, rollback_reason
+
 from tests.fakes import FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 
@@ -86,6 +86,8 @@ def test_rollback_without_a_release_fails_loudly() -> None:
 
 
 def test_rollback_reason_from_a_crash() -> None:
-    failure = Failure(Error="TrafficShiftError", Cause='{"errorMessage": "throttled", "errorType": "TrafficShiftError"}')
+    failure = Failure(
+        Error="TrafficShiftError", Cause='{"errorMessage": "throttled", "errorType": "TrafficShiftError"}'
+    )
     assert rollback_reason(build_step(failure=failure)) == "TrafficShiftError: throttled"
     assert rollback_reason(build_step()) == "rollback requested"

@@ -3,12 +3,12 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from conveyor.contracts import CheckResult, Release, TrafficState
 from conveyor.errors import TrafficShiftError
 from conveyor.pipeline import SyntheticCheck
 from conveyor.stages.health import alarm_checks, decide, evaluate_health, mismatches, synthetic_check
 from conveyor.targets import Invocation
+
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeLedger, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 
@@ -179,4 +179,3 @@ def test_evaluate_health_records_the_verdict_with_evidence() -> None:
 def test_evaluate_health_without_a_release_is_an_error() -> None:
     with pytest.raises(TrafficShiftError, match="needs the release"):
         evaluate_health(build_step(release=None), targets=FakeTargets(), alarms=FakeAlarms(), ledger=FakeLedger())
-

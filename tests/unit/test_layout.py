@@ -1,5 +1,4 @@
 import pytest
-
 from conveyor.errors import ArtifactLayoutError
 from conveyor.layout import ArtifactKey, artifact_key, deployment_id, pipeline_key, release_key
 

@@ -3,9 +3,9 @@ from typing import Any
 
 import pytest
 import yaml
-
 from conveyor.errors import PipelineInvalidError
 from conveyor.pipeline import PipelineSpec
+
 from tests.fakes import DEFAULT_SPEC
 
 SOURCE = "s3://bucket/pipelines/hello.yaml"

@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conveyor.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
 from conveyor.errors import RollbackFailedError, TrafficShiftError
 from conveyor.ledger import DeploymentRecord
@@ -16,6 +15,7 @@ from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 from conveyor.stages.validate import PushedObject
 from conveyor.targets import Invocation
+
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeLedger, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step
 
@@ -37,7 +37,9 @@ def _rollout(alarm_state: str) -> tuple[FakeLedger, FakeTargets, EnvironmentStep
     ledger = FakeLedger()
     ledger.start(PUSHED.ledger_record(ARN, "hello", "1.0.0"))
     step = build_step(_spec(), release=None)
-    step = step.model_copy(update={"deployment": step.deployment.model_copy(update={"deployment_id": PUSHED.deployment_id})})
+    step = step.model_copy(
+        update={"deployment": step.deployment.model_copy(update={"deployment_id": PUSHED.deployment_id})}
+    )
     targets = FakeTargets()
     targets.add("hello-staging", alias="live", version="1")
     targets.responses["hello-staging:2"] = Invocation({"status": "ok"}, None, "2", 4.0)
@@ -150,7 +152,9 @@ def test_notify_when_rollback_failed_demands_action() -> None:
             execution_input=EVENT,
             execution_arn=ARN,
             failure={"Error": "RollbackFailedError", "Cause": "restoring the alias failed; see the ledger"},
-        ), ledger=ledger, notifier=notifier
+        ),
+        ledger=ledger,
+        notifier=notifier,
     )
     assert report.outcome is Outcome.ROLLBACK_FAILED
     subject, body, _ = notifier.published[0]
@@ -185,8 +189,20 @@ def test_outcome_rules(error: str, environments: dict[str, dict[str, Any]], outc
 def test_render_failure_lists_each_environment() -> None:
     record = _record(
         {
-            "staging": {"status": "LIVE", "function_name": "f", "alias": "live", "version_before": "1", "version_after": "2"},
-            "prod": {"status": "DEPLOYED", "function_name": "p", "alias": "live", "version_before": "5", "version_after": "6"},
+            "staging": {
+                "status": "LIVE",
+                "function_name": "f",
+                "alias": "live",
+                "version_before": "1",
+                "version_after": "2",
+            },
+            "prod": {
+                "status": "DEPLOYED",
+                "function_name": "p",
+                "alias": "live",
+                "version_before": "5",
+                "version_after": "6",
+            },
         }
     )
     subject, body = render_failure(record, Outcome.FAILED, "ShiftTraffic", "prod", "throttled")

@@ -2,10 +2,10 @@ import copy
 from typing import Any
 
 import pytest
-
 from conveyor.contracts import TrafficState
 from conveyor.errors import TrafficShiftError
 from conveyor.stages.traffic import next_traffic, shift_traffic
+
 from tests.fakes import DEFAULT_SPEC, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 

@@ -1,0 +1,199 @@
+"""The AWS adapters' exact edges: moto where it is faithful, botocore Stubber for exact error paths."""
+
+import io
+import json
+
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from conveyor import aws, runtime, settings
+from conveyor.contracts import Outcome
+from conveyor.errors import (
+    BundleInvalidError,
+    ConfigurationError,
+    DeployFailedError,
+    LedgerError,
+    NotificationError,
+    PipelineNotFoundError,
+    TargetNotFoundError,
+    TrafficShiftError,
+)
+from conveyor.ledger import DynamoLedger
+from conveyor.monitoring import CloudWatchAlarms
+from conveyor.notifier import SnsNotifier
+from conveyor.targets import LambdaTargets
+
+from tests.functional.conftest import BUCKET, TABLE, Cloud
+
+
+def _stream(payload: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(payload), len(payload))
+
+
+def test_settings_name_every_missing_variable(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEDGER_TABLE")
+    monkeypatch.delenv("NOTIFICATION_TOPIC_ARN")
+    settings.settings.cache_clear()
+    with pytest.raises(ConfigurationError) as raised:
+        settings.settings()
+    assert "LEDGER_TABLE: Field required" in str(raised.value)
+    assert "NOTIFICATION_TOPIC_ARN: Field required" in str(raised.value)
+
+
+def test_runtime_factories_are_built_once(cloud: Cloud) -> None:
+    assert runtime.ledger() is runtime.ledger()
+    assert runtime.targets() is runtime.targets()
+
+
+def test_read_bundle_of_a_vanished_object_is_a_bundle_error(cloud: Cloud) -> None:
+    with pytest.raises(BundleInvalidError, match="the pushed object no longer exists"):
+        runtime.artifacts().read_bundle(BUCKET, "artifacts/hello/9.9.9.zip", None)
+
+
+def test_read_bundle_reads_the_exact_version_pushed(cloud: Cloud) -> None:
+    # Given two pushes to one key
+    first = cloud.put_bundle(b"first push")
+    cloud.put_bundle(b"second push")
+    # Then the version in the event is what is read, not the latest
+    assert runtime.artifacts().read_bundle(BUCKET, "artifacts/hello/1.0.0.zip", first["VersionId"]) == b"first push"
+
+
+def test_read_pipeline_that_is_not_registered(cloud: Cloud) -> None:
+    with pytest.raises(PipelineNotFoundError, match=r"conveyor pipeline apply pipelines/hello\.yaml"):
+        runtime.artifacts().read_pipeline(BUCKET, "hello")
+
+
+def test_put_release_stores_the_package_with_its_checksum(cloud: Cloud) -> None:
+    import hashlib
+
+    package = b"PK fake package"
+    runtime.artifacts().put_release(
+        BUCKET, "releases/hello/1.0.0/package.zip", package, hashlib.sha256(package).hexdigest()
+    )
+    head = cloud.s3.head_object(Bucket=BUCKET, Key="releases/hello/1.0.0/package.zip", ChecksumMode="ENABLED")
+    assert head["ServerSideEncryption"] == "AES256"
+    assert head["ContentLength"] == len(package)
+
+
+def test_ensure_managed_on_a_missing_function(cloud: Cloud) -> None:
+    with pytest.raises(TargetNotFoundError, match="'nope' does not exist"):
+        LambdaTargets().ensure_managed("nope", "conveyor:managed")
+
+
+def test_alias_version_of_a_missing_alias_is_none(cloud: Cloud) -> None:
+    assert LambdaTargets().alias_version("hello-staging", "canary") is None
+    assert LambdaTargets().alias_version("hello-staging", "live") == "1"
+
+
+def test_invoke_uses_a_qualified_name_and_reports_function_errors(cloud: Cloud) -> None:
+    # Given Lambda answers with an unhandled error from version 2 (exact wire shape via Stubber)
+    targets = LambdaTargets()
+    error = json.dumps({"errorType": "ValueError", "errorMessage": "bad"}).encode()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_response(
+            "invoke",
+            {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "2", "Payload": _stream(error)},
+            {"FunctionName": "hello-staging:2", "Payload": b'{"ping": true}'},
+        )
+        invocation = targets.invoke("hello-staging", "2", {"ping": True})
+    # Then the error, the version that ran and the decoded payload are reported
+    assert invocation.function_error == "Unhandled"
+    assert invocation.executed_version == "2"
+    assert invocation.payload == {"errorType": "ValueError", "errorMessage": "bad"}
+
+
+def test_invoke_keeps_a_non_json_answer_as_text(cloud: Cloud) -> None:
+    targets = LambdaTargets()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_response("invoke", {"StatusCode": 200, "ExecutedVersion": "2", "Payload": _stream(b"<html>")})
+        assert targets.invoke("hello-staging", "2", {}).payload == "<html>"
+
+
+def test_publish_version_failure_is_a_deploy_error(cloud: Cloud) -> None:
+    targets = LambdaTargets()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_client_error("publish_version", "PreconditionFailedException", "CodeSha256 does not match")
+        with pytest.raises(DeployFailedError, match="publishing a version of 'hello-staging' failed"):
+            targets.publish_version("hello-staging", "abc=", "conveyor")
+
+
+def test_failed_update_is_a_deploy_error(cloud: Cloud) -> None:
+    targets = LambdaTargets()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_response("update_function_code", {})
+        stub.add_response("get_function_configuration", {"LastUpdateStatus": "Failed"})
+        with pytest.raises(DeployFailedError, match="reported the update of 'hello-staging' as Failed"):
+            targets.update_code("hello-staging", BUCKET, "releases/hello/1.0.0/package.zip", None)
+
+
+def test_route_alias_failure_is_a_traffic_shift_error(cloud: Cloud) -> None:
+    targets = LambdaTargets()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_client_error("update_alias", "AccessDeniedException", "not authorized")
+        with pytest.raises(TrafficShiftError, match="moving alias hello-staging:live to 2 failed"):
+            targets.route_alias("hello-staging", "live", "2", None)
+
+
+def test_alarm_states_cover_metric_and_composite_alarms(cloud: Cloud) -> None:
+    cloud.cloudwatch.put_metric_alarm(
+        AlarmName="errors",
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cloud.cloudwatch.set_alarm_state(AlarmName="errors", StateValue="ALARM", StateReason="t")
+    assert CloudWatchAlarms().states(["errors", "missing"]) == {"errors": "ALARM"}
+
+
+def test_notification_subject_is_made_sns_safe(cloud: Cloud) -> None:
+    # Given a subject with non-ASCII characters, a line break and more than 100 characters
+    SnsNotifier(cloud.topic_arn).publish("déploiement\n" + "x" * 200, "body", {"app": "hello", "empty": ""})
+    (message,) = cloud.notifications()
+    assert message["Subject"].startswith("d?ploiement?x")
+    assert len(message["Subject"]) == 100
+    assert set(message["MessageAttributes"]) == {"app"}
+
+
+def test_notification_failure_is_a_notification_error(cloud: Cloud) -> None:
+    notifier = SnsNotifier(cloud.topic_arn)
+    with Stubber(aws.client("sns")) as stub:
+        stub.add_client_error("publish", "AuthorizationError", "kms:GenerateDataKey denied")
+        with pytest.raises(NotificationError, match="kms:GenerateDataKey denied"):
+            notifier.publish("s", "m", {})
+
+
+def test_ledger_errors_are_ledger_errors(cloud: Cloud) -> None:
+    ledger = DynamoLedger("no-such-table")
+    with pytest.raises(LedgerError, match="ledger finish failed"):
+        ledger.finish("d-x", Outcome.FAILED)
+
+
+def test_ledger_finish_of_an_unknown_deployment_fails(cloud: Cloud) -> None:
+    with pytest.raises(LedgerError, match="ConditionalCheckFailed"):
+        DynamoLedger(TABLE).finish("d-unknown", Outcome.FAILED)
+
+
+def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
+    from conveyor.stages.validate import PushedObject
+
+    ledger = DynamoLedger(TABLE)
+    ids = []
+    for n in range(3):
+        pushed = PushedObject(
+            deployment_id=f"d-{n}",
+            bucket=BUCKET,
+            key=f"artifacts/hello/{n}.zip",
+            version_id=None,
+            etag=None,
+            size=None,
+            requester=None,
+        )
+        ledger.start(pushed.ledger_record("arn", "hello", str(n)))
+        ids.append(f"d-{n}")
+    assert [r.deployment_id for r in ledger.history(app="hello")] == ids[::-1]
+    assert [r.deployment_id for r in ledger.history()] == ids[::-1]
+    assert ledger.history(app="other") == []
