@@ -1,4 +1,4 @@
-"""EvaluateHealth: judge the new version (synthetic invoke, alarms) and return the verdict with evidence."""
+"""EvaluateHealth: judge the new version (synthetic, alarms, metrics, HTTP, hooks) and return the verdict."""
 
 from typing import Any
 
@@ -15,5 +15,12 @@ from conveyor.stages.health import evaluate_health
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = EnvironmentStep.model_validate(event)
     logger.append_keys(app=step.deployment.app, version=step.deployment.version, environment=step.environment.name)
-    verdict = evaluate_health(step, targets=runtime.targets(), alarms=runtime.alarms(), ledger=runtime.ledger())
+    verdict = evaluate_health(
+        step,
+        targets=runtime.targets(),
+        alarms=runtime.alarms(),
+        ledger=runtime.ledger(),
+        lambda_metrics=runtime.lambda_metrics(),
+        prober=runtime.prober(),
+    )
     return verdict.model_dump(mode="json")

@@ -15,4 +15,5 @@ from conveyor.stages.report import finalize
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FinalizeRequest.model_validate(event)
     logger.append_keys(app=request.deployment.app, version=request.deployment.version)
-    return finalize(request, ledger=runtime.ledger(), notifier=runtime.notifier()).model_dump(mode="json")
+    report = finalize(request, ledger=runtime.ledger(), notifier=runtime.notifier(), locks=runtime.locks())
+    return report.model_dump(mode="json")

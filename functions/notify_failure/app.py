@@ -14,4 +14,5 @@ from conveyor.stages.report import notify_failure
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FailureRequest.model_validate(event)
-    return notify_failure(request, ledger=runtime.ledger(), notifier=runtime.notifier()).model_dump(mode="json")
+    report = notify_failure(request, ledger=runtime.ledger(), notifier=runtime.notifier(), locks=runtime.locks())
+    return report.model_dump(mode="json")

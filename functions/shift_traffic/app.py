@@ -1,11 +1,13 @@
 """ShiftTraffic: move the alias one step of the strategy's plan (weight 100 promotes)."""
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
 from conveyor.contracts import EnvironmentStep
 from conveyor.observability import logger, metrics, tracer
+from conveyor.stages.lock import check_fence
 from conveyor.stages.traffic import shift_traffic
 
 
@@ -15,4 +17,6 @@ from conveyor.stages.traffic import shift_traffic
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = EnvironmentStep.model_validate(event)
     logger.append_keys(app=step.deployment.app, version=step.deployment.version, environment=step.environment.name)
+    # A stale lock holder (its lease ran out and another deployment took over) must change nothing.
+    check_fence(step, locks=runtime.locks(), now=time.time())
     return shift_traffic(step, targets=runtime.targets(), ledger=runtime.ledger()).model_dump(mode="json")

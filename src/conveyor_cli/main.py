@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor.errors import ConveyorError
+from conveyor.ledger import StageEvent
 from conveyor.manifest import FunctionConfig
 from conveyor.validation import describe
 from pydantic import ValidationError
@@ -41,6 +42,28 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 def cmd_local_down(_: argparse.Namespace) -> int:
     print("local cloud stopped" if stop(state_dir()) else "local cloud was not running")
+    return 0
+
+
+def cmd_local_traffic(args: argparse.Namespace) -> int:
+    from conveyor_cli.traffic import for_environment
+
+    cloud = Cloud(local=True, stack_name=args.stack_name)
+    generator = for_environment(cloud, args.app, args.env, rps=args.rps, duration_seconds=args.duration)
+    target = f"{generator.summary.function_name}:{generator.summary.alias}"
+    if not args.json:
+        print(f"sending {args.rps:g} invocations/s to {target} for {args.duration:g} s (Ctrl-C stops)", flush=True)
+    generator.start()
+    try:
+        summary = generator.wait()
+    except KeyboardInterrupt:
+        summary = generator.stop()
+    if args.json:
+        _print(summary.as_dict())
+    else:
+        for version, counts in summary.as_dict()["versions"].items():
+            print(f"  v{version}: {counts['invocations']} invocations, {counts['errors']} errors")
+        print(f"  sent {summary.sent}, dropped {summary.dropped} (threads busy), failed calls {summary.failed_calls}")
     return 0
 
 
@@ -117,9 +140,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             raise CliError("no deployments in the ledger yet")
         args.id = records[0].deployment_id
     if args.wait:
-        if not args.json:
-            print(f"waiting for {args.id} ...", flush=True)
-        live = None if args.json else (lambda event, origin: print(render_event(event, origin), flush=True))
+        # The live view goes to stderr under --json, so stdout stays one JSON document.
+        out = sys.stderr if args.json else sys.stdout
+        print(f"waiting for {args.id} ...", file=out, flush=True)
+
+        def live(event: StageEvent, origin: float) -> None:
+            print(render_event(event, origin), file=out, flush=True)
+
         record = operations.wait(cloud, args.id, timeout=args.timeout, on_event=live)
     else:
         found = ledger.get(args.id)
@@ -169,6 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_local_up)
     local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)
     local.add_parser("env", help="print shell exports for any AWS client").set_defaults(func=cmd_local_env)
+    traffic = local.add_parser("traffic", help="invoke an environment's alias at a steady rate, for canary analysis")
+    traffic.add_argument("app")
+    traffic.add_argument("env")
+    traffic.add_argument("--rps", type=float, required=True, help="invocations per second")
+    traffic.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60, at most 3600)")
+    traffic.add_argument("--json", action="store_true")
+    traffic.set_defaults(func=cmd_local_traffic)
 
     outputs = commands.add_parser("outputs", help="the stack outputs: bucket, state machine, table, topic")
     outputs.add_argument("--json", action="store_true")

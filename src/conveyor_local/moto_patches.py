@@ -51,6 +51,24 @@ and ``...common.retry.retrier_decl.time``
     out statements whose conditions we cannot evaluate, then let moto's ``IAMPolicy``
     (relied on: ``moto.iam.access_control.IAMPolicy``) decide.
 
+``moto.cloudwatch.models.Statistics.get_statistics_for_type(self, stat)``
+    moto computes Sum/Average/Minimum/Maximum/SampleCount only; a percentile (``p95``,
+    ``p99.9``) returns None and GetMetricData then fails serializing it. Canary analysis
+    reads Duration p95/p99 per version, so we compute percentiles (nearest rank, over the
+    period's single values) and leave every other statistic to moto.
+
+``moto.dynamodb.models.DynamoDBBackend.{get_item,put_item,update_item,delete_item,transact_write_items}``
+    moto evaluates a condition expression and then applies the write in separate steps, with
+    nothing to stop another request thread in between, so two conditional writes racing for
+    one item could both succeed. DynamoDB makes each single-item write atomic, and Conveyor's
+    exactly-once claims and environment locks rely on it: we serialize these calls on one lock.
+
+``moto.awslambda.responses.LambdaResponse.{publish_version,update_alias,create_alias,delete_alias,
+update_function_code,update_function_configuration}``
+    fault injection (``conveyor_local.faults``): when ``<state-dir>/faults.json`` has a rule for
+    the operation and function, the call fails with the rule's error code and HTTP status, as
+    a throttle, an outage or a conflicting update would on AWS. No rule: moto's original.
+
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
 """
@@ -66,6 +84,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 import uuid
@@ -74,13 +93,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
+from conveyor_local.faults import FAULTS_FILE, FaultPlan
 from conveyor_local.workers import FunctionSpec, InvocationResult, LayerSpec, WorkerPool
 
 LOG = logging.getLogger(__name__)
 
 _WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function.WaitFunction"
 _RETRIER_DECL = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
+
+_DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
+_DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
+_LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
+#: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
+_FAULT_OPERATIONS = {
+    "PublishVersion": "publish_version",
+    "UpdateAlias": "update_alias",
+    "CreateAlias": "create_alias",
+    "DeleteAlias": "delete_alias",
+    "UpdateFunctionCode": "update_function_code",
+    "UpdateFunctionConfiguration": "update_function_configuration",
+}
 
 #: dotted name -> the parameter names we rely on (``None``: not a callable, existence only).
 SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
@@ -106,7 +140,11 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     f"{_WAIT_FUNCTION}._wait_interval": ("self", "env", "wait_seconds"),
     f"{_RETRIER_DECL}.time": None,
     "moto.cloudwatch.models.cloudwatch_backends": None,
+    "moto.cloudwatch.models.Statistics.get_statistics_for_type": ("self", "stat"),
+    "moto.cloudwatch.models.Statistics.metric_single_values_list": None,
     "moto.logs.models.logs_backends": None,
+    **{f"{_DYNAMODB_BACKEND}.{name}": ("self",) for name in _DYNAMODB_ATOMIC},
+    **{f"{_LAMBDA_RESPONSE}.{method}": ("self",) for method in _FAULT_OPERATIONS.values()},
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 
@@ -517,6 +555,74 @@ def _bucket_get_permission(self: Any, action: str, resource: str) -> Any:
     return access_control.IAMPolicy(json.dumps(policy)).is_action_permitted(action, resource)
 
 
+# ------------------------------------------------------------------ cloudwatch: percentiles
+
+
+def percentile(values: list[float], rank: float) -> float | None:
+    """The nearest-rank ``rank``-th percentile of ``values`` (None when there are none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = max(0, math.ceil(rank / 100 * len(ordered)) - 1)
+    return ordered[min(index, len(ordered) - 1)]
+
+
+def _statistics_for_type(self: Any, stat: str) -> Any:
+    """Replacement for ``Statistics.get_statistics_for_type``: percentiles (``pNN``) too."""
+    if stat.startswith("p"):
+        try:
+            rank = float(stat[1:])
+        except ValueError:
+            rank = -1.0
+        if 0 < rank <= 100:
+            return percentile([float(v) for v in self.metric_single_values_list], rank)
+    return _ORIGINALS["moto.cloudwatch.models.Statistics.get_statistics_for_type"](self, stat)
+
+
+# ------------------------------------------------------- dynamodb: atomic single-item writes
+
+_DYNAMODB_LOCK = threading.RLock()
+
+
+def _atomic(name: str) -> Callable[..., Any]:
+    def serialized(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return _ORIGINALS[f"{_DYNAMODB_BACKEND}.{name}"](self, *args, **kwargs)
+
+    serialized.__name__ = name
+    return serialized
+
+
+# --------------------------------------------------------------- lambda API: injected faults
+
+_FUNCTION_IN_PATH = re.compile(r"/functions/([^/?]+)")
+
+
+def _fault_for(operation: str, path: str) -> tuple[int, dict[str, str], str] | None:
+    plan = _STATE.get("faults")
+    match = _FUNCTION_IN_PATH.search(path)
+    if plan is None or match is None:
+        return None
+    function = unquote(match.group(1)).split(":function:")[-1].split(":")[0]
+    fault = plan.check(operation, function)
+    if fault is None:
+        return None
+    LOG.warning("injected fault: %s on %s -> %s", operation, function, fault.error)
+    body = json.dumps({"Type": "User" if fault.status < 500 else "Service", "message": fault.message})
+    return fault.status, {"x-amzn-ErrorType": fault.error, "Content-Type": "application/json"}, body
+
+
+def _faulty(operation: str, method: str) -> Callable[..., Any]:
+    def respond(self: Any) -> Any:
+        injected = _fault_for(operation, str(getattr(self, "path", "")))
+        if injected is not None:
+            return injected
+        return _ORIGINALS[f"{_LAMBDA_RESPONSE}.{method}"](self)
+
+    respond.__name__ = method
+    return respond
+
+
 # ----------------------------------------------------------------------- time scaling
 
 
@@ -555,8 +661,11 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     "moto.awslambda.responses.LambdaResponse.invoke": _lambda_response_invoke,
     "moto.events.models.Rule.send_to_targets": _send_to_targets,
     "moto.s3.models.FakeBucket.get_permission": _bucket_get_permission,
+    "moto.cloudwatch.models.Statistics.get_statistics_for_type": _statistics_for_type,
     f"{_WAIT_FUNCTION}._wait_interval": _wait_interval,
     f"{_RETRIER_DECL}.time": _ScaledTime(),
+    **{f"{_DYNAMODB_BACKEND}.{name}": _atomic(name) for name in _DYNAMODB_ATOMIC},
+    **{f"{_LAMBDA_RESPONSE}.{method}": _faulty(op, method) for op, method in _FAULT_OPERATIONS.items()},
 }
 
 
@@ -573,7 +682,9 @@ def apply(settings: Settings) -> WorkerPool:
         if old_pool is not None:
             old_pool.shutdown()
         pool = WorkerPool(settings.endpoint_url, settings.cache_dir, settings.max_workers_per_version)
-        _STATE.update(pool=pool, time_scale=settings.time_scale)
+        _STATE.update(
+            pool=pool, time_scale=settings.time_scale, faults=FaultPlan(settings.cache_dir.parent / FAULTS_FILE)
+        )
         return pool
 
 

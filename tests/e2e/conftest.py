@@ -66,6 +66,39 @@ class Stage:
             execution=operations.execution_status(self.cloud, record.execution_arn),
         )
 
+    def follow_many(self, deployment_ids: list[str]) -> dict[str, Deployed]:
+        """Follow deployments running side by side; each gets the notifications that name its id."""
+        before = alias_versions(self.cloud, self.targets.functions)
+        records = {d: operations.wait(self.cloud, d, timeout=120) for d in deployment_ids}
+        inbox = drain_inbox(self.cloud, self.targets.inbox_url)
+        after = alias_versions(self.cloud, self.targets.functions)
+        followed = {}
+        for deployment, record in records.items():
+            assert record.execution_arn is not None
+            followed[deployment] = Deployed(
+                record=record,
+                before=before,
+                after=after,
+                notifications=[note for note in inbox if deployment in note["message"]],
+                execution=operations.execution_status(self.cloud, record.execution_arn),
+            )
+        return followed
+
+    def locks_of(self, deployment_ids: set[str]) -> list[dict]:
+        """Lock holders and queue entries (``LOCK#...`` items of the ledger table) of these deployments."""
+        table = self.cloud.client("dynamodb")
+        pages = table.get_paginator("scan").paginate(
+            TableName=self.cloud.outputs.ledger_table,
+            FilterExpression="begins_with(pk, :lock)",
+            ExpressionAttributeValues={":lock": {"S": "LOCK#"}},
+        )
+        return [
+            item
+            for page in pages
+            for item in page["Items"]
+            if item.get("deployment_id", {}).get("S") in deployment_ids and "holder" in item
+        ]
+
     def versions(self, function: str) -> list[str]:
         pages = self.cloud.client("lambda").get_paginator("list_versions_by_function").paginate(FunctionName=function)
         return [v["Version"] for page in pages for v in page["Versions"]]

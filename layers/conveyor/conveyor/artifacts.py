@@ -20,17 +20,20 @@ class ArtifactStore(Protocol):
 
 
 class S3Artifacts:
-    def __init__(self) -> None:
+    def __init__(self, max_bundle_bytes: int = MAX_BUNDLE_BYTES) -> None:
         self._s3 = aws.client("s3")
+        self._max_bundle_bytes = max_bundle_bytes
 
     def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes:
         """The exact object version that was pushed (a later push to the same key cannot swap it)."""
         extra = {"VersionId": version_id} if version_id else {}
         try:
             head = self._s3.head_object(Bucket=bucket, Key=key, **extra)
-            if head["ContentLength"] > MAX_BUNDLE_BYTES:
+            if head["ContentLength"] > self._max_bundle_bytes:
+                # Refused before the download: the function never holds an oversize object.
                 raise BundleInvalidError(
-                    f"s3://{bucket}/{key}: {head['ContentLength']} bytes exceeds the bundle limit of {MAX_BUNDLE_BYTES}"
+                    f"s3://{bucket}/{key}: {head['ContentLength']} bytes exceeds the bundle limit of "
+                    f"{self._max_bundle_bytes}"
                 )
             body: bytes = self._s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
         except ClientError as exc:

@@ -2,7 +2,16 @@
 
 Anyone who can write to the bucket can push anything, so the bundle and the package inside
 it are checked before a byte is trusted: entry count, sizes, compression ratio, paths and
-symlinks, then the manifest's schema and the package's sha256 and size.
+symlinks, duplicates, encryption and compression method, then the manifest's schema and the
+package's sha256 and size. Every check works on the zip's central directory, before anything
+is decompressed; the only members ever decompressed are ``manifest.json`` (at most 64 KiB)
+and ``package.zip``, and zipfile never inflates a member past the size its header declares
+(a member that would is caught by its CRC). ``package.zip`` itself is never unpacked here:
+Lambda unpacks it, and the same limits as Lambda's are checked on its directory first.
+
+Every refusal is a named ``ArtifactRejectedError`` whose message names the object and the
+problem, and stays short: entry names and other attacker-chosen text are cut to a few dozen
+characters, so a hostile bundle cannot blow up the ledger record or the notification.
 """
 
 from __future__ import annotations
@@ -10,18 +19,41 @@ from __future__ import annotations
 import hashlib
 import io
 import stat
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 
 from conveyor.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
 from conveyor.manifest import MANIFEST_NAME, PACKAGE_NAME, Manifest
 
+#: Default bundle size limit; ``MAX_BUNDLE_BYTES`` in the ValidateArtifact function's environment
+#: (template parameter ``MaxBundleBytes``) may lower it, never raise it: the function holds the
+#: bundle and the package in memory at once.
 MAX_BUNDLE_BYTES = 100 * 1024 * 1024
 MAX_MANIFEST_BYTES = 64 * 1024
 # Lambda's own limit for an unzipped deployment package.
 MAX_PACKAGE_UNZIPPED_BYTES = 250 * 1024 * 1024
 MAX_PACKAGE_ENTRIES = 20_000
+MAX_BUNDLE_ENTRIES = 8
 MAX_COMPRESSION_RATIO = 200
+#: What ``zip``, ``zipfile`` and every CI archiver write by default; anything else is refused
+#: rather than handed to a decompressor (or to Lambda) that may not support it.
+ALLOWED_COMPRESSION = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_SHOWN_NAME_CHARS = 80
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+# What zipfile raises on malformed archives besides BadZipFile.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    struct.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclass(frozen=True)
@@ -30,16 +62,25 @@ class Bundle:
     package: bytes
 
 
-def open_bundle(data: bytes, source: str) -> Bundle:
+def shown(name: str) -> str:
+    """An attacker-chosen name, quoted and cut short enough for a log line or a notification."""
+    if len(name) <= _SHOWN_NAME_CHARS:
+        return repr(name)
+    return repr(name[:_SHOWN_NAME_CHARS]) + f"... ({len(name)} characters)"
+
+
+def open_bundle(data: bytes, source: str, *, max_bytes: int = MAX_BUNDLE_BYTES) -> Bundle:
     """Check and unpack a bundle; every refusal names ``source`` and the problem."""
     if not data:
         raise BundleInvalidError(f"{source}: the object is empty")
-    if len(data) > MAX_BUNDLE_BYTES:
-        raise BundleInvalidError(f"{source}: {len(data)} bytes exceeds the bundle limit of {MAX_BUNDLE_BYTES}")
+    if len(data) > max_bytes:
+        raise BundleInvalidError(f"{source}: {len(data)} bytes exceeds the bundle limit of {max_bytes}")
     archive = _open_zip(data, source)
     with archive:
         infos = archive.infolist()
-        _check_entries(infos, source, max_entries=8, max_unzipped=MAX_PACKAGE_UNZIPPED_BYTES + MAX_MANIFEST_BYTES)
+        _check_entries(
+            infos, source, max_entries=MAX_BUNDLE_ENTRIES, max_unzipped=MAX_PACKAGE_UNZIPPED_BYTES + MAX_MANIFEST_BYTES
+        )
         names = {info.filename for info in infos}
         if MANIFEST_NAME not in names:
             raise ManifestInvalidError(f"{source}: {MANIFEST_NAME} is missing")
@@ -47,10 +88,10 @@ def open_bundle(data: bytes, source: str) -> Bundle:
             raise BundleInvalidError(f"{source}: {PACKAGE_NAME} is missing")
         unexpected = sorted(names - {MANIFEST_NAME, PACKAGE_NAME})
         if unexpected:
-            raise BundleInvalidError(f"{source}: unexpected entries {unexpected}")
+            raise BundleInvalidError(f"{source}: unexpected entries [{', '.join(shown(n) for n in unexpected)}]")
         if archive.getinfo(MANIFEST_NAME).file_size > MAX_MANIFEST_BYTES:
             raise ManifestInvalidError(f"{source}: {MANIFEST_NAME} is larger than {MAX_MANIFEST_BYTES} bytes")
-        manifest = Manifest.from_json(_read(archive, MANIFEST_NAME, source))
+        manifest = _parse_manifest(_read(archive, MANIFEST_NAME, source), source)
         package = _read(archive, PACKAGE_NAME, source)
     verify_package(package, manifest, source)
     return Bundle(manifest=manifest, package=package)
@@ -76,10 +117,24 @@ def verify_package(package: bytes, manifest: Manifest, source: str) -> None:
         )
 
 
+def _parse_manifest(raw: bytes, source: str) -> Manifest:
+    try:
+        return Manifest.from_json(raw)
+    except ManifestInvalidError as exc:
+        raise ManifestInvalidError(f"{source}: {exc}") from exc
+    except (RecursionError, ValueError) as exc:
+        # json.loads on hostile input: nesting deeper than the interpreter's stack, or an
+        # integer longer than Python's 4300-digit conversion limit. Not echoed: it is input.
+        raise ManifestInvalidError(f"{source}: {MANIFEST_NAME}: not valid JSON ({type(exc).__name__})") from exc
+
+
 def _open_zip(data: bytes, source: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except _ZIP_ERRORS as exc:
+        if data.startswith(_ZIP_MAGIC):
+            # Starts like a zip but its central directory is missing or damaged: an upload cut short.
+            raise BundleInvalidError(f"{source}: truncated or corrupt zip archive ({exc})") from exc
         raise BundleInvalidError(f"{source}: not a zip archive ({exc})") from exc
 
 
@@ -87,25 +142,38 @@ def _check_entries(infos: list[zipfile.ZipInfo], source: str, *, max_entries: in
     if len(infos) > max_entries:
         raise BundleInvalidError(f"{source}: {len(infos)} entries exceeds the limit of {max_entries}")
     total = 0
+    seen: set[str] = set()
     for info in infos:
         name = info.filename
         if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-            raise BundleInvalidError(f"{source}: entry {name!r} has an absolute path")
+            raise BundleInvalidError(f"{source}: entry {shown(name)} has an absolute path")
         if ".." in name.replace("\\", "/").split("/"):
-            raise BundleInvalidError(f"{source}: entry {name!r} escapes the archive with '..'")
+            raise BundleInvalidError(f"{source}: entry {shown(name)} escapes the archive with '..'")
         if stat.S_ISLNK(info.external_attr >> 16):
-            raise BundleInvalidError(f"{source}: entry {name!r} is a symlink")
+            raise BundleInvalidError(f"{source}: entry {shown(name)} is a symlink")
+        if name in seen:
+            # Tools disagree on which copy wins: what was checked need not be what runs.
+            raise BundleInvalidError(f"{source}: entry {shown(name)} appears more than once")
+        seen.add(name)
+        if info.flag_bits & 0x1:
+            raise BundleInvalidError(f"{source}: entry {shown(name)} is encrypted")
+        if info.compress_type not in ALLOWED_COMPRESSION:
+            raise BundleInvalidError(
+                f"{source}: entry {shown(name)} uses compression method {info.compress_type}; "
+                f"only {' and '.join(ALLOWED_COMPRESSION.values())} are accepted"
+            )
         total += info.file_size
         if total > max_unzipped:
             raise BundleInvalidError(f"{source}: uncompressed size exceeds the limit of {max_unzipped} bytes")
-        if info.compress_size and info.file_size / info.compress_size > MAX_COMPRESSION_RATIO:
+        # A member that claims to hold data in no bytes at all is lying about one of its sizes.
+        if info.file_size and (info.compress_size == 0 or info.file_size / info.compress_size > MAX_COMPRESSION_RATIO):
             raise BundleInvalidError(
-                f"{source}: entry {name!r} compression ratio exceeds {MAX_COMPRESSION_RATIO} (zip bomb?)"
+                f"{source}: entry {shown(name)} compression ratio exceeds {MAX_COMPRESSION_RATIO} (zip bomb?)"
             )
 
 
 def _read(archive: zipfile.ZipFile, name: str, source: str) -> bytes:
     try:
         return archive.read(name)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except _ZIP_ERRORS as exc:
         raise BundleInvalidError(f"{source}: {name} cannot be read ({exc})") from exc

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.manifest import Manifest
-from conveyor.pipeline import EnvironmentSpec, Notifications, TrafficStep
+from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
 
 
 class Outcome(StrEnum):
@@ -24,6 +24,12 @@ class Outcome(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
     FAILED = "FAILED"
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    QUEUED = "QUEUED"
+    """Waiting for an environment's lock held by another deployment (not terminal)."""
+    SUPERSEDED = "SUPERSEDED"
+    """A newer artifact arrived while this one waited for a lock; nothing was deployed."""
+    SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
+    """Only ever on a skipped execution's entry (``DeploymentRecord.skipped``), never a deployment's status."""
 
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -68,6 +74,7 @@ class Deployment(_Result):
     execution_arn: str
     pushed_by: str | None = None
     started_at: datetime
+    policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
 
 
 class Release(_Result):
@@ -88,11 +95,12 @@ class TrafficState(_Result):
     weight: int
     wait_seconds: int
     complete: bool
+    started_at: datetime | None = Field(default=None, description="when the alias took this step's weight")
 
 
 class CheckResult(_Result):
     name: str
-    kind: Literal["synthetic", "alarm"]
+    kind: Literal["synthetic", "alarm", "metrics", "http", "hook"]
     status: Verdict
     reason: str
     evidence: dict[str, Any] = Field(default_factory=dict)
@@ -104,6 +112,31 @@ class HealthVerdict(_Result):
     weight: int
     checks: list[CheckResult]
     evaluated_at: datetime
+    step: int | None = Field(default=None, description="the traffic step judged (1-based)")
+    inconclusive_count: int = Field(default=0, description="inconclusive verdicts in a row at this step")
+    retry_after_seconds: int = Field(default=0, description="when inconclusive: wait this long, then judge again")
+
+
+class HookPayload(_Result):
+    """What a pre-traffic or post-traffic hook Lambda receives."""
+
+    phase: Literal["pre_traffic", "post_traffic"]
+    deployment_id: str
+    app: str
+    version: str = Field(description="the app's release version (from the manifest)")
+    environment: str
+    function_name: str
+    alias: str
+    function_version: str = Field(description="the Lambda version under test")
+    previous_version: str | None
+    weight: int = Field(description="percent of the alias's traffic on the new version right now")
+
+
+class HookResult(_Request):
+    """What a hook must answer."""
+
+    status: Literal["pass", "fail"]
+    detail: str = ""
 
 
 class RollbackResult(_Result):
@@ -137,10 +170,56 @@ class Failure(_Request):
 
 
 # --- requests ----------------------------------------------------------------------------
+class ExecutionOptions(_Request):
+    """What an operator may add to the execution input, beside the S3 event: ``{"conveyor": {...}}``.
+
+    A console re-run of a live artifact is a no-op unless ``force``; an artifact older than what is
+    live is refused unless ``allow_downgrade`` (or the pipeline's ``allow_downgrade``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    force: bool = False
+    allow_downgrade: bool = False
+
+    @classmethod
+    def from_input(cls, execution_input: dict[str, Any]) -> ExecutionOptions:
+        return cls.model_validate(execution_input.get("conveyor") or {})
+
+
 class ValidateRequest(_Request):
     event: dict[str, Any]
     execution_arn: str
     started_at: datetime
+
+
+class ClaimRequest(_Request):
+    event: dict[str, Any]
+    execution_arn: str
+    started_at: datetime
+
+
+class Claim(_Result):
+    """ClaimDeployment's decision: go on, or end this execution at once without notifying anyone."""
+
+    deployment_id: str
+    decision: Literal["proceed", "duplicate", "already_live"]
+    reason: str
+    owner_execution_arn: str | None = Field(default=None, description="the execution that owns the deployment")
+
+
+class LockGrant(_Result):
+    """AcquireLock's answer for one (app, environment); ``token`` fences every mutating stage."""
+
+    status: Literal["acquired", "waiting", "superseded"]
+    app: str
+    environment: str
+    holder: str = Field(description="the execution this grant belongs to")
+    token: int | None = None
+    lease_seconds: int = 0
+    wait_seconds: int = Field(default=0, description="when waiting: poll again after this long")
+    position: int | None = Field(default=None, description="when waiting: 1 = next in line")
+    waiting_for: str | None = Field(default=None, description="the deployment holding the lock")
 
 
 class EnvironmentStep(_Request):
@@ -152,6 +231,7 @@ class EnvironmentStep(_Request):
     traffic: TrafficState | None = None
     health: HealthVerdict | None = None
     failure: Failure | None = None
+    lock: LockGrant | None = None
 
 
 class EnvironmentResult(_Request):
@@ -171,6 +251,7 @@ class FailureRequest(_Request):
     execution_input: dict[str, Any]
     execution_arn: str
     failure: Failure
+    started_at: datetime | None = Field(default=None, description="the execution's start (its place in lock queues)")
 
 
 class Report(_Result):

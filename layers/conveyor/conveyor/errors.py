@@ -46,6 +46,10 @@ class PipelineInvalidError(ArtifactRejectedError):
     """The registered pipeline spec is not valid YAML or violates the spec schema."""
 
 
+class DowngradeRefusedError(ArtifactRejectedError):
+    """The artifact is older than what is live (version order, then build time) and no one allowed a downgrade."""
+
+
 # --- targets -------------------------------------------------------------------------------
 class TargetError(ConveyorError):
     """A deployment target cannot be used."""
@@ -68,6 +72,10 @@ class TrafficShiftError(TargetError):
 
 
 # --- health and rollback -----------------------------------------------------------------
+class MetricsUnavailableError(ConveyorError):
+    """CloudWatch could not be read for the per-version Lambda metrics of a health check."""
+
+
 class RollbackFailedError(ConveyorError):
     """Restoring the alias failed: a person must act (the notification says what to run)."""
 
@@ -79,6 +87,19 @@ class DeploymentRolledBackError(ConveyorError):
 
 class DeploymentFailedError(ConveyorError):
     """The deployment failed before any traffic moved; nothing was deployed."""
+
+
+class DeploymentSupersededError(ConveyorError):
+    """A newer artifact for the same environment arrived while this deployment waited for the lock."""
+
+
+# --- locks ---------------------------------------------------------------------------------
+class LockLostError(ConveyorError):
+    """This execution no longer holds the environment's lock (its fencing token is stale): it must not act."""
+
+
+class LockWaitTimeoutError(ConveyorError):
+    """The environment's lock stayed held by another deployment longer than the pipeline allows to wait."""
 
 
 class LedgerError(ConveyorError):

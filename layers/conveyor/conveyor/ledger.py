@@ -3,12 +3,20 @@
 One DynamoDB table. A deployment is an item ``pk=DEPLOYMENT#<id>, sk=META`` (indexed by app
 and creation time for history); each stage transition is an item ``sk=EVENT#<time>#...`` beside
 it, with its timing and evidence. DORA metrics and ``conveyor status`` read from here.
+
+Exactly-once: the META item is also the deployment's claim. ``claim`` takes it with a conditional
+write (only one execution of an object can own its deployment at a time); the executions that lose
+end as skipped duplicates, counted and listed on the META item (``skipped``). Notifications are
+claimed too (``sk=NOTICE#<execution>#<kind>``) so a retried or redriven stage never notifies twice.
+
+Locks live beside the deployments (``DynamoLocks``): ``pk=LOCK#<app>#<environment>``, ``sk=HOLDER``
+is the lock (holder, lease expiry, fencing token), ``sk=WAIT#<start time>#<execution>`` its queue.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -57,6 +65,9 @@ class DeploymentRecord(BaseModel):
     commit_time: datetime | None = None
     environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None
+    built_at: datetime | None = Field(default=None, description="the manifest's created_at (for downgrade checks)")
+    skipped_count: int = Field(default=0, description="executions of this object that ended without acting")
+    skipped: list[dict[str, Any]] = Field(default_factory=list, description="each skipped execution and why")
     events: list[StageEvent] = Field(default_factory=list)
 
     @property
@@ -73,6 +84,12 @@ class Ledger(Protocol):
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None: ...
     def get(self, deployment_id: str) -> DeploymentRecord | None: ...
     def history(self, app: str | None = None, limit: int = 50) -> list[DeploymentRecord]: ...
+    def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool: ...
+    def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None: ...
+    def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool: ...
+    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None: ...
+    def claim_notice(self, deployment_id: str, key: str) -> str | None: ...
+    def record_notice(self, deployment_id: str, key: str, message_id: str) -> None: ...
 
 
 def _to_item(value: Any) -> Any:
@@ -91,7 +108,15 @@ def _from_item(value: Any) -> Any:
 
 
 _META = "META"
+_EVENT_PREFIX = "EVENT#"
+_NOTICE_PREFIX = "NOTICE#"
 _RECORD_FIELDS = frozenset(DeploymentRecord.model_fields) - {"events"}
+NOT_PUBLISHED = ""
+"""``claim_notice``'s answer when an earlier try claimed the notice but never recorded a message id."""
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return aws.error_code(exc) == "ConditionalCheckFailedException"
 
 
 class DynamoLedger:
@@ -170,10 +195,10 @@ class DynamoLedger:
                 )
             )
         meta = next((item for item in items if item["sk"] == _META), None)
-        if meta is None or "status" not in meta:
+        if meta is None or "status" not in meta or "app" not in meta:
             # Absent, or caught mid-creation (the local cloud applies an update expression non-atomically).
             return None
-        events = [StageEvent.model_validate(_from_item(item)) for item in items if item["sk"] != _META]
+        events = [StageEvent.model_validate(_from_item(item)) for item in items if item["sk"].startswith(_EVENT_PREFIX)]
         return self._record(meta, events=events)
 
     def history(self, app: str | None = None, limit: int = 50) -> list[DeploymentRecord]:
@@ -191,6 +216,131 @@ class DynamoLedger:
                 items = [item for item in self._scan() if item["sk"] == _META]
         records = [self._record(item, events=[]) for item in items]
         return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool:
+        """Make ``seed.execution_arn`` the deployment's owner; False if another execution owns it.
+
+        Taken when the deployment is new, ended in one of ``replaceable`` (a new attempt: its
+        environments and failure are cleared), is already owned by this execution (a retry), or is
+        owned by ``stale_owner`` (an execution known to have stopped without ending it).
+        """
+        owner = seed.execution_arn or ""
+        names = {"#status": "status", "#owner": "execution_arn"}
+        values: dict[str, Any] = {
+            ":me": owner,
+            ":stale": stale_owner or owner,
+            ":running": Outcome.IN_PROGRESS.value,
+            ":now": utcnow().isoformat(),
+            ":created": seed.created_at.isoformat(),
+            ":id": seed.deployment_id,
+            ":app": seed.app,
+            ":version": seed.version,
+            ":artifact": _to_item(seed.artifact),
+            ":pushed_by": seed.pushed_by,
+            ":empty": {},
+        }
+        statuses = []
+        for i, outcome in enumerate(replaceable):
+            values[f":r{i}"] = outcome.value
+            statuses.append(f":r{i}")
+        replace = f" OR #status IN ({', '.join(statuses)})" if statuses else ""
+        with self._errors("claim"):
+            try:
+                self._table.update_item(
+                    Key={"pk": self._pk(seed.deployment_id), "sk": _META},
+                    UpdateExpression="SET #status = :running, #owner = :me, updated_at = :now, deployment_id = :id, "
+                    "app = :app, version = :version, artifact = :artifact, pushed_by = :pushed_by, "
+                    "created_at = if_not_exists(created_at, :created), "
+                    "environments = :empty REMOVE finished_at, failure",
+                    ConditionExpression=f"attribute_not_exists(pk) OR #owner IN (:me, :stale){replace}",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None:
+        with self._errors("record_skip"):
+            self._table.update_item(
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET skipped = list_append(if_not_exists(skipped, :none), :entry), updated_at = :now "
+                "ADD skipped_count :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={
+                    ":none": [],
+                    ":entry": [_to_item(entry)],
+                    ":now": utcnow().isoformat(),
+                    ":one": 1,
+                },
+            )
+
+    def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool:
+        """Move the deployment to ``status`` if ``owner`` still owns it and it is in one of ``expected``."""
+        values: dict[str, Any] = {":status": status.value, ":owner": owner, ":now": utcnow().isoformat()}
+        values |= {f":e{i}": outcome.value for i, outcome in enumerate(expected)}
+        with self._errors("set_status"):
+            try:
+                self._table.update_item(
+                    Key={"pk": self._pk(deployment_id), "sk": _META},
+                    UpdateExpression="SET #status = :status, updated_at = :now",
+                    ConditionExpression=f"execution_arn = :owner AND #status IN "
+                    f"({', '.join(f':e{i}' for i in range(len(expected)))})",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        with self._errors("set_fields"):
+            self._table.update_item(
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":v{i}": _to_item(value) for i, value in enumerate(fields.values())},
+            )
+
+    def claim_notice(self, deployment_id: str, key: str) -> str | None:
+        """Claim the right to publish notice ``key``: None if claimed now, else the earlier message id.
+
+        ``NOT_PUBLISHED`` means an earlier try claimed it but did not record a publication (it may
+        have crashed before or after publishing): the caller publishes again, the one duplicate
+        that can only follow a crash in that narrow window.
+        """
+        with self._errors("claim_notice"):
+            try:
+                self._table.put_item(
+                    Item={
+                        "pk": self._pk(deployment_id),
+                        "sk": f"{_NOTICE_PREFIX}{key}",
+                        "claimed_at": utcnow().isoformat(),
+                    },
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+                item = self._table.get_item(
+                    Key={"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"}, ConsistentRead=True
+                ).get("Item", {})
+                return str(item.get("message_id", NOT_PUBLISHED))
+        return None
+
+    def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
+        with self._errors("record_notice"):
+            self._table.update_item(
+                Key={"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"},
+                UpdateExpression="SET message_id = :id, published_at = :now",
+                ExpressionAttributeValues={":id": message_id, ":now": utcnow().isoformat()},
+            )
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
@@ -254,3 +404,198 @@ def timed_stage(
                 detail=detail,
             )
         )
+
+
+# --- locks -------------------------------------------------------------------------------
+class LockState(BaseModel):
+    """The lock of one (app, environment): who holds it, until when, and its fencing token."""
+
+    model_config = ConfigDict(frozen=True)
+
+    holder: str | None = Field(default=None, description="the holding execution's ARN; None when free")
+    deployment_id: str | None = None
+    token: int = Field(default=0, description="incremented on every acquisition; never reused")
+    expires_at: float = Field(default=0.0, description="lease end, epoch seconds")
+
+    def free_at(self, now: float) -> bool:
+        return self.holder is None or self.expires_at < now
+
+
+class Waiter(BaseModel):
+    """One execution waiting in an environment's queue; ``key`` orders the queue (FIFO by start time)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    holder: str
+    deployment_id: str
+    version: str
+    first_seen: float
+    last_seen: float
+    superseded_by: str | None = None
+
+
+class LockTable(Protocol):
+    def get(self, app: str, environment: str) -> LockState | None: ...
+    def try_acquire(
+        self, app: str, environment: str, *, holder: str, deployment_id: str, lease_seconds: int, now: float
+    ) -> int | None: ...
+    def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool: ...
+    def release(self, app: str, environment: str, holder: str) -> bool: ...
+    def enqueue(self, app: str, environment: str, waiter: Waiter) -> None: ...
+    def waiters(self, app: str, environment: str) -> list[Waiter]: ...
+    def supersede(self, app: str, environment: str, key: str, by: str) -> None: ...
+    def remove_waiter(self, app: str, environment: str, key: str) -> None: ...
+
+
+_HOLDER = "HOLDER"
+_WAIT_PREFIX = "WAIT#"
+
+
+class DynamoLocks:
+    """``LockTable`` on the ledger table: every change is one conditional write on one item."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = aws.resource("dynamodb").Table(table_name)
+
+    @staticmethod
+    def _pk(app: str, environment: str) -> str:
+        return f"LOCK#{app}#{environment}"
+
+    def get(self, app: str, environment: str) -> LockState | None:
+        with self._errors("get"):
+            item = self._table.get_item(Key={"pk": self._pk(app, environment), "sk": _HOLDER}, ConsistentRead=True).get(
+                "Item"
+            )
+        if item is None:
+            return None
+        return LockState.model_validate({k: v for k, v in _from_item(item).items() if k in LockState.model_fields})
+
+    def try_acquire(
+        self, app: str, environment: str, *, holder: str, deployment_id: str, lease_seconds: int, now: float
+    ) -> int | None:
+        """Take the lock if it is free or its lease expired; the new fencing token, or None if held."""
+        with self._errors("try_acquire"):
+            try:
+                response = self._table.update_item(
+                    Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                    UpdateExpression="SET holder = :me, deployment_id = :id, expires_at = :expires, acquired_at = :at "
+                    "ADD #token :one",
+                    ConditionExpression="attribute_not_exists(holder) OR expires_at < :now",
+                    ExpressionAttributeNames={"#token": "token"},
+                    ExpressionAttributeValues={
+                        ":me": holder,
+                        ":id": deployment_id,
+                        ":expires": _to_item(now + lease_seconds),
+                        ":at": utcnow().isoformat(),
+                        ":one": 1,
+                        ":now": _to_item(now),
+                    },
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return None
+                raise
+        return int(response["Attributes"]["token"])
+
+    def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
+        """Extend the lease if ``holder`` still holds the lock with ``token`` (the fencing check)."""
+        with self._errors("renew"):
+            try:
+                self._table.update_item(
+                    Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                    UpdateExpression="SET expires_at = :expires",
+                    ConditionExpression="holder = :me AND #token = :token",
+                    ExpressionAttributeNames={"#token": "token"},
+                    ExpressionAttributeValues={
+                        ":me": holder,
+                        ":token": token,
+                        ":expires": _to_item(now + lease_seconds),
+                    },
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    def release(self, app: str, environment: str, holder: str) -> bool:
+        """Free the lock if ``holder`` holds it; False (and nothing changed) otherwise."""
+        with self._errors("release"):
+            try:
+                self._table.update_item(
+                    Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                    UpdateExpression="SET expires_at = :zero, released_at = :at REMOVE holder, deployment_id",
+                    ConditionExpression="holder = :me",
+                    ExpressionAttributeValues={":me": holder, ":zero": 0, ":at": utcnow().isoformat()},
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    def enqueue(self, app: str, environment: str, waiter: Waiter) -> None:
+        """Join the queue (idempotent): ``first_seen`` and ``superseded_by`` survive, ``last_seen`` moves."""
+        with self._errors("enqueue"):
+            self._table.update_item(
+                Key={"pk": self._pk(app, environment), "sk": _WAIT_PREFIX + waiter.key},
+                UpdateExpression="SET holder = :holder, deployment_id = :id, version = :version, "
+                "first_seen = if_not_exists(first_seen, :first), last_seen = :last",
+                ExpressionAttributeValues={
+                    ":holder": waiter.holder,
+                    ":id": waiter.deployment_id,
+                    ":version": waiter.version,
+                    ":first": _to_item(waiter.first_seen),
+                    ":last": _to_item(waiter.last_seen),
+                },
+            )
+
+    def waiters(self, app: str, environment: str) -> list[Waiter]:
+        with self._errors("waiters"):
+            items = list(
+                self._query(
+                    KeyConditionExpression="pk = :pk AND begins_with(sk, :wait)",
+                    ExpressionAttributeValues={":pk": self._pk(app, environment), ":wait": _WAIT_PREFIX},
+                    ConsistentRead=True,
+                )
+            )
+        waiters = []
+        for item in items:
+            data = _from_item(item)
+            data["key"] = str(data["sk"]).removeprefix(_WAIT_PREFIX)
+            waiters.append(Waiter.model_validate({k: v for k, v in data.items() if k in Waiter.model_fields}))
+        return sorted(waiters, key=lambda w: w.key)
+
+    def supersede(self, app: str, environment: str, key: str, by: str) -> None:
+        with self._errors("supersede"):
+            try:
+                self._table.update_item(
+                    Key={"pk": self._pk(app, environment), "sk": _WAIT_PREFIX + key},
+                    UpdateExpression="SET superseded_by = :by",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(superseded_by)",
+                    ExpressionAttributeValues={":by": by},
+                )
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+
+    def remove_waiter(self, app: str, environment: str, key: str) -> None:
+        with self._errors("remove_waiter"):
+            self._table.delete_item(Key={"pk": self._pk(app, environment), "sk": _WAIT_PREFIX + key})
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        while True:
+            response = self._table.query(**kwargs)
+            yield from response["Items"]
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    @contextmanager
+    def _errors(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerError(f"lock {operation} failed: {exc}") from exc

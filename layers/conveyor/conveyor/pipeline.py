@@ -33,9 +33,13 @@ class LambdaTarget(_Spec):
 
 
 class TrafficStep(_Spec):
-    """Move the alias to ``weight`` percent on the new version, then wait ``wait_seconds`` before judging."""
+    """Move the alias to ``weight`` percent on the new version, then wait ``wait_seconds`` before judging.
 
-    weight: int = Field(ge=1, le=100)
+    Weight 0 moves nothing: the new version is verified (synthetic invoke, pre-traffic hook) while the
+    alias still sends all production traffic to the old one.
+    """
+
+    weight: int = Field(ge=0, le=100)
     wait_seconds: int = Field(ge=0, le=MAX_WAIT_SECONDS)
 
 
@@ -73,7 +77,27 @@ class Linear(_Spec):
         ]
 
 
-Strategy = Annotated[AllAtOnce | Canary | Linear, Field(discriminator="type")]
+class BlueGreen(_Spec):
+    """Verify the new version with no production traffic, then switch 0 -> 100% in one step and bake.
+
+    During the bake the old version stays published and ready: a failed verdict points the alias back
+    at it in one call.
+    """
+
+    type: Literal["blue_green"]
+    verify_seconds: int = Field(
+        default=0, ge=0, le=MAX_WAIT_SECONDS, description="wait before verifying the idle new version"
+    )
+    bake_seconds: int = Field(ge=0, le=MAX_WAIT_SECONDS, description="bake at 100% with the old version ready")
+
+    def steps(self) -> list[TrafficStep]:
+        return [
+            TrafficStep(weight=0, wait_seconds=self.verify_seconds),
+            TrafficStep(weight=100, wait_seconds=self.bake_seconds),
+        ]
+
+
+Strategy = Annotated[AllAtOnce | Canary | Linear | BlueGreen, Field(discriminator="type")]
 
 
 class SyntheticCheck(_Spec):
@@ -83,19 +107,73 @@ class SyntheticCheck(_Spec):
     expect: dict[str, Any]
 
 
+class MetricsCheck(_Spec):
+    """Per-version AWS/Lambda metrics of the alias's traffic (``ExecutedVersion``), judged after each step.
+
+    Absolute limits apply to the new version; the comparison limits compare it with the old version over
+    the same window. A comparison fails only when the ratio is exceeded *and* the difference is larger
+    than its tolerance (so 0.1% vs 0% errors, or 3 ms vs 2 ms, is not a regression).
+    """
+
+    min_invocations: int = Field(
+        default=20, ge=1, le=1_000_000, description="fewer invocations of the new version: inconclusive"
+    )
+    window_seconds: int | None = Field(
+        default=None, ge=1, le=MAX_WAIT_SECONDS, description="default: the step's wait, at least the time since it"
+    )
+    max_error_rate_percent: float | None = Field(default=1.0, ge=0, le=100)
+    max_p95_ms: float | None = Field(default=None, gt=0)
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    max_error_rate_ratio: float | None = Field(default=2.0, ge=1, description="new error rate / old error rate")
+    error_rate_tolerance_percent: float = Field(default=0.5, ge=0, le=100)
+    max_latency_ratio: float | None = Field(default=None, ge=1, description="new p95 / old p95")
+    latency_tolerance_ms: float = Field(default=25.0, ge=0)
+
+
+class HttpProbe(_Spec):
+    """GET (or HEAD) a URL that serves the alias: expected status, optional body text, latency budget."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    method: Literal["GET", "HEAD"] = "GET"
+    expect_status: int = Field(default=200, ge=100, le=599)
+    body_contains: str | None = Field(default=None, max_length=1024)
+    latency_budget_ms: float = Field(default=2000, gt=0, le=60_000)
+    timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+
+class HookSpec(_Spec):
+    """A Lambda the team owns (migrations, integration tests), invoked with a ``HookPayload``.
+
+    It must answer ``{"status": "pass" | "fail", "detail": "..."}``; an error or another answer fails.
+    It must carry the managed tag: Conveyor's invoke permission is conditioned on it.
+    """
+
+    function_name: FunctionName
+    qualifier: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9$_-]{1,128}$")] = "$LATEST"
+
+
 class HealthSpec(_Spec):
     synthetic: SyntheticCheck | None = None
     alarms: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
         default_factory=list, max_length=100
     )
-    on_inconclusive: Literal["fail", "pass"] = Field(
-        default="fail", description="what an alarm with INSUFFICIENT_DATA means; no data is never a pass by default"
+    metrics: MetricsCheck | None = None
+    http: HttpProbe | None = None
+    pre_traffic: HookSpec | None = Field(default=None, description="run against the new version before any traffic")
+    post_traffic: HookSpec | None = Field(default=None, description="run once the new version serves 100%")
+    on_inconclusive: Literal["fail", "pass", "retry"] = Field(
+        default="fail",
+        description="what not enough data means (an alarm with INSUFFICIENT_DATA, too few invocations): "
+        "fail, pass, or judge again after another interval up to max_inconclusive_retries, then fail; "
+        "no data is never a pass by default",
     )
+    max_inconclusive_retries: int = Field(default=3, ge=0, le=20)
 
     @model_validator(mode="after")
     def _checks_something(self) -> HealthSpec:
-        if self.synthetic is None and not self.alarms:
-            raise ValueError("health needs at least one check (synthetic or alarms)")
+        checks = (self.synthetic, self.metrics, self.http, self.pre_traffic, self.post_traffic)
+        if all(check is None for check in checks) and not self.alarms:
+            raise ValueError("health needs at least one check (synthetic, alarms, metrics, http or a hook)")
         return self
 
 
@@ -106,11 +184,29 @@ class EnvironmentSpec(_Spec):
     health: HealthSpec
 
     def traffic_steps(self) -> list[TrafficStep]:
-        return self.strategy.steps()
+        """The strategy's plan; a pre-traffic hook adds a first step at weight 0 where it runs."""
+        steps = self.strategy.steps()
+        if self.health.pre_traffic is not None and steps[0].weight != 0:
+            steps = [TrafficStep(weight=0, wait_seconds=0), *steps]
+        return steps
 
 
 class Notifications(_Spec):
     on_success: bool = False
+
+
+class RolloutPolicy(_Spec):
+    """How deployments of one app share its environments (carried in the execution's state)."""
+
+    concurrency: Literal["queue", "supersede"] = Field(
+        default="queue",
+        description="queue: wait in line (FIFO) for an environment's lock; "
+        "supersede: a newer artifact cancels older ones still waiting",
+    )
+    lock_wait_seconds: int = Field(
+        default=3600, ge=60, le=MAX_WAIT_SECONDS, description="how long a deployment may wait for a lock before failing"
+    )
+    allow_downgrade: bool = Field(default=False, description="accept an artifact older than what is live")
 
 
 class PipelineSpec(_Spec):
@@ -118,6 +214,15 @@ class PipelineSpec(_Spec):
     app: AppName
     environments: list[EnvironmentSpec] = Field(min_length=1, max_length=10)
     notifications: Notifications = Field(default_factory=Notifications)
+    concurrency: Literal["queue", "supersede"] = "queue"
+    lock_wait_seconds: int = Field(default=3600, ge=60, le=MAX_WAIT_SECONDS)
+    allow_downgrade: bool = False
+
+    @property
+    def policy(self) -> RolloutPolicy:
+        return RolloutPolicy(
+            concurrency=self.concurrency, lock_wait_seconds=self.lock_wait_seconds, allow_downgrade=self.allow_downgrade
+        )
 
     @model_validator(mode="after")
     def _unique(self) -> PipelineSpec:

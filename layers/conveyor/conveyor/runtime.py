@@ -5,9 +5,12 @@ from __future__ import annotations
 from functools import cache
 
 from conveyor.artifacts import S3Artifacts
-from conveyor.ledger import DynamoLedger
+from conveyor.executions import StepFunctionsExecutions
+from conveyor.lambda_metrics import CloudWatchLambdaMetrics
+from conveyor.ledger import DynamoLedger, DynamoLocks
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
+from conveyor.probes import UrllibProber
 from conveyor.settings import settings
 from conveyor.targets import LambdaTargets
 
@@ -24,7 +27,7 @@ def targets() -> LambdaTargets:
 
 @cache
 def artifacts() -> S3Artifacts:
-    return S3Artifacts()
+    return S3Artifacts(max_bundle_bytes=settings().max_bundle_bytes)
 
 
 @cache
@@ -33,5 +36,25 @@ def alarms() -> CloudWatchAlarms:
 
 
 @cache
+def lambda_metrics() -> CloudWatchLambdaMetrics:
+    return CloudWatchLambdaMetrics()
+
+
+@cache
+def prober() -> UrllibProber:
+    return UrllibProber()
+
+
+@cache
 def notifier() -> SnsNotifier:
     return SnsNotifier(settings().notification_topic_arn)
+
+
+@cache
+def locks() -> DynamoLocks:
+    return DynamoLocks(settings().ledger_table)
+
+
+@cache
+def executions() -> StepFunctionsExecutions:
+    return StepFunctionsExecutions()

@@ -11,6 +11,7 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conveyor.bundle import MAX_BUNDLE_BYTES
 from conveyor.errors import ConfigurationError
 
 
@@ -21,6 +22,8 @@ class Settings(BaseModel):
     artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
     notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", min_length=1)
     managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default="conveyor:managed", min_length=1)
+    # A limit, not a resource name: the default is the safe ceiling, configuration may only lower it.
+    max_bundle_bytes: int = Field(alias="MAX_BUNDLE_BYTES", default=MAX_BUNDLE_BYTES, ge=1, le=MAX_BUNDLE_BYTES)
 
 
 @cache

@@ -1,25 +1,55 @@
 """EvaluateHealth: judge the new version after a traffic step, with the evidence for the verdict.
 
 Checks: a synthetic invoke of the new version whose response must contain the spec's expected
-result, and the state of the CloudWatch alarms the spec names. A missing alarm fails the check
-(it is not "OK"); an alarm without data is inconclusive, and inconclusive follows the spec's
-``on_inconclusive`` policy, which by default fails: no data is never a pass by default.
+result; the state of the CloudWatch alarms the spec names; per-version Lambda metrics of the
+alias's real traffic (absolute limits and new-vs-old, see ``stages.analysis``); an HTTP probe;
+and the team's pre-traffic / post-traffic hook Lambdas. Which checks run depends on the step:
+
+- weight 0 (blue/green verification, or before a pre-traffic hook): synthetic, alarms, pre-traffic hook;
+  the new version serves no production traffic, so no metrics and no HTTP probe;
+- weight > 0: synthetic, alarms, metrics, HTTP probe;
+- the last step (100%): the post-traffic hook too.
+
+A missing alarm fails the check (it is not "OK"); an alarm without data, or fewer invocations than
+the spec's minimum, is inconclusive, and inconclusive follows the spec's ``on_inconclusive`` policy
+(fail by default; ``retry`` judges again after another interval, up to ``max_inconclusive_retries``,
+then fails): no data is never a pass by default.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
 
-from conveyor.contracts import CheckResult, EnvironmentStep, HealthVerdict, Release, Verdict
-from conveyor.errors import TrafficShiftError
+from conveyor.contracts import (
+    CheckResult,
+    Deployment,
+    EnvironmentStep,
+    HealthVerdict,
+    HookPayload,
+    HookResult,
+    Release,
+    TrafficState,
+    Verdict,
+)
+from conveyor.errors import MetricsUnavailableError, TrafficShiftError
+from conveyor.lambda_metrics import LambdaMetrics
 from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.monitoring import Alarms
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.pipeline import HealthSpec, SyntheticCheck
+from conveyor.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
+from conveyor.probes import HttpProber
+from conveyor.stages.analysis import judge_metrics, metric_window
 from conveyor.targets import Targets
+
+#: An inconclusive verdict is judged again after the step's wait, but never sooner than this: AWS/Lambda
+#: metrics have one-minute resolution (the local cloud scales this wait like every other).
+MIN_RETRY_SECONDS = 60
+_HOOK_ANSWER = "{'status': 'pass'|'fail', 'detail': ...}"
 
 _MAX_EVIDENCE_CHARS = 1000
 
@@ -101,8 +131,123 @@ def alarm_checks(alarms: Alarms, names: list[str]) -> list[CheckResult]:
     return results
 
 
-def decide(checks: list[CheckResult], on_inconclusive: Literal["fail", "pass"]) -> tuple[Verdict, str]:
-    """One verdict from many checks: any failure fails; inconclusive follows the spec's policy."""
+def metrics_checks(
+    source: LambdaMetrics | None,
+    spec: MetricsCheck,
+    release: Release,
+    traffic: TrafficState | None,
+    now: datetime,
+) -> list[CheckResult]:
+    """Judge the alias's real traffic to the new version (and the old one, as baseline) over the window."""
+    start, seconds = metric_window(spec, traffic, now)
+    if source is None:
+        return [CheckResult(name="metrics", kind="metrics", status="fail", reason="no metrics source configured")]
+    versions = [release.version_after]
+    if release.version_before not in (None, release.version_after):
+        versions.append(str(release.version_before))
+    try:
+        stats = source.version_stats(release.function_name, release.alias, versions, start, now)
+    except MetricsUnavailableError as exc:
+        return [CheckResult(name="metrics", kind="metrics", status="inconclusive", reason=str(exc))]
+    old = stats.get(versions[1]) if len(versions) > 1 else None
+    return judge_metrics(spec, stats[release.version_after], old, seconds)
+
+
+def http_check(prober: HttpProber | None, probe: HttpProbe) -> CheckResult:
+    """The probe's status, body text and latency against the spec."""
+    if prober is None:
+        return CheckResult(name="http", kind="http", status="fail", reason="no HTTP prober configured")
+    response = prober.fetch(probe.url, probe.method, probe.timeout_seconds)
+    evidence: dict[str, Any] = {
+        "url": probe.url,
+        "status": response.status,
+        "latency_ms": response.latency_ms,
+        "body": response.body[:200],
+    }
+    where = f"{probe.method} {probe.url}"
+    if response.error is not None or response.status is None:
+        return CheckResult(
+            name="http", kind="http", status="fail", reason=f"{where} failed: {response.error}", evidence=evidence
+        )
+    problems = []
+    if response.status != probe.expect_status:
+        problems.append(f"status {response.status}, expected {probe.expect_status}")
+    if probe.body_contains is not None and probe.body_contains not in response.body:
+        problems.append(f"body lacks {probe.body_contains!r}")
+    if response.latency_ms > probe.latency_budget_ms:
+        problems.append(f"took {response.latency_ms:.0f} ms, budget {probe.latency_budget_ms:g} ms")
+    if problems:
+        return CheckResult(
+            name="http", kind="http", status="fail", reason=f"{where}: {'; '.join(problems)}", evidence=evidence
+        )
+    return CheckResult(
+        name="http",
+        kind="http",
+        status="pass",
+        reason=f"{where} answered {response.status} in {response.latency_ms:.0f} ms",
+        evidence=evidence,
+    )
+
+
+def hook_payload(
+    phase: Literal["pre_traffic", "post_traffic"], deployment: Deployment, release: Release, weight: int
+) -> HookPayload:
+    return HookPayload(
+        phase=phase,
+        deployment_id=deployment.deployment_id,
+        app=deployment.app,
+        version=deployment.version,
+        environment=release.environment,
+        function_name=release.function_name,
+        alias=release.alias,
+        function_version=release.version_after,
+        previous_version=release.version_before,
+        weight=weight,
+    )
+
+
+def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckResult:
+    """Invoke the team's hook Lambda; it must answer ``{"status": "pass"|"fail", "detail": ...}``."""
+    name = f"hook:{payload.phase}"
+    where = f"{payload.phase} hook {hook.function_name}:{hook.qualifier}"
+    try:
+        invocation = targets.invoke(hook.function_name, hook.qualifier, payload.model_dump(mode="json"))
+    except (ClientError, BotoCoreError) as exc:
+        return CheckResult(name=name, kind="hook", status="fail", reason=f"invoking {where} failed: {exc}")
+    evidence = {"hook": f"{hook.function_name}:{hook.qualifier}", "duration_ms": invocation.duration_ms}
+    if invocation.function_error:
+        body = invocation.payload if isinstance(invocation.payload, dict) else {}
+        error = f"{body.get('errorType', invocation.function_error)}: {body.get('errorMessage', '')}".strip(": ")
+        return CheckResult(name=name, kind="hook", status="fail", reason=f"{where} raised {error}", evidence=evidence)
+    try:
+        result = HookResult.model_validate(invocation.payload)
+    except ValidationError:
+        return CheckResult(
+            name=name,
+            kind="hook",
+            status="fail",
+            reason=f"{where} answered {_short(invocation.payload)}, expected {_HOOK_ANSWER}",
+            evidence=evidence,
+        )
+    evidence["detail"] = result.detail[:_MAX_EVIDENCE_CHARS]
+    detail = f": {result.detail}" if result.detail else ""
+    return CheckResult(
+        name=name,
+        kind="hook",
+        status=result.status,
+        reason=f"{where} {'passed' if result.status == 'pass' else 'failed'}{detail}",
+        evidence=evidence,
+    )
+
+
+def decide(
+    checks: list[CheckResult], on_inconclusive: Literal["fail", "pass", "retry"], retries_left: int = 0
+) -> tuple[Verdict, str]:
+    """One verdict from many checks: any failure fails; inconclusive follows the spec's policy.
+
+    ``retry`` stays inconclusive while ``retries_left`` (the state machine then judges again after
+    another interval), and fails once the retries are used up.
+    """
     if not checks:
         return "fail", "no health check ran"
     failed = [c.reason for c in checks if c.status == "fail"]
@@ -112,34 +257,106 @@ def decide(checks: list[CheckResult], on_inconclusive: Literal["fail", "pass"]) 
     if unsure:
         if on_inconclusive == "pass":
             return "pass", f"inconclusive, passed by policy on_inconclusive=pass: {'; '.join(unsure)}"
+        if on_inconclusive == "retry":
+            if retries_left > 0:
+                return "inconclusive", f"inconclusive, judging again after another interval: {'; '.join(unsure)}"
+            return (
+                "fail",
+                f"inconclusive after every retry, failed by policy on_inconclusive=retry: {'; '.join(unsure)}",
+            )
         return "fail", f"inconclusive, failed by policy on_inconclusive=fail: {'; '.join(unsure)}"
     return "pass", "all checks passed"
 
 
-def run_checks(spec: HealthSpec, release: Release, *, targets: Targets, alarms: Alarms) -> list[CheckResult]:
+def run_checks(
+    spec: HealthSpec,
+    release: Release,
+    *,
+    targets: Targets,
+    alarms: Alarms,
+    deployment: Deployment | None = None,
+    traffic: TrafficState | None = None,
+    lambda_metrics: LambdaMetrics | None = None,
+    prober: HttpProber | None = None,
+    now: datetime | None = None,
+) -> list[CheckResult]:
+    """The checks that apply at this traffic step (see the module docstring)."""
+    weight = traffic.weight if traffic is not None else 100
+    last = traffic is None or traffic.complete
     checks = []
     if spec.synthetic is not None:
         checks.append(synthetic_check(targets, release, spec.synthetic))
     if spec.alarms:
         checks.extend(alarm_checks(alarms, spec.alarms))
+    if weight > 0 and spec.metrics is not None:
+        checks.extend(metrics_checks(lambda_metrics, spec.metrics, release, traffic, now or utcnow()))
+    if weight > 0 and spec.http is not None:
+        checks.append(http_check(prober, spec.http))
+    if deployment is not None:
+        if weight == 0 and spec.pre_traffic is not None:
+            checks.append(hook_check(targets, spec.pre_traffic, hook_payload("pre_traffic", deployment, release, 0)))
+        if last and weight == 100 and spec.post_traffic is not None:
+            payload = hook_payload("post_traffic", deployment, release, weight)
+            checks.append(hook_check(targets, spec.post_traffic, payload))
     return checks
 
 
-def evaluate_health(step: EnvironmentStep, *, targets: Targets, alarms: Alarms, ledger: Ledger) -> HealthVerdict:
+def inconclusive_streak(step: EnvironmentStep) -> int:
+    """Inconclusive verdicts in a row at the current traffic step (the count lives in the state)."""
+    previous, traffic = step.health, step.traffic
+    if previous is None or previous.status != "inconclusive" or traffic is None:
+        return 0
+    if previous.step is not None and previous.step != traffic.index + 1:
+        return 0
+    return previous.inconclusive_count
+
+
+def evaluate_health(
+    step: EnvironmentStep,
+    *,
+    targets: Targets,
+    alarms: Alarms,
+    ledger: Ledger,
+    lambda_metrics: LambdaMetrics | None = None,
+    prober: HttpProber | None = None,
+) -> HealthVerdict:
     if step.release is None:
         raise TrafficShiftError("EvaluateHealth needs the release that Deploy produced")
-    release, deployment = step.release, step.deployment
-    weight = step.traffic.weight if step.traffic else 0
+    release, deployment, spec = step.release, step.deployment, step.environment.health
+    traffic = step.traffic
+    weight = traffic.weight if traffic else 0
+    streak = inconclusive_streak(step)
     with timed_stage(ledger, deployment.deployment_id, "EvaluateHealth", release.environment) as detail:
-        checks = run_checks(step.environment.health, release, targets=targets, alarms=alarms)
-        status, reason = decide(checks, step.environment.health.on_inconclusive)
-        verdict = HealthVerdict(status=status, reason=reason, weight=weight, checks=checks, evaluated_at=utcnow())
+        checks = run_checks(
+            spec,
+            release,
+            targets=targets,
+            alarms=alarms,
+            deployment=deployment,
+            traffic=traffic,
+            lambda_metrics=lambda_metrics,
+            prober=prober,
+        )
+        status, reason = decide(checks, spec.on_inconclusive, spec.max_inconclusive_retries - streak)
+        if status == "inconclusive":
+            reason = f"{reason} (retry {streak + 1} of {spec.max_inconclusive_retries})"
+        verdict = HealthVerdict(
+            status=status,
+            reason=reason,
+            weight=weight,
+            checks=checks,
+            evaluated_at=utcnow(),
+            step=traffic.index + 1 if traffic else None,
+            inconclusive_count=streak + 1 if status == "inconclusive" else 0,
+            retry_after_seconds=max(traffic.wait_seconds if traffic else 0, MIN_RETRY_SECONDS)
+            if status == "inconclusive"
+            else 0,
+        )
         detail.update(verdict.model_dump(mode="json"))
     ledger.update_environment(
         deployment.deployment_id, release.environment, {"verdict": verdict.model_dump(mode="json")}
     )
-    metrics.add_metric(
-        name="HealthVerdictFailed" if status == "fail" else "HealthVerdictPassed", unit=MetricUnit.Count, value=1
-    )
+    names = {"pass": "HealthVerdictPassed", "fail": "HealthVerdictFailed", "inconclusive": "HealthVerdictInconclusive"}
+    metrics.add_metric(name=names[status], unit=MetricUnit.Count, value=1)
     logger.info("health verdict", extra={"environment": release.environment, "verdict": status, "reason": reason})
     return verdict

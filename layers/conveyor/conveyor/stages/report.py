@@ -2,26 +2,46 @@
 
 NotifyFailure is reached from every ``Catch`` in the state machine. It reads the ledger (the
 source of truth for what happened), decides the outcome (ROLLED_BACK if an environment was
-rolled back, ROLLBACK_FAILED if restoring failed, FAILED otherwise), records it and tells the
-on-call what failed, why, and what was done about it.
+rolled back, ROLLBACK_FAILED if restoring failed, SUPERSEDED if a newer artifact replaced it in a
+lock queue, FAILED otherwise), records it and tells the on-call what failed, why, and what was
+done about it.
+
+Both release the execution's environment locks first (every way out of the state machine passes
+through one of them), and both are idempotent: a notification is claimed in the ledger per
+execution, so a retried or redriven stage never publishes it twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from conveyor.contracts import Deployment, FailureRequest, FinalizeRequest, Outcome, Report
-from conveyor.errors import ArtifactLayoutError, LedgerError, RollbackFailedError
+from conveyor.errors import ArtifactLayoutError, DeploymentSupersededError, LedgerError, RollbackFailedError
 from conveyor.layout import ArtifactKey
-from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.ledger import DeploymentRecord, Ledger, LockTable, timed_stage, utcnow
 from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.stages.lock import release_locks
 from conveyor.stages.validate import PushedObject
+
+
+def publish_once(ledger: Ledger, deployment_id: str, key: str, publish: Callable[[], str]) -> str:
+    """Publish a notification at most once per ``key`` (an execution and a kind), across retries and redrives."""
+    earlier = ledger.claim_notice(deployment_id, key)
+    if earlier:
+        logger.info("notification already published", extra={"message_id": earlier, "notice": key})
+        return earlier
+    message_id = publish()
+    ledger.record_notice(deployment_id, key, message_id)
+    return message_id
 
 
 def _outcome(record: DeploymentRecord, error: str) -> Outcome:
     if error == RollbackFailedError.__name__:
         return Outcome.ROLLBACK_FAILED
+    if error == DeploymentSupersededError.__name__:
+        return Outcome.SUPERSEDED
     if any(env.get("status") == "ROLLED_BACK" for env in record.environments.values()):
         return Outcome.ROLLED_BACK
     return Outcome.FAILED
@@ -100,7 +120,9 @@ def render_failure(
     return subject, "\n".join(lines)
 
 
-def notify_failure(request: FailureRequest, *, ledger: Ledger, notifier: Notifier) -> Report:
+def notify_failure(
+    request: FailureRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None
+) -> Report:
     failure = request.failure
     try:
         pushed: PushedObject | None = PushedObject.from_event(request.execution_input)
@@ -109,6 +131,15 @@ def notify_failure(request: FailureRequest, *, ledger: Ledger, notifier: Notifie
     deployment_id = pushed.deployment_id if pushed else "d-" + request.execution_arn.rsplit(":", 1)[-1]
     logger.set_correlation_id(deployment_id)
     record = ledger.get(deployment_id)
+    if record is not None and record.execution_arn not in (None, request.execution_arn):
+        # This execution never owned the deployment (it failed before or while claiming it): the
+        # owner's outcome is not ours to write. Recorded beside it, nobody paged twice.
+        reason = f"{failure.error}: {failure.message}"
+        ledger.record_skip(
+            deployment_id,
+            {"execution_arn": request.execution_arn, "at": utcnow().isoformat(), "outcome": "FAILED", "reason": reason},
+        )
+        return Report(deployment_id=deployment_id, outcome=Outcome.FAILED, reason=reason, error=failure.error)
     if record is None:
         # The failure came before ValidateArtifact could record the deployment (e.g. a key outside the layout).
         try:
@@ -121,7 +152,21 @@ def notify_failure(request: FailureRequest, *, ledger: Ledger, notifier: Notifie
         record = ledger.start(
             seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
         )
+    if locks is not None:
+        release_locks(
+            record.app,
+            list(record.environments),
+            holder=request.execution_arn,
+            started_at=request.started_at,
+            locks=locks,
+        )
     outcome = _outcome(record, failure.error)
+    if outcome is Outcome.SUPERSEDED:
+        # Not a failure: a newer artifact took this one's place. Recorded (by AcquireLock), nobody paged.
+        reason = (record.failure or {}).get("reason") or failure.message
+        ledger.finish(deployment_id, outcome, {"error": failure.error, "reason": reason})
+        logger.info("deployment superseded", extra={"reason": reason})
+        return Report(deployment_id=deployment_id, outcome=outcome, reason=str(reason), error=failure.error)
     stage, environment = _failed_event(record)
     if outcome is Outcome.ROLLED_BACK:
         reason = _rollback_reason(record, failure.message)
@@ -137,8 +182,14 @@ def notify_failure(request: FailureRequest, *, ledger: Ledger, notifier: Notifie
         )
         record = ledger.get(deployment_id) or record
         subject, message = render_failure(record, outcome, stage, environment, reason)
-        message_id = notifier.publish(
-            subject, message, {"app": record.app, "outcome": outcome.value, "deployment_id": deployment_id}
+        attributes = {"app": record.app, "outcome": outcome.value, "deployment_id": deployment_id}
+        if outcome is Outcome.ROLLBACK_FAILED:
+            attributes["severity"] = "critical"
+        message_id = publish_once(
+            ledger,
+            deployment_id,
+            f"{request.execution_arn}#failure",
+            lambda: notifier.publish(subject, message, attributes),
         )
         detail.update(subject=subject, message_id=message_id, outcome=outcome.value)
     _emit_outcome_metrics(record, outcome)
@@ -179,8 +230,16 @@ def stage_timings(record: DeploymentRecord) -> dict[str, float]:
     return timings
 
 
-def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier) -> Report:
+def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None) -> Report:
     deployment = request.deployment
+    if locks is not None:
+        release_locks(
+            deployment.app,
+            [env.name for env in deployment.environments],
+            holder=deployment.execution_arn,
+            started_at=deployment.started_at,
+            locks=locks,
+        )
     for result in request.environments:
         ledger.update_environment(
             deployment.deployment_id, result.release.environment, {"status": "LIVE", "weight": 100}
@@ -198,8 +257,11 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier) ->
         notified = False
         if deployment.notifications.on_success:
             subject, message = render_success(deployment, record)
-            detail["message_id"] = notifier.publish(
-                subject, message, {"app": deployment.app, "outcome": Outcome.SUCCEEDED.value}
+            detail["message_id"] = publish_once(
+                ledger,
+                deployment.deployment_id,
+                f"{deployment.execution_arn}#success",
+                lambda: notifier.publish(subject, message, {"app": deployment.app, "outcome": Outcome.SUCCEEDED.value}),
             )
             notified = True
     _emit_outcome_metrics(record, Outcome.SUCCEEDED)

@@ -3,14 +3,16 @@
 The plan (weights and waits) is data computed from the pipeline spec; the state machine loops
 ShiftTraffic -> wait -> EvaluateHealth until the plan is complete, so every strategy runs
 through the same states. Weight 100 is the promotion: the alias points at the new version with
-its routing configuration cleared.
+its routing configuration cleared. Weight 0 (blue/green's verification step, or the step where a
+pre-traffic hook runs) leaves the alias on the old version: the new one serves no production traffic.
+Each step records when it started, so health analysis can measure the traffic since then.
 """
 
 from __future__ import annotations
 
 from conveyor.contracts import EnvironmentStep, TrafficState
 from conveyor.errors import TrafficShiftError
-from conveyor.ledger import Ledger, timed_stage
+from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.observability import logger
 from conveyor.targets import Targets
 
@@ -19,8 +21,9 @@ def next_traffic(step: EnvironmentStep) -> TrafficState:
     """The traffic step to apply now: the first of the plan, or the one after the current step."""
     steps = step.environment.traffic_steps()
     if step.release is not None and step.release.version_before in (None, step.release.version_after):
-        # Nothing to split against (first deployment, or the version is already live): go straight to 100%.
-        steps = [steps[-1]]
+        # Nothing to split against (first deployment, or the version is already live): go straight to 100%,
+        # after any weight-0 verification step (it moves no traffic, so it still applies).
+        steps = [s for s in steps[:-1] if s.weight == 0] + [steps[-1]]
     index = 0 if step.traffic is None else step.traffic.index + 1
     if index >= len(steps):
         raise TrafficShiftError(f"traffic plan has {len(steps)} steps; step {index} does not exist")
@@ -31,6 +34,7 @@ def next_traffic(step: EnvironmentStep) -> TrafficState:
         weight=current.weight,
         wait_seconds=current.wait_seconds,
         complete=index == len(steps) - 1,
+        started_at=utcnow(),
     )
 
 
@@ -40,7 +44,9 @@ def shift_traffic(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) ->
     release, deployment = step.release, step.deployment
     traffic = next_traffic(step)
     with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment) as detail:
-        if traffic.weight == 100 or release.version_before is None:
+        if traffic.weight == 0:
+            detail["note"] = "verifying the new version with no production traffic; the alias is unchanged"
+        elif traffic.weight == 100 or release.version_before is None:
             targets.route_alias(release.function_name, release.alias, release.version_after, None)
         else:
             targets.route_alias(
@@ -51,7 +57,9 @@ def shift_traffic(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) ->
             )
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
     ledger.update_environment(
-        deployment.deployment_id, release.environment, {"status": "SHIFTING", "weight": traffic.weight}
+        deployment.deployment_id,
+        release.environment,
+        {"status": "VERIFYING" if traffic.weight == 0 else "SHIFTING", "weight": traffic.weight},
     )
     logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})
     return traffic

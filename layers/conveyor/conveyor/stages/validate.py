@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.artifacts import ArtifactStore
 from conveyor.bundle import open_bundle
-from conveyor.contracts import ArtifactRef, Deployment, Outcome, PackageRef, ValidateRequest
-from conveyor.errors import ArtifactLayoutError, ManifestInvalidError, PipelineInvalidError
+from conveyor.contracts import ArtifactRef, Deployment, ExecutionOptions, Outcome, PackageRef, ValidateRequest
+from conveyor.errors import (
+    ArtifactLayoutError,
+    ArtifactRejectedError,
+    DowngradeRefusedError,
+    ManifestInvalidError,
+    PipelineInvalidError,
+)
 from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
 from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.targets import Targets
@@ -100,6 +108,43 @@ class PushedObject(BaseModel):
         )
 
 
+def version_key(version: str) -> tuple[Any, ...]:
+    """Order of manifest versions: numeric parts numerically, a pre-release (``-rc1``) before its release.
+
+    ``1.10.0 > 1.9.2``, ``2.0.0 > 2.0.0-rc.1``; build metadata (``+...``) is ignored.
+    """
+
+    def parts(text: str) -> tuple[tuple[int, int | str], ...]:
+        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", text) if p)
+
+    release, _, prerelease = version.split("+", 1)[0].partition("-")
+    return parts(release), 0 if prerelease else 1, parts(prerelease)
+
+
+def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord | None:
+    """The app's most recently finished successful deployment (what its environments serve)."""
+    succeeded = [
+        r for r in ledger.history(app) if r.status is Outcome.SUCCEEDED and r.deployment_id != exclude and r.finished_at
+    ]
+    return max(succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
+
+
+def check_not_downgrade(manifest: Manifest, live: DeploymentRecord | None, *, allowed: bool, where: str) -> None:
+    """Refuse an artifact older than the live one: lower version, or the same version built earlier."""
+    if live is None or allowed:
+        return
+    new, old = version_key(manifest.version), version_key(live.version)
+    older = new < old or (new == old and live.built_at is not None and manifest.created_at < live.built_at)
+    if older:
+        raise DowngradeRefusedError(
+            f"{where}: {manifest.app} {manifest.version} (built {manifest.created_at.isoformat()}) is older than "
+            f"the live {live.version} (deployment {live.deployment_id}"
+            f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}); refused as a downgrade. "
+            'To allow it: pipeline allow_downgrade: true, or start the execution with {"conveyor": '
+            '{"allow_downgrade": true}} beside the event (or use conveyor rollback)'
+        )
+
+
 def validate_artifact(
     request: ValidateRequest,
     *,
@@ -109,6 +154,10 @@ def validate_artifact(
     managed_tag_key: str,
 ) -> Deployment:
     pushed = PushedObject.from_event(request.event)
+    try:
+        options = ExecutionOptions.from_input(request.event)
+    except ValidationError as exc:
+        raise ArtifactRejectedError(describe("execution input 'conveyor'", exc)) from exc
     logger.set_correlation_id(pushed.deployment_id)
     logger.append_keys(deployment_id=pushed.deployment_id, bucket=pushed.bucket, key=pushed.key)
     where = ArtifactKey.parse(pushed.key)
@@ -130,6 +179,13 @@ def validate_artifact(
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
+        ledger.set_fields(pushed.deployment_id, {"built_at": manifest.created_at.isoformat()})
+        check_not_downgrade(
+            manifest,
+            live_deployment(ledger, where.app, exclude=pushed.deployment_id),
+            allowed=pipeline.allow_downgrade or options.allow_downgrade,
+            where=pushed.uri,
+        )
 
         package_key = release_key(where.app, where.version)
         artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
@@ -154,7 +210,8 @@ def validate_artifact(
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
         started_at=request.started_at,
+        policy=pipeline.policy,
     )
 
 
-__all__ = ["PushedObject", "validate_artifact"]
+__all__ = ["PushedObject", "check_not_downgrade", "validate_artifact", "version_key"]

@@ -1,0 +1,1 @@
+"""Conveyor's benchmarks: ``python -m bench`` (``make bench``). See docs/benchmarks.md."""

@@ -1,0 +1,199 @@
+"""``make bench``: every figure of docs/benchmarks.md, measured side by side in one run.
+
+    python -m bench [--only coldstart,overhead,transitions,rollback,scale] [--runs 5] [--scale 10,25,50]
+
+Prints figures and ratios; never asserts a timing. Exits non-zero only if a benchmark could not
+produce its figure (a deployment hung or ended wrongly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import coldstart, overhead, rollback, scale, transitions
+from bench.stack import BenchError, local_cloud
+
+SECTIONS = ("coldstart", "overhead", "transitions", "rollback", "scale")
+TIME_SCALE = 0.01
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def verdict(ok: bool) -> str:
+    return "meets target" if ok else "MISSES target"
+
+
+def money(dollars: float) -> str:
+    return f"${dollars:.6f}"
+
+
+def section_coldstart(args: argparse.Namespace) -> None:
+    say("\n## 3. Cold start: handler import time (fresh interpreter, Lambda sys.path) and package sizes")
+    build = Path(tempfile.mkdtemp(prefix="conveyor-bench-build-")) / "build"
+    started = time.perf_counter()
+    coldstart.sam_build(build)
+    say(f"  sam build: {time.perf_counter() - started:.1f}s into {build}")
+    for package in coldstart.packages(build):
+        largest = ", ".join(f"{name} {size / 1e6:.1f}" for name, size in package.largest[:4])
+        say(f"  {package.name:<26} {package.bytes / 1e6:7.2f} MB unzipped   largest: {largest}")
+        if package.name.endswith("Layer"):
+            say(f"    layer vs 15 MB target: {package.bytes / 15e6:.2f}x ({verdict(package.bytes <= 15e6)})")
+    imports, replaced = coldstart.handler_imports(build, args.import_runs)
+    if replaced:
+        say(f"  (native arm64 packages imported as this host's build of the same version: {', '.join(replaced)})")
+    for item in imports:
+        slow = ", ".join(f"{module} {ms:.0f}" for module, ms in item.top[:4])
+        say(
+            f"  {item.function:<26} median {item.median_ms:6.0f} ms  ({item.median_ms / 150:.2f}x the 150 ms target,"
+            f" {verdict(item.median_ms <= 150)})   slowest self (ms): {slow}"
+        )
+
+
+def section_overhead(bench, args: argparse.Namespace) -> None:
+    say("\n## 1. Orchestration overhead: sample app, staging + production, all at once, no bake")
+    result = overhead.run(bench, args.runs, log=say)
+    c, b = statistics.median(result.conveyor), statistics.median(result.bare)
+    say(f"  Conveyor (upload done -> execution SUCCEEDED): median {c:.3f}s over {len(result.conveyor)} runs")
+    say(f"  bare boto3 (download, update code, publish, alias x2): median {b:.3f}s")
+    say(f"  ratio Conveyor / bare: {result.ratio:.1f}x  (target <= 3x, {verdict(result.ratio <= 3)})")
+    stages: dict[str, list[float]] = {}
+    for done in result.finished:
+        for event in done.record.events:
+            stages.setdefault(event.stage, []).append(event.duration_ms)
+    detail = ", ".join(f"{stage} {statistics.median(ms):.0f}" for stage, ms in stages.items())
+    say(f"  median stage body (ms, from the ledger): {detail}")
+    history = bench.history(result.finished[-1].execution["executionArn"])
+    lambdas = _lambda_seconds(history)
+    say(
+        f"  of one execution: {lambdas:.2f}s inside stage functions, "
+        f"{_execution_seconds(history) - lambdas:.2f}s in the state machine between them"
+    )
+
+
+def _execution_seconds(history: list[dict]) -> float:
+    return (history[-1]["timestamp"] - history[0]["timestamp"]).total_seconds()
+
+
+def _lambda_seconds(history: list[dict]) -> float:
+    total, started = 0.0, None
+    for event in history:
+        if event["type"] == "LambdaFunctionStarted":
+            started = event["timestamp"]
+        elif event["type"] in ("LambdaFunctionSucceeded", "LambdaFunctionFailed") and started is not None:
+            total += (event["timestamp"] - started).total_seconds()
+            started = None
+    return total
+
+
+def section_transitions(bench, args: argparse.Namespace) -> None:
+    say("\n## 2. State transitions per deployment (from get_execution_history) and cost")
+    say(
+        "  Step Functions Standard $0.025/1000 transitions;"
+        " CodePipeline V2 $0.002/action-minute (rounded up per action)"
+    )
+    known = transitions.schema_strategies()
+    for name in known:
+        if name not in transitions.STRATEGIES:
+            say(f"  {name:<12} (no benchmark configuration for this strategy yet)")
+            continue
+        strategy = transitions.STRATEGIES[name]
+        app = f"bench-{name.replace('_', '-')}"
+        try:
+            bench.create_app(app, strategy)
+        except Exception as exc:  # the schema's fields for this strategy differ from ours
+            say(f"  {name:<12} skipped: {strategy} is not valid for this pipeline schema ({exc})")
+            continue
+        done = bench.follow(bench.push(app, "1.0.1", bench.bundle(app, "1.0.1")), timeout=180)
+        _cost_line(f"{name}", bench, done, strategy)
+    # The failure path: a rollback in staging.
+    done = bench.follow(bench.push("hello", "8.0.0", bench.bundle("hello", "8.0.0", broken=True)))
+    _cost_line("rollback", bench, done, {"type": "all_at_once", "note": "hello, fails health in staging"})
+
+
+def _cost_line(label: str, bench, done, strategy: dict) -> None:
+    cost = transitions.cost_of(bench.history(done.execution["executionArn"]), TIME_SCALE)
+    ratio = cost.codepipeline_dollars / cost.sfn_dollars if cost.sfn_dollars else float("nan")
+    target = ""
+    if label == "all_at_once":
+        target = f"  (target <= 30, {verdict(cost.transitions <= 30)})"
+    say(
+        f"  {label:<12} {done.execution['status']:<9} {cost.transitions:3d} transitions{target}"
+        f"  SFN {money(cost.sfn_dollars)}  CodePipeline {cost.action_minutes} action-min = "
+        f"{money(cost.codepipeline_dollars)}  (CodePipeline / SFN {ratio:.1f}x)   {strategy}"
+    )
+    say(f"  {'':<12} states entered: {dict(cost.states)}")
+
+
+def section_rollback(bench, args: argparse.Namespace) -> None:
+    say("\n## 4. Rollback latency: failed verdict -> alias on the old version at 100% (ledger timestamps)")
+    functions = bench.create_sample()
+    runs = rollback.run(bench, functions, args.runs, log=say)
+    gap = statistics.median(r.verdict_to_restored_ms for r in runs)
+    own = statistics.median(r.alias_call_ms for r in runs)
+    say(
+        f"  verdict -> restored: median {gap:.0f} ms over {len(runs)} runs ({gap / 1000:.2f}x the 1 s target,"
+        f" {verdict(gap <= 1000)})"
+    )
+    say(f"  of which the alias call itself: median {own:.0f} ms ({own / gap:.0%} of it)")
+
+
+def section_scale(bench, args: argparse.Namespace) -> None:
+    say("\n## 5. Scale: N apps pushed at once (two environments each, all at once)")
+    results = []
+    for n in args.scale:
+        results.append(scale.run(bench, n, TIME_SCALE, log=say))
+    base = results[0]
+    for r in results:
+        transitions_total = sum(c.transitions for c in r.costs)
+        sfn = sum(c.sfn_dollars for c in r.costs)
+        cp = sum(c.codepipeline_dollars for c in r.costs)
+        say(
+            f"  N={r.apps:<3} {'all deployed exactly once' if r.exactly_once else 'NOT exactly once'}"
+            f"  wall {r.wall_seconds:6.1f}s  {r.per_minute:6.1f} deployments/min"
+            f" ({r.per_minute / base.per_minute:.2f}x N={base.apps})"
+            f"  transitions {transitions_total} ({transitions_total / r.apps:.1f}/deployment)"
+            f"  SFN {money(sfn)}  CodePipeline {money(cp)}"
+        )
+        for problem in r.problems[:10]:
+            say(f"      problem: {problem}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs for overhead and rollback")
+    parser.add_argument("--import-runs", type=int, default=5, help="fresh interpreters per handler")
+    parser.add_argument("--scale", default="10,25,50", help="app counts pushed at once")
+    args = parser.parse_args(argv)
+    args.scale = [int(n) for n in args.scale.split(",") if n]
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}")
+    started = time.perf_counter()
+    say("# Conveyor benchmarks (figures, not assertions; ratios are measured side by side in this run)")
+    try:
+        if "coldstart" in only:
+            section_coldstart(args)
+        cloud_sections = [s for s in ("overhead", "transitions", "rollback", "scale") if s in only]
+        if cloud_sections:
+            with local_cloud(TIME_SCALE) as bench:
+                say(f"\n(local cloud up; time scale {TIME_SCALE}: Wait states and retry sleeps run 100x faster)")
+                for name in cloud_sections:
+                    globals()[f"section_{name}"](bench, args)
+    except BenchError as exc:
+        say(f"\nbenchmark failed: {exc}")
+        return 1
+    say(f"\n(total {time.perf_counter() - started:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Figure 3: cold start of every stage function, and the size of what ``sam build`` produces.
+
+``sam build`` (offline, no container) into a scratch directory; then, per function, its handler
+module is imported in a fresh interpreter with ``python -S -X importtime`` and ``sys.path`` laid out
+as Lambda's python3.11 runtime has it: the function (``/var/task``), the layer (``/opt/python``),
+then the runtime's own packages (boto3, botocore, s3transfer, jmespath, urllib3, dateutil, six,
+linked from this venv). ``-S`` keeps this venv's site-packages out, so a dependency missing from
+the layer fails the import instead of being found by accident. Nothing is written back
+(``PYTHONDONTWRITEBYTECODE``), so every run compiles what the build did not ship compiled, as a
+read-only Lambda filesystem would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from conveyor_cli.sample import ROOT
+
+#: What the Lambda python3.11 runtime ships besides the standard library.
+RUNTIME_PACKAGES = ("boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six.py")
+_IMPORTTIME = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
+
+
+@dataclass
+class Package:
+    name: str
+    bytes: int
+    largest: list[tuple[str, int]]
+
+
+@dataclass
+class HandlerImport:
+    function: str
+    median_ms: float
+    runs_ms: list[float]
+    top: list[tuple[str, float]]  # slowest modules by self time (ms), from the median run
+
+
+def tree_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def sam_build(build_dir: Path, log: callable = print) -> Path:
+    env = dict(os.environ, SAM_CLI_TELEMETRY="0")
+    sam = Path(sys.executable).with_name("sam")
+    command = [str(sam), "build", "--template", str(ROOT / "template.yaml"), "--build-dir", str(build_dir)]
+    command += ["--cache-dir", str(build_dir.parent / "sam-cache")]
+    result = subprocess.run(command, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"sam build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return build_dir
+
+
+def packages(build_dir: Path) -> list[Package]:
+    found = []
+    for artifact in sorted(p for p in build_dir.iterdir() if p.is_dir()):
+        root = artifact / "python" if (artifact / "python").is_dir() else artifact
+        largest = sorted(
+            ((c.name, tree_size(c) if c.is_dir() else c.stat().st_size) for c in root.iterdir()),
+            key=lambda item: -item[1],
+        )[:5]
+        found.append(Package(artifact.name, tree_size(artifact), largest))
+    return found
+
+
+def runtime_shim(directory: Path) -> Path:
+    """A directory holding (links to) only what Lambda's runtime provides beyond the stdlib."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in RUNTIME_PACKAGES:
+        link = directory / name
+        if not link.exists():
+            link.symlink_to(site / name)
+    return directory
+
+
+def _lambda_env(function_dir: Path, name: str) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LAMBDA_TASK_ROOT": str(function_dir),
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "POWERTOOLS_SERVICE_NAME": "conveyor",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TZ": ":UTC",
+    }
+
+
+def import_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> tuple[float, list[tuple[str, float]]]:
+    env = _lambda_env(function_dir, name)
+    env["PYTHONPATH"] = os.pathsep.join([str(function_dir), str(layer_dir), str(shim)])
+    result = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", "import app"],
+        check=False,
+        cwd=function_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"importing {name}'s handler failed:\n{result.stderr[-2000:]}")
+    total = 0.0
+    selfs: list[tuple[str, float]] = []
+    for line in result.stderr.splitlines():
+        match = _IMPORTTIME.match(line)
+        if not match:
+            continue
+        self_us, cumulative_us, _, module = match.groups()
+        selfs.append((module, int(self_us) / 1000))
+        if module == "app":
+            total = int(cumulative_us) / 1000
+    return total, sorted(selfs, key=lambda item: -item[1])[:6]
+
+
+def host_layer(layer: Path, directory: Path) -> tuple[Path, list[str]]:
+    """The layer as this machine can import it: links to its entries, except that a package with
+    native code built for another architecture (the layer is arm64) is replaced by this venv's
+    build of it (the same pinned version). Returns the directory and the replaced names."""
+    site = Path(sysconfig.get_paths()["platlib"])
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    directory.mkdir(parents=True, exist_ok=True)
+    replaced = []
+    for entry in layer.iterdir():
+        source = entry
+        foreign = entry.is_dir() and any(not so.name.endswith(suffix) for so in entry.rglob("*.so"))
+        if foreign and (site / entry.name).is_dir():
+            source = site / entry.name
+            replaced.append(entry.name)
+        (directory / entry.name).symlink_to(source)
+    return directory, sorted(replaced)
+
+
+def handler_imports(build_dir: Path, runs: int) -> tuple[list[HandlerImport], list[str]]:
+    scratch = Path(tempfile.mkdtemp(prefix="lambda-runtime-"))
+    layer, replaced = host_layer(build_dir / "ConveyorLayer" / "python", scratch / "opt-python")
+    shim = runtime_shim(scratch / "var-runtime")
+    functions = [p for p in sorted(build_dir.iterdir()) if (p / "app.py").is_file()]
+    results = {fn.name: [] for fn in functions}
+    # Round-robin, so a burst of load on the machine does not land on one function only.
+    for _ in range(runs):
+        for fn in functions:
+            results[fn.name].append(import_once(fn, layer, shim, fn.name))
+    out = []
+    for name, samples in results.items():
+        ordered = sorted(samples, key=lambda s: s[0])
+        median_run = ordered[len(ordered) // 2]
+        out.append(
+            HandlerImport(name, statistics.median(s[0] for s in samples), [s[0] for s in samples], median_run[1])
+        )
+    return out, replaced

@@ -1,0 +1,110 @@
+"""Per-version AWS/Lambda metrics of an alias's traffic, read with CloudWatch GetMetricData.
+
+Lambda publishes ``Invocations``, ``Errors`` and ``Duration`` for invocations through an alias
+with the dimensions ``FunctionName``, ``Resource`` (``function:alias``) and ``ExecutedVersion``;
+querying those three reads only the alias's real traffic to one version (direct invocations of
+the version, such as the synthetic check, carry another ``Resource``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from conveyor import aws
+from conveyor.errors import MetricsUnavailableError
+
+_NAMESPACE = "AWS/Lambda"
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    """What one version of a function served through an alias over a window."""
+
+    version: str
+    invocations: int
+    errors: int
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def error_rate_percent(self) -> float | None:
+        return None if self.invocations == 0 else 100.0 * self.errors / self.invocations
+
+
+class LambdaMetrics(Protocol):
+    def version_stats(
+        self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
+    ) -> dict[str, VersionStats]:
+        """``{version: stats}`` of the alias's traffic to each version between ``start`` and ``end``."""
+        ...
+
+
+def _period(start: datetime, end: datetime) -> int:
+    """One period that spans the whole window (a multiple of 60 s, as standard-resolution metrics need)."""
+    return max(60, math.ceil((end - start).total_seconds() / 60) * 60)
+
+
+class CloudWatchLambdaMetrics:
+    """``LambdaMetrics`` on CloudWatch GetMetricData."""
+
+    def __init__(self) -> None:
+        self._cloudwatch = aws.client("cloudwatch")
+
+    def version_stats(
+        self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
+    ) -> dict[str, VersionStats]:
+        period = _period(start, end)
+        queries: list[dict[str, Any]] = []
+        for index, version in enumerate(versions):
+            dimensions = [
+                {"Name": "FunctionName", "Value": function_name},
+                {"Name": "Resource", "Value": f"{function_name}:{alias}"},
+                {"Name": "ExecutedVersion", "Value": version},
+            ]
+            for key, metric, stat in (
+                ("inv", "Invocations", "Sum"),
+                ("err", "Errors", "Sum"),
+                ("p95", "Duration", "p95"),
+                ("p99", "Duration", "p99"),
+            ):
+                queries.append(
+                    {
+                        "Id": f"{key}{index}",
+                        "MetricStat": {
+                            "Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
+                            "Period": period,
+                            "Stat": stat,
+                        },
+                        "ReturnData": True,
+                    }
+                )
+        values: dict[str, list[float]] = {}
+        try:
+            paginator = self._cloudwatch.get_paginator("get_metric_data")
+            for page in paginator.paginate(MetricDataQueries=queries, StartTime=start, EndTime=end):
+                for result in page["MetricDataResults"]:
+                    values.setdefault(result["Id"], []).extend(float(v) for v in result.get("Values", []))
+        except (ClientError, BotoCoreError) as exc:
+            raise MetricsUnavailableError(
+                f"reading AWS/Lambda metrics of {function_name}:{alias} failed: {exc}"
+            ) from exc
+
+        def worst(key: str) -> float | None:
+            found = values.get(key) or []
+            return round(max(found), 2) if found else None
+
+        return {
+            version: VersionStats(
+                version=version,
+                invocations=round(sum(values.get(f"inv{index}", []))),
+                errors=round(sum(values.get(f"err{index}", []))),
+                p95_ms=worst(f"p95{index}"),
+                p99_ms=worst(f"p99{index}"),
+            )
+            for index, version in enumerate(versions)
+        }

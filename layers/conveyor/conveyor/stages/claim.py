@@ -1,0 +1,88 @@
+"""ClaimDeployment: exactly one execution acts for a pushed object, however often it is delivered.
+
+The deployment id is derived from the object (bucket, key, version id or etag), so every delivery
+and every console re-run of it names the same deployment. The first execution to claim it (a
+conditional write on the ledger) proceeds; the others end at once, recorded on the deployment as
+skipped, without notifying anyone:
+
+- the deployment is running (or queued) under another execution: a duplicate;
+- it already succeeded: the artifact is live, a no-op that says so, unless the execution input
+  asks ``{"conveyor": {"force": true}}`` (then a new attempt);
+- it ended in failure (FAILED, ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED): a new attempt of the
+  same deployment (ValidateArtifact counts attempts);
+- its owner execution stopped without ending it (aborted, timed out): this execution takes over.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from conveyor.contracts import Claim, ClaimRequest, ExecutionOptions, Outcome
+from conveyor.errors import ArtifactLayoutError
+from conveyor.executions import Executions
+from conveyor.layout import ArtifactKey
+from conveyor.ledger import Ledger, utcnow
+from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.stages.validate import PushedObject
+from conveyor.validation import describe
+
+RETRYABLE = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED})
+UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
+
+
+def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions) -> Claim:
+    try:
+        options = ExecutionOptions.from_input(request.event)
+        pushed = PushedObject.from_event(request.event)
+    except (ArtifactLayoutError, ValidationError) as exc:
+        # Not something this stage can deduplicate: ValidateArtifact rejects it with the reason.
+        reason = describe("execution input 'conveyor'", exc) if isinstance(exc, ValidationError) else str(exc)
+        return Claim(deployment_id="-", decision="proceed", reason=f"not deduplicated: {reason}")
+    logger.set_correlation_id(pushed.deployment_id)
+    logger.append_keys(deployment_id=pushed.deployment_id, key=pushed.key)
+    try:
+        where = ArtifactKey.parse(pushed.key)
+        app, version = where.app, where.version
+    except ArtifactLayoutError:
+        app, version = "-", "-"
+    seed = pushed.ledger_record(request.execution_arn, app, version)
+    replaceable = RETRYABLE | ({Outcome.SUCCEEDED} if options.force else set())
+
+    if ledger.claim(seed, replaceable=replaceable, stale_owner=None):
+        return Claim(deployment_id=pushed.deployment_id, decision="proceed", reason="claimed")
+
+    record = ledger.get(pushed.deployment_id)
+    owner = record.execution_arn if record is not None else None
+    if record is not None and record.status in UNFINISHED and owner:
+        status = executions.status(owner)
+        if status != "RUNNING" and ledger.claim(seed, replaceable=replaceable, stale_owner=owner):
+            logger.warning("took over from a stopped execution", extra={"owner": owner, "owner_status": status})
+            return Claim(
+                deployment_id=pushed.deployment_id,
+                decision="proceed",
+                reason=f"the previous execution {owner} is {status} without having ended the deployment",
+                owner_execution_arn=owner,
+            )
+
+    if record is not None and record.status is Outcome.SUCCEEDED:
+        decision = "already_live"
+        reason = (
+            f"{record.app} {record.version} is already live (deployment {record.deployment_id} succeeded); "
+            'nothing to do. To deploy it again, start an execution with {"conveyor": {"force": true}} beside the event'
+        )
+    else:
+        decision = "duplicate"
+        state = record.status.value if record is not None else "being created"
+        reason = f"deployment {pushed.deployment_id} is already {state} under execution {owner}"
+    ledger.record_skip(
+        pushed.deployment_id,
+        {
+            "execution_arn": request.execution_arn,
+            "at": utcnow().isoformat(),
+            "outcome": Outcome.SKIPPED_DUPLICATE.value if decision == "duplicate" else "ALREADY_LIVE",
+            "reason": reason,
+        },
+    )
+    metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
+    logger.info("skipped", extra={"decision": decision, "owner": owner})
+    return Claim(deployment_id=pushed.deployment_id, decision=decision, reason=reason, owner_execution_arn=owner)
