@@ -9,9 +9,11 @@ import argparse
 import json
 import shlex
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from conveyor.dora import dora_metrics
 from conveyor.errors import ConveyorError
 from conveyor.ledger import StageEvent
 from conveyor.manifest import FunctionConfig
@@ -173,6 +175,18 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    until = datetime.now(UTC)
+    records = operations.ledger(_cloud(args)).history(app=args.app, limit=10_000)
+    metrics = dora_metrics(records, since=until - timedelta(days=args.days), until=until)
+    if args.json:
+        _print(metrics.model_dump(mode="json"))
+    else:
+        for name, value in metrics.model_dump().items():
+            print(f"{name:<32} {value}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from conveyor_cli.demo import run_demo
 
@@ -247,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
+
+    metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
+    metrics.add_argument("--app")
+    metrics.add_argument("--days", type=float, default=30)
+    metrics.add_argument("--json", action="store_true")
+    metrics.set_defaults(func=cmd_metrics)
 
     demo = commands.add_parser("demo", help="the whole story offline: local cloud, good push, bad push, rollback")
     demo.add_argument("--keep-running", action="store_true", help="leave the local cloud up afterwards")

@@ -9,7 +9,7 @@ from typing import Any
 from conveyor.contracts import Outcome
 from conveyor.ledger import DeploymentRecord, Ledger, StageEvent
 
-TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS}
+TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}
 
 
 def describe_event(event: StageEvent) -> str:
@@ -59,6 +59,11 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         lines.append(
             f"  {name:<11} {env.get('function_name')}:{env.get('alias')}  alias before: {env.get('version_before')}"
             f"  after: {serving}  ({env.get('status')})"
+            + (
+                f"  waiting for {env.get('waiting_for')} (position {env.get('position')})"
+                if env.get("status") == "QUEUED"
+                else ""
+            )
         )
     return lines
 
@@ -70,6 +75,14 @@ def render(record: DeploymentRecord) -> str:
         lines += ["  environments:", *render_environments(record)]
     if record.failure:
         lines.append(f"  failure: {record.failure.get('error')}: {record.failure.get('reason')}")
+    if record.attempts > 1:
+        lines.append(f"  attempts: {record.attempts}")
+    if record.skipped_count:
+        lines.append(f"  skipped executions: {record.skipped_count} (duplicates and re-runs that changed nothing)")
+        lines.extend(
+            f"    {entry.get('outcome')}  {entry.get('execution_arn')}: {entry.get('reason')}"
+            for entry in record.skipped[-5:]
+        )
     return "\n".join(lines)
 
 

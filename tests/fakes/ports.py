@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from conveyor.errors import (
     TargetNotManagedError,
     TrafficShiftError,
 )
-from conveyor.ledger import DeploymentRecord, StageEvent, utcnow
+from conveyor.ledger import DeploymentRecord, LockState, StageEvent, Waiter, utcnow
 from conveyor.manifest import FunctionConfig
 from conveyor.targets import Invocation
 
@@ -59,6 +60,108 @@ class FakeLedger:
 
     def stage_events(self, stage: str) -> list[StageEvent]:
         return [e for e in self.events if e.stage == stage]
+
+    # --- exactly-once (same semantics as DynamoLedger's conditional writes) ---------------
+    notices: dict[tuple[str, str], str]
+
+    def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool:
+        existing = self.records.get(seed.deployment_id)
+        if existing is not None and not (
+            existing["execution_arn"] in (seed.execution_arn, stale_owner) or existing["status"] in replaceable
+        ):
+            return False
+        data = seed.model_dump(exclude={"events"})
+        if existing is not None:
+            data |= {
+                "created_at": existing["created_at"],
+                "attempts": existing["attempts"],
+                "skipped": existing.get("skipped", []),
+                "skipped_count": existing.get("skipped_count", 0),
+            }
+        data |= {"status": Outcome.IN_PROGRESS, "finished_at": None, "failure": None, "environments": {}}
+        self.records[seed.deployment_id] = data
+        return True
+
+    def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None:
+        record = self.records[deployment_id]
+        record["skipped"] = [*record.get("skipped", []), dict(entry)]
+        record["skipped_count"] = record.get("skipped_count", 0) + 1
+
+    def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool:
+        record = self.records.get(deployment_id)
+        if record is None or record["execution_arn"] != owner or record["status"] not in expected:
+            return False
+        record["status"] = status
+        return True
+
+    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
+        self.records[deployment_id].update(copy.deepcopy(fields))
+
+    def claim_notice(self, deployment_id: str, key: str) -> str | None:
+        notices = self.__dict__.setdefault("notices", {})
+        if (deployment_id, key) in notices:
+            return notices[(deployment_id, key)]
+        notices[(deployment_id, key)] = ""
+        return None
+
+    def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
+        self.__dict__.setdefault("notices", {})[(deployment_id, key)] = message_id
+
+
+class FakeLocks:
+    """``LockTable`` in memory, with the conditions DynamoLocks puts on each write."""
+
+    def __init__(self) -> None:
+        self.locks: dict[tuple[str, str], LockState] = {}
+        self.queues: dict[tuple[str, str], dict[str, Waiter]] = {}
+
+    def get(self, app: str, environment: str) -> LockState | None:
+        return self.locks.get((app, environment))
+
+    def try_acquire(
+        self, app: str, environment: str, *, holder: str, deployment_id: str, lease_seconds: int, now: float
+    ) -> int | None:
+        current = self.locks.get((app, environment)) or LockState()
+        if not current.free_at(now):
+            return None
+        token = current.token + 1
+        self.locks[(app, environment)] = LockState(
+            holder=holder, deployment_id=deployment_id, token=token, expires_at=now + lease_seconds
+        )
+        return token
+
+    def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
+        current = self.locks.get((app, environment))
+        if current is None or current.holder != holder or current.token != token:
+            return False
+        self.locks[(app, environment)] = current.model_copy(update={"expires_at": now + lease_seconds})
+        return True
+
+    def release(self, app: str, environment: str, holder: str) -> bool:
+        current = self.locks.get((app, environment))
+        if current is None or current.holder != holder:
+            return False
+        self.locks[(app, environment)] = LockState(token=current.token)
+        return True
+
+    def enqueue(self, app: str, environment: str, waiter: Waiter) -> None:
+        queue = self.queues.setdefault((app, environment), {})
+        existing = queue.get(waiter.key)
+        if existing is None:
+            queue[waiter.key] = waiter
+        else:
+            queue[waiter.key] = existing.model_copy(update={"last_seen": waiter.last_seen})
+
+    def waiters(self, app: str, environment: str) -> list[Waiter]:
+        return sorted(self.queues.get((app, environment), {}).values(), key=lambda w: w.key)
+
+    def supersede(self, app: str, environment: str, key: str, by: str) -> None:
+        queue = self.queues.get((app, environment), {})
+        if key in queue and queue[key].superseded_by is None:
+            queue[key] = queue[key].model_copy(update={"superseded_by": by})
+
+    def remove_waiter(self, app: str, environment: str, key: str) -> None:
+        self.queues.get((app, environment), {}).pop(key, None)
 
 
 @dataclass
