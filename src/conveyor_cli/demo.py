@@ -2,7 +2,10 @@
 
 Starts the local cloud from template.yaml, creates the sample app's targets, registers its
 pipeline, then pushes a good build (live in staging and production) and a broken one (fails
-its health check in staging and is rolled back, with a notification saying why). Exits 0
+its health check in staging and is rolled back, with a notification saying why). Then it
+switches to progressive delivery with traffic on both aliases: a good build goes through a
+staging canary and a production linear rollout, and a build that fails only under real traffic
+is caught by the canary's per-version error rate and rolled back within one interval. Exits 0
 only if the story happened as told.
 """
 
@@ -13,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import FunctionConfig
 
 from conveyor_cli import operations
@@ -20,9 +24,11 @@ from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle
 from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, create_sample_targets, drain_inbox
 from conveyor_cli.status import render_environments, render_event, render_header
+from conveyor_cli.traffic import for_environment
 from conveyor_local.server import start_background, stop
 
 DEMO_STATE = ROOT / ".conveyor" / "demo"
+DEMO_RPS = 20
 
 
 @dataclass
@@ -40,6 +46,13 @@ def _say(text: str) -> None:
 
 
 def _deploy(cloud: Cloud, targets: SampleTargets, source: Path, version: str, workdir: Path) -> tuple[str, dict, dict]:
+    record, before, after = _push_and_follow(cloud, targets, source, version, workdir)
+    return record.status.value, before, after
+
+
+def _push_and_follow(
+    cloud: Cloud, targets: SampleTargets, source: Path, version: str, workdir: Path
+) -> tuple[DeploymentRecord, dict, dict]:
     config = FunctionConfig(environment={"RELEASE": version})
     bundle, _ = build_bundle(source, app="hello", version=version, function_config=config)
     path = workdir / f"hello-{version}.zip"
@@ -61,7 +74,70 @@ def _deploy(cloud: Cloud, targets: SampleTargets, source: Path, version: str, wo
         print(
             f"  alias {targets.functions[env]}:live  before v{before[env]['version']}  after v{after[env]['version']}"
         )
-    return record.status.value, before, after
+    return record, before, after
+
+
+def _progressive_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story: Story) -> None:
+    """A linear rollout that succeeds, then a canary that catches a build whose errors only real traffic shows."""
+    _say("Switching hello to progressive delivery: a canary in staging, a linear rollout in production")
+    spec = operations.apply_pipeline(cloud, EXAMPLES / "pipelines" / "hello-progressive.yaml")
+    for env in spec.environments:
+        print(f"  {env.name}: {env.strategy.type}, steps {[step.weight for step in env.traffic_steps()]}%")
+    print(f"  traffic: `conveyor local traffic hello <env> --rps {DEMO_RPS}` on both aliases, in the background")
+    generators = [
+        for_environment(cloud, "hello", env, rps=DEMO_RPS, duration_seconds=180).start() for env in targets.functions
+    ]
+    try:
+        time.sleep(1)  # the old versions' baseline
+        good = "1.3.0"
+        _say(f"Pushing a good build, hello {good}: canary 20% in staging, then 25% steps in production")
+        record, before, after = _push_and_follow(cloud, targets, EXAMPLES / "hello", good, workdir)
+        story.expect(record.status.value == "SUCCEEDED", "the progressive rollout SUCCEEDED")
+        shifts = [e.detail.get("weight") for e in record.events if e.stage == "ShiftTraffic" and e.status != "failed"]
+        story.expect(
+            shifts == [20, 100, 25, 50, 75, 100], f"traffic moved 20 -> 100 then 25 -> 50 -> 75 -> 100 ({shifts})"
+        )
+        passed = [e for e in record.events if e.stage == "EvaluateHealth" and e.status == "pass"]
+        story.expect(len(passed) == len(shifts), "every step was judged on real traffic and passed")
+        story.expect(
+            all(not after[env]["routing"] and after[env]["version"] != before[env]["version"] for env in after),
+            "both aliases serve the new version at 100%",
+        )
+        story.expect(not drain_inbox(cloud, targets.inbox_url), "no failure notification")
+
+        flaky = "1.4.0"
+        _say(f"Pushing hello {flaky}: its health probe is fine, but 3 in 10 real requests fail")
+        record, before, after = _push_and_follow(cloud, targets, EXAMPLES / "hello-flaky", flaky, workdir)
+        story.expect(record.status.value == "ROLLED_BACK", "the canary caught it: ROLLED_BACK")
+        judged = [e for e in record.events if e.stage == "EvaluateHealth" and e.status != "inconclusive"]
+        story.expect(
+            [(e.status, e.detail.get("weight")) for e in judged] == [("fail", 20)],
+            "it failed at the canary's first verdict: rolled back within one interval",
+        )
+        story.expect(
+            after["staging"] == {"version": before["staging"]["version"], "routing": {}},
+            f"staging alias serves v{before['staging']['version']} at 100% again, routing cleared",
+        )
+        story.expect(after["production"] == before["production"], "production was never touched")
+        notes = drain_inbox(cloud, targets.inbox_url)
+        _say("The notification the on-call received")
+        for note in notes:
+            print(f"  Subject: {note['subject']}")
+            print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+        message = notes[0]["message"] if notes else ""
+        story.expect(
+            len(notes) == 1 and "errors " in message and "limit 1%" in message and " ms, routing cleared" in message,
+            "one notification with the measured error rates, the limit and how long the rollback took",
+        )
+    finally:
+        summaries = [generator.stop() for generator in generators]
+    _say("What the traffic generator saw (invocations / errors per version)")
+    for summary in summaries:
+        served = ", ".join(
+            f"v{version}: {counts['invocations']}/{counts['errors']}"
+            for version, counts in summary.as_dict()["versions"].items()
+        )
+        print(f"  {summary.function_name}:{summary.alias}  {served}")
 
 
 def run_demo(*, keep_running: bool = False) -> int:
@@ -111,6 +187,8 @@ def run_demo(*, keep_running: bool = False) -> int:
                 bool(notes) and "ROLLED_BACK" in notes[0]["subject"] and "cannot reach database" in notes[0]["message"],
                 "it names the outcome and the failed check's reason",
             )
+
+            _progressive_story(cloud, targets, workdir, story)
     finally:
         if not keep_running:
             stop(DEMO_STATE)

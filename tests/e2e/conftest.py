@@ -6,11 +6,13 @@ Deployments start the way they do on AWS, with an upload to the artifact bucket.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from conveyor import aws
 from conveyor.layout import deployment_id
 from conveyor.ledger import DeploymentRecord
@@ -20,6 +22,7 @@ from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle
 from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, create_sample_targets, drain_inbox
+from conveyor_local.faults import write_plan
 from conveyor_local.server import start_background, stop
 
 
@@ -121,3 +124,30 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         os.environ.update(saved_env)
         aws.client.cache_clear()
         aws.resource.cache_clear()
+
+
+@pytest.fixture
+def faults(stage: Stage) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """Switch on local-cloud fault rules (``conveyor_local.faults``) for one test; all off afterwards."""
+    yield lambda rules: write_plan(stage.state_dir, rules)
+    write_plan(stage.state_dir, [])
+
+
+@pytest.fixture
+def pipeline(stage: Stage) -> Iterator[Callable[..., None]]:
+    """Register the sample app's pipeline with changes for one test; the example pipeline again afterwards."""
+
+    def register(**changes: Any) -> None:
+        spec = yaml.safe_load((EXAMPLES / "pipelines" / "hello.yaml").read_text())
+        for path, value in changes.items():
+            node = spec
+            *parents, leaf = path.split("__")
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            node[leaf] = value
+        path = stage.workdir / "pipeline.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        operations.apply_pipeline(stage.cloud, path)
+
+    yield register
+    operations.apply_pipeline(stage.cloud, EXAMPLES / "pipelines" / "hello.yaml")

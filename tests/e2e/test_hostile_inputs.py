@@ -75,7 +75,9 @@ def _with_package(version: str, package: Callable[[], bytes]) -> Callable[[], by
         data = package()
         manifest = json.dumps(make_manifest(data, "hello", version)).encode()
         # Stored, as `conveyor package` stores it: the package's own entries are what is judged.
-        return _zip_of((_entry("manifest.json"), manifest), (_entry("package.zip", compression=zipfile.ZIP_STORED), data))
+        return _zip_of(
+            (_entry("manifest.json"), manifest), (_entry("package.zip", compression=zipfile.ZIP_STORED), data)
+        )
 
     return build
 
@@ -389,7 +391,9 @@ def outcomes(stage: Stage, bundle_limit: None) -> Outcomes:
         ids=ids,
         versions_before=versions_before,
         versions_after={f: stage.versions(f) for f in functions},
-        aliases_before={f: {k: a.get(k) for k in ("FunctionVersion", "RoutingConfig")} for f, a in aliases_before.items()},
+        aliases_before={
+            f: {k: a.get(k) for k in ("FunctionVersion", "RoutingConfig")} for f, a in aliases_before.items()
+        },
         aliases_after={
             f: {k: a.get(k) for k in ("FunctionVersion", "RoutingConfig")}
             for f, a in ((f, lam.get_alias(FunctionName=f, Name="live")) for f in functions)

@@ -13,6 +13,7 @@ from tests.fakes.ports import (
     FakeArtifacts,
     FakeFunction,
     FakeLedger,
+    FakeLocks,
     FakeNotifier,
     FakeTargets,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "FakeArtifacts",
     "FakeFunction",
     "FakeLedger",
+    "FakeLocks",
     "FakeNotifier",
     "FakeTargets",
     "make_bundle",

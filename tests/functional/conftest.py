@@ -267,7 +267,15 @@ def validated(
         event = cloud.event_for(cloud.put_bundle())
         request = {"event": event, "execution_arn": EXECUTION_ARN, "started_at": STARTED_AT}
         deployment = handlers["validate_artifact"].handler(request, context)
-        return {**copy.deepcopy(event), "deployment": deployment}
+        state = {**copy.deepcopy(event), "deployment": deployment}
+        # As the state machine does before Deploy, hold each environment's lock: the mutating stages
+        # check its fencing token. Last environment first: taking one releases the earlier ones.
+        acquire = load_handler("acquire_lock")
+        state["locks"] = {}
+        for index in reversed(range(len(deployment["environments"]))):
+            grant = acquire.handler(environment_step(state, index), context)
+            state["locks"][deployment["environments"][index]["name"]] = grant
+        return state
 
     return run
 
@@ -275,4 +283,6 @@ def validated(
 def environment_step(state: dict[str, Any], index: int = 0, **fields: Any) -> dict[str, Any]:
     """What the Map's ItemSelector builds for one environment, plus results placed by ResultPath."""
     deployment = state["deployment"]
-    return {"deployment": deployment, "environment": deployment["environments"][index], **fields}
+    environment = deployment["environments"][index]
+    lock = state.get("locks", {}).get(environment["name"])
+    return {"deployment": deployment, "environment": environment, **({"lock": lock} if lock else {}), **fields}

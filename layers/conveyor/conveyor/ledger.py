@@ -131,7 +131,11 @@ class DynamoLedger:
 
     def start(self, record: DeploymentRecord) -> DeploymentRecord:
         """Create the deployment, or count one more attempt of it (a re-run of the same object)."""
-        fields = record.model_dump(mode="json", exclude={"events", "attempts", "created_at", "deployment_id"})
+        fields = record.model_dump(
+            mode="json",
+            # Kept from the claim and from skipped executions, never reset by a (re)start.
+            exclude={"events", "attempts", "created_at", "deployment_id", "skipped", "skipped_count", "built_at"},
+        )
         names = {f"#{k}": k for k in fields}
         values = {f":{k}": _to_item(v) for k, v in fields.items()}
         values |= {":one": 1, ":created": record.created_at.isoformat(), ":id": record.deployment_id}

@@ -1,0 +1,316 @@
+"""Safe under duplicates, concurrency and faults, end to end on the local cloud (issue 4, parts 1-3)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conveyor.contracts import Outcome
+from conveyor.ledger import DeploymentRecord, DynamoLocks
+
+from conveyor_cli import operations
+from conveyor_cli.sample import EXAMPLES
+
+from .conftest import Stage
+
+pytestmark = pytest.mark.e2e
+
+STAGING_BAKE = {"type": "all_at_once", "bake_seconds": 300}  # 3 s at the suite's time scale
+
+
+def object_created(stage: Stage, pushed: dict[str, Any]) -> dict[str, Any]:
+    """The EventBridge event S3 emits for a pushed bundle: what every execution gets as its input."""
+    head = stage.cloud.client("s3").head_object(
+        Bucket=stage.cloud.outputs.bucket, Key=pushed["s3_uri"].split("/", 3)[3]
+    )
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "source": "aws.s3",
+        "detail-type": "Object Created",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{stage.cloud.outputs.bucket}"],
+        "detail": {
+            "bucket": {"name": stage.cloud.outputs.bucket},
+            "object": {
+                "key": pushed["s3_uri"].split("/", 3)[3],
+                "size": head["ContentLength"],
+                "etag": head["ETag"].strip('"'),
+                "version-id": head.get("VersionId"),
+            },
+            "reason": "PutObject",
+        },
+    }
+
+
+def start_executions(stage: Stage, execution_input: dict[str, Any], count: int) -> list[str]:
+    sfn = stage.cloud.client("stepfunctions")
+    return [
+        sfn.start_execution(
+            stateMachineArn=stage.cloud.outputs.state_machine_arn,
+            name=f"rerun-{uuid.uuid4().hex[:16]}",
+            input=json.dumps(execution_input),
+        )["executionArn"]
+        for _ in range(count)
+    ]
+
+
+def finished(stage: Stage, arns: list[str], timeout: float = 120) -> dict[str, dict[str, Any]]:
+    """Each execution's description once none is RUNNING (fails the test if that takes over ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        described = {arn: operations.execution_status(stage.cloud, arn) for arn in arns}
+        if all(d["status"] != "RUNNING" for d in described.values()):
+            return described
+        assert time.monotonic() < deadline, "executions still running"
+        time.sleep(0.2)
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+    return value
+
+
+def ledger_record(stage: Stage, deployment_id: str) -> DeploymentRecord | None:
+    return operations.ledger(stage.cloud).get(deployment_id)
+
+
+def assert_no_lock_held(stage: Stage) -> None:
+    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    for env in ("staging", "production"):
+        state = locks.get("hello", env)
+        assert state is None or state.holder is None, f"{env} lock still held by {state.deployment_id}"
+        assert locks.waiters("hello", env) == []
+
+
+def test_a_hundred_deliveries_of_one_object_make_one_deployment(stage: Stage) -> None:
+    # Given a pushed bundle (EventBridge starts one execution) and the versions of every target
+    versions_before = {f: stage.versions(f) for f in stage.targets.functions.values()}
+    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "20.0.0"))
+
+    # When the same Object Created event is delivered 99 more times
+    duplicates = start_executions(stage, object_created(stage, pushed), 99)
+
+    # Then exactly one deployment ran, once, and the other 99 executions ended without acting
+    deployed = stage.follow(pushed["deployment_id"])
+    executions = finished(stage, duplicates)
+    record = ledger_record(stage, pushed["deployment_id"])
+    assert record is not None
+    assert (record.status, record.attempts) == (Outcome.SUCCEEDED, 1)
+    import collections  # DEBUG
+    print("DEBUG", collections.Counter((e["status"], e.get("error")) for e in executions.values()), len(record.skipped))  # DEBUG
+    bad = [a for a, e in executions.items() if e["status"] != "SUCCEEDED"][:1]  # DEBUG
+    for a in bad:  # DEBUG
+        print("DEBUG", executions[a].get("cause"))  # DEBUG
+    assert record.skipped_count == 99
+    assert {entry["outcome"] for entry in record.skipped} <= {"SKIPPED_DUPLICATE", "ALREADY_LIVE"}
+    assert record.execution_arn not in {entry["execution_arn"] for entry in record.skipped}
+    assert all(e["status"] == "SUCCEEDED" for e in executions.values())
+    # one new version per target, deployed by one Deploy per environment
+    for function, before in versions_before.items():
+        assert len(stage.versions(function)) == len(before) + 1
+    assert [(e.environment, e.stage) for e in record.events if e.stage == "Deploy"] == [
+        ("staging", "Deploy"),
+        ("production", "Deploy"),
+    ]
+    # and nobody was notified, nothing stays locked
+    assert deployed.notifications == []
+    assert_no_lock_held(stage)
+
+
+def test_a_console_rerun_of_a_live_artifact_is_a_no_op_unless_forced(stage: Stage) -> None:
+    # Given a live deployment
+    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "20.1.0"))
+    stage.follow(pushed["deployment_id"])
+    event = object_created(stage, pushed)
+
+    # When the console re-runs it as is, then with force
+    (plain,) = start_executions(stage, event, 1)
+    finished(stage, [plain])
+    (forced,) = start_executions(stage, {**event, "conveyor": {"force": True}}, 1)
+    finished(stage, [forced])
+
+    # Then the plain re-run says it is already live; the forced one is attempt 2 and succeeds
+    record = ledger_record(stage, pushed["deployment_id"])
+    assert record is not None
+    (skip,) = record.skipped
+    assert (skip["execution_arn"], skip["outcome"]) == (plain, "ALREADY_LIVE")
+    assert "already live" in skip["reason"]
+    assert (record.status, record.attempts, record.execution_arn) == (Outcome.SUCCEEDED, 2, forced)
+
+
+def test_an_older_artifact_is_refused_as_a_downgrade(stage: Stage) -> None:
+    # Given a live 20.x
+    stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "20.2.0"))["deployment_id"])
+
+    # When CI pushes 19.0.0
+    deployed = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "19.0.0"))["deployment_id"])
+
+    # Then it is refused, named as a downgrade, with nothing deployed and one notification
+    assert deployed.record.status is Outcome.FAILED
+    assert deployed.record.failure is not None
+    assert deployed.record.failure["error"] == "DowngradeRefusedError"
+    assert "older than the live 20.2.0" in deployed.record.failure["reason"]
+    assert deployed.after == deployed.before
+    assert len(deployed.notifications) == 1
+    assert_no_lock_held(stage)
+
+
+def test_concurrent_pushes_to_one_environment_are_serialized(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given a pipeline whose staging bakes a while (queue is the default concurrency)
+    pipeline(environments__0__strategy=STAGING_BAKE)
+
+    # When two builds are pushed back to back
+    first = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "21.0.0"))
+    second = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "21.1.0"))
+
+    # Then the second was QUEUED behind the first, and both went live one after the other
+    queued = until(
+        lambda: (r := ledger_record(stage, second["deployment_id"])) is not None and r.status is Outcome.QUEUED,
+        "the second deployment is QUEUED",
+    )
+    assert queued
+    one = stage.follow(first["deployment_id"]).record
+    two = stage.follow(second["deployment_id"]).record
+    assert (one.status, two.status) == (Outcome.SUCCEEDED, Outcome.SUCCEEDED)
+    assert two.environments["staging"]["waiting_for"] == one.deployment_id
+    # in staging, the first one's last stage ended before the second one's first stage began
+    first_done = max(e.finished_at for e in one.events if e.environment == "staging")
+    second_began = min(e.started_at for e in two.events if e.environment == "staging")
+    assert first_done <= second_began
+    assert (
+        stage.follow(second["deployment_id"]).after["production"]["version"]
+        == two.environments["production"]["version_after"]
+    )
+    assert_no_lock_held(stage)
+
+
+def test_a_newer_push_supersedes_an_older_one_still_waiting(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given concurrency: supersede, and a deployment holding staging while the next one waits
+    pipeline(concurrency="supersede", environments__0__strategy=STAGING_BAKE)
+    holder = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.0.0"))
+    waiting = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.1.0"))
+    until(
+        lambda: (r := ledger_record(stage, waiting["deployment_id"])) is not None and r.status is Outcome.QUEUED,
+        "the second deployment is QUEUED",
+    )
+
+    # When a newer build is pushed
+    newest = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.2.0"))
+
+    # Then the waiting one is SUPERSEDED (nothing deployed, nobody paged); the others go live
+    superseded = stage.follow(waiting["deployment_id"])
+    assert superseded.record.status is Outcome.SUPERSEDED
+    assert superseded.execution["status"] == "SUCCEEDED"
+    assert superseded.record.failure is not None
+    assert newest["deployment_id"] in superseded.record.failure["reason"]
+    assert not any(e.stage == "Deploy" for e in superseded.record.events)
+    assert stage.follow(holder["deployment_id"]).record.status is Outcome.SUCCEEDED
+    last = stage.follow(newest["deployment_id"])
+    assert last.record.status is Outcome.SUCCEEDED
+    assert last.notifications == []
+    assert_no_lock_held(stage)
+
+
+@pytest.mark.parametrize(
+    ("operation", "function", "stage_name"),
+    [
+        ("PublishVersion", "hello-staging", "Deploy"),
+        ("UpdateAlias", "hello-production", "ShiftTraffic"),
+    ],
+)
+def test_a_stage_crashing_mid_deploy_is_retried_without_double_effects(
+    stage: Stage, faults: Callable[[list[dict[str, Any]]], None], operation: str, function: str, stage_name: str
+) -> None:
+    # Given the target's API conflicting once (as Lambda does while an update is still in progress)
+    faults(
+        [
+            {
+                "id": f"crash-{operation}",
+                "operation": operation,
+                "function": function,
+                "times": 1,
+                "error": "ResourceConflictException",
+                "status": 409,
+                "message": "The operation cannot be performed at this time. An update is in progress.",
+            }
+        ]
+    )
+    versions_before = {f: stage.versions(f) for f in stage.targets.functions.values()}
+    version = "23.0.0" if operation == "PublishVersion" else "23.1.0"
+
+    # When a good build is pushed
+    deployed = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", version))["deployment_id"])
+
+    # Then the crashed stage ran again and the deployment succeeded, with one new version per target
+    assert deployed.record.status is Outcome.SUCCEEDED
+    environment = "staging" if function == "hello-staging" else "production"
+    runs = [e.status for e in deployed.record.events if e.stage == stage_name and e.environment == environment]
+    assert runs == ["failed", "succeeded"]
+    for name, before in versions_before.items():
+        assert len(stage.versions(name)) == len(before) + 1
+    assert deployed.after[environment]["routing"] == {}
+    assert deployed.after[environment]["version"] == deployed.record.environments[environment]["version_after"]
+    assert deployed.notifications == []
+    assert_no_lock_held(stage)
+
+
+def test_a_rollback_that_fails_ends_rollback_failed_with_a_critical_notification(
+    stage: Stage, faults: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    # Given a live build, and staging's alias refusing every change after the first (the traffic shift)
+    stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "24.0.0"))["deployment_id"])
+    faults(
+        [
+            {
+                "id": "rollback-denied",
+                "operation": "UpdateAlias",
+                "function": "hello-staging",
+                "skip": 1,
+                "times": 100,
+                "error": "AccessDeniedException",
+                "status": 403,
+                "message": "not authorized to perform lambda:UpdateAlias",
+            }
+        ]
+    )
+    lambda_ = stage.cloud.client("lambda")
+    try:
+        # When a build that fails its health check is pushed
+        pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello-broken", "24.1.0"))
+        deployed = stage.follow(pushed["deployment_id"])
+
+        # Then it ends ROLLBACK_FAILED, its one notification says where the alias is and what to run
+        assert deployed.record.status is Outcome.ROLLBACK_FAILED
+        assert deployed.execution["error"] == "RollbackFailedError"
+        staging = deployed.record.environments["staging"]
+        assert deployed.after["staging"]["version"] == staging["version_after"]
+        (note,) = deployed.notifications
+        assert note["subject"] == "[Conveyor] hello 24.1.0 staging: ROLLBACK_FAILED"
+        assert "ACTION REQUIRED" in note["message"]
+        assert "was NOT restored" in note["message"]
+        assert (
+            f"aws lambda update-alias --function-name hello-staging --name live "
+            f"--function-version {staging['version_before']}" in note["message"]
+        )
+        assert_no_lock_held(stage)
+    finally:
+        # What the on-call would run, so later tests start from a healthy alias
+        faults([])
+        record = ledger_record(stage, pushed["deployment_id"])
+        before = record.environments["staging"]["version_before"] if record else None
+        if before:
+            lambda_.update_alias(
+                FunctionName="hello-staging",
+                Name="live",
+                FunctionVersion=before,
+                RoutingConfig={"AdditionalVersionWeights": {}},
+            )

@@ -1,0 +1,179 @@
+"""Exactly once: ClaimDeployment's decisions, downgrade refusal, and notifications that survive retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from conveyor.contracts import ClaimRequest, Outcome
+from conveyor.errors import DowngradeRefusedError
+from conveyor.ledger import DeploymentRecord
+from conveyor.manifest import Manifest
+from conveyor.stages.claim import claim_deployment
+from conveyor.stages.report import publish_once
+from conveyor.stages.validate import check_not_downgrade, version_key
+
+from tests.fakes import FakeLedger, make_manifest, make_package
+
+EVENT: dict[str, Any] = {
+    "source": "aws.s3",
+    "detail-type": "Object Created",
+    "detail": {
+        "bucket": {"name": "artifacts"},
+        "object": {"key": "artifacts/hello/2.0.0.zip", "version-id": "v1", "etag": "e", "size": 10},
+    },
+}
+STARTED = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
+
+
+class FakeExecutions:
+    def __init__(self, statuses: dict[str, str] | None = None) -> None:
+        self.statuses = statuses or {}
+
+    def status(self, execution_arn: str) -> str:
+        return self.statuses.get(execution_arn, "RUNNING")
+
+
+def request(run: str, **options: Any) -> ClaimRequest:
+    event = {**EVENT, **({"conveyor": options} if options else {})}
+    return ClaimRequest(event=event, execution_arn=f"arn:exec:{run}", started_at=STARTED)
+
+
+def test_the_first_delivery_proceeds_and_every_other_one_is_a_recorded_duplicate() -> None:
+    # Given a ledger and an object delivered five times
+    ledger, executions = FakeLedger(), FakeExecutions()
+
+    # When each delivery's execution claims it
+    claims = [claim_deployment(request(f"run-{n}"), ledger=ledger, executions=executions) for n in range(5)]
+
+    # Then one proceeds and four are skipped duplicates, listed on the one deployment
+    assert [c.decision for c in claims] == ["proceed"] + ["duplicate"] * 4
+    record = ledger.get(claims[0].deployment_id)
+    assert record is not None
+    assert record.skipped_count == 4
+    assert {s["outcome"] for s in record.skipped} == {"SKIPPED_DUPLICATE"}
+    assert record.execution_arn == "arn:exec:run-0"
+
+
+def test_a_retry_of_the_owner_proceeds() -> None:
+    ledger, executions = FakeLedger(), FakeExecutions()
+    claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+
+    again = claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+
+    assert again.decision == "proceed"
+
+
+@pytest.mark.parametrize("outcome", [Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED])
+def test_a_rerun_after_a_failure_is_a_new_attempt(outcome: Outcome) -> None:
+    # Given a deployment that ended badly
+    ledger, executions = FakeLedger(), FakeExecutions()
+    first = claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+    ledger.update_environment(first.deployment_id, "staging", {"status": "ROLLED_BACK"})
+    ledger.finish(first.deployment_id, outcome)
+
+    # When the console re-runs it
+    rerun = claim_deployment(request("run-2"), ledger=ledger, executions=executions)
+
+    # Then the re-run owns it afresh: running, its old environments and failure cleared
+    assert rerun.decision == "proceed"
+    record = ledger.get(first.deployment_id)
+    assert record is not None
+    assert (record.status, record.execution_arn, record.environments) == (Outcome.IN_PROGRESS, "arn:exec:run-2", {})
+
+
+def test_a_rerun_of_a_live_artifact_is_a_no_op_that_says_so_unless_forced() -> None:
+    # Given a deployment that succeeded
+    ledger, executions = FakeLedger(), FakeExecutions()
+    first = claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+    ledger.finish(first.deployment_id, Outcome.SUCCEEDED)
+
+    # When it is re-run, then re-run with force
+    plain = claim_deployment(request("run-2"), ledger=ledger, executions=executions)
+    forced = claim_deployment(request("run-3", force=True), ledger=ledger, executions=executions)
+
+    # Then the plain re-run changed nothing and says how to force; the forced one proceeds
+    assert plain.decision == "already_live"
+    assert "already live" in plain.reason
+    assert '"force": true' in plain.reason
+    assert forced.decision == "proceed"
+
+
+def test_a_stopped_owner_is_taken_over() -> None:
+    # Given a deployment whose execution was aborted while running
+    ledger = FakeLedger()
+    claim_deployment(request("run-1"), ledger=ledger, executions=FakeExecutions())
+
+    # When the same object is re-run
+    rerun = claim_deployment(request("run-2"), ledger=ledger, executions=FakeExecutions({"arn:exec:run-1": "ABORTED"}))
+
+    # Then the re-run takes it over
+    assert (rerun.decision, rerun.owner_execution_arn) == ("proceed", "arn:exec:run-1")
+
+
+def test_a_malformed_input_is_left_to_validate_artifact() -> None:
+    claim = claim_deployment(
+        ClaimRequest(event={"nope": 1}, execution_arn="arn:exec:x", started_at=STARTED),
+        ledger=FakeLedger(),
+        executions=FakeExecutions(),
+    )
+    assert claim.decision == "proceed"
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [("1.9.2", "1.10.0"), ("2.0.0-rc.1", "2.0.0"), ("2.0.0-rc.1", "2.0.0-rc.2"), ("1.0", "1.0.1"), ("9", "10")],
+)
+def test_version_order(older: str, newer: str) -> None:
+    assert version_key(older) < version_key(newer)
+
+
+def live(version: str, built_at: datetime | None = None) -> DeploymentRecord:
+    now = datetime(2024, 5, 14, tzinfo=UTC)
+    return DeploymentRecord(
+        deployment_id="d-live",
+        app="hello",
+        version=version,
+        status=Outcome.SUCCEEDED,
+        created_at=now,
+        updated_at=now,
+        finished_at=now,
+        built_at=built_at,
+    )
+
+
+def manifest(version: str, created_at: str = "2024-05-14T09:20:00Z") -> Manifest:
+    return Manifest.model_validate(make_manifest(make_package(), version=version, created_at=created_at))
+
+
+def test_an_older_version_is_refused_as_a_downgrade_naming_both_versions() -> None:
+    with pytest.raises(DowngradeRefusedError, match=r"1\.2\.0 .*older than the live 1\.10\.0"):
+        check_not_downgrade(manifest("1.2.0"), live("1.10.0"), allowed=False, where="s3://b/k")
+
+
+def test_the_same_version_built_earlier_is_refused() -> None:
+    built = datetime(2024, 5, 15, tzinfo=UTC)
+    with pytest.raises(DowngradeRefusedError):
+        check_not_downgrade(manifest("1.0.0"), live("1.0.0", built_at=built), allowed=False, where="s3://b/k")
+
+
+def test_a_downgrade_passes_when_allowed_and_an_upgrade_always() -> None:
+    check_not_downgrade(manifest("1.2.0"), live("1.10.0"), allowed=True, where="s3://b/k")
+    check_not_downgrade(manifest("1.11.0"), live("1.10.0"), allowed=False, where="s3://b/k")
+    check_not_downgrade(manifest("0.1.0"), None, allowed=False, where="s3://b/k")
+
+
+def test_a_notification_is_published_once_per_key_across_retries() -> None:
+    # Given a ledger and a publisher that counts
+    ledger, published = FakeLedger(), []
+
+    def publish() -> str:
+        published.append(1)
+        return f"m-{len(published)}"
+
+    # When the same stage runs three times (a retry and a redrive)
+    ids = [publish_once(ledger, "d-1", "run-1#failure", publish) for _ in range(3)]
+
+    # Then one message went out and every run reports its id
+    assert (len(published), ids) == (1, ["m-1"] * 3)

@@ -1,0 +1,261 @@
+"""One deployment per (app, environment): the lock's queue, lease and fencing token, with fakes and a given clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.errors import LockLostError, LockWaitTimeoutError
+from conveyor.ledger import DeploymentRecord, utcnow
+from conveyor.pipeline import RolloutPolicy
+from conveyor.stages.lock import POLL_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
+
+from tests.fakes import FakeLedger, FakeLocks
+from tests.unit.conftest import build_step
+
+NOW = 1_700_000_000.0
+TWO_ENVIRONMENTS: dict[str, Any] = {
+    "schema_version": 1,
+    "app": "hello",
+    "environments": [
+        {
+            "name": name,
+            "target": {"kind": "lambda", "function_name": f"hello-{name}", "alias": "live"},
+            "health": {"synthetic": {"expect": {"status": "ok"}}},
+        }
+        for name in ("staging", "production")
+    ],
+}
+
+
+def deployment_step(
+    n: int, *, concurrency: str = "queue", lock_wait_seconds: int = 3600, index: int = 0
+) -> EnvironmentStep:
+    """Deployment number ``n`` (started ``n`` minutes after the first) at environment ``index``."""
+    step = build_step(TWO_ENVIRONMENTS, release=None)
+    deployment = step.deployment.model_copy(
+        update={
+            "deployment_id": f"d-{n}",
+            "version": f"1.0.{n}",
+            "execution_arn": f"arn:aws:states:us-east-1:123456789012:execution:deployments:run-{n}",
+            "started_at": datetime(2024, 5, 14, 9, 0, tzinfo=UTC) + timedelta(minutes=n),
+            "policy": RolloutPolicy(concurrency=concurrency, lock_wait_seconds=lock_wait_seconds),  # type: ignore[arg-type]
+        }
+    )
+    return step.model_copy(update={"deployment": deployment, "environment": deployment.environments[index]})
+
+
+class World:
+    """Several deployments sharing one fake lock table and ledger."""
+
+    def __init__(self) -> None:
+        self.locks = FakeLocks()
+        self.ledger = FakeLedger()
+
+    def start(self, step: EnvironmentStep) -> EnvironmentStep:
+        d = step.deployment
+        record = {"deployment_id": d.deployment_id, "app": d.app, "version": d.version, "artifact": {}}
+        self.ledger.start(
+            DeploymentRecord(
+                **record,
+                status=Outcome.IN_PROGRESS,
+                created_at=utcnow(),
+                updated_at=utcnow(),
+                execution_arn=d.execution_arn,
+            )
+        )
+        return step
+
+    def acquire(self, step: EnvironmentStep, now: float = NOW) -> LockGrant:
+        return acquire_lock(step, locks=self.locks, ledger=self.ledger, now=now)
+
+    def status(self, step: EnvironmentStep) -> Outcome:
+        record = self.ledger.get(step.deployment.deployment_id)
+        assert record is not None
+        return record.status
+
+
+def holding(step: EnvironmentStep, grant: LockGrant) -> EnvironmentStep:
+    return step.model_copy(update={"lock": grant})
+
+
+def test_a_free_environment_is_locked_at_once_with_a_first_token() -> None:
+    # Given a free environment
+    world = World()
+    one = world.start(deployment_step(1))
+
+    # When a deployment asks for its lock
+    grant = world.acquire(one)
+
+    # Then it holds it with token 1 and a lease covering its plan
+    assert (grant.status, grant.token) == ("acquired", 1)
+    assert grant.lease_seconds == lease_seconds(one.environment)
+    assert world.locks.get("hello", "staging").holder == one.deployment.execution_arn  # type: ignore[union-attr]
+
+
+def test_asking_again_while_holding_is_idempotent() -> None:
+    # Given a deployment holding the lock (AcquireLock retried or redriven)
+    world = World()
+    one = world.start(deployment_step(1))
+    first = world.acquire(one)
+
+    # When it asks again
+    again = world.acquire(one, now=NOW + 10)
+
+    # Then it keeps the same token: nothing else changed
+    assert (again.status, again.token) == ("acquired", first.token)
+
+
+def test_a_second_deployment_queues_and_is_visible_as_queued() -> None:
+    # Given a deployment holding staging
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(one)
+
+    # When a second one asks
+    grant = world.acquire(two, now=NOW + 1)
+
+    # Then it waits, first in line, and the ledger shows it QUEUED behind the holder
+    assert (grant.status, grant.position, grant.waiting_for) == ("waiting", 1, "d-1")
+    assert grant.wait_seconds == POLL_SECONDS
+    assert world.status(two) is Outcome.QUEUED
+    record = world.ledger.get("d-2")
+    assert record is not None
+    assert record.environments["staging"]["status"] == "QUEUED"
+
+
+def test_queue_is_first_in_first_out_after_release() -> None:
+    # Given one holder and two waiters that arrived in order 2, 3
+    world = World()
+    one, two, three = (world.start(deployment_step(n)) for n in (1, 2, 3))
+    world.acquire(one)
+    world.acquire(three, now=NOW + 1)
+    world.acquire(two, now=NOW + 2)
+
+    # When the holder releases and the later waiter asks first
+    release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+    late = world.acquire(three, now=NOW + 3)
+    early = world.acquire(two, now=NOW + 4)
+
+    # Then the one that started first gets it, with a new token; the other keeps waiting
+    assert late.status == "waiting"
+    assert (early.status, early.token) == ("acquired", 2)
+    assert world.status(two) is Outcome.IN_PROGRESS
+
+
+def test_supersede_cancels_older_waiters_but_never_the_holder() -> None:
+    # Given a holder and an older waiter, with concurrency: supersede
+    world = World()
+    one, two, three = (world.start(deployment_step(n, concurrency="supersede")) for n in (1, 2, 3))
+    world.acquire(one)
+    world.acquire(two, now=NOW + 1)
+
+    # When a newer artifact joins the queue, and the older waiter asks again
+    newer = world.acquire(three, now=NOW + 2)
+    older = world.acquire(two, now=NOW + 3)
+
+    # Then the older one is SUPERSEDED (recorded), the newer one is next, and the holder is untouched
+    assert (newer.status, newer.position) == ("waiting", 1)
+    assert (older.status, older.waiting_for) == ("superseded", "d-3")
+    assert world.status(two) is Outcome.SUPERSEDED
+    assert world.locks.get("hello", "staging").holder == one.deployment.execution_arn  # type: ignore[union-attr]
+
+
+def test_an_expired_lease_lets_the_next_deployment_in_and_fences_the_stale_holder() -> None:
+    # Given a holder that died (its lease ran out) and a waiter
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    stale = world.acquire(one)
+    world.acquire(two, now=NOW + 1)
+    later = NOW + stale.lease_seconds + 1
+
+    # When the waiter asks after the lease ended
+    taken = world.acquire(two, now=later)
+
+    # Then it holds the lock with a higher token, and the old holder's stages are refused
+    assert (taken.status, taken.token) == ("acquired", 2)
+    with pytest.raises(LockLostError, match="token 1 is stale"):
+        check_fence(holding(one, stale), locks=world.locks, now=later + 1)
+    check_fence(holding(two, taken), locks=world.locks, now=later + 1)
+
+
+def test_the_fence_renews_the_lease_of_the_holder() -> None:
+    # Given a holder near the end of its lease
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    grant = world.acquire(one)
+    almost = NOW + grant.lease_seconds - 1
+
+    # When a mutating stage passes the fence, and another deployment asks just after the first lease
+    check_fence(holding(one, grant), locks=world.locks, now=almost)
+    other = world.acquire(two, now=NOW + grant.lease_seconds + 1)
+
+    # Then the lease was extended: the lock is still held
+    assert other.status == "waiting"
+
+
+def test_a_stage_without_a_grant_is_refused() -> None:
+    with pytest.raises(LockLostError, match="no lock held"):
+        check_fence(deployment_step(1), locks=FakeLocks(), now=NOW)
+
+
+def test_waiting_is_bounded_by_the_pipeline() -> None:
+    # Given a holder and a waiter allowed to wait 60 s
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2, lock_wait_seconds=60))
+    world.acquire(one)
+    world.acquire(two, now=NOW)
+
+    # When it is still waiting after 61 s (the holder keeps renewing)
+    check_fence(holding(one, world.acquire(one)), locks=world.locks, now=NOW + 30)
+
+    # Then AcquireLock fails with a reason naming the holder, and the waiter left the queue
+    with pytest.raises(LockWaitTimeoutError, match="held by deployment d-1"):
+        world.acquire(two, now=NOW + 61)
+    assert world.locks.waiters("hello", "staging") == []
+
+
+def test_a_waiter_that_stopped_asking_loses_its_place() -> None:
+    # Given a waiter whose execution was stopped, and a newer one
+    world = World()
+    one, two, three = (world.start(deployment_step(n)) for n in (1, 2, 3))
+    world.acquire(one)
+    world.acquire(two, now=NOW)
+    release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+
+    # When only the newer one keeps asking, long after
+    grant = world.acquire(three, now=NOW + 3600)
+
+    # Then it is not blocked by the dead waiter
+    assert grant.status == "acquired"
+
+
+def test_release_only_frees_a_lock_the_caller_holds() -> None:
+    # Given a lock held by deployment 1
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(one)
+
+    # When deployment 2 releases (e.g. its NotifyFailure) and deployment 1 releases twice
+    other = release_locks("hello", ["staging"], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
+    mine = release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+    again = release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+
+    # Then only the holder's own release freed it, once
+    assert (other, mine, again) == ([], ["staging"], [])
+
+
+def test_taking_the_next_environment_releases_the_earlier_one() -> None:
+    # Given a deployment holding staging
+    world = World()
+    one = world.start(deployment_step(1))
+    world.acquire(one)
+
+    # When it takes production
+    world.acquire(deployment_step(1, index=1))
+
+    # Then staging is free for the next deployment, production is held
+    assert world.locks.get("hello", "staging").free_at(NOW)  # type: ignore[union-attr]
+    assert not world.locks.get("hello", "production").free_at(NOW)  # type: ignore[union-attr]
