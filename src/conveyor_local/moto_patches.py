@@ -609,7 +609,9 @@ def _fault_for(operation: str, path: str) -> tuple[int, dict[str, str], str] | N
         return None
     LOG.warning("injected fault: %s on %s -> %s", operation, function, fault.error)
     body = json.dumps({"Type": "User" if fault.status < 500 else "Service", "message": fault.message})
-    return fault.status, {"x-amzn-ErrorType": fault.error, "Content-Type": "application/json"}, body
+    # moto takes the HTTP status from the headers' "status", not from the tuple.
+    headers = {"status": str(fault.status), "x-amzn-ErrorType": fault.error, "Content-Type": "application/json"}
+    return fault.status, headers, body
 
 
 def _faulty(operation: str, method: str) -> Callable[..., Any]:

@@ -61,9 +61,9 @@ def _bundle(app: str, version: str) -> Callable[[], bytes]:
 def _with_manifest(version: str, **changes: object) -> Callable[[], bytes]:
     def build() -> bytes:
         package = make_package(version)
-        manifest = make_manifest(package, "hello", version)
+        manifest = make_manifest(package, "hostile", version)
         manifest.update(changes)
-        return make_bundle("hello", version, package=package, manifest=manifest)
+        return make_bundle("hostile", version, package=package, manifest=manifest)
 
     return build
 
@@ -73,7 +73,7 @@ def _with_package(version: str, package: Callable[[], bytes]) -> Callable[[], by
 
     def build() -> bytes:
         data = package()
-        manifest = json.dumps(make_manifest(data, "hello", version)).encode()
+        manifest = json.dumps(make_manifest(data, "hostile", version)).encode()
         # Stored, as `conveyor package` stores it: the package's own entries are what is judged.
         return _zip_of(
             (_entry("manifest.json"), manifest), (_entry("package.zip", compression=zipfile.ZIP_STORED), data)
@@ -134,7 +134,7 @@ def _bundle_of(entries: dict[str, bytes], version: str) -> bytes:
 
 
 def _manifest_json(version: str) -> bytes:
-    return json.dumps(make_manifest(make_package(version), "hello", version)).encode()
+    return json.dumps(make_manifest(make_package(version), "hostile", version)).encode()
 
 
 def _duplicate_manifest() -> bytes:
@@ -156,15 +156,15 @@ def _bzip2_manifest() -> bytes:
 
 
 def _truncated() -> bytes:
-    data = make_bundle("hello", "902.0.0")
+    data = make_bundle("hostile", "902.0.0")
     return data[: len(data) // 2]
 
 
 def _sha_mismatch() -> bytes:
     package = make_package("920.0.0")
-    manifest = make_manifest(make_package("another build"), "hello", "920.0.0")
+    manifest = make_manifest(make_package("another build"), "hostile", "920.0.0")
     manifest["package"]["size"] = len(package)
-    return make_bundle("hello", "920.0.0", package=package, manifest=manifest)
+    return make_bundle("hostile", "920.0.0", package=package, manifest=manifest)
 
 
 def _pipeline_of(app: str, function: str) -> str:
@@ -192,95 +192,95 @@ PIPELINES = {
     "badspec": _pipeline_of("badspec", "hello-staging").replace('"alias": "live"', '"alias": "live", "weight": 5'),
 }
 
-H = "hello"
+H = "hostile"  # no pipeline registered: every bundle-level case must fail before it is looked up
 CASES = [
     # --- the object itself
-    Case("not-a-zip", "artifacts/hello/901.0.0.zip", lambda: b"#!/bin/sh\necho not a zip\n", "BundleInvalidError",
+    Case("not-a-zip", "artifacts/hostile/901.0.0.zip", lambda: b"#!/bin/sh\necho not a zip\n", "BundleInvalidError",
          "not a zip archive", (H, "901.0.0")),
-    Case("truncated-zip", "artifacts/hello/902.0.0.zip", _truncated, "BundleInvalidError",
+    Case("truncated-zip", "artifacts/hostile/902.0.0.zip", _truncated, "BundleInvalidError",
          "truncated or corrupt zip archive", (H, "902.0.0")),
-    Case("empty-object", "artifacts/hello/903.0.0.zip", lambda: b"", "BundleInvalidError", "the object is empty",
+    Case("empty-object", "artifacts/hostile/903.0.0.zip", lambda: b"", "BundleInvalidError", "the object is empty",
          (H, "903.0.0")),
-    Case("oversize-bundle", "artifacts/hello/904.0.0.zip", lambda: os.urandom(TEST_MAX_BUNDLE_BYTES + 1),
+    Case("oversize-bundle", "artifacts/hostile/904.0.0.zip", lambda: os.urandom(TEST_MAX_BUNDLE_BYTES + 1),
          "BundleInvalidError", f"exceeds the bundle limit of {TEST_MAX_BUNDLE_BYTES}", (H, "904.0.0")),
     # --- zip bombs, in the bundle and inside package.zip
-    Case("bomb-ratio-bundle", "artifacts/hello/905.0.0.zip",
+    Case("bomb-ratio-bundle", "artifacts/hostile/905.0.0.zip",
          lambda: _bundle_of({"manifest.json": _manifest_json("905.0.0"), "zeros.bin": b"\0" * 5_000_000}, "905.0.0"),
          "BundleInvalidError", "'zeros.bin' compression ratio exceeds 200", (H, "905.0.0")),
-    Case("bomb-ratio-package", "artifacts/hello/906.0.0.zip",
+    Case("bomb-ratio-package", "artifacts/hostile/906.0.0.zip",
          _with_package("906.0.0", lambda: make_zip({"app.py": b"x = 1\n", "zeros.bin": b"\0" * 5_000_000})),
          "BundleInvalidError", "!package.zip: entry 'zeros.bin' compression ratio exceeds 200", (H, "906.0.0")),
-    Case("bomb-entries-bundle", "artifacts/hello/908.0.0.zip",
+    Case("bomb-entries-bundle", "artifacts/hostile/908.0.0.zip",
          lambda: _bundle_of({"manifest.json": _manifest_json("908.0.0"), **{f"f{i}": b"x" for i in range(9)}},
                             "908.0.0"),
          "BundleInvalidError", "11 entries exceeds the limit of 8", (H, "908.0.0")),
-    Case("bomb-entries-package", "artifacts/hello/909.0.0.zip", _with_package("909.0.0", _too_many_entries_package),
+    Case("bomb-entries-package", "artifacts/hostile/909.0.0.zip", _with_package("909.0.0", _too_many_entries_package),
          "BundleInvalidError", "!package.zip: 20001 entries exceeds the limit of 20000", (H, "909.0.0")),
-    Case("bomb-total-size-package", "artifacts/hello/910.0.0.zip", _with_package("910.0.0", _lying_sizes_package),
+    Case("bomb-total-size-package", "artifacts/hostile/910.0.0.zip", _with_package("910.0.0", _lying_sizes_package),
          "BundleInvalidError", "!package.zip: uncompressed size exceeds the limit of 262144000", (H, "910.0.0")),
-    Case("encrypted-package-entry", "artifacts/hello/907.0.0.zip", _with_package("907.0.0", _encrypted_package),
+    Case("encrypted-package-entry", "artifacts/hostile/907.0.0.zip", _with_package("907.0.0", _encrypted_package),
          "BundleInvalidError", "!package.zip: entry 'app.py' is encrypted", (H, "907.0.0")),
-    Case("unsupported-compression", "artifacts/hello/912.0.0.zip", _bzip2_manifest, "BundleInvalidError",
+    Case("unsupported-compression", "artifacts/hostile/912.0.0.zip", _bzip2_manifest, "BundleInvalidError",
          "'manifest.json' uses compression method 12", (H, "912.0.0")),
-    Case("duplicate-manifest", "artifacts/hello/911.0.0.zip", _duplicate_manifest, "BundleInvalidError",
+    Case("duplicate-manifest", "artifacts/hostile/911.0.0.zip", _duplicate_manifest, "BundleInvalidError",
          "'manifest.json' appears more than once", (H, "911.0.0")),
     # --- paths that escape, in the bundle and inside package.zip
-    Case("absolute-path-bundle", "artifacts/hello/913.0.0.zip",
-         lambda: make_bundle("hello", "913.0.0", extra={"/etc/cron.d/conveyor": b"* * * * * root sh"}),
+    Case("absolute-path-bundle", "artifacts/hostile/913.0.0.zip",
+         lambda: make_bundle("hostile", "913.0.0", extra={"/etc/cron.d/conveyor": b"* * * * * root sh"}),
          "BundleInvalidError", "entry '/etc/cron.d/conveyor' has an absolute path", (H, "913.0.0")),
-    Case("absolute-path-package", "artifacts/hello/914.0.0.zip",
+    Case("absolute-path-package", "artifacts/hostile/914.0.0.zip",
          _with_package("914.0.0", lambda: make_zip({"app.py": b"", "/opt/python/sitecustomize.py": b"evil"})),
          "BundleInvalidError", "!package.zip: entry '/opt/python/sitecustomize.py' has an absolute path",
          (H, "914.0.0")),
-    Case("dot-dot-bundle", "artifacts/hello/915.0.0.zip",
-         lambda: make_bundle("hello", "915.0.0", extra={"../../pipelines/hello.yaml": b"app: hello"}),
+    Case("dot-dot-bundle", "artifacts/hostile/915.0.0.zip",
+         lambda: make_bundle("hostile", "915.0.0", extra={"../../pipelines/hello.yaml": b"app: hello"}),
          "BundleInvalidError", "entry '../../pipelines/hello.yaml' escapes the archive with '..'", (H, "915.0.0")),
-    Case("dot-dot-package", "artifacts/hello/916.0.0.zip",
+    Case("dot-dot-package", "artifacts/hostile/916.0.0.zip",
          _with_package("916.0.0", lambda: make_zip({"app.py": b"", "lib/../../../var/task/app.py": b"evil"})),
          "BundleInvalidError", "escapes the archive with '..'", (H, "916.0.0")),
-    Case("dot-dot-long-name", "artifacts/hello/917.0.0.zip",
+    Case("dot-dot-long-name", "artifacts/hostile/917.0.0.zip",
          _with_package("917.0.0", lambda: make_zip({"a" * 20_000 + "/../x": b""})),
          "BundleInvalidError", "(20005 characters) escapes the archive with '..'", (H, "917.0.0")),
-    Case("symlink-bundle", "artifacts/hello/918.0.0.zip",
+    Case("symlink-bundle", "artifacts/hostile/918.0.0.zip",
          lambda: _zip_of((_entry("manifest.json"), _manifest_json("918.0.0")),
                          (_entry("package.zip", mode=stat.S_IFLNK | 0o777), b"/proc/self/environ")),
          "BundleInvalidError", "entry 'package.zip' is a symlink", (H, "918.0.0")),
-    Case("symlink-package", "artifacts/hello/919.0.0.zip", _with_package("919.0.0", _symlink_package),
+    Case("symlink-package", "artifacts/hostile/919.0.0.zip", _with_package("919.0.0", _symlink_package),
          "BundleInvalidError", "!package.zip: entry 'app.py' is a symlink", (H, "919.0.0")),
     # --- the manifest
-    Case("manifest-missing", "artifacts/hello/921.0.0.zip", lambda: make_zip({"package.zip": make_package()}),
+    Case("manifest-missing", "artifacts/hostile/921.0.0.zip", lambda: make_zip({"package.zip": make_package()}),
          "ManifestInvalidError", "manifest.json is missing", (H, "921.0.0")),
-    Case("manifest-not-json", "artifacts/hello/922.0.0.zip",
-         lambda: make_zip({"manifest.json": b"app: hello\nversion: 922.0.0\n", "package.zip": make_package()}),
+    Case("manifest-not-json", "artifacts/hostile/922.0.0.zip",
+         lambda: make_zip({"manifest.json": b"app: hostile\nversion: 922.0.0\n", "package.zip": make_package()}),
          "ManifestInvalidError", "manifest.json: not valid JSON", (H, "922.0.0")),
-    Case("manifest-nested-too-deep", "artifacts/hello/923.0.0.zip",
+    Case("manifest-nested-too-deep", "artifacts/hostile/923.0.0.zip",
          lambda: make_zip({"manifest.json": b"[" * 60_000, "package.zip": make_package()}, zipfile.ZIP_STORED),
          "ManifestInvalidError", "manifest.json: not valid JSON (RecursionError)", (H, "923.0.0")),
-    Case("manifest-schema-violation", "artifacts/hello/924.0.0.zip",
+    Case("manifest-schema-violation", "artifacts/hostile/924.0.0.zip",
          _with_manifest("924.0.0", schema_version=2, package={"sha256": "not-hex", "size": 0}),
          "ManifestInvalidError", "package.sha256: String should match pattern", (H, "924.0.0")),
-    Case("manifest-names-a-target", "artifacts/hello/925.0.0.zip",
+    Case("manifest-names-a-target", "artifacts/hostile/925.0.0.zip",
          _with_manifest("925.0.0", target={"function_name": UNMANAGED_FUNCTION, "alias": "live"}),
          "ManifestInvalidError", "target: Extra inputs are not permitted", (H, "925.0.0")),
-    Case("manifest-floods-extra-fields", "artifacts/hello/926.0.0.zip",
+    Case("manifest-floods-extra-fields", "artifacts/hostile/926.0.0.zip",
          _with_manifest("926.0.0", **{f"x{i}": 0 for i in range(3000)}),
          "ManifestInvalidError", "and 2990 more problems", (H, "926.0.0")),
-    Case("manifest-sets-reserved-env", "artifacts/hello/927.0.0.zip",
+    Case("manifest-sets-reserved-env", "artifacts/hostile/927.0.0.zip",
          _with_manifest("927.0.0", function_config={"environment": {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}}),
          "ManifestInvalidError", "sets reserved Lambda variables: AWS_ACCESS_KEY_ID", (H, "927.0.0")),
-    Case("manifest-app-mismatch", "artifacts/hello/928.0.0.zip", _bundle("payments", "928.0.0"),
-         "ManifestInvalidError", "manifest.json says app='payments' version='928.0.0' but the key says app='hello'",
+    Case("manifest-app-mismatch", "artifacts/hostile/928.0.0.zip", _bundle("payments", "928.0.0"),
+         "ManifestInvalidError", "manifest.json says app='payments' version='928.0.0' but the key says app='hostile'",
          (H, "928.0.0")),
-    Case("manifest-version-mismatch", "artifacts/hello/929.0.0.zip", _bundle("hello", "929.0.1"),
-         "ManifestInvalidError", "version='929.0.1' but the key says app='hello' version='929.0.0'", (H, "929.0.0")),
-    Case("package-sha256-mismatch", "artifacts/hello/920.0.0.zip", _sha_mismatch, "DigestMismatchError",
+    Case("manifest-version-mismatch", "artifacts/hostile/929.0.0.zip", _bundle("hostile", "929.0.1"),
+         "ManifestInvalidError", "version='929.0.1' but the key says app='hostile' version='929.0.0'", (H, "929.0.0")),
+    Case("package-sha256-mismatch", "artifacts/hostile/920.0.0.zip", _sha_mismatch, "DigestMismatchError",
          "package.zip sha256 is", (H, "920.0.0")),
     # --- keys outside the layout that still match the artifacts/ prefix rule
-    Case("key-nested", "artifacts/hello/nested/930.0.0.zip", _bundle("hello", "930.0.0"), "ArtifactLayoutError",
-         "'artifacts/hello/nested/930.0.0.zip' is not of the form artifacts/<app>/<version>.zip"),
-    Case("key-bad-app", "artifacts/Bad_App/1.zip", _bundle("hello", "1"), "ArtifactLayoutError",
+    Case("key-nested", "artifacts/hostile/nested/930.0.0.zip", _bundle("hostile", "930.0.0"), "ArtifactLayoutError",
+         "'artifacts/hostile/nested/930.0.0.zip' is not of the form artifacts/<app>/<version>.zip"),
+    Case("key-bad-app", "artifacts/Bad_App/1.zip", _bundle("hostile", "1"), "ArtifactLayoutError",
          "app 'Bad_App' must match"),
-    Case("key-not-zip", "artifacts/hello/931.0.0.tar.gz", _bundle("hello", "931.0.0"), "ArtifactLayoutError",
+    Case("key-not-zip", "artifacts/hostile/931.0.0.tar.gz", _bundle("hostile", "931.0.0"), "ArtifactLayoutError",
          "is not of the form artifacts/<app>/<version>.zip"),
     # --- the app's pipeline and its targets
     Case("unknown-app", "artifacts/nopipe/1.0.0.zip", _bundle("nopipe", "1.0.0"), "PipelineNotFoundError",
