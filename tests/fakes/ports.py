@@ -53,9 +53,9 @@ class FakeLedger:
         events = sorted((e for e in self.events if e.deployment_id == deployment_id), key=lambda e: e.finished_at)
         return DeploymentRecord.model_validate({**data, "events": events})
 
-    def history(self, app: str | None = None, limit: int = 50) -> list[DeploymentRecord]:
+    def history(self, app: str | None = None, limit: int = 50, status: Outcome | None = None) -> list[DeploymentRecord]:
         records = [self.get(i) for i in self.records]
-        found = [r for r in records if r is not None and (app is None or r.app == app)]
+        found = [r for r in records if r is not None and (app is None or r.app == app) and (status in (None, r.status))]
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def stage_events(self, stage: str) -> list[StageEvent]:

@@ -197,3 +197,29 @@ def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
     assert [r.deployment_id for r in ledger.history(app="hello")] == ids[::-1]
     assert [r.deployment_id for r in ledger.history()] == ids[::-1]
     assert ledger.history(app="other") == []
+
+
+def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) -> None:
+    # Given one success followed by more failures than a page of history holds
+    from conveyor.stages.validate import PushedObject
+
+    ledger = DynamoLedger(TABLE)
+    for n in range(60):
+        pushed = PushedObject(
+            deployment_id=f"d-{n}",
+            bucket=BUCKET,
+            key=f"artifacts/hello/{n}.zip",
+            version_id=None,
+            etag=None,
+            size=None,
+            requester=None,
+        )
+        ledger.start(pushed.ledger_record("arn", "hello", str(n)))
+        ledger.finish(f"d-{n}", Outcome.SUCCEEDED if n == 0 else Outcome.FAILED)
+
+    # When the newest success is asked for
+    found = ledger.history(app="hello", limit=1, status=Outcome.SUCCEEDED)
+
+    # Then it is found, not hidden behind the 59 newer failures
+    assert [r.deployment_id for r in found] == ["d-0"]
+    assert len(ledger.history(app="hello", limit=50)) == 50

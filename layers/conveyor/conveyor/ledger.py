@@ -15,6 +15,7 @@ is the lock (holder, lease expiry, fencing token), ``sk=WAIT#<start time>#<execu
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
@@ -83,7 +84,9 @@ class Ledger(Protocol):
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None: ...
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None: ...
     def get(self, deployment_id: str) -> DeploymentRecord | None: ...
-    def history(self, app: str | None = None, limit: int = 50) -> list[DeploymentRecord]: ...
+    def history(
+        self, app: str | None = None, limit: int = 50, status: Outcome | None = None
+    ) -> list[DeploymentRecord]: ...
     def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool: ...
     def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None: ...
     def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool: ...
@@ -205,19 +208,31 @@ class DynamoLedger:
         events = [StageEvent.model_validate(_from_item(item)) for item in items if item["sk"].startswith(_EVENT_PREFIX)]
         return self._record(meta, events=events)
 
-    def history(self, app: str | None = None, limit: int = 50) -> list[DeploymentRecord]:
+    def history(self, app: str | None = None, limit: int = 50, status: Outcome | None = None) -> list[DeploymentRecord]:
+        """The newest ``limit`` deployments (of ``app``, with ``status``), newest first.
+
+        A status filter pages through the index until enough match: DynamoDB applies ``Limit``
+        before ``FilterExpression``, so one page could hold none of the wanted records.
+        """
         with self._errors("history"):
             if app is not None:
-                response = self._table.query(
-                    IndexName="by-app",
-                    KeyConditionExpression="app = :app",
-                    ExpressionAttributeValues={":app": app},
-                    ScanIndexForward=False,
-                    Limit=limit,
-                )
-                items = response["Items"]
+                query: dict[str, Any] = {
+                    "IndexName": "by-app",
+                    "KeyConditionExpression": "app = :app",
+                    "ExpressionAttributeValues": {":app": app},
+                    "ScanIndexForward": False,
+                }
+                if status is not None:
+                    query["FilterExpression"] = "#status = :status"
+                    query["ExpressionAttributeNames"] = {"#status": "status"}
+                    query["ExpressionAttributeValues"] |= {":status": status.value}
+                items = list(itertools.islice(self._query(**query), limit))
             else:
-                items = [item for item in self._scan() if item["sk"] == _META]
+                items = [
+                    item
+                    for item in self._scan()
+                    if item["sk"] == _META and (status is None or item.get("status") == status.value)
+                ]
         records = [self._record(item, events=[]) for item in items]
         return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
 

@@ -123,8 +123,11 @@ def version_key(version: str) -> tuple[Any, ...]:
 
 def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord | None:
     """The app's most recently finished successful deployment (what its environments serve)."""
+    # The newest two successes: one of them may be this deployment itself (a forced re-run).
     succeeded = [
-        r for r in ledger.history(app) if r.status is Outcome.SUCCEEDED and r.deployment_id != exclude and r.finished_at
+        r
+        for r in ledger.history(app, limit=2, status=Outcome.SUCCEEDED)
+        if r.deployment_id != exclude and r.finished_at
     ]
     return max(succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
 
@@ -179,7 +182,10 @@ def validate_artifact(
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
-        ledger.set_fields(pushed.deployment_id, {"built_at": manifest.created_at.isoformat()})
+        recorded = {"built_at": manifest.created_at.isoformat()}
+        if manifest.commit is not None:
+            recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
+        ledger.set_fields(pushed.deployment_id, recorded)
         check_not_downgrade(
             manifest,
             live_deployment(ledger, where.app, exclude=pushed.deployment_id),
