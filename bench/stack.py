@@ -9,7 +9,6 @@ pipeline), pushes bundles and follows the executions they start. The sample app 
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 import threading
@@ -31,7 +30,15 @@ from conveyor.pipeline import PipelineSpec
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle, zip_directory
-from conveyor_cli.sample import ALIAS, EXAMPLES, ROOT, SAMPLE_APP, create_sample_targets
+from conveyor_cli.sample import (
+    ALIAS,
+    EXAMPLES,
+    ROOT,
+    SAMPLE_APP,
+    create_sample_targets,
+    create_target_function,
+    execution_role_arn,
+)
 from conveyor_local.server import start_background, stop
 
 GOOD_SOURCE = EXAMPLES / "hello"
@@ -91,16 +98,7 @@ class Bench:
     # ------------------------------------------------------------------ targets
 
     def role_arn(self) -> str:
-        iam = self.client("iam")
-        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
-            return str(iam.get_role(RoleName=_ROLE)["Role"]["Arn"])
-        trust = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-            ],
-        }
-        return str(iam.create_role(RoleName=_ROLE, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+        return execution_role_arn(self.client("iam"), _ROLE)
 
     def create_app(
         self, app: str, strategy: Mapping[str, Any], environments: tuple[str, ...] = ENVIRONMENTS
@@ -109,19 +107,7 @@ class Bench:
         lam, role, code = self.client("lambda"), self.role_arn(), zip_directory(GOOD_SOURCE)
         functions = {env: f"{app}-{env}" for env in environments}
         for function in functions.values():
-            lam.create_function(
-                FunctionName=function,
-                Runtime="python3.11",
-                Architectures=["arm64"],
-                Role=role,
-                Handler="app.handler",
-                Code={"ZipFile": code},
-                Timeout=10,
-                Environment={"Variables": {"RELEASE": "0"}},
-                Tags={"conveyor:managed": "true", "app": app},
-            )
-            version = lam.publish_version(FunctionName=function)["Version"]
-            lam.create_alias(FunctionName=function, Name=ALIAS, FunctionVersion=version)
+            create_target_function(lam, name=function, app=app, role=role, code=code, release="0")
         spec = {
             "schema_version": 1,
             "app": app,

@@ -33,8 +33,8 @@ class SampleTargets:
     inbox_url: str
 
 
-def _role_arn(iam: Any) -> str:
-    name = "hello-sample-execution"
+def execution_role_arn(iam: Any, name: str = "hello-sample-execution") -> str:
+    """The target functions' execution role (moto requires one to exist)."""
     try:
         return str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except ClientError:
@@ -47,30 +47,34 @@ def _role_arn(iam: Any) -> str:
         return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
 
 
+def create_target_function(lam: Any, *, name: str, app: str, role: str, code: bytes, release: str) -> str:
+    """A managed target function with alias ``live`` on its first version; returns that version."""
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Architectures=["arm64"],
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": code},
+        Timeout=10,
+        Environment={"Variables": {"RELEASE": release}},
+        Tags={"conveyor:managed": "true", "app": app},
+    )
+    version = str(lam.publish_version(FunctionName=name, Description=f"{app} {release} (bootstrap)")["Version"])
+    lam.create_alias(FunctionName=name, Name=ALIAS, FunctionVersion=version)
+    return version
+
+
 def create_sample_targets(cloud: Cloud, release: str = "1.0.0") -> SampleTargets:
     """Create (or find) the sample app's functions, alarm and notification inbox."""
     lam, iam = cloud.client("lambda"), cloud.client("iam")
-    role = _role_arn(iam)
+    role = execution_role_arn(iam)
     code = zip_directory(EXAMPLES / SAMPLE_APP)
     for function in ENVIRONMENTS.values():
         try:
             lam.get_function(FunctionName=function)
-            continue
         except ClientError:
-            pass
-        lam.create_function(
-            FunctionName=function,
-            Runtime="python3.11",
-            Architectures=["arm64"],
-            Role=role,
-            Handler="app.handler",
-            Code={"ZipFile": code},
-            Timeout=10,
-            Environment={"Variables": {"RELEASE": release}},
-            Tags={"conveyor:managed": "true", "app": SAMPLE_APP},
-        )
-        version = lam.publish_version(FunctionName=function, Description=f"hello {release} (bootstrap)")["Version"]
-        lam.create_alias(FunctionName=function, Name=ALIAS, FunctionVersion=version)
+            create_target_function(lam, name=function, app=SAMPLE_APP, role=role, code=code, release=release)
 
     cloudwatch = cloud.client("cloudwatch")
     cloudwatch.put_metric_alarm(
