@@ -9,7 +9,7 @@ from __future__ import annotations
 from conveyor.contracts import EnvironmentStep, Release
 from conveyor.ledger import Ledger, timed_stage
 from conveyor.manifest import base64_digest
-from conveyor.observability import logger
+from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
 
 
@@ -49,5 +49,6 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
             "version_after": version,
         },
     )
+    metrics.add_metric(name="VersionsReused" if reused else "VersionsPublished", unit=MetricUnit.Count, value=1)
     logger.info("version ready", extra={"environment": environment.name, "version": version, "reused": reused})
     return release

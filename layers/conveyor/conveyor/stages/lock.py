@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
 from conveyor.errors import LockLostError, LockWaitTimeoutError
 from conveyor.ledger import Ledger, LockTable, Waiter
-from conveyor.observability import logger
+from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import EnvironmentSpec
 
 POLL_SECONDS = 5
@@ -121,6 +121,7 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, now
                 env,
                 {"status": "LOCKED", "lock": {"token": token, "lease_seconds": lease}, **target},
             )
+            metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
             logger.info("lock acquired", extra={"environment": env, "token": token})
             release_earlier_environments(step, locks=locks)
             return LockGrant(status="acquired", token=token, **grant)
@@ -140,6 +141,7 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, now
     ledger.update_environment(
         deployment.deployment_id, env, {"status": "QUEUED", "waiting_for": ahead, "position": position, **target}
     )
+    metrics.add_metric(name="LockWaits", unit=MetricUnit.Count, value=1)
     return LockGrant(status="waiting", wait_seconds=POLL_SECONDS, position=position, waiting_for=ahead, **grant)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from conveyor.contracts import EnvironmentStep, TrafficState
 from conveyor.errors import TrafficShiftError
 from conveyor.ledger import Ledger, timed_stage, utcnow
-from conveyor.observability import logger
+from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
 
 
@@ -61,5 +61,6 @@ def shift_traffic(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) ->
         release.environment,
         {"status": "VERIFYING" if traffic.weight == 0 else "SHIFTING", "weight": traffic.weight},
     )
+    metrics.add_metric(name="TrafficShifts", unit=MetricUnit.Count, value=1)
     logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})
     return traffic
