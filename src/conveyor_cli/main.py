@@ -175,6 +175,20 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from conveyor_cli.rollback import manual_rollback
+
+    result = manual_rollback(_cloud(args), args.app, args.env, args.to)
+    if args.json:
+        _print(result)
+    else:
+        print(
+            f"{result['function_name']}:{result['alias']} restored to version {result['restored_version']} "
+            f"(was {result['rolled_back_from']}) in {result['duration_ms']} ms, routing cleared"
+        )
+    return 0
+
+
 def cmd_metrics(args: argparse.Namespace) -> int:
     until = datetime.now(UTC)
     records = operations.ledger(_cloud(args)).history(app=args.app, limit=10_000)
@@ -261,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
+
+    rollback = commands.add_parser("rollback", help="restore an environment's alias to the version before")
+    rollback.add_argument("app")
+    rollback.add_argument("env")
+    rollback.add_argument("--to", help="a Lambda version number (default: what served before the live deployment)")
+    rollback.add_argument("--json", action="store_true")
+    rollback.set_defaults(func=cmd_rollback)
 
     metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
     metrics.add_argument("--app")

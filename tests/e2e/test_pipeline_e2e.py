@@ -6,13 +6,17 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from conveyor.layout import deployment_id
+from conveyor.ledger import DynamoLocks
 
 from conveyor_cli import operations
-from conveyor_cli.sample import EXAMPLES
+from conveyor_cli.context import CliError
+from conveyor_cli.rollback import manual_rollback
+from conveyor_cli.sample import EXAMPLES, alias_versions
 
 from .conftest import Stage
 
@@ -129,3 +133,51 @@ def test_aws_cli_upload_is_reported_by_conveyor_status(stage: Stage) -> None:
     assert document["version"] == "4.0.0"
     assert document["status"] == "SUCCEEDED"
     assert document["execution"]["status"] == "SUCCEEDED"
+
+
+def test_operator_rolls_back_a_live_release_by_command(stage: Stage) -> None:
+    # Given a good build live in staging and production
+    deployed = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "5.0.0"))["deployment_id"])
+    assert deployed.record.status.value == "SUCCEEDED"
+    bin_dir = Path(sys.executable).parent
+
+    # When the on-call rolls staging back by command
+    result = subprocess.run(
+        [str(bin_dir / "conveyor"), "--local", "rollback", "hello", "staging", "--json"],
+        check=True,
+        env=dict(os.environ) | {"CONVEYOR_STATE_DIR": str(stage.state_dir)},
+        capture_output=True,
+        text=True,
+    )
+
+    # Then staging serves the version from before the release at 100%, production is untouched
+    document = json.loads(result.stdout)
+    aliases = alias_versions(stage.cloud, stage.targets.functions)
+    assert document["restored_version"] == deployed.before["staging"]["version"]
+    assert aliases["staging"] == {"version": deployed.before["staging"]["version"], "routing": {}}
+    assert aliases["production"] == deployed.after["production"]
+    # And the ledger says so on that deployment, and no lock is left behind
+    record = operations.ledger(stage.cloud).get(deployed.record.deployment_id)
+    assert record is not None
+    assert record.environments["staging"]["status"] == "ROLLED_BACK"
+    assert [e.stage for e in record.events][-1] == "ManualRollback"
+    assert stage.locks_of({deployed.record.deployment_id}) == []
+
+
+def test_manual_rollback_is_refused_while_a_deployment_holds_the_lock(stage: Stage) -> None:
+    # Given a deployment holding staging's lock
+    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    token = locks.try_acquire(
+        "hello", "staging", holder="arn:test", deployment_id="d-busy", lease_seconds=60, now=time.time()
+    )
+    assert token is not None
+    before = alias_versions(stage.cloud, stage.targets.functions)
+    try:
+        # When the on-call tries to roll staging back
+        with pytest.raises(CliError, match="locked by deployment d-busy"):
+            manual_rollback(stage.cloud, "hello", "staging", to="1")
+    finally:
+        locks.release("hello", "staging", "arn:test")
+
+    # Then nothing changed
+    assert alias_versions(stage.cloud, stage.targets.functions) == before

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from conveyor.bundle import MAX_BUNDLE_BYTES
 from conveyor.errors import ConfigurationError
 
+#: The tag (value "true") a target function must carry before Conveyor may change it; the
+#: template's IAM conditions name the same key.
+MANAGED_TAG_KEY = "conveyor:managed"
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
@@ -21,7 +25,7 @@ class Settings(BaseModel):
     ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
     artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
     notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", min_length=1)
-    managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default="conveyor:managed", min_length=1)
+    managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default=MANAGED_TAG_KEY, min_length=1)
     # A limit, not a resource name: the default is the safe ceiling, configuration may only lower it.
     max_bundle_bytes: int = Field(alias="MAX_BUNDLE_BYTES", default=MAX_BUNDLE_BYTES, ge=1, le=MAX_BUNDLE_BYTES)
 

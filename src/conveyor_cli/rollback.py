@@ -1,0 +1,109 @@
+"""``conveyor rollback APP ENV [--to VERSION]``: put an environment's alias back, by hand.
+
+For the on-call when a release that passed its checks turns out bad later. It takes the
+environment's lock like a deployment does (so it never races one: a held lock is refused with
+who holds it), restores the alias to the version it served before the live deployment (or
+``--to``) at 100% with routing cleared, records the rollback on that deployment in the ledger,
+and releases the lock.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+import uuid
+from typing import Any
+
+from conveyor.errors import ConveyorError
+from conveyor.ledger import DeploymentRecord, DynamoLocks, StageEvent, utcnow
+from conveyor.settings import MANAGED_TAG_KEY
+from conveyor.targets import LambdaTargets
+
+from conveyor_cli import operations
+from conveyor_cli.context import CliError, Cloud
+
+LEASE_SECONDS = 300
+
+
+def live_deployment(records: list[DeploymentRecord], environment: str, serving: str | None) -> DeploymentRecord | None:
+    """The newest deployment that made ``serving`` live in ``environment``."""
+    for record in records:  # newest first
+        env = record.environments.get(environment, {})
+        if env.get("status") == "LIVE" and env.get("version_after") == serving:
+            return record
+    return None
+
+
+def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
+    spec = operations.show_pipeline(cloud, app)
+    try:
+        target = spec.environment(environment).target
+    except KeyError as exc:
+        names = ", ".join(env.name for env in spec.environments)
+        raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
+    function, alias = target.function_name, target.alias
+    ledger, targets = operations.ledger(cloud), LambdaTargets()
+    locks = DynamoLocks(cloud.outputs.ledger_table)
+
+    serving = targets.alias_version(function, alias)
+    live = live_deployment(ledger.history(app=app, limit=200), environment, serving)
+    version = to or (live.environments[environment].get("version_before") if live else None)
+    if version is None:
+        raise CliError(f"no earlier version of {function}:{alias} is recorded in the ledger; name one with --to")
+
+    operator = getpass.getuser()
+    holder = f"manual-rollback:{operator}:{uuid.uuid4()}"
+    now = time.time()
+    token = locks.try_acquire(
+        app,
+        environment,
+        holder=holder,
+        deployment_id=live.deployment_id if live else "-",
+        lease_seconds=LEASE_SECONDS,
+        now=now,
+    )
+    if token is None:
+        held = locks.get(app, environment)
+        raise CliError(
+            f"{app}/{environment} is locked by deployment {held.deployment_id if held else '?'}; "
+            "let it finish (it rolls back by itself on a failed check) and try again"
+        )
+    try:
+        targets.ensure_managed(function, MANAGED_TAG_KEY)
+        started_at, started = utcnow(), time.perf_counter()
+        targets.route_alias(function, alias, version, None)
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        result = {
+            "app": app,
+            "environment": environment,
+            "function_name": function,
+            "alias": alias,
+            "restored_version": version,
+            "rolled_back_from": serving,
+            "duration_ms": duration_ms,
+            "operator": operator,
+            "deployment_id": live.deployment_id if live else None,
+        }
+        if live is not None:
+            ledger.record_event(
+                StageEvent(
+                    deployment_id=live.deployment_id,
+                    stage="ManualRollback",
+                    environment=environment,
+                    status="succeeded",
+                    started_at=started_at,
+                    finished_at=utcnow(),
+                    duration_ms=duration_ms,
+                    detail=result,
+                )
+            )
+            ledger.update_environment(
+                live.deployment_id,
+                environment,
+                {"status": "ROLLED_BACK", "weight": 0, "rollback": {**result, "reason": f"manual, by {operator}"}},
+            )
+    except ConveyorError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        locks.release(app, environment, holder)
+    return result
