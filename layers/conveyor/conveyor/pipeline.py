@@ -209,20 +209,17 @@ class RolloutPolicy(_Spec):
     allow_downgrade: bool = Field(default=False, description="accept an artifact older than what is live")
 
 
-class PipelineSpec(_Spec):
+class PipelineSpec(RolloutPolicy):
+    """The spec file; its rollout policy fields (``concurrency``...) sit at the top level."""
+
     schema_version: Literal[1] = 1
     app: AppName
     environments: list[EnvironmentSpec] = Field(min_length=1, max_length=10)
     notifications: Notifications = Field(default_factory=Notifications)
-    concurrency: Literal["queue", "supersede"] = "queue"
-    lock_wait_seconds: int = Field(default=3600, ge=60, le=MAX_WAIT_SECONDS)
-    allow_downgrade: bool = False
 
     @property
     def policy(self) -> RolloutPolicy:
-        return RolloutPolicy(
-            concurrency=self.concurrency, lock_wait_seconds=self.lock_wait_seconds, allow_downgrade=self.allow_downgrade
-        )
+        return RolloutPolicy.model_validate(self.model_dump(include=set(RolloutPolicy.model_fields)))
 
     @model_validator(mode="after")
     def _unique(self) -> PipelineSpec:
