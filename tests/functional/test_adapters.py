@@ -177,23 +177,26 @@ def test_ledger_finish_of_an_unknown_deployment_fails(cloud: Cloud) -> None:
         DynamoLedger(TABLE).finish("d-unknown", Outcome.FAILED)
 
 
-def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
+def _start_deployment(ledger: DynamoLedger, n: int) -> str:
+    """Record deployment ``d-<n>`` of hello ``<n>``; returns its id."""
     from conveyor.stages.validate import PushedObject
 
+    pushed = PushedObject(
+        deployment_id=f"d-{n}",
+        bucket=BUCKET,
+        key=f"artifacts/hello/{n}.zip",
+        version_id=None,
+        etag=None,
+        size=None,
+        requester=None,
+    )
+    ledger.start(pushed.ledger_record("arn", "hello", str(n)))
+    return pushed.deployment_id
+
+
+def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
     ledger = DynamoLedger(TABLE)
-    ids = []
-    for n in range(3):
-        pushed = PushedObject(
-            deployment_id=f"d-{n}",
-            bucket=BUCKET,
-            key=f"artifacts/hello/{n}.zip",
-            version_id=None,
-            etag=None,
-            size=None,
-            requester=None,
-        )
-        ledger.start(pushed.ledger_record("arn", "hello", str(n)))
-        ids.append(f"d-{n}")
+    ids = [_start_deployment(ledger, n) for n in range(3)]
     assert [r.deployment_id for r in ledger.history(app="hello")] == ids[::-1]
     assert [r.deployment_id for r in ledger.history()] == ids[::-1]
     assert ledger.history(app="other") == []
@@ -201,21 +204,9 @@ def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
 
 def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) -> None:
     # Given one success followed by more failures than a page of history holds
-    from conveyor.stages.validate import PushedObject
-
     ledger = DynamoLedger(TABLE)
     for n in range(60):
-        pushed = PushedObject(
-            deployment_id=f"d-{n}",
-            bucket=BUCKET,
-            key=f"artifacts/hello/{n}.zip",
-            version_id=None,
-            etag=None,
-            size=None,
-            requester=None,
-        )
-        ledger.start(pushed.ledger_record("arn", "hello", str(n)))
-        ledger.finish(f"d-{n}", Outcome.SUCCEEDED if n == 0 else Outcome.FAILED)
+        ledger.finish(_start_deployment(ledger, n), Outcome.SUCCEEDED if n == 0 else Outcome.FAILED)
 
     # When the newest success is asked for
     found = ledger.history(app="hello", limit=1, status=Outcome.SUCCEEDED)
