@@ -28,9 +28,12 @@ class FakeLedger:
     def start(self, record: DeploymentRecord) -> DeploymentRecord:
         existing = self.records.get(record.deployment_id)
         data = record.model_dump(exclude={"events"})
+        executions = {record.execution_arn or "-"}
         if existing is not None:
             data["created_at"] = existing["created_at"]
-            data["attempts"] = existing["attempts"] + 1
+            executions |= existing.get("executions", set())
+        data["executions"] = executions
+        data["attempts"] = len(executions)
         self.records[record.deployment_id] = data
         return DeploymentRecord.model_validate(data)
 
@@ -75,6 +78,7 @@ class FakeLedger:
             data |= {
                 "created_at": existing["created_at"],
                 "attempts": existing["attempts"],
+                "executions": existing.get("executions", set()),
                 "skipped": existing.get("skipped", []),
                 "skipped_count": existing.get("skipped_count", 0),
             }

@@ -25,8 +25,8 @@ from tests.functional.conftest import (
 )
 
 
-def _request(event: dict[str, Any]) -> dict[str, Any]:
-    return {"event": event, "execution_arn": EXECUTION_ARN, "started_at": STARTED_AT}
+def _request(event: dict[str, Any], execution_arn: str = EXECUTION_ARN) -> dict[str, Any]:
+    return {"event": event, "execution_arn": execution_arn, "started_at": STARTED_AT}
 
 
 def test_valid_push_becomes_a_recorded_deployment(
@@ -57,7 +57,8 @@ def test_valid_push_becomes_a_recorded_deployment(
     assert release["Body"].read() == package
     # And the ledger holds the deployment IN_PROGRESS with a succeeded ValidateArtifact event
     meta = cloud.meta(expected_id)
-    assert (meta["status"], meta["app"], meta["version"], meta["attempts"]) == ("IN_PROGRESS", "hello", "1.0.0", 1)
+    assert (meta["status"], meta["app"], meta["version"]) == ("IN_PROGRESS", "hello", "1.0.0")
+    assert meta["attempt_executions"] == {EXECUTION_ARN}
     assert meta["execution_arn"] == EXECUTION_ARN
     (event_item,) = cloud.events(expected_id)
     assert (event_item["stage"], event_item["status"]) == ("ValidateArtifact", "succeeded")
@@ -74,12 +75,18 @@ def test_duplicate_delivery_is_the_same_deployment(
     duplicate = load_event("s3_object_created_duplicate.json")
     duplicate["detail"]["object"] = first["detail"]["object"]
     assert duplicate["id"] != first["id"]
-    # When both are validated
+    # When both are validated, by two executions, and the first execution's stage is retried
     one = handlers["validate_artifact"].handler(_request(first), context)
-    two = handlers["validate_artifact"].handler(_request(duplicate), context)
-    # Then they are one deployment, attempted twice
+    two = handlers["validate_artifact"].handler(_request(duplicate, f"{EXECUTION_ARN}-rerun"), context)
+    handlers["validate_artifact"].handler(_request(first), context)
+    # Then they are one deployment, attempted twice (a retried stage is not a new attempt)
     assert one["deployment_id"] == two["deployment_id"]
-    assert cloud.meta(one["deployment_id"])["attempts"] == 2
+    assert cloud.meta(one["deployment_id"])["attempt_executions"] == {EXECUTION_ARN, f"{EXECUTION_ARN}-rerun"}
+    from conveyor import runtime
+
+    record = runtime.ledger().get(one["deployment_id"])
+    assert record is not None
+    assert record.attempts == 2
 
 
 def test_the_ledger_indexes_deployments_by_app(

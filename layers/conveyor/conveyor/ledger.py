@@ -133,7 +133,11 @@ class DynamoLedger:
         return f"DEPLOYMENT#{deployment_id}"
 
     def start(self, record: DeploymentRecord) -> DeploymentRecord:
-        """Create the deployment, or count one more attempt of it (a re-run of the same object)."""
+        """Create the deployment, or count one more attempt of it (a re-run of the same object).
+
+        Attempts are counted as the set of executions that started the deployment, so a retried or
+        redriven stage of the same execution is not a new attempt.
+        """
         fields = record.model_dump(
             mode="json",
             # Kept from the claim and from skipped executions, never reset by a (re)start.
@@ -141,13 +145,17 @@ class DynamoLedger:
         )
         names = {f"#{k}": k for k in fields}
         values = {f":{k}": _to_item(v) for k, v in fields.items()}
-        values |= {":one": 1, ":created": record.created_at.isoformat(), ":id": record.deployment_id}
+        values |= {
+            ":me": {record.execution_arn or "-"},
+            ":created": record.created_at.isoformat(),
+            ":id": record.deployment_id,
+        }
         assignments = ", ".join(f"#{k} = :{k}" for k in fields)
         with self._errors("start"):
             response = self._table.update_item(
                 Key={"pk": self._pk(record.deployment_id), "sk": _META},
                 UpdateExpression=f"SET {assignments}, created_at = if_not_exists(created_at, :created), "
-                "deployment_id = :id ADD attempts :one",
+                "deployment_id = :id ADD attempt_executions :me",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
@@ -381,6 +389,7 @@ class DynamoLedger:
     @staticmethod
     def _record(item: dict[str, Any], events: list[StageEvent]) -> DeploymentRecord:
         fields = {k: v for k, v in _from_item(item).items() if k in _RECORD_FIELDS}
+        fields["attempts"] = max(1, len(item.get("attempt_executions", ())))
         return DeploymentRecord.model_validate({**fields, "events": sorted(events, key=lambda e: e.finished_at)})
 
     @contextmanager
