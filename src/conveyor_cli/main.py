@@ -11,7 +11,7 @@ import shlex
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from conveyor.dora import dora_metrics
 from conveyor.errors import ConveyorError
@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.status import as_json, render, render_event, render_header
+from conveyor_cli.status import as_json, redacted, render, render_event, render_header
 from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
 
@@ -168,7 +168,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     records = operations.ledger(_cloud(args)).history(app=args.app, limit=args.limit)
     if args.json:
-        _print([r.model_dump(mode="json", exclude={"events"}) for r in records])
+        _print([redacted(r.model_dump(mode="json", exclude={"events"})) for r in records])
     else:
         for record in records:
             print(render_header(record))
@@ -187,6 +187,33 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"(was {result['rolled_back_from']}) in {result['duration_ms']} ms, routing cleared"
         )
     return 0
+
+
+def _cmd_decide(args: argparse.Namespace, verdict: Literal["approve", "reject"]) -> int:
+    from conveyor_cli.approvals import decide
+
+    result = decide(_cloud(args), args.id, environment=args.env, verdict=verdict, reason=args.reason, by=args.by)
+    if args.json:
+        _print(result)
+    else:
+        what = {"approve": "approved", "promote": "promoted", "reject": "rejected"}[result["decision"]]
+        why = f": {result['reason']}" if result.get("reason") else ""
+        print(f"{result['deployment_id']} {what} in {result['environment']} by {args.by or _operator()}{why}")
+    return 0
+
+
+def _operator() -> str:
+    from conveyor_cli.approvals import operator
+
+    return operator()
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _cmd_decide(args, "approve")
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    return _cmd_decide(args, "reject")
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -282,6 +309,26 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", help="a Lambda version number (default: what served before the live deployment)")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(func=cmd_rollback)
+
+    approve = commands.add_parser(
+        "approve", help="approve an environment awaiting approval, or promote a rollout paused for a person"
+    )
+    approve.add_argument("id", help="deployment id")
+    approve.add_argument("--env", help="the environment (default: the one awaiting approval)")
+    approve.add_argument("--reason", help="recorded in the ledger")
+    approve.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
+    approve.add_argument("--json", action="store_true")
+    approve.set_defaults(func=cmd_approve)
+
+    reject = commands.add_parser(
+        "reject", help="reject an environment awaiting approval (fails), or roll back a rollout paused for a person"
+    )
+    reject.add_argument("id", help="deployment id")
+    reject.add_argument("--env", help="the environment (default: the one awaiting approval)")
+    reject.add_argument("--reason", required=True, help="why; recorded in the ledger and the notification")
+    reject.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
+    reject.add_argument("--json", action="store_true")
+    reject.set_defaults(func=cmd_reject)
 
     metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
     metrics.add_argument("--app")

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.contracts import Outcome
+from conveyor.contracts import AWAITING_APPROVAL, Outcome
 from conveyor.ledger import DeploymentRecord, Ledger, StageEvent
 
+HIDDEN = "(hidden)"
 TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}
 
 
@@ -27,6 +28,8 @@ def describe_event(event: StageEvent) -> str:
             return f"weight {detail.get('weight')}% (step {detail.get('step')}/{detail.get('of')})"
         case "EvaluateHealth":
             return f"{event.status.upper()}: {detail.get('reason')}"
+        case "RequestApproval":
+            return f"awaiting a person ({detail.get('kind')}) until {detail.get('expires_at')}"
         case "RollBack":
             return f"restored version {detail.get('restored_version')} (from {detail.get('rolled_back_from')})"
         case "NotifyFailure":
@@ -65,7 +68,27 @@ def render_environments(record: DeploymentRecord) -> list[str]:
                 else ""
             )
         )
+        approval = env.get("approval") or {}
+        if env.get("status") == AWAITING_APPROVAL:
+            what = "approval" if approval.get("kind") == "approval" else "a decision (paused: promote or roll back)"
+            lines.append(
+                f"    awaits {what} until {approval.get('expires_at')}: run `{approval.get('command')}` "
+                f'or `conveyor reject {record.deployment_id} --env {name} --reason "..."`'
+            )
+        elif approval.get("decided_at"):
+            who = approval.get("approved_by") or approval.get("rejected_by")
+            why = f": {approval['reason']}" if approval.get("reason") else ""
+            lines.append(f"    {approval.get('decision')} by {who} at {approval.get('decided_at')}{why}")
     return lines
+
+
+def redacted(document: dict[str, Any]) -> dict[str, Any]:
+    """A deployment as the CLI prints it: the task tokens waiting executions resume with are not shown."""
+    for env in (document.get("environments") or {}).values():
+        approval = env.get("approval") if isinstance(env, dict) else None
+        if isinstance(approval, dict) and "task_token" in approval:
+            approval["task_token"] = HIDDEN
+    return document
 
 
 def render(record: DeploymentRecord) -> str:
@@ -87,7 +110,7 @@ def render(record: DeploymentRecord) -> str:
 
 
 def as_json(record: DeploymentRecord, execution: dict[str, Any] | None) -> dict[str, Any]:
-    document = record.model_dump(mode="json")
+    document = redacted(record.model_dump(mode="json"))
     document["duration_seconds"] = record.duration_seconds
     if execution is not None:
         document["execution"] = {

@@ -51,6 +51,12 @@ and ``...common.retry.retrier_decl.time``
     out statements whose conditions we cannot evaluate, then let moto's ``IAMPolicy``
     (relied on: ``moto.iam.access_control.IAMPolicy``) decide.
 
+``moto.stepfunctions.responses.StepFunctionResponse.send_task_failure(self)``
+    moto's handler drops the request's ``cause`` (it passes only ``error`` to the backend), so
+    a ``Catch`` after a rejected ``.waitForTaskToken`` task got ``"Cause": null`` instead of the
+    reason (``conveyor reject``'s "rejected by <who>: <reason>"). We pass both; the executing
+    backend's ``send_task_failure(task_token, error, cause)`` is moto's own.
+
 ``moto.cloudwatch.models.Statistics.get_statistics_for_type(self, stat)``
     moto computes Sum/Average/Minimum/Maximum/SampleCount only; a percentile (``p95``,
     ``p99.9``) returns None and GetMetricData then fails serializing it. Canary analysis
@@ -139,6 +145,7 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.iam.access_control.IAMPolicy.is_action_permitted": ("self", "action", "resource"),
     f"{_WAIT_FUNCTION}._wait_interval": ("self", "env", "wait_seconds"),
     f"{_RETRIER_DECL}.time": None,
+    "moto.stepfunctions.responses.StepFunctionResponse.send_task_failure": ("self",),
     "moto.cloudwatch.models.cloudwatch_backends": None,
     "moto.cloudwatch.models.Statistics.get_statistics_for_type": ("self", "stat"),
     "moto.cloudwatch.models.Statistics.metric_single_values_list": None,
@@ -443,6 +450,20 @@ def _lambda_response_invoke(self: Any) -> Any:
     return _ORIGINALS["moto.awslambda.responses.LambdaResponse.invoke"](self)
 
 
+# ---------------------------------------------------------------------- step functions
+def _send_task_failure(self: Any) -> Any:
+    """Replacement for ``StepFunctionResponse.send_task_failure``: keep the ``cause`` moto drops."""
+    from moto.core.responses import EmptyResult
+
+    backend = self.stepfunction_backend
+    options = {"error": self._get_param("error")}
+    # Only the executing backend (``execute_state_machine``) takes a cause; the plain one has no use for it.
+    if "cause" in inspect.signature(backend.send_task_failure).parameters:
+        options["cause"] = self._get_param("cause")
+    backend.send_task_failure(self._get_param("taskToken"), **options)
+    return EmptyResult()
+
+
 # ------------------------------------------------------------------------ eventbridge
 
 
@@ -663,6 +684,7 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     "moto.awslambda.responses.LambdaResponse.invoke": _lambda_response_invoke,
     "moto.events.models.Rule.send_to_targets": _send_to_targets,
     "moto.s3.models.FakeBucket.get_permission": _bucket_get_permission,
+    "moto.stepfunctions.responses.StepFunctionResponse.send_task_failure": _send_task_failure,
     "moto.cloudwatch.models.Statistics.get_statistics_for_type": _statistics_for_type,
     f"{_WAIT_FUNCTION}._wait_interval": _wait_interval,
     f"{_RETRIER_DECL}.time": _ScaledTime(),

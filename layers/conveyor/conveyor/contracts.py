@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.manifest import Manifest
 from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
@@ -33,6 +33,9 @@ class Outcome(StrEnum):
 
 
 Verdict = Literal["pass", "fail", "inconclusive"]
+
+AWAITING_APPROVAL = "AWAITING_APPROVAL"
+"""An environment entry's status while its execution waits for a person (``conveyor approve``/``reject``)."""
 
 
 class _Result(BaseModel):
@@ -157,6 +160,12 @@ class Failure(_Request):
     error: str = Field(alias="Error")
     cause: str = Field(default="", alias="Cause")
 
+    @field_validator("cause", mode="before")
+    @classmethod
+    def _no_cause(cls, value: Any) -> Any:
+        # SendTaskFailure's cause is optional: a Catch then carries "Cause": null.
+        return "" if value is None else value
+
     @property
     def message(self) -> str:
         """The human part of the cause: a Lambda error's ``errorMessage`` or the cause itself."""
@@ -232,6 +241,42 @@ class EnvironmentStep(_Request):
     health: HealthVerdict | None = None
     failure: Failure | None = None
     lock: LockGrant | None = None
+
+
+class ApprovalRequest(_Request):
+    """What RequestApproval receives from a ``lambda:invoke.waitForTaskToken`` task.
+
+    ``approval``: the environment's gate, before its lock. ``decision``: a rollout paused on an
+    inconclusive verdict (``on_inconclusive: pause``), traffic already moved. The task token is a
+    credential to resume the execution: stored in the ledger, never logged or shown.
+    """
+
+    kind: Literal["approval", "decision"]
+    task_token: str = Field(min_length=1, repr=False)
+    deployment: Deployment
+    environment: EnvironmentSpec
+    release: Release | None = None
+    traffic: TrafficState | None = None
+    health: HealthVerdict | None = None
+
+
+class ApprovalTicket(_Result):
+    """RequestApproval's answer (the state machine waits for the person's decision, not for this)."""
+
+    deployment_id: str
+    environment: str
+    kind: Literal["approval", "decision"]
+    requested_at: datetime
+    expires_at: datetime
+    message_id: str
+
+
+class ApprovalDecision(_Result):
+    """What ``conveyor approve`` sends back through ``SendTaskSuccess`` (the task's result)."""
+
+    decision: Literal["approve", "promote"]
+    by: str
+    reason: str | None = None
 
 
 class EnvironmentResult(_Request):

@@ -93,6 +93,13 @@ class DeploymentSupersededError(ConveyorError):
     """A newer artifact for the same environment arrived while this deployment waited for the lock."""
 
 
+class ApprovalRejectedError(ConveyorError):
+    """A person rejected the environment's approval (nothing deployed there), or chose to roll back a paused rollout.
+
+    Sent by ``conveyor reject`` through ``SendTaskFailure``; the cause is "rejected by <who>: <reason>".
+    """
+
+
 # --- locks ---------------------------------------------------------------------------------
 class LockLostError(ConveyorError):
     """This execution no longer holds the environment's lock (its fencing token is stale): it must not act."""

@@ -20,6 +20,7 @@ FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:-]{1,140}
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$", max_length=128)]
 
 MAX_WAIT_SECONDS = 24 * 3600
+MAX_APPROVAL_SECONDS = 7 * 24 * 3600
 
 
 class _Spec(BaseModel):
@@ -161,11 +162,12 @@ class HealthSpec(_Spec):
     http: HttpProbe | None = None
     pre_traffic: HookSpec | None = Field(default=None, description="run against the new version before any traffic")
     post_traffic: HookSpec | None = Field(default=None, description="run once the new version serves 100%")
-    on_inconclusive: Literal["fail", "pass", "retry"] = Field(
+    on_inconclusive: Literal["fail", "pass", "retry", "pause"] = Field(
         default="fail",
         description="what not enough data means (an alarm with INSUFFICIENT_DATA, too few invocations): "
-        "fail, pass, or judge again after another interval up to max_inconclusive_retries, then fail; "
-        "no data is never a pass by default",
+        "fail, pass, judge again after another interval up to max_inconclusive_retries then fail, or pause "
+        "the rollout until a person promotes (`conveyor approve`) or rolls back (`conveyor reject`) within "
+        "the environment's approval.timeout_seconds; no data is never a pass by default",
     )
     max_inconclusive_retries: int = Field(default=3, ge=0, le=20)
 
@@ -177,11 +179,27 @@ class HealthSpec(_Spec):
         return self
 
 
+class ApprovalSpec(_Spec):
+    """A person approves (``conveyor approve``) or rejects (``conveyor reject``) before the environment is touched.
+
+    Asked before the environment's lock is taken, so nobody else waits on a human. No answer within
+    ``timeout_seconds`` fails the deployment (nothing deployed in that environment). The timeout also
+    bounds a pause for a person (``health.on_inconclusive: pause``).
+    """
+
+    required: bool = False
+    timeout_seconds: int = Field(default=24 * 3600, ge=60, le=MAX_APPROVAL_SECONDS)
+    approvers_note: str | None = Field(
+        default=None, max_length=1000, description="shown to the approvers in the notification"
+    )
+
+
 class EnvironmentSpec(_Spec):
     name: EnvironmentName
     target: LambdaTarget
     strategy: Strategy = Field(default_factory=lambda: AllAtOnce(type="all_at_once"))
     health: HealthSpec
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
 
     def traffic_steps(self) -> list[TrafficStep]:
         """The strategy's plan; a pre-traffic hook adds a first step at weight 0 where it runs."""

@@ -13,7 +13,7 @@ and the team's pre-traffic / post-traffic hook Lambdas. Which checks run depends
 A missing alarm fails the check (it is not "OK"); an alarm without data, or fewer invocations than
 the spec's minimum, is inconclusive, and inconclusive follows the spec's ``on_inconclusive`` policy
 (fail by default; ``retry`` judges again after another interval, up to ``max_inconclusive_retries``,
-then fails): no data is never a pass by default.
+then fails; ``pause`` waits for a person to promote or roll back): no data is never a pass by default.
 """
 
 from __future__ import annotations
@@ -241,12 +241,13 @@ def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckR
 
 
 def decide(
-    checks: list[CheckResult], on_inconclusive: Literal["fail", "pass", "retry"], retries_left: int = 0
+    checks: list[CheckResult], on_inconclusive: Literal["fail", "pass", "retry", "pause"], retries_left: int = 0
 ) -> tuple[Verdict, str]:
     """One verdict from many checks: any failure fails; inconclusive follows the spec's policy.
 
     ``retry`` stays inconclusive while ``retries_left`` (the state machine then judges again after
-    another interval), and fails once the retries are used up.
+    another interval), and fails once the retries are used up. ``pause`` stays inconclusive: the
+    state machine asks a person to promote or roll back.
     """
     if not checks:
         return "fail", "no health check ran"
@@ -257,6 +258,8 @@ def decide(
     if unsure:
         if on_inconclusive == "pass":
             return "pass", f"inconclusive, passed by policy on_inconclusive=pass: {'; '.join(unsure)}"
+        if on_inconclusive == "pause":
+            return "inconclusive", f"inconclusive, paused for a person (on_inconclusive=pause): {'; '.join(unsure)}"
         if on_inconclusive == "retry":
             if retries_left > 0:
                 return "inconclusive", f"inconclusive, judging again after another interval: {'; '.join(unsure)}"
@@ -338,7 +341,7 @@ def evaluate_health(
             prober=prober,
         )
         status, reason = decide(checks, spec.on_inconclusive, spec.max_inconclusive_retries - streak)
-        if status == "inconclusive":
+        if status == "inconclusive" and spec.on_inconclusive == "retry":
             reason = f"{reason} (retry {streak + 1} of {spec.max_inconclusive_retries})"
         verdict = HealthVerdict(
             status=status,

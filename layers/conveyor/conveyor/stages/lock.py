@@ -38,8 +38,13 @@ LEASE_MARGIN_SECONDS = 1800
 
 
 def lease_seconds(environment: EnvironmentSpec) -> int:
-    """How long a holder may go without renewing: the traffic plan's waits plus a margin."""
-    return sum(step.wait_seconds for step in environment.traffic_steps()) + LEASE_MARGIN_SECONDS
+    """How long a holder may go without renewing: the traffic plan's waits plus a margin.
+
+    A rollout that may pause for a person (``on_inconclusive: pause``) keeps its lock while it waits
+    (traffic has moved), so the lease covers the longest such wait too.
+    """
+    pause = environment.approval.timeout_seconds if environment.health.on_inconclusive == "pause" else 0
+    return sum(step.wait_seconds for step in environment.traffic_steps()) + pause + LEASE_MARGIN_SECONDS
 
 
 def waiter_key(started_at: datetime, execution_arn: str) -> str:

@@ -16,8 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.contracts import Deployment, FailureRequest, FinalizeRequest, Outcome, Report
-from conveyor.errors import ArtifactLayoutError, DeploymentSupersededError, LedgerError, RollbackFailedError
+from conveyor.contracts import AWAITING_APPROVAL, Deployment, FailureRequest, FinalizeRequest, Outcome, Report
+from conveyor.errors import (
+    ApprovalRejectedError,
+    ArtifactLayoutError,
+    DeploymentSupersededError,
+    LedgerError,
+    RollbackFailedError,
+)
 from conveyor.layout import ArtifactKey
 from conveyor.ledger import DeploymentRecord, Ledger, LockTable, timed_stage, utcnow
 from conveyor.notifier import Notifier
@@ -76,6 +82,8 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
                 f"  {name}: SHIFTING - {where} may still send {env.get('weight', '?')}% of traffic to version "
                 f"{after} (version before: {before}); it was NOT restored"
             )
+        elif status in (AWAITING_APPROVAL, "APPROVED", "REJECTED", "APPROVAL_TIMED_OUT"):
+            lines.append(f"  {name}: {status} - nothing deployed; {where} untouched")
         else:
             lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
     return lines or ["  no environment was touched: nothing was deployed"]
@@ -168,7 +176,12 @@ def notify_failure(
         logger.info("deployment superseded", extra={"reason": reason})
         return Report(deployment_id=deployment_id, outcome=outcome, reason=str(reason), error=failure.error)
     stage, environment = _failed_event(record)
-    if outcome is Outcome.ROLLED_BACK:
+    gate = _close_approvals(ledger, record, failure.error)
+    if gate is not None:
+        environment, reason = gate
+        stage = "RequestApproval"
+        record = ledger.get(deployment_id) or record
+    elif outcome is Outcome.ROLLED_BACK:
         reason = _rollback_reason(record, failure.message)
     elif outcome is Outcome.ROLLBACK_FAILED:
         reason = _rollback_failure_reason(record, failure.message)
@@ -195,6 +208,33 @@ def notify_failure(
     _emit_outcome_metrics(record, outcome)
     logger.warning("deployment ended", extra={"outcome": outcome.value, "reason": reason})
     return Report(deployment_id=deployment_id, outcome=outcome, reason=reason, error=failure.error, notified=True)
+
+
+def _close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
+    """Forget the task tokens of an ended execution; for a failed approval gate, its environment and why.
+
+    A gate that was rejected (``conveyor reject``) or that nobody answered in time (``States.Timeout``)
+    ended the deployment before anything was deployed in its environment.
+    """
+    gate = None
+    for name, env in record.environments.items():
+        approval = dict(env.get("approval") or {})
+        status = env.get("status")
+        if approval.get("kind") == "approval" and status in (AWAITING_APPROVAL, "REJECTED"):
+            if error == "States.Timeout" and status == AWAITING_APPROVAL:
+                gate = (
+                    name,
+                    f"approval for {name} timed out: nobody approved or rejected it within "
+                    f"{approval.get('timeout_seconds')} s; nothing was deployed in {name}",
+                )
+                ledger.update_environment(record.deployment_id, name, {"status": "APPROVAL_TIMED_OUT"})
+            elif error == ApprovalRejectedError.__name__ and status == "REJECTED":
+                who, why = approval.get("rejected_by"), approval.get("reason")
+                gate = (name, f"approval for {name} rejected by {who}: {why}; nothing was deployed in {name}")
+        if "task_token" in approval:
+            approval.pop("task_token")
+            ledger.update_environment(record.deployment_id, name, {"approval": approval})
+    return gate
 
 
 def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:

@@ -12,13 +12,20 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.contracts import EnvironmentStep, RollbackResult
-from conveyor.errors import ConveyorError, RollbackFailedError
+from conveyor.errors import ApprovalRejectedError, ConveyorError, RollbackFailedError
 from conveyor.ledger import Ledger, timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
 
 
 def rollback_reason(step: EnvironmentStep) -> str:
+    if step.failure is not None and step.failure.error == ApprovalRejectedError.__name__:
+        return f"rolled back by a person while paused: {step.failure.message}"
+    if step.failure is not None and step.failure.error == "States.Timeout" and step.health is not None:
+        return (
+            f"paused at {step.health.weight}% traffic on an inconclusive verdict and nobody decided within "
+            f"{step.environment.approval.timeout_seconds} s: {step.health.reason}"
+        )
     if step.health is not None and step.health.status != "pass":
         return f"health check failed at {step.health.weight}% traffic: {step.health.reason}"
     if step.failure is not None:

@@ -1,0 +1,131 @@
+"""RequestApproval: park the execution on a person's decision, and ask the approvers for it.
+
+Two kinds, one ``lambda:invoke.waitForTaskToken`` task each in the state machine:
+
+- ``approval``: the environment's gate (``approval.required``), before AcquireLock, so no lock of
+  this environment is held while a human decides; the earlier environments' locks are released
+  here too. ``conveyor approve`` lets the rollout go on, ``conveyor reject`` fails the deployment
+  (``ApprovalRejectedError``): nothing is deployed in that environment.
+- ``decision``: a rollout paused on an inconclusive verdict (``health.on_inconclusive: pause``).
+  Traffic has moved and the lock is kept. ``conveyor approve`` promotes (next step, or live),
+  ``conveyor reject`` rolls back.
+
+The task token resumes the execution, so it is a credential: it is stored on the deployment's
+environment entry in the ledger (status ``AWAITING_APPROVAL``) for the CLI to read, and never
+logged or put in a notification. The notification is published once per request (``publish_once``),
+so a retried invocation re-stores the fresh token without paging the approvers twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from conveyor.contracts import AWAITING_APPROVAL, ApprovalRequest, ApprovalTicket
+from conveyor.ledger import Ledger, LockTable, timed_stage, utcnow
+from conveyor.notifier import Notifier
+from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.stages.lock import release_locks
+from conveyor.stages.report import publish_once
+
+__all__ = ["AWAITING_APPROVAL", "approval_command", "rejection_command", "render_request", "request_approval"]
+
+
+def approval_command(deployment_id: str, environment: str) -> str:
+    return f"conveyor approve {deployment_id} --env {environment}"
+
+
+def rejection_command(deployment_id: str, environment: str) -> str:
+    return f'conveyor reject {deployment_id} --env {environment} --reason "..."'
+
+
+def render_request(request: ApprovalRequest, timeout_seconds: int) -> tuple[str, str]:
+    deployment, env = request.deployment, request.environment
+    approve = approval_command(deployment.deployment_id, env.name)
+    reject = rejection_command(deployment.deployment_id, env.name)
+    target = f"{env.target.function_name}:{env.target.alias}"
+    hours = f"{timeout_seconds / 3600:g} h"
+    if request.kind == "approval":
+        subject = f"[Conveyor] {deployment.app} {deployment.version} awaits approval for {env.name}"
+        lines = [
+            f"{deployment.app} {deployment.version} awaits approval for {env.name}: run `{approve}`",
+            "",
+            f"Deployment {deployment.deployment_id} will deploy to {target} once approved.",
+            f"To reject it (nothing is deployed in {env.name}): `{reject}`",
+            f"Without a decision within {hours} it fails.",
+        ]
+    else:
+        health = request.health
+        weight = request.traffic.weight if request.traffic else "?"
+        subject = f"[Conveyor] {deployment.app} {deployment.version} paused in {env.name}: decide"
+        lines = [
+            f"{deployment.app} {deployment.version} is paused in {env.name} at {weight}% traffic: "
+            f"the health verdict is inconclusive.",
+            f"Why: {health.reason if health else 'inconclusive'}",
+            "",
+            f"To promote it (next traffic step, or live): `{approve}`",
+            f"To roll back {target}: `{reject}`",
+            f"Without a decision within {hours} it is rolled back.",
+        ]
+    if env.approval.approvers_note:
+        lines += ["", f"Note: {env.approval.approvers_note}"]
+    if deployment.pushed_by:
+        lines.append(f"Pushed by: {deployment.pushed_by}")
+    lines += [f"Details: conveyor status {deployment.deployment_id}"]
+    return subject, "\n".join(lines)
+
+
+def request_approval(
+    request: ApprovalRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None
+) -> ApprovalTicket:
+    deployment, env = request.deployment, request.environment
+    timeout = env.approval.timeout_seconds
+    requested_at = utcnow()
+    expires_at = requested_at + timedelta(seconds=timeout)
+    if request.kind == "approval" and locks is not None:
+        # Do not keep the earlier environments waiting on a human: they are done with.
+        names = [e.name for e in deployment.environments]
+        earlier = names[: names.index(env.name)] if env.name in names else []
+        release_locks(deployment.app, earlier, holder=deployment.execution_arn, started_at=None, locks=locks)
+    step = request.traffic.index + 1 if request.kind == "decision" and request.traffic else 0
+    with timed_stage(ledger, deployment.deployment_id, "RequestApproval", env.name) as detail:
+        approval: dict[str, Any] = {
+            "kind": request.kind,
+            "task_token": request.task_token,
+            "requested_at": requested_at.isoformat(),
+            "expires_at": expires_at.isoformat(),
+            "timeout_seconds": timeout,
+            "step": step,
+            "command": approval_command(deployment.deployment_id, env.name),
+        }
+        fields: dict[str, Any] = {"status": AWAITING_APPROVAL, "approval": approval}
+        if request.kind == "approval":
+            fields |= {"function_name": env.target.function_name, "alias": env.target.alias}
+        ledger.update_environment(deployment.deployment_id, env.name, fields)
+        subject, message = render_request(request, timeout)
+        message_id = publish_once(
+            ledger,
+            deployment.deployment_id,
+            f"{deployment.execution_arn}#{request.kind}#{env.name}#{step}",
+            lambda: notifier.publish(
+                subject,
+                message,
+                {
+                    "app": deployment.app,
+                    "environment": env.name,
+                    "kind": request.kind,
+                    "deployment_id": deployment.deployment_id,
+                },
+            ),
+        )
+        detail.update(kind=request.kind, status="awaiting", message_id=message_id, expires_at=expires_at.isoformat())
+    metrics.add_metric(name="ApprovalsRequested", unit=MetricUnit.Count, value=1)
+    logger.info("awaiting a person's decision", extra={"environment": env.name, "kind": request.kind})
+    return ApprovalTicket(
+        deployment_id=deployment.deployment_id,
+        environment=env.name,
+        kind=request.kind,
+        requested_at=requested_at,
+        expires_at=expires_at,
+        message_id=message_id,
+    )

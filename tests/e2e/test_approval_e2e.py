@@ -1,0 +1,166 @@
+"""Approval gates and "pause for a person", end to end on the local cloud.
+
+The execution really waits (``lambda:invoke.waitForTaskToken``) until ``conveyor approve`` or
+``conveyor reject`` answers it through ``SendTaskSuccess`` / ``SendTaskFailure``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conveyor.contracts import AWAITING_APPROVAL, Outcome
+
+from conveyor_cli import operations
+from conveyor_cli.approvals import decide
+from conveyor_cli.context import CliError
+from conveyor_cli.sample import EXAMPLES, alias_versions, drain_inbox
+
+from .conftest import Stage
+from .test_safety_e2e import assert_no_lock_held, ledger_record, until
+
+pytestmark = pytest.mark.e2e
+
+# The lowest versions of the suite, deployed with allow_downgrade: whichever modules ran before, these
+# deploy, and whatever runs after is not refused as a downgrade of what these made live.
+GATE = {"required": True, "timeout_seconds": 3600, "approvers_note": "change window: weekdays 9-17"}
+
+
+def push(stage: Stage, version: str) -> str:
+    return str(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", version))["deployment_id"])
+
+
+def awaiting(stage: Stage, deployment_id: str, environment: str) -> dict[str, Any]:
+    """The environment's ledger entry once its execution waits for a person (with the stored token)."""
+
+    def entry() -> dict[str, Any] | None:
+        record = ledger_record(stage, deployment_id)
+        env = record.environments.get(environment, {}) if record else {}
+        if env.get("status") == AWAITING_APPROVAL and env.get("approval", {}).get("task_token"):
+            return env
+        return None
+
+    found: dict[str, Any] = until(entry, f"{deployment_id} awaits a person in {environment}")
+    return found
+
+
+def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given production requires an approval
+    pipeline(environments__1__approval=GATE, allow_downgrade=True)
+    pushed = push(stage, "0.30.0")
+
+    # When the deployment reaches production's gate
+    waiting = awaiting(stage, pushed, "production")
+    before = alias_versions(stage.cloud, stage.targets.functions)
+
+    # Then staging is live, production untouched, no lock held while a human decides,
+    # and the approvers got the command to run (without the task token)
+    assert waiting["approval"]["kind"] == "approval"
+    assert before["staging"]["version"] != before["production"]["version"]
+    assert_no_lock_held(stage)
+    notes = until(lambda: drain_inbox(stage.cloud, stage.targets.inbox_url), "the approval request")
+    assert len(notes) == 1
+    assert (
+        f"hello 0.30.0 awaits approval for production: run `conveyor approve {pushed} --env production`"
+        in (notes[0]["message"])
+    )
+    assert "weekdays 9-17" in notes[0]["message"]
+    assert waiting["approval"]["task_token"] not in notes[0]["message"]
+
+    # When an approver approves
+    decided = decide(stage.cloud, pushed, environment=None, verdict="approve", reason="lgtm", by="alice")
+
+    # Then production deploys and the ledger says who approved, with the token gone
+    assert decided["decision"] == "approve"
+    assert "task_token" not in decided
+    deployed = stage.follow(pushed)
+    assert deployed.record.status is Outcome.SUCCEEDED
+    assert deployed.after["production"]["version"] != before["production"]["version"]
+    approval = deployed.record.environments["production"]["approval"]
+    assert (approval["approved_by"], approval["reason"], approval["decision"]) == ("alice", "lgtm", "approve")
+    assert "decided_at" in approval
+    assert "task_token" not in approval
+    # and nothing awaits approval any more
+    with pytest.raises(CliError, match="nothing awaits approval"):
+        decide(stage.cloud, pushed, environment="production", verdict="approve", reason=None)
+
+
+def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given production requires an approval and a deployment waits for it
+    pipeline(environments__1__approval=GATE, allow_downgrade=True)
+    pushed = push(stage, "0.30.1")
+    awaiting(stage, pushed, "production")
+    before = alias_versions(stage.cloud, stage.targets.functions)
+    drain_inbox(stage.cloud, stage.targets.inbox_url)
+
+    # When an approver rejects it
+    decide(stage.cloud, pushed, environment="production", verdict="reject", reason="freeze week", by="bob")
+
+    # Then the deployment FAILED with the reason, production still serves what it did, no lock is held
+    deployed = stage.follow(pushed)
+    assert deployed.record.status is Outcome.FAILED
+    assert deployed.record.failure is not None
+    assert deployed.record.failure["error"] == "ApprovalRejectedError"
+    assert "rejected by bob: freeze week" in deployed.record.failure["reason"]
+    assert deployed.execution["status"] == "FAILED"
+    assert deployed.after["production"] == before["production"]
+    production = deployed.record.environments["production"]
+    assert production["status"] == "REJECTED"
+    assert production["approval"]["rejected_by"] == "bob"
+    assert "task_token" not in production["approval"]
+    assert not any(e.stage == "Deploy" and e.environment == "production" for e in deployed.record.events)
+    assert_no_lock_held(stage)
+    # and one rejection notification
+    assert len(deployed.notifications) == 1
+    assert "rejected by bob: freeze week" in deployed.notifications[0]["message"]
+    assert "production: REJECTED - nothing deployed" in deployed.notifications[0]["message"]
+
+
+@pytest.mark.parametrize("verdict", ["approve", "reject"])
+def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Callable[..., None], verdict: str) -> None:
+    # Given production judges per-version metrics that no traffic will satisfy, pausing when unsure
+    spec_health = {
+        "synthetic": {"payload": {"probe": "health"}, "expect": {"status": "ok"}},
+        "metrics": {"min_invocations": 100_000},
+        "on_inconclusive": "pause",
+    }
+    pipeline(environments__1__health=spec_health, allow_downgrade=True)
+    version = "0.30.2" if verdict == "approve" else "0.30.3"
+    pushed = push(stage, version)
+
+    # When the verdict at 100% is inconclusive, the rollout waits for a person
+    waiting = awaiting(stage, pushed, "production")
+    assert waiting["approval"]["kind"] == "decision"
+    paused = alias_versions(stage.cloud, stage.targets.functions)
+    notes = until(lambda: drain_inbox(stage.cloud, stage.targets.inbox_url), "the decision request")
+    assert any("paused in production" in n["subject"] for n in notes)
+    assert all(waiting["approval"]["task_token"] not in n["message"] for n in notes)
+
+    # and a person promotes it, or rolls it back
+    decide(
+        stage.cloud,
+        pushed,
+        environment="production",
+        verdict="approve" if verdict == "approve" else "reject",
+        reason="traffic is low tonight, looks fine" if verdict == "approve" else "not without data",
+        by="carol",
+    )
+    deployed = stage.follow(pushed)
+
+    production = deployed.record.environments["production"]
+    if verdict == "approve":
+        assert deployed.record.status is Outcome.SUCCEEDED
+        assert production["status"] == "LIVE"
+        assert production["approval"]["decision"] == "promote"
+        assert deployed.after["production"]["version"] == paused["production"]["version"]
+    else:
+        assert deployed.record.status is Outcome.ROLLED_BACK
+        assert production["status"] == "ROLLED_BACK"
+        assert (
+            "rolled back by a person while paused: rejected by carol: not without data"
+            in (production["rollback"]["reason"])
+        )
+        assert deployed.after["production"]["version"] == production["version_before"]
+    assert "task_token" not in production["approval"]
+    assert_no_lock_held(stage)
