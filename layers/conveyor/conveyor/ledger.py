@@ -122,6 +122,17 @@ def _condition_failed(exc: ClientError) -> bool:
     return aws.error_code(exc) == "ConditionalCheckFailedException"
 
 
+def _update_if(table: Any, **update: Any) -> dict[str, Any] | None:
+    """``update_item`` whose ``ConditionExpression`` may not hold: the response, or None when it did not."""
+    try:
+        response: dict[str, Any] = table.update_item(**update)
+    except ClientError as exc:
+        if _condition_failed(exc):
+            return None
+        raise
+    return response
+
+
 class DynamoLedger:
     """The ledger on DynamoDB (``LEDGER_TABLE``)."""
 
@@ -272,22 +283,18 @@ class DynamoLedger:
             statuses.append(f":r{i}")
         replace = f" OR #status IN ({', '.join(statuses)})" if statuses else ""
         with self._errors("claim"):
-            try:
-                self._table.update_item(
-                    Key={"pk": self._pk(seed.deployment_id), "sk": _META},
-                    UpdateExpression="SET #status = :running, #owner = :me, updated_at = :now, deployment_id = :id, "
-                    "app = :app, version = :version, artifact = :artifact, pushed_by = :pushed_by, "
-                    "created_at = if_not_exists(created_at, :created), "
-                    "environments = :empty REMOVE finished_at, failure",
-                    ConditionExpression=f"attribute_not_exists(pk) OR #owner IN (:me, :stale){replace}",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return False
-                raise
-        return True
+            updated = _update_if(
+                self._table,
+                Key={"pk": self._pk(seed.deployment_id), "sk": _META},
+                UpdateExpression="SET #status = :running, #owner = :me, updated_at = :now, deployment_id = :id, "
+                "app = :app, version = :version, artifact = :artifact, pushed_by = :pushed_by, "
+                "created_at = if_not_exists(created_at, :created), "
+                "environments = :empty REMOVE finished_at, failure",
+                ConditionExpression=f"attribute_not_exists(pk) OR #owner IN (:me, :stale){replace}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        return updated is not None
 
     def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None:
         with self._errors("record_skip"):
@@ -309,20 +316,16 @@ class DynamoLedger:
         values: dict[str, Any] = {":status": status.value, ":owner": owner, ":now": utcnow().isoformat()}
         values |= {f":e{i}": outcome.value for i, outcome in enumerate(expected)}
         with self._errors("set_status"):
-            try:
-                self._table.update_item(
-                    Key={"pk": self._pk(deployment_id), "sk": _META},
-                    UpdateExpression="SET #status = :status, updated_at = :now",
-                    ConditionExpression=f"execution_arn = :owner AND #status IN "
-                    f"({', '.join(f':e{i}' for i in range(len(expected)))})",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues=values,
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return False
-                raise
-        return True
+            updated = _update_if(
+                self._table,
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET #status = :status, updated_at = :now",
+                ConditionExpression=f"execution_arn = :owner AND #status IN "
+                f"({', '.join(f':e{i}' for i in range(len(expected)))})",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=values,
+            )
+        return updated is not None
 
     def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
@@ -504,65 +507,55 @@ class DynamoLocks:
     ) -> int | None:
         """Take the lock if it is free or its lease expired; the new fencing token, or None if held."""
         with self._errors("try_acquire"):
-            try:
-                response = self._table.update_item(
-                    Key={"pk": self._pk(app, environment), "sk": _HOLDER},
-                    UpdateExpression="SET holder = :me, deployment_id = :id, expires_at = :expires, acquired_at = :at "
-                    "ADD #token :one",
-                    ConditionExpression="attribute_not_exists(holder) OR expires_at < :now",
-                    ExpressionAttributeNames={"#token": "token"},
-                    ExpressionAttributeValues={
-                        ":me": holder,
-                        ":id": deployment_id,
-                        ":expires": _to_item(now + lease_seconds),
-                        ":at": utcnow().isoformat(),
-                        ":one": 1,
-                        ":now": _to_item(now),
-                    },
-                    ReturnValues="ALL_NEW",
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return None
-                raise
+            response = _update_if(
+                self._table,
+                Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                UpdateExpression="SET holder = :me, deployment_id = :id, expires_at = :expires, acquired_at = :at "
+                "ADD #token :one",
+                ConditionExpression="attribute_not_exists(holder) OR expires_at < :now",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={
+                    ":me": holder,
+                    ":id": deployment_id,
+                    ":expires": _to_item(now + lease_seconds),
+                    ":at": utcnow().isoformat(),
+                    ":one": 1,
+                    ":now": _to_item(now),
+                },
+                ReturnValues="ALL_NEW",
+            )
+            if response is None:
+                return None
         return int(response["Attributes"]["token"])
 
     def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
         """Extend the lease if ``holder`` still holds the lock with ``token`` (the fencing check)."""
         with self._errors("renew"):
-            try:
-                self._table.update_item(
-                    Key={"pk": self._pk(app, environment), "sk": _HOLDER},
-                    UpdateExpression="SET expires_at = :expires",
-                    ConditionExpression="holder = :me AND #token = :token",
-                    ExpressionAttributeNames={"#token": "token"},
-                    ExpressionAttributeValues={
-                        ":me": holder,
-                        ":token": token,
-                        ":expires": _to_item(now + lease_seconds),
-                    },
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return False
-                raise
-        return True
+            updated = _update_if(
+                self._table,
+                Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                UpdateExpression="SET expires_at = :expires",
+                ConditionExpression="holder = :me AND #token = :token",
+                ExpressionAttributeNames={"#token": "token"},
+                ExpressionAttributeValues={
+                    ":me": holder,
+                    ":token": token,
+                    ":expires": _to_item(now + lease_seconds),
+                },
+            )
+        return updated is not None
 
     def release(self, app: str, environment: str, holder: str) -> bool:
         """Free the lock if ``holder`` holds it; False (and nothing changed) otherwise."""
         with self._errors("release"):
-            try:
-                self._table.update_item(
-                    Key={"pk": self._pk(app, environment), "sk": _HOLDER},
-                    UpdateExpression="SET expires_at = :zero, released_at = :at REMOVE holder, deployment_id",
-                    ConditionExpression="holder = :me",
-                    ExpressionAttributeValues={":me": holder, ":zero": 0, ":at": utcnow().isoformat()},
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return False
-                raise
-        return True
+            updated = _update_if(
+                self._table,
+                Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                UpdateExpression="SET expires_at = :zero, released_at = :at REMOVE holder, deployment_id",
+                ConditionExpression="holder = :me",
+                ExpressionAttributeValues={":me": holder, ":zero": 0, ":at": utcnow().isoformat()},
+            )
+        return updated is not None
 
     def enqueue(self, app: str, environment: str, waiter: Waiter) -> None:
         """Join the queue (idempotent): ``first_seen`` and ``superseded_by`` survive, ``last_seen`` moves."""
