@@ -19,7 +19,7 @@ from .conftest import Stage
 
 pytestmark = pytest.mark.e2e
 
-STAGING_BAKE = {"type": "all_at_once", "bake_seconds": 300}  # 3 s at the suite's time scale
+STAGING_BAKE = {"type": "all_at_once", "bake_seconds": 600}  # 6 s at the suite's time scale: time to queue behind it
 
 
 def object_created(stage: Stage, pushed: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +77,15 @@ def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
         assert time.monotonic() < deadline, f"never happened: {what}"
         time.sleep(0.05)
     return value
+
+
+def holds(stage: Stage, deployment_id: str, environment: str) -> None:
+    """Wait until ``deployment_id`` holds ``environment``'s lock."""
+    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    until(
+        lambda: (held := locks.get("hello", environment)) is not None and held.deployment_id == deployment_id,
+        f"{deployment_id} holds the {environment} lock",
+    )
 
 
 def ledger_record(stage: Stage, deployment_id: str) -> DeploymentRecord | None:
@@ -163,8 +172,10 @@ def test_concurrent_pushes_to_one_environment_are_serialized(stage: Stage, pipel
     # Given a pipeline whose staging bakes a while (queue is the default concurrency)
     pipeline(environments__0__strategy=STAGING_BAKE)
 
-    # When two builds are pushed back to back
+    # When two builds are pushed back to back (the second once the first holds staging: pushed
+    # together, either could reach the lock first, and the older one would then end as outdated)
     first = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "21.0.0"))
+    holds(stage, first["deployment_id"], "staging")
     second = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "21.1.0"))
 
     # Then the second was QUEUED behind the first, and both went live one after the other
@@ -192,6 +203,7 @@ def test_a_newer_push_supersedes_an_older_one_still_waiting(stage: Stage, pipeli
     # Given concurrency: supersede, and a deployment holding staging while the next one waits
     pipeline(concurrency="supersede", environments__0__strategy=STAGING_BAKE)
     holder = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.0.0"))
+    holds(stage, holder["deployment_id"], "staging")
     waiting = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.1.0"))
     until(
         lambda: (r := ledger_record(stage, waiting["deployment_id"])) is not None and r.status is Outcome.QUEUED,
@@ -212,6 +224,33 @@ def test_a_newer_push_supersedes_an_older_one_still_waiting(stage: Stage, pipeli
     last = stage.follow(newest["deployment_id"])
     assert last.record.status is Outcome.SUCCEEDED
     assert last.notifications == []
+    assert_no_lock_held(stage)
+
+
+def test_an_older_push_never_replaces_a_newer_release_still_rolling_out(
+    stage: Stage, pipeline: Callable[..., None]
+) -> None:
+    # Given 22.4.0 live in staging and baking in production (so the validated 22.3.0 below is not a downgrade yet)
+    pipeline(environments__1__strategy=STAGING_BAKE)
+    newer = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.4.0"))
+    holds(stage, newer["deployment_id"], "production")
+
+    # When an older build is pushed and takes staging's lock
+    older = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.3.0"))
+
+    # Then it ends SUPERSEDED as outdated, changing nothing; the newer one goes live everywhere
+    outdated = stage.follow(older["deployment_id"])
+    assert outdated.record.status is Outcome.SUPERSEDED
+    assert outdated.execution["status"] == "SUCCEEDED"
+    assert outdated.record.failure is not None
+    assert f"hello 22.4.0 (deployment {newer['deployment_id']})" in outdated.record.failure["reason"]
+    assert not any(e.stage == "Deploy" for e in outdated.record.events)
+    assert outdated.notifications == []
+    live = stage.follow(newer["deployment_id"])
+    assert live.record.status is Outcome.SUCCEEDED
+    assert {env: live.after[env]["version"] for env in live.after} == {
+        env: live.record.environments[env]["version_after"] for env in live.after
+    }
     assert_no_lock_held(stage)
 
 

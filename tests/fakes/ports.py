@@ -213,6 +213,9 @@ class FakeTargets:
         entry = self._get(function_name).aliases.get(alias)
         return entry[0] if entry else None
 
+    def version_description(self, function_name: str, version: str) -> str:
+        return str(self._get(function_name).versions[version][1].get("description", ""))
+
     def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None:
         for version, (sha, _config) in self._get(function_name).versions.items():
             if sha == code_sha256:

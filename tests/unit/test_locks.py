@@ -10,9 +10,10 @@ from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
 from conveyor.errors import LockLostError, LockWaitTimeoutError
 from conveyor.ledger import DeploymentRecord, utcnow
 from conveyor.pipeline import RolloutPolicy
+from conveyor.stages.deploy import release_description
 from conveyor.stages.lock import POLL_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
 
-from tests.fakes import FakeLedger, FakeLocks
+from tests.fakes import FakeLedger, FakeLocks, FakeTargets
 from tests.unit.conftest import build_step
 
 NOW = 1_700_000_000.0
@@ -31,7 +32,7 @@ TWO_ENVIRONMENTS: dict[str, Any] = {
 
 
 def deployment_step(
-    n: int, *, concurrency: str = "queue", lock_wait_seconds: int = 3600, index: int = 0
+    n: int, *, concurrency: str = "queue", lock_wait_seconds: int = 3600, index: int = 0, allow_downgrade: bool = False
 ) -> EnvironmentStep:
     """Deployment number ``n`` (started ``n`` minutes after the first) at environment ``index``."""
     step = build_step(TWO_ENVIRONMENTS, release=None)
@@ -41,7 +42,11 @@ def deployment_step(
             "version": f"1.0.{n}",
             "execution_arn": f"arn:aws:states:us-east-1:123456789012:execution:deployments:run-{n}",
             "started_at": datetime(2024, 5, 14, 9, 0, tzinfo=UTC) + timedelta(minutes=n),
-            "policy": RolloutPolicy(concurrency=concurrency, lock_wait_seconds=lock_wait_seconds),  # type: ignore[arg-type]
+            "policy": RolloutPolicy(
+                concurrency=concurrency,  # type: ignore[arg-type]
+                lock_wait_seconds=lock_wait_seconds,
+                allow_downgrade=allow_downgrade,
+            ),
         }
     )
     return step.model_copy(update={"deployment": deployment, "environment": deployment.environments[index]})
@@ -53,6 +58,9 @@ class World:
     def __init__(self) -> None:
         self.locks = FakeLocks()
         self.ledger = FakeLedger()
+        self.targets = FakeTargets()
+        for name in ("staging", "production"):
+            self.targets.add(f"hello-{name}", alias="live")
 
     def start(self, step: EnvironmentStep) -> EnvironmentStep:
         d = step.deployment
@@ -69,7 +77,15 @@ class World:
         return step
 
     def acquire(self, step: EnvironmentStep, now: float = NOW) -> LockGrant:
-        return acquire_lock(step, locks=self.locks, ledger=self.ledger, now=now)
+        return acquire_lock(step, locks=self.locks, ledger=self.ledger, targets=self.targets, now=now)
+
+    def serve(self, step: EnvironmentStep) -> None:
+        """What Deploy and ShiftTraffic leave behind: the alias on a version this deployment published."""
+        function = step.environment.target.function_name
+        version = self.targets.publish_version(
+            function, f"sha-{step.deployment.version}", release_description(step.deployment)
+        )
+        self.targets.route_alias(function, step.environment.target.alias, version, None)
 
     def status(self, step: EnvironmentStep) -> Outcome:
         record = self.ledger.get(step.deployment.deployment_id)
@@ -259,3 +275,48 @@ def test_taking_the_next_environment_releases_the_earlier_one() -> None:
     # Then staging is free for the next deployment, production is held
     assert world.locks.get("hello", "staging").free_at(NOW)  # type: ignore[union-attr]
     assert not world.locks.get("hello", "production").free_at(NOW)  # type: ignore[union-attr]
+
+
+def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_nothing() -> None:
+    # Given deployment 2 (1.0.2) reached staging's lock before deployment 1 (1.0.1, pushed first)
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(two)
+    assert world.acquire(one, now=NOW + 1).status == "waiting"
+
+    # When 1.0.2 went live in staging, moved on, and deployment 1 gets its turn
+    world.serve(two)
+    release_locks("hello", ["staging"], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
+    grant = world.acquire(one, now=NOW + 5)
+
+    # Then deployment 1 is SUPERSEDED as outdated: staging keeps 1.0.2, and the lock is free again
+    assert (grant.status, grant.waiting_for) == ("superseded", "d-2")
+    record = world.ledger.get("d-1")
+    assert record is not None
+    assert record.status is Outcome.SUPERSEDED
+    assert record.failure is not None
+    assert "outdated in staging" in record.failure["reason"]
+    assert "hello 1.0.2 (deployment d-2)" in record.failure["reason"]
+    assert record.environments["staging"]["status"] == "SUPERSEDED"
+    assert world.locks.get("hello", "staging").free_at(NOW + 5)  # type: ignore[union-attr]
+    assert world.locks.waiters("hello", "staging") == []
+
+
+@pytest.mark.parametrize(
+    ("served", "allow_downgrade"),
+    [(None, False), (1, False), (2, True)],
+    ids=["a version Conveyor did not publish", "an older release", "a newer one, downgrade allowed"],
+)
+def test_the_lock_is_taken_when_the_environment_serves(served: int | None, allow_downgrade: bool) -> None:
+    # Given staging serving what ``served`` says (None: the alias's first, hand-made version)
+    world = World()
+    if served is not None:
+        world.serve(world.start(deployment_step(served)))
+    mine = world.start(deployment_step(3 if served == 1 else 1, allow_downgrade=allow_downgrade))
+
+    # When a deployment asks for the free lock
+    grant = world.acquire(mine)
+
+    # Then it takes it
+    assert grant.status == "acquired"
+    assert world.status(mine) is Outcome.IN_PROGRESS

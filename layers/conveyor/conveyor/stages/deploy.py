@@ -6,11 +6,24 @@ redrive never publishes a second version of the same code.
 
 from __future__ import annotations
 
-from conveyor.contracts import EnvironmentStep, Release
+from conveyor.contracts import Deployment, EnvironmentStep, Release
 from conveyor.ledger import Ledger, timed_stage
 from conveyor.manifest import base64_digest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
+
+
+def release_description(deployment: Deployment) -> str:
+    """The description of a version Conveyor publishes: which app version and deployment it is."""
+    return f"conveyor {deployment.app} {deployment.version} {deployment.deployment_id}"
+
+
+def described_release(description: str, app: str) -> tuple[str, str] | None:
+    """``(version, deployment_id)`` of a version published for ``app`` by Conveyor; None for any other version."""
+    parts = description.split()
+    if len(parts) == 4 and parts[0] == "conveyor" and parts[1] == app:
+        return parts[2], parts[3]
+    return None
 
 
 def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_tag_key: str) -> Release:
@@ -25,9 +38,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
         reused = version is not None
         if version is None:
             targets.update_code(function, deployment.package.bucket, deployment.package.key, config)
-            version = targets.publish_version(
-                function, code_sha256, f"conveyor {deployment.app} {deployment.version} {deployment.deployment_id}"
-            )
+            version = targets.publish_version(function, code_sha256, release_description(deployment))
         release = Release(
             environment=environment.name,
             function_name=function,

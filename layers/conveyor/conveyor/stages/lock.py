@@ -6,8 +6,10 @@ The lock (``conveyor.ledger.LockTable``) has a lease and a fencing token:
   joins the environment's queue, and takes the lock only when it is free (or its holder's lease
   ran out: the holder died) and this execution is first in line. Otherwise it answers
   ``waiting`` (the state machine waits and asks again, for at most the pipeline's
-  ``lock_wait_seconds``) or ``superseded`` (``concurrency: supersede`` and a newer artifact
-  joined the queue behind it). Every acquisition increments the token.
+  ``lock_wait_seconds``) or ``superseded``: ``concurrency: supersede`` and a newer artifact
+  joined the queue behind it, or (in any mode) the environment already serves a newer release
+  by the time the lock is free: an older push never rolls a newer one back. Every acquisition
+  increments the token.
 - ``check_fence`` runs before every stage that changes a target (Deploy, ShiftTraffic, RollBack):
   it renews the lease only if this execution still holds the lock *with the same token*. A stale
   holder (its lease expired and another deployment took the lock) gets ``LockLostError`` and
@@ -28,6 +30,9 @@ from conveyor.errors import LockLostError, LockWaitTimeoutError
 from conveyor.ledger import Ledger, LockTable, Waiter
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import EnvironmentSpec
+from conveyor.stages.deploy import described_release
+from conveyor.stages.validate import version_key
+from conveyor.targets import Targets
 
 POLL_SECONDS = 5
 """How long the state machine waits between two AcquireLock attempts."""
@@ -52,7 +57,41 @@ def waiter_key(started_at: datetime, execution_arn: str) -> str:
     return f"{started_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{execution_arn}"
 
 
-def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, now: float) -> LockGrant:
+def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) -> None:
+    """End the deployment as SUPERSEDED in ``step``'s environment: nothing deployed there, nobody paged."""
+    deployment, environment = step.deployment, step.environment
+    target = {"function_name": environment.target.function_name, "alias": environment.target.alias}
+    ledger.update_environment(deployment.deployment_id, environment.name, {"status": "SUPERSEDED", **target})
+    ledger.finish(
+        deployment.deployment_id, Outcome.SUPERSEDED, {"error": "DeploymentSupersededError", "reason": reason}
+    )
+    logger.info("superseded", extra={"environment": environment.name, "by": by, "reason": reason})
+
+
+def outdated_by(step: EnvironmentStep, targets: Targets) -> tuple[str, str] | None:
+    """``(deployment_id, reason)`` when the environment already serves a newer release of the app.
+
+    Deployments wait for an environment in push order, but a later push can reach the lock first
+    (its stages ran faster); the earlier, older one must then not roll the environment back to
+    itself. ``allow_downgrade`` lets it.
+    """
+    deployment, environment = step.deployment, step.environment
+    function, alias = environment.target.function_name, environment.target.alias
+    serving = None if deployment.policy.allow_downgrade else targets.alias_version(function, alias)
+    release = (
+        None if serving is None else described_release(targets.version_description(function, serving), deployment.app)
+    )
+    if release is None or version_key(release[0]) <= version_key(deployment.version):
+        return None
+    version, by = release
+    return by, (
+        f"outdated in {environment.name}: it already serves {deployment.app} {version} (deployment {by}), newer "
+        f"than {deployment.version}, deployed while this deployment waited; nothing was changed. "
+        "To put an older version back, use conveyor rollback (or allow_downgrade)"
+    )
+
+
+def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, targets: Targets, now: float) -> LockGrant:
     deployment, environment = step.deployment, step.environment
     app, env, holder = deployment.app, environment.name, deployment.execution_arn
     lease = lease_seconds(environment)
@@ -83,12 +122,12 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, now
 
     if me.superseded_by is not None:
         locks.remove_waiter(app, env, me.key)
-        reason = f"superseded in {env} by the newer deployment {me.superseded_by} while waiting for the lock"
-        ledger.update_environment(deployment.deployment_id, env, {"status": "SUPERSEDED", **target})
-        ledger.finish(
-            deployment.deployment_id, Outcome.SUPERSEDED, {"error": "DeploymentSupersededError", "reason": reason}
+        supersede(
+            step,
+            ledger=ledger,
+            by=me.superseded_by,
+            reason=f"superseded in {env} by the newer deployment {me.superseded_by} while waiting for the lock",
         )
-        logger.info("superseded", extra={"environment": env, "by": me.superseded_by})
         return LockGrant(status="superseded", waiting_for=me.superseded_by, **grant)
 
     if deployment.policy.concurrency == "supersede":
@@ -115,6 +154,11 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, now
         )
         if token is not None:
             locks.remove_waiter(app, env, me.key)
+            outdated = outdated_by(step, targets)
+            if outdated is not None:
+                locks.release(app, env, holder)
+                supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
+                return LockGrant(status="superseded", waiting_for=outdated[0], **grant)
             ledger.set_status(
                 deployment.deployment_id,
                 Outcome.IN_PROGRESS,

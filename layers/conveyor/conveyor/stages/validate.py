@@ -216,7 +216,10 @@ def validate_artifact(
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
         started_at=request.started_at,
-        policy=pipeline.policy,
+        # an execution started with allow_downgrade carries it to the lock's outdated check too
+        policy=pipeline.policy.model_copy(update={"allow_downgrade": True})
+        if options.allow_downgrade
+        else pipeline.policy,
     )
 
 
