@@ -17,6 +17,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = EnvironmentStep.model_validate(event)
     logger.append_keys(app=step.deployment.app, version=step.deployment.version, environment=step.environment.name)
     grant = acquire_lock(
-        step, locks=runtime.locks(), ledger=runtime.ledger(), targets=runtime.targets(), now=time.time()
+        step,
+        locks=runtime.locks(),
+        ledger=runtime.ledger(),
+        targets=runtime.targets(),
+        executions=runtime.executions(),
+        now=time.time(),
     )
     return grant.model_dump(mode="json")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conveyor.contracts import Outcome
-from conveyor.ledger import DeploymentRecord, DynamoLocks
+from conveyor.ledger import DeploymentRecord, DynamoLocks, utcnow
 
 from conveyor_cli import operations
 from conveyor_cli.sample import EXAMPLES
@@ -251,6 +251,45 @@ def test_an_older_push_never_replaces_a_newer_release_still_rolling_out(
     assert {env: live.after[env]["version"] for env in live.after} == {
         env: live.record.environments[env]["version_after"] for env in live.after
     }
+    assert_no_lock_held(stage)
+
+
+def test_a_deployment_stopped_from_the_console_frees_its_environment_for_the_next_one(
+    stage: Stage, pipeline: Callable[..., None]
+) -> None:
+    # Given 22.6.0 holding staging (a lease of half an hour) while it bakes there
+    pipeline(environments__0__strategy=STAGING_BAKE)
+    stopped = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.6.0"))
+    record = until(
+        lambda: (
+            (r := ledger_record(stage, stopped["deployment_id"])) is not None
+            and any(e.stage == "ShiftTraffic" for e in r.events)
+            and r
+        ),
+        "22.6.0 shifted staging's traffic and bakes",
+    )
+    assert record.execution_arn is not None
+
+    # When an operator stops its execution and a fix is pushed
+    stage.cloud.client("stepfunctions").stop_execution(executionArn=record.execution_arn, cause="operator")
+    stopped_at = utcnow()
+    fix = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.7.0"))["deployment_id"])
+
+    # Then the fix takes staging over at once and goes live; the stopped one is recorded as such
+    assert fix.record.status is Outcome.SUCCEEDED
+    assert {env: fix.after[env]["version"] for env in fix.after} == {
+        env: fix.record.environments[env]["version_after"] for env in fix.after
+    }
+    ended = ledger_record(stage, stopped["deployment_id"])
+    assert ended is not None
+    assert ended.status is Outcome.FAILED
+    assert ended.failure is not None
+    assert ended.failure["error"] == "ExecutionStopped"
+    assert f"deployment {fix.record.deployment_id} took the lock over" in ended.failure["reason"]
+    # (AWS says ABORTED; moto 5.2.5 ends an execution stopped inside a Map FAILED, States.Runtime)
+    assert operations.execution_status(stage.cloud, record.execution_arn)["status"] in {"ABORTED", "FAILED"}
+    assert all(event.started_at <= stopped_at for event in ended.events), "a stage ran after the stop"
+    assert not any(event.stage == "EvaluateHealth" for event in ended.events)
     assert_no_lock_held(stage)
 
 

@@ -11,6 +11,7 @@ from tests.fakes.builders import (
 from tests.fakes.ports import (
     FakeAlarms,
     FakeArtifacts,
+    FakeExecutions,
     FakeFunction,
     FakeLedger,
     FakeLocks,
@@ -22,6 +23,7 @@ __all__ = [
     "DEFAULT_SPEC",
     "FakeAlarms",
     "FakeArtifacts",
+    "FakeExecutions",
     "FakeFunction",
     "FakeLedger",
     "FakeLocks",

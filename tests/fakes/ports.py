@@ -112,6 +112,18 @@ class FakeLedger:
         self.__dict__.setdefault("notices", {})[(deployment_id, key)] = message_id
 
 
+class FakeExecutions:
+    """Step Functions executions: RUNNING unless ``statuses`` says otherwise."""
+
+    def __init__(self, statuses: dict[str, str] | None = None) -> None:
+        self.statuses = statuses or {}
+        self.asked: list[str] = []
+
+    def status(self, execution_arn: str) -> str:
+        self.asked.append(execution_arn)
+        return self.statuses.get(execution_arn, "RUNNING")
+
+
 class FakeLocks:
     """``LockTable`` in memory, with the conditions DynamoLocks puts on each write."""
 
@@ -123,10 +135,18 @@ class FakeLocks:
         return self.locks.get((app, environment))
 
     def try_acquire(
-        self, app: str, environment: str, *, holder: str, deployment_id: str, lease_seconds: int, now: float
+        self,
+        app: str,
+        environment: str,
+        *,
+        holder: str,
+        deployment_id: str,
+        lease_seconds: int,
+        now: float,
+        stale_holder: str | None = None,
     ) -> int | None:
         current = self.locks.get((app, environment)) or LockState()
-        if not current.free_at(now):
+        if not current.free_at(now) and (stale_holder is None or current.holder != stale_holder):
             return None
         token = current.token + 1
         self.locks[(app, environment)] = LockState(

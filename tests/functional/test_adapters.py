@@ -18,7 +18,7 @@ from conveyor.errors import (
     TargetNotFoundError,
     TrafficShiftError,
 )
-from conveyor.ledger import DynamoLedger
+from conveyor.ledger import DynamoLedger, DynamoLocks
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
 from conveyor.targets import LambdaTargets
@@ -214,3 +214,30 @@ def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) 
     # Then it is found, not hidden behind the 59 newer failures
     assert [r.deployment_id for r in found] == ["d-0"]
     assert len(ledger.history(app="hello", limit=50)) == 50
+
+
+def test_dynamo_locks_take_a_lock_only_when_free_expired_or_held_by_the_named_stale_holder(cloud: Cloud) -> None:
+    # Given a lock held by execution A for 60 s
+    locks = DynamoLocks(TABLE)
+    assert locks.try_acquire("hello", "staging", holder="A", deployment_id="d-a", lease_seconds=60, now=0) == 1
+
+    def take(holder: str, now: float, stale_holder: str | None = None) -> int | None:
+        return locks.try_acquire(
+            "hello",
+            "staging",
+            holder=holder,
+            deployment_id=f"d-{holder}",
+            lease_seconds=60,
+            now=now,
+            stale_holder=stale_holder,
+        )
+
+    # Then B cannot take it while the lease runs, nor by naming a holder other than A
+    assert take("B", now=10) is None
+    assert take("B", now=10, stale_holder="C") is None
+    # but can by naming A as stopped, or once the lease ran out, each time with a new token
+    assert take("B", now=10, stale_holder="A") == 2
+    assert take("C", now=71) == 3
+    state = locks.get("hello", "staging")
+    assert state is not None
+    assert (state.holder, state.deployment_id, state.token) == ("C", "d-C", 3)

@@ -14,7 +14,7 @@ from conveyor.stages.claim import claim_deployment
 from conveyor.stages.report import publish_once
 from conveyor.stages.validate import check_not_downgrade, version_key
 
-from tests.fakes import FakeLedger, make_manifest, make_package
+from tests.fakes import FakeExecutions, FakeLedger, make_manifest, make_package
 
 EVENT: dict[str, Any] = {
     "source": "aws.s3",
@@ -25,14 +25,6 @@ EVENT: dict[str, Any] = {
     },
 }
 STARTED = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
-
-
-class FakeExecutions:
-    def __init__(self, statuses: dict[str, str] | None = None) -> None:
-        self.statuses = statuses or {}
-
-    def status(self, execution_arn: str) -> str:
-        return self.statuses.get(execution_arn, "RUNNING")
 
 
 def request(run: str, **options: Any) -> ClaimRequest:

@@ -11,9 +11,9 @@ from conveyor.errors import LockLostError, LockWaitTimeoutError
 from conveyor.ledger import DeploymentRecord, utcnow
 from conveyor.pipeline import RolloutPolicy
 from conveyor.stages.deploy import release_description
-from conveyor.stages.lock import POLL_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
+from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
 
-from tests.fakes import FakeLedger, FakeLocks, FakeTargets
+from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets
 from tests.unit.conftest import build_step
 
 NOW = 1_700_000_000.0
@@ -59,6 +59,7 @@ class World:
         self.locks = FakeLocks()
         self.ledger = FakeLedger()
         self.targets = FakeTargets()
+        self.executions = FakeExecutions()
         for name in ("staging", "production"):
             self.targets.add(f"hello-{name}", alias="live")
 
@@ -77,7 +78,9 @@ class World:
         return step
 
     def acquire(self, step: EnvironmentStep, now: float = NOW) -> LockGrant:
-        return acquire_lock(step, locks=self.locks, ledger=self.ledger, targets=self.targets, now=now)
+        return acquire_lock(
+            step, locks=self.locks, ledger=self.ledger, targets=self.targets, executions=self.executions, now=now
+        )
 
     def serve(self, step: EnvironmentStep) -> None:
         """What Deploy and ShiftTraffic leave behind: the alias on a version this deployment published."""
@@ -320,3 +323,82 @@ def test_the_lock_is_taken_when_the_environment_serves(served: int | None, allow
     # Then it takes it
     assert grant.status == "acquired"
     assert world.status(mine) is Outcome.IN_PROGRESS
+
+
+def test_the_lock_of_a_stopped_execution_is_taken_over_at_once() -> None:
+    # Given deployment 1 holding staging (a lease of half an hour), and deployment 2 waiting
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    taken = world.acquire(one)
+    assert world.acquire(two, now=NOW + 1).status == "waiting"
+
+    # When an operator stops deployment 1's execution from the console
+    world.executions.statuses[one.deployment.execution_arn] = "ABORTED"
+    grant = world.acquire(two, now=NOW + 6)
+
+    # Then deployment 2 takes the lock at its next ask, with a new token that fences the stopped one out
+    assert (grant.status, grant.token) == ("acquired", (taken.token or 0) + 1)
+    with pytest.raises(LockLostError):
+        check_fence(holding(one, taken), locks=world.locks, now=NOW + 7)
+    # and the ledger says how deployment 1 ended
+    assert world.status(one) is Outcome.FAILED
+    record = world.ledger.get("d-1")
+    assert record is not None
+    assert record.failure is not None
+    assert record.failure["error"] == "ExecutionStopped"
+    assert "ended ABORTED while it held staging" in record.failure["reason"]
+    assert "deployment d-2 took the lock over" in record.failure["reason"]
+
+
+def test_a_running_holder_keeps_its_lock_and_a_manual_rollback_is_never_asked_about() -> None:
+    # Given staging held by a running execution, and production by an operator's manual rollback
+    world = World()
+    one = world.start(deployment_step(1))
+    world.acquire(one)
+    world.locks.try_acquire(
+        "hello", "production", holder="manual-rollback:alice:1", deployment_id="-", lease_seconds=300, now=NOW
+    )
+    two, two_production = world.start(deployment_step(2)), deployment_step(2, index=1)
+
+    # When others ask for those locks
+    staging = world.acquire(two, now=NOW + 1)
+    production = world.acquire(two_production, now=NOW + 1)
+
+    # Then they wait; only the execution was asked whether it still runs
+    assert (staging.status, production.status) == ("waiting", "waiting")
+    assert set(world.executions.asked) == {one.deployment.execution_arn}
+    assert world.status(one) is Outcome.IN_PROGRESS
+
+
+def test_the_ledger_entry_of_a_deployment_re_run_since_is_left_to_its_new_execution() -> None:
+    # Given deployment 1's execution stopped while holding staging, and a re-run that owns its entry now
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(one)
+    world.executions.statuses[one.deployment.execution_arn] = "ABORTED"
+    rerun = "arn:aws:states:us-east-1:123456789012:execution:deployments:rerun-1"
+    world.ledger.records["d-1"]["execution_arn"] = rerun
+
+    # When deployment 2 takes the lock over
+    assert world.acquire(two, now=NOW + 6).status == "acquired"
+
+    # Then deployment 1's entry is untouched: its re-run is still going
+    assert world.status(one) is Outcome.IN_PROGRESS
+
+
+def test_a_stopped_waiter_ahead_loses_its_place_once_quiet() -> None:
+    # Given deployment 1 holding staging, 2 and 3 waiting behind it, and 2's execution stopped
+    world = World()
+    one, two, three = (world.start(deployment_step(n)) for n in (1, 2, 3))
+    world.acquire(one)
+    world.acquire(two, now=NOW + 1)
+    world.acquire(three, now=NOW + 1)
+    world.executions.statuses[two.deployment.execution_arn] = "ABORTED"
+
+    # When 3 asks again before and after 2 has been quiet for QUIET_SECONDS
+    soon = world.acquire(three, now=NOW + 2)
+    later = world.acquire(three, now=NOW + 2 + QUIET_SECONDS)
+
+    # Then it moves up from second to first in line (behind the holder)
+    assert (soon.position, later.position) == (2, 1)
+    assert [w.deployment_id for w in world.locks.waiters("hello", "staging")] == ["d-3"]

@@ -469,7 +469,15 @@ class Waiter(BaseModel):
 class LockTable(Protocol):
     def get(self, app: str, environment: str) -> LockState | None: ...
     def try_acquire(
-        self, app: str, environment: str, *, holder: str, deployment_id: str, lease_seconds: int, now: float
+        self,
+        app: str,
+        environment: str,
+        *,
+        holder: str,
+        deployment_id: str,
+        lease_seconds: int,
+        now: float,
+        stale_holder: str | None = None,
     ) -> int | None: ...
     def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool: ...
     def release(self, app: str, environment: str, holder: str) -> bool: ...
@@ -503,16 +511,28 @@ class DynamoLocks:
         return LockState.model_validate({k: v for k, v in _from_item(item).items() if k in LockState.model_fields})
 
     def try_acquire(
-        self, app: str, environment: str, *, holder: str, deployment_id: str, lease_seconds: int, now: float
+        self,
+        app: str,
+        environment: str,
+        *,
+        holder: str,
+        deployment_id: str,
+        lease_seconds: int,
+        now: float,
+        stale_holder: str | None = None,
     ) -> int | None:
-        """Take the lock if it is free or its lease expired; the new fencing token, or None if held."""
+        """Take the lock if it is free, its lease expired, or ``stale_holder`` (a stopped execution) still
+        holds it; the new fencing token, or None if held."""
+        condition, stale = "attribute_not_exists(holder) OR expires_at < :now", {}
+        if stale_holder is not None:
+            condition, stale = f"{condition} OR holder = :stale", {":stale": stale_holder}
         with self._errors("try_acquire"):
             response = _update_if(
                 self._table,
                 Key={"pk": self._pk(app, environment), "sk": _HOLDER},
                 UpdateExpression="SET holder = :me, deployment_id = :id, expires_at = :expires, acquired_at = :at "
                 "ADD #token :one",
-                ConditionExpression="attribute_not_exists(holder) OR expires_at < :now",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#token": "token"},
                 ExpressionAttributeValues={
                     ":me": holder,
@@ -521,6 +541,7 @@ class DynamoLocks:
                     ":at": utcnow().isoformat(),
                     ":one": 1,
                     ":now": _to_item(now),
+                    **stale,
                 },
                 ReturnValues="ALL_NEW",
             )

@@ -4,7 +4,8 @@ The lock (``conveyor.ledger.LockTable``) has a lease and a fencing token:
 
 - ``acquire_lock`` (the ``AcquireLock`` state, before ``Deploy`` in every environment's iteration)
   joins the environment's queue, and takes the lock only when it is free (or its holder's lease
-  ran out: the holder died) and this execution is first in line. Otherwise it answers
+  ran out, or its holder's execution stopped: aborted from the console, timed out) and this
+  execution is first in line; a stopped holder's deployment is recorded FAILED (ExecutionStopped). Otherwise it answers
   ``waiting`` (the state machine waits and asks again, for at most the pipeline's
   ``lock_wait_seconds``) or ``superseded``: ``concurrency: supersede`` and a newer artifact
   joined the queue behind it, or (in any mode) the environment already serves a newer release
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
 from conveyor.errors import LockLostError, LockWaitTimeoutError
-from conveyor.ledger import Ledger, LockTable, Waiter
+from conveyor.executions import Executions
+from conveyor.ledger import Ledger, LockState, LockTable, Waiter, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import EnvironmentSpec
 from conveyor.stages.deploy import described_release
@@ -38,6 +41,8 @@ POLL_SECONDS = 5
 """How long the state machine waits between two AcquireLock attempts."""
 WAITER_STALE_SECONDS = 300
 """A waiter that has not asked for this long is gone (its execution stopped): it loses its place."""
+QUIET_SECONDS = 3 * POLL_SECONDS
+"""A waiter ahead that has not asked for this long may have been stopped: its execution is asked."""
 LEASE_MARGIN_SECONDS = 1800
 """Lease beyond the plan's own waits: time for the stages themselves, their retries and health re-checks."""
 
@@ -60,8 +65,9 @@ def waiter_key(started_at: datetime, execution_arn: str) -> str:
 def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) -> None:
     """End the deployment as SUPERSEDED in ``step``'s environment: nothing deployed there, nobody paged."""
     deployment, environment = step.deployment, step.environment
-    target = {"function_name": environment.target.function_name, "alias": environment.target.alias}
-    ledger.update_environment(deployment.deployment_id, environment.name, {"status": "SUPERSEDED", **target})
+    ledger.update_environment(
+        deployment.deployment_id, environment.name, {"status": "SUPERSEDED", **target_fields(step)}
+    )
     ledger.finish(
         deployment.deployment_id, Outcome.SUPERSEDED, {"error": "DeploymentSupersededError", "reason": reason}
     )
@@ -91,7 +97,9 @@ def outdated_by(step: EnvironmentStep, targets: Targets) -> tuple[str, str] | No
     )
 
 
-def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, targets: Targets, now: float) -> LockGrant:
+def acquire_lock(
+    step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, targets: Targets, executions: Executions, now: float
+) -> LockGrant:
     deployment, environment = step.deployment, step.environment
     app, env, holder = deployment.app, environment.name, deployment.execution_arn
     lease = lease_seconds(environment)
@@ -107,7 +115,6 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, tar
         release_earlier_environments(step, locks=locks)
         return LockGrant(status="acquired", token=current.token, **grant)
 
-    target = {"function_name": environment.target.function_name, "alias": environment.target.alias}
     mine = Waiter(
         key=waiter_key(deployment.started_at, holder),
         holder=holder,
@@ -135,45 +142,33 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, tar
             locks.supersede(app, env, older.key, by=deployment.deployment_id)
             logger.info("superseding", extra={"environment": env, "older": older.deployment_id})
 
-    line: list[Waiter] = []
-    for waiter in queue:
-        if waiter.key == me.key:
-            line.append(me)
-        elif now - waiter.last_seen > WAITER_STALE_SECONDS:
-            locks.remove_waiter(app, env, waiter.key)
-        elif waiter.superseded_by is None and not (
-            deployment.policy.concurrency == "supersede" and waiter.key < me.key
-        ):
-            line.append(waiter)
+    line = queue_line(step, queue, me, locks=locks, executions=executions, now=now)
     position = next(i for i, w in enumerate(line) if w.key == me.key) + 1
 
     current = locks.get(app, env)
-    if position == 1 and (current is None or current.free_at(now)):
+    stopped = None
+    if position == 1 and current is not None and current.holder is not None and not current.free_at(now):
+        stopped = stopped_status(current.holder, executions)
+    if position == 1 and (current is None or current.free_at(now) or stopped is not None):
         token = locks.try_acquire(
-            app, env, holder=holder, deployment_id=deployment.deployment_id, lease_seconds=lease, now=now
+            app,
+            env,
+            holder=holder,
+            deployment_id=deployment.deployment_id,
+            lease_seconds=lease,
+            now=now,
+            stale_holder=current.holder if current is not None and stopped is not None else None,
         )
         if token is not None:
             locks.remove_waiter(app, env, me.key)
+            if current is not None and stopped is not None:
+                took_over(step, current, stopped, ledger=ledger)
             outdated = outdated_by(step, targets)
             if outdated is not None:
                 locks.release(app, env, holder)
                 supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
                 return LockGrant(status="superseded", waiting_for=outdated[0], **grant)
-            ledger.set_status(
-                deployment.deployment_id,
-                Outcome.IN_PROGRESS,
-                owner=holder,
-                expected=(Outcome.QUEUED, Outcome.IN_PROGRESS),
-            )
-            ledger.update_environment(
-                deployment.deployment_id,
-                env,
-                {"status": "LOCKED", "lock": {"token": token, "lease_seconds": lease}, **target},
-            )
-            metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
-            logger.info("lock acquired", extra={"environment": env, "token": token})
-            release_earlier_environments(step, locks=locks)
-            return LockGrant(status="acquired", token=token, **grant)
+            return locked(step, token, grant, locks=locks, ledger=ledger)
         current = locks.get(app, env)
 
     waited = now - me.first_seen
@@ -188,10 +183,95 @@ def acquire_lock(step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, tar
     ahead = holding or line[0].deployment_id
     ledger.set_status(deployment.deployment_id, Outcome.QUEUED, owner=holder, expected=(Outcome.IN_PROGRESS,))
     ledger.update_environment(
-        deployment.deployment_id, env, {"status": "QUEUED", "waiting_for": ahead, "position": position, **target}
+        deployment.deployment_id,
+        env,
+        {"status": "QUEUED", "waiting_for": ahead, "position": position, **target_fields(step)},
     )
     metrics.add_metric(name="LockWaits", unit=MetricUnit.Count, value=1)
     return LockGrant(status="waiting", wait_seconds=POLL_SECONDS, position=position, waiting_for=ahead, **grant)
+
+
+def target_fields(step: EnvironmentStep) -> dict[str, str]:
+    return {"function_name": step.environment.target.function_name, "alias": step.environment.target.alias}
+
+
+def locked(step: EnvironmentStep, token: int, grant: dict[str, Any], *, locks: LockTable, ledger: Ledger) -> LockGrant:
+    """Record a lock just taken (the deployment is IN_PROGRESS again) and free the environments before it."""
+    deployment, env = step.deployment, step.environment.name
+    ledger.set_status(
+        deployment.deployment_id,
+        Outcome.IN_PROGRESS,
+        owner=deployment.execution_arn,
+        expected=(Outcome.QUEUED, Outcome.IN_PROGRESS),
+    )
+    ledger.update_environment(
+        deployment.deployment_id,
+        env,
+        {"status": "LOCKED", "lock": {"token": token, "lease_seconds": grant["lease_seconds"]}, **target_fields(step)},
+    )
+    metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
+    logger.info("lock acquired", extra={"environment": env, "token": token})
+    release_earlier_environments(step, locks=locks)
+    return LockGrant(status="acquired", token=token, **grant)
+
+
+def queue_line(
+    step: EnvironmentStep, queue: list[Waiter], me: Waiter, *, locks: LockTable, executions: Executions, now: float
+) -> list[Waiter]:
+    """The waiters still in line, in order (``me`` included); drops those that are gone.
+
+    A waiter is gone when it has not asked for ``WAITER_STALE_SECONDS``, or, ahead of ``me``, when it
+    has been quiet for ``QUIET_SECONDS`` and its execution has stopped (an operator stopped it).
+    """
+    app, env, supersedes = step.deployment.app, step.environment.name, step.deployment.policy.concurrency == "supersede"
+    line: list[Waiter] = []
+    for waiter in queue:
+        quiet = now - waiter.last_seen
+        if waiter.key == me.key:
+            line.append(me)
+        elif quiet > WAITER_STALE_SECONDS or (
+            waiter.key < me.key and quiet > QUIET_SECONDS and stopped_status(waiter.holder, executions) is not None
+        ):
+            locks.remove_waiter(app, env, waiter.key)
+        elif waiter.superseded_by is None and not (supersedes and waiter.key < me.key):
+            line.append(waiter)
+    return line
+
+
+def stopped_status(holder: str, executions: Executions) -> str | None:
+    """How ``holder``'s Step Functions execution ended (ABORTED, TIMED_OUT...); None while it runs.
+
+    Only executions are asked: a manual rollback holds a lock under another kind of name.
+    """
+    if not holder.startswith("arn:") or ":execution:" not in holder:
+        return None
+    status = executions.status(holder)
+    return None if status == "RUNNING" else status
+
+
+def took_over(step: EnvironmentStep, dead: LockState, status: str, *, ledger: Ledger) -> None:
+    """Say in the ledger that the stopped holder's deployment ended, and who took its lock."""
+    env, by = step.environment.name, step.deployment.deployment_id
+    reason = (
+        f"its execution {dead.holder} ended {status} while it held {env}, without finishing; "
+        f"deployment {by} took the lock over (and sets {env}'s traffic anew)"
+    )
+    if (
+        dead.deployment_id is not None
+        and dead.holder is not None
+        and ledger.set_status(
+            dead.deployment_id, Outcome.FAILED, owner=dead.holder, expected=(Outcome.IN_PROGRESS, Outcome.QUEUED)
+        )
+    ):
+        ledger.set_fields(
+            dead.deployment_id,
+            {
+                "failure": {"error": "ExecutionStopped", "reason": reason, "environment": env},
+                "finished_at": utcnow().isoformat(),
+            },
+        )
+    metrics.add_metric(name="LocksTakenOver", unit=MetricUnit.Count, value=1)
+    logger.warning("took over the lock of a stopped execution", extra={"environment": env, "holder": dead.holder})
 
 
 def check_fence(step: EnvironmentStep, *, locks: LockTable, now: float) -> None:
