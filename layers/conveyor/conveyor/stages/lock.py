@@ -4,13 +4,13 @@ The lock (``conveyor.ledger.LockTable``) has a lease and a fencing token:
 
 - ``acquire_lock`` (the ``AcquireLock`` state, before ``Deploy`` in every environment's iteration)
   joins the environment's queue, and takes the lock only when it is free (or its holder's lease
-  ran out, or its holder's execution stopped: aborted from the console, timed out) and this
-  execution is first in line; a stopped holder's deployment is recorded FAILED (ExecutionStopped). Otherwise it answers
-  ``waiting`` (the state machine waits and asks again, for at most the pipeline's
-  ``lock_wait_seconds``) or ``superseded``: ``concurrency: supersede`` and a newer artifact
-  joined the queue behind it, or (in any mode) the environment already serves a newer release
-  by the time the lock is free: an older push never rolls a newer one back. Every acquisition
-  increments the token.
+  ran out, or its holder's execution stopped: aborted from the console, timed out; that
+  deployment is then recorded FAILED, ``ExecutionStopped``) and this execution is first in
+  line. Otherwise it answers ``waiting`` (the state machine waits and asks again, for at most
+  the pipeline's ``lock_wait_seconds``) or ``superseded``: ``concurrency: supersede`` and a
+  newer artifact joined the queue behind it, or (in any mode) the environment already serves a
+  newer release by the time the lock is free: an older push never rolls a newer one back.
+  Every acquisition increments the token.
 - ``check_fence`` runs before every stage that changes a target (Deploy, ShiftTraffic, RollBack):
   it renews the lease only if this execution still holds the lock *with the same token*. A stale
   holder (its lease expired and another deployment took the lock) gets ``LockLostError`` and
