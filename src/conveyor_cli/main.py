@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.status import as_json, redacted, render, render_event, render_header
+from conveyor_cli.status import as_json, redacted, render, render_event, render_header, stopped_note
 from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
 
@@ -158,10 +158,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     execution = operations.execution_status(cloud, record.execution_arn) if record.execution_arn else None
     if args.json:
         _print(as_json(record, execution))
-    elif args.wait:
-        print(render_header(record))
     else:
-        print(render(record))
+        print(render_header(record) if args.wait else render(record))
+        note = stopped_note(record, execution["status"] if execution else None)
+        if note:
+            print(note)
     return 0 if record.status.value == "SUCCEEDED" or not args.exit_code else 3
 
 

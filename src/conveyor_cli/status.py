@@ -11,6 +11,8 @@ from conveyor.ledger import DeploymentRecord, Ledger, StageEvent
 
 HIDDEN = "(hidden)"
 TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}
+EXECUTION_ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+"""Step Functions statuses of an execution that will do nothing more (RUNNING, PENDING_REDRIVE... may)."""
 
 
 def describe_event(event: StageEvent) -> str:
@@ -51,6 +53,16 @@ def render_event(event: StageEvent, origin: float) -> str:
 def render_header(record: DeploymentRecord) -> str:
     took = f" in {record.duration_seconds:.1f} s" if record.duration_seconds is not None else ""
     return f"{record.deployment_id}  {record.app} {record.version}  {record.status.value}{took}"
+
+
+def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str | None:
+    """What to tell about a deployment whose execution stopped before it ended (None otherwise)."""
+    if record.status in TERMINAL or execution_status not in EXECUTION_ENDED:
+        return None
+    return (
+        f"  its execution ended {execution_status} before the deployment finished: re-run it from the Step "
+        "Functions console (or push again); the next deployment takes over its environment's lock"
+    )
 
 
 def render_environments(record: DeploymentRecord) -> list[str]:
@@ -130,7 +142,11 @@ def wait_for(
     on_event: Callable[[StageEvent, float], None] | None = None,
     poll_seconds: float = 0.25,
 ) -> DeploymentRecord:
-    """Poll the ledger until the deployment ends and its execution has stopped, reporting new events."""
+    """Poll the ledger until the deployment ends and its execution has stopped, reporting new events.
+
+    An execution that stopped before the deployment ended (stopped from the console, timed out)
+    also ends the wait: the record is then as far as it will ever get (``stopped_note`` says so).
+    """
     deadline = time.monotonic() + timeout
     seen = 0
     while True:
@@ -141,7 +157,10 @@ def wait_for(
                     on_event(event, record.created_at.timestamp())
             seen = len(record.events)
             finished = record.status in TERMINAL
-            if finished and (record.execution_arn is None or execution_status(record.execution_arn) != "RUNNING"):
+            if record.execution_arn is None:
+                if finished:
+                    return record
+            elif execution_status(record.execution_arn) in EXECUTION_ENDED:
                 return ledger.get(deployment_id) or record
         if time.monotonic() > deadline:
             state = record.status.value if record else "not in the ledger yet"

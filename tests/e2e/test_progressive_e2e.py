@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,40 @@ def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Servic
     notes = drain_inbox(service.stage.cloud, service.stage.targets.inbox_url)
     assert len(notes) == 1
     assert "restored to version 1 (was 2) in " in notes[0]["message"]
+
+
+# --- HTTP probe ------------------------------------------------------------------------------
+class _Endpoint(BaseHTTPRequestHandler):
+    """What serves the alias over HTTP in this test: overloaded."""
+
+    def do_GET(self) -> None:
+        body = b"overloaded"
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: no request log on stderr
+        pass
+
+
+def test_an_http_probe_that_gets_an_error_rolls_the_canary_back(service: Service) -> None:
+    # Given a canary judged by an HTTP probe of a real endpoint (on this machine) that answers 503
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/health"
+        service.register({"type": "canary", "weight": 10, "bake_seconds": 60}, {"http": {"url": url}})
+
+        # When a build is pushed
+        outcome = service.deploy(EXAMPLES / "hello", "2.0.0", with_traffic=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    # Then the EvaluateHealth function's probe saw the 503: failed verdict, alias restored, on-call told why
+    assert outcome.record.status.value == "ROLLED_BACK"
+    assert [v["status"] for v in outcome.verdicts()] == ["fail"]
+    assert "status 503, expected 200" in outcome.verdicts()[0]["reason"]
+    assert outcome.alias == {"version": "1", "routing": {}}
+    assert any("status 503, expected 200" in note["message"] for note in outcome.notifications)

@@ -2,6 +2,11 @@
 
 import io
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from botocore.response import StreamingBody
@@ -21,6 +26,7 @@ from conveyor.errors import (
 from conveyor.ledger import DynamoLedger, DynamoLocks
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
+from conveyor.probes import UrllibProber
 from conveyor.targets import LambdaTargets
 
 from tests.functional.conftest import BUCKET, TABLE, Cloud
@@ -241,3 +247,59 @@ def test_dynamo_locks_take_a_lock_only_when_free_expired_or_held_by_the_named_st
     state = locks.get("hello", "staging")
     assert state is not None
     assert (state.holder, state.deployment_id, state.token) == ("C", "d-C", 3)
+
+
+class _Service(BaseHTTPRequestHandler):
+    """A real HTTP endpoint on 127.0.0.1: /ok answers 200, /down 503, /slow after 2 s."""
+
+    def do_GET(self) -> None:
+        if self.path == "/slow":
+            time.sleep(2)
+        status, body = {"/ok": (200, b'{"status": "ok"}'), "/down": (503, b"overloaded")}.get(self.path, (404, b""))
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet: no request log on stderr
+        pass
+
+
+@pytest.fixture
+def service() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Service)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_http_prober_reads_status_and_body_over_a_real_socket(service: str) -> None:
+    prober = UrllibProber()
+    ok = prober.fetch(f"{service}/ok", "GET", timeout_seconds=5)
+    down = prober.fetch(f"{service}/down", "GET", timeout_seconds=5)
+    assert (ok.status, ok.body, ok.error) == (200, '{"status": "ok"}', None)
+    assert ok.latency_ms > 0
+    # a non-2xx answer is a response with its status, for the health spec to judge
+    assert (down.status, down.body, down.error) == (503, "overloaded", None)
+
+
+def test_the_http_prober_names_what_kept_it_from_an_answer(service: str) -> None:
+    prober = UrllibProber()
+    slow = prober.fetch(f"{service}/slow", "GET", timeout_seconds=0.2)
+    assert slow.status is None
+    assert slow.error is not None
+    assert "timed out" in slow.error
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    refused = prober.fetch(f"http://127.0.0.1:{port}/ok", "GET", timeout_seconds=2)
+    assert refused.status is None
+    assert refused.error is not None
+    assert "refused" in refused.error.lower()
+    assert (
+        prober.fetch("file:///etc/passwd", "GET", timeout_seconds=1).error
+        == "unsupported URL scheme in 'file:///etc/passwd'"
+    )

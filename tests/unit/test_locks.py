@@ -306,15 +306,28 @@ def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_no
 
 
 @pytest.mark.parametrize(
-    ("served", "allow_downgrade"),
-    [(None, False), (1, False), (2, True)],
-    ids=["a version Conveyor did not publish", "an older release", "a newer one, downgrade allowed"],
+    ("served", "outcome", "allow_downgrade"),
+    [
+        (None, None, False),
+        (1, Outcome.SUCCEEDED, False),
+        (2, Outcome.SUCCEEDED, True),
+        (2, Outcome.ROLLED_BACK, False),
+    ],
+    ids=[
+        "a version Conveyor did not publish",
+        "an older release",
+        "a newer one, downgrade allowed",
+        "a newer one whose deployment rolled back later on",
+    ],
 )
-def test_the_lock_is_taken_when_the_environment_serves(served: int | None, allow_downgrade: bool) -> None:
+def test_the_lock_is_taken_when_the_environment_serves(
+    served: int | None, outcome: Outcome | None, allow_downgrade: bool
+) -> None:
     # Given staging serving what ``served`` says (None: the alias's first, hand-made version)
     world = World()
-    if served is not None:
+    if served is not None and outcome is not None:
         world.serve(world.start(deployment_step(served)))
+        world.ledger.finish(f"d-{served}", outcome)
     mine = world.start(deployment_step(3 if served == 1 else 1, allow_downgrade=allow_downgrade))
 
     # When a deployment asks for the free lock

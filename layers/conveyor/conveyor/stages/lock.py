@@ -74,12 +74,13 @@ def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) ->
     logger.info("superseded", extra={"environment": environment.name, "by": by, "reason": reason})
 
 
-def outdated_by(step: EnvironmentStep, targets: Targets) -> tuple[str, str] | None:
+def outdated_by(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> tuple[str, str] | None:
     """``(deployment_id, reason)`` when the environment already serves a newer release of the app.
 
     Deployments wait for an environment in push order, but a later push can reach the lock first
     (its stages ran faster); the earlier, older one must then not roll the environment back to
-    itself. ``allow_downgrade`` lets it.
+    itself. A newer release left behind by a deployment that failed later on (rolled back in the
+    next environment) does not count, and ``allow_downgrade`` lets any older one through.
     """
     deployment, environment = step.deployment, step.environment
     function, alias = environment.target.function_name, environment.target.alias
@@ -90,6 +91,9 @@ def outdated_by(step: EnvironmentStep, targets: Targets) -> tuple[str, str] | No
     if release is None or version_key(release[0]) <= version_key(deployment.version):
         return None
     version, by = release
+    newer = ledger.get(by)
+    if newer is not None and newer.status not in (Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED):
+        return None
     return by, (
         f"outdated in {environment.name}: it already serves {deployment.app} {version} (deployment {by}), newer "
         f"than {deployment.version}, deployed while this deployment waited; nothing was changed. "
@@ -163,7 +167,7 @@ def acquire_lock(
             locks.remove_waiter(app, env, me.key)
             if current is not None and stopped is not None:
                 took_over(step, current, stopped, ledger=ledger)
-            outdated = outdated_by(step, targets)
+            outdated = outdated_by(step, targets=targets, ledger=ledger)
             if outdated is not None:
                 locks.release(app, env, holder)
                 supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])

@@ -1,0 +1,63 @@
+"""``conveyor status --wait``: when following a deployment ends, and what is said of one whose execution stopped."""
+
+from __future__ import annotations
+
+import pytest
+from conveyor.contracts import Outcome
+from conveyor.ledger import DeploymentRecord, utcnow
+
+from conveyor_cli.status import stopped_note, wait_for
+from tests.fakes import FakeLedger
+
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"
+
+
+def started(ledger: FakeLedger, status: Outcome = Outcome.IN_PROGRESS) -> DeploymentRecord:
+    record = DeploymentRecord(
+        deployment_id="d-1",
+        app="hello",
+        version="1.0.0",
+        artifact={},
+        status=status,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+        execution_arn=EXECUTION,
+    )
+    return ledger.start(record)
+
+
+@pytest.mark.parametrize("execution", ["ABORTED", "TIMED_OUT"])
+def test_following_ends_when_the_execution_stopped_before_the_deployment_did(execution: str) -> None:
+    # Given a deployment still IN_PROGRESS in the ledger whose execution was stopped
+    ledger = FakeLedger()
+    started(ledger)
+
+    # When it is followed
+    record = wait_for(ledger, "d-1", execution_status=lambda arn: execution, timeout=5, poll_seconds=0)
+
+    # Then following ends at once, and status says what happened and what to do
+    assert record.status is Outcome.IN_PROGRESS
+    note = stopped_note(record, execution)
+    assert note is not None
+    assert f"its execution ended {execution} before the deployment finished" in note
+
+
+@pytest.mark.parametrize("execution", ["RUNNING", "UNKNOWN", "PENDING_REDRIVE"])
+def test_following_goes_on_while_the_execution_may_still_act(execution: str) -> None:
+    # Given a deployment IN_PROGRESS whose execution runs, cannot be described, or may be redriven
+    ledger = FakeLedger()
+    started(ledger)
+
+    # Then following it waits for the end (here: times out), and there is nothing to note
+    with pytest.raises(TimeoutError, match="deployment d-1 still IN_PROGRESS"):
+        wait_for(ledger, "d-1", execution_status=lambda arn: execution, timeout=0.01, poll_seconds=0.001)
+    record = ledger.get("d-1")
+    assert record is not None
+    assert stopped_note(record, execution) is None
+
+
+def test_a_finished_deployment_has_no_stopped_note() -> None:
+    ledger = FakeLedger()
+    record = started(ledger, Outcome.SUCCEEDED)
+    assert wait_for(ledger, "d-1", execution_status=lambda arn: "SUCCEEDED", timeout=5).status is Outcome.SUCCEEDED
+    assert stopped_note(record, "SUCCEEDED") is None
