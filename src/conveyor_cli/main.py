@@ -248,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = local.add_parser("up", help="start it in the background, provisioned from template.yaml")
     up.add_argument("--port", type=int, default=4566)
     up.add_argument("--template", default="template.yaml")
-    up.add_argument("--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps (e.g. 0.01)")
+    up.add_argument(
+        "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"
+    )
     up.set_defaults(func=cmd_local_up)
     local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)
     local.add_parser("env", help="print shell exports for any AWS client").set_defaults(func=cmd_local_env)

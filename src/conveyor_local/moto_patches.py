@@ -43,6 +43,20 @@ and ``...common.retry.retrier_decl.time``
     ``CONVEYOR_LOCAL_TIME_SCALE`` (e.g. 0.01) so a pipeline with minutes of bake time runs
     in seconds. A Wait still ends early when its execution is stopped.
 
+``...common.timeouts.timeout.TimeoutSecondsPath._eval_seconds(self, env)``
+    a task timeout read from the state (``TimeoutSecondsPath``: the approval window of a
+    ``.waitForTaskToken`` task, hours on AWS) is scaled the same way, so an approval that
+    times out does so in seconds locally. Fixed ``TimeoutSeconds`` (a stage's own limit,
+    which bounds real work rather than a wait) is left as written.
+
+``...state_map.iteration.iteration_worker.CustomErrorName``
+    when a Map iteration fails, moto names the Map's error with ``CustomErrorName``, which
+    refuses any name starting with ``States.``; so an iteration ending in ``States.Timeout``
+    (an approval nobody answered) surfaced as ``States.Runtime`` ("Custom Error Names MUST NOT
+    begin with the prefix 'States.'") instead of the iteration's own error, as AWS reports it.
+    We give the iteration worker a stand-in that names ``States.*`` errors with moto's own
+    ``StatesErrorName`` (relied on: ``StatesErrorName.from_name``) and every other one as before.
+
 ``moto.s3.models.FakeBucket.get_permission(self, action, resource)``
     moto enforces bucket policies but ignores their ``Condition`` blocks, so the
     template's standard "Deny s3:* when aws:SecureTransport is false" statement denies
@@ -108,6 +122,9 @@ LOG = logging.getLogger(__name__)
 
 _WAIT_FUNCTION = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function.WaitFunction"
 _RETRIER_DECL = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
+_TIMEOUT_PATH = "moto.stepfunctions.parser.asl.component.common.timeouts.timeout.TimeoutSecondsPath"
+_ITERATION_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.iteration_worker"
+_STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name.StatesErrorName"
 
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
 _DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
@@ -145,6 +162,9 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.iam.access_control.IAMPolicy.is_action_permitted": ("self", "action", "resource"),
     f"{_WAIT_FUNCTION}._wait_interval": ("self", "env", "wait_seconds"),
     f"{_RETRIER_DECL}.time": None,
+    f"{_TIMEOUT_PATH}._eval_seconds": ("self", "env"),
+    f"{_ITERATION_WORKER}.CustomErrorName": ("error_name",),
+    f"{_STATES_ERROR_NAME}.from_name": ("error_name",),
     "moto.stepfunctions.responses.StepFunctionResponse.send_task_failure": ("self",),
     "moto.cloudwatch.models.cloudwatch_backends": None,
     "moto.cloudwatch.models.Statistics.get_statistics_for_type": ("self", "stat"),
@@ -668,6 +688,19 @@ def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
             return
 
 
+def _timeout_seconds_path(self: Any, env: Any) -> float:
+    """Replacement for ``TimeoutSecondsPath._eval_seconds``: the state's timeout, on the local time scale."""
+    seconds = _ORIGINALS[f"{_TIMEOUT_PATH}._eval_seconds"](self, env)
+    return float(seconds) * _time_scale()
+
+
+def _iteration_error_name(error_name: str) -> Any:
+    """Stand-in for ``CustomErrorName`` in moto's Map iteration worker: ``States.*`` names are moto's own."""
+    if error_name.startswith("States."):
+        return resolve_dotted(f"{_STATES_ERROR_NAME}.from_name")(error_name)
+    return _ORIGINALS[f"{_ITERATION_WORKER}.CustomErrorName"](error_name=error_name)
+
+
 # ---------------------------------------------------------------------------- install
 
 
@@ -688,6 +721,8 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     "moto.cloudwatch.models.Statistics.get_statistics_for_type": _statistics_for_type,
     f"{_WAIT_FUNCTION}._wait_interval": _wait_interval,
     f"{_RETRIER_DECL}.time": _ScaledTime(),
+    f"{_TIMEOUT_PATH}._eval_seconds": _timeout_seconds_path,
+    f"{_ITERATION_WORKER}.CustomErrorName": _iteration_error_name,
     **{f"{_DYNAMODB_BACKEND}.{name}": _atomic(name) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": _faulty(op, method) for op, method in _FAULT_OPERATIONS.items()},
 }

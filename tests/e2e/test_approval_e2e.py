@@ -117,6 +117,32 @@ def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, p
     assert "production: REJECTED - nothing deployed" in deployed.notifications[0]["message"]
 
 
+def test_an_approval_nobody_answers_times_out_and_fails_untouched(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given production's approval window is 5 minutes (3 s at the suite's time scale)
+    pipeline(environments__1__approval={**GATE, "timeout_seconds": 300}, allow_downgrade=True)
+    before = alias_versions(stage.cloud, stage.targets.functions)
+    drain_inbox(stage.cloud, stage.targets.inbox_url)
+
+    # When a deployment reaches the gate and nobody approves or rejects it
+    deployed = stage.follow(push(stage, "0.30.2"))
+
+    # Then the Task's timeout (States.Timeout) FAILED it: production untouched, no lock held, on-call told why
+    assert deployed.record.status is Outcome.FAILED
+    assert deployed.record.failure is not None
+    assert deployed.record.failure["error"] == "States.Timeout"
+    assert "approval for production timed out" in deployed.record.failure["reason"]
+    production = deployed.record.environments["production"]
+    assert production["status"] == "APPROVAL_TIMED_OUT"
+    assert "task_token" not in production["approval"]
+    assert deployed.after["production"] == before["production"]
+    assert not any(e.stage == "Deploy" and e.environment == "production" for e in deployed.record.events)
+    assert_no_lock_held(stage)
+    assert any(
+        "approval for production timed out: nobody approved or rejected it within 300 s" in note["message"]
+        for note in deployed.notifications
+    )
+
+
 @pytest.mark.parametrize("verdict", ["approve", "reject"])
 def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Callable[..., None], verdict: str) -> None:
     # Given production judges per-version metrics that no traffic will satisfy, pausing when unsure

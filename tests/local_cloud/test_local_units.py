@@ -77,3 +77,34 @@ def test_retry_sleeps_are_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
 
     # Then it sleeps 1% of the interval
     assert slept == [pytest.approx(0.3)]
+
+
+def test_a_timeout_read_from_the_state_is_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a time scale of 1% and moto's own evaluation of a TimeoutSecondsPath answering 3600 s
+    monkeypatch.setitem(moto_patches._STATE, "time_scale", 0.01)
+    name = f"{moto_patches._TIMEOUT_PATH}._eval_seconds"
+    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda self, env: 3600)
+
+    # When the patched evaluation runs
+    seconds = moto_patches._timeout_seconds_path(object(), object())
+
+    # Then the approval window is 36 s of local time
+    assert seconds == pytest.approx(36.0)
+
+
+def test_a_map_iteration_failing_with_a_states_error_keeps_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given moto's own CustomErrorName (as the iteration worker had it before the patch)
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+
+    monkeypatch.setitem(moto_patches._ORIGINALS, f"{moto_patches._ITERATION_WORKER}.CustomErrorName", CustomErrorName)
+
+    # When the iteration's error is named
+    timeout = moto_patches._iteration_error_name("States.Timeout")
+    custom = moto_patches._iteration_error_name(error_name="ApprovalRejectedError")
+
+    # Then States.Timeout is moto's States error (the Map's Catch sees it as AWS reports it), others as before
+    assert isinstance(timeout, StatesErrorName)
+    assert timeout.error_name == "States.Timeout"
+    assert isinstance(custom, CustomErrorName)
+    assert custom.error_name == "ApprovalRejectedError"
