@@ -22,9 +22,10 @@ from .test_safety_e2e import assert_no_lock_held, ledger_record, until
 
 pytestmark = pytest.mark.e2e
 
-# The lowest versions of the suite, deployed with allow_downgrade: whichever modules ran before, these
-# deploy, and whatever runs after is not refused as a downgrade of what these made live.
-GATE = {"required": True, "timeout_seconds": 3600, "approvers_note": "change window: weekdays 9-17"}
+# The lowest versions of the suite (0.30.x), deployed with allow_downgrade: whichever modules ran before, these
+# deploy, and whatever runs after is not refused as a downgrade of what these made live. Approval
+# windows are scaled like waits on the local cloud: a day is 864 s here, ample for a test to answer.
+GATE = {"required": True, "timeout_seconds": 86400, "approvers_note": "change window: weekdays 9-17"}
 
 
 def push(stage: Stage, version: str) -> str:
@@ -124,7 +125,7 @@ def test_an_approval_nobody_answers_times_out_and_fails_untouched(stage: Stage, 
     drain_inbox(stage.cloud, stage.targets.inbox_url)
 
     # When a deployment reaches the gate and nobody approves or rejects it
-    deployed = stage.follow(push(stage, "0.30.2"))
+    deployed = stage.follow(push(stage, "0.30.4"))
 
     # Then the Task's timeout (States.Timeout) FAILED it: production untouched, no lock held, on-call told why
     assert deployed.record.status is Outcome.FAILED
