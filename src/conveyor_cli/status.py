@@ -157,10 +157,9 @@ def wait_for(
                     on_event(event, record.created_at.timestamp())
             seen = len(record.events)
             finished = record.status in TERMINAL
-            if record.execution_arn is None:
-                if finished:
-                    return record
-            elif execution_status(record.execution_arn) in EXECUTION_ENDED:
+            execution = execution_status(record.execution_arn) if record.execution_arn else None
+            if (finished and execution not in ("RUNNING", "PENDING_REDRIVE")) or execution in EXECUTION_ENDED:
+                # (an execution that cannot be described, e.g. past its retention, does not hold a finished one)
                 return ledger.get(deployment_id) or record
         if time.monotonic() > deadline:
             state = record.status.value if record else "not in the ledger yet"

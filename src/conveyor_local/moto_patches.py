@@ -688,10 +688,11 @@ def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
             return
 
 
-def _timeout_seconds_path(self: Any, env: Any) -> float:
-    """Replacement for ``TimeoutSecondsPath._eval_seconds``: the state's timeout, on the local time scale."""
+def _timeout_seconds_path(self: Any, env: Any) -> int:
+    """Replacement for ``TimeoutSecondsPath._eval_seconds``: the state's timeout on the local time scale,
+    in whole seconds (as the execution history reports it), at least one."""
     seconds = _ORIGINALS[f"{_TIMEOUT_PATH}._eval_seconds"](self, env)
-    return float(seconds) * _time_scale()
+    return max(1, math.ceil(float(seconds) * _time_scale()))
 
 
 def _iteration_error_name(error_name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from conveyor.contracts import Outcome
@@ -15,6 +16,7 @@ from conveyor.errors import (
     TargetNotManagedError,
     TrafficShiftError,
 )
+from conveyor.executions import IN_FLIGHT_GRACE, Ended
 from conveyor.ledger import DeploymentRecord, LockState, StageEvent, Waiter, utcnow
 from conveyor.manifest import FunctionConfig
 from conveyor.targets import Invocation
@@ -91,11 +93,20 @@ class FakeLedger:
         record["skipped"] = [*record.get("skipped", []), dict(entry)]
         record["skipped_count"] = record.get("skipped_count", 0) + 1
 
-    def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool:
+    def set_status(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
         record = self.records.get(deployment_id)
         if record is None or record["execution_arn"] != owner or record["status"] not in expected:
             return False
         record["status"] = status
+        record.update(copy.deepcopy(fields or {}))
         return True
 
     def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
@@ -113,15 +124,26 @@ class FakeLedger:
 
 
 class FakeExecutions:
-    """Step Functions executions: RUNNING unless ``statuses`` says otherwise."""
+    """Step Functions executions: RUNNING unless ``statuses`` says otherwise; ``ended`` as ``endings`` says."""
 
     def __init__(self, statuses: dict[str, str] | None = None) -> None:
         self.statuses = statuses or {}
+        self.endings: dict[str, Ended] = {}
         self.asked: list[str] = []
 
     def status(self, execution_arn: str) -> str:
         self.asked.append(execution_arn)
         return self.statuses.get(execution_arn, "RUNNING")
+
+    def ended(self, execution_arn: str) -> Ended | None:
+        self.asked.append(execution_arn)
+        return self.endings.get(execution_arn)
+
+    def stop(self, execution_arn: str, at: datetime, *, status: str = "ABORTED", in_flight: bool = False) -> None:
+        """The execution ended at ``at`` (with a stage invocation still running, if ``in_flight``)."""
+        self.statuses[execution_arn] = status
+        quiet_at = at + IN_FLIGHT_GRACE if in_flight else at
+        self.endings[execution_arn] = Ended(status=status, stopped_at=at, quiet_at=quiet_at)
 
 
 class FakeLocks:
@@ -143,10 +165,12 @@ class FakeLocks:
         deployment_id: str,
         lease_seconds: int,
         now: float,
-        stale_holder: str | None = None,
+        stale: LockState | None = None,
     ) -> int | None:
         current = self.locks.get((app, environment)) or LockState()
-        if not current.free_at(now) and (stale_holder is None or current.holder != stale_holder):
+        if not current.free_at(now) and (
+            stale is None or (current.holder, current.token) != (stale.holder, stale.token)
+        ):
             return None
         token = current.token + 1
         self.locks[(app, environment)] = LockState(

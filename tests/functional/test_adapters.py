@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -21,9 +22,11 @@ from conveyor.errors import (
     NotificationError,
     PipelineNotFoundError,
     TargetNotFoundError,
+    TargetReadError,
     TrafficShiftError,
 )
-from conveyor.ledger import DynamoLedger, DynamoLocks
+from conveyor.executions import IN_FLIGHT_GRACE, StepFunctionsExecutions
+from conveyor.ledger import DynamoLedger, DynamoLocks, LockState
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
 from conveyor.probes import UrllibProber
@@ -121,6 +124,17 @@ def test_publish_version_failure_is_a_deploy_error(cloud: Cloud) -> None:
         stub.add_client_error("publish_version", "PreconditionFailedException", "CodeSha256 does not match")
         with pytest.raises(DeployFailedError, match="publishing a version of 'hello-staging' failed"):
             targets.publish_version("hello-staging", "abc=", "conveyor")
+
+
+def test_reading_the_served_release_fails_with_a_named_error_the_state_retries(cloud: Cloud) -> None:
+    targets = LambdaTargets()
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_client_error("get_alias", "ServiceException", "unavailable", 500)
+        stub.add_client_error("get_function_configuration", "AccessDeniedException", "not allowed", 403)
+        with pytest.raises(TargetReadError, match="reading alias hello-staging:live failed"):
+            targets.alias_version("hello-staging", "live")
+        with pytest.raises(TargetReadError, match="reading version 3 of 'hello-staging' failed"):
+            targets.version_description("hello-staging", "3")
 
 
 def test_failed_update_is_a_deploy_error(cloud: Cloud) -> None:
@@ -222,31 +236,61 @@ def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) 
     assert len(ledger.history(app="hello", limit=50)) == 50
 
 
-def test_dynamo_locks_take_a_lock_only_when_free_expired_or_held_by_the_named_stale_holder(cloud: Cloud) -> None:
-    # Given a lock held by execution A for 60 s
+def test_dynamo_locks_take_a_lock_only_when_free_expired_or_still_exactly_the_stale_hold(cloud: Cloud) -> None:
+    # Given a lock held by execution A for 60 s (token 1)
     locks = DynamoLocks(TABLE)
     assert locks.try_acquire("hello", "staging", holder="A", deployment_id="d-a", lease_seconds=60, now=0) == 1
 
-    def take(holder: str, now: float, stale_holder: str | None = None) -> int | None:
+    def take(holder: str, now: float, stale: LockState | None = None) -> int | None:
         return locks.try_acquire(
-            "hello",
-            "staging",
-            holder=holder,
-            deployment_id=f"d-{holder}",
-            lease_seconds=60,
-            now=now,
-            stale_holder=stale_holder,
+            "hello", "staging", holder=holder, deployment_id=f"d-{holder}", lease_seconds=60, now=now, stale=stale
         )
 
-    # Then B cannot take it while the lease runs, nor by naming a holder other than A
+    # Then B cannot take it while the lease runs, nor by naming another holder or A's hold with another token
     assert take("B", now=10) is None
-    assert take("B", now=10, stale_holder="C") is None
-    # but can by naming A as stopped, or once the lease ran out, each time with a new token
-    assert take("B", now=10, stale_holder="A") == 2
+    assert take("B", now=10, stale=LockState(holder="C", token=1)) is None
+    assert take("B", now=10, stale=LockState(holder="A", token=2)) is None
+    # but can by naming A's hold exactly (A's execution ended), or once the lease ran out, each with a new token
+    assert take("B", now=10, stale=LockState(holder="A", token=1)) == 2
     assert take("C", now=71) == 3
     state = locks.get("hello", "staging")
     assert state is not None
     assert (state.holder, state.deployment_id, state.token) == ("C", "d-C", 3)
+
+
+def test_a_stopped_execution_is_quiet_from_its_stop_unless_a_stage_was_still_running(cloud: Cloud) -> None:
+    executions = StepFunctionsExecutions()
+    arn = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"
+    stop = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
+    between_stages = [
+        {"id": 7, "type": "LambdaFunctionSucceeded", "timestamp": stop},
+        {"id": 8, "type": "WaitStateEntered", "timestamp": stop},
+        {"id": 9, "type": "ExecutionAborted", "timestamp": stop},
+    ]
+    mid_stage = [*between_stages[:1], {"id": 10, "type": "LambdaFunctionScheduled", "timestamp": stop}]
+    with Stubber(executions._sfn) as stub:
+        for events in (between_stages, mid_stage):
+            stub.add_response(
+                "describe_execution",
+                {"executionArn": arn, "stateMachineArn": arn, "status": "ABORTED", "startDate": stop, "stopDate": stop},
+            )
+            stub.add_response(
+                "get_execution_history",
+                {"events": list(reversed(events))},
+                {"executionArn": arn, "reverseOrder": True, "maxResults": 100},
+            )
+        stub.add_response(
+            "describe_execution", {"executionArn": arn, "stateMachineArn": arn, "status": "RUNNING", "startDate": stop}
+        )
+        stub.add_client_error("describe_execution", "ThrottlingException", "slow down")
+        quiet, busy = executions.ended(arn), executions.ended(arn)
+        running, unknown = executions.ended(arn), executions.ended(arn)
+    assert quiet is not None
+    assert (quiet.status, quiet.stopped_at, quiet.quiet_at) == ("ABORTED", stop, stop)
+    assert busy is not None
+    assert busy.quiet_at == stop + IN_FLIGHT_GRACE
+    # while it runs, or when that cannot be told, it may still act
+    assert (running, unknown) == (None, None)
 
 
 class _Service(BaseHTTPRequestHandler):

@@ -80,16 +80,17 @@ def test_retry_sleeps_are_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_timeout_read_from_the_state_is_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Given a time scale of 1% and moto's own evaluation of a TimeoutSecondsPath answering 3600 s
+    # Given a time scale of 1% and moto's own evaluation of a TimeoutSecondsPath (a day, a minute)
     monkeypatch.setitem(moto_patches._STATE, "time_scale", 0.01)
     name = f"{moto_patches._TIMEOUT_PATH}._eval_seconds"
-    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda self, env: 3600)
+    answers = {"day": 86400, "minute": 60}
+    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda self, env: answers[env])
 
     # When the patched evaluation runs
-    seconds = moto_patches._timeout_seconds_path(object(), object())
+    day, minute = (moto_patches._timeout_seconds_path(object(), key) for key in ("day", "minute"))
 
-    # Then the approval window is 36 s of local time
-    assert seconds == pytest.approx(36.0)
+    # Then the approval window is 864 s of local time, in whole seconds and never below one
+    assert (day, minute) == (864, 1)
 
 
 def test_a_map_iteration_failing_with_a_states_error_keeps_its_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
-from conveyor.errors import LockLostError, LockWaitTimeoutError
+from conveyor.errors import LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.executions import IN_FLIGHT_GRACE
 from conveyor.ledger import DeploymentRecord, utcnow
 from conveyor.pipeline import RolloutPolicy
 from conveyor.stages.deploy import release_description
@@ -338,6 +339,10 @@ def test_the_lock_is_taken_when_the_environment_serves(
     assert world.status(mine) is Outcome.IN_PROGRESS
 
 
+def stopped_at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
 def test_the_lock_of_a_stopped_execution_is_taken_over_at_once() -> None:
     # Given deployment 1 holding staging (a lease of half an hour), and deployment 2 waiting
     world = World()
@@ -345,8 +350,8 @@ def test_the_lock_of_a_stopped_execution_is_taken_over_at_once() -> None:
     taken = world.acquire(one)
     assert world.acquire(two, now=NOW + 1).status == "waiting"
 
-    # When an operator stops deployment 1's execution from the console
-    world.executions.statuses[one.deployment.execution_arn] = "ABORTED"
+    # When an operator stops deployment 1's execution from the console while it bakes (no stage running)
+    world.executions.stop(one.deployment.execution_arn, stopped_at(NOW + 3))
     grant = world.acquire(two, now=NOW + 6)
 
     # Then deployment 2 takes the lock at its next ask, with a new token that fences the stopped one out
@@ -359,8 +364,40 @@ def test_the_lock_of_a_stopped_execution_is_taken_over_at_once() -> None:
     assert record is not None
     assert record.failure is not None
     assert record.failure["error"] == "ExecutionStopped"
-    assert "ended ABORTED while it held staging" in record.failure["reason"]
+    assert "ended ABORTED at " in record.failure["reason"]
+    assert "while it held staging" in record.failure["reason"]
     assert "deployment d-2 took the lock over" in record.failure["reason"]
+    assert record.finished_at is not None
+
+
+def test_a_stage_still_running_when_its_execution_stopped_is_given_time_to_end() -> None:
+    # Given deployment 1's execution stopped while its Deploy invocation was running (stopping does not stop it)
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(one)
+    world.executions.stop(one.deployment.execution_arn, stopped_at(NOW + 3), in_flight=True)
+
+    # When deployment 2 asks before and after Lambda's longest timeout has passed since the stop
+    soon = world.acquire(two, now=NOW + 6)
+    later = world.acquire(two, now=NOW + 3 + IN_FLIGHT_GRACE.total_seconds() + 1)
+
+    # Then it waits first, and takes the lock over only once that invocation cannot be running any more
+    assert (soon.status, later.status) == ("waiting", "acquired")
+
+
+def test_an_execution_that_may_still_act_keeps_its_lock() -> None:
+    # Given staging held by deployment 1, whose execution failed and is being redriven (PENDING_REDRIVE)
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(one)
+    world.executions.statuses[one.deployment.execution_arn] = "PENDING_REDRIVE"
+
+    # When deployment 2 asks
+    grant = world.acquire(two, now=NOW + 6)
+
+    # Then it waits: only an ended execution (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) is taken over
+    assert grant.status == "waiting"
+    assert world.status(one) is Outcome.IN_PROGRESS
 
 
 def test_a_running_holder_keeps_its_lock_and_a_manual_rollback_is_never_asked_about() -> None:
@@ -388,7 +425,7 @@ def test_the_ledger_entry_of_a_deployment_re_run_since_is_left_to_its_new_execut
     world = World()
     one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
     world.acquire(one)
-    world.executions.statuses[one.deployment.execution_arn] = "ABORTED"
+    world.executions.stop(one.deployment.execution_arn, stopped_at(NOW + 3))
     rerun = "arn:aws:states:us-east-1:123456789012:execution:deployments:rerun-1"
     world.ledger.records["d-1"]["execution_arn"] = rerun
 
@@ -406,7 +443,7 @@ def test_a_stopped_waiter_ahead_loses_its_place_once_quiet() -> None:
     world.acquire(one)
     world.acquire(two, now=NOW + 1)
     world.acquire(three, now=NOW + 1)
-    world.executions.statuses[two.deployment.execution_arn] = "ABORTED"
+    world.executions.stop(two.deployment.execution_arn, stopped_at(NOW + 1))
 
     # When 3 asks again before and after 2 has been quiet for QUIET_SECONDS
     soon = world.acquire(three, now=NOW + 2)
@@ -415,3 +452,44 @@ def test_a_stopped_waiter_ahead_loses_its_place_once_quiet() -> None:
     # Then it moves up from second to first in line (behind the holder)
     assert (soon.position, later.position) == (2, 1)
     assert [w.deployment_id for w in world.locks.waiters("hello", "staging")] == ["d-3"]
+
+
+def test_a_retried_acquire_lock_still_refuses_to_replace_a_newer_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given 1.0.2 live in staging, and 1.0.1's AcquireLock taking the lock then failing to read the ledger
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.acquire(two)
+    world.serve(two)
+    release_locks("hello", ["staging"], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
+    read, failures = world.ledger.get, [LedgerError("throttled")]
+
+    def flaky_get(deployment_id: str) -> DeploymentRecord | None:
+        if failures:
+            raise failures.pop()
+        return read(deployment_id)
+
+    monkeypatch.setattr(world.ledger, "get", flaky_get)
+    with pytest.raises(LedgerError):
+        world.acquire(one, now=NOW + 5)
+
+    # When the state retries it (this execution already holds the lock)
+    grant = world.acquire(one, now=NOW + 6)
+
+    # Then it is still found outdated, and gives the lock back
+    assert grant.status == "superseded"
+    assert world.status(one) is Outcome.SUPERSEDED
+    assert world.locks.get("hello", "staging").free_at(NOW + 6)  # type: ignore[union-attr]
+
+
+def test_a_newer_release_whose_execution_stopped_does_not_count() -> None:
+    # Given 1.0.2 serving staging, its deployment still IN_PROGRESS in the ledger but its execution stopped
+    world = World()
+    one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
+    world.serve(two)
+    world.executions.stop(two.deployment.execution_arn, stopped_at(NOW))
+
+    # When 1.0.1 takes staging's lock
+    grant = world.acquire(one, now=NOW + 5)
+
+    # Then it deploys: what a stopped deployment left behind is not a release to protect
+    assert grant.status == "acquired"

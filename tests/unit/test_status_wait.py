@@ -56,8 +56,11 @@ def test_following_goes_on_while_the_execution_may_still_act(execution: str) -> 
     assert stopped_note(record, execution) is None
 
 
-def test_a_finished_deployment_has_no_stopped_note() -> None:
+@pytest.mark.parametrize("execution", ["SUCCEEDED", "UNKNOWN"])
+def test_a_finished_deployment_is_returned_and_has_no_stopped_note(execution: str) -> None:
+    # Given a finished deployment whose execution ended, or can no longer be described (past its retention)
     ledger = FakeLedger()
     record = started(ledger, Outcome.SUCCEEDED)
-    assert wait_for(ledger, "d-1", execution_status=lambda arn: "SUCCEEDED", timeout=5).status is Outcome.SUCCEEDED
-    assert stopped_note(record, "SUCCEEDED") is None
+    # Then following it returns at once, with nothing to note
+    assert wait_for(ledger, "d-1", execution_status=lambda arn: execution, timeout=5).status is Outcome.SUCCEEDED
+    assert stopped_note(record, execution) is None

@@ -63,6 +63,10 @@ class TargetNotManagedError(TargetError):
     """The target function does not carry Conveyor's managed tag, so Conveyor may not change it."""
 
 
+class TargetReadError(TargetError):
+    """Reading the target's alias or a version failed (throttled past the SDK's retries, unavailable, denied)."""
+
+
 class DeployFailedError(TargetError):
     """Updating the function's code or publishing its version failed."""
 

@@ -1,17 +1,64 @@
-"""Step Functions executions, as ClaimDeployment needs them: is the owner of a deployment still running?"""
+"""Step Functions executions: is the owner of a deployment (or of a lock) still running, or when did it end?"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor import aws
 from conveyor.observability import logger
 
+ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+"""Statuses of an execution that takes no further step (RUNNING and PENDING_REDRIVE may)."""
+IN_FLIGHT_GRACE = timedelta(seconds=900)
+"""Lambda's longest timeout: a stage invocation in flight when its execution stopped runs at most this long."""
+
+_CALL_STARTED = frozenset({"LambdaFunctionScheduled", "LambdaFunctionStarted", "TaskScheduled", "TaskStarted"})
+_CALL_ENDED = frozenset(
+    {
+        "LambdaFunctionSucceeded",
+        "LambdaFunctionFailed",
+        "LambdaFunctionTimedOut",
+        "LambdaFunctionStartFailed",
+        "LambdaFunctionScheduleFailed",
+        "TaskSubmitted",  # a .waitForTaskToken invoke has returned; only the callback is awaited
+        "TaskSucceeded",
+        "TaskFailed",
+        "TaskTimedOut",
+        "TaskStartFailed",
+        "TaskSubmitFailed",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How an execution ended, and from when none of its work can still change anything."""
+
+    status: str
+    stopped_at: datetime
+    quiet_at: datetime
+    """``stopped_at``, or ``IN_FLIGHT_GRACE`` later when a stage invocation was still running then:
+    stopping an execution does not stop a Lambda invocation it already made."""
+
+
+def call_in_flight(events: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the newest task event of a history is a call that had not ended (True when none is seen)."""
+    for event in sorted(events, key=lambda e: int(e["id"]), reverse=True):
+        if event["type"] in _CALL_ENDED:
+            return False
+        if event["type"] in _CALL_STARTED:
+            return True
+    return True
+
 
 class Executions(Protocol):
     def status(self, execution_arn: str) -> str: ...
+    def ended(self, execution_arn: str) -> Ended | None: ...
 
 
 class StepFunctionsExecutions:
@@ -34,3 +81,20 @@ class StepFunctionsExecutions:
                 "cannot describe the owner execution", extra={"execution_arn": execution_arn, "error": str(exc)}
             )
             return "RUNNING"
+
+    def ended(self, execution_arn: str) -> Ended | None:
+        """How the execution ended; None while it may still act, or when that cannot be told (the safe answer)."""
+        try:
+            described = self._sfn.describe_execution(executionArn=execution_arn)
+            if described["status"] not in ENDED or described.get("stopDate") is None:
+                return None
+            # The newest events (moto ignores reverseOrder and maxResults: call_in_flight sorts by id).
+            events = self._sfn.get_execution_history(executionArn=execution_arn, reverseOrder=True, maxResults=100)
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning(
+                "cannot tell how an execution ended", extra={"execution_arn": execution_arn, "error": str(exc)}
+            )
+            return None
+        stopped_at: datetime = described["stopDate"]
+        quiet_at = stopped_at + IN_FLIGHT_GRACE if call_in_flight(events["events"]) else stopped_at
+        return Ended(status=str(described["status"]), stopped_at=stopped_at, quiet_at=quiet_at)

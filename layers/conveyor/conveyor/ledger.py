@@ -89,7 +89,15 @@ class Ledger(Protocol):
     ) -> list[DeploymentRecord]: ...
     def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool: ...
     def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None: ...
-    def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool: ...
+    def set_status(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        fields: dict[str, Any] | None = None,
+    ) -> bool: ...
     def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None: ...
     def claim_notice(self, deployment_id: str, key: str) -> str | None: ...
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None: ...
@@ -311,18 +319,30 @@ class DynamoLedger:
                 },
             )
 
-    def set_status(self, deployment_id: str, status: Outcome, *, owner: str, expected: Collection[Outcome]) -> bool:
-        """Move the deployment to ``status`` if ``owner`` still owns it and it is in one of ``expected``."""
+    def set_status(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the deployment to ``status`` (with ``fields``, in the same write) if ``owner`` still owns it
+        and it is in one of ``expected``."""
         values: dict[str, Any] = {":status": status.value, ":owner": owner, ":now": utcnow().isoformat()}
         values |= {f":e{i}": outcome.value for i, outcome in enumerate(expected)}
+        extra = fields or {}
+        values |= {f":f{i}": _to_item(value) for i, value in enumerate(extra.values())}
         with self._errors("set_status"):
             updated = _update_if(
                 self._table,
                 Key={"pk": self._pk(deployment_id), "sk": _META},
-                UpdateExpression="SET #status = :status, updated_at = :now",
+                UpdateExpression="SET #status = :status, updated_at = :now"
+                + "".join(f", #f{i} = :f{i}" for i in range(len(extra))),
                 ConditionExpression=f"execution_arn = :owner AND #status IN "
                 f"({', '.join(f':e{i}' for i in range(len(expected)))})",
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={"#status": "status"} | {f"#f{i}": name for i, name in enumerate(extra)},
                 ExpressionAttributeValues=values,
             )
         return updated is not None
@@ -477,7 +497,7 @@ class LockTable(Protocol):
         deployment_id: str,
         lease_seconds: int,
         now: float,
-        stale_holder: str | None = None,
+        stale: LockState | None = None,
     ) -> int | None: ...
     def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool: ...
     def release(self, app: str, environment: str, holder: str) -> bool: ...
@@ -519,13 +539,14 @@ class DynamoLocks:
         deployment_id: str,
         lease_seconds: int,
         now: float,
-        stale_holder: str | None = None,
+        stale: LockState | None = None,
     ) -> int | None:
-        """Take the lock if it is free, its lease expired, or ``stale_holder`` (a stopped execution) still
-        holds it; the new fencing token, or None if held."""
-        condition, stale = "attribute_not_exists(holder) OR expires_at < :now", {}
-        if stale_holder is not None:
-            condition, stale = f"{condition} OR holder = :stale", {":stale": stale_holder}
+        """Take the lock if it is free, its lease expired, or it is still exactly ``stale`` (the hold of an
+        execution that ended: same holder, same token); the new fencing token, or None if held."""
+        condition, taken_over = "attribute_not_exists(holder) OR expires_at < :now", {}
+        if stale is not None:
+            condition += " OR (holder = :stale AND #token = :stale_token)"
+            taken_over = {":stale": stale.holder, ":stale_token": stale.token}
         with self._errors("try_acquire"):
             response = _update_if(
                 self._table,
@@ -541,7 +562,7 @@ class DynamoLocks:
                     ":at": utcnow().isoformat(),
                     ":one": 1,
                     ":now": _to_item(now),
-                    **stale,
+                    **taken_over,
                 },
                 ReturnValues="ALL_NEW",
             )

@@ -10,7 +10,13 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor import aws
-from conveyor.errors import DeployFailedError, TargetNotFoundError, TargetNotManagedError, TrafficShiftError
+from conveyor.errors import (
+    DeployFailedError,
+    TargetNotFoundError,
+    TargetNotManagedError,
+    TargetReadError,
+    TrafficShiftError,
+)
 from conveyor.manifest import FunctionConfig
 
 
@@ -71,11 +77,16 @@ class LambdaTargets:
         except ClientError as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
                 return None
-            raise
+            raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
         return str(response["FunctionVersion"])
 
     def version_description(self, function_name: str, version: str) -> str:
-        response = self._lambda.get_function_configuration(FunctionName=function_name, Qualifier=version)
+        try:
+            response = self._lambda.get_function_configuration(FunctionName=function_name, Qualifier=version)
+        except (ClientError, BotoCoreError) as exc:
+            raise TargetReadError(f"reading version {version} of {function_name!r} failed: {exc}") from exc
         return str(response.get("Description", ""))
 
     def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None:

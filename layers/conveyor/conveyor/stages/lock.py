@@ -29,7 +29,7 @@ from typing import Any
 
 from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
 from conveyor.errors import LockLostError, LockWaitTimeoutError
-from conveyor.executions import Executions
+from conveyor.executions import Ended, Executions
 from conveyor.ledger import Ledger, LockState, LockTable, Waiter, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import EnvironmentSpec
@@ -74,13 +74,15 @@ def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) ->
     logger.info("superseded", extra={"environment": environment.name, "by": by, "reason": reason})
 
 
-def outdated_by(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> tuple[str, str] | None:
+def outdated_by(
+    step: EnvironmentStep, *, targets: Targets, ledger: Ledger, executions: Executions
+) -> tuple[str, str] | None:
     """``(deployment_id, reason)`` when the environment already serves a newer release of the app.
 
     Deployments wait for an environment in push order, but a later push can reach the lock first
     (its stages ran faster); the earlier, older one must then not roll the environment back to
-    itself. A newer release left behind by a deployment that failed later on (rolled back in the
-    next environment) does not count, and ``allow_downgrade`` lets any older one through.
+    itself. A newer release left behind by a deployment that failed or was stopped later on (rolled
+    back in the next environment) does not count, and ``allow_downgrade`` lets any older one through.
     """
     deployment, environment = step.deployment, step.environment
     function, alias = environment.target.function_name, environment.target.alias
@@ -92,8 +94,15 @@ def outdated_by(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> t
         return None
     version, by = release
     newer = ledger.get(by)
-    if newer is not None and newer.status not in (Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED):
-        return None
+    if newer is not None and (
+        newer.status not in (Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED)
+        or (
+            newer.status is not Outcome.SUCCEEDED
+            and newer.execution_arn is not None
+            and executions.ended(newer.execution_arn) is not None
+        )
+    ):
+        return None  # it failed, or stopped, later on: what it left here is not a release to protect
     return by, (
         f"outdated in {environment.name}: it already serves {deployment.app} {version} (deployment {by}), newer "
         f"than {deployment.version}, deployed while this deployment waited; nothing was changed. "
@@ -115,9 +124,8 @@ def acquire_lock(
         and current.holder == holder
         and locks.renew(app, env, holder=holder, token=current.token, lease_seconds=lease, now=now)
     ):
-        # A retry or redrive of this state: this execution already holds the lock.
-        release_earlier_environments(step, locks=locks)
-        return LockGrant(status="acquired", token=current.token, **grant)
+        # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
+        return taken(step, current.token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
 
     mine = Waiter(
         key=waiter_key(deployment.started_at, holder),
@@ -150,10 +158,11 @@ def acquire_lock(
     position = next(i for i, w in enumerate(line) if w.key == me.key) + 1
 
     current = locks.get(app, env)
-    stopped = None
+    dead = None  # the hold of an execution that ended without releasing it
     if position == 1 and current is not None and current.holder is not None and not current.free_at(now):
-        stopped = stopped_status(current.holder, executions)
-    if position == 1 and (current is None or current.free_at(now) or stopped is not None):
+        ended = ended_holder(current.holder, executions, now)
+        dead = (current, ended) if ended is not None else None
+    if position == 1 and (current is None or current.free_at(now) or dead is not None):
         token = locks.try_acquire(
             app,
             env,
@@ -161,18 +170,13 @@ def acquire_lock(
             deployment_id=deployment.deployment_id,
             lease_seconds=lease,
             now=now,
-            stale_holder=current.holder if current is not None and stopped is not None else None,
+            stale=dead[0] if dead is not None else None,
         )
         if token is not None:
             locks.remove_waiter(app, env, me.key)
-            if current is not None and stopped is not None:
-                took_over(step, current, stopped, ledger=ledger)
-            outdated = outdated_by(step, targets=targets, ledger=ledger)
-            if outdated is not None:
-                locks.release(app, env, holder)
-                supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
-                return LockGrant(status="superseded", waiting_for=outdated[0], **grant)
-            return locked(step, token, grant, locks=locks, ledger=ledger)
+            if dead is not None:
+                took_over(step, *dead, ledger=ledger)
+            return taken(step, token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
         current = locks.get(app, env)
 
     waited = now - me.first_seen
@@ -199,9 +203,27 @@ def target_fields(step: EnvironmentStep) -> dict[str, str]:
     return {"function_name": step.environment.target.function_name, "alias": step.environment.target.alias}
 
 
-def locked(step: EnvironmentStep, token: int, grant: dict[str, Any], *, locks: LockTable, ledger: Ledger) -> LockGrant:
-    """Record a lock just taken (the deployment is IN_PROGRESS again) and free the environments before it."""
+def taken(
+    step: EnvironmentStep,
+    token: int,
+    grant: dict[str, Any],
+    *,
+    locks: LockTable,
+    ledger: Ledger,
+    targets: Targets,
+    executions: Executions,
+) -> LockGrant:
+    """Finish taking a lock (idempotent: a retried AcquireLock that already holds it comes here too).
+
+    An outdated deployment gives the lock back and ends SUPERSEDED; otherwise the deployment is
+    IN_PROGRESS again, the environment LOCKED, and the environments before it are released.
+    """
     deployment, env = step.deployment, step.environment.name
+    outdated = outdated_by(step, targets=targets, ledger=ledger, executions=executions)
+    if outdated is not None:
+        locks.release(deployment.app, env, deployment.execution_arn)
+        supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
+        return LockGrant(status="superseded", waiting_for=outdated[0], **grant)
     ledger.set_status(
         deployment.deployment_id,
         Outcome.IN_PROGRESS,
@@ -234,7 +256,7 @@ def queue_line(
         if waiter.key == me.key:
             line.append(me)
         elif quiet > WAITER_STALE_SECONDS or (
-            waiter.key < me.key and quiet > QUIET_SECONDS and stopped_status(waiter.holder, executions) is not None
+            waiter.key < me.key and quiet > QUIET_SECONDS and executions.ended(waiter.holder) is not None
         ):
             locks.remove_waiter(app, env, waiter.key)
         elif waiter.superseded_by is None and not (supersedes and waiter.key < me.key):
@@ -242,34 +264,33 @@ def queue_line(
     return line
 
 
-def stopped_status(holder: str, executions: Executions) -> str | None:
-    """How ``holder``'s Step Functions execution ended (ABORTED, TIMED_OUT...); None while it runs.
+def ended_holder(holder: str, executions: Executions, now: float) -> Ended | None:
+    """How ``holder``'s Step Functions execution ended, once none of its work can still run; else None.
 
-    Only executions are asked: a manual rollback holds a lock under another kind of name.
+    Only executions are asked (a manual rollback holds a lock under another kind of name), and only
+    ended ones count (SUCCEEDED, FAILED, TIMED_OUT, ABORTED; not PENDING_REDRIVE). A stage invocation
+    that was running when the execution stopped is given time to end (``Ended.quiet_at``).
     """
     if not holder.startswith("arn:") or ":execution:" not in holder:
         return None
-    status = executions.status(holder)
-    return None if status == "RUNNING" else status
+    ended = executions.ended(holder)
+    return ended if ended is not None and ended.quiet_at.timestamp() <= now else None
 
 
-def took_over(step: EnvironmentStep, dead: LockState, status: str, *, ledger: Ledger) -> None:
-    """Say in the ledger that the stopped holder's deployment ended, and who took its lock."""
+def took_over(step: EnvironmentStep, dead: LockState, ended: Ended, *, ledger: Ledger) -> None:
+    """Say in the ledger, in one write, that the stopped holder's deployment ended, and who took its lock."""
     env, by = step.environment.name, step.deployment.deployment_id
     reason = (
-        f"its execution {dead.holder} ended {status} while it held {env}, without finishing; "
-        f"deployment {by} took the lock over (and sets {env}'s traffic anew)"
+        f"its execution {dead.holder} ended {ended.status} at {ended.stopped_at.isoformat()} while it held {env}, "
+        f"without finishing; deployment {by} took the lock over (and sets {env}'s traffic anew)"
     )
-    if (
-        dead.deployment_id is not None
-        and dead.holder is not None
-        and ledger.set_status(
-            dead.deployment_id, Outcome.FAILED, owner=dead.holder, expected=(Outcome.IN_PROGRESS, Outcome.QUEUED)
-        )
-    ):
-        ledger.set_fields(
+    if dead.deployment_id is not None and dead.holder is not None:
+        ledger.set_status(
             dead.deployment_id,
-            {
+            Outcome.FAILED,
+            owner=dead.holder,
+            expected=(Outcome.IN_PROGRESS, Outcome.QUEUED),
+            fields={
                 "failure": {"error": "ExecutionStopped", "reason": reason, "environment": env},
                 "finished_at": utcnow().isoformat(),
             },
