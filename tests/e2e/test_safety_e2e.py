@@ -113,7 +113,10 @@ def test_a_hundred_deliveries_of_one_object_make_one_deployment(stage: Stage) ->
     executions = finished(stage, duplicates)
     record = ledger_record(stage, pushed["deployment_id"])
     assert record is not None
-    assert (record.status, record.attempts) == (Outcome.SUCCEEDED, 1)
+    assert (record.status, record.attempts) == (Outcome.SUCCEEDED, 1), (
+        f"failure: {record.failure}; skipped: {[e['reason'] for e in record.skipped if 'took over' in e['reason']]}; "
+        f"stages: {[(e.stage, e.environment, e.status, e.detail.get('error')) for e in record.events]}"
+    )
     assert record.skipped_count == 99
     assert {entry["outcome"] for entry in record.skipped} <= {"SKIPPED_DUPLICATE", "ALREADY_LIVE"}
     assert record.execution_arn not in {entry["execution_arn"] for entry in record.skipped}

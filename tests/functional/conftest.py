@@ -11,7 +11,6 @@ import copy
 import importlib.util
 import io
 import json
-import os
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,11 +20,6 @@ from typing import Any
 
 import boto3
 import pytest
-
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConveyorTests")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "conveyor")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
-
 from conveyor import aws, runtime, settings
 from conveyor.observability import metrics
 from moto import mock_aws

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConveyorTests")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "conveyor")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
-
 from conveyor.contracts import Deployment, EnvironmentStep, Release
 from conveyor.manifest import Manifest
 from conveyor.observability import metrics
