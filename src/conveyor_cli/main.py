@@ -313,25 +313,27 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(func=cmd_rollback)
 
-    approve = commands.add_parser(
-        "approve", help="approve an environment awaiting approval, or promote a rollout paused for a person"
-    )
-    approve.add_argument("id", help="deployment id")
-    approve.add_argument("--env", help="the environment (default: the one awaiting approval)")
-    approve.add_argument("--reason", help="recorded in the ledger")
-    approve.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
-    approve.add_argument("--json", action="store_true")
-    approve.set_defaults(func=cmd_approve)
-
-    reject = commands.add_parser(
-        "reject", help="reject an environment awaiting approval (fails), or roll back a rollout paused for a person"
-    )
-    reject.add_argument("id", help="deployment id")
-    reject.add_argument("--env", help="the environment (default: the one awaiting approval)")
-    reject.add_argument("--reason", required=True, help="why; recorded in the ledger and the notification")
-    reject.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
-    reject.add_argument("--json", action="store_true")
-    reject.set_defaults(func=cmd_reject)
+    for name, func, what, reason in (
+        (
+            "approve",
+            cmd_approve,
+            "approve an environment awaiting approval, or promote a rollout paused for a person",
+            {"help": "recorded in the ledger"},
+        ),
+        (
+            "reject",
+            cmd_reject,
+            "reject an environment awaiting approval (fails), or roll back a rollout paused for a person",
+            {"required": True, "help": "why; recorded in the ledger and the notification"},
+        ),
+    ):
+        decide = commands.add_parser(name, help=what)
+        decide.add_argument("id", help="deployment id")
+        decide.add_argument("--env", help="the environment (default: the one awaiting approval)")
+        decide.add_argument("--reason", **reason)
+        decide.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
+        decide.add_argument("--json", action="store_true")
+        decide.set_defaults(func=func)
 
     metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
     metrics.add_argument("--app")

@@ -13,7 +13,7 @@ from conveyor.errors import ManifestInvalidError, PipelineInvalidError
 from conveyor.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
 from conveyor.manifest import MANIFEST_NAME, Manifest
-from conveyor.pipeline import PipelineSpec
+from conveyor.pipeline import LambdaTarget, PipelineSpec
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -81,6 +81,16 @@ def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:
         return PipelineSpec.from_yaml(raw, f"s3://{cloud.outputs.bucket}/{key}")
     except (PipelineInvalidError, ValidationError) as exc:
         raise CliError(str(exc)) from exc
+
+
+def environment_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget:
+    """The target of ``environment`` in ``app``'s registered pipeline (a CliError naming the others if none)."""
+    spec = show_pipeline(cloud, app)
+    try:
+        return spec.environment(environment).target
+    except KeyError as exc:
+        names = ", ".join(env.name for env in spec.environments)
+        raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
 
 
 def ledger(cloud: Cloud) -> DynamoLedger:

@@ -35,12 +35,7 @@ def live_deployment(records: list[DeploymentRecord], environment: str, serving: 
 
 
 def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
-    spec = operations.show_pipeline(cloud, app)
-    try:
-        target = spec.environment(environment).target
-    except KeyError as exc:
-        names = ", ".join(env.name for env in spec.environments)
-        raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
+    target = operations.environment_target(cloud, app, environment)
     function, alias = target.function_name, target.alias
     ledger, targets = operations.ledger(cloud), LambdaTargets()
     locks = DynamoLocks(cloud.outputs.ledger_table)

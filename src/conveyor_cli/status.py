@@ -11,6 +11,8 @@ from conveyor.ledger import DeploymentRecord, Ledger, StageEvent
 
 HIDDEN = "(hidden)"
 TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}
+EXECUTION_POLL_SECONDS = 5.0
+"""How often a follower asks whether a deployment's execution stopped before the ledger says it ended."""
 EXECUTION_ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 """Step Functions statuses of an execution that will do nothing more (RUNNING, PENDING_REDRIVE... may)."""
 
@@ -148,7 +150,7 @@ def wait_for(
     also ends the wait: the record is then as far as it will ever get (``stopped_note`` says so).
     """
     deadline = time.monotonic() + timeout
-    seen = 0
+    seen, next_ask = 0, 0.0
     while True:
         record = ledger.get(deployment_id)
         if record is not None:
@@ -157,7 +159,11 @@ def wait_for(
                     on_event(event, record.created_at.timestamp())
             seen = len(record.events)
             finished = record.status in TERMINAL
-            execution = execution_status(record.execution_arn) if record.execution_arn else None
+            # Step Functions is asked every poll once the ledger says it ended, else every EXECUTION_POLL_SECONDS.
+            execution = None
+            if record.execution_arn and (finished or time.monotonic() >= next_ask):
+                execution = execution_status(record.execution_arn)
+                next_ask = time.monotonic() + EXECUTION_POLL_SECONDS
             if (finished and execution not in ("RUNNING", "PENDING_REDRIVE")) or execution in EXECUTION_ENDED:
                 # (an execution that cannot be described, e.g. past its retention, does not hold a finished one)
                 return ledger.get(deployment_id) or record

@@ -157,10 +157,5 @@ def for_environment(
     from conveyor_cli import operations
 
     endpoint = loopback_endpoint(cloud)
-    spec = operations.show_pipeline(cloud, app)
-    try:
-        target = spec.environment(environment).target
-    except KeyError as exc:
-        names = ", ".join(env.name for env in spec.environments)
-        raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
+    target = operations.environment_target(cloud, app, environment)
     return TrafficGenerator(endpoint, target.function_name, target.alias, rps=rps, duration_seconds=duration_seconds)
