@@ -150,6 +150,7 @@ class RollbackResult(_Result):
     rolled_back_from: str
     duration_ms: float
     reason: str
+    recorded: bool = Field(default=True, description="false: the alias was restored but the ledger could not say so")
 
 
 class Failure(_Request):
