@@ -27,7 +27,14 @@ from conveyor.stages.validate import PushedObject
 from conveyor.validation import describe
 
 RETRYABLE = frozenset(
-    {Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED, Outcome.ABORTED, Outcome.TIMED_OUT}
+    {
+        Outcome.FAILED,
+        Outcome.ROLLED_BACK,
+        Outcome.ROLLBACK_FAILED,
+        Outcome.SUPERSEDED,
+        Outcome.ABORTED,
+        Outcome.TIMED_OUT,
+    }
 )
 UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
