@@ -11,6 +11,7 @@ from conveyor.errors import (
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
+    VersionInvalidError,
 )
 from conveyor.stages.validate import PushedObject
 
@@ -212,3 +213,26 @@ def test_an_input_that_is_not_an_s3_event_is_rejected(
 ) -> None:
     with pytest.raises(ArtifactLayoutError, match=r"execution input \(S3 Object Created event\): detail"):
         handlers["validate_artifact"].handler(_request({"source": "aws.s3", "detail-type": "Object Created"}), context)
+
+
+@pytest.mark.parametrize("version", ["9f1c2e7", "1.0"])
+def test_a_version_that_is_not_semver_is_refused_under_the_default_order(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext, version: str
+) -> None:
+    # Given a pipeline with the default version_order (semver) and a push whose version is not SemVer
+    cloud.put_pipeline()
+    event = cloud.event_for(cloud.put_bundle(version=version), key=f"artifacts/hello/{version}.zip")
+    # When it is validated, Then it is refused, saying how to order such versions
+    with pytest.raises(VersionInvalidError, match=r"not a SemVer 2\.0 version.*version_order: build_time"):
+        handlers["validate_artifact"].handler(_request(event), context)
+    # And nothing was released
+    assert "Contents" not in cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix="releases/")
+
+
+def test_a_commit_hash_version_is_accepted_under_build_time(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    cloud.put_pipeline(pipeline_yaml(version_order="build_time"))
+    event = cloud.event_for(cloud.put_bundle(version="9f1c2e7"), key="artifacts/hello/9f1c2e7.zip")
+    deployment = handlers["validate_artifact"].handler(_request(event), context)
+    assert (deployment["version"], deployment["policy"]["version_order"]) == ("9f1c2e7", "build_time")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from conveyor.manifest import Manifest
 from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
+from conveyor.versions import BuiltVersion
 
 
 class Outcome(StrEnum):
@@ -78,6 +79,13 @@ class Deployment(_Result):
     pushed_by: str | None = None
     started_at: datetime
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
+
+    @property
+    def built_version(self) -> BuiltVersion:
+        """This release's place in the pipeline's version order."""
+        return BuiltVersion(
+            version=self.version, built_at=self.manifest.created_at, committed_at=self.manifest.commit_time
+        )
 
 
 class Release(_Result):

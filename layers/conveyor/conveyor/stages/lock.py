@@ -34,8 +34,8 @@ from conveyor.ledger import Ledger, LockState, LockTable, Waiter, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import EnvironmentSpec
 from conveyor.stages.deploy import described_release
-from conveyor.stages.validate import version_key
 from conveyor.targets import Targets
+from conveyor.versions import BuiltVersion, is_newer
 
 POLL_SECONDS = 5
 """How long the state machine waits between two AcquireLock attempts."""
@@ -90,10 +90,17 @@ def outdated_by(
     release = (
         None if serving is None else described_release(targets.version_description(function, serving), deployment.app)
     )
-    if release is None or version_key(release[0]) <= version_key(deployment.version):
+    if release is None:
         return None
     version, by = release
     newer = ledger.get(by)
+    served = BuiltVersion(
+        version=version,
+        built_at=(newer.built_at or newer.created_at) if newer is not None else deployment.manifest.created_at,
+        committed_at=newer.commit_time if newer is not None else None,
+    )
+    if not is_newer(served, deployment.built_version, deployment.policy.version_order):
+        return None
     if newer is not None and (
         newer.status not in (Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED)
         or (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +23,7 @@ from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.targets import Targets
 from conveyor.validation import describe
+from conveyor.versions import BuiltVersion, VersionOrder, check_version, is_newer
 
 
 class _Bucket(BaseModel):
@@ -108,19 +108,6 @@ class PushedObject(BaseModel):
         )
 
 
-def version_key(version: str) -> tuple[Any, ...]:
-    """Order of manifest versions: numeric parts numerically, a pre-release (``-rc1``) before its release.
-
-    ``1.10.0 > 1.9.2``, ``2.0.0 > 2.0.0-rc.1``; build metadata (``+...``) is ignored.
-    """
-
-    def parts(text: str) -> tuple[tuple[int, int | str], ...]:
-        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", text) if p)
-
-    release, _, prerelease = version.split("+", 1)[0].partition("-")
-    return parts(release), 0 if prerelease else 1, parts(prerelease)
-
-
 def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord | None:
     """The app's most recently finished successful deployment (what its environments serve)."""
     # The newest two successes: one of them may be this deployment itself (a forced re-run).
@@ -132,19 +119,31 @@ def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord 
     return max(succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
 
 
-def check_not_downgrade(manifest: Manifest, live: DeploymentRecord | None, *, allowed: bool, where: str) -> None:
-    """Refuse an artifact older than the live one: lower version, or the same version built earlier."""
+def built_version(manifest: Manifest) -> BuiltVersion:
+    """The manifest's place in the version order: its version, build time and commit time."""
+    return BuiltVersion(version=manifest.version, built_at=manifest.created_at, committed_at=manifest.commit_time)
+
+
+def recorded_version(record: DeploymentRecord) -> BuiltVersion:
+    """A ledger record's place in the version order (a record made before built_at was kept: its creation)."""
+    return BuiltVersion(
+        version=record.version, built_at=record.built_at or record.created_at, committed_at=record.commit_time
+    )
+
+
+def check_not_downgrade(
+    manifest: Manifest, live: DeploymentRecord | None, *, order: VersionOrder, allowed: bool, where: str
+) -> None:
+    """Refuse an artifact older than the live one in the pipeline's version order (``conveyor.versions``)."""
     if live is None or allowed:
         return
-    new, old = version_key(manifest.version), version_key(live.version)
-    older = new < old or (new == old and live.built_at is not None and manifest.created_at < live.built_at)
-    if older:
+    if is_newer(recorded_version(live), built_version(manifest), order):
         raise DowngradeRefusedError(
             f"{where}: {manifest.app} {manifest.version} (built {manifest.created_at.isoformat()}) is older than "
             f"the live {live.version} (deployment {live.deployment_id}"
-            f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}); refused as a downgrade. "
-            'To allow it: pipeline allow_downgrade: true, or start the execution with {"conveyor": '
-            '{"allow_downgrade": true}} beside the event (or use conveyor rollback)'
+            f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}) in version_order {order}; "
+            "refused as a downgrade. To allow it: pipeline allow_downgrade: true, or start the execution with "
+            '{"conveyor": {"allow_downgrade": true}} beside the event (or use conveyor rollback)'
         )
 
 
@@ -182,6 +181,7 @@ def validate_artifact(
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
+        check_version(manifest.version, pipeline.version_order, where=pushed.uri)
         recorded = {"built_at": manifest.created_at.isoformat()}
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
@@ -189,6 +189,7 @@ def validate_artifact(
         check_not_downgrade(
             manifest,
             live_deployment(ledger, where.app, exclude=pushed.deployment_id),
+            order=pipeline.version_order,
             allowed=pipeline.allow_downgrade or options.allow_downgrade,
             where=pushed.uri,
         )
@@ -223,4 +224,4 @@ def validate_artifact(
     )
 
 
-__all__ = ["PushedObject", "check_not_downgrade", "validate_artifact", "version_key"]
+__all__ = ["PushedObject", "built_version", "check_not_downgrade", "recorded_version", "validate_artifact"]
