@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conveyor.contracts import Outcome
+from conveyor.contracts import Outcome, PackageRef
 from conveyor.errors import (
     BundleInvalidError,
+    DigestMismatchError,
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
@@ -230,6 +231,7 @@ class FakeTargets:
         self.responses: dict[str, Invocation | Exception] = {}
         self.invocations: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_route: Exception | None = None
+        self.updates: list[tuple[str, PackageRef]] = []
 
     def add(self, name: str, *, managed: bool = True, alias: str | None = None, version: str = "1") -> FakeFunction:
         function = FakeFunction(arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
@@ -266,8 +268,9 @@ class FakeTargets:
                 return version
         return None
 
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
-        self._get(function_name).code_sha256 = f"pending:{bucket}/{key}"
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
+        self.updates.append((function_name, package))
+        self._get(function_name).code_sha256 = f"pending:{package.bucket}/{package.key}#{package.version_id}"
 
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
         function = self._get(function_name)
@@ -331,5 +334,9 @@ class FakeArtifacts:
             raise PipelineNotFoundError(f"no pipeline is registered for app {app!r}")
         return self.objects[(bucket, key)]
 
-    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None:
-        self.releases[(bucket, key)] = (package, sha256_hex)
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None:
+        """Written only if absent, as S3Artifacts does; the object's version id."""
+        stored = self.releases.setdefault((bucket, key), (package, sha256_hex))
+        if stored[1] != sha256_hex:
+            raise DigestMismatchError(f"s3://{bucket}/{key} already holds another sha256")
+        return f"v-{sha256_hex[:8]}"

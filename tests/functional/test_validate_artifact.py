@@ -47,14 +47,19 @@ def test_valid_push_becomes_a_recorded_deployment(
     assert [env["name"] for env in deployment["environments"]] == ["staging"]
     assert deployment["pushed_by"] == "123456789012"
     # And the package Lambda will be updated from is written under releases/, byte-identical
+    # (stored by content, and named by the S3 object version Deploy must read)
     package = make_package()
+    sha = make_manifest(package)["package"]["sha256"]
+    key = f"releases/hello/{sha}/package.zip"
+    (stored,) = cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]
     assert deployment["package"] == {
         "bucket": BUCKET,
-        "key": "releases/hello/1.0.0/package.zip",
-        "sha256": make_manifest(package)["package"]["sha256"],
+        "key": key,
+        "sha256": sha,
         "size": len(package),
+        "version_id": stored["VersionId"],
     }
-    release = cloud.s3.get_object(Bucket=BUCKET, Key="releases/hello/1.0.0/package.zip")
+    release = cloud.s3.get_object(Bucket=BUCKET, Key=key, VersionId=stored["VersionId"])
     assert release["Body"].read() == package
     # And the ledger holds the deployment IN_PROGRESS with a succeeded ValidateArtifact event
     meta = cloud.meta(expected_id)

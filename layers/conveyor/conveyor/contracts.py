@@ -56,12 +56,16 @@ class ArtifactRef(_Result):
 
 
 class PackageRef(_Result):
-    """The extracted ``package.zip`` under ``releases/``, which Lambda is updated from."""
+    """The extracted ``package.zip`` under ``releases/<app>/<sha256>/``, which Lambda is updated from.
+
+    ``version_id`` is the S3 object version validated: Deploy reads exactly it (``S3ObjectVersion``).
+    """
 
     bucket: str
     key: str
     sha256: str
     size: int
+    version_id: str | None = Field(default=None, description="None only in a bucket without versioning")
 
 
 class Deployment(_Result):

@@ -58,6 +58,10 @@ class VersionConflictError(ArtifactRejectedError):
     """The app version was first deployed with other content: a version is immutable (both sha256 are named)."""
 
 
+class ReleaseStoreError(ConveyorError):
+    """The release could not be stored at its content address (``releases/<app>/<sha256>/package.zip``)."""
+
+
 # --- targets -------------------------------------------------------------------------------
 class TargetError(ConveyorError):
     """A deployment target cannot be used."""

@@ -37,7 +37,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
         version = targets.find_version(function, code_sha256, config)
         reused = version is not None
         if version is None:
-            targets.update_code(function, deployment.package.bucket, deployment.package.key, config)
+            targets.update_code(function, deployment.package, config)
             version = targets.publish_version(function, code_sha256, release_description(deployment))
         release = Release(
             environment=environment.name,

@@ -194,10 +194,12 @@ def validate_artifact(
             where=pushed.uri,
         )
 
-        package_key = release_key(where.app, where.version)
-        artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
+        package_key = release_key(where.app, manifest.package.sha256)
+        package_version = artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
         detail.update(
             package_sha256=manifest.package.sha256,
+            package_key=package_key,
+            package_version_id=package_version,
             package_size=manifest.package.size,
             environments=[env.name for env in pipeline.environments],
             commit=manifest.commit.sha if manifest.commit else None,
@@ -209,7 +211,11 @@ def validate_artifact(
         version=where.version,
         artifact=pushed.artifact(),
         package=PackageRef(
-            bucket=pushed.bucket, key=package_key, sha256=manifest.package.sha256, size=manifest.package.size
+            bucket=pushed.bucket,
+            key=package_key,
+            sha256=manifest.package.sha256,
+            size=manifest.package.size,
+            version_id=package_version,
         ),
         manifest=manifest,
         environments=pipeline.environments,
