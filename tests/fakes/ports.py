@@ -18,7 +18,7 @@ from conveyor.errors import (
     TrafficShiftError,
 )
 from conveyor.executions import IN_FLIGHT_GRACE, Ended
-from conveyor.ledger import DeploymentRecord, LockState, StageEvent, Waiter, utcnow
+from conveyor.ledger import DeploymentRecord, LockState, ReleaseRecord, ServedRelease, StageEvent, Waiter, utcnow
 from conveyor.manifest import FunctionConfig
 from conveyor.targets import Invocation
 
@@ -27,6 +27,8 @@ class FakeLedger:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.events: list[StageEvent] = []
+        self.releases: dict[tuple[str, str], ReleaseRecord] = {}
+        self.serving: dict[tuple[str, str], ServedRelease] = {}
 
     def start(self, record: DeploymentRecord) -> DeploymentRecord:
         existing = self.records.get(record.deployment_id)
@@ -122,6 +124,26 @@ class FakeLedger:
 
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
         self.__dict__.setdefault("notices", {})[(deployment_id, key)] = message_id
+
+    # --- a version's content, and what each alias serves (DynamoLedger's conditions) -------------
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        return self.releases.setdefault((release.app, release.version), release)
+
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool:
+        current = self.releases.get((app, version))
+        if current is None or current.deployment_id != carrier:
+            return False
+        self.releases[(app, version)] = current.model_copy(update={"deployment_id": to})
+        return True
+
+    def record_served(self, served: ServedRelease) -> None:
+        self.serving[(served.function_name, served.alias)] = served
+
+    def forget_served(self, function_name: str, alias: str) -> None:
+        self.serving.pop((function_name, alias), None)
+
+    def served(self, function_name: str, alias: str) -> ServedRelease | None:
+        return self.serving.get((function_name, alias))
 
 
 class FakeExecutions:

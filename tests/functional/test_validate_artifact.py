@@ -2,6 +2,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conveyor.contracts import Outcome
 from conveyor.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
@@ -11,6 +12,7 @@ from conveyor.errors import (
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
+    VersionConflictError,
     VersionInvalidError,
 )
 from conveyor.stages.validate import PushedObject
@@ -241,3 +243,82 @@ def test_a_commit_hash_version_is_accepted_under_build_time(
     event = cloud.event_for(cloud.put_bundle(version="9f1c2e7"), key="artifacts/hello/9f1c2e7.zip")
     deployment = handlers["validate_artifact"].handler(_request(event), context)
     assert (deployment["version"], deployment["policy"]["version_order"]) == ("9f1c2e7", "build_time")
+
+
+def _push(cloud: Cloud, code: str, created_at: str = "2024-05-14T09:20:00Z") -> dict[str, Any]:
+    """Push hello 1.0.0 whose package holds ``code``; the execution input for it."""
+    package = make_package(code)
+    bundle = make_bundle(package=package, manifest=make_manifest(package, created_at=created_at))
+    return cloud.event_for(cloud.put_bundle(bundle))
+
+
+def test_the_same_version_with_other_content_is_refused_and_nothing_is_released(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given hello 1.0.0 validated and live
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
+    from conveyor import runtime
+
+    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+
+    # When 1.0.0 is pushed again with other code, built later
+    event = _push(cloud, "two", created_at="2024-05-15T09:20:00Z")
+    with pytest.raises(VersionConflictError) as raised:
+        handlers["validate_artifact"].handler(_request(event, f"{EXECUTION_ARN}-2"), context)
+
+    # Then the refusal names both sha256 and the first deployment, and only the first release is stored
+    other = make_manifest(make_package("two"))["package"]["sha256"]
+    assert first["package"]["sha256"] in str(raised.value)
+    assert other in str(raised.value)
+    assert first["deployment_id"] in str(raised.value)
+    stored = cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]
+    assert [v["Key"] for v in stored] == [first["package"]["key"]]
+    # And the release binding is not a deployment in the history
+    assert {r.deployment_id for r in runtime.ledger().history(app="hello")} == {
+        first["deployment_id"],
+        PushedObject.from_event(event).deployment_id,
+    }
+    assert len(runtime.ledger().history()) == 2
+
+
+def test_the_same_content_again_while_live_is_a_duplicate(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given hello 1.0.0 live
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
+    from conveyor import runtime
+
+    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+
+    # When the same package is pushed again as 1.0.0 in another bundle (rebuilt later)
+    event = _push(cloud, "one", created_at="2024-05-15T09:20:00Z")
+    second = handlers["validate_artifact"].handler(_request(event, f"{EXECUTION_ARN}-2"), context)
+
+    # Then it is a duplicate of the first: recorded SKIPPED_DUPLICATE on it and on the first, nothing written
+    assert second["duplicate_of"] == first["deployment_id"]
+    record = runtime.ledger().get(second["deployment_id"])
+    assert record is not None
+    assert record.status is Outcome.SKIPPED_DUPLICATE
+    assert record.failure is not None
+    assert record.failure["duplicate_of"] == first["deployment_id"]
+    carrier = runtime.ledger().get(first["deployment_id"])
+    assert carrier is not None
+    assert [entry["deployment_id"] for entry in carrier.skipped] == [second["deployment_id"]]
+    assert len(cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]) == 1
+
+
+def test_byte_identical_code_under_another_version_reuses_the_stored_release(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given 1.0.0 validated, When the same package is pushed as 1.0.5
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "same")), context)
+    package = make_package("same")
+    bundle = make_bundle(version="1.0.5", package=package, manifest=make_manifest(package, version="1.0.5"))
+    event = cloud.event_for(cloud.put_bundle(bundle, version="1.0.5"), key="artifacts/hello/1.0.5.zip")
+    second = handlers["validate_artifact"].handler(_request(event, f"{EXECUTION_ARN}-2"), context)
+    # Then both deploy the one stored object version: a release is stored once per content
+    assert second["duplicate_of"] is None
+    assert second["package"] == first["package"]

@@ -30,7 +30,8 @@ class Outcome(StrEnum):
     SUPERSEDED = "SUPERSEDED"
     """A newer artifact arrived while this one waited for a lock; nothing was deployed."""
     SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
-    """Only ever on a skipped execution's entry (``DeploymentRecord.skipped``), never a deployment's status."""
+    """A skipped execution's entry (``DeploymentRecord.skipped``); and the status of a deployment whose push is
+    the same release (app version and content) as one live or in progress (``failure.duplicate_of`` names it)."""
 
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -83,6 +84,11 @@ class Deployment(_Result):
     pushed_by: str | None = None
     started_at: datetime
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    duplicate_of: str | None = Field(
+        default=None,
+        description="the deployment carrying the same release (app version and content) when this push is a "
+        "duplicate of it: the execution ends at once (DuplicateRelease), nothing deployed",
+    )
 
     @property
     def built_version(self) -> BuiltVersion:

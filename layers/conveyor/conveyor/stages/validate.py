@@ -15,9 +15,11 @@ from conveyor.errors import (
     DowngradeRefusedError,
     ManifestInvalidError,
     PipelineInvalidError,
+    VersionConflictError,
 )
+from conveyor.executions import Executions
 from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
-from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.ledger import DeploymentRecord, Ledger, ReleaseRecord, timed_stage, utcnow
 from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
@@ -147,12 +149,84 @@ def check_not_downgrade(
         )
 
 
+UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
+
+
+def bind_version(
+    manifest: Manifest, deployment_id: str, *, ledger: Ledger, executions: Executions, force: bool
+) -> tuple[str, str] | None:
+    """Bind the app version to its package's sha256, forever; ``(carrier, reason)`` when this push is a duplicate.
+
+    The first deployment of an app version records its content with one conditional write
+    (``ReleaseRecord``). After that, a push of the same version:
+
+    - with other content is refused (``VersionConflictError``, both sha256 and the first deployment named);
+    - with the same content is the same release. It proceeds when it is the deployment carrying the
+      release (a retry or re-run of it), when the carrier ended without making it live (FAILED,
+      ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED, or its execution stopped: this push becomes the carrier,
+      a new attempt), or when ``force`` is asked. Otherwise it is a duplicate (SKIPPED_DUPLICATE): the
+      carrier is live (SUCCEEDED) or still in progress.
+    """
+    mine = ReleaseRecord(
+        app=manifest.app,
+        version=manifest.version,
+        sha256=manifest.package.sha256,
+        first_deployment_id=deployment_id,
+        deployment_id=deployment_id,
+        claimed_at=utcnow(),
+    )
+    while True:
+        bound = ledger.claim_release(mine)
+        if bound.sha256 != mine.sha256:
+            raise VersionConflictError(
+                f"{manifest.app} {manifest.version} is immutable: it was first deployed by deployment "
+                f"{bound.first_deployment_id} with package sha256 {bound.sha256}, and this push carries sha256 "
+                f"{mine.sha256}. Nothing was deployed; push the new build as a new version"
+            )
+        if bound.deployment_id == deployment_id:
+            return None
+        carrier = ledger.get(bound.deployment_id)
+        if carrier is not None and not force:
+            running = carrier.status in UNFINISHED and (
+                carrier.execution_arn is None or executions.ended(carrier.execution_arn) is None
+            )
+            if carrier.status is Outcome.SUCCEEDED or running:
+                state = "already live" if carrier.status is Outcome.SUCCEEDED else f"{carrier.status.value}"
+                return carrier.deployment_id, (
+                    f"{manifest.app} {manifest.version} with package sha256 {mine.sha256} is the release of "
+                    f"deployment {carrier.deployment_id}, which is {state}; nothing to do. "
+                    'To deploy it again, start an execution with {"conveyor": {"force": true}} beside the event'
+                )
+        if ledger.move_release(manifest.app, manifest.version, carrier=bound.deployment_id, to=deployment_id):
+            logger.info("new attempt of a release", extra={"previous_carrier": bound.deployment_id})
+            return None
+        # Another push of the same content moved the carrier first: judge again against it.
+
+
+def end_as_duplicate(ledger: Ledger, deployment_id: str, carrier: str, reason: str, execution_arn: str) -> None:
+    """The push is the same release as ``carrier``'s: recorded on both, nothing deployed, nobody paged."""
+    ledger.finish(deployment_id, Outcome.SKIPPED_DUPLICATE, {"reason": reason, "duplicate_of": carrier})
+    ledger.record_skip(
+        carrier,
+        {
+            "execution_arn": execution_arn,
+            "deployment_id": deployment_id,
+            "at": utcnow().isoformat(),
+            "outcome": Outcome.SKIPPED_DUPLICATE.value,
+            "reason": reason,
+        },
+    )
+    metrics.add_metric(name="DuplicateReleases", unit=MetricUnit.Count, value=1)
+    logger.info("duplicate release", extra={"duplicate_of": carrier})
+
+
 def validate_artifact(
     request: ValidateRequest,
     *,
     artifacts: ArtifactStore,
     ledger: Ledger,
     targets: Targets,
+    executions: Executions,
     managed_tag_key: str,
 ) -> Deployment:
     pushed = PushedObject.from_event(request.event)
@@ -182,7 +256,7 @@ def validate_artifact(
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)
-        recorded = {"built_at": manifest.created_at.isoformat()}
+        recorded = {"built_at": manifest.created_at.isoformat(), "package_sha256": manifest.package.sha256}
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
         ledger.set_fields(pushed.deployment_id, recorded)
@@ -193,9 +267,18 @@ def validate_artifact(
             allowed=pipeline.allow_downgrade or options.allow_downgrade,
             where=pushed.uri,
         )
+        duplicate = bind_version(
+            manifest, pushed.deployment_id, ledger=ledger, executions=executions, force=options.force
+        )
+        if duplicate is not None:
+            detail.update(package_sha256=manifest.package.sha256, duplicate_of=duplicate[0], status="duplicate")
 
         package_key = release_key(where.app, manifest.package.sha256)
-        package_version = artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
+        package_version = (
+            None
+            if duplicate is not None
+            else artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
+        )
         detail.update(
             package_sha256=manifest.package.sha256,
             package_key=package_key,
@@ -204,7 +287,10 @@ def validate_artifact(
             environments=[env.name for env in pipeline.environments],
             commit=manifest.commit.sha if manifest.commit else None,
         )
-    logger.info("artifact accepted", extra={"environments": [env.name for env in pipeline.environments]})
+    if duplicate is not None:
+        end_as_duplicate(ledger, pushed.deployment_id, *duplicate, execution_arn=request.execution_arn)
+    else:
+        logger.info("artifact accepted", extra={"environments": [env.name for env in pipeline.environments]})
     return Deployment(
         deployment_id=pushed.deployment_id,
         app=where.app,
@@ -222,6 +308,7 @@ def validate_artifact(
         notifications=pipeline.notifications,
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
+        duplicate_of=duplicate[0] if duplicate is not None else None,
         started_at=request.started_at,
         # an execution started with allow_downgrade carries it to the lock's outdated check too
         policy=pipeline.policy.model_copy(update={"allow_downgrade": True})
