@@ -8,7 +8,7 @@ carries more than any one stage needs); results are exact.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -98,6 +98,55 @@ class Deployment(_Result):
         )
 
 
+class ServedRelease(BaseModel):
+    """What one alias serves (``pk=SERVED#<function>#<alias>``): written when Conveyor moves it to a release.
+
+    The source of truth for "which release is live here" (the lock's outdated check reads it); the Lambda
+    version's description is informative only. ``lambda_version`` is the version the alias pointed at when
+    this was written: a record whose ``lambda_version`` is not what the alias serves now is stale (the alias
+    was moved outside Conveyor) and says nothing.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    function_name: str
+    alias: str
+    app: str
+    version: str
+    deployment_id: str
+    sha256: str
+    lambda_version: str
+    built_at: datetime
+    committed_at: datetime | None = None
+    recorded_at: datetime
+    recorded_by: str = Field(description="the stage or operator action that moved the alias")
+
+    @classmethod
+    def of(cls, deployment: Deployment, release: Release, *, recorded_by: str) -> ServedRelease:
+        """What ``release``'s alias serves once ``deployment`` moved it to its new version at 100%."""
+        return cls(
+            function_name=release.function_name,
+            alias=release.alias,
+            app=deployment.app,
+            version=deployment.version,
+            deployment_id=deployment.deployment_id,
+            sha256=deployment.package.sha256,
+            lambda_version=release.version_after,
+            built_at=deployment.manifest.created_at,
+            committed_at=deployment.manifest.commit_time,
+            recorded_at=datetime.now(UTC),
+            recorded_by=recorded_by,
+        )
+
+    @property
+    def built_version(self) -> BuiltVersion:
+        return BuiltVersion(version=self.version, built_at=self.built_at, committed_at=self.committed_at)
+
+    def serves(self, lambda_version: str | None) -> bool:
+        """Whether this record still describes an alias that points at ``lambda_version`` (else it is stale)."""
+        return lambda_version == self.lambda_version
+
+
 class Release(_Result):
     """The new version published on an environment's target, and what its alias served before."""
 
@@ -108,6 +157,9 @@ class Release(_Result):
     version_after: str
     code_sha256: str
     reused: bool = Field(description="an existing version with the same code and configuration was reused")
+    served_before: ServedRelease | None = Field(
+        default=None, description="the release the alias served before (from the ledger); RollBack records it again"
+    )
 
 
 class TrafficState(_Result):

@@ -33,7 +33,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import aws
-from conveyor.contracts import Outcome
+from conveyor.contracts import Outcome, ServedRelease
 from conveyor.errors import LedgerError
 
 
@@ -99,30 +99,6 @@ class ReleaseRecord(BaseModel):
     first_deployment_id: str
     deployment_id: str
     claimed_at: datetime = Field(description="not created_at: the by-app index must list deployments only")
-
-
-class ServedRelease(BaseModel):
-    """What one alias serves (``pk=SERVED#<function>#<alias>``): written when Conveyor moves it to a release.
-
-    The source of truth for "which release is live here" (the lock's outdated check reads it); the Lambda
-    version's description is informative only. ``lambda_version`` is the version the alias pointed at when
-    this was written: a record whose ``lambda_version`` is not what the alias serves now is stale (the alias
-    was moved outside Conveyor) and says nothing.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    function_name: str
-    alias: str
-    app: str
-    version: str
-    deployment_id: str
-    sha256: str
-    lambda_version: str
-    built_at: datetime
-    committed_at: datetime | None = None
-    recorded_at: datetime
-    recorded_by: str = Field(description="the stage or operator action that moved the alias")
 
 
 class Ledger(Protocol):

@@ -11,9 +11,9 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor.contracts import EnvironmentStep, RollbackResult
+from conveyor.contracts import EnvironmentStep, Release, RollbackResult
 from conveyor.errors import ApprovalRejectedError, ConveyorError, RollbackFailedError
-from conveyor.ledger import Ledger, timed_stage
+from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
 
@@ -31,6 +31,15 @@ def rollback_reason(step: EnvironmentStep) -> str:
     if step.failure is not None:
         return f"{step.failure.error}: {step.failure.message}"
     return "rollback requested"
+
+
+def restore_served(release: Release, *, ledger: Ledger) -> None:
+    """Say in the ledger what the restored alias serves: the release it served before, if that is known."""
+    before = release.served_before
+    if before is not None and before.serves(release.version_before):
+        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": "RollBack"}))
+    else:
+        ledger.forget_served(release.function_name, release.alias)
 
 
 def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> RollbackResult:
@@ -53,6 +62,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
                 f"--function-name {release.function_name} --name {release.alias} "
                 f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
             ) from exc
+        restore_served(release, ledger=ledger)
         result = RollbackResult(
             environment=release.environment,
             function_name=release.function_name,

@@ -5,12 +5,13 @@ ShiftTraffic -> wait -> EvaluateHealth until the plan is complete, so every stra
 through the same states. Weight 100 is the promotion: the alias points at the new version with
 its routing configuration cleared. Weight 0 (blue/green's verification step, or the step where a
 pre-traffic hook runs) leaves the alias on the old version: the new one serves no production traffic.
-Each step records when it started, so health analysis can measure the traffic since then.
+Each step records when it started, so health analysis can measure the traffic since then. At 100%
+the ledger records which release the alias now serves (``ServedRelease``).
 """
 
 from __future__ import annotations
 
-from conveyor.contracts import EnvironmentStep, TrafficState
+from conveyor.contracts import EnvironmentStep, ServedRelease, TrafficState
 from conveyor.errors import TrafficShiftError
 from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -48,6 +49,9 @@ def shift_traffic(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) ->
             detail["note"] = "verifying the new version with no production traffic; the alias is unchanged"
         elif traffic.weight == 100 or release.version_before is None:
             targets.route_alias(release.function_name, release.alias, release.version_after, None)
+            if traffic.weight == 100:
+                # The alias now serves this release: said in the ledger, not in the (immutable) version.
+                ledger.record_served(ServedRelease.of(deployment, release, recorded_by="ShiftTraffic"))
         else:
             targets.route_alias(
                 release.function_name,
