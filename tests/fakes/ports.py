@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conveyor.contracts import Outcome
+from conveyor.contracts import Outcome, PackageRef
 from conveyor.errors import (
     AliasChangedError,
     BundleInvalidError,
+    DigestMismatchError,
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
     TrafficShiftError,
 )
 from conveyor.executions import IN_FLIGHT_GRACE, Ended
-from conveyor.ledger import DeploymentRecord, LockState, StageEvent, Waiter, utcnow
+from conveyor.ledger import DeploymentRecord, LockState, ReleaseRecord, ServedRelease, StageEvent, Waiter, utcnow
 from conveyor.manifest import FunctionConfig
 from conveyor.targets import AliasState, Invocation
 
@@ -27,6 +28,8 @@ class FakeLedger:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.events: list[StageEvent] = []
+        self.releases: dict[tuple[str, str], ReleaseRecord] = {}
+        self.serving: dict[tuple[str, str], ServedRelease] = {}
 
     def start(self, record: DeploymentRecord) -> DeploymentRecord:
         existing = self.records.get(record.deployment_id)
@@ -122,6 +125,26 @@ class FakeLedger:
 
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
         self.__dict__.setdefault("notices", {})[(deployment_id, key)] = message_id
+
+    # --- a version's content, and what each alias serves (DynamoLedger's conditions) -------------
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        return self.releases.setdefault((release.app, release.version), release)
+
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool:
+        current = self.releases.get((app, version))
+        if current is None or current.deployment_id != carrier:
+            return False
+        self.releases[(app, version)] = current.model_copy(update={"deployment_id": to})
+        return True
+
+    def record_served(self, served: ServedRelease) -> None:
+        self.serving[(served.function_name, served.alias)] = served
+
+    def forget_served(self, function_name: str, alias: str) -> None:
+        self.serving.pop((function_name, alias), None)
+
+    def served(self, function_name: str, alias: str) -> ServedRelease | None:
+        return self.serving.get((function_name, alias))
 
 
 class FakeExecutions:
@@ -233,6 +256,7 @@ class FakeTargets:
         self.responses: dict[str, Invocation | Exception] = {}
         self.invocations: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_route: Exception | None = None
+        self.updates: list[tuple[str, PackageRef]] = []
 
     def add(self, name: str, *, managed: bool = True, alias: str | None = None, version: str = "1") -> FakeFunction:
         function = FakeFunction(arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
@@ -276,8 +300,9 @@ class FakeTargets:
                 return version
         return None
 
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
-        self._get(function_name).code_sha256 = f"pending:{bucket}/{key}"
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
+        self.updates.append((function_name, package))
+        self._get(function_name).code_sha256 = f"pending:{package.bucket}/{package.key}#{package.version_id}"
 
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
         function = self._get(function_name)
@@ -355,5 +380,9 @@ class FakeArtifacts:
             raise PipelineNotFoundError(f"no pipeline is registered for app {app!r}")
         return self.objects[(bucket, key)]
 
-    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None:
-        self.releases[(bucket, key)] = (package, sha256_hex)
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None:
+        """Written only if absent, as S3Artifacts does; the object's version id."""
+        stored = self.releases.setdefault((bucket, key), (package, sha256_hex))
+        if stored[1] != sha256_hex:
+            raise DigestMismatchError(f"s3://{bucket}/{key} already holds another sha256")
+        return f"v-{sha256_hex[:8]}"

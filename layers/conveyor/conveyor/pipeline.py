@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from conveyor.errors import PipelineInvalidError
 from conveyor.layout import AppName
 from conveyor.validation import describe
+from conveyor.versions import DEFAULT_VERSION_ORDER, VersionOrder
 
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:-]{1,140}$")]
@@ -225,6 +226,11 @@ class RolloutPolicy(_Spec):
         default=3600, ge=60, le=MAX_WAIT_SECONDS, description="how long a deployment may wait for a lock before failing"
     )
     allow_downgrade: bool = Field(default=False, description="accept an artifact older than what is live")
+    version_order: VersionOrder = Field(
+        default=DEFAULT_VERSION_ORDER,
+        description="semver: SemVer 2.0 precedence (other versions are refused); build_time: the manifest's "
+        "created_at, then commit time (for commit-hash versions). See conveyor.versions",
+    )
 
 
 class PipelineSpec(RolloutPolicy):

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor import aws
+from conveyor.contracts import PackageRef
 from conveyor.errors import (
     AliasChangedError,
     DeployFailedError,
@@ -48,7 +49,7 @@ class Targets(Protocol):
     def alias_state(self, function_name: str, alias: str) -> AliasState | None: ...
     def version_description(self, function_name: str, version: str) -> str: ...
     def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None: ...
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None: ...
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None: ...
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
     def route_alias(
         self,
@@ -141,9 +142,13 @@ class LambdaTargets:
                     return str(version["Version"])
         return None
 
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
+        """Put the release's code on ``$LATEST``: exactly the S3 object version ValidateArtifact stored."""
+        location = {"S3Bucket": package.bucket, "S3Key": package.key}
+        if package.version_id is not None:
+            location["S3ObjectVersion"] = package.version_id
         try:
-            self._lambda.update_function_code(FunctionName=function_name, S3Bucket=bucket, S3Key=key)
+            self._lambda.update_function_code(FunctionName=function_name, **location)
             self._wait_updated(function_name)
             if config is not None:
                 self._update_configuration(function_name, config)

@@ -70,6 +70,15 @@ def restore_alias(targets: Targets, release: Release) -> str | None:
     raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
 
 
+def restore_served(release: Release, *, ledger: Ledger) -> None:
+    """Say in the ledger what the restored alias serves: the release it served before, if that is known."""
+    before = release.served_before
+    if before is not None and before.serves(release.version_before):
+        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": "RollBack"}))
+    else:
+        ledger.forget_served(release.function_name, release.alias)
+
+
 def manual_restore_command(release: Release) -> str:
     if release.version_before is None:
         return f"aws lambda delete-alias --function-name {release.function_name} --name {release.alias}"
@@ -132,6 +141,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
     logger.warning("rolled back", extra={"environment": release.environment, "reason": reason})
     recorded = record_quietly(ledger, event("succeeded", result.model_dump(mode="json")))
     try:
+        restore_served(release, ledger=ledger)
         ledger.update_environment(
             deployment.deployment_id,
             release.environment,

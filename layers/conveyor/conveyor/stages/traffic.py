@@ -5,7 +5,8 @@ ShiftTraffic -> wait -> EvaluateHealth until the plan is complete, so every stra
 through the same states. Weight 100 is the promotion: the alias points at the new version with
 its routing configuration cleared. Weight 0 (blue/green's verification step, or the step where a
 pre-traffic hook runs) leaves the alias on the old version: the new one serves no production traffic.
-Each step records when it started, so health analysis can measure the traffic since then.
+Each step records when it started, so health analysis can measure the traffic since then. At 100%
+the ledger records which release the alias now serves (``ServedRelease``).
 
 The alias is read, then the lock's fence is checked, then the alias is written conditioned on
 the revision read: a reconciler that takes the lock away from a stopped execution and then
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conveyor.contracts import EnvironmentStep, TrafficState
+from conveyor.contracts import EnvironmentStep, ServedRelease, TrafficState
 from conveyor.errors import TrafficShiftError
 from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -66,6 +67,9 @@ def shift_traffic(
                 targets.route_alias(
                     release.function_name, release.alias, release.version_after, None, revision_id=revision
                 )
+                if traffic.weight == 100:
+                    # The alias now serves this release: said in the ledger, not in the (immutable) version.
+                    ledger.record_served(ServedRelease.of(deployment, release, recorded_by="ShiftTraffic"))
             else:
                 targets.route_alias(
                     release.function_name,
