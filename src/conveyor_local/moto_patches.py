@@ -123,6 +123,15 @@ How an execution ends (the replacements live in ``conveyor_local.executions``; i
     ``executions.abort_orphaned_execution`` ends an execution a dead server left RUNNING (restart path;
     relied on: ``moto.stepfunctions.parser.models.stepfunctions_parser_backends``).
 
+``moto.awslambda.models.LambdaAlias.update(self, description, function_version, routing_config)``
+and the ``UpdateAlias`` precondition in ``LambdaResponse.update_alias``
+    moto gives an alias one ``RevisionId`` at creation and ignores ``RevisionId`` on ``UpdateAlias``.
+    Lambda gives every change a new revision and refuses an update naming another one
+    (``PreconditionFailedException``, 412): Conveyor's ShiftTraffic, RollBack and reconciler fence
+    each other with it, so a write from a stage still running after its execution stopped cannot
+    land after a restore. We renew the revision on every update and check the precondition and
+    apply the write as one step.
+
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
 """
@@ -164,6 +173,7 @@ _STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
 _DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
+_LAMBDA_ALIAS = "moto.awslambda.models.LambdaAlias"
 #: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
 _FAULT_OPERATIONS = {
     "PublishVersion": "publish_version",
@@ -177,6 +187,7 @@ _FAULT_OPERATIONS = {
 #: dotted name -> the parameter names we rely on (``None``: not a callable, existence only).
 SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.awslambda.models.LambdaFunction._invoke_lambda": ("self", "event"),
+    f"{_LAMBDA_ALIAS}.update": ("self", "description", "function_version", "routing_config"),
     "moto.awslambda.models.LambdaBackend.invoke": (
         "self",
         "function_name",
@@ -797,11 +808,6 @@ def code_sha256_violation(expected: str | None, current: str) -> str | None:
     )
 
 
-def _invalid_parameter(message: str) -> tuple[int, dict[str, str], str]:
-    headers = {"status": "400", "x-amzn-ErrorType": "InvalidParameterValueException"}
-    return 400, {**headers, "Content-Type": "application/json"}, json.dumps({"Type": "User", "message": message})
-
-
 def _request_environment(response: Any) -> Mapping[str, Any] | None:
     try:
         body = json.loads(response.body or "{}")
@@ -817,21 +823,57 @@ def _publish_version_violation(response: Any) -> str | None:
     return code_sha256_violation(response._get_param("CodeSha256"), str(latest.code_sha_256))
 
 
+_ALIAS_REVISION_REFUSED = (
+    "The Revision Id provided does not match the latest Revision Id. Call the GetAlias API to retrieve the latest "
+    "Revision Id"
+)
+
+
+def _update_alias_violation(response: Any) -> str | None:
+    """AWS's message refusing an ``UpdateAlias`` whose ``RevisionId`` is not the alias's current one, or None."""
+    try:
+        wanted = json.loads(response.body or "{}").get("RevisionId")
+    except (ValueError, AttributeError):
+        return None
+    if not wanted:
+        return None
+    function_name = unquote(str(response.path).rsplit("/")[-3])
+    alias_name = unquote(str(response.path).rsplit("/", 2)[-1])
+    alias = response.backend.get_alias(name=alias_name, function_name=function_name)  # moto's 404 if absent
+    return None if wanted == alias.revision_id else _ALIAS_REVISION_REFUSED
+
+
+def _new_alias_revision(self: Any, *args: Any, **kwargs: Any) -> None:
+    """Replacement for ``LambdaAlias.update``: every change of an alias gets a new ``RevisionId``, as on AWS."""
+    _ORIGINALS[f"{_LAMBDA_ALIAS}.update"](self, *args, **kwargs)
+    self.revision_id = str(uuid.uuid4())
+
+
 #: ``LambdaResponse`` method -> what makes AWS refuse the request before anything changes.
 _PRECONDITIONS: Mapping[str, Callable[[Any], str | None]] = {
+    "update_alias": _update_alias_violation,
     "publish_version": _publish_version_violation,
     "create_function": lambda response: environment_violation(_request_environment(response)),
     "update_function_configuration": lambda response: environment_violation(_request_environment(response)),
 }
 
 
+#: How AWS answers a refused request, when not ``InvalidParameterValueException`` (400).
+_REFUSED_AS: Mapping[str, tuple[str, int]] = {"update_alias": ("PreconditionFailedException", 412)}
+#: A precondition and the write it guards happen as one step, as one API call does on AWS.
+_PRECONDITION_LOCK = threading.RLock()
+
+
 def _guarded(method: str) -> Callable[..., Any]:
     def respond(self: Any) -> Any:
         precondition = _PRECONDITIONS.get(method)
-        violation = precondition(self) if precondition is not None else None
-        if violation is not None:
-            return _invalid_parameter(violation)
-        return _ORIGINALS[f"{_LAMBDA_RESPONSE}.{method}"](self)
+        with _PRECONDITION_LOCK:
+            violation = precondition(self) if precondition is not None else None
+            if violation is not None:
+                error, status = _REFUSED_AS.get(method, ("InvalidParameterValueException", 400))
+                headers = {"status": str(status), "x-amzn-ErrorType": error, "Content-Type": "application/json"}
+                return status, headers, json.dumps({"Type": "User", "message": violation})
+            return _ORIGINALS[f"{_LAMBDA_RESPONSE}.{method}"](self)
 
     respond.__name__ = method
     return respond
@@ -898,6 +940,7 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     **{f"{_DYNAMODB_BACKEND}.{name}": _atomic(name) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": _faulty(op, method) for op, method in _FAULT_OPERATIONS.items()},
     f"{_LAMBDA_RESPONSE}.create_function": _guarded("create_function"),
+    f"{_LAMBDA_ALIAS}.update": _new_alias_revision,
     f"{executions.SFN_EXECUTION}.Execution.stop": executions._execution_stop,
     f"{executions.SFN_EXECUTION}.BaseExecutionWorkerCommunication.terminated": executions._terminated,
     f"{executions.SFN_WORKER}.start": executions._worker_start,

@@ -175,3 +175,26 @@ def test_a_failed_asynchronous_invocation_is_retried_until_it_succeeds(local_clo
     attempts = item(f"{marker}#attempts")
     assert attempts is not None
     assert attempts["attempts"] == {"N": "3"}
+
+
+def test_every_alias_change_gets_a_new_revision_and_a_stale_revision_is_refused(aws: Aws, role_arn: str) -> None:
+    # Given an alias on version 1 of a function with two versions
+    name = _create(aws, role_arn, _package("def handler(event, context):\n    return 1\n"))
+    lam = aws("lambda")
+    lam.publish_version(FunctionName=name)
+    lam.update_function_code(FunctionName=name, ZipFile=_package("def handler(event, context):\n    return 2\n"))
+    lam.publish_version(FunctionName=name)
+    read = lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")["RevisionId"]
+
+    # When one writer moves it with the revision it read
+    moved = lam.update_alias(FunctionName=name, Name="live", FunctionVersion="2", RevisionId=read)
+
+    # Then the alias has a new revision, and a second writer holding the old one is refused, changing nothing
+    assert moved["RevisionId"] != read
+    with pytest.raises(ClientError) as refused:
+        lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1", RevisionId=read)
+    assert _error(refused)[0] == "PreconditionFailedException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert lam.get_alias(FunctionName=name, Name="live")["FunctionVersion"] == "2"
+    # And an update without a revision still applies (the revision is optional, as on AWS)
+    assert lam.update_alias(FunctionName=name, Name="live", FunctionVersion="1")["FunctionVersion"] == "1"
