@@ -123,6 +123,13 @@ How an execution ends (the replacements live in ``conveyor_local.executions``; i
     ``executions.abort_orphaned_execution`` ends an execution a dead server left RUNNING (restart path;
     relied on: ``moto.stepfunctions.parser.models.stepfunctions_parser_backends``).
 
+``moto.dynamodb.responses.DynamoHandler.{get_item,put_item,update_item,delete_item,query,scan,batch_get_item,
+transact_write_items}`` and ``moto.sns.responses.SNSResponse.publish``
+    fault injection for the ledger and the topic: a ``faults.json`` rule naming a ``table`` or a
+    ``topic`` makes these calls fail with the rule's error code (raised as moto's own
+    ``moto.core.exceptions.ServiceException``, so the service's protocol serializes it), as a
+    DynamoDB or SNS outage would. No rule: moto's original.
+
 ``moto.awslambda.models.LambdaAlias.update(self, description, function_version, routing_config)``
 and the ``UpdateAlias`` precondition in ``LambdaResponse.update_alias``
     moto gives an alias one ``RevisionId`` at creation and ignores ``RevisionId`` on ``UpdateAlias``.
@@ -174,6 +181,21 @@ _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
 _DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
 _LAMBDA_ALIAS = "moto.awslambda.models.LambdaAlias"
+_DYNAMODB_RESPONSE = "moto.dynamodb.responses.DynamoHandler"
+_SNS_RESPONSE = "moto.sns.responses.SNSResponse"
+_SERVICE_EXCEPTION = "moto.core.exceptions.ServiceException"
+#: The DynamoDB calls a ledger fault fails (every one Conveyor makes).
+_DYNAMODB_FAULT_METHODS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "batch_get_item",
+    "transact_write_items",
+)
+
 #: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
 _FAULT_OPERATIONS = {
     "PublishVersion": "publish_version",
@@ -188,6 +210,9 @@ _FAULT_OPERATIONS = {
 SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.awslambda.models.LambdaFunction._invoke_lambda": ("self", "event"),
     f"{_LAMBDA_ALIAS}.update": ("self", "description", "function_version", "routing_config"),
+    f"{_SNS_RESPONSE}.publish": ("self",),
+    _SERVICE_EXCEPTION: None,
+    **{f"{_DYNAMODB_RESPONSE}.{method}": ("self",) for method in _DYNAMODB_FAULT_METHODS},
     "moto.awslambda.models.LambdaBackend.invoke": (
         "self",
         "function_name",
@@ -752,6 +777,44 @@ def _faulty(operation: str, method: str) -> Callable[..., Any]:
     return respond
 
 
+# ------------------------------------------------- dynamodb and sns API: injected faults
+
+
+def _dynamodb_table(response: Any) -> str:
+    """The table a DynamoDB request is about (the first one, for batch and transaction calls)."""
+    body = response.body  # DynamoHandler has parsed it already; a raw string only if moto stops doing so
+    if not isinstance(body, dict):
+        try:
+            body = json.loads(body or "{}")
+        except (TypeError, ValueError):
+            return ""
+    if "TableName" in body:
+        return str(body["TableName"])
+    if body.get("RequestItems"):
+        return str(next(iter(body["RequestItems"])))
+    for item in body.get("TransactItems", []):
+        for action in item.values():
+            if isinstance(action, dict) and "TableName" in action:
+                return str(action["TableName"])
+    return ""
+
+
+def _service_faulty(owner: str, method: str, kind: str, resource_of: Callable[[Any], str]) -> Callable[..., Any]:
+    """A response method that fails as the fault plan says (a ServiceException, serialized as the service does)."""
+    operation = "".join(part.title() for part in method.split("_"))
+
+    def respond(self: Any) -> Any:
+        plan = _STATE.get("faults")
+        fault = plan.check(operation, resource_of(self), kind=kind) if plan is not None else None
+        if fault is not None:
+            LOG.warning("injected fault: %s on %s -> %s", operation, resource_of(self), fault.error)
+            raise resolve_dotted(_SERVICE_EXCEPTION)(fault.error, fault.message)
+        return _ORIGINALS[f"{owner}.{method}"](self)
+
+    respond.__name__ = method
+    return respond
+
+
 # ------------------------------------------------------ lambda API: AWS's preconditions
 
 #: Names Lambda sets itself; AWS refuses them in a function's environment (its documented list).
@@ -941,6 +1004,13 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     **{f"{_LAMBDA_RESPONSE}.{method}": _faulty(op, method) for op, method in _FAULT_OPERATIONS.items()},
     f"{_LAMBDA_RESPONSE}.create_function": _guarded("create_function"),
     f"{_LAMBDA_ALIAS}.update": _new_alias_revision,
+    f"{_SNS_RESPONSE}.publish": _service_faulty(
+        _SNS_RESPONSE, "publish", "topic", lambda response: str(response._get_param("TopicArn") or "")
+    ),
+    **{
+        f"{_DYNAMODB_RESPONSE}.{method}": _service_faulty(_DYNAMODB_RESPONSE, method, "table", _dynamodb_table)
+        for method in _DYNAMODB_FAULT_METHODS
+    },
     f"{executions.SFN_EXECUTION}.Execution.stop": executions._execution_stop,
     f"{executions.SFN_EXECUTION}.BaseExecutionWorkerCommunication.terminated": executions._terminated,
     f"{executions.SFN_WORKER}.start": executions._worker_start,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -75,3 +77,76 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
     assert again[0]["closed"] is False
     later = drain_inbox(stage.cloud, stage.targets.inbox_url)
     assert [n for n in later if pushed["deployment_id"] in n["message"]] == []
+
+
+class _GatedProbe(BaseHTTPRequestHandler):
+    """A health endpoint that tells the test it was asked, then answers 503 once the test lets it."""
+
+    asked = threading.Event()
+    answer = threading.Event()
+
+    def do_GET(self) -> None:
+        type(self).asked.set()
+        type(self).answer.wait(timeout=120)
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_reconciled_once_it_ends(
+    stage: Stage, pipeline: Callable[..., None], faults: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    # Given a live release, and a staging check that answers only when the test says so
+    deploy_baseline(stage, pipeline, "41.0.0")
+    live = alias_versions(stage.cloud, stage.targets.functions)["staging"]["version"]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GatedProbe)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/health"
+        pipeline(
+            environments__0__strategy={"type": "all_at_once", "bake_seconds": 0},
+            environments__0__health={"http": {"url": url}},
+        )
+        pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "41.1.0"))
+        until(_GatedProbe.asked.is_set, "staging's health check asked the endpoint")
+        record = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+        assert record is not None
+        assert record.execution_arn is not None
+
+        # When the ledger goes down while the new version is live in staging, and the check then fails
+        faults(
+            [
+                {
+                    "id": "ledger-down",
+                    "operation": "*",
+                    "table": stage.cloud.outputs.ledger_table,
+                    "error": "InternalServerError",
+                    "times": 1_000_000,
+                }
+            ]
+        )
+        _GatedProbe.answer.set()
+
+        # Then the execution ends, and the alias was restored although nothing could be recorded
+        until(
+            lambda: operations.execution_status(stage.cloud, record.execution_arn)["status"] != "RUNNING",
+            "the execution ended",
+        )
+        assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
+    finally:
+        _GatedProbe.answer.set()
+        server.shutdown()
+        server.server_close()
+        faults([])
+
+    # And once the ledger is back, reconciling the execution records the rollback and tells the on-call, once
+    reconcile_executions(stage.cloud, [record.execution_arn])
+    closed = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+    assert closed is not None
+    assert closed.status is Outcome.ROLLED_BACK
+    assert closed.environments["staging"]["status"] == "ROLLED_BACK"
+    notes = [n for n in drain_inbox(stage.cloud, stage.targets.inbox_url) if pushed["deployment_id"] in n["message"]]
+    assert len(notes) == 1
