@@ -134,6 +134,7 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
         until(
             lambda: operations.execution_status(stage.cloud, record.execution_arn)["status"] != "RUNNING",
             "the execution ended",
+            timeout=300,
         )
         assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
     finally:

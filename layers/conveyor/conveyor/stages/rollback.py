@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.contracts import EnvironmentStep, Release, RollbackResult
 from conveyor.errors import AliasChangedError, ApprovalRejectedError, ConveyorError, LedgerError, RollbackFailedError
-from conveyor.ledger import Ledger, StageEvent, utcnow
+from conveyor.ledger import Ledger, StageEvent, record_quietly, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
 
@@ -86,16 +86,6 @@ def manual_restore_command(release: Release) -> str:
         f"aws lambda update-alias --function-name {release.function_name} --name {release.alias} "
         f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
     )
-
-
-def record_quietly(ledger: Ledger, event: StageEvent) -> bool:
-    """Write a stage event; False (logged, not raised) when the ledger cannot take it."""
-    try:
-        ledger.record_event(event)
-    except LedgerError as exc:
-        logger.error("could not record a stage event", extra={"stage": event.stage, "error": str(exc)})
-        return False
-    return True
 
 
 def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> RollbackResult:
