@@ -111,7 +111,6 @@ def _seal_history(env: Any, terminal_event: str | None, details: dict[str, Any] 
         if terminal_event is not None:
             events = manager.get_event_history()
             if not events or events[-1]["type"] != terminal_event:
-                env.event_history_context.source_event_id = 0
                 event_details = _moto("moto.stepfunctions.parser.asl.eval.event.event_detail.EventDetails")
                 manager.add_event(
                     context=env.event_history_context,

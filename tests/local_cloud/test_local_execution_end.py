@@ -92,7 +92,9 @@ def test_a_stop_mid_map_ends_aborted_at_once_and_runs_nothing_after(
     outputs = local_cloud["outputs"]
     table, marker = outputs["TableName"], uuid.uuid4().hex
     steps = [{"action": "gate", "marker": f"{marker}-{n}", "pause": 1} for n in range(2)]
-    arn = _start(aws, outputs["StoppablePipelineArn"], {"steps": steps, "after": f"{marker}-after"})
+    arn = _start(
+        aws, outputs["StoppablePipelineArn"], {"steps": steps, "after": {"action": "mark", "marker": f"{marker}-after"}}
+    )
     wait_for(lambda: _has_item(aws, table, f"{marker}-0#started"), timeout=30)
 
     # When it is stopped with an error and a cause
@@ -135,7 +137,9 @@ def test_a_stop_during_a_wait_ends_aborted(local_cloud: dict[str, Any], aws: Aws
     table, marker = outputs["TableName"], uuid.uuid4().hex
     _put_item(aws, table, f"{marker}-0#release")
     steps = [{"action": "gate", "marker": f"{marker}-0", "pause": 100000}, {"action": "gate", "marker": f"{marker}-1"}]
-    arn = _start(aws, outputs["StoppablePipelineArn"], {"steps": steps, "after": f"{marker}-after"})
+    arn = _start(
+        aws, outputs["StoppablePipelineArn"], {"steps": steps, "after": {"action": "mark", "marker": f"{marker}-after"}}
+    )
     wait_for(lambda: any(e["type"] == "WaitStateEntered" for e in _history(aws, arn)), timeout=30)
 
     # When it is stopped without error or cause
@@ -151,6 +155,33 @@ def test_a_stop_during_a_wait_ends_aborted(local_cloud: dict[str, Any], aws: Aws
     assert not _has_item(aws, table, f"{marker}-after")
 
 
+def test_a_stop_during_a_lambda_task_ends_aborted_and_discards_its_result(
+    local_cloud: dict[str, Any], aws: Aws
+) -> None:
+    # Given an execution in a top-level Lambda Task, the call in flight (held until released)
+    outputs = local_cloud["outputs"]
+    table, marker = outputs["TableName"], uuid.uuid4().hex
+    arn = _start(aws, outputs["StoppablePipelineArn"], {"steps": [], "after": {"action": "gate", "marker": marker}})
+    wait_for(lambda: _has_item(aws, table, f"{marker}#started"), timeout=30)
+
+    # When it is stopped
+    aws("stepfunctions").stop_execution(executionArn=arn, cause="operator")
+
+    # Then it is ABORTED before the call returns
+    assert aws("stepfunctions").describe_execution(executionArn=arn)["status"] == "ABORTED"
+    assert not _has_item(aws, table, f"{marker}#finished")
+
+    # And once the call has run to its end, its result is discarded: it stays ABORTED, no output, history unchanged
+    history = _history(aws, arn)
+    _put_item(aws, table, f"{marker}#release")
+    wait_for(lambda: _has_item(aws, table, f"{marker}#finished"), timeout=30)
+    described = aws("stepfunctions").describe_execution(executionArn=arn)
+    assert described["status"] == "ABORTED"
+    assert described["cause"] == "operator"
+    assert "output" not in described
+    assert _history(aws, arn) == history
+
+
 def test_every_status_change_reaches_a_rule_target_with_the_aws_shape(
     local_cloud: dict[str, Any], aws: Aws, status_changes: Callable[[str], list[dict[str, Any]]]
 ) -> None:
@@ -159,7 +190,9 @@ def test_every_status_change_reaches_a_rule_target_with_the_aws_shape(
     marker = uuid.uuid4().hex
 
     # When an execution runs to success
-    arn = _start(aws, outputs["StoppablePipelineArn"], {"steps": [], "after": f"{marker}-after"})
+    arn = _start(
+        aws, outputs["StoppablePipelineArn"], {"steps": [], "after": {"action": "mark", "marker": f"{marker}-after"}}
+    )
     wait_for(lambda: _ended(aws, arn))
 
     # Then RUNNING and SUCCEEDED reach the queue, shaped as Step Functions sends them
@@ -179,7 +212,7 @@ def test_every_status_change_reaches_a_rule_target_with_the_aws_shape(
     assert succeeded["name"] == described["name"]
     assert succeeded["startDate"] == int(described["startDate"].timestamp() * 1000)
     assert succeeded["stopDate"] == int(described["stopDate"].timestamp() * 1000)
-    assert json.loads(succeeded["input"]) == {"steps": [], "after": f"{marker}-after"}
+    assert json.loads(succeeded["input"]) == {"steps": [], "after": {"action": "mark", "marker": f"{marker}-after"}}
     assert json.loads(succeeded["output"]) == json.loads(described["output"])
     assert succeeded["inputDetails"] == {"included": True}
     assert succeeded["outputDetails"] == {"included": True}

@@ -117,3 +117,29 @@ def test_a_missing_code_dir_names_the_function(tmp_path: Path) -> None:
     # When provisioned, Then the error names the resource and the path (no endpoint is reached first)
     with pytest.raises(ProvisioningError, match=r"Fn: CodeUri 'nowhere/' is not a directory"):
         provision(tmp_path / "template.yaml", "http://127.0.0.1:9")
+
+
+def test_a_functions_eventbridge_rule_event_targets_it_as_sam_does(
+    local_cloud: dict[str, Any], aws: Callable[[str], Any]
+) -> None:
+    # Given the fixture's reconciler: a function with an EventBridgeRule event (pattern, RetryPolicy, DLQ)
+    name = local_cloud["outputs"]["ReconcileProbeFunctionName"]
+    function_arn = aws("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+
+    # When its rule and target are read back
+    (rule_name,) = aws("events").list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]
+    rule = aws("events").describe_rule(Name=rule_name)
+    (target,) = aws("events").list_targets_by_rule(Rule=rule_name)["Targets"]
+
+    # Then the rule carries the pattern, the target the retry policy and dead-letter queue (no role, as SAM
+    # gives a Lambda target none), and the function lets EventBridge invoke it for that rule only
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["stateMachineArn"] == [local_cloud["outputs"]["StoppablePipelineArn"]]
+    assert target["Id"] == "ReconcileProbeFunctionExecutionEndedLambdaTarget"
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+    assert target["DeadLetterConfig"]["Arn"].endswith(":conveyor-ReconcileDeadLetters")
+    assert "RoleArn" not in target
+    (statement,) = json.loads(aws("lambda").get_policy(FunctionName=name)["Policy"])["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]
