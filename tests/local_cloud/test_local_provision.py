@@ -45,10 +45,15 @@ def test_the_real_template_provisions_every_resource(local_cloud: dict[str, Any]
             config = aws("lambda").get_function_configuration(FunctionName=name)
             assert config["Environment"]["Variables"]["LEDGER_TABLE"] == outputs["LedgerTableName"]
             assert config["Layers"], f"{logical_id} gets the Globals layer"
-    rules = aws("events").list_rules(NamePrefix="realstack-")["Rules"]
-    targets = aws("events").list_targets_by_rule(Rule=rules[0]["Name"])["Targets"]
-    assert targets[0]["Arn"] == outputs["StateMachineArn"]
-    assert json.loads(rules[0]["EventPattern"])["source"] == ["aws.s3"]
+    rules = {
+        json.loads(rule["EventPattern"])["source"][0]: rule["Name"]
+        for rule in aws("events").list_rules(NamePrefix="realstack-")["Rules"]
+    }
+    pushed = aws("events").list_targets_by_rule(Rule=rules["aws.s3"])["Targets"]
+    assert pushed[0]["Arn"] == outputs["StateMachineArn"]
+    # Every execution that ends without finishing reaches the reconciler
+    ended = aws("events").list_targets_by_rule(Rule=rules["aws.states"])["Targets"]
+    assert ended[0]["Arn"].endswith(f":function:{result.resources['ReconcileFunction'].ref}")
     # moto's GetBucketNotificationConfiguration omits EventBridgeConfiguration, so prove the wiring instead:
     # an upload under artifacts/ starts the real state machine.
     aws("s3").put_object(Bucket=outputs["ArtifactBucketName"], Key="artifacts/provision-check/1.zip", Body=b"x")
