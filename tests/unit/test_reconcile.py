@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conveyor.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
-from conveyor.errors import AliasChangedError, LedgerError, LockLostError, NotificationError
+from conveyor.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
 from conveyor.ledger import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
@@ -306,3 +306,16 @@ def test_only_unfinished_endings_are_reconciled() -> None:
 
 def test_status_change_dates_are_epoch_millis() -> None:
     assert ended().stop_date == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
+
+
+def test_a_restore_that_fails_gives_the_lock_back_so_the_retry_can_act() -> None:
+    world = World()
+    world.targets.fail_route = TrafficShiftError("Lambda unavailable")
+
+    with pytest.raises(TrafficShiftError):
+        world.reconcile()
+    assert world.locks.get("hello", "staging").holder is None
+
+    world.targets.fail_route = None
+    assert world.reconcile().restored == ["staging"]
+    assert world.function.aliases["live"] == ("1", {})

@@ -125,7 +125,12 @@ def restore_environment(
         reused=False,
     )
     started = utcnow()
-    restored = restore_alias(targets, release)
+    try:
+        restored = restore_alias(targets, release)
+    except Exception:
+        # Not restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
+        locks.release(record.app, name, fence)
+        raise
     result = RollbackResult(
         environment=name,
         function_name=release.function_name,
