@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef
 from conveyor.layout import release_key
 from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import Manifest
+from conveyor.manifest import Manifest, base64_digest
 from conveyor.pipeline import RolloutPolicy
 from conveyor.stages.deploy import deploy
 from conveyor.stages.lock import acquire_lock
@@ -201,3 +201,17 @@ def test_commit_hash_versions_are_outdated_by_build_time_not_text() -> None:
     world.locks.release("hello", "staging", later.deployment.execution_arn)
     earlier = world.step("d-c", "ffffff0", code="c", built=BUILT - timedelta(hours=1), order="build_time")
     assert world.acquire(earlier).status == "superseded"
+
+
+def test_deploy_updates_from_the_validated_object_version_and_publishes_with_its_code_sha256() -> None:
+    # Given a release stored as object version v1, When it is deployed
+    world = World()
+    step = world.deployed(world.step("d-1", "1.0.1", code="one"))
+
+    # Then Lambda was updated from exactly that object version, and the version published with the
+    # package's digest as CodeSha256 (PublishVersion's precondition: other code there fails the publish)
+    assert step.release is not None
+    ((function, package),) = world.targets.updates
+    assert (function, package.version_id, package.key) == (FUNCTION, "v1", step.deployment.package.key)
+    published_sha, _ = world.targets.functions[FUNCTION].versions[step.release.version_after]
+    assert published_sha == base64_digest(step.deployment.package.sha256) == step.release.code_sha256
