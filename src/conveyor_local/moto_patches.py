@@ -89,6 +89,13 @@ update_function_code,update_function_configuration}``
     the operation and function, the call fails with the rule's error code and HTTP status, as
     a throttle, an outage or a conflicting update would on AWS. No rule: moto's original.
 
+``moto.awslambda.models.LambdaFunction.update_function_code(self, updated_spec)``
+    moto ignores ``S3ObjectVersion`` and takes the key's latest version, so a test in which the
+    key changed after validation would deploy the newer bytes where AWS deploys the version
+    named. We read the named version (relied on: ``moto.s3.models.s3_backends`` and
+    ``moto.awslambda.models._s3_content``), refuse a version that does not exist as AWS does
+    (``InvalidParameterValueException``), and leave every other update to moto.
+
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
 """
@@ -129,6 +136,7 @@ _STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
 _DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
+_LAMBDA_FUNCTION = "moto.awslambda.models.LambdaFunction"
 #: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
 _FAULT_OPERATIONS = {
     "PublishVersion": "publish_version",
@@ -172,6 +180,10 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.logs.models.logs_backends": None,
     **{f"{_DYNAMODB_BACKEND}.{name}": ("self",) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": ("self",) for method in _FAULT_OPERATIONS.values()},
+    f"{_LAMBDA_FUNCTION}.update_function_code": ("self", "updated_spec"),
+    "moto.awslambda.models._s3_content": ("key",),
+    "moto.s3.models.s3_backends": None,
+    "moto.awslambda.exceptions.InvalidParameterValueException": ("message",),
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 
@@ -702,6 +714,27 @@ def _iteration_error_name(error_name: str) -> Any:
     return _ORIGINALS[f"{_ITERATION_WORKER}.CustomErrorName"](error_name=error_name)
 
 
+def _update_function_code(self: Any, updated_spec: dict[str, Any]) -> Any:
+    """UpdateFunctionCode from exactly the S3 object version named by ``S3ObjectVersion``."""
+    version_id = updated_spec.get("S3ObjectVersion")
+    original = _ORIGINALS[f"{_LAMBDA_FUNCTION}.update_function_code"]
+    if not version_id or updated_spec.get("DryRun") or "S3Bucket" not in updated_spec or "S3Key" not in updated_spec:
+        return original(self, updated_spec)
+    s3 = resolve_dotted("moto.s3.models.s3_backends")[self.account_id][self.partition]
+    key = s3.get_object(updated_spec["S3Bucket"], updated_spec["S3Key"], version_id=version_id)
+    if key is None:
+        raise resolve_dotted("moto.awslambda.exceptions.InvalidParameterValueException")(
+            "Error occurred while GetObject. S3 Error Code: NoSuchVersion. S3 Error Message: "
+            "The specified version does not exist."
+        )
+    original(self, updated_spec)  # moto's bookkeeping (code location, update state), from the latest version
+    self.code_bytes, self.code_size, self.code_sha_256, self.code_digest = resolve_dotted(
+        "moto.awslambda.models._s3_content"
+    )(key)
+    self.code["S3ObjectVersion"] = version_id
+    return self.get_configuration()
+
+
 # ---------------------------------------------------------------------------- install
 
 
@@ -726,6 +759,7 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     f"{_ITERATION_WORKER}.CustomErrorName": _iteration_error_name,
     **{f"{_DYNAMODB_BACKEND}.{name}": _atomic(name) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": _faulty(op, method) for op, method in _FAULT_OPERATIONS.items()},
+    f"{_LAMBDA_FUNCTION}.update_function_code": _update_function_code,
 }
 
 
