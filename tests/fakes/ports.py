@@ -10,6 +10,7 @@ from typing import Any
 
 from conveyor.contracts import Outcome, PackageRef
 from conveyor.errors import (
+    AliasChangedError,
     BundleInvalidError,
     DigestMismatchError,
     PipelineNotFoundError,
@@ -20,7 +21,7 @@ from conveyor.errors import (
 from conveyor.executions import IN_FLIGHT_GRACE, Ended
 from conveyor.ledger import DeploymentRecord, LockState, ReleaseRecord, ServedRelease, StageEvent, Waiter, utcnow
 from conveyor.manifest import FunctionConfig
-from conveyor.targets import Invocation
+from conveyor.targets import AliasState, Invocation
 
 
 class FakeLedger:
@@ -243,6 +244,8 @@ class FakeFunction:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     aliases: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
+    alias_revisions: dict[str, int] = field(default_factory=dict)
+    """Bumped on every write of an alias, as Lambda's ``RevisionId``."""
 
 
 class FakeTargets:
@@ -281,6 +284,13 @@ class FakeTargets:
         entry = self._get(function_name).aliases.get(alias)
         return entry[0] if entry else None
 
+    def alias_state(self, function_name: str, alias: str) -> AliasState | None:
+        function = self._get(function_name)
+        entry = function.aliases.get(alias)
+        if entry is None:
+            return None
+        return AliasState(entry[0], dict(entry[1]), str(function.alias_revisions.get(alias, 0)))
+
     def version_description(self, function_name: str, version: str) -> str:
         return str(self._get(function_name).versions[version][1].get("description", ""))
 
@@ -300,14 +310,28 @@ class FakeTargets:
         function.versions[version] = (code_sha256, {"description": description})
         return version
 
-    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None:
+    def route_alias(
+        self,
+        function_name: str,
+        alias: str,
+        version: str,
+        extra: dict[str, float] | None,
+        *,
+        revision_id: str | None = None,
+    ) -> None:
         if self.fail_route is not None:
             raise self.fail_route
-        self._get(function_name).aliases[alias] = (version, dict(extra or {}))
+        function = self._get(function_name)
+        current = str(function.alias_revisions.get(alias, 0))
+        if revision_id is not None and (alias not in function.aliases or revision_id != current):
+            raise AliasChangedError(f"alias {function_name}:{alias} changed since revision {revision_id}")
+        function.aliases[alias] = (version, dict(extra or {}))
+        function.alias_revisions[alias] = function.alias_revisions.get(alias, 0) + 1
 
     def delete_alias(self, function_name: str, alias: str) -> None:
         if self.fail_route is not None:
             raise self.fail_route
+        self._get(function_name).alias_revisions.pop(alias, None)
         if self._get(function_name).aliases.pop(alias, None) is None:
             raise TrafficShiftError(f"alias {function_name}:{alias} does not exist")
 

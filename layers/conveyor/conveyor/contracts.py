@@ -29,6 +29,10 @@ class Outcome(StrEnum):
     """Waiting for an environment's lock held by another deployment (not terminal)."""
     SUPERSEDED = "SUPERSEDED"
     """A newer artifact arrived while this one waited for a lock; nothing was deployed."""
+    ABORTED = "ABORTED"
+    """Its execution was stopped (console, CLI, API) before it finished; the reconciler closed it."""
+    TIMED_OUT = "TIMED_OUT"
+    """Its execution ran past the state machine's timeout; the reconciler closed it."""
     SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
     """A skipped execution's entry (``DeploymentRecord.skipped``); and the status of a deployment whose push is
     the same release (app version and content) as one live or in progress (``failure.duplicate_of`` names it)."""
@@ -220,6 +224,7 @@ class RollbackResult(_Result):
     rolled_back_from: str
     duration_ms: float
     reason: str
+    recorded: bool = Field(default=True, description="false: the alias was restored but the ledger could not say so")
 
 
 class Failure(_Request):
@@ -377,3 +382,44 @@ class Report(_Result):
     reason: str = ""
     error: str | None = None
     notified: bool = False
+
+
+class ExecutionEnded(_Request):
+    """The ``detail`` of a Step Functions "Execution Status Change" event (AWS's field names)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+    state_machine_arn: str = Field(alias="stateMachineArn", min_length=1)
+    name: str = ""
+    status: str
+    start_date: datetime | None = Field(default=None, alias="startDate", description="epoch milliseconds on AWS")
+    stop_date: datetime | None = Field(default=None, alias="stopDate")
+    input: str | None = Field(default=None, repr=False, description="the execution input, as a JSON string")
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusChange(_Request):
+    """The EventBridge event ``aws.states / Step Functions Execution Status Change`` that Reconcile receives."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    source: Literal["aws.states"]
+    detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
+    detail: ExecutionEnded
+
+
+class Reconciliation(_Result):
+    """What Reconcile did about an execution that ended (idempotent: a second run finds nothing left to do)."""
+
+    execution_arn: str
+    status: str
+    action: Literal["ignored", "not_owner", "reconciled"]
+    deployment_id: str | None = None
+    outcome: Outcome | None = None
+    restored: list[str] = Field(default_factory=list, description="environments whose alias was restored now")
+    left_alone: dict[str, str] = Field(default_factory=dict, description="environments not touched, and why")
+    released: list[str] = Field(default_factory=list, description="environments whose lock was released")
+    closed: bool = Field(default=False, description="the ledger record was closed by this run")
+    message_id: str | None = None

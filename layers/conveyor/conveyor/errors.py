@@ -87,6 +87,10 @@ class TrafficShiftError(TargetError):
     """The alias could not be moved to the planned weights."""
 
 
+class AliasChangedError(TrafficShiftError):
+    """The alias changed since it was read (its ``RevisionId`` moved): someone else moved it, so this write did not."""
+
+
 # --- health and rollback -----------------------------------------------------------------
 class MetricsUnavailableError(ConveyorError):
     """CloudWatch could not be read for the per-version Lambda metrics of a health check."""

@@ -28,7 +28,15 @@ from conveyor.stages.validate import PushedObject
 from conveyor.validation import describe
 
 RETRYABLE = frozenset(
-    {Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED, Outcome.SKIPPED_DUPLICATE}
+    {
+        Outcome.FAILED,
+        Outcome.ROLLED_BACK,
+        Outcome.ROLLBACK_FAILED,
+        Outcome.SUPERSEDED,
+        Outcome.ABORTED,
+        Outcome.TIMED_OUT,
+        Outcome.SKIPPED_DUPLICATE,
+    }
 )
 UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 

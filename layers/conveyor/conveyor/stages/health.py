@@ -356,9 +356,11 @@ def evaluate_health(
             else 0,
         )
         detail.update(verdict.model_dump(mode="json"))
-    ledger.update_environment(
-        deployment.deployment_id, release.environment, {"verdict": verdict.model_dump(mode="json")}
-    )
+    fields: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
+    if status == "pass" and traffic is not None and traffic.complete:
+        # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).
+        fields["status"] = "LIVE"
+    ledger.update_environment(deployment.deployment_id, release.environment, fields)
     names = {"pass": "HealthVerdictPassed", "fail": "HealthVerdictFailed", "inconclusive": "HealthVerdictInconclusive"}
     metrics.add_metric(name=names[status], unit=MetricUnit.Count, value=1)
     logger.info("health verdict", extra={"environment": release.environment, "verdict": status, "reason": reason})
