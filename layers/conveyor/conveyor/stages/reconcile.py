@@ -35,7 +35,7 @@ from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.lock import release_locks
 from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
-from conveyor.stages.rollback import restore_alias
+from conveyor.stages.rollback import restore_alias, restore_served
 from conveyor.stages.validate import PushedObject
 from conveyor.targets import Targets
 
@@ -123,9 +123,11 @@ def restore_environment(
         version_after=str(after),
         code_sha256="",
         reused=False,
+        served_before=entry.get("served_before"),  # what Deploy read from the ledger: the release to say again
     )
     started = utcnow()
     restored = restore_alias(targets, release)
+    restore_served(release, ledger=ledger, recorded_by="Reconcile")
     result = RollbackResult(
         environment=name,
         function_name=release.function_name,
