@@ -138,6 +138,12 @@ and the ``UpdateAlias`` precondition in ``LambdaResponse.update_alias``
     each other with it, so a write from a stage still running after its execution stopped cannot
     land after a restore. We renew the revision on every update and check the precondition and
     apply the write as one step.
+``moto.awslambda.models.LambdaFunction.update_function_code(self, updated_spec)``
+    moto ignores ``S3ObjectVersion`` and takes the key's latest version, so a test in which the
+    key changed after validation would deploy the newer bytes where AWS deploys the version
+    named. We read the named version (relied on: ``moto.s3.models.s3_backends`` and
+    ``moto.awslambda.models._s3_content``), refuse a version that does not exist as AWS does
+    (``InvalidParameterValueException``), and leave every other update to moto.
 
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
@@ -196,6 +202,7 @@ _DYNAMODB_FAULT_METHODS = (
     "transact_write_items",
 )
 
+_LAMBDA_FUNCTION = "moto.awslambda.models.LambdaFunction"
 #: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
 _FAULT_OPERATIONS = {
     "PublishVersion": "publish_version",
@@ -269,6 +276,10 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     f"{executions.SFN_RESPONSE}.stop_execution": ("self",),
     "moto.stepfunctions.parser.models.stepfunctions_parser_backends": None,
     "moto.events.models.events_backends": None,
+    f"{_LAMBDA_FUNCTION}.update_function_code": ("self", "updated_spec"),
+    "moto.awslambda.models._s3_content": ("key",),
+    "moto.s3.models.s3_backends": None,
+    "moto.awslambda.exceptions.InvalidParameterValueException": ("message",),
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 
@@ -978,6 +989,27 @@ def _iteration_error_name(error_name: str) -> Any:
     return _ORIGINALS[f"{_ITERATION_WORKER}.CustomErrorName"](error_name=error_name)
 
 
+def _update_function_code(self: Any, updated_spec: dict[str, Any]) -> Any:
+    """UpdateFunctionCode from exactly the S3 object version named by ``S3ObjectVersion``."""
+    version_id = updated_spec.get("S3ObjectVersion")
+    original = _ORIGINALS[f"{_LAMBDA_FUNCTION}.update_function_code"]
+    if not version_id or updated_spec.get("DryRun") or "S3Bucket" not in updated_spec or "S3Key" not in updated_spec:
+        return original(self, updated_spec)
+    s3 = resolve_dotted("moto.s3.models.s3_backends")[self.account_id][self.partition]
+    key = s3.get_object(updated_spec["S3Bucket"], updated_spec["S3Key"], version_id=version_id)
+    if key is None:
+        raise resolve_dotted("moto.awslambda.exceptions.InvalidParameterValueException")(
+            "Error occurred while GetObject. S3 Error Code: NoSuchVersion. S3 Error Message: "
+            "The specified version does not exist."
+        )
+    original(self, updated_spec)  # moto's bookkeeping (code location, update state), from the latest version
+    self.code_bytes, self.code_size, self.code_sha_256, self.code_digest = resolve_dotted(
+        "moto.awslambda.models._s3_content"
+    )(key)
+    self.code["S3ObjectVersion"] = version_id
+    return self.get_configuration()
+
+
 # ---------------------------------------------------------------------------- install
 
 
@@ -1018,6 +1050,7 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     f"{executions.SFN_ENVIRONMENT}.set_timed_out": executions._set_timed_out,
     f"{executions.SFN_EVENT_MANAGER}.add_event": executions._add_event,
     f"{executions.SFN_RESPONSE}.stop_execution": executions._stop_execution_response,
+    f"{_LAMBDA_FUNCTION}.update_function_code": _update_function_code,
 }
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conveyor.contracts import Outcome
+from conveyor.manifest import base64_digest
 
 from conveyor_cli import operations
 from conveyor_cli.rollback import manual_rollback
@@ -90,3 +92,34 @@ def test_the_ledger_records_which_release_each_alias_serves_through_a_manual_rol
     production = ledger.served(stage.targets.functions["production"], "live")
     assert production is not None
     assert production.version == "11.1.0"
+
+
+def test_two_builds_of_one_version_pushed_at_once_deploy_one_content_and_refuse_the_other(
+    stage: Stage, tmp_path: Path
+) -> None:
+    # Given two different builds of 12.0.0
+    # (stage.bundle writes hello-<version>.zip: each build is moved aside before the next)
+    bundles = [
+        stage.bundle(changed_source(tmp_path, marker), "12.0.0").rename(tmp_path / f"{marker}.zip")
+        for marker in ("left", "right")
+    ]
+
+    # When both are pushed at once
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        ids = list(pool.map(lambda bundle: operations.push(stage.cloud, bundle)["deployment_id"], bundles))
+    outcomes = stage.follow_many(ids)
+
+    # Then exactly one deployed; the other was refused as a conflicting build of the same version
+    records = sorted((d.record for d in outcomes.values()), key=lambda r: r.status.value)
+    assert [r.status for r in records] == [Outcome.FAILED, Outcome.SUCCEEDED]
+    refused, live = records
+    assert refused.failure is not None
+    assert refused.failure["error"] == "VersionConflictError"
+    assert not any(e.stage == "Deploy" for e in refused.events)
+    # And every environment runs the winner's validated code, nothing else
+    lam = stage.cloud.client("lambda")
+    assert live.package_sha256 is not None
+    for function in stage.targets.functions.values():
+        alias = lam.get_alias(FunctionName=function, Name="live")
+        code = lam.get_function(FunctionName=function, Qualifier=alias["FunctionVersion"])["Configuration"]
+        assert code["CodeSha256"] == base64_digest(live.package_sha256)

@@ -14,7 +14,7 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from conveyor import aws, runtime, settings
-from conveyor.contracts import Outcome, PackageRef
+from conveyor.contracts import Outcome, PackageRef, ServedRelease
 from conveyor.errors import (
     BundleInvalidError,
     ConfigurationError,
@@ -29,7 +29,7 @@ from conveyor.errors import (
 )
 from conveyor.executions import IN_FLIGHT_GRACE, StepFunctionsExecutions
 from conveyor.layout import release_key
-from conveyor.ledger import DynamoLedger, DynamoLocks, LockState
+from conveyor.ledger import DynamoLedger, DynamoLocks, LockState, ReleaseRecord
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
 from conveyor.probes import UrllibProber
@@ -404,3 +404,52 @@ def test_the_http_prober_names_what_kept_it_from_an_answer(service: str) -> None
         prober.fetch("file:///etc/passwd", "GET", timeout_seconds=1).error
         == "unsupported URL scheme in 'file:///etc/passwd'"
     )
+
+
+def test_a_release_binding_is_taken_once_and_moved_only_from_its_current_carrier(cloud: Cloud) -> None:
+    # Given 1.0.1 bound to sha "a" by d-1
+    ledger = DynamoLedger(TABLE)
+    now = datetime(2024, 5, 14, tzinfo=UTC)
+    first = ReleaseRecord(
+        app="hello", version="1.0.1", sha256="a" * 64, first_deployment_id="d-1", deployment_id="d-1", claimed_at=now
+    )
+    assert ledger.claim_release(first) == first
+
+    # When another deployment claims it with other content, Then it gets the first binding back
+    other = first.model_copy(update={"sha256": "b" * 64, "first_deployment_id": "d-2", "deployment_id": "d-2"})
+    assert ledger.claim_release(other) == first
+
+    # And the carrier moves only from the carrier it names (one of two racing new attempts wins)
+    assert ledger.move_release("hello", "1.0.1", carrier="d-1", to="d-3")
+    assert not ledger.move_release("hello", "1.0.1", carrier="d-1", to="d-4")
+    assert ledger.claim_release(first).deployment_id == "d-3"
+    # And the binding is not a deployment: history and the by-app index list none
+    assert ledger.history() == []
+    assert ledger.history(app="hello") == []
+
+
+def test_what_an_alias_serves_is_recorded_replaced_and_forgotten(cloud: Cloud) -> None:
+    ledger = DynamoLedger(TABLE)
+    now = datetime(2024, 5, 14, tzinfo=UTC)
+    served = ServedRelease(
+        function_name="hello-staging",
+        alias="live",
+        app="hello",
+        version="1.0.5",
+        deployment_id="d-5",
+        sha256="a" * 64,
+        lambda_version="2",
+        built_at=now,
+        recorded_at=now,
+        recorded_by="ShiftTraffic",
+    )
+    assert ledger.served("hello-staging", "live") is None
+    ledger.record_served(served)
+    assert ledger.served("hello-staging", "live") == served
+    ledger.record_served(served.model_copy(update={"version": "1.0.6", "lambda_version": "3"}))
+    again = ledger.served("hello-staging", "live")
+    assert again is not None
+    assert (again.version, again.lambda_version) == ("1.0.6", "3")
+    ledger.forget_served("hello-staging", "live")
+    assert ledger.served("hello-staging", "live") is None
+    assert ledger.history(app="hello") == []

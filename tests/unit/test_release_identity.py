@@ -34,14 +34,24 @@ def deployment(ledger: FakeLedger, deployment_id: str, status: Outcome = Outcome
     )
 
 
-def bind(ledger: FakeLedger, deployment_id: str, code: str = "a", **kwargs: object) -> tuple[str, str] | None:
+def bind(
+    ledger: FakeLedger,
+    deployment_id: str,
+    code: str = "a",
+    *,
+    executions: FakeExecutions | None = None,
+    force: bool = False,
+    live: str | None = "d-first",
+) -> tuple[str, str] | None:
+    """Bind 1.0.1 for ``deployment_id`` (with the app's ``live`` deployment, as ValidateArtifact finds it)."""
     deployment(ledger, deployment_id)
     return bind_version(
         manifest(code),
         deployment_id,
         ledger=ledger,
-        executions=kwargs.pop("executions", FakeExecutions()),  # type: ignore[arg-type]
-        force=bool(kwargs.pop("force", False)),
+        executions=executions or FakeExecutions(),
+        live=ledger.get(live) if live is not None else None,
+        force=force,
     )
 
 
@@ -102,6 +112,18 @@ def test_the_same_content_after_the_first_execution_stopped_is_a_new_attempt() -
     executions.stop("arn:aws:states:us-east-1:123456789012:execution:deployments:d-first", NOW)
 
     assert bind(ledger, "d-second", executions=executions) is None
+
+
+def test_the_same_content_of_a_release_no_longer_live_is_a_new_attempt() -> None:
+    # Given 1.0.1 succeeded, then a newer release went live (the downgrade check allowed this push)
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    ledger.finish("d-first", Outcome.SUCCEEDED)
+    deployment(ledger, "d-newer")
+
+    # When 1.0.1's content is pushed again, Then it deploys as a new attempt of the release
+    assert bind(ledger, "d-second", live="d-newer") is None
+    assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-second"
 
 
 def test_force_deploys_the_same_content_again() -> None:

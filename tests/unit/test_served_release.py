@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef
+from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef, ServedRelease
 from conveyor.layout import release_key
 from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import Manifest
+from conveyor.manifest import Manifest, base64_digest
 from conveyor.pipeline import RolloutPolicy
 from conveyor.stages.deploy import deploy
 from conveyor.stages.lock import acquire_lock
@@ -17,6 +17,7 @@ from conveyor.versions import VersionOrder
 
 from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets, make_manifest, make_package
 from tests.unit.conftest import build_step
+from tests.unit.test_reconcile import World as ReconcileWorld
 
 BUILT = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
 NOW = 1_700_000_000.0
@@ -201,3 +202,71 @@ def test_commit_hash_versions_are_outdated_by_build_time_not_text() -> None:
     world.locks.release("hello", "staging", later.deployment.execution_arn)
     earlier = world.step("d-c", "ffffff0", code="c", built=BUILT - timedelta(hours=1), order="build_time")
     assert world.acquire(earlier).status == "superseded"
+
+
+def test_deploy_updates_from_the_validated_object_version_and_publishes_with_its_code_sha256() -> None:
+    # Given a release stored as object version v1, When it is deployed
+    world = World()
+    step = world.deployed(world.step("d-1", "1.0.1", code="one"))
+
+    # Then Lambda was updated from exactly that object version, and the version published with the
+    # package's digest as CodeSha256 (PublishVersion's precondition: other code there fails the publish)
+    assert step.release is not None
+    ((function, package),) = world.targets.updates
+    assert (function, package.version_id, package.key) == (FUNCTION, "v1", step.deployment.package.key)
+    published_sha, _ = world.targets.functions[FUNCTION].versions[step.release.version_after]
+    assert published_sha == base64_digest(step.deployment.package.sha256) == step.release.code_sha256
+
+
+def served(version: str, deployment_id: str, lambda_version: str) -> ServedRelease:
+    return ServedRelease(
+        function_name=FUNCTION,
+        alias=ALIAS,
+        app="hello",
+        version=version,
+        deployment_id=deployment_id,
+        sha256="a" * 64,
+        lambda_version=lambda_version,
+        built_at=BUILT,
+        recorded_at=BUILT,
+        recorded_by="ShiftTraffic",
+    )
+
+
+def test_the_reconciler_records_the_release_it_restores() -> None:
+    # Given a deployment stopped during its final bake: staging at 100% on version 2, recorded as serving it,
+    # and Deploy having noted that the alias served 1.0.1 (version 1) before
+    world = ReconcileWorld()
+    world.function.aliases["live"] = ("2", {})
+    world.ledger.update_environment(
+        world.deployment_id,
+        "staging",
+        {"weight": 100, "served_before": served("1.0.1", "d-old", "1").model_dump(mode="json")},
+    )
+    world.ledger.record_served(served("1.0.0", world.deployment_id, "2"))
+
+    # When the reconciler restores staging
+    world.reconcile("ABORTED")
+
+    # Then the ledger says the alias serves 1.0.1 again, written by the reconciler
+    assert world.function.aliases["live"] == ("1", {})
+    again = world.ledger.served(FUNCTION, ALIAS)
+    assert again is not None
+    assert (again.version, again.deployment_id, again.recorded_by) == ("1.0.1", "d-old", "Reconcile")
+
+
+def test_a_rollback_without_a_noted_release_keeps_a_record_that_still_describes_the_restored_version() -> None:
+    # Given 1.0.1 recorded on version 1, and a canary of version 2 whose Release noted no served_before
+    world = World()
+    world.ledger.record_served(served("1.0.1", "d-1", "1"))
+    canary = world.deployed(world.step("d-2", "1.0.2", code="two", spec=CANARY))
+    assert canary.release is not None
+    canary = world.shifted(
+        canary.model_copy(update={"release": canary.release.model_copy(update={"served_before": None})})
+    )
+
+    # When it is rolled back, Then the record of 1.0.1 stays: the alias never left version 1 at 100%
+    roll_back(canary, targets=world.targets, ledger=world.ledger)
+    kept = world.ledger.served(FUNCTION, ALIAS)
+    assert kept is not None
+    assert (kept.version, kept.lambda_version) == ("1.0.1", "1")

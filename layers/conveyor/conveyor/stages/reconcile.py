@@ -35,7 +35,7 @@ from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.lock import release_locks
 from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
-from conveyor.stages.rollback import restore_alias
+from conveyor.stages.rollback import restore_alias, restore_served
 from conveyor.stages.validate import PushedObject
 from conveyor.targets import Targets
 
@@ -123,6 +123,7 @@ def restore_environment(
         version_after=str(after),
         code_sha256="",
         reused=False,
+        served_before=entry.get("served_before"),  # what Deploy read from the ledger: the release to say again
     )
     started = utcnow()
     try:
@@ -131,6 +132,7 @@ def restore_environment(
         # Not restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
         locks.release(record.app, name, fence)
         raise
+    restore_served(release, ledger=ledger, recorded_by="Reconcile")
     result = RollbackResult(
         environment=name,
         function_name=release.function_name,

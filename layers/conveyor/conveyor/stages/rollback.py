@@ -70,12 +70,18 @@ def restore_alias(targets: Targets, release: Release) -> str | None:
     raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
 
 
-def restore_served(release: Release, *, ledger: Ledger) -> None:
-    """Say in the ledger what the restored alias serves: the release it served before, if that is known."""
+def restore_served(release: Release, *, ledger: Ledger, recorded_by: str = "RollBack") -> None:
+    """Say in the ledger what the restored alias serves: the release it served before, if that is known.
+
+    ``served_before`` is what Deploy read; without it, a record that already describes the restored
+    version stays (the alias never left it at 100%), and any other is forgotten rather than left wrong.
+    """
     before = release.served_before
     if before is not None and before.serves(release.version_before):
-        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": "RollBack"}))
-    else:
+        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": recorded_by}))
+        return
+    current = ledger.served(release.function_name, release.alias)
+    if current is not None and not current.serves(release.version_before):
         ledger.forget_served(release.function_name, release.alias)
 
 

@@ -153,7 +153,13 @@ UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
 def bind_version(
-    manifest: Manifest, deployment_id: str, *, ledger: Ledger, executions: Executions, force: bool
+    manifest: Manifest,
+    deployment_id: str,
+    *,
+    ledger: Ledger,
+    executions: Executions,
+    live: DeploymentRecord | None,
+    force: bool,
 ) -> tuple[str, str] | None:
     """Bind the app version to its package's sha256, forever; ``(carrier, reason)`` when this push is a duplicate.
 
@@ -164,8 +170,10 @@ def bind_version(
     - with the same content is the same release. It proceeds when it is the deployment carrying the
       release (a retry or re-run of it), when the carrier ended without making it live (FAILED,
       ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED, or its execution stopped: this push becomes the carrier,
-      a new attempt), or when ``force`` is asked. Otherwise it is a duplicate (SKIPPED_DUPLICATE): the
-      carrier is live (SUCCEEDED) or still in progress.
+      a new attempt), when the carrier succeeded but is no longer the app's ``live`` deployment (a newer
+      one went live since: deploying it again is a downgrade, which the downgrade check allowed), or
+      when ``force`` is asked. Otherwise it is a duplicate (SKIPPED_DUPLICATE): the carrier is the live
+      deployment, or still in progress.
     """
     mine = ReleaseRecord(
         app=manifest.app,
@@ -190,8 +198,11 @@ def bind_version(
             running = carrier.status in UNFINISHED and (
                 carrier.execution_arn is None or executions.ended(carrier.execution_arn) is None
             )
-            if carrier.status is Outcome.SUCCEEDED or running:
-                state = "already live" if carrier.status is Outcome.SUCCEEDED else f"{carrier.status.value}"
+            is_live = (
+                carrier.status is Outcome.SUCCEEDED and live is not None and live.deployment_id == carrier.deployment_id
+            )
+            if is_live or running:
+                state = "already live" if is_live else carrier.status.value
                 return carrier.deployment_id, (
                     f"{manifest.app} {manifest.version} with package sha256 {mine.sha256} is the release of "
                     f"deployment {carrier.deployment_id}, which is {state}; nothing to do. "
@@ -260,15 +271,16 @@ def validate_artifact(
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
         ledger.set_fields(pushed.deployment_id, recorded)
+        live = live_deployment(ledger, where.app, exclude=pushed.deployment_id)
         check_not_downgrade(
             manifest,
-            live_deployment(ledger, where.app, exclude=pushed.deployment_id),
+            live,
             order=pipeline.version_order,
             allowed=pipeline.allow_downgrade or options.allow_downgrade,
             where=pushed.uri,
         )
         duplicate = bind_version(
-            manifest, pushed.deployment_id, ledger=ledger, executions=executions, force=options.force
+            manifest, pushed.deployment_id, ledger=ledger, executions=executions, live=live, force=options.force
         )
         if duplicate is not None:
             detail.update(package_sha256=manifest.package.sha256, duplicate_of=duplicate[0], status="duplicate")
