@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.errors import ManifestInvalidError, PipelineInvalidError
+from conveyor.errors import ArtifactLayoutError, ManifestInvalidError, PipelineInvalidError
 from conveyor.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
 from conveyor.manifest import MANIFEST_NAME, Manifest
 from conveyor.pipeline import LambdaTarget, PipelineSpec
+from conveyor.stages.validate import PushedObject
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -103,6 +105,36 @@ def execution_status(cloud: Cloud, execution_arn: str) -> dict[str, Any]:
     except (ClientError, BotoCoreError):
         return {"status": "UNKNOWN"}
     return response
+
+
+RUNNING_EXECUTIONS_SCANNED = 100
+"""How many running executions ``running_execution_of`` reads (the newest first) to find a deployment's."""
+
+
+def running_execution_of(cloud: Cloud, deployment_id: str) -> str | None:
+    """The running execution deploying ``deployment_id`` (its input names the pushed object), if any.
+
+    Only asked when the ledger has no record of the deployment: between the push and ValidateArtifact
+    (or ClaimDeployment) an execution exists that the ledger does not know yet.
+    """
+    client = cloud.client("stepfunctions")
+    try:
+        listed = client.list_executions(
+            stateMachineArn=cloud.outputs.state_machine_arn,
+            statusFilter="RUNNING",
+            maxResults=RUNNING_EXECUTIONS_SCANNED,
+        )["executions"]
+        for summary in listed:
+            described = client.describe_execution(executionArn=summary["executionArn"])
+            try:
+                pushed = PushedObject.from_event(json.loads(described.get("input") or "{}"))
+            except (ValueError, ArtifactLayoutError):
+                continue
+            if pushed.deployment_id == deployment_id:
+                return str(summary["executionArn"])
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot list the executions of {cloud.outputs.state_machine_arn}: {exc}") from exc
+    return None
 
 
 def wait(
