@@ -13,6 +13,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.errors import ArtifactLayoutError, ManifestInvalidError, PipelineInvalidError
 from conveyor.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
+from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.manifest import MANIFEST_NAME, Manifest
 from conveyor.pipeline import LambdaTarget, PipelineSpec
 from conveyor.stages.validate import PushedObject
@@ -58,6 +59,12 @@ def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
 
 
 def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
+    """Validate a spec file (size first, no YAML aliases, the schema) and register it."""
+    if spec_path.stat().st_size > MAX_PIPELINE_SPEC_BYTES:
+        raise CliError(
+            f"{spec_path}: {spec_path.stat().st_size} bytes, more than the pipeline spec limit of "
+            f"{MAX_PIPELINE_SPEC_BYTES}"
+        )
     raw = spec_path.read_bytes()
     try:
         spec = PipelineSpec.from_yaml(raw, str(spec_path))

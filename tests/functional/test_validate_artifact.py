@@ -12,6 +12,7 @@ from conveyor.errors import (
     TargetNotFoundError,
     TargetNotManagedError,
 )
+from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.stages.validate import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
@@ -212,3 +213,32 @@ def test_an_input_that_is_not_an_s3_event_is_rejected(
 ) -> None:
     with pytest.raises(ArtifactLayoutError, match=r"execution input \(S3 Object Created event\): detail"):
         handlers["validate_artifact"].handler(_request({"source": "aws.s3", "detail-type": "Object Created"}), context)
+
+
+def test_a_registered_spec_with_yaml_aliases_is_refused_naming_it(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a billion-laughs spec written straight to pipelines/ (not through `conveyor pipeline apply`)
+    laughs = "".join(f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+    cloud.put_pipeline('app: hello\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + laughs)
+    # Then ValidateArtifact refuses it before expanding anything, naming the registered file
+    _rejected(
+        cloud,
+        handlers,
+        context,
+        PipelineInvalidError,
+        match=rf"^s3://{BUCKET}/pipelines/hello\.yaml: not valid YAML \(YAML anchors and aliases are not allowed",
+    )
+
+
+def test_an_oversize_registered_spec_is_refused_before_it_is_read(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    cloud.put_pipeline(pipeline_yaml() + "#" * MAX_PIPELINE_SPEC_BYTES)
+    _rejected(
+        cloud,
+        handlers,
+        context,
+        PipelineInvalidError,
+        match=rf"^s3://{BUCKET}/pipelines/hello\.yaml: \d+ bytes, more than the pipeline spec limit",
+    )

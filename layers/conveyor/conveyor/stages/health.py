@@ -39,6 +39,7 @@ from conveyor.contracts import (
 from conveyor.errors import MetricsUnavailableError, TrafficShiftError
 from conveyor.lambda_metrics import LambdaMetrics
 from conveyor.ledger import Ledger, timed_stage, utcnow
+from conveyor.limits import clip
 from conveyor.monitoring import Alarms
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
@@ -230,7 +231,7 @@ def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckR
             evidence=evidence,
         )
     evidence["detail"] = result.detail[:_MAX_EVIDENCE_CHARS]
-    detail = f": {result.detail}" if result.detail else ""
+    detail = f": {clip(result.detail, _MAX_EVIDENCE_CHARS)}" if result.detail else ""
     return CheckResult(
         name=name,
         kind="hook",
@@ -362,4 +363,5 @@ def evaluate_health(
     names = {"pass": "HealthVerdictPassed", "fail": "HealthVerdictFailed", "inconclusive": "HealthVerdictInconclusive"}
     metrics.add_metric(name=names[status], unit=MetricUnit.Count, value=1)
     logger.info("health verdict", extra={"environment": release.environment, "verdict": status, "reason": reason})
-    return verdict
+    # The ledger has the whole verdict with its evidence; the state carries it within MAX_VERDICT_BYTES.
+    return verdict.within()
