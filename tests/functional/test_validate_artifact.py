@@ -242,3 +242,25 @@ def test_an_oversize_registered_spec_is_refused_before_it_is_read(
         PipelineInvalidError,
         match=rf"^s3://{BUCKET}/pipelines/hello\.yaml: \d+ bytes, more than the pipeline spec limit",
     )
+
+
+@pytest.mark.parametrize(
+    ("environment", "reason"),
+    [
+        ({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}, "sets reserved Lambda variables: AWS_LAMBDA_RUNTIME_API"),
+        ({"_HANDLER": "evil.handler"}, "sets reserved Lambda variables: _HANDLER"),
+        ({f"V{i}": "x" * 400 for i in range(11)}, "more than Lambda's limit of 4096"),
+    ],
+)
+def test_a_manifest_lambda_would_refuse_is_refused_before_anything_is_touched(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext, environment: dict[str, str], reason: str
+) -> None:
+    # Given a bundle whose function configuration Lambda would refuse only after $LATEST's code changed
+    cloud.put_pipeline()
+    package = make_package()
+    manifest = make_manifest(package, function_config={"environment": environment})
+    # Then ValidateArtifact refuses it, naming the variable or the size, with nothing released or deployed
+    bundle = make_bundle(package=package, manifest=manifest)
+    item = _rejected(cloud, handlers, context, ManifestInvalidError, bundle=bundle)
+    assert reason in item["detail"]["reason"]
+    assert cloud.alias()["FunctionVersion"] == "1"
