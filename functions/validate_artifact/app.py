@@ -21,5 +21,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         ledger=runtime.ledger(),
         targets=runtime.targets(),
         managed_tag_key=settings().managed_tag_key,
+        artifact_bucket=settings().artifact_bucket,
     )
     return deployment.model_dump(mode="json")

@@ -212,8 +212,9 @@ RELEASE = Release(
 HOOK = HookSpec(function_name="hello-hook")
 
 
-def _hook_answer(payload: Any, error: str | None = None) -> FakeTargets:
+def _hook_answer(payload: Any, error: str | None = None, *, managed: bool = True) -> FakeTargets:
     targets = FakeTargets()
+    targets.add("hello-hook", managed=managed)
     targets.responses["hello-hook:$LATEST"] = Invocation(
         payload=payload, function_error=error, executed_version="1", duration_ms=3.0
     )
@@ -251,6 +252,16 @@ def test_hook_failure_error_or_unknown_answer_fails(answer: Any, error: str | No
     check = hook_check(_hook_answer(answer, error), HOOK, _payload())
     assert check.status == "fail"
     assert expected in check.reason
+
+
+def test_a_hook_that_lost_its_managed_tag_is_never_invoked() -> None:
+    # Given a hook function whose managed tag was removed after the deployment was validated
+    targets = _hook_answer({"status": "pass"}, managed=False)
+    # Then the check fails without invoking it
+    check = hook_check(targets, HOOK, _payload())
+    assert (check.status, targets.invocations) == ("fail", [])
+    assert "pre_traffic hook hello-hook:$LATEST was not invoked: " in check.reason
+    assert "not tagged conveyor:managed=true" in check.reason
 
 
 def test_a_hook_answering_at_length_never_grows_the_state() -> None:

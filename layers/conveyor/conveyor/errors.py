@@ -46,6 +46,10 @@ class PipelineInvalidError(ArtifactRejectedError):
     """The registered pipeline spec is not valid YAML or violates the spec schema."""
 
 
+class ForeignBucketError(ArtifactRejectedError):
+    """The execution's S3 event names a bucket other than Conveyor's own artifact bucket: nothing is read from it."""
+
+
 class DowngradeRefusedError(ArtifactRejectedError):
     """The artifact is older than what is live (version order, then build time) and no one allowed a downgrade."""
 

@@ -24,13 +24,14 @@ from conveyor.layout import ArtifactKey
 from conveyor.ledger import Ledger, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.validate import PushedObject
+from conveyor.trust import require_own_bucket
 from conveyor.validation import describe
 
 RETRYABLE = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED})
 UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
-def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions) -> Claim:
+def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions, artifact_bucket: str) -> Claim:
     try:
         options = ExecutionOptions.from_input(request.event)
         pushed = PushedObject.from_event(request.event)
@@ -38,6 +39,8 @@ def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Execu
         # Not something this stage can deduplicate: ValidateArtifact rejects it with the reason.
         reason = describe("execution input 'conveyor'", exc) if isinstance(exc, ValidationError) else str(exc)
         return Claim(deployment_id="-", decision="proceed", reason=f"not deduplicated: {reason}")
+    # Another bucket's object is never claimed: ForeignBucketError goes to NotifyFailure (ledger, notification).
+    require_own_bucket(pushed.bucket, pushed.key, artifact_bucket=artifact_bucket)
     logger.set_correlation_id(pushed.deployment_id)
     logger.append_keys(deployment_id=pushed.deployment_id, key=pushed.key)
     try:

@@ -36,7 +36,7 @@ from conveyor.contracts import (
     TrafficState,
     Verdict,
 )
-from conveyor.errors import MetricsUnavailableError, TrafficShiftError
+from conveyor.errors import MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.lambda_metrics import LambdaMetrics
 from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.limits import clip
@@ -44,6 +44,7 @@ from conveyor.monitoring import Alarms
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
 from conveyor.probes import HttpProber
+from conveyor.settings import MANAGED_TAG_KEY
 from conveyor.stages.analysis import judge_metrics, metric_window
 from conveyor.targets import Targets
 
@@ -211,6 +212,11 @@ def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckR
     """Invoke the team's hook Lambda; it must answer ``{"status": "pass"|"fail", "detail": ...}``."""
     name = f"hook:{payload.phase}"
     where = f"{payload.phase} hook {hook.function_name}:{hook.qualifier}"
+    try:
+        # Checked at validation too; asked again here, as IAM does, in case the tag went since.
+        targets.ensure_managed(hook.function_name, MANAGED_TAG_KEY)
+    except (TargetError, ClientError, BotoCoreError) as exc:
+        return CheckResult(name=name, kind="hook", status="fail", reason=f"{where} was not invoked: {exc}")
     try:
         invocation = targets.invoke(hook.function_name, hook.qualifier, payload.model_dump(mode="json"))
     except (ClientError, BotoCoreError) as exc:

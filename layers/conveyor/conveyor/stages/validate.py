@@ -23,6 +23,7 @@ from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.targets import Targets
+from conveyor.trust import require_managed_hooks, require_own_bucket
 from conveyor.validation import describe
 
 
@@ -155,8 +156,10 @@ def validate_artifact(
     ledger: Ledger,
     targets: Targets,
     managed_tag_key: str,
+    artifact_bucket: str,
 ) -> Deployment:
     pushed = PushedObject.from_event(request.event)
+    require_own_bucket(pushed.bucket, pushed.key, artifact_bucket=artifact_bucket)  # before anything is read
     try:
         options = ExecutionOptions.from_input(request.event)
     except ValidationError as exc:
@@ -182,6 +185,7 @@ def validate_artifact(
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
+            require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
         recorded = {"built_at": manifest.created_at.isoformat()}
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
