@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conveyor.dora import dora_metrics
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, LedgerError
 from conveyor.ledger import StageEvent
 from conveyor.manifest import FunctionConfig
 from conveyor.validation import describe
@@ -147,6 +147,15 @@ def cmd_push(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Show a deployment; the exit code says how it ended (``ExitCode``: 0 only when it SUCCEEDED)."""
     cloud = _cloud(args)
+    try:
+        return _status(args, cloud)
+    except LedgerError as exc:
+        # Not "not in the ledger": the ledger did not answer (a local cloud that died, no network to AWS).
+        where = "the local cloud is not answering: start it with `conveyor local up`" if cloud.local else "check AWS"
+        raise CliError(f"cannot read the ledger {cloud.outputs.ledger_table} ({exc}); {where}") from exc
+
+
+def _status(args: argparse.Namespace, cloud: Cloud) -> int:
     ledger = operations.ledger(cloud)
     if args.id is None:
         records = ledger.history(limit=1)

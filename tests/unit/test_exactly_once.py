@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from conveyor.contracts import Claim, ClaimRequest, Outcome
-from conveyor.errors import DowngradeRefusedError, ForeignBucketError
+from conveyor.errors import DowngradeRefusedError, ExecutionInputTooLargeError, ForeignBucketError
 from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import Manifest
 from conveyor.stages.claim import claim_deployment
@@ -191,3 +191,16 @@ def test_a_notification_is_published_once_per_key_across_retries() -> None:
 
     # Then one message went out and every run reports its id
     assert (len(published), ids) == (1, ["m-1"] * 3)
+
+
+def test_an_execution_input_larger_than_any_s3_event_is_refused_before_it_is_parsed() -> None:
+    # Given a valid event padded with 200 KB (every state of the execution would carry it)
+    event = {**EVENT, "padding": "x" * 200_000}
+    with pytest.raises(
+        ExecutionInputTooLargeError, match=r"execution input is \d+ bytes, more than the limit of 16384"
+    ):
+        claim(
+            ClaimRequest(event=event, execution_arn="arn:exec:x", started_at=STARTED),
+            ledger=FakeLedger(),
+            executions=FakeExecutions(),
+        )

@@ -25,6 +25,7 @@ from conveyor.contracts import (
     TrafficState,
 )
 from conveyor.limits import (
+    MAX_EXECUTION_INPUT_BYTES,
     MAX_EXECUTION_STATE_BYTES,
     MAX_MANIFEST_BYTES,
     MAX_PIPELINE_STATE_BYTES,
@@ -38,6 +39,7 @@ from conveyor.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, PipelineSpec
 from pydantic import ValidationError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+EVENT_KEYS = ("version", "source", "detail-type", "detail", "padding")
 ESCAPED = "\u0001"
 """The costliest character a free-text field may hold: six bytes once the state is JSON (``\\u0001``)."""
 
@@ -252,10 +254,14 @@ def test_the_execution_state_after_every_environment_stays_under_its_bound(
             "requester": "r" * 200,
             "source-ip-address": "203.0.113.7",
         },
+        "padding": "",
         "claim": Claim(deployment_id="d-" + "0" * 20, decision="proceed", reason="claimed").model_dump(mode="json"),
         "deployment": live.deployment.model_dump(mode="json"),
         "environments": [result.model_dump(mode="json")] * MAX_ENVIRONMENTS,
     }
+    # (the input event as large as ClaimDeployment lets it be)
+    state["padding"] = "p" * (MAX_EXECUTION_INPUT_BYTES - json_bytes({k: state[k] for k in EVENT_KEYS}))
+    assert json_bytes({k: state[k] for k in EVENT_KEYS}) == MAX_EXECUTION_INPUT_BYTES
     assert json_bytes(state) <= MAX_EXECUTION_STATE_BYTES
 
 

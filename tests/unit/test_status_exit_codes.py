@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conveyor.contracts import Outcome
+from conveyor.errors import LedgerError
 from conveyor.ledger import DeploymentRecord, utcnow
 
 from conveyor_cli import main as cli
@@ -23,6 +24,7 @@ TABLE = "conveyor-ledger"
 
 class FakeCloud:
     outputs = Outputs(bucket="b", state_machine_arn="arn:sm", ledger_table=TABLE, topic_arn="arn:topic")
+    local = True
 
 
 @pytest.fixture
@@ -170,3 +172,24 @@ def test_the_exit_codes_are_documented_in_help_and_readme(capsys: pytest.Capture
     for code in ExitCode:
         assert re.search(rf"^\s+{code.value}\s+{code.name}\s", help_text, re.MULTILINE), code
         assert re.search(rf"^\| `{code.value}` \| `{code.name}` \|", readme, re.MULTILINE), code
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["--wait", "plain"])
+def test_a_ledger_that_does_not_answer_is_not_reported_as_a_missing_deployment(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], wait: bool
+) -> None:
+    # Given a local cloud whose server died (its state file still there): every ledger read fails
+    def unreachable(deployment_id: str) -> None:
+        raise LedgerError('ledger get failed: Could not connect to the endpoint URL: "http://127.0.0.1:4566/"')
+
+    monkeypatch.setattr(ledger, "get", unreachable)
+
+    # When status is asked for a deployment
+    assert cli.main(["status", "d-1", *(["--wait"] if wait else [])]) == ExitCode.ERROR
+
+    # Then it says the ledger did not answer and how to bring it back, not that the deployment is unknown
+    err = capsys.readouterr().err
+    assert f"cannot read the ledger {TABLE}" in err
+    assert "the local cloud is not answering: start it with `conveyor local up`" in err
+    assert "not in the ledger" not in err
+    assert "--wait" not in err

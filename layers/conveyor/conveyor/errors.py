@@ -50,6 +50,10 @@ class ForeignBucketError(ArtifactRejectedError):
     """The execution's S3 event names a bucket other than Conveyor's own artifact bucket: nothing is read from it."""
 
 
+class ExecutionInputTooLargeError(ArtifactRejectedError):
+    """The execution input is larger than an S3 event can be: refused before it grows the state toward 256 KiB."""
+
+
 class DowngradeRefusedError(ArtifactRejectedError):
     """The artifact is older than what is live (version order, then build time) and no one allowed a downgrade."""
 

@@ -35,6 +35,8 @@ MAX_VERDICT_BYTES = 6 * 1024
 """Bytes of one health verdict as JSON; every environment's last verdict stays in the state."""
 MAX_CHECK_REASON_BYTES = 512
 """Bytes of one check's reason once a verdict had to be shrunk."""
+MAX_EXECUTION_INPUT_BYTES = 16 * 1024
+"""Bytes of the execution input (an S3 event is about 1 KiB; every state keeps it beside the deployment)."""
 MAX_STAGE_STATE_BYTES = 64 * 1024
 """The bound every stage's state stays under: a quarter of Step Functions' 256 KiB."""
 MAX_EXECUTION_STATE_BYTES = 160 * 1024

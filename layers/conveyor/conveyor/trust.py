@@ -3,15 +3,30 @@
 - The pushed object must be in Conveyor's own artifact bucket. The execution input is an S3 event, and
   anyone who may start an execution (a console re-run, a hand-written input) can name any bucket in it:
   Conveyor would read the code and the pipeline from there and deploy them.
+- The execution input is bounded: the state machine carries it in every state, and Step Functions fails
+  a state over 256 KiB with an error no ``Catch`` sees.
 - A hook Lambda (``pre_traffic``/``post_traffic``) must carry the managed tag, like a target: Conveyor
   invokes only functions the platform admin handed to it.
 """
 
 from __future__ import annotations
 
-from conveyor.errors import ForeignBucketError, TargetNotManagedError
+from typing import Any
+
+from conveyor.errors import ExecutionInputTooLargeError, ForeignBucketError, TargetNotManagedError
+from conveyor.limits import MAX_EXECUTION_INPUT_BYTES, json_bytes
 from conveyor.pipeline import EnvironmentSpec
 from conveyor.targets import Targets
+
+
+def require_bounded_input(execution_input: dict[str, Any]) -> None:
+    """Refuse an execution input larger than any S3 event: every state carries it beside the deployment."""
+    size = json_bytes(execution_input)
+    if size > MAX_EXECUTION_INPUT_BYTES:
+        raise ExecutionInputTooLargeError(
+            f"the execution input is {size} bytes, more than the limit of {MAX_EXECUTION_INPUT_BYTES} "
+            "(an S3 Object Created event is about 1 KiB); refused, nothing was read"
+        )
 
 
 def require_own_bucket(bucket: str, key: str, *, artifact_bucket: str) -> None:

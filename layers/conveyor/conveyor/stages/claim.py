@@ -24,7 +24,7 @@ from conveyor.layout import ArtifactKey
 from conveyor.ledger import Ledger, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.validate import PushedObject
-from conveyor.trust import require_own_bucket
+from conveyor.trust import require_bounded_input, require_own_bucket
 from conveyor.validation import describe
 
 RETRYABLE = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED})
@@ -32,6 +32,7 @@ UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
 def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions, artifact_bucket: str) -> Claim:
+    require_bounded_input(request.event)  # before it is parsed
     try:
         options = ExecutionOptions.from_input(request.event)
         pushed = PushedObject.from_event(request.event)

@@ -23,7 +23,7 @@ from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.targets import Targets
-from conveyor.trust import require_managed_hooks, require_own_bucket
+from conveyor.trust import require_bounded_input, require_managed_hooks, require_own_bucket
 from conveyor.validation import describe
 
 
@@ -158,6 +158,7 @@ def validate_artifact(
     managed_tag_key: str,
     artifact_bucket: str,
 ) -> Deployment:
+    require_bounded_input(request.event)  # before it is parsed
     pushed = PushedObject.from_event(request.event)
     require_own_bucket(pushed.bucket, pushed.key, artifact_bucket=artifact_bucket)  # before anything is read
     try:
