@@ -86,4 +86,8 @@ class _NoAliasSafeLoader(yaml.SafeLoader):
 
 def load_yaml(raw: bytes | str) -> Any:
     """Parse one YAML document with the safe loader, refusing anchors and aliases (``YamlAliasError``)."""
-    return yaml.load(raw, Loader=_NoAliasSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = _NoAliasSafeLoader(raw)  # what yaml.load does, with our SafeLoader subclass
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
