@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--timeout", type=float, default=900, help="seconds --wait follows it before giving up (default 900)"
     )
+    # Before outcome codes were the default, `--exit-code` asked for "3 unless SUCCEEDED": still accepted, so
+    # scripts that pass it keep failing on every unsuccessful outcome (now with that outcome's own code).
+    status.add_argument("--exit-code", action="store_true", help=argparse.SUPPRESS)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 

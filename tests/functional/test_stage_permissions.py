@@ -39,6 +39,7 @@ FUNCTIONS = {
     "roll_back": "RollBackFunction",
     "notify_failure": "NotifyFailureFunction",
     "finalize": "FinalizeFunction",
+    "request_approval": "RequestApprovalFunction",
 }
 CHECKED_SERVICES = ("dynamodb", "lambda")
 IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
@@ -94,14 +95,16 @@ def _alarm(cloud: Cloud, state: str) -> None:
 
 
 def deploy_once(
-    cloud: Cloud, recorder: Recorder, context: FakeLambdaContext, version: str, execution: str
+    cloud: Cloud, recorder: Recorder, context: FakeLambdaContext, version: str, execution: str, *, approval: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Claim, validate, lock, deploy, then shift and judge until health fails or the plan completes."""
+    """Claim, validate, (ask for approval,) lock, deploy, then shift and judge until health fails or completes."""
     event = cloud.event_for(cloud.put_bundle(version=version), key=f"artifacts/hello/{version}.zip")
     request = {"event": event, "execution_arn": execution, "started_at": STARTED_AT}
     run(recorder, "claim_deployment", request, context)
     state = {**event, "deployment": run(recorder, "validate_artifact", request, context)}
     step = environment_step(state)
+    if approval:  # what the RequestApproval task sends; the person's answer comes back through Step Functions
+        run(recorder, "request_approval", {"kind": "approval", "task_token": "token-1", **step}, context)
     step["lock"] = run(recorder, "acquire_lock", step, context)
     step["release"] = run(recorder, "deploy", step, context)
     while True:
@@ -124,14 +127,14 @@ def test_every_call_a_stage_makes_is_granted_to_its_role(
 
     # When one release goes live (Finalize) ...
     _alarm(cloud, "OK")
-    state, step = deploy_once(cloud, recorder, context, "1.0.0", EXECUTION_ARN)
+    state, step = deploy_once(cloud, recorder, context, "1.0.0", EXECUTION_ARN, approval=False)
     results = [{"release": step["release"], "traffic": step["traffic"], "health": step["health"]}]
     run(recorder, "finalize", {"deployment": state["deployment"], "environments": results}, context)
 
-    # ... and the next one fails its canary, is rolled back and reported (NotifyFailure)
+    # ... and the next one, once a person was asked to approve it, fails its canary, is rolled back and reported
     _alarm(cloud, "ALARM")
     second = EXECUTION_ARN.replace("run-1", "run-2")
-    state, step = deploy_once(cloud, recorder, context, "1.0.1", second)
+    state, step = deploy_once(cloud, recorder, context, "1.0.1", second, approval=True)
     assert step["health"]["status"] == "fail"
     step["rollback"] = run(recorder, "roll_back", step, context)
     failure = {"Error": "DeploymentRolledBackError", "Cause": "rolled back"}

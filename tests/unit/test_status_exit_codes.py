@@ -193,3 +193,10 @@ def test_a_ledger_that_does_not_answer_is_not_reported_as_a_missing_deployment(
     assert "the local cloud is not answering: start it with `conveyor local up`" in err
     assert "not in the ledger" not in err
     assert "--wait" not in err
+
+
+def test_the_former_exit_code_flag_is_still_accepted_and_changes_nothing(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given(ledger, monkeypatch, Outcome.FAILED)
+    assert cli.main(["status", "d-1", "--exit-code"]) == cli.main(["status", "d-1"]) == ExitCode.FAILED
