@@ -17,6 +17,11 @@ from conveyor.stages.traffic import shift_traffic
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     step = EnvironmentStep.model_validate(event)
     logger.append_keys(app=step.deployment.app, version=step.deployment.version, environment=step.environment.name)
-    # A stale lock holder (its lease ran out and another deployment took over) must change nothing.
-    check_fence(step, locks=runtime.locks(), now=time.time())
-    return shift_traffic(step, targets=runtime.targets(), ledger=runtime.ledger()).model_dump(mode="json")
+    # A stale lock holder (its lease ran out, or a reconciler took over after its execution stopped) must change
+    # nothing: the fence is checked between reading the alias and writing it (see conveyor.stages.traffic).
+    return shift_traffic(
+        step,
+        targets=runtime.targets(),
+        ledger=runtime.ledger(),
+        fence=lambda: check_fence(step, locks=runtime.locks(), now=time.time()),
+    ).model_dump(mode="json")

@@ -20,6 +20,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         artifacts=runtime.artifacts(),
         ledger=runtime.ledger(),
         targets=runtime.targets(),
+        executions=runtime.executions(),
         managed_tag_key=settings().managed_tag_key,
         artifact_bucket=settings().artifact_bucket,
     )

@@ -31,6 +31,22 @@ class Outputs:
     state_machine_arn: str
     ledger_table: str
     topic_arn: str
+    reconcile_function_name: str | None = None
+    reconcile_dead_letter_queue_url: str | None = None
+
+    @property
+    def reconcile_function(self) -> str:
+        return self._required(self.reconcile_function_name, "ReconcileFunctionName")
+
+    @property
+    def reconcile_dead_letter_queue(self) -> str:
+        return self._required(self.reconcile_dead_letter_queue_url, "ReconcileDeadLetterQueueUrl")
+
+    @staticmethod
+    def _required(value: str | None, output: str) -> str:
+        if not value:
+            raise CliError(f"the stack has no {output} output: deploy this version of Conveyor (sam deploy)")
+        return value
 
     @classmethod
     def from_mapping(cls, outputs: dict[str, str], source: str) -> Outputs:
@@ -42,6 +58,8 @@ class Outputs:
             state_machine_arn=outputs["StateMachineArn"],
             ledger_table=outputs["LedgerTableName"],
             topic_arn=outputs["NotificationTopicArn"],
+            reconcile_function_name=outputs.get("ReconcileFunctionName"),
+            reconcile_dead_letter_queue_url=outputs.get("ReconcileDeadLetterQueueUrl"),
         )
 
     def as_dict(self) -> dict[str, str]:

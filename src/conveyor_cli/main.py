@@ -217,6 +217,30 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from conveyor_cli.reconcile import reconcile_executions, redrive_dead_letters
+
+    cloud = _cloud(args)
+    if args.execution:
+        results = reconcile_executions(cloud, args.execution)
+        failed: list[str] = []
+    else:
+        redriven = redrive_dead_letters(cloud)
+        results, failed = redriven["reconciled"], redriven["failed"]
+    if args.json:
+        _print({"reconciled": results, "failed": failed})
+    else:
+        for result in results:
+            restored = f", traffic restored in {', '.join(result['restored'])}" if result.get("restored") else ""
+            subject = result.get("deployment_id") or result["execution_arn"]
+            print(f"{subject}: {result.get('outcome') or result['action']}{restored}")
+        for problem in failed:
+            print(f"not reconciled: {problem}", file=sys.stderr)
+        if not results and not failed:
+            print("nothing to reconcile")
+    return 1 if failed else 0
+
+
 def _cmd_decide(args: argparse.Namespace, verdict: Literal["approve", "reject"]) -> int:
     from conveyor_cli.approvals import decide
 
@@ -350,6 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", help="a Lambda version number (default: what served before the live deployment)")
     rollback.add_argument("--json", action="store_true")
     rollback.set_defaults(func=cmd_rollback)
+
+    reconcile = commands.add_parser(
+        "reconcile",
+        help="close executions that ended without finishing: given ARNs, or what the reconcile dead-letter queue holds",
+    )
+    reconcile.add_argument("execution", nargs="*", help="execution ARNs (default: redrive the dead-letter queue)")
+    reconcile.add_argument("--json", action="store_true")
+    reconcile.set_defaults(func=cmd_reconcile)
 
     for name, func, what, reason in (
         (

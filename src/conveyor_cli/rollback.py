@@ -3,7 +3,8 @@
 For the on-call when a release that passed its checks turns out bad later. It takes the
 environment's lock like a deployment does (so it never races one: a held lock is refused with
 who holds it), restores the alias to the version it served before the live deployment (or
-``--to``) at 100% with routing cleared, records the rollback on that deployment in the ledger,
+``--to``) at 100% with routing cleared, records the rollback on that deployment in the ledger
+and which release the alias now serves (``ServedRelease``: what the lock's outdated check reads),
 and releases the lock.
 """
 
@@ -14,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+from conveyor.contracts import Outcome, ServedRelease
 from conveyor.errors import ConveyorError
 from conveyor.ledger import DeploymentRecord, DynamoLocks, StageEvent, utcnow
 from conveyor.settings import MANAGED_TAG_KEY
@@ -34,6 +36,48 @@ def live_deployment(records: list[DeploymentRecord], environment: str, serving: 
     return None
 
 
+def served_after_rollback(
+    records: list[DeploymentRecord],
+    live: DeploymentRecord | None,
+    *,
+    environment: str,
+    function: str,
+    alias: str,
+    version: str,
+    operator: str,
+) -> ServedRelease | None:
+    """The release Lambda ``version`` carries once the alias is back on it, from the ledger; None if unknown.
+
+    The release the live deployment replaced, when that is the version restored; otherwise the newest
+    deployment that made ``version`` live in ``environment``.
+    """
+    recorded_by = f"ManualRollback:{operator}"
+    before = live.environments.get(environment, {}).get("served_before") if live else None
+    if before and before.get("lambda_version") == version:
+        return ServedRelease.model_validate(before | {"recorded_at": utcnow(), "recorded_by": recorded_by})
+    for record in records:  # newest first
+        env = record.environments.get(environment, {})
+        if (
+            env.get("version_after") == version
+            and (env.get("status") == "LIVE" or record.status is Outcome.SUCCEEDED)
+            and record.package_sha256 is not None
+        ):
+            return ServedRelease(
+                function_name=function,
+                alias=alias,
+                app=record.app,
+                version=record.version,
+                deployment_id=record.deployment_id,
+                sha256=record.package_sha256,
+                lambda_version=version,
+                built_at=record.built_at or record.created_at,
+                committed_at=record.commit_time,
+                recorded_at=utcnow(),
+                recorded_by=recorded_by,
+            )
+    return None
+
+
 def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
     target = operations.environment_target(cloud, app, environment)
     function, alias = target.function_name, target.alias
@@ -41,7 +85,8 @@ def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) ->
     locks = DynamoLocks(cloud.outputs.ledger_table)
 
     serving = targets.alias_version(function, alias)
-    live = live_deployment(ledger.history(app=app, limit=200), environment, serving)
+    records = ledger.history(app=app, limit=200)
+    live = live_deployment(records, environment, serving)
     version = to or (live.environments[environment].get("version_before") if live else None)
     if version is None:
         raise CliError(f"no earlier version of {function}:{alias} is recorded in the ledger; name one with --to")
@@ -68,6 +113,13 @@ def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) ->
         started_at, started = utcnow(), time.perf_counter()
         targets.route_alias(function, alias, version, None)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        served = served_after_rollback(
+            records, live, environment=environment, function=function, alias=alias, version=version, operator=operator
+        )
+        if served is not None:
+            ledger.record_served(served)
+        else:
+            ledger.forget_served(function, alias)  # the restored version's release is not known: claim none
         result = {
             "app": app,
             "environment": environment,
@@ -78,6 +130,7 @@ def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) ->
             "duration_ms": duration_ms,
             "operator": operator,
             "deployment_id": live.deployment_id if live else None,
+            "serves": f"{served.app} {served.version} (deployment {served.deployment_id})" if served else None,
         }
         if live is not None:
             ledger.record_event(

@@ -38,7 +38,8 @@ class ExitCode(IntEnum):
     SKIPPED = 7
     """The deployment changed nothing: a duplicate of one already done."""
     STOPPED = 8
-    """Its execution ended (stopped, timed out, failed outside any Catch) before the ledger closed the deployment."""
+    """Its execution was stopped or timed out: ABORTED or TIMED_OUT (closed by the reconciler), or still open in
+    the ledger while its execution has ended."""
     NOT_FINISHED = 9
     """Without ``--wait``: the deployment is still running or queued."""
     WAIT_TIMED_OUT = 10
@@ -52,6 +53,8 @@ OUTCOME_EXIT_CODES: dict[Outcome, ExitCode] = {
     Outcome.ROLLBACK_FAILED: ExitCode.ROLLBACK_FAILED,
     Outcome.SUPERSEDED: ExitCode.SUPERSEDED,
     Outcome.SKIPPED_DUPLICATE: ExitCode.SKIPPED,
+    Outcome.ABORTED: ExitCode.STOPPED,
+    Outcome.TIMED_OUT: ExitCode.STOPPED,
     Outcome.IN_PROGRESS: ExitCode.NOT_FINISHED,
     Outcome.QUEUED: ExitCode.NOT_FINISHED,
 }
@@ -74,8 +77,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.ROLLED_BACK: "ROLLED_BACK: a check failed, the alias was restored",
     ExitCode.ROLLBACK_FAILED: "ROLLBACK_FAILED: a person must act (see the notification)",
     ExitCode.SUPERSEDED: "SUPERSEDED: a newer release took its place, nothing deployed",
-    ExitCode.SKIPPED: "SKIPPED_DUPLICATE: it changed nothing",
-    ExitCode.STOPPED: "its execution stopped (console, timeout) before the deployment ended",
+    ExitCode.SKIPPED: "SKIPPED_DUPLICATE: the same release as another deployment, it changed nothing",
+    ExitCode.STOPPED: "ABORTED or TIMED_OUT: its execution was stopped or timed out",
     ExitCode.NOT_FINISHED: "still IN_PROGRESS or QUEUED (without --wait)",
     ExitCode.WAIT_TIMED_OUT: "--wait gave up after --timeout seconds",
 }

@@ -13,9 +13,13 @@ answer, exactly as a throttle, an outage or a conflicting update would look on A
 ]}
 ```
 
-A rule matches a Lambda API ``operation`` on ``function`` (the function's name); the first
-``skip`` matching calls pass, the next ``times`` fail with ``error`` (HTTP ``status``), later ones
-pass again. Counters are kept per rule ``id`` for as long as the local cloud runs.
+A rule matches a Lambda API ``operation`` on ``function`` (the function's name), a DynamoDB
+operation on ``table`` (an outage of the ledger: ``{"operation": "*", "table": "<table>",
+"error": "InternalServerError", "times": 1000000}``), or an SNS operation on ``topic`` (the topic's
+ARN); ``"*"`` matches any operation. The first ``skip`` matching calls pass, the next ``times`` fail
+with ``error`` (HTTP ``status`` for Lambda; DynamoDB and SNS answer with their own status for the
+error code), later ones pass again. Counters are kept per rule ``id`` for as long as the local cloud
+runs; writing the plan again with no rules ends every fault.
 """
 
 from __future__ import annotations
@@ -52,13 +56,16 @@ class FaultPlan:
         rules = document.get("rules", []) if isinstance(document, dict) else []
         return [rule for rule in rules if isinstance(rule, dict)]
 
-    def check(self, operation: str, function: str) -> Fault | None:
-        """The fault this call must fail with, or None (counts the call against matching rules)."""
+    def check(self, operation: str, resource: str, *, kind: str = "function") -> Fault | None:
+        """The fault this call must fail with, or None (counts the call against matching rules).
+
+        ``kind`` names the rule field the ``resource`` is matched against: function, table or topic.
+        """
         with self._lock:
             for rule in self._rules():
-                if rule.get("operation") != operation or rule.get("function") != function:
+                if rule.get("operation") not in (operation, "*") or rule.get(kind) != resource:
                     continue
-                rule_id = str(rule.get("id", f"{operation}:{function}"))
+                rule_id = str(rule.get("id", f"{operation}:{resource}"))
                 seen = self._matches.get(rule_id, 0)
                 self._matches[rule_id] = seen + 1
                 skip, times = int(rule.get("skip", 0)), int(rule.get("times", 1))

@@ -89,6 +89,56 @@ update_function_code,update_function_configuration}``
     the operation and function, the call fails with the rule's error code and HTTP status, as
     a throttle, an outage or a conflicting update would on AWS. No rule: moto's original.
 
+``moto.awslambda.responses.LambdaResponse.{publish_version,create_function,update_function_configuration}``
+    Lambda's preconditions, checked before moto changes anything (after an injected fault, if any):
+    ``PublishVersion`` with a ``CodeSha256`` other than ``$LATEST``'s is refused (moto ignored it, so
+    a version could carry code no deployment validated); an environment naming a variable Lambda
+    reserves, or over 4 KB as compact JSON, is refused. Both with AWS's
+    ``InvalidParameterValueException`` and message. moto's ``CodeSha256`` already is AWS's (base64
+    of the package zip's SHA-256; relied on: ``LambdaFunction.code_sha_256``).
+
+``moto.awslambda.models.LambdaFunction.invoke(self, body, request_headers, response_headers)``
+    relied on by the asynchronous invocation thread: a function error (``x-amz-function-error``)
+    is retried twice, one and then two (time-scaled) minutes later, as Lambda retries an
+    asynchronous invocation, so an EventBridge Lambda target that hits a transient outage still runs.
+
+How an execution ends (the replacements live in ``conveyor_local.executions``; its docstring says why):
+
+``...backend.execution.Execution.stop(self, stop_date, error, cause)``,
+``moto.stepfunctions.responses.StepFunctionResponse.stop_execution(self)``
+    ``StopExecution`` ends the execution ABORTED at once with the request's ``error`` and ``cause``
+    (moto dropped both, stayed RUNNING until the Lambda call in flight returned, and inside a Map
+    then ended FAILED with ``States.Runtime``); relied on: ``Environment.set_stop``.
+``...asl.eval.environment.Environment.{set_error,set_timed_out}``
+    a stopped (or timed-out) program keeps that end; moto let the error the interrupted Map
+    iteration raised on its way out overwrite it. Relied on: ``program_state.ProgramStopped``/``ProgramTimedOut``.
+``...asl.eval.event.event_manager.EventManager.add_event``
+    a history takes no event after its terminal one (``ExecutionAborted``/``ExecutionTimedOut``
+    are appended when the execution ends, not when its last thread returns); relied on: ``get_event_history``.
+``...backend.execution.BaseExecutionWorkerCommunication.terminated(self)`` and
+``...backend.execution_worker.ExecutionWorker.start(self)``
+    every status change of a STANDARD execution (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+    puts a "Step Functions Execution Status Change" event on the default bus (relied on:
+    ``moto.events.models.events_backends``; rules deliver through ``Rule.send_to_targets`` above).
+    ``executions.abort_orphaned_execution`` ends an execution a dead server left RUNNING (restart path;
+    relied on: ``moto.stepfunctions.parser.models.stepfunctions_parser_backends``).
+
+``moto.dynamodb.responses.DynamoHandler.{get_item,put_item,update_item,delete_item,query,scan,batch_get_item,
+transact_write_items}`` and ``moto.sns.responses.SNSResponse.publish``
+    fault injection for the ledger and the topic: a ``faults.json`` rule naming a ``table`` or a
+    ``topic`` makes these calls fail with the rule's error code (raised as moto's own
+    ``moto.core.exceptions.ServiceException``, so the service's protocol serializes it), as a
+    DynamoDB or SNS outage would. No rule: moto's original.
+
+``moto.awslambda.models.LambdaAlias.update(self, description, function_version, routing_config)``
+and the ``UpdateAlias`` precondition in ``LambdaResponse.update_alias``
+    moto gives an alias one ``RevisionId`` at creation and ignores ``RevisionId`` on ``UpdateAlias``.
+    Lambda gives every change a new revision and refuses an update naming another one
+    (``PreconditionFailedException``, 412): Conveyor's ShiftTraffic, RollBack and reconciler fence
+    each other with it, so a write from a stage still running after its execution stopped cannot
+    land after a restore. We renew the revision on every update and check the precondition and
+    apply the write as one step.
+
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
 """
@@ -115,6 +165,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from conveyor_local import executions
 from conveyor_local.faults import FAULTS_FILE, FaultPlan
 from conveyor_local.workers import FunctionSpec, InvocationResult, LayerSpec, WorkerPool
 
@@ -129,6 +180,22 @@ _STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
 _DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
+_LAMBDA_ALIAS = "moto.awslambda.models.LambdaAlias"
+_DYNAMODB_RESPONSE = "moto.dynamodb.responses.DynamoHandler"
+_SNS_RESPONSE = "moto.sns.responses.SNSResponse"
+_SERVICE_EXCEPTION = "moto.core.exceptions.ServiceException"
+#: The DynamoDB calls a ledger fault fails (every one Conveyor makes).
+_DYNAMODB_FAULT_METHODS = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "query",
+    "scan",
+    "batch_get_item",
+    "transact_write_items",
+)
+
 #: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
 _FAULT_OPERATIONS = {
     "PublishVersion": "publish_version",
@@ -142,6 +209,10 @@ _FAULT_OPERATIONS = {
 #: dotted name -> the parameter names we rely on (``None``: not a callable, existence only).
 SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.awslambda.models.LambdaFunction._invoke_lambda": ("self", "event"),
+    f"{_LAMBDA_ALIAS}.update": ("self", "description", "function_version", "routing_config"),
+    f"{_SNS_RESPONSE}.publish": ("self",),
+    _SERVICE_EXCEPTION: None,
+    **{f"{_DYNAMODB_RESPONSE}.{method}": ("self",) for method in _DYNAMODB_FAULT_METHODS},
     "moto.awslambda.models.LambdaBackend.invoke": (
         "self",
         "function_name",
@@ -172,6 +243,32 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.logs.models.logs_backends": None,
     **{f"{_DYNAMODB_BACKEND}.{name}": ("self",) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": ("self",) for method in _FAULT_OPERATIONS.values()},
+    f"{_LAMBDA_RESPONSE}.create_function": ("self",),
+    "moto.awslambda.models.LambdaFunction.invoke": ("self", "body", "request_headers", "response_headers"),
+    # conveyor_local.executions: how an execution ends, and the status-change events
+    f"{executions.SFN_EXECUTION}.Execution.stop": ("self", "stop_date", "error", "cause"),
+    f"{executions.SFN_EXECUTION}.BaseExecutionWorkerCommunication.terminated": ("self",),
+    f"{executions.SFN_WORKER}.start": ("self",),
+    f"{executions.SFN_ENVIRONMENT}.set_error": ("self", "error"),
+    f"{executions.SFN_ENVIRONMENT}.set_timed_out": ("self",),
+    f"{executions.SFN_ENVIRONMENT}.set_stop": ("self", "stop_date", "cause", "error"),
+    f"{executions.SFN_EVENT_MANAGER}.add_event": (
+        "self",
+        "context",
+        "event_type",
+        "event_details",
+        "timestamp",
+        "update_source_event_id",
+    ),
+    f"{executions.SFN_EVENT_MANAGER}.get_event_history": ("self",),
+    f"{executions.SFN_PROGRAM_STATE}.ProgramStopped": None,
+    f"{executions.SFN_PROGRAM_STATE}.ProgramTimedOut": None,
+    "moto.stepfunctions.parser.asl.eval.event.event_detail.EventDetails": None,
+    f"{executions.SFN_API}.ExecutionStatus": None,
+    f"{executions.SFN_API}.HistoryEventType": None,
+    f"{executions.SFN_RESPONSE}.stop_execution": ("self",),
+    "moto.stepfunctions.parser.models.stepfunctions_parser_backends": None,
+    "moto.events.models.events_backends": None,
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 
@@ -455,11 +552,25 @@ def _lambda_backend_invoke(  # noqa: PLR0917 - moto's signature
     return payload  # type: ignore[no-any-return]
 
 
+#: Lambda retries a failed asynchronous invocation twice (its default ``MaximumRetryAttempts``), about
+#: one and then two minutes later; on the local time scale here.
+ASYNC_RETRY_DELAYS_SECONDS = (60.0, 120.0)
+
+
 def _run_async(fn: Any, body: Any, function_name: str) -> None:
-    try:
-        fn.invoke(body, {"X-Amz-Invocation-Type": "Event"}, {})
-    except Exception:
-        LOG.exception("async invocation of %s failed", function_name)
+    """One asynchronous invocation, retried after a function error as Lambda does."""
+    for attempt, delay in enumerate((0.0, *ASYNC_RETRY_DELAYS_SECONDS)):
+        time.sleep(delay * _time_scale())
+        response_headers: dict[str, str] = {}
+        try:
+            fn.invoke(body, {"X-Amz-Invocation-Type": "Event"}, response_headers)
+        except Exception:
+            LOG.exception("async invocation of %s failed (attempt %d)", function_name, attempt + 1)
+            continue
+        if "x-amz-function-error" not in response_headers:
+            return
+        LOG.warning("async invocation of %s returned a function error (attempt %d)", function_name, attempt + 1)
+    LOG.error("async invocation of %s failed %d times; dropped", function_name, 1 + len(ASYNC_RETRY_DELAYS_SECONDS))
 
 
 def _lambda_response_invoke(self: Any) -> Any:
@@ -660,7 +771,172 @@ def _faulty(operation: str, method: str) -> Callable[..., Any]:
         injected = _fault_for(operation, str(getattr(self, "path", "")))
         if injected is not None:
             return injected
-        return _ORIGINALS[f"{_LAMBDA_RESPONSE}.{method}"](self)
+        return _guarded(method)(self)
+
+    respond.__name__ = method
+    return respond
+
+
+# ------------------------------------------------- dynamodb and sns API: injected faults
+
+
+def _dynamodb_table(response: Any) -> str:
+    """The table a DynamoDB request is about (the first one, for batch and transaction calls)."""
+    body = response.body  # DynamoHandler has parsed it already; a raw string only if moto stops doing so
+    if not isinstance(body, dict):
+        try:
+            body = json.loads(body or "{}")
+        except (TypeError, ValueError):
+            return ""
+    if "TableName" in body:
+        return str(body["TableName"])
+    if body.get("RequestItems"):
+        return str(next(iter(body["RequestItems"])))
+    for item in body.get("TransactItems", []):
+        for action in item.values():
+            if isinstance(action, dict) and "TableName" in action:
+                return str(action["TableName"])
+    return ""
+
+
+def _service_faulty(owner: str, method: str, kind: str, resource_of: Callable[[Any], str]) -> Callable[..., Any]:
+    """A response method that fails as the fault plan says (a ServiceException, serialized as the service does)."""
+    operation = "".join(part.title() for part in method.split("_"))
+
+    def respond(self: Any) -> Any:
+        plan = _STATE.get("faults")
+        fault = plan.check(operation, resource_of(self), kind=kind) if plan is not None else None
+        if fault is not None:
+            LOG.warning("injected fault: %s on %s -> %s", operation, resource_of(self), fault.error)
+            raise resolve_dotted(_SERVICE_EXCEPTION)(fault.error, fault.message)
+        return _ORIGINALS[f"{owner}.{method}"](self)
+
+    respond.__name__ = method
+    return respond
+
+
+# ------------------------------------------------------ lambda API: AWS's preconditions
+
+#: Names Lambda sets itself; AWS refuses them in a function's environment (its documented list).
+RESERVED_ENVIRONMENT_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+#: AWS measures the variables as compact JSON (``{"KEY":"value"}``) in bytes.
+ENVIRONMENT_LIMIT_BYTES = 4096
+_ENVIRONMENT_REFUSED = "Lambda was unable to configure your environment variables because the environment variables "
+
+
+def environment_violation(variables: Mapping[str, Any] | None) -> str | None:
+    """AWS's message refusing ``variables`` (reserved names, over 4 KB), or None when Lambda accepts them."""
+    if not variables:
+        return None
+    reserved = sorted(name for name in variables if name in RESERVED_ENVIRONMENT_VARIABLES)
+    if reserved:
+        return (
+            f"{_ENVIRONMENT_REFUSED}you have provided contains reserved keys that are currently not supported "
+            f"for modification. Reserved keys used in this request: {', '.join(reserved)}"
+        )
+    measured = json.dumps({str(k): str(v) for k, v in variables.items()}, separators=(",", ":"), ensure_ascii=False)
+    if len(measured.encode("utf-8")) > ENVIRONMENT_LIMIT_BYTES:
+        return f"{_ENVIRONMENT_REFUSED}you have provided exceeded the 4KB limit. String measured: {measured}"
+    return None
+
+
+def code_sha256_violation(expected: str | None, current: str) -> str | None:
+    """AWS's message refusing a ``PublishVersion`` whose ``CodeSha256`` is not ``$LATEST``'s, or None."""
+    if expected is None or expected == current:
+        return None
+    return (
+        f"CodeSHA256 ({expected}) is different from current CodeSHA256 in $LATEST ({current}). "
+        "Please try again with the CodeSHA256 in $LATEST."
+    )
+
+
+def _request_environment(response: Any) -> Mapping[str, Any] | None:
+    try:
+        body = json.loads(response.body or "{}")
+    except ValueError:
+        return None  # moto answers a malformed body itself
+    environment = body.get("Environment") if isinstance(body, dict) else None
+    return environment.get("Variables") if isinstance(environment, dict) else None
+
+
+def _publish_version_violation(response: Any) -> str | None:
+    function_name = unquote(str(response.path).split("/")[-2])
+    latest = response.backend.get_function(function_name, None)  # moto's own error for an unknown function
+    return code_sha256_violation(response._get_param("CodeSha256"), str(latest.code_sha_256))
+
+
+_ALIAS_REVISION_REFUSED = (
+    "The Revision Id provided does not match the latest Revision Id. Call the GetAlias API to retrieve the latest "
+    "Revision Id"
+)
+
+
+def _update_alias_violation(response: Any) -> str | None:
+    """AWS's message refusing an ``UpdateAlias`` whose ``RevisionId`` is not the alias's current one, or None."""
+    try:
+        wanted = json.loads(response.body or "{}").get("RevisionId")
+    except (ValueError, AttributeError):
+        return None
+    if not wanted:
+        return None
+    function_name = unquote(str(response.path).rsplit("/")[-3])
+    alias_name = unquote(str(response.path).rsplit("/", 2)[-1])
+    alias = response.backend.get_alias(name=alias_name, function_name=function_name)  # moto's 404 if absent
+    return None if wanted == alias.revision_id else _ALIAS_REVISION_REFUSED
+
+
+def _new_alias_revision(self: Any, *args: Any, **kwargs: Any) -> None:
+    """Replacement for ``LambdaAlias.update``: every change of an alias gets a new ``RevisionId``, as on AWS."""
+    _ORIGINALS[f"{_LAMBDA_ALIAS}.update"](self, *args, **kwargs)
+    self.revision_id = str(uuid.uuid4())
+
+
+#: ``LambdaResponse`` method -> what makes AWS refuse the request before anything changes.
+_PRECONDITIONS: Mapping[str, Callable[[Any], str | None]] = {
+    "update_alias": _update_alias_violation,
+    "publish_version": _publish_version_violation,
+    "create_function": lambda response: environment_violation(_request_environment(response)),
+    "update_function_configuration": lambda response: environment_violation(_request_environment(response)),
+}
+
+
+#: How AWS answers a refused request, when not ``InvalidParameterValueException`` (400).
+_REFUSED_AS: Mapping[str, tuple[str, int]] = {"update_alias": ("PreconditionFailedException", 412)}
+#: A precondition and the write it guards happen as one step, as one API call does on AWS.
+_PRECONDITION_LOCK = threading.RLock()
+
+
+def _guarded(method: str) -> Callable[..., Any]:
+    def respond(self: Any) -> Any:
+        precondition = _PRECONDITIONS.get(method)
+        with _PRECONDITION_LOCK:
+            violation = precondition(self) if precondition is not None else None
+            if violation is not None:
+                error, status = _REFUSED_AS.get(method, ("InvalidParameterValueException", 400))
+                headers = {"status": str(status), "x-amzn-ErrorType": error, "Content-Type": "application/json"}
+                return status, headers, json.dumps({"Type": "User", "message": violation})
+            return _ORIGINALS[f"{_LAMBDA_RESPONSE}.{method}"](self)
 
     respond.__name__ = method
     return respond
@@ -726,6 +1002,22 @@ _PATCHES: Mapping[str, Callable[..., Any] | object] = {
     f"{_ITERATION_WORKER}.CustomErrorName": _iteration_error_name,
     **{f"{_DYNAMODB_BACKEND}.{name}": _atomic(name) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": _faulty(op, method) for op, method in _FAULT_OPERATIONS.items()},
+    f"{_LAMBDA_RESPONSE}.create_function": _guarded("create_function"),
+    f"{_LAMBDA_ALIAS}.update": _new_alias_revision,
+    f"{_SNS_RESPONSE}.publish": _service_faulty(
+        _SNS_RESPONSE, "publish", "topic", lambda response: str(response._get_param("TopicArn") or "")
+    ),
+    **{
+        f"{_DYNAMODB_RESPONSE}.{method}": _service_faulty(_DYNAMODB_RESPONSE, method, "table", _dynamodb_table)
+        for method in _DYNAMODB_FAULT_METHODS
+    },
+    f"{executions.SFN_EXECUTION}.Execution.stop": executions._execution_stop,
+    f"{executions.SFN_EXECUTION}.BaseExecutionWorkerCommunication.terminated": executions._terminated,
+    f"{executions.SFN_WORKER}.start": executions._worker_start,
+    f"{executions.SFN_ENVIRONMENT}.set_error": executions._set_error,
+    f"{executions.SFN_ENVIRONMENT}.set_timed_out": executions._set_timed_out,
+    f"{executions.SFN_EVENT_MANAGER}.add_event": executions._add_event,
+    f"{executions.SFN_RESPONSE}.stop_execution": executions._stop_execution_response,
 }
 
 

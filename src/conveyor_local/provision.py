@@ -536,14 +536,23 @@ class Provisioner:
             request["Architectures"] = props["Architectures"]
         if props.get("Tracing") == "Active":
             request["TracingConfig"] = {"Mode": "Active"}
-        if props.get("Events"):
-            raise ProvisioningError(f"{logical_id}: function Events are not supported by the local cloud")
         lambda_ = self.client("lambda")
         arn = lambda_.create_function(**request)["FunctionArn"]
         ref = name
+        target_arn = arn
         if props.get("AutoPublishAlias"):
             version = lambda_.publish_version(FunctionName=name)["Version"]
-            lambda_.create_alias(FunctionName=name, Name=props["AutoPublishAlias"], FunctionVersion=version)
+            alias = lambda_.create_alias(FunctionName=name, Name=props["AutoPublishAlias"], FunctionVersion=version)
+            target_arn = alias["AliasArn"]  # SAM points a function's events at its alias
+        for event_id, event in (props.get("Events") or {}).items():
+            rule_arn = self._eventbridge_rule_event(logical_id, event_id, event, target_arn, kind="Lambda")
+            lambda_.add_permission(
+                FunctionName=target_arn,
+                StatementId=f"{logical_id}{event_id}Permission"[:100],
+                Action="lambda:InvokeFunction",
+                Principal="events.amazonaws.com",
+                SourceArn=rule_arn,
+            )
         return Provisioned(logical_id, "AWS::Serverless::Function", ref, {"Arn": arn})
 
     def state_machine(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
@@ -564,7 +573,7 @@ class Provisioner:
             request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
         arn = self.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
         for event_id, event in (props.get("Events") or {}).items():
-            self._state_machine_event(logical_id, event_id, event, arn)
+            self._eventbridge_rule_event(logical_id, event_id, event, arn, kind="StepFunctions")
         return Provisioned(logical_id, "AWS::Serverless::StateMachine", arn, {"Arn": arn, "Name": name})
 
     def _definition(self, logical_id: str, props: dict[str, Any]) -> str:
@@ -591,7 +600,14 @@ class Provisioner:
         json.loads(definition)  # fail here, naming the resource, rather than deep inside moto
         return definition
 
-    def _state_machine_event(self, logical_id: str, event_id: str, event: Mapping[str, Any], arn: str) -> None:
+    def _eventbridge_rule_event(
+        self, logical_id: str, event_id: str, event: Mapping[str, Any], arn: str, *, kind: str
+    ) -> str:
+        """A SAM ``EventBridgeRule`` event: the rule and its one target (``kind``: StepFunctions or Lambda).
+
+        As SAM does, a state machine target gets a role to start executions with, and a Lambda target
+        none (the function gets a resource policy instead); returns the rule's ARN.
+        """
         if event.get("Type") != "EventBridgeRule":
             raise ProvisioningError(
                 f"{logical_id}.Events.{event_id}: event type {event.get('Type')} is not supported by the local cloud"
@@ -600,21 +616,23 @@ class Provisioner:
         events = self.client("events")
         rule_name = str(props.get("RuleName") or physical_name(self.context.stack_name, f"{logical_id}{event_id}"))
         bus = str(props.get("EventBusName", "default"))
-        events.put_rule(
+        rule_arn = events.put_rule(
             Name=rule_name,
             EventPattern=json.dumps(props["Pattern"]),
             State=str(props.get("State", "ENABLED")),
             EventBusName=bus,
-        )
+        )["RuleArn"]
         target: dict[str, Any] = {
-            "Id": str(props.get("Target", {}).get("Id", f"{logical_id}{event_id}StepFunctionsTarget")),
+            "Id": str(props.get("Target", {}).get("Id", f"{logical_id}{event_id}{kind}Target")),
             "Arn": arn,
-            "RoleArn": self._role(f"{logical_id}{event_id}", "events.amazonaws.com"),
         }
+        if kind == "StepFunctions":
+            target["RoleArn"] = self._role(f"{logical_id}{event_id}", "events.amazonaws.com")
         for prop in ("RetryPolicy", "DeadLetterConfig", "Input", "InputPath", "InputTransformer"):
             if prop in props:
                 target[prop] = props[prop]
         events.put_targets(Rule=rule_name, EventBusName=bus, Targets=[target])
+        return str(rule_arn)
 
     # -- orchestration
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import pytest
 from botocore.exceptions import ClientError
-from conveyor.layout import release_key
+from conveyor.layout import RELEASE_PREFIX
 from conveyor.limits import MAX_MANIFEST_BYTES
 
 from tests.fakes import make_bundle, make_manifest, make_package, make_zip
@@ -389,11 +389,9 @@ def outcomes(stage: Stage, bundle_limit: None) -> Outcomes:
     def released(case: Case) -> bool:
         if case.release is None:
             return False
-        try:
-            s3.head_object(Bucket=stage.cloud.outputs.bucket, Key=release_key(*case.release))
-        except ClientError:
-            return False
-        return True
+        # Releases are stored by content: nothing may be stored for the app at all (every case is refused).
+        listed = s3.list_objects_v2(Bucket=stage.cloud.outputs.bucket, Prefix=f"{RELEASE_PREFIX}{case.release[0]}/")
+        return bool(listed.get("KeyCount"))
 
     return Outcomes(
         deployments=deployments,

@@ -8,24 +8,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conveyor.contracts import Outcome
+from conveyor.contracts import Outcome, PackageRef
 from conveyor.errors import (
+    AliasChangedError,
     BundleInvalidError,
+    DigestMismatchError,
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
     TrafficShiftError,
 )
 from conveyor.executions import IN_FLIGHT_GRACE, Ended
-from conveyor.ledger import DeploymentRecord, LockState, StageEvent, Waiter, utcnow
+from conveyor.ledger import DeploymentRecord, LockState, ReleaseRecord, ServedRelease, StageEvent, Waiter, utcnow
 from conveyor.manifest import FunctionConfig
-from conveyor.targets import Invocation
+from conveyor.targets import AliasState, Invocation
 
 
 class FakeLedger:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
         self.events: list[StageEvent] = []
+        self.releases: dict[tuple[str, str], ReleaseRecord] = {}
+        self.serving: dict[tuple[str, str], ServedRelease] = {}
 
     def start(self, record: DeploymentRecord) -> DeploymentRecord:
         existing = self.records.get(record.deployment_id)
@@ -121,6 +125,26 @@ class FakeLedger:
 
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
         self.__dict__.setdefault("notices", {})[(deployment_id, key)] = message_id
+
+    # --- a version's content, and what each alias serves (DynamoLedger's conditions) -------------
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        return self.releases.setdefault((release.app, release.version), release)
+
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool:
+        current = self.releases.get((app, version))
+        if current is None or current.deployment_id != carrier:
+            return False
+        self.releases[(app, version)] = current.model_copy(update={"deployment_id": to})
+        return True
+
+    def record_served(self, served: ServedRelease) -> None:
+        self.serving[(served.function_name, served.alias)] = served
+
+    def forget_served(self, function_name: str, alias: str) -> None:
+        self.serving.pop((function_name, alias), None)
+
+    def served(self, function_name: str, alias: str) -> ServedRelease | None:
+        return self.serving.get((function_name, alias))
 
 
 class FakeExecutions:
@@ -220,6 +244,8 @@ class FakeFunction:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     aliases: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
+    alias_revisions: dict[str, int] = field(default_factory=dict)
+    """Bumped on every write of an alias, as Lambda's ``RevisionId``."""
 
 
 class FakeTargets:
@@ -230,6 +256,7 @@ class FakeTargets:
         self.responses: dict[str, Invocation | Exception] = {}
         self.invocations: list[tuple[str, str, dict[str, Any]]] = []
         self.fail_route: Exception | None = None
+        self.updates: list[tuple[str, PackageRef]] = []
 
     def add(self, name: str, *, managed: bool = True, alias: str | None = None, version: str = "1") -> FakeFunction:
         function = FakeFunction(arn=f"arn:aws:lambda:us-east-1:123456789012:function:{name}")
@@ -257,6 +284,13 @@ class FakeTargets:
         entry = self._get(function_name).aliases.get(alias)
         return entry[0] if entry else None
 
+    def alias_state(self, function_name: str, alias: str) -> AliasState | None:
+        function = self._get(function_name)
+        entry = function.aliases.get(alias)
+        if entry is None:
+            return None
+        return AliasState(entry[0], dict(entry[1]), str(function.alias_revisions.get(alias, 0)))
+
     def version_description(self, function_name: str, version: str) -> str:
         return str(self._get(function_name).versions[version][1].get("description", ""))
 
@@ -266,8 +300,9 @@ class FakeTargets:
                 return version
         return None
 
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
-        self._get(function_name).code_sha256 = f"pending:{bucket}/{key}"
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
+        self.updates.append((function_name, package))
+        self._get(function_name).code_sha256 = f"pending:{package.bucket}/{package.key}#{package.version_id}"
 
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
         function = self._get(function_name)
@@ -275,14 +310,28 @@ class FakeTargets:
         function.versions[version] = (code_sha256, {"description": description})
         return version
 
-    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None:
+    def route_alias(
+        self,
+        function_name: str,
+        alias: str,
+        version: str,
+        extra: dict[str, float] | None,
+        *,
+        revision_id: str | None = None,
+    ) -> None:
         if self.fail_route is not None:
             raise self.fail_route
-        self._get(function_name).aliases[alias] = (version, dict(extra or {}))
+        function = self._get(function_name)
+        current = str(function.alias_revisions.get(alias, 0))
+        if revision_id is not None and (alias not in function.aliases or revision_id != current):
+            raise AliasChangedError(f"alias {function_name}:{alias} changed since revision {revision_id}")
+        function.aliases[alias] = (version, dict(extra or {}))
+        function.alias_revisions[alias] = function.alias_revisions.get(alias, 0) + 1
 
     def delete_alias(self, function_name: str, alias: str) -> None:
         if self.fail_route is not None:
             raise self.fail_route
+        self._get(function_name).alias_revisions.pop(alias, None)
         if self._get(function_name).aliases.pop(alias, None) is None:
             raise TrafficShiftError(f"alias {function_name}:{alias} does not exist")
 
@@ -331,5 +380,9 @@ class FakeArtifacts:
             raise PipelineNotFoundError(f"no pipeline is registered for app {app!r}")
         return self.objects[(bucket, key)]
 
-    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None:
-        self.releases[(bucket, key)] = (package, sha256_hex)
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None:
+        """Written only if absent, as S3Artifacts does; the object's version id."""
+        stored = self.releases.setdefault((bucket, key), (package, sha256_hex))
+        if stored[1] != sha256_hex:
+            raise DigestMismatchError(f"s3://{bucket}/{key} already holds another sha256")
+        return f"v-{sha256_hex[:8]}"

@@ -1,5 +1,6 @@
 """The AWS adapters' exact edges: moto where it is faithful, botocore Stubber for exact error paths."""
 
+import hashlib
 import io
 import json
 import socket
@@ -13,11 +14,12 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from conveyor import aws, runtime, settings
-from conveyor.contracts import Outcome
+from conveyor.contracts import Outcome, PackageRef
 from conveyor.errors import (
     BundleInvalidError,
     ConfigurationError,
     DeployFailedError,
+    DigestMismatchError,
     LedgerError,
     NotificationError,
     PipelineNotFoundError,
@@ -27,6 +29,7 @@ from conveyor.errors import (
     TrafficShiftError,
 )
 from conveyor.executions import IN_FLIGHT_GRACE, StepFunctionsExecutions
+from conveyor.layout import release_key
 from conveyor.ledger import DynamoLedger, DynamoLocks, LockState
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
@@ -74,15 +77,65 @@ def test_read_pipeline_that_is_not_registered(cloud: Cloud) -> None:
 
 
 def test_put_release_stores_the_package_with_its_checksum(cloud: Cloud) -> None:
-    import hashlib
-
     package = b"PK fake package"
-    runtime.artifacts().put_release(
-        BUCKET, "releases/hello/1.0.0/package.zip", package, hashlib.sha256(package).hexdigest()
-    )
-    head = cloud.s3.head_object(Bucket=BUCKET, Key="releases/hello/1.0.0/package.zip", ChecksumMode="ENABLED")
+    key = release_key("hello", hashlib.sha256(package).hexdigest())
+    version_id = runtime.artifacts().put_release(BUCKET, key, package, hashlib.sha256(package).hexdigest())
+    head = cloud.s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
     assert head["ServerSideEncryption"] == "AES256"
     assert head["ContentLength"] == len(package)
+    assert version_id is not None
+    assert version_id == head["VersionId"]
+
+
+def test_put_release_never_replaces_a_stored_release(cloud: Cloud) -> None:
+    # Given a release stored at its content address
+    package = b"PK the validated package"
+    sha = hashlib.sha256(package).hexdigest()
+    key = release_key("hello", sha)
+    first = runtime.artifacts().put_release(BUCKET, key, package, sha)
+
+    # When the same content is stored again (another version of it, a re-run, a concurrent validation)
+    again = runtime.artifacts().put_release(BUCKET, key, package, sha)
+
+    # Then nothing is written: the one stored object version is the answer both times
+    versions = cloud.s3.list_object_versions(Bucket=BUCKET, Prefix=key)["Versions"]
+    assert [v["VersionId"] for v in versions] == [first]
+    assert again == first
+
+
+def test_put_release_refuses_a_stored_object_with_other_content(cloud: Cloud) -> None:
+    # Given the content address holding other bytes (written outside Conveyor)
+    package = b"PK the validated package"
+    sha = hashlib.sha256(package).hexdigest()
+    key = release_key("hello", sha)
+    cloud.s3.put_object(Bucket=BUCKET, Key=key, Body=b"PK something else")
+
+    # When the release is stored, Then it is refused and the object is left as it was
+    with pytest.raises(DigestMismatchError, match=f"already holds content whose sha256 is not {sha}"):
+        runtime.artifacts().put_release(BUCKET, key, package, sha)
+    assert cloud.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"PK something else"
+
+
+def test_update_code_reads_the_validated_object_version(cloud: Cloud) -> None:
+    # Given a release stored as object version v1
+    targets = LambdaTargets()
+    package = PackageRef(bucket=BUCKET, key="releases/hello/x/package.zip", sha256="ab" * 32, size=1, version_id="v1")
+    with Stubber(aws.client("lambda")) as stub:
+        # Then Lambda is asked for exactly that object version
+        stub.add_response(
+            "update_function_code",
+            {},
+            {
+                "FunctionName": "hello-staging",
+                "S3Bucket": BUCKET,
+                "S3Key": "releases/hello/x/package.zip",
+                "S3ObjectVersion": "v1",
+            },
+        )
+        stub.add_response("get_function_configuration", {"LastUpdateStatus": "Successful"})
+        # When the code is updated
+        targets.update_code("hello-staging", package, None)
+        stub.assert_no_pending_responses()
 
 
 def test_ensure_managed_on_a_missing_function(cloud: Cloud) -> None:
@@ -152,7 +205,11 @@ def test_failed_update_is_a_deploy_error(cloud: Cloud) -> None:
         stub.add_response("update_function_code", {})
         stub.add_response("get_function_configuration", {"LastUpdateStatus": "Failed"})
         with pytest.raises(DeployFailedError, match="reported the update of 'hello-staging' as Failed"):
-            targets.update_code("hello-staging", BUCKET, "releases/hello/1.0.0/package.zip", None)
+            targets.update_code(
+                "hello-staging",
+                PackageRef(bucket=BUCKET, key="releases/hello/x/package.zip", sha256="ab" * 32, size=1),
+                None,
+            )
 
 
 def test_route_alias_failure_is_a_traffic_shift_error(cloud: Cloud) -> None:

@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 import yaml
 from conveyor import runtime
+from conveyor.contracts import Outcome
 from conveyor.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
@@ -14,6 +15,8 @@ from conveyor.errors import (
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
+    VersionConflictError,
+    VersionInvalidError,
 )
 from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.stages.validate import PushedObject
@@ -50,14 +53,19 @@ def test_valid_push_becomes_a_recorded_deployment(
     assert [env["name"] for env in deployment["environments"]] == ["staging"]
     assert deployment["pushed_by"] == "123456789012"
     # And the package Lambda will be updated from is written under releases/, byte-identical
+    # (stored by content, and named by the S3 object version Deploy must read)
     package = make_package()
+    sha = make_manifest(package)["package"]["sha256"]
+    key = f"releases/hello/{sha}/package.zip"
+    (stored,) = cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]
     assert deployment["package"] == {
         "bucket": BUCKET,
-        "key": "releases/hello/1.0.0/package.zip",
-        "sha256": make_manifest(package)["package"]["sha256"],
+        "key": key,
+        "sha256": sha,
         "size": len(package),
+        "version_id": stored["VersionId"],
     }
-    release = cloud.s3.get_object(Bucket=BUCKET, Key="releases/hello/1.0.0/package.zip")
+    release = cloud.s3.get_object(Bucket=BUCKET, Key=key, VersionId=stored["VersionId"])
     assert release["Body"].read() == package
     # And the ledger holds the deployment IN_PROGRESS with a succeeded ValidateArtifact event
     meta = cloud.meta(expected_id)
@@ -336,3 +344,105 @@ def test_an_untagged_hook_is_refused_before_any_traffic_moves(
     )
     assert item["detail"]["error"] == "TargetNotManagedError"
     assert cloud.alias()["FunctionVersion"] == "1"
+
+
+@pytest.mark.parametrize("version", ["9f1c2e7", "1.0"])
+def test_a_version_that_is_not_semver_is_refused_under_the_default_order(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext, version: str
+) -> None:
+    # Given a pipeline with the default version_order (semver) and a push whose version is not SemVer
+    cloud.put_pipeline()
+    event = cloud.event_for(cloud.put_bundle(version=version), key=f"artifacts/hello/{version}.zip")
+    # When it is validated, Then it is refused, saying how to order such versions
+    with pytest.raises(VersionInvalidError, match=r"not a SemVer 2\.0 version.*version_order: build_time"):
+        handlers["validate_artifact"].handler(_request(event), context)
+    # And nothing was released
+    assert "Contents" not in cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix="releases/")
+
+
+def test_a_commit_hash_version_is_accepted_under_build_time(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    cloud.put_pipeline(pipeline_yaml(version_order="build_time"))
+    event = cloud.event_for(cloud.put_bundle(version="9f1c2e7"), key="artifacts/hello/9f1c2e7.zip")
+    deployment = handlers["validate_artifact"].handler(_request(event), context)
+    assert (deployment["version"], deployment["policy"]["version_order"]) == ("9f1c2e7", "build_time")
+
+
+def _push(cloud: Cloud, code: str, created_at: str = "2024-05-14T09:20:00Z") -> dict[str, Any]:
+    """Push hello 1.0.0 whose package holds ``code``; the execution input for it."""
+    package = make_package(code)
+    bundle = make_bundle(package=package, manifest=make_manifest(package, created_at=created_at))
+    return cloud.event_for(cloud.put_bundle(bundle))
+
+
+def test_the_same_version_with_other_content_is_refused_and_nothing_is_released(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given hello 1.0.0 validated and live
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
+    from conveyor import runtime
+
+    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+
+    # When 1.0.0 is pushed again with other code, built later
+    event = _push(cloud, "two", created_at="2024-05-15T09:20:00Z")
+    with pytest.raises(VersionConflictError) as raised:
+        handlers["validate_artifact"].handler(_request(event, f"{EXECUTION_ARN}-2"), context)
+
+    # Then the refusal names both sha256 and the first deployment, and only the first release is stored
+    other = make_manifest(make_package("two"))["package"]["sha256"]
+    assert first["package"]["sha256"] in str(raised.value)
+    assert other in str(raised.value)
+    assert first["deployment_id"] in str(raised.value)
+    stored = cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]
+    assert [v["Key"] for v in stored] == [first["package"]["key"]]
+    # And the release binding is not a deployment in the history
+    assert {r.deployment_id for r in runtime.ledger().history(app="hello")} == {
+        first["deployment_id"],
+        PushedObject.from_event(event).deployment_id,
+    }
+    assert len(runtime.ledger().history()) == 2
+
+
+def test_the_same_content_again_while_live_is_a_duplicate(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given hello 1.0.0 live
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
+    from conveyor import runtime
+
+    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+
+    # When the same package is pushed again as 1.0.0 in another bundle (rebuilt later)
+    event = _push(cloud, "one", created_at="2024-05-15T09:20:00Z")
+    second = handlers["validate_artifact"].handler(_request(event, f"{EXECUTION_ARN}-2"), context)
+
+    # Then it is a duplicate of the first: recorded SKIPPED_DUPLICATE on it and on the first, nothing written
+    assert second["duplicate_of"] == first["deployment_id"]
+    record = runtime.ledger().get(second["deployment_id"])
+    assert record is not None
+    assert record.status is Outcome.SKIPPED_DUPLICATE
+    assert record.failure is not None
+    assert record.failure["duplicate_of"] == first["deployment_id"]
+    carrier = runtime.ledger().get(first["deployment_id"])
+    assert carrier is not None
+    assert [entry["deployment_id"] for entry in carrier.skipped] == [second["deployment_id"]]
+    assert len(cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]) == 1
+
+
+def test_byte_identical_code_under_another_version_reuses_the_stored_release(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given 1.0.0 validated, When the same package is pushed as 1.0.5
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "same")), context)
+    package = make_package("same")
+    bundle = make_bundle(version="1.0.5", package=package, manifest=make_manifest(package, version="1.0.5"))
+    event = cloud.event_for(cloud.put_bundle(bundle, version="1.0.5"), key="artifacts/hello/1.0.5.zip")
+    second = handlers["validate_artifact"].handler(_request(event, f"{EXECUTION_ARN}-2"), context)
+    # Then both deploy the one stored object version: a release is stored once per content
+    assert second["duplicate_of"] is None
+    assert second["package"] == first["package"]

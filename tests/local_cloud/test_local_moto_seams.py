@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from conveyor_local import moto_patches
@@ -45,3 +47,19 @@ def test_a_changed_signature_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_seams_lists_every_patched_attribute() -> None:
     assert set(moto_patches._PATCHES) <= set(moto_patches.SEAMS)
+
+
+@pytest.mark.parametrize("seam", sorted(moto_patches._PATCHES))
+def test_each_replacement_takes_the_arguments_moto_passes(seam: str) -> None:
+    # Given a patched seam whose parameters we rely on
+    expected = moto_patches.SEAM_SIGNATURES[seam]
+    replacement = moto_patches._PATCHES[seam]
+    if expected is None:
+        pytest.skip(f"{seam} is replaced by an object, not called with arguments")
+
+    # When moto calls the replacement as it calls the original (positionally and by keyword)
+    signature = inspect.signature(replacement)  # type: ignore[arg-type]
+
+    # Then both calls bind
+    signature.bind(*expected)
+    signature.bind(**dict.fromkeys(expected))

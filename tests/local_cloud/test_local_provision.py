@@ -45,10 +45,15 @@ def test_the_real_template_provisions_every_resource(local_cloud: dict[str, Any]
             config = aws("lambda").get_function_configuration(FunctionName=name)
             assert config["Environment"]["Variables"]["LEDGER_TABLE"] == outputs["LedgerTableName"]
             assert config["Layers"], f"{logical_id} gets the Globals layer"
-    rules = aws("events").list_rules(NamePrefix="realstack-")["Rules"]
-    targets = aws("events").list_targets_by_rule(Rule=rules[0]["Name"])["Targets"]
-    assert targets[0]["Arn"] == outputs["StateMachineArn"]
-    assert json.loads(rules[0]["EventPattern"])["source"] == ["aws.s3"]
+    rules = {
+        json.loads(rule["EventPattern"])["source"][0]: rule["Name"]
+        for rule in aws("events").list_rules(NamePrefix="realstack-")["Rules"]
+    }
+    pushed = aws("events").list_targets_by_rule(Rule=rules["aws.s3"])["Targets"]
+    assert pushed[0]["Arn"] == outputs["StateMachineArn"]
+    # Every execution that ends without finishing reaches the reconciler
+    ended = aws("events").list_targets_by_rule(Rule=rules["aws.states"])["Targets"]
+    assert ended[0]["Arn"].endswith(f":function:{result.resources['ReconcileFunction'].ref}")
     # moto's GetBucketNotificationConfiguration omits EventBridgeConfiguration, so prove the wiring instead:
     # an upload under artifacts/ starts the real state machine.
     aws("s3").put_object(Bucket=outputs["ArtifactBucketName"], Key="artifacts/provision-check/1.zip", Body=b"x")
@@ -117,3 +122,29 @@ def test_a_missing_code_dir_names_the_function(tmp_path: Path) -> None:
     # When provisioned, Then the error names the resource and the path (no endpoint is reached first)
     with pytest.raises(ProvisioningError, match=r"Fn: CodeUri 'nowhere/' is not a directory"):
         provision(tmp_path / "template.yaml", "http://127.0.0.1:9")
+
+
+def test_a_functions_eventbridge_rule_event_targets_it_as_sam_does(
+    local_cloud: dict[str, Any], aws: Callable[[str], Any]
+) -> None:
+    # Given the fixture's reconciler: a function with an EventBridgeRule event (pattern, RetryPolicy, DLQ)
+    name = local_cloud["outputs"]["ReconcileProbeFunctionName"]
+    function_arn = aws("lambda").get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+
+    # When its rule and target are read back
+    (rule_name,) = aws("events").list_rule_names_by_target(TargetArn=function_arn)["RuleNames"]
+    rule = aws("events").describe_rule(Name=rule_name)
+    (target,) = aws("events").list_targets_by_rule(Rule=rule_name)["Targets"]
+
+    # Then the rule carries the pattern, the target the retry policy and dead-letter queue (no role, as SAM
+    # gives a Lambda target none), and the function lets EventBridge invoke it for that rule only
+    pattern = json.loads(rule["EventPattern"])
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"]["stateMachineArn"] == [local_cloud["outputs"]["StoppablePipelineArn"]]
+    assert target["Id"] == "ReconcileProbeFunctionExecutionEndedLambdaTarget"
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86400, "MaximumRetryAttempts": 185}
+    assert target["DeadLetterConfig"]["Arn"].endswith(":conveyor-ReconcileDeadLetters")
+    assert "RoleArn" not in target
+    (statement,) = json.loads(aws("lambda").get_policy(FunctionName=name)["Policy"])["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]

@@ -109,3 +109,33 @@ def test_a_map_iteration_failing_with_a_states_error_keeps_its_name(monkeypatch:
     assert timeout.error_name == "States.Timeout"
     assert isinstance(custom, CustomErrorName)
     assert custom.error_name == "ApprovalRejectedError"
+
+
+def test_the_environment_limit_is_4_kb_of_compact_json() -> None:
+    # Given variables whose compact JSON ({"A":"xxx..."}) is exactly 4096 bytes, and one byte more
+    at_limit = {"A": "x" * (4096 - len('{"A":""}'))}
+    over_limit = {"A": "x" * (4097 - len('{"A":""}'))}
+
+    # Then the first is accepted and the second refused with AWS's message
+    assert moto_patches.environment_violation(at_limit) is None
+    message = moto_patches.environment_violation(over_limit)
+    assert message is not None
+    assert message.startswith("Lambda was unable to configure your environment variables because")
+    assert message.endswith(f"exceeded the 4KB limit. String measured: {json.dumps(over_limit, separators=(',', ':'))}")
+
+
+def test_reserved_variable_names_are_exact_and_reported_sorted() -> None:
+    assert moto_patches.environment_violation({"aws_region": "lowercase is the caller's own"}) is None
+    assert moto_patches.environment_violation(None) is None
+    message = moto_patches.environment_violation({"LAMBDA_RUNTIME_DIR": "1", "_X_AMZN_TRACE_ID": "2", "OK": "3"})
+    assert message is not None
+    assert message.endswith("Reserved keys used in this request: LAMBDA_RUNTIME_DIR, _X_AMZN_TRACE_ID")
+
+
+def test_code_sha256_is_a_precondition_only_when_given() -> None:
+    assert moto_patches.code_sha256_violation(None, "abc=") is None
+    assert moto_patches.code_sha256_violation("abc=", "abc=") is None
+    assert moto_patches.code_sha256_violation("old=", "new=") == (
+        "CodeSHA256 (old=) is different from current CodeSHA256 in $LATEST (new=). "
+        "Please try again with the CodeSHA256 in $LATEST."
+    )

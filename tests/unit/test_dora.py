@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
 from conveyor.contracts import Outcome
-from conveyor.dora import dora_metrics
+from conveyor.dora import dora_metrics, failed_change
 from conveyor.ledger import DeploymentRecord
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -63,3 +63,16 @@ def test_records_outside_the_window_are_ignored() -> None:
     metrics = dora_metrics(records, since=T0, until=T0 + timedelta(days=1))
 
     assert metrics.succeeded == 1
+
+
+def test_a_stopped_deployment_counts_as_a_failed_change_only_if_its_traffic_was_restored() -> None:
+    base = {"deployment_id": "d-1", "app": "a", "version": "1", "created_at": "2024-01-01T00:00:00Z"}
+    base |= {"updated_at": "2024-01-01T00:00:00Z", "finished_at": "2024-01-01T00:01:00Z"}
+    restored = DeploymentRecord.model_validate(
+        base | {"status": "ABORTED", "environments": {"production": {"status": "ROLLED_BACK"}}}
+    )
+    waiting = DeploymentRecord.model_validate(
+        base | {"status": "ABORTED", "environments": {"staging": {"status": "QUEUED"}}}
+    )
+    assert failed_change(restored) is True
+    assert failed_change(waiting) is False

@@ -12,7 +12,7 @@ from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import Manifest
 from conveyor.stages.claim import claim_deployment
 from conveyor.stages.report import publish_once
-from conveyor.stages.validate import check_not_downgrade, version_key
+from conveyor.stages.validate import check_not_downgrade
 
 from tests.fakes import FakeExecutions, FakeLedger, make_manifest, make_package
 
@@ -135,14 +135,6 @@ def test_an_object_in_another_bucket_is_refused_and_never_claimed() -> None:
     assert ledger.records == {}
 
 
-@pytest.mark.parametrize(
-    ("older", "newer"),
-    [("1.9.2", "1.10.0"), ("2.0.0-rc.1", "2.0.0"), ("2.0.0-rc.1", "2.0.0-rc.2"), ("1.0", "1.0.1"), ("9", "10")],
-)
-def test_version_order(older: str, newer: str) -> None:
-    assert version_key(older) < version_key(newer)
-
-
 def live(version: str, built_at: datetime | None = None) -> DeploymentRecord:
     now = datetime(2024, 5, 14, tzinfo=UTC)
     return DeploymentRecord(
@@ -163,19 +155,36 @@ def manifest(version: str, created_at: str = "2024-05-14T09:20:00Z") -> Manifest
 
 def test_an_older_version_is_refused_as_a_downgrade_naming_both_versions() -> None:
     with pytest.raises(DowngradeRefusedError, match=r"1\.2\.0 .*older than the live 1\.10\.0"):
-        check_not_downgrade(manifest("1.2.0"), live("1.10.0"), allowed=False, where="s3://b/k")
+        check_not_downgrade(manifest("1.2.0"), live("1.10.0"), order="semver", allowed=False, where="s3://b/k")
 
 
 def test_the_same_version_built_earlier_is_refused() -> None:
     built = datetime(2024, 5, 15, tzinfo=UTC)
     with pytest.raises(DowngradeRefusedError):
-        check_not_downgrade(manifest("1.0.0"), live("1.0.0", built_at=built), allowed=False, where="s3://b/k")
+        check_not_downgrade(
+            manifest("1.0.0"), live("1.0.0", built_at=built), order="semver", allowed=False, where="s3://b/k"
+        )
 
 
 def test_a_downgrade_passes_when_allowed_and_an_upgrade_always() -> None:
-    check_not_downgrade(manifest("1.2.0"), live("1.10.0"), allowed=True, where="s3://b/k")
-    check_not_downgrade(manifest("1.11.0"), live("1.10.0"), allowed=False, where="s3://b/k")
-    check_not_downgrade(manifest("0.1.0"), None, allowed=False, where="s3://b/k")
+    check_not_downgrade(manifest("1.2.0"), live("1.10.0"), order="semver", allowed=True, where="s3://b/k")
+    check_not_downgrade(manifest("1.11.0"), live("1.10.0"), order="semver", allowed=False, where="s3://b/k")
+    check_not_downgrade(manifest("0.1.0"), None, order="semver", allowed=False, where="s3://b/k")
+
+
+def test_a_newer_commit_hash_build_is_not_refused_as_a_downgrade_under_build_time() -> None:
+    # Given 9f1c2e7 live, built yesterday, and 1a2b3c4 built today (lower as text)
+    live_build = live("9f1c2e7", built_at=datetime(2024, 5, 13, tzinfo=UTC))
+    # Then 1a2b3c4 passes, and an older build of another hash is refused
+    check_not_downgrade(manifest("1a2b3c4"), live_build, order="build_time", allowed=False, where="s3://b/k")
+    with pytest.raises(DowngradeRefusedError, match="version_order build_time"):
+        check_not_downgrade(
+            manifest("0000000", created_at="2024-05-12T00:00:00Z"),
+            live_build,
+            order="build_time",
+            allowed=False,
+            where="s3://b/k",
+        )
 
 
 def test_a_notification_is_published_once_per_key_across_retries() -> None:

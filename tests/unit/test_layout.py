@@ -43,7 +43,8 @@ def test_parse_rejects_keys_outside_the_layout_naming_the_problem(key: str, prob
 def test_layout_keys() -> None:
     assert artifact_key("hello", "1.0.0") == "artifacts/hello/1.0.0.zip"
     assert pipeline_key("hello") == "pipelines/hello.yaml"
-    assert release_key("hello", "1.0.0") == "releases/hello/1.0.0/package.zip"
+    sha = "ab" * 32
+    assert release_key("hello", sha) == f"releases/hello/{sha}/package.zip"
 
 
 def test_deployment_id_is_deterministic() -> None:

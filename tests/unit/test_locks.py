@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
 from conveyor.errors import LedgerError, LockLostError, LockWaitTimeoutError
 from conveyor.executions import IN_FLIGHT_GRACE
 from conveyor.ledger import DeploymentRecord, utcnow
@@ -84,12 +84,23 @@ class World:
         )
 
     def serve(self, step: EnvironmentStep) -> None:
-        """What Deploy and ShiftTraffic leave behind: the alias on a version this deployment published."""
+        """What Deploy and ShiftTraffic leave behind: the alias on a version this deployment published,
+        and the ledger saying it serves this deployment's release."""
         function = step.environment.target.function_name
         version = self.targets.publish_version(
             function, f"sha-{step.deployment.version}", release_description(step.deployment)
         )
         self.targets.route_alias(function, step.environment.target.alias, version, None)
+        release = Release(
+            environment=step.environment.name,
+            function_name=function,
+            alias=step.environment.target.alias,
+            version_before=None,
+            version_after=version,
+            code_sha256=f"sha-{step.deployment.version}",
+            reused=False,
+        )
+        self.ledger.record_served(ServedRelease.of(step.deployment, release, recorded_by="ShiftTraffic"))
 
     def status(self, step: EnvironmentStep) -> Outcome:
         record = self.ledger.get(step.deployment.deployment_id)

@@ -74,6 +74,8 @@ def follow(monkeypatch: pytest.MonkeyPatch, ledger: FakeLedger) -> None:
         (Outcome.ROLLBACK_FAILED, 5),
         (Outcome.SUPERSEDED, 6),
         (Outcome.SKIPPED_DUPLICATE, 7),
+        (Outcome.ABORTED, 8),
+        (Outcome.TIMED_OUT, 8),
     ],
 )
 @pytest.mark.parametrize("wait", [True, False], ids=["--wait", "plain"])

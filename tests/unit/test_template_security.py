@@ -85,15 +85,16 @@ LEDGER_ACTIONS = {
 # What each stage does to the ledger (tests/functional/test_stage_permissions.py runs them and checks the calls).
 LEDGER_GRANTS = {
     "ClaimDeploymentFunction": {"dynamodb:Query", "dynamodb:UpdateItem"},
-    "ValidateArtifactFunction": {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"},
-    "DeployFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
+    "ValidateArtifactFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    "DeployFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
     "ShiftTrafficFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
     "EvaluateHealthFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
-    "RollBackFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
+    "RollBackFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
     "AcquireLockFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
     "NotifyFailureFunction": LEDGER_ACTIONS,
     "FinalizeFunction": LEDGER_ACTIONS,
     "RequestApprovalFunction": LEDGER_ACTIONS,
+    "ReconcileFunction": LEDGER_ACTIONS,
 }
 
 
@@ -131,6 +132,14 @@ def test_each_stage_has_only_the_ledger_actions_it_needs(function: str, expected
             assert all("LedgerTable" in str(resource) for resource in resources)
 
 
+def test_rollback_deletes_only_served_release_records() -> None:
+    (delete,) = [
+        s for f, s in _function_statements() if f == "RollBackFunction" and "dynamodb:DeleteItem" in _actions(s)
+    ]
+    assert _actions(delete) == ["dynamodb:DeleteItem"]
+    assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SERVED#*"]}}
+
+
 def test_pushers_cannot_write_pipelines_or_releases() -> None:
     statements = _bucket_statements()
     writes = {"s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"}
@@ -151,23 +160,28 @@ def test_pushers_cannot_write_pipelines_or_releases() -> None:
     assert not any("artifacts/" in str(s.get("Resource")) for s in statements.values() if s["Effect"] == "Deny")
 
 
-def test_the_dead_letter_queue_takes_messages_only_from_the_artifact_rule() -> None:
+@pytest.mark.parametrize(
+    ("queue", "owner", "event"),
+    [
+        ("ArtifactEventsDeadLetterQueue", "DeploymentStateMachine", "ArtifactPushed"),
+        ("ReconcileDeadLetterQueue", "ReconcileFunction", "ExecutionEnded"),
+    ],
+)
+def test_each_dead_letter_queue_takes_events_only_from_its_rule(queue: str, owner: str, event: str) -> None:
     resources = TEMPLATE["Resources"]
-    (policy,) = [r for r in resources.values() if r["Type"] == "AWS::SQS::QueuePolicy"]
-    assert policy["Properties"]["Queues"] == [{"Ref": "ArtifactEventsDeadLetterQueue"}]
+    (policy,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::SQS::QueuePolicy" and r["Properties"]["Queues"] == [{"Ref": queue}]
+    ]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
         "Allow",
         {"Service": "events.amazonaws.com"},
         "sqs:SendMessage",
     )
-    rule = resources["DeploymentStateMachine"]["Properties"]["Events"]["ArtifactPushed"]["Properties"]
+    rule = resources[owner]["Properties"]["Events"][event]["Properties"]
     rule_name = rule["RuleName"]["Fn::Sub"]
-    assert statement["Condition"] == {
-        "ArnEquals": {
-            "aws:SourceArn": {
-                "Fn::Sub": f"arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{rule_name}"
-            }
-        }
-    }
-    assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ArtifactEventsDeadLetterQueue", "Arn"]}}
+    rule_arn = f"arn:${{AWS::Partition}}:events:${{AWS::Region}}:${{AWS::AccountId}}:rule/{rule_name}"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::Sub": rule_arn}}}
+    assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue, "Arn"]}}

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Protocol
 
 from botocore.exceptions import ClientError
 
 from conveyor import aws
 from conveyor.bundle import MAX_BUNDLE_BYTES
-from conveyor.errors import BundleInvalidError, PipelineInvalidError, PipelineNotFoundError
+from conveyor.errors import (
+    BundleInvalidError,
+    DigestMismatchError,
+    PipelineInvalidError,
+    PipelineNotFoundError,
+    ReleaseStoreError,
+)
 from conveyor.layout import pipeline_key
 from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.manifest import base64_digest
@@ -17,7 +25,7 @@ from conveyor.manifest import base64_digest
 class ArtifactStore(Protocol):
     def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes: ...
     def read_pipeline(self, bucket: str, app: str) -> bytes: ...
-    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None: ...
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None: ...
 
 
 class S3Artifacts:
@@ -63,12 +71,52 @@ class S3Artifacts:
             raise
         return body
 
-    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> None:
-        self._s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=package,
-            ContentType="application/zip",
-            ChecksumSHA256=base64_digest(sha256_hex),
-            ServerSideEncryption="AES256",
-        )
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None:
+        """Store the package at its content address, only if absent; the S3 version id holding it.
+
+        A conditional put (``If-None-Match: *``) never replaces a stored release. When one is already
+        there (the same content pushed as another version, a re-run, a concurrent validation), its
+        digest is checked instead, and its version id is the one Deploy reads.
+        """
+        try:
+            response = self._s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=package,
+                ContentType="application/zip",
+                ChecksumSHA256=base64_digest(sha256_hex),
+                ServerSideEncryption="AES256",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            # 412: the key exists. 409: a concurrent conditional write to it is under way (S3 asks to retry).
+            if aws.error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                raise
+            return self._stored_release(bucket, key, sha256_hex)
+        version_id: str | None = response.get("VersionId")
+        return version_id
+
+    def _stored_release(self, bucket: str, key: str, sha256_hex: str, attempts: int = 5) -> str | None:
+        """The version id of the release already at ``key``, once its content is checked to be ``sha256_hex``."""
+        for _ in range(attempts):
+            try:
+                head = self._s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+            except ClientError as exc:
+                if aws.error_code(exc) not in ("NoSuchKey", "404"):
+                    raise
+                time.sleep(0.2)  # a concurrent write (409) that has not landed yet
+                continue
+            version_id: str | None = head.get("VersionId")
+            stored = head.get("ChecksumSHA256")
+            if stored is None:
+                # Stored without a checksum (not by Conveyor): read it and hash it.
+                extra = {"VersionId": version_id} if version_id else {}
+                body = self._s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+                stored = base64_digest(hashlib.sha256(body).hexdigest())
+            if stored != base64_digest(sha256_hex):
+                raise DigestMismatchError(
+                    f"s3://{bucket}/{key} (version {version_id}) already holds content whose sha256 is not "
+                    f"{sha256_hex}: the release store was changed outside Conveyor; nothing was deployed"
+                )
+            return version_id
+        raise ReleaseStoreError(f"s3://{bucket}/{key}: a concurrent write of this release never became readable")

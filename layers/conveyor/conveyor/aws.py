@@ -17,16 +17,25 @@ _CONFIG = Config(
     connect_timeout=5,
     read_timeout=60,
 )
+# The ledger fails fast (about 3 s at worst instead of about 30 s): a stage on the rollback path must not
+# sit in client back-off while a failing version serves traffic; the state machine's Retry and the
+# reconciler own the longer horizon.
+_OVERRIDES = {"dynamodb": Config(retries={"mode": "standard", "max_attempts": 3})}
+
+
+def _config(service: str) -> Config:
+    override = _OVERRIDES.get(service)
+    return _CONFIG.merge(override) if override is not None else _CONFIG
 
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().client(service, config=_config(service))  # type: ignore[call-overload]
 
 
 @cache
 def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.session.Session().resource(service, config=_config(service))  # type: ignore[call-overload]
 
 
 def error_code(exc: Exception) -> str:

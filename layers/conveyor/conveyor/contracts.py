@@ -8,7 +8,7 @@ carries more than any one stage needs); results are exact.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from conveyor.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
 from conveyor.manifest import Manifest
 from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
+from conveyor.versions import BuiltVersion
 
 
 class Outcome(StrEnum):
@@ -29,8 +30,13 @@ class Outcome(StrEnum):
     """Waiting for an environment's lock held by another deployment (not terminal)."""
     SUPERSEDED = "SUPERSEDED"
     """A newer artifact arrived while this one waited for a lock; nothing was deployed."""
+    ABORTED = "ABORTED"
+    """Its execution was stopped (console, CLI, API) before it finished; the reconciler closed it."""
+    TIMED_OUT = "TIMED_OUT"
+    """Its execution ran past the state machine's timeout; the reconciler closed it."""
     SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
-    """Only ever on a skipped execution's entry (``DeploymentRecord.skipped``), never a deployment's status."""
+    """A skipped execution's entry (``DeploymentRecord.skipped``); and the status of a deployment whose push is
+    the same release (app version and content) as one live or in progress (``failure.duplicate_of`` names it)."""
 
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -56,12 +62,16 @@ class ArtifactRef(_Result):
 
 
 class PackageRef(_Result):
-    """The extracted ``package.zip`` under ``releases/``, which Lambda is updated from."""
+    """The extracted ``package.zip`` under ``releases/<app>/<sha256>/``, which Lambda is updated from.
+
+    ``version_id`` is the S3 object version validated: Deploy reads exactly it (``S3ObjectVersion``).
+    """
 
     bucket: str
     key: str
     sha256: str
     size: int
+    version_id: str | None = Field(default=None, description="None only in a bucket without versioning")
 
 
 class Deployment(_Result):
@@ -79,6 +89,67 @@ class Deployment(_Result):
     pushed_by: str | None = None
     started_at: datetime
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    duplicate_of: str | None = Field(
+        default=None,
+        description="the deployment carrying the same release (app version and content) when this push is a "
+        "duplicate of it: the execution ends at once (DuplicateRelease), nothing deployed",
+    )
+
+    @property
+    def built_version(self) -> BuiltVersion:
+        """This release's place in the pipeline's version order."""
+        return BuiltVersion(
+            version=self.version, built_at=self.manifest.created_at, committed_at=self.manifest.commit_time
+        )
+
+
+class ServedRelease(BaseModel):
+    """What one alias serves (``pk=SERVED#<function>#<alias>``): written when Conveyor moves it to a release.
+
+    The source of truth for "which release is live here" (the lock's outdated check reads it); the Lambda
+    version's description is informative only. ``lambda_version`` is the version the alias pointed at when
+    this was written: a record whose ``lambda_version`` is not what the alias serves now is stale (the alias
+    was moved outside Conveyor) and says nothing.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    function_name: str
+    alias: str
+    app: str
+    version: str
+    deployment_id: str
+    sha256: str
+    lambda_version: str
+    built_at: datetime
+    committed_at: datetime | None = None
+    recorded_at: datetime
+    recorded_by: str = Field(description="the stage or operator action that moved the alias")
+
+    @classmethod
+    def of(cls, deployment: Deployment, release: Release, *, recorded_by: str) -> ServedRelease:
+        """What ``release``'s alias serves once ``deployment`` moved it to its new version at 100%."""
+        return cls(
+            function_name=release.function_name,
+            alias=release.alias,
+            app=deployment.app,
+            version=deployment.version,
+            deployment_id=deployment.deployment_id,
+            sha256=deployment.package.sha256,
+            lambda_version=release.version_after,
+            built_at=deployment.manifest.created_at,
+            committed_at=deployment.manifest.commit_time,
+            recorded_at=datetime.now(UTC),
+            recorded_by=recorded_by,
+        )
+
+    @property
+    def built_version(self) -> BuiltVersion:
+        return BuiltVersion(version=self.version, built_at=self.built_at, committed_at=self.committed_at)
+
+    def serves(self, lambda_version: str | None) -> bool:
+        """Whether this record still describes an alias that points at ``lambda_version`` (else it is stale)."""
+        return lambda_version == self.lambda_version
 
 
 class Release(_Result):
@@ -91,6 +162,9 @@ class Release(_Result):
     version_after: str
     code_sha256: str
     reused: bool = Field(description="an existing version with the same code and configuration was reused")
+    served_before: ServedRelease | None = Field(
+        default=None, description="the release the alias served before (from the ledger); RollBack records it again"
+    )
 
 
 class TrafficState(_Result):
@@ -170,6 +244,7 @@ class RollbackResult(_Result):
     rolled_back_from: str
     duration_ms: float
     reason: str
+    recorded: bool = Field(default=True, description="false: the alias was restored but the ledger could not say so")
 
 
 class Failure(_Request):
@@ -327,3 +402,44 @@ class Report(_Result):
     reason: str = ""
     error: str | None = None
     notified: bool = False
+
+
+class ExecutionEnded(_Request):
+    """The ``detail`` of a Step Functions "Execution Status Change" event (AWS's field names)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    execution_arn: str = Field(alias="executionArn", min_length=1)
+    state_machine_arn: str = Field(alias="stateMachineArn", min_length=1)
+    name: str = ""
+    status: str
+    start_date: datetime | None = Field(default=None, alias="startDate", description="epoch milliseconds on AWS")
+    stop_date: datetime | None = Field(default=None, alias="stopDate")
+    input: str | None = Field(default=None, repr=False, description="the execution input, as a JSON string")
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionStatusChange(_Request):
+    """The EventBridge event ``aws.states / Step Functions Execution Status Change`` that Reconcile receives."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    source: Literal["aws.states"]
+    detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
+    detail: ExecutionEnded
+
+
+class Reconciliation(_Result):
+    """What Reconcile did about an execution that ended (idempotent: a second run finds nothing left to do)."""
+
+    execution_arn: str
+    status: str
+    action: Literal["ignored", "not_owner", "reconciled"]
+    deployment_id: str | None = None
+    outcome: Outcome | None = None
+    restored: list[str] = Field(default_factory=list, description="environments whose alias was restored now")
+    left_alone: dict[str, str] = Field(default_factory=dict, description="environments not touched, and why")
+    released: list[str] = Field(default_factory=list, description="environments whose lock was released")
+    closed: bool = Field(default=False, description="the ledger record was closed by this run")
+    message_id: str | None = None

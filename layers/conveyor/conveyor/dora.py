@@ -3,7 +3,8 @@
 - deployment frequency: successful deployments per day over the window;
 - lead time for changes: commit time to live (median), where the manifest carried the commit;
 - change failure rate: the share of finished deployments that failed after reaching a
-  target (ROLLED_BACK or ROLLBACK_FAILED) — refusals before anything deployed (FAILED at
+  target (ROLLED_BACK or ROLLBACK_FAILED, or stopped/timed out after its traffic moved, which the
+  reconciler restored) — refusals before anything deployed (FAILED at
   validation, duplicates) are not changes and do not count;
 - time to restore: from a failed change to the app's next successful deployment (median).
 """
@@ -20,6 +21,14 @@ from conveyor.contracts import Outcome
 from conveyor.ledger import DeploymentRecord
 
 _FAILED_CHANGES = frozenset({Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED})
+_STOPPED = frozenset({Outcome.ABORTED, Outcome.TIMED_OUT})
+
+
+def failed_change(record: DeploymentRecord) -> bool:
+    """A change that reached a target and had to be undone (a stop before any traffic moved is not one)."""
+    if record.status in _STOPPED:
+        return any(env.get("status") == "ROLLED_BACK" for env in record.environments.values())
+    return record.status in _FAILED_CHANGES
 
 
 class DoraMetrics(BaseModel):
@@ -41,7 +50,7 @@ def dora_metrics(records: Iterable[DeploymentRecord], *, since: datetime, until:
     window = [r for r in records if since <= r.created_at <= until]
     finished = sorted((r for r in window if r.finished_at is not None), key=lambda r: r.created_at)
     succeeded = [r for r in finished if r.status is Outcome.SUCCEEDED]
-    failed = [r for r in finished if r.status in _FAILED_CHANGES]
+    failed = [r for r in finished if failed_change(r)]
     changes = len(succeeded) + len(failed)
     lead_times = [
         (r.finished_at - r.commit_time).total_seconds()

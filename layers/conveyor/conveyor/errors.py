@@ -55,7 +55,19 @@ class ExecutionInputTooLargeError(ArtifactRejectedError):
 
 
 class DowngradeRefusedError(ArtifactRejectedError):
-    """The artifact is older than what is live (version order, then build time) and no one allowed a downgrade."""
+    """The artifact is older than what is live (in the pipeline's version order) and no one allowed a downgrade."""
+
+
+class VersionInvalidError(ArtifactRejectedError):
+    """The version cannot be placed in the pipeline's version order (``semver`` needs a SemVer 2.0 version)."""
+
+
+class VersionConflictError(ArtifactRejectedError):
+    """The app version was first deployed with other content: a version is immutable (both sha256 are named)."""
+
+
+class ReleaseStoreError(ConveyorError):
+    """The release could not be stored at its content address (``releases/<app>/<sha256>/package.zip``)."""
 
 
 # --- targets -------------------------------------------------------------------------------
@@ -81,6 +93,10 @@ class DeployFailedError(TargetError):
 
 class TrafficShiftError(TargetError):
     """The alias could not be moved to the planned weights."""
+
+
+class AliasChangedError(TrafficShiftError):
+    """The alias changed since it was read (its ``RevisionId`` moved): someone else moved it, so this write did not."""
 
 
 # --- health and rollback -----------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 - ``artifacts/<app>/<version>.zip``       bundles; the only prefix that triggers a deployment
 - ``pipelines/<app>.yaml``                registered pipeline specs
-- ``releases/<app>/<version>/package.zip`` the extracted package Lambda is updated from
+- ``releases/<app>/<sha256>/package.zip``  the extracted package Lambda is updated from, stored by
+  content: written once (only if absent) and read by S3 object version, so nothing can change
+  what a validated release deploys
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def pipeline_key(app: str) -> str:
     return f"{PIPELINE_PREFIX}{app}.yaml"
 
 
-def release_key(app: str, version: str) -> str:
-    return f"{RELEASE_PREFIX}{app}/{version}/package.zip"
+def release_key(app: str, sha256_hex: str) -> str:
+    """Where the package with digest ``sha256_hex`` is stored: one object per content, whatever its versions."""
+    return f"{RELEASE_PREFIX}{app}/{sha256_hex}/package.zip"
 
 
 def deployment_id(bucket: str, key: str, version_id: str | None, etag: str | None) -> str:

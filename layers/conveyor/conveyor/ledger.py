@@ -9,6 +9,12 @@ write (only one execution of an object can own its deployment at a time); the ex
 end as skipped duplicates, counted and listed on the META item (``skipped``). Notifications are
 claimed too (``sk=NOTICE#<execution>#<kind>``) so a retried or redriven stage never notifies twice.
 
+A version is immutable: ``pk=RELEASE#<app>#<version>, sk=META`` (``ReleaseRecord``) binds an app version
+to the sha256 of the package its first deployment carried, taken with one conditional write; and
+``pk=SERVED#<function>#<alias>, sk=CURRENT`` (``ServedRelease``) records which release an alias serves,
+written whenever Conveyor moves the alias to a release (Lambda version descriptions are immutable and a
+version is reused for byte-identical code, so they cannot say it).
+
 Locks live beside the deployments (``DynamoLocks``): ``pk=LOCK#<app>#<environment>``, ``sk=HOLDER``
 is the lock (holder, lease expiry, fencing token), ``sk=WAIT#<start time>#<execution>`` its queue.
 """
@@ -27,8 +33,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor import aws
-from conveyor.contracts import Outcome
+from conveyor.contracts import Outcome, ServedRelease
 from conveyor.errors import LedgerError
+from conveyor.observability import logger
 
 
 def utcnow() -> datetime:
@@ -78,6 +85,23 @@ class DeploymentRecord(BaseModel):
         return (self.finished_at - self.created_at).total_seconds()
 
 
+class ReleaseRecord(BaseModel):
+    """One app version and the only content it may ever carry (``pk=RELEASE#<app>#<version>``).
+
+    ``first_deployment_id`` took the version (never changes); ``deployment_id`` is the deployment that
+    carries it now: the first, or a later push of the same content that made a new attempt after it failed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    app: str
+    version: str
+    sha256: str
+    first_deployment_id: str
+    deployment_id: str
+    claimed_at: datetime = Field(description="not created_at: the by-app index must list deployments only")
+
+
 class Ledger(Protocol):
     def start(self, record: DeploymentRecord) -> DeploymentRecord: ...
     def record_event(self, event: StageEvent) -> None: ...
@@ -101,6 +125,11 @@ class Ledger(Protocol):
     def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None: ...
     def claim_notice(self, deployment_id: str, key: str) -> str | None: ...
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None: ...
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord: ...
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool: ...
+    def record_served(self, served: ServedRelease) -> None: ...
+    def forget_served(self, function_name: str, alias: str) -> None: ...
+    def served(self, function_name: str, alias: str) -> ServedRelease | None: ...
 
 
 def _to_item(value: Any) -> Any:
@@ -119,9 +148,18 @@ def _from_item(value: Any) -> Any:
 
 
 _META = "META"
+_DEPLOYMENT_PREFIX = "DEPLOYMENT#"
 _EVENT_PREFIX = "EVENT#"
 _NOTICE_PREFIX = "NOTICE#"
 _RECORD_FIELDS = frozenset(DeploymentRecord.model_fields) - {"events"}
+_SERVED_SK = "CURRENT"
+
+
+def served_key(function_name: str, alias: str) -> str:
+    """The partition key of what ``function_name:alias`` serves (one item per target alias)."""
+    return f"SERVED#{function_name}#{alias}"
+
+
 NOT_PUBLISHED = ""
 """``claim_notice``'s answer when an earlier try claimed the notice but never recorded a message id."""
 
@@ -258,7 +296,9 @@ class DynamoLedger:
                 items = [
                     item
                     for item in self._scan()
-                    if item["sk"] == _META and (status is None or item.get("status") == status.value)
+                    if item["sk"] == _META
+                    and str(item["pk"]).startswith(_DEPLOYMENT_PREFIX)
+                    and (status is None or item.get("status") == status.value)
                 ]
         records = [self._record(item, events=[]) for item in items]
         return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
@@ -392,6 +432,62 @@ class DynamoLedger:
                 ExpressionAttributeValues={":id": message_id, ":now": utcnow().isoformat()},
             )
 
+    # --- a version's content, and what each alias serves ---------------------------------------
+    @staticmethod
+    def _release_key(app: str, version: str) -> dict[str, str]:
+        return {"pk": f"RELEASE#{app}#{version}", "sk": _META}
+
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        """Bind ``release.version`` to ``release.sha256`` if no deployment did yet; the binding that holds."""
+        item = _to_item(release.model_dump(mode="json")) | self._release_key(release.app, release.version)
+        with self._errors("claim_release"):
+            try:
+                self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+                stored = self._table.get_item(Key=self._release_key(release.app, release.version), ConsistentRead=True)[
+                    "Item"
+                ]
+                return ReleaseRecord.model_validate(
+                    {k: v for k, v in _from_item(stored).items() if k in ReleaseRecord.model_fields}
+                )
+        return release
+
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool:
+        """Make ``to`` the release's carrier if ``carrier`` still is (one new attempt wins a race)."""
+        with self._errors("move_release"):
+            updated = _update_if(
+                self._table,
+                Key=self._release_key(app, version),
+                UpdateExpression="SET deployment_id = :to, moved_at = :now",
+                ConditionExpression="deployment_id = :carrier",
+                ExpressionAttributeValues={":to": to, ":carrier": carrier, ":now": utcnow().isoformat()},
+            )
+        return updated is not None
+
+    @staticmethod
+    def _served_key(function_name: str, alias: str) -> dict[str, str]:
+        return {"pk": served_key(function_name, alias), "sk": _SERVED_SK}
+
+    def record_served(self, served: ServedRelease) -> None:
+        item = _to_item(served.model_dump(mode="json")) | self._served_key(served.function_name, served.alias)
+        with self._errors("record_served"):
+            self._table.put_item(Item=item)
+
+    def forget_served(self, function_name: str, alias: str) -> None:
+        with self._errors("forget_served"):
+            self._table.delete_item(Key=self._served_key(function_name, alias))
+
+    def served(self, function_name: str, alias: str) -> ServedRelease | None:
+        with self._errors("served"):
+            item = self._table.get_item(Key=self._served_key(function_name, alias), ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return ServedRelease.model_validate(
+            {k: v for k, v in _from_item(item).items() if k in ServedRelease.model_fields}
+        )
+
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
             response = self._table.query(**kwargs)
@@ -425,11 +521,14 @@ class DynamoLedger:
 
 @contextmanager
 def timed_stage(
-    ledger: Ledger, deployment_id: str, stage: str, environment: str | None = None
+    ledger: Ledger, deployment_id: str, stage: str, environment: str | None = None, *, quiet: bool = False
 ) -> Iterator[dict[str, Any]]:
     """Record one stage in the ledger: its timing, status and the ``detail`` the body fills in.
 
-    A stage that raises is recorded as failed with the error, then the error propagates.
+    A stage that raises is recorded as failed with the error, then the error propagates. ``quiet``:
+    a ledger that cannot take the record is logged, not raised (for a stage whose result matters
+    more than its record, such as a health verdict on the way to a rollback; the reconciler fills
+    in what is missing once the execution ends).
     """
     started = utcnow()
     detail: dict[str, Any] = {}
@@ -443,18 +542,30 @@ def timed_stage(
         raise
     finally:
         finished = utcnow()
-        ledger.record_event(
-            StageEvent(
-                deployment_id=deployment_id,
-                stage=stage,
-                environment=environment,
-                status=detail.pop("status", status),
-                started_at=started,
-                finished_at=finished,
-                duration_ms=round((finished - started).total_seconds() * 1000, 1),
-                detail=detail,
-            )
+        event = StageEvent(
+            deployment_id=deployment_id,
+            stage=stage,
+            environment=environment,
+            status=detail.pop("status", status),
+            started_at=started,
+            finished_at=finished,
+            duration_ms=round((finished - started).total_seconds() * 1000, 1),
+            detail=detail,
         )
+        if quiet:
+            record_quietly(ledger, event)
+        else:
+            ledger.record_event(event)
+
+
+def record_quietly(ledger: Ledger, event: StageEvent) -> bool:
+    """Write a stage event; False (logged, not raised) when the ledger cannot take it."""
+    try:
+        ledger.record_event(event)
+    except LedgerError as exc:
+        logger.error("could not record a stage event", extra={"stage": event.stage, "error": str(exc)})
+        return False
+    return True
 
 
 # --- locks -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from conveyor.errors import PipelineInvalidError
 from conveyor.layout import AppName
 from conveyor.limits import MAX_PIPELINE_SPEC_BYTES, MAX_PIPELINE_STATE_BYTES, json_bytes, load_yaml
 from conveyor.validation import describe
+from conveyor.versions import DEFAULT_VERSION_ORDER, VersionOrder
 
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:-]{1,140}$")]
@@ -251,6 +252,11 @@ class RolloutPolicy(_Spec):
         default=3600, ge=60, le=MAX_WAIT_SECONDS, description="how long a deployment may wait for a lock before failing"
     )
     allow_downgrade: bool = Field(default=False, description="accept an artifact older than what is live")
+    version_order: VersionOrder = Field(
+        default=DEFAULT_VERSION_ORDER,
+        description="semver: SemVer 2.0 precedence (other versions are refused); build_time: the manifest's "
+        "created_at, then commit time (for commit-hash versions). See conveyor.versions",
+    )
 
 
 class PipelineSpec(RolloutPolicy):

@@ -25,6 +25,9 @@ class Settings(BaseModel):
     ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
     artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)
     notification_topic_arn: str = Field(alias="NOTIFICATION_TOPIC_ARN", min_length=1)
+    state_machine_arn: str | None = Field(
+        alias="STATE_MACHINE_ARN", default=None, description="Reconcile only: the state machine it closes executions of"
+    )
     managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default=MANAGED_TAG_KEY, min_length=1)
     # A limit, not a resource name: the default is the safe ceiling, configuration may only lower it.
     max_bundle_bytes: int = Field(alias="MAX_BUNDLE_BYTES", default=MAX_BUNDLE_BYTES, ge=1, le=MAX_BUNDLE_BYTES)

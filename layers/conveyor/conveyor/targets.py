@@ -10,7 +10,9 @@ from typing import Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor import aws
+from conveyor.contracts import PackageRef
 from conveyor.errors import (
+    AliasChangedError,
     DeployFailedError,
     TargetNotFoundError,
     TargetNotManagedError,
@@ -28,14 +30,36 @@ class Invocation:
     duration_ms: float
 
 
+@dataclass(frozen=True)
+class AliasState:
+    """Where an alias points right now, and the revision that names exactly this state."""
+
+    version: str
+    weights: dict[str, float]
+    revision_id: str
+
+    def serves(self, version: str) -> bool:
+        """Whether any of the alias's traffic goes to ``version``."""
+        return self.version == version or self.weights.get(version, 0) > 0
+
+
 class Targets(Protocol):
     def ensure_managed(self, function_name: str, tag_key: str) -> str: ...
     def alias_version(self, function_name: str, alias: str) -> str | None: ...
+    def alias_state(self, function_name: str, alias: str) -> AliasState | None: ...
     def version_description(self, function_name: str, version: str) -> str: ...
     def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None: ...
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None: ...
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None: ...
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
-    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None: ...
+    def route_alias(
+        self,
+        function_name: str,
+        alias: str,
+        version: str,
+        extra: dict[str, float] | None,
+        *,
+        revision_id: str | None = None,
+    ) -> None: ...
     def delete_alias(self, function_name: str, alias: str) -> None: ...
     def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation: ...
 
@@ -89,6 +113,23 @@ class LambdaTargets:
             raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
         return str(response["FunctionVersion"])
 
+    def alias_state(self, function_name: str, alias: str) -> AliasState | None:
+        """The alias's version, extra weights and revision; None when it does not exist."""
+        try:
+            response = self._lambda.get_alias(FunctionName=function_name, Name=alias)
+        except ClientError as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
+        weights = (response.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        return AliasState(
+            version=str(response["FunctionVersion"]),
+            weights={str(k): float(v) for k, v in weights.items()},
+            revision_id=str(response.get("RevisionId", "")),
+        )
+
     def version_description(self, function_name: str, version: str) -> str:
         try:
             response = self._lambda.get_function_configuration(FunctionName=function_name, Qualifier=version)
@@ -108,9 +149,13 @@ class LambdaTargets:
                     return str(version["Version"])
         return None
 
-    def update_code(self, function_name: str, bucket: str, key: str, config: FunctionConfig | None) -> None:
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
+        """Put the release's code on ``$LATEST``: exactly the S3 object version ValidateArtifact stored."""
+        location = {"S3Bucket": package.bucket, "S3Key": package.key}
+        if package.version_id is not None:
+            location["S3ObjectVersion"] = package.version_id
         try:
-            self._lambda.update_function_code(FunctionName=function_name, S3Bucket=bucket, S3Key=key)
+            self._lambda.update_function_code(FunctionName=function_name, **location)
             self._wait_updated(function_name)
             if config is not None:
                 self._update_configuration(function_name, config)
@@ -151,20 +196,40 @@ class LambdaTargets:
             raise DeployFailedError(f"publishing a version of {function_name!r} failed: {exc}") from exc
         return str(response["Version"])
 
-    def route_alias(self, function_name: str, alias: str, version: str, extra: dict[str, float] | None) -> None:
-        """Point ``alias`` at ``version``, with ``extra`` weights on other versions (cleared when None)."""
+    def route_alias(
+        self,
+        function_name: str,
+        alias: str,
+        version: str,
+        extra: dict[str, float] | None,
+        *,
+        revision_id: str | None = None,
+    ) -> None:
+        """Point ``alias`` at ``version``, with ``extra`` weights on other versions (cleared when None).
+
+        With ``revision_id`` the update applies only if the alias is still in the state that revision
+        names (Lambda's optimistic concurrency); otherwise ``AliasChangedError`` and nothing changed.
+        A missing alias is created (only without ``revision_id``: a revision implies it existed).
+        """
         routing = {"AdditionalVersionWeights": extra or {}}
+        update: dict[str, Any] = {"RevisionId": revision_id} if revision_id else {}
         try:
             try:
                 self._lambda.update_alias(
-                    FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
+                    FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing, **update
                 )
             except ClientError as exc:
-                if aws.error_code(exc) != "ResourceNotFoundException":
+                if aws.error_code(exc) == "PreconditionFailedException":
+                    raise AliasChangedError(
+                        f"alias {function_name}:{alias} changed since revision {revision_id}; not moved to {version}"
+                    ) from exc
+                if aws.error_code(exc) != "ResourceNotFoundException" or revision_id:
                     raise
                 self._lambda.create_alias(
                     FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
                 )
+        except AliasChangedError:
+            raise
         except (ClientError, BotoCoreError) as exc:
             raise TrafficShiftError(f"moving alias {function_name}:{alias} to {version} failed: {exc}") from exc
 

@@ -8,8 +8,9 @@ skipped, without notifying anyone:
 - the deployment is running (or queued) under another execution: a duplicate;
 - it already succeeded: the artifact is live, a no-op that says so, unless the execution input
   asks ``{"conveyor": {"force": true}}`` (then a new attempt);
-- it ended in failure (FAILED, ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED): a new attempt of the
-  same deployment (ValidateArtifact counts attempts);
+- it ended in failure (FAILED, ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED), or as the duplicate of
+  another deployment's release (SKIPPED_DUPLICATE): a new attempt of the same deployment
+  (ValidateArtifact counts attempts, and judges a duplicate again);
 - its owner execution stopped without ending it (aborted, timed out): this execution takes over.
 """
 
@@ -27,7 +28,17 @@ from conveyor.stages.validate import PushedObject
 from conveyor.trust import require_bounded_input, require_own_bucket
 from conveyor.validation import describe
 
-RETRYABLE = frozenset({Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED})
+RETRYABLE = frozenset(
+    {
+        Outcome.FAILED,
+        Outcome.ROLLED_BACK,
+        Outcome.ROLLBACK_FAILED,
+        Outcome.SUPERSEDED,
+        Outcome.ABORTED,
+        Outcome.TIMED_OUT,
+        Outcome.SKIPPED_DUPLICATE,
+    }
+)
 UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 

@@ -14,16 +14,13 @@ from conveyor.targets import Targets
 
 
 def release_description(deployment: Deployment) -> str:
-    """The description of a version Conveyor publishes: which app version and deployment it is."""
+    """The description of a version Conveyor publishes: which app version and deployment first published it.
+
+    Informative only, never read back: a version is immutable and is reused for byte-identical code and
+    configuration, so it may carry other releases later. Which release an alias serves is in the ledger
+    (``ServedRelease``).
+    """
     return f"conveyor {deployment.app} {deployment.version} {deployment.deployment_id}"
-
-
-def described_release(description: str, app: str) -> tuple[str, str] | None:
-    """``(version, deployment_id)`` of a version published for ``app`` by Conveyor; None for any other version."""
-    parts = description.split()
-    if len(parts) == 4 and parts[0] == "conveyor" and parts[1] == app:
-        return parts[2], parts[3]
-    return None
 
 
 def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_tag_key: str) -> Release:
@@ -33,11 +30,13 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
     with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name) as detail:
         targets.ensure_managed(function, managed_tag_key)
         version_before = targets.alias_version(function, alias)
+        served = ledger.served(function, alias)
+        served_before = served if served is not None and served.serves(version_before) else None
         code_sha256 = base64_digest(deployment.package.sha256)
         version = targets.find_version(function, code_sha256, config)
         reused = version is not None
         if version is None:
-            targets.update_code(function, deployment.package.bucket, deployment.package.key, config)
+            targets.update_code(function, deployment.package, config)
             version = targets.publish_version(function, code_sha256, release_description(deployment))
         release = Release(
             environment=environment.name,
@@ -47,6 +46,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
             version_after=version,
             code_sha256=code_sha256,
             reused=reused,
+            served_before=served_before,
         )
         detail.update(release.model_dump(mode="json"))
     ledger.update_environment(
@@ -58,6 +58,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
             "alias": alias,
             "version_before": version_before,
             "version_after": version,
+            "served_before": served_before.model_dump(mode="json") if served_before else None,
         },
     )
     metrics.add_metric(name="VersionsReused" if reused else "VersionsPublished", unit=MetricUnit.Count, value=1)

@@ -36,7 +36,7 @@ from conveyor.contracts import (
     TrafficState,
     Verdict,
 )
-from conveyor.errors import MetricsUnavailableError, TargetError, TrafficShiftError
+from conveyor.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.lambda_metrics import LambdaMetrics
 from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.limits import clip
@@ -336,7 +336,8 @@ def evaluate_health(
     traffic = step.traffic
     weight = traffic.weight if traffic else 0
     streak = inconclusive_streak(step)
-    with timed_stage(ledger, deployment.deployment_id, "EvaluateHealth", release.environment) as detail:
+    # The verdict matters more than its record: a ledger outage must not hold a failing version live (quiet).
+    with timed_stage(ledger, deployment.deployment_id, "EvaluateHealth", release.environment, quiet=True) as detail:
         checks = run_checks(
             spec,
             release,
@@ -363,9 +364,14 @@ def evaluate_health(
             else 0,
         )
         detail.update(verdict.model_dump(mode="json"))
-    ledger.update_environment(
-        deployment.deployment_id, release.environment, {"verdict": verdict.model_dump(mode="json")}
-    )
+    fields: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
+    if status == "pass" and traffic is not None and traffic.complete:
+        # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).
+        fields["status"] = "LIVE"
+    try:
+        ledger.update_environment(deployment.deployment_id, release.environment, fields)
+    except LedgerError as exc:
+        logger.error("health verdict not recorded; the state carries it on", extra={"error": str(exc)})
     names = {"pass": "HealthVerdictPassed", "fail": "HealthVerdictFailed", "inconclusive": "HealthVerdictInconclusive"}
     metrics.add_metric(name=names[status], unit=MetricUnit.Count, value=1)
     logger.info("health verdict", extra={"environment": release.environment, "verdict": status, "reason": reason})

@@ -33,9 +33,8 @@ from conveyor.executions import Ended, Executions
 from conveyor.ledger import Ledger, LockState, LockTable, Waiter, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import EnvironmentSpec
-from conveyor.stages.deploy import described_release
-from conveyor.stages.validate import version_key
 from conveyor.targets import Targets
+from conveyor.versions import is_newer
 
 POLL_SECONDS = 5
 """How long the state machine waits between two AcquireLock attempts."""
@@ -87,12 +86,15 @@ def outdated_by(
     deployment, environment = step.deployment, step.environment
     function, alias = environment.target.function_name, environment.target.alias
     serving = None if deployment.policy.allow_downgrade else targets.alias_version(function, alias)
-    release = (
-        None if serving is None else described_release(targets.version_description(function, serving), deployment.app)
-    )
-    if release is None or version_key(release[0]) <= version_key(deployment.version):
+    served = None if serving is None else ledger.served(function, alias)
+    if (
+        served is None
+        or not served.serves(serving)  # the alias was moved outside Conveyor since: nothing known to protect
+        or served.app != deployment.app
+        or not is_newer(served.built_version, deployment.built_version, deployment.policy.version_order)
+    ):
         return None
-    version, by = release
+    version, by = served.version, served.deployment_id
     newer = ledger.get(by)
     if newer is not None and (
         newer.status not in (Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED)

@@ -176,7 +176,7 @@ def notify_failure(
         logger.info("deployment superseded", extra={"reason": reason})
         return Report(deployment_id=deployment_id, outcome=outcome, reason=str(reason), error=failure.error)
     stage, environment = _failed_event(record)
-    gate = _close_approvals(ledger, record, failure.error)
+    gate = close_approvals(ledger, record, failure.error)
     if gate is not None:
         environment, reason = gate
         stage = "RequestApproval"
@@ -205,12 +205,12 @@ def notify_failure(
             lambda: notifier.publish(subject, message, attributes),
         )
         detail.update(subject=subject, message_id=message_id, outcome=outcome.value)
-    _emit_outcome_metrics(record, outcome)
+    emit_outcome_metrics(record, outcome)
     logger.warning("deployment ended", extra={"outcome": outcome.value, "reason": reason})
     return Report(deployment_id=deployment_id, outcome=outcome, reason=reason, error=failure.error, notified=True)
 
 
-def _close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
+def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
     """Forget the task tokens of an ended execution; for a failed approval gate, its environment and why.
 
     A gate that was rejected (``conveyor reject``) or that nobody answered in time (``States.Timeout``)
@@ -304,7 +304,7 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, lo
                 lambda: notifier.publish(subject, message, {"app": deployment.app, "outcome": Outcome.SUCCEEDED.value}),
             )
             notified = True
-    _emit_outcome_metrics(record, Outcome.SUCCEEDED)
+    emit_outcome_metrics(record, Outcome.SUCCEEDED)
     if deployment.manifest.commit is not None:
         lead_time = (utcnow() - deployment.manifest.commit.time).total_seconds()
         metrics.add_metric(name="LeadTimeForChanges", unit=MetricUnit.Seconds, value=lead_time)
@@ -317,7 +317,7 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, lo
     )
 
 
-def _emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:
+def emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:
     metrics.add_dimension(name="outcome", value=outcome.value)
     metrics.add_metric(name="Deployments", unit=MetricUnit.Count, value=1)
     metrics.add_metric(

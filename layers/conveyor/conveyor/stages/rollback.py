@@ -3,6 +3,11 @@
 The alias returns to the previous version at 100% with its routing configuration cleared (or
 is removed if it did not exist before), whatever failed: a health verdict or a crash in a
 traffic step. If that call fails, a person must act: ``RollbackFailedError``.
+
+Traffic first, records after: the restore depends on Lambda alone. The ledger is written once
+the alias is safe, and a ledger that cannot be written then does not undo or fail the rollback:
+the result says ``recorded: false`` and the reconciler (``conveyor.stages.reconcile``), which
+runs when the execution ends, records what the ledger is missing.
 """
 
 from __future__ import annotations
@@ -11,11 +16,14 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor.contracts import EnvironmentStep, RollbackResult
-from conveyor.errors import ApprovalRejectedError, ConveyorError, RollbackFailedError
-from conveyor.ledger import Ledger, timed_stage
+from conveyor.contracts import EnvironmentStep, Release, RollbackResult
+from conveyor.errors import AliasChangedError, ApprovalRejectedError, ConveyorError, LedgerError, RollbackFailedError
+from conveyor.ledger import Ledger, StageEvent, record_quietly, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
+
+RESTORE_ATTEMPTS = 5
+"""How many times a restore reads the alias again when its revision moved between the read and the write."""
 
 
 def rollback_reason(step: EnvironmentStep) -> str:
@@ -33,41 +41,106 @@ def rollback_reason(step: EnvironmentStep) -> str:
     return "rollback requested"
 
 
+def restore_alias(targets: Targets, release: Release) -> str | None:
+    """Point the release's alias at ``version_before`` at 100%, routing cleared; the version restored.
+
+    The alias is read and then written conditioned on the revision read, so the write also fences
+    out any writer that read the alias earlier (a ShiftTraffic still running after its execution
+    stopped): whichever write comes second fails, and if it is ours, the alias is read again and
+    restored again. An alias the deployment created (no version before) is removed: None.
+    """
+    function, alias = release.function_name, release.alias
+    for _ in range(RESTORE_ATTEMPTS):
+        current = targets.alias_state(function, alias)
+        if release.version_before is None:
+            if current is not None:
+                targets.delete_alias(function, alias)
+            return None
+        try:
+            targets.route_alias(
+                function,
+                alias,
+                release.version_before,
+                None,
+                revision_id=current.revision_id if current is not None else None,
+            )
+        except AliasChangedError:
+            continue
+        return release.version_before
+    raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
+
+
+def restore_served(release: Release, *, ledger: Ledger) -> None:
+    """Say in the ledger what the restored alias serves: the release it served before, if that is known."""
+    before = release.served_before
+    if before is not None and before.serves(release.version_before):
+        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": "RollBack"}))
+    else:
+        ledger.forget_served(release.function_name, release.alias)
+
+
+def manual_restore_command(release: Release) -> str:
+    if release.version_before is None:
+        return f"aws lambda delete-alias --function-name {release.function_name} --name {release.alias}"
+    return (
+        f"aws lambda update-alias --function-name {release.function_name} --name {release.alias} "
+        f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
+    )
+
+
 def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> RollbackResult:
     release, deployment = step.release, step.deployment
     if release is None:
         raise RollbackFailedError("RollBack needs the release that Deploy produced; the alias state is unknown")
     reason = rollback_reason(step)
-    where = f"{release.function_name}:{release.alias}"
-    with timed_stage(ledger, deployment.deployment_id, "RollBack", release.environment) as detail:
-        started = time.perf_counter()
-        try:
-            if release.version_before is None:
-                targets.delete_alias(release.function_name, release.alias)
-            else:
-                targets.route_alias(release.function_name, release.alias, release.version_before, None)
-        except (ConveyorError, ClientError, BotoCoreError) as exc:
-            target = release.version_before or "(no alias)"
-            raise RollbackFailedError(
-                f"could not restore {where} to {target}: {exc}. Run: aws lambda update-alias "
-                f"--function-name {release.function_name} --name {release.alias} "
-                f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
-            ) from exc
-        result = RollbackResult(
+    started_at, started = utcnow(), time.perf_counter()
+
+    def event(status: str, detail: dict[str, object]) -> StageEvent:
+        finished = utcnow()
+        return StageEvent(
+            deployment_id=deployment.deployment_id,
+            stage="RollBack",
             environment=release.environment,
-            function_name=release.function_name,
-            alias=release.alias,
-            restored_version=release.version_before,
-            rolled_back_from=release.version_after,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            reason=reason,
+            status=status,
+            started_at=started_at,
+            finished_at=finished,
+            duration_ms=round((finished - started_at).total_seconds() * 1000, 1),
+            detail=detail,
         )
-        detail.update(result.model_dump(mode="json"))
-    ledger.update_environment(
-        deployment.deployment_id,
-        release.environment,
-        {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json")},
+
+    try:
+        restored = restore_alias(targets, release)
+    except (ConveyorError, ClientError, BotoCoreError) as exc:
+        target = release.version_before or "(no alias)"
+        failure = RollbackFailedError(
+            f"could not restore {release.function_name}:{release.alias} to {target}: {exc}. "
+            f"Run: {manual_restore_command(release)}"
+        )
+        record_quietly(ledger, event("failed", {"error": type(failure).__name__, "reason": str(failure)}))
+        raise failure from exc
+    result = RollbackResult(
+        environment=release.environment,
+        function_name=release.function_name,
+        alias=release.alias,
+        restored_version=restored,
+        rolled_back_from=release.version_after,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        reason=reason,
     )
     metrics.add_metric(name="Rollbacks", unit=MetricUnit.Count, value=1)
     logger.warning("rolled back", extra={"environment": release.environment, "reason": reason})
-    return result
+    recorded = record_quietly(ledger, event("succeeded", result.model_dump(mode="json")))
+    try:
+        restore_served(release, ledger=ledger)
+        ledger.update_environment(
+            deployment.deployment_id,
+            release.environment,
+            {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json")},
+        )
+    except LedgerError as exc:
+        recorded = False
+        logger.error("rolled back, but the ledger could not record it", extra={"error": str(exc)})
+    return result if recorded else result.model_copy(update={"recorded": False})
+
+
+__all__ = ["manual_restore_command", "restore_alias", "roll_back", "rollback_reason"]

@@ -5,12 +5,21 @@ ShiftTraffic -> wait -> EvaluateHealth until the plan is complete, so every stra
 through the same states. Weight 100 is the promotion: the alias points at the new version with
 its routing configuration cleared. Weight 0 (blue/green's verification step, or the step where a
 pre-traffic hook runs) leaves the alias on the old version: the new one serves no production traffic.
-Each step records when it started, so health analysis can measure the traffic since then.
+Each step records when it started, so health analysis can measure the traffic since then. At 100%
+the ledger records which release the alias now serves (``ServedRelease``).
+
+The alias is read, then the lock's fence is checked, then the alias is written conditioned on
+the revision read: a reconciler that takes the lock away from a stopped execution and then
+restores the alias either fences this write out (the fence check fails) or makes it fail
+(the revision moved), so a ShiftTraffic still running after its execution stopped cannot move
+traffic after the restore.
 """
 
 from __future__ import annotations
 
-from conveyor.contracts import EnvironmentStep, TrafficState
+from collections.abc import Callable
+
+from conveyor.contracts import EnvironmentStep, ServedRelease, TrafficState
 from conveyor.errors import TrafficShiftError
 from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -38,23 +47,37 @@ def next_traffic(step: EnvironmentStep) -> TrafficState:
     )
 
 
-def shift_traffic(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> TrafficState:
+def shift_traffic(
+    step: EnvironmentStep, *, targets: Targets, ledger: Ledger, fence: Callable[[], None] = lambda: None
+) -> TrafficState:
+    """Apply the next step of the plan; ``fence`` raises (``LockLostError``) if this execution may no longer act."""
     if step.release is None:
         raise TrafficShiftError("ShiftTraffic needs the release that Deploy produced")
     release, deployment = step.release, step.deployment
     traffic = next_traffic(step)
     with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment) as detail:
         if traffic.weight == 0:
+            fence()
             detail["note"] = "verifying the new version with no production traffic; the alias is unchanged"
-        elif traffic.weight == 100 or release.version_before is None:
-            targets.route_alias(release.function_name, release.alias, release.version_after, None)
         else:
-            targets.route_alias(
-                release.function_name,
-                release.alias,
-                release.version_before,
-                {release.version_after: traffic.weight / 100},
-            )
+            current = targets.alias_state(release.function_name, release.alias)
+            fence()
+            revision = current.revision_id if current is not None else None
+            if traffic.weight == 100 or release.version_before is None:
+                targets.route_alias(
+                    release.function_name, release.alias, release.version_after, None, revision_id=revision
+                )
+                if traffic.weight == 100:
+                    # The alias now serves this release: said in the ledger, not in the (immutable) version.
+                    ledger.record_served(ServedRelease.of(deployment, release, recorded_by="ShiftTraffic"))
+            else:
+                targets.route_alias(
+                    release.function_name,
+                    release.alias,
+                    release.version_before,
+                    {release.version_after: traffic.weight / 100},
+                    revision_id=revision,
+                )
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
     ledger.update_environment(
         deployment.deployment_id,

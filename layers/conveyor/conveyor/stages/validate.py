@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -16,15 +15,18 @@ from conveyor.errors import (
     DowngradeRefusedError,
     ManifestInvalidError,
     PipelineInvalidError,
+    VersionConflictError,
 )
+from conveyor.executions import Executions
 from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
-from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.ledger import DeploymentRecord, Ledger, ReleaseRecord, timed_stage, utcnow
 from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.targets import Targets
 from conveyor.trust import require_bounded_input, require_managed_hooks, require_own_bucket
 from conveyor.validation import describe
+from conveyor.versions import BuiltVersion, VersionOrder, check_version, is_newer
 
 
 class _Bucket(BaseModel):
@@ -109,19 +111,6 @@ class PushedObject(BaseModel):
         )
 
 
-def version_key(version: str) -> tuple[Any, ...]:
-    """Order of manifest versions: numeric parts numerically, a pre-release (``-rc1``) before its release.
-
-    ``1.10.0 > 1.9.2``, ``2.0.0 > 2.0.0-rc.1``; build metadata (``+...``) is ignored.
-    """
-
-    def parts(text: str) -> tuple[tuple[int, int | str], ...]:
-        return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", text) if p)
-
-    release, _, prerelease = version.split("+", 1)[0].partition("-")
-    return parts(release), 0 if prerelease else 1, parts(prerelease)
-
-
 def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord | None:
     """The app's most recently finished successful deployment (what its environments serve)."""
     # The newest two successes: one of them may be this deployment itself (a forced re-run).
@@ -133,20 +122,103 @@ def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord 
     return max(succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
 
 
-def check_not_downgrade(manifest: Manifest, live: DeploymentRecord | None, *, allowed: bool, where: str) -> None:
-    """Refuse an artifact older than the live one: lower version, or the same version built earlier."""
+def built_version(manifest: Manifest) -> BuiltVersion:
+    """The manifest's place in the version order: its version, build time and commit time."""
+    return BuiltVersion(version=manifest.version, built_at=manifest.created_at, committed_at=manifest.commit_time)
+
+
+def recorded_version(record: DeploymentRecord) -> BuiltVersion:
+    """A ledger record's place in the version order (a record made before built_at was kept: its creation)."""
+    return BuiltVersion(
+        version=record.version, built_at=record.built_at or record.created_at, committed_at=record.commit_time
+    )
+
+
+def check_not_downgrade(
+    manifest: Manifest, live: DeploymentRecord | None, *, order: VersionOrder, allowed: bool, where: str
+) -> None:
+    """Refuse an artifact older than the live one in the pipeline's version order (``conveyor.versions``)."""
     if live is None or allowed:
         return
-    new, old = version_key(manifest.version), version_key(live.version)
-    older = new < old or (new == old and live.built_at is not None and manifest.created_at < live.built_at)
-    if older:
+    if is_newer(recorded_version(live), built_version(manifest), order):
         raise DowngradeRefusedError(
             f"{where}: {manifest.app} {manifest.version} (built {manifest.created_at.isoformat()}) is older than "
             f"the live {live.version} (deployment {live.deployment_id}"
-            f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}); refused as a downgrade. "
-            'To allow it: pipeline allow_downgrade: true, or start the execution with {"conveyor": '
-            '{"allow_downgrade": true}} beside the event (or use conveyor rollback)'
+            f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}) in version_order {order}; "
+            "refused as a downgrade. To allow it: pipeline allow_downgrade: true, or start the execution with "
+            '{"conveyor": {"allow_downgrade": true}} beside the event (or use conveyor rollback)'
         )
+
+
+UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
+
+
+def bind_version(
+    manifest: Manifest, deployment_id: str, *, ledger: Ledger, executions: Executions, force: bool
+) -> tuple[str, str] | None:
+    """Bind the app version to its package's sha256, forever; ``(carrier, reason)`` when this push is a duplicate.
+
+    The first deployment of an app version records its content with one conditional write
+    (``ReleaseRecord``). After that, a push of the same version:
+
+    - with other content is refused (``VersionConflictError``, both sha256 and the first deployment named);
+    - with the same content is the same release. It proceeds when it is the deployment carrying the
+      release (a retry or re-run of it), when the carrier ended without making it live (FAILED,
+      ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED, or its execution stopped: this push becomes the carrier,
+      a new attempt), or when ``force`` is asked. Otherwise it is a duplicate (SKIPPED_DUPLICATE): the
+      carrier is live (SUCCEEDED) or still in progress.
+    """
+    mine = ReleaseRecord(
+        app=manifest.app,
+        version=manifest.version,
+        sha256=manifest.package.sha256,
+        first_deployment_id=deployment_id,
+        deployment_id=deployment_id,
+        claimed_at=utcnow(),
+    )
+    while True:
+        bound = ledger.claim_release(mine)
+        if bound.sha256 != mine.sha256:
+            raise VersionConflictError(
+                f"{manifest.app} {manifest.version} is immutable: it was first deployed by deployment "
+                f"{bound.first_deployment_id} with package sha256 {bound.sha256}, and this push carries sha256 "
+                f"{mine.sha256}. Nothing was deployed; push the new build as a new version"
+            )
+        if bound.deployment_id == deployment_id:
+            return None
+        carrier = ledger.get(bound.deployment_id)
+        if carrier is not None and not force:
+            running = carrier.status in UNFINISHED and (
+                carrier.execution_arn is None or executions.ended(carrier.execution_arn) is None
+            )
+            if carrier.status is Outcome.SUCCEEDED or running:
+                state = "already live" if carrier.status is Outcome.SUCCEEDED else f"{carrier.status.value}"
+                return carrier.deployment_id, (
+                    f"{manifest.app} {manifest.version} with package sha256 {mine.sha256} is the release of "
+                    f"deployment {carrier.deployment_id}, which is {state}; nothing to do. "
+                    'To deploy it again, start an execution with {"conveyor": {"force": true}} beside the event'
+                )
+        if ledger.move_release(manifest.app, manifest.version, carrier=bound.deployment_id, to=deployment_id):
+            logger.info("new attempt of a release", extra={"previous_carrier": bound.deployment_id})
+            return None
+        # Another push of the same content moved the carrier first: judge again against it.
+
+
+def end_as_duplicate(ledger: Ledger, deployment_id: str, carrier: str, reason: str, execution_arn: str) -> None:
+    """The push is the same release as ``carrier``'s: recorded on both, nothing deployed, nobody paged."""
+    ledger.finish(deployment_id, Outcome.SKIPPED_DUPLICATE, {"reason": reason, "duplicate_of": carrier})
+    ledger.record_skip(
+        carrier,
+        {
+            "execution_arn": execution_arn,
+            "deployment_id": deployment_id,
+            "at": utcnow().isoformat(),
+            "outcome": Outcome.SKIPPED_DUPLICATE.value,
+            "reason": reason,
+        },
+    )
+    metrics.add_metric(name="DuplicateReleases", unit=MetricUnit.Count, value=1)
+    logger.info("duplicate release", extra={"duplicate_of": carrier})
 
 
 def validate_artifact(
@@ -155,6 +227,7 @@ def validate_artifact(
     artifacts: ArtifactStore,
     ledger: Ledger,
     targets: Targets,
+    executions: Executions,
     managed_tag_key: str,
     artifact_bucket: str,
 ) -> Deployment:
@@ -187,39 +260,60 @@ def validate_artifact(
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
             require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
-        recorded = {"built_at": manifest.created_at.isoformat()}
+        check_version(manifest.version, pipeline.version_order, where=pushed.uri)
+        recorded = {"built_at": manifest.created_at.isoformat(), "package_sha256": manifest.package.sha256}
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
         ledger.set_fields(pushed.deployment_id, recorded)
         check_not_downgrade(
             manifest,
             live_deployment(ledger, where.app, exclude=pushed.deployment_id),
+            order=pipeline.version_order,
             allowed=pipeline.allow_downgrade or options.allow_downgrade,
             where=pushed.uri,
         )
+        duplicate = bind_version(
+            manifest, pushed.deployment_id, ledger=ledger, executions=executions, force=options.force
+        )
+        if duplicate is not None:
+            detail.update(package_sha256=manifest.package.sha256, duplicate_of=duplicate[0], status="duplicate")
 
-        package_key = release_key(where.app, where.version)
-        artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
+        package_key = release_key(where.app, manifest.package.sha256)
+        package_version = (
+            None
+            if duplicate is not None
+            else artifacts.put_release(pushed.bucket, package_key, bundle.package, manifest.package.sha256)
+        )
         detail.update(
             package_sha256=manifest.package.sha256,
+            package_key=package_key,
+            package_version_id=package_version,
             package_size=manifest.package.size,
             environments=[env.name for env in pipeline.environments],
             commit=manifest.commit.sha if manifest.commit else None,
         )
-    logger.info("artifact accepted", extra={"environments": [env.name for env in pipeline.environments]})
+    if duplicate is not None:
+        end_as_duplicate(ledger, pushed.deployment_id, *duplicate, execution_arn=request.execution_arn)
+    else:
+        logger.info("artifact accepted", extra={"environments": [env.name for env in pipeline.environments]})
     return Deployment(
         deployment_id=pushed.deployment_id,
         app=where.app,
         version=where.version,
         artifact=pushed.artifact(),
         package=PackageRef(
-            bucket=pushed.bucket, key=package_key, sha256=manifest.package.sha256, size=manifest.package.size
+            bucket=pushed.bucket,
+            key=package_key,
+            sha256=manifest.package.sha256,
+            size=manifest.package.size,
+            version_id=package_version,
         ),
         manifest=manifest,
         environments=pipeline.environments,
         notifications=pipeline.notifications,
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
+        duplicate_of=duplicate[0] if duplicate is not None else None,
         started_at=request.started_at,
         # an execution started with allow_downgrade carries it to the lock's outdated check too
         policy=pipeline.policy.model_copy(update={"allow_downgrade": True})
@@ -228,4 +322,4 @@ def validate_artifact(
     )
 
 
-__all__ = ["PushedObject", "check_not_downgrade", "validate_artifact", "version_key"]
+__all__ = ["PushedObject", "built_version", "check_not_downgrade", "recorded_version", "validate_artifact"]

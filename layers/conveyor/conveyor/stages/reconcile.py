@@ -1,0 +1,286 @@
+"""Reconcile: whatever way an execution ended, no deployment is left split, open, locked or silent.
+
+An EventBridge rule on Step Functions "Execution Status Change" (FAILED, TIMED_OUT, ABORTED) of
+the deployment state machine invokes this stage. Step Functions ends an execution in ways no
+``Catch`` sees: a stop from the console or the API (ABORTED), the state machine's timeout
+(TIMED_OUT), ``States.DataLimitExceeded``, or a failure path that itself failed (the ledger or SNS
+down while NotifyFailure ran). For the execution that owned the deployment it:
+
+1. restores every environment whose traffic the deployment may have moved and not finished (the
+   RollBack rule: an environment whose final verdict passed is LIVE and stays), after fencing
+   the execution out: the reconciler takes the environment's lock from the ended execution (a new
+   token), so a stage invocation still running after the stop cannot move traffic again, and the
+   restore itself is conditioned on the alias revision it read;
+2. closes the ledger record with the real cause (ABORTED, TIMED_OUT, or FAILED/ROLLED_BACK with the
+   error), unless the state machine's own failure path already did;
+3. releases the execution's locks and leaves the queues it waited in;
+4. notifies once: the notice is claimed under the same key NotifyFailure uses, so the on-call gets
+   one message whether the state machine's path or the reconciler sent it.
+
+Every step is idempotent, so a retried reconcile (Lambda retries an asynchronous invocation that
+failed, e.g. on a ledger outage) finishes the job instead of repeating it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from conveyor.contracts import ExecutionEnded, Outcome, Reconciliation, Release, RollbackResult
+from conveyor.errors import ArtifactLayoutError
+from conveyor.ledger import DeploymentRecord, Ledger, LockTable, utcnow
+from conveyor.notifier import Notifier
+from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.stages.lock import release_locks
+from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
+from conveyor.stages.rollback import restore_alias
+from conveyor.stages.validate import PushedObject
+from conveyor.targets import Targets
+
+ENDED_UNFINISHED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
+"""Execution statuses that may leave a deployment unfinished (SUCCEEDED always passed through Finalize)."""
+TRAFFIC_MAY_HAVE_MOVED = frozenset({"DEPLOYED", "VERIFYING", "SHIFTING"})
+"""Environment statuses of a rollout in progress: a version is published and its ShiftTraffic may have run
+(or may still be running: Step Functions does not stop a Lambda invocation when it stops an execution)."""
+FENCE_LEASE_SECONDS = 300
+"""How long the reconciler holds an environment's lock while it restores the alias."""
+OPEN = (Outcome.IN_PROGRESS, Outcome.QUEUED)
+
+_OUTCOMES = {"ABORTED": Outcome.ABORTED, "TIMED_OUT": Outcome.TIMED_OUT}
+
+
+def reconciler_holder(execution_arn: str) -> str:
+    """The lock holder name the reconciler uses while it restores an ended execution's environment."""
+    return f"reconcile:{execution_arn}"
+
+
+def deployment_of(ended: ExecutionEnded) -> tuple[str, PushedObject | None]:
+    """The deployment id an execution worked on (from its input, the S3 event), and the pushed object."""
+    try:
+        document: Any = json.loads(ended.input or "{}")
+        pushed = PushedObject.from_event(document if isinstance(document, dict) else {})
+    except (ArtifactLayoutError, ValueError, ValidationError):
+        return "d-" + ended.execution_arn.rsplit(":", 1)[-1], None
+    return pushed.deployment_id, pushed
+
+
+def cause_of(ended: ExecutionEnded) -> str:
+    """One line on how the execution ended, for the ledger and the notification."""
+    name = ended.name or ended.execution_arn.rsplit(":", 1)[-1]
+    when = f" at {ended.stop_date.isoformat()}" if ended.stop_date else ""
+    if ended.status == "ABORTED":
+        how = f"was stopped (ABORTED){when}"
+    elif ended.status == "TIMED_OUT":
+        how = f"ran past the state machine's timeout (TIMED_OUT){when}"
+    else:
+        how = f"failed{when}"
+    detail = ": ".join(part for part in (ended.error, ended.cause) if part)
+    return f"execution {name} {how}{f' with {detail}' if detail else ''}"
+
+
+def restore_environment(
+    record: DeploymentRecord,
+    name: str,
+    entry: dict[str, Any],
+    ended: ExecutionEnded,
+    *,
+    locks: LockTable,
+    targets: Targets,
+    ledger: Ledger,
+    now: float,
+) -> str | None:
+    """Restore one environment the ended execution left mid-rollout; None when done, else why it was left alone."""
+    function, alias = entry.get("function_name"), entry.get("alias")
+    after = entry.get("version_after")
+    if not function or not alias or not after:
+        return "no version was published there: traffic never moved"
+    current = locks.get(record.app, name)
+    ours = current is not None and current.holder == ended.execution_arn
+    fence = reconciler_holder(ended.execution_arn)
+    if current is not None and current.holder == fence:
+        token: int | None = current.token  # an earlier run of this reconcile took it and did not finish
+    else:
+        token = locks.try_acquire(
+            record.app,
+            name,
+            holder=fence,
+            deployment_id=record.deployment_id,
+            lease_seconds=FENCE_LEASE_SECONDS,
+            now=now,
+            stale=current if ours else None,
+        )
+    if token is None:
+        holder = locks.get(record.app, name)
+        by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
+        return f"deployment {by} holds {name} now and sets its traffic anew"
+    release = Release(
+        environment=name,
+        function_name=str(function),
+        alias=str(alias),
+        version_before=entry.get("version_before"),
+        version_after=str(after),
+        code_sha256="",
+        reused=False,
+    )
+    started = utcnow()
+    restored = restore_alias(targets, release)
+    result = RollbackResult(
+        environment=name,
+        function_name=release.function_name,
+        alias=release.alias,
+        restored_version=restored,
+        rolled_back_from=release.version_after,
+        duration_ms=round((utcnow() - started).total_seconds() * 1000, 1),
+        reason=f"{cause_of(ended)}; the reconciler restored {name}",
+    )
+    ledger.update_environment(
+        record.deployment_id,
+        name,
+        {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json"), "reconciled": True},
+    )
+    locks.release(record.app, name, fence)
+    metrics.add_metric(name="ReconcilerRollbacks", unit=MetricUnit.Count, value=1)
+    logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
+    return None
+
+
+def outcome_of(record: DeploymentRecord, ended: ExecutionEnded) -> Outcome:
+    if ended.status in _OUTCOMES:
+        return _OUTCOMES[ended.status]
+    if any(env.get("status") == "ROLLED_BACK" for env in record.environments.values()):
+        return Outcome.ROLLED_BACK
+    return Outcome.FAILED
+
+
+def reconcile(
+    ended: ExecutionEnded,
+    *,
+    ledger: Ledger,
+    locks: LockTable,
+    targets: Targets,
+    notifier: Notifier,
+    now: float,
+) -> Reconciliation:
+    base = {"execution_arn": ended.execution_arn, "status": ended.status}
+    if ended.status not in ENDED_UNFINISHED:
+        return Reconciliation(action="ignored", **base)
+    deployment_id, pushed = deployment_of(ended)
+    logger.set_correlation_id(deployment_id)
+    record = ledger.get(deployment_id)
+    if record is not None and record.execution_arn not in (None, ended.execution_arn):
+        # A duplicate or superseded execution of the object: the deployment is another execution's.
+        return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)
+    if record is None:
+        seed = pushed or PushedObject(
+            deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
+        )
+        record = ledger.start(seed.ledger_record(ended.execution_arn, "-", "-"))
+
+    restored, left_alone = [], {}
+    for name, entry in record.environments.items():
+        if entry.get("status") not in TRAFFIC_MAY_HAVE_MOVED:
+            continue
+        why = restore_environment(record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now)
+        if why is None:
+            restored.append(name)
+        else:
+            left_alone[name] = why
+    released = release_locks(
+        record.app, list(record.environments), holder=ended.execution_arn, started_at=ended.start_date, locks=locks
+    )
+
+    record = ledger.get(deployment_id) or record
+    close_approvals(ledger, record, ended.error or ended.status)
+    outcome = outcome_of(record, ended)
+    reason = cause_of(ended)
+    if restored:
+        reason += f"; traffic restored in {', '.join(restored)}"
+    if left_alone:
+        reason += "; left alone: " + "; ".join(f"{name}: {why}" for name, why in left_alone.items())
+    closed = ledger.set_status(
+        deployment_id,
+        outcome,
+        owner=ended.execution_arn,
+        expected=OPEN,
+        fields={
+            "failure": {
+                "error": ended.error or f"Execution{ended.status.title().replace('_', '')}",
+                "reason": reason,
+                "stage": "Reconcile",
+                "environment": _last_touched(record),
+            },
+            "finished_at": utcnow().isoformat(),
+        },
+    )
+    record = ledger.get(deployment_id) or record
+    message_id = None
+    if record.status not in (Outcome.SUPERSEDED, Outcome.SUCCEEDED):
+        message_id = _notify(record, ended, reason, restored, ledger=ledger, notifier=notifier)
+    if closed:
+        emit_outcome_metrics(record, record.status)
+    logger.warning(
+        "execution reconciled",
+        extra={"status": ended.status, "restored": restored, "released": released, "closed": closed},
+    )
+    return Reconciliation(
+        action="reconciled",
+        deployment_id=deployment_id,
+        outcome=record.status,
+        restored=restored,
+        left_alone=left_alone,
+        released=released,
+        closed=closed,
+        message_id=message_id,
+        **base,
+    )
+
+
+def _last_touched(record: DeploymentRecord) -> str | None:
+    names = [name for name, env in record.environments.items() if env.get("status") not in (None, "LIVE")]
+    return names[-1] if names else None
+
+
+def _notify(
+    record: DeploymentRecord,
+    ended: ExecutionEnded,
+    reason: str,
+    restored: list[str],
+    *,
+    ledger: Ledger,
+    notifier: Notifier,
+) -> str:
+    """Publish how the deployment ended, once per execution (the key NotifyFailure uses too).
+
+    When the state machine's own path already notified and the reconciler restored traffic
+    afterwards (a rollback that had failed), that is news: one more notice, once.
+    """
+    failure = record.failure or {}
+    stage = str(failure.get("stage") or "Reconcile")
+    environment = failure.get("environment") or _last_touched(record)
+    subject, message = render_failure(
+        record, record.status, stage, str(environment) if environment else None, str(failure.get("reason") or reason)
+    )
+    attributes = {"app": record.app, "outcome": record.status.value, "deployment_id": record.deployment_id}
+    if record.status is Outcome.ROLLBACK_FAILED:
+        attributes["severity"] = "critical"
+    message_id = publish_once(
+        ledger,
+        record.deployment_id,
+        f"{ended.execution_arn}#failure",
+        lambda: notifier.publish(subject, message, attributes),
+    )
+    if restored and record.status is Outcome.ROLLBACK_FAILED:
+        follow_up = f"[Conveyor] {record.app} {record.version}: traffic restored by the reconciler"
+        text = f"{reason}\n\nDetails: conveyor status {record.deployment_id}"
+        message_id = publish_once(
+            ledger,
+            record.deployment_id,
+            f"{ended.execution_arn}#reconciled",
+            lambda: notifier.publish(follow_up, text, attributes | {"severity": "info"}),
+        )
+    return message_id
+
+
+__all__ = ["ENDED_UNFINISHED", "deployment_of", "reconcile", "reconciler_holder"]

@@ -1,0 +1,153 @@
+"""Every way an execution ends is handled, end to end: a stop from the API, a ledger outage on the failure path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from conveyor.contracts import Outcome
+
+from conveyor_cli import operations
+from conveyor_cli.reconcile import reconcile_executions
+from conveyor_cli.rollback import manual_rollback
+from conveyor_cli.sample import EXAMPLES, alias_versions, drain_inbox
+
+from .conftest import Stage
+
+pytestmark = pytest.mark.e2e
+
+LONG_CANARY = {"type": "canary", "weight": 20, "bake_seconds": 86_400}  # 864 s at the suite's time scale
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.05)
+    return value
+
+
+def deploy_baseline(stage: Stage, pipeline: Callable[..., None], version: str) -> None:
+    pipeline()
+    deployed = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", version))["deployment_id"])
+    assert deployed.record.status is Outcome.SUCCEEDED
+
+
+def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_notifies_once(
+    stage: Stage, pipeline: Callable[..., None]
+) -> None:
+    # Given a live release, and a canary of the next one baking at 20% in staging
+    deploy_baseline(stage, pipeline, "40.0.0")
+    live = alias_versions(stage.cloud, stage.targets.functions)["staging"]["version"]
+    pipeline(environments__0__strategy=LONG_CANARY)
+    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "40.1.0"))
+    until(lambda: alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"], "the canary split")
+    record = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+    assert record is not None
+    assert record.execution_arn is not None
+
+    # When an operator stops the execution, as from the console
+    stage.cloud.client("stepfunctions").stop_execution(executionArn=record.execution_arn, cause="operator stop")
+
+    # Then the execution is ABORTED, and the reconciler restores the alias and closes the record with that cause
+    assert operations.execution_status(stage.cloud, record.execution_arn)["status"] == "ABORTED"
+    ledger = operations.ledger(stage.cloud)
+    closed = until(
+        lambda: (r := ledger.get(pushed["deployment_id"])) and r.status is Outcome.ABORTED and r,
+        "the ledger record closed ABORTED",
+    )
+    assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
+    assert closed.environments["staging"]["status"] == "ROLLED_BACK"
+    assert "operator stop" in closed.failure["reason"]
+    # And the lock is free, so the on-call can roll back by hand at once
+    assert stage.locks_of({pushed["deployment_id"]}) == []
+    manual_rollback(stage.cloud, "hello", "staging", live)
+    # And exactly one notification says what happened
+    notes = until(lambda: drain_inbox(stage.cloud, stage.targets.inbox_url), "the notification")
+    ours = [n for n in notes if pushed["deployment_id"] in n["message"]]
+    assert len(ours) == 1
+    assert "ABORTED" in ours[0]["subject"]
+    # And reconciling the same execution again (the operator's redrive) changes nothing and notifies nobody
+    again = reconcile_executions(stage.cloud, [record.execution_arn])
+    assert again[0]["restored"] == []
+    assert again[0]["closed"] is False
+    later = drain_inbox(stage.cloud, stage.targets.inbox_url)
+    assert [n for n in later if pushed["deployment_id"] in n["message"]] == []
+
+
+class _GatedProbe(BaseHTTPRequestHandler):
+    """A health endpoint that tells the test it was asked, then answers 503 once the test lets it."""
+
+    asked = threading.Event()
+    answer = threading.Event()
+
+    def do_GET(self) -> None:
+        type(self).asked.set()
+        type(self).answer.wait(timeout=120)
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_reconciled_once_it_ends(
+    stage: Stage, pipeline: Callable[..., None], faults: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    # Given a live release, and a staging check that answers only when the test says so
+    deploy_baseline(stage, pipeline, "41.0.0")
+    live = alias_versions(stage.cloud, stage.targets.functions)["staging"]["version"]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _GatedProbe)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/health"
+        pipeline(
+            environments__0__strategy={"type": "all_at_once", "bake_seconds": 0},
+            environments__0__health={"http": {"url": url}},
+        )
+        pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "41.1.0"))
+        until(_GatedProbe.asked.is_set, "staging's health check asked the endpoint")
+        record = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+        assert record is not None
+        assert record.execution_arn is not None
+
+        # When the ledger goes down while the new version is live in staging, and the check then fails
+        faults(
+            [
+                {
+                    "id": "ledger-down",
+                    "operation": "*",
+                    "table": stage.cloud.outputs.ledger_table,
+                    "error": "InternalServerError",
+                    "times": 1_000_000,
+                }
+            ]
+        )
+        _GatedProbe.answer.set()
+
+        # Then the execution ends, and the alias was restored although nothing could be recorded
+        until(
+            lambda: operations.execution_status(stage.cloud, record.execution_arn)["status"] != "RUNNING",
+            "the execution ended",
+            timeout=300,
+        )
+        assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
+    finally:
+        _GatedProbe.answer.set()
+        server.shutdown()
+        server.server_close()
+        faults([])
+
+    # And once the ledger is back, reconciling the execution records the rollback and tells the on-call, once
+    reconcile_executions(stage.cloud, [record.execution_arn])
+    closed = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+    assert closed is not None
+    assert closed.status is Outcome.ROLLED_BACK
+    assert closed.environments["staging"]["status"] == "ROLLED_BACK"
+    notes = [n for n in drain_inbox(stage.cloud, stage.targets.inbox_url) if pushed["deployment_id"] in n["message"]]
+    assert len(notes) == 1

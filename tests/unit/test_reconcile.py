@@ -1,0 +1,308 @@
+"""Reconcile: an execution that ended FAILED, TIMED_OUT or ABORTED leaves nothing split, open, locked or silent."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from conveyor.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
+from conveyor.errors import AliasChangedError, LedgerError, LockLostError, NotificationError
+from conveyor.ledger import utcnow
+from conveyor.stages.lock import check_fence
+from conveyor.stages.reconcile import reconcile
+from conveyor.stages.rollback import roll_back
+from conveyor.stages.traffic import shift_traffic
+from conveyor.stages.validate import PushedObject
+
+from tests.fakes import FakeLedger, FakeLocks, FakeNotifier, FakeTargets
+from tests.unit.conftest import build_step, started_ledger
+
+NOW = 1_700_000_000.0
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:deployments:unit"
+S3_EVENT = {
+    "source": "aws.s3",
+    "detail-type": "Object Created",
+    "detail": {
+        "bucket": {"name": "bucket"},
+        "object": {"key": "artifacts/hello/1.0.0.zip", "version-id": "v1"},
+        "requester": "arn:aws:iam::123456789012:user/ci",
+    },
+}
+
+
+def ended(status: str = "ABORTED", *, execution: str = EXECUTION, **fields: Any) -> ExecutionEnded:
+    return ExecutionEnded.model_validate(
+        {
+            "executionArn": execution,
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:deployments",
+            "name": execution.rsplit(":", 1)[-1],
+            "status": status,
+            "startDate": 1_700_000_000_000,
+            "stopDate": 1_700_000_100_000,
+            "input": json.dumps(S3_EVENT),
+            **fields,
+        }
+    )
+
+
+class World:
+    """A deployment of ``hello`` 1.0.0 stopped mid-canary in staging: alias split 80/20, lock held."""
+
+    def __init__(self) -> None:
+        self.step = build_step()
+        self.deployment_id = self.step.deployment.deployment_id
+        self.targets = FakeTargets()
+        self.function = self.targets.add("hello-staging", alias="live", version="1")
+        self.function.versions["2"] = ("new-sha", {})
+        self.ledger = started_ledger(self.step)
+        # The id the reconciler derives from the execution input must be the deployment's.
+        record = self.ledger.records.pop(self.deployment_id)
+        self.deployment_id = record["deployment_id"] = _pushed_id()
+        self.ledger.records[self.deployment_id] = record
+        self.locks = FakeLocks()
+        self.notifier = FakeNotifier()
+        token = self.locks.try_acquire(
+            "hello", "staging", holder=EXECUTION, deployment_id=self.deployment_id, lease_seconds=3600, now=NOW
+        )
+        self.token = token
+        self.function.aliases["live"] = ("1", {"2": 0.2})
+        self.ledger.update_environment(
+            self.deployment_id,
+            "staging",
+            {
+                "status": "SHIFTING",
+                "weight": 20,
+                "function_name": "hello-staging",
+                "alias": "live",
+                "version_before": "1",
+                "version_after": "2",
+            },
+        )
+
+    def reconcile(self, status: str = "ABORTED", **fields: Any) -> Any:
+        return reconcile(
+            ended(status, **fields),
+            ledger=self.ledger,
+            locks=self.locks,
+            targets=self.targets,
+            notifier=self.notifier,
+            now=NOW + 100,
+        )
+
+    def record(self) -> Any:
+        return self.ledger.get(self.deployment_id)
+
+
+def _pushed_id() -> str:
+    return PushedObject.from_event(S3_EVENT).deployment_id
+
+
+def test_a_stop_mid_canary_restores_the_alias_closes_the_record_releases_the_lock_and_notifies_once() -> None:
+    world = World()
+
+    result = world.reconcile("ABORTED", cause="stopped from the console")
+
+    assert world.function.aliases["live"] == ("1", {})
+    record = world.record()
+    assert record.status is Outcome.ABORTED
+    assert "was stopped (ABORTED)" in record.failure["reason"]
+    assert "stopped from the console" in record.failure["reason"]
+    assert record.environments["staging"]["status"] == "ROLLED_BACK"
+    assert record.environments["staging"]["rollback"]["restored_version"] == "1"
+    assert world.locks.get("hello", "staging").holder is None
+    assert (result.restored, result.closed) == (["staging"], True)
+    assert len(world.notifier.published) == 1
+    subject, message, attributes = world.notifier.published[0]
+    assert "ABORTED" in subject
+    assert "restored to version 1" in message
+    assert attributes["outcome"] == "ABORTED"
+
+
+def test_reconciling_twice_changes_nothing_and_notifies_nobody_again() -> None:
+    world = World()
+    world.reconcile()
+    revisions = dict(world.function.alias_revisions)
+
+    again = world.reconcile()
+
+    assert again.restored == []
+    assert again.closed is False
+    assert world.function.alias_revisions == revisions
+    assert len(world.notifier.published) == 1
+
+
+def test_a_timed_out_execution_is_recorded_timed_out() -> None:
+    world = World()
+    world.reconcile("TIMED_OUT")
+    assert world.record().status is Outcome.TIMED_OUT
+    assert world.function.aliases["live"] == ("1", {})
+
+
+def test_an_environment_whose_rollout_finished_stays_live() -> None:
+    world = World()
+    world.ledger.update_environment(world.deployment_id, "staging", {"status": "LIVE", "weight": 100})
+    world.function.aliases["live"] = ("2", {})
+
+    result = world.reconcile()
+
+    assert world.function.aliases["live"] == ("2", {})
+    assert result.restored == []
+    assert world.record().status is Outcome.ABORTED
+
+
+def test_a_target_another_deployment_took_over_is_left_alone() -> None:
+    world = World()
+    world.locks.locks[("hello", "staging")] = world.locks.get("hello", "staging").model_copy(
+        update={"holder": "arn:other", "deployment_id": "d-other", "token": 9}
+    )
+    world.function.aliases["live"] = ("3", {})
+
+    result = world.reconcile()
+
+    assert world.function.aliases["live"] == ("3", {})
+    assert "d-other" in result.left_alone["staging"]
+    assert world.locks.get("hello", "staging").holder == "arn:other"
+
+
+def test_an_execution_that_did_not_own_the_deployment_touches_nothing() -> None:
+    world = World()
+    result = world.reconcile(execution="arn:aws:states:us-east-1:123456789012:execution:deployments:duplicate")
+    assert result.action == "not_owner"
+    assert world.function.aliases["live"] == ("1", {"2": 0.2})
+    assert world.notifier.published == []
+
+
+def test_a_deployment_the_state_machine_already_closed_is_not_notified_twice() -> None:
+    world = World()
+    world.ledger.update_environment(world.deployment_id, "staging", {"status": "ROLLED_BACK", "weight": 0})
+    world.ledger.finish(world.deployment_id, Outcome.ROLLED_BACK, {"error": "x", "reason": "health check failed"})
+    world.locks.release("hello", "staging", EXECUTION)
+    world.ledger.claim_notice(world.deployment_id, f"{EXECUTION}#failure")
+    world.ledger.record_notice(world.deployment_id, f"{EXECUTION}#failure", "message-earlier")
+
+    result = world.reconcile("FAILED", error="DeploymentRolledBackError")
+
+    assert result.closed is False
+    assert result.message_id == "message-earlier"
+    assert world.notifier.published == []
+    assert world.record().status is Outcome.ROLLED_BACK
+
+
+def test_a_notification_that_failed_is_sent_by_the_next_try() -> None:
+    world = World()
+
+    class DownNotifier(FakeNotifier):
+        def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
+            raise NotificationError("SNS unavailable")
+
+    with pytest.raises(NotificationError):
+        reconcile(
+            ended(), ledger=world.ledger, locks=world.locks, targets=world.targets, notifier=DownNotifier(), now=NOW
+        )
+    assert world.function.aliases["live"] == ("1", {})  # traffic first
+
+    world.reconcile()
+
+    assert len(world.notifier.published) == 1
+
+
+def test_an_execution_input_that_is_not_an_s3_event_still_ends_recorded_and_notified() -> None:
+    world = World()
+    result = world.reconcile(input='{"not": "an event"}')
+    assert result.deployment_id == "d-unit"
+    assert world.ledger.get("d-unit").status is Outcome.ABORTED
+    assert len(world.notifier.published) == 1
+
+
+class DownLedger(FakeLedger):
+    """A ledger whose writes fail (a DynamoDB outage) while ``down``."""
+
+    down = True
+
+    def _check(self) -> None:
+        if self.down:
+            raise LedgerError("ledger update_environment failed: ServiceUnavailable")
+
+    def record_event(self, event: Any) -> None:
+        self._check()
+        super().record_event(event)
+
+    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
+        self._check()
+        super().update_environment(deployment_id, environment, fields)
+
+
+def test_rollback_restores_traffic_while_the_ledger_is_down_and_the_reconciler_records_it_later() -> None:
+    world = World()
+    ledger = DownLedger()
+    ledger.records = world.ledger.records
+    verdict = HealthVerdict(status="fail", reason="errors 30%", weight=20, checks=[], evaluated_at=utcnow())
+    step = build_step(health=verdict)
+
+    result = roll_back(step, targets=world.targets, ledger=ledger)
+
+    assert world.function.aliases["live"] == ("1", {})
+    assert result.recorded is False
+    ledger.down = False
+    world.ledger = ledger
+    world.reconcile("FAILED", error="States.TaskFailed", cause="NotifyFailure: ledger unavailable")
+    record = world.record()
+    assert record.status is Outcome.ROLLED_BACK
+    assert record.environments["staging"]["status"] == "ROLLED_BACK"
+    assert len(world.notifier.published) == 1
+
+
+def _promoting_step() -> EnvironmentStep:
+    """The state of the stopped execution's ShiftTraffic, about to move the alias (all at once, to 100%)."""
+    return build_step(traffic=None)
+
+
+def _with_lock(world: World, step: EnvironmentStep) -> EnvironmentStep:
+    grant = LockGrant(
+        status="acquired",
+        app="hello",
+        environment="staging",
+        holder=EXECUTION,
+        token=world.token,
+        lease_seconds=3600,
+    )
+    return step.model_copy(update={"lock": grant})
+
+
+def test_a_shift_traffic_still_running_after_the_stop_is_fenced_out_by_the_reconciler() -> None:
+    world = World()
+    step = _with_lock(world, _promoting_step())
+
+    def reconciled_then_fence() -> None:
+        world.reconcile()  # the reconciler runs between ShiftTraffic's read of the alias and its fence check
+        check_fence(step, locks=world.locks, now=NOW)
+
+    with pytest.raises(LockLostError):
+        shift_traffic(step, targets=world.targets, ledger=world.ledger, fence=reconciled_then_fence)
+    assert world.function.aliases["live"] == ("1", {})
+
+
+def test_a_shift_traffic_past_its_fence_cannot_write_after_the_restore() -> None:
+    world = World()
+    step = _with_lock(world, _promoting_step())
+
+    def fence_then_reconciled() -> None:
+        check_fence(step, locks=world.locks, now=NOW)  # still holds the lock: the fence passes...
+        world.reconcile()  # ...and the reconciler restores before ShiftTraffic writes
+
+    with pytest.raises(AliasChangedError):
+        shift_traffic(step, targets=world.targets, ledger=world.ledger, fence=fence_then_reconciled)
+    assert world.function.aliases["live"] == ("1", {})
+
+
+def test_only_unfinished_endings_are_reconciled() -> None:
+    world = World()
+    result = world.reconcile("SUCCEEDED")
+    assert result.action == "ignored"
+    assert world.function.aliases["live"] == ("1", {"2": 0.2})
+
+
+def test_status_change_dates_are_epoch_millis() -> None:
+    assert ended().stop_date == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)

@@ -1,0 +1,117 @@
+"""A version is immutable and tied to its content: the release binding (``bind_version``)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from conveyor.contracts import Outcome
+from conveyor.errors import VersionConflictError
+from conveyor.ledger import DeploymentRecord
+from conveyor.manifest import Manifest
+from conveyor.stages.validate import bind_version
+
+from tests.fakes import FakeExecutions, FakeLedger, make_manifest, make_package
+
+NOW = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
+
+
+def manifest(code: str = "a", version: str = "1.0.1") -> Manifest:
+    return Manifest.model_validate(make_manifest(make_package(code), version=version))
+
+
+def deployment(ledger: FakeLedger, deployment_id: str, status: Outcome = Outcome.IN_PROGRESS) -> None:
+    ledger.start(
+        DeploymentRecord(
+            deployment_id=deployment_id,
+            app="hello",
+            version="1.0.1",
+            status=status,
+            created_at=NOW,
+            updated_at=NOW,
+            execution_arn=f"arn:aws:states:us-east-1:123456789012:execution:deployments:{deployment_id}",
+        )
+    )
+
+
+def bind(ledger: FakeLedger, deployment_id: str, code: str = "a", **kwargs: object) -> tuple[str, str] | None:
+    deployment(ledger, deployment_id)
+    return bind_version(
+        manifest(code),
+        deployment_id,
+        ledger=ledger,
+        executions=kwargs.pop("executions", FakeExecutions()),  # type: ignore[arg-type]
+        force=bool(kwargs.pop("force", False)),
+    )
+
+
+def test_the_first_deployment_binds_the_version_to_its_content() -> None:
+    ledger = FakeLedger()
+    assert bind(ledger, "d-first") is None
+    bound = ledger.releases[("hello", "1.0.1")]
+    assert (bound.sha256, bound.first_deployment_id, bound.deployment_id) == (
+        manifest().package.sha256,
+        "d-first",
+        "d-first",
+    )
+
+
+def test_the_same_version_with_other_content_is_refused_naming_both_sha256_and_the_first_deployment() -> None:
+    # Given 1.0.1 first deployed with code "a"
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    ledger.finish("d-first", Outcome.SUCCEEDED)
+
+    # When 1.0.1 is pushed again with code "b", Then it is refused, and the binding is unchanged
+    first, other = manifest("a").package.sha256, manifest("b").package.sha256
+    with pytest.raises(VersionConflictError, match=rf"deployment d-first with package sha256 {first}.*sha256 {other}"):
+        bind(ledger, "d-second", code="b")
+    assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-first"
+
+
+@pytest.mark.parametrize("status", [Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED])
+def test_the_same_content_again_is_a_duplicate_of_a_release_live_or_in_progress(status: Outcome) -> None:
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    ledger.records["d-first"]["status"] = status
+
+    duplicate = bind(ledger, "d-second")
+
+    assert duplicate is not None
+    assert duplicate[0] == "d-first"
+    assert "already live" in duplicate[1] if status is Outcome.SUCCEEDED else status.value in duplicate[1]
+    assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-first"
+
+
+@pytest.mark.parametrize("status", [Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED])
+def test_the_same_content_after_a_failed_first_deployment_is_a_new_attempt(status: Outcome) -> None:
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    ledger.finish("d-first", status)
+
+    assert bind(ledger, "d-second") is None
+
+    bound = ledger.releases[("hello", "1.0.1")]
+    assert (bound.first_deployment_id, bound.deployment_id) == ("d-first", "d-second")
+
+
+def test_the_same_content_after_the_first_execution_stopped_is_a_new_attempt() -> None:
+    # Given the carrier still IN_PROGRESS in the ledger but its execution aborted
+    ledger, executions = FakeLedger(), FakeExecutions()
+    bind(ledger, "d-first")
+    executions.stop("arn:aws:states:us-east-1:123456789012:execution:deployments:d-first", NOW)
+
+    assert bind(ledger, "d-second", executions=executions) is None
+
+
+def test_force_deploys_the_same_content_again() -> None:
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    ledger.finish("d-first", Outcome.SUCCEEDED)
+    assert bind(ledger, "d-second", force=True) is None
+
+
+def test_a_retry_or_rerun_of_the_carrier_proceeds() -> None:
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    assert bind(ledger, "d-first") is None

@@ -1,0 +1,203 @@
+"""Which release an alias serves is recorded in the ledger (``ServedRelease``), and the lock reads it there."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef
+from conveyor.layout import release_key
+from conveyor.ledger import DeploymentRecord
+from conveyor.manifest import Manifest
+from conveyor.pipeline import RolloutPolicy
+from conveyor.stages.deploy import deploy
+from conveyor.stages.lock import acquire_lock
+from conveyor.stages.rollback import roll_back
+from conveyor.stages.traffic import shift_traffic
+from conveyor.versions import VersionOrder
+
+from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets, make_manifest, make_package
+from tests.unit.conftest import build_step
+
+BUILT = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
+NOW = 1_700_000_000.0
+FUNCTION, ALIAS = "hello-staging", "live"
+CANARY = {
+    "schema_version": 1,
+    "app": "hello",
+    "environments": [
+        {
+            "name": "staging",
+            "target": {"kind": "lambda", "function_name": FUNCTION, "alias": ALIAS},
+            "strategy": {"type": "canary", "weight": 10, "bake_seconds": 60},
+            "health": {"synthetic": {"expect": {"status": "ok"}}},
+        }
+    ],
+}
+
+
+class World:
+    def __init__(self) -> None:
+        self.targets, self.ledger, self.locks, self.executions = (
+            FakeTargets(),
+            FakeLedger(),
+            FakeLocks(),
+            FakeExecutions(),
+        )
+        self.targets.add(FUNCTION, alias=ALIAS)
+
+    def step(
+        self,
+        deployment_id: str,
+        version: str,
+        *,
+        code: str,
+        built: datetime = BUILT,
+        order: VersionOrder = "semver",
+        spec: dict[str, object] | None = None,
+    ) -> EnvironmentStep:
+        base = build_step(spec, release=None)
+        package = make_package(code)
+        manifest = Manifest.model_validate(make_manifest(package, version=version, created_at=built.isoformat()))
+        deployment = base.deployment.model_copy(
+            update={
+                "deployment_id": deployment_id,
+                "version": version,
+                "manifest": manifest,
+                "package": PackageRef(
+                    bucket="bucket",
+                    key=release_key("hello", manifest.package.sha256),
+                    sha256=manifest.package.sha256,
+                    size=manifest.package.size,
+                    version_id="v1",
+                ),
+                "execution_arn": f"arn:aws:states:us-east-1:123456789012:execution:deployments:{deployment_id}",
+                "started_at": built,
+                "policy": RolloutPolicy(version_order=order),
+            }
+        )
+        self.ledger.start(
+            DeploymentRecord(
+                deployment_id=deployment_id,
+                app="hello",
+                version=version,
+                status=Outcome.IN_PROGRESS,
+                created_at=built,
+                updated_at=built,
+                execution_arn=deployment.execution_arn,
+            )
+        )
+        return base.model_copy(update={"deployment": deployment})
+
+    def deployed(self, step: EnvironmentStep) -> EnvironmentStep:
+        release = deploy(step, targets=self.targets, ledger=self.ledger, managed_tag_key="conveyor:managed")
+        return step.model_copy(update={"release": release})
+
+    def shifted(self, step: EnvironmentStep) -> EnvironmentStep:
+        return step.model_copy(update={"traffic": shift_traffic(step, targets=self.targets, ledger=self.ledger)})
+
+    def go_live(self, step: EnvironmentStep) -> EnvironmentStep:
+        """Deploy and shift every step of the plan to 100%, then end the deployment SUCCEEDED."""
+        step = self.shifted(self.deployed(step))
+        while step.traffic is not None and not step.traffic.complete:
+            step = self.shifted(step)
+        self.ledger.finish(step.deployment.deployment_id, Outcome.SUCCEEDED)
+        return step
+
+    def acquire(self, step: EnvironmentStep) -> LockGrant:
+        return acquire_lock(
+            step, locks=self.locks, ledger=self.ledger, targets=self.targets, executions=self.executions, now=NOW
+        )
+
+    def alias_version(self) -> str | None:
+        return self.targets.alias_version(FUNCTION, ALIAS)
+
+
+def test_a_reused_lambda_version_serves_the_release_recorded_in_the_ledger_not_its_description() -> None:
+    # Given 1.0.1 live on Lambda version 2, and a byte-identical build pushed as 1.0.5 that reuses version 2
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="same", built=BUILT))
+    five = world.go_live(world.step("d-5", "1.0.5", code="same", built=BUILT + timedelta(hours=1)))
+    assert five.release is not None
+    assert (five.release.reused, five.release.version_after, world.alias_version()) == (True, "2", "2")
+    assert "1.0.1" in world.targets.version_description(FUNCTION, "2")  # the immutable description still says 1.0.1
+
+    # When a queued 1.0.3 (pushed before 1.0.5) gets the lock
+    grant = world.acquire(world.step("d-3", "1.0.3", code="three", built=BUILT + timedelta(minutes=30)))
+
+    # Then it knows 1.0.5 is live there and ends SUPERSEDED instead of replacing it
+    assert (grant.status, grant.waiting_for) == ("superseded", "d-5")
+    served = world.ledger.served(FUNCTION, ALIAS)
+    assert served is not None
+    assert (served.version, served.deployment_id, served.lambda_version) == ("1.0.5", "d-5", "2")
+    assert world.alias_version() == "2"
+
+
+def test_the_served_release_changes_only_when_the_alias_reaches_100_percent() -> None:
+    # Given 1.0.1 live
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="one", spec=CANARY))
+
+    # When 1.0.2 is at its 10% canary step, Then the alias still serves 1.0.1's release
+    canary = world.shifted(world.deployed(world.step("d-2", "1.0.2", code="two", spec=CANARY)))
+    assert canary.traffic is not None
+    assert canary.traffic.weight == 10
+    served = world.ledger.served(FUNCTION, ALIAS)
+    assert served is not None
+    assert served.deployment_id == "d-1"
+
+    # When it is promoted to 100%, Then it serves 1.0.2's
+    world.shifted(canary)
+    served = world.ledger.served(FUNCTION, ALIAS)
+    assert served is not None
+    assert (served.version, served.deployment_id, served.recorded_by) == ("1.0.2", "d-2", "ShiftTraffic")
+
+
+def test_a_rollback_records_the_release_the_alias_serves_again() -> None:
+    # Given 1.0.1 live and 1.0.2 at 100% (baking), When 1.0.2 is rolled back
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="one"))
+    two = world.shifted(world.deployed(world.step("d-2", "1.0.2", code="two")))
+    roll_back(two, targets=world.targets, ledger=world.ledger)
+
+    # Then the alias serves 1.0.1's version and the ledger says so again
+    served = world.ledger.served(FUNCTION, ALIAS)
+    assert served is not None
+    assert (served.version, served.deployment_id, served.recorded_by) == ("1.0.1", "d-1", "RollBack")
+    assert served.serves(world.alias_version())
+
+
+def test_a_rollback_to_a_version_of_unknown_release_forgets_what_was_served() -> None:
+    # Given the alias on a hand-made version 1 (no release recorded), and 1.0.2 taken to 100% then rolled back
+    world = World()
+    two = world.shifted(world.deployed(world.step("d-2", "1.0.2", code="two")))
+    assert world.ledger.served(FUNCTION, ALIAS) is not None
+    roll_back(two, targets=world.targets, ledger=world.ledger)
+
+    # Then nothing is claimed about what version 1 serves
+    assert world.alias_version() == "1"
+    assert world.ledger.served(FUNCTION, ALIAS) is None
+
+
+def test_a_served_record_the_alias_no_longer_matches_protects_nothing() -> None:
+    # Given 1.0.5 recorded as served, then the alias moved back to version 1 outside Conveyor
+    world = World()
+    world.go_live(world.step("d-5", "1.0.5", code="five"))
+    world.targets.route_alias(FUNCTION, ALIAS, "1", None)
+
+    # When 1.0.3 takes the lock, Then it proceeds: the record is stale
+    assert world.acquire(world.step("d-3", "1.0.3", code="three")).status == "acquired"
+
+
+def test_commit_hash_versions_are_outdated_by_build_time_not_text() -> None:
+    # Given 9f1c2e7 live, built first
+    world = World()
+    world.go_live(world.step("d-a", "9f1c2e7", code="a", order="build_time"))
+
+    # When a later build 1a2b3c4 (lower as text) takes the lock, Then it proceeds
+    later = world.step("d-b", "1a2b3c4", code="b", built=BUILT + timedelta(hours=1), order="build_time")
+    assert world.acquire(later).status == "acquired"
+
+    # And an earlier build than the live one is outdated
+    world.locks.release("hello", "staging", later.deployment.execution_arn)
+    earlier = world.step("d-c", "ffffff0", code="c", built=BUILT - timedelta(hours=1), order="build_time")
+    assert world.acquire(earlier).status == "superseded"
