@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
 from conveyor.contracts import ClaimRequest
 from conveyor.observability import logger, metrics, tracer
+from conveyor.settings import settings
 from conveyor.stages.claim import claim_deployment
 
 
@@ -14,5 +15,7 @@ from conveyor.stages.claim import claim_deployment
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = ClaimRequest.model_validate(event)
-    claim = claim_deployment(request, ledger=runtime.ledger(), executions=runtime.executions())
+    claim = claim_deployment(
+        request, ledger=runtime.ledger(), executions=runtime.executions(), artifact_bucket=settings().artifact_bucket
+    )
     return claim.model_dump(mode="json")

@@ -22,5 +22,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         targets=runtime.targets(),
         executions=runtime.executions(),
         managed_tag_key=settings().managed_tag_key,
+        artifact_bucket=settings().artifact_bucket,
     )
     return deployment.model_dump(mode="json")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from conveyor.dora import dora_metrics
-from conveyor.errors import ConveyorError
+from conveyor.errors import ConveyorError, LedgerError
 from conveyor.ledger import StageEvent
 from conveyor.manifest import FunctionConfig
 from conveyor.validation import describe
@@ -23,7 +23,18 @@ from pydantic import ValidationError
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.status import as_json, redacted, render, render_event, render_header, stopped_note
+from conveyor_cli.status import (
+    ExitCode,
+    as_json,
+    exit_code,
+    exit_codes_help,
+    not_in_ledger,
+    redacted,
+    render,
+    render_event,
+    render_header,
+    stopped_note,
+)
 from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
 
@@ -134,12 +145,22 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Show a deployment; the exit code says how it ended (``ExitCode``: 0 only when it SUCCEEDED)."""
     cloud = _cloud(args)
+    try:
+        return _status(args, cloud)
+    except LedgerError as exc:
+        # Not "not in the ledger": the ledger did not answer (a local cloud that died, no network to AWS).
+        where = "the local cloud is not answering: start it with `conveyor local up`" if cloud.local else "check AWS"
+        raise CliError(f"cannot read the ledger {cloud.outputs.ledger_table} ({exc}); {where}") from exc
+
+
+def _status(args: argparse.Namespace, cloud: Cloud) -> int:
     ledger = operations.ledger(cloud)
     if args.id is None:
         records = ledger.history(limit=1)
         if not records:
-            raise CliError("no deployments in the ledger yet")
+            raise CliError(f"no deployments in the ledger ({cloud.outputs.ledger_table}) yet")
         args.id = records[0].deployment_id
     if args.wait:
         # The live view goes to stderr under --json, so stdout stays one JSON document.
@@ -149,21 +170,27 @@ def cmd_status(args: argparse.Namespace) -> int:
         def live(event: StageEvent, origin: float) -> None:
             print(render_event(event, origin), file=out, flush=True)
 
-        record = operations.wait(cloud, args.id, timeout=args.timeout, on_event=live)
+        try:
+            record = operations.wait(cloud, args.id, timeout=args.timeout, on_event=live)
+        except TimeoutError as exc:
+            print(f"conveyor: {exc}", file=sys.stderr)
+            return ExitCode.WAIT_TIMED_OUT
     else:
         found = ledger.get(args.id)
         if found is None:
-            raise CliError(f"deployment {args.id} is not in the ledger (yet?); try --wait")
+            running = operations.running_execution_of(cloud, args.id)
+            raise CliError(not_in_ledger(args.id, table=cloud.outputs.ledger_table, running_execution=running))
         record = found
     execution = operations.execution_status(cloud, record.execution_arn) if record.execution_arn else None
+    execution_state = str(execution["status"]) if execution else None
     if args.json:
         _print(as_json(record, execution))
     else:
         print(render_header(record) if args.wait else render(record))
-        note = stopped_note(record, execution["status"] if execution else None)
+        note = stopped_note(record, execution_state)
         if note:
             print(note)
-    return 0 if record.status.value == "SUCCEEDED" or not args.exit_code else 3
+    return exit_code(record, execution_state)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -316,11 +343,22 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--json", action="store_true")
     push.set_defaults(func=cmd_push)
 
-    status = commands.add_parser("status", help="a deployment's stage timeline, verdicts and outcome")
+    status = commands.add_parser(
+        "status",
+        help="a deployment's stage timeline, verdicts and outcome (exit 0 only if it SUCCEEDED)",
+        description="A deployment's stage timeline, verdicts and outcome.\n"
+        "The exit code says how it ended, with or without --wait: 0 only when it SUCCEEDED.",
+        epilog=exit_codes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     status.add_argument("id", nargs="?", help="deployment id (default: the latest)")
     status.add_argument("--wait", action="store_true", help="follow it live until it ends")
-    status.add_argument("--timeout", type=float, default=900)
-    status.add_argument("--exit-code", action="store_true", help="exit 3 unless the deployment SUCCEEDED")
+    status.add_argument(
+        "--timeout", type=float, default=900, help="seconds --wait follows it before giving up (default 900)"
+    )
+    # Before outcome codes were the default, `--exit-code` asked for "3 unless SUCCEEDED": still accepted, so
+    # scripts that pass it keep failing on every unsuccessful outcome (now with that outcome's own code).
+    status.add_argument("--exit-code", action="store_true", help=argparse.SUPPRESS)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 

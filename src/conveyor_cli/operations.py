@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.errors import ManifestInvalidError, PipelineInvalidError
+from conveyor.errors import ArtifactLayoutError, ManifestInvalidError, PipelineInvalidError
 from conveyor.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
+from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.manifest import MANIFEST_NAME, Manifest
 from conveyor.pipeline import LambdaTarget, PipelineSpec
+from conveyor.stages.validate import PushedObject
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -56,6 +59,12 @@ def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
 
 
 def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
+    """Validate a spec file (size first, no YAML aliases, the schema) and register it."""
+    if spec_path.stat().st_size > MAX_PIPELINE_SPEC_BYTES:
+        raise CliError(
+            f"{spec_path}: {spec_path.stat().st_size} bytes, more than the pipeline spec limit of "
+            f"{MAX_PIPELINE_SPEC_BYTES}"
+        )
     raw = spec_path.read_bytes()
     try:
         spec = PipelineSpec.from_yaml(raw, str(spec_path))
@@ -103,6 +112,36 @@ def execution_status(cloud: Cloud, execution_arn: str) -> dict[str, Any]:
     except (ClientError, BotoCoreError):
         return {"status": "UNKNOWN"}
     return response
+
+
+RUNNING_EXECUTIONS_SCANNED = 100
+"""How many running executions ``running_execution_of`` reads (the newest first) to find a deployment's."""
+
+
+def running_execution_of(cloud: Cloud, deployment_id: str) -> str | None:
+    """The running execution deploying ``deployment_id`` (its input names the pushed object), if any.
+
+    Only asked when the ledger has no record of the deployment: between the push and ValidateArtifact
+    (or ClaimDeployment) an execution exists that the ledger does not know yet.
+    """
+    client = cloud.client("stepfunctions")
+    try:
+        listed = client.list_executions(
+            stateMachineArn=cloud.outputs.state_machine_arn,
+            statusFilter="RUNNING",
+            maxResults=RUNNING_EXECUTIONS_SCANNED,
+        )["executions"]
+        for summary in listed:
+            described = client.describe_execution(executionArn=summary["executionArn"])
+            try:
+                pushed = PushedObject.from_event(json.loads(described.get("input") or "{}"))
+            except (ValueError, ArtifactLayoutError):
+                continue
+            if pushed.deployment_id == deployment_id:
+                return str(summary["executionArn"])
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"cannot list the executions of {cloud.outputs.state_machine_arn}: {exc}") from exc
+    return None
 
 
 def wait(

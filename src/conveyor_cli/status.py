@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from enum import IntEnum
 from typing import Any
 
 from conveyor.contracts import AWAITING_APPROVAL, Outcome
@@ -15,6 +16,79 @@ EXECUTION_POLL_SECONDS = 5.0
 """How often a follower asks whether a deployment's execution stopped before the ledger says it ended."""
 EXECUTION_ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 """Step Functions statuses of an execution that will do nothing more (RUNNING, PENDING_REDRIVE... may)."""
+
+
+class ExitCode(IntEnum):
+    """What ``conveyor status`` exits with: 0 only when the deployment went live, one code per other end.
+
+    A CI job that runs ``conveyor status ID --wait`` fails unless the deployment SUCCEEDED, and can tell
+    why from the code alone. Plain ``conveyor status ID`` exits with the same codes (``NOT_FINISHED``
+    while it runs). The table in README.md ("Exit codes of conveyor status") lists the same values.
+    """
+
+    SUCCEEDED = 0
+    ERROR = 1
+    """The CLI could not answer: unknown deployment, no cloud, unreadable ledger, bad input."""
+    USAGE = 2
+    """Bad arguments (argparse's own code)."""
+    FAILED = 3
+    ROLLED_BACK = 4
+    ROLLBACK_FAILED = 5
+    SUPERSEDED = 6
+    SKIPPED = 7
+    """The deployment changed nothing: a duplicate of one already done."""
+    STOPPED = 8
+    """Its execution was stopped or timed out: ABORTED or TIMED_OUT (closed by the reconciler), or still open in
+    the ledger while its execution has ended."""
+    NOT_FINISHED = 9
+    """Without ``--wait``: the deployment is still running or queued."""
+    WAIT_TIMED_OUT = 10
+    """``--wait`` gave up after ``--timeout`` seconds; the deployment may still end either way."""
+
+
+OUTCOME_EXIT_CODES: dict[Outcome, ExitCode] = {
+    Outcome.SUCCEEDED: ExitCode.SUCCEEDED,
+    Outcome.FAILED: ExitCode.FAILED,
+    Outcome.ROLLED_BACK: ExitCode.ROLLED_BACK,
+    Outcome.ROLLBACK_FAILED: ExitCode.ROLLBACK_FAILED,
+    Outcome.SUPERSEDED: ExitCode.SUPERSEDED,
+    Outcome.SKIPPED_DUPLICATE: ExitCode.SKIPPED,
+    Outcome.ABORTED: ExitCode.STOPPED,
+    Outcome.TIMED_OUT: ExitCode.STOPPED,
+    Outcome.IN_PROGRESS: ExitCode.NOT_FINISHED,
+    Outcome.QUEUED: ExitCode.NOT_FINISHED,
+}
+"""Every outcome the ledger can hold, and its code (a new ``Outcome`` without one fails a unit test)."""
+
+
+def exit_code(record: DeploymentRecord, execution_status: str | None) -> ExitCode:
+    """The exit code for a deployment as the ledger and Step Functions see it now."""
+    if record.status not in TERMINAL and execution_status in EXECUTION_ENDED:
+        return ExitCode.STOPPED
+    # An outcome without a code (a unit test forbids it) still never reads as success.
+    return OUTCOME_EXIT_CODES.get(record.status, ExitCode.FAILED)
+
+
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.SUCCEEDED: "the deployment SUCCEEDED: live in every environment",
+    ExitCode.ERROR: "no answer: unknown deployment, no cloud, unreadable ledger",
+    ExitCode.USAGE: "bad arguments",
+    ExitCode.FAILED: "FAILED before traffic moved: nothing deployed",
+    ExitCode.ROLLED_BACK: "ROLLED_BACK: a check failed, the alias was restored",
+    ExitCode.ROLLBACK_FAILED: "ROLLBACK_FAILED: a person must act (see the notification)",
+    ExitCode.SUPERSEDED: "SUPERSEDED: a newer release took its place, nothing deployed",
+    ExitCode.SKIPPED: "SKIPPED_DUPLICATE: the same release as another deployment, it changed nothing",
+    ExitCode.STOPPED: "ABORTED or TIMED_OUT: its execution was stopped or timed out",
+    ExitCode.NOT_FINISHED: "still IN_PROGRESS or QUEUED (without --wait)",
+    ExitCode.WAIT_TIMED_OUT: "--wait gave up after --timeout seconds",
+}
+
+
+def exit_codes_help() -> str:
+    """The exit code table as ``conveyor status --help`` prints it."""
+    return "exit codes:\n" + "\n".join(
+        f"  {code.value:>2}  {code.name:<16} {EXIT_CODE_MEANINGS[code]}" for code in ExitCode
+    )
 
 
 def describe_event(event: StageEvent) -> str:
@@ -55,6 +129,23 @@ def render_event(event: StageEvent, origin: float) -> str:
 def render_header(record: DeploymentRecord) -> str:
     took = f" in {record.duration_seconds:.1f} s" if record.duration_seconds is not None else ""
     return f"{record.deployment_id}  {record.app} {record.version}  {record.status.value}{took}"
+
+
+def not_in_ledger(deployment_id: str, *, table: str, running_execution: str | None) -> str:
+    """Why ``conveyor status`` has nothing to show, and what (if anything) will change that.
+
+    Following (``--wait``) is suggested only when an execution deploying it is running: anything else
+    (a mistyped id, a deployment whose records were lost with a wiped local cloud) never shows up.
+    """
+    if running_execution is not None:
+        return (
+            f"deployment {deployment_id} is not in the ledger yet: its execution {running_execution} has just "
+            f"started; follow it with `conveyor status {deployment_id} --wait`"
+        )
+    return (
+        f"deployment {deployment_id} is not in the ledger ({table}) and no running execution is deploying it: "
+        "check the id with `conveyor history` (a local cloud started with --fresh has forgotten earlier deployments)"
+    )
 
 
 def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str | None:
@@ -168,6 +259,10 @@ def wait_for(
                 # (an execution that cannot be described, e.g. past its retention, does not hold a finished one)
                 return ledger.get(deployment_id) or record
         if time.monotonic() > deadline:
-            state = record.status.value if record else "not in the ledger yet"
-            raise TimeoutError(f"deployment {deployment_id} still {state} after {timeout:.0f} s")
+            if record is None:
+                raise TimeoutError(
+                    f"deployment {deployment_id} did not appear in the ledger within {timeout:.0f} s: no execution "
+                    "has recorded it (check the id with `conveyor history`)"
+                )
+            raise TimeoutError(f"deployment {deployment_id} still {record.status.value} after {timeout:.0f} s")
         time.sleep(poll_seconds)

@@ -305,6 +305,7 @@ class Provisioner:
             "AWS::KMS::Key": self.kms_key,
             "AWS::SNS::Topic": self.sns_topic,
             "AWS::SQS::Queue": self.sqs_queue,
+            "AWS::SQS::QueuePolicy": self.sqs_queue_policy,
             "AWS::Logs::LogGroup": self.log_group,
             "AWS::Serverless::LayerVersion": self.layer_version,
             "AWS::Serverless::Function": self.function,
@@ -470,6 +471,13 @@ class Provisioner:
         url = sqs.create_queue(**request)["QueueUrl"]
         arn = self.arn("sqs", name)
         return Provisioned(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
+
+    def sqs_queue_policy(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        sqs = self.client("sqs")
+        queues = [str(url) for url in props["Queues"]]
+        for url in queues:
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        return Provisioned(logical_id, "AWS::SQS::QueuePolicy", ",".join(queues))
 
     def log_group(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         logs = self.client("logs")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import pytest
 from botocore.exceptions import ClientError
 from conveyor.layout import RELEASE_PREFIX
+from conveyor.limits import MAX_MANIFEST_BYTES
 
 from tests.fakes import make_bundle, make_manifest, make_package, make_zip
 
@@ -254,7 +255,7 @@ CASES = [
          lambda: make_zip({"manifest.json": b"app: hostile\nversion: 922.0.0\n", "package.zip": make_package()}),
          "ManifestInvalidError", "manifest.json: not valid JSON", (H, "922.0.0")),
     Case("manifest-nested-too-deep", "artifacts/hostile/923.0.0.zip",
-         lambda: make_zip({"manifest.json": b"[" * 60_000, "package.zip": make_package()}, zipfile.ZIP_STORED),
+         lambda: make_zip({"manifest.json": b"[" * 8_000, "package.zip": make_package()}, zipfile.ZIP_STORED),
          "ManifestInvalidError", "manifest.json: not valid JSON (RecursionError)", (H, "923.0.0")),
     Case("manifest-schema-violation", "artifacts/hostile/924.0.0.zip",
          _with_manifest("924.0.0", schema_version=2, package={"sha256": "not-hex", "size": 0}),
@@ -263,8 +264,16 @@ CASES = [
          _with_manifest("925.0.0", target={"function_name": UNMANAGED_FUNCTION, "alias": "live"}),
          "ManifestInvalidError", "target: Extra inputs are not permitted", (H, "925.0.0")),
     Case("manifest-floods-extra-fields", "artifacts/hostile/926.0.0.zip",
-         _with_manifest("926.0.0", **{f"x{i}": 0 for i in range(3000)}),
-         "ManifestInvalidError", "and 2990 more problems", (H, "926.0.0")),
+         _with_manifest("926.0.0", **{f"x{i}": 0 for i in range(600)}),
+         "ManifestInvalidError", "and 590 more problems", (H, "926.0.0")),
+    Case("manifest-oversize", "artifacts/hostile/932.0.0.zip", _with_manifest("932.0.0", padding="x" * 9000),
+         "ManifestInvalidError", f"manifest.json is larger than {MAX_MANIFEST_BYTES} bytes", (H, "932.0.0")),
+    Case("manifest-env-over-lambda-limit", "artifacts/hostile/933.0.0.zip",
+         _with_manifest("933.0.0", function_config={"environment": {"BIG": "x" * 2100, "BIGGER": "y" * 2100}}),
+         "ManifestInvalidError", "more than Lambda's limit of 4096", (H, "933.0.0")),
+    Case("manifest-sets-runtime-api", "artifacts/hostile/934.0.0.zip",
+         _with_manifest("934.0.0", function_config={"environment": {"AWS_LAMBDA_RUNTIME_API": "203.0.113.9:80"}}),
+         "ManifestInvalidError", "sets reserved Lambda variables: AWS_LAMBDA_RUNTIME_API", (H, "934.0.0")),
     Case("manifest-sets-reserved-env", "artifacts/hostile/927.0.0.zip",
          _with_manifest("927.0.0", function_config={"environment": {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}}),
          "ManifestInvalidError", "sets reserved Lambda variables: AWS_ACCESS_KEY_ID", (H, "927.0.0")),

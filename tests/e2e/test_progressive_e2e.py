@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conveyor.contracts import Outcome as DeploymentOutcome
 from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import FunctionConfig
 
@@ -22,6 +23,7 @@ from conveyor_cli import main as cli
 from conveyor_cli import operations
 from conveyor_cli.packaging import build_bundle, zip_directory
 from conveyor_cli.sample import EXAMPLES, drain_inbox
+from conveyor_cli.status import OUTCOME_EXIT_CODES
 from conveyor_cli.traffic import TrafficGenerator, TrafficSummary, loopback_endpoint
 
 from .conftest import Stage
@@ -130,8 +132,10 @@ def service(stage: Stage, request: pytest.FixtureRequest) -> Service:
 def _status_json(stage: Stage, deployment_id: str, capsys: pytest.CaptureFixture[str], monkeypatch: Any) -> Any:
     monkeypatch.setenv("CONVEYOR_STATE_DIR", str(stage.state_dir))
     capsys.readouterr()
-    assert cli.main(["--local", "status", deployment_id, "--json"]) in (0, 3)
-    return json.loads(capsys.readouterr().out)
+    code = cli.main(["--local", "status", deployment_id, "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == OUTCOME_EXIT_CODES[DeploymentOutcome(document["status"])]
+    return document
 
 
 # --- canary ----------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from conveyor.errors import (
     NotificationError,
     PipelineNotFoundError,
     TargetNotFoundError,
+    TargetNotManagedError,
     TargetReadError,
     TrafficShiftError,
 )
@@ -140,6 +141,14 @@ def test_update_code_reads_the_validated_object_version(cloud: Cloud) -> None:
 def test_ensure_managed_on_a_missing_function(cloud: Cloud) -> None:
     with pytest.raises(TargetNotFoundError, match="'nope' does not exist"):
         LambdaTargets().ensure_managed("nope", "conveyor:managed")
+
+
+def test_ensure_managed_when_iam_denies_reading_an_untagged_function(cloud: Cloud) -> None:
+    # On AWS, Conveyor's lambda:GetFunction is conditioned on the managed tag: an untagged function is denied
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_client_error("get_function", "AccessDeniedException", "not authorized", 403)
+        with pytest.raises(TargetNotManagedError, match="'hello-hook' is not tagged conveyor:managed=true"):
+            LambdaTargets().ensure_managed("hello-hook", "conveyor:managed")
 
 
 def test_alias_version_of_a_missing_alias_is_none(cloud: Cloud) -> None:

@@ -2,11 +2,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
+from conveyor import runtime
 from conveyor.contracts import Outcome
 from conveyor.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
     DigestMismatchError,
+    ForeignBucketError,
     ManifestInvalidError,
     PipelineInvalidError,
     PipelineNotFoundError,
@@ -15,6 +18,7 @@ from conveyor.errors import (
     VersionConflictError,
     VersionInvalidError,
 )
+from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.stages.validate import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
@@ -220,6 +224,126 @@ def test_an_input_that_is_not_an_s3_event_is_rejected(
 ) -> None:
     with pytest.raises(ArtifactLayoutError, match=r"execution input \(S3 Object Created event\): detail"):
         handlers["validate_artifact"].handler(_request({"source": "aws.s3", "detail-type": "Object Created"}), context)
+
+
+def test_a_registered_spec_with_yaml_aliases_is_refused_naming_it(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a billion-laughs spec written straight to pipelines/ (not through `conveyor pipeline apply`)
+    laughs = "".join(f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
+    cloud.put_pipeline('app: hello\na: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + laughs)
+    # Then ValidateArtifact refuses it before expanding anything, naming the registered file
+    _rejected(
+        cloud,
+        handlers,
+        context,
+        PipelineInvalidError,
+        match=rf"^s3://{BUCKET}/pipelines/hello\.yaml: not valid YAML \(YAML anchors and aliases are not allowed",
+    )
+
+
+def test_an_oversize_registered_spec_is_refused_before_it_is_read(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    cloud.put_pipeline(pipeline_yaml() + "#" * MAX_PIPELINE_SPEC_BYTES)
+    _rejected(
+        cloud,
+        handlers,
+        context,
+        PipelineInvalidError,
+        match=rf"^s3://{BUCKET}/pipelines/hello\.yaml: \d+ bytes, more than the pipeline spec limit",
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "reason"),
+    [
+        ({"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}, "sets reserved Lambda variables: AWS_LAMBDA_RUNTIME_API"),
+        ({"_HANDLER": "evil.handler"}, "sets reserved Lambda variables: _HANDLER"),
+        ({f"V{i}": "x" * 400 for i in range(11)}, "more than Lambda's limit of 4096"),
+    ],
+)
+def test_a_manifest_lambda_would_refuse_is_refused_before_anything_is_touched(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext, environment: dict[str, str], reason: str
+) -> None:
+    # Given a bundle whose function configuration Lambda would refuse only after $LATEST's code changed
+    cloud.put_pipeline()
+    package = make_package()
+    manifest = make_manifest(package, function_config={"environment": environment})
+    # Then ValidateArtifact refuses it, naming the variable or the size, with nothing released or deployed
+    bundle = make_bundle(package=package, manifest=manifest)
+    item = _rejected(cloud, handlers, context, ManifestInvalidError, bundle=bundle)
+    assert reason in item["detail"]["reason"]
+    assert cloud.alias()["FunctionVersion"] == "1"
+
+
+class UnreadableStore:
+    """An artifact store any read of which fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        pytest.fail(f"ArtifactStore.{name} was used")
+
+
+def test_an_event_naming_another_bucket_is_refused_and_nothing_is_read_from_it(
+    cloud: Cloud,
+    handlers: dict[str, ModuleType],
+    context: FakeLambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given another bucket holding a bundle and a pipeline, and an execution input naming it
+    cloud.s3.create_bucket(Bucket="attacker-artifacts")
+    cloud.s3.put_bucket_versioning(Bucket="attacker-artifacts", VersioningConfiguration={"Status": "Enabled"})
+    put = cloud.s3.put_object(Bucket="attacker-artifacts", Key="artifacts/hello/1.0.0.zip", Body=make_bundle())
+    cloud.s3.put_object(Bucket="attacker-artifacts", Key="pipelines/hello.yaml", Body=pipeline_yaml().encode())
+    event = cloud.event_for(put)
+    event["detail"]["bucket"]["name"] = "attacker-artifacts"
+    monkeypatch.setattr(runtime, "artifacts", UnreadableStore)
+
+    # When ValidateArtifact runs on it, it is refused naming both buckets
+    refused = rf"bucket 'attacker-artifacts', not Conveyor's artifact bucket '{BUCKET}'"
+    with pytest.raises(ForeignBucketError, match=refused):
+        handlers["validate_artifact"].handler(_request(event), context)
+
+    # Then nothing was read, recorded as started, released or deployed
+    assert cloud.table.scan()["Items"] == []
+    assert "Contents" not in cloud.s3.list_objects_v2(Bucket=BUCKET, Prefix="releases/")
+    assert cloud.alias()["FunctionVersion"] == "1"
+
+    # And NotifyFailure (the Catch) records the refusal in the ledger and tells the on-call
+    failure = {"Error": "ForeignBucketError", "Cause": "names bucket 'attacker-artifacts'"}
+    request = {"execution_input": event, "execution_arn": EXECUTION_ARN, "failure": failure}
+    report = handlers["notify_failure"].handler(request, context)
+    assert cloud.meta(report["deployment_id"])["status"] == "FAILED"
+    (message,) = cloud.notifications()
+    assert "attacker-artifacts" in message["Message"]
+
+
+def test_an_untagged_hook_is_refused_before_any_traffic_moves(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a pipeline whose pre-traffic hook is a function without the managed tag
+    cloud.lambda_.create_function(
+        FunctionName="hello-migrations",
+        Runtime="python3.11",
+        Role=cloud.role_arn,
+        Handler="app.handler",
+        Code={"ZipFile": make_package()},
+    )
+    spec = yaml.safe_load(pipeline_yaml())
+    spec["environments"][0]["health"]["pre_traffic"] = {"function_name": "hello-migrations"}
+    cloud.put_pipeline(yaml.safe_dump(spec))
+
+    # Then ValidateArtifact refuses the deployment naming the hook, its phase and the pipeline
+    item = _rejected(
+        cloud,
+        handlers,
+        context,
+        TargetNotManagedError,
+        match=rf"s3://{BUCKET}/pipelines/hello\.yaml: environments 'staging' health\.pre_traffic: hook function "
+        "'hello-migrations' is not tagged conveyor:managed=true",
+    )
+    assert item["detail"]["error"] == "TargetNotManagedError"
+    assert cloud.alias()["FunctionVersion"] == "1"
 
 
 @pytest.mark.parametrize("version", ["9f1c2e7", "1.0"])

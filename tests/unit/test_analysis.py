@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from conveyor.contracts import CheckResult, HealthVerdict, Release, TrafficState
 from conveyor.lambda_metrics import VersionStats
+from conveyor.limits import MAX_VERDICT_BYTES, json_bytes
 from conveyor.pipeline import EnvironmentSpec, HookSpec, HttpProbe, MetricsCheck, TrafficStep
 from conveyor.probes import ProbeResponse
 from conveyor.stages.analysis import judge_metrics, metric_window
@@ -15,7 +17,7 @@ from conveyor.stages.health import decide, evaluate_health, hook_check, hook_pay
 from conveyor.stages.traffic import next_traffic
 from conveyor.targets import Invocation
 
-from tests.fakes import FakeAlarms, FakeTargets
+from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 
 SPEC = MetricsCheck(min_invocations=20, max_error_rate_percent=1, max_error_rate_ratio=2, max_p95_ms=500)
@@ -210,8 +212,9 @@ RELEASE = Release(
 HOOK = HookSpec(function_name="hello-hook")
 
 
-def _hook_answer(payload: Any, error: str | None = None) -> FakeTargets:
+def _hook_answer(payload: Any, error: str | None = None, *, managed: bool = True) -> FakeTargets:
     targets = FakeTargets()
+    targets.add("hello-hook", managed=managed)
     targets.responses["hello-hook:$LATEST"] = Invocation(
         payload=payload, function_error=error, executed_version="1", duration_ms=3.0
     )
@@ -249,6 +252,36 @@ def test_hook_failure_error_or_unknown_answer_fails(answer: Any, error: str | No
     check = hook_check(_hook_answer(answer, error), HOOK, _payload())
     assert check.status == "fail"
     assert expected in check.reason
+
+
+def test_a_hook_that_lost_its_managed_tag_is_never_invoked() -> None:
+    # Given a hook function whose managed tag was removed after the deployment was validated
+    targets = _hook_answer({"status": "pass"}, managed=False)
+    # Then the check fails without invoking it
+    check = hook_check(targets, HOOK, _payload())
+    assert (check.status, targets.invocations) == ("fail", [])
+    assert "pre_traffic hook hello-hook:$LATEST was not invoked: " in check.reason
+    assert "not tagged conveyor:managed=true" in check.reason
+
+
+def test_a_hook_answering_at_length_never_grows_the_state() -> None:
+    # Given a pre-traffic hook that answers 300 KB of detail, and a synthetic check that answers too
+    spec = copy.deepcopy(DEFAULT_SPEC)
+    spec["environments"][0]["health"] = {"pre_traffic": {"function_name": "hello-hook"}, "alarms": ["errors"]}
+    step = build_step(spec, traffic=TrafficState(steps=[], index=0, weight=0, wait_seconds=0, complete=False))
+    ledger = started_ledger(step)
+    targets = _hook_answer({"status": "fail", "detail": "\u0001" * 300_000})
+
+    # When health is evaluated
+    verdict = evaluate_health(step, targets=targets, alarms=FakeAlarms({"errors": "OK"}), ledger=ledger)
+
+    # Then the verdict the state carries is bounded (an oversize state fails the execution past every Catch),
+    # still says which check failed, and the ledger keeps the evidence
+    assert verdict.status == "fail"
+    assert json_bytes(verdict.model_dump(mode="json")) <= MAX_VERDICT_BYTES
+    assert verdict.checks[-1].reason.startswith("pre_traffic hook hello-hook:$LATEST failed: ")
+    recorded = ledger.get("d-unit").environments["staging"]["verdict"]
+    assert recorded["checks"][-1]["evidence"]["hook"] == "hello-hook:$LATEST"
 
 
 # --- HTTP probe --------------------------------------------------------------------------------

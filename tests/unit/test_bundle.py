@@ -6,6 +6,7 @@ import zipfile
 import pytest
 from conveyor.bundle import open_bundle
 from conveyor.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
+from conveyor.limits import MAX_MANIFEST_BYTES
 
 from tests.fakes import make_bundle, make_manifest, make_package, make_zip
 
@@ -169,5 +170,5 @@ def test_oversized_manifest_is_rejected() -> None:
     manifest = make_manifest(package)
     manifest["padding"] = "x" * 70_000
     data = make_zip({"manifest.json": json.dumps(manifest).encode(), "package.zip": package}, zipfile.ZIP_STORED)
-    with pytest.raises(ManifestInvalidError, match="larger than 65536 bytes"):
+    with pytest.raises(ManifestInvalidError, match=f"larger than {MAX_MANIFEST_BYTES} bytes"):
         open_bundle(data, SOURCE)

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.contracts import ClaimRequest, Outcome
-from conveyor.errors import DowngradeRefusedError
+from conveyor.contracts import Claim, ClaimRequest, Outcome
+from conveyor.errors import DowngradeRefusedError, ExecutionInputTooLargeError, ForeignBucketError
 from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import Manifest
 from conveyor.stages.claim import claim_deployment
@@ -32,12 +32,17 @@ def request(run: str, **options: Any) -> ClaimRequest:
     return ClaimRequest(event=event, execution_arn=f"arn:exec:{run}", started_at=STARTED)
 
 
+def claim(request: ClaimRequest, *, ledger: FakeLedger, executions: FakeExecutions) -> Claim:
+    """ClaimDeployment in the bucket the events name (Conveyor's own)."""
+    return claim_deployment(request, ledger=ledger, executions=executions, artifact_bucket="artifacts")
+
+
 def test_the_first_delivery_proceeds_and_every_other_one_is_a_recorded_duplicate() -> None:
     # Given a ledger and an object delivered five times
     ledger, executions = FakeLedger(), FakeExecutions()
 
     # When each delivery's execution claims it
-    claims = [claim_deployment(request(f"run-{n}"), ledger=ledger, executions=executions) for n in range(5)]
+    claims = [claim(request(f"run-{n}"), ledger=ledger, executions=executions) for n in range(5)]
 
     # Then one proceeds and four are skipped duplicates, listed on the one deployment
     assert [c.decision for c in claims] == ["proceed"] + ["duplicate"] * 4
@@ -50,9 +55,9 @@ def test_the_first_delivery_proceeds_and_every_other_one_is_a_recorded_duplicate
 
 def test_a_retry_of_the_owner_proceeds() -> None:
     ledger, executions = FakeLedger(), FakeExecutions()
-    claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+    claim(request("run-1"), ledger=ledger, executions=executions)
 
-    again = claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+    again = claim(request("run-1"), ledger=ledger, executions=executions)
 
     assert again.decision == "proceed"
 
@@ -61,12 +66,12 @@ def test_a_retry_of_the_owner_proceeds() -> None:
 def test_a_rerun_after_a_failure_is_a_new_attempt(outcome: Outcome) -> None:
     # Given a deployment that ended badly
     ledger, executions = FakeLedger(), FakeExecutions()
-    first = claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+    first = claim(request("run-1"), ledger=ledger, executions=executions)
     ledger.update_environment(first.deployment_id, "staging", {"status": "ROLLED_BACK"})
     ledger.finish(first.deployment_id, outcome)
 
     # When the console re-runs it
-    rerun = claim_deployment(request("run-2"), ledger=ledger, executions=executions)
+    rerun = claim(request("run-2"), ledger=ledger, executions=executions)
 
     # Then the re-run owns it afresh: running, its old environments and failure cleared
     assert rerun.decision == "proceed"
@@ -78,12 +83,12 @@ def test_a_rerun_after_a_failure_is_a_new_attempt(outcome: Outcome) -> None:
 def test_a_rerun_of_a_live_artifact_is_a_no_op_that_says_so_unless_forced() -> None:
     # Given a deployment that succeeded
     ledger, executions = FakeLedger(), FakeExecutions()
-    first = claim_deployment(request("run-1"), ledger=ledger, executions=executions)
+    first = claim(request("run-1"), ledger=ledger, executions=executions)
     ledger.finish(first.deployment_id, Outcome.SUCCEEDED)
 
     # When it is re-run, then re-run with force
-    plain = claim_deployment(request("run-2"), ledger=ledger, executions=executions)
-    forced = claim_deployment(request("run-3", force=True), ledger=ledger, executions=executions)
+    plain = claim(request("run-2"), ledger=ledger, executions=executions)
+    forced = claim(request("run-3", force=True), ledger=ledger, executions=executions)
 
     # Then the plain re-run changed nothing and says how to force; the forced one proceeds
     assert plain.decision == "already_live"
@@ -95,10 +100,10 @@ def test_a_rerun_of_a_live_artifact_is_a_no_op_that_says_so_unless_forced() -> N
 def test_a_stopped_owner_is_taken_over() -> None:
     # Given a deployment whose execution was aborted while running
     ledger = FakeLedger()
-    claim_deployment(request("run-1"), ledger=ledger, executions=FakeExecutions())
+    claim(request("run-1"), ledger=ledger, executions=FakeExecutions())
 
     # When the same object is re-run
-    rerun = claim_deployment(request("run-2"), ledger=ledger, executions=FakeExecutions({"arn:exec:run-1": "ABORTED"}))
+    rerun = claim(request("run-2"), ledger=ledger, executions=FakeExecutions({"arn:exec:run-1": "ABORTED"}))
 
     # Then the re-run takes it over
     assert (rerun.decision, rerun.owner_execution_arn) == ("proceed", "arn:exec:run-1")
@@ -109,8 +114,25 @@ def test_a_malformed_input_is_left_to_validate_artifact() -> None:
         ClaimRequest(event={"nope": 1}, execution_arn="arn:exec:x", started_at=STARTED),
         ledger=FakeLedger(),
         executions=FakeExecutions(),
+        artifact_bucket="artifacts",
     )
     assert claim.decision == "proceed"
+
+
+def test_an_object_in_another_bucket_is_refused_and_never_claimed() -> None:
+    # Given an execution input naming someone else's bucket (a hand-written input, a console re-run)
+    event = {**EVENT, "detail": {**EVENT["detail"], "bucket": {"name": "attacker-bucket"}}}
+    ledger = FakeLedger()
+
+    # Then ClaimDeployment refuses it, naming both buckets (NotifyFailure records and reports it), and claims nothing
+    with pytest.raises(ForeignBucketError, match=r"names bucket 'attacker-bucket', not Conveyor's .* 'artifacts'"):
+        claim_deployment(
+            ClaimRequest(event=event, execution_arn="arn:exec:x", started_at=STARTED),
+            ledger=ledger,
+            executions=FakeExecutions(),
+            artifact_bucket="artifacts",
+        )
+    assert ledger.records == {}
 
 
 def live(version: str, built_at: datetime | None = None) -> DeploymentRecord:
@@ -178,3 +200,16 @@ def test_a_notification_is_published_once_per_key_across_retries() -> None:
 
     # Then one message went out and every run reports its id
     assert (len(published), ids) == (1, ["m-1"] * 3)
+
+
+def test_an_execution_input_larger_than_any_s3_event_is_refused_before_it_is_parsed() -> None:
+    # Given a valid event padded with 200 KB (every state of the execution would carry it)
+    event = {**EVENT, "padding": "x" * 200_000}
+    with pytest.raises(
+        ExecutionInputTooLargeError, match=r"execution input is \d+ bytes, more than the limit of 16384"
+    ):
+        claim(
+            ClaimRequest(event=event, execution_arn="arn:exec:x", started_at=STARTED),
+            ledger=FakeLedger(),
+            executions=FakeExecutions(),
+        )

@@ -43,6 +43,16 @@ def _mutating(action: str) -> bool:
     return not action.split(":", 1)[-1].startswith(READ_ONLY_PREFIXES)
 
 
+def granted_actions(resource: str) -> set[str]:
+    """Every action the inline statements of ``resource`` allow (SAM policy templates are not expanded)."""
+    return {
+        a
+        for r, statement in STATEMENTS
+        if r == resource and statement.get("Effect") == "Allow"
+        for a in _actions(statement)
+    }
+
+
 def test_the_template_has_inline_statements_to_check() -> None:
     assert len(STATEMENTS) >= 6
 
@@ -82,6 +92,8 @@ def test_the_stages_that_read_tags_may_see_them() -> None:
         granted[resource].update(_actions(statement))
     assert "lambda:ListTags" in granted["ValidateArtifactFunction"]
     assert "lambda:ListTags" in granted["DeployFunction"]
+    # EvaluateHealth asks whether a hook still carries the managed tag before invoking it
+    assert {"lambda:GetFunction", "lambda:ListTags"} <= granted["EvaluateHealthFunction"]
 
 
 def test_finalize_may_publish_its_success_notification() -> None:

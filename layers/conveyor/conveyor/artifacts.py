@@ -10,8 +10,15 @@ from botocore.exceptions import ClientError
 
 from conveyor import aws
 from conveyor.bundle import MAX_BUNDLE_BYTES
-from conveyor.errors import BundleInvalidError, DigestMismatchError, PipelineNotFoundError, ReleaseStoreError
+from conveyor.errors import (
+    BundleInvalidError,
+    DigestMismatchError,
+    PipelineInvalidError,
+    PipelineNotFoundError,
+    ReleaseStoreError,
+)
 from conveyor.layout import pipeline_key
+from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.manifest import base64_digest
 
 
@@ -47,7 +54,14 @@ class S3Artifacts:
     def read_pipeline(self, bucket: str, app: str) -> bytes:
         key = pipeline_key(app)
         try:
-            body: bytes = self._s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            response = self._s3.get_object(Bucket=bucket, Key=key)
+            if response["ContentLength"] > MAX_PIPELINE_SPEC_BYTES:
+                # Refused before the body is read: an oversize spec never reaches the parser or the state.
+                raise PipelineInvalidError(
+                    f"s3://{bucket}/{key}: {response['ContentLength']} bytes, more than the pipeline spec limit "
+                    f"of {MAX_PIPELINE_SPEC_BYTES}"
+                )
+            body: bytes = response["Body"].read()
         except ClientError as exc:
             if aws.error_code(exc) in ("NoSuchKey", "404"):
                 raise PipelineNotFoundError(

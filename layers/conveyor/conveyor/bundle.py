@@ -4,7 +4,7 @@ Anyone who can write to the bucket can push anything, so the bundle and the pack
 it are checked before a byte is trusted: entry count, sizes, compression ratio, paths and
 symlinks, duplicates, encryption and compression method, then the manifest's schema and the
 package's sha256 and size. Every check works on the zip's central directory, before anything
-is decompressed; the only members ever decompressed are ``manifest.json`` (at most 64 KiB)
+is decompressed; the only members ever decompressed are ``manifest.json`` (at most 8 KiB)
 and ``package.zip``, and zipfile never inflates a member past the size its header declares
 (a member that would is caught by its CRC). ``package.zip`` itself is never unpacked here:
 Lambda unpacks it, and the same limits as Lambda's are checked on its directory first.
@@ -25,13 +25,13 @@ import zlib
 from dataclasses import dataclass
 
 from conveyor.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
+from conveyor.limits import MAX_MANIFEST_BYTES
 from conveyor.manifest import MANIFEST_NAME, PACKAGE_NAME, Manifest
 
 #: Default bundle size limit; ``MAX_BUNDLE_BYTES`` in the ValidateArtifact function's environment
 #: (template parameter ``MaxBundleBytes``) may lower it, never raise it: the function holds the
 #: bundle and the package in memory at once.
 MAX_BUNDLE_BYTES = 100 * 1024 * 1024
-MAX_MANIFEST_BYTES = 64 * 1024
 # Lambda's own limit for an unzipped deployment package.
 MAX_PACKAGE_UNZIPPED_BYTES = 250 * 1024 * 1024
 MAX_PACKAGE_ENTRIES = 20_000

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from conveyor.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
 from conveyor.manifest import Manifest
 from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
 from conveyor.versions import BuiltVersion
@@ -192,6 +193,25 @@ class HealthVerdict(_Result):
     step: int | None = Field(default=None, description="the traffic step judged (1-based)")
     inconclusive_count: int = Field(default=0, description="inconclusive verdicts in a row at this step")
     retry_after_seconds: int = Field(default=0, description="when inconclusive: wait this long, then judge again")
+
+    def within(self, max_bytes: int = MAX_VERDICT_BYTES) -> HealthVerdict:
+        """This verdict as the state may carry it: at most ``max_bytes`` as JSON.
+
+        Every environment's last verdict stays in the execution's state, and checks answer with what
+        others wrote (a hook's detail, a response): evidence goes first (the ledger keeps it), then
+        the reasons are clipped, each to an equal share of what is left.
+        """
+        if json_bytes(self.model_dump(mode="json")) <= max_bytes:
+            return self
+        checks = [c.model_copy(update={"evidence": {}, "reason": ""}) for c in self.checks]
+        bare = self.model_copy(update={"checks": checks, "reason": ""})
+        share = max(0, (max_bytes - json_bytes(bare.model_dump(mode="json"))) // (len(checks) + 1))
+        share = min(share, MAX_CHECK_REASON_BYTES)
+        clipped = [
+            check.model_copy(update={"reason": clip(original.reason, share)})
+            for check, original in zip(checks, self.checks, strict=True)
+        ]
+        return bare.model_copy(update={"reason": clip(self.reason, share), "checks": clipped})
 
 
 class HookPayload(_Result):

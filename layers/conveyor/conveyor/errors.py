@@ -46,6 +46,14 @@ class PipelineInvalidError(ArtifactRejectedError):
     """The registered pipeline spec is not valid YAML or violates the spec schema."""
 
 
+class ForeignBucketError(ArtifactRejectedError):
+    """The execution's S3 event names a bucket other than Conveyor's own artifact bucket: nothing is read from it."""
+
+
+class ExecutionInputTooLargeError(ArtifactRejectedError):
+    """The execution input is larger than an S3 event can be: refused before it grows the state toward 256 KiB."""
+
+
 class DowngradeRefusedError(ArtifactRejectedError):
     """The artifact is older than what is live (in the pipeline's version order) and no one allowed a downgrade."""
 

@@ -7,10 +7,20 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.errors import ManifestInvalidError
 from conveyor.layout import AppName, Version
+from conveyor.limits import MAX_MANIFEST_BYTES, json_bytes
 from conveyor.validation import describe
 
 MANIFEST_NAME = "manifest.json"
@@ -19,10 +29,37 @@ PACKAGE_NAME = "package.zip"
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,127}$")]
 
-# Lambda's own reserved variables may not be set by a function's configuration.
-_RESERVED_ENV = frozenset(
-    {"AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+RESERVED_ENVIRONMENT_VARIABLES = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
 )
+"""Lambda's reserved variables ("Defined runtime environment variables", AWS Lambda developer guide):
+UpdateFunctionConfiguration refuses them, after ``$LATEST``'s code has already changed."""
+MAX_ENVIRONMENT_BYTES = 4096
+"""Lambda's limit on a function's variables, measured as it measures them: the map as compact JSON."""
+
+
+def environment_bytes(variables: dict[str, str]) -> int:
+    """The size Lambda counts against ``MAX_ENVIRONMENT_BYTES`` (its error shows this "string measured")."""
+    return len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def base64_digest(sha256_hex: str) -> str:
@@ -56,12 +93,26 @@ class FunctionConfig(_Strict):
     memory_mb: int | None = Field(default=None, ge=128, le=10240)
     timeout_seconds: int | None = Field(default=None, ge=1, le=900)
 
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _no_reserved_variables(cls, environment: object) -> object:
+        # Refused here, at `conveyor package` and at validation, before anything is touched: Lambda
+        # refuses them only in UpdateFunctionConfiguration, after UpdateFunctionCode changed $LATEST.
+        # Checked before the names' pattern, so `_HANDLER` is refused as reserved, not as a bad name.
+        if isinstance(environment, dict):
+            reserved = sorted(set(environment) & RESERVED_ENVIRONMENT_VARIABLES)
+            if reserved:
+                raise ValueError(f"sets reserved Lambda variables: {', '.join(reserved)}")
+        return environment
+
     @field_validator("environment")
     @classmethod
-    def _no_reserved_variables(cls, environment: dict[str, str] | None) -> dict[str, str] | None:
-        reserved = sorted(set(environment or {}) & _RESERVED_ENV)
-        if reserved:
-            raise ValueError(f"sets reserved Lambda variables: {', '.join(reserved)}")
+    def _within_lambda_limit(cls, environment: dict[str, str] | None) -> dict[str, str] | None:
+        size = environment_bytes(environment or {})
+        if size > MAX_ENVIRONMENT_BYTES:
+            raise ValueError(
+                f"the variables are {size} bytes (as JSON), more than Lambda's limit of {MAX_ENVIRONMENT_BYTES}"
+            )
         return environment
 
 
@@ -75,8 +126,20 @@ class Manifest(_Strict):
     build: BuildInfo | None = None
     function_config: FunctionConfig | None = None
 
+    @model_validator(mode="after")
+    def _fits_the_state(self) -> Manifest:
+        # The manifest rides in every state of the execution (``Deployment.manifest``).
+        size = json_bytes(self.model_dump(mode="json"))
+        if size > MAX_MANIFEST_BYTES:
+            raise ValueError(f"the manifest is {size} bytes as JSON, more than the limit of {MAX_MANIFEST_BYTES}")
+        return self
+
     @classmethod
     def from_json(cls, raw: bytes) -> Manifest:
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ManifestInvalidError(
+                f"{MANIFEST_NAME}: {len(raw)} bytes, more than the limit of {MAX_MANIFEST_BYTES}"
+            )
         try:
             document = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

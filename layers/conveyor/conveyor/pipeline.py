@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from conveyor.errors import PipelineInvalidError
 from conveyor.layout import AppName
+from conveyor.limits import MAX_PIPELINE_SPEC_BYTES, MAX_PIPELINE_STATE_BYTES, json_bytes, load_yaml
 from conveyor.validation import describe
 from conveyor.versions import DEFAULT_VERSION_ORDER, VersionOrder
 
@@ -22,6 +23,21 @@ AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*[A-Za-z_-]
 
 MAX_WAIT_SECONDS = 24 * 3600
 MAX_APPROVAL_SECONDS = 7 * 24 * 3600
+MAX_ENVIRONMENTS = 10
+MAX_ALARMS = 10
+"""Alarms per environment: each one is a check whose result stays in the state (``conveyor.limits``)."""
+MAX_SYNTHETIC_PAYLOAD_BYTES = 2048
+MAX_SYNTHETIC_EXPECT_BYTES = 1024
+AlarmName = Annotated[str, StringConstraints(pattern=r"^[ !#-\[\]-~]{1,255}$")]
+"""CloudWatch alarm names: printable ASCII without quotes or backslashes (each would double in the JSON
+state), at most 255 characters."""
+
+
+def _bounded(document: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    size = json_bytes(document)
+    if size > max_bytes:
+        raise ValueError(f"{size} bytes as JSON, more than the limit of {max_bytes}")
+    return document
 
 
 class _Spec(BaseModel):
@@ -105,8 +121,20 @@ Strategy = Annotated[AllAtOnce | Canary | Linear | BlueGreen, Field(discriminato
 class SyntheticCheck(_Spec):
     """Invoke the new version with ``payload``; the response must contain ``expect`` (a subset match)."""
 
-    payload: dict[str, Any] = Field(default_factory=dict)
-    expect: dict[str, Any]
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description=f"at most {MAX_SYNTHETIC_PAYLOAD_BYTES} bytes as JSON"
+    )
+    expect: dict[str, Any] = Field(description=f"at most {MAX_SYNTHETIC_EXPECT_BYTES} bytes as JSON")
+
+    @field_validator("payload")
+    @classmethod
+    def _bounded_payload(cls, payload: dict[str, Any]) -> dict[str, Any]:
+        return _bounded(payload, MAX_SYNTHETIC_PAYLOAD_BYTES)
+
+    @field_validator("expect")
+    @classmethod
+    def _bounded_expect(cls, expect: dict[str, Any]) -> dict[str, Any]:
+        return _bounded(expect, MAX_SYNTHETIC_EXPECT_BYTES)
 
 
 class MetricsCheck(_Spec):
@@ -156,9 +184,7 @@ class HookSpec(_Spec):
 
 class HealthSpec(_Spec):
     synthetic: SyntheticCheck | None = None
-    alarms: list[Annotated[str, StringConstraints(min_length=1, max_length=255)]] = Field(
-        default_factory=list, max_length=100
-    )
+    alarms: list[AlarmName] = Field(default_factory=list, max_length=MAX_ALARMS)
     metrics: MetricsCheck | None = None
     http: HttpProbe | None = None
     pre_traffic: HookSpec | None = Field(default=None, description="run against the new version before any traffic")
@@ -238,7 +264,7 @@ class PipelineSpec(RolloutPolicy):
 
     schema_version: Literal[1] = 1
     app: AppName
-    environments: list[EnvironmentSpec] = Field(min_length=1, max_length=10)
+    environments: list[EnvironmentSpec] = Field(min_length=1, max_length=MAX_ENVIRONMENTS)
     notifications: Notifications = Field(default_factory=Notifications)
 
     @property
@@ -255,12 +281,32 @@ class PipelineSpec(RolloutPolicy):
             raise ValueError("two environments deploy to the same function alias")
         return self
 
+    @model_validator(mode="after")
+    def _fits_the_state(self) -> PipelineSpec:
+        # Every state of the execution carries the environments: bounded as a whole, not only per field.
+        size = json_bytes(self.model_dump(mode="json"))
+        if size > MAX_PIPELINE_STATE_BYTES:
+            raise ValueError(f"the spec is {size} bytes as JSON, more than the limit of {MAX_PIPELINE_STATE_BYTES}")
+        return self
+
     @classmethod
     def from_yaml(cls, raw: bytes | str, source: str) -> PipelineSpec:
+        """Parse and validate a spec; every refusal is a ``PipelineInvalidError`` naming ``source``.
+
+        The size is checked before parsing, and YAML anchors and aliases are refused, so a hostile
+        spec can neither expand (a "billion laughs") nor carry more than the state machine can hold.
+        """
+        size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
+        if size > MAX_PIPELINE_SPEC_BYTES:
+            raise PipelineInvalidError(
+                f"{source}: {size} bytes, more than the pipeline spec limit of {MAX_PIPELINE_SPEC_BYTES}"
+            )
         try:
-            document = yaml.safe_load(raw)
+            document = load_yaml(raw)
         except yaml.YAMLError as exc:
             raise PipelineInvalidError(f"{source}: not valid YAML ({exc})") from exc
+        except RecursionError as exc:
+            raise PipelineInvalidError(f"{source}: not valid YAML (nested too deeply)") from exc
         if not isinstance(document, dict):
             raise PipelineInvalidError(f"{source}: expected a mapping at the top level")
         try:

@@ -88,6 +88,13 @@ class LambdaTargets:
         except ClientError as exc:
             if aws.error_code(exc) == "ResourceNotFoundException":
                 raise TargetNotFoundError(f"target function {function_name!r} does not exist") from exc
+            if aws.error_code(exc) == "AccessDeniedException":
+                # Conveyor's lambda:GetFunction is conditioned on the tag (template.yaml): on AWS an untagged
+                # (or missing) function answers AccessDenied, not a response without the tag.
+                raise TargetNotManagedError(
+                    f"target function {function_name!r} is not tagged {tag_key}=true (reading it was denied); "
+                    "Conveyor may not change it"
+                ) from exc
             raise
         if response.get("Tags", {}).get(tag_key) != "true":
             raise TargetNotManagedError(

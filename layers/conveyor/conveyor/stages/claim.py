@@ -25,6 +25,7 @@ from conveyor.layout import ArtifactKey
 from conveyor.ledger import Ledger, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.validate import PushedObject
+from conveyor.trust import require_bounded_input, require_own_bucket
 from conveyor.validation import describe
 
 RETRYABLE = frozenset(
@@ -41,7 +42,8 @@ RETRYABLE = frozenset(
 UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
-def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions) -> Claim:
+def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions, artifact_bucket: str) -> Claim:
+    require_bounded_input(request.event)  # before it is parsed
     try:
         options = ExecutionOptions.from_input(request.event)
         pushed = PushedObject.from_event(request.event)
@@ -49,6 +51,8 @@ def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Execu
         # Not something this stage can deduplicate: ValidateArtifact rejects it with the reason.
         reason = describe("execution input 'conveyor'", exc) if isinstance(exc, ValidationError) else str(exc)
         return Claim(deployment_id="-", decision="proceed", reason=f"not deduplicated: {reason}")
+    # Another bucket's object is never claimed: ForeignBucketError goes to NotifyFailure (ledger, notification).
+    require_own_bucket(pushed.bucket, pushed.key, artifact_bucket=artifact_bucket)
     logger.set_correlation_id(pushed.deployment_id)
     logger.append_keys(deployment_id=pushed.deployment_id, key=pushed.key)
     try:

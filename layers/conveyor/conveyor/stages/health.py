@@ -36,13 +36,15 @@ from conveyor.contracts import (
     TrafficState,
     Verdict,
 )
-from conveyor.errors import LedgerError, MetricsUnavailableError, TrafficShiftError
+from conveyor.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.lambda_metrics import LambdaMetrics
 from conveyor.ledger import Ledger, timed_stage, utcnow
+from conveyor.limits import clip
 from conveyor.monitoring import Alarms
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
 from conveyor.probes import HttpProber
+from conveyor.settings import MANAGED_TAG_KEY
 from conveyor.stages.analysis import judge_metrics, metric_window
 from conveyor.targets import Targets
 
@@ -211,6 +213,11 @@ def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckR
     name = f"hook:{payload.phase}"
     where = f"{payload.phase} hook {hook.function_name}:{hook.qualifier}"
     try:
+        # Checked at validation too; asked again here, as IAM does, in case the tag went since.
+        targets.ensure_managed(hook.function_name, MANAGED_TAG_KEY)
+    except (TargetError, ClientError, BotoCoreError) as exc:
+        return CheckResult(name=name, kind="hook", status="fail", reason=f"{where} was not invoked: {exc}")
+    try:
         invocation = targets.invoke(hook.function_name, hook.qualifier, payload.model_dump(mode="json"))
     except (ClientError, BotoCoreError) as exc:
         return CheckResult(name=name, kind="hook", status="fail", reason=f"invoking {where} failed: {exc}")
@@ -230,7 +237,7 @@ def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckR
             evidence=evidence,
         )
     evidence["detail"] = result.detail[:_MAX_EVIDENCE_CHARS]
-    detail = f": {result.detail}" if result.detail else ""
+    detail = f": {clip(result.detail, _MAX_EVIDENCE_CHARS)}" if result.detail else ""
     return CheckResult(
         name=name,
         kind="hook",
@@ -368,4 +375,5 @@ def evaluate_health(
     names = {"pass": "HealthVerdictPassed", "fail": "HealthVerdictFailed", "inconclusive": "HealthVerdictInconclusive"}
     metrics.add_metric(name=names[status], unit=MetricUnit.Count, value=1)
     logger.info("health verdict", extra={"environment": release.environment, "verdict": status, "reason": reason})
-    return verdict
+    # The ledger has the whole verdict with its evidence; the state carries it within MAX_VERDICT_BYTES.
+    return verdict.within()

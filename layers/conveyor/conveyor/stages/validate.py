@@ -24,6 +24,7 @@ from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.targets import Targets
+from conveyor.trust import require_bounded_input, require_managed_hooks, require_own_bucket
 from conveyor.validation import describe
 from conveyor.versions import BuiltVersion, VersionOrder, check_version, is_newer
 
@@ -239,8 +240,11 @@ def validate_artifact(
     targets: Targets,
     executions: Executions,
     managed_tag_key: str,
+    artifact_bucket: str,
 ) -> Deployment:
+    require_bounded_input(request.event)  # before it is parsed
     pushed = PushedObject.from_event(request.event)
+    require_own_bucket(pushed.bucket, pushed.key, artifact_bucket=artifact_bucket)  # before anything is read
     try:
         options = ExecutionOptions.from_input(request.event)
     except ValidationError as exc:
@@ -266,6 +270,7 @@ def validate_artifact(
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
+            require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)
         recorded = {"built_at": manifest.created_at.isoformat(), "package_sha256": manifest.package.sha256}
         if manifest.commit is not None:

@@ -1,0 +1,204 @@
+"""``conveyor status``: the exit code says how the deployment ended, so CI never reports a failed one as green."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conveyor.contracts import Outcome
+from conveyor.errors import LedgerError
+from conveyor.ledger import DeploymentRecord, utcnow
+
+from conveyor_cli import main as cli
+from conveyor_cli import operations
+from conveyor_cli.context import Outputs
+from conveyor_cli.status import EXIT_CODE_MEANINGS, OUTCOME_EXIT_CODES, ExitCode
+from tests.fakes import FakeLedger
+
+README = Path(__file__).parents[2] / "README.md"
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"
+TABLE = "conveyor-ledger"
+
+
+class FakeCloud:
+    outputs = Outputs(bucket="b", state_machine_arn="arn:sm", ledger_table=TABLE, topic_arn="arn:topic")
+    local = True
+
+
+@pytest.fixture
+def ledger(monkeypatch: pytest.MonkeyPatch) -> FakeLedger:
+    fake = FakeLedger()
+    monkeypatch.setattr(cli, "_cloud", lambda args: FakeCloud())
+    monkeypatch.setattr(operations, "ledger", lambda cloud: fake)
+    return fake
+
+
+def given(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, status: Outcome, execution: str = "SUCCEEDED"
+) -> DeploymentRecord:
+    """A deployment with ``status`` in the ledger, whose execution Step Functions reports as ``execution``."""
+    record = ledger.start(
+        DeploymentRecord(
+            deployment_id="d-1",
+            app="hello",
+            version="1.0.0",
+            status=status,
+            created_at=utcnow(),
+            updated_at=utcnow(),
+            execution_arn=EXECUTION,
+        )
+    )
+    monkeypatch.setattr(operations, "execution_status", lambda cloud, arn: {"status": execution})
+    return record
+
+
+def follow(monkeypatch: pytest.MonkeyPatch, ledger: FakeLedger) -> None:
+    """``--wait`` returns at once with what the ledger holds (following itself is tested in test_status_wait)."""
+
+    def wait(cloud: Any, deployment_id: str, **_: Any) -> DeploymentRecord:
+        record = ledger.get(deployment_id)
+        assert record is not None
+        return record
+
+    monkeypatch.setattr(operations, "wait", wait)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code"),
+    [
+        (Outcome.SUCCEEDED, 0),
+        (Outcome.FAILED, 3),
+        (Outcome.ROLLED_BACK, 4),
+        (Outcome.ROLLBACK_FAILED, 5),
+        (Outcome.SUPERSEDED, 6),
+        (Outcome.SKIPPED_DUPLICATE, 7),
+        (Outcome.ABORTED, 8),
+        (Outcome.TIMED_OUT, 8),
+    ],
+)
+@pytest.mark.parametrize("wait", [True, False], ids=["--wait", "plain"])
+def test_status_exits_non_zero_unless_the_deployment_succeeded(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, outcome: Outcome, code: int, wait: bool
+) -> None:
+    # Given a deployment that ended with `outcome`
+    given(ledger, monkeypatch, outcome)
+    follow(monkeypatch, ledger)
+
+    # When CI asks for it, as the README's snippet does (no extra flag)
+    exit_code = cli.main(["status", "d-1", *(["--wait"] if wait else [])])
+
+    # Then only SUCCEEDED exits 0, and each other outcome has its own code
+    assert exit_code == code
+
+
+def test_an_execution_stopped_before_the_ledger_closed_exits_stopped(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployment still IN_PROGRESS whose execution was stopped from the console
+    given(ledger, monkeypatch, Outcome.IN_PROGRESS, execution="ABORTED")
+    follow(monkeypatch, ledger)
+
+    # When it is followed, it exits STOPPED (not 0) and says so
+    assert cli.main(["status", "d-1", "--wait"]) == ExitCode.STOPPED == 8
+    assert "its execution ended ABORTED" in capsys.readouterr().out
+
+
+def test_a_running_deployment_without_wait_exits_not_finished(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given(ledger, monkeypatch, Outcome.IN_PROGRESS, execution="RUNNING")
+    assert cli.main(["status", "d-1"]) == ExitCode.NOT_FINISHED == 9
+
+
+def test_a_wait_that_times_out_exits_wait_timed_out(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployment that never ends while it is followed
+    given(ledger, monkeypatch, Outcome.IN_PROGRESS, execution="RUNNING")
+
+    # When --wait gives up, the code is WAIT_TIMED_OUT, not a generic error and never 0
+    assert cli.main(["status", "d-1", "--wait", "--timeout", "0"]) == ExitCode.WAIT_TIMED_OUT == 10
+    assert "still IN_PROGRESS after 0 s" in capsys.readouterr().err
+
+
+def test_an_unknown_deployment_is_an_error_that_does_not_suggest_wait(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an id no execution is deploying (mistyped, or lost with a wiped local cloud)
+    monkeypatch.setattr(operations, "running_execution_of", lambda cloud, deployment_id: None)
+
+    # When status is asked for it
+    assert cli.main(["status", "d-unknown"]) == ExitCode.ERROR
+
+    # Then it says where it looked and what to check, and does not suggest following it
+    err = capsys.readouterr().err
+    assert f"deployment d-unknown is not in the ledger ({TABLE}) and no running execution is deploying it" in err
+    assert "--wait" not in err.replace("--fresh", "")
+
+
+def test_a_deployment_whose_execution_just_started_suggests_wait(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(operations, "running_execution_of", lambda cloud, deployment_id: EXECUTION)
+    assert cli.main(["status", "d-new"]) == ExitCode.ERROR
+    assert f"its execution {EXECUTION} has just started; follow it with `conveyor status d-new --wait`" in (
+        capsys.readouterr().err
+    )
+
+
+def test_waiting_for_a_deployment_that_never_appears_does_not_suggest_wait(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given --wait on an id that never reaches the ledger
+    assert cli.main(["status", "d-never", "--wait", "--timeout", "0"]) == ExitCode.WAIT_TIMED_OUT
+
+    # Then the reason says it never appeared, and does not tell the user to do what they just did
+    err = capsys.readouterr().err
+    assert "deployment d-never did not appear in the ledger within 0 s" in err
+    assert "--wait" not in err
+
+
+def test_every_outcome_has_an_exit_code_and_every_code_a_meaning() -> None:
+    assert set(OUTCOME_EXIT_CODES) == set(Outcome)
+    assert set(EXIT_CODE_MEANINGS) == set(ExitCode)
+    assert [code for code in OUTCOME_EXIT_CODES.values() if code is ExitCode.SUCCEEDED] == [ExitCode.SUCCEEDED]
+
+
+def test_the_exit_codes_are_documented_in_help_and_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["status", "--help"])
+    help_text = capsys.readouterr().out
+    readme = README.read_text(encoding="utf-8")
+    for code in ExitCode:
+        assert re.search(rf"^\s+{code.value}\s+{code.name}\s", help_text, re.MULTILINE), code
+        assert re.search(rf"^\| `{code.value}` \| `{code.name}` \|", readme, re.MULTILINE), code
+
+
+@pytest.mark.parametrize("wait", [True, False], ids=["--wait", "plain"])
+def test_a_ledger_that_does_not_answer_is_not_reported_as_a_missing_deployment(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], wait: bool
+) -> None:
+    # Given a local cloud whose server died (its state file still there): every ledger read fails
+    def unreachable(deployment_id: str) -> None:
+        raise LedgerError('ledger get failed: Could not connect to the endpoint URL: "http://127.0.0.1:4566/"')
+
+    monkeypatch.setattr(ledger, "get", unreachable)
+
+    # When status is asked for a deployment
+    assert cli.main(["status", "d-1", *(["--wait"] if wait else [])]) == ExitCode.ERROR
+
+    # Then it says the ledger did not answer and how to bring it back, not that the deployment is unknown
+    err = capsys.readouterr().err
+    assert f"cannot read the ledger {TABLE}" in err
+    assert "the local cloud is not answering: start it with `conveyor local up`" in err
+    assert "not in the ledger" not in err
+    assert "--wait" not in err
+
+
+def test_the_former_exit_code_flag_is_still_accepted_and_changes_nothing(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given(ledger, monkeypatch, Outcome.FAILED)
+    assert cli.main(["status", "d-1", "--exit-code"]) == cli.main(["status", "d-1"]) == ExitCode.FAILED
