@@ -9,11 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.errors import ManifestInvalidError, PipelineInvalidError
+from conveyor.errors import (
+    LedgerError,
+    ManifestInvalidError,
+    PipelineInvalidError,
+    TargetClaimedError,
+    TargetIdentityError,
+)
 from conveyor.layout import artifact_key, deployment_id, pipeline_key
-from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
+from conveyor.ledger import DeploymentRecord, DynamoLedger, DynamoTargetOwners, StageEvent
 from conveyor.manifest import MANIFEST_NAME, Manifest
+from conveyor.ownership import claim_targets, resolve_targets
 from conveyor.pipeline import LambdaTarget, PipelineSpec
+from conveyor.target_identity import Home, resolve_function
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -56,19 +64,62 @@ def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
 
 
 def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
+    """Validate a spec, claim its targets for its app (one owner per function), then register it.
+
+    A refused claim registers nothing and lets go of the targets this call newly claimed; once
+    registered, the targets the app's previous spec named and this one does not are let go.
+    """
     raw = spec_path.read_bytes()
     try:
         spec = PipelineSpec.from_yaml(raw, str(spec_path))
     except PipelineInvalidError as exc:
         raise CliError(str(exc)) from exc
-    cloud.client("s3").put_object(
-        Bucket=cloud.outputs.bucket,
-        Key=pipeline_key(spec.app),
-        Body=raw,
-        ContentType="application/yaml",
-        ServerSideEncryption="AES256",
-    )
+    home, owners = cloud.home(), DynamoTargetOwners(cloud.outputs.ledger_table)
+    before = _registered_targets(cloud, spec.app, home)
+    wanted = resolve_or_refuse(spec, home, source=str(spec_path))
+    try:
+        claim_targets(spec, home, owners, source=str(spec_path))
+        cloud.client("s3").put_object(
+            Bucket=cloud.outputs.bucket,
+            Key=pipeline_key(spec.app),
+            Body=raw,
+            ContentType="application/yaml",
+            ServerSideEncryption="AES256",
+        )
+    except (TargetClaimedError, LedgerError, ClientError, BotoCoreError) as exc:
+        for target in wanted - before:
+            owners.release(target, app=spec.app)
+        raise CliError(str(exc)) from exc
+    for target in before - wanted:
+        owners.release(target, app=spec.app)
     return spec
+
+
+def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str]:
+    """The canonical ARNs of the spec's targets; a CliError naming the field if one is not Conveyor's to use."""
+    try:
+        return {function.arn for function in resolve_targets(spec, home, source=source).values()}
+    except TargetIdentityError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _registered_targets(cloud: Cloud, app: str, home: Home) -> set[str]:
+    """The targets of ``app``'s registered spec (none if it has none, or none that still parses)."""
+    try:
+        spec = show_pipeline(cloud, app)
+        return {function.arn for function in resolve_targets(spec, home, source="registered").values()}
+    except (CliError, TargetIdentityError):
+        return set()
+
+
+def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTarget, str]:
+    """The target of ``environment`` in ``app``'s registered pipeline, and its lock key (canonical ARN)."""
+    target = environment_target(cloud, app, environment)
+    field = f"pipeline {app}: environment {environment}: target.function_name"
+    try:
+        return target, resolve_function(target.function_name, cloud.home(), field=field).arn
+    except TargetIdentityError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:

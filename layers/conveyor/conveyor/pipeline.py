@@ -9,10 +9,19 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.errors import PipelineInvalidError
 from conveyor.layout import AppName
+from conveyor.target_identity import FunctionRef
 from conveyor.validation import describe
 
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
@@ -31,6 +40,17 @@ class LambdaTarget(_Spec):
     kind: Literal["lambda"] = "lambda"
     function_name: FunctionName
     alias: AliasName = "live"
+
+    @field_validator("function_name")
+    @classmethod
+    def _one_unqualified_function(cls, value: str) -> str:
+        """A name, partial ARN or full ARN without a qualifier (the alias is ``alias``); see target_identity."""
+        FunctionRef.parse(value)
+        return value
+
+    @property
+    def function(self) -> FunctionRef:
+        return FunctionRef.parse(self.function_name)
 
 
 class TrafficStep(_Spec):
@@ -244,9 +264,15 @@ class PipelineSpec(RolloutPolicy):
         names = [env.name for env in self.environments]
         if len(set(names)) != len(names):
             raise ValueError(f"environment names must be unique, got {names}")
-        targets = [(env.target.function_name, env.target.alias) for env in self.environments]
-        if len(set(targets)) != len(targets):
-            raise ValueError("two environments deploy to the same function alias")
+        claimed: dict[str, str] = {}
+        for env in self.environments:
+            # Compared by function name: the home is not known here, and another account's ARN is refused anyway.
+            other = claimed.setdefault(env.target.function.name, env.name)
+            if other != env.name:
+                raise ValueError(
+                    f"environments {other!r} and {env.name!r} both target function {env.target.function.name!r}: "
+                    "a function belongs to one environment of one pipeline (one lock, one owner)"
+                )
         return self
 
     @classmethod

@@ -18,10 +18,12 @@ from conveyor.errors import (
     PipelineInvalidError,
 )
 from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
-from conveyor.ledger import DeploymentRecord, Ledger, timed_stage, utcnow
+from conveyor.ledger import DeploymentRecord, Ledger, TargetOwners, timed_stage, utcnow
 from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.ownership import claim_targets
 from conveyor.pipeline import PipelineSpec
+from conveyor.target_identity import Home
 from conveyor.targets import Targets
 from conveyor.validation import describe
 
@@ -155,6 +157,8 @@ def validate_artifact(
     ledger: Ledger,
     targets: Targets,
     managed_tag_key: str,
+    home: Home,
+    owners: TargetOwners,
 ) -> Deployment:
     pushed = PushedObject.from_event(request.event)
     try:
@@ -180,6 +184,7 @@ def validate_artifact(
         pipeline = PipelineSpec.from_yaml(artifacts.read_pipeline(pushed.bucket, where.app), source)
         if pipeline.app != where.app:
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
+        claim_targets(pipeline, home, owners, source=source)  # our account and region, one owner per function
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
         recorded = {"built_at": manifest.created_at.isoformat()}
@@ -216,6 +221,7 @@ def validate_artifact(
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
         started_at=request.started_at,
+        home=home,
         # an execution started with allow_downgrade carries it to the lock's outdated check too
         policy=pipeline.policy.model_copy(update={"allow_downgrade": True})
         if options.allow_downgrade
