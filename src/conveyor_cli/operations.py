@@ -16,12 +16,12 @@ from conveyor.errors import (
     TargetClaimedError,
     TargetIdentityError,
 )
-from conveyor.layout import artifact_key, deployment_id, pipeline_key
+from conveyor.layout import PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
 from conveyor.ledger import DeploymentRecord, DynamoLedger, DynamoTargetOwners, StageEvent
 from conveyor.manifest import MANIFEST_NAME, Manifest
-from conveyor.ownership import claim_targets, resolve_targets
+from conveyor.ownership import claim_targets, resolve_targets, target_field
 from conveyor.pipeline import LambdaTarget, PipelineSpec
-from conveyor.target_identity import Home, resolve_function
+from conveyor.target_identity import FunctionId, Home, resolve_function
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -77,6 +77,7 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
     home, owners = cloud.home(), DynamoTargetOwners(cloud.outputs.ledger_table)
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))
+    refuse_targets_of_other_pipelines(cloud, spec, home, source=str(spec_path))
     try:
         claim_targets(spec, home, owners, source=str(spec_path))
         cloud.client("s3").put_object(
@@ -103,13 +104,44 @@ def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str
         raise CliError(str(exc)) from exc
 
 
+def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) -> None:
+    """A CliError naming both if another registered pipeline names one of ``spec``'s functions.
+
+    The ownership records decide; this also catches a pipeline registered before they existed (or
+    copied into the bucket by hand) that has not deployed since, so the clash is refused here and not
+    only at its next deployment.
+    """
+    wanted = resolve_targets(spec, home, source=source)
+    pages = (
+        cloud.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=cloud.outputs.bucket, Prefix=PIPELINE_PREFIX)
+    )
+    for key in (item["Key"] for page in pages for item in page.get("Contents", [])):
+        app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
+        if app == spec.app:
+            continue
+        for env_name, function in _registered_targets_by_environment(cloud, app, home).items():
+            mine = next((name for name, wanted_fn in wanted.items() if wanted_fn == function), None)
+            if mine is not None:
+                env = spec.environment(mine)
+                raise CliError(
+                    f"{target_field(spec, env, source)}: function {function.arn} belongs to app {app!r} "
+                    f"(environment {env_name!r}, registered at s3://{cloud.outputs.bucket}/{key}); app "
+                    f"{spec.app!r} (environment {mine!r}) may not deploy to it. One function has one owner"
+                )
+
+
+def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, FunctionId]:
+    try:
+        return resolve_targets(show_pipeline(cloud, app), home, source="registered")
+    except (CliError, TargetIdentityError):
+        return {}
+
+
 def _registered_targets(cloud: Cloud, app: str, home: Home) -> set[str]:
     """The targets of ``app``'s registered spec (none if it has none, or none that still parses)."""
-    try:
-        spec = show_pipeline(cloud, app)
-        return {function.arn for function in resolve_targets(spec, home, source="registered").values()}
-    except (CliError, TargetIdentityError):
-        return set()
+    return {function.arn for function in _registered_targets_by_environment(cloud, app, home).values()}
 
 
 def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTarget, str]:
