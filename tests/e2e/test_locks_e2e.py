@@ -73,7 +73,7 @@ def test_a_second_app_claiming_a_function_is_refused_at_apply_naming_both(stage:
     # Then it is refused, naming the field and both claimants, and nothing is registered
     message = str(raised.value)
     assert "billing.yaml: environments[0] (prod).target.function_name" in message
-    assert f"function {staging} belongs to app 'hello' (environment 'staging')" in message
+    assert f"function {staging} belongs to app 'hello' (environment 'staging'" in message
     assert "app 'billing' (environment 'prod') may not deploy to it" in message
     assert not registered(stage, "billing")
 
@@ -83,6 +83,29 @@ def test_another_accounts_function_is_refused_at_apply(stage: Stage) -> None:
     with pytest.raises(CliError, match=r"environments\[0\] \(prod\)\.target\.function_name: .*account 210987654321"):
         operations.apply_pipeline(stage.cloud, billing_spec(stage, foreign))
     assert not registered(stage, "billing")
+
+
+def test_a_function_named_by_a_pipeline_registered_by_hand_is_refused_at_apply(stage: Stage) -> None:
+    # Given billing's spec copied straight into the bucket (no apply, no deployment: no ownership record yet)
+    client, bucket = stage.cloud.client("s3"), stage.cloud.outputs.bucket
+    client.put_object(Bucket=bucket, Key=pipeline_key("billing"), Body=billing_spec(stage, "ledger-fn").read_bytes())
+    spec = hello_spec()
+    spec["app"] = "orders"
+    spec["environments"] = [{**spec["environments"][0], "target": {"function_name": "ledger-fn"}}]
+    path = stage.workdir / "orders.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    try:
+        # When app orders, naming the same function, is applied
+        with pytest.raises(CliError) as raised:
+            operations.apply_pipeline(stage.cloud, path)
+    finally:
+        client.delete_object(Bucket=bucket, Key=pipeline_key("billing"))
+
+    # Then it is refused, naming billing's registration and both environments; orders is not registered
+    message = str(raised.value)
+    assert "orders.yaml: environments[0] (staging).target.function_name" in message
+    assert "belongs to app 'billing' (environment 'prod', registered at s3://" in message
+    assert not registered(stage, "orders")
 
 
 def test_a_second_app_registered_by_hand_is_refused_at_deployment(stage: Stage) -> None:

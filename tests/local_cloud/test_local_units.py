@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -109,3 +110,19 @@ def test_a_map_iteration_failing_with_a_states_error_keeps_its_name(monkeypatch:
     assert timeout.error_name == "States.Timeout"
     assert isinstance(custom, CustomErrorName)
     assert custom.error_name == "ApprovalRejectedError"
+
+
+@pytest.mark.parametrize("read", ["get_item", "query", "scan"])
+def test_a_dynamodb_read_never_runs_while_a_write_is_being_applied(monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+    # Given a write being applied (each patched write holds the DynamoDB lock for its whole call)
+    name = f"{moto_patches._DYNAMODB_BACKEND}.{read}"
+    ran = threading.Event()
+    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda backend, *args, **kwargs: ran.set())
+    reader = threading.Thread(target=moto_patches._PATCHES[name], args=(object(),))
+    with moto_patches._DYNAMODB_LOCK:
+        # When a read arrives meanwhile
+        reader.start()
+        # Then it cannot run until the write is done: it never sees an item half-written
+        assert not ran.wait(0.2)
+    reader.join()
+    assert ran.is_set()
