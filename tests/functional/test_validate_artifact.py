@@ -202,6 +202,8 @@ def test_untagged_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleTyp
     )
     cloud.put_pipeline()
     _rejected(cloud, handlers, context, TargetNotManagedError, match="not tagged conveyor:managed=true")
+    # and a function Conveyor may not change is not claimed for the app either
+    assert DynamoTargetOwners(TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging") is None
 
 
 def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(

@@ -21,7 +21,7 @@ from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_ke
 from conveyor.ledger import DeploymentRecord, Ledger, TargetOwners, timed_stage, utcnow
 from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.ownership import claim_targets
+from conveyor.ownership import claim_targets, resolve_targets
 from conveyor.pipeline import PipelineSpec
 from conveyor.target_identity import Home
 from conveyor.targets import Targets
@@ -184,9 +184,10 @@ def validate_artifact(
         pipeline = PipelineSpec.from_yaml(artifacts.read_pipeline(pushed.bucket, where.app), source)
         if pipeline.app != where.app:
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
-        claim_targets(pipeline, home, owners, source=source)  # our account and region, one owner per function
+        resolve_targets(pipeline, home, source=source)  # functions of our own account and region only
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
+        claim_targets(pipeline, home, owners, source=source)  # one owner per function
         recorded = {"built_at": manifest.created_at.isoformat()}
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
