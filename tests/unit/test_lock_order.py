@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
 from conveyor.pipeline import LambdaTarget, RolloutPolicy
-from conveyor.stages.lock import is_newer, release_locks
+from conveyor.stages.lock import QUIET_SECONDS, is_newer, release_locks
 
 from tests.unit.test_locks import NOW, STAGING, World, deployment_step
 
@@ -170,3 +170,21 @@ def test_whatever_the_arrival_order_the_highest_version_ends_live_and_none_fails
         held = world.locks.get(STAGING)
         assert held is None or held.holder is None, where
         assert world.locks.waiters(STAGING) == [], where
+
+
+def test_a_stopped_higher_version_waiting_does_not_make_a_lower_one_give_way() -> None:
+    # Given 1.0.9 waiting for staging (supersede mode), then stopped from the console
+    world = World()
+    one = world.start(pushed(1, arrival=0, concurrency="supersede"))
+    nine = world.start(pushed(9, arrival=1, concurrency="supersede"))
+    five = world.start(pushed(5, arrival=2, concurrency="supersede"))
+    world.acquire(one)
+    world.acquire(nine, now=NOW + 1)
+    world.executions.stop(nine.deployment.execution_arn, datetime.fromtimestamp(NOW + 2, UTC))
+
+    # When 1.0.5 asks once 1.0.9 has been quiet a while
+    grant = world.acquire(five, now=NOW + 2 + QUIET_SECONDS + 1)
+
+    # Then 1.0.5 waits first in line: the stopped 1.0.9 is out of the queue
+    assert (grant.status, grant.position) == ("waiting", 1)
+    assert [w.deployment_id for w in world.locks.waiters(STAGING)] == ["d-5"]

@@ -177,9 +177,10 @@ def acquire_lock(
     queue = locks.waiters(target)
     me = next((w for w in queue if w.key == mine.key), mine)
 
+    live = waiting_line(step, queue, me, target=target, locks=locks, executions=executions, now=now)
     superseded_by = me.superseded_by
     if superseded_by is None and deployment.policy.concurrency == "supersede":
-        superseded_by = supersede_lower(step, queue, me, target=target, locks=locks)
+        superseded_by = supersede_lower(step, live, me, target=target, locks=locks)
     if superseded_by is not None:
         locks.remove_waiter(target, me.key)
         supersede(
@@ -190,7 +191,7 @@ def acquire_lock(
         )
         return LockGrant(status="superseded", waiting_for=superseded_by, **grant)
 
-    line = queue_line(step, queue, me, target=target, locks=locks, executions=executions, now=now)
+    line = turn_order(step, live, me)
     position = next(i for i, w in enumerate(line) if w.key == me.key) + 1
 
     current = locks.get(target)
@@ -237,12 +238,12 @@ def acquire_lock(
 
 
 def supersede_lower(
-    step: EnvironmentStep, queue: list[Waiter], me: Waiter, *, target: str, locks: LockTable
+    step: EnvironmentStep, live: list[Waiter], me: Waiter, *, target: str, locks: LockTable
 ) -> str | None:
     """``concurrency: supersede``: the deployment of a higher version waiting here (``me`` gives way), or None
     after marking every waiter of a lower version superseded by ``me``. Arrival order plays no part."""
     policy, mine = step.deployment.policy, step.deployment.deployment_id
-    others = [w for w in queue if w.key != me.key and w.superseded_by is None]
+    others = [w for w in live if w.key != me.key]
     higher = [w for w in others if is_newer(w.version, me.version, policy)]
     if higher:
         return max(higher, key=lambda w: version_key(w.version)).deployment_id
@@ -305,7 +306,7 @@ def taken(
     return LockGrant(status="acquired", token=token, **grant)
 
 
-def queue_line(
+def waiting_line(
     step: EnvironmentStep,
     queue: list[Waiter],
     me: Waiter,
@@ -315,27 +316,36 @@ def queue_line(
     executions: Executions,
     now: float,
 ) -> list[Waiter]:
-    """The waiters still in line, in arrival order (``me`` included); drops those that are gone.
+    """The waiters still waiting, in arrival order (``me`` included): not superseded, not gone.
 
-    A waiter is gone when it has not asked for ``WAITER_STALE_SECONDS``, or, ahead of ``me``, when it
-    has been quiet for ``QUIET_SECONDS`` and its execution has stopped (an operator stopped it).
-    Superseded waiters are out of line; with ``concurrency: supersede`` so are lower versions than
-    ``me`` (``me`` superseded them; they may not have written it down yet).
+    A waiter is gone (and removed) when it has not asked for ``WAITER_STALE_SECONDS``, or when it has
+    been quiet for ``QUIET_SECONDS`` and its execution has stopped (an operator stopped it). That
+    costs a call, so only for the waiters that decide ``me``'s fate: those ahead of it and, with
+    ``concurrency: supersede``, higher versions (a stopped one must not make ``me`` give way).
     """
     policy = step.deployment.policy
     supersedes = policy.concurrency == "supersede"
     line: list[Waiter] = []
     for waiter in queue:
         quiet = now - waiter.last_seen
+        decides = waiter.key < me.key or (supersedes and is_newer(waiter.version, me.version, policy))
         if waiter.key == me.key:
             line.append(me)
         elif quiet > WAITER_STALE_SECONDS or (
-            waiter.key < me.key and quiet > QUIET_SECONDS and executions.ended(waiter.holder) is not None
+            decides and quiet > QUIET_SECONDS and executions.ended(waiter.holder) is not None
         ):
             locks.remove_waiter(target, waiter.key)
-        elif waiter.superseded_by is None and not (supersedes and is_newer(me.version, waiter.version, policy)):
+        elif waiter.superseded_by is None:
             line.append(waiter)
     return line
+
+
+def turn_order(step: EnvironmentStep, live: list[Waiter], me: Waiter) -> list[Waiter]:
+    """Who goes first: arrival order, without (``concurrency: supersede``) the lower versions ``me`` superseded."""
+    policy = step.deployment.policy
+    if policy.concurrency != "supersede":
+        return live
+    return [w for w in live if not is_newer(me.version, w.version, policy)]
 
 
 def ended_holder(holder: str, executions: Executions, now: float) -> Ended | None:
