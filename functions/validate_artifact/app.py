@@ -8,6 +8,7 @@ from conveyor.contracts import ValidateRequest
 from conveyor.observability import logger, metrics, tracer
 from conveyor.settings import settings
 from conveyor.stages.validate import validate_artifact
+from conveyor.target_identity import Home
 
 
 @logger.inject_lambda_context
@@ -23,5 +24,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         executions=runtime.executions(),
         managed_tag_key=settings().managed_tag_key,
         artifact_bucket=settings().artifact_bucket,
+        # Where this function runs is where Conveyor runs: its targets must be there too.
+        home=Home.from_arn(context.invoked_function_arn),
+        owners=runtime.target_owners(),
     )
     return deployment.model_dump(mode="json")

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.target_identity import Home
 
 from conveyor_local.server import client_env, read_state
 
@@ -91,6 +92,13 @@ class Cloud:
 
     def client(self, service: str) -> Any:
         return boto3.client(service)  # type: ignore[call-overload]
+
+    def home(self) -> Home:
+        """The account and region Conveyor runs in, read from its state machine's ARN (no STS call)."""
+        try:
+            return Home.from_arn(self.outputs.state_machine_arn)
+        except ValueError as exc:
+            raise CliError(f"cannot tell Conveyor's account and region: {exc}") from exc
 
 
 def _stack_outputs(stack_name: str) -> dict[str, str]:

@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.errors import ArtifactLayoutError, ManifestInvalidError, PipelineInvalidError
-from conveyor.layout import artifact_key, deployment_id, pipeline_key
-from conveyor.ledger import DeploymentRecord, DynamoLedger, StageEvent
+from conveyor.errors import (
+    ArtifactLayoutError,
+    LedgerError,
+    ManifestInvalidError,
+    PipelineInvalidError,
+    TargetClaimedError,
+    TargetIdentityError,
+)
+from conveyor.layout import PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
+from conveyor.ledger import DeploymentRecord, DynamoLedger, DynamoTargetOwners, StageEvent
 from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.manifest import MANIFEST_NAME, Manifest
+from conveyor.ownership import claim_targets, resolve_targets, target_field
 from conveyor.pipeline import LambdaTarget, PipelineSpec
 from conveyor.stages.validate import PushedObject
+from conveyor.target_identity import FunctionId, Home, resolve_function
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -59,7 +68,12 @@ def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
 
 
 def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
-    """Validate a spec file (size first, no YAML aliases, the schema) and register it."""
+    """Validate a spec file (size first, no YAML aliases, the schema), claim its targets for its app (one
+    owner per function), then register it.
+
+    A refused claim registers nothing and lets go of the targets this call newly claimed; once
+    registered, the targets the app's previous spec named and this one does not are let go.
+    """
     if spec_path.stat().st_size > MAX_PIPELINE_SPEC_BYTES:
         raise CliError(
             f"{spec_path}: {spec_path.stat().st_size} bytes, more than the pipeline spec limit of "
@@ -70,14 +84,84 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
         spec = PipelineSpec.from_yaml(raw, str(spec_path))
     except PipelineInvalidError as exc:
         raise CliError(str(exc)) from exc
-    cloud.client("s3").put_object(
-        Bucket=cloud.outputs.bucket,
-        Key=pipeline_key(spec.app),
-        Body=raw,
-        ContentType="application/yaml",
-        ServerSideEncryption="AES256",
-    )
+    home, owners = cloud.home(), DynamoTargetOwners(cloud.outputs.ledger_table)
+    before = _registered_targets(cloud, spec.app, home)
+    wanted = resolve_or_refuse(spec, home, source=str(spec_path))
+    refuse_targets_of_other_pipelines(cloud, spec, home, source=str(spec_path))
+    try:
+        claim_targets(spec, home, owners, source=str(spec_path))
+        cloud.client("s3").put_object(
+            Bucket=cloud.outputs.bucket,
+            Key=pipeline_key(spec.app),
+            Body=raw,
+            ContentType="application/yaml",
+            ServerSideEncryption="AES256",
+        )
+    except (TargetClaimedError, LedgerError, ClientError, BotoCoreError) as exc:
+        for target in wanted - before:
+            owners.release(target, app=spec.app)
+        raise CliError(str(exc)) from exc
+    for target in before - wanted:
+        owners.release(target, app=spec.app)
     return spec
+
+
+def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str]:
+    """The canonical ARNs of the spec's targets; a CliError naming the field if one is not Conveyor's to use."""
+    try:
+        return {function.arn for function in resolve_targets(spec, home, source=source).values()}
+    except TargetIdentityError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) -> None:
+    """A CliError naming both if another registered pipeline names one of ``spec``'s functions.
+
+    The ownership records decide; this also catches a pipeline registered before they existed (or
+    copied into the bucket by hand) that has not deployed since, so the clash is refused here and not
+    only at its next deployment.
+    """
+    wanted = resolve_targets(spec, home, source=source)
+    pages = (
+        cloud.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=cloud.outputs.bucket, Prefix=PIPELINE_PREFIX)
+    )
+    for key in (item["Key"] for page in pages for item in page.get("Contents", [])):
+        app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
+        if app == spec.app:
+            continue
+        for env_name, function in _registered_targets_by_environment(cloud, app, home).items():
+            mine = next((name for name, wanted_fn in wanted.items() if wanted_fn == function), None)
+            if mine is not None:
+                env = spec.environment(mine)
+                raise CliError(
+                    f"{target_field(spec, env, source)}: function {function.arn} belongs to app {app!r} "
+                    f"(environment {env_name!r}, registered at s3://{cloud.outputs.bucket}/{key}); app "
+                    f"{spec.app!r} (environment {mine!r}) may not deploy to it. One function has one owner"
+                )
+
+
+def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, FunctionId]:
+    try:
+        return resolve_targets(show_pipeline(cloud, app), home, source="registered")
+    except (CliError, TargetIdentityError):
+        return {}
+
+
+def _registered_targets(cloud: Cloud, app: str, home: Home) -> set[str]:
+    """The targets of ``app``'s registered spec (none if it has none, or none that still parses)."""
+    return {function.arn for function in _registered_targets_by_environment(cloud, app, home).values()}
+
+
+def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTarget, str]:
+    """The target of ``environment`` in ``app``'s registered pipeline, and its lock key (canonical ARN)."""
+    target = environment_target(cloud, app, environment)
+    field = f"pipeline {app}: environment {environment}: target.function_name"
+    try:
+        return target, resolve_function(target.function_name, cloud.home(), field=field).arn
+    except TargetIdentityError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:

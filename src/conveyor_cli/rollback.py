@@ -1,8 +1,9 @@
 """``conveyor rollback APP ENV [--to VERSION]``: put an environment's alias back, by hand.
 
 For the on-call when a release that passed its checks turns out bad later. It takes the
-environment's lock like a deployment does (so it never races one: a held lock is refused with
-who holds it), restores the alias to the version it served before the live deployment (or
+target function's lock like a deployment does (the same lock, keyed by the function's canonical
+ARN, whatever app or spelling names it: so it never races a deployment; a held lock is refused
+with who holds it), restores the alias to the version it served before the live deployment (or
 ``--to``) at 100% with routing cleared, records the rollback on that deployment in the ledger
 and which release the alias now serves (``ServedRelease``: what the lock's outdated check reads),
 and releases the lock.
@@ -79,7 +80,7 @@ def served_after_rollback(
 
 
 def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
-    target = operations.environment_target(cloud, app, environment)
+    target, lock = operations.environment_lock(cloud, app, environment)
     function, alias = target.function_name, target.alias
     ledger, targets = operations.ledger(cloud), LambdaTargets()
     locks = DynamoLocks(cloud.outputs.ledger_table)
@@ -95,17 +96,19 @@ def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) ->
     holder = f"manual-rollback:{operator}:{uuid.uuid4()}"
     now = time.time()
     token = locks.try_acquire(
-        app,
-        environment,
+        lock,
         holder=holder,
         deployment_id=live.deployment_id if live else "-",
+        app=app,
+        environment=environment,
         lease_seconds=LEASE_SECONDS,
         now=now,
     )
     if token is None:
-        held = locks.get(app, environment)
+        held = locks.get(lock)
+        by = f"deployment {held.deployment_id} of {held.app}/{held.environment}" if held else "another deployment"
         raise CliError(
-            f"{app}/{environment} is locked by deployment {held.deployment_id if held else '?'}; "
+            f"{app}/{environment} ({lock}) is locked by {by}; "
             "let it finish (it rolls back by itself on a failed check) and try again"
         )
     try:
@@ -153,5 +156,5 @@ def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) ->
     except ConveyorError as exc:
         raise CliError(str(exc)) from exc
     finally:
-        locks.release(app, environment, holder)
+        locks.release(lock, holder)
     return result

@@ -77,11 +77,14 @@ and ``...common.retry.retrier_decl.time``
     reads Duration p95/p99 per version, so we compute percentiles (nearest rank, over the
     period's single values) and leave every other statistic to moto.
 
-``moto.dynamodb.models.DynamoDBBackend.{get_item,put_item,update_item,delete_item,transact_write_items}``
+``moto.dynamodb.models.DynamoDBBackend.{get_item,query,scan,put_item,update_item,delete_item,transact_write_items}``
     moto evaluates a condition expression and then applies the write in separate steps, with
     nothing to stop another request thread in between, so two conditional writes racing for
     one item could both succeed. DynamoDB makes each single-item write atomic, and Conveyor's
     exactly-once claims and environment locks rely on it: we serialize these calls on one lock.
+    Reads too: moto creates an item, then applies an update expression action by action, so a
+    query between the two saw an item with its key and nothing else (a lock waiter "with 5
+    validation errors"); on DynamoDB a read sees an item before a write or after it, never between.
 
 ``moto.awslambda.responses.LambdaResponse.{publish_version,update_alias,create_alias,delete_alias,
 update_function_code,update_function_configuration}``
@@ -184,7 +187,7 @@ _ITERATION_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_ma
 _STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name.StatesErrorName"
 
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
-_DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
+_DYNAMODB_ATOMIC = ("get_item", "query", "scan", "put_item", "update_item", "delete_item", "transact_write_items")
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
 _LAMBDA_ALIAS = "moto.awslambda.models.LambdaAlias"
 _DYNAMODB_RESPONSE = "moto.dynamodb.responses.DynamoHandler"
@@ -742,7 +745,7 @@ def _statistics_for_type(self: Any, stat: str) -> Any:
     return _ORIGINALS["moto.cloudwatch.models.Statistics.get_statistics_for_type"](self, stat)
 
 
-# ------------------------------------------------------- dynamodb: atomic single-item writes
+# ------------------------------------------ dynamodb: atomic single-item writes, reads between them
 
 _DYNAMODB_LOCK = threading.RLock()
 

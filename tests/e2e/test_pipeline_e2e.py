@@ -167,17 +167,24 @@ def test_operator_rolls_back_a_live_release_by_command(stage: Stage) -> None:
 def test_manual_rollback_is_refused_while_a_deployment_holds_the_lock(stage: Stage) -> None:
     # Given a deployment holding staging's lock
     locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    _, target = operations.environment_lock(stage.cloud, "hello", "staging")
     token = locks.try_acquire(
-        "hello", "staging", holder="arn:test", deployment_id="d-busy", lease_seconds=60, now=time.time()
+        target,
+        holder="arn:test",
+        deployment_id="d-busy",
+        app="hello",
+        environment="staging",
+        lease_seconds=60,
+        now=time.time(),
     )
     assert token is not None
     before = alias_versions(stage.cloud, stage.targets.functions)
     try:
         # When the on-call tries to roll staging back
-        with pytest.raises(CliError, match="locked by deployment d-busy"):
+        with pytest.raises(CliError, match="locked by deployment d-busy of hello/staging"):
             manual_rollback(stage.cloud, "hello", "staging", to="1")
     finally:
-        locks.release("hello", "staging", "arn:test")
+        locks.release(target, "arn:test")
 
     # Then nothing changed
     assert alias_versions(stage.cloud, stage.targets.functions) == before

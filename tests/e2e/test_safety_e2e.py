@@ -79,11 +79,16 @@ def until(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     return value
 
 
+def lock_key(stage: Stage, environment: str) -> str:
+    """The lock key of the sample app's ``environment``: its target function's canonical ARN."""
+    return operations.environment_lock(stage.cloud, "hello", environment)[1]
+
+
 def holds(stage: Stage, deployment_id: str, environment: str) -> None:
     """Wait until ``deployment_id`` holds ``environment``'s lock."""
-    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    locks, target = DynamoLocks(stage.cloud.outputs.ledger_table), lock_key(stage, environment)
     until(
-        lambda: (held := locks.get("hello", environment)) is not None and held.deployment_id == deployment_id,
+        lambda: (held := locks.get(target)) is not None and held.deployment_id == deployment_id,
         f"{deployment_id} holds the {environment} lock",
     )
 
@@ -95,9 +100,9 @@ def ledger_record(stage: Stage, deployment_id: str) -> DeploymentRecord | None:
 def assert_no_lock_held(stage: Stage) -> None:
     locks = DynamoLocks(stage.cloud.outputs.ledger_table)
     for env in ("staging", "production"):
-        state = locks.get("hello", env)
+        state = locks.get(lock_key(stage, env))
         assert state is None or state.holder is None, f"{env} lock still held by {state.deployment_id}"
-        assert locks.waiters("hello", env) == []
+        assert locks.waiters(lock_key(stage, env)) == []
 
 
 def test_a_hundred_deliveries_of_one_object_make_one_deployment(stage: Stage) -> None:

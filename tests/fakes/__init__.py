@@ -16,6 +16,7 @@ from tests.fakes.ports import (
     FakeLedger,
     FakeLocks,
     FakeNotifier,
+    FakeTargetOwners,
     FakeTargets,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "FakeLedger",
     "FakeLocks",
     "FakeNotifier",
+    "FakeTargetOwners",
     "FakeTargets",
     "make_bundle",
     "make_manifest",

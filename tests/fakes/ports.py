@@ -19,7 +19,16 @@ from conveyor.errors import (
     TrafficShiftError,
 )
 from conveyor.executions import IN_FLIGHT_GRACE, Ended
-from conveyor.ledger import DeploymentRecord, LockState, ReleaseRecord, ServedRelease, StageEvent, Waiter, utcnow
+from conveyor.ledger import (
+    DeploymentRecord,
+    LockState,
+    ReleaseRecord,
+    ServedRelease,
+    StageEvent,
+    TargetClaim,
+    Waiter,
+    utcnow,
+)
 from conveyor.manifest import FunctionConfig
 from conveyor.targets import AliasState, Invocation
 
@@ -171,69 +180,99 @@ class FakeExecutions:
 
 
 class FakeLocks:
-    """``LockTable`` in memory, with the conditions DynamoLocks puts on each write."""
+    """``LockTable`` in memory, keyed by target, with the conditions DynamoLocks puts on each write."""
 
     def __init__(self) -> None:
-        self.locks: dict[tuple[str, str], LockState] = {}
-        self.queues: dict[tuple[str, str], dict[str, Waiter]] = {}
+        self.locks: dict[str, LockState] = {}
+        self.queues: dict[str, dict[str, Waiter]] = {}
 
-    def get(self, app: str, environment: str) -> LockState | None:
-        return self.locks.get((app, environment))
+    def get(self, target: str) -> LockState | None:
+        return self.locks.get(target)
 
     def try_acquire(
         self,
-        app: str,
-        environment: str,
+        target: str,
         *,
         holder: str,
         deployment_id: str,
+        app: str,
+        environment: str,
         lease_seconds: int,
         now: float,
         stale: LockState | None = None,
     ) -> int | None:
-        current = self.locks.get((app, environment)) or LockState()
+        current = self.locks.get(target) or LockState()
         if not current.free_at(now) and (
             stale is None or (current.holder, current.token) != (stale.holder, stale.token)
         ):
             return None
         token = current.token + 1
-        self.locks[(app, environment)] = LockState(
-            holder=holder, deployment_id=deployment_id, token=token, expires_at=now + lease_seconds
+        self.locks[target] = LockState(
+            holder=holder,
+            deployment_id=deployment_id,
+            app=app,
+            environment=environment,
+            token=token,
+            expires_at=now + lease_seconds,
         )
         return token
 
-    def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
-        current = self.locks.get((app, environment))
+    def renew(self, target: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
+        current = self.locks.get(target)
         if current is None or current.holder != holder or current.token != token:
             return False
-        self.locks[(app, environment)] = current.model_copy(update={"expires_at": now + lease_seconds})
+        self.locks[target] = current.model_copy(update={"expires_at": now + lease_seconds})
         return True
 
-    def release(self, app: str, environment: str, holder: str) -> bool:
-        current = self.locks.get((app, environment))
+    def release(self, target: str, holder: str) -> bool:
+        current = self.locks.get(target)
         if current is None or current.holder != holder:
             return False
-        self.locks[(app, environment)] = LockState(token=current.token)
+        self.locks[target] = LockState(token=current.token)
         return True
 
-    def enqueue(self, app: str, environment: str, waiter: Waiter) -> None:
-        queue = self.queues.setdefault((app, environment), {})
+    def enqueue(self, target: str, waiter: Waiter) -> None:
+        queue = self.queues.setdefault(target, {})
         existing = queue.get(waiter.key)
         if existing is None:
             queue[waiter.key] = waiter
         else:
             queue[waiter.key] = existing.model_copy(update={"last_seen": waiter.last_seen})
 
-    def waiters(self, app: str, environment: str) -> list[Waiter]:
-        return sorted(self.queues.get((app, environment), {}).values(), key=lambda w: w.key)
+    def waiters(self, target: str) -> list[Waiter]:
+        return sorted(self.queues.get(target, {}).values(), key=lambda w: w.key)
 
-    def supersede(self, app: str, environment: str, key: str, by: str) -> None:
-        queue = self.queues.get((app, environment), {})
+    def supersede(self, target: str, key: str, by: str) -> None:
+        queue = self.queues.get(target, {})
         if key in queue and queue[key].superseded_by is None:
             queue[key] = queue[key].model_copy(update={"superseded_by": by})
 
-    def remove_waiter(self, app: str, environment: str, key: str) -> None:
-        self.queues.get((app, environment), {}).pop(key, None)
+    def remove_waiter(self, target: str, key: str) -> None:
+        self.queues.get(target, {}).pop(key, None)
+
+
+class FakeTargetOwners:
+    """``TargetOwners`` in memory: the first app to claim a function owns it."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, TargetClaim] = {}
+
+    def claim(self, target: str, *, app: str, environment: str) -> TargetClaim | None:
+        current = self.claims.get(target)
+        if current is not None and current.app != app:
+            return current
+        self.claims[target] = TargetClaim(target=target, app=app, environment=environment, claimed_at=utcnow())
+        return None
+
+    def owner(self, target: str) -> TargetClaim | None:
+        return self.claims.get(target)
+
+    def release(self, target: str, *, app: str) -> bool:
+        current = self.claims.get(target)
+        if current is None or current.app != app:
+            return False
+        del self.claims[target]
+        return True
 
 
 @dataclass

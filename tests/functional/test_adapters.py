@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from botocore.response import StreamingBody
@@ -30,13 +31,15 @@ from conveyor.errors import (
 )
 from conveyor.executions import IN_FLIGHT_GRACE, StepFunctionsExecutions
 from conveyor.layout import release_key
-from conveyor.ledger import DynamoLedger, DynamoLocks, LockState, ReleaseRecord
+from conveyor.ledger import DynamoLedger, DynamoLocks, DynamoTargetOwners, LockState, ReleaseRecord, Waiter
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
 from conveyor.probes import UrllibProber
 from conveyor.targets import LambdaTargets
 
-from tests.functional.conftest import BUCKET, TABLE, Cloud
+from tests.functional.conftest import ACCOUNT, BUCKET, FUNCTION, REGION, TABLE, Cloud
+
+TARGET_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
 
 
 def _stream(payload: bytes) -> StreamingBody:
@@ -305,12 +308,20 @@ def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) 
 def test_dynamo_locks_take_a_lock_only_when_free_expired_or_still_exactly_the_stale_hold(cloud: Cloud) -> None:
     # Given a lock held by execution A for 60 s (token 1)
     locks = DynamoLocks(TABLE)
-    assert locks.try_acquire("hello", "staging", holder="A", deployment_id="d-a", lease_seconds=60, now=0) == 1
 
     def take(holder: str, now: float, stale: LockState | None = None) -> int | None:
         return locks.try_acquire(
-            "hello", "staging", holder=holder, deployment_id=f"d-{holder}", lease_seconds=60, now=now, stale=stale
+            TARGET_ARN,
+            holder=holder,
+            deployment_id=f"d-{holder}",
+            app="hello",
+            environment="staging",
+            lease_seconds=60,
+            now=now,
+            stale=stale,
         )
+
+    assert take("A", now=0) == 1
 
     # Then B cannot take it while the lease runs, nor by naming another holder or A's hold with another token
     assert take("B", now=10) is None
@@ -319,9 +330,83 @@ def test_dynamo_locks_take_a_lock_only_when_free_expired_or_still_exactly_the_st
     # but can by naming A's hold exactly (A's execution ended), or once the lease ran out, each with a new token
     assert take("B", now=10, stale=LockState(holder="A", token=1)) == 2
     assert take("C", now=71) == 3
-    state = locks.get("hello", "staging")
+    state = locks.get(TARGET_ARN)
     assert state is not None
     assert (state.holder, state.deployment_id, state.token) == ("C", "d-C", 3)
+    assert (state.app, state.environment) == ("hello", "staging")
+
+
+def waiter(n: int, **fields: Any) -> Waiter:
+    values: dict[str, Any] = {
+        "key": f"2024-05-14T09:0{n}:00.000000Z#run-{n}",
+        "holder": f"run-{n}",
+        "deployment_id": f"d-{n}",
+        "app": "hello",
+        "environment": "staging",
+        "version": f"1.0.{n}",
+        "first_seen": 100.0 + n,
+        "last_seen": 100.0 + n,
+    }
+    return Waiter(**(values | fields))
+
+
+def test_a_partial_waiter_item_is_skipped_not_fatal(cloud: Cloud) -> None:
+    # Given a queue with a whole waiter and a husk (what a reader saw of a waiter half-written)
+    locks = DynamoLocks(TABLE)
+    locks.enqueue(TARGET_ARN, waiter(1))
+    cloud.dynamodb.Table(TABLE).put_item(
+        Item={"pk": f"LOCK#{TARGET_ARN}", "sk": "WAIT#2024-05-14T09:02:00.000000Z#run-2", "superseded_by": "d-3"}
+    )
+
+    # When the queue is read
+    queue = locks.waiters(TARGET_ARN)
+
+    # Then the husk is left out instead of failing every reader ("5 validation errors for Waiter")
+    assert [w.deployment_id for w in queue] == ["d-1"]
+
+
+def test_a_waiter_is_written_whole_and_a_re_ask_only_moves_last_seen(cloud: Cloud) -> None:
+    locks = DynamoLocks(TABLE)
+    locks.enqueue(TARGET_ARN, waiter(1))
+    locks.supersede(TARGET_ARN, waiter(1).key, by="d-9")
+
+    locks.enqueue(TARGET_ARN, waiter(1, first_seen=500.0, last_seen=500.0))
+
+    (again,) = locks.waiters(TARGET_ARN)
+    assert (again.first_seen, again.last_seen, again.superseded_by) == (101.0, 500.0, "d-9")
+    assert (again.app, again.environment, again.version) == ("hello", "staging", "1.0.1")
+
+
+def test_superseding_a_removed_waiter_leaves_no_husk(cloud: Cloud) -> None:
+    locks = DynamoLocks(TABLE)
+    locks.enqueue(TARGET_ARN, waiter(1))
+    locks.remove_waiter(TARGET_ARN, waiter(1).key)
+
+    locks.supersede(TARGET_ARN, waiter(1).key, by="d-9")
+
+    items = cloud.dynamodb.Table(TABLE).query(
+        KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": f"LOCK#{TARGET_ARN}"}
+    )["Items"]
+    assert items == []
+
+
+def test_a_target_has_one_owner_app(cloud: Cloud) -> None:
+    # Given app hello claimed a function from its staging environment
+    owners = DynamoTargetOwners(TABLE)
+    assert owners.claim(TARGET_ARN, app="hello", environment="staging") is None
+
+    # When hello claims it again (from another environment) and app other claims it
+    again = owners.claim(TARGET_ARN, app="hello", environment="production")
+    refused = owners.claim(TARGET_ARN, app="other", environment="prod")
+
+    # Then hello keeps it (now for production), other is told who owns it, and only hello can let it go
+    assert again is None
+    assert refused is not None
+    assert (refused.app, refused.environment) == ("hello", "production")
+    assert owners.release(TARGET_ARN, app="other") is False
+    assert owners.release(TARGET_ARN, app="hello") is True
+    assert owners.owner(TARGET_ARN) is None
+    assert owners.claim(TARGET_ARN, app="other", environment="prod") is None
 
 
 def test_a_stopped_execution_is_quiet_from_its_stop_unless_a_stage_was_still_running(cloud: Cloud) -> None:

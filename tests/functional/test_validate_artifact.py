@@ -10,22 +10,28 @@ from conveyor.errors import (
     BundleInvalidError,
     DigestMismatchError,
     ForeignBucketError,
+    ForeignTargetError,
     ManifestInvalidError,
     PipelineInvalidError,
     PipelineNotFoundError,
+    TargetClaimedError,
     TargetNotFoundError,
     TargetNotManagedError,
     VersionConflictError,
     VersionInvalidError,
 )
+from conveyor.ledger import DynamoTargetOwners
 from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.stages.validate import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
 from tests.functional.conftest import (
+    ACCOUNT,
     BUCKET,
     EXECUTION_ARN,
+    REGION,
     STARTED_AT,
+    TABLE,
     Cloud,
     FakeLambdaContext,
     load_event,
@@ -208,6 +214,8 @@ def test_untagged_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleTyp
     )
     cloud.put_pipeline()
     _rejected(cloud, handlers, context, TargetNotManagedError, match="not tagged conveyor:managed=true")
+    # and a function Conveyor may not change is not claimed for the app either
+    assert DynamoTargetOwners(TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging") is None
 
 
 def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(
@@ -446,3 +454,46 @@ def test_byte_identical_code_under_another_version_reuses_the_stored_release(
     # Then both deploy the one stored object version: a release is stored once per content
     assert second["duplicate_of"] is None
     assert second["package"] == first["package"]
+
+
+def test_a_target_in_another_account_is_refused_naming_the_field(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a spec (copied to the bucket by hand) naming another account's function of our function's name
+    cloud.put_pipeline(
+        pipeline_yaml().replace("hello-staging", "arn:aws:lambda:us-east-1:210987654321:function:hello-staging")
+    )
+
+    # Then ValidateArtifact refuses it before anything is released
+    item = _rejected(cloud, handlers, context, ForeignTargetError, match="account 210987654321")
+    assert "pipelines/hello.yaml: environments[0] (staging).target.function_name" in item["detail"]["reason"]
+
+
+def test_a_function_owned_by_another_app_is_refused_naming_both(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given app billing owns hello-staging (its pipeline claimed it first)
+    target = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging"
+    assert DynamoTargetOwners(TABLE).claim(target, app="billing", environment="prod") is None
+    # and hello's spec names the same function by its full ARN
+    cloud.put_pipeline(pipeline_yaml().replace("hello-staging", target))
+
+    # Then hello's deployment is refused, with both claimants named, and nothing released
+    item = _rejected(cloud, handlers, context, TargetClaimedError, match="belongs to app 'billing'")
+    assert "app 'hello' (environment 'staging') may not deploy to it" in item["detail"]["reason"]
+
+
+def test_a_deployment_claims_its_targets_for_its_app(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given a spec copied to the bucket by hand (no conveyor pipeline apply, so no claim yet)
+    cloud.put_pipeline()
+    event = cloud.event_for(cloud.put_bundle())
+
+    # When it is validated
+    handlers["validate_artifact"].handler(_request(event), context)
+
+    # Then its app owns its target from now on
+    owner = DynamoTargetOwners(TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging")
+    assert owner is not None
+    assert (owner.app, owner.environment) == ("hello", "staging")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -139,3 +140,19 @@ def test_code_sha256_is_a_precondition_only_when_given() -> None:
         "CodeSHA256 (old=) is different from current CodeSHA256 in $LATEST (new=). "
         "Please try again with the CodeSHA256 in $LATEST."
     )
+
+
+@pytest.mark.parametrize("read", ["get_item", "query", "scan"])
+def test_a_dynamodb_read_never_runs_while_a_write_is_being_applied(monkeypatch: pytest.MonkeyPatch, read: str) -> None:
+    # Given a write being applied (each patched write holds the DynamoDB lock for its whole call)
+    name = f"{moto_patches._DYNAMODB_BACKEND}.{read}"
+    ran = threading.Event()
+    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda backend, *args, **kwargs: ran.set())
+    reader = threading.Thread(target=moto_patches._PATCHES[name], args=(object(),))
+    with moto_patches._DYNAMODB_LOCK:
+        # When a read arrives meanwhile
+        reader.start()
+        # Then it cannot run until the write is done: it never sees an item half-written
+        assert not ran.wait(0.2)
+    reader.join()
+    assert ran.is_set()

@@ -13,6 +13,7 @@ from conveyor.manifest import Manifest
 from conveyor.observability import metrics
 from conveyor.pipeline import PipelineSpec
 from conveyor.stages.validate import PushedObject
+from conveyor.target_identity import Home
 
 from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package
 
@@ -44,6 +45,10 @@ def _fresh_metrics() -> Iterator[None]:
     metrics.clear_metrics()
 
 
+HOME = Home(account="123456789012", region="us-east-1")
+"""Where the unit tests' Conveyor runs (the fakes' functions are there)."""
+
+
 def build_step(
     spec: dict[str, Any] | None = None,
     *,
@@ -72,6 +77,7 @@ def build_step(
         notifications=pipeline.notifications,
         execution_arn="arn:aws:states:us-east-1:123456789012:execution:deployments:unit",
         started_at=datetime(2024, 5, 14, 9, 21, tzinfo=UTC),
+        home=HOME,
     )
     release = Release(
         environment=environment.name,

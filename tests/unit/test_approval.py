@@ -11,7 +11,7 @@ from conveyor.errors import PipelineInvalidError
 from conveyor.pipeline import PipelineSpec
 from conveyor.stages.approval import request_approval
 from conveyor.stages.health import decide
-from conveyor.stages.lock import lease_seconds
+from conveyor.stages.lock import lease_seconds, lock_target
 from conveyor.stages.report import notify_failure
 from conveyor.stages.rollback import rollback_reason
 from conveyor.stages.validate import PushedObject
@@ -144,14 +144,23 @@ def test_a_gate_releases_the_earlier_environments_locks() -> None:
     step = build_step(spec)
     locks = FakeLocks()
     holder = step.deployment.execution_arn
-    assert locks.try_acquire("hello", "staging", holder=holder, deployment_id="d-unit", lease_seconds=60, now=0)
+    staging = lock_target(step.deployment, step.deployment.environments[0])
+    assert locks.try_acquire(
+        staging,
+        holder=holder,
+        deployment_id="d-unit",
+        app="hello",
+        environment="staging",
+        lease_seconds=60,
+        now=0,
+    )
     request = ApprovalRequest(
         kind="approval", task_token=TOKEN, deployment=step.deployment, environment=step.deployment.environments[1]
     )
 
     request_approval(request, ledger=started_ledger(step), notifier=FakeNotifier(), locks=locks)
 
-    state = locks.get("hello", "staging")
+    state = locks.get(staging)
     assert state is None or state.holder is None
 
 

@@ -1,4 +1,4 @@
-"""One deployment per (app, environment): the lock's queue, lease and fencing token, with fakes and a given clock."""
+"""One deployment per target function: the lock's queue, lease and fencing token, with fakes and a given clock."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets
 from tests.unit.conftest import build_step
 
 NOW = 1_700_000_000.0
+STAGING = "arn:aws:lambda:us-east-1:123456789012:function:hello-staging"
+PRODUCTION = "arn:aws:lambda:us-east-1:123456789012:function:hello-production"
 TWO_ENVIRONMENTS: dict[str, Any] = {
     "schema_version": 1,
     "app": "hello",
@@ -123,7 +125,7 @@ def test_a_free_environment_is_locked_at_once_with_a_first_token() -> None:
     # Then it holds it with token 1 and a lease covering its plan
     assert (grant.status, grant.token) == ("acquired", 1)
     assert grant.lease_seconds == lease_seconds(one.environment)
-    assert world.locks.get("hello", "staging").holder == one.deployment.execution_arn  # type: ignore[union-attr]
+    assert world.locks.get(STAGING).holder == one.deployment.execution_arn  # type: ignore[union-attr]
 
 
 def test_asking_again_while_holding_is_idempotent() -> None:
@@ -166,7 +168,7 @@ def test_queue_is_first_in_first_out_after_release() -> None:
     world.acquire(two, now=NOW + 2)
 
     # When the holder releases and the later waiter asks first
-    release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+    release_locks([STAGING], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
     late = world.acquire(three, now=NOW + 3)
     early = world.acquire(two, now=NOW + 4)
 
@@ -191,7 +193,7 @@ def test_supersede_cancels_older_waiters_but_never_the_holder() -> None:
     assert (newer.status, newer.position) == ("waiting", 1)
     assert (older.status, older.waiting_for) == ("superseded", "d-3")
     assert world.status(two) is Outcome.SUPERSEDED
-    assert world.locks.get("hello", "staging").holder == one.deployment.execution_arn  # type: ignore[union-attr]
+    assert world.locks.get(STAGING).holder == one.deployment.execution_arn  # type: ignore[union-attr]
 
 
 def test_an_expired_lease_lets_the_next_deployment_in_and_fences_the_stale_holder() -> None:
@@ -245,7 +247,7 @@ def test_waiting_is_bounded_by_the_pipeline() -> None:
     # Then AcquireLock fails with a reason naming the holder, and the waiter left the queue
     with pytest.raises(LockWaitTimeoutError, match="held by deployment d-1"):
         world.acquire(two, now=NOW + 61)
-    assert world.locks.waiters("hello", "staging") == []
+    assert world.locks.waiters(STAGING) == []
 
 
 def test_a_waiter_that_stopped_asking_loses_its_place() -> None:
@@ -254,7 +256,7 @@ def test_a_waiter_that_stopped_asking_loses_its_place() -> None:
     one, two, three = (world.start(deployment_step(n)) for n in (1, 2, 3))
     world.acquire(one)
     world.acquire(two, now=NOW)
-    release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+    release_locks([STAGING], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
 
     # When only the newer one keeps asking, long after
     grant = world.acquire(three, now=NOW + 3600)
@@ -270,12 +272,12 @@ def test_release_only_frees_a_lock_the_caller_holds() -> None:
     world.acquire(one)
 
     # When deployment 2 releases (e.g. its NotifyFailure) and deployment 1 releases twice
-    other = release_locks("hello", ["staging"], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
-    mine = release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
-    again = release_locks("hello", ["staging"], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+    other = release_locks([STAGING], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
+    mine = release_locks([STAGING], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
+    again = release_locks([STAGING], holder=one.deployment.execution_arn, started_at=None, locks=world.locks)
 
     # Then only the holder's own release freed it, once
-    assert (other, mine, again) == ([], ["staging"], [])
+    assert (other, mine, again) == ([], [STAGING], [])
 
 
 def test_taking_the_next_environment_releases_the_earlier_one() -> None:
@@ -288,8 +290,8 @@ def test_taking_the_next_environment_releases_the_earlier_one() -> None:
     world.acquire(deployment_step(1, index=1))
 
     # Then staging is free for the next deployment, production is held
-    assert world.locks.get("hello", "staging").free_at(NOW)  # type: ignore[union-attr]
-    assert not world.locks.get("hello", "production").free_at(NOW)  # type: ignore[union-attr]
+    assert world.locks.get(STAGING).free_at(NOW)  # type: ignore[union-attr]
+    assert not world.locks.get(PRODUCTION).free_at(NOW)  # type: ignore[union-attr]
 
 
 def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_nothing() -> None:
@@ -301,7 +303,7 @@ def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_no
 
     # When 1.0.2 went live in staging, moved on, and deployment 1 gets its turn
     world.serve(two)
-    release_locks("hello", ["staging"], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
+    release_locks([STAGING], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
     grant = world.acquire(one, now=NOW + 5)
 
     # Then deployment 1 is SUPERSEDED as outdated: staging keeps 1.0.2, and the lock is free again
@@ -313,8 +315,8 @@ def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_no
     assert "outdated in staging" in record.failure["reason"]
     assert "hello 1.0.2 (deployment d-2)" in record.failure["reason"]
     assert record.environments["staging"]["status"] == "SUPERSEDED"
-    assert world.locks.get("hello", "staging").free_at(NOW + 5)  # type: ignore[union-attr]
-    assert world.locks.waiters("hello", "staging") == []
+    assert world.locks.get(STAGING).free_at(NOW + 5)  # type: ignore[union-attr]
+    assert world.locks.waiters(STAGING) == []
 
 
 @pytest.mark.parametrize(
@@ -417,7 +419,13 @@ def test_a_running_holder_keeps_its_lock_and_a_manual_rollback_is_never_asked_ab
     one = world.start(deployment_step(1))
     world.acquire(one)
     world.locks.try_acquire(
-        "hello", "production", holder="manual-rollback:alice:1", deployment_id="-", lease_seconds=300, now=NOW
+        PRODUCTION,
+        holder="manual-rollback:alice:1",
+        deployment_id="-",
+        app="hello",
+        environment="production",
+        lease_seconds=300,
+        now=NOW,
     )
     two, two_production = world.start(deployment_step(2)), deployment_step(2, index=1)
 
@@ -462,7 +470,7 @@ def test_a_stopped_waiter_ahead_loses_its_place_once_quiet() -> None:
 
     # Then it moves up from second to first in line (behind the holder)
     assert (soon.position, later.position) == (2, 1)
-    assert [w.deployment_id for w in world.locks.waiters("hello", "staging")] == ["d-3"]
+    assert [w.deployment_id for w in world.locks.waiters(STAGING)] == ["d-3"]
 
 
 def test_a_retried_acquire_lock_still_refuses_to_replace_a_newer_release(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -471,7 +479,7 @@ def test_a_retried_acquire_lock_still_refuses_to_replace_a_newer_release(monkeyp
     one, two = world.start(deployment_step(1)), world.start(deployment_step(2))
     world.acquire(two)
     world.serve(two)
-    release_locks("hello", ["staging"], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
+    release_locks([STAGING], holder=two.deployment.execution_arn, started_at=None, locks=world.locks)
     read, failures = world.ledger.get, [LedgerError("throttled")]
 
     def flaky_get(deployment_id: str) -> DeploymentRecord | None:
@@ -489,7 +497,7 @@ def test_a_retried_acquire_lock_still_refuses_to_replace_a_newer_release(monkeyp
     # Then it is still found outdated, and gives the lock back
     assert grant.status == "superseded"
     assert world.status(one) is Outcome.SUPERSEDED
-    assert world.locks.get("hello", "staging").free_at(NOW + 6)  # type: ignore[union-attr]
+    assert world.locks.get(STAGING).free_at(NOW + 6)  # type: ignore[union-attr]
 
 
 def test_a_newer_release_whose_execution_stopped_does_not_count() -> None:

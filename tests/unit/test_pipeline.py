@@ -108,7 +108,7 @@ def test_two_environments_on_one_alias_are_rejected() -> None:
     second = copy.deepcopy(spec["environments"][0])
     second["name"] = "production"
     spec["environments"].append(second)
-    with pytest.raises(PipelineInvalidError, match="same function alias"):
+    with pytest.raises(PipelineInvalidError, match="both target function"):
         _load(spec)
 
 

@@ -21,6 +21,7 @@ from tests.unit.conftest import build_step, started_ledger
 
 NOW = 1_700_000_000.0
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:deployments:unit"
+TARGET = "arn:aws:lambda:us-east-1:123456789012:function:hello-staging"
 S3_EVENT = {
     "source": "aws.s3",
     "detail-type": "Object Created",
@@ -64,7 +65,13 @@ class World:
         self.locks = FakeLocks()
         self.notifier = FakeNotifier()
         token = self.locks.try_acquire(
-            "hello", "staging", holder=EXECUTION, deployment_id=self.deployment_id, lease_seconds=3600, now=NOW
+            TARGET,
+            holder=EXECUTION,
+            deployment_id=self.deployment_id,
+            app="hello",
+            environment="staging",
+            lease_seconds=3600,
+            now=NOW,
         )
         self.token = token
         self.function.aliases["live"] = ("1", {"2": 0.2})
@@ -78,6 +85,7 @@ class World:
                 "alias": "live",
                 "version_before": "1",
                 "version_after": "2",
+                "lock_target": TARGET,
             },
         )
 
@@ -111,7 +119,7 @@ def test_a_stop_mid_canary_restores_the_alias_closes_the_record_releases_the_loc
     assert "stopped from the console" in record.failure["reason"]
     assert record.environments["staging"]["status"] == "ROLLED_BACK"
     assert record.environments["staging"]["rollback"]["restored_version"] == "1"
-    assert world.locks.get("hello", "staging").holder is None
+    assert world.locks.get(TARGET).holder is None
     assert (result.restored, result.closed) == (["staging"], True)
     assert len(world.notifier.published) == 1
     subject, message, attributes = world.notifier.published[0]
@@ -154,7 +162,7 @@ def test_an_environment_whose_rollout_finished_stays_live() -> None:
 
 def test_a_target_another_deployment_took_over_is_left_alone() -> None:
     world = World()
-    world.locks.locks[("hello", "staging")] = world.locks.get("hello", "staging").model_copy(
+    world.locks.locks[TARGET] = world.locks.get(TARGET).model_copy(
         update={"holder": "arn:other", "deployment_id": "d-other", "token": 9}
     )
     world.function.aliases["live"] = ("3", {})
@@ -163,7 +171,7 @@ def test_a_target_another_deployment_took_over_is_left_alone() -> None:
 
     assert world.function.aliases["live"] == ("3", {})
     assert "d-other" in result.left_alone["staging"]
-    assert world.locks.get("hello", "staging").holder == "arn:other"
+    assert world.locks.get(TARGET).holder == "arn:other"
 
 
 def test_an_execution_that_did_not_own_the_deployment_touches_nothing() -> None:
@@ -178,7 +186,7 @@ def test_a_deployment_the_state_machine_already_closed_is_not_notified_twice() -
     world = World()
     world.ledger.update_environment(world.deployment_id, "staging", {"status": "ROLLED_BACK", "weight": 0})
     world.ledger.finish(world.deployment_id, Outcome.ROLLED_BACK, {"error": "x", "reason": "health check failed"})
-    world.locks.release("hello", "staging", EXECUTION)
+    world.locks.release(TARGET, EXECUTION)
     world.ledger.claim_notice(world.deployment_id, f"{EXECUTION}#failure")
     world.ledger.record_notice(world.deployment_id, f"{EXECUTION}#failure", "message-earlier")
 
@@ -264,6 +272,7 @@ def _with_lock(world: World, step: EnvironmentStep) -> EnvironmentStep:
         status="acquired",
         app="hello",
         environment="staging",
+        target=TARGET,
         holder=EXECUTION,
         token=world.token,
         lease_seconds=3600,
@@ -314,7 +323,7 @@ def test_a_restore_that_fails_gives_the_lock_back_so_the_retry_can_act() -> None
 
     with pytest.raises(TrafficShiftError):
         world.reconcile()
-    assert world.locks.get("hello", "staging").holder is None
+    assert world.locks.get(TARGET).holder is None
 
     world.targets.fail_route = None
     assert world.reconcile().restored == ["staging"]

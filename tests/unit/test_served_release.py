@@ -199,7 +199,7 @@ def test_commit_hash_versions_are_outdated_by_build_time_not_text() -> None:
     assert world.acquire(later).status == "acquired"
 
     # And an earlier build than the live one is outdated
-    world.locks.release("hello", "staging", later.deployment.execution_arn)
+    world.locks.release(f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}", later.deployment.execution_arn)
     earlier = world.step("d-c", "ffffff0", code="c", built=BUILT - timedelta(hours=1), order="build_time")
     assert world.acquire(earlier).status == "superseded"
 

@@ -44,12 +44,16 @@ ESCAPED = "\u0001"
 """The costliest character a free-text field may hold: six bytes once the state is JSON (``\\u0001``)."""
 
 
+LONGEST_FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:" + "f" * 64
+"""The longest way to name a target function (a full ARN; a name is at most 64 characters)."""
+
+
 def largest_environment(note_chars: int) -> dict[str, Any]:
     """An environment with its fields at their limits (and ``note_chars`` of approvers' note)."""
     hook = {"function_name": "h" * 140, "qualifier": "q" * 128}
     return {
         "name": "e" + "x" * 31,
-        "target": {"kind": "lambda", "function_name": "f" * 140, "alias": "a" * 128},
+        "target": {"kind": "lambda", "function_name": LONGEST_FUNCTION, "alias": "a" * 128},
         "strategy": {"type": "linear", "step_percent": 1, "interval_seconds": 86400, "final_bake_seconds": 86400},
         "health": {
             "synthetic": {"payload": {"p": "x" * 2030}, "expect": {"e": "y" * 1010}},
@@ -122,6 +126,7 @@ def deployment(spec: PipelineSpec, manifest: Manifest) -> Deployment:
             "pushed_by": "arn:aws:sts::123456789012:assumed-role/" + "r" * 200,
             "started_at": NOW.isoformat(),
             "policy": spec.policy.model_dump(mode="json"),
+            "home": {"partition": "aws-iso-b", "account": "123456789012", "region": "ap-southeast-5"},
         }
     )
 
@@ -167,6 +172,7 @@ def environment_step(spec: PipelineSpec, manifest: Manifest) -> EnvironmentStep:
             status="acquired",
             app=spec.app,
             environment=environment.name,
+            target=LONGEST_FUNCTION,
             holder="arn:aws:states:us-east-1:123456789012:execution:" + "x" * 160,
             token=2**53,
             lease_seconds=900,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from conveyor.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
 from conveyor.manifest import Manifest
 from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
+from conveyor.target_identity import Home
 from conveyor.versions import BuiltVersion
 
 
@@ -89,6 +90,7 @@ class Deployment(_Result):
     pushed_by: str | None = None
     started_at: datetime
     policy: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    home: Home = Field(description="the account and region Conveyor runs in: every target resolves against it")
     duplicate_of: str | None = Field(
         default=None,
         description="the deployment carrying the same release (app version and content) when this push is a "
@@ -313,11 +315,12 @@ class Claim(_Result):
 
 
 class LockGrant(_Result):
-    """AcquireLock's answer for one (app, environment); ``token`` fences every mutating stage."""
+    """AcquireLock's answer for one environment's target; ``token`` fences every mutating stage."""
 
     status: Literal["acquired", "waiting", "superseded"]
     app: str
     environment: str
+    target: str = Field(description="the lock's key: the target function's canonical ARN")
     holder: str = Field(description="the execution this grant belongs to")
     token: int | None = None
     lease_seconds: int = 0

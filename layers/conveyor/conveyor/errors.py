@@ -83,6 +83,18 @@ class TargetNotManagedError(TargetError):
     """The target function does not carry Conveyor's managed tag, so Conveyor may not change it."""
 
 
+class TargetIdentityError(TargetError):
+    """A target's ``function_name`` is not one unqualified function (name, partial ARN or full ARN)."""
+
+
+class ForeignTargetError(TargetIdentityError):
+    """A target's ARN names another account, region or partition than the one Conveyor runs in."""
+
+
+class TargetClaimedError(TargetError):
+    """The target function is claimed by another app's (or environment's) pipeline: one owner per function."""
+
+
 class TargetReadError(TargetError):
     """Reading the target's alias or a version failed (throttled past the SDK's retries, unavailable, denied)."""
 

@@ -15,8 +15,10 @@ to the sha256 of the package its first deployment carried, taken with one condit
 written whenever Conveyor moves the alias to a release (Lambda version descriptions are immutable and a
 version is reused for byte-identical code, so they cannot say it).
 
-Locks live beside the deployments (``DynamoLocks``): ``pk=LOCK#<app>#<environment>``, ``sk=HOLDER``
-is the lock (holder, lease expiry, fencing token), ``sk=WAIT#<start time>#<execution>`` its queue.
+Locks live beside the deployments (``DynamoLocks``), one per target function, whatever app or
+environment deploys to it: ``pk=LOCK#<function ARN>``, ``sk=HOLDER`` is the lock (holder, its app
+and environment, lease expiry, fencing token), ``sk=WAIT#<start time>#<execution>`` its queue.
+Each function has one owning pipeline: ``pk=TARGET#<function ARN>, sk=OWNER`` (``DynamoTargetOwners``).
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor import aws
 from conveyor.contracts import Outcome, ServedRelease
 from conveyor.errors import LedgerError
 from conveyor.observability import logger
+from conveyor.versions import BuiltVersion
 
 
 def utcnow() -> datetime:
@@ -570,12 +573,14 @@ def record_quietly(ledger: Ledger, event: StageEvent) -> bool:
 
 # --- locks -------------------------------------------------------------------------------
 class LockState(BaseModel):
-    """The lock of one (app, environment): who holds it, until when, and its fencing token."""
+    """The lock of one target function: who holds it, until when, and its fencing token."""
 
     model_config = ConfigDict(frozen=True)
 
     holder: str | None = Field(default=None, description="the holding execution's ARN; None when free")
     deployment_id: str | None = None
+    app: str | None = Field(default=None, description="the holder's app (for status and history)")
+    environment: str | None = Field(default=None, description="the holder's environment of that app")
     token: int = Field(default=0, description="incremented on every acquisition; never reused")
     expires_at: float = Field(default=0.0, description="lease end, epoch seconds")
 
@@ -583,71 +588,100 @@ class LockState(BaseModel):
         return self.holder is None or self.expires_at < now
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Waiter(BaseModel):
-    """One execution waiting in an environment's queue; ``key`` orders the queue (FIFO by start time)."""
+    """One execution waiting in a target's queue; ``key`` is its arrival (start time, then execution ARN)."""
 
     model_config = ConfigDict(frozen=True)
 
     key: str
     holder: str
     deployment_id: str
+    app: str
+    environment: str
     version: str
+    built_at: datetime | None = Field(default=None, description="the release's build time (version_order: build_time)")
+    committed_at: datetime | None = None
     first_seen: float
     last_seen: float
     superseded_by: str | None = None
 
+    @property
+    def built_version(self) -> BuiltVersion:
+        """The waiter's place in the version order (a waiter stored without a build time sorts as built at 0)."""
+        return BuiltVersion(version=self.version, built_at=self.built_at or _EPOCH, committed_at=self.committed_at)
+
 
 class LockTable(Protocol):
-    def get(self, app: str, environment: str) -> LockState | None: ...
+    """One lock and one queue per target, keyed by the function's canonical ARN (``FunctionId.arn``)."""
+
+    def get(self, target: str) -> LockState | None: ...
     def try_acquire(
         self,
-        app: str,
-        environment: str,
+        target: str,
         *,
         holder: str,
         deployment_id: str,
+        app: str,
+        environment: str,
         lease_seconds: int,
         now: float,
         stale: LockState | None = None,
     ) -> int | None: ...
-    def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool: ...
-    def release(self, app: str, environment: str, holder: str) -> bool: ...
-    def enqueue(self, app: str, environment: str, waiter: Waiter) -> None: ...
-    def waiters(self, app: str, environment: str) -> list[Waiter]: ...
-    def supersede(self, app: str, environment: str, key: str, by: str) -> None: ...
-    def remove_waiter(self, app: str, environment: str, key: str) -> None: ...
+    def renew(self, target: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool: ...
+    def release(self, target: str, holder: str) -> bool: ...
+    def enqueue(self, target: str, waiter: Waiter) -> None: ...
+    def waiters(self, target: str) -> list[Waiter]: ...
+    def supersede(self, target: str, key: str, by: str) -> None: ...
+    def remove_waiter(self, target: str, key: str) -> None: ...
 
 
 _HOLDER = "HOLDER"
 _WAIT_PREFIX = "WAIT#"
+# Stored under other names than the deployment items' ``app``: that attribute keys the by-app index.
+_LOCK_ATTRIBUTES = {"app": "lock_app", "environment": "lock_environment"}
+
+
+def _lock_fields(item: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    data = _from_item(item)
+    for field, stored in _LOCK_ATTRIBUTES.items():
+        if stored in data:
+            data[field] = data.pop(stored)
+    return {k: v for k, v in data.items() if k in model.model_fields}
 
 
 class DynamoLocks:
-    """``LockTable`` on the ledger table: every change is one conditional write on one item."""
+    """``LockTable`` on the ledger table: every change is one complete, conditional write on one item.
+
+    ``pk=LOCK#<function ARN>``: ``sk=HOLDER`` is the lock, ``sk=WAIT#<key>`` a waiter. A waiter is
+    created whole (one ``put_item``) and only ever updated where it still exists, so no reader can
+    see a waiter half-written, and a late update never brings a removed waiter back as a husk.
+    """
 
     def __init__(self, table_name: str) -> None:
         self._table = aws.resource("dynamodb").Table(table_name)
 
     @staticmethod
-    def _pk(app: str, environment: str) -> str:
-        return f"LOCK#{app}#{environment}"
+    def _pk(target: str) -> str:
+        return f"LOCK#{target}"
 
-    def get(self, app: str, environment: str) -> LockState | None:
-        with self._errors("get"):
-            item = self._table.get_item(Key={"pk": self._pk(app, environment), "sk": _HOLDER}, ConsistentRead=True).get(
-                "Item"
-            )
+    def get(self, target: str) -> LockState | None:
+        with self._errors("get", target):
+            item = self._table.get_item(Key={"pk": self._pk(target), "sk": _HOLDER}, ConsistentRead=True).get("Item")
         if item is None:
             return None
-        return LockState.model_validate({k: v for k, v in _from_item(item).items() if k in LockState.model_fields})
+        return LockState.model_validate(_lock_fields(item, LockState))
 
     def try_acquire(
         self,
-        app: str,
-        environment: str,
+        target: str,
         *,
         holder: str,
         deployment_id: str,
+        app: str,
+        environment: str,
         lease_seconds: int,
         now: float,
         stale: LockState | None = None,
@@ -658,17 +692,19 @@ class DynamoLocks:
         if stale is not None:
             condition += " OR (holder = :stale AND #token = :stale_token)"
             taken_over = {":stale": stale.holder, ":stale_token": stale.token}
-        with self._errors("try_acquire"):
+        with self._errors("try_acquire", target):
             response = _update_if(
                 self._table,
-                Key={"pk": self._pk(app, environment), "sk": _HOLDER},
-                UpdateExpression="SET holder = :me, deployment_id = :id, expires_at = :expires, acquired_at = :at "
-                "ADD #token :one",
+                Key={"pk": self._pk(target), "sk": _HOLDER},
+                UpdateExpression="SET holder = :me, deployment_id = :id, lock_app = :app, lock_environment = :env, "
+                "expires_at = :expires, acquired_at = :at ADD #token :one",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#token": "token"},
                 ExpressionAttributeValues={
                     ":me": holder,
                     ":id": deployment_id,
+                    ":app": app,
+                    ":env": environment,
                     ":expires": _to_item(now + lease_seconds),
                     ":at": utcnow().isoformat(),
                     ":one": 1,
@@ -681,12 +717,12 @@ class DynamoLocks:
                 return None
         return int(response["Attributes"]["token"])
 
-    def renew(self, app: str, environment: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
+    def renew(self, target: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool:
         """Extend the lease if ``holder`` still holds the lock with ``token`` (the fencing check)."""
-        with self._errors("renew"):
+        with self._errors("renew", target):
             updated = _update_if(
                 self._table,
-                Key={"pk": self._pk(app, environment), "sk": _HOLDER},
+                Key={"pk": self._pk(target), "sk": _HOLDER},
                 UpdateExpression="SET expires_at = :expires",
                 ConditionExpression="holder = :me AND #token = :token",
                 ExpressionAttributeNames={"#token": "token"},
@@ -698,66 +734,76 @@ class DynamoLocks:
             )
         return updated is not None
 
-    def release(self, app: str, environment: str, holder: str) -> bool:
+    def release(self, target: str, holder: str) -> bool:
         """Free the lock if ``holder`` holds it; False (and nothing changed) otherwise."""
-        with self._errors("release"):
+        with self._errors("release", target):
             updated = _update_if(
                 self._table,
-                Key={"pk": self._pk(app, environment), "sk": _HOLDER},
-                UpdateExpression="SET expires_at = :zero, released_at = :at REMOVE holder, deployment_id",
+                Key={"pk": self._pk(target), "sk": _HOLDER},
+                UpdateExpression="SET expires_at = :zero, released_at = :at "
+                "REMOVE holder, deployment_id, lock_app, lock_environment",
                 ConditionExpression="holder = :me",
                 ExpressionAttributeValues={":me": holder, ":zero": 0, ":at": utcnow().isoformat()},
             )
         return updated is not None
 
-    def enqueue(self, app: str, environment: str, waiter: Waiter) -> None:
-        """Join the queue (idempotent): ``first_seen`` and ``superseded_by`` survive, ``last_seen`` moves."""
-        with self._errors("enqueue"):
-            self._table.update_item(
-                Key={"pk": self._pk(app, environment), "sk": _WAIT_PREFIX + waiter.key},
-                UpdateExpression="SET holder = :holder, deployment_id = :id, version = :version, "
-                "first_seen = if_not_exists(first_seen, :first), last_seen = :last",
-                ExpressionAttributeValues={
-                    ":holder": waiter.holder,
-                    ":id": waiter.deployment_id,
-                    ":version": waiter.version,
-                    ":first": _to_item(waiter.first_seen),
-                    ":last": _to_item(waiter.last_seen),
-                },
+    def enqueue(self, target: str, waiter: Waiter) -> None:
+        """Join the queue (idempotent): a new waiter is written whole; a known one only moves ``last_seen``.
+
+        ``first_seen`` and ``superseded_by`` survive a re-ask. Both writes are conditional, so the
+        two can race (a retried AcquireLock, a removal by another waiter) without leaving a partial item.
+        """
+        key = {"pk": self._pk(target), "sk": _WAIT_PREFIX + waiter.key}
+        item = _to_item(waiter.model_dump(mode="json", exclude={"key", "superseded_by", "app", "environment"}))
+        item |= key | {"lock_app": waiter.app, "lock_environment": waiter.environment}
+        with self._errors("enqueue", target):
+            try:
+                self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+                return
+            except ClientError as exc:
+                if not _condition_failed(exc):
+                    raise
+            _update_if(
+                self._table,
+                Key=key,
+                UpdateExpression="SET last_seen = :last",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":last": _to_item(waiter.last_seen)},
             )
 
-    def waiters(self, app: str, environment: str) -> list[Waiter]:
-        with self._errors("waiters"):
+    def waiters(self, target: str) -> list[Waiter]:
+        """The queue in arrival order; an item that is not a whole waiter is skipped (and logged), never fatal."""
+        with self._errors("waiters", target):
             items = list(
                 self._query(
                     KeyConditionExpression="pk = :pk AND begins_with(sk, :wait)",
-                    ExpressionAttributeValues={":pk": self._pk(app, environment), ":wait": _WAIT_PREFIX},
+                    ExpressionAttributeValues={":pk": self._pk(target), ":wait": _WAIT_PREFIX},
                     ConsistentRead=True,
                 )
             )
         waiters = []
         for item in items:
-            data = _from_item(item)
-            data["key"] = str(data["sk"]).removeprefix(_WAIT_PREFIX)
-            waiters.append(Waiter.model_validate({k: v for k, v in data.items() if k in Waiter.model_fields}))
+            data = _lock_fields(item, Waiter) | {"key": str(item["sk"]).removeprefix(_WAIT_PREFIX)}
+            try:
+                waiters.append(Waiter.model_validate(data))
+            except ValidationError:
+                logger.warning("skipped a partial lock waiter", extra={"target": target, "sk": item["sk"]})
         return sorted(waiters, key=lambda w: w.key)
 
-    def supersede(self, app: str, environment: str, key: str, by: str) -> None:
-        with self._errors("supersede"):
-            try:
-                self._table.update_item(
-                    Key={"pk": self._pk(app, environment), "sk": _WAIT_PREFIX + key},
-                    UpdateExpression="SET superseded_by = :by",
-                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(superseded_by)",
-                    ExpressionAttributeValues={":by": by},
-                )
-            except ClientError as exc:
-                if not _condition_failed(exc):
-                    raise
+    def supersede(self, target: str, key: str, by: str) -> None:
+        """Mark a waiter superseded, only if it is still a whole waiter not already superseded."""
+        with self._errors("supersede", target):
+            _update_if(
+                self._table,
+                Key={"pk": self._pk(target), "sk": _WAIT_PREFIX + key},
+                UpdateExpression="SET superseded_by = :by",
+                ConditionExpression="attribute_exists(holder) AND attribute_not_exists(superseded_by)",
+                ExpressionAttributeValues={":by": by},
+            )
 
-    def remove_waiter(self, app: str, environment: str, key: str) -> None:
-        with self._errors("remove_waiter"):
-            self._table.delete_item(Key={"pk": self._pk(app, environment), "sk": _WAIT_PREFIX + key})
+    def remove_waiter(self, target: str, key: str) -> None:
+        with self._errors("remove_waiter", target):
+            self._table.delete_item(Key={"pk": self._pk(target), "sk": _WAIT_PREFIX + key})
 
     def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
@@ -768,8 +814,105 @@ class DynamoLocks:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     @contextmanager
-    def _errors(self, operation: str) -> Iterator[None]:
+    def _errors(self, operation: str, target: str) -> Iterator[None]:
         try:
             yield
         except (ClientError, BotoCoreError) as exc:
-            raise LedgerError(f"lock {operation} failed: {exc}") from exc
+            raise LedgerError(f"lock {operation} on {target} failed: {exc}") from exc
+
+
+# --- target ownership ----------------------------------------------------------------------
+class TargetClaim(BaseModel):
+    """Which app's pipeline (and which of its environments) owns a target function."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str = Field(description="the function's canonical ARN")
+    app: str
+    environment: str
+    claimed_at: datetime | None = None
+
+
+class TargetOwners(Protocol):
+    def claim(self, target: str, *, app: str, environment: str) -> TargetClaim | None: ...
+    def owner(self, target: str) -> TargetClaim | None: ...
+    def release(self, target: str, *, app: str) -> bool: ...
+
+
+_OWNER = "OWNER"
+_CLAIM_ATTEMPTS = 3
+
+
+class DynamoTargetOwners:
+    """``TargetOwners`` on the ledger table: ``pk=TARGET#<function ARN>, sk=OWNER``, written conditionally.
+
+    The first app to claim a function owns it until it lets go (a re-registered pipeline that no
+    longer names it); a claim by the same app is idempotent and records its current environment.
+    """
+
+    def __init__(self, table_name: str) -> None:
+        self._table = aws.resource("dynamodb").Table(table_name)
+
+    @staticmethod
+    def _key(target: str) -> dict[str, str]:
+        return {"pk": f"TARGET#{target}", "sk": _OWNER}
+
+    def claim(self, target: str, *, app: str, environment: str) -> TargetClaim | None:
+        """Claim ``target`` for ``app``: None when it is now ``app``'s, else the other app's claim."""
+        item = self._key(target) | {
+            "target": target,
+            "owner_app": app,
+            "owner_environment": environment,
+            "claimed_at": utcnow().isoformat(),
+        }
+        with self._errors("claim", target):
+            for _ in range(_CLAIM_ATTEMPTS):  # the other claim may be let go between our write and our read
+                try:
+                    self._table.put_item(
+                        Item=item,
+                        ConditionExpression="attribute_not_exists(pk) OR owner_app = :app",
+                        ExpressionAttributeValues={":app": app},
+                    )
+                    return None
+                except ClientError as exc:
+                    if not _condition_failed(exc):
+                        raise
+                other = self.owner(target)
+                if other is not None:
+                    return other
+        raise LedgerError(f"claiming {target} for {app}: its owner kept changing; try again")
+
+    def owner(self, target: str) -> TargetClaim | None:
+        with self._errors("owner", target):
+            item = self._table.get_item(Key=self._key(target), ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        data = _from_item(item)
+        return TargetClaim(
+            target=target,
+            app=data["owner_app"],
+            environment=data["owner_environment"],
+            claimed_at=data.get("claimed_at"),
+        )
+
+    def release(self, target: str, *, app: str) -> bool:
+        """Let go of ``target`` if ``app`` owns it; False (nothing changed) otherwise."""
+        with self._errors("release", target):
+            try:
+                self._table.delete_item(
+                    Key=self._key(target),
+                    ConditionExpression="owner_app = :app",
+                    ExpressionAttributeValues={":app": app},
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    @contextmanager
+    def _errors(self, operation: str, target: str) -> Iterator[None]:
+        try:
+            yield
+        except (ClientError, BotoCoreError) as exc:
+            raise LedgerError(f"target owner {operation} of {target} failed: {exc}") from exc

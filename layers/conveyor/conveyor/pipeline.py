@@ -9,11 +9,20 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.errors import PipelineInvalidError
 from conveyor.layout import AppName
 from conveyor.limits import MAX_PIPELINE_SPEC_BYTES, MAX_PIPELINE_STATE_BYTES, json_bytes, load_yaml
+from conveyor.target_identity import FunctionRef
 from conveyor.validation import describe
 from conveyor.versions import DEFAULT_VERSION_ORDER, VersionOrder
 
@@ -48,6 +57,17 @@ class LambdaTarget(_Spec):
     kind: Literal["lambda"] = "lambda"
     function_name: FunctionName
     alias: AliasName = "live"
+
+    @field_validator("function_name")
+    @classmethod
+    def _one_unqualified_function(cls, value: str) -> str:
+        """A name, partial ARN or full ARN without a qualifier (the alias is ``alias``); see target_identity."""
+        FunctionRef.parse(value)
+        return value
+
+    @property
+    def function(self) -> FunctionRef:
+        return FunctionRef.parse(self.function_name)
 
 
 class TrafficStep(_Spec):
@@ -276,9 +296,15 @@ class PipelineSpec(RolloutPolicy):
         names = [env.name for env in self.environments]
         if len(set(names)) != len(names):
             raise ValueError(f"environment names must be unique, got {names}")
-        targets = [(env.target.function_name, env.target.alias) for env in self.environments]
-        if len(set(targets)) != len(targets):
-            raise ValueError("two environments deploy to the same function alias")
+        claimed: dict[str, str] = {}
+        for env in self.environments:
+            # Compared by function name: the home is not known here, and another account's ARN is refused anyway.
+            other = claimed.setdefault(env.target.function.name, env.name)
+            if other != env.name:
+                raise ValueError(
+                    f"environments {other!r} and {env.name!r} both target function {env.target.function.name!r}: "
+                    "a function belongs to one environment of one pipeline (one lock, one owner)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -7,7 +7,7 @@ from functools import cache
 from conveyor.artifacts import S3Artifacts
 from conveyor.executions import StepFunctionsExecutions
 from conveyor.lambda_metrics import CloudWatchLambdaMetrics
-from conveyor.ledger import DynamoLedger, DynamoLocks
+from conveyor.ledger import DynamoLedger, DynamoLocks, DynamoTargetOwners
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
 from conveyor.probes import UrllibProber
@@ -58,3 +58,8 @@ def locks() -> DynamoLocks:
 @cache
 def executions() -> StepFunctionsExecutions:
     return StepFunctionsExecutions()
+
+
+@cache
+def target_owners() -> DynamoTargetOwners:
+    return DynamoTargetOwners(settings().ledger_table)

@@ -25,7 +25,7 @@ from conveyor.contracts import AWAITING_APPROVAL, ApprovalRequest, ApprovalTicke
 from conveyor.ledger import Ledger, LockTable, timed_stage, utcnow
 from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_locks
+from conveyor.stages.lock import release_deployment_locks
 from conveyor.stages.report import publish_once
 
 __all__ = ["AWAITING_APPROVAL", "approval_command", "rejection_command", "render_request", "request_approval"]
@@ -86,7 +86,7 @@ def request_approval(
         # Do not keep the earlier environments waiting on a human: they are done with.
         names = [e.name for e in deployment.environments]
         earlier = names[: names.index(env.name)] if env.name in names else []
-        release_locks(deployment.app, earlier, holder=deployment.execution_arn, started_at=None, locks=locks)
+        release_deployment_locks(deployment, earlier, started_at=None, locks=locks)
     step = request.traffic.index + 1 if request.kind == "decision" and request.traffic else 0
     with timed_stage(ledger, deployment.deployment_id, "RequestApproval", env.name) as detail:
         approval: dict[str, Any] = {

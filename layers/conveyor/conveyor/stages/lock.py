@@ -1,15 +1,21 @@
-"""One deployment per (app, environment) at a time: AcquireLock, the fencing check, and release.
+"""One deployment per target function at a time: AcquireLock, the fencing check, and release.
 
-The lock (``conveyor.ledger.LockTable``) has a lease and a fencing token:
+The lock (``conveyor.ledger.LockTable``) is keyed by the target's canonical identity (its function
+ARN, ``conveyor.target_identity``), not by app or environment: a function written as a name in one
+place and as an ARN in another is one lock. It has a lease and a fencing token:
 
 - ``acquire_lock`` (the ``AcquireLock`` state, before ``Deploy`` in every environment's iteration)
-  joins the environment's queue, and takes the lock only when it is free (or its holder's lease
+  joins the target's queue, and takes the lock only when it is free (or its holder's lease
   ran out, or its holder's execution stopped: aborted from the console, timed out; that
   deployment is then recorded FAILED, ``ExecutionStopped``) and this execution is first in
   line. Otherwise it answers ``waiting`` (the state machine waits and asks again, for at most
-  the pipeline's ``lock_wait_seconds``) or ``superseded``: ``concurrency: supersede`` and a
-  newer artifact joined the queue behind it, or (in any mode) the environment already serves a
-  newer release by the time the lock is free: an older push never rolls a newer one back.
+  the pipeline's ``lock_wait_seconds``) or ``superseded``.
+- The newest version wins, whatever order pushes arrive in: "newer" is the higher version in the
+  pipeline's version order (``is_newer``), never the later arrival. ``concurrency: supersede``: a
+  waiter supersedes the waiters of lower versions, and ends SUPERSEDED itself while a higher
+  version waits. ``queue``: waiters take turns in arrival order. In both, a deployment whose turn
+  comes when the environment already serves a newer release ends SUPERSEDED as outdated
+  (``outdated_by``): an older push never rolls a newer one back, and nothing ends FAILED for it.
   Every acquisition increments the token.
 - ``check_fence`` runs before every stage that changes a target (Deploy, ShiftTraffic, RollBack):
   it renews the lease only if this execution still holds the lock *with the same token*. A stale
@@ -25,16 +31,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cmp_to_key
 from typing import Any
 
-from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.contracts import Deployment, EnvironmentStep, LockGrant, Outcome
 from conveyor.errors import LockLostError, LockWaitTimeoutError
 from conveyor.executions import Ended, Executions
-from conveyor.ledger import Ledger, LockState, LockTable, Waiter, utcnow
+from conveyor.ledger import DeploymentRecord, Ledger, LockState, LockTable, Waiter, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.pipeline import EnvironmentSpec
+from conveyor.pipeline import EnvironmentSpec, RolloutPolicy
+from conveyor.target_identity import resolve_function
 from conveyor.targets import Targets
-from conveyor.versions import is_newer
+from conveyor.versions import compare, is_newer
 
 POLL_SECONDS = 5
 """How long the state machine waits between two AcquireLock attempts."""
@@ -54,6 +62,31 @@ def lease_seconds(environment: EnvironmentSpec) -> int:
     """
     pause = environment.approval.timeout_seconds if environment.health.on_inconclusive == "pause" else 0
     return sum(step.wait_seconds for step in environment.traffic_steps()) + pause + LEASE_MARGIN_SECONDS
+
+
+def newer_waiter(candidate: Waiter, than: Waiter, policy: RolloutPolicy) -> bool:
+    """Whether ``candidate`` carries a newer release than ``than`` in the pipeline's version order.
+
+    The one question every lock rule asks about versions (the arrival order never answers it).
+    """
+    return is_newer(candidate.built_version, than.built_version, policy.version_order)
+
+
+def lock_target(deployment: Deployment, environment: EnvironmentSpec) -> str:
+    """The canonical identity (function ARN) of ``environment``'s target: the key of its lock."""
+    field = f"pipeline {deployment.app}: environment {environment.name}: target.function_name"
+    return resolve_function(environment.target.function_name, deployment.home, field=field).arn
+
+
+def deployment_targets(deployment: Deployment, names: Iterable[str]) -> list[str]:
+    """The lock keys of the deployment's environments called ``names``."""
+    wanted = set(names)
+    return [lock_target(deployment, env) for env in deployment.environments if env.name in wanted]
+
+
+def recorded_targets(record: DeploymentRecord) -> list[str]:
+    """The lock keys AcquireLock recorded on the deployment's environments (for a stage without the spec)."""
+    return [str(env["lock_target"]) for env in record.environments.values() if env.get("lock_target")]
 
 
 def waiter_key(started_at: datetime, execution_arn: str) -> str:
@@ -117,14 +150,15 @@ def acquire_lock(
 ) -> LockGrant:
     deployment, environment = step.deployment, step.environment
     app, env, holder = deployment.app, environment.name, deployment.execution_arn
+    target = lock_target(deployment, environment)
     lease = lease_seconds(environment)
-    grant = {"app": app, "environment": env, "holder": holder, "lease_seconds": lease}
+    grant = {"app": app, "environment": env, "target": target, "holder": holder, "lease_seconds": lease}
 
-    current = locks.get(app, env)
+    current = locks.get(target)
     if (
         current is not None
         and current.holder == holder
-        and locks.renew(app, env, holder=holder, token=current.token, lease_seconds=lease, now=now)
+        and locks.renew(target, holder=holder, token=current.token, lease_seconds=lease, now=now)
     ):
         # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
         return taken(step, current.token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
@@ -133,62 +167,66 @@ def acquire_lock(
         key=waiter_key(deployment.started_at, holder),
         holder=holder,
         deployment_id=deployment.deployment_id,
+        app=app,
+        environment=env,
         version=deployment.version,
+        built_at=deployment.manifest.created_at,
+        committed_at=deployment.manifest.commit_time,
         first_seen=now,
         last_seen=now,
     )
-    locks.enqueue(app, env, mine)
-    queue = locks.waiters(app, env)
+    locks.enqueue(target, mine)
+    queue = locks.waiters(target)
     me = next((w for w in queue if w.key == mine.key), mine)
 
-    if me.superseded_by is not None:
-        locks.remove_waiter(app, env, me.key)
+    live = waiting_line(step, queue, me, target=target, locks=locks, executions=executions, now=now)
+    superseded_by = me.superseded_by
+    if superseded_by is None and deployment.policy.concurrency == "supersede":
+        superseded_by = supersede_lower(step, live, me, target=target, locks=locks)
+    if superseded_by is not None:
+        locks.remove_waiter(target, me.key)
         supersede(
             step,
             ledger=ledger,
-            by=me.superseded_by,
-            reason=f"superseded in {env} by the newer deployment {me.superseded_by} while waiting for the lock",
+            by=superseded_by,
+            reason=f"superseded in {env} by deployment {superseded_by}, a newer version, while waiting for the lock",
         )
-        return LockGrant(status="superseded", waiting_for=me.superseded_by, **grant)
+        return LockGrant(status="superseded", waiting_for=superseded_by, **grant)
 
-    if deployment.policy.concurrency == "supersede":
-        for older in (w for w in queue if w.key < me.key and w.superseded_by is None):
-            locks.supersede(app, env, older.key, by=deployment.deployment_id)
-            logger.info("superseding", extra={"environment": env, "older": older.deployment_id})
-
-    line = queue_line(step, queue, me, locks=locks, executions=executions, now=now)
+    line = turn_order(step, live, me)
     position = next(i for i, w in enumerate(line) if w.key == me.key) + 1
 
-    current = locks.get(app, env)
+    current = locks.get(target)
     dead = None  # the hold of an execution that ended without releasing it
     if position == 1 and current is not None and current.holder is not None and not current.free_at(now):
         ended = ended_holder(current.holder, executions, now)
         dead = (current, ended) if ended is not None else None
     if position == 1 and (current is None or current.free_at(now) or dead is not None):
         token = locks.try_acquire(
-            app,
-            env,
+            target,
             holder=holder,
             deployment_id=deployment.deployment_id,
+            app=app,
+            environment=env,
             lease_seconds=lease,
             now=now,
             stale=dead[0] if dead is not None else None,
         )
         if token is not None:
-            locks.remove_waiter(app, env, me.key)
+            locks.remove_waiter(target, me.key)
             if dead is not None:
                 took_over(step, *dead, ledger=ledger)
             return taken(step, token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
-        current = locks.get(app, env)
+        current = locks.get(target)
 
     waited = now - me.first_seen
     holding = current.deployment_id if current is not None and not current.free_at(now) else None
     if waited > deployment.policy.lock_wait_seconds:
-        locks.remove_waiter(app, env, me.key)
+        locks.remove_waiter(target, me.key)
         raise LockWaitTimeoutError(
-            f"waited {waited:.0f} s (limit {deployment.policy.lock_wait_seconds} s) for the lock on {app}/{env}, "
-            f"held by deployment {holding or 'a deployment ahead in the queue'}; push again or raise the "
-            "pipeline's lock_wait_seconds"
+            f"waited {waited:.0f} s (limit {deployment.policy.lock_wait_seconds} s) for the lock on {app}/{env} "
+            f"({target}), held by {held_by(current, now) or 'a deployment ahead in the queue'}; push again or "
+            "raise the pipeline's lock_wait_seconds"
         )
     ahead = holding or line[0].deployment_id
     ledger.set_status(deployment.deployment_id, Outcome.QUEUED, owner=holder, expected=(Outcome.IN_PROGRESS,))
@@ -201,8 +239,39 @@ def acquire_lock(
     return LockGrant(status="waiting", wait_seconds=POLL_SECONDS, position=position, waiting_for=ahead, **grant)
 
 
+def supersede_lower(
+    step: EnvironmentStep, live: list[Waiter], me: Waiter, *, target: str, locks: LockTable
+) -> str | None:
+    """``concurrency: supersede``: the deployment of a higher version waiting here (``me`` gives way), or None
+    after marking every waiter of a lower version superseded by ``me``. Arrival order plays no part."""
+    policy, mine = step.deployment.policy, step.deployment.deployment_id
+    others = [w for w in live if w.key != me.key]
+    higher = [w for w in others if newer_waiter(w, me, policy)]
+    if higher:
+
+        def order(a: Waiter, b: Waiter) -> int:
+            return compare(a.built_version, b.built_version, policy.version_order)
+
+        return max(higher, key=cmp_to_key(order)).deployment_id
+    for lower in (w for w in others if newer_waiter(me, w, policy)):
+        locks.supersede(target, lower.key, by=mine)
+        logger.info("superseding", extra={"target": target, "lower": lower.deployment_id, "version": lower.version})
+    return None
+
+
+def held_by(current: LockState | None, now: float) -> str | None:
+    """Who holds a lock, for a person: the deployment and its app/environment (another app's, possibly)."""
+    if current is None or current.free_at(now):
+        return None
+    return f"deployment {current.deployment_id} of {current.app or '?'}/{current.environment or '?'}"
+
+
 def target_fields(step: EnvironmentStep) -> dict[str, str]:
-    return {"function_name": step.environment.target.function_name, "alias": step.environment.target.alias}
+    return {
+        "function_name": step.environment.target.function_name,
+        "alias": step.environment.target.alias,
+        "lock_target": lock_target(step.deployment, step.environment),
+    }
 
 
 def taken(
@@ -223,7 +292,7 @@ def taken(
     deployment, env = step.deployment, step.environment.name
     outdated = outdated_by(step, targets=targets, ledger=ledger, executions=executions)
     if outdated is not None:
-        locks.release(deployment.app, env, deployment.execution_arn)
+        locks.release(grant["target"], deployment.execution_arn)
         supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
         return LockGrant(status="superseded", waiting_for=outdated[0], **grant)
     ledger.set_status(
@@ -243,27 +312,46 @@ def taken(
     return LockGrant(status="acquired", token=token, **grant)
 
 
-def queue_line(
-    step: EnvironmentStep, queue: list[Waiter], me: Waiter, *, locks: LockTable, executions: Executions, now: float
+def waiting_line(
+    step: EnvironmentStep,
+    queue: list[Waiter],
+    me: Waiter,
+    *,
+    target: str,
+    locks: LockTable,
+    executions: Executions,
+    now: float,
 ) -> list[Waiter]:
-    """The waiters still in line, in order (``me`` included); drops those that are gone.
+    """The waiters still waiting, in arrival order (``me`` included): not superseded, not gone.
 
-    A waiter is gone when it has not asked for ``WAITER_STALE_SECONDS``, or, ahead of ``me``, when it
-    has been quiet for ``QUIET_SECONDS`` and its execution has stopped (an operator stopped it).
+    A waiter is gone (and removed) when it has not asked for ``WAITER_STALE_SECONDS``, or when it has
+    been quiet for ``QUIET_SECONDS`` and its execution has stopped (an operator stopped it). That
+    costs a call, so only for the waiters that decide ``me``'s fate: those ahead of it and, with
+    ``concurrency: supersede``, higher versions (a stopped one must not make ``me`` give way).
     """
-    app, env, supersedes = step.deployment.app, step.environment.name, step.deployment.policy.concurrency == "supersede"
+    policy = step.deployment.policy
+    supersedes = policy.concurrency == "supersede"
     line: list[Waiter] = []
     for waiter in queue:
         quiet = now - waiter.last_seen
+        decides = waiter.key < me.key or (supersedes and newer_waiter(waiter, me, policy))
         if waiter.key == me.key:
             line.append(me)
         elif quiet > WAITER_STALE_SECONDS or (
-            waiter.key < me.key and quiet > QUIET_SECONDS and executions.ended(waiter.holder) is not None
+            decides and quiet > QUIET_SECONDS and executions.ended(waiter.holder) is not None
         ):
-            locks.remove_waiter(app, env, waiter.key)
-        elif waiter.superseded_by is None and not (supersedes and waiter.key < me.key):
+            locks.remove_waiter(target, waiter.key)
+        elif waiter.superseded_by is None:
             line.append(waiter)
     return line
+
+
+def turn_order(step: EnvironmentStep, live: list[Waiter], me: Waiter) -> list[Waiter]:
+    """Who goes first: arrival order, without (``concurrency: supersede``) the lower versions ``me`` superseded."""
+    policy = step.deployment.policy
+    if policy.concurrency != "supersede":
+        return live
+    return [w for w in live if not newer_waiter(me, w, policy)]
 
 
 def ended_holder(holder: str, executions: Executions, now: float) -> Ended | None:
@@ -307,42 +395,58 @@ def check_fence(step: EnvironmentStep, *, locks: LockTable, now: float) -> None:
     if grant is None or grant.status != "acquired" or grant.token is None:
         raise LockLostError(f"no lock held on {where}: a stage that changes a target needs AcquireLock's grant")
     if not locks.renew(
-        grant.app,
-        grant.environment,
+        grant.target,
         holder=grant.holder,
         token=grant.token,
         lease_seconds=grant.lease_seconds,
         now=now,
     ):
-        current = locks.get(grant.app, grant.environment)
+        current = locks.get(grant.target)
         other = (
-            f"deployment {current.deployment_id} (token {current.token})" if current and current.holder else "no one"
+            f"deployment {current.deployment_id} of {current.app}/{current.environment} (token {current.token})"
+            if current and current.holder
+            else "no one"
         )
         raise LockLostError(
-            f"the lock on {where} is now held by {other}; this execution's token {grant.token} is stale, "
-            "so it changed nothing"
+            f"the lock on {where} ({grant.target}) is now held by {other}; this execution's token {grant.token} is "
+            "stale, so it changed nothing"
         )
 
 
-def release_locks(
-    app: str, environments: Iterable[str], *, holder: str, started_at: datetime | None, locks: LockTable
-) -> list[str]:
-    """Release this execution's locks (and leave the queues it waits in); the environments released."""
+def release_locks(targets: Iterable[str], *, holder: str, started_at: datetime | None, locks: LockTable) -> list[str]:
+    """Release this execution's locks on ``targets`` (and leave their queues); the targets released."""
     released = []
-    for env in environments:
+    for target in dict.fromkeys(targets):
         if started_at is not None:
-            locks.remove_waiter(app, env, waiter_key(started_at, holder))
-        if locks.release(app, env, holder):
-            released.append(env)
+            locks.remove_waiter(target, waiter_key(started_at, holder))
+        if locks.release(target, holder):
+            released.append(target)
     if released:
-        logger.info("locks released", extra={"environments": released})
+        logger.info("locks released", extra={"targets": released})
     return released
+
+
+def release_deployment_locks(
+    deployment: Deployment, environments: Iterable[str], *, started_at: datetime | None, locks: LockTable
+) -> list[str]:
+    """Release the deployment's locks on the targets of its ``environments`` (named as in its pipeline)."""
+    return release_locks(
+        deployment_targets(deployment, environments),
+        holder=deployment.execution_arn,
+        started_at=started_at,
+        locks=locks,
+    )
+
+
+def release_recorded_locks(
+    record: DeploymentRecord, *, holder: str, started_at: datetime | None, locks: LockTable
+) -> list[str]:
+    """Release ``holder``'s locks on every target the ledger says the deployment queued for or locked."""
+    return release_locks(recorded_targets(record), holder=holder, started_at=started_at, locks=locks)
 
 
 def release_earlier_environments(step: EnvironmentStep, *, locks: LockTable) -> list[str]:
     """Once the next environment's lock is held, the environments before it are free for the next deployment."""
     names = [env.name for env in step.deployment.environments]
     earlier = names[: names.index(step.environment.name)] if step.environment.name in names else []
-    return release_locks(
-        step.deployment.app, earlier, holder=step.deployment.execution_arn, started_at=None, locks=locks
-    )
+    return release_deployment_locks(step.deployment, earlier, started_at=None, locks=locks)

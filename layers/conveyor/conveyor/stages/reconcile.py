@@ -33,7 +33,7 @@ from conveyor.errors import ArtifactLayoutError
 from conveyor.ledger import DeploymentRecord, Ledger, LockTable, utcnow
 from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_locks
+from conveyor.stages.lock import release_recorded_locks
 from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
 from conveyor.stages.rollback import restore_alias, restore_served
 from conveyor.stages.validate import PushedObject
@@ -96,25 +96,30 @@ def restore_environment(
     after = entry.get("version_after")
     if not function or not alias or not after:
         return "no version was published there: traffic never moved"
-    current = locks.get(record.app, name)
+    target = entry.get("lock_target")
+    if not target:
+        return "no lock target is recorded for it: the reconciler cannot fence it, a person must check it"
+    target = str(target)
+    current = locks.get(target)
     ours = current is not None and current.holder == ended.execution_arn
     fence = reconciler_holder(ended.execution_arn)
     if current is not None and current.holder == fence:
         token: int | None = current.token  # an earlier run of this reconcile took it and did not finish
     else:
         token = locks.try_acquire(
-            record.app,
-            name,
+            target,
             holder=fence,
             deployment_id=record.deployment_id,
+            app=record.app,
+            environment=name,
             lease_seconds=FENCE_LEASE_SECONDS,
             now=now,
             stale=current if ours else None,
         )
     if token is None:
-        holder = locks.get(record.app, name)
+        holder = locks.get(target)
         by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
-        return f"deployment {by} holds {name} now and sets its traffic anew"
+        return f"deployment {by} holds {name}'s target now and sets its traffic anew"
     release = Release(
         environment=name,
         function_name=str(function),
@@ -130,7 +135,7 @@ def restore_environment(
         restored = restore_alias(targets, release)
     except Exception:
         # Not restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
-        locks.release(record.app, name, fence)
+        locks.release(target, fence)
         raise
     restore_served(release, ledger=ledger, recorded_by="Reconcile")
     result = RollbackResult(
@@ -147,7 +152,7 @@ def restore_environment(
         name,
         {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json"), "reconciled": True},
     )
-    locks.release(record.app, name, fence)
+    locks.release(target, fence)
     metrics.add_metric(name="ReconcilerRollbacks", unit=MetricUnit.Count, value=1)
     logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
     return None
@@ -194,9 +199,7 @@ def reconcile(
             restored.append(name)
         else:
             left_alone[name] = why
-    released = release_locks(
-        record.app, list(record.environments), holder=ended.execution_arn, started_at=ended.start_date, locks=locks
-    )
+    released = release_recorded_locks(record, holder=ended.execution_arn, started_at=ended.start_date, locks=locks)
 
     record = ledger.get(deployment_id) or record
     close_approvals(ledger, record, ended.error or ended.status)

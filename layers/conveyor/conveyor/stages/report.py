@@ -28,7 +28,7 @@ from conveyor.layout import ArtifactKey
 from conveyor.ledger import DeploymentRecord, Ledger, LockTable, timed_stage, utcnow
 from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_locks
+from conveyor.stages.lock import release_deployment_locks, release_recorded_locks
 from conveyor.stages.validate import PushedObject
 
 
@@ -161,13 +161,7 @@ def notify_failure(
             seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
         )
     if locks is not None:
-        release_locks(
-            record.app,
-            list(record.environments),
-            holder=request.execution_arn,
-            started_at=request.started_at,
-            locks=locks,
-        )
+        release_recorded_locks(record, holder=request.execution_arn, started_at=request.started_at, locks=locks)
     outcome = _outcome(record, failure.error)
     if outcome is Outcome.SUPERSEDED:
         # Not a failure: a newer artifact took this one's place. Recorded (by AcquireLock), nobody paged.
@@ -273,12 +267,8 @@ def stage_timings(record: DeploymentRecord) -> dict[str, float]:
 def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None) -> Report:
     deployment = request.deployment
     if locks is not None:
-        release_locks(
-            deployment.app,
-            [env.name for env in deployment.environments],
-            holder=deployment.execution_arn,
-            started_at=deployment.started_at,
-            locks=locks,
+        release_deployment_locks(
+            deployment, [env.name for env in deployment.environments], started_at=deployment.started_at, locks=locks
         )
     for result in request.environments:
         ledger.update_environment(

@@ -19,10 +19,12 @@ from conveyor.errors import (
 )
 from conveyor.executions import Executions
 from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
-from conveyor.ledger import DeploymentRecord, Ledger, ReleaseRecord, timed_stage, utcnow
+from conveyor.ledger import DeploymentRecord, Ledger, ReleaseRecord, TargetOwners, timed_stage, utcnow
 from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
+from conveyor.ownership import claim_targets, resolve_targets
 from conveyor.pipeline import PipelineSpec
+from conveyor.target_identity import Home
 from conveyor.targets import Targets
 from conveyor.trust import require_bounded_input, require_managed_hooks, require_own_bucket
 from conveyor.validation import describe
@@ -241,6 +243,8 @@ def validate_artifact(
     executions: Executions,
     managed_tag_key: str,
     artifact_bucket: str,
+    home: Home,
+    owners: TargetOwners,
 ) -> Deployment:
     require_bounded_input(request.event)  # before it is parsed
     pushed = PushedObject.from_event(request.event)
@@ -268,9 +272,11 @@ def validate_artifact(
         pipeline = PipelineSpec.from_yaml(artifacts.read_pipeline(pushed.bucket, where.app), source)
         if pipeline.app != where.app:
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
+        resolve_targets(pipeline, home, source=source)  # functions of our own account and region only
         for environment in pipeline.environments:
             targets.ensure_managed(environment.target.function_name, managed_tag_key)
             require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
+        claim_targets(pipeline, home, owners, source=source)  # one owner per function
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)
         recorded = {"built_at": manifest.created_at.isoformat(), "package_sha256": manifest.package.sha256}
         if manifest.commit is not None:
@@ -327,6 +333,7 @@ def validate_artifact(
         pushed_by=pushed.requester,
         duplicate_of=duplicate[0] if duplicate is not None else None,
         started_at=request.started_at,
+        home=home,
         # an execution started with allow_downgrade carries it to the lock's outdated check too
         policy=pipeline.policy.model_copy(update={"allow_downgrade": True})
         if options.allow_downgrade
