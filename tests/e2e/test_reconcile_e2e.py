@@ -32,7 +32,8 @@ def until(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
 
 
 def deploy_baseline(stage: Stage, pipeline: Callable[..., None], version: str) -> None:
-    pipeline()
+    # Low versions, let through by allow_downgrade: what this module leaves live must not refuse later modules'.
+    pipeline(allow_downgrade=True)
     deployed = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", version))["deployment_id"])
     assert deployed.record.status is Outcome.SUCCEEDED
 
@@ -41,10 +42,10 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
     stage: Stage, pipeline: Callable[..., None]
 ) -> None:
     # Given a live release, and a canary of the next one baking at 20% in staging
-    deploy_baseline(stage, pipeline, "40.0.0")
+    deploy_baseline(stage, pipeline, "0.40.0")
     live = alias_versions(stage.cloud, stage.targets.functions)["staging"]["version"]
-    pipeline(environments__0__strategy=LONG_CANARY)
-    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "40.1.0"))
+    pipeline(allow_downgrade=True, environments__0__strategy=LONG_CANARY)
+    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.40.1"))
     until(lambda: alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"], "the canary split")
     record = operations.ledger(stage.cloud).get(pushed["deployment_id"])
     assert record is not None
@@ -100,17 +101,18 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
     stage: Stage, pipeline: Callable[..., None], faults: Callable[[list[dict[str, Any]]], None]
 ) -> None:
     # Given a live release, and a staging check that answers only when the test says so
-    deploy_baseline(stage, pipeline, "41.0.0")
+    deploy_baseline(stage, pipeline, "0.41.0")
     live = alias_versions(stage.cloud, stage.targets.functions)["staging"]["version"]
     server = ThreadingHTTPServer(("127.0.0.1", 0), _GatedProbe)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/health"
         pipeline(
+            allow_downgrade=True,
             environments__0__strategy={"type": "all_at_once", "bake_seconds": 0},
             environments__0__health={"http": {"url": url}},
         )
-        pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "41.1.0"))
+        pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.41.1"))
         until(_GatedProbe.asked.is_set, "staging's health check asked the endpoint")
         record = operations.ledger(stage.cloud).get(pushed["deployment_id"])
         assert record is not None
