@@ -91,6 +91,13 @@ update_function_code,update_function_configuration}``
 
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
+
+Relied on by ``conveyor_local.persistence`` (not patched here): every service's ``BackendDict``
+(``iter_backends``, and its extra attributes such as S3's ``bucket_accounts``), S3's
+``_VersionedKeyStore`` (its ``items()`` hides older versions from pickle), the Step Functions
+``Execution`` record and ``BaseExecutionWorkerCommunication.terminated`` (an execution ending
+is a change to snapshot); and, by ``conveyor_local.server``, moto's WSGI app and request handler
+(``moto.moto_server.werkzeug_app``), served with change tracking in front.
 """
 
 from __future__ import annotations
@@ -172,6 +179,27 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.logs.models.logs_backends": None,
     **{f"{_DYNAMODB_BACKEND}.{name}": ("self",) for name in _DYNAMODB_ATOMIC},
     **{f"{_LAMBDA_RESPONSE}.{method}": ("self",) for method in _FAULT_OPERATIONS.values()},
+    # Relied on by conveyor_local.persistence (snapshots of the backends) and conveyor_local.server.
+    **dict.fromkeys(
+        (
+            "moto.s3.models.s3_backends",
+            "moto.dynamodb.models.dynamodb_backends",
+            "moto.iam.models.iam_backends",
+            "moto.stepfunctions.parser.models.stepfunctions_parser_backends",
+            "moto.sns.models.sns_backends",
+            "moto.sqs.models.sqs_backends",
+            "moto.events.models.events_backends",
+            "moto.kms.models.kms_backends",
+            "moto.s3.utils._VersionedKeyStore",
+            "moto.stepfunctions.parser.api.ExecutionStatus",
+            "moto.moto_server.werkzeug_app.MotoRequestHandler",
+        )
+    ),
+    "moto.core.base_backend.BackendDict.iter_backends": ("self",),
+    "moto.stepfunctions.parser.backend.execution.Execution": ("name", "sm_type", "role_arn", "exec_arn"),
+    "moto.stepfunctions.parser.backend.execution.BaseExecutionWorkerCommunication.terminated": ("self",),
+    "moto.moto_server.werkzeug_app.DomainDispatcherApplication": ("create_app",),
+    "moto.moto_server.werkzeug_app.create_backend_app": ("service",),
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 
