@@ -45,3 +45,20 @@ def test_a_changed_signature_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_seams_lists_every_patched_attribute() -> None:
     assert set(moto_patches._PATCHES) <= set(moto_patches.SEAMS)
+
+
+def test_every_moto_name_persistence_relies_on_is_a_registered_seam() -> None:
+    from conveyor_local import persistence
+
+    relied_on = {
+        *persistence.BACKENDS.values(),
+        persistence._EXECUTION,
+        persistence._VERSIONED_KEY_STORE,
+        f"{persistence._WORKER_COMMUNICATION}.terminated",
+        "moto.core.base_backend.BackendDict.iter_backends",
+        "moto.stepfunctions.parser.api.ExecutionStatus",
+        "moto.moto_server.werkzeug_app.DomainDispatcherApplication",
+        "moto.moto_server.werkzeug_app.create_backend_app",
+        "moto.moto_server.werkzeug_app.MotoRequestHandler",
+    }
+    assert relied_on <= set(moto_patches.SEAMS)
