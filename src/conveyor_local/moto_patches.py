@@ -95,9 +95,9 @@ update_function_code,update_function_configuration}``
 Relied on by ``conveyor_local.persistence`` (not patched here): every service's ``BackendDict``
 (``iter_backends``, and its extra attributes such as S3's ``bucket_accounts``), S3's
 ``_VersionedKeyStore`` (its ``items()`` hides older versions from pickle), the Step Functions
-``Execution`` record and ``BaseExecutionWorkerCommunication.terminated`` (an execution ending
-is a change to snapshot); and, by ``conveyor_local.server``, moto's WSGI app and request handler
-(``moto.moto_server.werkzeug_app``), served with change tracking in front.
+``Execution`` record (its fields, ``exec_worker.env`` and ``ExecutionStatus``); and, by
+``conveyor_local.server``, moto's WSGI app and request handler (``moto.moto_server.werkzeug_app``),
+served with change tracking in front.
 """
 
 from __future__ import annotations
@@ -197,7 +197,6 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     ),
     "moto.core.base_backend.BackendDict.iter_backends": ("self",),
     "moto.stepfunctions.parser.backend.execution.Execution": ("name", "sm_type", "role_arn", "exec_arn"),
-    "moto.stepfunctions.parser.backend.execution.BaseExecutionWorkerCommunication.terminated": ("self",),
     "moto.moto_server.werkzeug_app.DomainDispatcherApplication": ("create_app",),
     "moto.moto_server.werkzeug_app.create_backend_app": ("service",),
 }

@@ -16,7 +16,9 @@ holds; ``_BackendPickler.reducer_override`` rebuilds what it cannot:
 
 When: a ``ChangeTracker`` (a WSGI middleware on the server) counts requests that may change state,
 and a ``Snapshotter`` thread writes a snapshot when something changed, at most every
-``interval`` seconds, and once more on clean shutdown. A crash loses at most the last interval.
+``interval`` seconds, and once more on clean shutdown. An execution that ends is a change no
+request makes; the snapshotter notices one leaving RUNNING within an interval and counts it.
+A crash loses at most the last interval.
 Each snapshot is written to a temp file, fsynced and renamed over the last one, so a crash while
 writing leaves the previous snapshot whole. ``manifest.json`` beside it says which generation is on
 disk and the highest change sequence it covers (every tracked response carries its sequence
@@ -83,7 +85,6 @@ BACKENDS: Mapping[str, str] = {
 #: every moto name used here is registered in ``conveyor_local.moto_patches.SEAM_SIGNATURES``.
 _EXECUTION = "moto.stepfunctions.parser.backend.execution.Execution"
 _VERSIONED_KEY_STORE = "moto.s3.utils._VersionedKeyStore"
-_WORKER_COMMUNICATION = "moto.stepfunctions.parser.backend.execution.BaseExecutionWorkerCommunication"
 
 
 class SnapshotError(Exception):
@@ -295,6 +296,14 @@ def executions() -> Iterator[Any]:
     for _, _, backend in resolve_dotted(BACKENDS["stepfunctions"]).iter_backends():
         for state_machine in backend.state_machines:
             yield from state_machine.executions
+
+
+def _running_executions() -> frozenset[str] | None:
+    """The ARNs of the RUNNING executions; None when a request thread changed the backends meanwhile."""
+    try:
+        return frozenset(str(execution.exec_arn) for execution in executions() if is_running(execution))
+    except RuntimeError:  # a dict changed size under the iteration: look again next interval
+        return None
 
 
 def abort_execution(execution: Any, cause: str = RESTART_CAUSE, *, now: datetime | None = None) -> None:
@@ -609,14 +618,22 @@ class Snapshotter:
         self._thread.start()
 
     def _run(self) -> None:
+        running = _running_executions()
         while not self._stopping.is_set():
-            self.tracker.changed.wait()
+            if not self.tracker.changed.wait(self.interval):
+                # An execution ending is a change no request made: its thread just finished.
+                now_running = _running_executions()
+                if running is not None and now_running is not None and running - now_running:
+                    self.tracker.record()
+                running = now_running if now_running is not None else running
+                continue
             if self._stopping.is_set():
                 return
             try:
                 self.snapshot()
             except Exception:
                 LOG.exception("snapshot of the local cloud failed; the previous one is kept")
+            running = _running_executions()
             self._stopping.wait(self.interval)  # debounce: changes meanwhile go into the next one
 
     def snapshot(self) -> SnapshotManifest | None:
@@ -729,25 +746,3 @@ def inventory(endpoint_url: str, region: str) -> dict[str, int]:
         "alarms": len(_paged(client("cloudwatch"), "describe_alarms", "MetricAlarms")),
         "log groups": len(_paged(client("logs"), "describe_log_groups", "logGroups")),
     }
-
-
-def track_execution_endings(tracker: ChangeTracker) -> Callable[[], None]:
-    """Record a change whenever an execution ends (no request marks it: its thread just finishes).
-
-    Returns the function that undoes it.
-    """
-    owner = resolve_dotted(_WORKER_COMMUNICATION)
-    original = owner.terminated
-
-    def terminated(self: Any) -> None:
-        try:
-            original(self)
-        finally:
-            tracker.record()
-
-    owner.terminated = terminated
-
-    def undo() -> None:
-        owner.terminated = original
-
-    return undo

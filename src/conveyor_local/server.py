@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,6 @@ class LocalCloud:
             self._tracker,
             interval=snapshot_interval,
         )
-        self._untrack_endings: Callable[[], None] | None = None
         self.state: dict[str, Any] = {}
 
     @property
@@ -123,7 +122,6 @@ class LocalCloud:
         # Only now can the status changes reach a rule and its target (the reconciler) on a serving cloud.
         for execution in orphans:
             persistence.emit_status_change(execution)
-        self._untrack_endings = persistence.track_execution_endings(self._tracker)
         self._snapshotter.start()
         self.state = {
             "endpoint": self.endpoint_url,
@@ -188,9 +186,6 @@ class LocalCloud:
             self._server.stop()
             self._server = None
             self._snapshotter.stop()
-        if self._untrack_endings is not None:
-            self._untrack_endings()
-            self._untrack_endings = None
         moto_patches.restore()
         with contextlib.suppress(FileNotFoundError):
             if self.state_file.exists() and read_state(self.state_dir).get("pid") == os.getpid():

@@ -54,7 +54,6 @@ def test_every_moto_name_persistence_relies_on_is_a_registered_seam() -> None:
         *persistence.BACKENDS.values(),
         persistence._EXECUTION,
         persistence._VERSIONED_KEY_STORE,
-        f"{persistence._WORKER_COMMUNICATION}.terminated",
         "moto.core.base_backend.BackendDict.iter_backends",
         "moto.stepfunctions.parser.api.ExecutionStatus",
         "moto.moto_server.werkzeug_app.DomainDispatcherApplication",

@@ -162,6 +162,8 @@ def _create_state(cloud: Cloud) -> dict[str, Any]:
         input=json.dumps({"detail": {"object": {"key": "artifacts/app/1.zip"}}}),
     )["executionArn"]
     wait_for(lambda: sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED", timeout=60)
+    # A change made after the execution was seen to end: a snapshot holding it holds the end too.
+    s3.put_object(Bucket=bucket, Key="marker", Body=b"after the execution ended")
     return {
         "function": function,
         "version": version,
@@ -219,7 +221,7 @@ def test_a_clean_restart_keeps_every_resource(cloud: Cloud) -> None:
     assert restored["restored"] is True
     assert restored["fresh"] is False
     assert restored["counts"]["aliases"] == 1
-    assert restored["counts"]["object versions"] == 2
+    assert restored["counts"]["object versions"] == 3, "two of pipelines/app.yaml, one marker"
     assert restored["counts"]["items"] == 1
     assert restored["counts"]["executions"] == 1
     assert restored["aborted_executions"] == []

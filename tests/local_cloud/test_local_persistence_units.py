@@ -269,3 +269,29 @@ def test_the_restore_summary_says_what_came_back() -> None:
     )
     assert "started empty (--fresh" in RestoreSummary(fresh=True, restored=False).describe()
     assert RestoreSummary(fresh=False, restored=False).describe() == "started empty (no saved state)"
+
+
+def test_an_execution_ending_is_a_change_to_snapshot(tmp_path: Path, moto_state: None) -> None:
+    # Given a running snapshotter, and an execution started in-process (no tracked request records it)
+    tracker = ChangeTracker()
+    snapshotter = Snapshotter(SnapshotStore(tmp_path), tracker, interval=0.01)
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    definition = {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 3600, "End": True}}}
+    machine = sfn.create_state_machine(name="m", roleArn=role, definition=json.dumps(definition))["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="e", input="{}")["executionArn"]
+    snapshotter.start()
+    try:
+        # When the execution ends with no request to the tracked server
+        sfn.stop_execution(executionArn=execution)
+
+        # Then the snapshotter counts it as a change and writes a snapshot holding it
+        deadline = time.monotonic() + 30
+        while (tracker.sequence == 0 or snapshotter.store.manifest() is None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        manifest = snapshotter.store.manifest()
+        assert manifest is not None
+        assert manifest.changes >= 1
+    finally:
+        snapshotter.stop()
