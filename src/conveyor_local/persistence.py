@@ -35,6 +35,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import functools
 import io
 import logging
 import os
@@ -62,7 +63,7 @@ SNAPSHOT_FILE = "state.pickle"
 MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 CHANGE_HEADER = "x-conveyor-local-change"
-DEFAULT_INTERVAL_SECONDS = 0.25
+DEFAULT_INTERVAL_SECONDS = 0.5
 
 RESTART_ERROR = "States.Aborted"
 RESTART_CAUSE = "local cloud restarted while the execution ran"
@@ -100,6 +101,7 @@ class SnapshotManifest(BaseModel):
     changes: int = Field(ge=0, description="every tracked change with a sequence number up to this one is in it")
     taken_at: datetime
     size_bytes: int = Field(ge=0)
+    capture_seconds: float = Field(default=0.0, ge=0, description="how long pickling the backends took")
 
 
 # ------------------------------------------------------------------ pickling what moto holds
@@ -145,7 +147,6 @@ def _private_key(pem: bytes) -> Any:
     return load_pem_private_key(pem, password=None)
 
 
-_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
 _BUILTIN_FACTORIES = (dict, list, set)
 
 
@@ -159,33 +160,54 @@ def _picklable_factory(factory: Callable[[], Any]) -> type | None:
 
 
 class _BackendPickler(pickle.Pickler):
-    """A pickler that rebuilds the parts of moto's state ``pickle`` refuses (see the module docstring)."""
+    """A pickler that rebuilds the parts of moto's state ``pickle`` refuses (see the module docstring).
+
+    ``reducer_override`` runs for every object that is not a plain builtin, so which reducer a type
+    needs is decided once per type and remembered.
+    """
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._execution = resolve_dotted(_EXECUTION)
+        self._key_store = resolve_dotted(_VERSIONED_KEY_STORE)
+        self._reducers: dict[type, Callable[[Any], Any] | None] = {}
 
     def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, _LOCK_TYPES):
-            return (_new_rlock, ()) if isinstance(obj, type(threading.RLock())) else (_new_lock, ())
-        if isinstance(obj, threading.Condition):
-            return _new_condition, ()
-        if isinstance(obj, threading.Event):
-            return _new_event, (obj.is_set(),)
-        if isinstance(obj, resolve_dotted(_VERSIONED_KEY_STORE)):
+        kind = type(obj)
+        if kind not in self._reducers:
+            self._reducers[kind] = self._reducer_for(kind)
+        reducer = self._reducers[kind]
+        return NotImplemented if reducer is None else reducer(obj)
+
+    def _reducer_for(self, kind: type) -> Callable[[Any], Any] | None:
+        if issubclass(kind, type(threading.RLock())):
+            return lambda _: (_new_rlock, ())
+        if issubclass(kind, type(threading.Lock())):
+            return lambda _: (_new_lock, ())
+        if issubclass(kind, threading.Condition):
+            return lambda _: (_new_condition, ())
+        if issubclass(kind, threading.Event):
+            return lambda event: (_new_event, (event.is_set(),))
+        if issubclass(kind, self._key_store):
             # Its items() yields the newest version of each key only; pickle would drop every older one.
-            return _versioned_key_store, (type(obj), {key: list(dict.__getitem__(obj, key)) for key in dict(obj)})
-        if isinstance(obj, weakref.WeakValueDictionary):
-            return _weak_value_dictionary, (dict(obj.items()),)
-        if isinstance(obj, collections.defaultdict) and obj.default_factory is not None:
-            factory = _picklable_factory(obj.default_factory)
-            if factory is not None:
-                return _defaultdict, (factory, dict(obj))
-        if _is_private_key(obj):
-            return _private_key, (_pem(obj),)
-        if isinstance(obj, resolve_dotted(_EXECUTION)):
-            return _restore_execution, (_execution_record(obj), _history(obj))
-        return NotImplemented
+            return lambda store: (
+                _versioned_key_store,
+                (type(store), {key: list(dict.__getitem__(store, key)) for key in dict(store)}),
+            )
+        if issubclass(kind, weakref.WeakValueDictionary):
+            return lambda index: (_weak_value_dictionary, (dict(index.items()),))
+        if issubclass(kind, collections.defaultdict):
+            return _reduce_defaultdict
+        if kind.__module__.startswith("cryptography.") and hasattr(kind, "private_bytes"):
+            return lambda key: (_private_key, (_pem(key),))
+        if issubclass(kind, self._execution):
+            return lambda execution: (_restore_execution, (_execution_record(execution), _history(execution)))
+        return None
 
 
-def _is_private_key(obj: Any) -> bool:
-    return type(obj).__module__.startswith("cryptography.") and hasattr(obj, "private_bytes")
+def _reduce_defaultdict(obj: collections.defaultdict[Any, Any]) -> Any:
+    factory = _picklable_factory(obj.default_factory) if obj.default_factory is not None else None
+    return NotImplemented if factory is None else (_defaultdict, (factory, dict(obj)))
 
 
 def _pem(key: Any) -> bytes:
@@ -275,8 +297,11 @@ def _execution_record(execution: Any) -> dict[str, Any]:
 
 
 def _history(execution: Any) -> list[dict[str, Any]]:
-    env = getattr(execution.exec_worker, "env", None)
-    return list(env.event_manager.get_event_history()) if env is not None else []
+    worker = execution.exec_worker
+    if isinstance(worker, RestoredExecutionWorker):
+        return worker.env.event_manager._history  # nothing appends to it but this thread
+    env = getattr(worker, "env", None)
+    return list(env.event_manager.get_event_history()) if env is not None else []  # a copy, under its lock
 
 
 def _restore_execution(record: dict[str, Any], history: list[dict[str, Any]]) -> Any:
@@ -369,6 +394,7 @@ def emit_status_change(execution: Any) -> bool:
 # -------------------------------------------------------------------------- capture/install
 
 
+@functools.cache
 def moto_version() -> str:
     return package_version("moto")
 
@@ -412,7 +438,7 @@ def capture(*, attempts: int = 5) -> bytes:
         try:
             # DynamoDB's single-item writes are serialized on this lock: a snapshot never holds half a transaction.
             with atomic:
-                _BackendPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(
+                _BackendPickler(buffer).dump(
                     {
                         "format": FORMAT_VERSION,
                         "moto": moto_version(),
@@ -645,6 +671,7 @@ class Snapshotter:
                 return None
             started = time.perf_counter()
             blob = capture()
+            captured = time.perf_counter() - started
             self.generation += 1
             manifest = SnapshotManifest(
                 moto_version=moto_version(),
@@ -652,6 +679,7 @@ class Snapshotter:
                 changes=covered,
                 taken_at=datetime.now(UTC),
                 size_bytes=len(blob),
+                capture_seconds=round(captured, 4),
             )
             self.store.write(blob, manifest)
             self._covered = covered
