@@ -77,11 +77,15 @@ and ``...common.retry.retrier_decl.time``
     reads Duration p95/p99 per version, so we compute percentiles (nearest rank, over the
     period's single values) and leave every other statistic to moto.
 
-``moto.dynamodb.models.DynamoDBBackend.{get_item,put_item,update_item,delete_item,transact_write_items}``
+``moto.dynamodb.models.DynamoDBBackend.{get_item,put_item,update_item,delete_item,transact_write_items,
+query,scan,batch_get_item}``
     moto evaluates a condition expression and then applies the write in separate steps, with
     nothing to stop another request thread in between, so two conditional writes racing for
     one item could both succeed. DynamoDB makes each single-item write atomic, and Conveyor's
     exactly-once claims and environment locks rely on it: we serialize these calls on one lock.
+    Reads of many items are serialized with them: moto's UpdateItem of a new item stores it with
+    only its key and then applies each SET in place, so a Query between saw a half-written item
+    (the ledger read a deployment record without ``created_at`` under load).
 
 ``moto.awslambda.responses.LambdaResponse.{publish_version,update_alias,create_alias,delete_alias,
 update_function_code,update_function_configuration}``
@@ -134,7 +138,17 @@ _ITERATION_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_ma
 _STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name.StatesErrorName"
 
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
-_DYNAMODB_ATOMIC = ("get_item", "put_item", "update_item", "delete_item", "transact_write_items")
+_DYNAMODB_ATOMIC = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    # reads of many items: a query or scan must not see an UpdateItem half-applied
+    "query",
+    "scan",
+    "batch_get_item",
+)
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
 #: Lambda API operation -> the ``LambdaResponse`` method serving it (the ones a fault may hit).
 _FAULT_OPERATIONS = {
