@@ -19,6 +19,7 @@ import boto3
 import pytest
 from local_cloud_support import FIXTURES, TIME_SCALE, invoke, wait_for
 
+from conveyor_cli import main as cli
 from conveyor_local.persistence import (
     CHANGE_HEADER,
     MANIFEST_FILE,
@@ -27,7 +28,7 @@ from conveyor_local.persistence import (
     SNAPSHOT_FILE,
     SnapshotManifest,
 )
-from conveyor_local.server import LocalCloudError, client_env, start_background, stop
+from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
 TEMPLATE = FIXTURES / "template.yaml"
 
@@ -178,6 +179,9 @@ def _create_state(cloud: Cloud) -> dict[str, Any]:
 
 
 def _assert_state_is_back(cloud: Cloud, created: dict[str, Any]) -> None:
+    # (before any new invocation: the metrics of the one before the restart)
+    metrics = cloud.client("cloudwatch").list_metrics(Namespace="AWS/Lambda", MetricName="Invocations")["Metrics"]
+    assert {"Name": "FunctionName", "Value": created["function"]} in [d for m in metrics for d in m["Dimensions"]]
     lambda_ = cloud.client("lambda")
     alias = lambda_.get_alias(FunctionName=created["function"], Name="live")
     assert alias["FunctionVersion"] == created["version"]
@@ -338,3 +342,33 @@ def test_a_snapshot_from_another_moto_is_refused_with_what_to_do(cloud: Cloud) -
     # When the cloud starts, Then it fails naming the file and the way out
     with pytest.raises(LocalCloudError, match=r"(?s)state.pickle cannot be read back.*--fresh"):
         cloud.up()
+
+
+def test_local_up_says_what_it_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the CLI's state dir, and a local cloud started, given an object, and stopped
+    monkeypatch.setenv("CONVEYOR_STATE_DIR", str(tmp_path / "state"))
+    up = ["local", "up", "--port", "0", "--template", str(TEMPLATE)]
+    try:
+        assert cli.main(up) == 0
+        assert "started empty (no saved state)" in capsys.readouterr().out
+        cloud = Cloud(tmp_path / "state", TIME_SCALE)
+        cloud.state = read_state(cloud.state_dir)
+        cloud.client("s3").put_object(Bucket=cloud.output("BucketName"), Key="pipelines/app.yaml", Body=b"v1")
+        assert cli.main(["local", "down"]) == 0
+        assert "local cloud stopped, its state saved" in capsys.readouterr().out
+
+        # When it is started again, and then afresh
+        assert cli.main(up) == 0
+        restored = capsys.readouterr().out
+        assert cli.main(["local", "down"]) == 0
+        assert cli.main([*up, "--fresh"]) == 0
+        fresh = capsys.readouterr().out
+    finally:
+        stop(tmp_path / "state")
+
+    # Then the first says what came back, the second that it started empty on purpose
+    assert "restored 4 functions" in restored
+    assert "1 object versions" in restored
+    assert "started empty (--fresh: any saved state was discarded)" in fresh
