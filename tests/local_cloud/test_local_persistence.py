@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,10 +246,32 @@ def test_a_crash_keeps_what_was_acknowledged(cloud: Cloud) -> None:
     _assert_state_is_back(cloud, created)
 
 
+def _stack_inventory(cloud: Cloud) -> dict[str, Any]:
+    """What provisioning the fixture template made, in the terms a duplicate would show up in."""
+    lambda_ = cloud.client("lambda")
+    functions = sorted(f["FunctionName"] for f in lambda_.list_functions()["Functions"])
+    return {
+        "layer versions": [
+            v["Version"] for v in lambda_.list_layer_versions(LayerName="conveyor-ProbeLayer")["LayerVersions"]
+        ],
+        "function versions": {
+            name: [v["Version"] for v in lambda_.list_versions_by_function(FunctionName=name)["Versions"]]
+            for name in functions
+        },
+        "state machines": sorted(
+            m["name"] for m in cloud.client("stepfunctions").list_state_machines()["stateMachines"]
+        ),
+        "rules": sorted(r["Name"] for r in cloud.client("events").list_rules()["Rules"]),
+        "roles": sorted(r["RoleName"] for r in cloud.client("iam").list_roles()["Roles"]),
+        "queues": sorted(url.rsplit("/", 1)[-1] for url in cloud.client("sqs").list_queues().get("QueueUrls", [])),
+        "tables": cloud.client("dynamodb").list_tables()["TableNames"],
+    }
+
+
 def test_a_restart_provisions_over_the_restored_stack_without_duplicating_it(cloud: Cloud) -> None:
     # Given a local cloud that was provisioned once and then restarted
     first = cloud.up()
-    layers = cloud.client("lambda").list_layer_versions(LayerName="conveyor-ProbeLayer")["LayerVersions"]
+    before = _stack_inventory(cloud)
     stop(cloud.state_dir)
 
     # When the template is provisioned again over the restored state
@@ -256,13 +279,8 @@ def test_a_restart_provisions_over_the_restored_stack_without_duplicating_it(clo
 
     # Then it found every resource instead of creating another
     assert second["outputs"] == first["outputs"]
-    again = cloud.client("lambda").list_layer_versions(LayerName="conveyor-ProbeLayer")["LayerVersions"]
-    assert [layer["Version"] for layer in again] == [layer["Version"] for layer in layers]
-    function = cloud.output("ProbeFunctionName")
-    versions = cloud.client("lambda").list_versions_by_function(FunctionName=function)["Versions"]
-    assert [version["Version"] for version in versions] == ["$LATEST"]
-    assert len(cloud.client("stepfunctions").list_state_machines()["stateMachines"]) == 1
-    assert len(cloud.client("events").list_rules()["Rules"]) == 1
+    assert _stack_inventory(cloud) == before
+    assert second["restored"]["counts"]["functions"] == len(before["function versions"])
 
 
 def test_an_execution_running_at_a_crash_ends_aborted_on_restart(slow_cloud: Cloud) -> None:
@@ -369,6 +387,6 @@ def test_local_up_says_what_it_restored(
         stop(tmp_path / "state")
 
     # Then the first says what came back, the second that it started empty on purpose
-    assert "restored 4 functions" in restored
+    assert re.search(r"restored \d+ functions", restored)
     assert "1 object versions" in restored
     assert "started empty (--fresh: any saved state was discarded)" in fresh
