@@ -145,7 +145,7 @@ def run_demo(*, keep_running: bool = False) -> int:
     started = time.monotonic()
     _say("Starting the local cloud (moto + Conveyor's adapter) from template.yaml")
     stop(DEMO_STATE)  # a cloud left running by `demo --keep-running` holds an earlier story: start afresh
-    state = start_background(port=0, template=ROOT / "template.yaml", state_dir=DEMO_STATE, time_scale=0.01)
+    state = start_background(port=0, template=ROOT / "template.yaml", state_dir=DEMO_STATE, time_scale=0.01, fresh=True)
     print(f"  endpoint {state['endpoint']}; state machine {state['outputs']['StateMachineArn']}")
     try:
         cloud = Cloud(local=True, local_state=DEMO_STATE)

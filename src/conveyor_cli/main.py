@@ -35,6 +35,7 @@ from conveyor_cli.status import (
     render_header,
     stopped_note,
 )
+from conveyor_local.persistence import RestoreSummary
 from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
 
@@ -48,13 +49,15 @@ def _cloud(args: argparse.Namespace) -> Cloud:
 
 # --- local ---------------------------------------------------------------------------------
 def cmd_local_up(args: argparse.Namespace) -> int:
-    state = start_background(args.port, args.template, state_dir(), args.time_scale)
+    state = start_background(args.port, args.template, state_dir(), args.time_scale, fresh=args.fresh)
     print(f"local cloud running at {state['endpoint']} (pid {state['pid']}); `eval $(conveyor local env)`")
+    if "restored" in state:
+        print(RestoreSummary.model_validate(state["restored"]).describe())
     return 0
 
 
 def cmd_local_down(_: argparse.Namespace) -> int:
-    print("local cloud stopped" if stop(state_dir()) else "local cloud was not running")
+    print("local cloud stopped, its state saved" if stop(state_dir()) else "local cloud was not running")
     return 0
 
 
@@ -302,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"
     )
+    up.add_argument("--fresh", action="store_true", help="discard the saved state and start empty")
     up.set_defaults(func=cmd_local_up)
     local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)
     local.add_parser("env", help="print shell exports for any AWS client").set_defaults(func=cmd_local_env)

@@ -77,14 +77,15 @@ and ``...common.retry.retrier_decl.time``
     reads Duration p95/p99 per version, so we compute percentiles (nearest rank, over the
     period's single values) and leave every other statistic to moto.
 
-``moto.dynamodb.models.DynamoDBBackend.{get_item,query,scan,put_item,update_item,delete_item,transact_write_items}``
+``moto.dynamodb.models.DynamoDBBackend.{get_item,put_item,update_item,delete_item,transact_write_items,
+query,scan,batch_get_item}``
     moto evaluates a condition expression and then applies the write in separate steps, with
     nothing to stop another request thread in between, so two conditional writes racing for
     one item could both succeed. DynamoDB makes each single-item write atomic, and Conveyor's
     exactly-once claims and environment locks rely on it: we serialize these calls on one lock.
-    Reads too: moto creates an item, then applies an update expression action by action, so a
-    query between the two saw an item with its key and nothing else (a lock waiter "with 5
-    validation errors"); on DynamoDB a read sees an item before a write or after it, never between.
+    Reads of many items are serialized with them: moto's UpdateItem of a new item stores it with
+    only its key and then applies each SET in place, so a Query between saw a half-written item
+    (the ledger read a deployment record without ``created_at`` under load).
 
 ``moto.awslambda.responses.LambdaResponse.{publish_version,update_alias,create_alias,delete_alias,
 update_function_code,update_function_configuration}``
@@ -150,6 +151,13 @@ and the ``UpdateAlias`` precondition in ``LambdaResponse.update_alias``
 
 ``moto.cloudwatch.models.cloudwatch_backends`` and ``moto.logs.models.logs_backends``
     written to in-process (the server is this process), not through HTTP.
+
+Relied on by ``conveyor_local.persistence`` (not patched here): every service's ``BackendDict``
+(``iter_backends``, and its extra attributes such as S3's ``bucket_accounts``), S3's
+``_VersionedKeyStore`` (its ``items()`` hides older versions from pickle), the Step Functions
+``Execution`` record (its fields, ``exec_worker.env`` and ``ExecutionStatus``); and, by
+``conveyor_local.server``, moto's WSGI app and request handler (``moto.moto_server.werkzeug_app``),
+served with change tracking in front.
 """
 
 from __future__ import annotations
@@ -187,7 +195,17 @@ _ITERATION_WORKER = "moto.stepfunctions.parser.asl.component.state.exec.state_ma
 _STATES_ERROR_NAME = "moto.stepfunctions.parser.asl.component.common.error_name.states_error_name.StatesErrorName"
 
 _DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
-_DYNAMODB_ATOMIC = ("get_item", "query", "scan", "put_item", "update_item", "delete_item", "transact_write_items")
+_DYNAMODB_ATOMIC = (
+    "get_item",
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    # reads of many items: a query or scan must not see an UpdateItem half-applied
+    "query",
+    "scan",
+    "batch_get_item",
+)
 _LAMBDA_RESPONSE = "moto.awslambda.responses.LambdaResponse"
 _LAMBDA_ALIAS = "moto.awslambda.models.LambdaAlias"
 _DYNAMODB_RESPONSE = "moto.dynamodb.responses.DynamoHandler"
@@ -283,6 +301,26 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.awslambda.models._s3_content": ("key",),
     "moto.s3.models.s3_backends": None,
     "moto.awslambda.exceptions.InvalidParameterValueException": ("message",),
+    # Relied on by conveyor_local.persistence (snapshots of the backends) and conveyor_local.server.
+    **dict.fromkeys(
+        (
+            "moto.s3.models.s3_backends",
+            "moto.dynamodb.models.dynamodb_backends",
+            "moto.iam.models.iam_backends",
+            "moto.stepfunctions.parser.models.stepfunctions_parser_backends",
+            "moto.sns.models.sns_backends",
+            "moto.sqs.models.sqs_backends",
+            "moto.events.models.events_backends",
+            "moto.kms.models.kms_backends",
+            "moto.s3.utils._VersionedKeyStore",
+            "moto.stepfunctions.parser.api.ExecutionStatus",
+            "moto.moto_server.werkzeug_app.MotoRequestHandler",
+        )
+    ),
+    "moto.core.base_backend.BackendDict.iter_backends": ("self",),
+    "moto.stepfunctions.parser.backend.execution.Execution": ("name", "sm_type", "role_arn", "exec_arn"),
+    "moto.moto_server.werkzeug_app.DomainDispatcherApplication": ("create_app",),
+    "moto.moto_server.werkzeug_app.create_backend_app": ("service",),
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 

@@ -5,11 +5,18 @@ template uses and fails loudly (naming the logical id) on anything else, so the 
 cloud can never silently diverge from what ``sam deploy`` would create. IAM policies are
 not modelled (moto does not enforce them); each function and state machine gets a role
 that exists, which is all moto checks.
+
+Provisioning is idempotent, like a CloudFormation update: run again over a cloud that already
+holds the stack (a restored snapshot), it updates what changed (a function's code or
+configuration, then its alias moves to the newly published version; a state machine's
+definition; a queue's attributes) and creates nothing twice.
 """
 
 from __future__ import annotations
 
+import base64
 import fnmatch
+import hashlib
 import io
 import json
 import logging
@@ -23,6 +30,7 @@ from typing import Any
 
 import boto3
 import yaml
+from botocore.exceptions import ClientError
 
 LOG = logging.getLogger(__name__)
 
@@ -274,6 +282,31 @@ def _merge_globals(global_props: Mapping[str, Any], props: Mapping[str, Any]) ->
     return merged
 
 
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _code_sha256(zip_bytes: bytes) -> str:
+    """A Lambda ``CodeSha256``: base64 of the zip's sha256."""
+    return base64.b64encode(hashlib.sha256(zip_bytes).digest()).decode()
+
+
+def _function_configuration(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a function's configuration the template sets, as GetFunction and CreateFunction both say them."""
+    layers = config.get("Layers") or []
+    return {
+        "Runtime": config.get("Runtime"),
+        "Role": config.get("Role"),
+        "Handler": config.get("Handler"),
+        "Description": config.get("Description", ""),
+        "Timeout": config.get("Timeout"),
+        "MemorySize": config.get("MemorySize"),
+        "Environment": {"Variables": dict((config.get("Environment") or {}).get("Variables") or {})},
+        "Layers": [layer["Arn"] if isinstance(layer, Mapping) else str(layer) for layer in layers],
+        "TracingConfig": {"Mode": (config.get("TracingConfig") or {}).get("Mode", "PassThrough")},
+    }
+
+
 def _is_intrinsic(value: Mapping[str, Any]) -> bool:
     if len(value) != 1:
         return False
@@ -328,10 +361,14 @@ class Provisioner:
     def s3_bucket(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         s3 = self.client("s3")
         bucket = self.name(logical_id, props, "BucketName", lowercase=True, limit=63)
-        if self.context.region == "us-east-1":
-            s3.create_bucket(Bucket=bucket)
-        else:
-            s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.context.region})
+        try:
+            if self.context.region == "us-east-1":
+                s3.create_bucket(Bucket=bucket)
+            else:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": self.context.region})
+        except ClientError as exc:
+            if _error_code(exc) != "BucketAlreadyOwnedByYou":
+                raise
         if "VersioningConfiguration" in props:
             s3.put_bucket_versioning(
                 Bucket=bucket, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}
@@ -406,13 +443,18 @@ class Provisioner:
             }
         if tags := _tags(props.get("Tags")):
             request["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
-        description = dynamodb.create_table(**request)["TableDescription"]
+        try:
+            description = dynamodb.create_table(**request)["TableDescription"]
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceInUseException":
+                raise
+            description = dynamodb.describe_table(TableName=table)["Table"]
         pitr = props.get("PointInTimeRecoverySpecification", {})
         if pitr.get("PointInTimeRecoveryEnabled"):
             dynamodb.update_continuous_backups(
                 TableName=table, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
             )
-        if "TimeToLiveSpecification" in props:
+        if "TimeToLiveSpecification" in props and _ttl_differs(dynamodb, table, props["TimeToLiveSpecification"]):
             dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=props["TimeToLiveSpecification"])
         attributes = {"Arn": description["TableArn"]}
         if "LatestStreamArn" in description:
@@ -429,14 +471,29 @@ class Provisioner:
                 request[prop] = props[prop]
         if "KeyPolicy" in props:
             request["Policy"] = json.dumps(props["KeyPolicy"])
-        if tags := _tags(props.get("Tags")):
-            request["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in tags.items()]
-        metadata = kms.create_key(**request)["KeyMetadata"]
+        # Tagged as CloudFormation tags a stack's key, so the key is found again instead of created twice.
+        tags = {**_tags(props.get("Tags")), **self.stack_tags(logical_id)}
+        request["Tags"] = [{"TagKey": k, "TagValue": v} for k, v in tags.items()]
+        metadata = self._existing_key(logical_id) or kms.create_key(**request)["KeyMetadata"]
         if props.get("EnableKeyRotation") in (True, "true"):
             kms.enable_key_rotation(KeyId=metadata["KeyId"])
         return Provisioned(
             logical_id, "AWS::KMS::Key", metadata["KeyId"], {"Arn": metadata["Arn"], "KeyId": metadata["KeyId"]}
         )
+
+    def stack_tags(self, logical_id: str) -> dict[str, str]:
+        return {"aws:cloudformation:stack-name": self.context.stack_name, "aws:cloudformation:logical-id": logical_id}
+
+    def _existing_key(self, logical_id: str) -> dict[str, Any] | None:
+        kms = self.client("kms")
+        wanted = self.stack_tags(logical_id).items()
+        for page in kms.get_paginator("list_keys").paginate():
+            for key in page["Keys"]:
+                tags = {tag["TagKey"]: tag["TagValue"] for tag in kms.list_resource_tags(KeyId=key["KeyId"])["Tags"]}
+                if wanted <= tags.items():
+                    metadata: dict[str, Any] = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+                    return metadata
+        return None
 
     def sns_topic(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         sns = self.client("sns")
@@ -468,7 +525,15 @@ class Provisioner:
         request: dict[str, Any] = {"QueueName": name, "Attributes": attributes}
         if tags := _tags(props.get("Tags")):
             request["tags"] = tags
-        url = sqs.create_queue(**request)["QueueUrl"]
+        try:
+            url = sqs.create_queue(**request)["QueueUrl"]
+        except ClientError as exc:
+            if _error_code(exc) not in {"QueueAlreadyExists", "QueueNameExists"}:
+                raise
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            changeable = {key: value for key, value in attributes.items() if key != "FifoQueue"}
+            if changeable:
+                sqs.set_queue_attributes(QueueUrl=url, Attributes=changeable)
         arn = self.arn("sqs", name)
         return Provisioned(logical_id, "AWS::SQS::Queue", url, {"Arn": arn, "QueueName": name, "QueueUrl": url})
 
@@ -482,7 +547,11 @@ class Provisioner:
     def log_group(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         logs = self.client("logs")
         name = self.name(logical_id, props, "LogGroupName", limit=512)
-        logs.create_log_group(logGroupName=name)
+        try:
+            logs.create_log_group(logGroupName=name)
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceAlreadyExistsException":
+                raise
         if "RetentionInDays" in props:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         return Provisioned(logical_id, "AWS::Logs::LogGroup", name, {"Arn": self.arn("logs", f"log-group:{name}:*")})
@@ -500,8 +569,22 @@ class Provisioner:
         for prop in ("CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):
             if prop in props:
                 request[prop] = props[prop]
-        arn = self.client("lambda").publish_layer_version(**request)["LayerVersionArn"]
+        arn = (
+            self._same_layer_version(request)
+            or self.client("lambda").publish_layer_version(**request)["LayerVersionArn"]
+        )
         return Provisioned(logical_id, "AWS::Serverless::LayerVersion", arn, {"Arn": arn})
+
+    def _same_layer_version(self, request: Mapping[str, Any]) -> str | None:
+        """The latest version of the layer when it already has this content (so its functions keep their ARN)."""
+        lambda_ = self.client("lambda")
+        versions = lambda_.list_layer_versions(LayerName=request["LayerName"]).get("LayerVersions", [])
+        if not versions:
+            return None
+        latest = max(versions, key=lambda version: int(version["Version"]))
+        content = lambda_.get_layer_version(LayerName=request["LayerName"], VersionNumber=latest["Version"])["Content"]
+        same = content.get("CodeSha256") == _code_sha256(request["Content"]["ZipFile"])
+        return str(latest["LayerVersionArn"]) if same else None
 
     def _role(self, logical_id: str, principal: str) -> str:
         policy = {
@@ -509,7 +592,13 @@ class Provisioner:
             "Statement": [{"Effect": "Allow", "Principal": {"Service": principal}, "Action": "sts:AssumeRole"}],
         }
         name = physical_name(self.context.stack_name, f"{logical_id}Role")
-        role = self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(policy))
+        iam = self.client("iam")
+        try:
+            role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(policy))
+        except ClientError as exc:
+            if _error_code(exc) != "EntityAlreadyExists":
+                raise
+            role = iam.get_role(RoleName=name)
         return str(role["Role"]["Arn"])
 
     def function(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
@@ -537,23 +626,58 @@ class Provisioner:
         if props.get("Tracing") == "Active":
             request["TracingConfig"] = {"Mode": "Active"}
         lambda_ = self.client("lambda")
-        arn = lambda_.create_function(**request)["FunctionArn"]
+        try:
+            arn = lambda_.create_function(**request)["FunctionArn"]
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceConflictException":
+                raise
+            arn = self._update_function(request)
         ref = name
         target_arn = arn
         if props.get("AutoPublishAlias"):
+            # PublishVersion of an unchanged function returns its latest version, as on AWS.
             version = lambda_.publish_version(FunctionName=name)["Version"]
-            alias = lambda_.create_alias(FunctionName=name, Name=props["AutoPublishAlias"], FunctionVersion=version)
-            target_arn = alias["AliasArn"]  # SAM points a function's events at its alias
+            self._point_alias(name, str(props["AutoPublishAlias"]), str(version))
+            target_arn = f"{arn}:{props['AutoPublishAlias']}"  # SAM points a function's events at its alias
         for event_id, event in (props.get("Events") or {}).items():
             rule_arn = self._eventbridge_rule_event(logical_id, event_id, event, target_arn, kind="Lambda")
-            lambda_.add_permission(
-                FunctionName=target_arn,
-                StatementId=f"{logical_id}{event_id}Permission"[:100],
-                Action="lambda:InvokeFunction",
-                Principal="events.amazonaws.com",
-                SourceArn=rule_arn,
-            )
+            try:
+                lambda_.add_permission(
+                    FunctionName=target_arn,
+                    StatementId=f"{logical_id}{event_id}Permission"[:100],
+                    Action="lambda:InvokeFunction",
+                    Principal="events.amazonaws.com",
+                    SourceArn=rule_arn,
+                )
+            except ClientError as exc:
+                if _error_code(exc) != "ResourceConflictException":  # granted on an earlier start
+                    raise
         return Provisioned(logical_id, "AWS::Serverless::Function", ref, {"Arn": arn})
+
+    def _update_function(self, request: Mapping[str, Any]) -> str:
+        """Bring an existing function to ``request``: code and configuration only where they differ."""
+        lambda_ = self.client("lambda")
+        name = request["FunctionName"]
+        current = lambda_.get_function(FunctionName=name)["Configuration"]
+        if current["CodeSha256"] != _code_sha256(request["Code"]["ZipFile"]):
+            lambda_.update_function_code(FunctionName=name, ZipFile=request["Code"]["ZipFile"])
+            LOG.info("updated the code of %s", name)
+        wanted = _function_configuration(request)
+        if _function_configuration(current) != wanted:
+            lambda_.update_function_configuration(FunctionName=name, **wanted)
+            LOG.info("updated the configuration of %s", name)
+        lambda_.tag_resource(Resource=current["FunctionArn"], Tags=request["Tags"])
+        return str(current["FunctionArn"])
+
+    def _point_alias(self, function: str, alias: str, version: str) -> None:
+        lambda_ = self.client("lambda")
+        try:
+            lambda_.create_alias(FunctionName=function, Name=alias, FunctionVersion=version)
+        except ClientError as exc:
+            if _error_code(exc) not in {"ResourceConflictException", "ConflictException"}:
+                raise
+            if lambda_.get_alias(FunctionName=function, Name=alias)["FunctionVersion"] != version:
+                lambda_.update_alias(FunctionName=function, Name=alias, FunctionVersion=version, RoutingConfig={})
 
     def state_machine(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         name = self.name(logical_id, props, "Name", limit=80)
@@ -571,10 +695,33 @@ class Provisioner:
             request["loggingConfiguration"] = _logging_configuration(props["Logging"])
         if tags := _tags(props.get("Tags")):
             request["tags"] = [{"key": k, "value": v} for k, v in tags.items()]
-        arn = self.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
+        arn = (
+            self._existing_state_machine(request)
+            or self.client("stepfunctions").create_state_machine(**request)["stateMachineArn"]
+        )
         for event_id, event in (props.get("Events") or {}).items():
             self._eventbridge_rule_event(logical_id, event_id, event, arn, kind="StepFunctions")
         return Provisioned(logical_id, "AWS::Serverless::StateMachine", arn, {"Arn": arn, "Name": name})
+
+    def _existing_state_machine(self, request: Mapping[str, Any]) -> str | None:
+        """The ARN of the state machine of this name, updated to ``request`` where it differs; None if none."""
+        sfn = self.client("stepfunctions")
+        arn = self.arn("states", f"stateMachine:{request['name']}")
+        try:
+            current = sfn.describe_state_machine(stateMachineArn=arn)
+        except ClientError as exc:
+            if _error_code(exc) != "StateMachineDoesNotExist":
+                raise
+            return None
+        update: dict[str, Any] = {}
+        if current["definition"] != request["definition"]:
+            update["definition"] = request["definition"]
+        if current["roleArn"] != request["roleArn"]:
+            update["roleArn"] = request["roleArn"]
+        if update:
+            sfn.update_state_machine(stateMachineArn=arn, **update)
+            LOG.info("updated state machine %s (%s)", request["name"], ", ".join(sorted(update)))
+        return arn
 
     def _definition(self, logical_id: str, props: dict[str, Any]) -> str:
         substitutions = {str(k): str(v) for k, v in (props.get("DefinitionSubstitutions") or {}).items()}
@@ -651,6 +798,14 @@ class Provisioner:
             raise
         except Exception as exc:
             raise ProvisioningError(f"{logical_id} ({resource_type}): {exc}") from exc
+
+
+def _ttl_differs(dynamodb: Any, table: str, specification: Mapping[str, Any]) -> bool:
+    """DynamoDB refuses to set a table's TTL to what it already is."""
+    current = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    enabled = current.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}
+    wanted = specification.get("Enabled") in (True, "true", "True")
+    return enabled != wanted or (wanted and current.get("AttributeName") != specification.get("AttributeName"))
 
 
 def _lifecycle_rule(rule: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,11 @@ runs until SIGTERM/SIGINT. Library (for the CLI and tests): ``start_background``
 
 The state file ``<state-dir>/local.json`` is written only once the cloud is provisioned and
 removed on clean shutdown, so its presence (with a live pid) means "ready".
+
+The cloud keeps its state in ``<state-dir>/snapshot/`` (``conveyor_local.persistence``): a start
+restores the last snapshot before the server takes a request (``--fresh`` discards it), ends
+ABORTED the executions the last cloud left running, then provisions the template over what was
+restored (updating what changed, duplicating nothing).
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from conveyor_local import persistence
 
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
@@ -62,6 +69,8 @@ class LocalCloud:
         time_scale: float = 1.0,
         stack_name: str = "conveyor",
         region: str = DEFAULT_REGION,
+        fresh: bool = False,
+        snapshot_interval: float = persistence.DEFAULT_INTERVAL_SECONDS,
     ) -> None:
         self.template = Path(template).resolve()
         self.state_dir = Path(state_dir).resolve()
@@ -69,7 +78,14 @@ class LocalCloud:
         self.time_scale = time_scale
         self.stack_name = stack_name
         self.region = region
-        self._server: Any = None
+        self.fresh = fresh
+        self._server: _TrackedMotoServer | None = None
+        self._tracker = persistence.ChangeTracker()
+        self._snapshotter = persistence.Snapshotter(
+            persistence.SnapshotStore(self.state_dir / persistence.SNAPSHOT_DIR),
+            self._tracker,
+            interval=snapshot_interval,
+        )
         self.state: dict[str, Any] = {}
 
     @property
@@ -81,17 +97,16 @@ class LocalCloud:
         return self.state_dir / STATE_FILE
 
     def start(self) -> dict[str, Any]:
-        """Start serving, patch moto, enable state machine execution, provision; returns the state."""
-        from moto.server import ThreadedMotoServer
-
-        from conveyor_local import moto_patches
+        """Restore, start serving, patch moto, enable state machine execution, provision; returns the state."""
+        from conveyor_local import executions, moto_patches
         from conveyor_local.provision import provision
 
         started = time.perf_counter()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        summary, orphans = self._restore()
+        self._server = _TrackedMotoServer(self.port, self._tracker)
         self._server.start()
-        self.port = int(self._server.get_host_and_port()[1])
+        self.port = self._server.port
         # moto's Step Functions interpreter builds its own clients from MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.port)
         moto_patches.apply(
@@ -101,7 +116,14 @@ class LocalCloud:
         )
         # Must precede create_state_machine: machines land in the executing backend only then.
         self._post_json("/moto-api/config", {"stepfunctions": {"execute_state_machine": True}})
+        if summary.restored:
+            summary.counts = persistence.inventory(self.endpoint_url, self.region)
         result = provision(self.template, self.endpoint_url, stack_name=self.stack_name, region=self.region)
+        # Only now can the status changes reach a rule and its target (the reconciler) on a serving cloud.
+        persistence.set_status_change_emitter(executions.emit_status_change)
+        for execution in orphans:
+            persistence.emit_status_change(execution)
+        self._snapshotter.start()
         self.state = {
             "endpoint": self.endpoint_url,
             "pid": os.getpid(),
@@ -113,12 +135,38 @@ class LocalCloud:
             "started_at": datetime.now(UTC).isoformat(),
             "startup_seconds": round(time.perf_counter() - started, 3),
             "outputs": result.outputs,
+            "restored": summary.model_dump(mode="json"),
         }
         staging = self.state_file.with_suffix(".tmp")
         staging.write_text(json.dumps(self.state, indent=2) + "\n", encoding="utf-8")
         staging.replace(self.state_file)
         LOG.info("local cloud ready at %s in %.2fs", self.endpoint_url, self.state["startup_seconds"])
+        LOG.info("%s", summary.describe())
         return self.state
+
+    def _restore(self) -> tuple[persistence.RestoreSummary, list[Any]]:
+        """Load the last snapshot (unless fresh) and end ABORTED what it left running, before any request."""
+        store = self._snapshotter.store
+        if self.fresh:
+            if store.discard():
+                LOG.info("--fresh: discarded the saved state in %s", store.directory)
+            return persistence.RestoreSummary(fresh=True, restored=False), []
+        blob = store.read()
+        if blob is None:
+            return persistence.RestoreSummary(fresh=False, restored=False), []
+        persistence.install(blob, store.snapshot_path)
+        orphans = persistence.abort_orphaned_executions()
+        manifest = store.manifest()
+        summary = persistence.RestoreSummary(
+            fresh=False,
+            restored=True,
+            generation=manifest.generation if manifest else None,
+            taken_at=manifest.taken_at if manifest else None,
+            aborted_executions=[str(execution.exec_arn) for execution in orphans],
+        )
+        if orphans:
+            self._tracker.record()  # their new status must reach the next snapshot
+        return summary, orphans
 
     def _post_json(self, path: str, body: Mapping[str, Any]) -> None:
         request = urllib.request.Request(  # noqa: S310 - loopback http only
@@ -132,16 +180,45 @@ class LocalCloud:
             response.read()
 
     def stop(self) -> None:
-        """Kill every worker, stop the server, remove the state file. Safe to call twice."""
+        """Stop the server, write the last snapshot, kill every worker, remove the state file. Safe to call twice."""
         from conveyor_local import moto_patches
 
-        moto_patches.restore()
         if self._server is not None:
             self._server.stop()
             self._server = None
+            self._snapshotter.stop()
+        moto_patches.restore()
         with contextlib.suppress(FileNotFoundError):
             if self.state_file.exists() and read_state(self.state_dir).get("pid") == os.getpid():
                 self.state_file.unlink()
+
+
+class _TrackedMotoServer:
+    """moto's threaded server (as ``moto.server.ThreadedMotoServer`` builds it) with change tracking in front.
+
+    Bound at construction, so the port is known before ``start``; nothing is served before it.
+    """
+
+    def __init__(self, port: int, tracker: persistence.ChangeTracker) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        app = tracker.middleware(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, wait for the serving loop to end, close the socket."""
+        self._server.shutdown()
+        self._thread.join()
+        self._server.server_close()
 
 
 # ------------------------------------------------------------------------- library API
@@ -198,19 +275,28 @@ def start_background(
     state_dir: Path | str = ".conveyor",
     time_scale: float | None = None,
     *,
+    fresh: bool = False,
     timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Start the local cloud as a detached process and wait until it is provisioned.
 
-    Returns the state (see ``read_state``). If one is already running for ``state_dir`` its
-    state is returned unchanged. Raises ``LocalCloudError`` with the server log's tail if the
-    server exits or is not ready within ``timeout`` seconds.
+    Returns the state (see ``read_state``; its ``restored`` says what the start restored). If one
+    is already running for ``state_dir`` its state is returned unchanged (with ``fresh``, that is
+    refused: its state cannot be discarded under it). Raises ``LocalCloudError`` with the server
+    log's tail if the server exits or is not ready within ``timeout`` seconds.
     """
     state_path = Path(state_dir).resolve()
     state_path.mkdir(parents=True, exist_ok=True)
+    existing: dict[str, Any] | None = None
     with contextlib.suppress(LocalCloudError):
         existing = read_state(state_path)
+    if existing is not None:
         if _alive(int(existing["pid"])):
+            if fresh:
+                raise LocalCloudError(
+                    f"the local cloud of {state_path} is already running (pid {existing['pid']}); "
+                    "`conveyor local down` first, then `conveyor local up --fresh`"
+                )
             return existing
         (state_path / STATE_FILE).unlink(missing_ok=True)  # left behind by a killed server
     log_path = state_path / LOG_FILE
@@ -219,6 +305,8 @@ def start_background(
         env[TIME_SCALE_ENV] = str(time_scale)
     command = [sys.executable, "-m", "conveyor_local.server", "--port", str(port)]
     command += ["--template", str(Path(template).resolve()), "--state-dir", str(state_path)]
+    if fresh:
+        command.append("--fresh")
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -274,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=Path(".conveyor"))
     parser.add_argument("--stack-name", default="conveyor")
     parser.add_argument("--time-scale", type=float, default=None, help=f"default: ${TIME_SCALE_ENV} or 1.0")
+    parser.add_argument("--fresh", action="store_true", help="discard the saved state and start empty")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -287,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         time_scale=args.time_scale if args.time_scale is not None else time_scale_from_env(),
         stack_name=args.stack_name,
+        fresh=args.fresh,
     )
     try:
         state = cloud.start()

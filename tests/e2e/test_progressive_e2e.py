@@ -27,6 +27,7 @@ from conveyor_cli.status import OUTCOME_EXIT_CODES
 from conveyor_cli.traffic import TrafficGenerator, TrafficSummary, loopback_endpoint
 
 from .conftest import Stage
+from .test_safety_e2e import until
 
 pytestmark = pytest.mark.e2e
 
@@ -110,7 +111,11 @@ class Service:
     def deploy(self, source: Path, version: str, *, with_traffic: bool = True) -> Outcome:
         generator = self.traffic().start() if with_traffic else None
         try:
-            time.sleep(1 if with_traffic else 0)  # a baseline for the old version
+            if generator is not None:  # a baseline for the old version: its invocations, not a second of time
+                until(
+                    lambda: generator.summary.sent - generator.summary.failed_calls >= METRICS["min_invocations"],
+                    "the old version served a baseline of traffic",
+                )
             record = operations.wait(self.stage.cloud, self.push(source, version), timeout=240)
         finally:
             summary = generator.stop() if generator else None

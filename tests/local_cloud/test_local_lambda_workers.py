@@ -64,16 +64,17 @@ def test_the_function_timeout_is_enforced(local_cloud: dict[str, Any], aws: Call
     # Given a function with Timeout: 1
     name = local_cloud["outputs"]["SlowProbeFunctionName"]
 
-    # When its handler runs longer than that
+    # When its handler would run far longer than that
     started = time.monotonic()
-    payload, response = invoke(aws("lambda"), name, {"action": "sleep", "seconds": 30})
+    payload, response = invoke(aws("lambda"), name, {"action": "sleep", "seconds": 600})
     elapsed = time.monotonic() - started
 
-    # Then the invocation is cut off at the timeout with Lambda's error
+    # Then the invocation is cut off at the timeout with Lambda's error (not waited for: a bound, however
+    # loaded the machine, rather than a window)
     assert response["FunctionError"]
     assert payload["errorType"] == "Sandbox.Timedout"
     assert payload["errorMessage"].endswith("Task timed out after 1.00 seconds")
-    assert elapsed < 5
+    assert elapsed < 600
 
     # And the next invocation gets a fresh, working environment
     payload, response = invoke(aws("lambda"), name, {"action": "echo"})

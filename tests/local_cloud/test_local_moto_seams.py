@@ -63,3 +63,19 @@ def test_each_replacement_takes_the_arguments_moto_passes(seam: str) -> None:
     # Then both calls bind
     signature.bind(*expected)
     signature.bind(**dict.fromkeys(expected))
+
+
+def test_every_moto_name_persistence_relies_on_is_a_registered_seam() -> None:
+    from conveyor_local import persistence
+
+    relied_on = {
+        *persistence.BACKENDS.values(),
+        persistence._EXECUTION,
+        persistence._VERSIONED_KEY_STORE,
+        "moto.core.base_backend.BackendDict.iter_backends",
+        "moto.stepfunctions.parser.api.ExecutionStatus",
+        "moto.moto_server.werkzeug_app.DomainDispatcherApplication",
+        "moto.moto_server.werkzeug_app.create_backend_app",
+        "moto.moto_server.werkzeug_app.MotoRequestHandler",
+    }
+    assert relied_on <= set(moto_patches.SEAMS)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from local_cloud_support import REPO_ROOT, wait_for
+from local_cloud_support import FIXTURES, REPO_ROOT, wait_for
 
 from conveyor_local.provision import (
     ProvisioningError,
@@ -148,3 +149,85 @@ def test_a_functions_eventbridge_rule_event_targets_it_as_sam_does(
     (statement,) = json.loads(aws("lambda").get_policy(FunctionName=name)["Policy"])["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Condition"]["ArnLike"]["AWS:SourceArn"] == rule["Arn"]
+
+
+def _inventory(aws: Callable[[str], Any], stack: str, outputs: dict[str, str]) -> dict[str, Any]:
+    """What a stack's provisioning made, in the terms a duplicate would show up in."""
+    lambda_ = aws("lambda")
+    functions = [f for f in lambda_.list_functions()["Functions"] if f["FunctionName"].startswith(f"{stack}-")]
+    kms = aws("kms")
+    keys = [
+        key["KeyId"]
+        for key in kms.list_keys()["Keys"]
+        if {"TagKey": "aws:cloudformation:stack-name", "TagValue": stack}
+        in kms.list_resource_tags(KeyId=key["KeyId"])["Tags"]
+    ]
+    return {
+        "outputs": outputs,
+        "functions": {
+            f["FunctionName"]: (
+                f["CodeSha256"],
+                [layer["Arn"] for layer in f.get("Layers", [])],
+                [v["Version"] for v in lambda_.list_versions_by_function(FunctionName=f["FunctionName"])["Versions"]],
+            )
+            for f in functions
+        },
+        "keys": keys,
+        "roles": sorted(r["RoleName"] for r in aws("iam").list_roles()["Roles"] if r["RoleName"].startswith(stack)),
+        "machines": [
+            m["name"]
+            for m in aws("stepfunctions").list_state_machines()["stateMachines"]
+            if m["name"].startswith(stack)
+        ],
+        "rules": [r["Name"] for r in aws("events").list_rules(NamePrefix=f"{stack}-")["Rules"]],
+        "queues": aws("sqs").list_queues(QueueNamePrefix=stack).get("QueueUrls", []),
+    }
+
+
+def test_provisioning_again_creates_nothing_twice(local_cloud: dict[str, Any], aws: Callable[[str], Any]) -> None:
+    # Given the real template provisioned once (as over a restored snapshot)
+    first = provision(REPO_ROOT / "template.yaml", local_cloud["endpoint"], stack_name="twice")
+    before = _inventory(aws, "twice", first.outputs)
+    aws("s3").put_object(Bucket=first.outputs["ArtifactBucketName"], Key="pipelines/app.yaml", Body=b"kept")
+
+    # When it is provisioned again, unchanged
+    second = provision(REPO_ROOT / "template.yaml", local_cloud["endpoint"], stack_name="twice")
+
+    # Then every resource was found rather than made again, and what it held is kept
+    assert _inventory(aws, "twice", second.outputs) == before
+    assert len(before["keys"]) == 1
+    body = aws("s3").get_object(Bucket=first.outputs["ArtifactBucketName"], Key="pipelines/app.yaml")["Body"]
+    assert body.read() == b"kept"
+
+
+def test_provisioning_again_updates_changed_code_and_moves_the_alias(
+    tmp_path: Path, local_cloud: dict[str, Any], aws: Callable[[str], Any]
+) -> None:
+    # Given a function with an AutoPublishAlias, provisioned once
+    shutil.copytree(FIXTURES / "probe", tmp_path / "probe")
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n  Fn:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: probe/, Handler: app.handler, Runtime: python3.11, AutoPublishAlias: live}\n"
+        "  Machine:\n    Type: AWS::Serverless::StateMachine\n"
+        "    Properties:\n      Definition: {StartAt: A, States: {A: {Type: Pass, End: true}}}\n"
+    )
+    provision(template, local_cloud["endpoint"], stack_name="redeploy")
+    lambda_ = aws("lambda")
+    assert lambda_.get_alias(FunctionName="redeploy-Fn", Name="live")["FunctionVersion"] == "1"
+
+    # When its code and the state machine's definition change and the template is provisioned again
+    (tmp_path / "probe" / "app.py").write_text((tmp_path / "probe" / "app.py").read_text() + "\n# changed\n")
+    template.write_text(template.read_text().replace("A: {Type: Pass, End: true}", "A: {Type: Succeed}"))
+    result = provision(template, local_cloud["endpoint"], stack_name="redeploy")
+
+    # Then the code is updated, a version published and the alias moved to it; the machine is updated in place
+    assert lambda_.get_alias(FunctionName="redeploy-Fn", Name="live")["FunctionVersion"] == "2"
+    machine = aws("stepfunctions").describe_state_machine(stateMachineArn=result.resources["Machine"].ref)
+    assert json.loads(machine["definition"])["States"]["A"] == {"Type": "Succeed"}
+
+    # And a third, unchanged run publishes nothing
+    provision(template, local_cloud["endpoint"], stack_name="redeploy")
+    versions = lambda_.list_versions_by_function(FunctionName="redeploy-Fn")["Versions"]
+    assert [version["Version"] for version in versions] == ["$LATEST", "1", "2"]
+    assert lambda_.get_alias(FunctionName="redeploy-Fn", Name="live")["FunctionVersion"] == "2"
