@@ -596,6 +596,11 @@ class ChangeTracker:
         with self._lock:
             return self._sequence
 
+    def resume(self, sequence: int) -> None:
+        """Go on from the restored snapshot's last change, so sequence numbers only grow across restarts."""
+        with self._lock:
+            self._sequence = max(self._sequence, sequence)
+
     def record(self) -> int:
         """One more change happened (already applied); returns its sequence number."""
         with self._lock:

@@ -157,6 +157,8 @@ class LocalCloud:
         persistence.install(blob, store.snapshot_path)
         orphans = persistence.abort_orphaned_executions()
         manifest = store.manifest()
+        if manifest is not None:
+            self._tracker.resume(manifest.changes)
         summary = persistence.RestoreSummary(
             fresh=False,
             restored=True,

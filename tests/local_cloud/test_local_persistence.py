@@ -298,6 +298,17 @@ def test_an_execution_running_at_a_crash_ends_aborted_on_restart(slow_cloud: Clo
         return any(event["type"] == "WaitStateEntered" for event in events)
 
     wait_for(baking, timeout=60)
+    # And a rule that forwards the state machine's endings to a queue (as the reconciler's rule does to it)
+    sqs, events = slow_cloud.client("sqs"), slow_cloud.client("events")
+    queue = sqs.create_queue(QueueName="endings")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "source": ["aws.states"],
+        "detail-type": ["Step Functions Execution Status Change"],
+        "detail": {"status": ["ABORTED"], "stateMachineArn": [slow_cloud.output("StateMachineArn")]},
+    }
+    events.put_rule(Name="endings", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="endings", Targets=[{"Id": "queue", "Arn": queue_arn}])
     slow_cloud.client("s3").put_object(Bucket=slow_cloud.output("BucketName"), Key="marker", Body=b"x")
     slow_cloud.wait_until_saved()
     slow_cloud.crash()
@@ -324,6 +335,15 @@ def test_an_execution_running_at_a_crash_ends_aborted_on_restart(slow_cloud: Clo
     again = slow_cloud.up()
     assert again["restored"]["aborted_executions"] == []
     assert slow_cloud.client("stepfunctions").describe_execution(executionArn=execution)["status"] == "ABORTED"
+    # And its ending was announced once (on the first restart), so Conveyor's reconciler restores traffic and
+    # closes the ledger
+    sqs = slow_cloud.client("sqs")
+    queue = sqs.get_queue_url(QueueName="endings")["QueueUrl"]
+    received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+    assert len(received) == 1
+    announced = json.loads(received[0]["Body"])
+    assert (announced["detail"]["executionArn"], announced["detail"]["status"]) == (execution, "ABORTED")
+    assert announced["detail"]["cause"] == RESTART_CAUSE
 
 
 def test_fresh_starts_empty_and_says_so(cloud: Cloud) -> None:
