@@ -143,8 +143,11 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
 
 
 def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, FunctionId]:
+    """The targets of ``app``'s registered spec by environment; none for a spec that can never deploy (one
+    that does not parse, or names another app than its key: ValidateArtifact refuses both)."""
     try:
-        return resolve_targets(show_pipeline(cloud, app), home, source="registered")
+        spec = show_pipeline(cloud, app)
+        return resolve_targets(spec, home, source="registered") if spec.app == app else {}
     except (CliError, TargetIdentityError):
         return {}
 
