@@ -37,3 +37,12 @@ def aws(local_cloud: dict[str, Any]) -> Callable[[str], Any]:
         return clients[service]
 
     return client
+
+
+@pytest.fixture(autouse=True)
+def _no_other_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test names its own endpoint: none inherited from a session-wide cloud of another suite
+    (the e2e fixtures point ``AWS_ENDPOINT_URL`` at theirs until the session ends), so in-process
+    moto tests really talk to moto."""
+    for name in ("AWS_ENDPOINT_URL", "CONVEYOR_LOCAL"):
+        monkeypatch.delenv(name, raising=False)
