@@ -158,13 +158,15 @@ def _registered_targets(cloud: Cloud, app: str, home: Home) -> set[str]:
 
 
 def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTarget, str]:
-    """The target of ``environment`` in ``app``'s registered pipeline, and its lock key (canonical ARN)."""
+    """The target of ``environment`` in ``app``'s registered pipeline (its function as a plain name, as the
+    stages call it) and its lock key (the function's canonical ARN)."""
     target = environment_target(cloud, app, environment)
     field = f"pipeline {app}: environment {environment}: target.function_name"
     try:
-        return target, resolve_function(target.function_name, cloud.home(), field=field).arn
+        function = resolve_function(target.function_name, cloud.home(), field=field)
     except TargetIdentityError as exc:
         raise CliError(str(exc)) from exc
+    return target.model_copy(update={"function_name": function.name}), function.arn
 
 
 def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:

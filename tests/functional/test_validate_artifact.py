@@ -497,3 +497,18 @@ def test_a_deployment_claims_its_targets_for_its_app(
     owner = DynamoTargetOwners(TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging")
     assert owner is not None
     assert (owner.app, owner.environment) == ("hello", "staging")
+
+
+def test_a_target_written_as_an_arn_is_carried_on_as_its_functions_name(
+    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+) -> None:
+    # Given hello's spec naming its function by a partial ARN
+    cloud.put_pipeline(pipeline_yaml().replace("hello-staging", f"{ACCOUNT}:function:hello-staging"))
+    event = cloud.event_for(cloud.put_bundle())
+
+    # When it is validated
+    deployment = handlers["validate_artifact"].handler(_request(event), context)
+
+    # Then every later stage gets the one spelling Lambda (and the local cloud) accept everywhere
+    assert deployment["environments"][0]["target"]["function_name"] == "hello-staging"
+    assert deployment["home"] == {"partition": "aws", "account": ACCOUNT, "region": REGION}

@@ -49,4 +49,16 @@ def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, sourc
     return resolved
 
 
-__all__ = ["claim_targets", "resolve_targets", "target_field"]
+def with_canonical_targets(spec: PipelineSpec, resolved: dict[str, FunctionId]) -> list[EnvironmentSpec]:
+    """The spec's environments, each target written as its function's plain name.
+
+    Resolved against the home, a name, a partial ARN and a full ARN are the same function; the
+    stages after ValidateArtifact then call Lambda (and key the lock) with one spelling of it.
+    """
+    return [
+        env.model_copy(update={"target": env.target.model_copy(update={"function_name": resolved[env.name].name})})
+        for env in spec.environments
+    ]
+
+
+__all__ = ["claim_targets", "resolve_targets", "target_field", "with_canonical_targets"]

@@ -22,7 +22,7 @@ from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_ke
 from conveyor.ledger import DeploymentRecord, Ledger, ReleaseRecord, TargetOwners, timed_stage, utcnow
 from conveyor.manifest import Manifest
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.ownership import claim_targets, resolve_targets
+from conveyor.ownership import claim_targets, resolve_targets, with_canonical_targets
 from conveyor.pipeline import PipelineSpec
 from conveyor.target_identity import Home
 from conveyor.targets import Targets
@@ -272,9 +272,9 @@ def validate_artifact(
         pipeline = PipelineSpec.from_yaml(artifacts.read_pipeline(pushed.bucket, where.app), source)
         if pipeline.app != where.app:
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
-        resolve_targets(pipeline, home, source=source)  # functions of our own account and region only
+        resolved = resolve_targets(pipeline, home, source=source)  # functions of our own account and region only
         for environment in pipeline.environments:
-            targets.ensure_managed(environment.target.function_name, managed_tag_key)
+            targets.ensure_managed(resolved[environment.name].name, managed_tag_key)
             require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
         claim_targets(pipeline, home, owners, source=source)  # one owner per function
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)
@@ -327,7 +327,7 @@ def validate_artifact(
             version_id=package_version,
         ),
         manifest=manifest,
-        environments=pipeline.environments,
+        environments=with_canonical_targets(pipeline, resolved),
         notifications=pipeline.notifications,
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
