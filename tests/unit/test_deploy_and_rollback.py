@@ -91,3 +91,13 @@ def test_rollback_reason_from_a_crash() -> None:
     )
     assert rollback_reason(build_step(failure=failure)) == "TrafficShiftError: throttled"
     assert rollback_reason(build_step()) == "rollback requested"
+
+
+def test_a_crash_after_a_paused_verdict_is_the_reason_not_the_verdict() -> None:
+    # Given a rollout that paused on an inconclusive verdict, was promoted, and then crashed shifting traffic
+    verdict = HealthVerdict(status="inconclusive", reason="no data", weight=10, checks=[], evaluated_at=utcnow())
+    failure = Failure.model_validate({"Error": "TrafficShiftError", "Cause": '{"errorMessage": "version 7 is gone"}'})
+    step = build_step(health=verdict, failure=failure)
+
+    # Then the rollback says the crash is why
+    assert rollback_reason(step) == "TrafficShiftError: version 7 is gone"

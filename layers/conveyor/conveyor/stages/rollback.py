@@ -34,10 +34,12 @@ def rollback_reason(step: EnvironmentStep) -> str:
             f"paused at {step.health.weight}% traffic on an inconclusive verdict and nobody decided within "
             f"{step.environment.approval.timeout_seconds} s: {step.health.reason}"
         )
+    if step.failure is not None:
+        # A crash caught on the way (a verdict that failed reaches RollBack without one): the crash is why,
+        # not the verdict the state still carries from an earlier step.
+        return f"{step.failure.error}: {step.failure.message}"
     if step.health is not None and step.health.status != "pass":
         return f"health check failed at {step.health.weight}% traffic: {step.health.reason}"
-    if step.failure is not None:
-        return f"{step.failure.error}: {step.failure.message}"
     return "rollback requested"
 
 
