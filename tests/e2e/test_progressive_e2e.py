@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conveyor.contracts import AWAITING_APPROVAL
 from conveyor.contracts import Outcome as DeploymentOutcome
 from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import FunctionConfig
 
 from conveyor_cli import main as cli
 from conveyor_cli import operations
+from conveyor_cli.approvals import decide
 from conveyor_cli.packaging import build_bundle, zip_directory
 from conveyor_cli.sample import EXAMPLES, drain_inbox
 from conveyor_cli.status import OUTCOME_EXIT_CODES
@@ -314,40 +315,24 @@ def test_no_data_is_judged_again_then_fails_never_passes(service: Service) -> No
 
 
 def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Service) -> None:
-    # Given a canary at 20% judged on an alarm only (OK), with a long bake
-    alarm = f"{service.app}-errors"
-    cloudwatch = service.stage.cloud.client("cloudwatch")
-    cloudwatch.put_metric_alarm(
-        AlarmName=alarm,
-        Namespace="AWS/Lambda",
-        MetricName="Errors",
-        Dimensions=[{"Name": "FunctionName", "Value": service.function}],
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
-    service.register({"type": "canary", "weight": 20, "bake_seconds": 500}, {"alarms": [alarm]})
-    ledger = operations.ledger(service.stage.cloud)
+    # Given a canary at 20% whose verdict cannot be reached (no traffic), so the rollout pauses for a person
+    health = {"metrics": {"min_invocations": 100_000}, "on_inconclusive": "pause"}
+    service.register({"type": "canary", "weight": 20, "bake_seconds": 60}, health)
     deployment = service.push(EXAMPLES / "hello", "2.0.0")
+    paused = until(
+        lambda: (
+            (r := operations.ledger(service.stage.cloud).get(deployment))
+            and r.environments.get("production", {}).get("status") == AWAITING_APPROVAL
+            and r
+        ),
+        "the canary paused for a person",
+    )
 
-    # When the new version disappears while the canary bakes, so promoting it to 100% crashes ShiftTraffic
-    def sabotage() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            record = ledger.get(deployment)
-            if record and any(e.stage == "ShiftTraffic" and e.detail.get("weight") == 20 for e in record.events):
-                version = record.environments["production"]["version_after"]
-                service.stage.cloud.client("lambda").delete_function(FunctionName=service.function, Qualifier=version)
-                return
-            time.sleep(0.05)
-
-    saboteur = threading.Thread(target=sabotage)
-    saboteur.start()
+    # When the new version disappears while the canary waits, and a person promotes it: ShiftTraffic crashes
+    version = paused.environments["production"]["version_after"]
+    service.stage.cloud.client("lambda").delete_function(FunctionName=service.function, Qualifier=version)
+    decide(service.stage.cloud, deployment, environment="production", verdict="approve", reason="go", by="dana")
     record = operations.wait(service.stage.cloud, deployment, timeout=240)
-    saboteur.join()
 
     # Then the crash took the rollback branch: alias on the old version at 100%, routing cleared
     assert record.status.value == "ROLLED_BACK"
@@ -359,8 +344,9 @@ def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Servic
     assert rollback["restored_version"] == "1"
     assert rollback["reason"].startswith("TrafficShiftError")
     notes = drain_inbox(service.stage.cloud, service.stage.targets.inbox_url)
-    assert len(notes) == 1
-    assert "restored to version 1 (was 2) in " in notes[0]["message"]
+    outcomes = [n for n in notes if "ROLLED_BACK" in n["subject"]]  # (beside the request to decide)
+    assert len(outcomes) == 1
+    assert "restored to version 1 (was 2) in " in outcomes[0]["message"]
 
 
 # --- HTTP probe ------------------------------------------------------------------------------
