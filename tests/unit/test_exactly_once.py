@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 from conveyor.contracts import Claim, ClaimRequest, Outcome
-from conveyor.errors import DowngradeRefusedError, ExecutionInputTooLargeError, ForeignBucketError
+from conveyor.errors import (
+    DeploymentSupersededError,
+    DowngradeRefusedError,
+    ExecutionInputTooLargeError,
+    ForeignBucketError,
+)
 from conveyor.ledger import DeploymentRecord
 from conveyor.manifest import Manifest
 from conveyor.stages.claim import claim_deployment
@@ -163,6 +168,22 @@ def test_the_same_version_built_earlier_is_refused() -> None:
     with pytest.raises(DowngradeRefusedError):
         check_not_downgrade(
             manifest("1.0.0"), live("1.0.0", built_at=built), order="semver", allowed=False, where="s3://b/k"
+        )
+
+
+def test_an_older_push_overtaken_by_a_newer_one_going_live_is_superseded_not_refused() -> None:
+    # Given 1.10.0 went live at midnight, and 1.2.0 pushed a second before it did (a storm of pushes)
+    pushed = datetime(2024, 5, 13, 23, 59, 59, tzinfo=UTC)
+
+    # Then 1.2.0 lost a race (SUPERSEDED, nobody paged), while one pushed after it is a real downgrade
+    with pytest.raises(DeploymentSupersededError, match=r"1\.2\.0 was overtaken: the newer 1\.10\.0"):
+        check_not_downgrade(
+            manifest("1.2.0"), live("1.10.0"), order="semver", allowed=False, where="s3://b/k", started_at=pushed
+        )
+    later = datetime(2024, 5, 14, 0, 0, 1, tzinfo=UTC)
+    with pytest.raises(DowngradeRefusedError):
+        check_not_downgrade(
+            manifest("1.2.0"), live("1.10.0"), order="semver", allowed=False, where="s3://b/k", started_at=later
         )
 
 

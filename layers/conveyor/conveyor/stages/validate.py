@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,6 +13,7 @@ from conveyor.contracts import ArtifactRef, Deployment, ExecutionOptions, Outcom
 from conveyor.errors import (
     ArtifactLayoutError,
     ArtifactRejectedError,
+    DeploymentSupersededError,
     DowngradeRefusedError,
     ManifestInvalidError,
     PipelineInvalidError,
@@ -137,19 +139,37 @@ def recorded_version(record: DeploymentRecord) -> BuiltVersion:
 
 
 def check_not_downgrade(
-    manifest: Manifest, live: DeploymentRecord | None, *, order: VersionOrder, allowed: bool, where: str
+    manifest: Manifest,
+    live: DeploymentRecord | None,
+    *,
+    order: VersionOrder,
+    allowed: bool,
+    where: str,
+    started_at: datetime | None = None,
 ) -> None:
-    """Refuse an artifact older than the live one in the pipeline's version order (``conveyor.versions``)."""
+    """Refuse an artifact older than the live one in the pipeline's version order (``conveyor.versions``).
+
+    An older artifact pushed before the newer one went live (``started_at``, its execution's start, is
+    earlier than the live deployment's end) is not a downgrade someone asked for but the loser of a race
+    of pushes: it ends SUPERSEDED (``DeploymentSupersededError``), changing nothing and paging nobody.
+    """
     if live is None or allowed:
         return
-    if is_newer(recorded_version(live), built_version(manifest), order):
-        raise DowngradeRefusedError(
-            f"{where}: {manifest.app} {manifest.version} (built {manifest.created_at.isoformat()}) is older than "
-            f"the live {live.version} (deployment {live.deployment_id}"
-            f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}) in version_order {order}; "
-            "refused as a downgrade. To allow it: pipeline allow_downgrade: true, or start the execution with "
-            '{"conveyor": {"allow_downgrade": true}} beside the event (or use conveyor rollback)'
+    if not is_newer(recorded_version(live), built_version(manifest), order):
+        return
+    if started_at is not None and live.finished_at is not None and live.finished_at > started_at:
+        raise DeploymentSupersededError(
+            f"{where}: {manifest.app} {manifest.version} was overtaken: the newer {live.version} (deployment "
+            f"{live.deployment_id}) went live at {live.finished_at.isoformat()}, after this push arrived; "
+            "nothing was changed"
         )
+    raise DowngradeRefusedError(
+        f"{where}: {manifest.app} {manifest.version} (built {manifest.created_at.isoformat()}) is older than "
+        f"the live {live.version} (deployment {live.deployment_id}"
+        f"{f', built {live.built_at.isoformat()}' if live.built_at else ''}) in version_order {order}; "
+        "refused as a downgrade. To allow it: pipeline allow_downgrade: true, or start the execution with "
+        '{"conveyor": {"allow_downgrade": true}} beside the event (or use conveyor rollback)'
+    )
 
 
 UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
@@ -289,6 +309,7 @@ def validate_artifact(
             order=pipeline.version_order,
             allowed=pipeline.allow_downgrade or options.allow_downgrade,
             where=pushed.uri,
+            started_at=request.started_at,
         )
         duplicate = bind_version(
             manifest, pushed.deployment_id, ledger=ledger, executions=executions, live=live, force=options.force
