@@ -143,6 +143,13 @@ def concurrency(stage: Stage, request: pytest.FixtureRequest) -> Iterator[str]:
     path.write_text(yaml.safe_dump(spec))
     operations.apply_pipeline(stage.cloud, path)
     yield str(request.param)
+    # The storm leaves 9x.0.x live; a low release goes live after it (allow_downgrade), so the app's live
+    # release refuses no later module's push as a downgrade.
+    spec["allow_downgrade"] = True
+    path.write_text(yaml.safe_dump(spec))
+    operations.apply_pipeline(stage.cloud, path)
+    reset = {"queue": "0.90.0", "supersede": "0.91.0"}[str(request.param)]
+    assert stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", reset))["deployment_id"])
     operations.apply_pipeline(stage.cloud, EXAMPLES / "pipelines" / "hello.yaml")
 
 
