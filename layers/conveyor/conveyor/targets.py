@@ -103,15 +103,8 @@ class LambdaTargets:
         return str(response["Configuration"]["FunctionArn"])
 
     def alias_version(self, function_name: str, alias: str) -> str | None:
-        try:
-            response = self._lambda.get_alias(FunctionName=function_name, Name=alias)
-        except ClientError as exc:
-            if aws.error_code(exc) == "ResourceNotFoundException":
-                return None
-            raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise TargetReadError(f"reading alias {function_name}:{alias} failed: {exc}") from exc
-        return str(response["FunctionVersion"])
+        state = self.alias_state(function_name, alias)
+        return None if state is None else state.version
 
     def alias_state(self, function_name: str, alias: str) -> AliasState | None:
         """The alias's version, extra weights and revision; None when it does not exist."""
