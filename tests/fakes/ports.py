@@ -103,6 +103,8 @@ class FakeLedger:
 
     def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None:
         record = self.records[deployment_id]
+        if any(e.get("execution_arn") == entry.get("execution_arn") for e in record.get("skipped", [])):
+            return  # once per execution
         record["skipped"] = [*record.get("skipped", []), dict(entry)]
         record["skipped_count"] = record.get("skipped_count", 0) + 1
 

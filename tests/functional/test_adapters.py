@@ -291,6 +291,22 @@ def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
     assert ledger.history(app="other") == []
 
 
+def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: Cloud) -> None:
+    # Given a deployment, and a duplicate execution whose ClaimDeployment ran twice (a retry after a timeout)
+    ledger = DynamoLedger(TABLE)
+    deployment = _start_deployment(ledger, 7)
+    entry = {"execution_arn": "arn:exec:dup", "outcome": "SKIPPED_DUPLICATE", "reason": "another owns it"}
+    ledger.record_skip(deployment, entry)
+    ledger.record_skip(deployment, entry)
+    ledger.record_skip(deployment, entry | {"execution_arn": "arn:exec:other"})
+
+    # Then each execution is counted once
+    record = ledger.get(deployment)
+    assert record is not None
+    assert record.skipped_count == 2
+    assert [e["execution_arn"] for e in record.skipped] == ["arn:exec:dup", "arn:exec:other"]
+
+
 def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) -> None:
     # Given one success followed by more failures than a page of history holds
     ledger = DynamoLedger(TABLE)

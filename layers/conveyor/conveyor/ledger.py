@@ -348,17 +348,22 @@ class DynamoLedger:
         return updated is not None
 
     def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None:
+        """List a skipped execution on the deployment, once per execution (a retried stage adds nothing)."""
+        execution = str(entry.get("execution_arn") or "-")
         with self._errors("record_skip"):
-            self._table.update_item(
+            _update_if(
+                self._table,
                 Key={"pk": self._pk(deployment_id), "sk": _META},
                 UpdateExpression="SET skipped = list_append(if_not_exists(skipped, :none), :entry), updated_at = :now "
-                "ADD skipped_count :one",
-                ConditionExpression="attribute_exists(pk)",
+                "ADD skipped_count :one, skipped_executions :me_set",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(skipped_executions, :me)",
                 ExpressionAttributeValues={
                     ":none": [],
                     ":entry": [_to_item(entry)],
                     ":now": utcnow().isoformat(),
                     ":one": 1,
+                    ":me": execution,
+                    ":me_set": {execution},
                 },
             )
 
