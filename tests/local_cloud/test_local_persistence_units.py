@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from local_cloud_support import wait_for
 from moto import mock_aws
 
 from conveyor_local import moto_patches, persistence
@@ -104,9 +104,7 @@ def test_a_captured_running_execution_installs_aborted_with_its_history(moto_sta
     machine = sfn.create_state_machine(name="m", roleArn=role, definition=json.dumps(definition))["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=machine, name="e", input="{}")["executionArn"]
     history = lambda: sfn.get_execution_history(executionArn=execution)["events"]  # noqa: E731
-    deadline = time.monotonic() + 30
-    while not any(event["type"] == "WaitStateEntered" for event in history()) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: any(event["type"] == "WaitStateEntered" for event in history()), timeout=30)
     kms = boto3.client("kms", region_name="us-east-1")
     key = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
     blob = persistence.capture()
@@ -287,9 +285,7 @@ def test_an_execution_ending_is_a_change_to_snapshot(tmp_path: Path, moto_state:
         sfn.stop_execution(executionArn=execution)
 
         # Then the snapshotter counts it as a change and writes a snapshot holding it
-        deadline = time.monotonic() + 30
-        while (tracker.sequence == 0 or snapshotter.store.manifest() is None) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: tracker.sequence > 0 and snapshotter.store.manifest() is not None, timeout=30)
         manifest = snapshotter.store.manifest()
         assert manifest is not None
         assert manifest.changes >= 1
