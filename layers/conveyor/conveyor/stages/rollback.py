@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.contracts import EnvironmentStep, Release, RollbackResult
 from conveyor.errors import AliasChangedError, ApprovalRejectedError, ConveyorError, LedgerError, RollbackFailedError
-from conveyor.ledger import Ledger, StageEvent, record_quietly, utcnow
+from conveyor.ledger import Ledger, timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.targets import Targets
 
@@ -101,43 +101,30 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
     if release is None:
         raise RollbackFailedError("RollBack needs the release that Deploy produced; the alias state is unknown")
     reason = rollback_reason(step)
-    started_at, started = utcnow(), time.perf_counter()
-
-    def event(status: str, detail: dict[str, object]) -> StageEvent:
-        finished = utcnow()
-        return StageEvent(
-            deployment_id=deployment.deployment_id,
-            stage="RollBack",
+    # quiet: the stage event is written after the restore, and a ledger that refuses it fails nothing.
+    with timed_stage(ledger, deployment.deployment_id, "RollBack", release.environment, quiet=True) as detail:
+        started = time.perf_counter()
+        try:
+            restored = restore_alias(targets, release)
+        except (ConveyorError, ClientError, BotoCoreError) as exc:
+            target = release.version_before or "(no alias)"
+            raise RollbackFailedError(
+                f"could not restore {release.function_name}:{release.alias} to {target}: {exc}. "
+                f"Run: {manual_restore_command(release)}"
+            ) from exc
+        result = RollbackResult(
             environment=release.environment,
-            status=status,
-            started_at=started_at,
-            finished_at=finished,
-            duration_ms=round((finished - started_at).total_seconds() * 1000, 1),
-            detail=detail,
+            function_name=release.function_name,
+            alias=release.alias,
+            restored_version=restored,
+            rolled_back_from=release.version_after,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            reason=reason,
         )
-
-    try:
-        restored = restore_alias(targets, release)
-    except (ConveyorError, ClientError, BotoCoreError) as exc:
-        target = release.version_before or "(no alias)"
-        failure = RollbackFailedError(
-            f"could not restore {release.function_name}:{release.alias} to {target}: {exc}. "
-            f"Run: {manual_restore_command(release)}"
-        )
-        record_quietly(ledger, event("failed", {"error": type(failure).__name__, "reason": str(failure)}))
-        raise failure from exc
-    result = RollbackResult(
-        environment=release.environment,
-        function_name=release.function_name,
-        alias=release.alias,
-        restored_version=restored,
-        rolled_back_from=release.version_after,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        reason=reason,
-    )
+        detail.update(result.model_dump(mode="json"))
     metrics.add_metric(name="Rollbacks", unit=MetricUnit.Count, value=1)
     logger.warning("rolled back", extra={"environment": release.environment, "reason": reason})
-    recorded = record_quietly(ledger, event("succeeded", result.model_dump(mode="json")))
+    recorded = True
     try:
         restore_served(release, ledger=ledger)
         ledger.update_environment(
