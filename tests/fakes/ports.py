@@ -127,15 +127,18 @@ class FakeLedger:
     def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
         self.records[deployment_id].update(copy.deepcopy(fields))
 
-    def claim_notice(self, deployment_id: str, key: str) -> str | None:
+    def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
         notices = self.__dict__.setdefault("notices", {})
-        if (deployment_id, key) in notices:
-            return notices[(deployment_id, key)]
-        notices[(deployment_id, key)] = ""
+        message_id, lease_until = notices.get((deployment_id, key), ("", None))
+        if message_id:
+            return message_id
+        if lease_until is not None and lease_until >= now:
+            return ""
+        notices[(deployment_id, key)] = ("", now + lease_seconds)
         return None
 
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
-        self.__dict__.setdefault("notices", {})[(deployment_id, key)] = message_id
+        self.__dict__.setdefault("notices", {})[(deployment_id, key)] = (message_id, None)
 
     # --- a version's content, and what each alias serves (DynamoLedger's conditions) -------------
     def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:

@@ -31,7 +31,15 @@ from conveyor.errors import (
 )
 from conveyor.executions import IN_FLIGHT_GRACE, StepFunctionsExecutions
 from conveyor.layout import release_key
-from conveyor.ledger import DynamoLedger, DynamoLocks, DynamoTargetOwners, LockState, ReleaseRecord, Waiter
+from conveyor.ledger import (
+    NOTICE_IN_FLIGHT,
+    DynamoLedger,
+    DynamoLocks,
+    DynamoTargetOwners,
+    LockState,
+    ReleaseRecord,
+    Waiter,
+)
 from conveyor.monitoring import CloudWatchAlarms
 from conveyor.notifier import SnsNotifier
 from conveyor.probes import UrllibProber
@@ -563,3 +571,20 @@ def test_what_an_alias_serves_is_recorded_replaced_and_forgotten(cloud: Cloud) -
     ledger.forget_served("hello-staging", "live")
     assert ledger.served("hello-staging", "live") is None
     assert ledger.history(app="hello") == []
+
+
+def test_a_notice_is_claimed_by_one_try_until_published_or_its_lease_runs_out(cloud: Cloud) -> None:
+    # Given a notice claimed by one try, for 60 s from t=1000
+    ledger = DynamoLedger(TABLE)
+    assert ledger.claim_notice("d-1", "exec#failure", now=1000.0, lease_seconds=60) is None
+
+    # Then a second try inside the lease is told it is in flight, not to publish
+    assert ledger.claim_notice("d-1", "exec#failure", now=1059.0, lease_seconds=60) == NOTICE_IN_FLIGHT
+    # And a try after the lease ran out without a publication takes it over
+    assert ledger.claim_notice("d-1", "exec#failure", now=1061.0, lease_seconds=60) is None
+
+    # And once published, every later try gets the message id, however late
+    ledger.record_notice("d-1", "exec#failure", "message-1")
+    assert ledger.claim_notice("d-1", "exec#failure", now=9999.0, lease_seconds=60) == "message-1"
+    # And another key is its own notice
+    assert ledger.claim_notice("d-1", "exec#reconciled", now=1000.0, lease_seconds=60) is None

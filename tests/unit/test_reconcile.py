@@ -12,6 +12,7 @@ from conveyor.errors import AliasChangedError, LedgerError, LockLostError, Notif
 from conveyor.ledger import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
+from conveyor.stages.report import publish_once
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 from conveyor.stages.validate import PushedObject
@@ -187,8 +188,7 @@ def test_a_deployment_the_state_machine_already_closed_is_not_notified_twice() -
     world.ledger.update_environment(world.deployment_id, "staging", {"status": "ROLLED_BACK", "weight": 0})
     world.ledger.finish(world.deployment_id, Outcome.ROLLED_BACK, {"error": "x", "reason": "health check failed"})
     world.locks.release(TARGET, EXECUTION)
-    world.ledger.claim_notice(world.deployment_id, f"{EXECUTION}#failure")
-    world.ledger.record_notice(world.deployment_id, f"{EXECUTION}#failure", "message-earlier")
+    publish_once(world.ledger, world.deployment_id, f"{EXECUTION}#failure", lambda: "message-earlier")
 
     result = world.reconcile("FAILED", error="DeploymentRolledBackError")
 
@@ -196,6 +196,45 @@ def test_a_deployment_the_state_machine_already_closed_is_not_notified_twice() -
     assert result.message_id == "message-earlier"
     assert world.notifier.published == []
     assert world.record().status is Outcome.ROLLED_BACK
+
+
+def test_a_try_beside_one_that_is_publishing_waits_for_its_publication_and_does_not_publish() -> None:
+    # Given one try that claimed the failure notice and is publishing it
+    ledger, key = FakeLedger(), f"{EXECUTION}#failure"
+    assert ledger.claim_notice("d-unit", key, now=1000.0, lease_seconds=60) is None
+    sent: list[str] = []
+
+    # When a second try comes while it publishes (its wait is when the first one records)
+    def first_try_finishes(_: float) -> None:
+        ledger.record_notice("d-unit", key, "message-first")
+
+    message_id = publish_once(
+        ledger,
+        "d-unit",
+        key,
+        lambda: sent.append("second") or "message-second",
+        clock=lambda: 1001.0,
+        sleep=first_try_finishes,
+    )
+
+    # Then it reports the first publication and publishes nothing
+    assert message_id == "message-first"
+    assert sent == []
+
+
+def test_a_notice_whose_claimant_crashed_is_published_once_its_lease_runs_out() -> None:
+    ledger, key = FakeLedger(), f"{EXECUTION}#failure"
+    assert ledger.claim_notice("d-unit", key, now=1000.0, lease_seconds=60) is None  # and then it crashed
+    clock = [1001.0]
+
+    def wait(seconds: float) -> None:
+        clock[0] += seconds
+
+    message_id = publish_once(ledger, "d-unit", key, lambda: "message-late", clock=lambda: clock[0], sleep=wait)
+
+    assert message_id == "message-late"
+    assert clock[0] > 1060.0
+    assert ledger.claim_notice("d-unit", key, now=clock[0], lease_seconds=60) == "message-late"
 
 
 def test_a_notification_that_failed_is_sent_by_the_next_try() -> None:

@@ -126,7 +126,7 @@ class Ledger(Protocol):
         fields: dict[str, Any] | None = None,
     ) -> bool: ...
     def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None: ...
-    def claim_notice(self, deployment_id: str, key: str) -> str | None: ...
+    def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None: ...
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None: ...
     def claim_release(self, release: ReleaseRecord) -> ReleaseRecord: ...
     def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool: ...
@@ -163,8 +163,8 @@ def served_key(function_name: str, alias: str) -> str:
     return f"SERVED#{function_name}#{alias}"
 
 
-NOT_PUBLISHED = ""
-"""``claim_notice``'s answer when an earlier try claimed the notice but never recorded a message id."""
+NOTICE_IN_FLIGHT = ""
+"""``claim_notice``'s answer while another try holds the notice's lease and has not recorded a publication."""
 
 
 def _condition_failed(exc: ClientError) -> bool:
@@ -406,30 +406,29 @@ class DynamoLedger:
                 ExpressionAttributeValues={f":v{i}": _to_item(value) for i, value in enumerate(fields.values())},
             )
 
-    def claim_notice(self, deployment_id: str, key: str) -> str | None:
-        """Claim the right to publish notice ``key``: None if claimed now, else the earlier message id.
+    def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
+        """Claim the right to publish notice ``key`` for ``lease_seconds``.
 
-        ``NOT_PUBLISHED`` means an earlier try claimed it but did not record a publication (it may
-        have crashed before or after publishing): the caller publishes again, the one duplicate
+        None if claimed now; the earlier message id if it was published; ``NOTICE_IN_FLIGHT`` while
+        another try holds an unexpired claim. A claim whose lease ran out without a publication was
+        left by a try that crashed (before or after publishing): it is taken over, the one duplicate
         that can only follow a crash in that narrow window.
         """
+        key_item = {"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"}
         with self._errors("claim_notice"):
             try:
                 self._table.put_item(
-                    Item={
-                        "pk": self._pk(deployment_id),
-                        "sk": f"{_NOTICE_PREFIX}{key}",
-                        "claimed_at": utcnow().isoformat(),
-                    },
-                    ConditionExpression="attribute_not_exists(pk)",
+                    Item=key_item | {"claimed_at": utcnow().isoformat(), "lease_until": _to_item(now + lease_seconds)},
+                    ConditionExpression=(
+                        "attribute_not_exists(message_id) AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                    ),
+                    ExpressionAttributeValues={":now": _to_item(now)},
                 )
             except ClientError as exc:
                 if not _condition_failed(exc):
                     raise
-                item = self._table.get_item(
-                    Key={"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"}, ConsistentRead=True
-                ).get("Item", {})
-                return str(item.get("message_id", NOT_PUBLISHED))
+                item = self._table.get_item(Key=key_item, ConsistentRead=True).get("Item", {})
+                return str(item.get("message_id", NOTICE_IN_FLIGHT))
         return None
 
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:

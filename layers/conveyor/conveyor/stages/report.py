@@ -13,6 +13,7 @@ execution, so a retried or redriven stage never publishes it twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,19 +26,39 @@ from conveyor.errors import (
     RollbackFailedError,
 )
 from conveyor.layout import ArtifactKey
-from conveyor.ledger import DeploymentRecord, Ledger, LockTable, timed_stage, utcnow
+from conveyor.ledger import NOTICE_IN_FLIGHT, DeploymentRecord, Ledger, LockTable, timed_stage, utcnow
 from conveyor.notifier import Notifier
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.lock import release_deployment_locks, release_recorded_locks
 from conveyor.stages.validate import PushedObject
 
+NOTICE_LEASE_SECONDS = 60.0
+"""How long a claim on a notice holds before another try may take it over: a stage's whole timeout."""
 
-def publish_once(ledger: Ledger, deployment_id: str, key: str, publish: Callable[[], str]) -> str:
-    """Publish a notification at most once per ``key`` (an execution and a kind), across retries and redrives."""
-    earlier = ledger.claim_notice(deployment_id, key)
-    if earlier:
-        logger.info("notification already published", extra={"message_id": earlier, "notice": key})
-        return earlier
+
+def publish_once(
+    ledger: Ledger,
+    deployment_id: str,
+    key: str,
+    publish: Callable[[], str],
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Publish a notification at most once per ``key`` (an execution and a kind), across retries and redrives.
+
+    Two tries at once (a redriven reconciler beside an operator's ``conveyor reconcile``) never both
+    publish: the second waits for the first's publication, or for its lease to run out if it crashed.
+    """
+    pause = 0.2
+    while (
+        earlier := ledger.claim_notice(deployment_id, key, now=clock(), lease_seconds=NOTICE_LEASE_SECONDS)
+    ) is not None:
+        if earlier != NOTICE_IN_FLIGHT:
+            logger.info("notification already published", extra={"message_id": earlier, "notice": key})
+            return earlier
+        sleep(pause)
+        pause = min(pause * 2, 2.0)
     message_id = publish()
     ledger.record_notice(deployment_id, key, message_id)
     return message_id
