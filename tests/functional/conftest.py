@@ -44,15 +44,46 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
 
 
-def load_handler(stage: str) -> ModuleType:
-    """``functions/<stage>/app.py`` as a module of its own (every handler file is called app.py)."""
-    path = ROOT / "functions" / stage / "app.py"
-    spec = importlib.util.spec_from_file_location(f"conveyor_functions_{stage}_app", path)
+# Which function serves each stage (template.yaml groups the states by the privileges they need).
+STAGE_FUNCTIONS = {
+    "claim_deployment": ("intake", "ClaimDeployment"),
+    "validate_artifact": ("intake", "ValidateArtifact"),
+    "acquire_lock": ("intake", "AcquireLock"),
+    "deploy": ("rollout", "Deploy"),
+    "shift_traffic": ("rollout", "ShiftTraffic"),
+    "evaluate_health": ("rollout", "EvaluateHealth"),
+    "roll_back": ("rollout", "RollBack"),
+    "request_approval": ("report", "RequestApproval"),
+    "finalize": ("report", "Finalize"),
+    "notify_failure": ("report", "NotifyFailure"),
+}
+
+
+def load_function(name: str) -> ModuleType:
+    """``functions/<name>/app.py`` as a module of its own (every handler file is called app.py)."""
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"conveyor_functions_{name}_app", path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@dataclass(frozen=True)
+class StageHandler:
+    """One stage of a stage function, invoked as its state in the ASL invokes it."""
+
+    function: ModuleType
+    stage: str
+
+    def handler(self, event: dict[str, Any], context: Any) -> Any:
+        return self.function.handler({"stage": self.stage, "input": event}, context)
+
+
+def load_handler(stage: str) -> StageHandler:
+    function, name = STAGE_FUNCTIONS[stage]
+    return StageHandler(load_function(function), name)
 
 
 @dataclass
@@ -237,22 +268,13 @@ def context() -> FakeLambdaContext:
 
 
 @pytest.fixture(scope="session")
-def handlers() -> dict[str, ModuleType]:
-    stages = (
-        "validate_artifact",
-        "deploy",
-        "shift_traffic",
-        "evaluate_health",
-        "roll_back",
-        "notify_failure",
-        "finalize",
-    )
-    return {stage: load_handler(stage) for stage in stages}
+def handlers() -> dict[str, StageHandler]:
+    return {stage: load_handler(stage) for stage in STAGE_FUNCTIONS}
 
 
 @pytest.fixture
 def validated(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> Callable[..., dict[str, Any]]:
     """Push a bundle and register a pipeline, run ValidateArtifact; the execution state after it."""
 

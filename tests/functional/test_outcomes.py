@@ -1,7 +1,6 @@
 """How a deployment ends: NotifyFailure (SNS + ledger) after a rollback or a rejection, Finalize on success."""
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from tests.functional.conftest import (
     STARTED_AT,
     Cloud,
     FakeLambdaContext,
+    StageHandler,
     environment_step,
     load_event,
 )
@@ -24,7 +24,7 @@ from tests.functional.test_rollout import CANARY_SPEC, ProgrammedInvoke
 
 
 def _roll_out(
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     state: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
@@ -42,7 +42,7 @@ def _roll_out(
 
 
 def _notify(
-    handlers: dict[str, ModuleType], context: FakeLambdaContext, event: dict[str, Any], error: str, cause: str
+    handlers: dict[str, StageHandler], context: FakeLambdaContext, event: dict[str, Any], error: str, cause: str
 ) -> dict[str, Any]:
     request = {"execution_input": event, "execution_arn": EXECUTION_ARN, "failure": {"Error": error, "Cause": cause}}
     return handlers["notify_failure"].handler(request, context)
@@ -50,7 +50,7 @@ def _notify(
 
 def test_notify_failure_after_rollback_tells_on_call_what_failed_and_what_was_restored(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -86,7 +86,7 @@ def test_notify_failure_after_rollback_tells_on_call_what_failed_and_what_was_re
 
 
 def test_notify_failure_after_a_rejection_marks_failed(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given ValidateArtifact refused the push (no pipeline registered)
     event = cloud.event_for(cloud.put_bundle())
@@ -109,7 +109,7 @@ def test_notify_failure_after_a_rejection_marks_failed(
 
 
 def test_notify_failure_for_a_key_outside_the_layout(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     event = load_event("s3_object_created_outside_layout.json")
     report = _notify(handlers, context, event, "ArtifactLayoutError", "not of the form artifacts/<app>/<version>.zip")
@@ -125,7 +125,7 @@ def _environment_results(step: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_finalize_marks_succeeded_with_versions_and_timings(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -168,7 +168,7 @@ def test_finalize_marks_succeeded_with_versions_and_timings(
 
 def test_finalize_notifies_on_success_when_the_pipeline_asks(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,

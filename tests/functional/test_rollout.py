@@ -1,7 +1,6 @@
 """Deploy, ShiftTraffic, EvaluateHealth and RollBack against moto's Lambda, as the state machine chains them."""
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -11,7 +10,7 @@ from conveyor.targets import Invocation, LambdaTargets
 
 from tests.fakes import pipeline_yaml
 from tests.fakes.builders import DEFAULT_SPEC
-from tests.functional.conftest import Cloud, FakeLambdaContext, environment_step
+from tests.functional.conftest import Cloud, FakeLambdaContext, StageHandler, environment_step
 
 CANARY_SPEC = pipeline_yaml(
     environments=[
@@ -37,13 +36,13 @@ class ProgrammedInvoke(LambdaTargets):
         return self.answer
 
 
-def _deploy(handlers: dict[str, ModuleType], context: FakeLambdaContext, state: dict[str, Any]) -> dict[str, Any]:
+def _deploy(handlers: dict[str, StageHandler], context: FakeLambdaContext, state: dict[str, Any]) -> dict[str, Any]:
     return handlers["deploy"].handler(environment_step(state), context)
 
 
 def test_deploy_publishes_a_version_from_the_release_package(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -66,7 +65,7 @@ def test_deploy_publishes_a_version_from_the_release_package(
 
 def test_deploy_again_reuses_the_version(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -83,7 +82,7 @@ def test_deploy_again_reuses_the_version(
 
 def test_deploy_with_function_config_applies_it(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -98,7 +97,7 @@ def test_deploy_with_function_config_applies_it(
 
 def test_deploy_refuses_a_target_that_lost_its_tag(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -113,7 +112,7 @@ def test_deploy_refuses_a_target_that_lost_its_tag(
 
 def test_shift_traffic_all_at_once_moves_the_alias(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -130,7 +129,7 @@ def test_shift_traffic_all_at_once_moves_the_alias(
 
 def test_shift_traffic_canary_sets_additional_version_weights(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -153,7 +152,7 @@ def test_shift_traffic_canary_sets_additional_version_weights(
 
 def test_shift_traffic_creates_the_alias_on_a_first_deployment(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:
@@ -168,7 +167,7 @@ def test_shift_traffic_creates_the_alias_on_a_first_deployment(
 
 def _health(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -199,7 +198,7 @@ def _put_alarm(cloud: Cloud, name: str, state: str) -> None:
 
 def test_evaluate_health_fails_when_an_alarm_is_missing(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -223,7 +222,7 @@ def test_evaluate_health_fails_when_an_alarm_is_missing(
 
 def test_evaluate_health_passes_with_an_ok_alarm_and_right_answer(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -237,7 +236,7 @@ def test_evaluate_health_passes_with_an_ok_alarm_and_right_answer(
 
 def test_evaluate_health_fails_on_an_alarm_in_alarm(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -251,7 +250,7 @@ def test_evaluate_health_fails_on_an_alarm_in_alarm(
 
 def test_evaluate_health_fails_when_the_new_version_raises(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -265,7 +264,7 @@ def test_evaluate_health_fails_when_the_new_version_raises(
 
 def test_roll_back_restores_the_alias_and_clears_routing(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
@@ -292,7 +291,7 @@ def test_roll_back_restores_the_alias_and_clears_routing(
 
 def test_roll_back_of_a_first_deployment_removes_the_alias(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     validated: Callable[..., dict[str, Any]],
 ) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,27 +19,19 @@ from conveyor.targets import Invocation
 
 from tests.functional.conftest import (
     EXECUTION_ARN,
+    STAGE_FUNCTIONS,
     STARTED_AT,
     Cloud,
     FakeLambdaContext,
+    StageHandler,
     environment_step,
     load_handler,
 )
 from tests.functional.test_rollout import CANARY_SPEC, ProgrammedInvoke
 from tests.unit.test_template_policies import TEMPLATE, granted_actions
 
-FUNCTIONS = {
-    "claim_deployment": "ClaimDeploymentFunction",
-    "validate_artifact": "ValidateArtifactFunction",
-    "acquire_lock": "AcquireLockFunction",
-    "deploy": "DeployFunction",
-    "shift_traffic": "ShiftTrafficFunction",
-    "evaluate_health": "EvaluateHealthFunction",
-    "roll_back": "RollBackFunction",
-    "notify_failure": "NotifyFailureFunction",
-    "finalize": "FinalizeFunction",
-    "request_approval": "RequestApprovalFunction",
-}
+# The template's function serving each stage (tests/functional/conftest.py STAGE_FUNCTIONS).
+FUNCTIONS = {stage: f"{function.title()}Function" for stage, (function, _) in STAGE_FUNCTIONS.items()}
 CHECKED_SERVICES = ("dynamodb", "lambda")
 IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
 
@@ -116,7 +107,7 @@ def deploy_once(
 
 def test_every_call_a_stage_makes_is_granted_to_its_role(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     recorder: Recorder,
     monkeypatch: pytest.MonkeyPatch,

@@ -1,4 +1,3 @@
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,6 +33,7 @@ from tests.functional.conftest import (
     TABLE,
     Cloud,
     FakeLambdaContext,
+    StageHandler,
     load_event,
 )
 
@@ -43,7 +43,7 @@ def _request(event: dict[str, Any], execution_arn: str = EXECUTION_ARN) -> dict[
 
 
 def test_valid_push_becomes_a_recorded_deployment(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given a bundle pushed as events/s3_object_created.json describes, and a registered pipeline
     cloud.put_pipeline()
@@ -84,7 +84,7 @@ def test_valid_push_becomes_a_recorded_deployment(
 
 
 def test_duplicate_delivery_is_the_same_deployment(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given the same object delivered twice with different event ids
     cloud.put_pipeline()
@@ -108,7 +108,7 @@ def test_duplicate_delivery_is_the_same_deployment(
 
 
 def test_the_ledger_indexes_deployments_by_app(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     cloud.put_pipeline()
     deployment = handlers["validate_artifact"].handler(_request(cloud.event_for(cloud.put_bundle())), context)
@@ -120,7 +120,7 @@ def test_the_ledger_indexes_deployments_by_app(
 
 def _rejected(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     error: type[Exception],
     *,
@@ -141,14 +141,18 @@ def _rejected(
     return item
 
 
-def test_corrupt_bundle_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+def test_corrupt_bundle_is_rejected(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
+) -> None:
     cloud.put_pipeline()
     bundle = make_bundle()
     item = _rejected(cloud, handlers, context, BundleInvalidError, bundle=bundle[: len(bundle) // 2])
     assert "s3://conveyor-artifacts/artifacts/hello/1.0.0.zip" in item["detail"]["reason"]
 
 
-def test_digest_mismatch_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+def test_digest_mismatch_is_rejected(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
+) -> None:
     cloud.put_pipeline()
     package = make_package()
     manifest = make_manifest(make_package("tampered"))
@@ -164,7 +168,7 @@ def test_digest_mismatch_is_rejected(cloud: Cloud, handlers: dict[str, ModuleTyp
 
 
 def test_manifest_app_mismatch_is_rejected(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given a bundle built for another app pushed under hello's key
     cloud.put_pipeline()
@@ -180,33 +184,37 @@ def test_manifest_app_mismatch_is_rejected(
 
 
 def test_missing_pipeline_is_rejected(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     item = _rejected(cloud, handlers, context, PipelineNotFoundError, match="no pipeline is registered for app 'hello'")
     assert "conveyor pipeline apply pipelines/hello.yaml" in item["detail"]["reason"]
 
 
 def test_invalid_pipeline_is_rejected(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     cloud.put_pipeline("app: hello\nenvironments: []\n")
     _rejected(cloud, handlers, context, PipelineInvalidError, match=r"pipelines/hello\.yaml: environments")
 
 
 def test_pipeline_for_another_app_is_rejected(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     cloud.put_pipeline(pipeline_yaml(app="billing"))
     _rejected(cloud, handlers, context, PipelineInvalidError, match="app is 'billing', expected 'hello'")
 
 
-def test_missing_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+def test_missing_target_is_rejected(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
+) -> None:
     spec = pipeline_yaml()
     cloud.put_pipeline(spec.replace("hello-staging", "hello-nowhere"))
     _rejected(cloud, handlers, context, TargetNotFoundError, match="'hello-nowhere' does not exist")
 
 
-def test_untagged_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext) -> None:
+def test_untagged_target_is_rejected(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
+) -> None:
     # Given the target function without Conveyor's managed tag
     cloud.lambda_.untag_resource(
         Resource=cloud.lambda_.get_function(FunctionName="hello-staging")["Configuration"]["FunctionArn"],
@@ -219,7 +227,7 @@ def test_untagged_target_is_rejected(cloud: Cloud, handlers: dict[str, ModuleTyp
 
 
 def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     event = load_event("s3_object_created_outside_layout.json")
     with pytest.raises(ArtifactLayoutError, match=r"artifacts/hello/builds/1\.0\.0\.zip"):
@@ -228,14 +236,14 @@ def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(
 
 
 def test_an_input_that_is_not_an_s3_event_is_rejected(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     with pytest.raises(ArtifactLayoutError, match=r"execution input \(S3 Object Created event\): detail"):
         handlers["validate_artifact"].handler(_request({"source": "aws.s3", "detail-type": "Object Created"}), context)
 
 
 def test_a_registered_spec_with_yaml_aliases_is_refused_naming_it(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given a billion-laughs spec written straight to pipelines/ (not through `conveyor pipeline apply`)
     laughs = "".join(f"{n}: &{n} [{','.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
@@ -251,7 +259,7 @@ def test_a_registered_spec_with_yaml_aliases_is_refused_naming_it(
 
 
 def test_an_oversize_registered_spec_is_refused_before_it_is_read(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     cloud.put_pipeline(pipeline_yaml() + "#" * MAX_PIPELINE_SPEC_BYTES)
     _rejected(
@@ -272,7 +280,11 @@ def test_an_oversize_registered_spec_is_refused_before_it_is_read(
     ],
 )
 def test_a_manifest_lambda_would_refuse_is_refused_before_anything_is_touched(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext, environment: dict[str, str], reason: str
+    cloud: Cloud,
+    handlers: dict[str, StageHandler],
+    context: FakeLambdaContext,
+    environment: dict[str, str],
+    reason: str,
 ) -> None:
     # Given a bundle whose function configuration Lambda would refuse only after $LATEST's code changed
     cloud.put_pipeline()
@@ -294,7 +306,7 @@ class UnreadableStore:
 
 def test_an_event_naming_another_bucket_is_refused_and_nothing_is_read_from_it(
     cloud: Cloud,
-    handlers: dict[str, ModuleType],
+    handlers: dict[str, StageHandler],
     context: FakeLambdaContext,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -327,7 +339,7 @@ def test_an_event_naming_another_bucket_is_refused_and_nothing_is_read_from_it(
 
 
 def test_an_untagged_hook_is_refused_before_any_traffic_moves(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given a pipeline whose pre-traffic hook is a function without the managed tag
     cloud.lambda_.create_function(
@@ -356,7 +368,7 @@ def test_an_untagged_hook_is_refused_before_any_traffic_moves(
 
 @pytest.mark.parametrize("version", ["9f1c2e7", "1.0"])
 def test_a_version_that_is_not_semver_is_refused_under_the_default_order(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext, version: str
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext, version: str
 ) -> None:
     # Given a pipeline with the default version_order (semver) and a push whose version is not SemVer
     cloud.put_pipeline()
@@ -369,7 +381,7 @@ def test_a_version_that_is_not_semver_is_refused_under_the_default_order(
 
 
 def test_a_commit_hash_version_is_accepted_under_build_time(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     cloud.put_pipeline(pipeline_yaml(version_order="build_time"))
     event = cloud.event_for(cloud.put_bundle(version="9f1c2e7"), key="artifacts/hello/9f1c2e7.zip")
@@ -385,7 +397,7 @@ def _push(cloud: Cloud, code: str, created_at: str = "2024-05-14T09:20:00Z") -> 
 
 
 def test_the_same_version_with_other_content_is_refused_and_nothing_is_released(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given hello 1.0.0 validated and live
     cloud.put_pipeline()
@@ -415,7 +427,7 @@ def test_the_same_version_with_other_content_is_refused_and_nothing_is_released(
 
 
 def test_the_same_content_again_while_live_is_a_duplicate(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given hello 1.0.0 live
     cloud.put_pipeline()
@@ -442,7 +454,7 @@ def test_the_same_content_again_while_live_is_a_duplicate(
 
 
 def test_byte_identical_code_under_another_version_reuses_the_stored_release(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given 1.0.0 validated, When the same package is pushed as 1.0.5
     cloud.put_pipeline()
@@ -457,7 +469,7 @@ def test_byte_identical_code_under_another_version_reuses_the_stored_release(
 
 
 def test_a_target_in_another_account_is_refused_naming_the_field(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given a spec (copied to the bucket by hand) naming another account's function of our function's name
     cloud.put_pipeline(
@@ -470,7 +482,7 @@ def test_a_target_in_another_account_is_refused_naming_the_field(
 
 
 def test_a_function_owned_by_another_app_is_refused_naming_both(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given app billing owns hello-staging (its pipeline claimed it first)
     target = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging"
@@ -484,7 +496,7 @@ def test_a_function_owned_by_another_app_is_refused_naming_both(
 
 
 def test_a_deployment_claims_its_targets_for_its_app(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given a spec copied to the bucket by hand (no conveyor pipeline apply, so no claim yet)
     cloud.put_pipeline()
@@ -500,7 +512,7 @@ def test_a_deployment_claims_its_targets_for_its_app(
 
 
 def test_a_target_written_as_an_arn_is_carried_on_as_its_functions_name(
-    cloud: Cloud, handlers: dict[str, ModuleType], context: FakeLambdaContext
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given hello's spec naming its function by a partial ARN
     cloud.put_pipeline(pipeline_yaml().replace("hello-staging", f"{ACCOUNT}:function:hello-staging"))

@@ -108,9 +108,9 @@ def test_resources_are_created_after_what_they_reference() -> None:
     order = creation_order(template)
 
     # Then every referenced resource (Globals included) comes first
-    assert order.index("ConveyorLayer") < order.index("DeployFunction")
-    assert order.index("LedgerTable") < order.index("DeployFunction")
-    assert order.index("DeployFunction") < order.index("DeploymentStateMachine")
+    assert order.index("ConveyorLayer") < order.index("RolloutFunction")
+    assert order.index("LedgerTable") < order.index("RolloutFunction")
+    assert order.index("RolloutFunction") < order.index("DeploymentStateMachine")
 
 
 def test_a_missing_code_dir_names_the_function(tmp_path: Path) -> None:

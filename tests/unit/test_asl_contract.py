@@ -1,5 +1,6 @@
 """The state machine and the layer agree on error names, and the ASL and template.yaml on substitutions."""
 
+import importlib.util
 import inspect
 import json
 import re
@@ -144,6 +145,41 @@ def test_substitutions_match_definition_substitutions() -> None:
     # Then every name used is declared and every declared name is used
     assert used == declared
     assert used
+
+
+def _function_stages(name: str) -> set[str]:
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"asl_contract_{name}_app", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.STAGES)
+
+
+def _stage_calls() -> Iterator[tuple[str, str, str]]:
+    """(state, function substitution, stage) for every Task that invokes a stage function."""
+    for name, state in ALL_STATES.items():
+        if state["Type"] != "Task":
+            continue
+        parameters = state.get("Parameters", {})
+        if state["Resource"] == "${LambdaInvokeWaitForTaskToken}":
+            function, envelope = parameters["FunctionName"], parameters["Payload"]
+        else:
+            function, envelope = state["Resource"], parameters
+        yield name, function, envelope.get("stage")
+
+
+def test_every_task_names_a_stage_its_function_serves() -> None:
+    # Given every Task of the ASL and the stage table of the function it invokes
+    calls = list(_stage_calls())
+    served = {f"${{{name.title()}FunctionArn}}": _function_stages(name) for name in ("intake", "rollout", "report")}
+    # Then each names a stage, and its function serves it
+    assert {(state, stage) for state, function, stage in calls if stage not in served.get(function, set())} == set()
+    # And every stage a function serves is reached by some state (no dead doorway)
+    reached = {(function, stage) for _, function, stage in calls}
+    assert {(f, s) for f, stages in served.items() for s in stages} == reached
+    assert len(calls) >= 10
 
 
 def test_every_task_resource_is_a_substitution() -> None:

@@ -79,10 +79,9 @@ def test_the_stages_that_change_aliases_may_do_so() -> None:
     granted = {resource: set() for resource, _ in STATEMENTS}
     for resource, statement in STATEMENTS:
         granted[resource].update(_actions(statement))
-    assert {"lambda:UpdateAlias", "lambda:CreateAlias"} <= granted["ShiftTrafficFunction"]
-    assert {"lambda:UpdateAlias", "lambda:DeleteAlias"} <= granted["RollBackFunction"]
-    assert {"lambda:UpdateFunctionCode", "lambda:PublishVersion"} <= granted["DeployFunction"]
-    assert "lambda:InvokeFunction" in granted["EvaluateHealthFunction"]
+    assert {"lambda:UpdateAlias", "lambda:CreateAlias", "lambda:DeleteAlias"} <= granted["RolloutFunction"]
+    assert {"lambda:UpdateFunctionCode", "lambda:PublishVersion"} <= granted["RolloutFunction"]
+    assert "lambda:InvokeFunction" in granted["RolloutFunction"]
 
 
 def test_the_stages_that_read_tags_may_see_them() -> None:
@@ -90,14 +89,13 @@ def test_the_stages_that_read_tags_may_see_them() -> None:
     granted = {resource: set() for resource, _ in STATEMENTS}
     for resource, statement in STATEMENTS:
         granted[resource].update(_actions(statement))
-    assert "lambda:ListTags" in granted["ValidateArtifactFunction"]
-    assert "lambda:ListTags" in granted["DeployFunction"]
-    # EvaluateHealth asks whether a hook still carries the managed tag before invoking it
-    assert {"lambda:GetFunction", "lambda:ListTags"} <= granted["EvaluateHealthFunction"]
+    assert "lambda:ListTags" in granted["IntakeFunction"]
+    # Deploy reads the target's tags; EvaluateHealth asks whether a hook still carries the managed tag
+    assert {"lambda:GetFunction", "lambda:ListTags"} <= granted["RolloutFunction"]
 
 
 def test_finalize_may_publish_its_success_notification() -> None:
-    policies = TEMPLATE["Resources"]["FinalizeFunction"]["Properties"]["Policies"]
+    policies = TEMPLATE["Resources"]["ReportFunction"]["Properties"]["Policies"]
     assert any(isinstance(p, dict) and "SNSPublishMessagePolicy" in p for p in policies)
-    kms = [s for r, s in STATEMENTS if r == "FinalizeFunction" and "kms:GenerateDataKey" in _actions(s)]
+    kms = [s for r, s in STATEMENTS if r == "ReportFunction" and "kms:GenerateDataKey" in _actions(s)]
     assert kms

@@ -82,24 +82,12 @@ LEDGER_ACTIONS = {
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
 }
-# What each stage does to the ledger (tests/functional/test_stage_permissions.py runs them and checks the calls).
+# What each stage function does to the ledger (tests/functional/test_stage_permissions.py runs every stage and
+# checks the calls against its function's role).
 LEDGER_GRANTS = {
-    "ClaimDeploymentFunction": {"dynamodb:Query", "dynamodb:UpdateItem"},
-    "ValidateArtifactFunction": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"},
-    "DeployFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
-    "ShiftTrafficFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
-    "EvaluateHealthFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
-    "RollBackFunction": {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
-    "AcquireLockFunction": {
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-    },
-    "NotifyFailureFunction": LEDGER_ACTIONS,
-    "FinalizeFunction": LEDGER_ACTIONS,
-    "RequestApprovalFunction": LEDGER_ACTIONS,
+    "IntakeFunction": LEDGER_ACTIONS,
+    "RolloutFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+    "ReportFunction": LEDGER_ACTIONS,
     "ReconcileFunction": LEDGER_ACTIONS,
 }
 
@@ -140,7 +128,7 @@ def test_each_stage_has_only_the_ledger_actions_it_needs(function: str, expected
 
 def test_rollback_deletes_only_served_release_records() -> None:
     (delete,) = [
-        s for f, s in _function_statements() if f == "RollBackFunction" and "dynamodb:DeleteItem" in _actions(s)
+        s for f, s in _function_statements() if f == "RolloutFunction" and "dynamodb:DeleteItem" in _actions(s)
     ]
     assert _actions(delete) == ["dynamodb:DeleteItem"]
     assert delete["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["SERVED#*"]}}
@@ -154,14 +142,14 @@ def test_pushers_cannot_write_pipelines_or_releases() -> None:
     assert writes <= set(pipelines["Action"])
     assert pipelines["Resource"] == {"Fn::Sub": "${ArtifactBucket.Arn}/pipelines/*"}
     assert pipelines["Condition"] == {"StringNotEquals": {"aws:PrincipalTag/conveyor:admin": "true"}}
-    releases = statements["OnlyValidateArtifactWritesReleases"]
+    releases = statements["OnlyIntakeWritesReleases"]
     assert (releases["Effect"], releases["Principal"]) == ("Deny", "*")
     assert writes <= set(releases["Action"])
     assert releases["Resource"] == {"Fn::Sub": "${ArtifactBucket.Arn}/releases/*"}
     ((tag, value),) = releases["Condition"]["StringNotEquals"].items()
     # The one writer of releases carries that tag (SAM gives a function's tags to its role)
     assert tag == "aws:PrincipalTag/conveyor:role"
-    assert TEMPLATE["Resources"]["ValidateArtifactFunction"]["Properties"]["Tags"] == {"conveyor:role": value}
+    assert TEMPLATE["Resources"]["IntakeFunction"]["Properties"]["Tags"] == {"conveyor:role": value}
     # And artifacts/ stays open to pushers: nothing denies writing there
     assert not any("artifacts/" in str(s.get("Resource")) for s in statements.values() if s["Effect"] == "Deny")
 

@@ -17,6 +17,10 @@ class ConfigurationError(ConveyorError):
     """The stage function's environment is missing or has an invalid setting."""
 
 
+class UnknownStageError(ConveyorError):
+    """A state invoked a stage function with a stage it does not serve (the ASL and template.yaml disagree)."""
+
+
 # --- the artifact and its contracts ------------------------------------------------------
 class ArtifactRejectedError(ConveyorError):
     """The pushed object cannot be deployed; nothing was changed."""

@@ -1,0 +1,56 @@
+"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, AcquireLock)."""
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from conveyor import runtime
+from conveyor.contracts import Claim, ClaimRequest, Deployment, LockGrant, ValidateRequest
+from conveyor.entry import environment_step, stage_function
+from conveyor.settings import settings
+from conveyor.stages.claim import claim_deployment
+from conveyor.stages.lock import acquire_lock
+from conveyor.stages.validate import validate_artifact
+from conveyor.target_identity import Home
+
+
+def claim(event: dict[str, Any], context: LambdaContext) -> Claim:
+    """The first execution of a pushed object proceeds; duplicates and re-runs of a live one end here."""
+    return claim_deployment(
+        ClaimRequest.model_validate(event),
+        ledger=runtime.ledger(),
+        executions=runtime.executions(),
+        artifact_bucket=settings().artifact_bucket,
+    )
+
+
+def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
+    """The S3 Object Created event in, a checked and recorded deployment out."""
+    return validate_artifact(
+        ValidateRequest.model_validate(event),
+        artifacts=runtime.artifacts(),
+        ledger=runtime.ledger(),
+        targets=runtime.targets(),
+        executions=runtime.executions(),
+        managed_tag_key=settings().managed_tag_key,
+        artifact_bucket=settings().artifact_bucket,
+        # Where this function runs is where Conveyor runs: its targets must be there too.
+        home=Home.from_arn(context.invoked_function_arn),
+        owners=runtime.target_owners(),
+    )
+
+
+def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
+    """Take the environment's lock (lease + fencing token), or say how to wait for it."""
+    return acquire_lock(
+        environment_step(event),
+        locks=runtime.locks(),
+        ledger=runtime.ledger(),
+        targets=runtime.targets(),
+        executions=runtime.executions(),
+        now=time.time(),
+    )
+
+
+STAGES = {"ClaimDeployment": claim, "ValidateArtifact": validate, "AcquireLock": lock}
+handler = stage_function(STAGES)

@@ -1,0 +1,72 @@
+"""Rollout: the states that change a target (Deploy, ShiftTraffic, EvaluateHealth, RollBack).
+
+Each checks its lock's fencing token first: a stale holder (its lease ran out, or the reconciler took over
+after its execution stopped) changes nothing.
+"""
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from conveyor import runtime
+from conveyor.contracts import HealthVerdict, Release, RollbackResult, TrafficState
+from conveyor.entry import environment_step, stage_function
+from conveyor.errors import LedgerError
+from conveyor.observability import logger
+from conveyor.settings import settings
+from conveyor.stages.deploy import deploy
+from conveyor.stages.health import evaluate_health
+from conveyor.stages.lock import check_fence
+from conveyor.stages.rollback import roll_back
+from conveyor.stages.traffic import shift_traffic
+
+
+def deploy_release(event: dict[str, Any], context: LambdaContext) -> Release:
+    """Update the target function from the release package and publish a version."""
+    step = environment_step(event)
+    check_fence(step, locks=runtime.locks(), now=time.time())
+    return deploy(step, targets=runtime.targets(), ledger=runtime.ledger(), managed_tag_key=settings().managed_tag_key)
+
+
+def shift(event: dict[str, Any], context: LambdaContext) -> TrafficState:
+    """Move the alias one step of the strategy's plan (weight 100 promotes).
+
+    The fence is checked between reading the alias and writing it (see conveyor.stages.traffic).
+    """
+    step = environment_step(event)
+    return shift_traffic(
+        step,
+        targets=runtime.targets(),
+        ledger=runtime.ledger(),
+        fence=lambda: check_fence(step, locks=runtime.locks(), now=time.time()),
+    )
+
+
+def judge(event: dict[str, Any], context: LambdaContext) -> HealthVerdict:
+    """Judge the new version (synthetic, alarms, metrics, HTTP, hooks) and return the verdict."""
+    return evaluate_health(
+        environment_step(event),
+        targets=runtime.targets(),
+        alarms=runtime.alarms(),
+        ledger=runtime.ledger(),
+        lambda_metrics=runtime.lambda_metrics(),
+        prober=runtime.prober(),
+    )
+
+
+def restore(event: dict[str, Any], context: LambdaContext) -> RollbackResult:
+    """Restore the environment's alias to the version it served before, routing cleared.
+
+    A lock table that cannot be read does not stop the restore: the lease covers a running execution,
+    and traffic comes first.
+    """
+    step = environment_step(event)
+    try:
+        check_fence(step, locks=runtime.locks(), now=time.time())
+    except LedgerError as exc:
+        logger.error("lock table unreadable; restoring under this execution's lease", extra={"error": str(exc)})
+    return roll_back(step, targets=runtime.targets(), ledger=runtime.ledger())
+
+
+STAGES = {"Deploy": deploy_release, "ShiftTraffic": shift, "EvaluateHealth": judge, "RollBack": restore}
+handler = stage_function(STAGES)
