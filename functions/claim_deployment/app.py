@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import ClaimRequest
+from conveyor.domain.contracts import ClaimRequest
 from conveyor.observability import logger, metrics, tracer
 from conveyor.settings import settings
 from conveyor.stages.claim import claim_deployment

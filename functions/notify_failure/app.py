@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import FailureRequest
+from conveyor.domain.contracts import FailureRequest
 from conveyor.observability import logger, metrics, tracer
 from conveyor.stages.report import notify_failure
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import ApprovalRequest
+from conveyor.domain.contracts import ApprovalRequest
 from conveyor.observability import logger, metrics, tracer
 from conveyor.stages.approval import request_approval
 

@@ -5,8 +5,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import EnvironmentStep
-from conveyor.errors import LedgerError
+from conveyor.domain.contracts import EnvironmentStep
+from conveyor.domain.errors import LedgerError
 from conveyor.observability import logger, metrics, tracer
 from conveyor.stages.lock import check_fence
 from conveyor.stages.rollback import roll_back

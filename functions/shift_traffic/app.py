@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import EnvironmentStep
+from conveyor.domain.contracts import EnvironmentStep
 from conveyor.observability import logger, metrics, tracer
 from conveyor.stages.lock import check_fence
 from conveyor.stages.traffic import shift_traffic

@@ -4,11 +4,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import ValidateRequest
+from conveyor.domain.contracts import ValidateRequest
+from conveyor.domain.target_identity import Home
 from conveyor.observability import logger, metrics, tracer
 from conveyor.settings import settings
 from conveyor.stages.validate import validate_artifact
-from conveyor.target_identity import Home
 
 
 @logger.inject_lambda_context
