@@ -14,7 +14,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 
-from conveyor.manifest import PACKAGE_NAME
+from conveyor.domain.manifest import PACKAGE_NAME
 
 from bench.stack import Bench, BenchError, Finished
 

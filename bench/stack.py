@@ -21,11 +21,12 @@ from typing import Any
 
 import yaml
 from botocore.config import Config
-from conveyor import aws
-from conveyor.layout import artifact_key, deployment_id, pipeline_key
-from conveyor.ledger import DeploymentRecord, DynamoLedger
-from conveyor.manifest import FunctionConfig
-from conveyor.pipeline import PipelineSpec
+from conveyor.adapters import aws
+from conveyor.adapters.dynamodb_ledger import DynamoLedger
+from conveyor.domain.layout import artifact_key, deployment_id, pipeline_key
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from conveyor import pipeline
+from conveyor.domain import pipeline
 
 SFN_PER_TRANSITION = 0.025 / 1000
 CODEPIPELINE_PER_ACTION_MINUTE = 0.002

@@ -5,13 +5,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import Claim, ClaimRequest, Deployment, LockGrant, ValidateRequest
+from conveyor.domain.contracts import Claim, ClaimRequest, Deployment, LockGrant, ValidateRequest
+from conveyor.domain.target_identity import Home
 from conveyor.entry import environment_step, stage_function
 from conveyor.settings import settings
 from conveyor.stages.claim import claim_deployment
 from conveyor.stages.lock import acquire_lock
 from conveyor.stages.validate import validate_artifact
-from conveyor.target_identity import Home
 
 
 def claim(event: dict[str, Any], context: LambdaContext) -> Claim:

@@ -5,8 +5,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import ExecutionStatusChange, Reconciliation
-from conveyor.errors import ConfigurationError
+from conveyor.domain.contracts import ExecutionStatusChange, Reconciliation
+from conveyor.domain.errors import ConfigurationError
 from conveyor.observability import logger, metrics, tracer
 from conveyor.settings import settings
 from conveyor.stages.reconcile import reconcile

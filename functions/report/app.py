@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import ApprovalRequest, ApprovalTicket, FailureRequest, FinalizeRequest, Report
+from conveyor.domain.contracts import ApprovalRequest, ApprovalTicket, FailureRequest, FinalizeRequest, Report
 from conveyor.entry import stage_function
 from conveyor.observability import logger
 from conveyor.stages.approval import request_approval

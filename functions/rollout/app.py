@@ -9,9 +9,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.contracts import HealthVerdict, Release, RollbackResult, TrafficState
+from conveyor.domain.contracts import HealthVerdict, Release, RollbackResult, TrafficState
+from conveyor.domain.errors import LedgerError
 from conveyor.entry import environment_step, stage_function
-from conveyor.errors import LedgerError
 from conveyor.observability import logger
 from conveyor.settings import settings
 from conveyor.stages.deploy import deploy

@@ -15,9 +15,9 @@ import os
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.contracts import AWAITING_APPROVAL, ApprovalDecision
-from conveyor.errors import ApprovalRejectedError
-from conveyor.ledger import utcnow
+from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalDecision
+from conveyor.domain.errors import ApprovalRejectedError
+from conveyor.domain.timing import utcnow
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud

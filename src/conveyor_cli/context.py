@@ -14,7 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.target_identity import Home
+from conveyor.domain.target_identity import Home
 
 from conveyor_local.server import client_env, read_state
 

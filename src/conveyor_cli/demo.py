@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import FunctionConfig
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud

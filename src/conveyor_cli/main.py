@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from conveyor.dora import dora_metrics
-from conveyor.errors import ConveyorError, LedgerError
-from conveyor.ledger import StageEvent
-from conveyor.manifest import FunctionConfig
-from conveyor.validation import describe
+from conveyor.domain.dora import dora_metrics
+from conveyor.domain.errors import ConveyorError, LedgerError
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.records import StageEvent
+from conveyor.domain.validation import describe
 from pydantic import ValidationError
 
 from conveyor_cli import operations

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.errors import (
+from conveyor.adapters.dynamodb_ledger import DynamoLedger
+from conveyor.adapters.dynamodb_locks import DynamoTargetOwners
+from conveyor.domain.errors import (
     ArtifactLayoutError,
     LedgerError,
     ManifestInvalidError,
@@ -18,14 +20,14 @@ from conveyor.errors import (
     TargetClaimedError,
     TargetIdentityError,
 )
-from conveyor.layout import PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
-from conveyor.ledger import DeploymentRecord, DynamoLedger, DynamoTargetOwners, StageEvent
-from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
-from conveyor.manifest import MANIFEST_NAME, Manifest
-from conveyor.ownership import claim_targets, resolve_targets, target_field
-from conveyor.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.layout import PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
+from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.manifest import MANIFEST_NAME, Manifest
+from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
+from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.records import DeploymentRecord, StageEvent
+from conveyor.domain.target_identity import FunctionId, Home, resolve_function
 from conveyor.stages.validate import PushedObject
-from conveyor.target_identity import FunctionId, Home, resolve_function
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud

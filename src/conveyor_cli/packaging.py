@@ -14,7 +14,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from conveyor.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
+from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".pytest_cache", ".mypy_cache"}

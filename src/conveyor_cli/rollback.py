@@ -16,11 +16,13 @@ import time
 import uuid
 from typing import Any
 
-from conveyor.contracts import Outcome, ServedRelease
-from conveyor.errors import ConveyorError
-from conveyor.ledger import DeploymentRecord, DynamoLocks, StageEvent, utcnow
+from conveyor.adapters.dynamodb_locks import DynamoLocks
+from conveyor.adapters.lambda_functions import LambdaTargets
+from conveyor.domain.contracts import Outcome, ServedRelease
+from conveyor.domain.errors import ConveyorError
+from conveyor.domain.records import DeploymentRecord, StageEvent
+from conveyor.domain.timing import utcnow
 from conveyor.settings import MANAGED_TAG_KEY
-from conveyor.targets import LambdaTargets
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud

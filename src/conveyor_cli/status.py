@@ -7,8 +7,9 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
-from conveyor.contracts import AWAITING_APPROVAL, Outcome
-from conveyor.ledger import DeploymentRecord, Ledger, StageEvent
+from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.ports import Ledger
+from conveyor.domain.records import DeploymentRecord, StageEvent
 
 HIDDEN = "(hidden)"
 TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor import aws
-from conveyor.layout import deployment_id
-from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import FunctionConfig
+from conveyor.adapters import aws
+from conveyor.domain.layout import deployment_id
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud

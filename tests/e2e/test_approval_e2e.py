@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conveyor.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
 
 from conveyor_cli import operations
 from conveyor_cli.approvals import decide

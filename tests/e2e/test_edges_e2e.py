@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
-from conveyor.layout import deployment_id, release_key
+from conveyor.domain.layout import deployment_id, release_key
 
 from conveyor_cli import operations
 from conveyor_cli.sample import EXAMPLES

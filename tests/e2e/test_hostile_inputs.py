@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import pytest
 from botocore.exceptions import ClientError
-from conveyor.layout import RELEASE_PREFIX
-from conveyor.limits import MAX_MANIFEST_BYTES
+from conveyor.domain.layout import RELEASE_PREFIX
+from conveyor.domain.limits import MAX_MANIFEST_BYTES
 
 from tests.fakes import make_bundle, make_manifest, make_package, make_zip
 

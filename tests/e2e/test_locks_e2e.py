@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor.contracts import Outcome
-from conveyor.layout import artifact_key, deployment_id, pipeline_key
-from conveyor.ledger import DeploymentRecord, DynamoLocks
-from conveyor.manifest import FunctionConfig
+from conveyor.adapters.dynamodb_locks import DynamoLocks
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.layout import artifact_key, deployment_id, pipeline_key
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conveyor.layout import deployment_id
-from conveyor.ledger import DynamoLocks
+from conveyor.adapters.dynamodb_locks import DynamoLocks
+from conveyor.domain.layout import deployment_id
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError

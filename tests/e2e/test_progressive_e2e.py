@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.contracts import AWAITING_APPROVAL
-from conveyor.contracts import Outcome as DeploymentOutcome
-from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import FunctionConfig
+from conveyor.domain.contracts import AWAITING_APPROVAL
+from conveyor.domain.contracts import Outcome as DeploymentOutcome
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import main as cli
 from conveyor_cli import operations

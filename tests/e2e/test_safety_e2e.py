@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conveyor.contracts import AWAITING_APPROVAL, Outcome
-from conveyor.ledger import DeploymentRecord, DynamoLocks, utcnow
+from conveyor.adapters.dynamodb_locks import DynamoLocks
+from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
 
 from conveyor_cli import operations
 from conveyor_cli.approvals import decide

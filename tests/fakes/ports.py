@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conveyor.contracts import Outcome, PackageRef
-from conveyor.errors import (
+from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.errors import (
     AliasChangedError,
     BundleInvalidError,
     DigestMismatchError,
@@ -18,19 +18,10 @@ from conveyor.errors import (
     TargetNotManagedError,
     TrafficShiftError,
 )
-from conveyor.executions import IN_FLIGHT_GRACE, Ended
-from conveyor.ledger import (
-    DeploymentRecord,
-    LockState,
-    ReleaseRecord,
-    ServedRelease,
-    StageEvent,
-    TargetClaim,
-    Waiter,
-    utcnow,
-)
-from conveyor.manifest import FunctionConfig
-from conveyor.targets import AliasState, Invocation
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, Invocation
+from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
+from conveyor.domain.timing import utcnow
 
 
 class FakeLedger:

@@ -20,7 +20,8 @@ from typing import Any
 
 import boto3
 import pytest
-from conveyor import aws, runtime, settings
+from conveyor import runtime, settings
+from conveyor.adapters import aws
 from conveyor.observability import metrics
 from moto import mock_aws
 

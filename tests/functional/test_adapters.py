@@ -14,9 +14,17 @@ from typing import Any
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from conveyor import aws, runtime, settings
-from conveyor.contracts import Outcome, PackageRef, ServedRelease
-from conveyor.errors import (
+from conveyor import runtime, settings
+from conveyor.adapters import aws
+from conveyor.adapters.cloudwatch import CloudWatchAlarms
+from conveyor.adapters.dynamodb_ledger import DynamoLedger
+from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
+from conveyor.adapters.http import UrllibProber
+from conveyor.adapters.lambda_functions import LambdaTargets
+from conveyor.adapters.sns import SnsNotifier
+from conveyor.adapters.stepfunctions import StepFunctionsExecutions
+from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.errors import (
     BundleInvalidError,
     ConfigurationError,
     DeployFailedError,
@@ -29,21 +37,9 @@ from conveyor.errors import (
     TargetReadError,
     TrafficShiftError,
 )
-from conveyor.executions import IN_FLIGHT_GRACE, StepFunctionsExecutions
-from conveyor.layout import release_key
-from conveyor.ledger import (
-    NOTICE_IN_FLIGHT,
-    DynamoLedger,
-    DynamoLocks,
-    DynamoTargetOwners,
-    LockState,
-    ReleaseRecord,
-    Waiter,
-)
-from conveyor.monitoring import CloudWatchAlarms
-from conveyor.notifier import SnsNotifier
-from conveyor.probes import UrllibProber
-from conveyor.targets import LambdaTargets
+from conveyor.domain.layout import release_key
+from conveyor.domain.ports import IN_FLIGHT_GRACE, NOTICE_IN_FLIGHT
+from conveyor.domain.records import LockState, ReleaseRecord, Waiter
 
 from tests.functional.conftest import ACCOUNT, BUCKET, FUNCTION, REGION, TABLE, Cloud
 

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 from conveyor import runtime
-from conveyor.errors import PipelineNotFoundError
+from conveyor.domain.errors import PipelineNotFoundError
+from conveyor.domain.ports import Invocation
 from conveyor.stages.validate import PushedObject
-from conveyor.targets import Invocation
 
 from tests.fakes import pipeline_yaml
 from tests.fakes.builders import DEFAULT_SPEC

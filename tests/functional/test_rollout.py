@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 from conveyor import runtime
-from conveyor.errors import TargetNotManagedError
-from conveyor.targets import Invocation, LambdaTargets
+from conveyor.adapters.lambda_functions import LambdaTargets
+from conveyor.domain.errors import TargetNotManagedError
+from conveyor.domain.ports import Invocation
 
 from tests.fakes import pipeline_yaml
 from tests.fakes.builders import DEFAULT_SPEC

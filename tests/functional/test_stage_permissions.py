@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.client import BaseClient
 from conveyor import runtime
-from conveyor.targets import Invocation
+from conveyor.domain.ports import Invocation
 
 from tests.functional.conftest import (
     EXECUTION_ARN,

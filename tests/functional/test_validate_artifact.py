@@ -3,8 +3,9 @@ from typing import Any
 import pytest
 import yaml
 from conveyor import runtime
-from conveyor.contracts import Outcome
-from conveyor.errors import (
+from conveyor.adapters.dynamodb_locks import DynamoTargetOwners
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
     DigestMismatchError,
@@ -19,8 +20,7 @@ from conveyor.errors import (
     VersionConflictError,
     VersionInvalidError,
 )
-from conveyor.ledger import DynamoTargetOwners
-from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.stages.validate import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml

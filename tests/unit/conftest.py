@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.contracts import Deployment, EnvironmentStep, Release
-from conveyor.manifest import Manifest
+from conveyor.domain.contracts import Deployment, EnvironmentStep, Release
+from conveyor.domain.manifest import Manifest
+from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.target_identity import Home
 from conveyor.observability import metrics
-from conveyor.pipeline import PipelineSpec
 from conveyor.stages.validate import PushedObject
-from conveyor.target_identity import Home
 
 from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package
 

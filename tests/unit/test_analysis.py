@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.contracts import CheckResult, HealthVerdict, Release, TrafficState
-from conveyor.lambda_metrics import VersionStats
-from conveyor.limits import MAX_VERDICT_BYTES, json_bytes
-from conveyor.pipeline import EnvironmentSpec, HookSpec, HttpProbe, MetricsCheck, TrafficStep
-from conveyor.probes import ProbeResponse
+from conveyor.domain.contracts import CheckResult, HealthVerdict, Release, TrafficState
+from conveyor.domain.limits import MAX_VERDICT_BYTES, json_bytes
+from conveyor.domain.pipeline import EnvironmentSpec, HookSpec, HttpProbe, MetricsCheck, TrafficStep
+from conveyor.domain.ports import Invocation, ProbeResponse, VersionStats
 from conveyor.stages.analysis import judge_metrics, metric_window
 from conveyor.stages.health import decide, evaluate_health, hook_check, hook_payload, http_check
 from conveyor.stages.traffic import next_traffic
-from conveyor.targets import Invocation
 
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeTargets
 from tests.unit.conftest import build_step, started_ledger

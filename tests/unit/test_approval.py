@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.contracts import AWAITING_APPROVAL, ApprovalRequest, CheckResult, FailureRequest, Outcome
-from conveyor.errors import PipelineInvalidError
-from conveyor.pipeline import PipelineSpec
+from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, CheckResult, FailureRequest, Outcome
+from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.pipeline import PipelineSpec
 from conveyor.stages.approval import request_approval
 from conveyor.stages.health import decide
 from conveyor.stages.lock import lease_seconds, lock_target

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from conveyor import errors
+from conveyor.domain import errors
 
 ROOT = Path(__file__).parents[2]
 ASL_TEXT = (ROOT / "statemachine" / "deployment.asl.json").read_text()

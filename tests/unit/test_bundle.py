@@ -4,9 +4,9 @@ import stat
 import zipfile
 
 import pytest
-from conveyor.bundle import open_bundle
-from conveyor.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
-from conveyor.limits import MAX_MANIFEST_BYTES
+from conveyor.domain.bundle import open_bundle
+from conveyor.domain.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
+from conveyor.domain.limits import MAX_MANIFEST_BYTES
 
 from tests.fakes import make_bundle, make_manifest, make_package, make_zip
 

@@ -1,7 +1,7 @@
 import pytest
-from conveyor.contracts import Failure, HealthVerdict
-from conveyor.errors import RollbackFailedError, TargetNotManagedError, TrafficShiftError
-from conveyor.ledger import utcnow
+from conveyor.domain.contracts import Failure, HealthVerdict
+from conveyor.domain.errors import RollbackFailedError, TargetNotManagedError, TrafficShiftError
+from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import deploy
 from conveyor.stages.rollback import roll_back, rollback_reason
 

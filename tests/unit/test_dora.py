@@ -1,8 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
-from conveyor.contracts import Outcome
-from conveyor.dora import dora_metrics, failed_change
-from conveyor.ledger import DeploymentRecord
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.dora import dora_metrics, failed_change
+from conveyor.domain.records import DeploymentRecord
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

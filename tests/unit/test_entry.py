@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
-from conveyor.contracts import Outcome
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.errors import UnknownStageError
 from conveyor.entry import stage_function
-from conveyor.errors import UnknownStageError
 from conveyor.observability import logger
 from pydantic import BaseModel, ValidationError
 

@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conveyor.errors import ArtifactLayoutError
-from conveyor.layout import ArtifactKey
+from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.layout import ArtifactKey
 from conveyor.stages.validate import PushedObject
 
 EVENTS = Path(__file__).parents[2] / "events"

@@ -6,15 +6,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.contracts import Claim, ClaimRequest, Outcome
-from conveyor.errors import (
+from conveyor.domain.contracts import Claim, ClaimRequest, Outcome
+from conveyor.domain.errors import (
     DeploymentSupersededError,
     DowngradeRefusedError,
     ExecutionInputTooLargeError,
     ForeignBucketError,
 )
-from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import Manifest
+from conveyor.domain.manifest import Manifest
+from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.claim import claim_deployment
 from conveyor.stages.report import publish_once
 from conveyor.stages.validate import check_not_downgrade

@@ -3,11 +3,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from conveyor.contracts import CheckResult, Release, TrafficState
-from conveyor.errors import TrafficShiftError
-from conveyor.pipeline import SyntheticCheck
+from conveyor.domain.contracts import CheckResult, Release, TrafficState
+from conveyor.domain.errors import TrafficShiftError
+from conveyor.domain.pipeline import SyntheticCheck
+from conveyor.domain.ports import Invocation
 from conveyor.stages.health import alarm_checks, decide, evaluate_health, mismatches, synthetic_check
-from conveyor.targets import Invocation
 
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeLedger, FakeTargets
 from tests.unit.conftest import build_step, started_ledger

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor import limits
-from conveyor.errors import ManifestInvalidError, PipelineInvalidError
-from conveyor.limits import MAX_MANIFEST_BYTES, MAX_PIPELINE_SPEC_BYTES
-from conveyor.manifest import MAX_ENVIRONMENT_BYTES, RESERVED_ENVIRONMENT_VARIABLES, FunctionConfig, Manifest
-from conveyor.pipeline import MAX_ALARMS, PipelineSpec
+from conveyor.domain import limits
+from conveyor.domain.errors import ManifestInvalidError, PipelineInvalidError
+from conveyor.domain.limits import MAX_MANIFEST_BYTES, MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.manifest import MAX_ENVIRONMENT_BYTES, RESERVED_ENVIRONMENT_VARIABLES, FunctionConfig, Manifest
+from conveyor.domain.pipeline import MAX_ALARMS, PipelineSpec
 from pydantic import ValidationError
 
 from conveyor_cli import main as cli
@@ -71,7 +71,7 @@ def test_an_oversize_spec_is_refused_before_it_is_parsed(monkeypatch: pytest.Mon
     def parse(_: Any) -> Any:
         raise AssertionError("an oversize spec was parsed")
 
-    monkeypatch.setattr("conveyor.pipeline.load_yaml", parse)
+    monkeypatch.setattr("conveyor.domain.pipeline.load_yaml", parse)
     # Then it is refused naming the file and both sizes
     with pytest.raises(
         PipelineInvalidError, match=rf"^{SOURCE}: {len(raw)} bytes, more than .* {MAX_PIPELINE_SPEC_BYTES}"
@@ -137,7 +137,7 @@ def _manifest(**overrides: Any) -> dict[str, Any]:
 
 def test_an_oversize_manifest_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     raw = json.dumps(_manifest()).encode() + b" " * MAX_MANIFEST_BYTES
-    monkeypatch.setattr("conveyor.manifest.json.loads", lambda _: pytest.fail("an oversize manifest was parsed"))
+    monkeypatch.setattr("conveyor.domain.manifest.json.loads", lambda _: pytest.fail("an oversize manifest was parsed"))
     with pytest.raises(ManifestInvalidError, match=rf"^manifest.json: {len(raw)} bytes, more than the limit"):
         Manifest.from_json(raw)
 

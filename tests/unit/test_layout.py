@@ -1,6 +1,6 @@
 import pytest
-from conveyor.errors import ArtifactLayoutError
-from conveyor.layout import ArtifactKey, artifact_key, deployment_id, pipeline_key, release_key
+from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.layout import ArtifactKey, artifact_key, deployment_id, pipeline_key, release_key
 
 
 @pytest.mark.parametrize(

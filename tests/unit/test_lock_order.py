@@ -11,9 +11,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conveyor.contracts import EnvironmentStep, LockGrant, Outcome
-from conveyor.ledger import Waiter
-from conveyor.pipeline import LambdaTarget, RolloutPolicy
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.pipeline import LambdaTarget, RolloutPolicy
+from conveyor.domain.records import Waiter
 from conveyor.stages.lock import QUIET_SECONDS, newer_waiter, release_locks
 
 from tests.unit.test_locks import NOW, STAGING, World, deployment_step

@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
-from conveyor.errors import LedgerError, LockLostError, LockWaitTimeoutError
-from conveyor.executions import IN_FLIGHT_GRACE
-from conveyor.ledger import DeploymentRecord, utcnow
-from conveyor.pipeline import RolloutPolicy
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
+from conveyor.domain.errors import LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.pipeline import RolloutPolicy
+from conveyor.domain.ports import IN_FLIGHT_GRACE
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import release_description
 from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
 

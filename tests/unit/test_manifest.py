@@ -2,8 +2,8 @@ import json
 from typing import Any
 
 import pytest
-from conveyor.errors import ManifestInvalidError
-from conveyor.manifest import Manifest, base64_digest
+from conveyor.domain.errors import ManifestInvalidError
+from conveyor.domain.manifest import Manifest, base64_digest
 
 from tests.fakes import make_manifest, make_package
 

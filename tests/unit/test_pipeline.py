@@ -3,8 +3,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor.errors import PipelineInvalidError
-from conveyor.pipeline import PipelineSpec
+from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.pipeline import PipelineSpec
 
 from tests.fakes import DEFAULT_SPEC
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
-from conveyor.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
-from conveyor.ledger import utcnow
+from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
+from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
+from conveyor.domain.timing import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
 from conveyor.stages.report import publish_once

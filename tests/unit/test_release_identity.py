@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conveyor.contracts import Outcome
-from conveyor.errors import VersionConflictError
-from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import Manifest
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.errors import VersionConflictError
+from conveyor.domain.manifest import Manifest
+from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.validate import bind_version
 
 from tests.fakes import FakeExecutions, FakeLedger, make_manifest, make_package

@@ -4,17 +4,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
-from conveyor.errors import RollbackFailedError, TrafficShiftError
-from conveyor.ledger import DeploymentRecord
-from conveyor.pipeline import Notifications
+from conveyor.domain.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
+from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
+from conveyor.domain.pipeline import Notifications
+from conveyor.domain.ports import Invocation
+from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.deploy import deploy
 from conveyor.stages.health import evaluate_health
 from conveyor.stages.report import _outcome, finalize, notify_failure, render_failure, render_success, stage_timings
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 from conveyor.stages.validate import PushedObject
-from conveyor.targets import Invocation
 
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeLedger, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step

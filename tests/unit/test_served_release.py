@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conveyor.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef, ServedRelease
-from conveyor.layout import release_key
-from conveyor.ledger import DeploymentRecord
-from conveyor.manifest import Manifest, base64_digest
-from conveyor.pipeline import RolloutPolicy
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef, ServedRelease
+from conveyor.domain.layout import release_key
+from conveyor.domain.manifest import Manifest, base64_digest
+from conveyor.domain.pipeline import RolloutPolicy
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.versions import VersionOrder
 from conveyor.stages.deploy import deploy
 from conveyor.stages.lock import acquire_lock
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
-from conveyor.versions import VersionOrder
 
 from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets, make_manifest, make_package
 from tests.unit.conftest import build_step

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.contracts import (
+from conveyor.domain.contracts import (
     CheckResult,
     Claim,
     Deployment,
@@ -24,7 +24,7 @@ from conveyor.contracts import (
     Release,
     TrafficState,
 )
-from conveyor.limits import (
+from conveyor.domain.limits import (
     MAX_EXECUTION_INPUT_BYTES,
     MAX_EXECUTION_STATE_BYTES,
     MAX_MANIFEST_BYTES,
@@ -34,8 +34,8 @@ from conveyor.limits import (
     STEP_FUNCTIONS_STATE_BYTES,
     json_bytes,
 )
-from conveyor.manifest import MAX_ENVIRONMENT_BYTES, Manifest
-from conveyor.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, PipelineSpec
+from conveyor.domain.manifest import MAX_ENVIRONMENT_BYTES, Manifest
+from conveyor.domain.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, PipelineSpec
 from pydantic import ValidationError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

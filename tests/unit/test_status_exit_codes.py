@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.contracts import Outcome
-from conveyor.errors import LedgerError
-from conveyor.ledger import DeploymentRecord, utcnow
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.errors import LedgerError
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
 
 from conveyor_cli import main as cli
 from conveyor_cli import operations

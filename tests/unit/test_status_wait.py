@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conveyor.contracts import Outcome
-from conveyor.ledger import DeploymentRecord, utcnow
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
 
 from conveyor_cli.status import stopped_note, wait_for
 from tests.fakes import FakeLedger

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor.errors import ForeignTargetError, PipelineInvalidError, TargetClaimedError, TargetIdentityError
-from conveyor.ownership import claim_targets
-from conveyor.pipeline import PipelineSpec
-from conveyor.target_identity import FunctionRef, Home, resolve_function
+from conveyor.domain.errors import ForeignTargetError, PipelineInvalidError, TargetClaimedError, TargetIdentityError
+from conveyor.domain.ownership import claim_targets
+from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.target_identity import FunctionRef, Home, resolve_function
 
 from tests.fakes import DEFAULT_SPEC, FakeTargetOwners
 from tests.unit.conftest import HOME

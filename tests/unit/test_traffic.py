@@ -2,8 +2,8 @@ import copy
 from typing import Any
 
 import pytest
-from conveyor.contracts import TrafficState
-from conveyor.errors import TrafficShiftError
+from conveyor.domain.contracts import TrafficState
+from conveyor.domain.errors import TrafficShiftError
 from conveyor.stages.traffic import next_traffic, shift_traffic
 
 from tests.fakes import DEFAULT_SPEC, FakeTargets

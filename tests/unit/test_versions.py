@@ -6,8 +6,8 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conveyor.errors import VersionInvalidError
-from conveyor.versions import BuiltVersion, SemVer, VersionOrder, check_version, compare, is_newer
+from conveyor.domain.errors import VersionInvalidError
+from conveyor.domain.versions import BuiltVersion, SemVer, VersionOrder, check_version, compare, is_newer
 
 BUILT = datetime(2024, 5, 14, 9, 0, tzinfo=UTC)
 

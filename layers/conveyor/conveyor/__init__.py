@@ -1,1 +1,3 @@
-"""Conveyor's runtime library: contracts, domain logic and AWS adapters shared by every stage function."""
+"""Conveyor's runtime library, in three wings: ``domain`` (models, rules, errors, ports), ``adapters``
+(one module per AWS service implementing a port) and ``stages`` (one module per state of the pipeline),
+wired for a Lambda environment by ``runtime``."""

@@ -18,8 +18,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-from conveyor.contracts import EnvironmentStep
-from conveyor.errors import UnknownStageError
+from conveyor.domain.contracts import EnvironmentStep
+from conveyor.domain.errors import UnknownStageError
 from conveyor.observability import logger, metrics, tracer
 
 Stage = Callable[[dict[str, Any], LambdaContext], BaseModel]

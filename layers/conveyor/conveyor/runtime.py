@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from functools import cache
 
-from conveyor.artifacts import S3Artifacts
-from conveyor.executions import StepFunctionsExecutions
-from conveyor.lambda_metrics import CloudWatchLambdaMetrics
-from conveyor.ledger import DynamoLedger, DynamoLocks, DynamoTargetOwners
-from conveyor.monitoring import CloudWatchAlarms
-from conveyor.notifier import SnsNotifier
-from conveyor.probes import UrllibProber
+from conveyor.adapters.cloudwatch import CloudWatchAlarms, CloudWatchLambdaMetrics
+from conveyor.adapters.dynamodb_ledger import DynamoLedger
+from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
+from conveyor.adapters.http import UrllibProber
+from conveyor.adapters.lambda_functions import LambdaTargets
+from conveyor.adapters.s3 import S3Artifacts
+from conveyor.adapters.sns import SnsNotifier
+from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.settings import settings
-from conveyor.targets import LambdaTargets
 
 
 @cache

@@ -11,8 +11,8 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conveyor.bundle import MAX_BUNDLE_BYTES
-from conveyor.errors import ConfigurationError
+from conveyor.domain.bundle import MAX_BUNDLE_BYTES
+from conveyor.domain.errors import ConfigurationError
 
 #: The tag (value "true") a target function must carry before Conveyor may change it; the
 #: template's IAM conditions name the same key.

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from conveyor.contracts import CheckResult, TrafficState, Verdict
-from conveyor.lambda_metrics import VersionStats
-from conveyor.pipeline import MetricsCheck
+from conveyor.domain.contracts import CheckResult, TrafficState, Verdict
+from conveyor.domain.pipeline import MetricsCheck
+from conveyor.domain.ports import VersionStats
 
 DEFAULT_WINDOW_SECONDS = 60
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from conveyor.contracts import AWAITING_APPROVAL, ApprovalRequest, ApprovalTicket
-from conveyor.ledger import Ledger, LockTable, timed_stage, utcnow
-from conveyor.notifier import Notifier
+from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, ApprovalTicket
+from conveyor.domain.ports import Ledger, LockTable, Notifier
+from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.lock import release_deployment_locks
 from conveyor.stages.report import publish_once

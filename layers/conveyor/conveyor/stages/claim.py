@@ -18,15 +18,15 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from conveyor.contracts import Claim, ClaimRequest, ExecutionOptions, Outcome
-from conveyor.errors import ArtifactLayoutError
-from conveyor.executions import Executions
-from conveyor.layout import ArtifactKey
-from conveyor.ledger import Ledger, utcnow
+from conveyor.domain.contracts import Claim, ClaimRequest, ExecutionOptions, Outcome
+from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.layout import ArtifactKey
+from conveyor.domain.ports import Executions, Ledger
+from conveyor.domain.timing import utcnow
+from conveyor.domain.trust import require_bounded_input, require_own_bucket
+from conveyor.domain.validation import describe
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.validate import PushedObject
-from conveyor.trust import require_bounded_input, require_own_bucket
-from conveyor.validation import describe
 
 RETRYABLE = frozenset(
     {

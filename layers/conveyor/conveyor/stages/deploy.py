@@ -6,11 +6,11 @@ redrive never publishes a second version of the same code.
 
 from __future__ import annotations
 
-from conveyor.contracts import Deployment, EnvironmentStep, Release
-from conveyor.ledger import Ledger, timed_stage
-from conveyor.manifest import base64_digest
+from conveyor.domain.contracts import Deployment, EnvironmentStep, Release
+from conveyor.domain.manifest import base64_digest
+from conveyor.domain.ports import Ledger, Targets
+from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.targets import Targets
 
 
 def release_description(deployment: Deployment) -> str:

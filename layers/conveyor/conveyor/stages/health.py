@@ -25,7 +25,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from conveyor.contracts import (
+from conveyor.domain.contracts import (
     CheckResult,
     Deployment,
     EnvironmentStep,
@@ -36,17 +36,14 @@ from conveyor.contracts import (
     TrafficState,
     Verdict,
 )
-from conveyor.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
-from conveyor.lambda_metrics import LambdaMetrics
-from conveyor.ledger import Ledger, timed_stage, utcnow
-from conveyor.limits import clip
-from conveyor.monitoring import Alarms
+from conveyor.domain.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
+from conveyor.domain.limits import clip
+from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
+from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, Targets
+from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
-from conveyor.probes import HttpProber
 from conveyor.settings import MANAGED_TAG_KEY
 from conveyor.stages.analysis import judge_metrics, metric_window
-from conveyor.targets import Targets
 
 #: An inconclusive verdict is judged again after the step's wait, but never sooner than this: AWS/Lambda
 #: metrics have one-minute resolution (the local cloud scales this wait like every other).

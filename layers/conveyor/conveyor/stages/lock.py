@@ -1,6 +1,6 @@
 """One deployment per target function at a time: AcquireLock, the fencing check, and release.
 
-The lock (``conveyor.ledger.LockTable``) is keyed by the target's canonical identity (its function
+The lock (``conveyor.domain.ports.LockTable``) is keyed by the target's canonical identity (its function
 ARN, ``conveyor.target_identity``), not by app or environment: a function written as a name in one
 place and as an ARN in another is one lock. It has a lease and a fencing token:
 
@@ -34,15 +34,15 @@ from datetime import UTC, datetime
 from functools import cmp_to_key
 from typing import Any
 
-from conveyor.contracts import Deployment, EnvironmentStep, LockGrant, Outcome
-from conveyor.errors import LockLostError, LockWaitTimeoutError
-from conveyor.executions import Ended, Executions
-from conveyor.ledger import DeploymentRecord, Ledger, LockState, LockTable, Waiter, utcnow
+from conveyor.domain.contracts import Deployment, EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.errors import LockLostError, LockWaitTimeoutError
+from conveyor.domain.pipeline import EnvironmentSpec, RolloutPolicy
+from conveyor.domain.ports import Ended, Executions, Ledger, LockTable, Targets
+from conveyor.domain.records import DeploymentRecord, LockState, Waiter
+from conveyor.domain.target_identity import resolve_function
+from conveyor.domain.timing import utcnow
+from conveyor.domain.versions import compare, is_newer
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.pipeline import EnvironmentSpec, RolloutPolicy
-from conveyor.target_identity import resolve_function
-from conveyor.targets import Targets
-from conveyor.versions import compare, is_newer
 
 POLL_SECONDS = 5
 """How long the state machine waits between two AcquireLock attempts."""

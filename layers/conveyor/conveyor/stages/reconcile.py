@@ -28,16 +28,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from conveyor.contracts import ExecutionEnded, Outcome, Reconciliation, Release, RollbackResult
-from conveyor.errors import ArtifactLayoutError
-from conveyor.ledger import DeploymentRecord, Ledger, LockTable, utcnow
-from conveyor.notifier import Notifier
+from conveyor.domain.contracts import ExecutionEnded, Outcome, Reconciliation, Release, RollbackResult
+from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.ports import Ledger, LockTable, Notifier, Targets
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.lock import release_recorded_locks
 from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
 from conveyor.stages.rollback import restore_alias, restore_served
 from conveyor.stages.validate import PushedObject
-from conveyor.targets import Targets
 
 ENDED_UNFINISHED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 """Execution statuses that may leave a deployment unfinished (SUCCEEDED always passed through Finalize)."""

@@ -17,17 +17,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.contracts import AWAITING_APPROVAL, Deployment, FailureRequest, FinalizeRequest, Outcome, Report
-from conveyor.errors import (
+from conveyor.domain.contracts import AWAITING_APPROVAL, Deployment, FailureRequest, FinalizeRequest, Outcome, Report
+from conveyor.domain.errors import (
     ApprovalRejectedError,
     ArtifactLayoutError,
     DeploymentSupersededError,
     LedgerError,
     RollbackFailedError,
 )
-from conveyor.layout import ArtifactKey
-from conveyor.ledger import NOTICE_IN_FLIGHT, DeploymentRecord, Ledger, LockTable, timed_stage, utcnow
-from conveyor.notifier import Notifier
+from conveyor.domain.layout import ArtifactKey
+from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger, LockTable, Notifier
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.stages.lock import release_deployment_locks, release_recorded_locks
 from conveyor.stages.validate import PushedObject

@@ -16,11 +16,17 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor.contracts import EnvironmentStep, Release, RollbackResult
-from conveyor.errors import AliasChangedError, ApprovalRejectedError, ConveyorError, LedgerError, RollbackFailedError
-from conveyor.ledger import Ledger, timed_stage, utcnow
+from conveyor.domain.contracts import EnvironmentStep, Release, RollbackResult
+from conveyor.domain.errors import (
+    AliasChangedError,
+    ApprovalRejectedError,
+    ConveyorError,
+    LedgerError,
+    RollbackFailedError,
+)
+from conveyor.domain.ports import Ledger, Targets
+from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.targets import Targets
 
 RESTORE_ATTEMPTS = 5
 """How many times a restore reads the alias again when its revision moved between the read and the write."""

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from conveyor.contracts import EnvironmentStep, ServedRelease, TrafficState
-from conveyor.errors import TrafficShiftError
-from conveyor.ledger import Ledger, timed_stage, utcnow
+from conveyor.domain.contracts import EnvironmentStep, ServedRelease, TrafficState
+from conveyor.domain.errors import TrafficShiftError
+from conveyor.domain.ports import Ledger, Targets
+from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.targets import Targets
 
 
 def next_traffic(step: EnvironmentStep) -> TrafficState:

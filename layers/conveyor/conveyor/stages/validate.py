@@ -7,10 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conveyor.artifacts import ArtifactStore
-from conveyor.bundle import open_bundle
-from conveyor.contracts import ArtifactRef, Deployment, ExecutionOptions, Outcome, PackageRef, ValidateRequest
-from conveyor.errors import (
+from conveyor.domain.bundle import open_bundle
+from conveyor.domain.contracts import ArtifactRef, Deployment, ExecutionOptions, Outcome, PackageRef, ValidateRequest
+from conveyor.domain.errors import (
     ArtifactLayoutError,
     ArtifactRejectedError,
     DeploymentSupersededError,
@@ -19,18 +18,18 @@ from conveyor.errors import (
     PipelineInvalidError,
     VersionConflictError,
 )
-from conveyor.executions import Executions
-from conveyor.layout import ArtifactKey, deployment_id, pipeline_key, release_key
-from conveyor.ledger import DeploymentRecord, Ledger, ReleaseRecord, TargetOwners, timed_stage, utcnow
-from conveyor.manifest import Manifest
+from conveyor.domain.layout import ArtifactKey, deployment_id, pipeline_key, release_key
+from conveyor.domain.manifest import Manifest
+from conveyor.domain.ownership import claim_targets, resolve_targets, with_canonical_targets
+from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.ports import ArtifactStore, Executions, Ledger, TargetOwners, Targets
+from conveyor.domain.records import DeploymentRecord, ReleaseRecord
+from conveyor.domain.target_identity import Home
+from conveyor.domain.timing import timed_stage, utcnow
+from conveyor.domain.trust import require_bounded_input, require_managed_hooks, require_own_bucket
+from conveyor.domain.validation import describe
+from conveyor.domain.versions import BuiltVersion, VersionOrder, check_version, is_newer
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.ownership import claim_targets, resolve_targets, with_canonical_targets
-from conveyor.pipeline import PipelineSpec
-from conveyor.target_identity import Home
-from conveyor.targets import Targets
-from conveyor.trust import require_bounded_input, require_managed_hooks, require_own_bucket
-from conveyor.validation import describe
-from conveyor.versions import BuiltVersion, VersionOrder, check_version, is_newer
 
 
 class _Bucket(BaseModel):

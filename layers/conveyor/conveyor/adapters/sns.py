@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor import aws
-from conveyor.errors import NotificationError
+from conveyor.adapters import aws
+from conveyor.domain.errors import NotificationError
 
 # SNS subjects: at most 100 printable ASCII characters, no line breaks.
 _MAX_SUBJECT = 100
-
-
-class Notifier(Protocol):
-    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str: ...
 
 
 class SnsNotifier:

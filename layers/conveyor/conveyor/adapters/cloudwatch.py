@@ -1,4 +1,4 @@
-"""Per-version AWS/Lambda metrics of an alias's traffic, read with CloudWatch GetMetricData.
+"""CloudWatch: per-version AWS/Lambda metrics of an alias's traffic (GetMetricData), and alarm states.
 
 Lambda publishes ``Invocations``, ``Errors`` and ``Duration`` for invocations through an alias
 with the dimensions ``FunctionName``, ``Resource`` (``function:alias``) and ``ExecutedVersion``;
@@ -9,39 +9,16 @@ the version, such as the synthetic check, carry another ``Resource``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor import aws
-from conveyor.errors import MetricsUnavailableError
+from conveyor.adapters import aws
+from conveyor.domain.errors import MetricsUnavailableError
+from conveyor.domain.ports import VersionStats
 
 _NAMESPACE = "AWS/Lambda"
-
-
-@dataclass(frozen=True)
-class VersionStats:
-    """What one version of a function served through an alias over a window."""
-
-    version: str
-    invocations: int
-    errors: int
-    p95_ms: float | None = None
-    p99_ms: float | None = None
-
-    @property
-    def error_rate_percent(self) -> float | None:
-        return None if self.invocations == 0 else 100.0 * self.errors / self.invocations
-
-
-class LambdaMetrics(Protocol):
-    def version_stats(
-        self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
-    ) -> dict[str, VersionStats]:
-        """``{version: stats}`` of the alias's traffic to each version between ``start`` and ``end``."""
-        ...
 
 
 def _period(start: datetime, end: datetime) -> int:
@@ -108,3 +85,20 @@ class CloudWatchLambdaMetrics:
             )
             for index, version in enumerate(versions)
         }
+
+
+class CloudWatchAlarms:
+    def __init__(self) -> None:
+        self._cloudwatch = aws.client("cloudwatch")
+
+    def states(self, names: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        # DescribeAlarms accepts at most 100 names per call.
+        for start in range(0, len(names), 100):
+            paginator = self._cloudwatch.get_paginator("describe_alarms")
+            for page in paginator.paginate(
+                AlarmNames=names[start : start + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+            ):
+                for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                    found[alarm["AlarmName"]] = alarm["StateValue"]
+        return found

@@ -24,9 +24,9 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
-from conveyor.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
-from conveyor.limits import MAX_MANIFEST_BYTES
-from conveyor.manifest import MANIFEST_NAME, PACKAGE_NAME, Manifest
+from conveyor.domain.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
+from conveyor.domain.limits import MAX_MANIFEST_BYTES
+from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, Manifest
 
 #: Default bundle size limit; ``MAX_BUNDLE_BYTES`` in the ValidateArtifact function's environment
 #: (template parameter ``MaxBundleBytes``) may lower it, never raise it: the function holds the

@@ -5,22 +5,10 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
-from typing import Protocol
+
+from conveyor.domain.ports import ProbeResponse
 
 _MAX_BODY_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True)
-class ProbeResponse:
-    status: int | None
-    body: str
-    latency_ms: float
-    error: str | None = None
-
-
-class HttpProber(Protocol):
-    def fetch(self, url: str, method: str, timeout_seconds: float) -> ProbeResponse: ...
 
 
 class UrllibProber:

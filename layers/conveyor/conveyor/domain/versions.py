@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from conveyor.errors import VersionInvalidError
+from conveyor.domain.errors import VersionInvalidError
 
 VersionOrder = Literal["semver", "build_time"]
 """The pipeline's ``version_order``."""

@@ -19,12 +19,12 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.errors import PipelineInvalidError
-from conveyor.layout import AppName
-from conveyor.limits import MAX_PIPELINE_SPEC_BYTES, MAX_PIPELINE_STATE_BYTES, json_bytes, load_yaml
-from conveyor.target_identity import FunctionRef
-from conveyor.validation import describe
-from conveyor.versions import DEFAULT_VERSION_ORDER, VersionOrder
+from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.layout import AppName
+from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES, MAX_PIPELINE_STATE_BYTES, json_bytes, load_yaml
+from conveyor.domain.target_identity import FunctionRef
+from conveyor.domain.validation import describe
+from conveyor.domain.versions import DEFAULT_VERSION_ORDER, VersionOrder
 
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:-]{1,140}$")]

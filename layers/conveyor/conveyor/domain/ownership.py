@@ -9,10 +9,10 @@ by hand is held to the same rule). Both refuse with both claimants named.
 
 from __future__ import annotations
 
-from conveyor.errors import TargetClaimedError
-from conveyor.ledger import TargetOwners
-from conveyor.pipeline import EnvironmentSpec, PipelineSpec
-from conveyor.target_identity import FunctionId, Home, resolve_function
+from conveyor.domain.errors import TargetClaimedError
+from conveyor.domain.pipeline import EnvironmentSpec, PipelineSpec
+from conveyor.domain.ports import TargetOwners
+from conveyor.domain.target_identity import FunctionId, Home, resolve_function
 
 
 def target_field(spec: PipelineSpec, environment: EnvironmentSpec, source: str) -> str:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor import aws
+from conveyor.adapters import aws
+from conveyor.domain.ports import ENDED, IN_FLIGHT_GRACE, Ended
 from conveyor.observability import logger
-
-ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
-"""Statuses of an execution that takes no further step (RUNNING and PENDING_REDRIVE may)."""
-IN_FLIGHT_GRACE = timedelta(seconds=900)
-"""Lambda's longest timeout: a stage invocation in flight when its execution stopped runs at most this long."""
 
 _CALL_STARTED = frozenset({"LambdaFunctionScheduled", "LambdaFunctionStarted", "TaskScheduled", "TaskStarted"})
 _CALL_ENDED = frozenset(
@@ -35,17 +30,6 @@ _CALL_ENDED = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Ended:
-    """How an execution ended, and from when none of its work can still change anything."""
-
-    status: str
-    stopped_at: datetime
-    quiet_at: datetime
-    """``stopped_at``, or ``IN_FLIGHT_GRACE`` later when a stage invocation was still running then:
-    stopping an execution does not stop a Lambda invocation it already made."""
-
-
 def call_in_flight(events: Iterable[Mapping[str, Any]]) -> bool:
     """Whether the newest task event of a history is a call that had not ended (True when none is seen)."""
     for event in sorted(events, key=lambda e: int(e["id"]), reverse=True):
@@ -54,11 +38,6 @@ def call_in_flight(events: Iterable[Mapping[str, Any]]) -> bool:
         if event["type"] in _CALL_STARTED:
             return True
     return True
-
-
-class Executions(Protocol):
-    def status(self, execution_arn: str) -> str: ...
-    def ended(self, execution_arn: str) -> Ended | None: ...
 
 
 class StepFunctionsExecutions:

@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from conveyor.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
-from conveyor.manifest import Manifest
-from conveyor.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
-from conveyor.target_identity import Home
-from conveyor.versions import BuiltVersion
+from conveyor.domain.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
+from conveyor.domain.manifest import Manifest
+from conveyor.domain.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
+from conveyor.domain.target_identity import Home
+from conveyor.domain.versions import BuiltVersion
 
 
 class Outcome(StrEnum):

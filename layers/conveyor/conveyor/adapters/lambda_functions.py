@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from conveyor import aws
-from conveyor.contracts import PackageRef
-from conveyor.errors import (
+from conveyor.adapters import aws
+from conveyor.domain.contracts import PackageRef
+from conveyor.domain.errors import (
     AliasChangedError,
     DeployFailedError,
     TargetNotFoundError,
@@ -19,49 +18,8 @@ from conveyor.errors import (
     TargetReadError,
     TrafficShiftError,
 )
-from conveyor.manifest import FunctionConfig
-
-
-@dataclass(frozen=True)
-class Invocation:
-    payload: Any
-    function_error: str | None
-    executed_version: str | None
-    duration_ms: float
-
-
-@dataclass(frozen=True)
-class AliasState:
-    """Where an alias points right now, and the revision that names exactly this state."""
-
-    version: str
-    weights: dict[str, float]
-    revision_id: str
-
-    def serves(self, version: str) -> bool:
-        """Whether any of the alias's traffic goes to ``version``."""
-        return self.version == version or self.weights.get(version, 0) > 0
-
-
-class Targets(Protocol):
-    def ensure_managed(self, function_name: str, tag_key: str) -> str: ...
-    def alias_version(self, function_name: str, alias: str) -> str | None: ...
-    def alias_state(self, function_name: str, alias: str) -> AliasState | None: ...
-    def version_description(self, function_name: str, version: str) -> str: ...
-    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None: ...
-    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None: ...
-    def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
-    def route_alias(
-        self,
-        function_name: str,
-        alias: str,
-        version: str,
-        extra: dict[str, float] | None,
-        *,
-        revision_id: str | None = None,
-    ) -> None: ...
-    def delete_alias(self, function_name: str, alias: str) -> None: ...
-    def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation: ...
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.ports import AliasState, Invocation
 
 
 def _config_matches(configuration: dict[str, Any], wanted: FunctionConfig | None) -> bool:

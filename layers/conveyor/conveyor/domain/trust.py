@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.errors import ExecutionInputTooLargeError, ForeignBucketError, TargetNotManagedError
-from conveyor.limits import MAX_EXECUTION_INPUT_BYTES, json_bytes
-from conveyor.pipeline import EnvironmentSpec
-from conveyor.targets import Targets
+from conveyor.domain.errors import ExecutionInputTooLargeError, ForeignBucketError, TargetNotManagedError
+from conveyor.domain.limits import MAX_EXECUTION_INPUT_BYTES, json_bytes
+from conveyor.domain.pipeline import EnvironmentSpec
+from conveyor.domain.ports import Targets
 
 
 def require_bounded_input(execution_input: dict[str, Any]) -> None:

@@ -18,10 +18,10 @@ from pydantic import (
     model_validator,
 )
 
-from conveyor.errors import ManifestInvalidError
-from conveyor.layout import AppName, Version
-from conveyor.limits import MAX_MANIFEST_BYTES, json_bytes
-from conveyor.validation import describe
+from conveyor.domain.errors import ManifestInvalidError
+from conveyor.domain.layout import AppName, Version
+from conveyor.domain.limits import MAX_MANIFEST_BYTES, json_bytes
+from conveyor.domain.validation import describe
 
 MANIFEST_NAME = "manifest.json"
 PACKAGE_NAME = "package.zip"

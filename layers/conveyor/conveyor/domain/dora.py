@@ -17,8 +17,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from conveyor.contracts import Outcome
-from conveyor.ledger import DeploymentRecord
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.records import DeploymentRecord
 
 _FAILED_CHANGES = frozenset({Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED})
 _STOPPED = frozenset({Outcome.ABORTED, Outcome.TIMED_OUT})

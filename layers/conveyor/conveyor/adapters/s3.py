@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Protocol
 
 from botocore.exceptions import ClientError
 
-from conveyor import aws
-from conveyor.bundle import MAX_BUNDLE_BYTES
-from conveyor.errors import (
+from conveyor.adapters import aws
+from conveyor.domain.bundle import MAX_BUNDLE_BYTES
+from conveyor.domain.errors import (
     BundleInvalidError,
     DigestMismatchError,
     PipelineInvalidError,
     PipelineNotFoundError,
     ReleaseStoreError,
 )
-from conveyor.layout import pipeline_key
-from conveyor.limits import MAX_PIPELINE_SPEC_BYTES
-from conveyor.manifest import base64_digest
-
-
-class ArtifactStore(Protocol):
-    def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes: ...
-    def read_pipeline(self, bucket: str, app: str) -> bytes: ...
-    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None: ...
+from conveyor.domain.layout import pipeline_key
+from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.manifest import base64_digest
 
 
 class S3Artifacts:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from conveyor.errors import ArtifactLayoutError
+from conveyor.domain.errors import ArtifactLayoutError
 
 ARTIFACT_PREFIX = "artifacts/"
 PIPELINE_PREFIX = "pipelines/"

@@ -1,0 +1,1 @@
+"""One module per AWS service, each implementing a port of ``conveyor.domain.ports``."""

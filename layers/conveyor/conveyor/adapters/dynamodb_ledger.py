@@ -1,0 +1,368 @@
+"""The deployment ledger: every deployment, every stage it went through, and how it ended.
+
+One DynamoDB table. A deployment is an item ``pk=DEPLOYMENT#<id>, sk=META`` (indexed by app
+and creation time for history); each stage transition is an item ``sk=EVENT#<time>#...`` beside
+it, with its timing and evidence. DORA metrics and ``conveyor status`` read from here.
+
+Exactly-once: the META item is also the deployment's claim. ``claim`` takes it with a conditional
+write (only one execution of an object can own its deployment at a time); the executions that lose
+end as skipped duplicates, counted and listed on the META item (``skipped``). Notifications are
+claimed too (``sk=NOTICE#<execution>#<kind>``) so a retried or redriven stage never notifies twice.
+
+A version is immutable: ``pk=RELEASE#<app>#<version>, sk=META`` (``ReleaseRecord``) binds an app version
+to the sha256 of the package its first deployment carried, taken with one conditional write; and
+``pk=SERVED#<function>#<alias>, sk=CURRENT`` (``ServedRelease``) records which release an alias serves,
+written whenever Conveyor moves the alias to a release (Lambda version descriptions are immutable and a
+version is reused for byte-identical code, so they cannot say it).
+
+Locks and target owners share the table: ``conveyor.adapters.dynamodb_locks``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Collection
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from conveyor.adapters import aws
+from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_errors, query, scan, to_item, update_if
+from conveyor.domain.contracts import Outcome, ServedRelease
+from conveyor.domain.ports import NOTICE_IN_FLIGHT
+from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
+from conveyor.domain.timing import utcnow
+
+_META = "META"
+_DEPLOYMENT_PREFIX = "DEPLOYMENT#"
+_EVENT_PREFIX = "EVENT#"
+_NOTICE_PREFIX = "NOTICE#"
+_RECORD_FIELDS = frozenset(DeploymentRecord.model_fields) - {"events"}
+_SERVED_SK = "CURRENT"
+
+
+def served_key(function_name: str, alias: str) -> str:
+    """The partition key of what ``function_name:alias`` serves (one item per target alias)."""
+    return f"SERVED#{function_name}#{alias}"
+
+
+class DynamoLedger:
+    """The ledger on DynamoDB (``LEDGER_TABLE``)."""
+
+    def __init__(self, table_name: str) -> None:
+        self._table = aws.resource("dynamodb").Table(table_name)
+
+    @staticmethod
+    def _pk(deployment_id: str) -> str:
+        return f"DEPLOYMENT#{deployment_id}"
+
+    def start(self, record: DeploymentRecord) -> DeploymentRecord:
+        """Create the deployment, or count one more attempt of it (a re-run of the same object).
+
+        Attempts are counted as the set of executions that started the deployment, so a retried or
+        redriven stage of the same execution is not a new attempt.
+        """
+        fields = record.model_dump(
+            mode="json",
+            # Kept from the claim and from skipped executions, never reset by a (re)start.
+            exclude={"events", "attempts", "created_at", "deployment_id", "skipped", "skipped_count", "built_at"},
+        )
+        names = {f"#{k}": k for k in fields}
+        values = {f":{k}": to_item(v) for k, v in fields.items()}
+        values |= {
+            ":me": {record.execution_arn or "-"},
+            ":created": record.created_at.isoformat(),
+            ":id": record.deployment_id,
+        }
+        assignments = ", ".join(f"#{k} = :{k}" for k in fields)
+        with ledger_errors("ledger start"):
+            response = self._table.update_item(
+                Key={"pk": self._pk(record.deployment_id), "sk": _META},
+                UpdateExpression=f"SET {assignments}, created_at = if_not_exists(created_at, :created), "
+                "deployment_id = :id ADD attempt_executions :me",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        return self._record(response["Attributes"], events=[])
+
+    def record_event(self, event: StageEvent) -> None:
+        item = to_item(event.model_dump(mode="json"))
+        item |= {
+            "pk": self._pk(event.deployment_id),
+            "sk": f"EVENT#{event.finished_at.isoformat()}#{event.stage}#{event.environment or '-'}",
+        }
+        with ledger_errors("ledger record_event"):
+            self._table.put_item(Item=item)
+
+    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
+        key = {"pk": self._pk(deployment_id), "sk": _META}
+        names = {"#envs": "environments", "#env": environment}
+        field_names = {f"#f{i}": name for i, name in enumerate(fields)}
+        with ledger_errors("ledger update_environment"):
+            # A map member must exist before its own members can be set.
+            self._table.update_item(
+                Key=key,
+                UpdateExpression="SET #envs.#env = if_not_exists(#envs.#env, :empty), updated_at = :now",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":empty": {}, ":now": utcnow().isoformat()},
+            )
+            self._table.update_item(
+                Key=key,
+                UpdateExpression="SET " + ", ".join(f"#envs.#env.{name} = :v{i}" for i, name in enumerate(field_names)),
+                ExpressionAttributeNames=names | field_names,
+                ExpressionAttributeValues={f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
+            )
+
+    def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None:
+        now = utcnow().isoformat()
+        with ledger_errors("ledger finish"):
+            self._table.update_item(
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET #status = :status, finished_at = :now, updated_at = :now, failure = :failure",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={":status": outcome.value, ":now": now, ":failure": to_item(failure)},
+            )
+
+    def get(self, deployment_id: str) -> DeploymentRecord | None:
+        with ledger_errors("ledger get"):
+            items = list(
+                query(
+                    self._table,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues={":pk": self._pk(deployment_id)},
+                )
+            )
+        meta = next((item for item in items if item["sk"] == _META), None)
+        if meta is None or "status" not in meta or "app" not in meta:
+            # Absent, or caught mid-creation (the local cloud applies an update expression non-atomically).
+            return None
+        events = [StageEvent.model_validate(from_item(item)) for item in items if item["sk"].startswith(_EVENT_PREFIX)]
+        return self._record(meta, events=events)
+
+    def history(self, app: str | None = None, limit: int = 50, status: Outcome | None = None) -> list[DeploymentRecord]:
+        """The newest ``limit`` deployments (of ``app``, with ``status``), newest first.
+
+        A status filter pages through the index until enough match: DynamoDB applies ``Limit``
+        before ``FilterExpression``, so one page could hold none of the wanted records.
+        """
+        with ledger_errors("ledger history"):
+            if app is not None:
+                request: dict[str, Any] = {
+                    "IndexName": "by-app",
+                    "KeyConditionExpression": "app = :app",
+                    "ExpressionAttributeValues": {":app": app},
+                    "ScanIndexForward": False,
+                }
+                if status is not None:
+                    request["FilterExpression"] = "#status = :status"
+                    request["ExpressionAttributeNames"] = {"#status": "status"}
+                    request["ExpressionAttributeValues"] |= {":status": status.value}
+                items = list(itertools.islice(query(self._table, **request), limit))
+            else:
+                items = [
+                    item
+                    for item in scan(self._table)
+                    if item["sk"] == _META
+                    and str(item["pk"]).startswith(_DEPLOYMENT_PREFIX)
+                    and (status is None or item.get("status") == status.value)
+                ]
+        records = [self._record(item, events=[]) for item in items]
+        return sorted(records, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool:
+        """Make ``seed.execution_arn`` the deployment's owner; False if another execution owns it.
+
+        Taken when the deployment is new, ended in one of ``replaceable`` (a new attempt: its
+        environments and failure are cleared), is already owned by this execution (a retry), or is
+        owned by ``stale_owner`` (an execution known to have stopped without ending it).
+        """
+        owner = seed.execution_arn or ""
+        names = {"#status": "status", "#owner": "execution_arn"}
+        values: dict[str, Any] = {
+            ":me": owner,
+            ":stale": stale_owner or owner,
+            ":running": Outcome.IN_PROGRESS.value,
+            ":now": utcnow().isoformat(),
+            ":created": seed.created_at.isoformat(),
+            ":id": seed.deployment_id,
+            ":app": seed.app,
+            ":version": seed.version,
+            ":artifact": to_item(seed.artifact),
+            ":pushed_by": seed.pushed_by,
+            ":empty": {},
+        }
+        statuses = []
+        for i, outcome in enumerate(replaceable):
+            values[f":r{i}"] = outcome.value
+            statuses.append(f":r{i}")
+        replace = f" OR #status IN ({', '.join(statuses)})" if statuses else ""
+        with ledger_errors("ledger claim"):
+            updated = update_if(
+                self._table,
+                Key={"pk": self._pk(seed.deployment_id), "sk": _META},
+                UpdateExpression="SET #status = :running, #owner = :me, updated_at = :now, deployment_id = :id, "
+                "app = :app, version = :version, artifact = :artifact, pushed_by = :pushed_by, "
+                "created_at = if_not_exists(created_at, :created), "
+                "environments = :empty REMOVE finished_at, failure",
+                ConditionExpression=f"attribute_not_exists(pk) OR #owner IN (:me, :stale){replace}",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        return updated is not None
+
+    def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None:
+        """List a skipped execution on the deployment, once per execution (a retried stage adds nothing)."""
+        execution = str(entry.get("execution_arn") or "-")
+        with ledger_errors("ledger record_skip"):
+            update_if(
+                self._table,
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET skipped = list_append(if_not_exists(skipped, :none), :entry), updated_at = :now "
+                "ADD skipped_count :one, skipped_executions :me_set",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(skipped_executions, :me)",
+                ExpressionAttributeValues={
+                    ":none": [],
+                    ":entry": [to_item(entry)],
+                    ":now": utcnow().isoformat(),
+                    ":one": 1,
+                    ":me": execution,
+                    ":me_set": {execution},
+                },
+            )
+
+    def set_status(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the deployment to ``status`` (with ``fields``, in the same write) if ``owner`` still owns it
+        and it is in one of ``expected``."""
+        values: dict[str, Any] = {":status": status.value, ":owner": owner, ":now": utcnow().isoformat()}
+        values |= {f":e{i}": outcome.value for i, outcome in enumerate(expected)}
+        extra = fields or {}
+        values |= {f":f{i}": to_item(value) for i, value in enumerate(extra.values())}
+        with ledger_errors("ledger set_status"):
+            updated = update_if(
+                self._table,
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET #status = :status, updated_at = :now"
+                + "".join(f", #f{i} = :f{i}" for i in range(len(extra))),
+                ConditionExpression=f"execution_arn = :owner AND #status IN "
+                f"({', '.join(f':e{i}' for i in range(len(expected)))})",
+                ExpressionAttributeNames={"#status": "status"} | {f"#f{i}": name for i, name in enumerate(extra)},
+                ExpressionAttributeValues=values,
+            )
+        return updated is not None
+
+    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        with ledger_errors("ledger set_fields"):
+            self._table.update_item(
+                Key={"pk": self._pk(deployment_id), "sk": _META},
+                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
+            )
+
+    def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
+        """Claim the right to publish notice ``key`` for ``lease_seconds``.
+
+        None if claimed now; the earlier message id if it was published; ``NOTICE_IN_FLIGHT`` while
+        another try holds an unexpired claim. A claim whose lease ran out without a publication was
+        left by a try that crashed (before or after publishing): it is taken over, the one duplicate
+        that can only follow a crash in that narrow window.
+        """
+        key_item = {"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"}
+        with ledger_errors("ledger claim_notice"):
+            try:
+                self._table.put_item(
+                    Item=key_item | {"claimed_at": utcnow().isoformat(), "lease_until": to_item(now + lease_seconds)},
+                    ConditionExpression=(
+                        "attribute_not_exists(message_id) AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                    ),
+                    ExpressionAttributeValues={":now": to_item(now)},
+                )
+            except ClientError as exc:
+                if not condition_failed(exc):
+                    raise
+                item = self._table.get_item(Key=key_item, ConsistentRead=True).get("Item", {})
+                return str(item.get("message_id", NOTICE_IN_FLIGHT))
+        return None
+
+    def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
+        with ledger_errors("ledger record_notice"):
+            self._table.update_item(
+                Key={"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"},
+                UpdateExpression="SET message_id = :id, published_at = :now",
+                ExpressionAttributeValues={":id": message_id, ":now": utcnow().isoformat()},
+            )
+
+    # --- a version's content, and what each alias serves ---------------------------------------
+    @staticmethod
+    def _release_key(app: str, version: str) -> dict[str, str]:
+        return {"pk": f"RELEASE#{app}#{version}", "sk": _META}
+
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:
+        """Bind ``release.version`` to ``release.sha256`` if no deployment did yet; the binding that holds."""
+        item = to_item(release.model_dump(mode="json")) | self._release_key(release.app, release.version)
+        with ledger_errors("ledger claim_release"):
+            try:
+                self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+            except ClientError as exc:
+                if not condition_failed(exc):
+                    raise
+                stored = self._table.get_item(Key=self._release_key(release.app, release.version), ConsistentRead=True)[
+                    "Item"
+                ]
+                return ReleaseRecord.model_validate(
+                    {k: v for k, v in from_item(stored).items() if k in ReleaseRecord.model_fields}
+                )
+        return release
+
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool:
+        """Make ``to`` the release's carrier if ``carrier`` still is (one new attempt wins a race)."""
+        with ledger_errors("ledger move_release"):
+            updated = update_if(
+                self._table,
+                Key=self._release_key(app, version),
+                UpdateExpression="SET deployment_id = :to, moved_at = :now",
+                ConditionExpression="deployment_id = :carrier",
+                ExpressionAttributeValues={":to": to, ":carrier": carrier, ":now": utcnow().isoformat()},
+            )
+        return updated is not None
+
+    @staticmethod
+    def _served_key(function_name: str, alias: str) -> dict[str, str]:
+        return {"pk": served_key(function_name, alias), "sk": _SERVED_SK}
+
+    def record_served(self, served: ServedRelease) -> None:
+        item = to_item(served.model_dump(mode="json")) | self._served_key(served.function_name, served.alias)
+        with ledger_errors("ledger record_served"):
+            self._table.put_item(Item=item)
+
+    def forget_served(self, function_name: str, alias: str) -> None:
+        with ledger_errors("ledger forget_served"):
+            self._table.delete_item(Key=self._served_key(function_name, alias))
+
+    def served(self, function_name: str, alias: str) -> ServedRelease | None:
+        with ledger_errors("ledger served"):
+            item = self._table.get_item(Key=self._served_key(function_name, alias), ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        return ServedRelease.model_validate(
+            {k: v for k, v in from_item(item).items() if k in ServedRelease.model_fields}
+        )
+
+    @staticmethod
+    def _record(item: dict[str, Any], events: list[StageEvent]) -> DeploymentRecord:
+        fields = {k: v for k, v in from_item(item).items() if k in _RECORD_FIELDS}
+        fields["attempts"] = max(1, len(item.get("attempt_executions", ())))
+        return DeploymentRecord.model_validate({**fields, "events": sorted(events, key=lambda e: e.finished_at)})

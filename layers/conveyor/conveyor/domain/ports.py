@@ -1,0 +1,200 @@
+"""The ports stages talk to, and the values they answer with.
+
+Each port is a ``typing.Protocol``; one adapter per AWS service implements it (``conveyor.adapters``),
+and the tests' fakes implement it in memory (``tests/fakes/ports.py``). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
+
+# --- the ledger, the locks and who owns a target ----------------------------------------------------
+NOTICE_IN_FLIGHT = ""
+"""``claim_notice``'s answer while another try holds the notice's lease and has not recorded a publication."""
+
+
+class Ledger(Protocol):
+    def start(self, record: DeploymentRecord) -> DeploymentRecord: ...
+    def record_event(self, event: StageEvent) -> None: ...
+    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None: ...
+    def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None: ...
+    def get(self, deployment_id: str) -> DeploymentRecord | None: ...
+    def history(
+        self, app: str | None = None, limit: int = 50, status: Outcome | None = None
+    ) -> list[DeploymentRecord]: ...
+    def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool: ...
+    def record_skip(self, deployment_id: str, entry: dict[str, Any]) -> None: ...
+    def set_status(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        fields: dict[str, Any] | None = None,
+    ) -> bool: ...
+    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None: ...
+    def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None: ...
+    def record_notice(self, deployment_id: str, key: str, message_id: str) -> None: ...
+    def claim_release(self, release: ReleaseRecord) -> ReleaseRecord: ...
+    def move_release(self, app: str, version: str, *, carrier: str, to: str) -> bool: ...
+    def record_served(self, served: ServedRelease) -> None: ...
+    def forget_served(self, function_name: str, alias: str) -> None: ...
+    def served(self, function_name: str, alias: str) -> ServedRelease | None: ...
+
+
+class LockTable(Protocol):
+    """One lock and one queue per target, keyed by the function's canonical ARN (``FunctionId.arn``)."""
+
+    def get(self, target: str) -> LockState | None: ...
+    def try_acquire(
+        self,
+        target: str,
+        *,
+        holder: str,
+        deployment_id: str,
+        app: str,
+        environment: str,
+        lease_seconds: int,
+        now: float,
+        stale: LockState | None = None,
+    ) -> int | None: ...
+    def renew(self, target: str, *, holder: str, token: int, lease_seconds: int, now: float) -> bool: ...
+    def release(self, target: str, holder: str) -> bool: ...
+    def enqueue(self, target: str, waiter: Waiter) -> None: ...
+    def waiters(self, target: str) -> list[Waiter]: ...
+    def supersede(self, target: str, key: str, by: str) -> None: ...
+    def remove_waiter(self, target: str, key: str) -> None: ...
+
+
+class TargetOwners(Protocol):
+    def claim(self, target: str, *, app: str, environment: str) -> TargetClaim | None: ...
+    def owner(self, target: str) -> TargetClaim | None: ...
+    def release(self, target: str, *, app: str) -> bool: ...
+
+
+# --- the functions Conveyor deploys -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Invocation:
+    payload: Any
+    function_error: str | None
+    executed_version: str | None
+    duration_ms: float
+
+
+@dataclass(frozen=True)
+class AliasState:
+    """Where an alias points right now, and the revision that names exactly this state."""
+
+    version: str
+    weights: dict[str, float]
+    revision_id: str
+
+    def serves(self, version: str) -> bool:
+        """Whether any of the alias's traffic goes to ``version``."""
+        return self.version == version or self.weights.get(version, 0) > 0
+
+
+class Targets(Protocol):
+    def ensure_managed(self, function_name: str, tag_key: str) -> str: ...
+    def alias_version(self, function_name: str, alias: str) -> str | None: ...
+    def alias_state(self, function_name: str, alias: str) -> AliasState | None: ...
+    def version_description(self, function_name: str, version: str) -> str: ...
+    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None: ...
+    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None: ...
+    def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
+    def route_alias(
+        self,
+        function_name: str,
+        alias: str,
+        version: str,
+        extra: dict[str, float] | None,
+        *,
+        revision_id: str | None = None,
+    ) -> None: ...
+    def delete_alias(self, function_name: str, alias: str) -> None: ...
+    def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation: ...
+
+
+# --- the artifact bucket ----------------------------------------------------------------------------
+class ArtifactStore(Protocol):
+    def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes: ...
+    def read_pipeline(self, bucket: str, app: str) -> bytes: ...
+    def put_release(self, bucket: str, key: str, package: bytes, sha256_hex: str) -> str | None: ...
+
+
+# --- the state machine's executions -----------------------------------------------------------------
+ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+"""Statuses of an execution that takes no further step (RUNNING and PENDING_REDRIVE may)."""
+IN_FLIGHT_GRACE = timedelta(seconds=900)
+"""Lambda's longest timeout: a stage invocation in flight when its execution stopped runs at most this long."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How an execution ended, and from when none of its work can still change anything."""
+
+    status: str
+    stopped_at: datetime
+    quiet_at: datetime
+    """``stopped_at``, or ``IN_FLIGHT_GRACE`` later when a stage invocation was still running then:
+    stopping an execution does not stop a Lambda invocation it already made."""
+
+
+class Executions(Protocol):
+    def status(self, execution_arn: str) -> str: ...
+    def ended(self, execution_arn: str) -> Ended | None: ...
+
+
+# --- health evidence: metrics, alarms, HTTP probes --------------------------------------------------
+@dataclass(frozen=True)
+class VersionStats:
+    """What one version of a function served through an alias over a window."""
+
+    version: str
+    invocations: int
+    errors: int
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def error_rate_percent(self) -> float | None:
+        return None if self.invocations == 0 else 100.0 * self.errors / self.invocations
+
+
+class LambdaMetrics(Protocol):
+    def version_stats(
+        self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
+    ) -> dict[str, VersionStats]:
+        """``{version: stats}`` of the alias's traffic to each version between ``start`` and ``end``."""
+        ...
+
+
+class Alarms(Protocol):
+    def states(self, names: list[str]) -> dict[str, str]:
+        """``{alarm name: StateValue}`` for the alarms that exist; a missing alarm is absent."""
+        ...
+
+
+@dataclass(frozen=True)
+class ProbeResponse:
+    status: int | None
+    body: str
+    latency_ms: float
+    error: str | None = None
+
+
+class HttpProber(Protocol):
+    def fetch(self, url: str, method: str, timeout_seconds: float) -> ProbeResponse: ...
+
+
+# --- notifications ----------------------------------------------------------------------------------
+class Notifier(Protocol):
+    def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str: ...
