@@ -12,14 +12,15 @@ from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
 from conveyor.domain.errors import (
     AliasChangedError,
     BundleInvalidError,
+    DeployFailedError,
     DigestMismatchError,
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
     TrafficShiftError,
 )
-from conveyor.domain.manifest import FunctionConfig
-from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, Invocation
+from conveyor.domain.manifest import FunctionConfig, base64_digest
+from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, FunctionState, Invocation
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 from conveyor.domain.timing import utcnow
 
@@ -281,6 +282,8 @@ class FakeFunction:
     aliases: dict[str, tuple[str, dict[str, float]]] = field(default_factory=dict)
     alias_revisions: dict[str, int] = field(default_factory=dict)
     """Bumped on every write of an alias, as Lambda's ``RevisionId``."""
+    changed_since_publish: bool = False
+    """As Lambda: PublishVersion answers with the last published version when ``$LATEST`` has not changed since."""
 
 
 class FakeTargets:
@@ -309,11 +312,20 @@ class FakeTargets:
             raise TargetNotFoundError(f"target function {name!r} does not exist")
         return self.functions[name]
 
-    def ensure_managed(self, function_name: str, tag_key: str) -> str:
+    def managed_function(self, function_name: str, tag_key: str) -> FunctionState:
         function = self._get(function_name)
         if function.tags.get(tag_key) != "true":
             raise TargetNotManagedError(f"target function {function_name!r} is not tagged {tag_key}=true")
-        return function.arn
+        return FunctionState(
+            arn=function.arn,
+            code_sha256=function.code_sha256,
+            memory_mb=function.config.get("MemorySize"),
+            timeout_seconds=function.config.get("Timeout"),
+            environment=function.config.get("Environment"),
+        )
+
+    def ensure_managed(self, function_name: str, tag_key: str) -> str:
+        return self.managed_function(function_name, tag_key).arn
 
     def alias_version(self, function_name: str, alias: str) -> str | None:
         entry = self._get(function_name).aliases.get(alias)
@@ -329,20 +341,31 @@ class FakeTargets:
     def version_description(self, function_name: str, version: str) -> str:
         return str(self._get(function_name).versions[version][1].get("description", ""))
 
-    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None:
-        for version, (sha, _config) in self._get(function_name).versions.items():
-            if sha == code_sha256:
-                return version
-        return None
-
     def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
         self.updates.append((function_name, package))
-        self._get(function_name).code_sha256 = f"pending:{package.bucket}/{package.key}#{package.version_id}"
+        function = self._get(function_name)
+        function.code_sha256 = base64_digest(package.sha256)
+        function.changed_since_publish = True
+        if config is not None:
+            settings = {"MemorySize": config.memory_mb, "Timeout": config.timeout_seconds}
+            function.config.update({k: v for k, v in settings.items() if v is not None})
+            function.config["Environment"] = function.config.get("Environment", {}) | (config.environment or {})
+
+    def put_code(self, function_name: str, code_sha256: str) -> None:
+        """Someone (a test) changed ``$LATEST``'s code outside ``update_code``."""
+        function = self._get(function_name)
+        function.code_sha256 = code_sha256
+        function.changed_since_publish = True
 
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
         function = self._get(function_name)
+        if function.code_sha256 != code_sha256:
+            raise DeployFailedError(f"$LATEST of {function_name!r} does not hold {code_sha256}")
+        if function.versions and not function.changed_since_publish:
+            return list(function.versions)[-1]
         version = str(len(function.versions) + 1)
         function.versions[version] = (code_sha256, {"description": description})
+        function.changed_since_publish = False
         return version
 
     def route_alias(
@@ -353,7 +376,7 @@ class FakeTargets:
         extra: dict[str, float] | None,
         *,
         revision_id: str | None = None,
-    ) -> None:
+    ) -> str:
         if self.fail_route is not None:
             raise self.fail_route
         function = self._get(function_name)
@@ -362,6 +385,7 @@ class FakeTargets:
             raise AliasChangedError(f"alias {function_name}:{alias} changed since revision {revision_id}")
         function.aliases[alias] = (version, dict(extra or {}))
         function.alias_revisions[alias] = function.alias_revisions.get(alias, 0) + 1
+        return str(function.alias_revisions[alias])
 
     def delete_alias(self, function_name: str, alias: str) -> None:
         if self.fail_route is not None:

@@ -131,7 +131,7 @@ def test_update_code_reads_the_validated_object_version(cloud: Cloud) -> None:
         # Then Lambda is asked for exactly that object version
         stub.add_response(
             "update_function_code",
-            {},
+            {"LastUpdateStatus": "InProgress"},
             {
                 "FunctionName": "hello-staging",
                 "S3Bucket": BUCKET,
@@ -139,8 +139,18 @@ def test_update_code_reads_the_validated_object_version(cloud: Cloud) -> None:
                 "S3ObjectVersion": "v1",
             },
         )
+        # And, as AWS answers the update in progress, waited for until it is done
         stub.add_response("get_function_configuration", {"LastUpdateStatus": "Successful"})
         # When the code is updated
+        targets.update_code("hello-staging", package, None)
+        stub.assert_no_pending_responses()
+
+
+def test_an_update_lambda_answers_as_done_is_not_polled(cloud: Cloud) -> None:
+    targets = LambdaTargets()
+    package = PackageRef(bucket=BUCKET, key="releases/hello/x/package.zip", sha256="ab" * 32, size=1, version_id="v1")
+    with Stubber(aws.client("lambda")) as stub:
+        stub.add_response("update_function_code", {"LastUpdateStatus": "Successful"})
         targets.update_code("hello-staging", package, None)
         stub.assert_no_pending_responses()
 
@@ -209,7 +219,7 @@ def test_reading_the_served_release_fails_with_a_named_error_the_state_retries(c
 def test_failed_update_is_a_deploy_error(cloud: Cloud) -> None:
     targets = LambdaTargets()
     with Stubber(aws.client("lambda")) as stub:
-        stub.add_response("update_function_code", {})
+        stub.add_response("update_function_code", {"LastUpdateStatus": "InProgress"})
         stub.add_response("get_function_configuration", {"LastUpdateStatus": "Failed"})
         with pytest.raises(DeployFailedError, match="reported the update of 'hello-staging' as Failed"):
             targets.update_code(

@@ -90,6 +90,7 @@ class World:
         """What Deploy and ShiftTraffic leave behind: the alias on a version this deployment published,
         and the ledger saying it serves this deployment's release."""
         function = step.environment.target.function_name
+        self.targets.put_code(function, f"sha-{step.deployment.version}")
         version = self.targets.publish_version(
             function, f"sha-{step.deployment.version}", release_description(step.deployment)
         )

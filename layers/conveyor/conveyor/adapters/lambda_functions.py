@@ -19,18 +19,7 @@ from conveyor.domain.errors import (
     TrafficShiftError,
 )
 from conveyor.domain.manifest import FunctionConfig
-from conveyor.domain.ports import AliasState, Invocation
-
-
-def _config_matches(configuration: dict[str, Any], wanted: FunctionConfig | None) -> bool:
-    if wanted is None:
-        return True
-    if wanted.memory_mb is not None and configuration.get("MemorySize") != wanted.memory_mb:
-        return False
-    if wanted.timeout_seconds is not None and configuration.get("Timeout") != wanted.timeout_seconds:
-        return False
-    current = configuration.get("Environment", {}).get("Variables", {})
-    return all(current.get(k) == v for k, v in (wanted.environment or {}).items())
+from conveyor.domain.ports import AliasState, FunctionState, Invocation
 
 
 class LambdaTargets:
@@ -41,6 +30,10 @@ class LambdaTargets:
 
     def ensure_managed(self, function_name: str, tag_key: str) -> str:
         """The function's ARN, if it exists and carries ``tag_key=true``."""
+        return self.managed_function(function_name, tag_key).arn
+
+    def managed_function(self, function_name: str, tag_key: str) -> FunctionState:
+        """The function and what its ``$LATEST`` holds, if it exists and carries ``tag_key=true`` (one GetFunction)."""
         try:
             response = self._lambda.get_function(FunctionName=function_name)
         except ClientError as exc:
@@ -58,7 +51,14 @@ class LambdaTargets:
             raise TargetNotManagedError(
                 f"target function {function_name!r} is not tagged {tag_key}=true; Conveyor may not change it"
             )
-        return str(response["Configuration"]["FunctionArn"])
+        configuration = response["Configuration"]
+        return FunctionState(
+            arn=str(configuration["FunctionArn"]),
+            code_sha256=str(configuration.get("CodeSha256", "")),
+            memory_mb=configuration.get("MemorySize"),
+            timeout_seconds=configuration.get("Timeout"),
+            environment=dict((configuration.get("Environment") or {}).get("Variables") or {}),
+        )
 
     def alias_version(self, function_name: str, alias: str) -> str | None:
         state = self.alias_state(function_name, alias)
@@ -88,26 +88,15 @@ class LambdaTargets:
             raise TargetReadError(f"reading version {version} of {function_name!r} failed: {exc}") from exc
         return str(response.get("Description", ""))
 
-    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None:
-        paginator = self._lambda.get_paginator("list_versions_by_function")
-        for page in paginator.paginate(FunctionName=function_name):
-            for version in page["Versions"]:
-                if (
-                    version["Version"] != "$LATEST"
-                    and version["CodeSha256"] == code_sha256
-                    and _config_matches(version, config)
-                ):
-                    return str(version["Version"])
-        return None
-
     def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
         """Put the release's code on ``$LATEST``: exactly the S3 object version ValidateArtifact stored."""
         location = {"S3Bucket": package.bucket, "S3Key": package.key}
         if package.version_id is not None:
             location["S3ObjectVersion"] = package.version_id
         try:
-            self._lambda.update_function_code(FunctionName=function_name, **location)
-            self._wait_updated(function_name)
+            updated = self._lambda.update_function_code(FunctionName=function_name, **location)
+            if updated.get("LastUpdateStatus") not in (None, "Successful"):
+                self._wait_updated(function_name)
             if config is not None:
                 self._update_configuration(function_name, config)
         except (ClientError, BotoCoreError) as exc:
@@ -123,8 +112,9 @@ class LambdaTargets:
         if config.environment is not None:
             variables = current.get("Environment", {}).get("Variables", {}) | config.environment
             changes["Environment"] = {"Variables": variables}
-        self._lambda.update_function_configuration(FunctionName=function_name, **changes)
-        self._wait_updated(function_name)
+        updated = self._lambda.update_function_configuration(FunctionName=function_name, **changes)
+        if updated.get("LastUpdateStatus") not in (None, "Successful"):
+            self._wait_updated(function_name)
 
     def _wait_updated(self, function_name: str, timeout_seconds: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_seconds
@@ -139,6 +129,8 @@ class LambdaTargets:
             time.sleep(1)
 
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str:
+        """Publish ``$LATEST`` if it holds ``code_sha256``; Lambda answers with the version it last published
+        when nothing changed since, so a re-run or redrive never publishes the same code twice."""
         try:
             response = self._lambda.publish_version(
                 FunctionName=function_name, CodeSha256=code_sha256, Description=description[:256]
@@ -155,18 +147,19 @@ class LambdaTargets:
         extra: dict[str, float] | None,
         *,
         revision_id: str | None = None,
-    ) -> None:
+    ) -> str:
         """Point ``alias`` at ``version``, with ``extra`` weights on other versions (cleared when None).
 
         With ``revision_id`` the update applies only if the alias is still in the state that revision
         names (Lambda's optimistic concurrency); otherwise ``AliasChangedError`` and nothing changed.
         A missing alias is created (only without ``revision_id``: a revision implies it existed).
+        Answers the alias's new revision, which names exactly the state this call left it in.
         """
         routing = {"AdditionalVersionWeights": extra or {}}
         update: dict[str, Any] = {"RevisionId": revision_id} if revision_id else {}
         try:
             try:
-                self._lambda.update_alias(
+                response = self._lambda.update_alias(
                     FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing, **update
                 )
             except ClientError as exc:
@@ -176,13 +169,14 @@ class LambdaTargets:
                     ) from exc
                 if aws.error_code(exc) != "ResourceNotFoundException" or revision_id:
                     raise
-                self._lambda.create_alias(
+                response = self._lambda.create_alias(
                     FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
                 )
         except AliasChangedError:
             raise
         except (ClientError, BotoCoreError) as exc:
             raise TrafficShiftError(f"moving alias {function_name}:{alias} to {version} failed: {exc}") from exc
+        return str(response.get("RevisionId", ""))
 
     def delete_alias(self, function_name: str, alias: str) -> None:
         try:

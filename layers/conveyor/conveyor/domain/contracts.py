@@ -163,9 +163,17 @@ class Release(_Result):
     version_before: str | None
     version_after: str
     code_sha256: str
-    reused: bool = Field(description="an existing version with the same code and configuration was reused")
+    reused: bool = Field(
+        description="the target already held this code and configuration: nothing was uploaded, and Lambda answered "
+        "with the version it had published for it"
+    )
     served_before: ServedRelease | None = Field(
         default=None, description="the release the alias served before (from the ledger); RollBack records it again"
+    )
+    alias_revision: str | None = Field(
+        default=None,
+        description="the alias's RevisionId when version_before was read: the first ShiftTraffic moves the alias "
+        "only if nobody else did since",
     )
 
 
@@ -176,6 +184,9 @@ class TrafficState(_Result):
     wait_seconds: int
     complete: bool
     started_at: datetime | None = Field(default=None, description="when the alias took this step's weight")
+    alias_revision: str | None = Field(
+        default=None, description="the alias's RevisionId after this step: the next step's write is conditioned on it"
+    )
 
 
 class CheckResult(_Result):
@@ -327,6 +338,12 @@ class LockGrant(_Result):
     wait_seconds: int = Field(default=0, description="when waiting: poll again after this long")
     position: int | None = Field(default=None, description="when waiting: 1 = next in line")
     waiting_for: str | None = Field(default=None, description="the deployment holding the lock")
+    alias_version: str | None = Field(
+        default=None, description="when acquired: the version the target's alias served (None: no alias yet)"
+    )
+    alias_revision: str | None = Field(
+        default=None, description="when acquired: the alias's RevisionId then; Deploy and ShiftTraffic build on it"
+    )
 
 
 class EnvironmentStep(_Request):

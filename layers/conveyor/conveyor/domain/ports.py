@@ -102,12 +102,36 @@ class AliasState:
         return self.version == version or self.weights.get(version, 0) > 0
 
 
+@dataclass(frozen=True)
+class FunctionState:
+    """A managed function: its ARN and what its ``$LATEST`` holds (code digest and configuration)."""
+
+    arn: str
+    code_sha256: str
+    memory_mb: int | None = None
+    timeout_seconds: int | None = None
+    environment: dict[str, str] | None = None
+
+    def holds(self, code_sha256: str, config: FunctionConfig | None) -> bool:
+        """Whether ``$LATEST`` already has this code and every setting ``config`` asks for."""
+        if self.code_sha256 != code_sha256:
+            return False
+        if config is None:
+            return True
+        current = self.environment or {}
+        return (
+            config.memory_mb in (None, self.memory_mb)
+            and config.timeout_seconds in (None, self.timeout_seconds)
+            and all(current.get(k) == v for k, v in (config.environment or {}).items())
+        )
+
+
 class Targets(Protocol):
+    def managed_function(self, function_name: str, tag_key: str) -> FunctionState: ...
     def ensure_managed(self, function_name: str, tag_key: str) -> str: ...
     def alias_version(self, function_name: str, alias: str) -> str | None: ...
     def alias_state(self, function_name: str, alias: str) -> AliasState | None: ...
     def version_description(self, function_name: str, version: str) -> str: ...
-    def find_version(self, function_name: str, code_sha256: str, config: FunctionConfig | None) -> str | None: ...
     def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None: ...
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
     def route_alias(
@@ -118,7 +142,7 @@ class Targets(Protocol):
         extra: dict[str, float] | None,
         *,
         revision_id: str | None = None,
-    ) -> None: ...
+    ) -> str: ...
     def delete_alias(self, function_name: str, alias: str) -> None: ...
     def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation: ...
 

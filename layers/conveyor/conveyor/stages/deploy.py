@@ -1,7 +1,9 @@
 """Deploy: put the release's code on an environment's target and publish a version.
 
-Idempotent: a version with the same code digest and configuration is reused, so a re-run or
-redrive never publishes a second version of the same code.
+Idempotent: when the target's ``$LATEST`` already holds the release's code and configuration nothing
+is uploaded, and PublishVersion answers with the version Lambda published for it, so a re-run or
+redrive never publishes a second version of the same code. What the alias served before comes from
+AcquireLock, which read it under the lock (one GetAlias per environment, not one per stage).
 """
 
 from __future__ import annotations
@@ -23,21 +25,29 @@ def release_description(deployment: Deployment) -> str:
     return f"conveyor {deployment.app} {deployment.version} {deployment.deployment_id}"
 
 
+def _alias_before(step: EnvironmentStep, targets: Targets) -> tuple[str | None, str | None]:
+    """The version the alias served before this deployment, and the revision naming that state."""
+    if step.lock is not None and step.lock.status == "acquired":
+        return step.lock.alias_version, step.lock.alias_revision
+    # Not under a lock grant (a state from before grants carried the alias): read it now.
+    alias = targets.alias_state(step.environment.target.function_name, step.environment.target.alias)
+    return (None, None) if alias is None else (alias.version, alias.revision_id)
+
+
 def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_tag_key: str) -> Release:
     deployment, environment = step.deployment, step.environment
     function, alias = environment.target.function_name, environment.target.alias
     config = deployment.manifest.function_config
     with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name) as detail:
-        targets.ensure_managed(function, managed_tag_key)
-        version_before = targets.alias_version(function, alias)
+        latest = targets.managed_function(function, managed_tag_key)
+        version_before, alias_revision = _alias_before(step, targets)
         served = ledger.served(function, alias)
         served_before = served if served is not None and served.serves(version_before) else None
         code_sha256 = base64_digest(deployment.package.sha256)
-        version = targets.find_version(function, code_sha256, config)
-        reused = version is not None
-        if version is None:
+        reused = latest.holds(code_sha256, config)
+        if not reused:
             targets.update_code(function, deployment.package, config)
-            version = targets.publish_version(function, code_sha256, release_description(deployment))
+        version = targets.publish_version(function, code_sha256, release_description(deployment))
         release = Release(
             environment=environment.name,
             function_name=function,
@@ -47,6 +57,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
             code_sha256=code_sha256,
             reused=reused,
             served_before=served_before,
+            alias_revision=alias_revision,
         )
         detail.update(release.model_dump(mode="json"))
     ledger.update_environment(

@@ -107,7 +107,7 @@ def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) ->
 
 
 def outdated_by(
-    step: EnvironmentStep, *, targets: Targets, ledger: Ledger, executions: Executions
+    step: EnvironmentStep, serving: str | None, *, ledger: Ledger, executions: Executions
 ) -> tuple[str, str] | None:
     """``(deployment_id, reason)`` when the environment already serves a newer release of the app.
 
@@ -118,8 +118,7 @@ def outdated_by(
     """
     deployment, environment = step.deployment, step.environment
     function, alias = environment.target.function_name, environment.target.alias
-    serving = None if deployment.policy.allow_downgrade else targets.alias_version(function, alias)
-    served = None if serving is None else ledger.served(function, alias)
+    served = None if serving is None or deployment.policy.allow_downgrade else ledger.served(function, alias)
     if (
         served is None
         or not served.serves(serving)  # the alias was moved outside Conveyor since: nothing known to protect
@@ -290,7 +289,11 @@ def taken(
     IN_PROGRESS again, the environment LOCKED, and the environments before it are released.
     """
     deployment, env = step.deployment, step.environment.name
-    outdated = outdated_by(step, targets=targets, ledger=ledger, executions=executions)
+    # The alias is read once, here, under the lock: Deploy takes the version to go back to from it, and the first
+    # ShiftTraffic moves the alias only if it is still in the state this revision names.
+    alias = targets.alias_state(step.environment.target.function_name, step.environment.target.alias)
+    serving = None if alias is None else alias.version
+    outdated = outdated_by(step, serving, ledger=ledger, executions=executions)
     if outdated is not None:
         locks.release(grant["target"], deployment.execution_arn)
         supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
@@ -309,7 +312,13 @@ def taken(
     metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
     logger.info("lock acquired", extra={"environment": env, "token": token})
     release_earlier_environments(step, locks=locks)
-    return LockGrant(status="acquired", token=token, **grant)
+    return LockGrant(
+        status="acquired",
+        token=token,
+        alias_version=serving,
+        alias_revision=None if alias is None else alias.revision_id,
+        **grant,
+    )
 
 
 def waiting_line(

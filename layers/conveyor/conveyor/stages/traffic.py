@@ -8,8 +8,9 @@ pre-traffic hook runs) leaves the alias on the old version: the new one serves n
 Each step records when it started, so health analysis can measure the traffic since then. At 100%
 the ledger records which release the alias now serves (``ServedRelease``).
 
-The alias is read, then the lock's fence is checked, then the alias is written conditioned on
-the revision read: a reconciler that takes the lock away from a stopped execution and then
+The alias was read (by AcquireLock, under the lock, or answered by this stage's previous write),
+then the lock's fence is checked, then the alias is written conditioned on that revision: a
+reconciler that takes the lock away from a stopped execution and then
 restores the alias either fences this write out (the fence check fails) or makes it fail
 (the revision moved), so a ShiftTraffic still running after its execution stopped cannot move
 traffic after the restore.
@@ -56,28 +57,32 @@ def shift_traffic(
     release, deployment = step.release, step.deployment
     traffic = next_traffic(step)
     with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment) as detail:
+        revision = step.traffic.alias_revision if step.traffic is not None else release.alias_revision
         if traffic.weight == 0:
             fence()
             detail["note"] = "verifying the new version with no production traffic; the alias is unchanged"
         else:
-            current = targets.alias_state(release.function_name, release.alias)
+            if revision is None and release.version_before is not None:
+                # The alias existed but its revision was not handed on (a state from before it was): read it now.
+                current = targets.alias_state(release.function_name, release.alias)
+                revision = current.revision_id if current is not None else None
             fence()
-            revision = current.revision_id if current is not None else None
             if traffic.weight == 100 or release.version_before is None:
-                targets.route_alias(
+                revision = targets.route_alias(
                     release.function_name, release.alias, release.version_after, None, revision_id=revision
                 )
                 if traffic.weight == 100:
                     # The alias now serves this release: said in the ledger, not in the (immutable) version.
                     ledger.record_served(ServedRelease.of(deployment, release, recorded_by="ShiftTraffic"))
             else:
-                targets.route_alias(
+                revision = targets.route_alias(
                     release.function_name,
                     release.alias,
                     release.version_before,
                     {release.version_after: traffic.weight / 100},
                     revision_id=revision,
                 )
+        traffic = traffic.model_copy(update={"alias_revision": revision})
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
     ledger.update_environment(
         deployment.deployment_id,
