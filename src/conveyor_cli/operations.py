@@ -25,9 +25,9 @@ from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
 from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.target_identity import FunctionId, Home, resolve_function
-from conveyor.stages.validate import PushedObject
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud

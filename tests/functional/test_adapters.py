@@ -272,7 +272,7 @@ def test_ledger_finish_of_an_unknown_deployment_fails(cloud: Cloud) -> None:
 
 def _start_deployment(ledger: DynamoLedger, n: int) -> str:
     """Record deployment ``d-<n>`` of hello ``<n>``; returns its id."""
-    from conveyor.stages.validate import PushedObject
+    from conveyor.domain.pushed_object import PushedObject
 
     pushed = PushedObject(
         deployment_id=f"d-{n}",

@@ -22,7 +22,7 @@ from conveyor.domain.errors import (
     VersionInvalidError,
 )
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
-from conveyor.stages.validate import PushedObject
+from conveyor.domain.pushed_object import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
 from tests.functional.conftest import (

@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, CheckResult, FailureRequest, Outcome
 from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.locks import lock_target
 from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.stages.approval import request_approval
 from conveyor.stages.health import decide
-from conveyor.stages.lock import lease_seconds, lock_target
+from conveyor.stages.lock import lease_seconds
 from conveyor.stages.report import notify_failure
 from conveyor.stages.rollback import rollback_reason
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import DEFAULT_SPEC, FakeLedger, FakeLocks, FakeNotifier, pipeline_yaml
 from tests.unit.conftest import build_step, started_ledger

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
 from conveyor.domain.errors import LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.locks import release_locks
 from conveyor.domain.pipeline import RolloutPolicy
 from conveyor.domain.ports import IN_FLIGHT_GRACE
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import release_description
-from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
+from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds
 
 from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets
 from tests.unit.conftest import build_step

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
 from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
+from conveyor.domain.notices import publish_once
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.timing import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
-from conveyor.stages.report import publish_once
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import FakeLedger, FakeLocks, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step, started_ledger

@@ -6,15 +6,16 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
 from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
+from conveyor.domain.notices import render_failure, render_success
 from conveyor.domain.pipeline import Notifications
 from conveyor.domain.ports import Invocation
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.deploy import deploy
 from conveyor.stages.health import evaluate_health
-from conveyor.stages.report import _outcome, finalize, notify_failure, render_failure, render_success, stage_timings
+from conveyor.stages.report import _outcome, finalize, notify_failure, stage_timings
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeLedger, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step

@@ -22,11 +22,11 @@ from datetime import timedelta
 from typing import Any
 
 from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, ApprovalTicket
+from conveyor.domain.locks import release_deployment_locks
+from conveyor.domain.notices import publish_once
 from conveyor.domain.ports import Ledger, LockTable, Notifier
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_deployment_locks
-from conveyor.stages.report import publish_once
 
 __all__ = ["AWAITING_APPROVAL", "approval_command", "rejection_command", "render_request", "request_approval"]
 

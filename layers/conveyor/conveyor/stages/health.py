@@ -25,6 +25,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from conveyor.domain.analysis import judge_metrics, metric_window
 from conveyor.domain.contracts import (
     CheckResult,
     Deployment,
@@ -43,7 +44,6 @@ from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, Tar
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.settings import MANAGED_TAG_KEY
-from conveyor.stages.analysis import judge_metrics, metric_window
 
 #: An inconclusive verdict is judged again after the step's wait, but never sooner than this: AWS/Lambda
 #: metrics have one-minute resolution (the local cloud scales this wait like every other).

@@ -30,14 +30,15 @@ from pydantic import ValidationError
 
 from conveyor.domain.contracts import ExecutionEnded, Outcome, Reconciliation, Release, RollbackResult
 from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.locks import release_recorded_locks
+from conveyor.domain.notices import publish_once, render_failure
+from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
 from conveyor.domain.ports import Ledger, LockTable, Notifier, Targets
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.restore import restore_alias, restore_served
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_recorded_locks
-from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
-from conveyor.stages.rollback import restore_alias, restore_served
-from conveyor.stages.validate import PushedObject
 
 ENDED_UNFINISHED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 """Execution statuses that may leave a deployment unfinished (SUCCEEDED always passed through Finalize)."""
