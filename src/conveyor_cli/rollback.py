@@ -16,8 +16,6 @@ import time
 import uuid
 from typing import Any
 
-from conveyor.adapters.dynamodb_locks import DynamoLocks
-from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.domain.contracts import Outcome, ServedRelease
 from conveyor.domain.errors import ConveyorError
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -84,8 +82,7 @@ def served_after_rollback(
 def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
     target, lock = operations.environment_lock(cloud, app, environment)
     function, alias = target.function_name, target.alias
-    ledger, targets = operations.ledger(cloud), LambdaTargets()
-    locks = DynamoLocks(cloud.outputs.ledger_table)
+    ledger, targets, locks = operations.ledger(cloud), operations.targets(cloud), operations.locks(cloud)
 
     serving = targets.alias_version(function, alias)
     records = ledger.history(app=app, limit=200)

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conveyor.adapters.dynamodb_locks import DynamoLocks
 from conveyor.domain.layout import deployment_id
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError
 from conveyor_cli.rollback import manual_rollback
 from conveyor_cli.sample import EXAMPLES, alias_versions
+from conveyor_local.server import client_env, read_state
 
 from .conftest import Stage
 
@@ -108,7 +108,7 @@ def test_aws_cli_upload_is_reported_by_conveyor_status(stage: Stage) -> None:
     # Given a bundle and the local cloud's endpoint, as `conveyor local env` prints it
     bundle = stage.bundle(EXAMPLES / "hello", "4.0.0")
     key = "artifacts/hello/4.0.0.zip"
-    env = dict(os.environ)
+    env = dict(os.environ) | client_env(read_state(stage.state_dir))
     bin_dir = Path(sys.executable).parent
 
     # When the plain AWS CLI uploads it
@@ -166,7 +166,7 @@ def test_operator_rolls_back_a_live_release_by_command(stage: Stage) -> None:
 
 def test_manual_rollback_is_refused_while_a_deployment_holds_the_lock(stage: Stage) -> None:
     # Given a deployment holding staging's lock
-    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    locks = operations.locks(stage.cloud)
     _, target = operations.environment_lock(stage.cloud, "hello", "staging")
     token = locks.try_acquire(
         target,

@@ -107,7 +107,9 @@ class Service:
 
     def traffic(self) -> TrafficGenerator:
         endpoint = loopback_endpoint(self.stage.cloud)
-        return TrafficGenerator(endpoint, self.function, "live", rps=RPS, duration_seconds=300)
+        return TrafficGenerator(
+            endpoint, self.function, "live", rps=RPS, duration_seconds=300, session=self.stage.cloud.session
+        )
 
     def deploy(self, source: Path, version: str, *, with_traffic: bool = True) -> Outcome:
         generator = self.traffic().start() if with_traffic else None

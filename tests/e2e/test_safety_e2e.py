@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conveyor.adapters.dynamodb_locks import DynamoLocks
 from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
@@ -99,7 +98,7 @@ def lock_key(stage: Stage, environment: str) -> str:
 
 def holds(stage: Stage, deployment_id: str, environment: str) -> None:
     """Wait until ``deployment_id`` holds ``environment``'s lock."""
-    locks, target = DynamoLocks(stage.cloud.outputs.ledger_table), lock_key(stage, environment)
+    locks, target = operations.locks(stage.cloud), lock_key(stage, environment)
     until(
         lambda: (held := locks.get(target)) is not None and held.deployment_id == deployment_id,
         f"{deployment_id} holds the {environment} lock",
@@ -133,7 +132,7 @@ def ledger_record(stage: Stage, deployment_id: str) -> DeploymentRecord | None:
 
 
 def assert_no_lock_held(stage: Stage) -> None:
-    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    locks = operations.locks(stage.cloud)
     for env in ("staging", "production"):
         state = locks.get(lock_key(stage, env))
         assert state is None or state.holder is None, f"{env} lock still held by {state.deployment_id}"

@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
@@ -36,8 +37,8 @@ def _config_matches(configuration: dict[str, Any], wanted: FunctionConfig | None
 class LambdaTargets:
     """``Targets`` on the Lambda API."""
 
-    def __init__(self) -> None:
-        self._lambda = aws.client("lambda")
+    def __init__(self, session: Session) -> None:
+        self._lambda = aws.client(session, "lambda")
 
     def ensure_managed(self, function_name: str, tag_key: str) -> str:
         """The function's ARN, if it exists and carries ``tag_key=true``."""
