@@ -225,7 +225,7 @@ def test_versions_pushed_at_once_in_any_order_end_on_the_highest_and_none_fails(
     assert winner.status is Outcome.SUCCEEDED, winner.failure
     aliases = alias_versions(stage.cloud, stage.targets.functions)
     assert {env: aliases[env]["version"] for env in aliases} == {
-        env: winner.environments[env]["version_after"] for env in aliases
+        env: winner.environments[env].version_after for env in aliases
     }
     # and every other one went live and was replaced, or ended SUPERSEDED: none FAILED
     outcomes = {version: record.status for version, record in records.items()}

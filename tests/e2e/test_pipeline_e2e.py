@@ -36,8 +36,8 @@ def test_good_build_goes_live_in_every_environment(stage: Stage) -> None:
     for env in ("staging", "production"):
         assert deployed.after[env]["version"] != deployed.before[env]["version"]
         assert deployed.after[env]["routing"] == {}
-        assert deployed.record.environments[env]["version_after"] == deployed.after[env]["version"]
-        assert deployed.record.environments[env]["version_before"] == deployed.before[env]["version"]
+        assert deployed.record.environments[env].version_after == deployed.after[env]["version"]
+        assert deployed.record.environments[env].version_before == deployed.before[env]["version"]
     stages = [(e.environment, e.stage) for e in deployed.record.events]
     assert stages == [
         (None, "ValidateArtifact"),
@@ -66,8 +66,8 @@ def test_failed_health_check_rolls_back_and_notifies_once(stage: Stage) -> None:
     assert deployed.execution["error"] == "DeploymentRolledBackError"
     assert deployed.after == deployed.before
     staging = deployed.record.environments["staging"]
-    assert staging["status"] == "ROLLED_BACK"
-    assert staging["rollback"]["restored_version"] == deployed.before["staging"]["version"]
+    assert staging.status == "ROLLED_BACK"
+    assert (staging.rollback or {})["restored_version"] == deployed.before["staging"]["version"]
     assert "production" not in deployed.record.environments
     # And exactly one notification says what failed, why, and what it was rolled back to
     assert len(deployed.notifications) == 1
@@ -159,7 +159,7 @@ def test_operator_rolls_back_a_live_release_by_command(stage: Stage) -> None:
     # And the ledger says so on that deployment, and no lock is left behind
     record = operations.ledger(stage.cloud).get(deployed.record.deployment_id)
     assert record is not None
-    assert record.environments["staging"]["status"] == "ROLLED_BACK"
+    assert record.environments["staging"].status == "ROLLED_BACK"
     assert [e.stage for e in record.events][-1] == "ManualRollback"
     assert stage.locks_of({deployed.record.deployment_id}) == []
 

@@ -25,6 +25,7 @@ from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.adapters.sns import SnsNotifier
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     BundleInvalidError,
     ConfigurationError,
@@ -323,6 +324,20 @@ def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
     assert [r.deployment_id for r in ledger.history(app="hello")] == ids[::-1]
     assert [r.deployment_id for r in ledger.history()] == ids[::-1]
     assert ledger.history(app="other") == []
+
+
+def test_an_environment_status_is_stored_as_the_string_it_always_was(cloud: Cloud) -> None:
+    # Given a deployment whose staging entry a stage records with the typed status
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 8)
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SHIFTING, "weight": 10})
+    # Then the item holds the same plain values as before the type existed
+    item = cloud.dynamodb.Table(TABLE).get_item(Key={"pk": f"DEPLOYMENT#{deployment}", "sk": "META"})["Item"]
+    assert item["environments"] == {"staging": {"status": "SHIFTING", "weight": 10}}
+    # and it reads back typed
+    record = ledger.get(deployment)
+    assert record is not None
+    assert record.environments["staging"].status is EnvironmentStatus.SHIFTING
 
 
 def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: Cloud) -> None:

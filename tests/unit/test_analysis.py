@@ -278,7 +278,7 @@ def test_a_hook_answering_at_length_never_grows_the_state() -> None:
     assert verdict.status == "fail"
     assert json_bytes(verdict.model_dump(mode="json")) <= MAX_VERDICT_BYTES
     assert verdict.checks[-1].reason.startswith("pre_traffic hook hello-hook:$LATEST failed: ")
-    recorded = ledger.get("d-unit").environments["staging"]["verdict"]
+    recorded = ledger.get("d-unit").environments["staging"].verdict
     assert recorded["checks"][-1]["evidence"]["hook"] == "hello-hook:$LATEST"
 
 

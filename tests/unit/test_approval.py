@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, CheckResult, FailureRequest, Outcome
+from conveyor.domain.contracts import ApprovalRequest, CheckResult, FailureRequest, Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.locks import lock_target
 from conveyor.domain.pipeline import PipelineSpec
@@ -109,7 +110,7 @@ def test_request_stores_the_token_and_notifies_the_approvers_without_it() -> Non
     ticket = request_approval(request, ledger=ledger, notifier=notifier)
 
     entry = ledger.records["d-unit"]["environments"]["staging"]
-    assert entry["status"] == AWAITING_APPROVAL
+    assert entry["status"] == EnvironmentStatus.AWAITING_APPROVAL
     assert entry["approval"]["task_token"] == TOKEN
     assert entry["approval"]["kind"] == "approval"
     assert entry["approval"]["timeout_seconds"] == 86400

@@ -158,7 +158,7 @@ def test_a_second_deployment_queues_and_is_visible_as_queued() -> None:
     assert world.status(two) is Outcome.QUEUED
     record = world.ledger.get("d-2")
     assert record is not None
-    assert record.environments["staging"]["status"] == "QUEUED"
+    assert record.environments["staging"].status == "QUEUED"
 
 
 def test_queue_is_first_in_first_out_after_release() -> None:
@@ -316,7 +316,7 @@ def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_no
     assert record.failure is not None
     assert "outdated in staging" in record.failure["reason"]
     assert "hello 1.0.2 (deployment d-2)" in record.failure["reason"]
-    assert record.environments["staging"]["status"] == "SUPERSEDED"
+    assert record.environments["staging"].status == "SUPERSEDED"
     assert world.locks.get(STAGING).free_at(NOW + 5)  # type: ignore[union-attr]
     assert world.locks.waiters(STAGING) == []
 

@@ -31,7 +31,7 @@ def deployment_targets(deployment: Deployment, names: Iterable[str]) -> list[str
 
 def recorded_targets(record: DeploymentRecord) -> list[str]:
     """The lock keys AcquireLock recorded on the deployment's environments (for a stage without the spec)."""
-    return [str(env["lock_target"]) for env in record.environments.values() if env.get("lock_target")]
+    return [str(env.lock_target) for env in record.environments.values() if env.lock_target]
 
 
 def waiter_key(started_at: datetime, execution_arn: str) -> str:

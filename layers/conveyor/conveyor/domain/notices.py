@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from conveyor.domain.contracts import AWAITING_APPROVAL, Deployment, Outcome
+from conveyor.domain.contracts import Deployment, Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger
 from conveyor.domain.records import DeploymentRecord
 from conveyor.observability import logger
@@ -45,25 +46,31 @@ def publish_once(
 def _environment_lines(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
-        where = f"{env.get('function_name')}:{env.get('alias')}"
-        before, after = env.get("version_before"), env.get("version_after")
-        status = env.get("status")
-        if status == "ROLLED_BACK":
-            rollback = env.get("rollback", {})
+        where = f"{env.function_name}:{env.alias}"
+        before, after = env.version_before, env.version_after
+        status = env.status
+        if status is EnvironmentStatus.ROLLED_BACK:
+            rollback = env.rollback or {}
             restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
             lines.append(
                 f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
                 f"in {rollback.get('duration_ms', '?')} ms, routing cleared"
             )
-        elif status == "LIVE":
+        elif status is EnvironmentStatus.LIVE:
             lines.append(f"  {name}: LIVE - {where} now serves version {after} (was {before})")
-        elif status == "SHIFTING":
+        elif status is EnvironmentStatus.SHIFTING:
             # Traffic moved and was not restored (only reachable when the rollback itself failed).
+            weight = env.weight if env.weight is not None else "?"
             lines.append(
-                f"  {name}: SHIFTING - {where} may still send {env.get('weight', '?')}% of traffic to version "
+                f"  {name}: SHIFTING - {where} may still send {weight}% of traffic to version "
                 f"{after} (version before: {before}); it was NOT restored"
             )
-        elif status in (AWAITING_APPROVAL, "APPROVED", "REJECTED", "APPROVAL_TIMED_OUT"):
+        elif status in (
+            EnvironmentStatus.AWAITING_APPROVAL,
+            EnvironmentStatus.APPROVED,
+            EnvironmentStatus.REJECTED,
+            EnvironmentStatus.APPROVAL_TIMED_OUT,
+        ):
             lines.append(f"  {name}: {status} - nothing deployed; {where} untouched")
         else:
             lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
@@ -73,8 +80,8 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
 def _verdict_lines(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
-        verdict = env.get("verdict")
-        if env.get("status") != "ROLLED_BACK" or not verdict:
+        verdict = env.verdict
+        if env.status is not EnvironmentStatus.ROLLED_BACK or not verdict:
             continue
         lines.append(f"  {name} at {verdict.get('weight')}% traffic: {verdict.get('status', '').upper()}")
         lines.extend(f"    - [{check['status'].upper()}] {check['reason']}" for check in verdict.get("checks", []))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ApprovalRejectedError,
 )
@@ -20,17 +21,20 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
     """
     gate = None
     for name, env in record.environments.items():
-        approval = dict(env.get("approval") or {})
-        status = env.get("status")
-        if approval.get("kind") == "approval" and status in (AWAITING_APPROVAL, "REJECTED"):
-            if error == "States.Timeout" and status == AWAITING_APPROVAL:
+        approval = dict(env.approval or {})
+        status = env.status
+        if approval.get("kind") == "approval" and status in (
+            EnvironmentStatus.AWAITING_APPROVAL,
+            EnvironmentStatus.REJECTED,
+        ):
+            if error == "States.Timeout" and status is EnvironmentStatus.AWAITING_APPROVAL:
                 gate = (
                     name,
                     f"approval for {name} timed out: nobody approved or rejected it within "
                     f"{approval.get('timeout_seconds')} s; nothing was deployed in {name}",
                 )
-                ledger.update_environment(record.deployment_id, name, {"status": "APPROVAL_TIMED_OUT"})
-            elif error == ApprovalRejectedError.__name__ and status == "REJECTED":
+                ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.APPROVAL_TIMED_OUT})
+            elif error == ApprovalRejectedError.__name__ and status is EnvironmentStatus.REJECTED:
                 who, why = approval.get("rejected_by"), approval.get("reason")
                 gate = (name, f"approval for {name} rejected by {who}: {why}; nothing was deployed in {name}")
         if "task_token" in approval:

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentEntry
 from conveyor.domain.versions import BuiltVersion
 
 
@@ -45,7 +46,7 @@ class DeploymentRecord(BaseModel):
     package_sha256: str | None = None
     pushed_by: str | None = None
     commit_time: datetime | None = None
-    environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    environments: dict[str, EnvironmentEntry] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None
     built_at: datetime | None = Field(default=None, description="the manifest's created_at (for downgrade checks)")
     skipped_count: int = Field(default=0, description="executions of this object that ended without acting")

@@ -37,6 +37,7 @@ from conveyor.domain.contracts import (
     TrafficState,
     Verdict,
 )
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.domain.limits import clip
 from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
@@ -364,7 +365,7 @@ def evaluate_health(
     fields: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
     if status == "pass" and traffic is not None and traffic.complete:
         # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).
-        fields["status"] = "LIVE"
+        fields["status"] = EnvironmentStatus.LIVE
     try:
         ledger.update_environment(deployment.deployment_id, release.environment, fields)
     except LedgerError as exc:

@@ -33,6 +33,7 @@ from functools import cmp_to_key
 from typing import Any
 
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import LockLostError, LockWaitTimeoutError
 from conveyor.domain.locks import lock_target, release_deployment_locks, waiter_key
 from conveyor.domain.pipeline import EnvironmentSpec, RolloutPolicy
@@ -74,7 +75,7 @@ def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) ->
     """End the deployment as SUPERSEDED in ``step``'s environment: nothing deployed there, nobody paged."""
     deployment, environment = step.deployment, step.environment
     ledger.update_environment(
-        deployment.deployment_id, environment.name, {"status": "SUPERSEDED", **target_fields(step)}
+        deployment.deployment_id, environment.name, {"status": EnvironmentStatus.SUPERSEDED, **target_fields(step)}
     )
     ledger.finish(
         deployment.deployment_id, Outcome.SUPERSEDED, {"error": "DeploymentSupersededError", "reason": reason}
@@ -209,7 +210,7 @@ def acquire_lock(
     ledger.update_environment(
         deployment.deployment_id,
         env,
-        {"status": "QUEUED", "waiting_for": ahead, "position": position, **target_fields(step)},
+        {"status": EnvironmentStatus.QUEUED, "waiting_for": ahead, "position": position, **target_fields(step)},
     )
     metrics.add_metric(name="LockWaits", unit=MetricUnit.Count, value=1)
     return LockGrant(status="waiting", wait_seconds=POLL_SECONDS, position=position, waiting_for=ahead, **grant)
@@ -280,7 +281,11 @@ def taken(
     ledger.update_environment(
         deployment.deployment_id,
         env,
-        {"status": "LOCKED", "lock": {"token": token, "lease_seconds": grant["lease_seconds"]}, **target_fields(step)},
+        {
+            "status": EnvironmentStatus.LOCKED,
+            "lock": {"token": token, "lease_seconds": grant["lease_seconds"]},
+            **target_fields(step),
+        },
     )
     metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
     logger.info("lock acquired", extra={"environment": env, "token": token})

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.domain.contracts import FailureRequest, FinalizeRequest, Outcome, Report
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     DeploymentSupersededError,
@@ -38,7 +39,7 @@ def _outcome(record: DeploymentRecord, error: str) -> Outcome:
         return Outcome.ROLLBACK_FAILED
     if error == DeploymentSupersededError.__name__:
         return Outcome.SUPERSEDED
-    if any(env.get("status") == "ROLLED_BACK" for env in record.environments.values()):
+    if any(env.status is EnvironmentStatus.ROLLED_BACK for env in record.environments.values()):
         return Outcome.ROLLED_BACK
     return Outcome.FAILED
 
@@ -129,8 +130,8 @@ def notify_failure(
 
 def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:
     for env in record.environments.values():
-        rollback = env.get("rollback")
-        if env.get("status") == "ROLLED_BACK" and rollback:
+        rollback = env.rollback
+        if env.status is EnvironmentStatus.ROLLED_BACK and rollback:
             return str(rollback.get("reason", fallback))
     return fallback
 
@@ -160,14 +161,14 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, lo
         )
     for result in request.environments:
         ledger.update_environment(
-            deployment.deployment_id, result.release.environment, {"status": "LIVE", "weight": 100}
+            deployment.deployment_id, result.release.environment, {"status": EnvironmentStatus.LIVE, "weight": 100}
         )
     record = ledger.get(deployment.deployment_id)
     if record is None:
         raise LedgerError(f"deployment {deployment.deployment_id} is not in the ledger")
     with timed_stage(ledger, deployment.deployment_id, "Finalize") as detail:
         versions: dict[str, Any] = {
-            name: {"before": env.get("version_before"), "after": env.get("version_after")}
+            name: {"before": env.version_before, "after": env.version_after}
             for name, env in record.environments.items()
         }
         detail.update(versions=versions, timings_ms=stage_timings(record))

@@ -17,6 +17,7 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.domain.contracts import EnvironmentStep, Release, RollbackResult
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ApprovalRejectedError,
     ConveyorError,
@@ -89,7 +90,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
         ledger.update_environment(
             deployment.deployment_id,
             release.environment,
-            {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json")},
+            {"status": EnvironmentStatus.ROLLED_BACK, "weight": 0, "rollback": result.model_dump(mode="json")},
         )
     except LedgerError as exc:
         recorded = False
