@@ -96,7 +96,7 @@ def exit_codes_help() -> str:
 def describe_event(event: StageEvent) -> str:
     """One line of evidence for a stage: what it did or why it failed."""
     detail = event.detail
-    if "reason" in detail and event.status in ("failed", "fail"):
+    if "reason" in detail and event.failed:
         return str(detail["reason"])
     match event.stage:
         case "ValidateArtifact":

@@ -51,7 +51,12 @@ class Outcome:
 
     def verdicts(self) -> list[dict[str, Any]]:
         """Each EvaluateHealth event's verdict (the ledger keeps its status as the event's status)."""
-        return [{**e.detail, "status": e.status} for e in self.record.events if e.stage == "EvaluateHealth"]
+        # A verdict says "fail" where its stage event says "failed".
+        return [
+            {**e.detail, "status": "fail" if e.failed else e.status}
+            for e in self.record.events
+            if e.stage == "EvaluateHealth"
+        ]
 
 
 class Service:

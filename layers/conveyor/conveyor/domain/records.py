@@ -16,6 +16,9 @@ from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry
 from conveyor.domain.versions import BuiltVersion
 
+FAILED = "failed"
+"""A stage event's status when the stage failed (``timed_stage`` records every other status as it is given)."""
+
 
 class StageEvent(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -28,6 +31,12 @@ class StageEvent(BaseModel):
     finished_at: datetime
     duration_ms: float
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the stage failed: ``failed``, the one spelling stages write (``fail`` is how EvaluateHealth
+        recorded a failed verdict before, still read from older records)."""
+        return self.status in (FAILED, "fail")
 
 
 class DeploymentRecord(BaseModel):

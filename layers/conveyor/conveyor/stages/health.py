@@ -42,6 +42,7 @@ from conveyor.domain.errors import LedgerError, MetricsUnavailableError, TargetE
 from conveyor.domain.limits import clip
 from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
 from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, Targets
+from conveyor.domain.records import FAILED
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.settings import MANAGED_TAG_KEY
@@ -361,7 +362,8 @@ def evaluate_health(
             if status == "inconclusive"
             else 0,
         )
-        detail.update(verdict.model_dump(mode="json"))
+        # The event says "failed" like every failed stage; the verdict itself (ledger, state) says "fail".
+        detail.update(verdict.model_dump(mode="json"), status=FAILED if status == "fail" else status)
     fields: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
     if status == "pass" and traffic is not None and traffic.complete:
         # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).

@@ -47,7 +47,7 @@ def _outcome(record: DeploymentRecord, error: str) -> Outcome:
 def _failed_event(record: DeploymentRecord) -> tuple[str, str | None]:
     """The stage (and environment) that failed, from the last failed or failing event."""
     for event in reversed(record.events):
-        if event.status in ("failed", "fail"):
+        if event.failed:
             return event.stage, event.environment
     return "unknown stage", None
 
@@ -139,7 +139,7 @@ def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:
 def _rollback_failure_reason(record: DeploymentRecord, fallback: str) -> str:
     """The failed RollBack's own message (it names the command to run); the ASL's Fail cause is generic."""
     for event in reversed(record.events):
-        if event.stage == "RollBack" and event.status == "failed" and event.detail.get("reason"):
+        if event.stage == "RollBack" and event.failed and event.detail.get("reason"):
             return str(event.detail["reason"])
     return fallback
 
