@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 from botocore.config import Config
-from conveyor.adapters import aws
 from conveyor.adapters.dynamodb_ledger import DynamoLedger
 from conveyor.domain.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.domain.manifest import FunctionConfig
@@ -87,9 +86,7 @@ class Bench:
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self.clients:
-                import boto3
-
-                self.clients[service] = boto3.session.Session().client(service, config=_CLIENT_CONFIG)
+                self.clients[service] = self.cloud.session.client(service, config=_CLIENT_CONFIG)
             return self.clients[service]
 
     @property
@@ -192,8 +189,6 @@ def local_cloud(time_scale: float = 0.01) -> Iterator[Bench]:
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     state_dir = workdir / "cloud"
     start_background(port=0, template=ROOT / "template.yaml", state_dir=state_dir, time_scale=time_scale, timeout=180)
-    aws.client.cache_clear()  # the layer's cached clients would still point at an earlier cloud
-    aws.resource.cache_clear()
     try:
         yield Bench(cloud=Cloud(local=True, local_state=state_dir), state_dir=state_dir, workdir=workdir)
     finally:

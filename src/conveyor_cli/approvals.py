@@ -15,7 +15,8 @@ import os
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalDecision
+from conveyor.domain.contracts import ApprovalDecision
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ApprovalRejectedError
 from conveyor.domain.timing import utcnow
 
@@ -31,7 +32,7 @@ def operator() -> str:
     return os.environ.get("CONVEYOR_USER") or getpass.getuser()
 
 
-def awaiting(cloud: Cloud, deployment_id: str, environment: str | None) -> tuple[str, dict[str, Any]]:
+def awaiting(cloud: Cloud, deployment_id: str, environment: str | None) -> tuple[str, EnvironmentEntry]:
     """The (environment, entry) of the deployment that waits for a decision; a clear error if none does."""
     record = operations.ledger(cloud).get(deployment_id)
     if record is None:
@@ -39,11 +40,12 @@ def awaiting(cloud: Cloud, deployment_id: str, environment: str | None) -> tuple
     waiting = {
         name: env
         for name, env in record.environments.items()
-        if env.get("status") == AWAITING_APPROVAL and (env.get("approval") or {}).get("task_token")
+        if env.status is EnvironmentStatus.AWAITING_APPROVAL and (env.approval or {}).get("task_token")
     }
     if environment is not None:
         if environment not in waiting:
-            state = record.environments.get(environment, {}).get("status", "not reached")
+            entry = record.environments.get(environment)
+            state = entry.status if entry is not None and entry.status is not None else "not reached"
             raise CliError(
                 f"nothing awaits approval for deployment {deployment_id} in {environment} "
                 f"(deployment {record.status.value}, {environment} {state})"
@@ -69,7 +71,7 @@ def decide(
     if verdict == "reject" and not (reason and reason.strip()):
         raise CliError("a rejection needs --reason")
     env_name, entry = awaiting(cloud, deployment_id, environment)
-    approval = dict(entry["approval"])
+    approval = dict(entry.approval or {})
     token = approval.pop("task_token")
     kind = approval.get("kind", "approval")
     who = by or operator()
@@ -81,7 +83,11 @@ def decide(
         "reason": reason,
     }
     # A paused rollout's traffic has moved: it is promoted next, or restored by RollBack.
-    status = "SHIFTING" if kind == "decision" else ("APPROVED" if verdict == "approve" else "REJECTED")
+    status = (
+        EnvironmentStatus.SHIFTING
+        if kind == "decision"
+        else (EnvironmentStatus.APPROVED if verdict == "approve" else EnvironmentStatus.REJECTED)
+    )
     ledger = operations.ledger(cloud)
     ledger.update_environment(deployment_id, env_name, {"status": status, "approval": decided})
     sfn = cloud.client("stepfunctions")
@@ -99,7 +105,9 @@ def decide(
         code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
         if code not in _GONE:
             ledger.update_environment(
-                deployment_id, env_name, {"status": AWAITING_APPROVAL, "approval": {**approval, "task_token": token}}
+                deployment_id,
+                env_name,
+                {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": {**approval, "task_token": token}},
             )
         raise CliError(
             f"could not {verdict} deployment {deployment_id} in {env_name}: {exc}"

@@ -3,6 +3,9 @@
 ``--local`` or ``CONVEYOR_LOCAL=1`` selects the local cloud (its state file gives the endpoint
 and the stack outputs); otherwise the outputs come from the CloudFormation stack that
 ``sam deploy`` created (``--stack-name``, default ``conveyor``, as in samconfig.toml).
+
+Either way the CLI talks through one boto3 session of its own (``Cloud.session``), from which it builds
+the library's adapters; it never changes this process's environment to steer them.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
+from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.domain.target_identity import Home
 
@@ -76,22 +79,48 @@ def wants_local(flag: bool) -> bool:
     return flag or os.environ.get("CONVEYOR_LOCAL", "") not in ("", "0", "false")
 
 
+class LocalCloudSession(Session):
+    """A boto3 session whose every client goes to the local cloud's endpoint, with its fake credentials.
+
+    botocore reads a default endpoint only from the environment or a config file, so the session supplies
+    it to each client it builds (a resource builds its client through ``client`` too); an endpoint a
+    caller names still wins.
+    """
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        env = client_env(state)
+        super().__init__(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        self.endpoint_url = env["AWS_ENDPOINT_URL"]
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("endpoint_url") is None:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return super().client(*args, **kwargs)
+
+
 class Cloud:
-    """Clients and stack outputs for one target (local or AWS)."""
+    """The session, clients and stack outputs of one target (local or AWS)."""
 
     def __init__(self, *, local: bool, stack_name: str = "conveyor", local_state: Path | None = None) -> None:
         self.local = local
+        self.session: Session
+        self.endpoint_url: str | None = None
         if local:
             state = read_state(local_state or state_dir())
-            # Point every boto3 client in this process (ours and the layer's adapters) at the local cloud.
-            os.environ.update(client_env(state))
+            local_session = LocalCloudSession(state)
+            self.session, self.endpoint_url = local_session, local_session.endpoint_url
             self.outputs = Outputs.from_mapping(state["outputs"], f"the local cloud ({state_dir()})")
         else:
-            self.outputs = Outputs.from_mapping(_stack_outputs(stack_name), f"stack {stack_name!r}")
-        os.environ.setdefault("LEDGER_TABLE", self.outputs.ledger_table)
+            # Credentials, region and profile as the AWS CLI finds them (AWS_PROFILE, ~/.aws/config, ...).
+            self.session = Session()
+            self.outputs = Outputs.from_mapping(_stack_outputs(self.session, stack_name), f"stack {stack_name!r}")
 
     def client(self, service: str) -> Any:
-        return boto3.client(service)  # type: ignore[call-overload]
+        return self.session.client(service)  # type: ignore[call-overload]
 
     def home(self) -> Home:
         """The account and region Conveyor runs in, read from its state machine's ARN (no STS call)."""
@@ -101,9 +130,9 @@ class Cloud:
             raise CliError(f"cannot tell Conveyor's account and region: {exc}") from exc
 
 
-def _stack_outputs(stack_name: str) -> dict[str, str]:
+def _stack_outputs(session: Session, stack_name: str) -> dict[str, str]:
     try:
-        stacks = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
+        stacks = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"]
     except (ClientError, BotoCoreError) as exc:
         raise CliError(
             f"cannot read stack {stack_name!r} ({exc}); deploy it with `sam deploy`, or use --local"

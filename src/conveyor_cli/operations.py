@@ -11,12 +11,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.adapters.dynamodb_ledger import DynamoLedger
-from conveyor.adapters.dynamodb_locks import DynamoTargetOwners
+from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
+from conveyor.adapters.lambda_functions import LambdaTargets
+from conveyor.adapters.s3 import S3Artifacts
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     LedgerError,
     ManifestInvalidError,
     PipelineInvalidError,
+    PipelineNotFoundError,
     TargetClaimedError,
     TargetIdentityError,
 )
@@ -25,9 +28,9 @@ from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
 from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.target_identity import FunctionId, Home, resolve_function
-from conveyor.stages.validate import PushedObject
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -86,7 +89,7 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
         spec = PipelineSpec.from_yaml(raw, str(spec_path))
     except PipelineInvalidError as exc:
         raise CliError(str(exc)) from exc
-    home, owners = cloud.home(), DynamoTargetOwners(cloud.outputs.ledger_table)
+    home, owners = cloud.home(), target_owners(cloud)
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))
     refuse_targets_of_other_pipelines(cloud, spec, home, source=str(spec_path))
@@ -174,9 +177,11 @@ def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTa
 def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:
     key = pipeline_key(app)
     try:
-        raw = cloud.client("s3").get_object(Bucket=cloud.outputs.bucket, Key=key)["Body"].read()
-    except ClientError as exc:
+        raw = artifacts(cloud).read_pipeline(cloud.outputs.bucket, app)
+    except (PipelineNotFoundError, ClientError) as exc:
         raise CliError(f"no pipeline registered for {app!r} at s3://{cloud.outputs.bucket}/{key}") from exc
+    except PipelineInvalidError as exc:
+        raise CliError(str(exc)) from exc
     try:
         return PipelineSpec.from_yaml(raw, f"s3://{cloud.outputs.bucket}/{key}")
     except (PipelineInvalidError, ValidationError) as exc:
@@ -194,7 +199,23 @@ def environment_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget
 
 
 def ledger(cloud: Cloud) -> DynamoLedger:
-    return DynamoLedger(cloud.outputs.ledger_table)
+    return DynamoLedger(cloud.session, cloud.outputs.ledger_table)
+
+
+def locks(cloud: Cloud) -> DynamoLocks:
+    return DynamoLocks(cloud.session, cloud.outputs.ledger_table)
+
+
+def target_owners(cloud: Cloud) -> DynamoTargetOwners:
+    return DynamoTargetOwners(cloud.session, cloud.outputs.ledger_table)
+
+
+def targets(cloud: Cloud) -> LambdaTargets:
+    return LambdaTargets(cloud.session)
+
+
+def artifacts(cloud: Cloud) -> S3Artifacts:
+    return S3Artifacts(cloud.session)
 
 
 def execution_status(cloud: Cloud, execution_arn: str) -> dict[str, Any]:

@@ -6,11 +6,13 @@ build always has the same sha256 and Conveyor can recognise code that is already
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import os
 import subprocess
 import zipfile
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,17 +29,24 @@ def _entry(name: str, mode: int) -> zipfile.ZipInfo:
     return info
 
 
-def zip_directory(source: Path) -> bytes:
-    """A reproducible zip of ``source``'s files (symlinks and caches are left out)."""
+def zip_directory(source: Path, *, prefix: str = "", exclude: Iterable[str] = ()) -> bytes:
+    """A reproducible zip of ``source``'s files under ``prefix`` (sorted, fixed timestamps, so unchanged code keeps
+    its sha256); symlinks, caches and files matching an ``exclude`` pattern are left out.
+
+    The one zip builder: bundles (``build_bundle``), the sample app and the local cloud's functions and layers.
+    """
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is not a directory")
+    patterns = tuple(exclude)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for path in sorted(source.rglob("*")):
             relative = path.relative_to(source)
             if path.is_symlink() or not path.is_file() or _SKIP_DIRS & set(relative.parts) or path.suffix == ".pyc":
                 continue
-            archive.writestr(_entry(relative.as_posix(), 0o644), path.read_bytes())
+            if any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in patterns):
+                continue
+            archive.writestr(_entry(f"{prefix}{relative.as_posix()}", 0o644), path.read_bytes())
     return buffer.getvalue()
 
 

@@ -16,9 +16,8 @@ import time
 import uuid
 from typing import Any
 
-from conveyor.adapters.dynamodb_locks import DynamoLocks
-from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.domain.contracts import Outcome, ServedRelease
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConveyorError
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.timing import utcnow
@@ -33,8 +32,8 @@ LEASE_SECONDS = 300
 def live_deployment(records: list[DeploymentRecord], environment: str, serving: str | None) -> DeploymentRecord | None:
     """The newest deployment that made ``serving`` live in ``environment``."""
     for record in records:  # newest first
-        env = record.environments.get(environment, {})
-        if env.get("status") == "LIVE" and env.get("version_after") == serving:
+        env = record.environments.get(environment)
+        if env is not None and env.status is EnvironmentStatus.LIVE and env.version_after == serving:
             return record
     return None
 
@@ -55,14 +54,16 @@ def served_after_rollback(
     deployment that made ``version`` live in ``environment``.
     """
     recorded_by = f"ManualRollback:{operator}"
-    before = live.environments.get(environment, {}).get("served_before") if live else None
+    entry = live.environments.get(environment) if live else None
+    before = entry.served_before if entry is not None else None
     if before and before.get("lambda_version") == version:
         return ServedRelease.model_validate(before | {"recorded_at": utcnow(), "recorded_by": recorded_by})
     for record in records:  # newest first
-        env = record.environments.get(environment, {})
+        env = record.environments.get(environment)
         if (
-            env.get("version_after") == version
-            and (env.get("status") == "LIVE" or record.status is Outcome.SUCCEEDED)
+            env is not None
+            and env.version_after == version
+            and (env.status is EnvironmentStatus.LIVE or record.status is Outcome.SUCCEEDED)
             and record.package_sha256 is not None
         ):
             return ServedRelease(
@@ -84,13 +85,12 @@ def served_after_rollback(
 def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
     target, lock = operations.environment_lock(cloud, app, environment)
     function, alias = target.function_name, target.alias
-    ledger, targets = operations.ledger(cloud), LambdaTargets()
-    locks = DynamoLocks(cloud.outputs.ledger_table)
+    ledger, targets, locks = operations.ledger(cloud), operations.targets(cloud), operations.locks(cloud)
 
     serving = targets.alias_version(function, alias)
     records = ledger.history(app=app, limit=200)
     live = live_deployment(records, environment, serving)
-    version = to or (live.environments[environment].get("version_before") if live else None)
+    version = to or (live.environments[environment].version_before if live else None)
     if version is None:
         raise CliError(f"no earlier version of {function}:{alias} is recorded in the ledger; name one with --to")
 
@@ -153,7 +153,11 @@ def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) ->
             ledger.update_environment(
                 live.deployment_id,
                 environment,
-                {"status": "ROLLED_BACK", "weight": 0, "rollback": {**result, "reason": f"manual, by {operator}"}},
+                {
+                    "status": EnvironmentStatus.ROLLED_BACK,
+                    "weight": 0,
+                    "rollback": {**result, "reason": f"manual, by {operator}"},
+                },
             )
     except ConveyorError as exc:
         raise CliError(str(exc)) from exc

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
-from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
@@ -95,7 +96,7 @@ def exit_codes_help() -> str:
 def describe_event(event: StageEvent) -> str:
     """One line of evidence for a stage: what it did or why it failed."""
     detail = event.detail
-    if "reason" in detail and event.status in ("failed", "fail"):
+    if "reason" in detail and event.failed:
         return str(detail["reason"])
     match event.stage:
         case "ValidateArtifact":
@@ -162,20 +163,20 @@ def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str 
 def render_environments(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
-        now = env.get("rollback", {}).get("restored_version") if env.get("status") == "ROLLED_BACK" else None
-        serving = now if now is not None else (env.get("version_after") if env.get("status") == "LIVE" else None)
-        serving = serving or env.get("version_before")
+        now = (env.rollback or {}).get("restored_version") if env.status is EnvironmentStatus.ROLLED_BACK else None
+        serving = now if now is not None else (env.version_after if env.status is EnvironmentStatus.LIVE else None)
+        serving = serving or env.version_before
         lines.append(
-            f"  {name:<11} {env.get('function_name')}:{env.get('alias')}  alias before: {env.get('version_before')}"
-            f"  after: {serving}  ({env.get('status')})"
+            f"  {name:<11} {env.function_name}:{env.alias}  alias before: {env.version_before}"
+            f"  after: {serving}  ({env.status})"
             + (
-                f"  waiting for {env.get('waiting_for')} (position {env.get('position')})"
-                if env.get("status") == "QUEUED"
+                f"  waiting for {env.waiting_for} (position {env.position})"
+                if env.status is EnvironmentStatus.QUEUED
                 else ""
             )
         )
-        approval = env.get("approval") or {}
-        if env.get("status") == AWAITING_APPROVAL:
+        approval = env.approval or {}
+        if env.status is EnvironmentStatus.AWAITING_APPROVAL:
             what = "approval" if approval.get("kind") == "approval" else "a decision (paused: promote or roll back)"
             lines.append(
                 f"    awaits {what} until {approval.get('expires_at')}: run `{approval.get('command')}` "

@@ -9,7 +9,6 @@ as Lambda reports it in ``X-Amz-Executed-Version``.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
+from boto3.session import Session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -58,7 +57,7 @@ class TrafficSummary:
 
 def loopback_endpoint(cloud: Cloud) -> str:
     """The local cloud's endpoint, refusing anything that is not a loopback address."""
-    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    endpoint = cloud.endpoint_url or ""
     if not cloud.local or urlsplit(endpoint).hostname not in LOOPBACK_HOSTS:
         raise CliError("the traffic generator only runs against the local cloud's loopback endpoint (use --local)")
     return endpoint
@@ -76,6 +75,7 @@ class TrafficGenerator:
         rps: float,
         duration_seconds: float = 60.0,
         payload: dict[str, Any] | None = None,
+        session: Session,
     ) -> None:
         if not 0 < rps <= MAX_RPS:
             raise CliError(f"--rps must be in (0, {MAX_RPS}], got {rps}")
@@ -87,7 +87,7 @@ class TrafficGenerator:
         self._duration = duration_seconds
         self._payload = json.dumps(payload if payload is not None else {"name": "traffic"}).encode()
         self._threads = max(1, min(MAX_THREADS, int(rps)))
-        self._client = boto3.client(  # type: ignore[call-overload]
+        self._client = session.client(  # type: ignore[call-overload]
             "lambda",
             endpoint_url=endpoint_url,
             config=Config(max_pool_connections=self._threads, retries={"max_attempts": 1}, read_timeout=30),
@@ -158,4 +158,11 @@ def for_environment(
 
     endpoint = loopback_endpoint(cloud)
     target = operations.environment_target(cloud, app, environment)
-    return TrafficGenerator(endpoint, target.function_name, target.alias, rps=rps, duration_seconds=duration_seconds)
+    return TrafficGenerator(
+        endpoint,
+        target.function_name,
+        target.alias,
+        rps=rps,
+        duration_seconds=duration_seconds,
+        session=cloud.session,
+    )

@@ -15,13 +15,10 @@ definition; a queue's attributes) and creates nothing twice.
 from __future__ import annotations
 
 import base64
-import fnmatch
 import hashlib
-import io
 import json
 import logging
 import re
-import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -31,6 +28,8 @@ from typing import Any
 import boto3
 import yaml
 from botocore.exceptions import ClientError
+
+from conveyor_cli.packaging import zip_directory
 
 LOG = logging.getLogger(__name__)
 
@@ -230,25 +229,6 @@ def _references(value: Any) -> Iterator[str]:
 def physical_name(stack: str, logical_id: str, *, lowercase: bool = False, limit: int = 64) -> str:
     name = f"{stack}-{logical_id}"
     return (name.lower() if lowercase else name)[:limit]
-
-
-def _excluded(relative: Path) -> bool:
-    return any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in _ZIP_EXCLUDES)
-
-
-def zip_directory(directory: Path, prefix: str = "") -> bytes:
-    """Zip a source dir deterministically (sorted, fixed timestamps), so unchanged code keeps its sha256."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(directory.rglob("*")):
-            relative = path.relative_to(directory)
-            if path.is_dir() or _excluded(relative):
-                continue
-            info = zipfile.ZipInfo(f"{prefix}{relative.as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            archive.writestr(info, path.read_bytes())
-    return buffer.getvalue()
 
 
 def _source_dir(base: Path, uri: Any, where: str, prop: str) -> Path:
@@ -564,7 +544,7 @@ class Provisioner:
             "LayerName": self.name(logical_id, props, "LayerName", limit=140),
             "Description": props.get("Description", ""),
             # Only our own code ships in the layer; third-party deps come from the server's venv.
-            "Content": {"ZipFile": zip_directory(directory, prefix="python/")},
+            "Content": {"ZipFile": zip_directory(directory, prefix="python/", exclude=_ZIP_EXCLUDES)},
         }
         for prop in ("CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):
             if prop in props:
@@ -610,7 +590,7 @@ class Provisioner:
             "Runtime": props.get("Runtime", "python3.11"),
             "Role": role,
             "Handler": props["Handler"],
-            "Code": {"ZipFile": zip_directory(directory)},
+            "Code": {"ZipFile": zip_directory(directory, exclude=_ZIP_EXCLUDES)},
             "Description": props.get("Description", ""),
             "Timeout": int(props.get("Timeout", 3)),
             "MemorySize": int(props.get("MemorySize", 128)),

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor.adapters import aws
 from conveyor.domain.layout import deployment_id
 from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.records import DeploymentRecord
@@ -122,8 +121,6 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         stop(state_dir)
         os.environ.clear()
         os.environ.update(saved_env)
-        aws.client.cache_clear()
-        aws.resource.cache_clear()
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
 
 from conveyor_cli import operations
 from conveyor_cli.approvals import decide
@@ -37,9 +38,13 @@ def awaiting(stage: Stage, deployment_id: str, environment: str) -> dict[str, An
 
     def entry() -> dict[str, Any] | None:
         record = ledger_record(stage, deployment_id)
-        env = record.environments.get(environment, {}) if record else {}
-        if env.get("status") == AWAITING_APPROVAL and env.get("approval", {}).get("task_token"):
-            return env
+        env = record.environments.get(environment) if record else None
+        if (
+            env is not None
+            and env.status is EnvironmentStatus.AWAITING_APPROVAL
+            and (env.approval or {}).get("task_token")
+        ):
+            return env.model_dump(mode="json")
         return None
 
     found: dict[str, Any] = until(entry, f"{deployment_id} awaits a person in {environment}")
@@ -78,7 +83,7 @@ def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Calla
     deployed = stage.follow(pushed)
     assert deployed.record.status is Outcome.SUCCEEDED
     assert deployed.after["production"]["version"] != before["production"]["version"]
-    approval = deployed.record.environments["production"]["approval"]
+    approval = deployed.record.environments["production"].approval
     assert (approval["approved_by"], approval["reason"], approval["decision"]) == ("alice", "lgtm", "approve")
     assert "decided_at" in approval
     assert "task_token" not in approval
@@ -107,9 +112,9 @@ def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, p
     assert deployed.execution["status"] == "FAILED"
     assert deployed.after["production"] == before["production"]
     production = deployed.record.environments["production"]
-    assert production["status"] == "REJECTED"
-    assert production["approval"]["rejected_by"] == "bob"
-    assert "task_token" not in production["approval"]
+    assert production.status == "REJECTED"
+    assert (production.approval or {})["rejected_by"] == "bob"
+    assert "task_token" not in (production.approval or {})
     assert not any(e.stage == "Deploy" and e.environment == "production" for e in deployed.record.events)
     assert_no_lock_held(stage)
     # and one rejection notification
@@ -133,8 +138,8 @@ def test_an_approval_nobody_answers_times_out_and_fails_untouched(stage: Stage, 
     assert deployed.record.failure["error"] == "States.Timeout"
     assert "approval for production timed out" in deployed.record.failure["reason"]
     production = deployed.record.environments["production"]
-    assert production["status"] == "APPROVAL_TIMED_OUT"
-    assert "task_token" not in production["approval"]
+    assert production.status == "APPROVAL_TIMED_OUT"
+    assert "task_token" not in (production.approval or {})
     assert deployed.after["production"] == before["production"]
     assert not any(e.stage == "Deploy" and e.environment == "production" for e in deployed.record.events)
     assert_no_lock_held(stage)
@@ -178,16 +183,16 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
     production = deployed.record.environments["production"]
     if verdict == "approve":
         assert deployed.record.status is Outcome.SUCCEEDED
-        assert production["status"] == "LIVE"
-        assert production["approval"]["decision"] == "promote"
+        assert production.status == "LIVE"
+        assert (production.approval or {})["decision"] == "promote"
         assert deployed.after["production"]["version"] == paused["production"]["version"]
     else:
         assert deployed.record.status is Outcome.ROLLED_BACK
-        assert production["status"] == "ROLLED_BACK"
+        assert production.status == "ROLLED_BACK"
         assert (
             "rolled back by a person while paused: rejected by carol: not without data"
-            in (production["rollback"]["reason"])
+            in ((production.rollback or {})["reason"])
         )
-        assert deployed.after["production"]["version"] == production["version_before"]
-    assert "task_token" not in production["approval"]
+        assert deployed.after["production"]["version"] == production.version_before
+    assert "task_token" not in (production.approval or {})
     assert_no_lock_held(stage)

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor.adapters.dynamodb_locks import DynamoLocks
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.domain.manifest import FunctionConfig
@@ -198,7 +197,7 @@ def test_versions_pushed_at_once_in_any_order_end_on_the_highest_and_none_fails(
     random.Random(major).shuffle(versions)
     assert versions[-1] != highest
     # and staging held by a gate, so every one of them is validated and queued before any goes live
-    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    locks = operations.locks(stage.cloud)
     _, staging = operations.environment_lock(stage.cloud, "hello", "staging")
     assert locks.try_acquire(
         staging,
@@ -226,7 +225,7 @@ def test_versions_pushed_at_once_in_any_order_end_on_the_highest_and_none_fails(
     assert winner.status is Outcome.SUCCEEDED, winner.failure
     aliases = alias_versions(stage.cloud, stage.targets.functions)
     assert {env: aliases[env]["version"] for env in aliases} == {
-        env: winner.environments[env]["version_after"] for env in aliases
+        env: winner.environments[env].version_after for env in aliases
     }
     # and every other one went live and was replaced, or ended SUPERSEDED: none FAILED
     outcomes = {version: record.status for version, record in records.items()}

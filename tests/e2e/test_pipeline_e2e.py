@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conveyor.adapters.dynamodb_locks import DynamoLocks
 from conveyor.domain.layout import deployment_id
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError
 from conveyor_cli.rollback import manual_rollback
 from conveyor_cli.sample import EXAMPLES, alias_versions
+from conveyor_local.server import client_env, read_state
 
 from .conftest import Stage
 
@@ -36,8 +36,8 @@ def test_good_build_goes_live_in_every_environment(stage: Stage) -> None:
     for env in ("staging", "production"):
         assert deployed.after[env]["version"] != deployed.before[env]["version"]
         assert deployed.after[env]["routing"] == {}
-        assert deployed.record.environments[env]["version_after"] == deployed.after[env]["version"]
-        assert deployed.record.environments[env]["version_before"] == deployed.before[env]["version"]
+        assert deployed.record.environments[env].version_after == deployed.after[env]["version"]
+        assert deployed.record.environments[env].version_before == deployed.before[env]["version"]
     stages = [(e.environment, e.stage) for e in deployed.record.events]
     assert stages == [
         (None, "ValidateArtifact"),
@@ -66,8 +66,8 @@ def test_failed_health_check_rolls_back_and_notifies_once(stage: Stage) -> None:
     assert deployed.execution["error"] == "DeploymentRolledBackError"
     assert deployed.after == deployed.before
     staging = deployed.record.environments["staging"]
-    assert staging["status"] == "ROLLED_BACK"
-    assert staging["rollback"]["restored_version"] == deployed.before["staging"]["version"]
+    assert staging.status == "ROLLED_BACK"
+    assert (staging.rollback or {})["restored_version"] == deployed.before["staging"]["version"]
     assert "production" not in deployed.record.environments
     # And exactly one notification says what failed, why, and what it was rolled back to
     assert len(deployed.notifications) == 1
@@ -108,7 +108,7 @@ def test_aws_cli_upload_is_reported_by_conveyor_status(stage: Stage) -> None:
     # Given a bundle and the local cloud's endpoint, as `conveyor local env` prints it
     bundle = stage.bundle(EXAMPLES / "hello", "4.0.0")
     key = "artifacts/hello/4.0.0.zip"
-    env = dict(os.environ)
+    env = dict(os.environ) | client_env(read_state(stage.state_dir))
     bin_dir = Path(sys.executable).parent
 
     # When the plain AWS CLI uploads it
@@ -159,14 +159,14 @@ def test_operator_rolls_back_a_live_release_by_command(stage: Stage) -> None:
     # And the ledger says so on that deployment, and no lock is left behind
     record = operations.ledger(stage.cloud).get(deployed.record.deployment_id)
     assert record is not None
-    assert record.environments["staging"]["status"] == "ROLLED_BACK"
+    assert record.environments["staging"].status == "ROLLED_BACK"
     assert [e.stage for e in record.events][-1] == "ManualRollback"
     assert stage.locks_of({deployed.record.deployment_id}) == []
 
 
 def test_manual_rollback_is_refused_while_a_deployment_holds_the_lock(stage: Stage) -> None:
     # Given a deployment holding staging's lock
-    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    locks = operations.locks(stage.cloud)
     _, target = operations.environment_lock(stage.cloud, "hello", "staging")
     token = locks.try_acquire(
         target,

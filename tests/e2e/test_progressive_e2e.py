@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import AWAITING_APPROVAL
 from conveyor.domain.contracts import Outcome as DeploymentOutcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.records import DeploymentRecord
 
@@ -51,7 +51,12 @@ class Outcome:
 
     def verdicts(self) -> list[dict[str, Any]]:
         """Each EvaluateHealth event's verdict (the ledger keeps its status as the event's status)."""
-        return [{**e.detail, "status": e.status} for e in self.record.events if e.stage == "EvaluateHealth"]
+        # A verdict says "fail" where its stage event says "failed".
+        return [
+            {**e.detail, "status": "fail" if e.failed else e.status}
+            for e in self.record.events
+            if e.stage == "EvaluateHealth"
+        ]
 
 
 class Service:
@@ -107,7 +112,9 @@ class Service:
 
     def traffic(self) -> TrafficGenerator:
         endpoint = loopback_endpoint(self.stage.cloud)
-        return TrafficGenerator(endpoint, self.function, "live", rps=RPS, duration_seconds=300)
+        return TrafficGenerator(
+            endpoint, self.function, "live", rps=RPS, duration_seconds=300, session=self.stage.cloud.session
+        )
 
     def deploy(self, source: Path, version: str, *, with_traffic: bool = True) -> Outcome:
         generator = self.traffic().start() if with_traffic else None
@@ -227,7 +234,7 @@ def test_linear_rolls_back_at_the_first_step_that_fails(service: Service) -> Non
     assert outcome.alias == {"version": "2", "routing": {}}
     final = [v for v in outcome.verdicts() if v["status"] != "inconclusive"]
     assert [(v["status"], v["weight"]) for v in final] == [("fail", 40)]
-    assert outcome.record.environments["production"]["rollback"]["restored_version"] == "2"
+    assert outcome.record.environments["production"].rollback["restored_version"] == "2"
 
 
 # --- blue/green ------------------------------------------------------------------------------
@@ -322,14 +329,15 @@ def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Servic
     paused = until(
         lambda: (
             (r := operations.ledger(service.stage.cloud).get(deployment))
-            and r.environments.get("production", {}).get("status") == AWAITING_APPROVAL
+            and (entry := r.environments.get("production")) is not None
+            and entry.status is EnvironmentStatus.AWAITING_APPROVAL
             and r
         ),
         "the canary paused for a person",
     )
 
     # When the new version disappears while the canary waits, and a person promotes it: ShiftTraffic crashes
-    version = paused.environments["production"]["version_after"]
+    version = paused.environments["production"].version_after
     service.stage.cloud.client("lambda").delete_function(FunctionName=service.function, Qualifier=version)
     decide(service.stage.cloud, deployment, environment="production", verdict="approve", reason="go", by="dana")
     record = operations.wait(service.stage.cloud, deployment, timeout=240)
@@ -340,7 +348,7 @@ def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Servic
     crashed = [e for e in record.events if e.stage == "ShiftTraffic" and e.status == "failed"]
     assert crashed  # (the state machine may retry a TrafficShiftError before it gives up and rolls back)
     assert {e.detail["error"] for e in crashed} == {"TrafficShiftError"}
-    rollback = record.environments["production"]["rollback"]
+    rollback = record.environments["production"].rollback
     assert rollback["restored_version"] == "1"
     assert rollback["reason"].startswith("TrafficShiftError")
     notes = drain_inbox(service.stage.cloud, service.stage.targets.inbox_url)

@@ -62,7 +62,7 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
         "the ledger record closed ABORTED",
     )
     assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
-    assert closed.environments["staging"]["status"] == "ROLLED_BACK"
+    assert closed.environments["staging"].status == "ROLLED_BACK"
     assert "operator stop" in closed.failure["reason"]
     # And the lock is free, so the on-call can roll back by hand at once
     assert stage.locks_of({pushed["deployment_id"]}) == []
@@ -150,6 +150,6 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
     closed = operations.ledger(stage.cloud).get(pushed["deployment_id"])
     assert closed is not None
     assert closed.status is Outcome.ROLLED_BACK
-    assert closed.environments["staging"]["status"] == "ROLLED_BACK"
+    assert closed.environments["staging"].status == "ROLLED_BACK"
     notes = [n for n in drain_inbox(stage.cloud, stage.targets.inbox_url) if pushed["deployment_id"] in n["message"]]
     assert len(notes) == 1

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conveyor.adapters.dynamodb_locks import DynamoLocks
-from conveyor.domain.contracts import AWAITING_APPROVAL, Outcome
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 
@@ -99,7 +99,7 @@ def lock_key(stage: Stage, environment: str) -> str:
 
 def holds(stage: Stage, deployment_id: str, environment: str) -> None:
     """Wait until ``deployment_id`` holds ``environment``'s lock."""
-    locks, target = DynamoLocks(stage.cloud.outputs.ledger_table), lock_key(stage, environment)
+    locks, target = operations.locks(stage.cloud), lock_key(stage, environment)
     until(
         lambda: (held := locks.get(target)) is not None and held.deployment_id == deployment_id,
         f"{deployment_id} holds the {environment} lock",
@@ -111,8 +111,12 @@ def paused(stage: Stage, deployment_id: str, environment: str) -> None:
 
     def waiting() -> bool:
         record = ledger_record(stage, deployment_id)
-        entry = record.environments.get(environment, {}) if record else {}
-        return entry.get("status") == AWAITING_APPROVAL and bool(entry.get("approval", {}).get("task_token"))
+        entry = record.environments.get(environment) if record else None
+        return (
+            entry is not None
+            and entry.status is EnvironmentStatus.AWAITING_APPROVAL
+            and bool((entry.approval or {}).get("task_token"))
+        )
 
     until(waiting, f"{deployment_id} is paused in {environment}")
 
@@ -133,7 +137,7 @@ def ledger_record(stage: Stage, deployment_id: str) -> DeploymentRecord | None:
 
 
 def assert_no_lock_held(stage: Stage) -> None:
-    locks = DynamoLocks(stage.cloud.outputs.ledger_table)
+    locks = operations.locks(stage.cloud)
     for env in ("staging", "production"):
         state = locks.get(lock_key(stage, env))
         assert state is None or state.holder is None, f"{env} lock still held by {state.deployment_id}"
@@ -232,14 +236,14 @@ def test_concurrent_pushes_to_one_environment_are_serialized(stage: Stage, pipel
     one = stage.follow(first["deployment_id"]).record
     two = stage.follow(second["deployment_id"]).record
     assert (one.status, two.status) == (Outcome.SUCCEEDED, Outcome.SUCCEEDED)
-    assert two.environments["staging"]["waiting_for"] == one.deployment_id
+    assert two.environments["staging"].waiting_for == one.deployment_id
     # in staging, the first one's last stage ended before the second one's first stage began
     first_done = max(e.finished_at for e in one.events if e.environment == "staging")
     second_began = min(e.started_at for e in two.events if e.environment == "staging")
     assert first_done <= second_began
     assert (
         stage.follow(second["deployment_id"]).after["production"]["version"]
-        == two.environments["production"]["version_after"]
+        == two.environments["production"].version_after
     )
     assert_no_lock_held(stage)
 
@@ -301,7 +305,7 @@ def test_an_older_push_never_replaces_a_newer_release_still_rolling_out(
     live = stage.follow(newer["deployment_id"])
     assert live.record.status is Outcome.SUCCEEDED
     assert {env: live.after[env]["version"] for env in live.after} == {
-        env: live.record.environments[env]["version_after"] for env in live.after
+        env: live.record.environments[env].version_after for env in live.after
     }
     assert_no_lock_held(stage)
 
@@ -334,14 +338,14 @@ def test_a_deployment_stopped_from_the_console_frees_its_environment_for_the_nex
     )
     assert ended.failure is not None
     assert "was stopped (ABORTED)" in ended.failure["reason"]
-    assert ended.environments["staging"]["status"] == "ROLLED_BACK"
+    assert ended.environments["staging"].status == "ROLLED_BACK"
 
     # And a fix pushed next (without the day-long bake) takes staging at once and goes live
     pipeline()
     fix = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "22.7.0"))["deployment_id"])
     assert fix.record.status is Outcome.SUCCEEDED
     assert {env: fix.after[env]["version"] for env in fix.after} == {
-        env: fix.record.environments[env]["version_after"] for env in fix.after
+        env: fix.record.environments[env].version_after for env in fix.after
     }
     assert all(event.started_at <= stopped_at for event in ended.events), "a stage ran after the stop"
     assert not any(event.stage == "EvaluateHealth" for event in ended.events)
@@ -387,7 +391,7 @@ def test_a_stage_crashing_mid_deploy_is_retried_without_double_effects(
     for name, before in versions_before.items():
         assert len(stage.versions(name)) == len(before) + 1
     assert deployed.after[environment]["routing"] == {}
-    assert deployed.after[environment]["version"] == deployed.record.environments[environment]["version_after"]
+    assert deployed.after[environment]["version"] == deployed.record.environments[environment].version_after
     assert deployed.notifications == []
     assert_no_lock_held(stage)
 
@@ -421,21 +425,21 @@ def test_a_rollback_that_fails_ends_rollback_failed_with_a_critical_notification
         assert deployed.record.status is Outcome.ROLLBACK_FAILED
         assert deployed.execution["error"] == "RollbackFailedError"
         staging = deployed.record.environments["staging"]
-        assert deployed.after["staging"]["version"] == staging["version_after"]
+        assert deployed.after["staging"]["version"] == staging.version_after
         (note,) = deployed.notifications
         assert note["subject"] == "[Conveyor] hello 24.1.0 staging: ROLLBACK_FAILED"
         assert "ACTION REQUIRED" in note["message"]
         assert "was NOT restored" in note["message"]
         assert (
             f"aws lambda update-alias --function-name hello-staging --name live "
-            f"--function-version {staging['version_before']}" in note["message"]
+            f"--function-version {staging.version_before}" in note["message"]
         )
         assert_no_lock_held(stage)
     finally:
         # What the on-call would run, so later tests start from a healthy alias
         faults([])
         record = ledger_record(stage, pushed["deployment_id"])
-        before = record.environments["staging"]["version_before"] if record else None
+        before = record.environments["staging"].version_before if record else None
         if before:
             lambda_.update_alias(
                 FunctionName="hello-staging",

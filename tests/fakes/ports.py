@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.environment import EnvironmentStatus, may_move
 from conveyor.domain.errors import (
     AliasChangedError,
     BundleInvalidError,
@@ -23,6 +24,10 @@ from conveyor.domain.manifest import FunctionConfig, base64_digest
 from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, FunctionState, Invocation
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 from conveyor.domain.timing import utcnow
+
+
+class IllegalMoveError(AssertionError):
+    """A stage recorded an environment status that ``may_move`` does not allow after the one recorded."""
 
 
 class FakeLedger:
@@ -49,7 +54,12 @@ class FakeLedger:
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
         record = self.records[deployment_id]
-        record["environments"].setdefault(environment, {}).update(copy.deepcopy(fields))
+        entry = record["environments"].setdefault(environment, {})
+        if "status" in fields:
+            current = EnvironmentStatus(entry["status"]) if entry.get("status") else None
+            if not may_move(current, EnvironmentStatus(fields["status"])):
+                raise IllegalMoveError(f"{deployment_id} {environment}: {current} may not move to {fields['status']}")
+        entry.update(copy.deepcopy(fields))
         record["updated_at"] = utcnow()
 
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None:

@@ -38,7 +38,19 @@ TAG_KEY = "conveyor:managed"
 EXECUTION_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:DeploymentStateMachine:run-1"
 STARTED_AT = "2024-05-14T09:21:08.123Z"
 
-_RUNTIME_FACTORIES = ("ledger", "targets", "artifacts", "alarms", "notifier")
+_RUNTIME_FACTORIES = (
+    "session",
+    "ledger",
+    "targets",
+    "artifacts",
+    "alarms",
+    "lambda_metrics",
+    "prober",
+    "notifier",
+    "locks",
+    "executions",
+    "target_owners",
+)
 
 
 def load_event(name: str) -> dict[str, Any]:

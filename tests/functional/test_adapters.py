@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from boto3.session import Session
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from conveyor import runtime, settings
@@ -24,6 +25,7 @@ from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.adapters.sns import SnsNotifier
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     BundleInvalidError,
     ConfigurationError,
@@ -48,6 +50,33 @@ TARGET_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
 
 def _stream(payload: bytes) -> StreamingBody:
     return StreamingBody(io.BytesIO(payload), len(payload))
+
+
+def test_the_runtime_builds_every_adapter_from_one_session(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given every client a boto3 session builds is counted, with the session that built it
+    built: list[tuple[int, str]] = []
+    real_client = Session.client
+
+    def counting_client(self: Session, service: str, *args: Any, **kwargs: Any) -> Any:
+        built.append((id(self), service))
+        return real_client(self, service, *args, **kwargs)
+
+    monkeypatch.setattr(Session, "client", counting_client)
+    # When a stage function asks for the ledger, the locks, the target owners, the targets and the notifier
+    runtime.ledger(), runtime.locks(), runtime.target_owners(), runtime.targets(), runtime.notifier()
+    # Then one session built them, with one DynamoDB client for the three adapters on the ledger table
+    assert len({session for session, _ in built}) == 1
+    assert sorted(service for _, service in built) == ["dynamodb", "lambda", "sns"]
+
+
+def test_an_adapter_works_in_the_session_it_is_given(cloud: Cloud) -> None:
+    # Given the ledger table exists in the runtime's region only, and a session for another region
+    elsewhere = Session(region_name="eu-west-1")
+    # When a ledger is built from that session, Then it looks for the table there (and does not find it)
+    with pytest.raises(LedgerError, match="ledger get failed"):
+        DynamoLedger(elsewhere, TABLE).get("d-1")
+    # while one built from the runtime's session finds the table (and no such deployment)
+    assert DynamoLedger(runtime.session(), TABLE).get("d-1") is None
 
 
 def test_settings_name_every_missing_variable(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -125,9 +154,9 @@ def test_put_release_refuses_a_stored_object_with_other_content(cloud: Cloud) ->
 
 def test_update_code_reads_the_validated_object_version(cloud: Cloud) -> None:
     # Given a release stored as object version v1
-    targets = LambdaTargets()
+    targets = LambdaTargets(runtime.session())
     package = PackageRef(bucket=BUCKET, key="releases/hello/x/package.zip", sha256="ab" * 32, size=1, version_id="v1")
-    with Stubber(aws.client("lambda")) as stub:
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         # Then Lambda is asked for exactly that object version
         stub.add_response(
             "update_function_code",
@@ -147,9 +176,9 @@ def test_update_code_reads_the_validated_object_version(cloud: Cloud) -> None:
 
 
 def test_an_update_lambda_answers_as_done_is_not_polled(cloud: Cloud) -> None:
-    targets = LambdaTargets()
+    targets = LambdaTargets(runtime.session())
     package = PackageRef(bucket=BUCKET, key="releases/hello/x/package.zip", sha256="ab" * 32, size=1, version_id="v1")
-    with Stubber(aws.client("lambda")) as stub:
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_response("update_function_code", {"LastUpdateStatus": "Successful"})
         targets.update_code("hello-staging", package, None)
         stub.assert_no_pending_responses()
@@ -157,27 +186,27 @@ def test_an_update_lambda_answers_as_done_is_not_polled(cloud: Cloud) -> None:
 
 def test_ensure_managed_on_a_missing_function(cloud: Cloud) -> None:
     with pytest.raises(TargetNotFoundError, match="'nope' does not exist"):
-        LambdaTargets().ensure_managed("nope", "conveyor:managed")
+        LambdaTargets(runtime.session()).ensure_managed("nope", "conveyor:managed")
 
 
 def test_ensure_managed_when_iam_denies_reading_an_untagged_function(cloud: Cloud) -> None:
     # On AWS, Conveyor's lambda:GetFunction is conditioned on the managed tag: an untagged function is denied
-    with Stubber(aws.client("lambda")) as stub:
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_client_error("get_function", "AccessDeniedException", "not authorized", 403)
         with pytest.raises(TargetNotManagedError, match="'hello-hook' is not tagged conveyor:managed=true"):
-            LambdaTargets().ensure_managed("hello-hook", "conveyor:managed")
+            LambdaTargets(runtime.session()).ensure_managed("hello-hook", "conveyor:managed")
 
 
 def test_alias_version_of_a_missing_alias_is_none(cloud: Cloud) -> None:
-    assert LambdaTargets().alias_version("hello-staging", "canary") is None
-    assert LambdaTargets().alias_version("hello-staging", "live") == "1"
+    assert LambdaTargets(runtime.session()).alias_version("hello-staging", "canary") is None
+    assert LambdaTargets(runtime.session()).alias_version("hello-staging", "live") == "1"
 
 
 def test_invoke_uses_a_qualified_name_and_reports_function_errors(cloud: Cloud) -> None:
     # Given Lambda answers with an unhandled error from version 2 (exact wire shape via Stubber)
-    targets = LambdaTargets()
+    targets = LambdaTargets(runtime.session())
     error = json.dumps({"errorType": "ValueError", "errorMessage": "bad"}).encode()
-    with Stubber(aws.client("lambda")) as stub:
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_response(
             "invoke",
             {"StatusCode": 200, "FunctionError": "Unhandled", "ExecutedVersion": "2", "Payload": _stream(error)},
@@ -191,23 +220,23 @@ def test_invoke_uses_a_qualified_name_and_reports_function_errors(cloud: Cloud) 
 
 
 def test_invoke_keeps_a_non_json_answer_as_text(cloud: Cloud) -> None:
-    targets = LambdaTargets()
-    with Stubber(aws.client("lambda")) as stub:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_response("invoke", {"StatusCode": 200, "ExecutedVersion": "2", "Payload": _stream(b"<html>")})
         assert targets.invoke("hello-staging", "2", {}).payload == "<html>"
 
 
 def test_publish_version_failure_is_a_deploy_error(cloud: Cloud) -> None:
-    targets = LambdaTargets()
-    with Stubber(aws.client("lambda")) as stub:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_client_error("publish_version", "PreconditionFailedException", "CodeSha256 does not match")
         with pytest.raises(DeployFailedError, match="publishing a version of 'hello-staging' failed"):
             targets.publish_version("hello-staging", "abc=", "conveyor")
 
 
 def test_reading_the_served_release_fails_with_a_named_error_the_state_retries(cloud: Cloud) -> None:
-    targets = LambdaTargets()
-    with Stubber(aws.client("lambda")) as stub:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_client_error("get_alias", "ServiceException", "unavailable", 500)
         stub.add_client_error("get_function_configuration", "AccessDeniedException", "not allowed", 403)
         with pytest.raises(TargetReadError, match="reading alias hello-staging:live failed"):
@@ -217,8 +246,8 @@ def test_reading_the_served_release_fails_with_a_named_error_the_state_retries(c
 
 
 def test_failed_update_is_a_deploy_error(cloud: Cloud) -> None:
-    targets = LambdaTargets()
-    with Stubber(aws.client("lambda")) as stub:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_response("update_function_code", {"LastUpdateStatus": "InProgress"})
         stub.add_response("get_function_configuration", {"LastUpdateStatus": "Failed"})
         with pytest.raises(DeployFailedError, match="reported the update of 'hello-staging' as Failed"):
@@ -230,8 +259,8 @@ def test_failed_update_is_a_deploy_error(cloud: Cloud) -> None:
 
 
 def test_route_alias_failure_is_a_traffic_shift_error(cloud: Cloud) -> None:
-    targets = LambdaTargets()
-    with Stubber(aws.client("lambda")) as stub:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_client_error("update_alias", "AccessDeniedException", "not authorized")
         with pytest.raises(TrafficShiftError, match="moving alias hello-staging:live to 2 failed"):
             targets.route_alias("hello-staging", "live", "2", None)
@@ -249,12 +278,14 @@ def test_alarm_states_cover_metric_and_composite_alarms(cloud: Cloud) -> None:
         ComparisonOperator="GreaterThanOrEqualToThreshold",
     )
     cloud.cloudwatch.set_alarm_state(AlarmName="errors", StateValue="ALARM", StateReason="t")
-    assert CloudWatchAlarms().states(["errors", "missing"]) == {"errors": "ALARM"}
+    assert CloudWatchAlarms(runtime.session()).states(["errors", "missing"]) == {"errors": "ALARM"}
 
 
 def test_notification_subject_is_made_sns_safe(cloud: Cloud) -> None:
     # Given a subject with non-ASCII characters, a line break and more than 100 characters
-    SnsNotifier(cloud.topic_arn).publish("déploiement\n" + "x" * 200, "body", {"app": "hello", "empty": ""})
+    SnsNotifier(runtime.session(), cloud.topic_arn).publish(
+        "déploiement\n" + "x" * 200, "body", {"app": "hello", "empty": ""}
+    )
     (message,) = cloud.notifications()
     assert message["Subject"].startswith("d?ploiement?x")
     assert len(message["Subject"]) == 100
@@ -262,27 +293,27 @@ def test_notification_subject_is_made_sns_safe(cloud: Cloud) -> None:
 
 
 def test_notification_failure_is_a_notification_error(cloud: Cloud) -> None:
-    notifier = SnsNotifier(cloud.topic_arn)
-    with Stubber(aws.client("sns")) as stub:
+    notifier = SnsNotifier(runtime.session(), cloud.topic_arn)
+    with Stubber(aws.client(runtime.session(), "sns")) as stub:
         stub.add_client_error("publish", "AuthorizationError", "kms:GenerateDataKey denied")
         with pytest.raises(NotificationError, match="kms:GenerateDataKey denied"):
             notifier.publish("s", "m", {})
 
 
 def test_ledger_errors_are_ledger_errors(cloud: Cloud) -> None:
-    ledger = DynamoLedger("no-such-table")
+    ledger = DynamoLedger(runtime.session(), "no-such-table")
     with pytest.raises(LedgerError, match="ledger finish failed"):
         ledger.finish("d-x", Outcome.FAILED)
 
 
 def test_ledger_finish_of_an_unknown_deployment_fails(cloud: Cloud) -> None:
     with pytest.raises(LedgerError, match="ConditionalCheckFailed"):
-        DynamoLedger(TABLE).finish("d-unknown", Outcome.FAILED)
+        DynamoLedger(runtime.session(), TABLE).finish("d-unknown", Outcome.FAILED)
 
 
 def _start_deployment(ledger: DynamoLedger, n: int) -> str:
     """Record deployment ``d-<n>`` of hello ``<n>``; returns its id."""
-    from conveyor.stages.validate import PushedObject
+    from conveyor.domain.pushed_object import PushedObject
 
     pushed = PushedObject(
         deployment_id=f"d-{n}",
@@ -298,16 +329,30 @@ def _start_deployment(ledger: DynamoLedger, n: int) -> str:
 
 
 def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
-    ledger = DynamoLedger(TABLE)
+    ledger = DynamoLedger(runtime.session(), TABLE)
     ids = [_start_deployment(ledger, n) for n in range(3)]
     assert [r.deployment_id for r in ledger.history(app="hello")] == ids[::-1]
     assert [r.deployment_id for r in ledger.history()] == ids[::-1]
     assert ledger.history(app="other") == []
 
 
+def test_an_environment_status_is_stored_as_the_string_it_always_was(cloud: Cloud) -> None:
+    # Given a deployment whose staging entry a stage records with the typed status
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 8)
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SHIFTING, "weight": 10})
+    # Then the item holds the same plain values as before the type existed
+    item = cloud.dynamodb.Table(TABLE).get_item(Key={"pk": f"DEPLOYMENT#{deployment}", "sk": "META"})["Item"]
+    assert item["environments"] == {"staging": {"status": "SHIFTING", "weight": 10}}
+    # and it reads back typed
+    record = ledger.get(deployment)
+    assert record is not None
+    assert record.environments["staging"].status is EnvironmentStatus.SHIFTING
+
+
 def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: Cloud) -> None:
     # Given a deployment, and a duplicate execution whose ClaimDeployment ran twice (a retry after a timeout)
-    ledger = DynamoLedger(TABLE)
+    ledger = DynamoLedger(runtime.session(), TABLE)
     deployment = _start_deployment(ledger, 7)
     entry = {"execution_arn": "arn:exec:dup", "outcome": "SKIPPED_DUPLICATE", "reason": "another owns it"}
     ledger.record_skip(deployment, entry)
@@ -323,7 +368,7 @@ def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: 
 
 def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) -> None:
     # Given one success followed by more failures than a page of history holds
-    ledger = DynamoLedger(TABLE)
+    ledger = DynamoLedger(runtime.session(), TABLE)
     for n in range(60):
         ledger.finish(_start_deployment(ledger, n), Outcome.SUCCEEDED if n == 0 else Outcome.FAILED)
 
@@ -337,7 +382,7 @@ def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) 
 
 def test_dynamo_locks_take_a_lock_only_when_free_expired_or_still_exactly_the_stale_hold(cloud: Cloud) -> None:
     # Given a lock held by execution A for 60 s (token 1)
-    locks = DynamoLocks(TABLE)
+    locks = DynamoLocks(runtime.session(), TABLE)
 
     def take(holder: str, now: float, stale: LockState | None = None) -> int | None:
         return locks.try_acquire(
@@ -382,7 +427,7 @@ def waiter(n: int, **fields: Any) -> Waiter:
 
 def test_a_partial_waiter_item_is_skipped_not_fatal(cloud: Cloud) -> None:
     # Given a queue with a whole waiter and a husk (what a reader saw of a waiter half-written)
-    locks = DynamoLocks(TABLE)
+    locks = DynamoLocks(runtime.session(), TABLE)
     locks.enqueue(TARGET_ARN, waiter(1))
     cloud.dynamodb.Table(TABLE).put_item(
         Item={"pk": f"LOCK#{TARGET_ARN}", "sk": "WAIT#2024-05-14T09:02:00.000000Z#run-2", "superseded_by": "d-3"}
@@ -396,7 +441,7 @@ def test_a_partial_waiter_item_is_skipped_not_fatal(cloud: Cloud) -> None:
 
 
 def test_a_waiter_is_written_whole_and_a_re_ask_only_moves_last_seen(cloud: Cloud) -> None:
-    locks = DynamoLocks(TABLE)
+    locks = DynamoLocks(runtime.session(), TABLE)
     locks.enqueue(TARGET_ARN, waiter(1))
     locks.supersede(TARGET_ARN, waiter(1).key, by="d-9")
 
@@ -408,7 +453,7 @@ def test_a_waiter_is_written_whole_and_a_re_ask_only_moves_last_seen(cloud: Clou
 
 
 def test_superseding_a_removed_waiter_leaves_no_husk(cloud: Cloud) -> None:
-    locks = DynamoLocks(TABLE)
+    locks = DynamoLocks(runtime.session(), TABLE)
     locks.enqueue(TARGET_ARN, waiter(1))
     locks.remove_waiter(TARGET_ARN, waiter(1).key)
 
@@ -422,7 +467,7 @@ def test_superseding_a_removed_waiter_leaves_no_husk(cloud: Cloud) -> None:
 
 def test_a_target_has_one_owner_app(cloud: Cloud) -> None:
     # Given app hello claimed a function from its staging environment
-    owners = DynamoTargetOwners(TABLE)
+    owners = DynamoTargetOwners(runtime.session(), TABLE)
     assert owners.claim(TARGET_ARN, app="hello", environment="staging") is None
 
     # When hello claims it again (from another environment) and app other claims it
@@ -440,7 +485,7 @@ def test_a_target_has_one_owner_app(cloud: Cloud) -> None:
 
 
 def test_a_stopped_execution_is_quiet_from_its_stop_unless_a_stage_was_still_running(cloud: Cloud) -> None:
-    executions = StepFunctionsExecutions()
+    executions = StepFunctionsExecutions(runtime.session())
     arn = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"
     stop = datetime(2024, 5, 14, 9, 30, tzinfo=UTC)
     between_stages = [
@@ -532,7 +577,7 @@ def test_the_http_prober_names_what_kept_it_from_an_answer(service: str) -> None
 
 def test_a_release_binding_is_taken_once_and_moved_only_from_its_current_carrier(cloud: Cloud) -> None:
     # Given 1.0.1 bound to sha "a" by d-1
-    ledger = DynamoLedger(TABLE)
+    ledger = DynamoLedger(runtime.session(), TABLE)
     now = datetime(2024, 5, 14, tzinfo=UTC)
     first = ReleaseRecord(
         app="hello", version="1.0.1", sha256="a" * 64, first_deployment_id="d-1", deployment_id="d-1", claimed_at=now
@@ -553,7 +598,7 @@ def test_a_release_binding_is_taken_once_and_moved_only_from_its_current_carrier
 
 
 def test_what_an_alias_serves_is_recorded_replaced_and_forgotten(cloud: Cloud) -> None:
-    ledger = DynamoLedger(TABLE)
+    ledger = DynamoLedger(runtime.session(), TABLE)
     now = datetime(2024, 5, 14, tzinfo=UTC)
     served = ServedRelease(
         function_name="hello-staging",
@@ -581,7 +626,7 @@ def test_what_an_alias_serves_is_recorded_replaced_and_forgotten(cloud: Cloud) -
 
 def test_a_notice_is_claimed_by_one_try_until_published_or_its_lease_runs_out(cloud: Cloud) -> None:
     # Given a notice claimed by one try, for 60 s from t=1000
-    ledger = DynamoLedger(TABLE)
+    ledger = DynamoLedger(runtime.session(), TABLE)
     assert ledger.claim_notice("d-1", "exec#failure", now=1000.0, lease_seconds=60) is None
 
     # Then a second try inside the lease is told it is in flight, not to publish

@@ -7,7 +7,7 @@ import pytest
 from conveyor import runtime
 from conveyor.domain.errors import PipelineNotFoundError
 from conveyor.domain.ports import Invocation
-from conveyor.stages.validate import PushedObject
+from conveyor.domain.pushed_object import PushedObject
 
 from tests.fakes import pipeline_yaml
 from tests.fakes.builders import DEFAULT_SPEC

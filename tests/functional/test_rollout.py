@@ -28,7 +28,7 @@ class ProgrammedInvoke(LambdaTargets):
     """Real moto for everything but invoke: moto runs Lambda code only in Docker."""
 
     def __init__(self, answer: Invocation) -> None:
-        super().__init__()
+        super().__init__(runtime.session())
         self.answer = answer
         self.invoked: list[tuple[str, str]] = []
 

@@ -21,7 +21,7 @@ from conveyor.domain.errors import (
     VersionInvalidError,
 )
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
-from conveyor.stages.validate import PushedObject
+from conveyor.domain.pushed_object import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml
 from tests.functional.conftest import (
@@ -223,7 +223,10 @@ def test_untagged_target_is_rejected(
     cloud.put_pipeline()
     _rejected(cloud, handlers, context, TargetNotManagedError, match="not tagged conveyor:managed=true")
     # and a function Conveyor may not change is not claimed for the app either
-    assert DynamoTargetOwners(TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging") is None
+    assert (
+        DynamoTargetOwners(runtime.session(), TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging")
+        is None
+    )
 
 
 def test_key_outside_the_layout_is_rejected_before_anything_is_recorded(
@@ -486,7 +489,7 @@ def test_a_function_owned_by_another_app_is_refused_naming_both(
 ) -> None:
     # Given app billing owns hello-staging (its pipeline claimed it first)
     target = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging"
-    assert DynamoTargetOwners(TABLE).claim(target, app="billing", environment="prod") is None
+    assert DynamoTargetOwners(runtime.session(), TABLE).claim(target, app="billing", environment="prod") is None
     # and hello's spec names the same function by its full ARN
     cloud.put_pipeline(pipeline_yaml().replace("hello-staging", target))
 
@@ -506,7 +509,9 @@ def test_a_deployment_claims_its_targets_for_its_app(
     handlers["validate_artifact"].handler(_request(event), context)
 
     # Then its app owns its target from now on
-    owner = DynamoTargetOwners(TABLE).owner(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging")
+    owner = DynamoTargetOwners(runtime.session(), TABLE).owner(
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging"
+    )
     assert owner is not None
     assert (owner.app, owner.environment) == ("hello", "staging")
 

@@ -11,9 +11,9 @@ import pytest
 from conveyor.domain.contracts import Deployment, EnvironmentStep, Release
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.target_identity import Home
 from conveyor.observability import metrics
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import DEFAULT_SPEC, FakeLedger, make_manifest, make_package
 

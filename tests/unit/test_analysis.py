@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from conveyor.domain.analysis import judge_metrics, metric_window
 from conveyor.domain.contracts import CheckResult, HealthVerdict, Release, TrafficState
 from conveyor.domain.limits import MAX_VERDICT_BYTES, json_bytes
 from conveyor.domain.pipeline import EnvironmentSpec, HookSpec, HttpProbe, MetricsCheck, TrafficStep
 from conveyor.domain.ports import Invocation, ProbeResponse, VersionStats
-from conveyor.stages.analysis import judge_metrics, metric_window
 from conveyor.stages.health import decide, evaluate_health, hook_check, hook_payload, http_check
 from conveyor.stages.traffic import next_traffic
 
@@ -278,7 +278,7 @@ def test_a_hook_answering_at_length_never_grows_the_state() -> None:
     assert verdict.status == "fail"
     assert json_bytes(verdict.model_dump(mode="json")) <= MAX_VERDICT_BYTES
     assert verdict.checks[-1].reason.startswith("pre_traffic hook hello-hook:$LATEST failed: ")
-    recorded = ledger.get("d-unit").environments["staging"]["verdict"]
+    recorded = ledger.get("d-unit").environments["staging"].verdict
     assert recorded["checks"][-1]["evidence"]["hook"] == "hello-hook:$LATEST"
 
 

@@ -6,15 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, CheckResult, FailureRequest, Outcome
+from conveyor.domain.contracts import ApprovalRequest, CheckResult, FailureRequest, Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.locks import lock_target
 from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.stages.approval import request_approval
 from conveyor.stages.health import decide
-from conveyor.stages.lock import lease_seconds, lock_target
+from conveyor.stages.lock import lease_seconds
 from conveyor.stages.report import notify_failure
 from conveyor.stages.rollback import rollback_reason
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import DEFAULT_SPEC, FakeLedger, FakeLocks, FakeNotifier, pipeline_yaml
 from tests.unit.conftest import build_step, started_ledger
@@ -108,7 +110,7 @@ def test_request_stores_the_token_and_notifies_the_approvers_without_it() -> Non
     ticket = request_approval(request, ledger=ledger, notifier=notifier)
 
     entry = ledger.records["d-unit"]["environments"]["staging"]
-    assert entry["status"] == AWAITING_APPROVAL
+    assert entry["status"] == EnvironmentStatus.AWAITING_APPROVAL
     assert entry["approval"]["task_token"] == TOKEN
     assert entry["approval"]["kind"] == "approval"
     assert entry["approval"]["timeout_seconds"] == 86400

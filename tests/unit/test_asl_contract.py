@@ -10,8 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 from conveyor.domain import errors
+
+from conveyor_local.provision import load_template
 
 ROOT = Path(__file__).parents[2]
 ASL_TEXT = (ROOT / "statemachine" / "deployment.asl.json").read_text()
@@ -39,27 +40,6 @@ STATES_ERRORS = {
     "States.TaskFailed",
     "States.Timeout",
 }
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """Loads template.yaml, keeping ``!Ref``/``!GetAtt``/``!Sub``... as ``{"!Tag": value}``."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {f"!{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
-
-
-def load_template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(), Loader=_CfnLoader)
 
 
 def _states(states: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -136,7 +116,7 @@ def test_substitutions_match_definition_substitutions() -> None:
     used = set(re.findall(r"\$\{([^}]+)\}", ASL_TEXT))
     machines = [
         r["Properties"]
-        for r in load_template()["Resources"].values()
+        for r in load_template(ROOT / "template.yaml")["Resources"].values()
         if r["Type"] in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
     ]
     (machine,) = machines

@@ -18,7 +18,7 @@ def test_deploy_publishes_a_new_version_and_remembers_the_previous_one() -> None
     ledger = started_ledger(step)
     release = deploy(step, targets=targets, ledger=ledger, managed_tag_key=TAG)
     assert (release.version_before, release.version_after, release.reused) == ("1", "2", False)
-    assert ledger.get("d-unit").environments["staging"]["status"] == "DEPLOYED"
+    assert ledger.get("d-unit").environments["staging"].status == "DEPLOYED"
     assert ledger.stage_events("Deploy")[0].status == "succeeded"
 
 
@@ -57,7 +57,7 @@ def test_rollback_restores_the_previous_version_with_routing_cleared() -> None:
     assert (result.restored_version, result.rolled_back_from) == ("1", "2")
     assert result.reason == "health check failed at 10% traffic: alarm 'x' is in ALARM"
     env = ledger.get("d-unit").environments["staging"]
-    assert (env["status"], env["weight"], env["rollback"]["restored_version"]) == ("ROLLED_BACK", 0, "1")
+    assert (env.status, env.weight, (env.rollback or {})["restored_version"]) == ("ROLLED_BACK", 0, "1")
 
 
 def test_rollback_of_a_first_deployment_removes_the_alias() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conveyor.domain.errors import ArtifactLayoutError
 from conveyor.domain.layout import ArtifactKey
-from conveyor.stages.validate import PushedObject
+from conveyor.domain.pushed_object import PushedObject
 
 EVENTS = Path(__file__).parents[2] / "events"
 S3_DETAIL_KEYS = {"version", "bucket", "object", "request-id", "requester", "source-ip-address", "reason"}

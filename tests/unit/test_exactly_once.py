@@ -14,9 +14,9 @@ from conveyor.domain.errors import (
     ForeignBucketError,
 )
 from conveyor.domain.manifest import Manifest
+from conveyor.domain.notices import publish_once
 from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.claim import claim_deployment
-from conveyor.stages.report import publish_once
 from conveyor.stages.validate import check_not_downgrade
 
 from tests.fakes import FakeExecutions, FakeLedger, make_manifest, make_package

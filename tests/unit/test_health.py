@@ -171,9 +171,9 @@ def test_evaluate_health_records_the_verdict_with_evidence() -> None:
     assert verdict.reason == "alarm 'errors' is in ALARM"
     assert [c.status for c in verdict.checks] == ["pass", "fail"]
     (event,) = ledger.stage_events("EvaluateHealth")
-    assert (event.status, event.environment) == ("fail", "staging")
+    assert (event.status, event.failed, event.environment) == ("failed", True, "staging")
     assert event.detail["checks"][1]["name"] == "alarm:errors"
-    assert ledger.get("d-unit").environments["staging"]["verdict"]["status"] == "fail"
+    assert ledger.get("d-unit").environments["staging"].verdict["status"] == "fail"
 
 
 def test_evaluate_health_without_a_release_is_an_error() -> None:

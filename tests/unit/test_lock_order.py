@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.locks import release_locks
 from conveyor.domain.pipeline import LambdaTarget, RolloutPolicy
 from conveyor.domain.records import Waiter
-from conveyor.stages.lock import QUIET_SECONDS, newer_waiter, release_locks
+from conveyor.stages.lock import QUIET_SECONDS, newer_waiter
 
 from tests.unit.test_locks import NOW, STAGING, World, deployment_step
 

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
 from conveyor.domain.errors import LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.locks import release_locks
 from conveyor.domain.pipeline import RolloutPolicy
 from conveyor.domain.ports import IN_FLIGHT_GRACE
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import release_description
-from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds, release_locks
+from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds
 
 from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets
 from tests.unit.conftest import build_step
@@ -158,7 +159,7 @@ def test_a_second_deployment_queues_and_is_visible_as_queued() -> None:
     assert world.status(two) is Outcome.QUEUED
     record = world.ledger.get("d-2")
     assert record is not None
-    assert record.environments["staging"]["status"] == "QUEUED"
+    assert record.environments["staging"].status == "QUEUED"
 
 
 def test_queue_is_first_in_first_out_after_release() -> None:
@@ -316,7 +317,7 @@ def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_no
     assert record.failure is not None
     assert "outdated in staging" in record.failure["reason"]
     assert "hello 1.0.2 (deployment d-2)" in record.failure["reason"]
-    assert record.environments["staging"]["status"] == "SUPERSEDED"
+    assert record.environments["staging"].status == "SUPERSEDED"
     assert world.locks.get(STAGING).free_at(NOW + 5)  # type: ignore[union-attr]
     assert world.locks.waiters(STAGING) == []
 

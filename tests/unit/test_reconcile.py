@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
 from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
+from conveyor.domain.notices import publish_once
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.timing import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
-from conveyor.stages.report import publish_once
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import FakeLedger, FakeLocks, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
@@ -118,8 +118,8 @@ def test_a_stop_mid_canary_restores_the_alias_closes_the_record_releases_the_loc
     assert record.status is Outcome.ABORTED
     assert "was stopped (ABORTED)" in record.failure["reason"]
     assert "stopped from the console" in record.failure["reason"]
-    assert record.environments["staging"]["status"] == "ROLLED_BACK"
-    assert record.environments["staging"]["rollback"]["restored_version"] == "1"
+    assert record.environments["staging"].status == "ROLLED_BACK"
+    assert record.environments["staging"].rollback["restored_version"] == "1"
     assert world.locks.get(TARGET).holder is None
     assert (result.restored, result.closed) == (["staging"], True)
     assert len(world.notifier.published) == 1
@@ -297,7 +297,7 @@ def test_rollback_restores_traffic_while_the_ledger_is_down_and_the_reconciler_r
     world.reconcile("FAILED", error="States.TaskFailed", cause="NotifyFailure: ledger unavailable")
     record = world.record()
     assert record.status is Outcome.ROLLED_BACK
-    assert record.environments["staging"]["status"] == "ROLLED_BACK"
+    assert record.environments["staging"].status == "ROLLED_BACK"
     assert len(world.notifier.published) == 1
 
 

@@ -5,16 +5,18 @@ from typing import Any
 
 import pytest
 from conveyor.domain.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
+from conveyor.domain.environment import EnvironmentEntry
 from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
+from conveyor.domain.notices import render_failure, render_success
 from conveyor.domain.pipeline import Notifications
 from conveyor.domain.ports import Invocation
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.deploy import deploy
 from conveyor.stages.health import evaluate_health
-from conveyor.stages.report import _outcome, finalize, notify_failure, render_failure, render_success, stage_timings
+from conveyor.stages.report import _outcome, finalize, notify_failure, stage_timings
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
-from conveyor.stages.validate import PushedObject
 
 from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeLedger, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step
@@ -169,7 +171,8 @@ def test_notify_when_rollback_failed_demands_action() -> None:
 
 
 def _record(environments: dict[str, dict[str, Any]]) -> DeploymentRecord:
-    return PUSHED.ledger_record(ARN, "hello", "1.0.0").model_copy(update={"environments": environments})
+    entries = {name: EnvironmentEntry.model_validate(entry) for name, entry in environments.items()}
+    return PUSHED.ledger_record(ARN, "hello", "1.0.0").model_copy(update={"environments": entries})
 
 
 @pytest.mark.parametrize(
@@ -231,7 +234,7 @@ def test_finalize_marks_succeeded_with_timings_and_optional_notification() -> No
     assert (report.outcome, report.notified) == (Outcome.SUCCEEDED, True)
     record = ledger.get(PUSHED.deployment_id)
     assert record.status is Outcome.SUCCEEDED
-    assert record.environments["staging"]["status"] == "LIVE"
+    assert record.environments["staging"].status == "LIVE"
     (event,) = ledger.stage_events("Finalize")
     assert event.detail["versions"] == {"staging": {"before": "1", "after": "2"}}
     assert set(event.detail["timings_ms"]) == {"staging/Deploy", "staging/ShiftTraffic", "staging/EvaluateHealth"}

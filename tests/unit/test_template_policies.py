@@ -5,9 +5,10 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_asl_contract import load_template
+from conveyor_local.provision import load_template
+from tests.unit.test_asl_contract import ROOT
 
-TEMPLATE = load_template()
+TEMPLATE = load_template(ROOT / "template.yaml")
 READ_ONLY_PREFIXES = ("Get", "List", "Describe")
 # Vended log delivery has no resource-level permissions (documented in template.yaml).
 LOG_DELIVERY_SID = "DeliverExecutionLogs"

@@ -68,7 +68,7 @@ def test_shift_traffic_canary_keeps_the_old_version_primary() -> None:
     shift_traffic(step, targets=targets, ledger=ledger)
     # Then the alias stays on 1 with 10% routed to 2, and the ledger says SHIFTING at 10%
     assert targets.functions["hello-staging"].aliases["live"] == ("1", {"2": 0.1})
-    assert ledger.get("d-unit").environments["staging"] == {"status": "SHIFTING", "weight": 10}
+    assert ledger.get("d-unit").environments["staging"].model_dump(mode="json") == {"status": "SHIFTING", "weight": 10}
     (event,) = ledger.stage_events("ShiftTraffic")
     assert event.detail == {"weight": 10, "step": 1, "of": 2}
 

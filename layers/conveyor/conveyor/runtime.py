@@ -1,8 +1,15 @@
-"""The adapters a stage function runs with, built lazily once per execution environment."""
+"""The adapters a stage function runs with, built lazily once per execution environment.
+
+One boto3 session serves them all (credentials and region from Lambda's environment); nothing is built at
+import time, and a handler builds only the adapters it asks for. The CLI builds its own adapters from its
+own session (``conveyor_cli.context.Cloud``).
+"""
 
 from __future__ import annotations
 
 from functools import cache
+
+from boto3.session import Session
 
 from conveyor.adapters.cloudwatch import CloudWatchAlarms, CloudWatchLambdaMetrics
 from conveyor.adapters.dynamodb_ledger import DynamoLedger
@@ -16,28 +23,33 @@ from conveyor.settings import settings
 
 
 @cache
+def session() -> Session:
+    return Session()
+
+
+@cache
 def ledger() -> DynamoLedger:
-    return DynamoLedger(settings().ledger_table)
+    return DynamoLedger(session(), settings().ledger_table)
 
 
 @cache
 def targets() -> LambdaTargets:
-    return LambdaTargets()
+    return LambdaTargets(session())
 
 
 @cache
 def artifacts() -> S3Artifacts:
-    return S3Artifacts(max_bundle_bytes=settings().max_bundle_bytes)
+    return S3Artifacts(session(), max_bundle_bytes=settings().max_bundle_bytes)
 
 
 @cache
 def alarms() -> CloudWatchAlarms:
-    return CloudWatchAlarms()
+    return CloudWatchAlarms(session())
 
 
 @cache
 def lambda_metrics() -> CloudWatchLambdaMetrics:
-    return CloudWatchLambdaMetrics()
+    return CloudWatchLambdaMetrics(session())
 
 
 @cache
@@ -47,19 +59,19 @@ def prober() -> UrllibProber:
 
 @cache
 def notifier() -> SnsNotifier:
-    return SnsNotifier(settings().notification_topic_arn)
+    return SnsNotifier(session(), settings().notification_topic_arn)
 
 
 @cache
 def locks() -> DynamoLocks:
-    return DynamoLocks(settings().ledger_table)
+    return DynamoLocks(session(), settings().ledger_table)
 
 
 @cache
 def executions() -> StepFunctionsExecutions:
-    return StepFunctionsExecutions()
+    return StepFunctionsExecutions(session())
 
 
 @cache
 def target_owners() -> DynamoTargetOwners:
-    return DynamoTargetOwners(settings().ledger_table)
+    return DynamoTargetOwners(session(), settings().ledger_table)

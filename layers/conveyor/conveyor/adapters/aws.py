@@ -1,6 +1,9 @@
-"""boto3 clients, built lazily once per process, with retries for throttling and 5xx.
+"""boto3 clients and resources of a session, built once per session and service, with retries for throttling
+and 5xx.
 
-``AWS_ENDPOINT_URL`` (honoured by botocore itself) points them at the local cloud.
+Every adapter is built from a ``boto3.session.Session`` passed in: ``conveyor.runtime`` builds one per Lambda
+execution environment (``AWS_ENDPOINT_URL``, honoured by botocore itself, points it at the local cloud), the
+CLI its own, pointed at the local cloud or at a deployed stack.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
+from boto3.session import Session
 from botocore.config import Config
 
 # Standard mode retries throttling and transient 5xx with exponential backoff and full jitter.
@@ -29,13 +32,15 @@ def _config(service: str) -> Config:
 
 
 @cache
-def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_config(service))  # type: ignore[call-overload]
+def client(session: Session, service: str) -> Any:
+    """The ``service`` client of ``session`` (one per session: adapters that share a session share it)."""
+    return session.client(service, config=_config(service))  # type: ignore[call-overload]
 
 
 @cache
-def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, config=_config(service))  # type: ignore[call-overload]
+def resource(session: Session, service: str) -> Any:
+    """The ``service`` resource of ``session`` (one per session: the ledger, locks and owners share one table)."""
+    return session.resource(service, config=_config(service))  # type: ignore[call-overload]
 
 
 def error_code(exc: Exception) -> str:

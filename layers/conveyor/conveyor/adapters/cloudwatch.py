@@ -12,6 +12,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
@@ -29,8 +30,8 @@ def _period(start: datetime, end: datetime) -> int:
 class CloudWatchLambdaMetrics:
     """``LambdaMetrics`` on CloudWatch GetMetricData."""
 
-    def __init__(self) -> None:
-        self._cloudwatch = aws.client("cloudwatch")
+    def __init__(self, session: Session) -> None:
+        self._cloudwatch = aws.client(session, "cloudwatch")
 
     def version_stats(
         self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
@@ -88,8 +89,8 @@ class CloudWatchLambdaMetrics:
 
 
 class CloudWatchAlarms:
-    def __init__(self) -> None:
-        self._cloudwatch = aws.client("cloudwatch")
+    def __init__(self, session: Session) -> None:
+        self._cloudwatch = aws.client(session, "cloudwatch")
 
     def states(self, names: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}

@@ -24,6 +24,7 @@ import itertools
 from collections.abc import Collection
 from typing import Any
 
+from boto3.session import Session
 from botocore.exceptions import ClientError
 
 from conveyor.adapters import aws
@@ -49,8 +50,8 @@ def served_key(function_name: str, alias: str) -> str:
 class DynamoLedger:
     """The ledger on DynamoDB (``LEDGER_TABLE``)."""
 
-    def __init__(self, table_name: str) -> None:
-        self._table = aws.resource("dynamodb").Table(table_name)
+    def __init__(self, session: Session, table_name: str) -> None:
+        self._table = aws.resource(session, "dynamodb").Table(table_name)
 
     @staticmethod
     def _pk(deployment_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from boto3.session import Session
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
 
@@ -42,8 +43,8 @@ class DynamoLocks:
     see a waiter half-written, and a late update never brings a removed waiter back as a husk.
     """
 
-    def __init__(self, table_name: str) -> None:
-        self._table = aws.resource("dynamodb").Table(table_name)
+    def __init__(self, session: Session, table_name: str) -> None:
+        self._table = aws.resource(session, "dynamodb").Table(table_name)
 
     @staticmethod
     def _pk(target: str) -> str:
@@ -200,8 +201,8 @@ class DynamoTargetOwners:
     longer names it); a claim by the same app is idempotent and records its current environment.
     """
 
-    def __init__(self, table_name: str) -> None:
-        self._table = aws.resource("dynamodb").Table(table_name)
+    def __init__(self, session: Session, table_name: str) -> None:
+        self._table = aws.resource(session, "dynamodb").Table(table_name)
 
     @staticmethod
     def _key(target: str) -> dict[str, str]:

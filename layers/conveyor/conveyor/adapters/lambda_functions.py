@@ -6,6 +6,7 @@ import json
 import time
 from typing import Any
 
+from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
@@ -25,8 +26,8 @@ from conveyor.domain.ports import AliasState, FunctionState, Invocation
 class LambdaTargets:
     """``Targets`` on the Lambda API."""
 
-    def __init__(self) -> None:
-        self._lambda = aws.client("lambda")
+    def __init__(self, session: Session) -> None:
+        self._lambda = aws.client(session, "lambda")
 
     def ensure_managed(self, function_name: str, tag_key: str) -> str:
         """The function's ARN, if it exists and carries ``tag_key=true``."""

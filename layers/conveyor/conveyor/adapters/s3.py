@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 
+from boto3.session import Session
 from botocore.exceptions import ClientError
 
 from conveyor.adapters import aws
@@ -22,8 +23,8 @@ from conveyor.domain.manifest import base64_digest
 
 
 class S3Artifacts:
-    def __init__(self, max_bundle_bytes: int = MAX_BUNDLE_BYTES) -> None:
-        self._s3 = aws.client("s3")
+    def __init__(self, session: Session, max_bundle_bytes: int = MAX_BUNDLE_BYTES) -> None:
+        self._s3 = aws.client(session, "s3")
         self._max_bundle_bytes = max_bundle_bytes
 
     def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
@@ -12,9 +13,9 @@ _MAX_SUBJECT = 100
 
 
 class SnsNotifier:
-    def __init__(self, topic_arn: str) -> None:
+    def __init__(self, session: Session, topic_arn: str) -> None:
         self._topic_arn = topic_arn
-        self._sns = aws.client("sns")
+        self._sns = aws.client(session, "sns")
 
     def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str:
         clean_subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)[:_MAX_SUBJECT]

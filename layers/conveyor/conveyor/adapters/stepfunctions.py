@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
@@ -41,8 +42,8 @@ def call_in_flight(events: Iterable[Mapping[str, Any]]) -> bool:
 
 
 class StepFunctionsExecutions:
-    def __init__(self) -> None:
-        self._sfn = aws.client("stepfunctions")
+    def __init__(self, session: Session) -> None:
+        self._sfn = aws.client(session, "stepfunctions")
 
     def status(self, execution_arn: str) -> str:
         """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED...; RUNNING when it cannot be told (the safe answer)."""

@@ -42,9 +42,6 @@ class Outcome(StrEnum):
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
-AWAITING_APPROVAL = "AWAITING_APPROVAL"
-"""An environment entry's status while its execution waits for a person (``conveyor approve``/``reject``)."""
-
 
 class _Result(BaseModel):
     model_config = ConfigDict(frozen=True)

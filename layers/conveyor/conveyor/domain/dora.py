@@ -18,6 +18,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.records import DeploymentRecord
 
 _FAILED_CHANGES = frozenset({Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED})
@@ -27,7 +28,7 @@ _STOPPED = frozenset({Outcome.ABORTED, Outcome.TIMED_OUT})
 def failed_change(record: DeploymentRecord) -> bool:
     """A change that reached a target and had to be undone (a stop before any traffic moved is not one)."""
     if record.status in _STOPPED:
-        return any(env.get("status") == "ROLLED_BACK" for env in record.environments.values())
+        return any(env.status is EnvironmentStatus.ROLLED_BACK for env in record.environments.values())
     return record.status in _FAILED_CHANGES
 
 

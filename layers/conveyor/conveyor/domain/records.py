@@ -13,7 +13,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentEntry
 from conveyor.domain.versions import BuiltVersion
+
+FAILED = "failed"
+"""A stage event's status when the stage failed (``timed_stage`` records every other status as it is given)."""
 
 
 class StageEvent(BaseModel):
@@ -27,6 +31,12 @@ class StageEvent(BaseModel):
     finished_at: datetime
     duration_ms: float
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the stage failed: ``failed``, the one spelling stages write (``fail`` is how EvaluateHealth
+        recorded a failed verdict before, still read from older records)."""
+        return self.status in (FAILED, "fail")
 
 
 class DeploymentRecord(BaseModel):
@@ -45,7 +55,7 @@ class DeploymentRecord(BaseModel):
     package_sha256: str | None = None
     pushed_by: str | None = None
     commit_time: datetime | None = None
-    environments: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    environments: dict[str, EnvironmentEntry] = Field(default_factory=dict)
     failure: dict[str, Any] | None = None
     built_at: datetime | None = Field(default=None, description="the manifest's created_at (for downgrade checks)")
     skipped_count: int = Field(default=0, description="executions of this object that ended without acting")

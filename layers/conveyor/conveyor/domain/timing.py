@@ -9,7 +9,7 @@ from typing import Any
 
 from conveyor.domain.errors import LedgerError
 from conveyor.domain.ports import Ledger
-from conveyor.domain.records import StageEvent
+from conveyor.domain.records import FAILED, StageEvent
 from conveyor.observability import logger
 
 
@@ -34,7 +34,7 @@ def timed_stage(
     try:
         yield detail
     except Exception as exc:
-        status = "failed"
+        status = FAILED
         detail["error"] = type(exc).__name__
         detail["reason"] = str(exc)
         raise

@@ -21,14 +21,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from conveyor.domain.contracts import AWAITING_APPROVAL, ApprovalRequest, ApprovalTicket
+from conveyor.domain.contracts import ApprovalRequest, ApprovalTicket
+from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.locks import release_deployment_locks
+from conveyor.domain.notices import publish_once
 from conveyor.domain.ports import Ledger, LockTable, Notifier
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_deployment_locks
-from conveyor.stages.report import publish_once
 
-__all__ = ["AWAITING_APPROVAL", "approval_command", "rejection_command", "render_request", "request_approval"]
+__all__ = ["approval_command", "rejection_command", "render_request", "request_approval"]
 
 
 def approval_command(deployment_id: str, environment: str) -> str:
@@ -98,7 +99,7 @@ def request_approval(
             "step": step,
             "command": approval_command(deployment.deployment_id, env.name),
         }
-        fields: dict[str, Any] = {"status": AWAITING_APPROVAL, "approval": approval}
+        fields: dict[str, Any] = {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": approval}
         if request.kind == "approval":
             fields |= {"function_name": env.target.function_name, "alias": env.target.alias}
         ledger.update_environment(deployment.deployment_id, env.name, fields)

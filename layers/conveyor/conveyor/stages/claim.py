@@ -22,11 +22,11 @@ from conveyor.domain.contracts import Claim, ClaimRequest, ExecutionOptions, Out
 from conveyor.domain.errors import ArtifactLayoutError
 from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.ports import Executions, Ledger
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.timing import utcnow
 from conveyor.domain.trust import require_bounded_input, require_own_bucket
 from conveyor.domain.validation import describe
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.validate import PushedObject
 
 RETRYABLE = frozenset(
     {

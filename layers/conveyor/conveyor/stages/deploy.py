@@ -9,6 +9,7 @@ AcquireLock, which read it under the lock (one GetAlias per environment, not one
 from __future__ import annotations
 
 from conveyor.domain.contracts import Deployment, EnvironmentStep, Release
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.manifest import base64_digest
 from conveyor.domain.ports import Ledger, Targets
 from conveyor.domain.timing import timed_stage
@@ -64,7 +65,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
         deployment.deployment_id,
         environment.name,
         {
-            "status": "DEPLOYED",
+            "status": EnvironmentStatus.DEPLOYED,
             "function_name": function,
             "alias": alias,
             "version_before": version_before,

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+from conveyor.domain.analysis import judge_metrics, metric_window
 from conveyor.domain.contracts import (
     CheckResult,
     Deployment,
@@ -36,14 +37,15 @@ from conveyor.domain.contracts import (
     TrafficState,
     Verdict,
 )
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.domain.limits import clip
 from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
 from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, Targets
+from conveyor.domain.records import FAILED
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.settings import MANAGED_TAG_KEY
-from conveyor.stages.analysis import judge_metrics, metric_window
 
 #: An inconclusive verdict is judged again after the step's wait, but never sooner than this: AWS/Lambda
 #: metrics have one-minute resolution (the local cloud scales this wait like every other).
@@ -360,11 +362,12 @@ def evaluate_health(
             if status == "inconclusive"
             else 0,
         )
-        detail.update(verdict.model_dump(mode="json"))
+        # The event says "failed" like every failed stage; the verdict itself (ledger, state) says "fail".
+        detail.update(verdict.model_dump(mode="json"), status=FAILED if status == "fail" else status)
     fields: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
     if status == "pass" and traffic is not None and traffic.complete:
         # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).
-        fields["status"] = "LIVE"
+        fields["status"] = EnvironmentStatus.LIVE
     try:
         ledger.update_environment(deployment.deployment_id, release.environment, fields)
     except LedgerError as exc:

@@ -29,17 +29,16 @@ Time is passed in (``now``, epoch seconds) so the logic is tested with fakes, wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import UTC, datetime
 from functools import cmp_to_key
 from typing import Any
 
-from conveyor.domain.contracts import Deployment, EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import LockLostError, LockWaitTimeoutError
+from conveyor.domain.locks import lock_target, release_deployment_locks, waiter_key
 from conveyor.domain.pipeline import EnvironmentSpec, RolloutPolicy
 from conveyor.domain.ports import Ended, Executions, Ledger, LockTable, Targets
-from conveyor.domain.records import DeploymentRecord, LockState, Waiter
-from conveyor.domain.target_identity import resolve_function
+from conveyor.domain.records import LockState, Waiter
 from conveyor.domain.timing import utcnow
 from conveyor.domain.versions import compare, is_newer
 from conveyor.observability import MetricUnit, logger, metrics
@@ -72,33 +71,11 @@ def newer_waiter(candidate: Waiter, than: Waiter, policy: RolloutPolicy) -> bool
     return is_newer(candidate.built_version, than.built_version, policy.version_order)
 
 
-def lock_target(deployment: Deployment, environment: EnvironmentSpec) -> str:
-    """The canonical identity (function ARN) of ``environment``'s target: the key of its lock."""
-    field = f"pipeline {deployment.app}: environment {environment.name}: target.function_name"
-    return resolve_function(environment.target.function_name, deployment.home, field=field).arn
-
-
-def deployment_targets(deployment: Deployment, names: Iterable[str]) -> list[str]:
-    """The lock keys of the deployment's environments called ``names``."""
-    wanted = set(names)
-    return [lock_target(deployment, env) for env in deployment.environments if env.name in wanted]
-
-
-def recorded_targets(record: DeploymentRecord) -> list[str]:
-    """The lock keys AcquireLock recorded on the deployment's environments (for a stage without the spec)."""
-    return [str(env["lock_target"]) for env in record.environments.values() if env.get("lock_target")]
-
-
-def waiter_key(started_at: datetime, execution_arn: str) -> str:
-    """Queue order: the execution's start time (FIFO by push), then its ARN to break ties."""
-    return f"{started_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{execution_arn}"
-
-
 def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) -> None:
     """End the deployment as SUPERSEDED in ``step``'s environment: nothing deployed there, nobody paged."""
     deployment, environment = step.deployment, step.environment
     ledger.update_environment(
-        deployment.deployment_id, environment.name, {"status": "SUPERSEDED", **target_fields(step)}
+        deployment.deployment_id, environment.name, {"status": EnvironmentStatus.SUPERSEDED, **target_fields(step)}
     )
     ledger.finish(
         deployment.deployment_id, Outcome.SUPERSEDED, {"error": "DeploymentSupersededError", "reason": reason}
@@ -232,7 +209,7 @@ def acquire_lock(
     ledger.update_environment(
         deployment.deployment_id,
         env,
-        {"status": "QUEUED", "waiting_for": ahead, "position": position, **target_fields(step)},
+        {"status": EnvironmentStatus.QUEUED, "waiting_for": ahead, "position": position, **target_fields(step)},
     )
     metrics.add_metric(name="LockWaits", unit=MetricUnit.Count, value=1)
     return LockGrant(status="waiting", wait_seconds=POLL_SECONDS, position=position, waiting_for=ahead, **grant)
@@ -307,7 +284,11 @@ def taken(
     ledger.update_environment(
         deployment.deployment_id,
         env,
-        {"status": "LOCKED", "lock": {"token": token, "lease_seconds": grant["lease_seconds"]}, **target_fields(step)},
+        {
+            "status": EnvironmentStatus.LOCKED,
+            "lock": {"token": token, "lease_seconds": grant["lease_seconds"]},
+            **target_fields(step),
+        },
     )
     metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
     logger.info("lock acquired", extra={"environment": env, "token": token})
@@ -420,38 +401,6 @@ def check_fence(step: EnvironmentStep, *, locks: LockTable, now: float) -> None:
             f"the lock on {where} ({grant.target}) is now held by {other}; this execution's token {grant.token} is "
             "stale, so it changed nothing"
         )
-
-
-def release_locks(targets: Iterable[str], *, holder: str, started_at: datetime | None, locks: LockTable) -> list[str]:
-    """Release this execution's locks on ``targets`` (and leave their queues); the targets released."""
-    released = []
-    for target in dict.fromkeys(targets):
-        if started_at is not None:
-            locks.remove_waiter(target, waiter_key(started_at, holder))
-        if locks.release(target, holder):
-            released.append(target)
-    if released:
-        logger.info("locks released", extra={"targets": released})
-    return released
-
-
-def release_deployment_locks(
-    deployment: Deployment, environments: Iterable[str], *, started_at: datetime | None, locks: LockTable
-) -> list[str]:
-    """Release the deployment's locks on the targets of its ``environments`` (named as in its pipeline)."""
-    return release_locks(
-        deployment_targets(deployment, environments),
-        holder=deployment.execution_arn,
-        started_at=started_at,
-        locks=locks,
-    )
-
-
-def release_recorded_locks(
-    record: DeploymentRecord, *, holder: str, started_at: datetime | None, locks: LockTable
-) -> list[str]:
-    """Release ``holder``'s locks on every target the ledger says the deployment queued for or locked."""
-    return release_locks(recorded_targets(record), holder=holder, started_at=started_at, locks=locks)
 
 
 def release_earlier_environments(step: EnvironmentStep, *, locks: LockTable) -> list[str]:

@@ -29,19 +29,23 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.domain.contracts import ExecutionEnded, Outcome, Reconciliation, Release, RollbackResult
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.locks import release_recorded_locks
+from conveyor.domain.notices import publish_once, render_failure
+from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
 from conveyor.domain.ports import Ledger, LockTable, Notifier, Targets
+from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.restore import restore_alias, restore_served
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, logger, metrics
-from conveyor.stages.lock import release_recorded_locks
-from conveyor.stages.report import close_approvals, emit_outcome_metrics, publish_once, render_failure
-from conveyor.stages.rollback import restore_alias, restore_served
-from conveyor.stages.validate import PushedObject
 
 ENDED_UNFINISHED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 """Execution statuses that may leave a deployment unfinished (SUCCEEDED always passed through Finalize)."""
-TRAFFIC_MAY_HAVE_MOVED = frozenset({"DEPLOYED", "VERIFYING", "SHIFTING"})
+TRAFFIC_MAY_HAVE_MOVED = frozenset(
+    {EnvironmentStatus.DEPLOYED, EnvironmentStatus.VERIFYING, EnvironmentStatus.SHIFTING}
+)
 """Environment statuses of a rollout in progress: a version is published and its ShiftTraffic may have run
 (or may still be running: Step Functions does not stop a Lambda invocation when it stops an execution)."""
 FENCE_LEASE_SECONDS = 300
@@ -83,7 +87,7 @@ def cause_of(ended: ExecutionEnded) -> str:
 def restore_environment(
     record: DeploymentRecord,
     name: str,
-    entry: dict[str, Any],
+    entry: EnvironmentEntry,
     ended: ExecutionEnded,
     *,
     locks: LockTable,
@@ -92,11 +96,11 @@ def restore_environment(
     now: float,
 ) -> str | None:
     """Restore one environment the ended execution left mid-rollout; None when done, else why it was left alone."""
-    function, alias = entry.get("function_name"), entry.get("alias")
-    after = entry.get("version_after")
+    function, alias = entry.function_name, entry.alias
+    after = entry.version_after
     if not function or not alias or not after:
         return "no version was published there: traffic never moved"
-    target = entry.get("lock_target")
+    target = entry.lock_target
     if not target:
         return "no lock target is recorded for it: the reconciler cannot fence it, a person must check it"
     target = str(target)
@@ -124,11 +128,11 @@ def restore_environment(
         environment=name,
         function_name=str(function),
         alias=str(alias),
-        version_before=entry.get("version_before"),
+        version_before=entry.version_before,
         version_after=str(after),
         code_sha256="",
         reused=False,
-        served_before=entry.get("served_before"),  # what Deploy read from the ledger: the release to say again
+        served_before=entry.served_before,  # what Deploy read from the ledger: the release to say again
     )
     started = utcnow()
     try:
@@ -150,7 +154,12 @@ def restore_environment(
     ledger.update_environment(
         record.deployment_id,
         name,
-        {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json"), "reconciled": True},
+        {
+            "status": EnvironmentStatus.ROLLED_BACK,
+            "weight": 0,
+            "rollback": result.model_dump(mode="json"),
+            "reconciled": True,
+        },
     )
     locks.release(target, fence)
     metrics.add_metric(name="ReconcilerRollbacks", unit=MetricUnit.Count, value=1)
@@ -161,7 +170,7 @@ def restore_environment(
 def outcome_of(record: DeploymentRecord, ended: ExecutionEnded) -> Outcome:
     if ended.status in _OUTCOMES:
         return _OUTCOMES[ended.status]
-    if any(env.get("status") == "ROLLED_BACK" for env in record.environments.values()):
+    if any(env.status is EnvironmentStatus.ROLLED_BACK for env in record.environments.values()):
         return Outcome.ROLLED_BACK
     return Outcome.FAILED
 
@@ -192,7 +201,7 @@ def reconcile(
 
     restored, left_alone = [], {}
     for name, entry in record.environments.items():
-        if entry.get("status") not in TRAFFIC_MAY_HAVE_MOVED:
+        if entry.status not in TRAFFIC_MAY_HAVE_MOVED:
             continue
         why = restore_environment(record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now)
         if why is None:
@@ -248,7 +257,7 @@ def reconcile(
 
 
 def _last_touched(record: DeploymentRecord) -> str | None:
-    names = [name for name, env in record.environments.items() if env.get("status") not in (None, "LIVE")]
+    names = [name for name, env in record.environments.items() if env.status not in (None, EnvironmentStatus.LIVE)]
     return names[-1] if names else None
 
 

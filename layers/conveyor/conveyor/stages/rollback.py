@@ -17,19 +17,17 @@ import time
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.domain.contracts import EnvironmentStep, Release, RollbackResult
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
-    AliasChangedError,
     ApprovalRejectedError,
     ConveyorError,
     LedgerError,
     RollbackFailedError,
 )
 from conveyor.domain.ports import Ledger, Targets
-from conveyor.domain.timing import timed_stage, utcnow
+from conveyor.domain.restore import restore_alias, restore_served
+from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
-
-RESTORE_ATTEMPTS = 5
-"""How many times a restore reads the alias again when its revision moved between the read and the write."""
 
 
 def rollback_reason(step: EnvironmentStep) -> str:
@@ -47,50 +45,6 @@ def rollback_reason(step: EnvironmentStep) -> str:
     if step.health is not None and step.health.status != "pass":
         return f"health check failed at {step.health.weight}% traffic: {step.health.reason}"
     return "rollback requested"
-
-
-def restore_alias(targets: Targets, release: Release) -> str | None:
-    """Point the release's alias at ``version_before`` at 100%, routing cleared; the version restored.
-
-    The alias is read and then written conditioned on the revision read, so the write also fences
-    out any writer that read the alias earlier (a ShiftTraffic still running after its execution
-    stopped): whichever write comes second fails, and if it is ours, the alias is read again and
-    restored again. An alias the deployment created (no version before) is removed: None.
-    """
-    function, alias = release.function_name, release.alias
-    for _ in range(RESTORE_ATTEMPTS):
-        current = targets.alias_state(function, alias)
-        if release.version_before is None:
-            if current is not None:
-                targets.delete_alias(function, alias)
-            return None
-        try:
-            targets.route_alias(
-                function,
-                alias,
-                release.version_before,
-                None,
-                revision_id=current.revision_id if current is not None else None,
-            )
-        except AliasChangedError:
-            continue
-        return release.version_before
-    raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
-
-
-def restore_served(release: Release, *, ledger: Ledger, recorded_by: str = "RollBack") -> None:
-    """Say in the ledger what the restored alias serves: the release it served before, if that is known.
-
-    ``served_before`` is what Deploy read; without it, a record that already describes the restored
-    version stays (the alias never left it at 100%), and any other is forgotten rather than left wrong.
-    """
-    before = release.served_before
-    if before is not None and before.serves(release.version_before):
-        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": recorded_by}))
-        return
-    current = ledger.served(release.function_name, release.alias)
-    if current is not None and not current.serves(release.version_before):
-        ledger.forget_served(release.function_name, release.alias)
 
 
 def manual_restore_command(release: Release) -> str:
@@ -136,7 +90,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
         ledger.update_environment(
             deployment.deployment_id,
             release.environment,
-            {"status": "ROLLED_BACK", "weight": 0, "rollback": result.model_dump(mode="json")},
+            {"status": EnvironmentStatus.ROLLED_BACK, "weight": 0, "rollback": result.model_dump(mode="json")},
         )
     except LedgerError as exc:
         recorded = False
@@ -144,4 +98,4 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
     return result if recorded else result.model_copy(update={"recorded": False})
 
 
-__all__ = ["manual_restore_command", "restore_alias", "roll_back", "rollback_reason"]
+__all__ = ["manual_restore_command", "roll_back", "rollback_reason"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conveyor.domain.contracts import EnvironmentStep, ServedRelease, TrafficState
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import TrafficShiftError
 from conveyor.domain.ports import Ledger, Targets
 from conveyor.domain.timing import timed_stage, utcnow
@@ -87,7 +88,10 @@ def shift_traffic(
     ledger.update_environment(
         deployment.deployment_id,
         release.environment,
-        {"status": "VERIFYING" if traffic.weight == 0 else "SHIFTING", "weight": traffic.weight},
+        {
+            "status": EnvironmentStatus.VERIFYING if traffic.weight == 0 else EnvironmentStatus.SHIFTING,
+            "weight": traffic.weight,
+        },
     )
     metrics.add_metric(name="TrafficShifts", unit=MetricUnit.Count, value=1)
     logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})

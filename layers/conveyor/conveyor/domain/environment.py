@@ -1,0 +1,89 @@
+"""One environment of a deployment as the ledger records it: its status, and how that status may move.
+
+``EnvironmentEntry`` is the typed entry of ``DeploymentRecord.environments``. It reads every item written
+so far (the same keys and values; keys it does not name are kept) and dumps only what was written, so an
+item keeps its shape whichever version of Conveyor wrote or reads it. ``may_move`` is the one place that
+says which status may follow which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
+
+
+class EnvironmentStatus(StrEnum):
+    """Where one environment of a deployment is (the values the ledger has always stored)."""
+
+    QUEUED = "QUEUED"  # waiting in the target's lock queue
+    LOCKED = "LOCKED"  # holds the target's lock; nothing deployed yet
+    SUPERSEDED = "SUPERSEDED"  # a newer release took its place in the queue: nothing deployed
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"  # a person must approve (before deploying, or a paused rollout)
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    APPROVAL_TIMED_OUT = "APPROVAL_TIMED_OUT"  # nobody decided in time: nothing deployed
+    DEPLOYED = "DEPLOYED"  # new version published; the alias still serves the old one
+    VERIFYING = "VERIFYING"  # new version checked at 0% of the alias's traffic (blue/green)
+    SHIFTING = "SHIFTING"  # part of the alias's traffic goes to the new version
+    LIVE = "LIVE"  # the alias serves the new version; the rollout of this environment is done
+    ROLLED_BACK = "ROLLED_BACK"  # the alias is back on the version it served before
+
+
+S = EnvironmentStatus
+_MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
+    S.QUEUED: frozenset({S.LOCKED, S.SUPERSEDED}),
+    S.LOCKED: frozenset({S.AWAITING_APPROVAL, S.DEPLOYED, S.SUPERSEDED}),
+    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}),
+    S.APPROVED: frozenset({S.DEPLOYED, S.VERIFYING, S.SHIFTING, S.LIVE, S.ROLLED_BACK}),
+    S.REJECTED: frozenset({S.ROLLED_BACK}),
+    S.APPROVAL_TIMED_OUT: frozenset({S.ROLLED_BACK}),
+    S.DEPLOYED: frozenset({S.VERIFYING, S.SHIFTING, S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}),
+    S.VERIFYING: frozenset({S.SHIFTING, S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}),
+    S.SHIFTING: frozenset({S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}),
+    S.LIVE: frozenset({S.ROLLED_BACK}),  # a manual rollback, or the reconciler after a later failure
+    S.ROLLED_BACK: frozenset(),
+    S.SUPERSEDED: frozenset(),
+}
+del S
+
+
+def may_move(current: EnvironmentStatus | None, to: EnvironmentStatus) -> bool:
+    """Whether an environment recorded as ``current`` may be recorded as ``to`` next.
+
+    Writing the status it already has is always allowed (every stage may be retried). With no status
+    recorded (``None``) any status may come: the ledger may have missed earlier ones (a stage records
+    quietly when its result matters more than its record, and the reconciler fills in what is missing).
+    """
+    return current is None or to == current or to in _MOVES[current]
+
+
+class EnvironmentEntry(BaseModel):
+    """``DeploymentRecord.environments[name]``: what the stages recorded about one environment."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    status: EnvironmentStatus | None = None
+    function_name: str | None = None
+    alias: str | None = None
+    lock_target: str | None = None
+    version_before: str | None = None
+    version_after: str | None = None
+    weight: int | float | None = None
+    waiting_for: str | None = None
+    position: int | None = None
+    lock: dict[str, Any] | None = None
+    served_before: dict[str, Any] | None = None
+    verdict: dict[str, Any] | None = None
+    approval: dict[str, Any] | None = None
+    rollback: dict[str, Any] | None = None
+    reconciled: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the keys the ledger holds: an entry dumps to the item it was read from."""
+        data: dict[str, Any] = handler(self)
+        written = self.model_fields_set | set(self.model_extra or {})
+        return {key: value for key, value in data.items() if key in written}

@@ -1,0 +1,71 @@
+"""Environment locks a deployment holds, as the ledger and the deployment name them, and their release.
+
+Shared by AcquireLock (which takes them), Finalize and NotifyFailure (which release them on the way out)
+and the reconciler (which releases what an ended execution left behind).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from conveyor.domain.contracts import Deployment
+from conveyor.domain.pipeline import EnvironmentSpec
+from conveyor.domain.ports import LockTable
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.target_identity import resolve_function
+from conveyor.observability import logger
+
+
+def lock_target(deployment: Deployment, environment: EnvironmentSpec) -> str:
+    """The canonical identity (function ARN) of ``environment``'s target: the key of its lock."""
+    field = f"pipeline {deployment.app}: environment {environment.name}: target.function_name"
+    return resolve_function(environment.target.function_name, deployment.home, field=field).arn
+
+
+def deployment_targets(deployment: Deployment, names: Iterable[str]) -> list[str]:
+    """The lock keys of the deployment's environments called ``names``."""
+    wanted = set(names)
+    return [lock_target(deployment, env) for env in deployment.environments if env.name in wanted]
+
+
+def recorded_targets(record: DeploymentRecord) -> list[str]:
+    """The lock keys AcquireLock recorded on the deployment's environments (for a stage without the spec)."""
+    return [str(env.lock_target) for env in record.environments.values() if env.lock_target]
+
+
+def waiter_key(started_at: datetime, execution_arn: str) -> str:
+    """Queue order: the execution's start time (FIFO by push), then its ARN to break ties."""
+    return f"{started_at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}#{execution_arn}"
+
+
+def release_locks(targets: Iterable[str], *, holder: str, started_at: datetime | None, locks: LockTable) -> list[str]:
+    """Release this execution's locks on ``targets`` (and leave their queues); the targets released."""
+    released = []
+    for target in dict.fromkeys(targets):
+        if started_at is not None:
+            locks.remove_waiter(target, waiter_key(started_at, holder))
+        if locks.release(target, holder):
+            released.append(target)
+    if released:
+        logger.info("locks released", extra={"targets": released})
+    return released
+
+
+def release_deployment_locks(
+    deployment: Deployment, environments: Iterable[str], *, started_at: datetime | None, locks: LockTable
+) -> list[str]:
+    """Release the deployment's locks on the targets of its ``environments`` (named as in its pipeline)."""
+    return release_locks(
+        deployment_targets(deployment, environments),
+        holder=deployment.execution_arn,
+        started_at=started_at,
+        locks=locks,
+    )
+
+
+def release_recorded_locks(
+    record: DeploymentRecord, *, holder: str, started_at: datetime | None, locks: LockTable
+) -> list[str]:
+    """Release ``holder``'s locks on every target the ledger says the deployment queued for or locked."""
+    return release_locks(recorded_targets(record), holder=holder, started_at=started_at, locks=locks)

@@ -1,0 +1,124 @@
+"""What a deployment tells the on-call when it ends, and the guarantee that it tells them at most once."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from conveyor.domain.contracts import Deployment, Outcome
+from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger
+from conveyor.domain.records import DeploymentRecord
+from conveyor.observability import logger
+
+NOTICE_LEASE_SECONDS = 60.0
+"""How long a claim on a notice holds before another try may take it over: a stage's whole timeout."""
+
+
+def publish_once(
+    ledger: Ledger,
+    deployment_id: str,
+    key: str,
+    publish: Callable[[], str],
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Publish a notification at most once per ``key`` (an execution and a kind), across retries and redrives.
+
+    Two tries at once (a redriven reconciler beside an operator's ``conveyor reconcile``) never both
+    publish: the second waits for the first's publication, or for its lease to run out if it crashed.
+    """
+    pause = 0.2
+    while (
+        earlier := ledger.claim_notice(deployment_id, key, now=clock(), lease_seconds=NOTICE_LEASE_SECONDS)
+    ) is not None:
+        if earlier != NOTICE_IN_FLIGHT:
+            logger.info("notification already published", extra={"message_id": earlier, "notice": key})
+            return earlier
+        sleep(pause)
+        pause = min(pause * 2, 2.0)
+    message_id = publish()
+    ledger.record_notice(deployment_id, key, message_id)
+    return message_id
+
+
+def _environment_lines(record: DeploymentRecord) -> list[str]:
+    lines = []
+    for name, env in record.environments.items():
+        where = f"{env.function_name}:{env.alias}"
+        before, after = env.version_before, env.version_after
+        status = env.status
+        if status is EnvironmentStatus.ROLLED_BACK:
+            rollback = env.rollback or {}
+            restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
+            lines.append(
+                f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
+                f"in {rollback.get('duration_ms', '?')} ms, routing cleared"
+            )
+        elif status is EnvironmentStatus.LIVE:
+            lines.append(f"  {name}: LIVE - {where} now serves version {after} (was {before})")
+        elif status is EnvironmentStatus.SHIFTING:
+            # Traffic moved and was not restored (only reachable when the rollback itself failed).
+            weight = env.weight if env.weight is not None else "?"
+            lines.append(
+                f"  {name}: SHIFTING - {where} may still send {weight}% of traffic to version "
+                f"{after} (version before: {before}); it was NOT restored"
+            )
+        elif status in (
+            EnvironmentStatus.AWAITING_APPROVAL,
+            EnvironmentStatus.APPROVED,
+            EnvironmentStatus.REJECTED,
+            EnvironmentStatus.APPROVAL_TIMED_OUT,
+        ):
+            lines.append(f"  {name}: {status} - nothing deployed; {where} untouched")
+        else:
+            lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
+    return lines or ["  no environment was touched: nothing was deployed"]
+
+
+def _verdict_lines(record: DeploymentRecord) -> list[str]:
+    lines = []
+    for name, env in record.environments.items():
+        verdict = env.verdict
+        if env.status is not EnvironmentStatus.ROLLED_BACK or not verdict:
+            continue
+        lines.append(f"  {name} at {verdict.get('weight')}% traffic: {verdict.get('status', '').upper()}")
+        lines.extend(f"    - [{check['status'].upper()}] {check['reason']}" for check in verdict.get("checks", []))
+    return lines
+
+
+def render_failure(
+    record: DeploymentRecord, outcome: Outcome, stage: str, environment: str | None, reason: str
+) -> tuple[str, str]:
+    where = environment or "validation"
+    subject = f"[Conveyor] {record.app} {record.version} {where}: {outcome.value}"
+    artifact = record.artifact
+    lines = [
+        f"Deployment {record.deployment_id} of {record.app} {record.version}: {outcome.value}.",
+        "",
+        f"What failed: {stage}{f' in {environment}' if environment else ''}",
+        f"Why: {reason}",
+    ]
+    verdicts = _verdict_lines(record)
+    if verdicts:
+        lines += ["", "Health evidence:", *verdicts]
+    lines += ["", "What was done:", *_environment_lines(record)]
+    if outcome is Outcome.ROLLBACK_FAILED:
+        lines += ["", "ACTION REQUIRED: the alias could not be restored automatically; see 'Why' for the command."]
+    lines += [
+        "",
+        f"Artifact: s3://{artifact.get('bucket')}/{artifact.get('key')} (version {artifact.get('version_id')})",
+        f"Execution: {record.execution_arn}",
+        f"Attempt: {record.attempts}",
+        f"Details: conveyor status {record.deployment_id}",
+    ]
+    return subject, "\n".join(lines)
+
+
+def render_success(deployment: Deployment, record: DeploymentRecord) -> tuple[str, str]:
+    subject = f"[Conveyor] {deployment.app} {deployment.version}: SUCCEEDED"
+    lines = [f"Deployment {deployment.deployment_id} of {deployment.app} {deployment.version}: SUCCEEDED.", ""]
+    lines += _environment_lines(record)
+    lines += ["", f"Details: conveyor status {deployment.deployment_id}"]
+    return subject, "\n".join(lines)

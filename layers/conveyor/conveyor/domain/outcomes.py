@@ -1,0 +1,51 @@
+"""How a deployment that ends is closed: its approval gates forgotten and its outcome counted."""
+
+from __future__ import annotations
+
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import (
+    ApprovalRejectedError,
+)
+from conveyor.domain.ports import Ledger
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
+from conveyor.observability import MetricUnit, metrics
+
+
+def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
+    """Forget the task tokens of an ended execution; for a failed approval gate, its environment and why.
+
+    A gate that was rejected (``conveyor reject``) or that nobody answered in time (``States.Timeout``)
+    ended the deployment before anything was deployed in its environment.
+    """
+    gate = None
+    for name, env in record.environments.items():
+        approval = dict(env.approval or {})
+        status = env.status
+        if approval.get("kind") == "approval" and status in (
+            EnvironmentStatus.AWAITING_APPROVAL,
+            EnvironmentStatus.REJECTED,
+        ):
+            if error == "States.Timeout" and status is EnvironmentStatus.AWAITING_APPROVAL:
+                gate = (
+                    name,
+                    f"approval for {name} timed out: nobody approved or rejected it within "
+                    f"{approval.get('timeout_seconds')} s; nothing was deployed in {name}",
+                )
+                ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.APPROVAL_TIMED_OUT})
+            elif error == ApprovalRejectedError.__name__ and status is EnvironmentStatus.REJECTED:
+                who, why = approval.get("rejected_by"), approval.get("reason")
+                gate = (name, f"approval for {name} rejected by {who}: {why}; nothing was deployed in {name}")
+        if "task_token" in approval:
+            approval.pop("task_token")
+            ledger.update_environment(record.deployment_id, name, {"approval": approval})
+    return gate
+
+
+def emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:
+    metrics.add_dimension(name="outcome", value=outcome.value)
+    metrics.add_metric(name="Deployments", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="DeploymentDuration", unit=MetricUnit.Seconds, value=(utcnow() - record.created_at).total_seconds()
+    )

@@ -1,0 +1,98 @@
+"""The pushed object a deployment starts from: the S3 Object Created event, parsed and bounded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from conveyor.domain.contracts import ArtifactRef, Outcome
+from conveyor.domain.errors import (
+    ArtifactLayoutError,
+)
+from conveyor.domain.layout import deployment_id
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
+from conveyor.domain.validation import describe
+
+
+class _Bucket(BaseModel):
+    name: str
+
+
+class _Object(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    key: str
+    size: int | None = None
+    etag: str | None = None
+    version_id: str | None = Field(default=None, alias="version-id")
+
+
+class _Detail(BaseModel):
+    bucket: _Bucket
+    object: _Object
+    requester: str | None = None
+
+
+class ObjectCreatedEvent(BaseModel):
+    """The EventBridge ``aws.s3 / Object Created`` event that is the execution's input."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    detail: _Detail
+
+
+class PushedObject(BaseModel):
+    """The object a deployment is about, and the deployment id derived from it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deployment_id: str
+    bucket: str
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int | None
+    requester: str | None
+
+    @classmethod
+    def from_event(cls, event: dict[str, Any]) -> PushedObject:
+        try:
+            parsed = ObjectCreatedEvent.model_validate(event)
+        except ValidationError as exc:
+            raise ArtifactLayoutError(describe("execution input (S3 Object Created event)", exc)) from exc
+        obj = parsed.detail.object
+        bucket = parsed.detail.bucket.name
+        return cls(
+            deployment_id=deployment_id(bucket, obj.key, obj.version_id, obj.etag),
+            bucket=bucket,
+            key=obj.key,
+            version_id=obj.version_id,
+            etag=obj.etag,
+            size=obj.size,
+            requester=parsed.detail.requester,
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def artifact(self) -> ArtifactRef:
+        return ArtifactRef(bucket=self.bucket, key=self.key, version_id=self.version_id, etag=self.etag, size=self.size)
+
+    def ledger_record(self, execution_arn: str, app: str, version: str) -> DeploymentRecord:
+        now = utcnow()
+        return DeploymentRecord(
+            deployment_id=self.deployment_id,
+            app=app,
+            version=version,
+            status=Outcome.IN_PROGRESS,
+            created_at=now,
+            updated_at=now,
+            execution_arn=execution_arn,
+            artifact=self.artifact().model_dump(mode="json"),
+            pushed_by=self.requester,
+        )

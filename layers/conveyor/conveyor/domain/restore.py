@@ -1,0 +1,57 @@
+"""Putting an alias back where it was, and saying so in the ledger (RollBack and the reconciler both do it)."""
+
+from __future__ import annotations
+
+from conveyor.domain.contracts import Release
+from conveyor.domain.errors import (
+    AliasChangedError,
+)
+from conveyor.domain.ports import Ledger, Targets
+from conveyor.domain.timing import utcnow
+
+RESTORE_ATTEMPTS = 5
+"""How many times a restore reads the alias again when its revision moved between the read and the write."""
+
+
+def restore_alias(targets: Targets, release: Release) -> str | None:
+    """Point the release's alias at ``version_before`` at 100%, routing cleared; the version restored.
+
+    The alias is read and then written conditioned on the revision read, so the write also fences
+    out any writer that read the alias earlier (a ShiftTraffic still running after its execution
+    stopped): whichever write comes second fails, and if it is ours, the alias is read again and
+    restored again. An alias the deployment created (no version before) is removed: None.
+    """
+    function, alias = release.function_name, release.alias
+    for _ in range(RESTORE_ATTEMPTS):
+        current = targets.alias_state(function, alias)
+        if release.version_before is None:
+            if current is not None:
+                targets.delete_alias(function, alias)
+            return None
+        try:
+            targets.route_alias(
+                function,
+                alias,
+                release.version_before,
+                None,
+                revision_id=current.revision_id if current is not None else None,
+            )
+        except AliasChangedError:
+            continue
+        return release.version_before
+    raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
+
+
+def restore_served(release: Release, *, ledger: Ledger, recorded_by: str = "RollBack") -> None:
+    """Say in the ledger what the restored alias serves: the release it served before, if that is known.
+
+    ``served_before`` is what Deploy read; without it, a record that already describes the restored
+    version stays (the alias never left it at 100%), and any other is forgotten rather than left wrong.
+    """
+    before = release.served_before
+    if before is not None and before.serves(release.version_before):
+        ledger.record_served(before.model_copy(update={"recorded_at": utcnow(), "recorded_by": recorded_by}))
+        return
+    current = ledger.served(release.function_name, release.alias)
+    if current is not None and not current.serves(release.version_before):
+        ledger.forget_served(release.function_name, release.alias)
