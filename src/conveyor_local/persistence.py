@@ -54,7 +54,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field
 
-from conveyor_local.moto_patches import resolve_dotted
+from conveyor_local.moto_patches.registry import resolve_dotted
 
 LOG = logging.getLogger(__name__)
 
@@ -455,10 +455,9 @@ def capture(*, attempts: int = 5) -> bytes:
 
 
 def _dynamodb_write_lock() -> contextlib.AbstractContextManager[Any]:
-    from conveyor_local import moto_patches
+    from conveyor_local.moto_patches.dynamodb import DYNAMODB_LOCK
 
-    lock: contextlib.AbstractContextManager[Any] = getattr(moto_patches, "_DYNAMODB_LOCK", contextlib.nullcontext())
-    return lock
+    return DYNAMODB_LOCK
 
 
 def install(blob: bytes, source: Path) -> dict[str, dict[str, dict[str, Any]]]:
