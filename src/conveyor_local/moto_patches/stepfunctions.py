@@ -25,6 +25,19 @@ and ``...common.retry.retrier_decl.time``
     ``Catch`` after a rejected ``.waitForTaskToken`` task got ``"Cause": null``. We pass both; the
     executing backend's ``send_task_failure(task_token, error, cause)`` is moto's own.
 
+``moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint(self)``
+    moto lexes, parses and preprocesses the whole definition for every execution (~0.2 CPU-s for
+    Conveyor's 750-line ASL). We parse each definition once (keyed by its SHA-256, relied on:
+    ``AmazonStateLanguageParser.parse``) and give each execution its own deep copy of the parsed
+    program (~0.01 CPU-s), so no evaluation state is shared between executions.
+
+``boto_client_for`` as imported by the Task state modules (``lambda_eval_utils`` and the ``aws-sdk``,
+``dynamodb``, ``sns``, ``sqs``, ``events`` and ``states`` service integrations)
+    moto builds a new boto3 client for every Task it runs. We keep one per region and service
+    (boto3 clients are thread-safe), built with moto's own configuration, addressed to this server
+    and tagged ``conveyor_local.requests_log.STATES_USER_AGENT`` so the request log can tell the
+    interpreter's calls from a stage's.
+
 How an execution ends (the replacements live in ``conveyor_local.executions``; its docstring says why):
 
 ``...backend.execution.Execution.stop(self, stop_date, error, cause)``,
@@ -43,12 +56,17 @@ How an execution ends (the replacements live in ``conveyor_local.executions``; i
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import math
+import threading
 import time
 from typing import Any
 
 from conveyor_local import executions
 from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_dotted, time_scale
+from conveyor_local.requests_log import STATES_USER_AGENT
 
 SFN_ASL = "moto.stepfunctions.parser.asl"
 WAIT_FUNCTION = f"{SFN_ASL}.component.state.wait.wait_function.wait_function.WaitFunction"
@@ -57,6 +75,19 @@ TIMEOUT_PATH = f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSecondsPath"
 ITERATION_WORKER = f"{SFN_ASL}.component.state.exec.state_map.iteration.iteration_worker"
 STATES_ERROR_NAME = f"{SFN_ASL}.component.common.error_name.states_error_name.StatesErrorName"
 SFN_RESPONSE = "moto.stepfunctions.responses.StepFunctionResponse"
+EXECUTION_WORKER = "moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker"
+ASL_PARSER = f"{SFN_ASL}.parse.asl_parser.AmazonStateLanguageParser"
+_TASK_STATE = f"{SFN_ASL}.component.state.exec.state_task"
+#: The modules whose Task states build a client with ``boto_client_for`` (imported by name into each).
+CLIENT_USERS = (
+    f"{_TASK_STATE}.lambda_eval_utils",
+    *(
+        f"{_TASK_STATE}.service.state_task_service_{service}"
+        for service in ("aws_sdk", "dynamodb", "sns", "sqs", "events", "sfn")
+    ),
+)
+#: Parsed definitions kept (each a few MB of components); executions of older ones parse again.
+PARSED_DEFINITIONS_KEPT = 16
 
 
 # ----------------------------------------------------------------------- time scaling
@@ -113,6 +144,72 @@ def _send_task_failure(self: Any) -> Any:
     return EmptyResult()
 
 
+# ------------------------------------------------------------- one parse per definition
+
+
+@functools.lru_cache(maxsize=PARSED_DEFINITIONS_KEPT)
+def _parsed(definition_sha256: str, definition: str) -> Any:
+    """The parsed program of ``definition`` (a template: never evaluated itself, only copied)."""
+    del definition_sha256  # the cache key; the text is what is parsed
+    return resolve_dotted(ASL_PARSER).parse(definition)[0]
+
+
+def parsed_program(definition: str) -> Any:
+    """A program of ``definition`` for one execution: parsed once per definition, copied per execution."""
+    template = _parsed(hashlib.sha256(definition.encode()).hexdigest(), definition)
+    return copy.deepcopy(template)
+
+
+def _evaluation_entrypoint(self: Any) -> Any:
+    """Replacement for ``ExecutionWorker._get_evaluation_entrypoint``: a cached parse, copied."""
+    return parsed_program(self._evaluation_details.state_machine_details.definition)
+
+
+# ------------------------------------------------------------- one client per service
+
+_CLIENTS: dict[tuple[str, str, str | None], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _endpoint_url() -> str | None:
+    """Where moto's interpreter sends Task calls: this server, unless moto's in-process stubber is on."""
+    if resolve_dotted("moto.core.models.botocore_stubber").enabled:
+        return None
+    return f"http://127.0.0.1:{resolve_dotted('moto.settings.moto_server_port')()}"
+
+
+def _new_client(region: str, service: str, endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    timeout = resolve_dotted(f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSeconds").DEFAULT_TIMEOUT_SECONDS
+    config = Config(
+        parameter_validation=False,
+        retries={"max_attempts": 0, "total_max_attempts": 1},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        max_pool_connections=64,  # many executions at once share the client
+        user_agent_extra=STATES_USER_AGENT,
+    )
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    # moto's own fixed test keys (the server does not check them): not a secret.
+    credentials = {"aws_access_key_id": "ak", "aws_secret_access_key": "sk"}
+    return boto3.client(service, region_name=region, config=config, **credentials, **options)
+
+
+def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    """Replacement for ``boto_client_for``: one client per region, service and endpoint.
+
+    moto's own ignores ``state_credentials`` too (every call signs with fixed test keys)."""
+    del state_credentials
+    key = (region, service, _endpoint_url())
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = _new_client(region, service, key[2])
+        return client
+
+
 # ----------------------------------------------------------------------------- registry
 
 patches(f"{WAIT_FUNCTION}._wait_interval", ("self", "env", "wait_seconds"), _wait_interval)
@@ -121,6 +218,13 @@ patches(f"{TIMEOUT_PATH}._eval_seconds", ("self", "env"), timeout_seconds_path)
 patches(f"{ITERATION_WORKER}.CustomErrorName", ("error_name",), iteration_error_name)
 relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
 patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)
+patches(f"{EXECUTION_WORKER}._get_evaluation_entrypoint", ("self",), _evaluation_entrypoint)
+relies_on(f"{ASL_PARSER}.parse", ("definition",))
+for _module in CLIENT_USERS:
+    patches(f"{_module}.boto_client_for", ("region", "service", "state_credentials"), shared_client)
+relies_on("moto.core.models.botocore_stubber")
+relies_on("moto.settings.moto_server_port", ())
+relies_on(f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSeconds")
 
 # conveyor_local.executions: how an execution ends, and the status-change events
 patches(
