@@ -23,7 +23,7 @@ environments), ``conveyor_local.lambda_telemetry`` (metrics and logs), ``conveyo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor_local.moto_patches import (  # noqa: F401 - each module registers its seams on import
@@ -46,7 +46,7 @@ from conveyor_local.moto_patches.registry import (
     check_seams,
     resolve_dotted,
 )
-from conveyor_local.workers import DEFAULT_MAX_WORKERS_PER_VERSION, WorkerPool
+from conveyor_local.workers import DEFAULT_MAX_WORKERS_PER_VERSION, ReapingPolicy, WorkerPool
 
 __all__ = [
     "ORIGINALS",
@@ -74,6 +74,7 @@ class Settings:
     cache_dir: Path
     time_scale: float = 1.0
     max_workers_per_version: int = DEFAULT_MAX_WORKERS_PER_VERSION
+    reaping: ReapingPolicy = field(default_factory=ReapingPolicy)
 
 
 def apply(settings: Settings) -> WorkerPool:
@@ -88,7 +89,9 @@ def apply(settings: Settings) -> WorkerPool:
         old_pool = STATE.get("pool")
         if old_pool is not None:
             old_pool.shutdown()
-        pool = WorkerPool(settings.endpoint_url, settings.cache_dir, settings.max_workers_per_version)
+        pool = WorkerPool(
+            settings.endpoint_url, settings.cache_dir, settings.max_workers_per_version, reaping=settings.reaping
+        )
         STATE.update(
             pool=pool, time_scale=settings.time_scale, faults=FaultPlan(settings.cache_dir.parent / FAULTS_FILE)
         )
