@@ -301,7 +301,16 @@ def _history(execution: Any) -> list[dict[str, Any]]:
     if isinstance(worker, RestoredExecutionWorker):
         return worker.env.event_manager._history  # nothing appends to it but this thread
     env = getattr(worker, "env", None)
-    return list(env.event_manager.get_event_history()) if env is not None else []  # a copy, under its lock
+    if env is None:
+        return []
+    manager = env.event_manager
+    events, mutex = getattr(manager, "_history_event_list", None), getattr(manager, "_mutex", None)
+    if events is None or mutex is None:
+        return list(manager.get_event_history())  # a deep copy, under its lock
+    # A shallow copy under moto's own lock: an event is never changed once appended, and moto's
+    # get_event_history deep-copies every event of every execution ever run, on every snapshot.
+    with mutex:
+        return list(events)
 
 
 def _restore_execution(record: dict[str, Any], history: list[dict[str, Any]]) -> Any:

@@ -92,3 +92,23 @@ def test_executions_invoke_through_the_interpreters_shared_client(local_cloud: d
     # Then each Task's Lambda call is the interpreter's own (its shared, tagged client), once per execution
     between = requests_log.read(local_cloud["endpoint"]).since(before)
     assert between.calls.get(("states", "lambda", "Invoke")) == 2
+
+
+def test_a_json_path_is_parsed_once_and_still_finds_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given moto's JSONPath parser, counted
+    parses: list[str] = []
+    jsonpath_parse = registry.resolve_dotted("jsonpath_ng.ext.parse")
+    monkeypatch.setitem(
+        registry.ORIGINALS,
+        stepfunctions.JSON_PATH_PARSE,
+        lambda path, *rest: parses.append(path) or jsonpath_parse(path),
+    )
+    path = f"$.detail.object.key{uuid.uuid4().hex[:6]}"
+    document = {"detail": {"object": {path.rsplit(".", 1)[-1]: "found"}}}
+
+    # When a state evaluates the same path three times
+    found = [[match.value for match in stepfunctions.parse_json_path(path).find(document)] for _ in range(3)]
+
+    # Then it was parsed once and finds the same value each time
+    assert parses == [path]
+    assert found == [["found"]] * 3

@@ -16,7 +16,8 @@ Seams (moto 5.2.5) and why:
     ``X-Amz-Executed-Version`` header). ``InvocationType=Event`` runs on a background thread and
     returns 202 at once, as on AWS (moto runs it inline); a function error is retried twice, one
     and then two (time-scaled) minutes later, as Lambda retries an asynchronous invocation.
-    Relies on ``LambdaStorage.split_function_arn``, ``LambdaStorage._get_function_aliases``,
+    Relies on ``code_digest`` of a function and a layer version (the zip's hex SHA-256, computed by
+    moto once per upload), ``LambdaStorage.split_function_arn``, ``LambdaStorage._get_function_aliases``,
     ``LambdaBackend.layers_versions_by_arn`` and ``LambdaFunction.invoke``.
 
 ``moto.awslambda.responses.LambdaResponse.invoke(self)``
@@ -99,8 +100,9 @@ _CURRENT_TARGET: contextvars.ContextVar[InvocationTarget | None] = contextvars.C
 # ------------------------------------------------------------------------- execution
 
 
-def _hexdigest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _code_key(code: Any) -> str:
+    """The hex SHA-256 of a function's or layer version's zip: moto's ``code_digest``, computed once per upload."""
+    return str(code.code_digest) or hashlib.sha256(code.code_bytes).hexdigest()
 
 
 def function_spec(fn: Any) -> FunctionSpec:
@@ -109,13 +111,13 @@ def function_spec(fn: Any) -> FunctionSpec:
     layers = []
     for layer in fn.layers:
         layer_version = backend.layers_versions_by_arn(layer["Arn"])
-        layers.append(LayerSpec(sha256=_hexdigest(layer_version.code_bytes), zip_bytes=layer_version.code_bytes))
+        layers.append(LayerSpec(sha256=_code_key(layer_version), zip_bytes=layer_version.code_bytes))
     return FunctionSpec(
         function_name=fn.function_name,
         version=str(fn.version),
         unqualified_arn=f"arn:{fn.partition}:lambda:{fn.region}:{fn.account_id}:function:{fn.function_name}",
         handler=fn.handler,
-        code_sha256=_hexdigest(fn.code_bytes),
+        code_sha256=_code_key(fn),
         code_zip=fn.code_bytes,
         layers=tuple(layers),
         environment={str(k): str(v) for k, v in (fn.environment_vars or {}).items()},

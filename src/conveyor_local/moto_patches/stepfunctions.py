@@ -38,6 +38,12 @@ and ``...common.retry.retrier_decl.time``
     and tagged ``conveyor_local.requests_log.STATES_USER_AGENT`` so the request log can tell the
     interpreter's calls from a stage's.
 
+``moto.stepfunctions.parser.asl.utils.json_path.parse`` and
+``moto.stepfunctions.parser.asl.component.common.path.result_path.parse``
+    every JSONPath a state evaluates (``InputPath``, ``Parameters``' ``.$`` fields, ``ResultPath``)
+    is parsed again by ``jsonpath_ng``, which builds a whole PLY parser per call. The parsed
+    expression is immutable: we parse each path text once.
+
 How an execution ends (the replacements live in ``conveyor_local.executions``; its docstring says why):
 
 ``...backend.execution.Execution.stop(self, stop_date, error, cause)``,
@@ -165,6 +171,34 @@ def _evaluation_entrypoint(self: Any) -> Any:
     return parsed_program(self._evaluation_details.state_machine_details.definition)
 
 
+# ------------------------------------------------------------- one parse per JSONPath
+
+JSON_PATH_PARSE = f"{SFN_ASL}.utils.json_path.parse"  # jsonpath_ng.ext.parse(path, debug=None)
+RESULT_PATH_PARSE = f"{SFN_ASL}.component.common.path.result_path.parse"  # jsonpath_ng.parse(string)
+#: JSONPath texts kept parsed (a definition has tens; a few definitions are live at once).
+PARSED_PATHS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_PATHS_KEPT)
+def _json_path(path: str) -> Any:
+    return original(JSON_PATH_PARSE)(path)
+
+
+@functools.lru_cache(maxsize=PARSED_PATHS_KEPT)
+def _result_path(string: str) -> Any:
+    return original(RESULT_PATH_PARSE)(string)
+
+
+def parse_json_path(path: str, debug: bool | None = None) -> Any:
+    """Replacement for the ``parse`` moto's JSONPath evaluation imported: each path text parsed once."""
+    return original(JSON_PATH_PARSE)(path, debug) if debug else _json_path(path)
+
+
+def parse_result_path(string: str) -> Any:
+    """Replacement for the ``parse`` moto's ``ResultPath`` imported: each path text parsed once."""
+    return _result_path(string)
+
+
 # ------------------------------------------------------------- one client per service
 
 _CLIENTS: dict[tuple[str, str, str | None], Any] = {}
@@ -220,6 +254,8 @@ relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
 patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)
 patches(f"{EXECUTION_WORKER}._get_evaluation_entrypoint", ("self",), _evaluation_entrypoint)
 relies_on(f"{ASL_PARSER}.parse", ("definition",))
+patches(JSON_PATH_PARSE, ("path", "debug"), parse_json_path)
+patches(RESULT_PATH_PARSE, ("string",), parse_result_path)
 for _module in CLIENT_USERS:
     patches(f"{_module}.boto_client_for", ("region", "service", "state_credentials"), shared_client)
 relies_on("moto.core.models.botocore_stubber")
