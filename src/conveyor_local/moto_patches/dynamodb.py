@@ -12,6 +12,14 @@ query,scan,batch_get_item}``
     them: moto's UpdateItem of a new item stores it with only its key and then applies each SET in
     place, so a Query between saw a half-written item.
 
+``moto.core.serialize.BaseJSONSerializer._serialize_type_structure(self, serialized, value, shape, key)``
+    moto serializes every response by walking the botocore model, member by member; for DynamoDB that
+    walk descends into each ``AttributeValue`` of every item returned, and a ledger record's nested
+    maps made it most of a call's CPU. An ``AttributeValue`` moto returns is already in wire format
+    (``{"S": ...}``, ``{"N": "1"}``, ``{"M": {...}}``, ...), which the walk copies unchanged: we copy
+    it as is when every value in it is one of those JSON types, and leave anything else (binary
+    ``B``/``BS``, which the walk base64-encodes) to moto.
+
 ``moto.dynamodb.responses.DynamoHandler.{get_item,put_item,update_item,delete_item,query,scan,
 batch_get_item,transact_write_items}``
     fault injection for the ledger (``conveyor_local.moto_patches.service_faults``): a rule naming a
@@ -25,7 +33,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from conveyor_local.moto_patches.registry import original, patches
+from conveyor_local.moto_patches.registry import original, patches, relies_on
 from conveyor_local.moto_patches.service_faults import service_faulty
 
 DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
@@ -65,6 +73,41 @@ def atomic(name: str) -> Callable[..., Any]:
     return serialized
 
 
+ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
+JSON_STRUCTURE = "moto.core.serialize.BaseJSONSerializer._serialize_type_structure"
+_WIRE_STRINGS = frozenset({"S", "N"})
+_WIRE_BOOLEANS = frozenset({"BOOL", "NULL"})
+_WIRE_STRING_SETS = frozenset({"SS", "NS"})
+
+
+def in_wire_format(value: Any) -> bool:
+    """True when ``value`` is an ``AttributeValue`` whose JSON is itself (no binary, nothing to convert)."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    ((tag, inner),) = value.items()
+    if tag in _WIRE_STRINGS:
+        return isinstance(inner, str)
+    if tag in _WIRE_BOOLEANS:
+        return isinstance(inner, bool)
+    if tag in _WIRE_STRING_SETS:
+        return isinstance(inner, list) and all(isinstance(member, str) for member in inner)
+    if tag == "L":
+        return isinstance(inner, list) and all(in_wire_format(member) for member in inner)
+    if tag == "M":
+        return isinstance(inner, dict) and all(
+            isinstance(name, str) and in_wire_format(member) for name, member in inner.items()
+        )
+    return False
+
+
+def serialize_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+    """Replacement for ``BaseJSONSerializer._serialize_type_structure``: wire-format attribute values as is."""
+    if key and getattr(shape, "name", None) == ATTRIBUTE_VALUE_SHAPE and in_wire_format(value):
+        self._default_serialize(serialized, value, shape, key)
+        return
+    original(JSON_STRUCTURE)(self, serialized, value, shape, key)
+
+
 def table_of(response: Any) -> str:
     """The table a DynamoDB request is about (the first one, for batch and transaction calls)."""
     body = response.body  # DynamoHandler has parsed it already; a raw string only if moto stops doing so
@@ -84,6 +127,8 @@ def table_of(response: Any) -> str:
     return ""
 
 
+patches(JSON_STRUCTURE, ("self", "serialized", "value", "shape", "key"), serialize_structure)
+relies_on("moto.core.serialize.BaseJSONSerializer._default_serialize", ("self", "serialized", "value", "shape", "key"))
 for _name in ATOMIC_METHODS:
     patches(f"{DYNAMODB_BACKEND}.{_name}", ("self",), atomic(_name))
 for _method in FAULT_METHODS:
