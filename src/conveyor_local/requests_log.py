@@ -18,9 +18,14 @@ names it the way AWS's own request metrics would:
 Counts only grow while the cloud runs; a reader takes one snapshot before and one after what it
 measures and subtracts (``RequestCounts.since``), so concurrent readers never reset each other.
 
-Read it over HTTP: ``GET <endpoint>/_conveyor/requests`` answers ``{"total": N, "calls": [{"caller":
-..., "service": ..., "operation": ..., "count": ...}, ...]}`` (``read(endpoint_url)`` does that and
-returns a ``RequestCounts``), or in process through ``REQUEST_LOG.counts()``.
+Each snapshot also carries ``cpu_seconds``: the user+system CPU the local cloud has used so far, its
+own process (with the workers it already reaped) plus its live Lambda workers, so the same two
+snapshots give a deployment's local CPU.
+
+Read it over HTTP: ``GET <endpoint>/_conveyor/requests`` answers ``{"total": N, "cpu_seconds": S,
+"calls": [{"caller": ..., "service": ..., "operation": ..., "count": ...}, ...]}``
+(``read(endpoint_url)`` does that and returns a ``RequestCounts``), or in process through
+``REQUEST_LOG.counts()``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import re
 import threading
 import urllib.request
@@ -53,6 +59,8 @@ class RequestCounts:
     """A snapshot of the log: calls per (caller, service, operation)."""
 
     calls: Mapping[CallKey, int] = field(default_factory=dict)
+    #: User+system CPU of the local cloud (server, reaped and live workers) when the snapshot was taken.
+    cpu_seconds: float = 0.0
 
     @property
     def total(self) -> int:
@@ -61,7 +69,8 @@ class RequestCounts:
     def since(self, earlier: RequestCounts) -> RequestCounts:
         """The calls made between ``earlier`` and this snapshot."""
         delta = {key: count - earlier.calls.get(key, 0) for key, count in self.calls.items()}
-        return RequestCounts({key: count for key, count in delta.items() if count > 0})
+        calls = {key: count for key, count in delta.items() if count > 0}
+        return RequestCounts(calls, cpu_seconds=round(self.cpu_seconds - earlier.cpu_seconds, 3))
 
     def by(self, *, caller: str | None = None, service: str | None = None) -> int:
         """How many calls match the given caller and/or service."""
@@ -76,19 +85,21 @@ class RequestCounts:
             {"caller": caller, "service": service, "operation": operation, "count": count}
             for (caller, service, operation), count in sorted(self.calls.items())
         ]
-        return {"total": self.total, "calls": rows}
+        return {"total": self.total, "cpu_seconds": self.cpu_seconds, "calls": rows}
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> RequestCounts:
-        return cls({(row["caller"], row["service"], row["operation"]): int(row["count"]) for row in body["calls"]})
+        calls = {(row["caller"], row["service"], row["operation"]): int(row["count"]) for row in body["calls"]}
+        return cls(calls, cpu_seconds=float(body.get("cpu_seconds", 0.0)))
 
 
 class RequestLog:
     """Thread-safe counts of the AWS API calls the server took (moto serves each request on a thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cpu_seconds: Callable[[], float] = lambda: 0.0) -> None:
         self._lock = threading.Lock()
         self._calls: Counter[CallKey] = Counter()
+        self.cpu_seconds = cpu_seconds
 
     def record(self, caller: str, service: str, operation: str) -> None:
         with self._lock:
@@ -96,7 +107,8 @@ class RequestLog:
 
     def counts(self) -> RequestCounts:
         with self._lock:
-            return RequestCounts(dict(self._calls))
+            calls = dict(self._calls)
+        return RequestCounts(calls, cpu_seconds=round(self.cpu_seconds(), 3))
 
     def middleware(self, app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
         """Wrap a WSGI app: count each signed request, and answer ``GET /_conveyor/requests`` itself."""
@@ -114,8 +126,18 @@ class RequestLog:
         return logged
 
 
+def local_cloud_cpu_seconds() -> float:
+    """User+system CPU of this process, the children it reaped, and the live Lambda workers."""
+    from conveyor_local.moto_patches import registry
+
+    times = os.times()
+    own = times.user + times.system + times.children_user + times.children_system
+    pool = registry.STATE.get("pool")
+    return own + (pool.live_cpu_seconds() if pool is not None else 0.0)
+
+
 #: The log of the local cloud running in this process.
-REQUEST_LOG = RequestLog()
+REQUEST_LOG = RequestLog(local_cloud_cpu_seconds)
 
 
 def read(endpoint_url: str, timeout: float = 10.0) -> RequestCounts:

@@ -341,6 +341,16 @@ class ReapingPolicy:
     check_interval_seconds: float = 5.0
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User+system CPU of a live process, from ``/proc/<pid>/stat`` (0.0 once it is gone or off Linux)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _resident_mb(pid: int) -> int:
     """Current resident set size of a live worker, in MB (0 once it is gone or off Linux)."""
     try:
@@ -481,6 +491,12 @@ class WorkerPool:
     def worker_count(self) -> int:
         with self._lock:
             return sum(pool.size for pool in self._pools.values())
+
+    def live_cpu_seconds(self) -> float:
+        """User+system CPU the live workers have used so far (a reaped worker's is the server's children's)."""
+        with self._lock:
+            pids = [worker.pid for worker in self._live]
+        return sum(process_cpu_seconds(pid) for pid in pids)
 
     # ------------------------------------------------------------------------------ reaping
 

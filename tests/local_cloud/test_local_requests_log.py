@@ -72,10 +72,11 @@ def test_counts_are_exact_under_concurrent_requests() -> None:
 
 
 def test_snapshots_subtract_to_what_happened_between() -> None:
-    earlier = RequestCounts({("client", "lambda", "Invoke"): 2})
-    later = RequestCounts({("client", "lambda", "Invoke"): 5, ("lambda", "dynamodb", "PutItem"): 1})
+    earlier = RequestCounts({("client", "lambda", "Invoke"): 2}, cpu_seconds=10.25)
+    later = RequestCounts({("client", "lambda", "Invoke"): 5, ("lambda", "dynamodb", "PutItem"): 1}, cpu_seconds=11.5)
     between = later.since(earlier)
     assert between.calls == {("client", "lambda", "Invoke"): 3, ("lambda", "dynamodb", "PutItem"): 1}
+    assert between.cpu_seconds == 1.25
     assert between.total == 4
     assert between.by(service="lambda") == 3
     assert between.by(caller="lambda") == 1
@@ -94,6 +95,22 @@ def test_the_running_cloud_counts_a_client_call_and_the_calls_its_function_makes
     assert "FunctionError" not in response, payload
 
     # Then the invoke is the client's, the write is the function's
-    between = requests_log.read(local_cloud["endpoint"]).since(before)
+    after = requests_log.read(local_cloud["endpoint"])
+    between = after.since(before)
     assert between.calls.get(("client", "lambda", "Invoke")) == 1
     assert between.calls.get(("lambda", "dynamodb", "PutItem")) == 1
+    # And the local cloud's CPU (server and workers) is reported, and never goes back
+    assert before.cpu_seconds > 0
+    assert after.cpu_seconds >= before.cpu_seconds
+
+
+def test_cpu_of_a_live_process_is_read_from_proc() -> None:
+    import os
+
+    from conveyor_local.workers import process_cpu_seconds
+
+    busy = sum(i * i for i in range(200_000))  # make sure this process has used a few ticks
+    assert busy > 0
+    times = os.times()
+    assert 0 < process_cpu_seconds(os.getpid()) <= times.user + times.system + 0.05
+    assert process_cpu_seconds(2**22 + 1) == 0.0  # no such process
