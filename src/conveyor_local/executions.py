@@ -1,7 +1,7 @@
 """How a Step Functions execution ends on the local cloud: as on AWS, and announced as on AWS.
 
 moto 5.2.5 runs executions but ends them unlike AWS (the seams are listed, with the rest, in
-``conveyor_local.moto_patches.SEAM_SIGNATURES``; ``moto_patches.apply`` installs these replacements):
+``conveyor_local.moto_patches.stepfunctions``; ``moto_patches.apply`` installs these replacements):
 
 - ``StopExecution`` only asks the interpreter to stop. The execution stays RUNNING until its
   thread notices, which is after the Lambda call in flight returns; inside a Map the stop then
@@ -60,15 +60,15 @@ _HISTORY_LOCK = threading.RLock()
 
 
 def _moto(name: str) -> Any:
-    from conveyor_local.moto_patches import resolve_dotted
+    from conveyor_local.moto_patches.registry import resolve_dotted
 
     return resolve_dotted(name)
 
 
 def _original(name: str) -> Any:
-    from conveyor_local.moto_patches import _ORIGINALS
+    from conveyor_local.moto_patches.registry import original
 
-    return _ORIGINALS[name]
+    return original(name)
 
 
 def _status(execution: Any) -> str:
@@ -89,7 +89,7 @@ def _environment(execution: Any) -> Any:
 # ------------------------------------------------------------------------------ history
 
 
-def _add_event(self: Any, *args: Any, **kwargs: Any) -> int:
+def add_event(self: Any, *args: Any, **kwargs: Any) -> int:
     """Replacement for ``EventManager.add_event``: a sealed history (its execution ended) takes no more events.
 
     An event a stopped execution's thread still produces (the Task whose Lambda call returned after
@@ -129,7 +129,7 @@ def _keeps_its_end(env: Any) -> bool:
     return isinstance(env._program_state, stopped | timed_out)
 
 
-def _set_error(self: Any, error: Any) -> None:
+def set_error(self: Any, error: Any) -> None:
     """Replacement for ``Environment.set_error``: a stopped or timed-out program stays so.
 
     moto overwrote the stop with the error the interrupted Map iteration raised on its way out.
@@ -140,7 +140,7 @@ def _set_error(self: Any, error: Any) -> None:
         _original(f"{SFN_ENVIRONMENT}.set_error")(self, error)
 
 
-def _set_timed_out(self: Any) -> None:
+def set_timed_out(self: Any) -> None:
     """Replacement for ``Environment.set_timed_out``: a stopped program is not turned TIMED_OUT afterwards."""
     with self._state_mutex:
         if _keeps_its_end(self):
@@ -211,12 +211,12 @@ def running_executions() -> Iterator[Any]:
                         yield execution
 
 
-def _execution_stop(self: Any, stop_date: Any = None, error: str | None = None, cause: str | None = None) -> None:
+def execution_stop(self: Any, stop_date: Any = None, error: str | None = None, cause: str | None = None) -> None:
     """Replacement for the executing backend's ``Execution.stop``: ABORTED at once (see ``abort_execution``)."""
     abort_execution(self, error=error, cause=cause)
 
 
-def _stop_execution_response(self: Any) -> Any:
+def stop_execution_response(self: Any) -> Any:
     """Replacement for ``StepFunctionResponse.stop_execution``: keep the ``error`` and ``cause`` moto drops."""
     from moto.core.responses import ActionResult
 
@@ -230,7 +230,7 @@ def _stop_execution_response(self: Any) -> Any:
     return ActionResult({"stopDate": execution.stop_date})
 
 
-def _terminated(self: Any) -> None:
+def terminated(self: Any) -> None:
     """Replacement for ``BaseExecutionWorkerCommunication.terminated``: a stopped execution keeps its stop;
     every other end is moto's, then the history is sealed and the status-change event emitted."""
     execution = self.execution
@@ -247,7 +247,7 @@ def _terminated(self: Any) -> None:
     emit_status_change(execution)
 
 
-def _worker_start(self: Any) -> None:
+def worker_start(self: Any) -> None:
     """Replacement for ``ExecutionWorker.start``: announce RUNNING before the first state can end it."""
     execution = getattr(self._execution_communication, "execution", None)
     if execution is not None:

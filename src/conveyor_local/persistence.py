@@ -54,7 +54,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field
 
-from conveyor_local.moto_patches import resolve_dotted
+from conveyor_local.moto_patches.registry import resolve_dotted
 
 LOG = logging.getLogger(__name__)
 
@@ -301,7 +301,16 @@ def _history(execution: Any) -> list[dict[str, Any]]:
     if isinstance(worker, RestoredExecutionWorker):
         return worker.env.event_manager._history  # nothing appends to it but this thread
     env = getattr(worker, "env", None)
-    return list(env.event_manager.get_event_history()) if env is not None else []  # a copy, under its lock
+    if env is None:
+        return []
+    manager = env.event_manager
+    events, mutex = getattr(manager, "_history_event_list", None), getattr(manager, "_mutex", None)
+    if events is None or mutex is None:
+        return list(manager.get_event_history())  # a deep copy, under its lock
+    # A shallow copy under moto's own lock: an event is never changed once appended, and moto's
+    # get_event_history deep-copies every event of every execution ever run, on every snapshot.
+    with mutex:
+        return list(events)
 
 
 def _restore_execution(record: dict[str, Any], history: list[dict[str, Any]]) -> Any:
@@ -455,10 +464,9 @@ def capture(*, attempts: int = 5) -> bytes:
 
 
 def _dynamodb_write_lock() -> contextlib.AbstractContextManager[Any]:
-    from conveyor_local import moto_patches
+    from conveyor_local.moto_patches.dynamodb import DYNAMODB_LOCK
 
-    lock: contextlib.AbstractContextManager[Any] = getattr(moto_patches, "_DYNAMODB_LOCK", contextlib.nullcontext())
-    return lock
+    return DYNAMODB_LOCK
 
 
 def install(blob: bytes, source: Path) -> dict[str, dict[str, dict[str, Any]]]:

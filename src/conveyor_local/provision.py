@@ -30,6 +30,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from conveyor_cli.packaging import zip_directory
+from conveyor_local import runtime_site
 
 LOG = logging.getLogger(__name__)
 
@@ -540,12 +541,18 @@ class Provisioner:
 
     def layer_version(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
         directory = _source_dir(self.base_dir, props.get("ContentUri"), logical_id, "ContentUri")
+        content = zip_directory(directory, prefix="python/", exclude=_ZIP_EXCLUDES)
         request: dict[str, Any] = {
             "LayerName": self.name(logical_id, props, "LayerName", limit=140),
             "Description": props.get("Description", ""),
-            # Only our own code ships in the layer; third-party deps come from the server's venv.
-            "Content": {"ZipFile": zip_directory(directory, prefix="python/", exclude=_ZIP_EXCLUDES)},
+            # Only our own code ships in the layer zip; what `sam build` would install from its
+            # requirements.txt is linked from the server's venv into the workers' path instead.
+            "Content": {"ZipFile": content},
         }
+        try:
+            runtime_site.declare_layer_requirements(hashlib.sha256(content).hexdigest(), directory / "requirements.txt")
+        except runtime_site.LayerDependencyError as exc:
+            raise ProvisioningError(f"{logical_id}: {exc}") from exc
         for prop in ("CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo"):
             if prop in props:
                 request[prop] = props[prop]

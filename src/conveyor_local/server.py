@@ -196,7 +196,8 @@ class LocalCloud:
 
 
 class _TrackedMotoServer:
-    """moto's threaded server (as ``moto.server.ThreadedMotoServer`` builds it) with change tracking in front.
+    """moto's threaded server (as ``moto.server.ThreadedMotoServer`` builds it) with change tracking and the
+    request log (``conveyor_local.requests_log``) in front.
 
     Bound at construction, so the port is known before ``start``; nothing is served before it.
     """
@@ -205,7 +206,9 @@ class _TrackedMotoServer:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = tracker.middleware(DomainDispatcherApplication(create_backend_app))
+        from conveyor_local.requests_log import REQUEST_LOG
+
+        app = REQUEST_LOG.middleware(tracker.middleware(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
 

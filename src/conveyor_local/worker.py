@@ -1,8 +1,10 @@
-"""The inside of a local Lambda execution environment: ``python -m conveyor_local.worker``.
+"""The inside of a local Lambda execution environment: ``python -I -S -B .../conveyor_local/worker.py``.
 
 One process runs one function version, one invocation at a time, for as long as its
-parent keeps it (warm starts). It imports nothing from moto or the rest of
-``conveyor_local`` so its cold start is the handler's own.
+parent keeps it (warm starts). It imports nothing but the standard library, and it runs as a
+script with no site-packages (``conveyor_local.runtime_site`` says what ``--path`` and
+``--runtime-path`` add), so its cold start is the handler's own and a handler imports only what
+it could import on Lambda.
 
 Protocol (parent = ``conveyor_local.workers``):
 
@@ -188,9 +190,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--response-fd", type=int, required=True)
     parser.add_argument("--log-file", required=True)
     parser.add_argument("--path", action="append", default=[], help="code dir first, then layer dirs")
+    parser.add_argument("--runtime-path", action="append", default=[], help="the runtime's packages (boto3 & co)")
     args = parser.parse_args(argv)
 
+    # As on Lambda: code and layers before the standard library, the runtime's boto3 after it.
     sys.path[:0] = args.path
+    sys.path.extend(args.runtime_path)
     # The handler gets an empty stdin, as on AWS; requests keep flowing on a private copy.
     requests = os.fdopen(os.dup(0), "r", encoding="utf-8")
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import select
 import shutil
@@ -27,15 +28,26 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from conveyor_local import runtime_site
+
+LOG = logging.getLogger(__name__)
+
 #: Lambda gives a function's init phase 10 s before it is retried inside the invoke phase.
 INIT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_WORKERS_PER_VERSION = 8
+#: Lambda reclaims an idle execution environment after minutes (undocumented; 5 to 15 observed).
+DEFAULT_IDLE_SECONDS = 300.0
+#: Bounds on what the local cloud's workers hold at once (a worker is ~60-100 MB resident).
+DEFAULT_MAX_LIVE_WORKERS = 24
+DEFAULT_MAX_LIVE_MEMORY_MB = 2048
+#: The worker's entry point, run as a script so that nothing of the server's packages is importable.
+WORKER_SCRIPT = str(Path(__file__).with_name("worker.py"))
 #: Environment variables of the server process a worker inherits; everything else is the function's.
 _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SYSTEMROOT")
 
@@ -105,6 +117,7 @@ class CodeCache:
     def __init__(self, root: Path) -> None:
         self._root = root
         self._lock = threading.Lock()
+        self._runtime: str | None = None
 
     def materialize(self, kind: str, sha256: str, zip_bytes: bytes) -> Path:
         target = self._root / kind / sha256
@@ -118,13 +131,25 @@ class CodeCache:
         return target
 
     def search_path(self, spec: FunctionSpec) -> list[str]:
-        """``sys.path`` entries for a worker: the code dir (``/var/task``), then each layer's ``python/`` (``/opt``)."""
+        """``sys.path`` entries before the standard library: the code dir (``/var/task``), then each layer's
+        ``python/`` (``/opt/python``) followed by the dependencies its build installs beside it."""
         paths = [str(self.materialize("code", spec.code_sha256, spec.code_zip))]
         for layer in spec.layers:
             layer_dir = self.materialize("layers", layer.sha256, layer.zip_bytes)
             python_dir = layer_dir / "python"
             paths.append(str(python_dir if python_dir.is_dir() else layer_dir))
+            dependencies = runtime_site.layer_dependencies(layer.sha256)
+            if dependencies:
+                with self._lock:
+                    paths.append(str(runtime_site.site_dir(self._root / "sites", dependencies)))
         return paths
+
+    def runtime_path(self) -> str:
+        """The ``sys.path`` entry after the standard library: what the python3.11 runtime ships (boto3 & co)."""
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = str(runtime_site.site_dir(self._root / "sites", runtime_site.runtime_distributions()))
+            return self._runtime
 
 
 def _log_stream_name(version: str) -> str:
@@ -153,8 +178,9 @@ class Worker:
         self._buffer = b""
         paths = cache.search_path(spec)
         read_fd, write_fd = os.pipe()
-        command = [sys.executable, "-m", "conveyor_local.worker", "--response-fd", str(write_fd)]
-        command += ["--log-file", str(self._log_file)]
+        # -I -S: no site-packages, no PYTHON* variables, no script directory; -B: no bytecode written.
+        command = [sys.executable, "-I", "-S", "-B", WORKER_SCRIPT, "--response-fd", str(write_fd)]
+        command += ["--log-file", str(self._log_file), "--runtime-path", cache.runtime_path()]
         for path in paths:
             command += ["--path", path]
         started = time.perf_counter()
@@ -181,6 +207,7 @@ class Worker:
         self.init_duration_ms = (time.perf_counter() - started) * 1000
         self.pending_logs = self._read_logs()  # output of the init phase goes to the first invocation
         self.cold = True
+        self.idle_since = 0.0
 
     @property
     def pid(self) -> int:
@@ -296,11 +323,59 @@ class _VersionPool:
         self.changed = threading.Condition()
 
 
+@dataclass(frozen=True)
+class ReapingPolicy:
+    """When idle execution environments are reclaimed, as Lambda reclaims them.
+
+    Lambda keeps an idle environment for minutes, not forever, and no account holds unbounded
+    memory. A worker idle for ``idle_seconds`` is killed; and while more than ``max_live_workers``
+    are alive, or their resident memory adds up to more than ``max_live_memory_mb``, idle workers
+    are killed oldest-idle first. A busy worker is never killed for a bound: the bound is restored
+    as soon as enough workers are idle.
+    """
+
+    idle_seconds: float = DEFAULT_IDLE_SECONDS
+    max_live_workers: int = DEFAULT_MAX_LIVE_WORKERS
+    max_live_memory_mb: int = DEFAULT_MAX_LIVE_MEMORY_MB
+    #: How often the background reaper looks for workers past ``idle_seconds``.
+    check_interval_seconds: float = 5.0
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User+system CPU of a live process, from ``/proc/<pid>/stat`` (0.0 once it is gone or off Linux)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _resident_mb(pid: int) -> int:
+    """Current resident set size of a live worker, in MB (0 once it is gone or off Linux)."""
+    try:
+        resident_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+
+
 class WorkerPool:
-    """All execution environments of the local cloud. Thread-safe: moto serves requests on threads."""
+    """All execution environments of the local cloud. Thread-safe: moto serves requests on threads.
+
+    ``clock`` (monotonic seconds) is injectable so the reaping policy can be tested by its effect on
+    ``worker_count()`` without waiting; ``reap()`` applies the policy at once.
+    """
 
     def __init__(
-        self, endpoint_url: str, cache_dir: Path, max_workers_per_version: int = DEFAULT_MAX_WORKERS_PER_VERSION
+        self,
+        endpoint_url: str,
+        cache_dir: Path,
+        max_workers_per_version: int = DEFAULT_MAX_WORKERS_PER_VERSION,
+        *,
+        reaping: ReapingPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        background_reaper: bool = True,
     ) -> None:
         self.endpoint_url = endpoint_url
         self._cache = CodeCache(cache_dir)
@@ -311,6 +386,11 @@ class WorkerPool:
         self._live: set[Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self.reaping = reaping or ReapingPolicy()
+        self._clock = clock
+        self._stopping = threading.Event()
+        if background_reaper:
+            threading.Thread(target=self._reap_periodically, name="conveyor-local-reaper", daemon=True).start()
 
     def _pool(self, spec: FunctionSpec) -> _VersionPool:
         retired: list[_VersionPool] = []
@@ -362,12 +442,15 @@ class WorkerPool:
             return
         with pool.changed:
             if worker is not None and worker.alive() and not self._closed:
+                worker.idle_since = self._clock()
                 pool.idle.append(worker)
             else:
                 pool.size -= 1
                 if worker is not None:
                     self._forget(worker)
             pool.changed.notify()
+        if worker is not None and self.worker_count() > self.reaping.max_live_workers:
+            self.reap()
 
     def _forget(self, worker: Worker) -> None:
         worker.kill()
@@ -409,8 +492,67 @@ class WorkerPool:
         with self._lock:
             return sum(pool.size for pool in self._pools.values())
 
+    def live_cpu_seconds(self) -> float:
+        """User+system CPU the live workers have used so far (a reaped worker's is the server's children's)."""
+        with self._lock:
+            pids = [worker.pid for worker in self._live]
+        return sum(process_cpu_seconds(pid) for pid in pids)
+
+    # ------------------------------------------------------------------------------ reaping
+
+    def _idle_workers(self) -> list[tuple[float, _VersionPool, Worker]]:
+        """Every idle worker with its pool, the longest idle first."""
+        with self._lock:
+            pools = list(self._pools.values())
+        idle = []
+        for pool in pools:
+            with pool.changed:
+                idle += [(worker.idle_since, pool, worker) for worker in pool.idle]
+        return sorted(idle, key=lambda entry: entry[0])
+
+    def _live_memory_mb(self) -> int:
+        with self._lock:
+            live = list(self._live)
+        return sum(_resident_mb(worker.pid) for worker in live)
+
+    def reap(self) -> int:
+        """Apply the reaping policy now; returns how many idle workers were killed."""
+        policy, now = self.reaping, self._clock()
+        idle = self._idle_workers()
+        expired = [entry for entry in idle if now - entry[0] >= policy.idle_seconds]
+        kept = [entry for entry in idle if now - entry[0] < policy.idle_seconds]
+        live = self.worker_count() - len(expired)
+        memory = self._live_memory_mb() - sum(_resident_mb(worker.pid) for _, _, worker in expired)
+        victims = list(expired)
+        for entry in kept:  # the oldest idle first
+            if live <= policy.max_live_workers and memory <= policy.max_live_memory_mb:
+                break
+            victims.append(entry)
+            live -= 1
+            memory -= _resident_mb(entry[2].pid)
+        return sum(self._retire_idle(pool, worker) for _, pool, worker in victims)
+
+    def _retire_idle(self, pool: _VersionPool, worker: Worker) -> int:
+        """Kill ``worker`` if it is still idle in ``pool`` (an invocation may have taken it meanwhile)."""
+        with pool.changed:
+            if worker not in pool.idle:
+                return 0
+            pool.idle.remove(worker)
+            pool.size -= 1
+            pool.changed.notify()
+        self._forget(worker)
+        return 1
+
+    def _reap_periodically(self) -> None:
+        while not self._stopping.wait(self.reaping.check_interval_seconds):
+            try:
+                self.reap()
+            except Exception:  # the reaper must outlive any one bad pass
+                LOG.exception("reaping idle workers failed")
+
     def shutdown(self) -> None:
         """Kill every worker; invocations in flight fail as if their environment was reclaimed."""
+        self._stopping.set()
         with self._lock:
             self._closed = True
             pools = list(self._pools.values())

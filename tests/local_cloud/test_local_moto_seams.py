@@ -7,6 +7,7 @@ import inspect
 import pytest
 
 from conveyor_local import moto_patches
+from conveyor_local.moto_patches import registry
 
 
 def test_every_seam_exists_with_the_expected_signature() -> None:
@@ -21,7 +22,7 @@ def test_every_seam_exists_with_the_expected_signature() -> None:
 def test_a_moved_seam_is_reported_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a seam that does not exist in moto
     seams = {**moto_patches.SEAM_SIGNATURES, "moto.awslambda.models.LambdaFunction._run_in_docker": ("self",)}
-    monkeypatch.setattr(moto_patches, "SEAM_SIGNATURES", seams)
+    monkeypatch.setattr(registry, "SEAM_SIGNATURES", seams)
 
     # When the seams are checked
     problems = moto_patches.check_seams()
@@ -35,7 +36,7 @@ def test_a_moved_seam_is_reported_by_name(monkeypatch: pytest.MonkeyPatch) -> No
 def test_a_changed_signature_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a seam whose parameters we expect differently
     seams = {**moto_patches.SEAM_SIGNATURES, "moto.events.models.Rule.send_to_targets": ("self", "event")}
-    monkeypatch.setattr(moto_patches, "SEAM_SIGNATURES", seams)
+    monkeypatch.setattr(registry, "SEAM_SIGNATURES", seams)
 
     # When the seams are checked
     problems = moto_patches.check_seams()
@@ -46,14 +47,14 @@ def test_a_changed_signature_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_seams_lists_every_patched_attribute() -> None:
-    assert set(moto_patches._PATCHES) <= set(moto_patches.SEAMS)
+    assert set(moto_patches.PATCHES) <= set(moto_patches.SEAMS)
 
 
-@pytest.mark.parametrize("seam", sorted(moto_patches._PATCHES))
+@pytest.mark.parametrize("seam", sorted(moto_patches.PATCHES))
 def test_each_replacement_takes_the_arguments_moto_passes(seam: str) -> None:
     # Given a patched seam whose parameters we rely on
     expected = moto_patches.SEAM_SIGNATURES[seam]
-    replacement = moto_patches._PATCHES[seam]
+    replacement = moto_patches.PATCHES[seam]
     if expected is None:
         pytest.skip(f"{seam} is replaced by an object, not called with arguments")
 
@@ -79,3 +80,25 @@ def test_every_moto_name_persistence_relies_on_is_a_registered_seam() -> None:
         "moto.moto_server.werkzeug_app.MotoRequestHandler",
     }
     assert relied_on <= set(moto_patches.SEAMS)
+
+
+def test_each_service_module_registers_its_own_seams() -> None:
+    # Given the package, one module per service patched
+    import importlib
+    import pkgutil
+
+    modules = [
+        importlib.import_module(f"conveyor_local.moto_patches.{info.name}")
+        for info in pkgutil.iter_modules(moto_patches.__path__)
+        if info.name != "registry"
+    ]
+
+    # When the patched seams are grouped by the module whose replacement they hold
+    owners = {
+        getattr(replacement, "__module__", type(replacement).__module__)
+        for replacement in moto_patches.PATCHES.values()
+    }
+
+    # Then every replacement lives in a service module of the package (or the executions emulation it installs)
+    assert owners <= {module.__name__ for module in modules} | {"conveyor_local.executions"}
+    assert {"conveyor_local.moto_patches.awslambda", "conveyor_local.moto_patches.stepfunctions"} <= owners

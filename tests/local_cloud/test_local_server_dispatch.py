@@ -26,9 +26,22 @@ def test_moto_modules_are_listed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     backends._moto_modules.cache_clear()
 
 
-def test_method_names_are_moto_s_once_per_class() -> None:
+def test_method_names_are_moto_s_once_per_class(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.awslambda.responses import LambdaResponse
 
+    # Given moto's own answer, counted
+    asked: list[type] = []
     moto_own = registry.resolve_dotted(backends.METHOD_NAMES_FROM_CLASS)
-    assert backends.method_names_from_class(LambdaResponse) == moto_own(LambdaResponse)
-    assert backends.method_names_from_class(LambdaResponse) is not backends.method_names_from_class(LambdaResponse)
+    monkeypatch.setitem(
+        registry.ORIGINALS, backends.METHOD_NAMES_FROM_CLASS, lambda clazz: asked.append(clazz) or moto_own(clazz)
+    )
+    backends._method_names.cache_clear()
+
+    # When every request of a class asks
+    answers = [backends.method_names_from_class(LambdaResponse) for _ in range(3)]
+
+    # Then moto was asked once, and each caller gets moto's answer in a list of its own
+    assert asked == [LambdaResponse]
+    assert answers == [moto_own(LambdaResponse)] * 3
+    assert answers[0] is not answers[1]
+    backends._method_names.cache_clear()

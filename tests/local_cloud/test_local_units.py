@@ -7,14 +7,12 @@ import threading
 
 import pytest
 
-from conveyor_local import moto_patches
-from conveyor_local.moto_patches import (
-    InvocationTarget,
-    _dimension_sets,
-    choose_version,
-    effective_bucket_policy,
-    eventbridge_payload,
-)
+from conveyor_local import lambda_rules
+from conveyor_local.lambda_telemetry import InvocationTarget, _dimension_sets
+from conveyor_local.moto_patches import dynamodb, registry, stepfunctions
+from conveyor_local.moto_patches.awslambda import choose_version
+from conveyor_local.moto_patches.events import eventbridge_payload
+from conveyor_local.moto_patches.s3 import effective_bucket_policy
 from conveyor_local.provision import _merge_globals
 
 
@@ -70,11 +68,11 @@ def test_globals_merge_like_sam() -> None:
 def test_retry_sleeps_are_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a time scale of 1%
     slept: list[float] = []
-    monkeypatch.setitem(moto_patches._STATE, "time_scale", 0.01)
-    monkeypatch.setattr(moto_patches.time, "sleep", slept.append)
+    monkeypatch.setitem(registry.STATE, "time_scale", 0.01)
+    monkeypatch.setattr(stepfunctions.time, "sleep", slept.append)
 
     # When moto's retrier sleeps through our stand-in for its time module
-    moto_patches._ScaledTime().sleep(30)
+    stepfunctions.ScaledTime().sleep(30)
 
     # Then it sleeps 1% of the interval
     assert slept == [pytest.approx(0.3)]
@@ -82,13 +80,13 @@ def test_retry_sleeps_are_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_timeout_read_from_the_state_is_scaled(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a time scale of 1% and moto's own evaluation of a TimeoutSecondsPath (a day, a minute)
-    monkeypatch.setitem(moto_patches._STATE, "time_scale", 0.01)
-    name = f"{moto_patches._TIMEOUT_PATH}._eval_seconds"
+    monkeypatch.setitem(registry.STATE, "time_scale", 0.01)
+    name = f"{stepfunctions.TIMEOUT_PATH}._eval_seconds"
     answers = {"day": 86400, "minute": 60}
-    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda self, env: answers[env])
+    monkeypatch.setitem(registry.ORIGINALS, name, lambda self, env: answers[env])
 
     # When the patched evaluation runs
-    day, minute = (moto_patches._timeout_seconds_path(object(), key) for key in ("day", "minute"))
+    day, minute = (stepfunctions.timeout_seconds_path(object(), key) for key in ("day", "minute"))
 
     # Then the approval window is 864 s of local time, in whole seconds and never below one
     assert (day, minute) == (864, 1)
@@ -99,11 +97,11 @@ def test_a_map_iteration_failing_with_a_states_error_keeps_its_name(monkeypatch:
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 
-    monkeypatch.setitem(moto_patches._ORIGINALS, f"{moto_patches._ITERATION_WORKER}.CustomErrorName", CustomErrorName)
+    monkeypatch.setitem(registry.ORIGINALS, f"{stepfunctions.ITERATION_WORKER}.CustomErrorName", CustomErrorName)
 
     # When the iteration's error is named
-    timeout = moto_patches._iteration_error_name("States.Timeout")
-    custom = moto_patches._iteration_error_name(error_name="ApprovalRejectedError")
+    timeout = stepfunctions.iteration_error_name("States.Timeout")
+    custom = stepfunctions.iteration_error_name(error_name="ApprovalRejectedError")
 
     # Then States.Timeout is moto's States error (the Map's Catch sees it as AWS reports it), others as before
     assert isinstance(timeout, StatesErrorName)
@@ -118,25 +116,25 @@ def test_the_environment_limit_is_4_kb_of_compact_json() -> None:
     over_limit = {"A": "x" * (4097 - len('{"A":""}'))}
 
     # Then the first is accepted and the second refused with AWS's message
-    assert moto_patches.environment_violation(at_limit) is None
-    message = moto_patches.environment_violation(over_limit)
+    assert lambda_rules.environment_violation(at_limit) is None
+    message = lambda_rules.environment_violation(over_limit)
     assert message is not None
     assert message.startswith("Lambda was unable to configure your environment variables because")
     assert message.endswith(f"exceeded the 4KB limit. String measured: {json.dumps(over_limit, separators=(',', ':'))}")
 
 
 def test_reserved_variable_names_are_exact_and_reported_sorted() -> None:
-    assert moto_patches.environment_violation({"aws_region": "lowercase is the caller's own"}) is None
-    assert moto_patches.environment_violation(None) is None
-    message = moto_patches.environment_violation({"LAMBDA_RUNTIME_DIR": "1", "_X_AMZN_TRACE_ID": "2", "OK": "3"})
+    assert lambda_rules.environment_violation({"aws_region": "lowercase is the caller's own"}) is None
+    assert lambda_rules.environment_violation(None) is None
+    message = lambda_rules.environment_violation({"LAMBDA_RUNTIME_DIR": "1", "_X_AMZN_TRACE_ID": "2", "OK": "3"})
     assert message is not None
     assert message.endswith("Reserved keys used in this request: LAMBDA_RUNTIME_DIR, _X_AMZN_TRACE_ID")
 
 
 def test_code_sha256_is_a_precondition_only_when_given() -> None:
-    assert moto_patches.code_sha256_violation(None, "abc=") is None
-    assert moto_patches.code_sha256_violation("abc=", "abc=") is None
-    assert moto_patches.code_sha256_violation("old=", "new=") == (
+    assert lambda_rules.code_sha256_violation(None, "abc=") is None
+    assert lambda_rules.code_sha256_violation("abc=", "abc=") is None
+    assert lambda_rules.code_sha256_violation("old=", "new=") == (
         "CodeSHA256 (old=) is different from current CodeSHA256 in $LATEST (new=). "
         "Please try again with the CodeSHA256 in $LATEST."
     )
@@ -145,11 +143,11 @@ def test_code_sha256_is_a_precondition_only_when_given() -> None:
 @pytest.mark.parametrize("read", ["get_item", "query", "scan"])
 def test_a_dynamodb_read_never_runs_while_a_write_is_being_applied(monkeypatch: pytest.MonkeyPatch, read: str) -> None:
     # Given a write being applied (each patched write holds the DynamoDB lock for its whole call)
-    name = f"{moto_patches._DYNAMODB_BACKEND}.{read}"
+    name = f"{dynamodb.DYNAMODB_BACKEND}.{read}"
     ran = threading.Event()
-    monkeypatch.setitem(moto_patches._ORIGINALS, name, lambda backend, *args, **kwargs: ran.set())
-    reader = threading.Thread(target=moto_patches._PATCHES[name], args=(object(),))
-    with moto_patches._DYNAMODB_LOCK:
+    monkeypatch.setitem(registry.ORIGINALS, name, lambda backend, *args, **kwargs: ran.set())
+    reader = threading.Thread(target=registry.PATCHES[name], args=(object(),))
+    with dynamodb.DYNAMODB_LOCK:
         # When a read arrives meanwhile
         reader.start()
         # Then it cannot run until the write is done: it never sees an item half-written

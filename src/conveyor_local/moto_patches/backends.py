@@ -1,0 +1,71 @@
+"""moto's server dispatch, and the names persistence and the server rely on without patching them.
+
+``moto.backends.list_of_moto_modules()``
+    moto's WSGI dispatcher (``DomainDispatcherApplication.get_backend_for_host``) lists moto's
+    package directory and stats each of its ~150 entries on every request, to ask whether the host
+    names a service. The directory does not change while the server runs: we list it once.
+
+``moto.core.responses.method_names_from_class(clazz)``
+    every request asks ``inspect.getmembers`` for the method names of its response class, to tell
+    whether the action is one the class serves. A class's method names do not change while the
+    server runs (our patches replace methods under their own names): we ask once per class.
+
+``conveyor_local.persistence`` snapshots every service's ``BackendDict`` (``iter_backends``, and
+extra attributes such as S3's ``bucket_accounts``), S3's ``_VersionedKeyStore`` (its ``items()``
+hides older versions from pickle) and the Step Functions ``Execution`` record (its fields,
+``exec_worker.env`` and ``ExecutionStatus``); ``conveyor_local.server`` serves moto's WSGI app and
+request handler (``moto.moto_server.werkzeug_app``) with change tracking and the request log in front.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+from conveyor_local.moto_patches.registry import original, patches, relies_on
+
+LIST_OF_MOTO_MODULES = "moto.backends.list_of_moto_modules"
+METHOD_NAMES_FROM_CLASS = "moto.core.responses.method_names_from_class"
+
+
+@functools.cache
+def _moto_modules() -> tuple[str, ...]:
+    return tuple(original(LIST_OF_MOTO_MODULES)())
+
+
+@functools.cache
+def _method_names(clazz: type) -> tuple[str, ...]:
+    return tuple(original(METHOD_NAMES_FROM_CLASS)(clazz))
+
+
+def method_names_from_class(clazz: object) -> list[str]:
+    """Replacement for ``moto.core.responses.method_names_from_class``: computed once per class."""
+    return list(_method_names(clazz if isinstance(clazz, type) else type(clazz)))
+
+
+def list_of_moto_modules() -> Iterable[str]:
+    """Replacement for ``moto.backends.list_of_moto_modules``: moto's service modules, listed once."""
+    return _moto_modules()
+
+
+patches(LIST_OF_MOTO_MODULES, (), list_of_moto_modules)
+patches(METHOD_NAMES_FROM_CLASS, ("clazz",), method_names_from_class)
+
+for _name in (
+    "moto.s3.models.s3_backends",
+    "moto.dynamodb.models.dynamodb_backends",
+    "moto.iam.models.iam_backends",
+    "moto.stepfunctions.parser.models.stepfunctions_parser_backends",
+    "moto.sns.models.sns_backends",
+    "moto.sqs.models.sqs_backends",
+    "moto.events.models.events_backends",
+    "moto.kms.models.kms_backends",
+    "moto.s3.utils._VersionedKeyStore",
+    "moto.stepfunctions.parser.api.ExecutionStatus",
+    "moto.moto_server.werkzeug_app.MotoRequestHandler",
+):
+    relies_on(_name)
+relies_on("moto.core.base_backend.BackendDict.iter_backends", ("self",))
+relies_on("moto.stepfunctions.parser.backend.execution.Execution", ("name", "sm_type", "role_arn", "exec_arn"))
+relies_on("moto.moto_server.werkzeug_app.DomainDispatcherApplication", ("create_app",))
+relies_on("moto.moto_server.werkzeug_app.create_backend_app", ("service",))

@@ -1,0 +1,286 @@
+"""Step Functions: time on the local scale, AWS's error names and causes, and how an execution ends.
+
+Seams (moto 5.2.5) and why:
+
+``...wait.wait_function.wait_function.WaitFunction._wait_interval(self, env, wait_seconds)``
+and ``...common.retry.retrier_decl.time``
+    Step Functions Wait states and Retry back-off really sleep; both are multiplied by
+    ``CONVEYOR_LOCAL_TIME_SCALE`` (e.g. 0.01) so a pipeline with minutes of bake time runs in
+    seconds. A Wait still ends early when its execution is stopped.
+
+``...common.timeouts.timeout.TimeoutSecondsPath._eval_seconds(self, env)``
+    a task timeout read from the state (``TimeoutSecondsPath``: the approval window of a
+    ``.waitForTaskToken`` task, hours on AWS) is scaled the same way. Fixed ``TimeoutSeconds`` (a
+    stage's own limit, which bounds real work rather than a wait) is left as written.
+
+``...state_map.iteration.iteration_worker.CustomErrorName``
+    when a Map iteration fails, moto names the Map's error with ``CustomErrorName``, which refuses
+    any name starting with ``States.``; so an iteration ending in ``States.Timeout`` surfaced as
+    ``States.Runtime`` instead of the iteration's own error, as AWS reports it. We give the
+    iteration worker a stand-in that names ``States.*`` errors with moto's own ``StatesErrorName``
+    (relied on: ``StatesErrorName.from_name``) and every other one as before.
+
+``moto.stepfunctions.responses.StepFunctionResponse.send_task_failure(self)``
+    moto's handler drops the request's ``cause`` (it passes only ``error`` to the backend), so a
+    ``Catch`` after a rejected ``.waitForTaskToken`` task got ``"Cause": null``. We pass both; the
+    executing backend's ``send_task_failure(task_token, error, cause)`` is moto's own.
+
+``moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint(self)``
+    moto lexes, parses and preprocesses the whole definition for every execution (~0.2 CPU-s for
+    Conveyor's 750-line ASL). We parse each definition once (keyed by its SHA-256, relied on:
+    ``AmazonStateLanguageParser.parse``) and give each execution its own deep copy of the parsed
+    program (~0.01 CPU-s), so no evaluation state is shared between executions.
+
+``boto_client_for`` as imported by the Task state modules (``lambda_eval_utils`` and the ``aws-sdk``,
+``dynamodb``, ``sns``, ``sqs``, ``events`` and ``states`` service integrations)
+    moto builds a new boto3 client for every Task it runs. We keep one per region and service
+    (boto3 clients are thread-safe), built with moto's own configuration, addressed to this server
+    and tagged ``conveyor_local.requests_log.STATES_USER_AGENT`` so the request log can tell the
+    interpreter's calls from a stage's.
+
+``moto.stepfunctions.parser.asl.utils.json_path.parse`` and
+``moto.stepfunctions.parser.asl.component.common.path.result_path.parse``
+    every JSONPath a state evaluates (``InputPath``, ``Parameters``' ``.$`` fields, ``ResultPath``)
+    is parsed again by ``jsonpath_ng``, which builds a whole PLY parser per call. The parsed
+    expression is immutable: we parse each path text once.
+
+How an execution ends (the replacements live in ``conveyor_local.executions``; its docstring says why):
+
+``...backend.execution.Execution.stop(self, stop_date, error, cause)``,
+``moto.stepfunctions.responses.StepFunctionResponse.stop_execution(self)``
+    ``StopExecution`` ends the execution ABORTED at once with the request's ``error`` and ``cause``;
+    relied on: ``Environment.set_stop``.
+``...asl.eval.environment.Environment.{set_error,set_timed_out}``
+    a stopped (or timed-out) program keeps that end. Relied on: ``program_state.ProgramStopped``/``ProgramTimedOut``.
+``...asl.eval.event.event_manager.EventManager.add_event``
+    a history takes no event after its terminal one; relied on: ``get_event_history``.
+``...backend.execution.BaseExecutionWorkerCommunication.terminated(self)`` and
+``...backend.execution_worker.ExecutionWorker.start(self)``
+    every status change of a STANDARD execution puts a "Step Functions Execution Status Change"
+    event on the default bus (relied on: ``moto.events.models.events_backends``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import math
+import threading
+import time
+from typing import Any
+
+from conveyor_local import executions
+from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_dotted, time_scale
+from conveyor_local.requests_log import STATES_USER_AGENT
+
+SFN_ASL = "moto.stepfunctions.parser.asl"
+WAIT_FUNCTION = f"{SFN_ASL}.component.state.wait.wait_function.wait_function.WaitFunction"
+RETRIER_DECL = f"{SFN_ASL}.component.common.retry.retrier_decl"
+TIMEOUT_PATH = f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSecondsPath"
+ITERATION_WORKER = f"{SFN_ASL}.component.state.exec.state_map.iteration.iteration_worker"
+STATES_ERROR_NAME = f"{SFN_ASL}.component.common.error_name.states_error_name.StatesErrorName"
+SFN_RESPONSE = "moto.stepfunctions.responses.StepFunctionResponse"
+EXECUTION_WORKER = "moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker"
+ASL_PARSER = f"{SFN_ASL}.parse.asl_parser.AmazonStateLanguageParser"
+_TASK_STATE = f"{SFN_ASL}.component.state.exec.state_task"
+#: The modules whose Task states build a client with ``boto_client_for`` (imported by name into each).
+CLIENT_USERS = (
+    f"{_TASK_STATE}.lambda_eval_utils",
+    *(
+        f"{_TASK_STATE}.service.state_task_service_{service}"
+        for service in ("aws_sdk", "dynamodb", "sns", "sqs", "events", "sfn")
+    ),
+)
+#: Parsed definitions kept (each a few MB of components); executions of older ones parse again.
+PARSED_DEFINITIONS_KEPT = 16
+
+
+# ----------------------------------------------------------------------- time scaling
+
+
+class ScaledTime:
+    """Stands in for the ``time`` module inside moto's retrier: ``sleep`` is scaled, the rest is ``time``."""
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds) * time_scale())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def _wait_interval(self: Any, env: Any, wait_seconds: float) -> None:
+    """Replacement for ``WaitFunction._wait_interval``: scaled, still interruptible by stopping the execution."""
+    deadline = time.monotonic() + max(0.0, float(wait_seconds)) * time_scale()
+    while (remaining := deadline - time.monotonic()) > 0:
+        env.program_state_event.wait(remaining)
+        if not env.is_running():
+            return
+
+
+def timeout_seconds_path(self: Any, env: Any) -> int:
+    """Replacement for ``TimeoutSecondsPath._eval_seconds``: the state's timeout on the local time scale,
+    in whole seconds (as the execution history reports it), at least one."""
+    seconds = original(f"{TIMEOUT_PATH}._eval_seconds")(self, env)
+    return max(1, math.ceil(float(seconds) * time_scale()))
+
+
+# ------------------------------------------------------------------ errors and causes
+
+
+def iteration_error_name(error_name: str) -> Any:
+    """Stand-in for ``CustomErrorName`` in moto's Map iteration worker: ``States.*`` names are moto's own."""
+    if error_name.startswith("States."):
+        return resolve_dotted(f"{STATES_ERROR_NAME}.from_name")(error_name)
+    return original(f"{ITERATION_WORKER}.CustomErrorName")(error_name=error_name)
+
+
+def _send_task_failure(self: Any) -> Any:
+    """Replacement for ``StepFunctionResponse.send_task_failure``: keep the ``cause`` moto drops."""
+    import inspect
+
+    from moto.core.responses import EmptyResult
+
+    backend = self.stepfunction_backend
+    options = {"error": self._get_param("error")}
+    # Only the executing backend (``execute_state_machine``) takes a cause; the plain one has no use for it.
+    if "cause" in inspect.signature(backend.send_task_failure).parameters:
+        options["cause"] = self._get_param("cause")
+    backend.send_task_failure(self._get_param("taskToken"), **options)
+    return EmptyResult()
+
+
+# ------------------------------------------------------------- one parse per definition
+
+
+@functools.lru_cache(maxsize=PARSED_DEFINITIONS_KEPT)
+def _parsed(definition_sha256: str, definition: str) -> Any:
+    """The parsed program of ``definition`` (a template: never evaluated itself, only copied)."""
+    del definition_sha256  # the cache key; the text is what is parsed
+    return resolve_dotted(ASL_PARSER).parse(definition)[0]
+
+
+def parsed_program(definition: str) -> Any:
+    """A program of ``definition`` for one execution: parsed once per definition, copied per execution."""
+    template = _parsed(hashlib.sha256(definition.encode()).hexdigest(), definition)
+    return copy.deepcopy(template)
+
+
+def _evaluation_entrypoint(self: Any) -> Any:
+    """Replacement for ``ExecutionWorker._get_evaluation_entrypoint``: a cached parse, copied."""
+    return parsed_program(self._evaluation_details.state_machine_details.definition)
+
+
+# ------------------------------------------------------------- one parse per JSONPath
+
+JSON_PATH_PARSE = f"{SFN_ASL}.utils.json_path.parse"  # jsonpath_ng.ext.parse(path, debug=None)
+RESULT_PATH_PARSE = f"{SFN_ASL}.component.common.path.result_path.parse"  # jsonpath_ng.parse(string)
+#: JSONPath texts kept parsed (a definition has tens; a few definitions are live at once).
+PARSED_PATHS_KEPT = 4096
+
+
+@functools.lru_cache(maxsize=PARSED_PATHS_KEPT)
+def _json_path(path: str) -> Any:
+    return original(JSON_PATH_PARSE)(path)
+
+
+@functools.lru_cache(maxsize=PARSED_PATHS_KEPT)
+def _result_path(string: str) -> Any:
+    return original(RESULT_PATH_PARSE)(string)
+
+
+def parse_json_path(path: str, debug: bool | None = None) -> Any:
+    """Replacement for the ``parse`` moto's JSONPath evaluation imported: each path text parsed once."""
+    return original(JSON_PATH_PARSE)(path, debug) if debug else _json_path(path)
+
+
+def parse_result_path(string: str) -> Any:
+    """Replacement for the ``parse`` moto's ``ResultPath`` imported: each path text parsed once."""
+    return _result_path(string)
+
+
+# ------------------------------------------------------------- one client per service
+
+_CLIENTS: dict[tuple[str, str, str | None], Any] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _endpoint_url() -> str | None:
+    """Where moto's interpreter sends Task calls: this server, unless moto's in-process stubber is on."""
+    if resolve_dotted("moto.core.models.botocore_stubber").enabled:
+        return None
+    return f"http://127.0.0.1:{resolve_dotted('moto.settings.moto_server_port')()}"
+
+
+def _new_client(region: str, service: str, endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    timeout = resolve_dotted(f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSeconds").DEFAULT_TIMEOUT_SECONDS
+    config = Config(
+        parameter_validation=False,
+        retries={"max_attempts": 0, "total_max_attempts": 1},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        max_pool_connections=64,  # many executions at once share the client
+        user_agent_extra=STATES_USER_AGENT,
+    )
+    options = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    # moto's own fixed test keys (the server does not check them): not a secret.
+    credentials = {"aws_access_key_id": "ak", "aws_secret_access_key": "sk"}
+    return boto3.client(service, region_name=region, config=config, **credentials, **options)
+
+
+def shared_client(region: str, service: str, state_credentials: Any = None) -> Any:
+    """Replacement for ``boto_client_for``: one client per region, service and endpoint.
+
+    moto's own ignores ``state_credentials`` too (every call signs with fixed test keys)."""
+    del state_credentials
+    key = (region, service, _endpoint_url())
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.get(key)
+        if client is None:
+            client = _CLIENTS[key] = _new_client(region, service, key[2])
+        return client
+
+
+# ----------------------------------------------------------------------------- registry
+
+patches(f"{WAIT_FUNCTION}._wait_interval", ("self", "env", "wait_seconds"), _wait_interval)
+patches(f"{RETRIER_DECL}.time", None, ScaledTime())
+patches(f"{TIMEOUT_PATH}._eval_seconds", ("self", "env"), timeout_seconds_path)
+patches(f"{ITERATION_WORKER}.CustomErrorName", ("error_name",), iteration_error_name)
+relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
+patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)
+patches(f"{EXECUTION_WORKER}._get_evaluation_entrypoint", ("self",), _evaluation_entrypoint)
+relies_on(f"{ASL_PARSER}.parse", ("definition",))
+patches(JSON_PATH_PARSE, ("path", "debug"), parse_json_path)
+patches(RESULT_PATH_PARSE, ("string",), parse_result_path)
+for _module in CLIENT_USERS:
+    patches(f"{_module}.boto_client_for", ("region", "service", "state_credentials"), shared_client)
+relies_on("moto.core.models.botocore_stubber")
+relies_on("moto.settings.moto_server_port", ())
+relies_on(f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSeconds")
+
+# conveyor_local.executions: how an execution ends, and the status-change events
+patches(
+    f"{executions.SFN_EXECUTION}.Execution.stop", ("self", "stop_date", "error", "cause"), executions.execution_stop
+)
+patches(f"{executions.SFN_EXECUTION}.BaseExecutionWorkerCommunication.terminated", ("self",), executions.terminated)
+patches(f"{executions.SFN_WORKER}.start", ("self",), executions.worker_start)
+patches(f"{executions.SFN_ENVIRONMENT}.set_error", ("self", "error"), executions.set_error)
+patches(f"{executions.SFN_ENVIRONMENT}.set_timed_out", ("self",), executions.set_timed_out)
+patches(
+    f"{executions.SFN_EVENT_MANAGER}.add_event",
+    ("self", "context", "event_type", "event_details", "timestamp", "update_source_event_id"),
+    executions.add_event,
+)
+patches(f"{executions.SFN_RESPONSE}.stop_execution", ("self",), executions.stop_execution_response)
+relies_on(f"{executions.SFN_ENVIRONMENT}.set_stop", ("self", "stop_date", "cause", "error"))
+relies_on(f"{executions.SFN_EVENT_MANAGER}.get_event_history", ("self",))
+relies_on(f"{executions.SFN_PROGRAM_STATE}.ProgramStopped")
+relies_on(f"{executions.SFN_PROGRAM_STATE}.ProgramTimedOut")
+relies_on(f"{SFN_ASL}.eval.event.event_detail.EventDetails")
+relies_on(f"{executions.SFN_API}.ExecutionStatus")
+relies_on(f"{executions.SFN_API}.HistoryEventType")
+relies_on("moto.stepfunctions.parser.models.stepfunctions_parser_backends")
