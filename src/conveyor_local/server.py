@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from conveyor_local import persistence
+from conveyor_local.request_log import RequestLog
 
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
@@ -81,6 +82,7 @@ class LocalCloud:
         self.fresh = fresh
         self._server: _TrackedMotoServer | None = None
         self._tracker = persistence.ChangeTracker()
+        self.requests = RequestLog()
         self._snapshotter = persistence.Snapshotter(
             persistence.SnapshotStore(self.state_dir / persistence.SNAPSHOT_DIR),
             self._tracker,
@@ -104,7 +106,7 @@ class LocalCloud:
         started = time.perf_counter()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         summary, orphans = self._restore()
-        self._server = _TrackedMotoServer(self.port, self._tracker)
+        self._server = _TrackedMotoServer(self.port, self._tracker, self.requests)
         self._server.start()
         self.port = self._server.port
         # moto's Step Functions interpreter builds its own clients from MOTO_PORT.
@@ -196,16 +198,17 @@ class LocalCloud:
 
 
 class _TrackedMotoServer:
-    """moto's threaded server (as ``moto.server.ThreadedMotoServer`` builds it) with change tracking in front.
+    """moto's threaded server (as ``moto.server.ThreadedMotoServer`` builds it) with change tracking and the
+    request log (``conveyor_local.request_log``) in front.
 
     Bound at construction, so the port is known before ``start``; nothing is served before it.
     """
 
-    def __init__(self, port: int, tracker: persistence.ChangeTracker) -> None:
+    def __init__(self, port: int, tracker: persistence.ChangeTracker, requests: RequestLog) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = tracker.middleware(DomainDispatcherApplication(create_backend_app))
+        app = requests.middleware(tracker.middleware(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
 
