@@ -9,6 +9,7 @@ pipeline), pushes bundles and follows the executions they start. The sample app 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from conveyor.ledger import DeploymentRecord, DynamoLedger
 from conveyor.manifest import FunctionConfig
 from conveyor.pipeline import PipelineSpec
 
+from bench.observe import BENCH_APP_ID
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle, zip_directory
@@ -39,13 +41,14 @@ from conveyor_cli.sample import (
     create_target_function,
     execution_role_arn,
 )
-from conveyor_local.server import start_background, stop
+from conveyor_local.server import read_state, start_background, stop
 
 GOOD_SOURCE = EXAMPLES / "hello"
 BROKEN_SOURCE = EXAMPLES / "hello-broken"
 ENVIRONMENTS = ("staging", "production")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _ROLE = "bench-target-execution"
+_APP_ID_ENV = "AWS_SDK_UA_APP_ID"
 _CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 6})
 
 
@@ -80,16 +83,27 @@ class Bench:
     cloud: Cloud
     state_dir: Path
     workdir: Path
-    clients: dict[str, Any] = field(default_factory=dict)
+    clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, app_id: str = BENCH_APP_ID) -> Any:
+        """A client whose requests carry ``app/<app_id>`` in their User-Agent, so the local cloud's
+        request log tells the bench's own calls (and each script's) from Conveyor's."""
         with self._lock:
-            if service not in self.clients:
+            if (service, app_id) not in self.clients:
                 import boto3
 
-                self.clients[service] = boto3.session.Session().client(service, config=_CLIENT_CONFIG)
-            return self.clients[service]
+                config = _CLIENT_CONFIG.merge(Config(user_agent_appid=app_id))
+                self.clients[service, app_id] = boto3.session.Session().client(service, config=config)
+            return self.clients[service, app_id]
+
+    @property
+    def endpoint(self) -> str:
+        return str(read_state(self.state_dir)["endpoint"])
+
+    @property
+    def server_pid(self) -> int:
+        return int(read_state(self.state_dir)["pid"])
 
     @property
     def ledger(self) -> DynamoLedger:
@@ -191,6 +205,11 @@ def local_cloud(time_scale: float = 0.01) -> Iterator[Bench]:
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-"))
     state_dir = workdir / "cloud"
     start_background(port=0, template=ROOT / "template.yaml", state_dir=state_dir, time_scale=time_scale, timeout=180)
+    # Every client this process builds from now on (the layer's adapters the bench reads the ledger
+    # with included) names the bench in its User-Agent; set after the start, so the cloud's own
+    # clients (it inherits this environment) do not.
+    previous_app_id = os.environ.get(_APP_ID_ENV)
+    os.environ[_APP_ID_ENV] = BENCH_APP_ID
     aws.client.cache_clear()  # the layer's cached clients would still point at an earlier cloud
     aws.resource.cache_clear()
     try:
@@ -198,3 +217,7 @@ def local_cloud(time_scale: float = 0.01) -> Iterator[Bench]:
     finally:
         stop(state_dir)
         shutil.rmtree(workdir, ignore_errors=True)
+        if previous_app_id is None:
+            os.environ.pop(_APP_ID_ENV, None)
+        else:
+            os.environ[_APP_ID_ENV] = previous_app_id
