@@ -45,15 +45,29 @@ def section_coldstart(args: argparse.Namespace) -> None:
         say(f"  {package.name:<26} {package.bytes / 1e6:7.2f} MB unzipped   largest: {largest}")
         if package.name.endswith("Layer"):
             say(f"    layer vs 15 MB target: {package.bytes / 15e6:.2f}x ({verdict(package.bytes <= 15e6)})")
-    imports, replaced = coldstart.handler_imports(build, args.import_runs)
+    imports, baseline, replaced, tracer_runs = coldstart.handler_imports(build, args.import_runs)
     if replaced:
         say(f"  (native arm64 packages imported as this host's build of the same version: {', '.join(replaced)})")
+    say(
+        f"  baseline `import boto3` (same interpreter layout, same round-robin): median {baseline.median_ms:.0f} ms"
+        f" over {len(baseline.runs_ms)} runs"
+    )
     for item in imports:
         slow = ", ".join(f"{module} {ms:.0f}" for module, ms in item.top[:4])
+        ratio = item.ratio(baseline)
         say(
-            f"  {item.function:<26} median {item.median_ms:6.0f} ms  ({item.median_ms / 150:.2f}x the 150 ms target,"
-            f" {verdict(item.median_ms <= 150)})   slowest self (ms): {slow}"
+            f"  {item.function:<26} median {item.median_ms:6.0f} ms  {ratio:.2f}x import boto3"
+            f" (target <= 1.5x, {verdict(ratio <= 1.5)})  Tracer {item.tracer_ms:4.0f} ms"
+            f"   slowest self (ms): {slow}"
         )
+    tracer = statistics.median(item.tracer_ms for item in imports)
+    median = statistics.median(item.median_ms for item in imports)
+    alone = statistics.median(tracer_runs)
+    say(
+        f"  Tracer: Tracer() alone (X-Ray SDK import + patching, Powertools already imported) median {alone:.0f} ms"
+        f" = {alone / baseline.median_ms:.2f}x import boto3 = {alone / median:.0%} of a handler's median import;"
+        f" self time of {', '.join(coldstart.TRACER_MODULES)} inside a handler's import: median {tracer:.0f} ms"
+    )
 
 
 def section_overhead(bench, args: argparse.Namespace) -> None:
