@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.stack import BENCH_APP_ID
 from conveyor_local.request_log import ServedRequest, read_requests
 
-#: The app id every client of the bench process carries (``AWS_SDK_UA_APP_ID``).
-BENCH_APP_ID = "conveyor-bench"
+__all__ = ["BENCH_APP_ID", "Calls", "Invocations", "RequestWindow", "invocations", "tree_cpu_seconds"]
 #: Lambda operations that are not control-plane calls (the data plane).
 LAMBDA_DATA_PLANE = frozenset({"Invoke", "InvokeAsync", "InvokeWithResponseStream"})
 #: Control-plane operations with a quota of their own, outside the shared 15 requests/s one.

@@ -28,7 +28,6 @@ from conveyor.ledger import DeploymentRecord, DynamoLedger
 from conveyor.manifest import FunctionConfig
 from conveyor.pipeline import PipelineSpec
 
-from bench.observe import BENCH_APP_ID
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle, zip_directory
@@ -49,6 +48,8 @@ ENVIRONMENTS = ("staging", "production")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _ROLE = "bench-target-execution"
 _APP_ID_ENV = "AWS_SDK_UA_APP_ID"
+#: The SDK app id every client of the bench process carries, so the local cloud's request log tells its calls apart.
+BENCH_APP_ID = "conveyor-bench"
 _CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 6})
 
 
