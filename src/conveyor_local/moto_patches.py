@@ -321,6 +321,9 @@ SEAM_SIGNATURES: Mapping[str, tuple[str, ...] | None] = {
     "moto.stepfunctions.parser.backend.execution.Execution": ("name", "sm_type", "role_arn", "exec_arn"),
     "moto.moto_server.werkzeug_app.DomainDispatcherApplication": ("create_app",),
     "moto.moto_server.werkzeug_app.create_backend_app": ("service",),
+    # conveyor_local.request_log: names a REST request's operation with moto's own router.
+    "moto.core.routing.get_service_router": ("service_name",),
+    "moto.core.request.Request": None,
 }
 SEAMS: tuple[str, ...] = tuple(SEAM_SIGNATURES)
 

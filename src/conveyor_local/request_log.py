@@ -36,6 +36,8 @@ UNKNOWN = "Unknown"
 _SIGNING_NAMES = {"states": "stepfunctions", "monitoring": "cloudwatch", "email": "ses"}
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
+#: moto names this module relies on (registered in ``moto_patches.SEAM_SIGNATURES``).
+MOTO_NAMES = ("moto.core.routing.get_service_router", "moto.core.request.Request")
 
 
 class ServedRequest(BaseModel):

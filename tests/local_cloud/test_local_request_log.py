@@ -12,7 +12,8 @@ import boto3
 from botocore.config import Config
 from local_cloud_support import wait_for
 
-from conveyor_local.request_log import PATH, RequestLog, ServedRequest, read_requests
+from conveyor_local import moto_patches
+from conveyor_local.request_log import MOTO_NAMES, PATH, RequestLog, ServedRequest, read_requests
 from conveyor_local.server import client_env
 
 
@@ -154,3 +155,7 @@ def test_a_page_round_trips_through_json() -> None:
     assert json.loads(body)["requests"] == [
         ServedRequest(sequence=0, service="lambda", operation="PublishVersion", app_id="conveyor-bench").model_dump()
     ]
+
+
+def test_the_moto_names_the_log_relies_on_are_registered_seams() -> None:
+    assert set(MOTO_NAMES) <= set(moto_patches.SEAMS)
