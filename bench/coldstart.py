@@ -36,12 +36,22 @@ class Package:
     largest: list[tuple[str, int]]
 
 
+#: Modules whose import is Tracer's cost: Powertools' tracing, the X-Ray SDK, and wrapt (which only the SDK uses).
+TRACER_MODULES = ("aws_lambda_powertools.tracing", "aws_xray_sdk", "wrapt")
+#: The baseline every handler import is compared with, imported the same way in the same round-robin.
+BASELINE = "boto3"
+
+
 @dataclass
 class HandlerImport:
     function: str
     median_ms: float
     runs_ms: list[float]
     top: list[tuple[str, float]]  # slowest modules by self time (ms), from the median run
+    tracer_ms: float = 0.0  # median self time of TRACER_MODULES
+
+    def ratio(self, baseline: HandlerImport) -> float:
+        return self.median_ms / baseline.median_ms
 
 
 def tree_size(path: Path) -> int:
@@ -96,11 +106,14 @@ def _lambda_env(function_dir: Path, name: str) -> dict[str, str]:
     }
 
 
-def import_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> tuple[float, list[tuple[str, float]]]:
+def import_once(
+    function_dir: Path, layer_dir: Path, shim: Path, name: str, module: str = "app"
+) -> tuple[float, list[tuple[str, float]]]:
+    """Import ``module`` in a fresh interpreter laid out as Lambda's; (its cumulative ms, every module's self ms)."""
     env = _lambda_env(function_dir, name)
     env["PYTHONPATH"] = os.pathsep.join([str(function_dir), str(layer_dir), str(shim)])
     result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", "import app"],
+        [sys.executable, "-S", "-X", "importtime", "-c", f"import {module}"],
         check=False,
         cwd=function_dir,
         env=env,
@@ -109,18 +122,18 @@ def import_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> t
         timeout=120,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"importing {name}'s handler failed:\n{result.stderr[-2000:]}")
+        raise RuntimeError(f"importing {module} for {name} failed:\n{result.stderr[-2000:]}")
     total = 0.0
     selfs: list[tuple[str, float]] = []
     for line in result.stderr.splitlines():
         match = _IMPORTTIME.match(line)
         if not match:
             continue
-        self_us, cumulative_us, _, module = match.groups()
-        selfs.append((module, int(self_us) / 1000))
-        if module == "app":
+        self_us, cumulative_us, _, imported = match.groups()
+        selfs.append((imported, int(self_us) / 1000))
+        if imported == module:
             total = int(cumulative_us) / 1000
-    return total, sorted(selfs, key=lambda item: -item[1])[:6]
+    return total, sorted(selfs, key=lambda item: -item[1])
 
 
 def host_layer(layer: Path, directory: Path) -> tuple[Path, list[str]]:
@@ -141,21 +154,63 @@ def host_layer(layer: Path, directory: Path) -> tuple[Path, list[str]]:
     return directory, sorted(replaced)
 
 
-def handler_imports(build_dir: Path, runs: int) -> tuple[list[HandlerImport], list[str]]:
+_TRACER_SNIPPET = (
+    "import time, aws_lambda_powertools as powertools\n"
+    "started = time.perf_counter()\n"
+    "powertools.Tracer()\n"
+    "print((time.perf_counter() - started) * 1000)\n"
+)
+
+
+def tracer_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> float:
+    """Milliseconds ``Tracer()`` takes in a fresh Lambda-like interpreter once Powertools is imported: the
+    X-Ray SDK import (Powertools loads it lazily, on first Tracer) and its patching of what it traces."""
+    env = _lambda_env(function_dir, name)
+    env["PYTHONPATH"] = os.pathsep.join([str(function_dir), str(layer_dir), str(shim)])
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", _TRACER_SNIPPET],
+        check=False,
+        cwd=function_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"Tracer() for {name} failed:\n{result.stderr[-2000:]}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def tracer_ms(selfs: list[tuple[str, float]]) -> float:
+    return sum(ms for module, ms in selfs if module.startswith(TRACER_MODULES))
+
+
+def handler_imports(build_dir: Path, runs: int) -> tuple[list[HandlerImport], HandlerImport, list[str], list[float]]:
+    """Each handler's import, ``import boto3`` as the baseline, and ``Tracer()`` alone, round-robin in fresh
+    interpreters. Returns (handlers, baseline, native packages replaced, Tracer() ms per run)."""
     scratch = Path(tempfile.mkdtemp(prefix="lambda-runtime-"))
     layer, replaced = host_layer(build_dir / "ConveyorLayer" / "python", scratch / "opt-python")
     shim = runtime_shim(scratch / "var-runtime")
     functions = [p for p in sorted(build_dir.iterdir()) if (p / "app.py").is_file()]
-    results = {fn.name: [] for fn in functions}
-    # Round-robin, so a burst of load on the machine does not land on one function only.
+    jobs = [(fn.name, fn, "app") for fn in functions] + [(f"import {BASELINE}", functions[0], BASELINE)]
+    results: dict[str, list[tuple[float, list[tuple[str, float]]]]] = {label: [] for label, _, _ in jobs}
+    tracer: list[float] = []
+    # Round-robin, so a burst of load on the machine does not land on one function (or the baseline) only.
     for _ in range(runs):
-        for fn in functions:
-            results[fn.name].append(import_once(fn, layer, shim, fn.name))
+        for label, fn, module in jobs:
+            results[label].append(import_once(fn, layer, shim, fn.name, module))
+        tracer.append(tracer_once(functions[0], layer, shim, functions[0].name))
     out = []
     for name, samples in results.items():
         ordered = sorted(samples, key=lambda s: s[0])
         median_run = ordered[len(ordered) // 2]
         out.append(
-            HandlerImport(name, statistics.median(s[0] for s in samples), [s[0] for s in samples], median_run[1])
+            HandlerImport(
+                name,
+                statistics.median(s[0] for s in samples),
+                [s[0] for s in samples],
+                median_run[1][:6],
+                statistics.median(tracer_ms(s[1]) for s in samples),
+            )
         )
-    return out, replaced
+    return out[:-1], out[-1], replaced, tracer

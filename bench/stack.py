@@ -39,13 +39,15 @@ from conveyor_cli.sample import (
     create_target_function,
     execution_role_arn,
 )
-from conveyor_local.server import start_background, stop
+from conveyor_local.server import read_state, start_background, stop
 
 GOOD_SOURCE = EXAMPLES / "hello"
 BROKEN_SOURCE = EXAMPLES / "hello-broken"
 ENVIRONMENTS = ("staging", "production")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 _ROLE = "bench-target-execution"
+#: The SDK app id every client of the bench process carries, so the local cloud's request log tells its calls apart.
+BENCH_APP_ID = "conveyor-bench"
 _CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 6})
 
 
@@ -80,14 +82,25 @@ class Bench:
     cloud: Cloud
     state_dir: Path
     workdir: Path
-    clients: dict[str, Any] = field(default_factory=dict)
+    clients: dict[tuple[str, str], Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, app_id: str = BENCH_APP_ID) -> Any:
+        """A client whose requests carry ``app/<app_id>`` in their User-Agent, so the local cloud's
+        request log tells the bench's own calls (and each script's) from Conveyor's."""
         with self._lock:
-            if service not in self.clients:
-                self.clients[service] = self.cloud.session.client(service, config=_CLIENT_CONFIG)
-            return self.clients[service]
+            if (service, app_id) not in self.clients:
+                config = _CLIENT_CONFIG.merge(Config(user_agent_appid=app_id))
+                self.clients[service, app_id] = self.cloud.session.client(service, config=config)
+            return self.clients[service, app_id]
+
+    @property
+    def endpoint(self) -> str:
+        return str(read_state(self.state_dir)["endpoint"])
+
+    @property
+    def server_pid(self) -> int:
+        return int(read_state(self.state_dir)["pid"])
 
     @property
     def ledger(self) -> DynamoLedger:

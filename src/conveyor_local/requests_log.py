@@ -12,8 +12,9 @@ names it the way AWS's own request metrics would:
   ``requestUri`` template match the request (``Invoke``, ``UpdateAlias``, ``GetObject``, ...);
 - ``caller``: ``lambda`` for code running in a local Lambda worker (botocore puts the runtime's
   ``exec-env/AWS_Lambda_*`` in its user agent), ``states`` for the Step Functions interpreter's own
-  Task calls (its clients carry ``STATES_USER_AGENT``), ``client`` for everything else (the CLI, a
-  test, a bench).
+  Task calls (its clients carry ``STATES_USER_AGENT``), ``app/<id>`` for a client that names itself
+  with an SDK app id (``AWS_SDK_UA_APP_ID``, botocore's ``user_agent_appid``: the bench names its
+  scripts so), ``client`` for everything else (the CLI, a test).
 
 Counts only grow while the cloud runs; a reader takes one snapshot before and one after what it
 measures and subtracts (``RequestCounts.since``), so concurrent readers never reset each other.
@@ -47,6 +48,7 @@ ENDPOINT_PATH = "/_conveyor/requests"
 #: Appended to the user agent of the Step Functions interpreter's clients (``moto_patches.stepfunctions``).
 STATES_USER_AGENT = "conveyor-local-states"
 _LAMBDA_USER_AGENT = "exec-env/AWS_Lambda"
+_APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 #: SigV4 signing name -> botocore service name, where they differ.
 _BOTOCORE_NAMES = {"states": "stepfunctions", "monitoring": "cloudwatch"}
@@ -162,7 +164,8 @@ def caller_of(environ: Mapping[str, Any]) -> str:
         return "states"
     if _LAMBDA_USER_AGENT in user_agent:
         return "lambda"
-    return "client"
+    named = _APP_ID.search(user_agent)
+    return f"app/{named.group(1)}" if named else "client"
 
 
 def operation_of(service: str, environ: dict[str, Any]) -> str:

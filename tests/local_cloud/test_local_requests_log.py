@@ -48,6 +48,15 @@ def test_each_protocol_names_its_operation() -> None:
     assert requests_log.operation_of("s3", _environ("s3", "GET", "/bucket/releases/a/b.zip")) == "GetObject"
 
 
+def test_each_caller_is_named_from_its_user_agent() -> None:
+    lambda_worker = "Boto3/1.43 md/Botocore#1.43 ua/2.1 os/linux exec-env/AWS_Lambda_python3.11 cfg/retry-mode#standard"
+    bench_script = "Boto3/1.43 md/Botocore#1.43 ua/2.1 os/linux app/minimum-safe cfg/retry-mode#standard"
+    assert requests_log.caller_of({"HTTP_USER_AGENT": lambda_worker}) == "lambda"
+    assert requests_log.caller_of({"HTTP_USER_AGENT": f"Boto3/1.43 {requests_log.STATES_USER_AGENT}"}) == "states"
+    assert requests_log.caller_of({"HTTP_USER_AGENT": bench_script}) == "app/minimum-safe"
+    assert requests_log.caller_of({"HTTP_USER_AGENT": "aws-cli/2.17 md/Botocore#2.0"}) == "client"
+
+
 def test_unsigned_requests_are_not_api_calls() -> None:
     log = RequestLog()
     app = log.middleware(lambda environ, start_response: [b""])

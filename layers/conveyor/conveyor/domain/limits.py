@@ -20,9 +20,11 @@ Sizes are measured as Step Functions measures the state: UTF-8 bytes of its JSON
 from __future__ import annotations
 
 import json
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 MAX_PIPELINE_SPEC_BYTES = 64 * 1024
 """Bytes of a pipeline spec file (``pipelines/<app>.yaml``); a real one is 1-3 KiB."""
@@ -60,34 +62,51 @@ def clip(text: str, max_bytes: int) -> str:
     return encoded[: max_bytes - 3].decode("utf-8", errors="ignore") + "..."
 
 
-class YamlAliasError(yaml.YAMLError):
+class YamlInvalidError(ValueError):
+    """A document is not valid YAML (the message is PyYAML's, with its line and column)."""
+
+
+class YamlAliasError(YamlInvalidError):
     """A YAML document uses an anchor (``&name``) or an alias (``*name``): refused, never expanded."""
 
 
-class _NoAliasSafeLoader(yaml.SafeLoader):
+@cache
+def _no_alias_safe_loader() -> type[yaml.SafeLoader]:
     """``yaml.SafeLoader`` that refuses anchors and aliases before composing the node that uses them.
 
     Safe loading stops code execution, not expansion: each alias is a reference the composer shares,
     and turning the document into JSON (as the state machine does) copies it, so nine levels of ten
     aliases in 600 bytes become a billion strings. A pipeline spec has no use for either.
-    """
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
-            mark = event.start_mark
-            raise YamlAliasError(
-                f"YAML anchors and aliases are not allowed ({kind}{event.anchor} at line {mark.line + 1}, "
-                f"column {mark.column + 1})"
-            )
-        return super().compose_node(parent, index)
+    Built on first use, so PyYAML is imported only by the stage that parses a spec, not on every
+    handler's cold start.
+    """
+    import yaml
+
+    class NoAliasSafeLoader(yaml.SafeLoader):
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                kind = "alias *" if isinstance(event, yaml.AliasEvent) else "anchor &"
+                mark = event.start_mark
+                raise YamlAliasError(
+                    f"YAML anchors and aliases are not allowed ({kind}{event.anchor} at line {mark.line + 1}, "
+                    f"column {mark.column + 1})"
+                )
+            return super().compose_node(parent, index)
+
+    return NoAliasSafeLoader
 
 
 def load_yaml(raw: bytes | str) -> Any:
-    """Parse one YAML document with the safe loader, refusing anchors and aliases (``YamlAliasError``)."""
-    loader = _NoAliasSafeLoader(raw)  # what yaml.load does, with our SafeLoader subclass
+    """Parse one YAML document with the safe loader; ``YamlInvalidError`` if it is not valid YAML,
+    ``YamlAliasError`` (a subclass) if it uses anchors or aliases."""
+    import yaml
+
+    loader = _no_alias_safe_loader()(raw)  # what yaml.load does, with our SafeLoader subclass
     try:
         return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise YamlInvalidError(str(exc)) from exc
     finally:
         loader.dispose()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,7 +20,13 @@ from pydantic import (
 
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.layout import AppName
-from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES, MAX_PIPELINE_STATE_BYTES, json_bytes, load_yaml
+from conveyor.domain.limits import (
+    MAX_PIPELINE_SPEC_BYTES,
+    MAX_PIPELINE_STATE_BYTES,
+    YamlInvalidError,
+    json_bytes,
+    load_yaml,
+)
 from conveyor.domain.target_identity import FunctionRef
 from conveyor.domain.validation import describe
 from conveyor.domain.versions import DEFAULT_VERSION_ORDER, VersionOrder
@@ -329,7 +334,7 @@ class PipelineSpec(RolloutPolicy):
             )
         try:
             document = load_yaml(raw)
-        except yaml.YAMLError as exc:
+        except YamlInvalidError as exc:
             raise PipelineInvalidError(f"{source}: not valid YAML ({exc})") from exc
         except RecursionError as exc:
             raise PipelineInvalidError(f"{source}: not valid YAML (nested too deeply)") from exc
