@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from boto3.session import Session
+from botocore.client import BaseClient
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from conveyor import runtime, settings
@@ -348,6 +349,37 @@ def test_an_environment_status_is_stored_as_the_string_it_always_was(cloud: Clou
     record = ledger.get(deployment)
     assert record is not None
     assert record.environments["staging"].status is EnvironmentStatus.SHIFTING
+
+
+def test_an_environment_entry_is_created_whole_then_updated_in_one_write(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment, and every DynamoDB write counted
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 9)
+    writes: list[str] = []
+    original = BaseClient._make_api_call
+
+    def count(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        writes.append(operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", count)
+
+    # When its staging entry is written for the first time, then again
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1}})
+    first = len(writes)
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.DEPLOYED, "version_after": "2"})
+
+    # Then the later write is one call, and it kept what the first one wrote
+    assert len(writes) - first == 1
+    item = cloud.dynamodb.Table(TABLE).get_item(Key={"pk": f"DEPLOYMENT#{deployment}", "sk": "META"})["Item"]
+    assert item["environments"] == {"staging": {"status": "DEPLOYED", "lock": {"token": 1}, "version_after": "2"}}
+
+    # And a deployment that is not in the ledger is a named error, not a new item
+    with pytest.raises(LedgerError, match="d-missing is not in the ledger"):
+        ledger.update_environment("d-missing", "staging", {"status": EnvironmentStatus.LOCKED})
+    assert "Item" not in cloud.dynamodb.Table(TABLE).get_item(Key={"pk": "DEPLOYMENT#d-missing", "sk": "META"})
 
 
 def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: Cloud) -> None:

@@ -78,7 +78,7 @@ def test_pipeline_specs_parse_with_the_pure_python_yaml(lambda_paths: tuple[Path
     layer, shim = lambda_paths
     script = (
         "import pathlib, sys, yaml\n"
-        "from conveyor.pipeline import PipelineSpec\n"
+        "from conveyor.domain.pipeline import PipelineSpec\n"
         "assert not yaml.__with_libyaml__, 'the C extension is still there'\n"
         "spec = PipelineSpec.from_yaml(pathlib.Path(sys.argv[1]).read_bytes(), 'hello.yaml')\n"
         "print(spec.app, [e.name for e in spec.environments])\n"

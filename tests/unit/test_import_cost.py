@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conveyor.errors import PipelineInvalidError
-from conveyor.pipeline import PipelineSpec
+from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.pipeline import PipelineSpec
 
 
 def _imported_after(statement: str) -> set[str]:
@@ -18,10 +18,10 @@ def _imported_after(statement: str) -> set[str]:
 
 def test_importing_every_adapter_and_contract_does_not_import_yaml() -> None:
     # When the modules every handler imports are imported in a fresh interpreter
-    modules = _imported_after("import conveyor.runtime, conveyor.contracts, conveyor.pipeline, conveyor.observability")
+    modules = _imported_after("import conveyor.runtime, conveyor.domain.contracts, conveyor.domain.pipeline, conveyor.observability")
 
     # Then PyYAML is not among them (only parsing a spec loads it)
-    assert "conveyor.pipeline" in modules
+    assert "conveyor.domain.pipeline" in modules
     assert "yaml" not in modules
 
 

@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from conveyor.adapters import aws
 from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_errors, query, scan, to_item, update_if
 from conveyor.domain.contracts import Outcome, ServedRelease
+from conveyor.domain.errors import LedgerError
 from conveyor.domain.ports import NOTICE_IN_FLIGHT
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
 from conveyor.domain.timing import utcnow
@@ -97,24 +98,35 @@ class DynamoLedger:
             self._table.put_item(Item=item)
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
+        """Set ``fields`` on the environment's entry: one write once the entry exists (every stage after
+        AcquireLock), and the entry created whole on its first write."""
         key = {"pk": self._pk(deployment_id), "sk": _META}
         names = {"#envs": "environments", "#env": environment}
         field_names = {f"#f{i}": name for i, name in enumerate(fields)}
+        now = utcnow().isoformat()
         with ledger_errors("ledger update_environment"):
-            # A map member must exist before its own members can be set.
-            self._table.update_item(
-                Key=key,
-                UpdateExpression="SET #envs.#env = if_not_exists(#envs.#env, :empty), updated_at = :now",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={":empty": {}, ":now": utcnow().isoformat()},
-            )
-            self._table.update_item(
-                Key=key,
-                UpdateExpression="SET " + ", ".join(f"#envs.#env.{name} = :v{i}" for i, name in enumerate(field_names)),
-                ExpressionAttributeNames=names | field_names,
-                ExpressionAttributeValues={f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
-            )
+            for _ in range(2):  # the second round only if the entry was created between the two writes
+                if update_if(
+                    self._table,
+                    Key=key,
+                    UpdateExpression="SET updated_at = :now, "
+                    + ", ".join(f"#envs.#env.{name} = :v{i}" for i, name in enumerate(field_names)),
+                    ConditionExpression="attribute_exists(#envs.#env)",
+                    ExpressionAttributeNames=names | field_names,
+                    ExpressionAttributeValues={":now": now}
+                    | {f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
+                ):
+                    return
+                if update_if(
+                    self._table,
+                    Key=key,
+                    UpdateExpression="SET #envs.#env = :entry, updated_at = :now",
+                    ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#envs.#env)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={":entry": to_item(fields), ":now": now},
+                ):
+                    return
+        raise LedgerError(f"ledger update_environment failed: deployment {deployment_id} is not in the ledger")
 
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None:
         now = utcnow().isoformat()

@@ -138,6 +138,20 @@ def acquire_lock(
     ):
         # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
         return taken(step, current.token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
+    if (current is None or current.free_at(now)) and not locks.waiters(target):
+        # Nobody holds it and nobody waits: take it without queueing (the write is conditioned on it being free,
+        # so of two arriving at once one takes it and the other queues below).
+        token = locks.try_acquire(
+            target,
+            holder=holder,
+            deployment_id=deployment.deployment_id,
+            app=app,
+            environment=env,
+            lease_seconds=lease,
+            now=now,
+        )
+        if token is not None:
+            return taken(step, token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
 
     mine = Waiter(
         key=waiter_key(deployment.started_at, holder),
