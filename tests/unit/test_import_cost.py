@@ -18,7 +18,9 @@ def _imported_after(statement: str) -> set[str]:
 
 def test_importing_every_adapter_and_contract_does_not_import_yaml() -> None:
     # When the modules every handler imports are imported in a fresh interpreter
-    modules = _imported_after("import conveyor.runtime, conveyor.domain.contracts, conveyor.domain.pipeline, conveyor.observability")
+    modules = _imported_after(
+        "import conveyor.runtime, conveyor.domain.contracts, conveyor.domain.pipeline, conveyor.observability"
+    )
 
     # Then PyYAML is not among them (only parsing a spec loads it)
     assert "conveyor.domain.pipeline" in modules
