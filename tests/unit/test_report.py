@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 from conveyor.domain.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
-from conveyor.domain.environment import EnvironmentEntry
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
 from conveyor.domain.notices import render_failure, render_success
 from conveyor.domain.pipeline import Notifications
@@ -241,6 +241,28 @@ def test_finalize_marks_succeeded_with_timings_and_optional_notification() -> No
     subject, body, _ = notifier.published[0]
     assert subject == "[Conveyor] hello 1.0.0: SUCCEEDED"
     assert "staging: LIVE - hello-staging:live now serves version 2 (was 1)" in body
+
+
+def test_finalize_does_not_write_again_what_evaluate_health_already_marked_live() -> None:
+    # Given a rollout whose final verdict marked staging LIVE
+    ledger, _, step = _rollout("OK")
+    ledger.update_environment(PUSHED.deployment_id, "staging", {"status": EnvironmentStatus.LIVE, "weight": 100})
+    written: list[str] = []
+    original = ledger.update_environment
+    ledger.update_environment = lambda deployment_id, name, fields: (
+        written.append(name)
+        or original(  # type: ignore[method-assign]
+            deployment_id, name, fields
+        )
+    )
+    request = FinalizeRequest(
+        deployment=step.deployment,
+        environments=[EnvironmentResult(release=step.release, traffic=step.traffic, health=step.health)],
+    )
+    # When Finalize runs, Then it records the outcome without writing the environment again
+    assert finalize(request, ledger=ledger, notifier=FakeNotifier()).outcome is Outcome.SUCCEEDED
+    assert written == []
+    assert ledger.get(PUSHED.deployment_id).environments["staging"].status is EnvironmentStatus.LIVE
 
 
 def test_finalize_without_success_notifications_publishes_nothing() -> None:

@@ -159,13 +159,20 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, lo
         release_deployment_locks(
             deployment, [env.name for env in deployment.environments], started_at=deployment.started_at, locks=locks
         )
-    for result in request.environments:
-        ledger.update_environment(
-            deployment.deployment_id, result.release.environment, {"status": EnvironmentStatus.LIVE, "weight": 100}
-        )
     record = ledger.get(deployment.deployment_id)
     if record is None:
         raise LedgerError(f"deployment {deployment.deployment_id} is not in the ledger")
+    # EvaluateHealth marks an environment LIVE on its final pass; only one whose mark it could not record is left.
+    unmarked = [
+        result.release.environment
+        for result in request.environments
+        if (entry := record.environments.get(result.release.environment)) is None
+        or entry.status is not EnvironmentStatus.LIVE
+    ]
+    for name in unmarked:
+        ledger.update_environment(deployment.deployment_id, name, {"status": EnvironmentStatus.LIVE, "weight": 100})
+    if unmarked:
+        record = ledger.get(deployment.deployment_id) or record
     with timed_stage(ledger, deployment.deployment_id, "Finalize") as detail:
         versions: dict[str, Any] = {
             name: {"before": env.version_before, "after": env.version_after}
