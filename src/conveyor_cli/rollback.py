@@ -1,166 +1,37 @@
 """``conveyor rollback APP ENV [--to VERSION]``: put an environment's alias back, by hand.
 
-For the on-call when a release that passed its checks turns out bad later. It takes the
-target function's lock like a deployment does (the same lock, keyed by the function's canonical
-ARN, whatever app or spelling names it: so it never races a deployment; a held lock is refused
-with who holds it), restores the alias to the version it served before the live deployment (or
-``--to``) at 100% with routing cleared, records the rollback on that deployment in the ledger
-and which release the alias now serves (``ServedRelease``: what the lock's outdated check reads),
-and releases the lock.
+The rollback itself is the library's (``conveyor.domain.manual_rollback``); this finds the environment's
+target and lock from the registered pipeline and runs it with the cloud's adapters.
 """
 
 from __future__ import annotations
 
 import getpass
-import time
-import uuid
 from typing import Any
 
-from conveyor.domain.contracts import Outcome, ServedRelease
-from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain import manual_rollback as rollback
 from conveyor.domain.errors import ConveyorError
-from conveyor.domain.records import DeploymentRecord, StageEvent
-from conveyor.domain.timing import utcnow
 from conveyor.settings import MANAGED_TAG_KEY
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 
-LEASE_SECONDS = 300
-
-
-def live_deployment(records: list[DeploymentRecord], environment: str, serving: str | None) -> DeploymentRecord | None:
-    """The newest deployment that made ``serving`` live in ``environment``."""
-    for record in records:  # newest first
-        env = record.environments.get(environment)
-        if env is not None and env.status is EnvironmentStatus.LIVE and env.version_after == serving:
-            return record
-    return None
-
-
-def served_after_rollback(
-    records: list[DeploymentRecord],
-    live: DeploymentRecord | None,
-    *,
-    environment: str,
-    function: str,
-    alias: str,
-    version: str,
-    operator: str,
-) -> ServedRelease | None:
-    """The release Lambda ``version`` carries once the alias is back on it, from the ledger; None if unknown.
-
-    The release the live deployment replaced, when that is the version restored; otherwise the newest
-    deployment that made ``version`` live in ``environment``.
-    """
-    recorded_by = f"ManualRollback:{operator}"
-    entry = live.environments.get(environment) if live else None
-    before = entry.served_before if entry is not None else None
-    if before and before.get("lambda_version") == version:
-        return ServedRelease.model_validate(before | {"recorded_at": utcnow(), "recorded_by": recorded_by})
-    for record in records:  # newest first
-        env = record.environments.get(environment)
-        if (
-            env is not None
-            and env.version_after == version
-            and (env.status is EnvironmentStatus.LIVE or record.status is Outcome.SUCCEEDED)
-            and record.package_sha256 is not None
-        ):
-            return ServedRelease(
-                function_name=function,
-                alias=alias,
-                app=record.app,
-                version=record.version,
-                deployment_id=record.deployment_id,
-                sha256=record.package_sha256,
-                lambda_version=version,
-                built_at=record.built_at or record.created_at,
-                committed_at=record.commit_time,
-                recorded_at=utcnow(),
-                recorded_by=recorded_by,
-            )
-    return None
-
 
 def manual_rollback(cloud: Cloud, app: str, environment: str, to: str | None) -> dict[str, Any]:
     target, lock = operations.environment_lock(cloud, app, environment)
-    function, alias = target.function_name, target.alias
-    ledger, targets, locks = operations.ledger(cloud), operations.targets(cloud), operations.locks(cloud)
-
-    serving = targets.alias_version(function, alias)
-    records = ledger.history(app=app, limit=200)
-    live = live_deployment(records, environment, serving)
-    version = to or (live.environments[environment].version_before if live else None)
-    if version is None:
-        raise CliError(f"no earlier version of {function}:{alias} is recorded in the ledger; name one with --to")
-
-    operator = getpass.getuser()
-    holder = f"manual-rollback:{operator}:{uuid.uuid4()}"
-    now = time.time()
-    token = locks.try_acquire(
-        lock,
-        holder=holder,
-        deployment_id=live.deployment_id if live else "-",
-        app=app,
-        environment=environment,
-        lease_seconds=LEASE_SECONDS,
-        now=now,
-    )
-    if token is None:
-        held = locks.get(lock)
-        by = f"deployment {held.deployment_id} of {held.app}/{held.environment}" if held else "another deployment"
-        raise CliError(
-            f"{app}/{environment} ({lock}) is locked by {by}; "
-            "let it finish (it rolls back by itself on a failed check) and try again"
-        )
     try:
-        targets.ensure_managed(function, MANAGED_TAG_KEY)
-        started_at, started = utcnow(), time.perf_counter()
-        targets.route_alias(function, alias, version, None)
-        duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        served = served_after_rollback(
-            records, live, environment=environment, function=function, alias=alias, version=version, operator=operator
+        result = rollback.manual_rollback(
+            app,
+            environment,
+            to,
+            target=target,
+            lock=lock,
+            operator=getpass.getuser(),
+            ledger=operations.ledger(cloud),
+            targets=operations.targets(cloud),
+            locks=operations.locks(cloud),
+            managed_tag_key=MANAGED_TAG_KEY,
         )
-        if served is not None:
-            ledger.record_served(served)
-        else:
-            ledger.forget_served(function, alias)  # the restored version's release is not known: claim none
-        result = {
-            "app": app,
-            "environment": environment,
-            "function_name": function,
-            "alias": alias,
-            "restored_version": version,
-            "rolled_back_from": serving,
-            "duration_ms": duration_ms,
-            "operator": operator,
-            "deployment_id": live.deployment_id if live else None,
-            "serves": f"{served.app} {served.version} (deployment {served.deployment_id})" if served else None,
-        }
-        if live is not None:
-            ledger.record_event(
-                StageEvent(
-                    deployment_id=live.deployment_id,
-                    stage="ManualRollback",
-                    environment=environment,
-                    status="succeeded",
-                    started_at=started_at,
-                    finished_at=utcnow(),
-                    duration_ms=duration_ms,
-                    detail=result,
-                )
-            )
-            ledger.update_environment(
-                live.deployment_id,
-                environment,
-                {
-                    "status": EnvironmentStatus.ROLLED_BACK,
-                    "weight": 0,
-                    "rollback": {**result, "reason": f"manual, by {operator}"},
-                },
-            )
     except ConveyorError as exc:
         raise CliError(str(exc)) from exc
-    finally:
-        locks.release(lock, holder)
-    return result
+    return result.model_dump(mode="json")

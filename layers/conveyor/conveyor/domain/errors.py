@@ -149,6 +149,14 @@ class LockLostError(ConveyorError):
     """This execution no longer holds the environment's lock (its fencing token is stale): it must not act."""
 
 
+class TargetLockedError(ConveyorError):
+    """A manual rollback found the target's lock held by a deployment; nothing was changed."""
+
+
+class NothingToRollBackError(ConveyorError):
+    """A manual rollback found no earlier version in the ledger and was not told one; nothing was changed."""
+
+
 class LockWaitTimeoutError(ConveyorError):
     """The environment's lock stayed held by another deployment longer than the pipeline allows to wait."""
 

@@ -1,0 +1,83 @@
+"""A manual rollback (``conveyor rollback``) is the library's: under the target's lock, recorded, refused by name."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import NothingToRollBackError, TargetLockedError
+from conveyor.domain.manual_rollback import manual_rollback
+from conveyor.domain.pipeline import LambdaTarget
+
+from tests.fakes import FakeLocks, FakeTargets
+from tests.unit.conftest import build_step, started_ledger
+
+LOCK = "arn:aws:lambda:us-east-1:123456789012:function:hello-staging"
+TARGET = LambdaTarget(kind="lambda", function_name="hello-staging", alias="live")
+
+
+def _world() -> tuple[FakeTargets, FakeLocks, object]:
+    # Given staging live on version 2, put there by a deployment that replaced version 1
+    step = build_step()
+    ledger = started_ledger(step)
+    ledger.update_environment(
+        "d-unit",
+        "staging",
+        {"status": EnvironmentStatus.LIVE, "version_before": "1", "version_after": "2", "weight": 100},
+    )
+    targets = FakeTargets()
+    targets.add("hello-staging", alias="live", version="1")
+    targets.functions["hello-staging"].versions["2"] = ("new", {})
+    targets.route_alias("hello-staging", "live", "2", None)
+    return targets, FakeLocks(), ledger
+
+
+def _roll_back(targets: FakeTargets, locks: FakeLocks, ledger: object, to: str | None = None) -> object:
+    return manual_rollback(
+        "hello",
+        "staging",
+        to,
+        target=TARGET,
+        lock=LOCK,
+        operator="alice",
+        ledger=ledger,  # type: ignore[arg-type]
+        targets=targets,
+        locks=locks,
+        managed_tag_key="conveyor:managed",
+    )
+
+
+def test_it_restores_the_version_before_the_live_deployment_and_says_so_on_it() -> None:
+    targets, locks, ledger = _world()
+    result = _roll_back(targets, locks, ledger)
+    assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
+    assert (result.restored_version, result.rolled_back_from, result.deployment_id) == ("1", "2", "d-unit")
+    entry = ledger.get("d-unit").environments["staging"]  # type: ignore[attr-defined]
+    assert entry.status is EnvironmentStatus.ROLLED_BACK
+    assert entry.rollback["reason"] == "manual, by alice"
+    assert locks.get(LOCK) is None or locks.get(LOCK).holder is None  # released
+
+
+def test_a_held_lock_refuses_it_by_name_and_nothing_moves() -> None:
+    targets, locks, ledger = _world()
+    locks.try_acquire(
+        LOCK,
+        holder="exec-1",
+        deployment_id="d-next",
+        app="hello",
+        environment="staging",
+        lease_seconds=3600,
+        now=time.time(),
+    )
+    with pytest.raises(TargetLockedError, match="locked by deployment d-next of hello/staging"):
+        _roll_back(targets, locks, ledger)
+    assert targets.functions["hello-staging"].aliases["live"] == ("2", {})
+
+
+def test_without_a_recorded_earlier_version_it_asks_for_one() -> None:
+    targets, locks, ledger = _world()
+    targets.route_alias("hello-staging", "live", "1", None)  # moved outside Conveyor: no live deployment serves 1
+    with pytest.raises(NothingToRollBackError, match="name one with --to"):
+        _roll_back(targets, locks, ledger)
+    assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
