@@ -18,6 +18,7 @@ from tests.fakes.ports import (
     FakeNotifier,
     FakeTargetOwners,
     FakeTargets,
+    FakeTaskTokens,
 )
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "FakeNotifier",
     "FakeTargetOwners",
     "FakeTargets",
+    "FakeTaskTokens",
     "make_bundle",
     "make_manifest",
     "make_package",

@@ -18,6 +18,7 @@ from conveyor.domain.errors import (
     PipelineNotFoundError,
     TargetNotFoundError,
     TargetNotManagedError,
+    TaskAnswerError,
     TrafficShiftError,
 )
 from conveyor.domain.manifest import FunctionConfig, base64_digest
@@ -161,6 +162,25 @@ class FakeLedger:
 
     def served(self, function_name: str, alias: str) -> ServedRelease | None:
         return self.serving.get((function_name, alias))
+
+
+class FakeTaskTokens:
+    """Step Functions' task tokens: records each answer, or raises ``refuse`` (a ``TaskAnswerError``)."""
+
+    def __init__(self, refuse: TaskAnswerError | None = None) -> None:
+        self.refuse = refuse
+        self.answers: list[tuple[str, str, Any]] = []
+
+    def succeed(self, token: str, output: dict[str, Any]) -> None:
+        self._answer(token, "success", output)
+
+    def fail(self, token: str, error: str, cause: str) -> None:
+        self._answer(token, "failure", (error, cause))
+
+    def _answer(self, token: str, kind: str, detail: Any) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.answers.append((token, kind, detail))
 
 
 class FakeExecutions:

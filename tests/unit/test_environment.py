@@ -56,6 +56,11 @@ def test_an_entry_written_before_the_model_reads_typed_and_dumps_to_the_same_ite
         (S.SHIFTING, S.LIVE),
         (S.LIVE, S.ROLLED_BACK),
         (S.AWAITING_APPROVAL, S.APPROVED),
+        (S.APPROVED, S.QUEUED),  # the approval gate comes before the lock
+        (S.APPROVED, S.LOCKED),
+        (S.AWAITING_APPROVAL, S.SHIFTING),  # a paused rollout's decision
+        (S.APPROVED, S.AWAITING_APPROVAL),  # a decision Step Functions did not take is put back
+        (S.REJECTED, S.AWAITING_APPROVAL),
         (S.SHIFTING, S.SHIFTING),
         (None, S.ROLLED_BACK),
     ],

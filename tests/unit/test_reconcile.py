@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
 from conveyor.domain.notices import publish_once
 from conveyor.domain.pushed_object import PushedObject
@@ -127,6 +128,32 @@ def test_a_stop_mid_canary_restores_the_alias_closes_the_record_releases_the_loc
     assert "ABORTED" in subject
     assert "restored to version 1" in message
     assert attributes["outcome"] == "ABORTED"
+
+
+def test_a_stop_while_a_paused_rollout_waits_for_a_person_restores_the_alias() -> None:
+    # Given a canary paused at 20% on an inconclusive verdict, waiting for a decision
+    world = World()
+    world.ledger.update_environment(
+        world.deployment_id,
+        "staging",
+        {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": {"kind": "decision", "task_token": "t"}},
+    )
+    # When the execution is stopped while it waits
+    result = world.reconcile()
+    # Then the traffic it had moved is restored
+    assert result.restored == ["staging"]
+    assert world.function.aliases["live"] == ("1", {})
+
+
+def test_a_stop_while_waiting_for_approval_before_deploying_moves_nothing() -> None:
+    world = World()
+    world.function.aliases["live"] = ("1", {})
+    world.ledger.update_environment(
+        world.deployment_id,
+        "staging",
+        {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": {"kind": "approval", "task_token": "t"}},
+    )
+    assert world.reconcile().restored == []
 
 
 def test_reconciling_twice_changes_nothing_and_notifies_nobody_again() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
+from conveyor.domain.errors import TaskAnswerError
 from conveyor.domain.ports import ENDED, IN_FLIGHT_GRACE, Ended
 from conveyor.observability import logger
 
@@ -41,9 +43,28 @@ def call_in_flight(events: Iterable[Mapping[str, Any]]) -> bool:
     return True
 
 
+# Step Functions' answers when a task token no longer resumes anything.
+_TOKEN_GONE = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+
+
 class StepFunctionsExecutions:
+    """``Executions`` and ``TaskTokens`` on the Step Functions API."""
+
     def __init__(self, session: Session) -> None:
         self._sfn = aws.client(session, "stepfunctions")
+
+    def succeed(self, token: str, output: dict[str, Any]) -> None:
+        self._answer("send_task_success", taskToken=token, output=json.dumps(output))
+
+    def fail(self, token: str, error: str, cause: str) -> None:
+        self._answer("send_task_failure", taskToken=token, error=error, cause=cause)
+
+    def _answer(self, operation: str, **request: Any) -> None:
+        try:
+            getattr(self._sfn, operation)(**request)
+        except (ClientError, BotoCoreError) as exc:
+            gone = aws.error_code(exc) in _TOKEN_GONE
+            raise TaskAnswerError(str(exc), gone=gone) from exc
 
     def status(self, execution_arn: str) -> str:
         """RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED...; RUNNING when it cannot be told (the safe answer)."""

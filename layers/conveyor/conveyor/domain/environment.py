@@ -36,9 +36,13 @@ S = EnvironmentStatus
 _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
     S.QUEUED: frozenset({S.LOCKED, S.SUPERSEDED}),
     S.LOCKED: frozenset({S.AWAITING_APPROVAL, S.DEPLOYED, S.SUPERSEDED}),
-    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}),
-    S.APPROVED: frozenset({S.DEPLOYED, S.VERIFYING, S.SHIFTING, S.LIVE, S.ROLLED_BACK}),
-    S.REJECTED: frozenset({S.ROLLED_BACK}),
+    # A paused rollout's decision moves it back to SHIFTING (promote next, or RollBack restores it).
+    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.SHIFTING, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}),
+    # The approval gate comes before the lock; a decision Step Functions did not take is put back to wait.
+    S.APPROVED: frozenset(
+        {S.QUEUED, S.LOCKED, S.DEPLOYED, S.VERIFYING, S.SHIFTING, S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}
+    ),
+    S.REJECTED: frozenset({S.AWAITING_APPROVAL, S.ROLLED_BACK}),
     S.APPROVAL_TIMED_OUT: frozenset({S.ROLLED_BACK}),
     S.DEPLOYED: frozenset({S.VERIFYING, S.SHIFTING, S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}),
     S.VERIFYING: frozenset({S.SHIFTING, S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}),

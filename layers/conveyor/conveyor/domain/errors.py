@@ -137,6 +137,22 @@ class DeploymentSupersededError(ConveyorError):
     """A newer artifact for the same environment arrived while this deployment waited for the lock."""
 
 
+class NothingAwaitsDecisionError(ConveyorError):
+    """``conveyor approve``/``reject`` named a deployment (or environment) that waits for no decision."""
+
+
+class DecisionInvalidError(ConveyorError):
+    """A decision that cannot be taken as given (a rejection without a reason)."""
+
+
+class TaskAnswerError(ConveyorError):
+    """Step Functions did not take a decision; ``gone`` when the execution no longer waits for it."""
+
+    def __init__(self, message: str, *, gone: bool) -> None:
+        super().__init__(message)
+        self.gone = gone
+
+
 class ApprovalRejectedError(ConveyorError):
     """A person rejected the environment's approval (nothing deployed there), or chose to roll back a paused rollout.
 

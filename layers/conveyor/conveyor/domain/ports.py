@@ -177,6 +177,13 @@ class Executions(Protocol):
     def ended(self, execution_arn: str) -> Ended | None: ...
 
 
+class TaskTokens(Protocol):
+    """Answers an execution that waits on a task token (``TaskAnswerError`` if Step Functions refuses)."""
+
+    def succeed(self, token: str, output: dict[str, Any]) -> None: ...
+    def fail(self, token: str, error: str, cause: str) -> None: ...
+
+
 # --- health evidence: metrics, alarms, HTTP probes --------------------------------------------------
 @dataclass(frozen=True)
 class VersionStats:

@@ -48,6 +48,16 @@ TRAFFIC_MAY_HAVE_MOVED = frozenset(
 )
 """Environment statuses of a rollout in progress: a version is published and its ShiftTraffic may have run
 (or may still be running: Step Functions does not stop a Lambda invocation when it stops an execution)."""
+
+
+def traffic_may_have_moved(entry: EnvironmentEntry) -> bool:
+    """Whether the environment's rollout was under way: moving, or paused with traffic moved for a person's
+    decision (``on_inconclusive: pause``), which waits as AWAITING_APPROVAL of kind ``decision``."""
+    if entry.status in TRAFFIC_MAY_HAVE_MOVED:
+        return True
+    return entry.status is EnvironmentStatus.AWAITING_APPROVAL and (entry.approval or {}).get("kind") == "decision"
+
+
 FENCE_LEASE_SECONDS = 300
 """How long the reconciler holds an environment's lock while it restores the alias."""
 OPEN = (Outcome.IN_PROGRESS, Outcome.QUEUED)
@@ -201,7 +211,7 @@ def reconcile(
 
     restored, left_alone = [], {}
     for name, entry in record.environments.items():
-        if entry.status not in TRAFFIC_MAY_HAVE_MOVED:
+        if not traffic_may_have_moved(entry):
             continue
         why = restore_environment(record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now)
         if why is None:
