@@ -143,6 +143,11 @@ class FakeLedger:
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None:
         self.__dict__.setdefault("notices", {})[(deployment_id, key)] = (message_id, None)
 
+    def release_notice(self, deployment_id: str, key: str, *, lease_until: float) -> None:
+        notices = self.__dict__.setdefault("notices", {})
+        if notices.get((deployment_id, key)) == ("", lease_until):
+            del notices[(deployment_id, key)]
+
     # --- a version's content, and what each alias serves (DynamoLedger's conditions) -------------
     def claim_release(self, release: ReleaseRecord) -> ReleaseRecord:
         return self.releases.setdefault((release.app, release.version), release)

@@ -671,3 +671,11 @@ def test_a_notice_is_claimed_by_one_try_until_published_or_its_lease_runs_out(cl
     assert ledger.claim_notice("d-1", "exec#failure", now=9999.0, lease_seconds=60) == "message-1"
     # And another key is its own notice
     assert ledger.claim_notice("d-1", "exec#reconciled", now=1000.0, lease_seconds=60) is None
+    # And a claim whose publication failed is given back by its claimant (and only by it): the next try claims it
+    ledger.release_notice("d-1", "exec#reconciled", lease_until=1030.0)  # not this claim's lease: kept
+    assert ledger.claim_notice("d-1", "exec#reconciled", now=1001.0, lease_seconds=60) == NOTICE_IN_FLIGHT
+    ledger.release_notice("d-1", "exec#reconciled", lease_until=1060.0)
+    assert ledger.claim_notice("d-1", "exec#reconciled", now=1001.0, lease_seconds=60) is None
+    # And a published notice is never given back
+    ledger.release_notice("d-1", "exec#failure", lease_until=1121.0)
+    assert ledger.claim_notice("d-1", "exec#failure", now=9999.0, lease_seconds=60) == "message-1"

@@ -318,6 +318,20 @@ class DynamoLedger:
                 ExpressionAttributeValues={":id": message_id, ":now": utcnow().isoformat()},
             )
 
+    def release_notice(self, deployment_id: str, key: str, *, lease_until: float) -> None:
+        """Give back a claim whose publication failed, so the next try publishes at once; only the claim
+        taken with ``lease_until`` and never published (a later try's claim is not ours to give back)."""
+        with ledger_errors("ledger release_notice"):
+            try:
+                self._table.delete_item(
+                    Key={"pk": self._pk(deployment_id), "sk": f"{_NOTICE_PREFIX}{key}"},
+                    ConditionExpression="attribute_not_exists(message_id) AND lease_until = :mine",
+                    ExpressionAttributeValues={":mine": to_item(lease_until)},
+                )
+            except ClientError as exc:
+                if not condition_failed(exc):
+                    raise
+
     # --- a version's content, and what each alias serves ---------------------------------------
     @staticmethod
     def _release_key(app: str, version: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from conveyor.domain.contracts import Deployment, Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import LedgerError
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger
 from conveyor.domain.records import DeploymentRecord
 from conveyor.observability import logger
@@ -30,15 +31,25 @@ def publish_once(
     publish: the second waits for the first's publication, or for its lease to run out if it crashed.
     """
     pause = 0.2
-    while (
-        earlier := ledger.claim_notice(deployment_id, key, now=clock(), lease_seconds=NOTICE_LEASE_SECONDS)
-    ) is not None:
+    while True:
+        now = clock()
+        earlier = ledger.claim_notice(deployment_id, key, now=now, lease_seconds=NOTICE_LEASE_SECONDS)
+        if earlier is None:
+            break
         if earlier != NOTICE_IN_FLIGHT:
             logger.info("notification already published", extra={"message_id": earlier, "notice": key})
             return earlier
         sleep(pause)
         pause = min(pause * 2, 2.0)
-    message_id = publish()
+    try:
+        message_id = publish()
+    except Exception:
+        # The next try (a Retry, the reconciler) publishes at once instead of waiting the lease out.
+        try:
+            ledger.release_notice(deployment_id, key, lease_until=now + NOTICE_LEASE_SECONDS)
+        except LedgerError as exc:
+            logger.error("could not give back a notice claim", extra={"notice": key, "error": str(exc)})
+        raise
     ledger.record_notice(deployment_id, key, message_id)
     return message_id
 
