@@ -319,12 +319,13 @@ class Outcomes:
     releases: dict[str, bool]
 
 
-def _validate_function(stage: Stage) -> str:
+def _intake_function(stage: Stage) -> str:
+    """The stage function that runs ValidateArtifact (template.yaml's IntakeFunction)."""
     names = [
         f["FunctionName"]
         for page in stage.cloud.client("lambda").get_paginator("list_functions").paginate()
         for f in page["Functions"]
-        if "ValidateArtifact" in f["FunctionName"]
+        if "IntakeFunction" in f["FunctionName"]
     ]
     assert len(names) == 1, names
     return names[0]
@@ -332,9 +333,9 @@ def _validate_function(stage: Stage) -> str:
 
 @pytest.fixture(scope="module")
 def bundle_limit(stage: Stage) -> Iterator[None]:
-    """ValidateArtifact with a 4 MiB bundle limit (MAX_BUNDLE_BYTES), restored afterwards."""
+    """ValidateArtifact (in IntakeFunction) with a 4 MiB bundle limit (MAX_BUNDLE_BYTES), restored afterwards."""
     lam = stage.cloud.client("lambda")
-    function = _validate_function(stage)
+    function = _intake_function(stage)
     variables = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
     lam.update_function_configuration(
         FunctionName=function,
