@@ -20,8 +20,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/conveyor demo
 
-test: lint typecheck cfn-lint statelint security
-	$(BIN)/pytest --cov --cov-branch --cov-report=term:skip-covered tests
+# Test processes (pytest-xdist). Each starts its own local clouds (session fixtures), so a module's tests stay
+# together on one process, in file order (--dist loadscope). 2 suits a 2-core machine: the local cloud's server
+# and Lambda workers are processes of their own and fill the gaps while a test waits on them.
+TEST_WORKERS ?= 2
+GATES := lint typecheck cfn-lint statelint security
+
+# The gates share nothing, so they run side by side (output kept whole per gate); pytest starts once all passed.
+test: $(STAMP)
+	$(MAKE) --no-print-directory --jobs=4 --output-sync=target $(GATES)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --cov --cov-branch --cov-report=term:skip-covered tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,8 +5,29 @@ when ``conveyor.observability`` is first imported, whichever test module imports
 finds its namespace.
 """
 
+import functools
 import os
+from collections.abc import Iterator
+
+import botocore.loaders
+import botocore.session
+import pytest
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConveyorTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "conveyor")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader() -> Iterator[None]:
+    """Every botocore session of the test process reads AWS's API models through one loader.
+
+    Conveyor builds each client on a session of its own (``conveyor.aws.client``), and the tests clear
+    those caches between tests as a fresh Lambda container would, so without this every test parses
+    the same endpoint, partition and service JSON again: about half a second a client. The loader is a
+    read-only cache of files shipped with botocore, so sharing it changes no client's behaviour.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        # One loader per data path (``AWS_DATA_PATH``), as botocore would build for it.
+        patch.setattr(botocore.session, "create_loader", functools.cache(botocore.loaders.create_loader))
+        yield

@@ -264,7 +264,8 @@ def test_a_notice_whose_claimant_crashed_is_published_once_its_lease_runs_out() 
     assert ledger.claim_notice("d-unit", key, now=clock[0], lease_seconds=60) == "message-late"
 
 
-def test_a_notification_that_failed_is_sent_by_the_next_try() -> None:
+def test_a_notification_that_failed_is_sent_by_the_next_try_at_once() -> None:
+    # The failed try gives its claim on the notice back, so the next try does not wait out the lease
     world = World()
 
     class DownNotifier(FakeNotifier):
@@ -276,6 +277,7 @@ def test_a_notification_that_failed_is_sent_by_the_next_try() -> None:
             ended(), ledger=world.ledger, locks=world.locks, targets=world.targets, notifier=DownNotifier(), now=NOW
         )
     assert world.function.aliases["live"] == ("1", {})  # traffic first
+    assert (world.deployment_id, f"{EXECUTION}#failure") not in world.ledger.notices  # the claim was given back
 
     world.reconcile()
 
