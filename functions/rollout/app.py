@@ -1,7 +1,7 @@
 """Rollout: the states that change a target (Deploy, ShiftTraffic, EvaluateHealth, RollBack).
 
-Each checks its lock's fencing token first: a stale holder (its lease ran out, or the reconciler took over
-after its execution stopped) changes nothing.
+Deploy, ShiftTraffic and RollBack check the lock's fencing token before they write: a stale holder (its
+lease ran out, or the reconciler took over after its execution stopped) changes nothing.
 """
 
 import time
