@@ -111,8 +111,8 @@ def _progressive_story(cloud: Cloud, targets: SampleTargets, workdir: Path, stor
         story.expect(record.status.value == "ROLLED_BACK", "the canary caught it: ROLLED_BACK")
         judged = [e for e in record.events if e.stage == "EvaluateHealth" and e.status != "inconclusive"]
         story.expect(
-            [(e.status, e.detail.get("weight")) for e in judged] == [("fail", 20)],
-            "it failed at the canary's first verdict: rolled back within one interval",
+            [(e.failed, e.detail.get("weight")) for e in judged] == [(True, 20)],
+            "it failed at the canary's first conclusive verdict: rolled back at 20%, never promoted",
         )
         story.expect(
             after["staging"] == {"version": before["staging"]["version"], "routing": {}},
