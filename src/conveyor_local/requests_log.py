@@ -197,14 +197,16 @@ class _Route:
     specificity: tuple[int, int]
 
 
-def _route(operation: str, method: str, request_uri: str) -> _Route:
+def _route(operation: str, method: str, request_uri: str, required_query: frozenset[str] = frozenset()) -> _Route:
+    """``required_query``: the operation's required query-string members, which tell apart operations on one
+    path (S3's ``ListParts`` is ``GetObject``'s path plus ``?uploadId``)."""
     path, _, query = request_uri.partition("?")
     pattern = ""
     for literal, label in re.findall(r"([^{]*)(?:\{([^}]*)\})?", path):
         pattern += re.escape(literal)
         if label:
             pattern += ".+" if label.endswith("+") else "[^/]+"
-    keys = frozenset(part.split("=", 1)[0] for part in query.split("&") if part)
+    keys = frozenset(part.split("=", 1)[0] for part in query.split("&") if part) | required_query
     literal_length = len(re.sub(r"\{[^}]*\}", "", path))
     return _Route(operation, method, re.compile(pattern.rstrip("/") + "/?$"), keys, (len(keys), literal_length))
 
@@ -220,8 +222,15 @@ def _routes(service: str) -> tuple[_Route, ...]:
         return ()
     routes = []
     for name in model.operation_names:
-        http = model.operation_model(name).http
-        routes.append(_route(name, str(http.get("method", "POST")), str(http.get("requestUri", "/"))))
+        operation = model.operation_model(name)
+        shape = operation.input_shape
+        required = frozenset(
+            str(member.serialization.get("name", key))
+            for key, member in (shape.members.items() if shape is not None else ())
+            if member.serialization.get("location") == "querystring" and key in shape.required_members
+        )
+        http = operation.http
+        routes.append(_route(name, str(http.get("method", "POST")), str(http.get("requestUri", "/")), required))
     return tuple(sorted(routes, key=lambda route: route.specificity, reverse=True))
 
 

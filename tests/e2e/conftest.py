@@ -6,6 +6,7 @@ Deployments start the way they do on AWS, with an upload to the artifact bucket.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,22 @@ class Stage:
             record=record,
             before=before,
             after=alias_versions(self.cloud, self.targets.functions),
-            notifications=drain_inbox(self.cloud, self.targets.inbox_url),
+            notifications=self.notifications_naming(deployment_id),
             execution=operations.execution_status(self.cloud, record.execution_arn),
         )
+
+    def notifications_naming(self, deployment_id: str) -> list[dict[str, Any]]:
+        """The inbox's notifications about ``deployment_id``. One cloud serves many modules, and a reconciler
+        may still be telling about an earlier module's execution: those are set aside, never counted here."""
+        return [n for n in drain_inbox(self.cloud, self.targets.inbox_url) if deployment_id in n["message"]]
+
+    def await_notifications(self, deployment_id: str, what: str, timeout: float = 90) -> list[dict[str, Any]]:
+        """Wait until the inbox has a notification about ``deployment_id``; all of them so far."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.notifications_naming(deployment_id)):
+            assert time.monotonic() < deadline, f"never happened: {what}"
+            time.sleep(0.05)
+        return found
 
     def follow_many(self, deployment_ids: list[str]) -> dict[str, Deployed]:
         """Follow deployments running side by side; each gets the notifications that name its id."""

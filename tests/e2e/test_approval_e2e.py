@@ -65,7 +65,7 @@ def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Calla
     assert waiting["approval"]["kind"] == "approval"
     assert before["staging"]["version"] != before["production"]["version"]
     assert_no_lock_held(stage)
-    notes = until(lambda: drain_inbox(stage.cloud, stage.targets.inbox_url), "the approval request")
+    notes = stage.await_notifications(pushed, "the approval request")
     assert len(notes) == 1
     assert (
         f"hello 0.30.0 awaits approval for production: run `conveyor approve {pushed} --env production`"
@@ -165,7 +165,7 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
     waiting = awaiting(stage, pushed, "production")
     assert waiting["approval"]["kind"] == "decision"
     paused = alias_versions(stage.cloud, stage.targets.functions)
-    notes = until(lambda: drain_inbox(stage.cloud, stage.targets.inbox_url), "the decision request")
+    notes = stage.await_notifications(pushed, "the decision request")
     assert any("paused in production" in n["subject"] for n in notes)
     assert all(waiting["approval"]["task_token"] not in n["message"] for n in notes)
 

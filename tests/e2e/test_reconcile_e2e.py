@@ -14,7 +14,7 @@ from conveyor.domain.contracts import Outcome
 from conveyor_cli import operations
 from conveyor_cli.reconcile import reconcile_executions
 from conveyor_cli.rollback import manual_rollback
-from conveyor_cli.sample import EXAMPLES, alias_versions, drain_inbox
+from conveyor_cli.sample import EXAMPLES, alias_versions
 
 from .conftest import Stage
 
@@ -68,16 +68,14 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
     assert stage.locks_of({pushed["deployment_id"]}) == []
     manual_rollback(stage.cloud, "hello", "staging", live)
     # And exactly one notification says what happened
-    notes = until(lambda: drain_inbox(stage.cloud, stage.targets.inbox_url), "the notification")
-    ours = [n for n in notes if pushed["deployment_id"] in n["message"]]
+    ours = stage.await_notifications(pushed["deployment_id"], "the notification")
     assert len(ours) == 1
     assert "ABORTED" in ours[0]["subject"]
     # And reconciling the same execution again (the operator's redrive) changes nothing and notifies nobody
     again = reconcile_executions(stage.cloud, [record.execution_arn])
     assert again[0]["restored"] == []
     assert again[0]["closed"] is False
-    later = drain_inbox(stage.cloud, stage.targets.inbox_url)
-    assert [n for n in later if pushed["deployment_id"] in n["message"]] == []
+    assert stage.notifications_naming(pushed["deployment_id"]) == []
 
 
 class _GatedProbe(BaseHTTPRequestHandler):
@@ -151,5 +149,5 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
     assert closed is not None
     assert closed.status is Outcome.ROLLED_BACK
     assert closed.environments["staging"].status == "ROLLED_BACK"
-    notes = [n for n in drain_inbox(stage.cloud, stage.targets.inbox_url) if pushed["deployment_id"] in n["message"]]
+    notes = stage.notifications_naming(pushed["deployment_id"])
     assert len(notes) == 1

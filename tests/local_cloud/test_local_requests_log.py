@@ -46,6 +46,9 @@ def test_each_protocol_names_its_operation() -> None:
     assert requests_log.operation_of("lambda", _environ("lambda", "GET", f"{lam}/aliases/live")) == "GetAlias"
     assert requests_log.operation_of("lambda", _environ("lambda", "POST", f"{lam}/versions")) == "PublishVersion"
     assert requests_log.operation_of("s3", _environ("s3", "GET", "/bucket/releases/a/b.zip")) == "GetObject"
+    # one path, told apart by a required query-string member, whatever order the model lists them in
+    listing = _environ("s3", "GET", "/bucket/releases/a/b.zip", QUERY_STRING="uploadId=7")
+    assert requests_log.operation_of("s3", listing) == "ListParts"
 
 
 def test_each_caller_is_named_from_its_user_agent() -> None:
