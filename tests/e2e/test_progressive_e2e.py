@@ -130,7 +130,7 @@ class Service:
         return Outcome(
             record=record,
             alias=self.alias(),
-            notifications=drain_inbox(self.stage.cloud, self.stage.targets.inbox_url),
+            notifications=self.stage.notifications_naming(record.deployment_id),
             traffic=summary,
         )
 
@@ -351,7 +351,7 @@ def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Servic
     rollback = record.environments["production"].rollback
     assert rollback["restored_version"] == "1"
     assert rollback["reason"].startswith("TrafficShiftError")
-    notes = drain_inbox(service.stage.cloud, service.stage.targets.inbox_url)
+    notes = service.stage.notifications_naming(record.deployment_id)
     outcomes = [n for n in notes if "ROLLED_BACK" in n["subject"]]  # (beside the request to decide)
     assert len(outcomes) == 1
     assert "restored to version 1 (was 2) in " in outcomes[0]["message"]
