@@ -21,7 +21,8 @@ demo: $(STAMP)
 	$(BIN)/conveyor demo
 
 # Test processes (pytest-xdist). Each starts its own local clouds (session fixtures), so a module's tests stay
-# together on one process, in file order (--dist loadscope). 2 suits a 2-core machine: the local cloud's server
+# together on one process, in file order, and the e2e suite stays whole on one process (--dist loadgroup,
+# groups set in tests/conftest.py). 2 suits a 2-core machine: the local cloud's server
 # and Lambda workers are processes of their own and fill the gaps while a test waits on them.
 TEST_WORKERS ?= 2
 GATES := lint typecheck cfn-lint statelint security
@@ -29,7 +30,7 @@ GATES := lint typecheck cfn-lint statelint security
 # The gates share nothing, so they run side by side (output kept whole per gate); pytest starts once all passed.
 test: $(STAMP)
 	$(MAKE) --no-print-directory --jobs=4 --output-sync=target $(GATES)
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --cov --cov-branch --cov-report=term:skip-covered tests
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --cov --cov-branch --cov-report=term:skip-covered tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -31,3 +31,18 @@ def _one_botocore_loader() -> Iterator[None]:
         # One loader per data path (``AWS_DATA_PATH``), as botocore would build for it.
         patch.setattr(botocore.session, "create_loader", functools.cache(botocore.loaders.create_loader))
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """How pytest-xdist (``--dist loadgroup``) shares the tests out: a module stays whole on one process, and
+    the end-to-end suite stays whole on one process, in file order.
+
+    The e2e modules share one local cloud per process and one sample app whose live version only moves
+    forward: each module pushes versions above the one before it (a lower push is refused as a downgrade),
+    so they must run in collection order, which ``loadscope`` does not promise once a process takes work
+    from the queue out of turn.
+    """
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = "e2e" if module.startswith("tests/e2e/") else module
+        item.add_marker(pytest.mark.xdist_group(group))
