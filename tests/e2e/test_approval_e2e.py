@@ -98,7 +98,8 @@ def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, p
     pushed = push(stage, "0.30.1")
     awaiting(stage, pushed, "production")
     before = alias_versions(stage.cloud, stage.targets.functions)
-    drain_inbox(stage.cloud, stage.targets.inbox_url)
+    # (the approvers' request is published just after the token is stored: wait for it, then set it aside)
+    stage.await_notifications(pushed, "the approval request")
 
     # When an approver rejects it
     decide(stage.cloud, pushed, environment="production", verdict="reject", reason="freeze week", by="bob")
