@@ -163,6 +163,9 @@ def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str 
 def render_environments(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
+        if env.status is EnvironmentStatus.PENDING:
+            lines.append(f"  {name:<11} {env.function_name}:{env.alias}  not reached yet")
+            continue
         now = (env.rollback or {}).get("restored_version") if env.status is EnvironmentStatus.ROLLED_BACK else None
         serving = now if now is not None else (env.version_after if env.status is EnvironmentStatus.LIVE else None)
         serving = serving or env.version_before

@@ -22,7 +22,7 @@ from conveyor.domain.errors import (
     TrafficShiftError,
 )
 from conveyor.domain.manifest import FunctionConfig, base64_digest
-from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, FunctionState, Invocation
+from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, FunctionState, Invocation, StageWrites
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 from conveyor.domain.timing import utcnow
 
@@ -50,8 +50,13 @@ class FakeLedger:
         self.records[record.deployment_id] = data
         return DeploymentRecord.model_validate(data)
 
-    def record_event(self, event: StageEvent) -> None:
+    def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None:
         self.events.append(event)
+        if writes is not None and writes.served is not None:
+            self.record_served(writes.served)
+        if writes is not None and writes.environment:
+            assert event.environment is not None, f"{event.stage} updates an environment but names none"
+            self.update_environment(event.deployment_id, event.environment, writes.environment)
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
         record = self.records[deployment_id]
@@ -127,8 +132,13 @@ class FakeLedger:
         record.update(copy.deepcopy(fields or {}))
         return True
 
-    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
-        self.records[deployment_id].update(copy.deepcopy(fields))
+    def set_fields(
+        self, deployment_id: str, fields: dict[str, Any], *, environments: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        record = self.records[deployment_id]
+        record.update(copy.deepcopy(fields))
+        for name, entry in (environments or {}).items():
+            record["environments"].setdefault(name, copy.deepcopy(entry))
 
     def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
         notices = self.__dict__.setdefault("notices", {})

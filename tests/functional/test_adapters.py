@@ -41,8 +41,8 @@ from conveyor.domain.errors import (
     TrafficShiftError,
 )
 from conveyor.domain.layout import release_key
-from conveyor.domain.ports import IN_FLIGHT_GRACE, NOTICE_IN_FLIGHT
-from conveyor.domain.records import LockState, ReleaseRecord, Waiter
+from conveyor.domain.ports import IN_FLIGHT_GRACE, NOTICE_IN_FLIGHT, StageWrites
+from conveyor.domain.records import LockState, ReleaseRecord, StageEvent, Waiter
 
 from tests.functional.conftest import ACCOUNT, BUCKET, FUNCTION, REGION, TABLE, Cloud
 
@@ -357,14 +357,7 @@ def test_an_environment_entry_is_created_whole_then_updated_in_one_write(
     # Given a deployment, and every DynamoDB write counted
     ledger = DynamoLedger(runtime.session(), TABLE)
     deployment = _start_deployment(ledger, 9)
-    writes: list[str] = []
-    original = BaseClient._make_api_call
-
-    def count(self: Any, operation: str, params: dict[str, Any]) -> Any:
-        writes.append(operation)
-        return original(self, operation, params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", count)
+    writes = _counted_calls(monkeypatch)
 
     # When its staging entry is written for the first time, then again
     ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1}})
@@ -380,6 +373,112 @@ def test_an_environment_entry_is_created_whole_then_updated_in_one_write(
     with pytest.raises(LedgerError, match="d-missing is not in the ledger"):
         ledger.update_environment("d-missing", "staging", {"status": EnvironmentStatus.LOCKED})
     assert "Item" not in cloud.dynamodb.Table(TABLE).get_item(Key={"pk": "DEPLOYMENT#d-missing", "sk": "META"})
+
+
+def _counted_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every botocore call made from now on, by operation name."""
+    calls: list[str] = []
+    original = BaseClient._make_api_call
+
+    def count(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return original(self, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", count)
+    return calls
+
+
+def _stage_event(deployment: str, environment: str) -> StageEvent:
+    now = datetime.now(UTC)
+    return StageEvent(
+        deployment_id=deployment,
+        stage="ShiftTraffic",
+        environment=environment,
+        status="succeeded",
+        started_at=now,
+        finished_at=now,
+        duration_ms=1.0,
+        detail={"weight": 100},
+    )
+
+
+def _served(deployment: str) -> ServedRelease:
+    now = datetime.now(UTC)
+    return ServedRelease(
+        function_name="hello-staging",
+        alias="live",
+        app="hello",
+        version="1.0.0",
+        deployment_id=deployment,
+        sha256="a" * 64,
+        lambda_version="2",
+        built_at=now,
+        recorded_at=now,
+        recorded_by="ShiftTraffic",
+    )
+
+
+def test_a_stage_records_its_event_entry_and_served_release_in_one_write(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment whose environments validation created pending
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 10)
+    pending = {"status": EnvironmentStatus.PENDING, "function_name": "hello-staging", "alias": "live"}
+    ledger.set_fields(deployment, {"built_at": "2024-05-14T09:20:00+00:00"}, environments={"staging": pending})
+    calls = _counted_calls(monkeypatch)
+
+    # When a stage records its event with the environment's new state and the release the alias now serves
+    writes = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=_served(deployment))
+    ledger.record_event(_stage_event(deployment, "staging"), writes)
+
+    # Then it took one call, and all three are in the ledger
+    assert calls == ["TransactWriteItems"]
+    record = ledger.get(deployment)
+    assert record is not None
+    assert [event.stage for event in record.events] == ["ShiftTraffic"]
+    assert record.environments["staging"].model_dump(mode="json") == {
+        "status": "SHIFTING",
+        "function_name": "hello-staging",
+        "alias": "live",
+        "weight": 100,
+    }
+    served = ledger.served("hello-staging", "live")
+    assert served is not None
+    assert served.deployment_id == deployment
+
+
+def test_a_stage_write_for_an_entry_not_created_yet_creates_it(cloud: Cloud) -> None:
+    # Given a deployment recorded before validation created its entries (no staging entry)
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 11)
+    # When a stage records its event with the entry's fields
+    ledger.record_event(_stage_event(deployment, "staging"), StageWrites(environment={"status": "SHIFTING"}))
+    # Then the event is recorded once and the entry is created
+    record = ledger.get(deployment)
+    assert record is not None
+    assert [event.stage for event in record.events] == ["ShiftTraffic"]
+    assert record.environments["staging"].status is EnvironmentStatus.SHIFTING
+
+
+def test_validation_creates_pending_entries_without_replacing_a_written_one(cloud: Cloud) -> None:
+    # Given a deployment whose staging entry a stage already wrote
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 12)
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.LOCKED})
+    # When the pending entries of staging and production are set (a retried validation)
+    pending = {"status": EnvironmentStatus.PENDING}
+    ledger.set_fields(
+        deployment, {"package_sha256": "b" * 64}, environments={"staging": pending, "production": pending}
+    )
+    # Then staging keeps what was written, production is pending, and the field is set
+    record = ledger.get(deployment)
+    assert record is not None
+    assert {name: env.status for name, env in record.environments.items()} == {
+        "staging": EnvironmentStatus.LOCKED,
+        "production": EnvironmentStatus.PENDING,
+    }
+    assert record.package_sha256 == "b" * 64
 
 
 def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: Cloud) -> None:

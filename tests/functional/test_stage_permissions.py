@@ -34,6 +34,22 @@ from tests.unit.test_template_policies import TEMPLATE, granted_actions
 FUNCTIONS = {stage: f"{function.title()}Function" for stage, (function, _) in STAGE_FUNCTIONS.items()}
 CHECKED_SERVICES = ("dynamodb", "lambda")
 IAM_ACTION = {"lambda:Invoke": "lambda:InvokeFunction"}
+# A transaction is authorized item by item, as the single-item action each of its parts is (there is no
+# TransactWriteItems IAM action).
+TRANSACT_PART_ACTION = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def iam_actions(service: str, operation_name: str, api_params: dict[str, Any]) -> set[str]:
+    """The IAM actions one API call needs."""
+    if f"{service}:{operation_name}" == "dynamodb:TransactWriteItems":
+        return {f"dynamodb:{TRANSACT_PART_ACTION[kind]}" for part in api_params["TransactItems"] for kind in part}
+    action = f"{service}:{operation_name}"
+    return {IAM_ACTION.get(action, action)}
 
 
 class Recorder:
@@ -58,8 +74,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     def record(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
         service = self.meta.service_model.endpoint_prefix
         if recorded.stage is not None and service in CHECKED_SERVICES:
-            action = f"{service}:{operation_name}"
-            recorded.calls[recorded.stage].add(IAM_ACTION.get(action, action))
+            recorded.calls[recorded.stage].update(iam_actions(service, operation_name, api_params))
         return original(self, operation_name, api_params)
 
     monkeypatch.setattr(BaseClient, "_make_api_call", record)

@@ -68,6 +68,7 @@ def _granted(targets: CountingTargets) -> LockGrant:
         token=1,
         alias_version=alias.version,
         alias_revision=alias.revision_id,
+        alias_read=True,
     )
 
 

@@ -63,6 +63,9 @@ def test_an_entry_written_before_the_model_reads_typed_and_dumps_to_the_same_ite
         (S.REJECTED, S.AWAITING_APPROVAL),
         (S.SHIFTING, S.SHIFTING),
         (None, S.ROLLED_BACK),
+        (S.PENDING, S.AWAITING_APPROVAL),  # validation created the entry; the approval gate, the queue, the lock
+        (S.PENDING, S.QUEUED),
+        (S.PENDING, S.LOCKED),
     ],
 )
 def test_a_status_moves_forward_is_rewritten_on_a_retry_or_follows_an_unrecorded_one(
@@ -79,6 +82,7 @@ def test_a_status_moves_forward_is_rewritten_on_a_retry_or_follows_an_unrecorded
         (S.SUPERSEDED, S.DEPLOYED),
         (S.APPROVAL_TIMED_OUT, S.DEPLOYED),
         (S.QUEUED, S.LIVE),
+        (S.LOCKED, S.PENDING),
     ],
 )
 def test_a_status_never_moves_back_or_skips_the_rollout(current: EnvironmentStatus, to: EnvironmentStatus) -> None:

@@ -301,9 +301,9 @@ class DownLedger(FakeLedger):
         if self.down:
             raise LedgerError("ledger update_environment failed: ServiceUnavailable")
 
-    def record_event(self, event: Any) -> None:
+    def record_event(self, event: Any, writes: Any = None) -> None:
         self._check()
-        super().record_event(event)
+        super().record_event(event, writes)
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
         self._check()

@@ -31,7 +31,7 @@ from conveyor.adapters import aws
 from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_errors, query, scan, to_item, update_if
 from conveyor.domain.contracts import Outcome, ServedRelease
 from conveyor.domain.errors import LedgerError
-from conveyor.domain.ports import NOTICE_IN_FLIGHT
+from conveyor.domain.ports import NOTICE_IN_FLIGHT, StageWrites
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
 from conveyor.domain.timing import utcnow
 
@@ -41,6 +41,14 @@ _EVENT_PREFIX = "EVENT#"
 _NOTICE_PREFIX = "NOTICE#"
 _RECORD_FIELDS = frozenset(DeploymentRecord.model_fields) - {"events"}
 _SERVED_SK = "CURRENT"
+
+
+def _entry_missing(exc: ClientError) -> bool:
+    """Whether a cancelled transaction failed only on an environment entry's ``attribute_exists`` condition."""
+    if aws.error_code(exc) != "TransactionCanceledException":
+        return False
+    reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+    return "ConditionalCheckFailed" in reasons and set(reasons) <= {"None", "ConditionalCheckFailed"}
 
 
 def served_key(function_name: str, alias: str) -> str:
@@ -53,6 +61,8 @@ class DynamoLedger:
 
     def __init__(self, session: Session, table_name: str) -> None:
         self._table = aws.resource(session, "dynamodb").Table(table_name)
+        # The resource's own client: it converts Python values to DynamoDB's typed ones like the table does.
+        self._client = self._table.meta.client
 
     @staticmethod
     def _pk(deployment_id: str) -> str:
@@ -88,42 +98,74 @@ class DynamoLedger:
             )
         return self._record(response["Attributes"], events=[])
 
-    def record_event(self, event: StageEvent) -> None:
+    def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None:
+        """Write a stage event and, in the same ``TransactWriteItems``, what the stage records beside it.
+
+        One write per stage instead of two or three, all or nothing. The environment's entry is updated in
+        place when it exists (validation creates every entry, ``set_fields``); an entry not there yet (a
+        record from before) is created by the one fallback round, without the transaction.
+        """
         item = to_item(event.model_dump(mode="json"))
         item |= {
             "pk": self._pk(event.deployment_id),
             "sk": f"EVENT#{event.finished_at.isoformat()}#{event.stage}#{event.environment or '-'}",
         }
         with ledger_errors("ledger record_event"):
-            self._table.put_item(Item=item)
+            if not writes:
+                self._table.put_item(Item=item)
+                return
+            actions: list[dict[str, Any]] = [{"Put": {"Item": item}}]
+            if writes.environment:
+                if event.environment is None:
+                    raise LedgerError(f"ledger record_event: stage {event.stage} names no environment to update")
+                actions.append(
+                    {"Update": self._environment_update(event.deployment_id, event.environment, writes.environment)}
+                )
+            if writes.served is not None:
+                actions.append({"Put": {"Item": self._served_item(writes.served)}})
+            try:
+                self._client.transact_write_items(
+                    TransactItems=[
+                        {kind: {"TableName": self._table.name, **body}} for a in actions for kind, body in a.items()
+                    ]
+                )
+                return
+            except ClientError as exc:
+                if not _entry_missing(exc):
+                    raise
+        self.record_event(event)
+        if writes.served is not None:
+            self.record_served(writes.served)
+        self.update_environment(event.deployment_id, str(event.environment), writes.environment)
+
+    def _environment_update(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The update of an existing environment entry's ``fields`` (conditioned on the entry existing)."""
+        field_names = {f"#f{i}": name for i, name in enumerate(fields)}
+        return {
+            "Key": {"pk": self._pk(deployment_id), "sk": _META},
+            "UpdateExpression": "SET updated_at = :now, "
+            + ", ".join(f"#envs.#env.{name} = :v{i}" for i, name in enumerate(field_names)),
+            "ConditionExpression": "attribute_exists(#envs.#env)",
+            "ExpressionAttributeNames": {"#envs": "environments", "#env": environment} | field_names,
+            "ExpressionAttributeValues": {":now": utcnow().isoformat()}
+            | {f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
+        }
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
-        """Set ``fields`` on the environment's entry: one write once the entry exists (every stage after
-        AcquireLock), and the entry created whole on its first write."""
+        """Set ``fields`` on the environment's entry: one write when the entry exists (validation creates
+        every environment's entry), and the entry created whole on its first write otherwise."""
         key = {"pk": self._pk(deployment_id), "sk": _META}
-        names = {"#envs": "environments", "#env": environment}
-        field_names = {f"#f{i}": name for i, name in enumerate(fields)}
-        now = utcnow().isoformat()
         with ledger_errors("ledger update_environment"):
             for _ in range(2):  # the second round only if the entry was created between the two writes
-                if update_if(
-                    self._table,
-                    Key=key,
-                    UpdateExpression="SET updated_at = :now, "
-                    + ", ".join(f"#envs.#env.{name} = :v{i}" for i, name in enumerate(field_names)),
-                    ConditionExpression="attribute_exists(#envs.#env)",
-                    ExpressionAttributeNames=names | field_names,
-                    ExpressionAttributeValues={":now": now}
-                    | {f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
-                ):
+                if update_if(self._table, **self._environment_update(deployment_id, environment, fields)):
                     return
                 if update_if(
                     self._table,
                     Key=key,
                     UpdateExpression="SET #envs.#env = :entry, updated_at = :now",
                     ConditionExpression="attribute_exists(pk) AND attribute_not_exists(#envs.#env)",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues={":entry": to_item(fields), ":now": now},
+                    ExpressionAttributeNames={"#envs": "environments", "#env": environment},
+                    ExpressionAttributeValues={":entry": to_item(fields), ":now": utcnow().isoformat()},
                 ):
                     return
         raise LedgerError(f"ledger update_environment failed: deployment {deployment_id} is not in the ledger")
@@ -274,15 +316,24 @@ class DynamoLedger:
             )
         return updated is not None
 
-    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None:
-        names = {f"#f{i}": name for i, name in enumerate(fields)}
+    def set_fields(
+        self, deployment_id: str, fields: dict[str, Any], *, environments: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        """Set top-level ``fields`` and, in the same write, create each of ``environments``' entries that does
+        not exist yet (an entry a stage already wrote is kept whole)."""
+        entries = environments or {}
+        names = {f"#f{i}": name for i, name in enumerate(fields)} | {f"#e{i}": name for i, name in enumerate(entries)}
+        values = {f":v{i}": to_item(value) for i, value in enumerate(fields.values())}
+        values |= {f":e{i}": to_item(entry) for i, entry in enumerate(entries.values())}
+        assignments = [f"#f{i} = :v{i}" for i in range(len(fields))]
+        assignments += [f"#envs.#e{i} = if_not_exists(#envs.#e{i}, :e{i})" for i in range(len(entries))]
         with ledger_errors("ledger set_fields"):
             self._table.update_item(
                 Key={"pk": self._pk(deployment_id), "sk": _META},
-                UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+                UpdateExpression="SET " + ", ".join(assignments),
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
+                ExpressionAttributeNames=names | ({"#envs": "environments"} if entries else {}),
+                ExpressionAttributeValues=values,
             )
 
     def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
@@ -370,10 +421,13 @@ class DynamoLedger:
     def _served_key(function_name: str, alias: str) -> dict[str, str]:
         return {"pk": served_key(function_name, alias), "sk": _SERVED_SK}
 
+    def _served_item(self, served: ServedRelease) -> dict[str, Any]:
+        item: dict[str, Any] = to_item(served.model_dump(mode="json"))
+        return item | self._served_key(served.function_name, served.alias)
+
     def record_served(self, served: ServedRelease) -> None:
-        item = to_item(served.model_dump(mode="json")) | self._served_key(served.function_name, served.alias)
         with ledger_errors("ledger record_served"):
-            self._table.put_item(Item=item)
+            self._table.put_item(Item=self._served_item(served))
 
     def forget_served(self, function_name: str, alias: str) -> None:
         with ledger_errors("ledger forget_served"):

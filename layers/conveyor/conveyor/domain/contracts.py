@@ -341,6 +341,12 @@ class LockGrant(_Result):
     alias_revision: str | None = Field(
         default=None, description="when acquired: the alias's RevisionId then; Deploy and ShiftTraffic build on it"
     )
+    served: ServedRelease | None = Field(
+        default=None, description="when acquired: the release the ledger says the alias served then, if any"
+    )
+    alias_read: bool = Field(
+        default=False, description="when acquired: the alias and what it served were read under the lock (above)"
+    )
 
 
 class EnvironmentStep(_Request):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 class EnvironmentStatus(StrEnum):
     """Where one environment of a deployment is (the values the ledger has always stored)."""
 
+    PENDING = "PENDING"  # validated; the release has not reached this environment yet
     QUEUED = "QUEUED"  # waiting in the target's lock queue
     LOCKED = "LOCKED"  # holds the target's lock; nothing deployed yet
     SUPERSEDED = "SUPERSEDED"  # a newer release took its place in the queue: nothing deployed
@@ -34,6 +35,9 @@ class EnvironmentStatus(StrEnum):
 
 S = EnvironmentStatus
 _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
+    # Where the release first reaches an environment: its approval gate, the lock's queue, the lock (or, when the
+    # ledger missed a write the stage made quietly, anything after them).
+    S.PENDING: frozenset(S),
     S.QUEUED: frozenset({S.LOCKED, S.SUPERSEDED}),
     S.LOCKED: frozenset({S.AWAITING_APPROVAL, S.DEPLOYED, S.SUPERSEDED}),
     # A paused rollout's decision moves it back to SHIFTING (promote next, or RollBack restores it).
@@ -58,8 +62,9 @@ def may_move(current: EnvironmentStatus | None, to: EnvironmentStatus) -> bool:
     """Whether an environment recorded as ``current`` may be recorded as ``to`` next.
 
     Writing the status it already has is always allowed (every stage may be retried). With no status
-    recorded (``None``) any status may come: the ledger may have missed earlier ones (a stage records
-    quietly when its result matters more than its record, and the reconciler fills in what is missing).
+    recorded (``None``, an entry from before validation created them ``PENDING``), or ``PENDING``, any
+    status may come: the ledger may have missed earlier ones (a stage records quietly when its result
+    matters more than its record, and the reconciler fills in what is missing).
     """
     return current is None or to == current or to in _MOVES[current]
 

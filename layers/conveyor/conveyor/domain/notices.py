@@ -76,6 +76,8 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
                 f"  {name}: SHIFTING - {where} may still send {weight}% of traffic to version "
                 f"{after} (version before: {before}); it was NOT restored"
             )
+        elif status is EnvironmentStatus.PENDING:
+            lines.append(f"  {name}: not reached - nothing deployed; {where} untouched")
         elif status in (
             EnvironmentStatus.AWAITING_APPROVAL,
             EnvironmentStatus.APPROVED,
@@ -85,7 +87,9 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
             lines.append(f"  {name}: {status} - nothing deployed; {where} untouched")
         else:
             lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
-    return lines or ["  no environment was touched: nothing was deployed"]
+    if all(env.status is EnvironmentStatus.PENDING for env in record.environments.values()):
+        return ["  no environment was touched: nothing was deployed"]
+    return lines
 
 
 def _verdict_lines(record: DeploymentRecord) -> list[str]:

@@ -7,7 +7,7 @@ and the tests' fakes implement it in memory (``tests/fakes/ports.py``). Nothing 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -20,9 +20,24 @@ NOTICE_IN_FLIGHT = ""
 """``claim_notice``'s answer while another try holds the notice's lease and has not recorded a publication."""
 
 
+@dataclass
+class StageWrites:
+    """What a stage records beside its event once its body completed: one ledger write for all of it.
+
+    ``environment``: fields set on the event's environment entry; ``served``: the release an alias now
+    serves (``Ledger.record_served``). A stage that raised records its event alone.
+    """
+
+    environment: dict[str, Any] = field(default_factory=dict)
+    served: ServedRelease | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.environment) or self.served is not None
+
+
 class Ledger(Protocol):
     def start(self, record: DeploymentRecord) -> DeploymentRecord: ...
-    def record_event(self, event: StageEvent) -> None: ...
+    def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None: ...
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None: ...
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None: ...
     def get(self, deployment_id: str) -> DeploymentRecord | None: ...
@@ -40,7 +55,9 @@ class Ledger(Protocol):
         expected: Collection[Outcome],
         fields: dict[str, Any] | None = None,
     ) -> bool: ...
-    def set_fields(self, deployment_id: str, fields: dict[str, Any]) -> None: ...
+    def set_fields(
+        self, deployment_id: str, fields: dict[str, Any], *, environments: dict[str, dict[str, Any]] | None = None
+    ) -> None: ...
     def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None: ...
     def record_notice(self, deployment_id: str, key: str, message_id: str) -> None: ...
     def release_notice(self, deployment_id: str, key: str, *, lease_until: float) -> None: ...

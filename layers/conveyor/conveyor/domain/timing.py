@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.domain.errors import LedgerError
-from conveyor.domain.ports import Ledger
+from conveyor.domain.ports import Ledger, StageWrites
 from conveyor.domain.records import FAILED, StageEvent
 from conveyor.observability import logger
 
@@ -19,11 +19,19 @@ def utcnow() -> datetime:
 
 @contextmanager
 def timed_stage(
-    ledger: Ledger, deployment_id: str, stage: str, environment: str | None = None, *, quiet: bool = False
+    ledger: Ledger,
+    deployment_id: str,
+    stage: str,
+    environment: str | None = None,
+    *,
+    quiet: bool = False,
+    writes: StageWrites | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Record one stage in the ledger: its timing, status and the ``detail`` the body fills in.
 
-    A stage that raises is recorded as failed with the error, then the error propagates. ``quiet``:
+    ``writes``: what the body records beside the event (the environment's entry, what an alias serves),
+    written with it in one ledger write once the body completed. A stage that raises is recorded as
+    failed with the error, its ``writes`` left out, then the error propagates. ``quiet``:
     a ledger that cannot take the record is logged, not raised (for a stage whose result matters
     more than its record, such as a health verdict on the way to a rollback; the reconciler fills
     in what is missing once the execution ends).
@@ -37,6 +45,7 @@ def timed_stage(
         status = FAILED
         detail["error"] = type(exc).__name__
         detail["reason"] = str(exc)
+        writes = None
         raise
     finally:
         finished = utcnow()
@@ -51,15 +60,15 @@ def timed_stage(
             detail=detail,
         )
         if quiet:
-            record_quietly(ledger, event)
+            record_quietly(ledger, event, writes)
         else:
-            ledger.record_event(event)
+            ledger.record_event(event, writes or None)
 
 
-def record_quietly(ledger: Ledger, event: StageEvent) -> bool:
-    """Write a stage event; False (logged, not raised) when the ledger cannot take it."""
+def record_quietly(ledger: Ledger, event: StageEvent, writes: StageWrites | None = None) -> bool:
+    """Write a stage event (and its ``writes``); False (logged, not raised) when the ledger cannot take it."""
     try:
-        ledger.record_event(event)
+        ledger.record_event(event, writes or None)
     except LedgerError as exc:
         logger.error("could not record a stage event", extra={"stage": event.stage, "error": str(exc)})
         return False

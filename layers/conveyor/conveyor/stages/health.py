@@ -38,10 +38,10 @@ from conveyor.domain.contracts import (
     Verdict,
 )
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import LedgerError, MetricsUnavailableError, TargetError, TrafficShiftError
+from conveyor.domain.errors import MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.domain.limits import clip
 from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
-from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, Targets
+from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, StageWrites, Targets
 from conveyor.domain.records import FAILED
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -336,7 +336,10 @@ def evaluate_health(
     weight = traffic.weight if traffic else 0
     streak = inconclusive_streak(step)
     # The verdict matters more than its record: a ledger outage must not hold a failing version live (quiet).
-    with timed_stage(ledger, deployment.deployment_id, "EvaluateHealth", release.environment, quiet=True) as detail:
+    writes = StageWrites()
+    with timed_stage(
+        ledger, deployment.deployment_id, "EvaluateHealth", release.environment, quiet=True, writes=writes
+    ) as detail:
         checks = run_checks(
             spec,
             release,
@@ -364,14 +367,10 @@ def evaluate_health(
         )
         # The event says "failed" like every failed stage; the verdict itself (ledger, state) says "fail".
         detail.update(verdict.model_dump(mode="json"), status=FAILED if status == "fail" else status)
-    fields: dict[str, Any] = {"verdict": verdict.model_dump(mode="json")}
-    if status == "pass" and traffic is not None and traffic.complete:
-        # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).
-        fields["status"] = EnvironmentStatus.LIVE
-    try:
-        ledger.update_environment(deployment.deployment_id, release.environment, fields)
-    except LedgerError as exc:
-        logger.error("health verdict not recorded; the state carries it on", extra={"error": str(exc)})
+        writes.environment = {"verdict": verdict.model_dump(mode="json")}
+        if status == "pass" and traffic is not None and traffic.complete:
+            # The environment's rollout is done: a later stop or failure leaves it live (the RollBack rule).
+            writes.environment["status"] = EnvironmentStatus.LIVE
     names = {"pass": "HealthVerdictPassed", "fail": "HealthVerdictFailed", "inconclusive": "HealthVerdictInconclusive"}
     metrics.add_metric(name=names[status], unit=MetricUnit.Count, value=1)
     logger.info("health verdict", extra={"environment": release.environment, "verdict": status, "reason": reason})

@@ -32,7 +32,7 @@ from __future__ import annotations
 from functools import cmp_to_key
 from typing import Any
 
-from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import LockLostError, LockWaitTimeoutError
 from conveyor.domain.locks import lock_target, release_deployment_locks, waiter_key
@@ -84,7 +84,12 @@ def supersede(step: EnvironmentStep, *, ledger: Ledger, by: str, reason: str) ->
 
 
 def outdated_by(
-    step: EnvironmentStep, serving: str | None, *, ledger: Ledger, executions: Executions
+    step: EnvironmentStep,
+    serving: str | None,
+    served: ServedRelease | None,
+    *,
+    ledger: Ledger,
+    executions: Executions,
 ) -> tuple[str, str] | None:
     """``(deployment_id, reason)`` when the environment already serves a newer release of the app.
 
@@ -94,10 +99,10 @@ def outdated_by(
     back in the next environment) does not count, and ``allow_downgrade`` lets any older one through.
     """
     deployment, environment = step.deployment, step.environment
-    function, alias = environment.target.function_name, environment.target.alias
-    served = None if serving is None or deployment.policy.allow_downgrade else ledger.served(function, alias)
     if (
-        served is None
+        serving is None
+        or deployment.policy.allow_downgrade
+        or served is None
         or not served.serves(serving)  # the alias was moved outside Conveyor since: nothing known to protect
         or served.app != deployment.app
         or not is_newer(served.built_version, deployment.built_version, deployment.policy.version_order)
@@ -282,9 +287,11 @@ def taken(
     deployment, env = step.deployment, step.environment.name
     # The alias is read once, here, under the lock: Deploy takes the version to go back to from it, and the first
     # ShiftTraffic moves the alias only if it is still in the state this revision names.
-    alias = targets.alias_state(step.environment.target.function_name, step.environment.target.alias)
+    function, alias_name = step.environment.target.function_name, step.environment.target.alias
+    alias = targets.alias_state(function, alias_name)
     serving = None if alias is None else alias.version
-    outdated = outdated_by(step, serving, ledger=ledger, executions=executions)
+    served = None if serving is None else ledger.served(function, alias_name)
+    outdated = outdated_by(step, serving, served, ledger=ledger, executions=executions)
     if outdated is not None:
         locks.release(grant["target"], deployment.execution_arn)
         supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
@@ -312,6 +319,8 @@ def taken(
         token=token,
         alias_version=serving,
         alias_revision=None if alias is None else alias.revision_id,
+        served=served,
+        alias_read=True,
         **grant,
     )
 

@@ -267,7 +267,8 @@ def reconcile(
 
 
 def _last_touched(record: DeploymentRecord) -> str | None:
-    names = [name for name, env in record.environments.items() if env.status not in (None, EnvironmentStatus.LIVE)]
+    untouched = (None, EnvironmentStatus.PENDING, EnvironmentStatus.LIVE)
+    names = [name for name, env in record.environments.items() if env.status not in untouched]
     return names[-1] if names else None
 
 

@@ -6,7 +6,8 @@ through the same states. Weight 100 is the promotion: the alias points at the ne
 its routing configuration cleared. Weight 0 (blue/green's verification step, or the step where a
 pre-traffic hook runs) leaves the alias on the old version: the new one serves no production traffic.
 Each step records when it started, so health analysis can measure the traffic since then. At 100%
-the ledger records which release the alias now serves (``ServedRelease``).
+the ledger records which release the alias now serves (``ServedRelease``), in the same write as the
+stage's event and the environment's entry.
 
 The alias was read (by AcquireLock, under the lock, or answered by this stage's previous write),
 then the lock's fence is checked, then the alias is written conditioned on that revision: a
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from conveyor.domain.contracts import EnvironmentStep, ServedRelease, TrafficState
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import TrafficShiftError
-from conveyor.domain.ports import Ledger, Targets
+from conveyor.domain.ports import Ledger, StageWrites, Targets
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -57,7 +58,8 @@ def shift_traffic(
         raise TrafficShiftError("ShiftTraffic needs the release that Deploy produced")
     release, deployment = step.release, step.deployment
     traffic = next_traffic(step)
-    with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment) as detail:
+    writes = StageWrites()
+    with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment, writes=writes) as detail:
         revision = step.traffic.alias_revision if step.traffic is not None else release.alias_revision
         if traffic.weight == 0:
             fence()
@@ -74,7 +76,7 @@ def shift_traffic(
                 )
                 if traffic.weight == 100:
                     # The alias now serves this release: said in the ledger, not in the (immutable) version.
-                    ledger.record_served(ServedRelease.of(deployment, release, recorded_by="ShiftTraffic"))
+                    writes.served = ServedRelease.of(deployment, release, recorded_by="ShiftTraffic")
             else:
                 revision = targets.route_alias(
                     release.function_name,
@@ -85,14 +87,10 @@ def shift_traffic(
                 )
         traffic = traffic.model_copy(update={"alias_revision": revision})
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
-    ledger.update_environment(
-        deployment.deployment_id,
-        release.environment,
-        {
+        writes.environment = {
             "status": EnvironmentStatus.VERIFYING if traffic.weight == 0 else EnvironmentStatus.SHIFTING,
             "weight": traffic.weight,
-        },
-    )
+        }
     metrics.add_metric(name="TrafficShifts", unit=MetricUnit.Count, value=1)
     logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})
     return traffic

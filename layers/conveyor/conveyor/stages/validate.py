@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from conveyor.domain.bundle import open_bundle
 from conveyor.domain.contracts import Deployment, ExecutionOptions, Outcome, PackageRef, ValidateRequest
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactRejectedError,
     DeploymentSupersededError,
@@ -217,7 +218,18 @@ def validate_artifact(
         recorded = {"built_at": manifest.created_at.isoformat(), "package_sha256": manifest.package.sha256}
         if manifest.commit is not None:
             recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
-        ledger.set_fields(pushed.deployment_id, recorded)
+        environments = with_canonical_targets(pipeline, resolved)
+        # Every environment the release will go through, in the same write: each later stage updates its entry
+        # in one write, and `conveyor status` shows the environments not reached yet.
+        pending = {
+            env.name: {
+                "status": EnvironmentStatus.PENDING,
+                "function_name": env.target.function_name,
+                "alias": env.target.alias,
+            }
+            for env in environments
+        }
+        ledger.set_fields(pushed.deployment_id, recorded, environments=pending)
         live = live_deployment(ledger, where.app, exclude=pushed.deployment_id)
         check_not_downgrade(
             manifest,
@@ -264,7 +276,7 @@ def validate_artifact(
             version_id=package_version,
         ),
         manifest=manifest,
-        environments=with_canonical_targets(pipeline, resolved),
+        environments=environments,
         notifications=pipeline.notifications,
         execution_arn=request.execution_arn,
         pushed_by=pushed.requester,
