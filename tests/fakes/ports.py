@@ -16,6 +16,7 @@ from conveyor.domain.errors import (
     DeployFailedError,
     DigestMismatchError,
     PipelineNotFoundError,
+    StatusMoveRefusedError,
     TargetNotFoundError,
     TargetNotManagedError,
     TaskAnswerError,
@@ -27,7 +28,7 @@ from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, 
 from conveyor.domain.timing import utcnow
 
 
-class IllegalMoveError(AssertionError):
+class IllegalMoveError(StatusMoveRefusedError, AssertionError):
     """A stage recorded an environment status that ``may_move`` does not allow after the one recorded."""
 
 

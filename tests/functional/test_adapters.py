@@ -35,6 +35,7 @@ from conveyor.domain.errors import (
     LedgerError,
     NotificationError,
     PipelineNotFoundError,
+    StatusMoveRefusedError,
     TargetNotFoundError,
     TargetNotManagedError,
     TargetReadError,
@@ -479,6 +480,29 @@ def test_validation_creates_pending_entries_without_replacing_a_written_one(clou
         "production": EnvironmentStatus.PENDING,
     }
     assert record.package_sha256 == "b" * 64
+
+
+def test_the_ledger_refuses_a_status_move_the_table_forbids_in_either_write(cloud: Cloud) -> None:
+    # Given an environment the reconciler recorded ROLLED_BACK
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 13)
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SHIFTING, "weight": 10})
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.ROLLED_BACK, "weight": 0})
+
+    # When a late stage writes SHIFTING over it, alone or beside its event and a served release
+    with pytest.raises(StatusMoveRefusedError, match=f"{deployment} in staging is recorded ROLLED_BACK"):
+        ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SHIFTING, "weight": 100})
+    late = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=_served(deployment))
+    with pytest.raises(StatusMoveRefusedError, match="may not move to SHIFTING"):
+        ledger.record_event(_stage_event(deployment, "staging"), late)
+
+    # Then the entry still says ROLLED_BACK, and the late stage's release is not recorded as served
+    record = ledger.get(deployment)
+    assert record is not None
+    assert record.environments["staging"].model_dump(mode="json") == {"status": "ROLLED_BACK", "weight": 0}
+    assert ledger.served("hello-staging", "live") is None
+    # while a move the table allows is written (a retry may rewrite the same status)
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.ROLLED_BACK, "weight": 0})
 
 
 def test_a_skipped_execution_is_listed_once_however_often_its_stage_runs(cloud: Cloud) -> None:

@@ -30,7 +30,8 @@ from botocore.exceptions import ClientError
 from conveyor.adapters import aws
 from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_errors, query, scan, to_item, update_if
 from conveyor.domain.contracts import Outcome, ServedRelease
-from conveyor.domain.errors import LedgerError
+from conveyor.domain.environment import EnvironmentStatus, may_precede
+from conveyor.domain.errors import LedgerError, StatusMoveRefusedError
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, StageWrites
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
 from conveyor.domain.timing import utcnow
@@ -43,8 +44,9 @@ _RECORD_FIELDS = frozenset(DeploymentRecord.model_fields) - {"events"}
 _SERVED_SK = "CURRENT"
 
 
-def _entry_missing(exc: ClientError) -> bool:
-    """Whether a cancelled transaction failed only on an environment entry's ``attribute_exists`` condition."""
+def _entry_condition_failed(exc: ClientError) -> bool:
+    """Whether a cancelled transaction failed only on the environment entry's condition (it exists, and its
+    status may move as written)."""
     if aws.error_code(exc) != "TransactionCanceledException":
         return False
     reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
@@ -131,29 +133,46 @@ class DynamoLedger:
                 )
                 return
             except ClientError as exc:
-                if not _entry_missing(exc):
+                if not _entry_condition_failed(exc):
                     raise
+        # The entry is not there yet (a record from before validation created them), or its status may not move
+        # as written: the event is recorded, then update_environment creates the entry or names the refusal.
         self.record_event(event)
+        if writes.environment:
+            self.update_environment(event.deployment_id, str(event.environment), writes.environment)
         if writes.served is not None:
             self.record_served(writes.served)
-        self.update_environment(event.deployment_id, str(event.environment), writes.environment)
 
     def _environment_update(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """The update of an existing environment entry's ``fields`` (conditioned on the entry existing)."""
+        """The update of an existing environment entry's ``fields``, conditioned on the entry existing and, when
+        ``fields`` set a status, on the recorded one being allowed to move to it (``may_move``)."""
         field_names = {f"#f{i}": name for i, name in enumerate(fields)}
+        names = {"#envs": "environments", "#env": environment} | field_names
+        values = {":now": utcnow().isoformat()} | {f":v{i}": to_item(v) for i, v in enumerate(fields.values())}
+        condition = "attribute_exists(#envs.#env)"
+        if "status" in fields:
+            allowed = sorted(may_precede(EnvironmentStatus(fields["status"])))
+            values |= {f":from{i}": status.value for i, status in enumerate(allowed)}
+            names["#st"] = "status"
+            condition += (
+                " AND (attribute_not_exists(#envs.#env.#st) OR #envs.#env.#st IN "
+                f"({', '.join(f':from{i}' for i in range(len(allowed)))}))"
+            )
         return {
             "Key": {"pk": self._pk(deployment_id), "sk": _META},
             "UpdateExpression": "SET updated_at = :now, "
             + ", ".join(f"#envs.#env.{name} = :v{i}" for i, name in enumerate(field_names)),
-            "ConditionExpression": "attribute_exists(#envs.#env)",
-            "ExpressionAttributeNames": {"#envs": "environments", "#env": environment} | field_names,
-            "ExpressionAttributeValues": {":now": utcnow().isoformat()}
-            | {f":v{i}": to_item(value) for i, value in enumerate(fields.values())},
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
         }
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
         """Set ``fields`` on the environment's entry: one write when the entry exists (validation creates
-        every environment's entry), and the entry created whole on its first write otherwise."""
+        every environment's entry), and the entry created whole on its first write otherwise.
+
+        ``StatusMoveRefusedError`` when the entry's status may not move to the one in ``fields``.
+        """
         key = {"pk": self._pk(deployment_id), "sk": _META}
         with ledger_errors("ledger update_environment"):
             for _ in range(2):  # the second round only if the entry was created between the two writes
@@ -168,7 +187,14 @@ class DynamoLedger:
                     ExpressionAttributeValues={":entry": to_item(fields), ":now": utcnow().isoformat()},
                 ):
                     return
-        raise LedgerError(f"ledger update_environment failed: deployment {deployment_id} is not in the ledger")
+            item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
+        if item is None:
+            raise LedgerError(f"ledger update_environment failed: deployment {deployment_id} is not in the ledger")
+        current = item.get("environments", {}).get(environment, {}).get("status")
+        raise StatusMoveRefusedError(
+            f"ledger: deployment {deployment_id} in {environment} is recorded {current}, which may not move to "
+            f"{EnvironmentStatus(fields['status'])}; nothing was written"
+        )
 
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None:
         now = utcnow().isoformat()

@@ -44,7 +44,17 @@ _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
     S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.SHIFTING, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}),
     # The approval gate comes before the lock; a decision Step Functions did not take is put back to wait.
     S.APPROVED: frozenset(
-        {S.QUEUED, S.LOCKED, S.DEPLOYED, S.VERIFYING, S.SHIFTING, S.LIVE, S.AWAITING_APPROVAL, S.ROLLED_BACK}
+        {
+            S.QUEUED,
+            S.LOCKED,
+            S.SUPERSEDED,  # a newer release took its place, or was already live, when its turn for the lock came
+            S.DEPLOYED,
+            S.VERIFYING,
+            S.SHIFTING,
+            S.LIVE,
+            S.AWAITING_APPROVAL,
+            S.ROLLED_BACK,
+        }
     ),
     S.REJECTED: frozenset({S.AWAITING_APPROVAL, S.ROLLED_BACK}),
     S.APPROVAL_TIMED_OUT: frozenset({S.ROLLED_BACK}),
@@ -67,6 +77,12 @@ def may_move(current: EnvironmentStatus | None, to: EnvironmentStatus) -> bool:
     matters more than its record, and the reconciler fills in what is missing).
     """
     return current is None or to == current or to in _MOVES[current]
+
+
+def may_precede(to: EnvironmentStatus) -> frozenset[EnvironmentStatus]:
+    """The recorded statuses ``to`` may be written over (``may_move``'s table read backwards, for a ledger that
+    checks the move in its conditional write)."""
+    return frozenset(current for current in EnvironmentStatus if may_move(current, to))
 
 
 class EnvironmentEntry(BaseModel):

@@ -181,5 +181,10 @@ class LedgerError(ConveyorError):
     """The deployment ledger could not be read or written."""
 
 
+class StatusMoveRefusedError(ConveyorError):
+    """An environment's recorded status may not move to the one a stage wrote (``may_move``): a late or
+    stale stage never writes over a later state, such as SHIFTING over ROLLED_BACK."""
+
+
 class NotificationError(ConveyorError):
     """The notification could not be published."""

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from conveyor.domain.errors import LedgerError
+from conveyor.domain.errors import LedgerError, StatusMoveRefusedError
 from conveyor.domain.ports import Ledger, StageWrites
 from conveyor.domain.records import FAILED, StageEvent
 from conveyor.observability import logger
@@ -69,7 +69,7 @@ def record_quietly(ledger: Ledger, event: StageEvent, writes: StageWrites | None
     """Write a stage event (and its ``writes``); False (logged, not raised) when the ledger cannot take it."""
     try:
         ledger.record_event(event, writes or None)
-    except LedgerError as exc:
+    except (LedgerError, StatusMoveRefusedError) as exc:
         logger.error("could not record a stage event", extra={"stage": event.stage, "error": str(exc)})
         return False
     return True

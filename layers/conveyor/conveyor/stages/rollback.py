@@ -23,6 +23,7 @@ from conveyor.domain.errors import (
     ConveyorError,
     LedgerError,
     RollbackFailedError,
+    StatusMoveRefusedError,
 )
 from conveyor.domain.ports import Ledger, Targets
 from conveyor.domain.restore import restore_alias, restore_served
@@ -92,7 +93,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
             release.environment,
             {"status": EnvironmentStatus.ROLLED_BACK, "weight": 0, "rollback": result.model_dump(mode="json")},
         )
-    except LedgerError as exc:
+    except (LedgerError, StatusMoveRefusedError) as exc:  # the alias is restored: that is what must not fail
         recorded = False
         logger.error("rolled back, but the ledger could not record it", extra={"error": str(exc)})
     return result if recorded else result.model_copy(update={"recorded": False})
