@@ -68,13 +68,14 @@ def test_failed_health_check_rolls_back_and_notifies_once(stage: Stage) -> None:
     staging = deployed.record.environments["staging"]
     assert staging.status == "ROLLED_BACK"
     assert (staging.rollback or {})["restored_version"] == deployed.before["staging"]["version"]
-    assert "production" not in deployed.record.environments
+    assert deployed.record.environments["production"].status == "PENDING"  # never reached
     # And exactly one notification says what failed, why, and what it was rolled back to
     assert len(deployed.notifications) == 1
     note = deployed.notifications[0]
     assert note["subject"] == "[Conveyor] hello 3.1.0 staging: ROLLED_BACK"
     assert "cannot reach database" in note["message"]
     assert f"restored to version {deployed.before['staging']['version']}" in note["message"]
+    assert "production: not reached - nothing deployed" in note["message"]
 
 
 @pytest.mark.parametrize(
