@@ -24,9 +24,13 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds >= 10 else f"{round(seconds, 1):g} s"
 
 
-def hours_text(seconds: float) -> str:
-    """``1 h``, ``0.5 h``, ``24 h``: how approval windows are written."""
-    return f"{seconds / 3600:g} h"
+def duration_text(seconds: float) -> str:
+    """``24 h``, ``1.5 h``, ``5 min``, ``90 s``: a window as a person reads it."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if seconds >= 120 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return seconds_text(seconds)
 
 
 class TimeScale(BaseModel):

@@ -26,7 +26,7 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.locks import release_deployment_locks
 from conveyor.domain.notices import publish_once
 from conveyor.domain.ports import Ledger, LockTable, Notifier
-from conveyor.domain.time_scale import UNSCALED, TimeScale, hours_text
+from conveyor.domain.time_scale import UNSCALED, TimeScale, duration_text
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -46,7 +46,7 @@ def render_request(request: ApprovalRequest, timeout_seconds: int, scale: TimeSc
     approve = approval_command(deployment.deployment_id, env.name)
     reject = rejection_command(deployment.deployment_id, env.name)
     target = f"{env.target.function_name}:{env.target.alias}"
-    hours = scale.annotate(hours_text(timeout_seconds), timeout_seconds)
+    hours = scale.annotate(duration_text(timeout_seconds), timeout_seconds)
     if request.kind == "approval":
         subject = f"[Conveyor] {deployment.app} {deployment.version} awaits approval for {env.name}"
         lines = [
@@ -107,12 +107,12 @@ def request_approval(
             "step": step,
             "command": approval_command(deployment.deployment_id, env.name),
         }
+        if scale.scaled:
+            approval["time_scale"] = scale.factor  # so whoever reports its timeout says both times
         fields: dict[str, Any] = {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": approval}
         if request.kind == "approval":
             fields |= {"function_name": env.target.function_name, "alias": env.target.alias}
         ledger.update_environment(deployment.deployment_id, env.name, fields)
-        if scale.scaled:
-            approval["time_scale"] = scale.factor
         subject, message = render_request(request, timeout, scale)
         message_id = publish_once(
             ledger,
