@@ -96,8 +96,8 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
     home, owners = cloud.home(), target_owners(cloud)
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))
-    require_ready(cloud, spec, home, source=str(spec_path))
     refuse_targets_of_other_pipelines(cloud, spec, home, source=str(spec_path))
+    require_ready(cloud, spec, home, source=str(spec_path))
     try:
         claim_targets(spec, home, owners, source=str(spec_path))
         cloud.client("s3").put_object(
