@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.sample import SAMPLE_PIPELINE
+from conveyor_cli.sample import ROOT, SAMPLE_PIPELINE
 from conveyor_cli.status import (
     ExitCode,
     as_json,
@@ -54,7 +54,7 @@ def _cloud(args: argparse.Namespace) -> Cloud:
 # --- local ---------------------------------------------------------------------------------
 def cmd_local_up(args: argparse.Namespace) -> int:
     state = start_background(
-        args.port, args.template, state_dir(), args.time_scale, fresh=args.fresh, restart=args.restart
+        args.port, _template(args.template), state_dir(), args.time_scale, fresh=args.fresh, restart=args.restart
     )
     already = " already" if state.get("already_running") else ""
     print(f"local cloud{already} running at {state['endpoint']} (pid {state['pid']}); `eval $(conveyor local env)`")
@@ -67,6 +67,16 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     if "restored" in state:
         print(RestoreSummary.model_validate(state["restored"]).describe())
     return 0
+
+
+def _template(given: str | None) -> Path:
+    """The template to provision: the one given, else ./template.yaml, else Conveyor's own (from any folder)."""
+    template = Path(given) if given else Path("template.yaml")
+    if given is None and not template.exists():
+        template = ROOT / "template.yaml"
+    if not template.exists():
+        raise CliError(f"{template}: no such template (--template names Conveyor's template.yaml)")
+    return template
 
 
 def cmd_local_sample(args: argparse.Namespace) -> int:
@@ -83,7 +93,9 @@ def cmd_local_sample(args: argparse.Namespace) -> int:
         print(f"existed  {resource}")
     if setup.pipeline is not None:
         _announce_defaults(setup.pipeline)
-    print(f"next: conveyor --local push {setup.bundle} && conveyor --local status --wait")
+    print(
+        f"next: conveyor --local push {setup.bundle}   (it prints the id; conveyor --local status ID --wait follows it)"
+    )
     return 0
 
 
@@ -174,12 +186,14 @@ def cmd_pipeline_apply(args: argparse.Namespace) -> int:
 def _announce_defaults(spec: PipelineSpec) -> None:
     """Every default that judges a release, so none fails one unannounced."""
     defaults = judging_defaults(spec)
-    if defaults:
-        print(f"defaults that apply (not written in the spec; `conveyor pipeline show {spec.app}` shows every value):")
-        for value in defaults:
-            print(f"  {value.describe().removesuffix('  (default)')}")
+    if not defaults:
+        return
+    print(f"defaults that apply (not written in the spec; `conveyor pipeline show {spec.app}` shows every value):")
+    for value in defaults:
+        print(f"  {value.describe().removesuffix('  (default)')}")
     if any(env.health.metrics is not None and env.health.metrics.defaulted_rules for env in spec.environments):
         print(f"  ({metric_rule_note()})")
+    print("  (write a value to change it; null turns a limit off)")
 
 
 def cmd_pipeline_show(args: argparse.Namespace) -> int:
@@ -187,8 +201,8 @@ def cmd_pipeline_show(args: argparse.Namespace) -> int:
     if args.json:
         _print(spec.model_dump(mode="json"))
         return 0
-    print(f"pipeline {spec.app}: every rule in effect; (default) marks a value the spec does not write, off a limit")
-    print(f"that is null. {metric_rule_note()}")
+    print(f"pipeline {spec.app}: every value in effect; (default) marks one the spec does not write, null (off) a")
+    print(f"limit or check that is off; {metric_rule_note()}")
     for value in effective_values(spec):
         print(f"  {value.describe()}")
     return 0
@@ -362,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up = local.add_parser("up", help="start it in the background, provisioned from template.yaml")
     up.add_argument("--port", type=int, default=4566)
-    up.add_argument("--template", default="template.yaml")
+    up.add_argument("--template", default=None, help="default: ./template.yaml, else Conveyor's own")
     up.add_argument(
         "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"
     )

@@ -158,7 +158,7 @@ def test_every_default_that_judges_is_announced_and_written_values_are_not() -> 
     assert announced["environments[0].health.on_inconclusive"] == "fail"
     assert "environments[0].health.metrics.min_invocations" not in announced
     shown = {value.path: value for value in effective_values(spec)}
-    assert shown["environments[0].health.metrics.max_p95_ms"].describe().endswith("= off  (default)")
+    assert shown["environments[0].health.metrics.max_p95_ms"].describe().endswith("= null (off)  (default)")
     assert shown["app"].describe() == "app = hello"
 
 

@@ -8,6 +8,7 @@ health rules), ``pipeline show`` prints every value with its defaults marked, an
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,14 @@ class EffectiveValue:
     default: bool
 
     def describe(self) -> str:
-        shown = "off" if self.value is None else str(self.value).lower() if isinstance(self.value, bool) else self.value
+        """``path = value`` as YAML would write it (``null (off)`` for a limit or check that is off)."""
+        shown = (
+            "null (off)"
+            if self.value is None
+            else self.value
+            if isinstance(self.value, str)
+            else json.dumps(self.value)
+        )
         return f"{self.path} = {shown}{'  (default)' if self.default else ''}"
 
 
@@ -58,12 +66,17 @@ def effective_values(model: BaseModel, path: str = "", *, inherited: bool = Fals
 def judging_defaults(spec: PipelineSpec) -> list[EffectiveValue]:
     """The defaults that can decide a verdict in some environment: each health and strategy value the spec
     does not write and that is on (a default that is off, or empty, judges nothing)."""
+    retrying = {
+        f"environments[{i}]" for i, env in enumerate(spec.environments) if env.health.on_inconclusive == "retry"
+    }
     return [
         value
         for value in effective_values(spec)
         if value.default
         and value.value not in (None, [], {})
         and any(prefix in value.path for prefix in JUDGING_PREFIXES)
+        # the retry budget judges only where inconclusive verdicts are retried
+        and not (value.path.endswith(".max_inconclusive_retries") and value.path.split(".")[0] not in retrying)
     ]
 
 
