@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from conveyor.domain.analysis import judge_metrics, metric_window
@@ -175,6 +176,15 @@ def test_the_schema_carries_each_default_for_editor_completion(capsys: pytest.Ca
     assert metrics["min_invocations"]["default"] == 20
     assert "null turns it off" in metrics["max_error_rate_percent"]["description"]
     assert schema["$defs"]["HealthSpec"]["properties"]["on_inconclusive"]["default"] == "fail"
+
+
+@pytest.mark.parametrize("example", sorted((ROOT / "examples" / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_an_editor_using_the_schema_accepts_the_examples_and_flags_a_typo(example: Path) -> None:
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    document = yaml.safe_load(example.read_text())
+    assert list(validator.iter_errors(document)) == []
+    document["environments"][0]["health"]["on_inconclusiv"] = "pass"
+    assert [error.message for error in validator.iter_errors(document)] != []
 
 
 # --- everything the spec names exists and is managed ---------------------------------------------------
