@@ -7,6 +7,7 @@ from conveyor import runtime
 from conveyor.domain.contracts import ApprovalRequest, ApprovalTicket, FailureRequest, FinalizeRequest, Report
 from conveyor.entry import stage_function
 from conveyor.observability import logger
+from conveyor.settings import settings
 from conveyor.stages.approval import request_approval
 from conveyor.stages.report import finalize, notify_failure
 
@@ -20,7 +21,13 @@ def ask(event: dict[str, Any], context: LambdaContext) -> ApprovalTicket:
     logger.append_keys(
         app=request.deployment.app, version=request.deployment.version, environment=request.environment.name
     )
-    return request_approval(request, ledger=runtime.ledger(), notifier=runtime.notifier(), locks=runtime.locks())
+    return request_approval(
+        request,
+        ledger=runtime.ledger(),
+        notifier=runtime.notifier(),
+        locks=runtime.locks(),
+        scale=settings().time_scale,
+    )
 
 
 def succeeded(event: dict[str, Any], context: LambdaContext) -> Report:

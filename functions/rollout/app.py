@@ -51,6 +51,7 @@ def judge(event: dict[str, Any], context: LambdaContext) -> HealthVerdict:
         ledger=runtime.ledger(),
         lambda_metrics=runtime.lambda_metrics(),
         prober=runtime.prober(),
+        scale=settings().time_scale,
     )
 
 

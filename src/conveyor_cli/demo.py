@@ -22,7 +22,7 @@ from conveyor.domain.records import DeploymentRecord
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, create_sample_targets, drain_inbox
+from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, drain_inbox, set_up_sample
 from conveyor_cli.status import render_environments, render_event, render_header
 from conveyor_cli.traffic import for_environment
 from conveyor_local.server import start_background, stop
@@ -149,11 +149,12 @@ def run_demo(*, keep_running: bool = False) -> int:
     print(f"  endpoint {state['endpoint']}; state machine {state['outputs']['StateMachineArn']}")
     try:
         cloud = Cloud(local=True, local_state=DEMO_STATE)
-        _say("Creating the sample app's targets and registering its pipeline")
-        targets = create_sample_targets(cloud)
+        _say("Creating the sample app's targets and registering its pipeline (`conveyor local sample`)")
+        setup = set_up_sample(cloud)
+        targets = setup.targets
         drain_inbox(cloud, targets.inbox_url)
-        spec = operations.apply_pipeline(cloud, EXAMPLES / "pipelines" / "hello.yaml")
-        print(f"  pipeline {spec.app}: {' -> '.join(env.name for env in spec.environments)}")
+        for resource in setup.created:
+            print(f"  created {resource}")
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
             version = "1.1.0"

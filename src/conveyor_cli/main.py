@@ -16,13 +16,17 @@ from typing import Any, Literal
 from conveyor.domain.dora import dora_metrics
 from conveyor.domain.errors import ConveyorError, LedgerError
 from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.pipeline import PipelineSpec, pipeline_schema
 from conveyor.domain.records import StageEvent
+from conveyor.domain.spec_defaults import effective_values, judging_defaults, metric_rule_note
+from conveyor.domain.time_scale import TimeScale, seconds_text
 from conveyor.domain.validation import describe
 from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
+from conveyor_cli.sample import ROOT, SAMPLE_PIPELINE
 from conveyor_cli.status import (
     ExitCode,
     as_json,
@@ -49,10 +53,49 @@ def _cloud(args: argparse.Namespace) -> Cloud:
 
 # --- local ---------------------------------------------------------------------------------
 def cmd_local_up(args: argparse.Namespace) -> int:
-    state = start_background(args.port, args.template, state_dir(), args.time_scale, fresh=args.fresh)
-    print(f"local cloud running at {state['endpoint']} (pid {state['pid']}); `eval $(conveyor local env)`")
+    state = start_background(
+        args.port, _template(args.template), state_dir(), args.time_scale, fresh=args.fresh, restart=args.restart
+    )
+    already = " already" if state.get("already_running") else ""
+    print(f"local cloud{already} running at {state['endpoint']} (pid {state['pid']}); `eval $(conveyor local env)`")
+    scale = TimeScale(factor=float(state.get("time_scale", 1.0)))
+    if scale.scaled:
+        print(
+            f"time scale {scale.factor:g}: the spec's waits pass that much faster (a 300 s bake takes "
+            f"{seconds_text(scale.wall_seconds(300))}); times are shown nominal and wall"
+        )
     if "restored" in state:
         print(RestoreSummary.model_validate(state["restored"]).describe())
+    return 0
+
+
+def _template(given: str | None) -> Path:
+    """The template to provision: the one given, else ./template.yaml, else Conveyor's own (from any folder)."""
+    template = Path(given) if given else Path("template.yaml")
+    if given is None and not template.exists():
+        template = ROOT / "template.yaml"
+    if not template.exists():
+        raise CliError(f"{template}: no such template (--template names Conveyor's template.yaml)")
+    return template
+
+
+def cmd_local_sample(args: argparse.Namespace) -> int:
+    from conveyor_cli.sample import set_up_sample
+
+    cloud = Cloud(local=True, stack_name=args.stack_name)
+    setup = set_up_sample(cloud, pipeline=Path(args.pipeline), bundle_dir=Path(args.out))
+    if args.json:
+        _print({"created": setup.created, "existed": setup.existed, "bundle": str(setup.bundle)})
+        return 0
+    for resource in setup.created:
+        print(f"created  {resource}")
+    for resource in setup.existed:
+        print(f"existed  {resource}")
+    if setup.pipeline is not None:
+        _announce_defaults(setup.pipeline)
+    print(
+        f"next: conveyor --local push {setup.bundle}   (it prints the id; conveyor --local status ID --wait follows it)"
+    )
     return 0
 
 
@@ -62,13 +105,19 @@ def cmd_local_down(_: argparse.Namespace) -> int:
 
 
 def cmd_local_traffic(args: argparse.Namespace) -> int:
-    from conveyor_cli.traffic import for_environment
+    from conveyor_cli.traffic import MAX_DURATION_SECONDS, for_environment
 
     cloud = Cloud(local=True, stack_name=args.stack_name)
-    generator = for_environment(cloud, args.app, args.env, rps=args.rps, duration_seconds=args.duration)
+    duration = MAX_DURATION_SECONDS if args.duration is None else args.duration
+    generator = for_environment(cloud, args.app, args.env, rps=args.rps, duration_seconds=duration)
     target = f"{generator.summary.function_name}:{generator.summary.alias}"
     if not args.json:
-        print(f"sending {args.rps:g} invocations/s to {target} for {args.duration:g} s (Ctrl-C stops)", flush=True)
+        until = (
+            "until stopped (Ctrl-C, or `kill %1` in the background; at most 1 h)"
+            if args.duration is None
+            else (f"for {duration:g} s (Ctrl-C stops)")
+        )
+        print(f"sending {args.rps:g} invocations/s to {target} {until}", flush=True)
     generator.start()
     try:
         summary = generator.wait()
@@ -130,11 +179,37 @@ def cmd_package(args: argparse.Namespace) -> int:
 def cmd_pipeline_apply(args: argparse.Namespace) -> int:
     spec = operations.apply_pipeline(_cloud(args), Path(args.file))
     print(f"pipeline for {spec.app} registered: {' -> '.join(e.name for e in spec.environments)}")
+    _announce_defaults(spec)
     return 0
 
 
+def _announce_defaults(spec: PipelineSpec) -> None:
+    """Every default that judges a release, so none fails one unannounced."""
+    defaults = judging_defaults(spec)
+    if not defaults:
+        return
+    print(f"defaults that apply (not written in the spec; `conveyor pipeline show {spec.app}` shows every value):")
+    for value in defaults:
+        print(f"  {value.describe().removesuffix('  (default)')}")
+    if any(env.health.metrics is not None and env.health.metrics.defaulted_rules for env in spec.environments):
+        print(f"  ({metric_rule_note()})")
+    print("  (write a value to change it; null turns a limit off)")
+
+
 def cmd_pipeline_show(args: argparse.Namespace) -> int:
-    _print(operations.show_pipeline(_cloud(args), args.app).model_dump(mode="json"))
+    spec = operations.show_pipeline(_cloud(args), args.app)
+    if args.json:
+        _print(spec.model_dump(mode="json"))
+        return 0
+    print(f"pipeline {spec.app}: every value in effect; (default) marks one the spec does not write, null (off) a")
+    print(f"limit or check that is off; {metric_rule_note()}")
+    for value in effective_values(spec):
+        print(f"  {value.describe()}")
+    return 0
+
+
+def cmd_pipeline_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(pipeline_schema(), indent=2))
     return 0
 
 
@@ -301,19 +376,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up = local.add_parser("up", help="start it in the background, provisioned from template.yaml")
     up.add_argument("--port", type=int, default=4566)
-    up.add_argument("--template", default="template.yaml")
+    up.add_argument("--template", default=None, help="default: ./template.yaml, else Conveyor's own")
     up.add_argument(
         "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"
     )
     up.add_argument("--fresh", action="store_true", help="discard the saved state and start empty")
+    up.add_argument(
+        "--restart", action="store_true", help="stop a running cloud first (its state kept), to change its settings"
+    )
     up.set_defaults(func=cmd_local_up)
+    sample = local.add_parser(
+        "sample",
+        help="create the sample app (functions, alarm, inbox), register its pipeline, write a bundle to push",
+    )
+    sample.add_argument("--pipeline", default=str(SAMPLE_PIPELINE), help="default: examples/pipelines/hello.yaml")
+    sample.add_argument("--out", default=".", help="where the bundle to push is written (default: here)")
+    sample.add_argument("--json", action="store_true")
+    sample.set_defaults(func=cmd_local_sample)
     local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)
     local.add_parser("env", help="print shell exports for any AWS client").set_defaults(func=cmd_local_env)
     traffic = local.add_parser("traffic", help="invoke an environment's alias at a steady rate, for canary analysis")
     traffic.add_argument("app")
     traffic.add_argument("env")
     traffic.add_argument("--rps", type=float, required=True, help="invocations per second")
-    traffic.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60, at most 3600)")
+    traffic.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds to run (default: until stopped, at most 3600, so a rollout's every step has traffic)",
+    )
     traffic.add_argument("--json", action="store_true")
     traffic.set_defaults(func=cmd_local_traffic)
 
@@ -339,8 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(func=cmd_pipeline_apply)
     show = pipeline_actions.add_parser("show", help="the registered spec of an app")
     show.add_argument("app")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="the effective spec (defaults filled in) as JSON")
     show.set_defaults(func=cmd_pipeline_show)
+    pipeline_actions.add_parser(
+        "schema", help="the spec's JSON Schema (defaults, descriptions), for editor completion"
+    ).set_defaults(func=cmd_pipeline_schema)
 
     push = commands.add_parser("push", help="upload a bundle; prints the deployment id")
     push.add_argument("bundle")

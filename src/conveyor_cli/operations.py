@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.adapters.cloudwatch import CloudWatchAlarms
 from conveyor.adapters.dynamodb_ledger import DynamoLedger
 from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
 from conveyor.adapters.lambda_functions import LambdaTargets
@@ -20,6 +21,7 @@ from conveyor.domain.errors import (
     ManifestInvalidError,
     PipelineInvalidError,
     PipelineNotFoundError,
+    PipelineNotReadyError,
     TargetClaimedError,
     TargetIdentityError,
 )
@@ -29,8 +31,10 @@ from conveyor.domain.manifest import MANIFEST_NAME, Manifest
 from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
+from conveyor.domain.readiness import require_resources
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.target_identity import FunctionId, Home, resolve_function
+from conveyor.settings import MANAGED_TAG_KEY
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
@@ -93,6 +97,7 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))
     refuse_targets_of_other_pipelines(cloud, spec, home, source=str(spec_path))
+    require_ready(cloud, spec, home, source=str(spec_path))
     try:
         claim_targets(spec, home, owners, source=str(spec_path))
         cloud.client("s3").put_object(
@@ -109,6 +114,27 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
     for target in before - wanted:
         owners.release(target, app=spec.app)
     return spec
+
+
+def require_ready(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) -> None:
+    """A CliError naming each target, hook or alarm of ``spec`` that is missing or not managed (see
+    ``conveyor.domain.readiness``): registered, the spec would fail every deployment."""
+    try:
+        require_resources(
+            spec,
+            resolve_targets(spec, home, source=source),
+            targets=targets(cloud),
+            alarms=CloudWatchAlarms(cloud.session),
+            tag_key=MANAGED_TAG_KEY,
+            source=source,
+        )
+    except PipelineNotReadyError as exc:
+        hint = (
+            "; the sample app's are created by `conveyor local sample`" if cloud.local and spec.app == "hello" else ""
+        )
+        raise CliError(f"{exc}{hint}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"{source}: cannot check the functions and alarms it names: {exc}") from exc
 
 
 def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str]:

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from conveyor_local import persistence
+from conveyor_local.moto_patches.registry import TIME_SCALE_ENV
 
 DEFAULT_PORT = 4566
 DEFAULT_REGION = "us-east-1"
 STATE_FILE = "local.json"
 LOG_FILE = "server.log"
-TIME_SCALE_ENV = "CONVEYOR_LOCAL_TIME_SCALE"
 
 LOG = logging.getLogger("conveyor_local")
 
@@ -281,20 +281,27 @@ def start_background(
     time_scale: float | None = None,
     *,
     fresh: bool = False,
+    restart: bool = False,
     timeout: float = 120.0,
 ) -> dict[str, Any]:
     """Start the local cloud as a detached process and wait until it is provisioned.
 
     Returns the state (see ``read_state``; its ``restored`` says what the start restored). If one
-    is already running for ``state_dir`` its state is returned unchanged (with ``fresh``, that is
-    refused: its state cannot be discarded under it). Raises ``LocalCloudError`` with the server
-    log's tail if the server exits or is not ready within ``timeout`` seconds.
+    is already running for ``state_dir`` its state is returned unchanged, marked ``already_running``;
+    asking it for another time scale is refused (its settings cannot change under it, and keeping
+    the old ones silently would run every wait at a speed nobody asked for), as is ``fresh`` (its
+    state cannot be discarded under it), unless ``restart``: that stops it first (its state kept).
+    Raises ``LocalCloudError`` with the server log's tail if the server exits or is not ready within
+    ``timeout`` seconds.
     """
     state_path = Path(state_dir).resolve()
     state_path.mkdir(parents=True, exist_ok=True)
     existing: dict[str, Any] | None = None
     with contextlib.suppress(LocalCloudError):
         existing = read_state(state_path)
+    if existing is not None and _alive(int(existing["pid"])) and restart:
+        stop(state_path)
+        existing = None
     if existing is not None:
         if _alive(int(existing["pid"])):
             if fresh:
@@ -302,7 +309,14 @@ def start_background(
                     f"the local cloud of {state_path} is already running (pid {existing['pid']}); "
                     "`conveyor local down` first, then `conveyor local up --fresh`"
                 )
-            return existing
+            running = float(existing.get("time_scale", 1.0))
+            if time_scale is not None and time_scale != running:
+                raise LocalCloudError(
+                    f"the local cloud of {state_path} is already running at time scale {running:g} "
+                    f"(pid {existing['pid']}), not {time_scale:g}; a running cloud keeps its settings: "
+                    f"`conveyor local up --time-scale {time_scale:g} --restart` restarts it (its state is kept)"
+                )
+            return {**existing, "already_running": True}
         (state_path / STATE_FILE).unlink(missing_ok=True)  # left behind by a killed server
     log_path = state_path / LOG_FILE
     env = dict(os.environ)

@@ -171,8 +171,16 @@ def _max_memory_used_mb(pid: int) -> int | None:
 class Worker:
     """One warm-able worker process and the two pipes that talk to it."""
 
-    def __init__(self, spec: FunctionSpec, endpoint_url: str, cache: CodeCache, log_dir: Path) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        endpoint_url: str,
+        cache: CodeCache,
+        log_dir: Path,
+        cloud_environment: Mapping[str, str] | None = None,
+    ) -> None:
         self.spec = spec
+        self._cloud_environment = dict(cloud_environment or {})
         self.log_stream_name = _log_stream_name(spec.version)
         self._log_file = log_dir / f"{uuid.uuid4().hex}.log"
         self._buffer = b""
@@ -242,6 +250,7 @@ class Worker:
                 "POWERTOOLS_TRACE_DISABLED": "1",
             }
         )
+        env.update(self._cloud_environment)
         return env
 
     def _read_message(self, timeout: float) -> dict[str, Any]:
@@ -376,8 +385,12 @@ class WorkerPool:
         reaping: ReapingPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         background_reaper: bool = True,
+        cloud_environment: Mapping[str, str] | None = None,
     ) -> None:
+        """``cloud_environment``: variables the local cloud itself gives every execution environment (its
+        time scale), beside each function's own configuration."""
         self.endpoint_url = endpoint_url
+        self.cloud_environment = dict(cloud_environment or {})
         self._cache = CodeCache(cache_dir)
         self._log_dir = cache_dir / "worker-logs"
         self._log_dir.mkdir(parents=True, exist_ok=True)
@@ -424,7 +437,7 @@ class WorkerPool:
                     break
                 pool.changed.wait()
         try:
-            worker = Worker(spec, self.endpoint_url, self._cache, self._log_dir)
+            worker = Worker(spec, self.endpoint_url, self._cache, self._log_dir, self.cloud_environment)
         except BaseException:
             self._release(spec, None)
             raise

@@ -21,7 +21,7 @@ from conveyor.domain.records import DeploymentRecord
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, create_sample_targets, drain_inbox
+from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, drain_inbox, set_up_sample
 from conveyor_local.faults import write_plan
 from conveyor_local.server import start_background, stop
 
@@ -127,8 +127,7 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     start_background(port=0, template=ROOT / "template.yaml", state_dir=state_dir, time_scale=0.01)
     try:
         cloud = Cloud(local=True, local_state=state_dir)
-        targets = create_sample_targets(cloud)
-        operations.apply_pipeline(cloud, EXAMPLES / "pipelines" / "hello.yaml")
+        targets = set_up_sample(cloud).targets  # `conveyor local sample`, as a new user runs it
         drain_inbox(cloud, targets.inbox_url)
         yield Stage(cloud=cloud, targets=targets, workdir=tmp_path_factory.mktemp("bundles"), state_dir=state_dir)
     finally:

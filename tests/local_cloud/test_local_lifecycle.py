@@ -27,7 +27,10 @@ def _gone(pid: int, timeout: float = 5.0) -> bool:
 def test_up_is_idempotent_and_down_kills_server_and_workers(tmp_path: Path) -> None:
     # Given a local cloud started in the background
     state = start_background(port=0, template=FIXTURES / "template.yaml", state_dir=tmp_path)
-    assert start_background(port=0, template=FIXTURES / "template.yaml", state_dir=tmp_path) == state
+    assert start_background(port=0, template=FIXTURES / "template.yaml", state_dir=tmp_path) == {
+        **state,
+        "already_running": True,
+    }
     env = client_env(state)
     lambda_ = boto3.client(
         "lambda",

@@ -333,7 +333,7 @@ def test_a_pre_traffic_hook_adds_a_weight_zero_step_to_a_canary() -> None:
             "name": "production",
             "target": {"function_name": "f"},
             "strategy": {"type": "canary", "weight": 10, "bake_seconds": 60},
-            "health": {"pre_traffic": {"function_name": "hook"}},
+            "health": {"pre_traffic": {"function_name": "hook"}, "alarms": ["errors"]},
         }
     )
     assert [s.weight for s in env.traffic_steps()] == [0, 10, 100]

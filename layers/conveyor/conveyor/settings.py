@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from conveyor.domain.bundle import MAX_BUNDLE_BYTES
 from conveyor.domain.errors import ConfigurationError
+from conveyor.domain.time_scale import TIME_SCALE_ENV, TimeScale
 
 #: The tag (value "true") a target function must carry before Conveyor may change it; the
 #: template's IAM conditions name the same key.
@@ -31,6 +32,13 @@ class Settings(BaseModel):
     managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default=MANAGED_TAG_KEY, min_length=1)
     # A limit, not a resource name: the default is the safe ceiling, configuration may only lower it.
     max_bundle_bytes: int = Field(alias="MAX_BUNDLE_BYTES", default=MAX_BUNDLE_BYTES, ge=1, le=MAX_BUNDLE_BYTES)
+    # Set only by the local cloud (``--time-scale``): on AWS waits last what they say.
+    time_scale_factor: float = Field(alias=TIME_SCALE_ENV, default=1.0, ge=0)
+
+    @property
+    def time_scale(self) -> TimeScale:
+        """How fast the spec's waits pass here (see ``conveyor.domain.time_scale``)."""
+        return TimeScale(factor=self.time_scale_factor)
 
 
 @cache

@@ -42,6 +42,7 @@ from conveyor_local.moto_patches.registry import (
     PATCHES,
     SEAM_SIGNATURES,
     STATE,
+    TIME_SCALE_ENV,
     SeamMovedError,
     check_seams,
     resolve_dotted,
@@ -89,8 +90,15 @@ def apply(settings: Settings) -> WorkerPool:
         old_pool = STATE.get("pool")
         if old_pool is not None:
             old_pool.shutdown()
+        # The stages scale what they derive from the spec's waits (metric windows, approval expiry) and show
+        # both times; on AWS the variable is absent and the scale is 1.
+        scale = {TIME_SCALE_ENV: repr(settings.time_scale)} if settings.time_scale != 1.0 else {}
         pool = WorkerPool(
-            settings.endpoint_url, settings.cache_dir, settings.max_workers_per_version, reaping=settings.reaping
+            settings.endpoint_url,
+            settings.cache_dir,
+            settings.max_workers_per_version,
+            reaping=settings.reaping,
+            cloud_environment=scale,
         )
         STATE.update(
             pool=pool, time_scale=settings.time_scale, faults=FaultPlan(settings.cache_dir.parent / FAULTS_FILE)

@@ -31,6 +31,9 @@ PATCHES: dict[str, Callable[..., Any] | object] = {}
 ORIGINALS: dict[str, Any] = {}
 #: The running cloud's configuration: ``pool``, ``time_scale``, ``faults``.
 STATE: dict[str, Any] = {}
+#: Where the time scale is given to the server and to its Lambda workers (the stages read the same name:
+#: ``conveyor.domain.time_scale.TIME_SCALE_ENV``).
+TIME_SCALE_ENV = "CONVEYOR_LOCAL_TIME_SCALE"
 
 
 class SeamMovedError(RuntimeError):

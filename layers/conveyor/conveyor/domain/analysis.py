@@ -8,31 +8,45 @@ latency ratio). Too few invocations of the new version is *inconclusive*, never 
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
 from conveyor.domain.contracts import CheckResult, TrafficState, Verdict
-from conveyor.domain.pipeline import MetricsCheck
+from conveyor.domain.pipeline import MAX_WAIT_SECONDS, MetricsCheck
 from conveyor.domain.ports import VersionStats
+from conveyor.domain.time_scale import UNSCALED, TimeScale
 
 DEFAULT_WINDOW_SECONDS = 60
 
 
-def metric_window(spec: MetricsCheck, traffic: TrafficState | None, now: datetime) -> tuple[datetime, int]:
-    """The window's start and length in seconds: the spec's, else the step's wait or the time since the step.
+def metric_window(
+    spec: MetricsCheck, traffic: TrafficState | None, now: datetime, scale: TimeScale = UNSCALED
+) -> tuple[datetime, int]:
+    """The window's start and its nominal length in seconds: the spec's, else the step's wait or the time
+    since the step started, whichever is longer.
 
-    ``max(wait, since the step started)`` covers the whole step on AWS (where the wait really elapses)
-    and still spans real traffic when waits are scaled down (the local cloud), because metrics are
-    stamped in real time.
+    ``max(wait, since the step started)`` covers the whole step on AWS (where the wait really elapses).
+    Under a time scale (the local cloud) the window is scaled like the waits: nominally as long as on
+    AWS, it starts ``nominal x scale`` wall seconds ago, so a local verdict counts the traffic of the step
+    being judged, as AWS would, and not all the traffic since the version was born (metrics are stamped
+    in wall time). At scale 0 (no waits at all) it spans the step.
     """
+    since = (now - traffic.started_at).total_seconds() if traffic is not None and traffic.started_at else 0.0
     if spec.window_seconds is not None:
         seconds = spec.window_seconds
     elif traffic is None:
         seconds = DEFAULT_WINDOW_SECONDS
     else:
-        since = (now - traffic.started_at).total_seconds() if traffic.started_at is not None else 0.0
-        seconds = max(traffic.wait_seconds, int(since + 0.999), 1)
-    return now - timedelta(seconds=seconds), seconds
+        elapsed = min(scale.nominal_seconds(since), float(MAX_WAIT_SECONDS))
+        seconds = max(traffic.wait_seconds, math.ceil(elapsed), 1)
+    wall = scale.wall_seconds(seconds) if scale.factor > 0 else max(since, 1.0)
+    return now - timedelta(seconds=wall), seconds
+
+
+def window_text(seconds: int, scale: TimeScale = UNSCALED) -> str:
+    """``over 300 s``, or ``over 300 s (3 s at time scale 0.01)`` under a time scale."""
+    return "over " + scale.annotate(f"{seconds} s", seconds)
 
 
 def _pct(value: float | None) -> str:
@@ -70,11 +84,21 @@ def _check(name: str, status: Verdict, reason: str, evidence: dict[str, Any]) ->
 
 
 def judge_metrics(
-    spec: MetricsCheck, new: VersionStats, old: VersionStats | None, window_seconds: int
+    spec: MetricsCheck,
+    new: VersionStats,
+    old: VersionStats | None,
+    window_seconds: int,
+    scale: TimeScale = UNSCALED,
 ) -> list[CheckResult]:
-    """One check per rule; a single inconclusive check when the new version has too few invocations."""
+    """One check per rule; a single inconclusive check when the new version has too few invocations.
+
+    ``window_seconds`` is nominal (as the spec's waits are written); under a time scale each reason
+    says the wall time beside it.
+    """
     evidence = _evidence(new, old, window_seconds)
-    over = f"over {window_seconds} s"
+    if scale.scaled:
+        evidence |= {"window_wall_seconds": round(scale.wall_seconds(window_seconds), 3), "time_scale": scale.factor}
+    over = window_text(window_seconds, scale)
     if new.invocations < spec.min_invocations:
         return [
             _check(

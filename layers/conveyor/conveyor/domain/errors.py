@@ -188,3 +188,8 @@ class StatusMoveRefusedError(ConveyorError):
 
 class NotificationError(ConveyorError):
     """The notification could not be published."""
+
+
+class PipelineNotReadyError(ConveyorError):
+    """A pipeline spec names functions or alarms that do not exist, or functions Conveyor may not use
+    (without the managed tag): ``pipeline apply`` registers nothing and names each by its field."""

@@ -9,6 +9,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.time_scale import TimeScale
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, metrics
 
@@ -28,10 +29,13 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
             EnvironmentStatus.REJECTED,
         ):
             if error == "States.Timeout" and status is EnvironmentStatus.AWAITING_APPROVAL:
+                # Nominal and, under the local cloud's time scale (recorded with the request), wall time.
+                timeout = float(approval.get("timeout_seconds") or 0)
+                window = TimeScale(factor=approval.get("time_scale", 1.0)).annotate(f"{timeout:g} s", timeout)
                 gate = (
                     name,
-                    f"approval for {name} timed out: nobody approved or rejected it within "
-                    f"{approval.get('timeout_seconds')} s; nothing was deployed in {name}",
+                    f"approval for {name} timed out: nobody approved or rejected it within {window}; "
+                    f"nothing was deployed in {name}",
                 )
                 ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.APPROVAL_TIMED_OUT})
             elif error == ApprovalRejectedError.__name__ and status is EnvironmentStatus.REJECTED:

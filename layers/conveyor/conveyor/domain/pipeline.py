@@ -12,6 +12,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -162,27 +164,77 @@ class SyntheticCheck(_Spec):
         return _bounded(expect, MAX_SYNTHETIC_EXPECT_BYTES)
 
 
+#: The metric rules: each one can fail a verdict. The rest of ``MetricsCheck`` only tunes them.
+METRIC_RULES = ("max_error_rate_percent", "max_p95_ms", "max_p99_ms", "max_error_rate_ratio", "max_latency_ratio")
+#: The rules a ``metrics`` check carries when its spec writes none of ``METRIC_RULES``: an absolute error
+#: limit and a comparison with the old version. Written down in README and in the JSON Schema.
+DEFAULT_METRIC_RULES: dict[str, float] = {"max_error_rate_percent": 1.0, "max_error_rate_ratio": 2.0}
+
+
 class MetricsCheck(_Spec):
     """Per-version AWS/Lambda metrics of the alias's traffic (``ExecutedVersion``), judged after each step.
 
     Absolute limits apply to the new version; the comparison limits compare it with the old version over
     the same window. A comparison fails only when the ratio is exceeded *and* the difference is larger
     than its tolerance (so 0.1% vs 0% errors, or 3 ms vs 2 ms, is not a regression).
+
+    The rules that judge are the ones the spec writes: a spec that names any rule (``METRIC_RULES``, even
+    as ``null``) gets exactly those, and an unwritten rule is off. Only a ``metrics`` check that writes no
+    rule at all gets ``DEFAULT_METRIC_RULES`` (errors at most 1%, at most 2x the old version's), and
+    ``pipeline apply``/``pipeline show`` announce them. So no limit the team did not write can fail its
+    release unannounced.
     """
 
     min_invocations: int = Field(
         default=20, ge=1, le=1_000_000, description="fewer invocations of the new version: inconclusive"
     )
     window_seconds: int | None = Field(
-        default=None, ge=1, le=MAX_WAIT_SECONDS, description="default: the step's wait, at least the time since it"
+        default=None,
+        ge=1,
+        le=MAX_WAIT_SECONDS,
+        description="default: the step's wait, at least the time since it (scaled like the waits on the local "
+        "cloud's --time-scale)",
     )
-    max_error_rate_percent: float | None = Field(default=1.0, ge=0, le=100)
-    max_p95_ms: float | None = Field(default=None, gt=0)
-    max_p99_ms: float | None = Field(default=None, gt=0)
-    max_error_rate_ratio: float | None = Field(default=2.0, ge=1, description="new error rate / old error rate")
-    error_rate_tolerance_percent: float = Field(default=0.5, ge=0, le=100)
-    max_latency_ratio: float | None = Field(default=None, ge=1, description="new p95 / old p95")
-    latency_tolerance_ms: float = Field(default=25.0, ge=0)
+    max_error_rate_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="new version's error rate limit; 1 when no metric rule is written, null turns it off",
+    )
+    max_p95_ms: float | None = Field(default=None, gt=0, description="new version's p95 latency limit; off if unset")
+    max_p99_ms: float | None = Field(default=None, gt=0, description="new version's p99 latency limit; off if unset")
+    max_error_rate_ratio: float | None = Field(
+        default=None,
+        ge=1,
+        description="new error rate / old error rate; 2 when no metric rule is written, null turns it off",
+    )
+    error_rate_tolerance_percent: float = Field(
+        default=0.5, ge=0, le=100, description="points of error rate over the baseline never called a regression"
+    )
+    max_latency_ratio: float | None = Field(default=None, ge=1, description="new p95 / old p95; off if unset")
+    latency_tolerance_ms: float = Field(
+        default=25.0, ge=0, description="milliseconds over the baseline's p95 never called a regression"
+    )
+    _defaulted_rules: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _default_rules_only_when_none_written(cls, data: Any, handler: ModelWrapValidatorHandler[MetricsCheck]) -> Any:
+        defaulted = isinstance(data, dict) and not any(rule in data for rule in METRIC_RULES)
+        model = handler({**DEFAULT_METRIC_RULES, **data} if defaulted else data)
+        if defaulted:
+            model._defaulted_rules = frozenset(DEFAULT_METRIC_RULES)
+        return model
+
+    @property
+    def defaulted_rules(self) -> frozenset[str]:
+        """The rules this check carries because its spec wrote none (``DEFAULT_METRIC_RULES``)."""
+        return self._defaulted_rules
+
+    @property
+    def rules(self) -> dict[str, float]:
+        """The rules that judge (the written ones, or the defaults), by field name."""
+        return {rule: value for rule in METRIC_RULES if (value := getattr(self, rule)) is not None}
 
 
 class HttpProbe(_Spec):
@@ -207,6 +259,15 @@ class HookSpec(_Spec):
     qualifier: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9$_-]{1,128}$")] = "$LATEST"
 
 
+CheckKind = Literal["synthetic", "alarms", "metrics", "http", "pre_traffic", "post_traffic"]
+#: Where each kind of check can run, for the message that refuses a step no configured check judges.
+CHECKS_BY_STEP = {
+    "no traffic (0%)": "synthetic, alarms, pre_traffic",
+    "some traffic": "synthetic, alarms, metrics, http",
+    "the last step (100%)": "synthetic, alarms, metrics, http, post_traffic",
+}
+
+
 class HealthSpec(_Spec):
     synthetic: SyntheticCheck | None = None
     alarms: list[AlarmName] = Field(default_factory=list, max_length=MAX_ALARMS)
@@ -229,6 +290,29 @@ class HealthSpec(_Spec):
         if all(check is None for check in checks) and not self.alarms:
             raise ValueError("health needs at least one check (synthetic, alarms, metrics, http or a hook)")
         return self
+
+    def checks_at(self, weight: int, *, last: bool) -> list[CheckKind]:
+        """The configured checks that run at a traffic step of ``weight`` percent (``last``: the final step).
+
+        The one rule of which check runs where, read by EvaluateHealth and by the spec's own validation:
+        synthetic and alarms run at every step; metrics and the HTTP probe judge the new version's traffic,
+        so only once it serves some (weight > 0); the pre-traffic hook runs at weight 0, before any traffic;
+        the post-traffic hook once the new version serves 100% at the last step.
+        """
+        runs: list[CheckKind] = []
+        if self.synthetic is not None:
+            runs.append("synthetic")
+        if self.alarms:
+            runs.append("alarms")
+        if weight > 0 and self.metrics is not None:
+            runs.append("metrics")
+        if weight > 0 and self.http is not None:
+            runs.append("http")
+        if weight == 0 and self.pre_traffic is not None:
+            runs.append("pre_traffic")
+        if last and weight == 100 and self.post_traffic is not None:
+            runs.append("post_traffic")
+        return runs
 
 
 class ApprovalSpec(_Spec):
@@ -259,6 +343,23 @@ class EnvironmentSpec(_Spec):
         if self.health.pre_traffic is not None and steps[0].weight != 0:
             steps = [TrafficStep(weight=0, wait_seconds=0), *steps]
         return steps
+
+    @model_validator(mode="after")
+    def _every_step_judged(self) -> EnvironmentSpec:
+        """Refuse a plan with a step no configured check runs at: its verdict would always be "no health
+        check ran", so every deployment would fail there (a ``blue_green`` verification judged only by
+        metrics or HTTP, which need traffic; a canary judged only by a post-traffic hook)."""
+        steps = self.traffic_steps()
+        for index, step in enumerate(steps, start=1):
+            last = index == len(steps)
+            if not self.health.checks_at(step.weight, last=last):
+                where = "no traffic (0%)" if step.weight == 0 else "the last step (100%)" if last else "some traffic"
+                raise ValueError(
+                    f"health: no configured check runs at traffic step {index} of {len(steps)} "
+                    f"({step.weight}% on the new version, {self.strategy.type}), so every deployment would fail "
+                    f'there with "no health check ran"; at {where} only {CHECKS_BY_STEP[where]} run: add one'
+                )
+        return self
 
 
 class Notifications(_Spec):
@@ -350,3 +451,14 @@ class PipelineSpec(RolloutPolicy):
             if env.name == name:
                 return env
         raise KeyError(name)
+
+
+SCHEMA_ID = "https://conveyor.dev/schemas/pipeline-v1.json"
+
+
+def pipeline_schema() -> dict[str, Any]:
+    """The JSON Schema of a pipeline spec file, generated from these models (defaults and descriptions
+    included), for editor completion (``# yaml-language-server: $schema=...``). ``docs/pipeline.schema.json``
+    is this, committed; a test regenerates it and compares."""
+    schema = PipelineSpec.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **schema}

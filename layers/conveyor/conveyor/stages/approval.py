@@ -26,6 +26,7 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.locks import release_deployment_locks
 from conveyor.domain.notices import publish_once
 from conveyor.domain.ports import Ledger, LockTable, Notifier
+from conveyor.domain.time_scale import UNSCALED, TimeScale, duration_text
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -40,12 +41,12 @@ def rejection_command(deployment_id: str, environment: str) -> str:
     return f'conveyor reject {deployment_id} --env {environment} --reason "..."'
 
 
-def render_request(request: ApprovalRequest, timeout_seconds: int) -> tuple[str, str]:
+def render_request(request: ApprovalRequest, timeout_seconds: int, scale: TimeScale = UNSCALED) -> tuple[str, str]:
     deployment, env = request.deployment, request.environment
     approve = approval_command(deployment.deployment_id, env.name)
     reject = rejection_command(deployment.deployment_id, env.name)
     target = f"{env.target.function_name}:{env.target.alias}"
-    hours = f"{timeout_seconds / 3600:g} h"
+    hours = scale.annotate(duration_text(timeout_seconds), timeout_seconds)
     if request.kind == "approval":
         subject = f"[Conveyor] {deployment.app} {deployment.version} awaits approval for {env.name}"
         lines = [
@@ -77,12 +78,19 @@ def render_request(request: ApprovalRequest, timeout_seconds: int) -> tuple[str,
 
 
 def request_approval(
-    request: ApprovalRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None
+    request: ApprovalRequest,
+    *,
+    ledger: Ledger,
+    notifier: Notifier,
+    locks: LockTable | None = None,
+    scale: TimeScale = UNSCALED,
 ) -> ApprovalTicket:
+    """Record what awaits a person and ask the approvers; the state machine waits ``timeout_seconds``
+    (scaled on the local cloud, so the recorded expiry is when it really ends: see ``time_scale``)."""
     deployment, env = request.deployment, request.environment
     timeout = env.approval.timeout_seconds
     requested_at = utcnow()
-    expires_at = requested_at + timedelta(seconds=timeout)
+    expires_at = requested_at + timedelta(seconds=scale.wall_seconds(timeout))
     if request.kind == "approval" and locks is not None:
         # Do not keep the earlier environments waiting on a human: they are done with.
         names = [e.name for e in deployment.environments]
@@ -99,11 +107,13 @@ def request_approval(
             "step": step,
             "command": approval_command(deployment.deployment_id, env.name),
         }
+        if scale.scaled:
+            approval["time_scale"] = scale.factor  # so whoever reports its timeout says both times
         fields: dict[str, Any] = {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": approval}
         if request.kind == "approval":
             fields |= {"function_name": env.target.function_name, "alias": env.target.alias}
         ledger.update_environment(deployment.deployment_id, env.name, fields)
-        subject, message = render_request(request, timeout)
+        subject, message = render_request(request, timeout, scale)
         message_id = publish_once(
             ledger,
             deployment.deployment_id,

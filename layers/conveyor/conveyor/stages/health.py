@@ -43,6 +43,7 @@ from conveyor.domain.limits import clip
 from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
 from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, StageWrites, Targets
 from conveyor.domain.records import FAILED
+from conveyor.domain.time_scale import UNSCALED, TimeScale
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 from conveyor.settings import MANAGED_TAG_KEY
@@ -138,9 +139,12 @@ def metrics_checks(
     release: Release,
     traffic: TrafficState | None,
     now: datetime,
+    *,
+    scale: TimeScale = UNSCALED,
 ) -> list[CheckResult]:
-    """Judge the alias's real traffic to the new version (and the old one, as baseline) over the window."""
-    start, seconds = metric_window(spec, traffic, now)
+    """Judge the alias's real traffic to the new version (and the old one, as baseline) over the window
+    (scaled like the waits under a time scale: see ``metric_window``)."""
+    start, seconds = metric_window(spec, traffic, now, scale)
     if source is None:
         return [CheckResult(name="metrics", kind="metrics", status="fail", reason="no metrics source configured")]
     versions = [release.version_after]
@@ -151,7 +155,7 @@ def metrics_checks(
     except MetricsUnavailableError as exc:
         return [CheckResult(name="metrics", kind="metrics", status="inconclusive", reason=str(exc))]
     old = stats.get(versions[1]) if len(versions) > 1 else None
-    return judge_metrics(spec, stats[release.version_after], old, seconds)
+    return judge_metrics(spec, stats[release.version_after], old, seconds, scale)
 
 
 def http_check(prober: HttpProber | None, probe: HttpProbe) -> CheckResult:
@@ -288,23 +292,24 @@ def run_checks(
     lambda_metrics: LambdaMetrics | None = None,
     prober: HttpProber | None = None,
     now: datetime | None = None,
+    scale: TimeScale = UNSCALED,
 ) -> list[CheckResult]:
-    """The checks that apply at this traffic step (see the module docstring)."""
+    """The checks that apply at this traffic step (``HealthSpec.checks_at``, see the module docstring)."""
     weight = traffic.weight if traffic is not None else 100
-    last = traffic is None or traffic.complete
+    runs = spec.checks_at(weight, last=traffic is None or traffic.complete)
     checks = []
-    if spec.synthetic is not None:
+    if spec.synthetic is not None and "synthetic" in runs:
         checks.append(synthetic_check(targets, release, spec.synthetic))
-    if spec.alarms:
+    if "alarms" in runs:
         checks.extend(alarm_checks(alarms, spec.alarms))
-    if weight > 0 and spec.metrics is not None:
-        checks.extend(metrics_checks(lambda_metrics, spec.metrics, release, traffic, now or utcnow()))
-    if weight > 0 and spec.http is not None:
+    if spec.metrics is not None and "metrics" in runs:
+        checks.extend(metrics_checks(lambda_metrics, spec.metrics, release, traffic, now or utcnow(), scale=scale))
+    if spec.http is not None and "http" in runs:
         checks.append(http_check(prober, spec.http))
     if deployment is not None:
-        if weight == 0 and spec.pre_traffic is not None:
+        if spec.pre_traffic is not None and "pre_traffic" in runs:
             checks.append(hook_check(targets, spec.pre_traffic, hook_payload("pre_traffic", deployment, release, 0)))
-        if last and weight == 100 and spec.post_traffic is not None:
+        if spec.post_traffic is not None and "post_traffic" in runs:
             payload = hook_payload("post_traffic", deployment, release, weight)
             checks.append(hook_check(targets, spec.post_traffic, payload))
     return checks
@@ -328,6 +333,7 @@ def evaluate_health(
     ledger: Ledger,
     lambda_metrics: LambdaMetrics | None = None,
     prober: HttpProber | None = None,
+    scale: TimeScale = UNSCALED,
 ) -> HealthVerdict:
     if step.release is None:
         raise TrafficShiftError("EvaluateHealth needs the release that Deploy produced")
@@ -349,6 +355,7 @@ def evaluate_health(
             traffic=traffic,
             lambda_metrics=lambda_metrics,
             prober=prober,
+            scale=scale,
         )
         status, reason = decide(checks, spec.on_inconclusive, spec.max_inconclusive_retries - streak)
         if status == "inconclusive" and spec.on_inconclusive == "retry":

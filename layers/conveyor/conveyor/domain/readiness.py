@@ -1,0 +1,71 @@
+"""Before a spec is registered, everything it names must exist and be Conveyor's to use.
+
+A target function or hook that does not exist, or lacks the managed tag (``conveyor:managed=true``: the
+template's IAM conditions let Conveyor read, change and invoke only such functions), fails every
+deployment at ValidateArtifact; an alarm that does not exist fails every health verdict. ``conveyor
+pipeline apply`` asks all of it at once and refuses with every problem named by its field path and
+resource, so the first push is not where a team learns it. Deployments still ask again (ValidateArtifact,
+EvaluateHealth): a tag or an alarm can go after the spec was registered.
+"""
+
+from __future__ import annotations
+
+from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNotFoundError
+from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.ports import Alarms, Targets
+from conveyor.domain.target_identity import FunctionId
+
+
+def _function_problem(targets: Targets, function: str, tag_key: str, what: str) -> str | None:
+    try:
+        targets.ensure_managed(function, tag_key)
+    except TargetNotFoundError:
+        return f"{what} {function!r} does not exist"
+    except TargetError:
+        return f"{what} {function!r} is not tagged {tag_key}=true (Conveyor may use only managed functions)"
+    return None
+
+
+def missing_resources(
+    spec: PipelineSpec, resolved: dict[str, FunctionId], *, targets: Targets, alarms: Alarms, tag_key: str
+) -> list[str]:
+    """Each function or alarm of ``spec`` that is missing or not managed, as ``field path: problem``.
+
+    ``resolved``: each environment's target as its canonical function (``ownership.resolve_targets``).
+    """
+    problems: list[str] = []
+    for index, env in enumerate(spec.environments):
+        where = f"environments[{index}] ({env.name})"
+        problem = _function_problem(targets, resolved[env.name].name, tag_key, "target function")
+        if problem:
+            problems.append(f"{where}.target.function_name: {problem}")
+        for phase, hook in (("pre_traffic", env.health.pre_traffic), ("post_traffic", env.health.post_traffic)):
+            if hook is not None and (problem := _function_problem(targets, hook.function_name, tag_key, "hook")):
+                problems.append(f"{where}.health.{phase}.function_name: {problem}")
+        if env.health.alarms:
+            found = alarms.states(list(env.health.alarms))
+            problems += [
+                f"{where}.health.alarms[{position}]: alarm {name!r} does not exist"
+                for position, name in enumerate(env.health.alarms)
+                if name not in found
+            ]
+    return problems
+
+
+def require_resources(
+    spec: PipelineSpec,
+    resolved: dict[str, FunctionId],
+    *,
+    targets: Targets,
+    alarms: Alarms,
+    tag_key: str,
+    source: str,
+) -> None:
+    """``PipelineNotReadyError`` naming every missing or unmanaged function and missing alarm of ``spec``."""
+    problems = missing_resources(spec, resolved, targets=targets, alarms=alarms, tag_key=tag_key)
+    if problems:
+        raise PipelineNotReadyError(
+            f"{source}: {len(problems)} resource(s) the spec names cannot be used, nothing was registered: "
+            + "; ".join(problems)
+            + f". Create them (tag functions {tag_key}=true), then apply again"
+        )
