@@ -285,7 +285,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write one self-contained HTML page showing a deployment (``conveyor_cli.report``)."""
-    from conveyor_cli.report import write_report
+    from conveyor_cli.report import default_path, report_html
 
     cloud = _cloud(args)
     deployment_id = args.id
@@ -294,7 +294,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not latest:
             raise CliError(f"no deployments in the ledger ({cloud.outputs.ledger_table}) yet")
         deployment_id = latest[0].deployment_id
-    path = write_report(cloud, deployment_id, Path(args.out) if args.out else None)
+    html = report_html(cloud, deployment_id)
+    if args.out == "-":
+        sys.stdout.write(html)
+        return 0
+    path = Path(args.out) if args.out else default_path(deployment_id)
+    path.write_text(html, encoding="utf-8")
     print(path)
     return 0
 
@@ -436,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one self-contained HTML page of a deployment: timeline, traffic, metrics, verdicts, rollback",
     )
     report.add_argument("id", nargs="?", help="deployment id (default: the latest)")
-    report.add_argument("-o", "--out", help="the HTML file to write (default: conveyor-report-<id>.html)")
+    report.add_argument("-o", "--out", help="the HTML file to write, - for stdout (default: conveyor-report-<id>.html)")
     report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="the whole story offline: local cloud, good push, bad push, rollback")

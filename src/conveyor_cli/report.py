@@ -573,8 +573,8 @@ def collect_metrics(cloud: Cloud, record: DeploymentRecord, now: datetime) -> di
     return found
 
 
-def write_report(cloud: Cloud, deployment_id: str, out: Path | None, *, now: datetime | None = None) -> Path:
-    """Write the report of ``deployment_id`` to ``out`` (default ``conveyor-report-<id>.html``)."""
+def report_html(cloud: Cloud, deployment_id: str, *, now: datetime | None = None) -> str:
+    """The page of ``deployment_id``: its ledger record, and its aliases' metrics read now."""
     now = now or datetime.now(UTC)
     try:
         record = operations.ledger(cloud).get(deployment_id)
@@ -585,7 +585,8 @@ def write_report(cloud: Cloud, deployment_id: str, out: Path | None, *, now: dat
             f"deployment {deployment_id} is not in the ledger ({cloud.outputs.ledger_table}): "
             "check the id with `conveyor history`"
         )
-    html = render_html(build_view(record, collect_metrics(cloud, record, now), generated_at=now))
-    path = out or Path(f"conveyor-report-{deployment_id}.html")
-    path.write_text(html, encoding="utf-8")
-    return path
+    return render_html(build_view(record, collect_metrics(cloud, record, now), generated_at=now))
+
+
+def default_path(deployment_id: str) -> Path:
+    return Path(f"conveyor-report-{deployment_id}.html")

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.session import Session as BotocoreSession
 from botocore.stub import Stubber
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.records import DeploymentRecord, StageEvent
 
 from conveyor_cli.report import (
     EnvironmentMetrics,
@@ -267,3 +269,61 @@ def test_offsets_read_like_a_stopwatch(seconds: float, text: str) -> None:
 @pytest.mark.parametrize(("value", "ceiling"), [(0, 1.0), (0.3, 0.3), (27, 30), (31, 40), (100, 100), (101, 150)])
 def test_a_y_axis_ends_on_a_round_number_above_the_data(value: float, ceiling: float) -> None:
     assert nice_ceiling(value) == pytest.approx(ceiling)
+
+
+def _without_rollback_stage(record: DeploymentRecord) -> DeploymentRecord:
+    return record.model_copy(update={"events": [e for e in record.events if e.stage != "RollBack"]})
+
+
+def test_a_rollback_by_the_reconciler_is_dated_when_it_closed_the_deployment() -> None:
+    # Given an execution stopped mid-canary: no RollBack stage ran, the reconciler restored the alias
+    record = _without_rollback_stage(rolled_back_canary())
+    entry = record.environments["production"].model_copy(update={"reconciled": True})
+    record = record.model_copy(update={"environments": {"production": entry}})
+
+    (env,) = build_view(record, {}, generated_at=NOW).environments
+
+    assert env.rollback is not None
+    assert env.rollback.by == "the reconciler, after the execution ended"
+    assert env.rollback.offset == "+1 m 12 s"  # the record's finished_at
+    new, _ = env.traffic.lines
+    assert new.points[-1][1] == env.traffic.plot[3]  # back to 0% for this release
+
+
+def test_a_manual_rollback_names_the_person() -> None:
+    # Given a live deployment rolled back by hand later (conveyor rollback)
+    record = _without_rollback_stage(rolled_back_canary())
+    manual = StageEvent(
+        deployment_id="d-1",
+        stage="ManualRollback",
+        environment="production",
+        status="succeeded",
+        started_at=START + timedelta(seconds=90),
+        finished_at=START + timedelta(seconds=90.1),
+        duration_ms=100,
+        detail={"restored_version": "2", "rolled_back_from": "3", "operator": "dana"},
+    )
+    entry = record.environments["production"].model_copy(
+        update={"rollback": {"restored_version": "2", "rolled_back_from": "3", "operator": "dana", "duration_ms": 100}}
+    )
+    record = record.model_copy(update={"events": [*record.events, manual], "environments": {"production": entry}})
+
+    (env,) = build_view(record, {}, generated_at=NOW).environments
+
+    assert env.rollback is not None
+    assert env.rollback.by == "a person (dana), with conveyor rollback"
+    assert env.rollback.offset == "+1 m 30 s"
+
+
+def test_an_environment_that_never_deployed_has_empty_charts_that_say_so() -> None:
+    record = rolled_back_canary()
+    waiting = EnvironmentEntry(status=EnvironmentStatus.QUEUED)
+    record = record.model_copy(update={"environments": {**record.environments, "later": waiting}})
+
+    view = build_view(record, {}, generated_at=NOW)
+
+    later = view.environments[1]
+    assert later.target == "(not deployed)"
+    assert later.traffic.lines == ()
+    assert later.traffic.empty_note == "no traffic step was taken"
+    assert "no health verdict was made in later" in render_html(view)
