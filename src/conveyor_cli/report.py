@@ -193,6 +193,8 @@ class VerdictView:
 
 @dataclass(frozen=True)
 class RollbackView:
+    seconds: float | None
+    """When the alias was restored, in seconds since the push (None: not known)."""
     offset: str | None
     at: str | None
     by: str
@@ -352,8 +354,10 @@ def _rollback(record: DeploymentRecord, entry: EnvironmentEntry, events: Sequenc
         by = "the reconciler, after the execution ended"
     else:
         by = "the RollBack stage"
+    seconds = _seconds(when, record.created_at) if when is not None else None
     return RollbackView(
-        offset=format_offset(_seconds(when, record.created_at)) if when is not None else None,
+        seconds=seconds,
+        offset=format_offset(seconds) if seconds is not None else None,
         at=_iso(when),
         by=by,
         restored_version=_text(rollback.get("restored_version")) or "(no alias: removed)",
@@ -473,11 +477,7 @@ def environment_view(
     events = [e for e in record.events if e.environment == name]
     verdicts = [e for e in events if e.stage == "EvaluateHealth"]
     rollback = _rollback(record, entry, events)
-    rolled_back_at = None
-    if rollback is not None:
-        event = _rollback_event(events)
-        when = event.finished_at if event is not None else record.finished_at
-        rolled_back_at = _seconds(when, record.created_at) if when is not None else None
+    rolled_back_at = rollback.seconds if rollback is not None else None
     marks = _verdict_marks(record, verdicts)
     if rolled_back_at is not None:
         marks.append(TimeMark(at=rolled_back_at, css="rollback", label="rollback", title="alias restored"))
