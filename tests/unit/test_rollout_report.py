@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from botocore.session import Session as BotocoreSession
 from botocore.stub import Stubber
+from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
@@ -327,3 +328,23 @@ def test_an_environment_that_never_deployed_has_empty_charts_that_say_so() -> No
     assert later.traffic.lines == ()
     assert later.traffic.empty_note == "no traffic step was taken"
     assert "no health verdict was made in later" in render_html(view)
+
+
+def test_a_deployment_refused_at_validation_shows_its_timeline_and_why() -> None:
+    record = rolled_back_canary()
+    record = record.model_copy(
+        update={
+            "status": Outcome.FAILED,
+            "environments": {},
+            "events": record.events[:1],
+            "failure": {"error": "ManifestInvalidError", "reason": "manifest.json: version is missing"},
+        }
+    )
+
+    view = build_view(record, {}, generated_at=NOW)
+    html = render_html(view)
+
+    assert [bar.label for bar in view.timeline.bars] == ["ValidateArtifact"]
+    assert view.environments == []
+    assert ("reason", "manifest.json: version is missing") in view.failure
+    assert 'class="environment"' not in html
