@@ -21,6 +21,7 @@ escaping still could not run. Nothing is fetched: styles and charts are inline.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +31,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.errors import LedgerError
+from conveyor.domain.errors import LedgerError, PipelineInvalidError
+from conveyor.domain.layout import pipeline_key
+from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.pipeline import PipelineSpec
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
@@ -158,6 +163,43 @@ def read_version_metrics(
     return EnvironmentMetrics(period_seconds=period, versions=by_version)
 
 
+@dataclass(frozen=True)
+class RegisteredSpec:
+    """The app's pipeline spec as it was registered when the deployment was validated, or why it is unknown."""
+
+    spec: PipelineSpec | None
+    source: str
+
+
+def pipeline_at(s3: Any, bucket: str, app: str, at: datetime) -> RegisteredSpec:
+    """The version of ``pipelines/<app>.yaml`` that was current at ``at`` (the bucket is versioned).
+
+    ValidateArtifact reads the spec then; a later ``pipeline apply`` does not change what judged this
+    deployment, so the page shows the rules of the time, not today's.
+    """
+    key = pipeline_key(app)
+    where = f"s3://{bucket}/{key}"
+    try:
+        versions = [
+            version
+            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
+            for version in page.get("Versions", [])
+            if version["Key"] == key and _as_utc(version["LastModified"]) <= _as_utc(at)
+        ]
+        if not versions:
+            return RegisteredSpec(None, f"no version of {where} was registered before this deployment")
+        current = max(versions, key=lambda v: _as_utc(v["LastModified"]))
+        if current.get("Size", 0) > MAX_PIPELINE_SPEC_BYTES:
+            return RegisteredSpec(None, f"{where} (version {current['VersionId']}) is over the spec size limit")
+        body = s3.get_object(Bucket=bucket, Key=key, VersionId=current["VersionId"])["Body"].read()
+        source = f"{where}, version {current['VersionId']}, registered {_iso(current['LastModified'])}"
+        return RegisteredSpec(PipelineSpec.from_yaml(body, source), source)
+    except (ClientError, BotoCoreError) as exc:
+        return RegisteredSpec(None, f"the pipeline spec {where} could not be read: {exc}")
+    except (PipelineInvalidError, ValidationError) as exc:
+        return RegisteredSpec(None, f"the pipeline spec of the time no longer parses: {exc}")
+
+
 # --- what the page shows -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EventRow:
@@ -219,6 +261,9 @@ class EnvironmentView:
     metrics_note: str | None
     verdicts: list[VerdictView]
     rollback: RollbackView | None
+    rules: list[tuple[str, str]]
+    """The environment's strategy, health checks and approval as the pipeline spec of the time set them."""
+    rules_source: str
 
 
 @dataclass(frozen=True)
@@ -249,7 +294,10 @@ def _seconds(value: datetime, origin: datetime) -> float:
 
 
 def _text(value: Any) -> str:
-    return "" if value is None else str(value)
+    """A value as the page shows it: text as it is, anything else as JSON (never a Python repr)."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def flatten(evidence: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -471,8 +519,27 @@ def _metric_charts(
     return error_chart, latency_chart
 
 
+def _rules(spec: RegisteredSpec | None, name: str) -> tuple[list[tuple[str, str]], str]:
+    if spec is None:
+        return [], "the pipeline spec was not read"
+    if spec.spec is None:
+        return [], spec.source
+    try:
+        environment = spec.spec.environment(name)
+    except KeyError:
+        return [], f"{spec.source} has no environment {name!r}"
+    rules = environment.model_dump(mode="json", include={"strategy", "health", "approval"}, exclude_none=True)
+    return flatten(rules), spec.source
+
+
 def environment_view(
-    record: DeploymentRecord, name: str, entry: EnvironmentEntry, metrics: EnvironmentMetrics | None, *, end: float
+    record: DeploymentRecord,
+    name: str,
+    entry: EnvironmentEntry,
+    metrics: EnvironmentMetrics | None,
+    *,
+    end: float,
+    spec: RegisteredSpec | None = None,
 ) -> EnvironmentView:
     events = [e for e in record.events if e.environment == name]
     verdicts = [e for e in events if e.stage == "EvaluateHealth"]
@@ -497,7 +564,10 @@ def environment_view(
         note = (
             f"CloudWatch AWS/Lambda metrics of the alias, per executed version, in {metrics.period_seconds} s periods"
         )
+    rules, rules_source = _rules(spec, name)
     return EnvironmentView(
+        rules=rules,
+        rules_source=rules_source,
         name=name,
         target=f"{entry.function_name}:{entry.alias}" if entry.function_name else "(not deployed)",
         status=entry.status.value if isinstance(entry.status, EnvironmentStatus) else _text(entry.status),
@@ -513,12 +583,18 @@ def environment_view(
 
 
 def build_view(
-    record: DeploymentRecord, metrics: Mapping[str, EnvironmentMetrics], *, generated_at: datetime
+    record: DeploymentRecord,
+    metrics: Mapping[str, EnvironmentMetrics],
+    *,
+    generated_at: datetime,
+    spec: RegisteredSpec | None = None,
 ) -> ReportView:
-    """Everything the page shows, from the ledger's record and the metrics read for each environment."""
+    """Everything the page shows, from the ledger's record, the metrics read for each environment and the
+    pipeline spec that set the rules."""
     end = _seconds(_end(record, generated_at), record.created_at)
     environments = [
-        environment_view(record, name, entry, metrics.get(name), end=end) for name, entry in record.environments.items()
+        environment_view(record, name, entry, metrics.get(name), end=end, spec=spec)
+        for name, entry in record.environments.items()
     ]
     return ReportView(
         deployment_id=record.deployment_id,
@@ -585,7 +661,9 @@ def report_html(cloud: Cloud, deployment_id: str, *, now: datetime | None = None
             f"deployment {deployment_id} is not in the ledger ({cloud.outputs.ledger_table}): "
             "check the id with `conveyor history`"
         )
-    return render_html(build_view(record, collect_metrics(cloud, record, now), generated_at=now))
+    validated = next((e.started_at for e in record.events if e.stage == "ValidateArtifact"), record.created_at)
+    spec = pipeline_at(cloud.client("s3"), cloud.outputs.bucket, record.app, validated)
+    return render_html(build_view(record, collect_metrics(cloud, record, now), generated_at=now, spec=spec))
 
 
 def default_path(deployment_id: str) -> Path:

@@ -70,6 +70,14 @@ def _report(stage: Stage, deployment_id: str, out: Path, monkeypatch: pytest.Mon
     return render(out)
 
 
+def _rules_rows(page: Element) -> list[Element]:
+    (table,) = page.find_all(lambda e: e.tag == "table" and "rules" in e.classes())
+    return [
+        Element(row.tag, row.attrs, [c for c in row.children if isinstance(c, Element)])
+        for row in table.find_all(lambda e: e.tag == "tr")
+    ]
+
+
 def _markers(page: Element, chart: str) -> list[str]:
     return [m.attrs["data-marker"] for m in page.by_id(chart).find_all(lambda e: "data-marker" in e.attrs)]
 
@@ -106,6 +114,10 @@ def test_the_report_of_a_good_canary_shows_its_stages_traffic_and_verdicts(
     assert series["version 2 (this release)"] > 0
     assert series["version 1 (before)"] > 0
     assert _series(page, "latency-1")["version 2 (this release)"] > 0
+    # And the rules it was judged by are the registered spec's
+    rules = {row.children[0].text: row.children[1].text for row in _rules_rows(page)}
+    assert (rules["strategy.type"], rules["strategy.weight"]) == ("canary", "30")
+    assert rules["health.metrics.min_invocations"] == "5"
     # And no rollback is shown
     assert page.find_all(lambda e: "rollback-box" in e.classes()) == []
     # And the hook's script is on the page as text, and did not run

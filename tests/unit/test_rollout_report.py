@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.response import StreamingBody
 from botocore.session import Session as BotocoreSession
 from botocore.stub import Stubber
 from conveyor.domain.contracts import Outcome
@@ -16,6 +18,7 @@ from conveyor_cli.report import (
     EnvironmentMetrics,
     build_view,
     metric_period,
+    pipeline_at,
     read_version_metrics,
     render_html,
     traffic_series,
@@ -348,3 +351,78 @@ def test_a_deployment_refused_at_validation_shows_its_timeline_and_why() -> None
     assert view.environments == []
     assert ("reason", "manifest.json: version is missing") in view.failure
     assert 'class="environment"' not in html
+
+
+SPEC_V1 = b"""
+app: hello
+environments:
+  - name: production
+    target: {function_name: hello-production, alias: live}
+    strategy: {type: canary, weight: 30, bake_seconds: 60}
+    health:
+      metrics: {min_invocations: 5, max_error_rate_percent: 1}
+      alarms: [hello-errors]
+"""
+
+
+def _s3() -> object:
+    return BotocoreSession().create_client(
+        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+
+
+def _versions(*when: datetime) -> dict[str, object]:
+    return {
+        "Versions": [
+            {"Key": "pipelines/hello.yaml", "VersionId": f"v{i}", "LastModified": at, "Size": len(SPEC_V1)}
+            for i, at in enumerate(when, start=1)
+        ]
+    }
+
+
+def test_the_rules_shown_are_the_spec_registered_when_the_deployment_was_validated() -> None:
+    # Given a spec registered before the push (v1) and one applied after it (v2)
+    client = _s3()
+    with Stubber(client) as stub:
+        stub.add_response("list_object_versions", _versions(START - timedelta(hours=1), START + timedelta(minutes=5)))
+        stub.add_response(
+            "get_object",
+            {"Body": StreamingBody(io.BytesIO(SPEC_V1), len(SPEC_V1))},
+            {"Bucket": "b", "Key": "pipelines/hello.yaml", "VersionId": "v1"},
+        )
+
+        # When the report reads the spec as of its validation
+        registered = pipeline_at(client, "b", "hello", START)
+
+    # Then it is v1's, and the page lists its rules as data
+    assert registered.spec is not None
+    assert "version v1" in registered.source
+    view = build_view(rolled_back_canary(), {}, generated_at=NOW, spec=registered)
+    rules = dict(view.environments[0].rules)
+    assert rules["strategy.type"] == "canary"
+    assert rules["strategy.weight"] == "30"
+    assert rules["health.metrics.max_error_rate_percent"] == "1.0"
+    assert rules["health.alarms"] == '["hello-errors"]'
+    assert "health.metrics.max_error_rate_percent" in render_html(view)
+
+
+def test_a_spec_that_cannot_be_read_is_said_so_in_place_of_the_rules() -> None:
+    client = _s3()
+    with Stubber(client) as stub:
+        stub.add_client_error("list_object_versions", "AccessDenied", "not allowed", http_status_code=403)
+        registered = pipeline_at(client, "b", "hello", START)
+
+    view = build_view(rolled_back_canary(), {}, generated_at=NOW, spec=registered)
+
+    assert view.environments[0].rules == []
+    assert "s3://b/pipelines/hello.yaml could not be read" in view.environments[0].rules_source
+
+
+def test_a_spec_registered_only_after_the_deployment_is_not_taken_for_its_rules() -> None:
+    client = _s3()
+    with Stubber(client) as stub:
+        stub.add_response("list_object_versions", _versions(START + timedelta(minutes=5)))
+        registered = pipeline_at(client, "b", "hello", START)
+
+    assert registered.spec is None
+    assert registered.source == "no version of s3://b/pipelines/hello.yaml was registered before this deployment"
