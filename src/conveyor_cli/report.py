@@ -13,7 +13,8 @@ What the page draws, and from where:
   which version serves again;
 - the evidence: every verdict's checks, with their inputs and results.
 
-Everything is laid out here (``conveyor_cli.report_charts``) and rendered by one Jinja template with
+The numbers and the spec are read in ``conveyor_cli.report_sources``; everything is laid out here and in
+``conveyor_cli.report_charts``, and rendered by one Jinja template with
 autoescaping on: app names, hook output and probe bodies are other people's text, shown as text. The page
 carries no script at all, and its Content-Security-Policy forbids any, so a string that escaped the
 escaping still could not run. Nothing is fetched: styles and charts are inline.
@@ -22,182 +23,32 @@ escaping still could not run. Nothing is fetched: styles and charts are inline.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.errors import LedgerError, PipelineInvalidError
-from conveyor.domain.layout import pipeline_key
-from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
-from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.errors import LedgerError
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 from conveyor_cli.report_charts import Chart, Series, Span, Timeline, TimeMark, format_offset, line_chart, timeline
+from conveyor_cli.report_sources import (
+    EnvironmentMetrics,
+    RegisteredSpec,
+    as_utc,
+    collect_metrics,
+    iso,
+    pipeline_at,
+)
 from conveyor_cli.status import describe_event
 
 TEMPLATE = "report.html.j2"
-MAX_POINTS = 120
-"""About how many periods a metric series spans: the period is the smallest CloudWatch accepts above span / this."""
-_SUB_MINUTE_PERIODS = (1, 5, 10, 30)
-_NAMESPACE = "AWS/Lambda"
 VERDICT_SYMBOLS = {"pass": "✓", "fail": "✗", "inconclusive": "?"}
-
-
-# --- the numbers -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MetricPoint:
-    """One period of an alias's traffic to one version."""
-
-    at: datetime
-    invocations: float
-    errors: float
-    p95_ms: float | None
-
-    @property
-    def error_rate_percent(self) -> float | None:
-        return None if self.invocations <= 0 else 100.0 * self.errors / self.invocations
-
-
-@dataclass(frozen=True)
-class EnvironmentMetrics:
-    """What CloudWatch answered for one environment: points per Lambda version, or why there are none."""
-
-    period_seconds: int
-    versions: dict[str, list[MetricPoint]] = field(default_factory=dict)
-    unavailable: str | None = None
-
-
-def metric_period(start: datetime, end: datetime, now: datetime) -> int:
-    """The smallest period CloudWatch serves for [start, end] that keeps a series near ``MAX_POINTS`` long.
-
-    GetMetricData takes 1, 5, 10 or 30 s, or a multiple of 60; older data only at coarser periods
-    (over 3 hours old: 60 s; over 15 days: 300 s; over 63 days: 3600 s).
-    """
-    age = now - start
-    floor = (
-        3600 if age > timedelta(days=63) else 300 if age > timedelta(days=15) else 60 if age > timedelta(hours=3) else 1
-    )
-    wanted = max((end - start).total_seconds() / MAX_POINTS, floor)
-    for period in _SUB_MINUTE_PERIODS:
-        if period >= wanted:
-            return period
-    return math.ceil(wanted / 60) * 60
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def read_version_metrics(
-    cloudwatch: Any,
-    function_name: str,
-    alias: str,
-    versions: Sequence[str],
-    *,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-) -> EnvironmentMetrics:
-    """Invocations, errors and p95 duration per period of the alias's traffic to each version.
-
-    The dimensions are Lambda's for traffic through an alias (``FunctionName``, ``Resource`` =
-    ``function:alias``, ``ExecutedVersion``), the ones EvaluateHealth judges. A CloudWatch that refuses
-    (no permission, no network) gives a page that says so, not no page.
-    """
-    period = metric_period(start, end, now)
-    queries: list[dict[str, Any]] = []
-    for index, version in enumerate(versions):
-        dimensions = [
-            {"Name": "FunctionName", "Value": function_name},
-            {"Name": "Resource", "Value": f"{function_name}:{alias}"},
-            {"Name": "ExecutedVersion", "Value": version},
-        ]
-        for key, metric, stat in (("inv", "Invocations", "Sum"), ("err", "Errors", "Sum"), ("p95", "Duration", "p95")):
-            queries.append(
-                {
-                    "Id": f"{key}{index}",
-                    "MetricStat": {
-                        "Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
-                        "Period": period,
-                        "Stat": stat,
-                    },
-                    "ReturnData": True,
-                }
-            )
-    found: dict[str, dict[datetime, float]] = {}
-    try:
-        pages = cloudwatch.get_paginator("get_metric_data").paginate(
-            MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
-        )
-        for page in pages:
-            for result in page["MetricDataResults"]:
-                series = found.setdefault(result["Id"], {})
-                for at, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
-                    series[_as_utc(at)] = float(value)
-    except (ClientError, BotoCoreError) as exc:
-        return EnvironmentMetrics(
-            period_seconds=period,
-            unavailable=f"AWS/Lambda metrics of {function_name}:{alias} could not be read: {exc}",
-        )
-    by_version: dict[str, list[MetricPoint]] = {}
-    for index, version in enumerate(versions):
-        invocations, errors, p95 = (
-            found.get(f"inv{index}", {}),
-            found.get(f"err{index}", {}),
-            found.get(f"p95{index}", {}),
-        )
-        by_version[version] = [
-            MetricPoint(at=at, invocations=count, errors=errors.get(at, 0.0), p95_ms=p95.get(at))
-            for at, count in sorted(invocations.items())
-            if count > 0
-        ]
-    return EnvironmentMetrics(period_seconds=period, versions=by_version)
-
-
-@dataclass(frozen=True)
-class RegisteredSpec:
-    """The app's pipeline spec as it was registered when the deployment was validated, or why it is unknown."""
-
-    spec: PipelineSpec | None
-    source: str
-
-
-def pipeline_at(s3: Any, bucket: str, app: str, at: datetime) -> RegisteredSpec:
-    """The version of ``pipelines/<app>.yaml`` that was current at ``at`` (the bucket is versioned).
-
-    ValidateArtifact reads the spec then; a later ``pipeline apply`` does not change what judged this
-    deployment, so the page shows the rules of the time, not today's.
-    """
-    key = pipeline_key(app)
-    where = f"s3://{bucket}/{key}"
-    try:
-        versions = [
-            version
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
-            for version in page.get("Versions", [])
-            if version["Key"] == key and _as_utc(version["LastModified"]) <= _as_utc(at)
-        ]
-        if not versions:
-            return RegisteredSpec(None, f"no version of {where} was registered before this deployment")
-        current = max(versions, key=lambda v: _as_utc(v["LastModified"]))
-        if current.get("Size", 0) > MAX_PIPELINE_SPEC_BYTES:
-            return RegisteredSpec(None, f"{where} (version {current['VersionId']}) is over the spec size limit")
-        body = s3.get_object(Bucket=bucket, Key=key, VersionId=current["VersionId"])["Body"].read()
-        source = f"{where}, version {current['VersionId']}, registered {_iso(current['LastModified'])}"
-        return RegisteredSpec(PipelineSpec.from_yaml(body, source), source)
-    except (ClientError, BotoCoreError) as exc:
-        return RegisteredSpec(None, f"the pipeline spec {where} could not be read: {exc}")
-    except (PipelineInvalidError, ValidationError) as exc:
-        return RegisteredSpec(None, f"the pipeline spec of the time no longer parses: {exc}")
 
 
 # --- what the page shows -------------------------------------------------------------------------
@@ -285,12 +136,8 @@ class ReportView:
     failure: list[tuple[str, str]]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else _as_utc(value).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
-
-
 def _seconds(value: datetime, origin: datetime) -> float:
-    return (_as_utc(value) - _as_utc(origin)).total_seconds()
+    return (as_utc(value) - as_utc(origin)).total_seconds()
 
 
 def _text(value: Any) -> str:
@@ -316,7 +163,7 @@ def _event_rows(record: DeploymentRecord) -> list[EventRow]:
     return [
         EventRow(
             offset=format_offset(_seconds(event.started_at, record.created_at)),
-            at=_iso(event.started_at) or "",
+            at=iso(event.started_at) or "",
             environment=event.environment or "-",
             stage=event.stage,
             status="failed" if event.failed else event.status,
@@ -329,7 +176,7 @@ def _event_rows(record: DeploymentRecord) -> list[EventRow]:
 
 def _end(record: DeploymentRecord, now: datetime) -> datetime:
     ends = [record.finished_at or now, *(e.finished_at for e in record.events)]
-    return max(_as_utc(e) for e in ends)
+    return max(as_utc(e) for e in ends)
 
 
 def _timeline(record: DeploymentRecord, end: float) -> Timeline:
@@ -369,7 +216,7 @@ def _verdicts(record: DeploymentRecord, events: Iterable[StageEvent]) -> list[Ve
         views.append(
             VerdictView(
                 offset=format_offset(_seconds(event.finished_at, record.created_at)),
-                at=_iso(event.finished_at) or "",
+                at=iso(event.finished_at) or "",
                 status=status,
                 symbol=VERDICT_SYMBOLS.get(status, "•"),
                 weight=event.detail.get("weight"),
@@ -406,7 +253,7 @@ def _rollback(record: DeploymentRecord, entry: EnvironmentEntry, events: Sequenc
     return RollbackView(
         seconds=seconds,
         offset=format_offset(seconds) if seconds is not None else None,
-        at=_iso(when),
+        at=iso(when),
         by=by,
         restored_version=_text(rollback.get("restored_version")) or "(no alias: removed)",
         rolled_back_from=_text(rollback.get("rolled_back_from")),
@@ -601,13 +448,13 @@ def build_view(
         app=record.app,
         version=record.version,
         outcome=record.status.value,
-        created_at=_iso(record.created_at) or "",
-        finished_at=_iso(record.finished_at),
+        created_at=iso(record.created_at) or "",
+        finished_at=iso(record.finished_at),
         duration=f"{record.duration_seconds:.1f} s" if record.duration_seconds is not None else None,
         pushed_by=record.pushed_by,
         package_sha256=record.package_sha256,
         execution_arn=record.execution_arn,
-        generated_at=_iso(generated_at) or "",
+        generated_at=iso(generated_at) or "",
         timeline=_timeline(record, end),
         events=_event_rows(record),
         environments=environments,
@@ -632,23 +479,6 @@ def render_html(view: ReportView) -> str:
 
 
 # --- the command ---------------------------------------------------------------------------------
-def collect_metrics(cloud: Cloud, record: DeploymentRecord, now: datetime) -> dict[str, EnvironmentMetrics]:
-    """Per environment that deployed a version: its alias's AWS/Lambda metrics over the deployment's span."""
-    start, end = _as_utc(record.created_at), _end(record, now) + timedelta(seconds=1)
-    cloudwatch = cloud.client("cloudwatch")
-    found = {}
-    for name, entry in record.environments.items():
-        if not entry.function_name or not entry.alias or entry.version_after is None:
-            continue
-        versions = [entry.version_after]
-        if entry.version_before not in (None, entry.version_after):
-            versions.append(str(entry.version_before))
-        found[name] = read_version_metrics(
-            cloudwatch, entry.function_name, entry.alias, versions, start=start, end=end, now=now
-        )
-    return found
-
-
 def report_html(cloud: Cloud, deployment_id: str, *, now: datetime | None = None) -> str:
     """The page of ``deployment_id``: its ledger record, and its aliases' metrics read now."""
     now = now or datetime.now(UTC)
@@ -663,7 +493,8 @@ def report_html(cloud: Cloud, deployment_id: str, *, now: datetime | None = None
         )
     validated = next((e.started_at for e in record.events if e.stage == "ValidateArtifact"), record.created_at)
     spec = pipeline_at(cloud.client("s3"), cloud.outputs.bucket, record.app, validated)
-    return render_html(build_view(record, collect_metrics(cloud, record, now), generated_at=now, spec=spec))
+    metrics = collect_metrics(cloud.client("cloudwatch"), record, end=_end(record, now), now=now)
+    return render_html(build_view(record, metrics, generated_at=now, spec=spec))
 
 
 def default_path(deployment_id: str) -> Path:

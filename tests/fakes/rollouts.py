@@ -9,7 +9,7 @@ from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
-from conveyor_cli.report import EnvironmentMetrics, MetricPoint
+from conveyor_cli.report_sources import EnvironmentMetrics, MetricPoint
 
 START = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 INJECTED = "<script>document.title='pwned'</script>"

@@ -14,16 +14,9 @@ from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
-from conveyor_cli.report import (
-    EnvironmentMetrics,
-    build_view,
-    metric_period,
-    pipeline_at,
-    read_version_metrics,
-    render_html,
-    traffic_series,
-)
+from conveyor_cli.report import build_view, render_html, traffic_series
 from conveyor_cli.report_charts import format_offset, nice_ceiling
+from conveyor_cli.report_sources import EnvironmentMetrics, metric_period, pipeline_at, read_version_metrics
 from tests.fakes.rollouts import INJECTED, START, canary_metrics, rolled_back_canary
 
 NOW = START + timedelta(seconds=100)
