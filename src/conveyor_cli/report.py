@@ -11,12 +11,12 @@ What the page draws, and from where:
   the numbers that verdict judged (its metrics evidence) as dots;
 - the rollback, if any: when, how long the restore took, how long after the verdict that failed, and
   which version serves again;
-- the evidence: every verdict's checks, with their inputs and results.
+- the evidence: the rules each environment was judged by (the pipeline spec registered at validation),
+  and every verdict's checks with what they measured and concluded.
 
 The numbers and the spec are read in ``conveyor_cli.report_sources``; everything is laid out here and in
-``conveyor_cli.report_charts``, and rendered by one Jinja template with
-autoescaping on: app names, hook output and probe bodies are other people's text, shown as text. The page
-carries no script at all, and its Content-Security-Policy forbids any, so a string that escaped the
+``conveyor_cli.report_charts``, and rendered by one Jinja template with autoescaping on: app names, hook
+output and probe bodies are other people's text, shown as text. The page carries no script at all, and its Content-Security-Policy forbids any, so a string that escaped the
 escaping still could not run. Nothing is fetched: styles and charts are inline.
 """
 
