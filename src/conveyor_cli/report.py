@@ -16,8 +16,9 @@ What the page draws, and from where:
 
 The numbers and the spec are read in ``conveyor_cli.report_sources``; everything is laid out here and in
 ``conveyor_cli.report_charts``, and rendered by one Jinja template with autoescaping on: app names, hook
-output and probe bodies are other people's text, shown as text. The page carries no script at all, and its Content-Security-Policy forbids any, so a string that escaped the
-escaping still could not run. Nothing is fetched: styles and charts are inline.
+output and probe bodies are other people's text, shown as text. The page carries no script at all, and
+its Content-Security-Policy forbids any, so a string that escaped the escaping still could not run.
+Nothing is fetched: styles and charts are inline.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 from conveyor_cli.report_charts import Chart, Series, Span, Timeline, TimeMark, format_offset, line_chart, timeline
 from conveyor_cli.report_sources import (
+    AWS_FINEST_PERIOD,
+    LOCAL_FINEST_PERIOD,
     EnvironmentMetrics,
     RegisteredSpec,
     as_utc,
@@ -493,7 +496,8 @@ def report_html(cloud: Cloud, deployment_id: str, *, now: datetime | None = None
         )
     validated = next((e.started_at for e in record.events if e.stage == "ValidateArtifact"), record.created_at)
     spec = pipeline_at(cloud.client("s3"), cloud.outputs.bucket, record.app, validated)
-    metrics = collect_metrics(cloud.client("cloudwatch"), record, end=_end(record, now), now=now)
+    finest = LOCAL_FINEST_PERIOD if cloud.local else AWS_FINEST_PERIOD
+    metrics = collect_metrics(cloud.client("cloudwatch"), record, end=_end(record, now), now=now, finest=finest)
     return render_html(build_view(record, metrics, generated_at=now, spec=spec))
 
 

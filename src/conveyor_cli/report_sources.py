@@ -50,15 +50,27 @@ class EnvironmentMetrics:
     unavailable: str | None = None
 
 
-def metric_period(start: datetime, end: datetime, now: datetime) -> int:
+AWS_FINEST_PERIOD = 60
+"""AWS/Lambda metrics are standard resolution: CloudWatch keeps them per minute."""
+LOCAL_FINEST_PERIOD = 1
+"""The local cloud keeps every datum: a rollout whose waits are scaled down to seconds still gets a curve."""
+
+
+def metric_period(start: datetime, end: datetime, now: datetime, *, finest: int = AWS_FINEST_PERIOD) -> int:
     """The smallest period CloudWatch serves for [start, end] that keeps a series near ``MAX_POINTS`` long.
 
-    GetMetricData takes 1, 5, 10 or 30 s, or a multiple of 60; older data only at coarser periods
-    (over 3 hours old: 60 s; over 15 days: 300 s; over 63 days: 3600 s).
+    GetMetricData takes 1, 5, 10 or 30 s (high-resolution data), or a multiple of 60; older data only at
+    coarser periods (over 3 hours old: 60 s; over 15 days: 300 s; over 63 days: 3600 s).
     """
     age = now - start
     floor = (
-        3600 if age > timedelta(days=63) else 300 if age > timedelta(days=15) else 60 if age > timedelta(hours=3) else 1
+        3600
+        if age > timedelta(days=63)
+        else 300
+        if age > timedelta(days=15)
+        else max(60, finest)
+        if age > timedelta(hours=3)
+        else finest
     )
     wanted = max((end - start).total_seconds() / MAX_POINTS, floor)
     for period in _SUB_MINUTE_PERIODS:
@@ -80,6 +92,7 @@ def read_version_metrics(
     start: datetime,
     end: datetime,
     now: datetime,
+    finest: int = AWS_FINEST_PERIOD,
 ) -> EnvironmentMetrics:
     """Invocations, errors and p95 duration per period of the alias's traffic to each version.
 
@@ -87,7 +100,7 @@ def read_version_metrics(
     ``function:alias``, ``ExecutedVersion``), the ones EvaluateHealth judges. A CloudWatch that refuses
     (no permission, no network) gives a page that says so, not no page.
     """
-    period = metric_period(start, end, now)
+    period = metric_period(start, end, now, finest=finest)
     queries: list[dict[str, Any]] = []
     for index, version in enumerate(versions):
         dimensions = [
@@ -179,7 +192,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def collect_metrics(
-    cloudwatch: Any, record: DeploymentRecord, *, end: datetime, now: datetime
+    cloudwatch: Any, record: DeploymentRecord, *, end: datetime, now: datetime, finest: int = AWS_FINEST_PERIOD
 ) -> dict[str, EnvironmentMetrics]:
     """Per environment that deployed a version: its alias's AWS/Lambda metrics from the push to ``end``."""
     start, end = as_utc(record.created_at), as_utc(end) + timedelta(seconds=1)
@@ -191,6 +204,6 @@ def collect_metrics(
         if entry.version_before not in (None, entry.version_after):
             versions.append(str(entry.version_before))
         found[name] = read_version_metrics(
-            cloudwatch, entry.function_name, entry.alias, versions, start=start, end=end, now=now
+            cloudwatch, entry.function_name, entry.alias, versions, start=start, end=end, now=now, finest=finest
         )
     return found

@@ -154,24 +154,26 @@ def test_metrics_that_cannot_be_read_are_said_so_on_the_page() -> None:
 
 
 @pytest.mark.parametrize(
-    ("span", "age", "period"),
+    ("span", "age", "finest", "period"),
     [
-        (timedelta(seconds=30), timedelta(minutes=1), 1),
-        (timedelta(minutes=5), timedelta(minutes=10), 5),
-        (timedelta(minutes=30), timedelta(hours=1), 30),
-        (timedelta(hours=2), timedelta(hours=2), 60),
-        (timedelta(hours=10), timedelta(hours=10), 300),
-        (timedelta(minutes=5), timedelta(days=20), 300),
-        (timedelta(minutes=5), timedelta(days=70), 3600),
+        (timedelta(seconds=30), timedelta(minutes=1), 1, 1),
+        (timedelta(minutes=5), timedelta(minutes=10), 1, 5),
+        (timedelta(minutes=30), timedelta(hours=1), 1, 30),
+        (timedelta(minutes=30), timedelta(hours=1), 60, 60),
+        (timedelta(seconds=30), timedelta(hours=5), 1, 60),
+        (timedelta(hours=2), timedelta(hours=2), 60, 60),
+        (timedelta(hours=10), timedelta(hours=10), 60, 300),
+        (timedelta(minutes=5), timedelta(days=20), 60, 300),
+        (timedelta(minutes=5), timedelta(days=70), 60, 3600),
     ],
 )
 def test_the_metric_period_is_one_cloudwatch_serves_for_the_span_and_its_age(
-    span: timedelta, age: timedelta, period: int
+    span: timedelta, age: timedelta, finest: int, period: int
 ) -> None:
     now = datetime(2026, 3, 1, tzinfo=UTC)
     start = now - age
 
-    assert metric_period(start, start + span, now) == period
+    assert metric_period(start, start + span, now, finest=finest) == period
 
 
 def _cloudwatch() -> object:
@@ -194,7 +196,7 @@ def test_metrics_are_read_per_executed_version_of_the_alias_and_joined_by_period
     with Stubber(client) as stub:
         stub.add_response("get_metric_data", response)
         found = read_version_metrics(
-            client, "fn", "live", ["3", "2"], start=START, end=START + timedelta(seconds=30), now=NOW
+            client, "fn", "live", ["3", "2"], start=START, end=START + timedelta(seconds=30), now=NOW, finest=1
         )
 
     (point,) = found.versions["3"]  # the period without invocations is no point at all
@@ -216,7 +218,7 @@ def test_the_query_names_the_alias_and_each_version() -> None:
                 "Id": f"{key}0",
                 "MetricStat": {
                     "Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": expected_dimensions},
-                    "Period": 1,
+                    "Period": 60,  # AWS keeps AWS/Lambda metrics per minute
                     "Stat": stat,
                 },
                 "ReturnData": True,
