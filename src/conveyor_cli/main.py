@@ -358,6 +358,27 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one self-contained HTML page showing a deployment (``conveyor_cli.report``)."""
+    from conveyor_cli.report import default_path, report_html
+
+    cloud = _cloud(args)
+    deployment_id = args.id
+    if deployment_id is None:
+        latest = operations.ledger(cloud).history(limit=1)
+        if not latest:
+            raise CliError(f"no deployments in the ledger ({cloud.outputs.ledger_table}) yet")
+        deployment_id = latest[0].deployment_id
+    html = report_html(cloud, deployment_id)
+    if args.out == "-":
+        sys.stdout.write(html)
+        return 0
+    path = Path(args.out) if args.out else default_path(deployment_id)
+    path.write_text(html, encoding="utf-8")
+    print(path)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from conveyor_cli.demo import run_demo
 
@@ -508,6 +529,14 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("--days", type=float, default=30)
     metrics.add_argument("--json", action="store_true")
     metrics.set_defaults(func=cmd_metrics)
+
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page of a deployment: timeline, traffic, metrics, verdicts, rollback",
+    )
+    report.add_argument("id", nargs="?", help="deployment id (default: the latest)")
+    report.add_argument("-o", "--out", help="the HTML file to write, - for stdout (default: conveyor-report-<id>.html)")
+    report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="the whole story offline: local cloud, good push, bad push, rollback")
     demo.add_argument("--keep-running", action="store_true", help="leave the local cloud up afterwards")

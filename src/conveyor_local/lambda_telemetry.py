@@ -1,4 +1,10 @@
-"""What Lambda records about each invocation: AWS/Lambda metrics and the function's log stream.
+"""What Lambda records about each invocation: AWS/Lambda metrics, the function's log stream, and the
+metrics its log lines embed (CloudWatch embedded metric format, as Powertools' Metrics prints them).
+
+On AWS, CloudWatch Logs turns every EMF line of a Lambda log into metrics of its own namespace and
+dimension sets; moto keeps log lines as text. So the local cloud extracts them here, and Conveyor's
+own metrics (namespace ``Conveyor``: deployments, outcomes, rollbacks) reach its CloudWatch, where the
+template's dashboard and ``conveyor report`` read them.
 
 Written in-process to moto's CloudWatch and CloudWatch Logs backends (the server is this process),
 not through HTTP. ``conveyor_local.moto_patches.awslambda`` calls ``record_invocation`` after a
@@ -96,9 +102,58 @@ def write_logs(fn: Any, result: InvocationResult) -> None:
         logs.put_log_events(group_name, result.log_stream_name, events)
 
 
+def embedded_metrics(logs: str) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The metric data each EMF line of ``logs`` carries: (namespace, PutMetricData entries) per directive.
+
+    A line is EMF when it is a JSON object with ``_aws.CloudWatchMetrics``; each directive names a namespace,
+    the dimension sets (lists of keys whose values are top-level members) and the metrics (top-level
+    members holding a number or a list of numbers). A line that is not EMF, or a malformed one, is only a
+    log line, as on AWS.
+    """
+    found = []
+    for line in logs.splitlines():
+        if not line.startswith("{") or '"_aws"' not in line:
+            continue
+        try:
+            document = json.loads(line)
+            directives = document["_aws"]["CloudWatchMetrics"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        for directive in directives if isinstance(directives, list) else []:
+            data = _directive_data(document, directive)
+            if data:
+                found.append((str(directive.get("Namespace")), data))
+    return found
+
+
+def _directive_data(document: dict[str, Any], directive: dict[str, Any]) -> list[dict[str, Any]]:
+    data = []
+    for keys in directive.get("Dimensions") or [[]]:
+        if not all(isinstance(document.get(key), str) for key in keys):
+            continue  # CloudWatch drops a dimension set whose values are missing
+        dimensions = [{"Name": key, "Value": document[key]} for key in keys]
+        for metric in directive.get("Metrics") or []:
+            raw = document.get(metric.get("Name"))
+            values = raw if isinstance(raw, list) else [raw]
+            unit = metric.get("Unit", "None")
+            data.extend(
+                {"MetricName": metric["Name"], "Value": float(value), "Unit": unit, "Dimensions": dimensions}
+                for value in values
+                if isinstance(value, int | float) and not isinstance(value, bool)
+            )
+    return data
+
+
+def emit_embedded_metrics(fn: Any, result: InvocationResult) -> None:
+    cloudwatch = resolve_dotted(_CLOUDWATCH_BACKENDS)[fn.account_id][fn.region]
+    for namespace, data in embedded_metrics(result.logs):
+        cloudwatch.put_metric_data(namespace, data)
+
+
 def record_invocation(fn: Any, target: InvocationTarget, result: InvocationResult) -> None:
     try:
         emit_metrics(fn, target, result)
         write_logs(fn, result)
+        emit_embedded_metrics(fn, result)
     except Exception:  # telemetry must never fail an invocation that ran
         LOG.exception("could not record telemetry for %s", fn.function_name)

@@ -321,6 +321,7 @@ class Provisioner:
             "AWS::SQS::Queue": self.sqs_queue,
             "AWS::SQS::QueuePolicy": self.sqs_queue_policy,
             "AWS::Logs::LogGroup": self.log_group,
+            "AWS::CloudWatch::Dashboard": self.dashboard,
             "AWS::Serverless::LayerVersion": self.layer_version,
             "AWS::Serverless::Function": self.function,
             "AWS::Serverless::StateMachine": self.state_machine,
@@ -536,6 +537,27 @@ class Provisioner:
         if "RetentionInDays" in props:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         return Provisioned(logical_id, "AWS::Logs::LogGroup", name, {"Arn": self.arn("logs", f"log-group:{name}:*")})
+
+    def dashboard(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        """PutDashboard, as CloudFormation does: a dashboard with the same name is replaced, so this is idempotent.
+
+        CloudWatch checks the body is JSON with a ``widgets`` list; moto stores any text, so that is checked here.
+        """
+        name = self.name(logical_id, props, "DashboardName", limit=255)
+        body = str(props["DashboardBody"])
+        try:
+            widgets = json.loads(body).get("widgets")
+        except (ValueError, AttributeError) as exc:
+            raise ProvisioningError(f"{logical_id}.DashboardBody is not a JSON object: {exc}") from exc
+        if not isinstance(widgets, list):
+            raise ProvisioningError(f"{logical_id}.DashboardBody has no 'widgets' list")
+        self.client("cloudwatch").put_dashboard(DashboardName=name, DashboardBody=body)
+        return Provisioned(
+            logical_id,
+            "AWS::CloudWatch::Dashboard",
+            name,
+            {"Arn": f"arn:aws:cloudwatch::{ACCOUNT_ID}:dashboard/{name}"},  # dashboards are global
+        )
 
     # -- serverless
 

@@ -231,3 +231,33 @@ def test_provisioning_again_updates_changed_code_and_moves_the_alias(
     versions = lambda_.list_versions_by_function(FunctionName="redeploy-Fn")["Versions"]
     assert [version["Version"] for version in versions] == ["$LATEST", "1", "2"]
     assert lambda_.get_alias(FunctionName="redeploy-Fn", Name="live")["FunctionVersion"] == "2"
+
+
+def test_the_dashboard_is_put_with_the_stage_functions_names_substituted(
+    local_cloud: dict[str, Any], aws: Callable[[str], Any]
+) -> None:
+    # Given the real template provisioned as a stack
+    result = provision(REPO_ROOT / "template.yaml", local_cloud["endpoint"], stack_name="dashboards")
+
+    # When its dashboard is read back from CloudWatch
+    name = result.resources["OperationsDashboard"].ref
+    body = json.loads(aws("cloudwatch").get_dashboard(DashboardName=name)["DashboardBody"])
+
+    # Then it is the stack's, and its Lambda widgets name the stack's stage functions
+    assert name == "dashboards-deployments"
+    named = {row[3] for w in body["widgets"] for row in w["properties"].get("metrics", []) if row[0] == "AWS/Lambda"}
+    functions = {result.resources[f"{stage}Function"].ref for stage in ("Intake", "Rollout", "Report", "Reconcile")}
+    assert named == functions
+    assert "${" not in json.dumps(body)
+
+
+def test_a_dashboard_body_without_widgets_is_refused_naming_it(tmp_path: Path) -> None:
+    # Given a template whose dashboard body CloudWatch would refuse
+    (tmp_path / "template.yaml").write_text(
+        "Resources:\n  Board:\n    Type: AWS::CloudWatch::Dashboard\n    Properties:\n"
+        "      DashboardBody: '{\"widget\": []}'\n"
+    )
+
+    # When it is provisioned, Then it fails naming the resource and the property
+    with pytest.raises(ProvisioningError, match=r"Board.DashboardBody has no 'widgets' list"):
+        provision(tmp_path / "template.yaml", "http://127.0.0.1:9")

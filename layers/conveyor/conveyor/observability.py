@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-__all__ = ["MetricUnit", "logger", "metrics", "tracer"]
+
+def outcome_metric(name: str, unit: MetricUnit, value: float, outcome: str) -> None:
+    """Emit one metric with an ``outcome`` dimension beside ``service``, flushed at once as its own record.
+
+    The invocation's ``metrics`` share one dimension set; this keeps ``outcome`` off the others.
+    """
+    with single_metric(name=name, unit=unit, value=value, default_dimensions=metrics.default_dimensions) as metric:
+        metric.add_dimension(name="outcome", value=outcome)
+
+
+__all__ = ["MetricUnit", "logger", "metrics", "outcome_metric", "tracer"]

@@ -11,7 +11,7 @@ from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.time_scale import TimeScale
 from conveyor.domain.timing import utcnow
-from conveyor.observability import MetricUnit, metrics
+from conveyor.observability import MetricUnit, outcome_metric
 
 
 def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
@@ -48,8 +48,13 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
 
 
 def emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:
-    metrics.add_dimension(name="outcome", value=outcome.value)
-    metrics.add_metric(name="Deployments", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(
-        name="DeploymentDuration", unit=MetricUnit.Seconds, value=(utcnow() - record.created_at).total_seconds()
+    """``Deployments`` and ``DeploymentDuration`` by ``outcome`` (and ``service``), each in a record of its own.
+
+    Not ``metrics.add_dimension``: the invocation's shared dimensions would put ``outcome`` on every other
+    metric it emits (``ReconcilerRollbacks``, ``LeadTimeForChanges``), which then never appear where the
+    dashboard looks for them (``service`` alone).
+    """
+    outcome_metric("Deployments", MetricUnit.Count, 1, outcome.value)
+    outcome_metric(
+        "DeploymentDuration", MetricUnit.Seconds, (utcnow() - record.created_at).total_seconds(), outcome.value
     )

@@ -173,6 +173,7 @@ def restore_environment(
     )
     locks.release(target, fence)
     metrics.add_metric(name="ReconcilerRollbacks", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RollbackDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
     return None
 

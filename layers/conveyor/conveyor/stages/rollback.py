@@ -84,6 +84,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
         )
         detail.update(result.model_dump(mode="json"))
     metrics.add_metric(name="Rollbacks", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RollbackDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.warning("rolled back", extra={"environment": release.environment, "reason": reason})
     recorded = True
     try:
