@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -274,12 +274,18 @@ def cmd_summary(args: argparse.Namespace, cloud_of: CloudOf) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], cloud_of: CloudOf) -> None:
-    """Add ``ship`` and ``summary`` to the CLI; ``cloud_of`` builds the ``Cloud`` the global options name."""
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    cloud_of: CloudOf,
+    parents: Sequence[argparse.ArgumentParser] = (),
+) -> None:
+    """Add ``ship`` and ``summary`` to the CLI; ``cloud_of`` builds the ``Cloud`` the global options name, and
+    ``parents`` (if any) are the parsers of the options every command accepts."""
     from conveyor_cli.status import exit_codes_help
 
     ship_parser = commands.add_parser(
         "ship",
+        parents=list(parents),
         help="package DIR, push it and follow the deployment: one command for CI (exit 0 only if it went live)",
         description="Package a build directory, push the bundle, and follow the deployment until it ends.\n"
         "Prints the deployment id once pushed, the stages as they run, and one line with the outcome.\n"
@@ -307,7 +313,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser], clou
     ship_parser.set_defaults(func=lambda args: cmd_ship(args, cloud_of))
 
     summary = commands.add_parser(
-        "summary", help="a deployment as Markdown, for a CI job summary (appended to --output FILE, or printed)"
+        "summary",
+        parents=list(parents),
+        help="a deployment as Markdown, for a CI job summary (appended to --output FILE, or printed)",
     )
     summary.add_argument("id", help="deployment id")
     summary.add_argument("-o", "--output", metavar="FILE", help="append to FILE (e.g. $GITHUB_STEP_SUMMARY)")

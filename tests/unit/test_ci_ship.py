@@ -7,6 +7,7 @@ directory stops it before anything is pushed.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import zipfile
@@ -19,8 +20,8 @@ from conveyor.domain.contracts import Outcome
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.timing import utcnow
 
+from conveyor_cli import ci, operations
 from conveyor_cli import main as cli
-from conveyor_cli import operations
 from conveyor_cli.ci import summary_markdown
 from conveyor_cli.context import Outputs
 from conveyor_cli.packaging import BundleSourceError, build_bundle
@@ -327,3 +328,18 @@ def test_summary_of_an_unknown_deployment_is_an_error(
     # Then it fails with the reason conveyor status gives
     assert cli.main(["summary", "d-unknown"]) == ExitCode.ERROR
     assert "deployment d-unknown is not in the ledger (conveyor-ledger)" in capsys.readouterr().err
+
+
+def test_options_every_command_accepts_reach_ship_and_summary() -> None:
+    # Given a CLI whose every command accepts --region (a parent parser, as global options may be given)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--region")
+    parser = argparse.ArgumentParser(prog="conveyor")
+    ci.register(parser.add_subparsers(dest="command"), cloud_of=lambda args: FakeCloud(), parents=[common])  # type: ignore[arg-type,return-value]
+
+    # When it is given after either command
+    shipped = parser.parse_args(["ship", "build", "--app", "hello", "--version", "1.4.2", "--region", "eu-west-1"])
+    summary = parser.parse_args(["summary", "d-1", "--region", "eu-west-1"])
+
+    # Then both commands took it
+    assert shipped.region == summary.region == "eu-west-1"
