@@ -158,7 +158,9 @@ def summary_markdown(record: DeploymentRecord, code: ExitCode) -> str:
         "| | |",
         "|---|---|",
         f"| deployment | `{_cell(record.deployment_id)}` |",
-        f"| outcome | **{record.status.value}**, exit {int(code)}: {_cell(EXIT_CODE_MEANINGS[code])} |",
+        f"| outcome | **{record.status.value}** |",
+        # the meaning without its leading name ("ROLLED_BACK: a check failed, ..."), which the line above gives
+        f"| exit code | {int(code)}: {_cell(EXIT_CODE_MEANINGS[code].split(': ', 1)[-1])} |",
     ]
     if record.duration_seconds is not None:
         lines.append(f"| took | {record.duration_seconds:.1f} s |")

@@ -208,7 +208,7 @@ def test_ship_appends_the_summary_to_the_file_ci_gives(
     # Then the earlier text is kept and the outcome follows it
     text = summary.read_text()
     assert text.startswith("# tests passed\n\n### ❌ hello 1.4.2: ROLLED_BACK")
-    assert "exit 4" in text
+    assert "| exit code | 4: " in text
 
 
 def test_ship_gives_up_following_with_the_wait_timeout_code(
@@ -292,7 +292,7 @@ def test_summary_markdown_shows_outcome_environments_and_why(tmp_path: Path) -> 
 
     # Then the heading, the exit code, the restored alias and the reason are there, the pipe escaped
     assert markdown.startswith("### ❌ hello 1.4.2: ROLLED_BACK\n")
-    assert "| outcome | **ROLLED_BACK**, exit 4: ROLLED_BACK: a check failed, the alias was restored |" in markdown
+    assert "| outcome | **ROLLED_BACK** |\n| exit code | 4: a check failed, the alias was restored |" in markdown
     assert "| staging | `hello-staging:live` | 3 | 3 | ROLLED_BACK |" in markdown
     assert "| why | staging: HealthCheckFailedError: synthetic: status \\| degraded |" in markdown
 
