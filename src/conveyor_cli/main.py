@@ -23,7 +23,7 @@ from conveyor.domain.time_scale import TimeScale, seconds_text
 from conveyor.domain.validation import describe
 from pydantic import ValidationError
 
-from conveyor_cli import operations
+from conveyor_cli import ci, operations
 from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
 from conveyor_cli.packaging import build_bundle
 from conveyor_cli.sample import ROOT, SAMPLE_PIPELINE
@@ -480,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--exit-code", action="store_true", help=argparse.SUPPRESS)
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    ci.register(commands, cloud_of=_cloud)  # ship (package + push + follow) and summary (Markdown), for CI jobs
 
     history = commands.add_parser("history", help="past deployments from the ledger")
     history.add_argument("--app")

@@ -12,11 +12,13 @@ import io
 import os
 import subprocess
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
+
+from conveyor_cli.context import CliError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".pytest_cache", ".mypy_cache"}
@@ -37,17 +39,43 @@ def zip_directory(source: Path, *, prefix: str = "", exclude: Iterable[str] = ()
     """
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is not a directory")
-    patterns = tuple(exclude)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(source.rglob("*")):
-            relative = path.relative_to(source)
-            if path.is_symlink() or not path.is_file() or _SKIP_DIRS & set(relative.parts) or path.suffix == ".pyc":
-                continue
-            if any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in patterns):
-                continue
-            archive.writestr(_entry(f"{prefix}{relative.as_posix()}", 0o644), path.read_bytes())
+        for path in packaged_files(source, exclude):
+            archive.writestr(_entry(f"{prefix}{path.relative_to(source).as_posix()}", 0o644), path.read_bytes())
     return buffer.getvalue()
+
+
+def packaged_files(source: Path, exclude: Iterable[str] = ()) -> Iterator[Path]:
+    """The files ``zip_directory`` packages, in order: no symlinks, caches, ``.pyc`` or ``exclude`` matches."""
+    patterns = tuple(exclude)
+    for path in sorted(source.rglob("*")):
+        relative = path.relative_to(source)
+        if path.is_symlink() or not path.is_file() or _SKIP_DIRS & set(relative.parts) or path.suffix == ".pyc":
+            continue
+        if any(fnmatch.fnmatch(part, pattern) for part in relative.parts for pattern in patterns):
+            continue
+        yield path
+
+
+class BundleSourceError(CliError):
+    """The directory to package is missing, is not a directory, or holds no file to deploy.
+
+    Raised before anything is built or pushed, so a CI job whose build step left nothing behind (a wrong
+    path, an empty output folder) fails at packaging, naming the path, instead of deploying an empty function.
+    """
+
+
+def check_bundle_source(source: Path) -> None:
+    """A ``BundleSourceError`` naming ``source`` unless it is a directory with at least one file to package."""
+    if not source.exists():
+        raise BundleSourceError(f"cannot package {source}: no such directory")
+    if not source.is_dir():
+        raise BundleSourceError(f"cannot package {source}: not a directory (give the folder holding the build)")
+    if next(packaged_files(source), None) is None:
+        raise BundleSourceError(
+            f"cannot package {source}: no file to deploy in it (caches, symlinks and .git are left out)"
+        )
 
 
 def git_commit(source: Path) -> dict[str, str] | None:
@@ -86,6 +114,8 @@ def build_bundle(
     function_config: FunctionConfig | None = None,
     commit: dict[str, str] | None = None,
 ) -> tuple[bytes, Manifest]:
+    """The bundle of ``source`` and its manifest; a ``BundleSourceError`` if ``source`` holds nothing to deploy."""
+    check_bundle_source(source)
     package = zip_directory(source)
     manifest = Manifest.model_validate(
         {
