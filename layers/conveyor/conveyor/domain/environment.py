@@ -41,7 +41,10 @@ _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
     S.QUEUED: frozenset({S.LOCKED, S.SUPERSEDED}),
     S.LOCKED: frozenset({S.AWAITING_APPROVAL, S.DEPLOYED, S.SUPERSEDED}),
     # A paused rollout's decision moves it back to SHIFTING (promote next, or RollBack restores it).
-    S.AWAITING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.SHIFTING, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}),
+    # QUEUED/LOCKED: approved by answering the task token outside Conveyor (SendTaskSuccess), so no APPROVED between.
+    S.AWAITING_APPROVAL: frozenset(
+        {S.APPROVED, S.REJECTED, S.QUEUED, S.LOCKED, S.SHIFTING, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}
+    ),
     # The approval gate comes before the lock; a decision Step Functions did not take is put back to wait.
     S.APPROVED: frozenset(
         {
