@@ -61,3 +61,43 @@ def test_tracing_in_lambda_patches_the_aws_sdk_only() -> None:
 
     # Then botocore, and nothing else X-Ray knows (sqlite3 is importable everywhere), is patched and imported
     assert seen == {"enabled": True, "patched": ["botocore"], "sqlite3": False}
+
+
+_BUILT_AT_IMPORT = """
+import importlib, json, pkgutil
+import conveyor
+from pydantic import BaseModel
+
+for module in pkgutil.walk_packages(conveyor.__path__, "conveyor."):
+    importlib.import_module(module.name)
+
+def models(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from models(sub)
+
+ours = {m for m in models(BaseModel) if m.__module__.startswith("conveyor.")}
+built = sorted(f"{m.__module__}.{m.__qualname__}" for m in ours if m.__pydantic_complete__)
+
+from conveyor.entry import StageCall
+StageCall.model_validate({"stage": "Deploy", "input": {}})
+validator = StageCall.__pydantic_validator__
+StageCall.model_validate({"stage": "Finalize", "input": {}})
+print(json.dumps({"models": len(ours), "built_at_import": built, "built_on_first_use": StageCall.__pydantic_complete__,
+                  "built_once": StageCall.__pydantic_validator__ is validator}))
+"""
+
+
+def test_importing_the_library_builds_no_model_until_it_is_first_used() -> None:
+    # When every module of the library is imported in a fresh interpreter
+    result = subprocess.run(
+        [sys.executable, "-c", _BUILT_AT_IMPORT], capture_output=True, text=True, timeout=120, check=True
+    )
+    seen = json.loads(result.stdout)
+
+    # Then none of its models has built its validator yet (a stage function builds only what it uses)
+    assert seen["models"] > 40
+    assert seen["built_at_import"] == []
+    # And a model is built by its first validation, once: a second call reuses the same validator
+    assert seen["built_on_first_use"] is True
+    assert seen["built_once"] is True
