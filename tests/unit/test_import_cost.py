@@ -101,3 +101,61 @@ def test_importing_the_library_builds_no_model_until_it_is_first_used() -> None:
     # And a model is built by its first validation, once: a second call reuses the same validator
     assert seen["built_on_first_use"] is True
     assert seen["built_once"] is True
+
+
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+
+_ROUTED = """
+import importlib.util, json, sys
+
+def loaded(prefix):
+    return sorted(name for name in sys.modules if name.startswith(prefix))
+
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+seen = {"stages": loaded("conveyor.stages."), "adapters": loaded("conveyor.adapters.")}
+
+class Context:
+    function_name = "conveyor-rollout"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:conveyor-rollout"
+    aws_request_id = "6f2c1f0e-0000-4000-8000-000000000001"
+
+try:  # routed, then refused by the request's own validation: nothing reaches AWS
+    app.handler({"stage": sys.argv[2], "input": {}}, Context())
+except Exception as exc:
+    seen["refused_with"] = type(exc).__name__
+seen["routed_stages"] = loaded("conveyor.stages.")
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(
+    ("function", "stage", "imported"),
+    [
+        ("intake", "AcquireLock", ["conveyor.stages.lock"]),
+        ("rollout", "Deploy", ["conveyor.stages.deploy", "conveyor.stages.lock"]),
+        ("report", "Finalize", ["conveyor.stages.report"]),
+    ],
+)
+def test_a_stage_function_imports_a_stage_and_its_adapters_only_once_it_is_routed(
+    function: str, stage: str, imported: list[str]
+) -> None:
+    # When a stage function's handler module is imported in a fresh interpreter, then called for one stage
+    result = subprocess.run(
+        [sys.executable, "-c", _ROUTED, str(FUNCTIONS / function / "app.py"), stage],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    seen = json.loads(result.stdout)
+
+    # Then importing it loaded no stage module and no adapter (the cold start pays for neither)
+    assert seen["stages"] == []
+    assert seen["adapters"] == []
+    # And routing a call loaded that stage's modules only (its empty request was then refused, before AWS)
+    assert seen["refused_with"] == "ValidationError"
+    assert seen["routed_stages"] == imported
