@@ -60,6 +60,10 @@ def section_coldstart(args: argparse.Namespace) -> None:
             f" (target <= 1.5x, {verdict(ratio <= 1.5)})  Tracer {item.tracer_ms:4.0f} ms"
             f"   slowest self (ms): {slow}"
         )
+        say(
+            f"  {'':<26} import + first routed call (to its first stage, refused before AWS): median"
+            f" {item.first_call_ms:6.0f} ms  {item.first_call_ms / baseline.median_ms:.2f}x import boto3"
+        )
     tracer = statistics.median(item.tracer_ms for item in imports)
     median = statistics.median(item.median_ms for item in imports)
     alone = statistics.median(tracer_runs)
