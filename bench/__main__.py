@@ -50,15 +50,21 @@ def section_coldstart(args: argparse.Namespace) -> None:
         say(f"  (native arm64 packages imported as this host's build of the same version: {', '.join(replaced)})")
     say(
         f"  baseline `import boto3` (same interpreter layout, same round-robin): median {baseline.median_ms:.0f} ms"
-        f" over {len(baseline.runs_ms)} runs"
+        f" wall, {baseline.cpu_median_ms:.0f} ms CPU over {len(baseline.runs_ms)} runs (the verdict reads the CPU"
+        " ratio: on a shared machine wall time swings with the other processes' load)"
     )
     for item in imports:
         slow = ", ".join(f"{module} {ms:.0f}" for module, ms in item.top[:4])
-        ratio = item.ratio(baseline)
+        ratio = item.cpu_ratio(baseline)
         say(
-            f"  {item.function:<26} median {item.median_ms:6.0f} ms  {ratio:.2f}x import boto3"
-            f" (target <= 1.5x, {verdict(ratio <= 1.5)})  Tracer {item.tracer_ms:4.0f} ms"
-            f"   slowest self (ms): {slow}"
+            f"  {item.function:<26} import: {ratio:.2f}x import boto3 in CPU (target <= 1.5x, {verdict(ratio <= 1.5)}),"
+            f" {item.ratio(baseline):.2f}x in wall time (median {item.median_ms:.0f} ms)"
+            f"  Tracer {item.tracer_ms:4.0f} ms   slowest self (ms): {slow}"
+        )
+        say(
+            f"  {'':<26} import + first routed call (to its first stage, refused before AWS):"
+            f" {item.first_call_cpu_ms / baseline.cpu_median_ms:.2f}x in CPU,"
+            f" {item.first_call_ms / baseline.median_ms:.2f}x in wall time"
         )
     tracer = statistics.median(item.tracer_ms for item in imports)
     median = statistics.median(item.median_ms for item in imports)

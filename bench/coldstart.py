@@ -49,9 +49,16 @@ class HandlerImport:
     runs_ms: list[float]
     top: list[tuple[str, float]]  # slowest modules by self time (ms), from the median run
     tracer_ms: float = 0.0  # median self time of TRACER_MODULES
+    first_call_ms: float = 0.0  # median of import + routing one call (see first_call_once)
+    # The same, in the process's CPU time: on a shared machine it moves far less with the load than wall time.
+    cpu_median_ms: float = 0.0
+    first_call_cpu_ms: float = 0.0
 
     def ratio(self, baseline: HandlerImport) -> float:
         return self.median_ms / baseline.median_ms
+
+    def cpu_ratio(self, baseline: HandlerImport) -> float:
+        return self.cpu_median_ms / baseline.cpu_median_ms
 
 
 def tree_size(path: Path) -> int:
@@ -106,14 +113,20 @@ def _lambda_env(function_dir: Path, name: str) -> dict[str, str]:
     }
 
 
+def _cpu_timed(statements: str) -> str:
+    """``statements`` preceded and followed by what prints the CPU milliseconds they took, as the last line."""
+    return f"import time\n_cpu = time.process_time()\n{statements}\nprint((time.process_time() - _cpu) * 1000)\n"
+
+
 def import_once(
     function_dir: Path, layer_dir: Path, shim: Path, name: str, module: str = "app"
-) -> tuple[float, list[tuple[str, float]]]:
-    """Import ``module`` in a fresh interpreter laid out as Lambda's; (its cumulative ms, every module's self ms)."""
+) -> tuple[float, list[tuple[str, float]], float]:
+    """Import ``module`` in a fresh interpreter laid out as Lambda's; (its cumulative ms, every module's self ms,
+    the CPU ms the import took)."""
     env = _lambda_env(function_dir, name)
     env["PYTHONPATH"] = os.pathsep.join([str(function_dir), str(layer_dir), str(shim)])
     result = subprocess.run(
-        [sys.executable, "-S", "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-S", "-X", "importtime", "-c", _cpu_timed(f"import {module}")],
         check=False,
         cwd=function_dir,
         env=env,
@@ -133,7 +146,8 @@ def import_once(
         selfs.append((imported, int(self_us) / 1000))
         if imported == module:
             total = int(cumulative_us) / 1000
-    return total, sorted(selfs, key=lambda item: -item[1])
+    cpu = float(result.stdout.strip().splitlines()[-1])
+    return total, sorted(selfs, key=lambda item: -item[1]), cpu
 
 
 def host_layer(layer: Path, directory: Path) -> tuple[Path, list[str]]:
@@ -181,6 +195,50 @@ def tracer_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> f
     return float(result.stdout.strip().splitlines()[-1])
 
 
+_FIRST_CALL_SNIPPET = """
+import time
+started, cpu = time.perf_counter(), time.process_time()
+import app
+class Context:
+    function_name = "conveyor-bench"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:conveyor-bench"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+stage = next(iter(getattr(app, "STAGES", {"": None})))
+try:
+    app.handler({"stage": stage, "input": {}}, Context())
+except Exception as exc:
+    if type(exc).__name__ != "ValidationError":
+        raise
+print((time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000)
+"""
+
+
+def first_call_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> tuple[float, float]:
+    """Milliseconds from ``import app`` to the end of its first call in a fresh Lambda-like interpreter: the call
+    names the function's first stage with an empty request, so it is routed (the stage's modules imported, the
+    envelope's and the request's models built) and refused by validation before any AWS call. What a cold start
+    pays before its first AWS call: import time moved into the first call (deferred models, lazy stages) shows
+    up here, so a lower import figure cannot hide it. Run under
+    ``-X importtime`` like ``import_once``, so both carry its overhead. Returns (wall ms, CPU ms)."""
+    env = _lambda_env(function_dir, name)
+    env["PYTHONPATH"] = os.pathsep.join([str(function_dir), str(layer_dir), str(shim)])
+    result = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", _FIRST_CALL_SNIPPET],
+        check=False,
+        cwd=function_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"first call of {name} failed:\n{result.stderr[-2000:]}")
+    wall, cpu = result.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
+
+
 def tracer_ms(selfs: list[tuple[str, float]]) -> float:
     return sum(ms for module, ms in selfs if module.startswith(TRACER_MODULES))
 
@@ -193,12 +251,15 @@ def handler_imports(build_dir: Path, runs: int) -> tuple[list[HandlerImport], Ha
     shim = runtime_shim(scratch / "var-runtime")
     functions = [p for p in sorted(build_dir.iterdir()) if (p / "app.py").is_file()]
     jobs = [(fn.name, fn, "app") for fn in functions] + [(f"import {BASELINE}", functions[0], BASELINE)]
-    results: dict[str, list[tuple[float, list[tuple[str, float]]]]] = {label: [] for label, _, _ in jobs}
+    results: dict[str, list[tuple[float, list[tuple[str, float]], float]]] = {label: [] for label, _, _ in jobs}
     tracer: list[float] = []
+    first_calls: dict[str, list[tuple[float, float]]] = {fn.name: [] for fn in functions}
     # Round-robin, so a burst of load on the machine does not land on one function (or the baseline) only.
     for _ in range(runs):
         for label, fn, module in jobs:
             results[label].append(import_once(fn, layer, shim, fn.name, module))
+            if module == "app":
+                first_calls[label].append(first_call_once(fn, layer, shim, fn.name))
         tracer.append(tracer_once(functions[0], layer, shim, functions[0].name))
     out = []
     for name, samples in results.items():
@@ -211,6 +272,9 @@ def handler_imports(build_dir: Path, runs: int) -> tuple[list[HandlerImport], Ha
                 [s[0] for s in samples],
                 median_run[1][:6],
                 statistics.median(tracer_ms(s[1]) for s in samples),
+                statistics.median(c[0] for c in first_calls[name]) if first_calls.get(name) else 0.0,
+                statistics.median(s[2] for s in samples),
+                statistics.median(c[1] for c in first_calls[name]) if first_calls.get(name) else 0.0,
             )
         )
     return out[:-1], out[-1], replaced, tracer

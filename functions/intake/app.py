@@ -1,4 +1,8 @@
-"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, AcquireLock)."""
+"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, AcquireLock).
+
+Each stage's module is imported the first time its state is routed here (see ``conveyor.runtime`` for the
+adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
+"""
 
 import time
 from typing import Any
@@ -9,13 +13,12 @@ from conveyor.domain.contracts import Claim, ClaimRequest, Deployment, LockGrant
 from conveyor.domain.target_identity import Home
 from conveyor.entry import environment_step, stage_function
 from conveyor.settings import settings
-from conveyor.stages.claim import claim_deployment
-from conveyor.stages.lock import acquire_lock
-from conveyor.stages.validate import validate_artifact
 
 
 def claim(event: dict[str, Any], context: LambdaContext) -> Claim:
     """The first execution of a pushed object proceeds; duplicates and re-runs of a live one end here."""
+    from conveyor.stages.claim import claim_deployment
+
     return claim_deployment(
         ClaimRequest.model_validate(event),
         ledger=runtime.ledger(),
@@ -26,6 +29,8 @@ def claim(event: dict[str, Any], context: LambdaContext) -> Claim:
 
 def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
     """The S3 Object Created event in, a checked and recorded deployment out."""
+    from conveyor.stages.validate import validate_artifact
+
     return validate_artifact(
         ValidateRequest.model_validate(event),
         artifacts=runtime.artifacts(),
@@ -42,6 +47,8 @@ def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
 
 def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
     """Take the environment's lock (lease + fencing token), or say how to wait for it."""
+    from conveyor.stages.lock import acquire_lock
+
     return acquire_lock(
         environment_step(event),
         locks=runtime.locks(),

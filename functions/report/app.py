@@ -1,4 +1,8 @@
-"""Report: the states that tell people (RequestApproval, Finalize, NotifyFailure)."""
+"""Report: the states that tell people (RequestApproval, Finalize, NotifyFailure).
+
+Each stage's module is imported the first time its state is routed here (see ``conveyor.runtime`` for the
+adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
+"""
 
 from typing import Any
 
@@ -8,8 +12,6 @@ from conveyor.domain.contracts import ApprovalRequest, ApprovalTicket, FailureRe
 from conveyor.entry import stage_function
 from conveyor.observability import logger
 from conveyor.settings import settings
-from conveyor.stages.approval import request_approval
-from conveyor.stages.report import finalize, notify_failure
 
 
 def ask(event: dict[str, Any], context: LambdaContext) -> ApprovalTicket:
@@ -17,6 +19,8 @@ def ask(event: dict[str, Any], context: LambdaContext) -> ApprovalTicket:
 
     The event carries the task token: it is parsed, never logged (POWERTOOLS_LOGGER_LOG_EVENT is off).
     """
+    from conveyor.stages.approval import request_approval
+
     request = ApprovalRequest.model_validate(event)
     logger.append_keys(
         app=request.deployment.app, version=request.deployment.version, environment=request.environment.name
@@ -32,6 +36,8 @@ def ask(event: dict[str, Any], context: LambdaContext) -> ApprovalTicket:
 
 def succeeded(event: dict[str, Any], context: LambdaContext) -> Report:
     """Record a successful deployment with versions before/after and per-stage timings."""
+    from conveyor.stages.report import finalize
+
     request = FinalizeRequest.model_validate(event)
     logger.append_keys(app=request.deployment.app, version=request.deployment.version)
     return finalize(request, ledger=runtime.ledger(), notifier=runtime.notifier(), locks=runtime.locks())
@@ -39,6 +45,8 @@ def succeeded(event: dict[str, Any], context: LambdaContext) -> Report:
 
 def failed(event: dict[str, Any], context: LambdaContext) -> Report:
     """Record how a failed deployment ended and tell the on-call what failed and what was done."""
+    from conveyor.stages.report import notify_failure
+
     request = FailureRequest.model_validate(event)
     return notify_failure(request, ledger=runtime.ledger(), notifier=runtime.notifier(), locks=runtime.locks())
 

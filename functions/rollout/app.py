@@ -2,6 +2,9 @@
 
 Deploy, ShiftTraffic and RollBack check the lock's fencing token before they write: a stale holder (its
 lease ran out, or the reconciler took over after its execution stopped) changes nothing.
+
+Each stage's module is imported the first time its state is routed here (see ``conveyor.runtime`` for the
+adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
 """
 
 import time
@@ -14,15 +17,13 @@ from conveyor.domain.errors import LedgerError
 from conveyor.entry import environment_step, stage_function
 from conveyor.observability import logger
 from conveyor.settings import settings
-from conveyor.stages.deploy import deploy
-from conveyor.stages.health import evaluate_health
-from conveyor.stages.lock import check_fence
-from conveyor.stages.rollback import roll_back
-from conveyor.stages.traffic import shift_traffic
 
 
 def deploy_release(event: dict[str, Any], context: LambdaContext) -> Release:
     """Update the target function from the release package and publish a version."""
+    from conveyor.stages.deploy import deploy
+    from conveyor.stages.lock import check_fence
+
     step = environment_step(event)
     check_fence(step, locks=runtime.locks(), now=time.time())
     return deploy(step, targets=runtime.targets(), ledger=runtime.ledger(), managed_tag_key=settings().managed_tag_key)
@@ -33,6 +34,9 @@ def shift(event: dict[str, Any], context: LambdaContext) -> TrafficState:
 
     The fence is checked between reading the alias and writing it (see conveyor.stages.traffic).
     """
+    from conveyor.stages.lock import check_fence
+    from conveyor.stages.traffic import shift_traffic
+
     step = environment_step(event)
     return shift_traffic(
         step,
@@ -44,6 +48,8 @@ def shift(event: dict[str, Any], context: LambdaContext) -> TrafficState:
 
 def judge(event: dict[str, Any], context: LambdaContext) -> HealthVerdict:
     """Judge the new version (synthetic, alarms, metrics, HTTP, hooks) and return the verdict."""
+    from conveyor.stages.health import evaluate_health
+
     return evaluate_health(
         environment_step(event),
         targets=runtime.targets(),
@@ -61,6 +67,9 @@ def restore(event: dict[str, Any], context: LambdaContext) -> RollbackResult:
     A lock table that cannot be read does not stop the restore: the lease covers a running execution,
     and traffic comes first.
     """
+    from conveyor.stages.lock import check_fence
+    from conveyor.stages.rollback import roll_back
+
     step = environment_step(event)
     try:
         check_fence(step, locks=runtime.locks(), now=time.time())

@@ -67,7 +67,7 @@ def test_what_the_trim_removes_is_gone(built_layer: Path) -> None:
 @pytest.mark.parametrize("function_dir", HANDLERS, ids=[p.name for p in HANDLERS])
 def test_every_handler_imports_from_the_built_layer(function_dir: Path, lambda_paths: tuple[Path, Path]) -> None:
     # When the handler is imported as Lambda would (raises, with the traceback, if a module is missing)
-    milliseconds, _ = import_once(function_dir, *lambda_paths, function_dir.name)
+    milliseconds, _, _ = import_once(function_dir, *lambda_paths, function_dir.name)
 
     # Then it imported
     assert milliseconds > 0

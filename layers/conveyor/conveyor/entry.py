@@ -29,7 +29,7 @@ Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 class StageCall(BaseModel):
     """What a state sends its stage function: the state's name and the stage's request."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     stage: str
     input: dict[str, Any]

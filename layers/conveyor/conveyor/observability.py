@@ -5,8 +5,13 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
+#: What the X-Ray SDK patches: the AWS SDK, which makes every call a stage sends out. Left to itself
+#: (``patch_all``) it also imports and patches every other library it knows that happens to be importable
+#: (``sqlite3`` on Lambda), which no stage uses and every cold start paid for.
+TRACED_MODULES = ("botocore",)
+
 logger = Logger()
-tracer = Tracer()
+tracer = Tracer(patch_modules=TRACED_MODULES)
 metrics = Metrics()
 
 
@@ -19,4 +24,4 @@ def outcome_metric(name: str, unit: MetricUnit, value: float, outcome: str) -> N
         metric.add_dimension(name="outcome", value=outcome)
 
 
-__all__ = ["MetricUnit", "logger", "metrics", "outcome_metric", "tracer"]
+__all__ = ["TRACED_MODULES", "MetricUnit", "logger", "metrics", "outcome_metric", "tracer"]

@@ -21,7 +21,7 @@ MANAGED_TAG_KEY = "conveyor:managed"
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
 
     ledger_table: str = Field(alias="LEDGER_TABLE", min_length=1)
     artifact_bucket: str = Field(alias="ARTIFACT_BUCKET", min_length=1)

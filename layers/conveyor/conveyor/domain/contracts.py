@@ -44,11 +44,13 @@ Verdict = Literal["pass", "fail", "inconclusive"]
 
 
 class _Result(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Every model of the library defers building its validator to its first use: a stage function builds
+    # only the models of the stages it serves, when it first serves them, not all of them at cold start.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class ArtifactRef(_Result):
@@ -111,7 +113,7 @@ class ServedRelease(BaseModel):
     was moved outside Conveyor) and says nothing.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     function_name: str
     alias: str

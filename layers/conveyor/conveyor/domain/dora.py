@@ -15,7 +15,7 @@ import statistics
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
@@ -33,6 +33,8 @@ def failed_change(record: DeploymentRecord) -> bool:
 
 
 class DoraMetrics(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     window_days: float
     deployments: int
     succeeded: int

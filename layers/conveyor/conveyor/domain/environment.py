@@ -91,7 +91,7 @@ def may_precede(to: EnvironmentStatus) -> frozenset[EnvironmentStatus]:
 class EnvironmentEntry(BaseModel):
     """``DeploymentRecord.environments[name]``: what the stages recorded about one environment."""
 
-    model_config = ConfigDict(frozen=True, extra="allow")
+    model_config = ConfigDict(frozen=True, extra="allow", defer_build=True)
 
     status: EnvironmentStatus | None = None
     function_name: str | None = None

@@ -33,7 +33,7 @@ _ARTIFACT_KEY = re.compile(r"^artifacts/(?P<app>[^/]+)/(?P<version>[^/]+)\.zip$"
 class ArtifactKey(BaseModel):
     """Where a bundle was pushed: ``artifacts/<app>/<version>.zip``."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     app: AppName
     version: Version

@@ -68,7 +68,7 @@ def base64_digest(sha256_hex: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class PackageInfo(_Strict):

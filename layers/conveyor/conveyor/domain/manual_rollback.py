@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from conveyor.domain.contracts import Outcome, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
@@ -29,6 +29,8 @@ LEASE_SECONDS = 300
 
 class ManualRollback(BaseModel):
     """What a manual rollback did."""
+
+    model_config = ConfigDict(defer_build=True)
 
     app: str
     environment: str

@@ -57,7 +57,7 @@ def _bounded(document: dict[str, Any], max_bytes: int) -> dict[str, Any]:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class LambdaTarget(_Spec):

@@ -17,11 +17,13 @@ from conveyor.domain.validation import describe
 
 
 class _Bucket(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
 
 
 class _Object(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     key: str
     size: int | None = None
@@ -30,6 +32,8 @@ class _Object(BaseModel):
 
 
 class _Detail(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     bucket: _Bucket
     object: _Object
     requester: str | None = None
@@ -38,7 +42,7 @@ class _Detail(BaseModel):
 class ObjectCreatedEvent(BaseModel):
     """The EventBridge ``aws.s3 / Object Created`` event that is the execution's input."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     source: str
     detail_type: str = Field(alias="detail-type")
@@ -48,7 +52,7 @@ class ObjectCreatedEvent(BaseModel):
 class PushedObject(BaseModel):
     """The object a deployment is about, and the deployment id derived from it."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     deployment_id: str
     bucket: str

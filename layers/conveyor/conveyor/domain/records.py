@@ -21,7 +21,7 @@ FAILED = "failed"
 
 
 class StageEvent(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     deployment_id: str
     stage: str
@@ -40,7 +40,7 @@ class StageEvent(BaseModel):
 
 
 class DeploymentRecord(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     deployment_id: str
     app: str
@@ -76,7 +76,7 @@ class ReleaseRecord(BaseModel):
     carries it now: the first, or a later push of the same content that made a new attempt after it failed.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     app: str
     version: str
@@ -89,7 +89,7 @@ class ReleaseRecord(BaseModel):
 class LockState(BaseModel):
     """The lock of one target function: who holds it, until when, and its fencing token."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     holder: str | None = Field(default=None, description="the holding execution's ARN; None when free")
     deployment_id: str | None = None
@@ -108,7 +108,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Waiter(BaseModel):
     """One execution waiting in a target's queue; ``key`` is its arrival (start time, then execution ARN)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     key: str
     holder: str
@@ -131,7 +131,7 @@ class Waiter(BaseModel):
 class TargetClaim(BaseModel):
     """Which app's pipeline (and which of its environments) owns a target function."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     target: str = Field(description="the function's canonical ARN")
     app: str

@@ -49,7 +49,7 @@ FORMS = "a function name, a partial ARN (123456789012:function:NAME) or a full A
 class Home(BaseModel):
     """The account, region and partition Conveyor runs in: the only place its targets may be."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     partition: Partition = "aws"
     account: Account
@@ -68,7 +68,7 @@ class Home(BaseModel):
 class FunctionRef(BaseModel):
     """A target function as written: its name, and the account/region/partition if an ARN gave them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     account: str | None = None
@@ -114,7 +114,7 @@ class FunctionRef(BaseModel):
 class FunctionId(BaseModel):
     """The canonical identity of one Lambda function: what locks and ownership are keyed by."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     partition: str
     account: str

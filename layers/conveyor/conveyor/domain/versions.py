@@ -47,7 +47,7 @@ Precedence = tuple[int, int, int, int, tuple[PrereleaseIdentifier, ...]]
 class SemVer(BaseModel):
     """A parsed SemVer 2.0 version."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     major: int
     minor: int
@@ -90,7 +90,7 @@ def is_semver(text: str) -> bool:
 class BuiltVersion(BaseModel):
     """One release as the order sees it: its version, when CI built it, and when its commit was made."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     version: str
     built_at: AwareDatetime
