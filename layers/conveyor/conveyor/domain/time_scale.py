@@ -36,7 +36,7 @@ def duration_text(seconds: float) -> str:
 class TimeScale(BaseModel):
     """How fast nominal time passes here: 1 on AWS, the local cloud's ``--time-scale`` on a laptop."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     factor: float = Field(default=1.0, ge=0)
 
