@@ -60,4 +60,4 @@ class TimeScale(BaseModel):
         return f"{nominal_text} ({wall} at time scale {self.factor:g})"
 
 
-UNSCALED = TimeScale()
+UNSCALED = TimeScale.model_construct(factor=1.0)  # no validation at import: the model builds on first use
