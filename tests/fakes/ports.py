@@ -387,7 +387,13 @@ class FakeTargets:
     def version_description(self, function_name: str, version: str) -> str:
         return str(self._get(function_name).versions[version][1].get("description", ""))
 
-    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
+    def update_code(
+        self,
+        function_name: str,
+        package: PackageRef,
+        config: FunctionConfig | None,
+        current: FunctionState | None = None,
+    ) -> None:
         self.updates.append((function_name, package))
         function = self._get(function_name)
         function.code_sha256 = base64_digest(package.sha256)

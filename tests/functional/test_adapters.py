@@ -42,7 +42,8 @@ from conveyor.domain.errors import (
     TrafficShiftError,
 )
 from conveyor.domain.layout import release_key
-from conveyor.domain.ports import IN_FLIGHT_GRACE, NOTICE_IN_FLIGHT, StageWrites
+from conveyor.domain.manifest import FunctionConfig, base64_digest
+from conveyor.domain.ports import IN_FLIGHT_GRACE, NOTICE_IN_FLIGHT, FunctionState, StageWrites
 from conveyor.domain.records import LockState, ReleaseRecord, StageEvent, Waiter
 
 from tests.functional.conftest import ACCOUNT, BUCKET, FUNCTION, REGION, TABLE, Cloud
@@ -183,6 +184,34 @@ def test_an_update_lambda_answers_as_done_is_not_polled(cloud: Cloud) -> None:
     with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_response("update_function_code", {"LastUpdateStatus": "Successful"})
         targets.update_code("hello-staging", package, None)
+        stub.assert_no_pending_responses()
+
+
+def test_update_code_writes_only_what_differs_from_what_deploy_read(cloud: Cloud) -> None:
+    # Given $LATEST as Deploy read it: the release's code already, with one environment variable of its own
+    targets = LambdaTargets(runtime.session())
+    package = PackageRef(bucket=BUCKET, key="releases/hello/x/package.zip", sha256="ab" * 32, size=1, version_id="v1")
+    current = FunctionState(
+        arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:hello-staging",
+        code_sha256=base64_digest(package.sha256),
+        memory_mb=128,
+        timeout_seconds=3,
+        environment={"KEPT": "yes"},
+    )
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
+        # Then only the configuration is written (no upload, no second read), the release's variable merged in
+        stub.add_response(
+            "update_function_configuration",
+            {"LastUpdateStatus": "Successful"},
+            {
+                "FunctionName": "hello-staging",
+                "MemorySize": 256,
+                "Environment": {"Variables": {"KEPT": "yes", "APP_VERSION": "1.0.1"}},
+            },
+        )
+        # When the release asks for more memory and a variable
+        config = FunctionConfig(memory_mb=256, environment={"APP_VERSION": "1.0.1"})
+        targets.update_code("hello-staging", package, config, current)
         stub.assert_no_pending_responses()
 
 

@@ -19,7 +19,7 @@ from conveyor.domain.errors import (
     TargetReadError,
     TrafficShiftError,
 )
-from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.manifest import FunctionConfig, base64_digest
 from conveyor.domain.ports import AliasState, FunctionState, Invocation
 
 
@@ -89,30 +89,42 @@ class LambdaTargets:
             raise TargetReadError(f"reading version {version} of {function_name!r} failed: {exc}") from exc
         return str(response.get("Description", ""))
 
-    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None:
-        """Put the release's code on ``$LATEST``: exactly the S3 object version ValidateArtifact stored."""
+    def update_code(
+        self,
+        function_name: str,
+        package: PackageRef,
+        config: FunctionConfig | None,
+        current: FunctionState | None = None,
+    ) -> None:
+        """Put the release's code (exactly the S3 object version ValidateArtifact stored) and configuration on
+        ``$LATEST``. With ``current`` (what Deploy read of ``$LATEST``), only what differs is written, and the
+        environment variables are merged into the ones it read instead of reading them again."""
         location = {"S3Bucket": package.bucket, "S3Key": package.key}
         if package.version_id is not None:
             location["S3ObjectVersion"] = package.version_id
         try:
-            updated = self._lambda.update_function_code(FunctionName=function_name, **location)
-            if updated.get("LastUpdateStatus") not in (None, "Successful"):
-                self._wait_updated(function_name)
-            if config is not None:
-                self._update_configuration(function_name, config)
+            if current is None or current.code_sha256 != base64_digest(package.sha256):
+                updated = self._lambda.update_function_code(FunctionName=function_name, **location)
+                if updated.get("LastUpdateStatus") not in (None, "Successful"):
+                    self._wait_updated(function_name)
+            if config is not None and (current is None or not current.has_config(config)):
+                self._update_configuration(function_name, config, current)
         except (ClientError, BotoCoreError) as exc:
             raise DeployFailedError(f"updating {function_name!r} failed: {exc}") from exc
 
-    def _update_configuration(self, function_name: str, config: FunctionConfig) -> None:
-        current = self._lambda.get_function_configuration(FunctionName=function_name)
+    def _update_configuration(self, function_name: str, config: FunctionConfig, current: FunctionState | None) -> None:
         changes: dict[str, Any] = {}
         if config.memory_mb is not None:
             changes["MemorySize"] = config.memory_mb
         if config.timeout_seconds is not None:
             changes["Timeout"] = config.timeout_seconds
         if config.environment is not None:
-            variables = current.get("Environment", {}).get("Variables", {}) | config.environment
-            changes["Environment"] = {"Variables": variables}
+            if current is not None and current.environment is not None:
+                existing = current.environment
+            else:
+                configuration = self._lambda.get_function_configuration(FunctionName=function_name)
+                existing = configuration.get("Environment", {}).get("Variables", {})
+            changes["Environment"] = {"Variables": existing | config.environment}
         updated = self._lambda.update_function_configuration(FunctionName=function_name, **changes)
         if updated.get("LastUpdateStatus") not in (None, "Successful"):
             self._wait_updated(function_name)

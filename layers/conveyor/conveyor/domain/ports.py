@@ -132,8 +132,10 @@ class FunctionState:
 
     def holds(self, code_sha256: str, config: FunctionConfig | None) -> bool:
         """Whether ``$LATEST`` already has this code and every setting ``config`` asks for."""
-        if self.code_sha256 != code_sha256:
-            return False
+        return self.code_sha256 == code_sha256 and self.has_config(config)
+
+    def has_config(self, config: FunctionConfig | None) -> bool:
+        """Whether ``$LATEST`` already has every setting ``config`` asks for."""
         if config is None:
             return True
         current = self.environment or {}
@@ -150,7 +152,13 @@ class Targets(Protocol):
     def alias_version(self, function_name: str, alias: str) -> str | None: ...
     def alias_state(self, function_name: str, alias: str) -> AliasState | None: ...
     def version_description(self, function_name: str, version: str) -> str: ...
-    def update_code(self, function_name: str, package: PackageRef, config: FunctionConfig | None) -> None: ...
+    def update_code(
+        self,
+        function_name: str,
+        package: PackageRef,
+        config: FunctionConfig | None,
+        current: FunctionState | None = None,
+    ) -> None: ...
     def publish_version(self, function_name: str, code_sha256: str, description: str) -> str: ...
     def route_alias(
         self,

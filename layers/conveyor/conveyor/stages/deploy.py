@@ -54,7 +54,7 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
         code_sha256 = base64_digest(deployment.package.sha256)
         reused = latest.holds(code_sha256, config)
         if not reused:
-            targets.update_code(function, deployment.package, config)
+            targets.update_code(function, deployment.package, config, latest)
         version = targets.publish_version(function, code_sha256, release_description(deployment))
         release = Release(
             environment=environment.name,
