@@ -14,11 +14,13 @@ from boto3.session import Session
 from conveyor.adapters.cloudwatch import CloudWatchAlarms, CloudWatchLambdaMetrics
 from conveyor.adapters.dynamodb_ledger import DynamoLedger
 from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
+from conveyor.adapters.eventbridge import EventBridgeBus
 from conveyor.adapters.http import UrllibProber
 from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.adapters.s3 import S3Artifacts
 from conveyor.adapters.sns import SnsNotifier
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
+from conveyor.domain.errors import ConfigurationError
 from conveyor.settings import settings
 
 
@@ -75,3 +77,11 @@ def executions() -> StepFunctionsExecutions:
 @cache
 def target_owners() -> DynamoTargetOwners:
     return DynamoTargetOwners(session(), settings().ledger_table)
+
+
+@cache
+def event_bus() -> EventBridgeBus:
+    name = settings().event_bus_name
+    if not name:
+        raise ConfigurationError("invalid stage function environment: EVENT_BUS_NAME is not set")
+    return EventBridgeBus(session(), name)

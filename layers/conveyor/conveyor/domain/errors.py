@@ -188,3 +188,7 @@ class StatusMoveRefusedError(ConveyorError):
 
 class NotificationError(ConveyorError):
     """The notification could not be published."""
+
+
+class EventPublishError(ConveyorError):
+    """Lifecycle events could not be put on the event bus (after retrying the entries EventBridge refused)."""
