@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +89,32 @@ def test_a_good_and_a_rolled_back_deployment_publish_their_lifecycle_in_order(st
         ("conveyor", "Rolled Back"),
         ("conveyor", "Deployment Ended"),
     }
+
+    # And `conveyor local inbox` shows both, events and the on-call notification with its filter attributes
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "conveyor"), "local", "inbox", "--app", "hello", "--json"],
+        check=True,
+        env=dict(os.environ) | {"CONVEYOR_STATE_DIR": str(stage.state_dir)},
+        capture_output=True,
+        text=True,
+    )
+    shown = [json.loads(line) for line in result.stdout.splitlines()]
+    about_bad = [entry for entry in shown if entry["deployment_id"] == bad.record.deployment_id]
+    assert [e["detail_type"] for e in about_bad if e["kind"] == "event"] == [
+        "Deployment Started",
+        "Traffic Shifted",
+        "Health Verdict",
+        "Rolled Back",
+        "Deployment Ended",
+    ]
+    (note,) = [e for e in about_bad if e["kind"] == "notification"]
+    assert {k: note["attributes"][k] for k in ("app", "environment", "outcome", "severity")} == {
+        "app": "hello",
+        "environment": "staging",
+        "outcome": "ROLLED_BACK",
+        "severity": "error",
+    }
+    assert {e["deployment_id"] for e in shown if e["kind"] == "event"} >= {good.record.deployment_id}
 
 
 def _stream_records(stage: Stage, deployment_id: str) -> list[dict[str, Any]]:

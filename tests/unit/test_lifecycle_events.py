@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 from boto3.session import Session
 from botocore.stub import Stubber
+from conveyor.adapters.dynamodb_stream import ledger_changes
 from conveyor.adapters.eventbridge import EventBridgeBus, entry
-from conveyor.domain.errors import EventPublishError
+from conveyor.domain.errors import EventPublishError, LedgerError
 from conveyor.domain.events import (
     DeploymentEnded,
     DeploymentStarted,
@@ -267,3 +269,35 @@ def test_entries_refused_on_every_try_are_a_named_error() -> None:
     with pytest.raises(EventPublishError, match=f"refused 1 events after 4 tries: {events[0].id}.*InternalFailure"):
         bus.put(events)
     assert pauses == [0.2, 0.4, 0.8]
+
+
+def _typed(image: dict[str, Any] | None) -> dict[str, Any] | None:
+    serializer = TypeSerializer()
+    return None if image is None else {k: serializer.serialize(v) for k, v in image.items()}
+
+
+def test_stream_records_are_read_as_the_changes_they_carry() -> None:
+    # Given the good deployment's changes as Lambda hands them: DynamoDB's typed JSON
+    changes = _good_deployment().changes
+    records = [
+        {
+            "eventID": str(i),
+            "eventName": change.event_name,
+            "dynamodb": {
+                "Keys": _typed(change.keys),
+                **({"OldImage": _typed(change.old)} if change.old else {}),
+                "NewImage": _typed(change.new),
+            },
+        }
+        for i, change in enumerate(changes)
+    ]
+    # When they are read back, they mean the same events
+    read = ledger_changes({"Records": records})
+    assert [e.id for e in lifecycle_events(read)] == [e.id for e in lifecycle_events(changes)]
+    assert isinstance(read[3].new, dict)
+    assert read[3].new["attempt_executions"] == {EXECUTION}
+
+
+def test_a_record_that_is_not_a_change_is_a_named_error() -> None:
+    with pytest.raises(LedgerError, match="ledger stream record r-1 is not a DynamoDB change"):
+        ledger_changes({"Records": [{"eventID": "r-1", "eventName": "UPSERT", "dynamodb": {}}]})

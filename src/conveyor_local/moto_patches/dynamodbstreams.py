@@ -43,7 +43,7 @@ EVENT_PATTERN = "moto.events.models.EventPattern"
 LAMBDA_BACKENDS = "moto.awslambda.models.lambda_backends"
 SQS_BACKENDS = "moto.sqs.models.sqs_backends"
 
-RETAINED_RECORDS = 10_000
+RETAINED_RECORDS = 2_000
 """Records a shard keeps for ``GetRecords`` once every mapping has passed them (DynamoDB keeps 24 hours)."""
 
 RETRY_PAUSE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
