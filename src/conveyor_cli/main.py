@@ -91,6 +91,8 @@ def cmd_local_inbox(args: argparse.Namespace) -> int:
 
     directory = state_dir()
     queues = InboxQueues.model_validate(read_state(directory).get("inbox") or {})
+    if queues.events is None and queues.notifications is None:
+        raise CliError("the local cloud has no inbox: restart it (conveyor local down, then conveyor local up)")
     sqs = Cloud(local=True, stack_name=args.stack_name).client("sqs")
 
     def show(entries: list[InboxEntry]) -> None:

@@ -3,6 +3,7 @@ report a failed batch, and nothing else; the stages never call EventBridge."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from conveyor_cli.sample import ROOT
@@ -53,5 +54,9 @@ def test_the_stream_mapping_is_bounded_ordered_and_keeps_what_fails() -> None:
     assert mapping["BisectBatchOnFunctionError"] is True
     assert 0 <= mapping["MaximumRetryAttempts"] <= 10
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": ["PublishDeadLetterQueue", "Arn"]}
+    (only,) = mapping["FilterCriteria"]["Filters"]
+    assert json.loads(only["Pattern"]) == {
+        "dynamodb": {"Keys": {"pk": {"S": [{"prefix": "DEPLOYMENT#"}]}, "sk": {"S": ["META"]}}}
+    }
     stream = RESOURCES["LedgerTable"]["Properties"]["StreamSpecification"]
     assert stream == {"StreamViewType": "NEW_AND_OLD_IMAGES"}

@@ -237,7 +237,8 @@ class StreamPoller:
         """Forget the records every mapping has passed, beyond the last ``RETAINED_RECORDS``."""
         with DYNAMODB_LOCK:
             shard = self._shard
-            passed = min(self._positions.values(), default=self._end())
+            mappings = {mapping.uuid for mapping in shard.table.lambda_event_source_mappings.values()}
+            passed = min((p for uuid, p in self._positions.items() if uuid in mappings), default=self._end())
             drop = min(passed - int(shard.starting_sequence_number), len(shard.items) - RETAINED_RECORDS)
             if drop > 0:
                 del shard.items[:drop]
