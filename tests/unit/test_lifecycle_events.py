@@ -301,3 +301,29 @@ def test_stream_records_are_read_as_the_changes_they_carry() -> None:
 def test_a_record_that_is_not_a_change_is_a_named_error() -> None:
     with pytest.raises(LedgerError, match="ledger stream record r-1 is not a DynamoDB change"):
         ledger_changes({"Records": [{"eventID": "r-1", "eventName": "UPSERT", "dynamodb": {}}]})
+
+
+def test_a_restore_by_the_reconciler_is_a_rollback_and_the_stop_ends_the_deployment() -> None:
+    # Given a deployment shifting production when its execution was stopped
+    ledger = Ledger()
+    _pending(ledger, "production")
+    ledger.entry("production", status="DEPLOYED", version_before="4", version_after="5")
+    ledger.entry("production", status="SHIFTING", weight=Decimal(50))
+    # When the reconciler restores the alias and closes the record ABORTED
+    ledger.entry(
+        "production",
+        status="ROLLED_BACK",
+        weight=Decimal(0),
+        reconciled=True,
+        rollback={"reason": "execution ABORTED", "restored_version": "4"},
+    )
+    ledger.write(status="ABORTED", finished_at="2026-12-03T12:00:00+00:00")
+    events = lifecycle_events(ledger.changes)
+    # Then consumers learn of the restore and of the ending, as after a RollBack
+    assert _kinds(events)[-2:] == [("RolledBack", "production"), ("DeploymentEnded", None)]
+    rolled_back, ended = events[-2:]
+    assert isinstance(rolled_back, RolledBack)
+    assert rolled_back.reconciled
+    assert isinstance(ended, DeploymentEnded)
+    assert ended.outcome == "ABORTED"
+    assert not ended.succeeded
