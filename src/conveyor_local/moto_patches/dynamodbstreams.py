@@ -17,8 +17,9 @@ Seam (moto 5.2.5) and why:
     first when ``BisectBatchOnFunctionError``, and what still fails is described on the ``OnFailure``
     destination (an SQS queue) in Lambda's shape, then skipped. Waits are on the local time scale.
 
-What is not Lambda's: positions live in this process, so after a restart a shard's restored records count
-as delivered (they were, before the snapshot); a shard keeps its last ``RETAINED_RECORDS`` records.
+What is not Lambda's: positions live in this process, and a snapshot keeps no stream records
+(``conveyor_local.persistence``), so a restarted cloud's streams start empty, their records delivered before
+(a record not yet delivered when the cloud died is lost); a shard keeps its last ``RETAINED_RECORDS`` records.
 """
 
 from __future__ import annotations
