@@ -327,3 +327,13 @@ def test_a_restore_by_the_reconciler_is_a_rollback_and_the_stop_ends_the_deploym
     assert isinstance(ended, DeploymentEnded)
     assert ended.outcome == "ABORTED"
     assert not ended.succeeded
+
+
+def test_waiting_in_a_lock_queue_does_not_start_the_deployment_again() -> None:
+    # Given a deployment queued behind another's lock, which then takes the lock
+    ledger = Ledger()
+    _pending(ledger, "production")
+    ledger.write(status="QUEUED")
+    ledger.write(status="IN_PROGRESS")
+    # Then it started once
+    assert _kinds(lifecycle_events(ledger.changes)) == [("DeploymentStarted", None)]

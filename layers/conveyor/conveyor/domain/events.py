@@ -206,7 +206,9 @@ def _events_of(change: LedgerChange) -> Iterator[LifecycleEvent]:
     }
     execution = common["execution_arn"]
     status, old_status = Outcome(new["status"]), old.get("status")
-    if status is Outcome.IN_PROGRESS and (old_status != status.value or old.get("execution_arn") != execution):
+    # A new owner execution starts it; taking a lock after QUEUED is the same start, not another one.
+    claimed = old_status is None or old_status in ENDED or old.get("execution_arn") != execution
+    if status is Outcome.IN_PROGRESS and claimed:
         yield DeploymentStarted(
             id=event_id(common["deployment_id"], execution, "started"),
             attempt=max(1, len(new.get("attempt_executions") or ())),
