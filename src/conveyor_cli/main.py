@@ -132,6 +132,41 @@ def cmd_local_traffic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_local_inbox(args: argparse.Namespace) -> int:
+    """What Conveyor published on the local cloud: lifecycle events and notifications, oldest first."""
+    import time
+
+    from conveyor_local.inbox import InboxEntry, InboxQueues, collect, journal
+
+    directory = state_dir()
+    queues = InboxQueues.model_validate(read_state(directory).get("inbox") or {})
+    if queues.events is None and queues.notifications is None:
+        raise CliError("the local cloud has no inbox: restart it (conveyor local down, then conveyor local up)")
+    sqs = Cloud(local=True, stack_name=args.stack_name).client("sqs")
+
+    def show(entries: list[InboxEntry]) -> None:
+        for entry in entries:
+            if args.app and entry.app != args.app:
+                continue
+            if args.json:
+                print(entry.model_dump_json(), flush=True)
+                continue
+            when = (entry.time or entry.received_at).strftime("%H:%M:%S")
+            what = entry.detail_type if entry.kind == "event" else f"notification: {entry.subject}"
+            where = " ".join(v for v in (entry.app, entry.environment, entry.deployment_id) if v)
+            print(f"{when}  {what:<40} {where}", flush=True)
+
+    collect(sqs, queues, directory)
+    show(journal(directory))
+    try:
+        while args.follow:
+            time.sleep(1.0)
+            show(collect(sqs, queues, directory))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_local_env(_: argparse.Namespace) -> int:
     for name, value in {**client_env(read_state(state_dir())), "CONVEYOR_LOCAL": "1"}.items():
         print(f"export {name}={shlex.quote(value)}")
@@ -416,6 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(func=cmd_local_sample)
     local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)
     local.add_parser("env", help="print shell exports for any AWS client").set_defaults(func=cmd_local_env)
+    inbox = local.add_parser("inbox", help="what Conveyor published: lifecycle events and SNS notifications")
+    inbox.add_argument("--app", help="only this app's")
+    inbox.add_argument("--follow", action="store_true", help="keep printing as more arrive (Ctrl-C stops)")
+    inbox.add_argument("--json", action="store_true", help="one JSON object a line")
+    inbox.set_defaults(func=cmd_local_inbox)
     traffic = local.add_parser("traffic", help="invoke an environment's alias at a steady rate, for canary analysis")
     traffic.add_argument("app")
     traffic.add_argument("env")

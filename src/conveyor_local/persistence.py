@@ -10,6 +10,9 @@ holds; ``_BackendPickler.reducer_override`` rebuilds what it cannot:
 - a ``defaultdict`` whose factory is a lambda (Lambda's aliases) comes back with the builtin
   container type its factory makes;
 - KMS private keys go through PEM;
+- a DynamoDB stream shard comes back without its records (their sequence numbers are not reused): they
+  were delivered to its mappings (``moto_patches.dynamodbstreams``), and a ledger's stream holds old and
+  new image of every change, so keeping them would make each snapshot many times the size of the tables;
 - a Step Functions execution keeps its record (status, dates, input, output, error, cause) and
   its history; its worker thread is not state and cannot be pickled, so a restored execution gets
   a stand-in worker that answers history, task-token and map-run look-ups as an ended one does.
@@ -86,6 +89,7 @@ BACKENDS: Mapping[str, str] = {
 #: every moto name used here is registered in ``conveyor_local.moto_patches.SEAM_SIGNATURES``.
 _EXECUTION = "moto.stepfunctions.parser.backend.execution.Execution"
 _VERSIONED_KEY_STORE = "moto.s3.utils._VersionedKeyStore"
+_STREAM_SHARD = "moto.dynamodb.models.table.StreamShard"
 
 
 class SnapshotError(Exception):
@@ -170,6 +174,7 @@ class _BackendPickler(pickle.Pickler):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self._execution = resolve_dotted(_EXECUTION)
         self._key_store = resolve_dotted(_VERSIONED_KEY_STORE)
+        self._stream_shard = resolve_dotted(_STREAM_SHARD)
         self._reducers: dict[type, Callable[[Any], Any] | None] = {}
 
     def reducer_override(self, obj: Any) -> Any:
@@ -194,6 +199,8 @@ class _BackendPickler(pickle.Pickler):
                 _versioned_key_store,
                 (type(store), {key: list(dict.__getitem__(store, key)) for key in dict(store)}),
             )
+        if issubclass(kind, self._stream_shard):
+            return _reduce_stream_shard
         if issubclass(kind, weakref.WeakValueDictionary):
             return lambda index: (_weak_value_dictionary, (dict(index.items()),))
         if issubclass(kind, collections.defaultdict):
@@ -203,6 +210,19 @@ class _BackendPickler(pickle.Pickler):
         if issubclass(kind, self._execution):
             return lambda execution: (_restore_execution, (_execution_record(execution), _history(execution)))
         return None
+
+
+def _reduce_stream_shard(shard: Any) -> Any:
+    state = dict(shard.__dict__)
+    state["starting_sequence_number"] = int(shard.starting_sequence_number) + len(shard.items)
+    state["items"] = []
+    return (_stream_shard, (type(shard), state))
+
+
+def _stream_shard(kind: type, state: dict[str, Any]) -> Any:
+    shard = kind.__new__(kind)
+    shard.__dict__.update(state)
+    return shard
 
 
 def _reduce_defaultdict(obj: collections.defaultdict[Any, Any]) -> Any:

@@ -325,6 +325,8 @@ class Provisioner:
             "AWS::Serverless::LayerVersion": self.layer_version,
             "AWS::Serverless::Function": self.function,
             "AWS::Serverless::StateMachine": self.state_machine,
+            "AWS::Events::EventBus": self.event_bus,
+            "AWS::Lambda::EventSourceMapping": self.event_source_mapping,
         }
 
     def client(self, service: str) -> Any:
@@ -790,6 +792,44 @@ class Provisioner:
         events.put_targets(Rule=rule_name, EventBusName=bus, Targets=[target])
         return str(rule_arn)
 
+    # -- lifecycle events
+
+    def event_bus(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        events = self.client("events")
+        name = self.name(logical_id, props, "Name")
+        try:
+            arn = events.create_event_bus(Name=name)["EventBusArn"]
+        except ClientError as exc:
+            if _error_code(exc) != "ResourceAlreadyExistsException":
+                raise
+            arn = events.describe_event_bus(Name=name)["Arn"]
+        return Provisioned(logical_id, "AWS::Events::EventBus", name, {"Arn": str(arn), "Name": name})
+
+    def event_source_mapping(self, logical_id: str, props: dict[str, Any]) -> Provisioned:
+        """A stream's mapping to a function, with every delivery setting the local cloud's poller honours
+        (``conveyor_local.moto_patches.dynamodbstreams``); found, not duplicated, on a later start."""
+        lambda_ = self.client("lambda")
+        function, source = str(props["FunctionName"]), str(props["EventSourceArn"])
+        for page in lambda_.get_paginator("list_event_source_mappings").paginate(
+            FunctionName=function, EventSourceArn=source
+        ):
+            for mapping in page["EventSourceMappings"]:
+                return Provisioned(logical_id, "AWS::Lambda::EventSourceMapping", str(mapping["UUID"]))
+        request = {key: props[key] for key in _EVENT_SOURCE_MAPPING_KEYS if key in props}
+        for number in (
+            "BatchSize",
+            "MaximumBatchingWindowInSeconds",
+            "ParallelizationFactor",
+            "MaximumRetryAttempts",
+            "MaximumRecordAgeInSeconds",
+        ):
+            if number in request:
+                request[number] = int(request[number])
+        if "BisectBatchOnFunctionError" in request:
+            request["BisectBatchOnFunctionError"] = request["BisectBatchOnFunctionError"] in (True, "true", "True")
+        mapping = lambda_.create_event_source_mapping(FunctionName=function, EventSourceArn=source, **request)
+        return Provisioned(logical_id, "AWS::Lambda::EventSourceMapping", str(mapping["UUID"]))
+
     # -- orchestration
 
     def create(self, logical_id: str, resource: Mapping[str, Any], global_function: Mapping[str, Any]) -> Provisioned:
@@ -807,6 +847,20 @@ class Provisioner:
             raise
         except Exception as exc:
             raise ProvisioningError(f"{logical_id} ({resource_type}): {exc}") from exc
+
+
+_EVENT_SOURCE_MAPPING_KEYS = (
+    "StartingPosition",
+    "BatchSize",
+    "MaximumBatchingWindowInSeconds",
+    "ParallelizationFactor",
+    "BisectBatchOnFunctionError",
+    "MaximumRetryAttempts",
+    "MaximumRecordAgeInSeconds",
+    "DestinationConfig",
+    "FilterCriteria",
+    "Enabled",
+)
 
 
 def _ttl_differs(dynamodb: Any, table: str, specification: Mapping[str, Any]) -> bool:

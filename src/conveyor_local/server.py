@@ -98,7 +98,10 @@ class LocalCloud:
 
     def start(self) -> dict[str, Any]:
         """Restore, start serving, patch moto, enable state machine execution, provision; returns the state."""
+        import boto3.session
+
         from conveyor_local import executions, moto_patches
+        from conveyor_local.inbox import wire_inbox
         from conveyor_local.provision import provision
 
         started = time.perf_counter()
@@ -119,6 +122,16 @@ class LocalCloud:
         if summary.restored:
             summary.counts = persistence.inventory(self.endpoint_url, self.region)
         result = provision(self.template, self.endpoint_url, stack_name=self.stack_name, region=self.region)
+        inbox = wire_inbox(
+            boto3.session.Session(
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",  # noqa: S106 - the local cloud's fake credentials
+                region_name=self.region,
+            ),
+            self.endpoint_url,
+            self.stack_name,
+            result.outputs,
+        )
         # Only now can the status changes reach a rule and its target (the reconciler) on a serving cloud.
         persistence.set_status_change_emitter(executions.emit_status_change)
         for execution in orphans:
@@ -135,6 +148,7 @@ class LocalCloud:
             "started_at": datetime.now(UTC).isoformat(),
             "startup_seconds": round(time.perf_counter() - started, 3),
             "outputs": result.outputs,
+            "inbox": inbox.model_dump(),
             "restored": summary.model_dump(mode="json"),
         }
         staging = self.state_file.with_suffix(".tmp")

@@ -291,3 +291,31 @@ def test_an_execution_ending_is_a_change_to_snapshot(tmp_path: Path, moto_state:
         assert manifest.changes >= 1
     finally:
         snapshotter.stop()
+
+
+def test_a_stream_shard_comes_back_without_its_delivered_records() -> None:
+    # Given a table with a stream that holds three records
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(
+            TableName="streamed",
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        for key in ("a", "b", "c"):
+            dynamodb.put_item(TableName="streamed", Item={"pk": {"S": key}})
+        backend = moto_patches.resolve_dotted("moto.dynamodb.models.dynamodb_backends")["123456789012"]["us-east-1"]
+        table = backend.get_table("streamed")
+        first = table.stream_shard.starting_sequence_number
+        assert len(table.stream_shard.items) == 3
+
+        # When the table is snapshotted and restored
+        restored = _round_trip(table)
+
+    # Then its items are there, its shard is empty, and the next record gets a sequence number not used before
+    assert len(restored.items) == 3
+    assert restored.stream_shard.items == []
+    assert restored.stream_shard.starting_sequence_number == first + 3
+    assert restored.stream_shard.table is restored

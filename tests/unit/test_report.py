@@ -85,7 +85,13 @@ def test_notify_after_rollback_says_what_failed_why_and_what_was_restored() -> N
     assert "[PASS] hello-staging:2 answered as expected" in body
     assert "staging: ROLLED BACK - hello-staging:live restored to version 1 (was 2)" in body
     assert f"conveyor status {PUSHED.deployment_id}" in body
-    assert attributes == {"app": "hello", "outcome": "ROLLED_BACK", "deployment_id": PUSHED.deployment_id}
+    assert attributes == {
+        "app": "hello",
+        "environment": "staging",
+        "outcome": "ROLLED_BACK",
+        "severity": "error",
+        "deployment_id": PUSHED.deployment_id,
+    }
     # And the ledger records the outcome
     record = ledger.get(PUSHED.deployment_id)
     assert record.status is Outcome.ROLLED_BACK

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from conveyor.adapters.cloudwatch import CloudWatchAlarms, CloudWatchLambdaMetrics
     from conveyor.adapters.dynamodb_ledger import DynamoLedger
     from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
+    from conveyor.adapters.eventbridge import EventBridgeBus
     from conveyor.adapters.http import UrllibProber
     from conveyor.adapters.lambda_functions import LambdaTargets
     from conveyor.adapters.s3 import S3Artifacts
@@ -100,3 +101,14 @@ def target_owners() -> DynamoTargetOwners:
     from conveyor.adapters.dynamodb_locks import DynamoTargetOwners
 
     return DynamoTargetOwners(session(), settings().ledger_table)
+
+
+@cache
+def event_bus() -> EventBridgeBus:
+    from conveyor.adapters.eventbridge import EventBridgeBus
+    from conveyor.domain.errors import ConfigurationError
+
+    name = settings().event_bus_name
+    if not name:
+        raise ConfigurationError("invalid stage function environment: EVENT_BUS_NAME is not set")
+    return EventBridgeBus(session(), name)

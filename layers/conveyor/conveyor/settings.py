@@ -29,6 +29,9 @@ class Settings(BaseModel):
     state_machine_arn: str | None = Field(
         alias="STATE_MACHINE_ARN", default=None, description="Reconcile only: the state machine it closes executions of"
     )
+    event_bus_name: str | None = Field(
+        alias="EVENT_BUS_NAME", default=None, description="Publish only: the bus lifecycle events are put on"
+    )
     managed_tag_key: str = Field(alias="MANAGED_TAG_KEY", default=MANAGED_TAG_KEY, min_length=1)
     # A limit, not a resource name: the default is the safe ceiling, configuration may only lower it.
     max_bundle_bytes: int = Field(alias="MAX_BUNDLE_BYTES", default=MAX_BUNDLE_BYTES, ge=1, le=MAX_BUNDLE_BYTES)

@@ -13,6 +13,7 @@ subtly at runtime. Each module's docstring says which seams it holds and why:
   Lambda client per region for Task states;
 - ``events``: Step Functions and Lambda targets; ``s3``: bucket-policy conditions;
   ``cloudwatch``: percentiles; ``dynamodb``: atomic writes and ledger faults; ``sns``: topic faults;
+  ``dynamodbstreams``: a table's changes delivered to its mapped functions by a poller, not inline;
 - ``backends``: names persistence and the server rely on without patching.
 
 Emulation that is not a patch lives beside this package: ``conveyor_local.workers`` (execution
@@ -31,6 +32,7 @@ from conveyor_local.moto_patches import (  # noqa: F401 - each module registers 
     backends,
     cloudwatch,
     dynamodb,
+    dynamodbstreams,
     events,
     registry,
     s3,

@@ -61,6 +61,7 @@ for _name in (
     "moto.events.models.events_backends",
     "moto.kms.models.kms_backends",
     "moto.s3.utils._VersionedKeyStore",
+    "moto.dynamodb.models.table.StreamShard",
     "moto.stepfunctions.parser.api.ExecutionStatus",
     "moto.moto_server.werkzeug_app.MotoRequestHandler",
 ):

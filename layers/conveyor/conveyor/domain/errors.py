@@ -193,3 +193,7 @@ class NotificationError(ConveyorError):
 class PipelineNotReadyError(ConveyorError):
     """A pipeline spec names functions or alarms that do not exist, or functions Conveyor may not use
     (without the managed tag): ``pipeline apply`` registers nothing and names each by its field."""
+
+
+class EventPublishError(ConveyorError):
+    """Lifecycle events could not be put on the event bus (after retrying the entries EventBridge refused)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from conveyor.domain.contracts import Deployment, Outcome
 from conveyor.domain.environment import EnvironmentStatus
@@ -11,6 +12,52 @@ from conveyor.domain.errors import LedgerError
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger
 from conveyor.domain.records import DeploymentRecord
 from conveyor.observability import logger
+
+Severity = Literal["critical", "error", "warning", "info"]
+
+NO_ENVIRONMENT = "none"
+"""The ``environment`` attribute of a notice about no environment (a push refused before any was reached)."""
+
+_SEVERITY = {
+    Outcome.ROLLBACK_FAILED: "critical",
+    Outcome.ROLLED_BACK: "error",
+    Outcome.FAILED: "error",
+    Outcome.TIMED_OUT: "error",
+    Outcome.ABORTED: "warning",
+    Outcome.SUPERSEDED: "info",
+    Outcome.SKIPPED_DUPLICATE: "info",
+    Outcome.SUCCEEDED: "info",
+}
+
+
+def notice_attributes(
+    *,
+    app: str,
+    deployment_id: str,
+    outcome: str,
+    environment: str | None,
+    severity: Severity | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The SNS message attributes of a notice, for subscription filter policies (docs/events.md).
+
+    Every notice carries ``app``, ``environment`` (``none`` when about no environment), ``outcome`` (the
+    deployment's, or ``AWAITING_APPROVAL``/``AWAITING_DECISION`` for a request to a person) and
+    ``severity`` (``critical`` only when traffic could not be restored; by outcome otherwise).
+    """
+    try:
+        default: Severity = _SEVERITY.get(Outcome(outcome), "warning")  # type: ignore[assignment]
+    except ValueError:
+        default = "warning"
+    return {
+        "app": app,
+        "environment": environment or NO_ENVIRONMENT,
+        "outcome": outcome,
+        "severity": severity or default,
+        "deployment_id": deployment_id,
+        **extra,
+    }
+
 
 NOTICE_LEASE_SECONDS = 60.0
 """How long a claim on a notice holds before another try may take it over: a stage's whole timeout."""

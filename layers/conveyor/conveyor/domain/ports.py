@@ -6,12 +6,13 @@ and the tests' fakes implement it in memory (``tests/fakes/ports.py``). Nothing 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.events import LifecycleEvent
 from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 
@@ -255,3 +256,9 @@ class HttpProber(Protocol):
 # --- notifications ----------------------------------------------------------------------------------
 class Notifier(Protocol):
     def publish(self, subject: str, message: str, attributes: dict[str, str]) -> str: ...
+
+
+class EventBus(Protocol):
+    def put(self, events: Sequence[LifecycleEvent]) -> int:
+        """Put every event on the bus (in order, batched); the number put. ``EventPublishError`` otherwise."""
+        ...

@@ -24,7 +24,7 @@ from typing import Any
 from conveyor.domain.contracts import ApprovalRequest, ApprovalTicket
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.locks import release_deployment_locks
-from conveyor.domain.notices import publish_once
+from conveyor.domain.notices import notice_attributes, publish_once
 from conveyor.domain.ports import Ledger, LockTable, Notifier
 from conveyor.domain.time_scale import UNSCALED, TimeScale, duration_text
 from conveyor.domain.timing import timed_stage, utcnow
@@ -121,12 +121,14 @@ def request_approval(
             lambda: notifier.publish(
                 subject,
                 message,
-                {
-                    "app": deployment.app,
-                    "environment": env.name,
-                    "kind": request.kind,
-                    "deployment_id": deployment.deployment_id,
-                },
+                notice_attributes(
+                    app=deployment.app,
+                    deployment_id=deployment.deployment_id,
+                    outcome="AWAITING_APPROVAL" if request.kind == "approval" else "AWAITING_DECISION",
+                    environment=env.name,
+                    severity="warning",
+                    kind=request.kind,
+                ),
             ),
         )
         detail.update(kind=request.kind, status="awaiting", message_id=message_id, expires_at=expires_at.isoformat())

@@ -32,7 +32,7 @@ from conveyor.domain.contracts import ExecutionEnded, Outcome, Reconciliation, R
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError
 from conveyor.domain.locks import release_recorded_locks
-from conveyor.domain.notices import publish_once, render_failure
+from conveyor.domain.notices import notice_attributes, publish_once, render_failure
 from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
 from conveyor.domain.ports import Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
@@ -293,9 +293,12 @@ def _notify(
     subject, message = render_failure(
         record, record.status, stage, str(environment) if environment else None, str(failure.get("reason") or reason)
     )
-    attributes = {"app": record.app, "outcome": record.status.value, "deployment_id": record.deployment_id}
-    if record.status is Outcome.ROLLBACK_FAILED:
-        attributes["severity"] = "critical"
+    attributes = notice_attributes(
+        app=record.app,
+        deployment_id=record.deployment_id,
+        outcome=record.status.value,
+        environment=str(environment) if environment else None,
+    )
     message_id = publish_once(
         ledger,
         record.deployment_id,

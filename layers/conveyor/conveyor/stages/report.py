@@ -25,7 +25,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_deployment_locks, release_recorded_locks
-from conveyor.domain.notices import publish_once, render_failure, render_success
+from conveyor.domain.notices import notice_attributes, publish_once, render_failure, render_success
 from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
 from conveyor.domain.ports import Ledger, LockTable, Notifier
 from conveyor.domain.pushed_object import PushedObject
@@ -113,9 +113,9 @@ def notify_failure(
         )
         record = ledger.get(deployment_id) or record
         subject, message = render_failure(record, outcome, stage, environment, reason)
-        attributes = {"app": record.app, "outcome": outcome.value, "deployment_id": deployment_id}
-        if outcome is Outcome.ROLLBACK_FAILED:
-            attributes["severity"] = "critical"
+        attributes = notice_attributes(
+            app=record.app, deployment_id=deployment_id, outcome=outcome.value, environment=environment
+        )
         message_id = publish_once(
             ledger,
             deployment_id,
@@ -183,11 +183,17 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, lo
         notified = False
         if deployment.notifications.on_success:
             subject, message = render_success(deployment, record)
+            success_attributes = notice_attributes(
+                app=deployment.app,
+                deployment_id=deployment.deployment_id,
+                outcome=Outcome.SUCCEEDED.value,
+                environment=deployment.environments[-1].name if deployment.environments else None,
+            )
             detail["message_id"] = publish_once(
                 ledger,
                 deployment.deployment_id,
                 f"{deployment.execution_arn}#success",
-                lambda: notifier.publish(subject, message, {"app": deployment.app, "outcome": Outcome.SUCCEEDED.value}),
+                lambda: notifier.publish(subject, message, success_attributes),
             )
             notified = True
     emit_outcome_metrics(record, Outcome.SUCCEEDED)

@@ -1,0 +1,16 @@
+"""Publish: turns the ledger table's stream into Conveyor's lifecycle events on EventBridge (the outbox relay)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from conveyor import runtime
+from conveyor.adapters.dynamodb_stream import ledger_changes
+from conveyor.observability import logger, metrics, tracer
+from conveyor.stages.publish import publish_changes
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return publish_changes(ledger_changes(event), bus=runtime.event_bus()).model_dump(mode="json")
