@@ -53,7 +53,7 @@ ENDED = frozenset(
 class LedgerChange(BaseModel):
     """One stream record of the ledger table, its images already plain JSON values (the adapter's work)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     event_name: Literal["INSERT", "MODIFY", "REMOVE"]
     keys: dict[str, str]
@@ -64,7 +64,7 @@ class LedgerChange(BaseModel):
 class LifecycleEvent(BaseModel):
     """What every lifecycle event carries."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     DETAIL_TYPE: ClassVar[str]
 

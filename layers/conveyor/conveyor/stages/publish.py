@@ -21,7 +21,7 @@ from conveyor.observability import logger
 class Publication(BaseModel):
     """What one batch of ledger changes published."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     changes: int
     published: int
