@@ -38,7 +38,7 @@ from conveyor_cli.context import (
     wants_local,
     warn,
 )
-from conveyor_cli.output import print_json, print_table
+from conveyor_cli.output import print_json, print_table, progress
 from conveyor_cli.packaging import build_bundle
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
@@ -205,14 +205,15 @@ def _status(args: argparse.Namespace, cloud: Cloud) -> int:
             print(f"the latest push: {latest.pushed_object}", file=out, flush=True)
     if args.wait:
         print(f"waiting for {args.id} ...", file=out, flush=True)
-
-        def live(event: StageEvent, origin: float) -> None:
-            print(render_event(event, origin), file=out, flush=True)
-
         try:
-            record = operations.wait(
-                cloud, args.id, timeout=args.timeout, on_event=live, appear_within=args.start_timeout
-            )
+            with progress(out, f"following {args.id}") as show:
+
+                def live(event: StageEvent, origin: float) -> None:
+                    show(render_event(event, origin))
+
+                record = operations.wait(
+                    cloud, args.id, timeout=args.timeout, on_event=live, appear_within=args.start_timeout
+                )
         except TimeoutError as exc:
             print(f"conveyor: {exc}", file=sys.stderr)
             return ExitCode.WAIT_TIMED_OUT

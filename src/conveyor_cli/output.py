@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -38,6 +39,20 @@ def console(file: TextIO | None = None) -> Console:
     terminal = out.isatty()
     width = None if terminal else int(os.environ.get("COLUMNS") or PIPED_WIDTH)
     return _Console(file=out, width=width, soft_wrap=False, highlight=False, emoji=False)
+
+
+@contextmanager
+def progress(file: TextIO, what: str) -> Iterator[Callable[[str], None]]:
+    """Print lines as they come; on a terminal, under a spinner that says what is awaited (rich's status).
+
+    Piped (CI logs), the lines alone: no control characters in a log file.
+    """
+    if not file.isatty():
+        yield lambda line: print(line, file=file, flush=True)
+        return
+    terminal = console(file)
+    with terminal.status(what, spinner="dots"):
+        yield lambda line: terminal.print(line, markup=False, highlight=False)
 
 
 def print_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> None:
