@@ -561,7 +561,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "stack_name": "conveyor",
     "profile": None,
     "region": None,
-    "output": "table",
+    "output_format": "table",
 }
 """The global options' values when the line names none (they are parsed with no default, see below)."""
 
@@ -571,15 +571,19 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
 
     Each parser on the line gets them with no default (``SUPPRESS``), so one given before the command is not
     reset by the command's parser; ``settle_global_options`` fills in what none named. An option a command
-    already defines itself is left to it.
+    already defines itself is left to it; ``--output`` is stored as ``output_format`` (``args.json`` says
+    whether it is JSON), so a command with an ``--output FILE`` of its own keeps its own value.
     """
     options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         (("--local",), {"action": "store_true", "help": "use the embedded local cloud (or CONVEYOR_LOCAL=1)"}),
         (("--stack-name",), {"help": "the deployed stack on AWS (default: conveyor)"}),
         (("--profile",), {"help": "the AWS profile (default: AWS_PROFILE, as the AWS CLI)"}),
         (("--region",), {"help": "the AWS region (default: AWS_REGION / the profile's, as the AWS CLI)"}),
-        (("--output",), {"choices": ("json", "table"), "help": "table (default) or json"}),
-        (("--json",), {"action": "store_const", "const": "json", "dest": "output", "help": "same as --output json"}),
+        (("--output",), {"choices": ("json", "table"), "dest": "output_format", "help": "table (default) or json"}),
+        (
+            ("--json",),
+            {"action": "store_const", "const": "json", "dest": "output_format", "help": "same as --output json"},
+        ),
     ]
     for flags, settings in options:
         if any(flag in parser._option_string_actions for flag in flags):
@@ -602,8 +606,8 @@ def settle_global_options(args: argparse.Namespace) -> argparse.Namespace:
         if not hasattr(args, name):
             setattr(args, name, default)
     if getattr(args, "json", None) is True:  # a command's own --json flag
-        args.output = "json"
-    args.json = args.output == "json"
+        args.output_format = "json"
+    args.json = args.output_format == "json"
     return args
 
 
