@@ -106,3 +106,14 @@ def test_output_cut_short_by_a_closed_pipe_ends_quietly(
         monkeypatch.undo()
         pipe.close()
     assert capsys.readouterr().err == ""
+
+
+def test_every_command_takes_the_global_options_after_its_name() -> None:
+    # Given the whole parser (a command added later is walked the same way)
+    parser = cli.build_parser()
+    # Then each command's own parser knows every global option, so none is refused after the command
+    commands = list(cli._parsers(parser))
+    assert len(commands) > 20
+    for command in commands:
+        for flag in ("--local", "--stack-name", "--profile", "--region", "--output", "--json"):
+            assert flag in command._option_string_actions, (command.prog, flag)
