@@ -272,8 +272,8 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         serving = now if now is not None else (env.version_after if env.status is EnvironmentStatus.LIVE else None)
         serving = serving or env.version_before
         lines.append(
-            f"  {name:<11} {env.function_name}:{env.alias}  alias before: {env.version_before}"
-            f"  after: {serving}  ({env.status})"
+            f"  {name:<11} {env.function_name or '-'}:{env.alias or '-'}  alias before: {env.version_before or 'none'}"
+            f"  after: {serving or 'none'}  ({env.status or 'not reached'})"
             + (
                 f"  waiting for {env.waiting_for} (position {env.position})"
                 if env.status is EnvironmentStatus.QUEUED
@@ -284,13 +284,13 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         if env.status is EnvironmentStatus.AWAITING_APPROVAL:
             what = "approval" if approval.get("kind") == "approval" else "a decision (paused: promote or roll back)"
             lines.append(
-                f"    awaits {what} until {approval.get('expires_at')}: run `{approval.get('command')}` "
+                f"    awaits {what} until {when(approval.get('expires_at'))}: run `{approval.get('command')}` "
                 f'or `conveyor reject {record.deployment_id} --env {name} --reason "..."`'
             )
         elif approval.get("decided_at"):
             who = approval.get("approved_by") or approval.get("rejected_by")
             why = f": {approval['reason']}" if approval.get("reason") else ""
-            lines.append(f"    {approval.get('decision')} by {who} at {approval.get('decided_at')}{why}")
+            lines.append(f"    {approval.get('decision')} by {who} at {when(approval.get('decided_at'))}{why}")
     return lines
 
 

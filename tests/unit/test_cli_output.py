@@ -142,3 +142,18 @@ def test_history_shows_when_it_started_and_a_manual_rollback_after_it() -> None:
     assert row[4] == (NOW - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%SZ")
     assert row[5] == "5 min"
     assert row[6] == "production rolled back by hand by alice at 2026-12-03 10:00:00Z (to version 3)"
+
+
+def test_a_first_deployment_reads_none_before_not_a_python_none() -> None:
+    first = record(
+        environments={
+            "staging": EnvironmentEntry(
+                status=EnvironmentStatus.LIVE, function_name="hello-staging", alias="live", version_after="1"
+            ),
+            "production": EnvironmentEntry(),
+        }
+    )
+    shown = render(first)
+    assert "alias before: none  after: 1  (LIVE)" in shown
+    assert "(not reached)" in shown
+    assert "None" not in shown
