@@ -327,9 +327,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
     """Stop a rollout; the reconciler restores it (one code path with a stop from the console), then report."""
     from conveyor_cli.abort import abort
 
-    if len(args.target) > 2:
-        raise CliError(f"abort takes a deployment id, or an app and an environment (got {' '.join(args.target)})")
-    deployment_id, app_env = (args.target[0], None) if len(args.target) == 1 else (None, tuple(args.target))
+    deployment_id, app_env = (args.target, None) if args.env is None else (None, (args.target, args.env))
     result = abort(
         _cloud(args),
         deployment_id=deployment_id,
@@ -488,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stop a deployment's execution; the reconciler restores every environment it was rolling out, "
         "closes the record ABORTED with who aborted it, releases its locks and notifies once.",
     )
-    abort.add_argument("target", nargs="+", metavar="ID | APP ENV", help="a deployment id, or an app and environment")
+    abort.add_argument("target", metavar="ID|APP", help="a deployment id, or an app (with ENV)")
+    abort.add_argument("env", nargs="?", metavar="ENV", help="the environment of APP whose rollout to abort")
     abort.add_argument("--reason", help="why; recorded in the ledger and the notification")
     abort.add_argument("--by", help="who aborts (default: $CONVEYOR_USER or the login name)")
     abort.add_argument("--timeout", type=float, default=300, help="seconds to wait for the restore (default 300)")
