@@ -113,7 +113,10 @@ def cmd_local_traffic(args: argparse.Namespace) -> int:
 
 def cmd_local_env(_: argparse.Namespace) -> int:
     """The exports that point any AWS client and every later ``conveyor`` (from any folder) at the local cloud."""
-    where = state_dir()
+    found = resolve_state_dir()
+    if found.note():
+        warn(str(found.note()))  # stderr: stdout is for `eval`
+    where = found.path
     exports = {**client_env(read_state(where)), "CONVEYOR_LOCAL": "1", STATE_DIR_ENV: str(where)}
     for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
