@@ -7,7 +7,7 @@ import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -282,6 +282,10 @@ def wait(
     )
 
 
+S3_TIME_PRECISION = timedelta(seconds=1)
+"""S3's ``LastModified`` is to the second: a push in the same second as the newest record may be the newer."""
+
+
 @dataclass(frozen=True)
 class Latest:
     """The latest deployment, and the pushed object it comes from when the ledger does not know it yet."""
@@ -319,7 +323,7 @@ def latest_deployment(cloud: Cloud) -> Latest | None:
     records = ledger(cloud).history(limit=1)
     newest = records[0] if records else None
     pushed = newest_push(cloud)
-    if pushed is not None and (newest is None or pushed[1] >= newest.created_at):
+    if pushed is not None and (newest is None or pushed[1] >= newest.created_at - S3_TIME_PRECISION):
         key = pushed[0]
         try:
             head = cloud.client("s3").head_object(Bucket=cloud.outputs.bucket, Key=key)
