@@ -161,7 +161,7 @@ def render_event(event: StageEvent, origin: float) -> str:
     offset = event.started_at.timestamp() - origin
     env = event.environment or "-"
     return (
-        f"  +{offset:6.2f}s  {env:<11} {event.stage:<17} {event.status:<9} {event.duration_ms:>8.1f} ms  "
+        f"  +{offset:6.2f}s  {env:<11} {event.stage:<17} {event.status:<12} {event.duration_ms:>8.1f} ms  "
         f"{describe_event(event)}"
     )
 
