@@ -117,3 +117,16 @@ def test_every_command_takes_the_global_options_after_its_name() -> None:
     for command in commands:
         for flag in ("--local", "--stack-name", "--profile", "--region", "--output", "--json"):
             assert flag in command._option_string_actions, (command.prog, flag)
+
+
+def test_an_unknown_profile_is_a_one_line_error_naming_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an AWS config without the profile asked for
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.delenv("CONVEYOR_LOCAL", raising=False)
+    # When a command names it after the command
+    assert cli.main(["outputs", "--profile", "nope"]) == 1
+    # Then the reason names the profile, with no traceback
+    assert "nope" in capsys.readouterr().err
