@@ -174,8 +174,8 @@ def render_header(record: DeploymentRecord) -> str:
     )
 
 
-HISTORY_COLUMNS = ("deployment", "app", "version", "outcome", "started", "took", "since")
-"""The columns of ``conveyor history``; ``since`` says what happened to a release after it ended (rolled back)."""
+HISTORY_COLUMNS = ("deployment", "app", "version", "outcome", "started", "took", "afterwards")
+"""The columns of ``conveyor history``; ``afterwards`` says what happened to a release after it ended (rolled back)."""
 
 
 def manual_rollbacks(record: DeploymentRecord) -> list[str]:
