@@ -56,13 +56,35 @@ def test_status_wait_right_after_a_plain_upload_follows_that_push(
     pushed = stage.upload(artifact_key("hello", "0.20.0"), bundle)
 
     # When the user follows "the latest deployment" at once, with the global options after the command
-    code, out, err = run(capsys, "status", "--wait", "--local", "--output", "json", "--timeout", "120")
+    code, out, _ = run(capsys, "status", "--wait", "--local", "--output", "json", "--timeout", "120")
 
     # Then it follows that push (not an earlier deployment, not "no deployments yet") to its end
     document = json.loads(out)
     assert document["deployment_id"] == pushed
     assert (code, document["status"]) == (0, "SUCCEEDED")
-    assert f"deployment {pushed}" in err  # it said which push it follows
+
+
+def test_status_wait_on_a_push_nothing_picks_up_names_it_and_says_why(
+    stage: Stage, pipeline: Callable[..., None], user: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given the artifact rule switched off (an EventBridge outage): a push that no execution will ever record
+    pipeline(allow_downgrade=True)
+    events = stage.cloud.client("events")
+    rule = next(r["Name"] for r in events.list_rules()["Rules"] if "aws.s3" in r.get("EventPattern", ""))
+    events.disable_rule(Name=rule)
+    try:
+        pushed = stage.upload(artifact_key("hello", "0.20.9"), stage.bundle(EXAMPLES / "hello", "0.20.9").read_bytes())
+        # When the user follows the latest deployment, giving a push no time to be picked up
+        code, out, err = run(capsys, "status", "--wait", "--local", "--start-timeout", "0", "--timeout", "60")
+    finally:
+        events.enable_rule(Name=rule)
+
+    # Then it followed that push (derived from the object, not the ledger's newest), and says plainly that
+    # nothing picked it up and where to look, at once rather than after --timeout
+    assert code == 1
+    assert f"the latest push: s3://{stage.cloud.outputs.bucket}/{artifact_key('hello', '0.20.9')}" in out
+    assert f"deployment {pushed} was not picked up" in err
+    assert "EventBridge rule" in err
 
 
 def test_rollback_to_an_app_version_and_history_shows_it(
