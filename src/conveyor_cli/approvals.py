@@ -1,4 +1,4 @@
-"""``conveyor approve`` / ``conveyor reject``: answer a deployment that waits for a person.
+"""``conveyor approve`` / ``reject`` / ``promote``: answer a deployment that waits for a person.
 
 The decision itself is the library's (``conveyor.domain.decisions``); this says who decides and runs it
 with the cloud's ledger and Step Functions.
@@ -12,7 +12,9 @@ from typing import Any
 
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.domain import decisions
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConveyorError
+from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
@@ -45,3 +47,55 @@ def decide(
         )
     except ConveyorError as exc:
         raise CliError(str(exc)) from exc
+
+
+ROLLING_OUT = frozenset({EnvironmentStatus.DEPLOYED, EnvironmentStatus.VERIFYING, EnvironmentStatus.SHIFTING})
+
+
+def promote(
+    cloud: Cloud, deployment_id: str, *, environment: str | None, reason: str | None, by: str | None = None
+) -> dict[str, Any]:
+    """Finish a rollout paused for a decision now: it goes on to its next step, or live (the approve path).
+
+    Only a paused rollout can be promoted. One that is baking or between linear steps waits in a Step Functions
+    ``Wait`` state, which no API ends early: refused with what it waits for, rather than pretending.
+    """
+    record = operations.ledger(cloud).get(deployment_id)
+    if record is None:
+        raise CliError(f"deployment {deployment_id} is not in the ledger")
+    paused = {
+        name: env
+        for name, env in record.environments.items()
+        if env.status is EnvironmentStatus.AWAITING_APPROVAL and (env.approval or {}).get("kind") == "decision"
+    }
+    if environment is None and len(paused) == 1:
+        environment = next(iter(paused))
+    if environment is not None and environment in paused:
+        return decide(cloud, deployment_id, environment=environment, verdict="approve", reason=reason, by=by)
+    raise CliError(not_promotable(record, environment))
+
+
+def not_promotable(record: DeploymentRecord, environment: str | None) -> str:
+    """Why ``promote`` cannot finish this deployment now, and what can."""
+    deployment_id = record.deployment_id
+    names = [environment] if environment else list(record.environments)
+    for name in names:
+        env = record.environments.get(name)
+        if env is None:
+            continue
+        if env.status is EnvironmentStatus.AWAITING_APPROVAL:
+            return (
+                f"deployment {deployment_id} awaits approval in {name} before anything is deployed there, not a "
+                f"promotion: `conveyor approve {deployment_id} --env {name}`"
+            )
+        if env.status in ROLLING_OUT:
+            weight = f" at {env.weight}%" if env.weight is not None else ""
+            return (
+                f"deployment {deployment_id} is rolling out in {name}{weight} and waits out its bake or step interval "
+                "in a Step Functions Wait state, which cannot be ended early: it goes on by itself after its next "
+                f"health check (`conveyor status {deployment_id} --wait`), or stop it and restore with "
+                f"`conveyor abort {deployment_id}`. Only a rollout paused for a decision (on_inconclusive: pause) "
+                "can be promoted"
+            )
+    where = f" in {environment}" if environment else ""
+    return f"deployment {deployment_id} ({record.status.value}) has no rollout paused for a decision{where}"

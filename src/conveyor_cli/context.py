@@ -2,7 +2,13 @@
 
 ``--local`` or ``CONVEYOR_LOCAL=1`` selects the local cloud (its state file gives the endpoint
 and the stack outputs); otherwise the outputs come from the CloudFormation stack that
-``sam deploy`` created (``--stack-name``, default ``conveyor``, as in samconfig.toml).
+``sam deploy`` created (``--stack-name``, default ``conveyor``, as in samconfig.toml), read with the
+credentials, profile (``--profile``) and region (``--region``) the AWS CLI would use.
+
+The local cloud's state lives in one directory whatever folder a command runs from (``state_dir``):
+``CONVEYOR_STATE_DIR`` if set (``conveyor local env`` exports it), else the user's data directory
+(``$XDG_DATA_HOME/conveyor``, by default ``~/.local/share/conveyor``). A ``./.conveyor`` left by an earlier
+Conveyor, which kept its state in the working directory, is still found (``StateDir.legacy`` says so).
 
 Either way the CLI talks through one boto3 session of its own (``Cloud.session``), from which it builds
 the library's adapters; it never changes this process's environment to steer them.
@@ -11,6 +17,7 @@ the library's adapters; it never changes this process's environment to steer the
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +26,14 @@ from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.domain.target_identity import Home
 
-from conveyor_local.server import client_env, read_state
+from conveyor_local.server import STATE_FILE, client_env, read_state
 
 STATE_DIR_ENV = "CONVEYOR_STATE_DIR"
+LEGACY_STATE_DIR = Path(".conveyor")
+"""Where Conveyor kept the local cloud's state before it moved to the user's data directory (relative to
+the working directory, which is why every command run elsewhere found no local cloud)."""
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_NAME = "template.yaml"
 REQUIRED_OUTPUTS = ("ArtifactBucketName", "StateMachineArn", "LedgerTableName", "NotificationTopicArn")
 
 
@@ -71,8 +83,69 @@ class Outputs:
         return dict(zip(REQUIRED_OUTPUTS, values, strict=True))
 
 
+def user_data_dir() -> Path:
+    """The user's data directory for Conveyor, as the XDG base directory spec places it."""
+    base = os.environ.get("XDG_DATA_HOME") or ""
+    root = Path(base) if Path(base).is_absolute() else Path.home() / ".local" / "share"  # the spec ignores relative
+    return root / "conveyor"
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """Where the local cloud's state is, and why there."""
+
+    path: Path
+    legacy: bool = False
+    """True when it is a ``./.conveyor`` left by an earlier Conveyor (the data directory holds nothing yet)."""
+
+    def note(self) -> str | None:
+        """What to tell the user about a legacy state directory (None for any other)."""
+        if not self.legacy:
+            return None
+        return (
+            f"using the local cloud state in {self.path} (where an earlier Conveyor kept it, found because "
+            f"{user_data_dir()} holds none): run `conveyor local down`, then move it there, or set "
+            f"{STATE_DIR_ENV}={self.path}"
+        )
+
+
+def _holds_state(path: Path) -> bool:
+    return (path / STATE_FILE).is_file() or (path / "snapshot").is_dir()
+
+
+def resolve_state_dir() -> StateDir:
+    """``CONVEYOR_STATE_DIR``, else the user's data directory, else a ``./.conveyor`` from before (see the module)."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return StateDir(Path(configured).expanduser().resolve())
+    default = user_data_dir()
+    legacy = LEGACY_STATE_DIR.resolve()
+    if not _holds_state(default) and _holds_state(legacy):
+        return StateDir(legacy, legacy=True)
+    return StateDir(default)
+
+
 def state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV, ".conveyor"))
+    """The local cloud's state directory, the same from any working directory (``resolve_state_dir``)."""
+    return resolve_state_dir().path
+
+
+def default_template() -> Path:
+    """The SAM template ``conveyor local up`` provisions: the one of the Conveyor checkout this CLI runs from.
+
+    Not ``./template.yaml``: the CLI works from any folder, and another project's template is not Conveyor's.
+    """
+    template = REPOSITORY_ROOT / TEMPLATE_NAME
+    if not template.is_file():
+        raise CliError(
+            f"no {TEMPLATE_NAME} beside this Conveyor ({REPOSITORY_ROOT}): pass the stack's template with --template"
+        )
+    return template
+
+
+def warn(message: str) -> None:
+    """One line on stderr, as the CLI reports what is not an error."""
+    print(f"conveyor: {message}", file=sys.stderr)
 
 
 def wants_local(flag: bool) -> bool:
@@ -105,18 +178,31 @@ class LocalCloudSession(Session):
 class Cloud:
     """The session, clients and stack outputs of one target (local or AWS)."""
 
-    def __init__(self, *, local: bool, stack_name: str = "conveyor", local_state: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        local: bool,
+        stack_name: str = "conveyor",
+        local_state: Path | None = None,
+        profile: str | None = None,
+        region: str | None = None,
+    ) -> None:
         self.local = local
         self.session: Session
         self.endpoint_url: str | None = None
         if local:
-            state = read_state(local_state or state_dir())
+            # The local cloud has one region and fake credentials: --profile and --region do not apply.
+            where = local_state or state_dir()
+            state = read_state(where)
             local_session = LocalCloudSession(state)
             self.session, self.endpoint_url = local_session, local_session.endpoint_url
-            self.outputs = Outputs.from_mapping(state["outputs"], f"the local cloud ({state_dir()})")
+            self.outputs = Outputs.from_mapping(state["outputs"], f"the local cloud ({where})")
         else:
-            # Credentials, region and profile as the AWS CLI finds them (AWS_PROFILE, ~/.aws/config, ...).
-            self.session = Session()
+            # Credentials as the AWS CLI finds them (--profile or AWS_PROFILE, ~/.aws/config, ...).
+            try:
+                self.session = Session(profile_name=profile, region_name=region)
+            except BotoCoreError as exc:  # ProfileNotFound names the profile
+                raise CliError(str(exc)) from exc
             self.outputs = Outputs.from_mapping(_stack_outputs(self.session, stack_name), f"stack {stack_name!r}")
 
     def client(self, service: str) -> Any:

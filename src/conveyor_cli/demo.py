@@ -82,7 +82,8 @@ def _progressive_story(cloud: Cloud, targets: SampleTargets, workdir: Path, stor
     _say("Switching hello to progressive delivery: a canary in staging, a linear rollout in production")
     spec = operations.apply_pipeline(cloud, EXAMPLES / "pipelines" / "hello-progressive.yaml")
     for env in spec.environments:
-        print(f"  {env.name}: {env.strategy.type}, steps {[step.weight for step in env.traffic_steps()]}%")
+        steps = ", ".join(f"{step.weight}%" for step in env.traffic_steps())
+        print(f"  {env.name}: {env.strategy.type}, steps {steps}")
     print(f"  traffic: `conveyor local traffic hello <env> --rps {DEMO_RPS}` on both aliases, in the background")
     generators = [
         for_environment(cloud, "hello", env, rps=DEMO_RPS, duration_seconds=180).start() for env in targets.functions

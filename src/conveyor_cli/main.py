@@ -1,14 +1,21 @@
 """``conveyor``: the operator CLI. Run ``conveyor --help``.
 
-Every read command has ``--json``. Exit code 0 on success, non-zero with a one-line reason.
+Global options (``--local``, ``--stack-name``, ``--profile``, ``--region``, ``--output json|table``, and ``--json``
+for ``--output json``) go anywhere on the line, before or after the command, as with the AWS CLI. Every read
+command prints a table for people and one JSON document under ``--output json``. Exit code 0 on success,
+non-zero with a one-line reason (``conveyor status``: one code per outcome, see ``status.ExitCode``); output
+cut short by a closed pipe (``| head``) ends quietly.
+
+Each command is a ``cmd_<name>(args) -> int`` function, wired in ``build_parser``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import shlex
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -24,14 +31,28 @@ from conveyor.domain.validation import describe
 from pydantic import ValidationError
 
 from conveyor_cli import ci, operations
-from conveyor_cli.context import CliError, Cloud, state_dir, wants_local
+from conveyor_cli.context import (
+    STATE_DIR_ENV,
+    CliError,
+    Cloud,
+    default_template,
+    resolve_state_dir,
+    state_dir,
+    wants_local,
+    warn,
+)
+from conveyor_cli.output import print_json, print_table, progress
 from conveyor_cli.packaging import build_bundle
 from conveyor_cli.sample import ROOT, SAMPLE_PIPELINE
 from conveyor_cli.status import (
+    HISTORY_COLUMNS,
+    START_TIMEOUT_SECONDS,
     ExitCode,
     as_json,
     exit_code,
     exit_codes_help,
+    history_row,
+    metric_rows,
     not_in_ledger,
     redacted,
     render,
@@ -42,19 +63,25 @@ from conveyor_cli.status import (
 from conveyor_local.persistence import RestoreSummary
 from conveyor_local.server import LocalCloudError, client_env, read_state, start_background, stop
 
+EXIT_BROKEN_PIPE = 141
+"""What a command whose output pipe closed exits with: 128 + SIGPIPE, as a shell reports ``cmd | head``."""
+
 
 def _print(document: Any) -> None:
-    print(json.dumps(document, indent=2, default=str))
+    print_json(document)
 
 
 def _cloud(args: argparse.Namespace) -> Cloud:
-    return Cloud(local=wants_local(args.local), stack_name=args.stack_name)
+    return Cloud(local=wants_local(args.local), stack_name=args.stack_name, profile=args.profile, region=args.region)
 
 
 # --- local ---------------------------------------------------------------------------------
 def cmd_local_up(args: argparse.Namespace) -> int:
+    where = resolve_state_dir()
+    if where.note():
+        warn(str(where.note()))
     state = start_background(
-        args.port, _template(args.template), state_dir(), args.time_scale, fresh=args.fresh, restart=args.restart
+        args.port, _template(args.template), where.path, args.time_scale, fresh=args.fresh, restart=args.restart
     )
     already = " already" if state.get("already_running") else ""
     print(f"local cloud{already} running at {state['endpoint']} (pid {state['pid']}); `eval $(conveyor local env)`")
@@ -70,10 +97,10 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def _template(given: str | None) -> Path:
-    """The template to provision: the one given, else ./template.yaml, else Conveyor's own (from any folder)."""
-    template = Path(given) if given else Path("template.yaml")
-    if given is None and not template.exists():
-        template = ROOT / "template.yaml"
+    """The template to provision: the one given, else Conveyor's own (``default_template``, from any folder)."""
+    if given is None:
+        return default_template()
+    template = Path(given)
     if not template.exists():
         raise CliError(f"{template}: no such template (--template names Conveyor's template.yaml)")
     return template
@@ -168,7 +195,13 @@ def cmd_local_inbox(args: argparse.Namespace) -> int:
 
 
 def cmd_local_env(_: argparse.Namespace) -> int:
-    for name, value in {**client_env(read_state(state_dir())), "CONVEYOR_LOCAL": "1"}.items():
+    """The exports that point any AWS client and every later ``conveyor`` (from any folder) at the local cloud."""
+    found = resolve_state_dir()
+    if found.note():
+        warn(str(found.note()))  # stderr: stdout is for `eval`
+    where = found.path
+    exports = {**client_env(read_state(where)), "CONVEYOR_LOCAL": "1", STATE_DIR_ENV: str(where)}
+    for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     return 0
 
@@ -179,8 +212,7 @@ def cmd_outputs(args: argparse.Namespace) -> int:
     if args.json:
         _print(outputs)
     else:
-        for name, value in outputs.items():
-            print(f"{name:<22} {value}")
+        print_table(("output", "value"), outputs.items())
     return 0
 
 
@@ -270,21 +302,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, cloud: Cloud) -> int:
     ledger = operations.ledger(cloud)
+    # The live view goes to stderr under --json, so stdout stays one JSON document.
+    out = sys.stderr if args.json else sys.stdout
     if args.id is None:
-        records = ledger.history(limit=1)
-        if not records:
-            raise CliError(f"no deployments in the ledger ({cloud.outputs.ledger_table}) yet")
-        args.id = records[0].deployment_id
+        # The newest push counts even before an execution recorded it: `aws s3 cp` then `status --wait` follows it.
+        latest = operations.latest_deployment(cloud)
+        if latest is None:
+            raise CliError(
+                f"no deployments in the ledger ({cloud.outputs.ledger_table}) and no bundle under "
+                f"s3://{cloud.outputs.bucket}/artifacts/ yet: push one with `conveyor push`"
+            )
+        args.id = latest.deployment_id
+        if latest.pushed_object:
+            print(f"the latest push: {latest.pushed_object}", file=out, flush=True)
     if args.wait:
-        # The live view goes to stderr under --json, so stdout stays one JSON document.
-        out = sys.stderr if args.json else sys.stdout
         print(f"waiting for {args.id} ...", file=out, flush=True)
-
-        def live(event: StageEvent, origin: float) -> None:
-            print(render_event(event, origin), file=out, flush=True)
-
         try:
-            record = operations.wait(cloud, args.id, timeout=args.timeout, on_event=live)
+            with progress(out, f"following {args.id}") as show:
+
+                def live(event: StageEvent, origin: float) -> None:
+                    show(render_event(event, origin))
+
+                record = operations.wait(
+                    cloud, args.id, timeout=args.timeout, on_event=live, appear_within=args.start_timeout
+                )
         except TimeoutError as exc:
             print(f"conveyor: {exc}", file=sys.stderr)
             return ExitCode.WAIT_TIMED_OUT
@@ -310,22 +351,24 @@ def cmd_history(args: argparse.Namespace) -> int:
     records = operations.ledger(_cloud(args)).history(app=args.app, limit=args.limit)
     if args.json:
         _print([redacted(r.model_dump(mode="json", exclude={"events"})) for r in records])
+    elif not records:
+        print("no deployments yet")
     else:
-        for record in records:
-            print(render_header(record))
+        print_table(HISTORY_COLUMNS, (history_row(record) for record in records))
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from conveyor_cli.rollback import manual_rollback
 
-    result = manual_rollback(_cloud(args), args.app, args.env, args.to)
+    result = manual_rollback(_cloud(args), args.app, args.env, args.lambda_version, to_release=args.to)
     if args.json:
         _print(result)
     else:
+        serves = f", serving {result['serves']}" if result.get("serves") else ""
         print(
             f"{result['function_name']}:{result['alias']} restored to version {result['restored_version']} "
-            f"(was {result['rolled_back_from']}) in {result['duration_ms']} ms, routing cleared"
+            f"(was {result['rolled_back_from']}){serves} in {result['duration_ms']} ms, routing cleared"
         )
     return 0
 
@@ -388,8 +431,62 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json:
         _print(metrics.model_dump(mode="json"))
     else:
-        for name, value in metrics.model_dump().items():
-            print(f"{name:<32} {value}")
+        print_table(("metric", "value"), metric_rows(metrics.model_dump()))
+    return 0
+
+
+def cmd_abort(args: argparse.Namespace) -> int:
+    """Stop a rollout; the reconciler restores it (one code path with a stop from the console), then report."""
+    from conveyor_cli.abort import abort
+
+    deployment_id, app_env = (args.target, None) if args.env is None else (None, (args.target, args.env))
+    result = abort(
+        _cloud(args),
+        deployment_id=deployment_id,
+        app_environment=app_env,
+        by=args.by or _operator(),
+        reason=args.reason,
+        timeout=args.timeout,
+    )
+    if args.json:
+        _print(result.model_dump(mode="json"))
+    else:
+        print(result.describe())
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from conveyor_cli.approvals import promote
+
+    result = promote(_cloud(args), args.id, environment=args.env, reason=args.reason, by=args.by)
+    if args.json:
+        _print(result)
+    else:
+        print(f"{result['deployment_id']} promoted in {result['environment']} by {result['approved_by']}")
+    return 0
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from conveyor_cli.live import LIVE_COLUMNS, live_environments, live_row
+
+    served = live_environments(_cloud(args), args.app)
+    if args.json:
+        _print([entry.model_dump(mode="json") for entry in served])
+    elif not served:
+        print("no pipeline registered yet: `conveyor pipeline apply FILE`")
+    else:
+        print_table(LIVE_COLUMNS, (live_row(entry) for entry in served))
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from conveyor_cli.logs import deployment_logs, render_logs
+
+    found = deployment_logs(_cloud(args), args.id, stage=args.stage)
+    if args.json:
+        _print(found.model_dump(mode="json"))
+    else:
+        print(render_logs(found))
     return 0
 
 
@@ -422,9 +519,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- parser --------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="conveyor", description="Serverless deployment orchestrator.")
-    parser.add_argument("--local", action="store_true", help="use the embedded local cloud (or CONVEYOR_LOCAL=1)")
-    parser.add_argument("--stack-name", default="conveyor", help="the deployed stack on AWS (default: conveyor)")
+    parser = argparse.ArgumentParser(
+        prog="conveyor",
+        description="Serverless deployment orchestrator. Global options go before or after the command.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run the embedded local cloud").add_subparsers(
@@ -432,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up = local.add_parser("up", help="start it in the background, provisioned from template.yaml")
     up.add_argument("--port", type=int, default=4566)
-    up.add_argument("--template", default=None, help="default: ./template.yaml, else Conveyor's own")
+    up.add_argument("--template", help="the SAM template (default: the template.yaml of this Conveyor)")
     up.add_argument(
         "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"
     )
@@ -470,7 +568,6 @@ def build_parser() -> argparse.ArgumentParser:
     traffic.set_defaults(func=cmd_local_traffic)
 
     outputs = commands.add_parser("outputs", help="the stack outputs: bucket, state machine, table, topic")
-    outputs.add_argument("--json", action="store_true")
     outputs.set_defaults(func=cmd_outputs)
 
     package = commands.add_parser("package", help="build a bundle (manifest.json + package.zip) from a directory")
@@ -481,7 +578,6 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--env", action="append", metavar="KEY=VALUE", help="function environment variable")
     package.add_argument("--memory", type=int, help="function memory (MB)")
     package.add_argument("--timeout", type=int, help="function timeout (s)")
-    package.add_argument("--json", action="store_true")
     package.set_defaults(func=cmd_package)
 
     pipeline = commands.add_parser("pipeline", help="register and read pipeline specs")
@@ -499,7 +595,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     push = commands.add_parser("push", help="upload a bundle; prints the deployment id")
     push.add_argument("bundle")
-    push.add_argument("--json", action="store_true")
     push.set_defaults(func=cmd_push)
 
     status = commands.add_parser(
@@ -515,10 +610,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--timeout", type=float, default=900, help="seconds --wait follows it before giving up (default 900)"
     )
+    status.add_argument(
+        "--start-timeout",
+        type=float,
+        default=START_TIMEOUT_SECONDS,
+        help="seconds --wait gives a push to be picked up by an execution before saying none did "
+        f"(default {START_TIMEOUT_SECONDS:g})",
+    )
     # Before outcome codes were the default, `--exit-code` asked for "3 unless SUCCEEDED": still accepted, so
     # scripts that pass it keep failing on every unsuccessful outcome (now with that outcome's own code).
     status.add_argument("--exit-code", action="store_true", help=argparse.SUPPRESS)
-    status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
     ci.register(commands, cloud_of=_cloud)  # ship (package + push + follow) and summary (Markdown), for CI jobs
@@ -526,22 +627,57 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="past deployments from the ledger")
     history.add_argument("--app")
     history.add_argument("--limit", type=int, default=20)
-    history.add_argument("--json", action="store_true")
     history.set_defaults(func=cmd_history)
 
-    rollback = commands.add_parser("rollback", help="restore an environment's alias to the version before")
+    rollback = commands.add_parser("rollback", help="restore an environment's alias to the release before")
     rollback.add_argument("app")
     rollback.add_argument("env")
-    rollback.add_argument("--to", help="a Lambda version number (default: what served before the live deployment)")
-    rollback.add_argument("--json", action="store_true")
+    to = rollback.add_mutually_exclusive_group()
+    to.add_argument(
+        "--to",
+        metavar="APP_VERSION",
+        help="the app version to restore, as its manifest names it (default: what served before the live release)",
+    )
+    to.add_argument("--lambda-version", metavar="N", help="a Lambda version number of the target function instead")
     rollback.set_defaults(func=cmd_rollback)
+
+    abort = commands.add_parser(
+        "abort",
+        help="stop a running rollout and restore its traffic: `abort ID` or `abort APP ENV`",
+        description="Stop a deployment's execution; the reconciler restores every environment it was rolling out, "
+        "closes the record ABORTED with who aborted it, releases its locks and notifies once.",
+    )
+    abort.add_argument("target", metavar="ID|APP", help="a deployment id, or an app (with ENV)")
+    abort.add_argument("env", nargs="?", metavar="ENV", help="the environment of APP whose rollout to abort")
+    abort.add_argument("--reason", help="why; recorded in the ledger and the notification")
+    abort.add_argument("--by", help="who aborts (default: $CONVEYOR_USER or the login name)")
+    abort.add_argument("--timeout", type=float, default=300, help="seconds to wait for the restore (default 300)")
+    abort.set_defaults(func=cmd_abort)
+
+    promote = commands.add_parser(
+        "promote",
+        help="finish a rollout paused for a decision now (after its checks): it goes on to the next step or live",
+    )
+    promote.add_argument("id", help="deployment id")
+    promote.add_argument("--env", help="the environment (default: the one paused)")
+    promote.add_argument("--reason", help="recorded in the ledger")
+    promote.add_argument("--by", help="who promotes (default: $CONVEYOR_USER or the login name)")
+    promote.set_defaults(func=cmd_promote)
+
+    live = commands.add_parser("live", help="what each environment serves: release, weights, since when, by whom")
+    live.add_argument("app", nargs="?", help="one app (default: every registered pipeline)")
+    live.set_defaults(func=cmd_live)
+
+    logs = commands.add_parser("logs", help="a deployment's stage events and its stages' Lambda log lines")
+    logs.add_argument("id", help="deployment id")
+    logs.add_argument("--stage", help="only this stage (e.g. EvaluateHealth)")
+    logs.set_defaults(func=cmd_logs)
 
     reconcile = commands.add_parser(
         "reconcile",
         help="close executions that ended without finishing: given ARNs, or what the reconcile dead-letter queue holds",
     )
     reconcile.add_argument("execution", nargs="*", help="execution ARNs (default: redrive the dead-letter queue)")
-    reconcile.add_argument("--json", action="store_true")
     reconcile.set_defaults(func=cmd_reconcile)
 
     for name, func, what, reason in (
@@ -563,13 +699,11 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("--env", help="the environment (default: the one awaiting approval)")
         decide.add_argument("--reason", **reason)
         decide.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
-        decide.add_argument("--json", action="store_true")
         decide.set_defaults(func=func)
 
     metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
     metrics.add_argument("--app")
     metrics.add_argument("--days", type=float, default=30)
-    metrics.add_argument("--json", action="store_true")
     metrics.set_defaults(func=cmd_metrics)
 
     report = commands.add_parser(
@@ -583,13 +717,91 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the whole story offline: local cloud, good push, bad push, rollback")
     demo.add_argument("--keep-running", action="store_true", help="leave the local cloud up afterwards")
     demo.set_defaults(func=cmd_demo)
+
+    for each in _parsers(parser):  # last, so a command added above (by anyone) takes them too
+        add_global_options(each)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# --- global options ------------------------------------------------------------------------
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "local": False,
+    "stack_name": "conveyor",
+    "profile": None,
+    "region": None,
+    "output_format": "table",
+}
+"""The global options' values when the line names none (they are parsed with no default, see below)."""
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command takes, before or after its name.
+
+    Each parser on the line gets them with no default (``SUPPRESS``), so one given before the command is not
+    reset by the command's parser; ``settle_global_options`` fills in what none named. An option a command
+    already defines itself is left to it; ``--output`` is stored as ``output_format`` (``args.json`` says
+    whether it is JSON), so a command with an ``--output FILE`` of its own keeps its own value.
+    """
+    options: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+        (("--local",), {"action": "store_true", "help": "use the embedded local cloud (or CONVEYOR_LOCAL=1)"}),
+        (("--stack-name",), {"help": "the deployed stack on AWS (default: conveyor)"}),
+        (("--profile",), {"help": "the AWS profile (default: AWS_PROFILE, as the AWS CLI)"}),
+        (("--region",), {"help": "the AWS region (default: AWS_REGION / the profile's, as the AWS CLI)"}),
+        (("--output",), {"choices": ("json", "table"), "dest": "output_format", "help": "table (default) or json"}),
+        (
+            ("--json",),
+            {"action": "store_const", "const": "json", "dest": "output_format", "help": "same as --output json"},
+        ),
+    ]
+    for flags, settings in options:
+        if any(flag in parser._option_string_actions for flag in flags):
+            continue
+        parser.add_argument(*flags, default=argparse.SUPPRESS, **settings)
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every parser of a command under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # an alias names the same parser again
+                yield from _parsers(sub)
+
+
+def settle_global_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Defaults for the global options none named; ``args.json`` says whether the output is JSON."""
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if getattr(args, "json", None) is True:  # a command's own --json flag
+        args.output_format = "json"
+    args.json = args.output_format == "json"
+    return args
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    return settle_global_options(build_parser().parse_args(argv))
+
+
+def _quiet_broken_pipe() -> int:
+    """Output cut short by a closed pipe (``conveyor history | head``): no traceback, and none at exit either
+    (the interpreter flushes stdout once more on the way out: it goes to /dev/null instead)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        return int(args.func(args))
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except (CliError, ConveyorError, LocalCloudError, TimeoutError, FileNotFoundError) as exc:
         print(f"conveyor: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ import io
 import json
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from conveyor.domain.errors import (
     TargetClaimedError,
     TargetIdentityError,
 )
-from conveyor.domain.layout import PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
+from conveyor.domain.layout import ARTIFACT_PREFIX, PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
 from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
@@ -288,12 +290,73 @@ def wait(
     *,
     timeout: float,
     on_event: Callable[[StageEvent, float], None] | None = None,
+    appear_within: float | None = None,
 ) -> DeploymentRecord:
-    """Follow a deployment until it has ended and its execution has stopped."""
+    """Follow a deployment until it has ended and its execution has stopped.
+
+    With ``appear_within``, a deployment that no execution recorded by then, and that no running execution is
+    deploying, ends the wait with ``NotStartedError`` (a push nothing picked up) instead of waiting ``timeout``.
+    """
     return wait_for(
         ledger(cloud),
         deployment_id,
         execution_status=lambda arn: str(execution_status(cloud, arn)["status"]),
         timeout=timeout,
         on_event=on_event,
+        appear_within=appear_within,
+        still_starting=lambda: running_execution_of(cloud, deployment_id) is not None,
     )
+
+
+S3_TIME_PRECISION = timedelta(seconds=1)
+"""S3's ``LastModified`` is to the second: a push in the same second as the newest record may be the newer."""
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The latest deployment, and the pushed object it comes from when the ledger does not know it yet."""
+
+    deployment_id: str
+    pushed_object: str | None = None
+    """``s3://bucket/key (version ...)`` when the deployment was found by its push, not in the ledger."""
+
+
+def newest_push(cloud: Cloud) -> tuple[str, datetime] | None:
+    """The key and time of the newest bundle under ``artifacts/`` (None if none, or the bucket cannot be listed:
+    a CI role may push without the right to list)."""
+    newest: tuple[str, datetime] | None = None
+    try:
+        pages = (
+            cloud.client("s3")
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=cloud.outputs.bucket, Prefix=ARTIFACT_PREFIX)
+        )
+        for item in (item for page in pages for item in page.get("Contents", [])):
+            if newest is None or item["LastModified"] > newest[1]:
+                newest = (str(item["Key"]), item["LastModified"])
+    except (ClientError, BotoCoreError):
+        return None
+    return newest
+
+
+def latest_deployment(cloud: Cloud) -> Latest | None:
+    """The deployment of the newest push, or the newest in the ledger if that is newer (a console re-run).
+
+    Every deployment starts with a push, and its id is derived from the pushed object, so the newest object
+    under ``artifacts/`` names the latest deployment even before its execution has recorded it (``aws s3 cp``
+    then ``conveyor status --wait``). The ledger answers when the bucket cannot be listed.
+    """
+    records = ledger(cloud).history(limit=1)
+    newest = records[0] if records else None
+    pushed = newest_push(cloud)
+    if pushed is not None and (newest is None or pushed[1] >= newest.created_at - S3_TIME_PRECISION):
+        key = pushed[0]
+        try:
+            head = cloud.client("s3").head_object(Bucket=cloud.outputs.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise CliError(f"cannot read s3://{cloud.outputs.bucket}/{key}: {exc}") from exc
+        version_id = head.get("VersionId")
+        derived = deployment_id(cloud.outputs.bucket, key, version_id, head.get("ETag"))
+        if newest is None or derived != newest.deployment_id:
+            return Latest(derived, f"s3://{cloud.outputs.bucket}/{key} (version {version_id}), deployment {derived}")
+    return Latest(newest.deployment_id) if newest is not None else None

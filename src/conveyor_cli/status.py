@@ -12,7 +12,13 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
+from conveyor_cli.context import CliError
+from conveyor_cli.output import human_duration, when
+
 HIDDEN = "(hidden)"
+START_TIMEOUT_SECONDS = 120.0
+"""How long ``status --wait`` gives a pushed object to be recorded by an execution before it says none picked it up
+(EventBridge starts one within seconds; a cold ClaimDeployment adds a few more)."""
 TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}
 EXECUTION_POLL_SECONDS = 5.0
 """How often a follower asks whether a deployment's execution stopped before the ledger says it ended."""
@@ -93,44 +99,143 @@ def exit_codes_help() -> str:
     )
 
 
+def plain(value: Any) -> str:
+    """A detail value as a person reads it: lists joined, mappings as ``key value``, nothing Python-shaped."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {plain(item)}" for key, item in value.items()) or "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(plain(item) for item in value) or "-"
+    return str(value)
+
+
+def _versions(versions: Any) -> str:
+    """Finalize's ``{env: {before, after}}`` as ``staging v3 -> v4, production v3 -> v4``."""
+    if not isinstance(versions, dict):
+        return plain(versions)
+    moves = []
+    for env, move in versions.items():
+        if isinstance(move, dict):
+            before = f"v{move['before']}" if move.get("before") else "none"
+            moves.append(f"{env} {before} -> v{move.get('after')}")
+        else:
+            moves.append(f"{env} {plain(move)}")
+    return ", ".join(moves)
+
+
 def describe_event(event: StageEvent) -> str:
     """One line of evidence for a stage: what it did or why it failed."""
     detail = event.detail
     if "reason" in detail and event.failed:
-        return str(detail["reason"])
+        return plain(detail["reason"])
     match event.stage:
         case "ValidateArtifact":
-            return f"sha256 {str(detail.get('package_sha256', ''))[:12]}..., environments {detail.get('environments')}"
+            digest = str(detail.get("package_sha256") or "")[:12]
+            return f"sha256 {digest}..., environments {plain(detail.get('environments'))}"
         case "Deploy":
             reused = " (reused)" if detail.get("reused") else ""
-            return f"{detail.get('function_name')} version {detail.get('version_after')}{reused}"
+            return f"{plain(detail.get('function_name'))} version {plain(detail.get('version_after'))}{reused}"
         case "ShiftTraffic":
-            return f"weight {detail.get('weight')}% (step {detail.get('step')}/{detail.get('of')})"
+            return f"weight {plain(detail.get('weight'))}% (step {plain(detail.get('step'))}/{plain(detail.get('of'))})"
         case "EvaluateHealth":
-            return f"{event.status.upper()}: {detail.get('reason')}"
+            return f"{event.status.upper()}: {plain(detail.get('reason'))}"
         case "RequestApproval":
-            return f"awaiting a person ({detail.get('kind')}) until {detail.get('expires_at')}"
+            return f"awaiting a person ({plain(detail.get('kind'))}) until {when(detail.get('expires_at'))}"
         case "RollBack":
-            return f"restored version {detail.get('restored_version')} (from {detail.get('rolled_back_from')})"
+            restored, was = plain(detail.get("restored_version")), plain(detail.get("rolled_back_from"))
+            return f"restored version {restored} (from {was})"
+        case "ManualRollback":
+            return (
+                f"by {plain(detail.get('operator'))}: restored version {plain(detail.get('restored_version'))} "
+                f"(from {plain(detail.get('rolled_back_from'))})"
+            )
         case "NotifyFailure":
-            return f"notified: {detail.get('subject')}"
+            return f"notified: {plain(detail.get('subject'))}"
         case "Finalize":
-            return f"versions {detail.get('versions')}"
-    return ""
+            return f"versions {_versions(detail.get('versions'))}"
+    return plain(detail["reason"]) if "reason" in detail else ""
 
 
 def render_event(event: StageEvent, origin: float) -> str:
     offset = event.started_at.timestamp() - origin
     env = event.environment or "-"
     return (
-        f"  +{offset:6.2f}s  {env:<11} {event.stage:<17} {event.status:<9} {event.duration_ms:>8.1f} ms  "
+        f"  +{offset:6.2f}s  {env:<11} {event.stage:<17} {event.status:<12} {event.duration_ms:>8.1f} ms  "
         f"{describe_event(event)}"
     )
 
 
 def render_header(record: DeploymentRecord) -> str:
-    took = f" in {record.duration_seconds:.1f} s" if record.duration_seconds is not None else ""
-    return f"{record.deployment_id}  {record.app} {record.version}  {record.status.value}{took}"
+    took = f" in {human_duration(record.duration_seconds)}" if record.duration_seconds is not None else ""
+    return (
+        f"{record.deployment_id}  {record.app} {record.version}  {record.status.value}{took}"
+        f"  (started {when(record.created_at)})"
+    )
+
+
+HISTORY_COLUMNS = ("deployment", "app", "version", "outcome", "started", "took", "afterwards")
+"""The columns of ``conveyor history``; ``afterwards`` says what happened to a release after it ended (rolled back)."""
+
+
+def manual_rollbacks(record: DeploymentRecord) -> list[str]:
+    """Each environment this deployment made live that was rolled back by hand later: where, by whom, when."""
+    notes = []
+    for name, env in record.environments.items():
+        rollback = env.rollback or {}
+        if env.status is not EnvironmentStatus.ROLLED_BACK or not str(rollback.get("reason", "")).startswith("manual"):
+            continue
+        at = f" at {when(rollback['rolled_back_at'])}" if rollback.get("rolled_back_at") else ""
+        notes.append(
+            f"{name} rolled back by hand by {rollback.get('operator', '?')}{at} "
+            f"(to version {rollback.get('restored_version')})"
+        )
+    return notes
+
+
+def history_row(record: DeploymentRecord) -> tuple[str, ...]:
+    return (
+        record.deployment_id,
+        record.app,
+        record.version,
+        record.status.value,
+        when(record.created_at),
+        human_duration(record.duration_seconds) if record.duration_seconds is not None else "running",
+        "; ".join(manual_rollbacks(record)) or "",
+    )
+
+
+METRIC_LABELS = {
+    "window_days": "window",
+    "deployments": "deployments",
+    "succeeded": "succeeded",
+    "failed_changes": "failed changes",
+    "deployment_frequency_per_day": "deployment frequency",
+    "lead_time_seconds_median": "lead time for changes (median)",
+    "change_failure_rate": "change failure rate",
+    "time_to_restore_seconds_median": "time to restore (median)",
+}
+
+
+def metric_value(name: str, value: Any) -> str:
+    """A DORA value in the unit a person reads: durations human, rates in percent, frequency per day."""
+    if value is None:
+        return "- (no data)"
+    if "seconds" in name and isinstance(value, int | float):
+        return human_duration(float(value))
+    if name.endswith("_rate") and isinstance(value, int | float):
+        return f"{value * 100:.1f}%"
+    if name.endswith("_per_day") and isinstance(value, int | float):
+        return f"{value:.2f} per day"
+    if name == "window_days" and isinstance(value, int | float):
+        return f"{value:g} days"
+    return plain(value)
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    return [
+        (METRIC_LABELS.get(name, name.replace("_", " ")), metric_value(name, value)) for name, value in metrics.items()
+    ]
 
 
 def not_in_ledger(deployment_id: str, *, table: str, running_execution: str | None) -> str:
@@ -170,8 +275,8 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         serving = now if now is not None else (env.version_after if env.status is EnvironmentStatus.LIVE else None)
         serving = serving or env.version_before
         lines.append(
-            f"  {name:<11} {env.function_name}:{env.alias}  alias before: {env.version_before}"
-            f"  after: {serving}  ({env.status})"
+            f"  {name:<11} {env.function_name or '-'}:{env.alias or '-'}  alias before: {env.version_before or 'none'}"
+            f"  after: {serving or 'none'}  ({env.status or 'not reached'})"
             + (
                 f"  waiting for {env.waiting_for} (position {env.position})"
                 if env.status is EnvironmentStatus.QUEUED
@@ -182,13 +287,13 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         if env.status is EnvironmentStatus.AWAITING_APPROVAL:
             what = "approval" if approval.get("kind") == "approval" else "a decision (paused: promote or roll back)"
             lines.append(
-                f"    awaits {what} until {approval.get('expires_at')}: run `{approval.get('command')}` "
+                f"    awaits {what} until {when(approval.get('expires_at'))}: run `{approval.get('command')}` "
                 f'or `conveyor reject {record.deployment_id} --env {name} --reason "..."`'
             )
         elif approval.get("decided_at"):
             who = approval.get("approved_by") or approval.get("rejected_by")
             why = f": {approval['reason']}" if approval.get("reason") else ""
-            lines.append(f"    {approval.get('decision')} by {who} at {approval.get('decided_at')}{why}")
+            lines.append(f"    {approval.get('decision')} by {who} at {when(approval.get('decided_at'))}{why}")
     return lines
 
 
@@ -231,6 +336,10 @@ def as_json(record: DeploymentRecord, execution: dict[str, Any] | None) -> dict[
     return document
 
 
+class NotStartedError(CliError):
+    """A pushed deployment no execution picked up within ``status --wait``'s start timeout."""
+
+
 def wait_for(
     ledger: Ledger,
     deployment_id: str,
@@ -239,16 +348,33 @@ def wait_for(
     timeout: float,
     on_event: Callable[[StageEvent, float], None] | None = None,
     poll_seconds: float = 0.25,
+    appear_within: float | None = None,
+    still_starting: Callable[[], bool] | None = None,
+    closed_only: bool = False,
 ) -> DeploymentRecord:
     """Poll the ledger until the deployment ends and its execution has stopped, reporting new events.
 
     An execution that stopped before the deployment ended (stopped from the console, timed out)
     also ends the wait: the record is then as far as it will ever get (``stopped_note`` says so).
+
+    A deployment not in the ledger yet (its object just pushed) is waited for ``appear_within`` seconds;
+    then, unless ``still_starting()`` says an execution is on its way, ``NotStartedError`` says none picked it up.
+    With ``closed_only``, only the ledger closing the deployment ends the wait (an abort waits for the reconciler).
     """
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     seen, next_ask = 0, 0.0
     while True:
         record = ledger.get(deployment_id)
+        if record is None and appear_within is not None and time.monotonic() - started > appear_within:
+            if still_starting is not None and still_starting():
+                appear_within += EXECUTION_POLL_SECONDS  # an execution is on its way: ask again in a while
+                continue
+            raise NotStartedError(
+                f"deployment {deployment_id} was not picked up: no execution recorded it within "
+                f"{appear_within:.0f} s and none deploying it is running (is the artifact bucket's EventBridge rule "
+                "enabled? was the object pushed under artifacts/<app>/<version>.zip?)"
+            )
         if record is not None:
             for event in record.events[seen:]:
                 if on_event:
@@ -260,7 +386,10 @@ def wait_for(
             if record.execution_arn and (finished or time.monotonic() >= next_ask):
                 execution = execution_status(record.execution_arn)
                 next_ask = time.monotonic() + EXECUTION_POLL_SECONDS
-            if (finished and execution not in ("RUNNING", "PENDING_REDRIVE")) or execution in EXECUTION_ENDED:
+            if closed_only:
+                if finished:
+                    return record
+            elif (finished and execution not in ("RUNNING", "PENDING_REDRIVE")) or execution in EXECUTION_ENDED:
                 # (an execution that cannot be described, e.g. past its retention, does not hold a finished one)
                 return ledger.get(deployment_id) or record
         if time.monotonic() > deadline:

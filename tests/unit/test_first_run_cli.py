@@ -17,12 +17,12 @@ def test_local_up_provisions_conveyor_s_own_template_from_any_folder(
     assert cli._template(None) == ROOT / "template.yaml"
 
 
-def test_local_up_prefers_the_template_of_the_folder_it_runs_in(
+def test_local_up_never_takes_another_project_s_template_from_the_folder_it_runs_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "template.yaml").write_text("Resources: {}\n")
-    assert cli._template(None) == Path("template.yaml")
+    assert cli._template(None) == ROOT / "template.yaml"
 
 
 def test_local_up_names_a_template_that_is_not_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

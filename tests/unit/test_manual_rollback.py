@@ -81,3 +81,79 @@ def test_without_a_recorded_earlier_version_it_asks_for_one() -> None:
     with pytest.raises(NothingToRollBackError, match="name one with --to"):
         _roll_back(targets, locks, ledger)
     assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
+
+
+def _release(ledger: object, deployment_id: str, version: str, lambda_version: str, status: object) -> None:
+    """A deployment of hello ``version`` that published ``lambda_version`` in staging and ended ``status``."""
+    from datetime import timedelta
+
+    from conveyor.domain.contracts import Outcome
+    from conveyor.domain.records import DeploymentRecord
+    from conveyor.domain.timing import utcnow
+
+    created = utcnow() - timedelta(hours=int(lambda_version))
+    ledger.start(  # type: ignore[attr-defined]
+        DeploymentRecord(
+            deployment_id=deployment_id,
+            app="hello",
+            version=version,
+            status=status,  # type: ignore[arg-type]
+            created_at=created,
+            updated_at=created,
+        )
+    )
+    env_status = EnvironmentStatus.LIVE if status is Outcome.SUCCEEDED else EnvironmentStatus.ROLLED_BACK
+    ledger.update_environment(  # type: ignore[attr-defined]
+        deployment_id, "staging", {"status": env_status, "version_after": lambda_version}
+    )
+
+
+def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it() -> None:
+    # Given 0.9.0 went live in staging as Lambda version 1, before the live deployment moved it to 2
+    from conveyor.domain.contracts import Outcome
+
+    targets, locks, ledger = _world()
+    _release(ledger, "d-old", "0.9.0", "1", Outcome.SUCCEEDED)
+    # When the on-call asks for that release by its app version
+    result = manual_rollback(
+        "hello",
+        "staging",
+        None,
+        target=TARGET,
+        lock=LOCK,
+        operator="alice",
+        ledger=ledger,  # type: ignore[arg-type]
+        targets=targets,
+        locks=locks,
+        managed_tag_key="conveyor:managed",
+        to_release="0.9.0",
+    )
+    # Then the alias is back on the Lambda version that carried it, and the rollback says when
+    assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
+    assert result.restored_version == "1"
+    assert result.rolled_back_at is not None
+    assert ledger.get("d-unit").environments["staging"].rollback["rolled_back_at"]  # type: ignore[attr-defined]
+
+
+def test_rollback_to_a_release_that_never_went_live_is_refused_by_name() -> None:
+    from conveyor.domain.contracts import Outcome
+    from conveyor.domain.errors import ReleaseNotFoundError
+
+    targets, locks, ledger = _world()
+    _release(ledger, "d-bad", "0.9.5", "3", Outcome.ROLLED_BACK)
+    for release, message in (("0.9.5", "never went live in staging .*d-bad ROLLED_BACK"), ("7.0.0", "no deployment")):
+        with pytest.raises(ReleaseNotFoundError, match=message):
+            manual_rollback(
+                "hello",
+                "staging",
+                None,
+                target=TARGET,
+                lock=LOCK,
+                operator="alice",
+                ledger=ledger,  # type: ignore[arg-type]
+                targets=targets,
+                locks=locks,
+                managed_tag_key="conveyor:managed",
+                to_release=release,
+            )
+    assert targets.functions["hello-staging"].aliases["live"] == ("2", {})

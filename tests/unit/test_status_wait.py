@@ -65,3 +65,50 @@ def test_a_finished_deployment_is_returned_and_has_no_stopped_note(execution: st
     # Then following it returns at once, with nothing to note
     assert wait_for(ledger, "d-1", execution_status=lambda arn: execution, timeout=5).status is Outcome.SUCCEEDED
     assert stopped_note(record, execution) is None
+
+
+def test_a_push_no_execution_picks_up_ends_the_wait_with_a_clear_reason() -> None:
+    # Given a pushed deployment that never reaches the ledger, and no execution deploying it
+    from conveyor_cli.status import NotStartedError
+
+    asked: list[bool] = []
+
+    def still_starting() -> bool:
+        asked.append(True)
+        return False
+
+    # When it is followed with a start timeout shorter than the wait
+    with pytest.raises(NotStartedError, match="d-pushed was not picked up: no execution recorded it within 0 s"):
+        wait_for(
+            FakeLedger(),
+            "d-pushed",
+            execution_status=lambda arn: "RUNNING",
+            timeout=600,
+            poll_seconds=0,
+            appear_within=0,
+            still_starting=still_starting,
+        )
+    # Then it asked whether an execution was on its way before giving up (not the whole --timeout later)
+    assert asked == [True]
+
+
+def test_a_push_whose_execution_is_on_its_way_is_waited_for() -> None:
+    # Given a deployment whose execution runs but has not recorded it yet, then does
+    ledger = FakeLedger()
+
+    def still_starting() -> bool:
+        started(ledger, Outcome.SUCCEEDED)  # it records the deployment (already ended, for the test)
+        return True
+
+    # When it is followed with a start timeout of 0
+    record = wait_for(
+        ledger,
+        "d-1",
+        execution_status=lambda arn: "SUCCEEDED",
+        timeout=600,
+        poll_seconds=0,
+        appear_within=0,
+        still_starting=still_starting,
+    )
+    # Then following goes on until the record is there and ended
+    assert record.status is Outcome.SUCCEEDED

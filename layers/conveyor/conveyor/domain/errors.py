@@ -173,6 +173,10 @@ class NothingToRollBackError(ConveyorError):
     """A manual rollback found no earlier version in the ledger and was not told one; nothing was changed."""
 
 
+class ReleaseNotFoundError(NothingToRollBackError):
+    """A manual rollback was asked for an app version that never went live in that environment; nothing changed."""
+
+
 class LockWaitTimeoutError(ConveyorError):
     """The environment's lock stayed held by another deployment longer than the pipeline allows to wait."""
 

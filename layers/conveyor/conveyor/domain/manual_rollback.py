@@ -4,21 +4,22 @@ For the on-call when a release that passed its checks turns out bad later. It ta
 function's lock like a deployment does (the same lock, keyed by the function's canonical ARN,
 whatever app or spelling names it: so it never races a deployment; a held lock is refused with
 who holds it), restores the alias to the version it served before the live deployment (or the
-version asked for) at 100% with routing cleared, records the rollback on that deployment in the
-ledger and which release the alias now serves (``ServedRelease``: what the lock's outdated check
-reads), and releases the lock.
+release asked for by its app version, or a Lambda version) at 100% with routing cleared, records
+the rollback on that deployment in the ledger (by whom, when) and which release the alias now
+serves (``ServedRelease``: what the lock's outdated check reads), and releases the lock.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.domain.contracts import Outcome, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import NothingToRollBackError, TargetLockedError
+from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError, TargetLockedError
 from conveyor.domain.pipeline import LambdaTarget
 from conveyor.domain.ports import Ledger, LockTable, Targets
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -42,6 +43,7 @@ class ManualRollback(BaseModel):
     operator: str
     deployment_id: str | None
     serves: str | None
+    rolled_back_at: datetime | None = None
 
 
 def live_deployment(records: list[DeploymentRecord], environment: str, serving: str | None) -> DeploymentRecord | None:
@@ -51,6 +53,42 @@ def live_deployment(records: list[DeploymentRecord], environment: str, serving: 
         if env is not None and env.status is EnvironmentStatus.LIVE and env.version_after == serving:
             return record
     return None
+
+
+def went_live(record: DeploymentRecord, environment: str) -> bool:
+    """Whether ``record``'s release served ``environment``: live there now, its deployment succeeded, or it was
+    rolled back by hand later (only a live release is)."""
+    env = record.environments.get(environment)
+    if env is None or not env.version_after:
+        return False
+    manual = str((env.rollback or {}).get("reason", "")).startswith("manual")
+    return (
+        env.status is EnvironmentStatus.LIVE
+        or record.status is Outcome.SUCCEEDED
+        or (env.status is EnvironmentStatus.ROLLED_BACK and manual)
+    )
+
+
+def lambda_version_of(records: list[DeploymentRecord], environment: str, app: str, release: str) -> str:
+    """The Lambda version that carried ``app`` ``release`` (an app version, as its manifest names it) in
+    ``environment``: the one the newest deployment of it that went live there published.
+
+    A release that was deployed there but never went live (rolled back by its checks) is refused, naming that
+    deployment: restoring a version its own checks failed is not a rollback to a known good state.
+    """
+    deployed = [r for r in records if r.version == release and r.environments.get(environment)]
+    for record in deployed:  # newest first
+        if went_live(record, environment):
+            return str(record.environments[environment].version_after)
+    if deployed:
+        outcomes = ", ".join(f"{r.deployment_id} {r.status.value}" for r in deployed[:3])
+        raise ReleaseNotFoundError(
+            f"{app} {release} never went live in {environment} (deployments: {outcomes}); roll back to a release "
+            "that served there (`conveyor history --app " + app + "`), or name a Lambda version with --lambda-version"
+        )
+    raise ReleaseNotFoundError(
+        f"no deployment of {app} {release} reached {environment} in the ledger; see `conveyor history --app {app}`"
+    )
 
 
 def served_after_rollback(
@@ -109,14 +147,18 @@ def manual_rollback(
     targets: Targets,
     locks: LockTable,
     managed_tag_key: str,
+    to_release: str | None = None,
 ) -> ManualRollback:
-    """Roll ``app``'s ``environment`` (whose ``target`` is locked under ``lock``) back to ``to`` or the version
-    before the live deployment, on behalf of ``operator``."""
+    """Roll ``app``'s ``environment`` (whose ``target`` is locked under ``lock``) back to Lambda version ``to``, the
+    version that carried app version ``to_release`` there, or the version before the live deployment, on behalf
+    of ``operator``."""
     function, alias = target.function_name, target.alias
     serving = targets.alias_version(function, alias)
     records = ledger.history(app=app, limit=200)
     live = live_deployment(records, environment, serving)
     entry = live.environments[environment] if live else None
+    if to_release is not None:
+        to = lambda_version_of(records, environment, app, to_release)
     version = to or (entry.version_before if entry else None)
     if version is None:
         raise NothingToRollBackError(
@@ -162,6 +204,7 @@ def manual_rollback(
             operator=operator,
             deployment_id=live.deployment_id if live else None,
             serves=f"{served.app} {served.version} (deployment {served.deployment_id})" if served else None,
+            rolled_back_at=started_at,
         )
         if live is not None:
             ledger.record_event(
@@ -190,4 +233,12 @@ def manual_rollback(
     return result
 
 
-__all__ = ["LEASE_SECONDS", "ManualRollback", "live_deployment", "manual_rollback", "served_after_rollback"]
+__all__ = [
+    "LEASE_SECONDS",
+    "ManualRollback",
+    "lambda_version_of",
+    "live_deployment",
+    "manual_rollback",
+    "served_after_rollback",
+    "went_live",
+]

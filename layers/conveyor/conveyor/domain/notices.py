@@ -150,14 +150,27 @@ def _verdict_lines(record: DeploymentRecord) -> list[str]:
     return lines
 
 
+UNKNOWN = "-"
+"""The app and version the ledger records for a push whose key does not name them."""
+
+
+def release_name(record: DeploymentRecord) -> str:
+    """What a person calls the deployment's release: ``hello 1.4.2``; for a push whose key names no app and
+    version, the key (``push artifacts/hello.zip``); for one with no key either, the deployment id."""
+    if UNKNOWN not in (record.app, record.version):
+        return f"{record.app} {record.version}"
+    key = record.artifact.get("key")
+    return f"push {key}" if key else f"deployment {record.deployment_id}"
+
+
 def render_failure(
     record: DeploymentRecord, outcome: Outcome, stage: str, environment: str | None, reason: str
 ) -> tuple[str, str]:
     where = environment or "validation"
-    subject = f"[Conveyor] {record.app} {record.version} {where}: {outcome.value}"
+    subject = f"[Conveyor] {release_name(record)} {where}: {outcome.value}"
     artifact = record.artifact
     lines = [
-        f"Deployment {record.deployment_id} of {record.app} {record.version}: {outcome.value}.",
+        f"Deployment {record.deployment_id} of {release_name(record)}: {outcome.value}.",
         "",
         f"What failed: {stage}{f' in {environment}' if environment else ''}",
         f"Why: {reason}",

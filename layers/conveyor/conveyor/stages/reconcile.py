@@ -32,7 +32,7 @@ from conveyor.domain.contracts import ExecutionEnded, Outcome, Reconciliation, R
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError
 from conveyor.domain.locks import release_recorded_locks
-from conveyor.domain.notices import notice_attributes, publish_once, render_failure
+from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
 from conveyor.domain.ports import Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
@@ -306,7 +306,7 @@ def _notify(
         lambda: notifier.publish(subject, message, attributes),
     )
     if restored and record.status is Outcome.ROLLBACK_FAILED:
-        follow_up = f"[Conveyor] {record.app} {record.version}: traffic restored by the reconciler"
+        follow_up = f"[Conveyor] {release_name(record)}: traffic restored by the reconciler"
         text = f"{reason}\n\nDetails: conveyor status {record.deployment_id}"
         message_id = publish_once(
             ledger,

@@ -1,0 +1,116 @@
+"""``conveyor abort ID`` / ``conveyor abort APP ENV``: stop a running rollout and restore its traffic.
+
+One code path with a stop from the console: the CLI stops the deployment's execution (its error and cause name
+who aborted and why), and the reconciler, which Step Functions' "Execution Status Change" event invokes for
+every ABORTED execution, restores each environment the rollout moved, closes the ledger record ABORTED with that
+cause, releases the locks and notifies once. The command then waits for the record to close, so it returns
+with the traffic restored (or says it is not yet).
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.records import DeploymentRecord
+from pydantic import BaseModel
+
+from conveyor_cli import operations
+from conveyor_cli.context import CliError, Cloud
+from conveyor_cli.status import wait_for
+
+ABORT_ERROR = "AbortedByOperator"
+"""The error name a ``conveyor abort`` stops an execution with (it shows in the console, the ledger and the notice)."""
+OPEN = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
+
+
+class Aborted(BaseModel):
+    """What an abort did: the execution it stopped, and the deployment as the reconciler closed it."""
+
+    deployment_id: str
+    execution_arn: str
+    by: str
+    cause: str
+    outcome: str
+    restored: list[str]
+    failure_reason: str | None = None
+
+    def describe(self) -> str:
+        restored = f"; traffic restored in {', '.join(self.restored)}" if self.restored else "; no traffic had moved"
+        return f"{self.deployment_id} {self.outcome}: {self.cause}{restored}"
+
+
+def stop_cause(by: str, reason: str | None) -> str:
+    return f"aborted by {by} with `conveyor abort`" + (f": {reason}" if reason else "")
+
+
+def rollout_of(cloud: Cloud, app: str, environment: str) -> str:
+    """The deployment rolling out in ``app``'s ``environment`` now: the holder of its target's lock."""
+    _, lock = operations.environment_lock(cloud, app, environment)
+    held = operations.locks(cloud).get(lock)
+    if held is None or not held.holder or not held.deployment_id or not held.holder.startswith("arn:"):
+        raise CliError(f"nothing is rolling out in {app}/{environment}: its target's lock ({lock}) is free")
+    return held.deployment_id
+
+
+def open_record(cloud: Cloud, deployment_id: str) -> DeploymentRecord:
+    record = operations.ledger(cloud).get(deployment_id)
+    if record is None:
+        raise CliError(f"deployment {deployment_id} is not in the ledger (check the id with `conveyor history`)")
+    if record.status not in OPEN:
+        raise CliError(f"deployment {deployment_id} has already ended {record.status.value}: nothing to abort")
+    if not record.execution_arn:
+        raise CliError(f"deployment {deployment_id} has no execution recorded: nothing to stop")
+    return record
+
+
+def abort(
+    cloud: Cloud,
+    *,
+    deployment_id: str | None,
+    app_environment: tuple[str, str] | None,
+    by: str,
+    reason: str | None,
+    timeout: float,
+) -> Aborted:
+    """Stop the rollout (by id, or the one in an app's environment) and wait for the reconciler to restore it."""
+    if deployment_id is None:
+        if app_environment is None:
+            raise CliError("abort needs a deployment id, or an app and an environment")
+        deployment_id = rollout_of(cloud, *app_environment)
+    record = open_record(cloud, deployment_id)
+    execution = str(record.execution_arn)
+    cause = stop_cause(by, reason)
+    try:
+        cloud.client("stepfunctions").stop_execution(executionArn=execution, error=ABORT_ERROR, cause=cause)
+    except (ClientError, BotoCoreError) as exc:
+        raise CliError(f"could not stop execution {execution} of deployment {deployment_id}: {exc}") from exc
+    try:
+        closed = wait_for(
+            operations.ledger(cloud),
+            deployment_id,
+            execution_status=lambda arn: str(operations.execution_status(cloud, arn)["status"]),
+            timeout=timeout,
+            closed_only=True,
+        )
+    except TimeoutError as exc:
+        raise CliError(
+            f"execution {execution} was stopped, but the reconciler has not closed deployment {deployment_id} "
+            f"within {timeout:.0f} s; check `conveyor status {deployment_id}`, or run `conveyor reconcile {execution}`"
+        ) from exc
+    restored = [
+        name
+        for name, env in closed.environments.items()
+        if env.status is not None and env.status.value == "ROLLED_BACK" and env.rollback
+    ]
+    return Aborted(
+        deployment_id=deployment_id,
+        execution_arn=execution,
+        by=by,
+        cause=cause,
+        outcome=closed.status.value,
+        restored=restored,
+        failure_reason=(closed.failure or {}).get("reason"),
+    )
+
+
+__all__ = ["ABORT_ERROR", "Aborted", "abort", "rollout_of", "stop_cause"]

@@ -1,0 +1,157 @@
+"""``conveyor live [APP]``: what each environment serves now, its weights, since when and by which deployment.
+
+Read from the two sources of truth: the alias itself (which Lambda versions take what share of traffic) and the
+ledger's ``ServedRelease`` record of that alias (which release that version carries, since when, moved there by
+which deployment or operator). A record whose Lambda version is not the alias's any more is stale (the alias was
+moved outside Conveyor) and is shown as such; a second version taking traffic is the rollout in progress, named
+from the ledger.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.layout import PIPELINE_PREFIX
+from conveyor.domain.records import DeploymentRecord
+from pydantic import BaseModel
+
+from conveyor_cli import operations
+from conveyor_cli.context import CliError, Cloud
+from conveyor_cli.output import when
+
+LIVE_COLUMNS = ("app", "environment", "target", "serves", "weights", "since", "by")
+ROLLING = frozenset(
+    {EnvironmentStatus.SHIFTING, EnvironmentStatus.VERIFYING, EnvironmentStatus.DEPLOYED, EnvironmentStatus.LIVE}
+)
+
+
+class Share(BaseModel):
+    """One Lambda version's share of the alias's traffic, and the release it carries when known."""
+
+    lambda_version: str
+    percent: float
+    release: str | None = None
+    deployment_id: str | None = None
+
+
+class LiveEnvironment(BaseModel):
+    app: str
+    environment: str
+    function_name: str
+    alias: str
+    exists: bool
+    lambda_version: str | None = None
+    release: str | None = None
+    """The app version the alias's main version carries (from the ledger), None when unknown."""
+    deployment_id: str | None = None
+    since: datetime | None = None
+    recorded_by: str | None = None
+    shares: list[Share] = []
+    note: str | None = None
+
+
+def registered_apps(cloud: Cloud) -> list[str]:
+    pages = (
+        cloud.client("s3")
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=cloud.outputs.bucket, Prefix=PIPELINE_PREFIX)
+    )
+    keys = (item["Key"] for page in pages for item in page.get("Contents", []))
+    return sorted(key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml") for key in keys if key.endswith(".yaml"))
+
+
+def rolling_out(records: list[DeploymentRecord], environment: str, version: str) -> DeploymentRecord | None:
+    """The newest deployment that published Lambda ``version`` in ``environment`` and is moving traffic to it."""
+    for record in records:  # newest first
+        env = record.environments.get(environment)
+        if env is not None and env.version_after == version and env.status in ROLLING:
+            return record
+    return None
+
+
+def live_environment(cloud: Cloud, app: str, environment: str, records: list[DeploymentRecord]) -> LiveEnvironment:
+    target, _ = operations.environment_lock(cloud, app, environment)
+    function, alias = target.function_name, target.alias
+    state = operations.targets(cloud).alias_state(function, alias)
+    base = LiveEnvironment(app=app, environment=environment, function_name=function, alias=alias, exists=False)
+    if state is None:
+        return base.model_copy(update={"note": "the alias does not exist yet: nothing deployed"})
+    served = operations.ledger(cloud).served(function, alias)
+    current = served if served is not None and served.lambda_version == state.version else None
+    extra = sum(state.weights.values())
+    shares = [
+        Share(
+            lambda_version=state.version,
+            percent=round((1 - extra) * 100, 2),
+            release=current.version if current else None,
+            deployment_id=current.deployment_id if current else None,
+        )
+    ]
+    for version, weight in state.weights.items():
+        rollout = rolling_out(records, environment, version)
+        shares.append(
+            Share(
+                lambda_version=version,
+                percent=round(weight * 100, 2),
+                release=rollout.version if rollout else None,
+                deployment_id=rollout.deployment_id if rollout else None,
+            )
+        )
+    note = None
+    if served is not None and current is None:
+        note = f"moved outside Conveyor: the ledger last recorded version {served.lambda_version} ({served.version})"
+    elif served is None:
+        note = "no release recorded for this alias: it was set outside Conveyor, or before Conveyor recorded releases"
+    return base.model_copy(
+        update={
+            "exists": True,
+            "lambda_version": state.version,
+            "release": current.version if current else None,
+            "deployment_id": current.deployment_id if current else None,
+            "since": current.recorded_at if current else None,
+            "recorded_by": current.recorded_by if current else None,
+            "shares": shares,
+            "note": note,
+        }
+    )
+
+
+def live_environments(cloud: Cloud, app: str | None) -> list[LiveEnvironment]:
+    """Every environment of ``app``'s pipeline (or of every registered pipeline), in pipeline order."""
+    apps = [app] if app else registered_apps(cloud)
+    found = []
+    for name in apps:
+        try:
+            spec = operations.show_pipeline(cloud, name)
+        except CliError:
+            if app:
+                raise
+            continue  # another app's spec that no longer parses: `pipeline show` says why
+        records = operations.ledger(cloud).history(app=name, limit=50)
+        found += [live_environment(cloud, name, env.name, records) for env in spec.environments]
+    return found
+
+
+def _share(share: Share) -> str:
+    what = share.release or "unknown release"
+    return f"{share.percent:g}% v{share.lambda_version} ({what})"
+
+
+def live_row(entry: LiveEnvironment) -> tuple[str, ...]:
+    serves = f"{entry.release or '?'} (v{entry.lambda_version})" if entry.exists else "nothing"
+    by = entry.recorded_by or "-"
+    if entry.deployment_id:
+        by = f"{entry.deployment_id} ({by})"
+    weights = ", ".join(_share(s) for s in entry.shares) if entry.shares else "-"
+    if entry.note:
+        weights = f"{weights}; {entry.note}" if entry.shares else entry.note
+    return (
+        entry.app,
+        entry.environment,
+        f"{entry.function_name}:{entry.alias}",
+        serves,
+        weights,
+        when(entry.since),
+        by,
+    )

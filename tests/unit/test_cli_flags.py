@@ -1,0 +1,132 @@
+"""The CLI takes its global options anywhere on the line, as the AWS CLI does, and ends quietly on a closed pipe."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.timing import utcnow
+
+from conveyor_cli import main as cli
+from conveyor_cli import operations
+from conveyor_cli.context import Outputs
+from tests.fakes import FakeLedger
+
+
+class FakeCloud:
+    outputs = Outputs(bucket="b", state_machine_arn="arn:sm", ledger_table="ledger", topic_arn="arn:topic")
+    local = False
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """How the CLI opened the cloud (its keyword arguments), over a fake ledger with three deployments."""
+    seen: dict[str, Any] = {}
+    ledger = FakeLedger()
+    for n in range(3):
+        created = utcnow() - timedelta(minutes=10 - n)
+        ledger.start(
+            DeploymentRecord(
+                deployment_id=f"d-{n}",
+                app="hello",
+                version=f"1.0.{n}",
+                status=Outcome.SUCCEEDED,
+                created_at=created,
+                updated_at=created,
+                finished_at=created + timedelta(seconds=95),
+            )
+        )
+
+    def cloud(**kwargs: Any) -> FakeCloud:
+        seen.update(kwargs)
+        return FakeCloud()
+
+    monkeypatch.setattr(cli, "Cloud", cloud)
+    monkeypatch.setattr(operations, "ledger", lambda _: ledger)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["history", "--profile", "ops", "--region", "eu-west-1", "--output", "json"],
+        ["--profile", "ops", "history", "--region", "eu-west-1", "--json"],
+        ["--output", "json", "--region", "eu-west-1", "--profile", "ops", "history"],
+    ],
+    ids=["after", "mixed", "before"],
+)
+def test_global_options_are_taken_before_or_after_the_command(
+    opened: dict[str, Any], capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # When the global options are given anywhere on the line
+    assert cli.main(argv) == 0
+    # Then the cloud is opened with that profile and region, and the output is one JSON document
+    assert (opened["profile"], opened["region"]) == ("ops", "eu-west-1")
+    history = json.loads(capsys.readouterr().out)
+    assert [record["deployment_id"] for record in history] == ["d-2", "d-1", "d-0"]
+
+
+def test_the_table_output_names_times_and_durations_not_raw_seconds(
+    opened: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["history", "--output", "table"]) == 0
+    out = capsys.readouterr().out
+    assert "1 min 35 s" in out  # 95 s, as a person reads it
+    assert utcnow().strftime("%Y-%m-%d") in out  # when each started
+
+
+def test_an_unknown_output_format_is_a_usage_error(opened: dict[str, Any]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["history", "--output", "yaml"])
+    assert exited.value.code == 2
+
+
+def test_output_cut_short_by_a_closed_pipe_ends_quietly(
+    opened: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given stdout is a pipe whose reader has gone (`conveyor history | head -1` after head exited)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    pipe = io.TextIOWrapper(os.fdopen(write_end, "wb", buffering=0), write_through=True)
+    monkeypatch.setattr("sys.stdout", pipe)
+    try:
+        # When the command writes its output
+        code = cli.main(["history", "--limit", "3"])
+        # Then it returns the closed-pipe code instead of raising a BrokenPipeError traceback
+        assert code == cli.EXIT_BROKEN_PIPE
+        pipe.write("the interpreter's last flush at exit goes nowhere, silently\n")
+        pipe.flush()
+    finally:
+        monkeypatch.undo()
+        pipe.close()
+    assert capsys.readouterr().err == ""
+
+
+def test_every_command_takes_the_global_options_after_its_name() -> None:
+    # Given the whole parser (a command added later is walked the same way)
+    parser = cli.build_parser()
+    # Then each command's own parser knows every global option, so none is refused after the command
+    commands = list(cli._parsers(parser))
+    assert len(commands) > 20
+    for command in commands:
+        for flag in ("--local", "--stack-name", "--profile", "--region", "--output", "--json"):
+            assert flag in command._option_string_actions, (command.prog, flag)
+
+
+def test_an_unknown_profile_is_a_one_line_error_naming_it(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given an AWS config without the profile asked for
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.delenv("CONVEYOR_LOCAL", raising=False)
+    # When a command names it after the command
+    assert cli.main(["outputs", "--profile", "nope"]) == 1
+    # Then the reason names the profile, with no traceback
+    assert "nope" in capsys.readouterr().err

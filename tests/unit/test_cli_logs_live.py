@@ -1,0 +1,57 @@
+"""``conveyor logs`` reads the stages' structured lines; ``conveyor live`` says what serves, in what shares."""
+
+from __future__ import annotations
+
+import json
+
+from conveyor_cli.live import LiveEnvironment, Share, live_row
+from conveyor_cli.logs import parse_line
+
+
+def test_a_powertools_line_keeps_its_stage_level_and_message() -> None:
+    line = parse_line(
+        "conveyor-rollout",
+        {
+            "timestamp": 1_764_770_000_000,
+            "message": json.dumps(
+                {"level": "INFO", "message": "traffic shifted", "stage": "ShiftTraffic", "correlation_id": "d-1"}
+            ),
+        },
+    )
+    assert (line.stage, line.level, line.message) == ("ShiftTraffic", "INFO", "traffic shifted")
+    assert line.fields is not None
+    assert line.fields["correlation_id"] == "d-1"
+
+
+def test_a_plain_line_is_kept_as_it_was_written() -> None:
+    line = parse_line("conveyor-rollout", {"timestamp": 0, "message": "START RequestId: 42 d-1\n"})
+    assert (line.stage, line.level, line.message, line.fields) == (None, None, "START RequestId: 42 d-1", None)
+
+
+def test_a_canary_reads_as_two_shares_with_the_rollout_named() -> None:
+    entry = LiveEnvironment(
+        app="hello",
+        environment="staging",
+        function_name="hello-staging",
+        alias="live",
+        exists=True,
+        lambda_version="4",
+        release="1.4.1",
+        deployment_id="d-old",
+        recorded_by="PromoteTraffic",
+        shares=[
+            Share(lambda_version="4", percent=80, release="1.4.1", deployment_id="d-old"),
+            Share(lambda_version="5", percent=20, release="1.4.2", deployment_id="d-new"),
+        ],
+    )
+    row = live_row(entry)
+    assert row[3] == "1.4.1 (v4)"
+    assert row[4] == "80% v4 (1.4.1), 20% v5 (1.4.2)"
+    assert row[6] == "d-old (PromoteTraffic)"
+
+
+def test_an_alias_never_deployed_says_so() -> None:
+    entry = LiveEnvironment(
+        app="hello", environment="production", function_name="f", alias="live", exists=False, note="nothing deployed"
+    )
+    assert live_row(entry)[3:5] == ("nothing", "nothing deployed")

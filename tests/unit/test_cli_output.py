@@ -1,0 +1,159 @@
+"""What the CLI and the notifications print reads as prose: no Python reprs, no ``- -``, durations a person reads."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.notices import render_failure
+from conveyor.domain.records import DeploymentRecord, StageEvent
+from conveyor.domain.timing import utcnow
+
+from conveyor_cli.output import human_duration
+from conveyor_cli.status import describe_event, history_row, metric_rows, render
+
+NOW = utcnow()
+
+
+def event(stage: str, detail: dict[str, object], status: str = "succeeded") -> StageEvent:
+    return StageEvent(
+        deployment_id="d-1",
+        stage=stage,
+        status=status,
+        started_at=NOW,
+        finished_at=NOW,
+        duration_ms=1.0,
+        detail=detail,
+    )
+
+
+def record(**fields: object) -> DeploymentRecord:
+    values: dict[str, object] = {
+        "deployment_id": "d-1",
+        "app": "hello",
+        "version": "1.4.2",
+        "status": Outcome.SUCCEEDED,
+        "created_at": NOW - timedelta(minutes=5),
+        "updated_at": NOW,
+        "finished_at": NOW,
+    }
+    return DeploymentRecord.model_validate(values | fields)
+
+
+@pytest.mark.parametrize(
+    ("stage", "detail", "expected"),
+    [
+        (
+            "ValidateArtifact",
+            {"package_sha256": "ab" * 32, "environments": ["staging", "production"]},
+            "staging, production",
+        ),
+        (
+            "Finalize",
+            {"versions": {"staging": {"before": "3", "after": "4"}, "production": {"before": None, "after": "4"}}},
+            "staging v3 -> v4, production none -> v4",
+        ),
+    ],
+)
+def test_the_timeline_shows_no_python_reprs(stage: str, detail: dict[str, object], expected: str) -> None:
+    line = describe_event(event(stage, detail))
+    assert expected in line
+    for repr_mark in ("[", "]", "{", "}", "'", "None"):
+        assert repr_mark not in line
+
+
+def test_a_whole_status_reads_without_reprs() -> None:
+    shown = render(
+        record(
+            events=[
+                event("ValidateArtifact", {"package_sha256": "ab" * 32, "environments": ["staging"]}),
+                event("Finalize", {"versions": {"staging": {"before": "1", "after": "2"}}}),
+            ]
+        )
+    )
+    assert "['" not in shown
+    assert "{'" not in shown
+    assert "in 5 min" in shown  # the duration, as a person reads it
+
+
+def test_a_subject_names_a_push_whose_key_names_no_app() -> None:
+    # Given a push outside the layout (no app or version in its key): the ledger records them as "-"
+    unknown = record(
+        app="-", version="-", status=Outcome.FAILED, artifact={"bucket": "b", "key": "artifacts/hello.zip"}
+    )
+    # When its failure is told
+    subject, body = render_failure(unknown, Outcome.FAILED, "ValidateArtifact", None, "bad key")
+    # Then the subject names the push, never "- -"
+    assert subject == "[Conveyor] push artifacts/hello.zip validation: FAILED"
+    assert " - - " not in subject + body
+    assert "of push artifacts/hello.zip: FAILED" in body
+
+
+def test_a_subject_without_a_key_names_the_deployment() -> None:
+    unknown = record(app="-", version="-", status=Outcome.FAILED)
+    subject, _ = render_failure(unknown, Outcome.FAILED, "ValidateArtifact", None, "no key")
+    assert subject == "[Conveyor] deployment d-1 validation: FAILED"
+
+
+def test_metrics_read_in_human_durations_and_percent() -> None:
+    rows = dict(
+        metric_rows(
+            {
+                "window_days": 30.0,
+                "deployment_frequency_per_day": 0.5,
+                "lead_time_seconds_median": 7260.0,
+                "change_failure_rate": 0.25,
+                "time_to_restore_seconds_median": None,
+            }
+        )
+    )
+    assert rows["lead time for changes (median)"] == "2 h 1 min"
+    assert rows["change failure rate"] == "25.0%"
+    assert rows["deployment frequency"] == "0.50 per day"
+    assert rows["time to restore (median)"] == "- (no data)"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.25, "250 ms"), (4.25, "4.2 s"), (200, "3 min 20 s"), (3600, "1 h"), (93_600, "1 d 2 h")],
+)
+def test_human_durations(seconds: float, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_history_shows_when_it_started_and_a_manual_rollback_after_it() -> None:
+    rolled = record(
+        environments={
+            "production": EnvironmentEntry(
+                status=EnvironmentStatus.ROLLED_BACK,
+                rollback={
+                    "reason": "manual, by alice",
+                    "operator": "alice",
+                    "restored_version": "3",
+                    "rolled_back_at": "2026-12-03T10:00:00+00:00",
+                },
+            )
+        }
+    )
+    row = history_row(rolled)
+    assert row[3] == "SUCCEEDED"
+    assert row[4] == (NOW - timedelta(minutes=5)).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert row[5] == "5 min"
+    assert row[6] == "production rolled back by hand by alice at 2026-12-03 10:00:00Z (to version 3)"
+
+
+def test_a_first_deployment_reads_none_before_not_a_python_none() -> None:
+    first = record(
+        environments={
+            "staging": EnvironmentEntry(
+                status=EnvironmentStatus.LIVE, function_name="hello-staging", alias="live", version_after="1"
+            ),
+            "production": EnvironmentEntry(),
+        }
+    )
+    shown = render(first)
+    assert "alias before: none  after: 1  (LIVE)" in shown
+    assert "(not reached)" in shown
+    assert "None" not in shown
