@@ -12,6 +12,7 @@ Each command is a ``cmd_<name>(args) -> int`` function, wired in ``build_parser`
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -43,7 +44,7 @@ from conveyor_cli.context import (
 )
 from conveyor_cli.output import print_json, print_table, progress
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.sample import ROOT, SAMPLE_PIPELINE
+from conveyor_cli.sample import SAMPLE_PIPELINE
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
     START_TIMEOUT_SECONDS,
