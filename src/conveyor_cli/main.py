@@ -353,8 +353,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json:
         _print(metrics.model_dump(mode="json"))
     else:
-        for name, value in metrics.model_dump().items():
-            print(f"{name:<32} {value}")
+        from conveyor_cli.metrics import print_metrics
+
+        print_metrics(metrics)
     return 0
 
 
@@ -526,7 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("--json", action="store_true")
         decide.set_defaults(func=func)
 
-    metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
+    metrics = commands.add_parser(
+        "metrics", help="DORA's four keys per app and environment, each with the DORA report's tier"
+    )
     metrics.add_argument("--app")
     metrics.add_argument("--days", type=float, default=30)
     metrics.add_argument("--json", action="store_true")
