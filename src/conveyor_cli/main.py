@@ -320,22 +320,25 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _cmd_decide(args: argparse.Namespace, verdict: Literal["approve", "reject"]) -> int:
-    from conveyor_cli.approvals import decide
+    from conveyor_cli.approvals import BY_IS_GONE, decide
 
-    result = decide(_cloud(args), args.id, environment=args.env, verdict=verdict, reason=args.reason, by=args.by)
+    if args.by is not None:
+        raise CliError(BY_IS_GONE)
+    result = decide(_cloud(args), args.id, environment=args.env, verdict=verdict, reason=args.reason, note=args.note)
     if args.json:
         _print(result)
-    else:
-        what = {"approve": "approved", "promote": "promoted", "reject": "rejected"}[result["decision"]]
-        why = f": {result['reason']}" if result.get("reason") else ""
-        print(f"{result['deployment_id']} {what} in {result['environment']} by {args.by or _operator()}{why}")
+        return 0
+    who = result.get("approved_by") or result.get("rejected_by")
+    why = f": {result['reason']}" if result.get("reason") else ""
+    if result.get("pending"):
+        print(
+            f"{result['deployment_id']}: approval by {who} recorded in {result['environment']}{why}; "
+            f"{result['pending']} more from other approvers needed"
+        )
+        return 0
+    what = {"approve": "approved", "promote": "promoted", "reject": "rejected"}[result["decision"]]
+    print(f"{result['deployment_id']} {what} in {result['environment']} by {who}{why}")
     return 0
-
-
-def _operator() -> str:
-    from conveyor_cli.approvals import operator
-
-    return operator()
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -523,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("id", help="deployment id")
         decide.add_argument("--env", help="the environment (default: the one awaiting approval)")
         decide.add_argument("--reason", **reason)
-        decide.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
+        decide.add_argument("--note", help="a display name or note recorded beside your AWS identity")
+        decide.add_argument("--by", help=argparse.SUPPRESS)  # refused with why: the approver is the AWS identity
         decide.add_argument("--json", action="store_true")
         decide.set_defaults(func=func)
 

@@ -14,7 +14,7 @@ from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 
 from conveyor_cli import operations
-from conveyor_cli.approvals import decide
+from conveyor_cli.approvals import caller_identity, decide
 from conveyor_cli.context import CliError
 from conveyor_cli.sample import EXAMPLES, alias_versions, drain_inbox
 
@@ -75,7 +75,7 @@ def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Calla
     assert waiting["approval"]["task_token"] not in notes[0]["message"]
 
     # When an approver approves
-    decided = decide(stage.cloud, pushed, environment=None, verdict="approve", reason="lgtm", by="alice")
+    decided = decide(stage.cloud, pushed, environment=None, verdict="approve", reason="lgtm", note="alice")
 
     # Then production deploys and the ledger says who approved, with the token gone
     assert decided["decision"] == "approve"
@@ -84,7 +84,10 @@ def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Calla
     assert deployed.record.status is Outcome.SUCCEEDED
     assert deployed.after["production"]["version"] != before["production"]["version"]
     approval = deployed.record.environments["production"].approval
-    assert (approval["approved_by"], approval["reason"], approval["decision"]) == ("alice", "lgtm", "approve")
+    # (the caller's AWS identity, moto's on the local cloud; the note beside it)
+    me = caller_identity(stage.cloud)
+    assert (approval["approved_by"], approval["reason"], approval["decision"]) == (me, "lgtm", "approve")
+    assert approval["note"] == "alice"
     assert "decided_at" in approval
     assert "task_token" not in approval
     # and nothing awaits approval any more
@@ -102,25 +105,25 @@ def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, p
     stage.await_notifications(pushed, "the approval request")
 
     # When an approver rejects it
-    decide(stage.cloud, pushed, environment="production", verdict="reject", reason="freeze week", by="bob")
+    decide(stage.cloud, pushed, environment="production", verdict="reject", reason="freeze week")
 
     # Then the deployment FAILED with the reason, production still serves what it did, no lock is held
     deployed = stage.follow(pushed)
     assert deployed.record.status is Outcome.FAILED
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "ApprovalRejectedError"
-    assert "rejected by bob: freeze week" in deployed.record.failure["reason"]
+    assert f"rejected by {caller_identity(stage.cloud)}: freeze week" in deployed.record.failure["reason"]
     assert deployed.execution["status"] == "FAILED"
     assert deployed.after["production"] == before["production"]
     production = deployed.record.environments["production"]
     assert production.status == "REJECTED"
-    assert (production.approval or {})["rejected_by"] == "bob"
+    assert (production.approval or {})["rejected_by"] == caller_identity(stage.cloud)
     assert "task_token" not in (production.approval or {})
     assert not any(e.stage == "Deploy" and e.environment == "production" for e in deployed.record.events)
     assert_no_lock_held(stage)
     # and one rejection notification
     assert len(deployed.notifications) == 1
-    assert "rejected by bob: freeze week" in deployed.notifications[0]["message"]
+    assert f"rejected by {caller_identity(stage.cloud)}: freeze week" in deployed.notifications[0]["message"]
     assert "production: REJECTED - nothing deployed" in deployed.notifications[0]["message"]
 
 
@@ -179,7 +182,7 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
         environment="production",
         verdict="approve" if verdict == "approve" else "reject",
         reason="traffic is low tonight, looks fine" if verdict == "approve" else "not without data",
-        by="carol",
+        note="carol",
     )
     deployed = stage.follow(pushed)
 
@@ -193,7 +196,7 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
         assert deployed.record.status is Outcome.ROLLED_BACK
         assert production.status == "ROLLED_BACK"
         assert (
-            "rolled back by a person while paused: rejected by carol: not without data"
+            f"rolled back by a person while paused: rejected by {caller_identity(stage.cloud)}: not without data"
             in ((production.rollback or {})["reason"])
         )
         assert deployed.after["production"]["version"] == production.version_before

@@ -23,6 +23,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
@@ -48,15 +49,17 @@ class Tier(StrEnum):
     LOW = "low"
 
 
-class Level(BaseModel):
-    """One row of the report's table for one key: the tier, and the value it needs (``limit`` None: any)."""
+@dataclass(frozen=True)
+class Level:
+    """One row of the report's table for one key: the tier, and the value it needs (``limit`` None: any).
 
-    model_config = ConfigDict(frozen=True, defer_build=True)
+    A dataclass, not a model: the table is built at import, and no model is built before it is used."""
 
     tier: Tier
+    says: str
+    """the report's own words for this tier"""
     op: Literal[">", ">=", "<", "<="] | None = None
     limit: float | None = None
-    says: str = Field(description="the report's own words for this tier")
 
     def holds(self, value: float) -> bool:
         if self.op is None or self.limit is None:
