@@ -110,6 +110,13 @@ def describe_event(event: StageEvent) -> str:
             return f"{event.status.upper()}: {detail.get('reason')}"
         case "RequestApproval":
             return f"awaiting a person ({detail.get('kind')}) until {detail.get('expires_at')}"
+        case "Approve":
+            count = f" ({detail['approvals']}/{detail['required']})" if detail.get("required") else ""
+            return f"approved by {detail.get('by')}{count}"
+        case "Reject":
+            return f"rejected by {detail.get('by')}: {detail.get('reason')}"
+        case "DecisionRefused":
+            return f"{detail.get('verdict')} by {detail.get('by')} refused: {detail.get('reason')}"
         case "RollBack":
             return f"restored version {detail.get('restored_version')} (from {detail.get('rolled_back_from')})"
         case "NotifyFailure":

@@ -68,3 +68,32 @@ def test_the_decision_is_recorded_under_the_caller_s_aws_identity(monkeypatch: p
 def test_a_caller_sts_cannot_identify_is_refused() -> None:
     with pytest.raises(CliError, match="cannot tell who you are: STS GetCallerIdentity failed"):
         approvals.caller_identity(_Cloud(None))  # type: ignore[arg-type]
+
+
+def test_the_timeline_says_who_decided_and_who_was_refused() -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.domain.records import StageEvent
+
+    from conveyor_cli.status import describe_event
+
+    now = datetime.now(UTC)
+
+    def line(stage: str, **detail: object) -> str:
+        event = StageEvent(
+            deployment_id="d-1",
+            stage=stage,
+            environment="production",
+            status="recorded",
+            started_at=now,
+            finished_at=now,
+            duration_ms=0,
+            detail=detail,
+        )
+        return describe_event(event)
+
+    assert line("Approve", by=ME, approvals=1, required=2) == f"approved by {ME} (1/2)"
+    assert line("Reject", by=ME, reason="freeze") == f"rejected by {ME}: freeze"
+    assert line("DecisionRefused", by=ME, verdict="approve", reason="pushed it") == (
+        f"approve by {ME} refused: pushed it"
+    )
