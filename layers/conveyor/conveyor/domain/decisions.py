@@ -304,6 +304,7 @@ def _answer(
         note=note,
         reason=reason,
         approvals=len(approvals) if approvals is not None else None,
+        required=ApprovalPolicy.model_validate(approval).required_approvals if approvals is not None else None,
     )
     try:
         if verdict == "approve":

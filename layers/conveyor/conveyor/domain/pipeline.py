@@ -334,7 +334,8 @@ class ApprovalSpec(_Spec):
     deployment FAILED, the environment APPROVAL_TIMED_OUT) or ``reject`` (recorded as a rejection by nobody, so
     a change board counts it with the rejected releases). Approving on a timeout is never offered: silence is not
     consent. The timeout also bounds a pause for a person (``health.on_inconclusive: pause``), which is always
-    rolled back when nobody decides.
+    rolled back when nobody decides; it takes one decision (of an allowed approver, not the pusher): its traffic
+    has moved, and a restore must not wait for a quorum.
     """
 
     required: bool = False
