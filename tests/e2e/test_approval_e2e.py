@@ -6,9 +6,11 @@ The execution really waits (``lambda:invoke.waitForTaskToken``) until ``conveyor
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
@@ -202,3 +204,66 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
         assert deployed.after["production"]["version"] == production.version_before
     assert "task_token" not in (production.approval or {})
     assert_no_lock_held(stage)
+
+
+class _SessionAs(boto3.session.Session):
+    """A session on the local cloud under other credentials (moto's STS names the identity they belong to)."""
+
+    def __init__(self, credentials: dict[str, Any], region: str, endpoint_url: str | None) -> None:
+        super().__init__(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=region,
+        )
+        self.endpoint_url = endpoint_url
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("endpoint_url") is None:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return super().client(*args, **kwargs)
+
+
+def as_approver(stage: Stage, role: str, session_name: str) -> Any:
+    """``stage.cloud`` as a session of ``role`` named ``session_name`` (a person who assumed the approvers' role)."""
+    granted = stage.cloud.client("sts").assume_role(RoleArn=role, RoleSessionName=session_name)
+    cloud = copy.copy(stage.cloud)
+    cloud.session = _SessionAs(granted["Credentials"], stage.cloud.session.region_name, stage.cloud.endpoint_url)
+    return cloud
+
+
+def test_two_distinct_approvers_of_the_named_role_are_needed(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given production needs two approvals from sessions of the approvers' role
+    role = "arn:aws:iam::123456789012:role/release-approvers"
+    gate = GATE | {"required_approvals": 2, "approvers": [role]}
+    pipeline(environments__1__approval=gate, allow_downgrade=True)
+    alice, bob = as_approver(stage, role, "alice"), as_approver(stage, role, "bob")
+    pushed = push(stage, "0.30.5")
+    awaiting(stage, pushed, "production")
+    stage.await_notifications(pushed, "the approval request")
+
+    # When someone outside the role approves, they are refused by name
+    with pytest.raises(CliError, match="is not an approver of hello/production"):
+        decide(stage.cloud, pushed, environment="production", verdict="approve", reason="me too")
+    # and one approver's approval is recorded, while the execution keeps waiting
+    first = decide(alice, pushed, environment="production", verdict="approve", reason="lgtm")
+    assert first["pending"] == 1
+    assert awaiting(stage, pushed, "production")["approval"]["task_token"]
+    # and the same approver cannot count twice
+    with pytest.raises(CliError, match="already approved"):
+        decide(alice, pushed, environment="production", verdict="approve", reason="really")
+
+    # When a second approver of the role approves
+    decide(bob, pushed, environment="production", verdict="approve", reason="ok")
+
+    # Then production deploys, with both approvers and every decision in the ledger
+    deployed = stage.follow(pushed)
+    assert deployed.record.status is Outcome.SUCCEEDED
+    approval = deployed.record.environments["production"].approval or {}
+    sessions = [a["by"].rsplit("/", 1)[-1] for a in approval["approvals"]]
+    assert sessions == ["alice", "bob"]
+    assert approval["approved_by"] == caller_identity(bob)
+    decisions = [(e.stage, e.detail["by"].rsplit("/", 1)[-1]) for e in deployed.record.events if "by" in e.detail]
+    assert ("Approve", "alice") in decisions
+    assert ("Approve", "bob") in decisions
+    assert sum(stage == "DecisionRefused" for stage, _ in decisions) == 2

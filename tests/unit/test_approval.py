@@ -69,7 +69,10 @@ def test_an_approval_gate_is_read_from_yaml() -> None:
     [
         ({"timeout_seconds": 8 * 24 * 3600}, "timeout_seconds"),
         ({"timeout_seconds": 0}, "timeout_seconds"),
-        ({"required": True, "approvers": ["alice"], "required_approvals": 2}, "required_approvals"),
+        (
+            {"approvers": ["arn:aws:iam::123456789012:user/alice"], "required_approvals": 2},
+            "required_approvals",
+        ),
         ({"required": True, "required_approvals": 0}, "required_approvals"),
         ({"required": True, "approvers": ["alice smith"]}, "approvers"),
         ({"required": True, "on_timeout": "approve"}, "on_timeout"),
@@ -269,6 +272,18 @@ def test_status_output_hides_task_tokens() -> None:
 
     document = {"environments": {"production": {"approval": {"task_token": TOKEN, "kind": "approval"}}}}
     assert TOKEN not in json.dumps(redacted(document))
+
+
+def test_a_role_among_the_approvers_may_supply_several_approvals() -> None:
+    raw = pipeline_yaml(
+        environments=[
+            {
+                **DEFAULT_SPEC["environments"][0],
+                "approval": {"approvers": ["arn:aws:iam::123456789012:role/release"], "required_approvals": 2},
+            }
+        ]
+    )
+    assert PipelineSpec.from_yaml(raw, SOURCE).environments[0].approval.required_approvals == 2
 
 
 def test_request_records_the_environment_s_approval_policy_for_the_decisions() -> None:

@@ -363,12 +363,13 @@ class ApprovalSpec(_Spec):
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> ApprovalSpec:
-        """N distinct approvers cannot come from fewer named identities (a pattern may match many)."""
-        patterns = any(set(approver) & {"*", "?"} for approver in self.approvers)
-        if self.approvers and not patterns and len(set(self.approvers)) < self.required_approvals:
+        """N distinct approvers cannot come from fewer IAM users. Only a list of IAM user ARNs is counted: a
+        role (every person who assumes it), a name (a role's, or a session's) or a pattern may match many."""
+        users = {a for a in self.approvers if ":user/" in a and not set(a) & {"*", "?"}}
+        if self.approvers and users == set(self.approvers) and len(users) < self.required_approvals:
             raise ValueError(
-                f"required_approvals is {self.required_approvals} but approvers names only "
-                f"{len(set(self.approvers))}: no deployment could ever be approved"
+                f"required_approvals is {self.required_approvals} but approvers names only {len(users)} IAM "
+                "user(s): no deployment could ever be approved"
             )
         return self
 
