@@ -311,3 +311,20 @@ def test_request_records_the_environment_s_approval_policy_for_the_decisions() -
     ((_, message, _),) = notifier.published
     assert "It needs 2 approvals from distinct approvers." in message
     assert "Without a decision within 24 h it is rejected." in message
+
+
+@pytest.mark.parametrize(
+    ("pushed_by", "told"), [("arn:aws:iam::123456789012:user/ci", True), ("123456789012", False), (None, False)]
+)
+def test_the_request_names_the_pusher_who_may_not_approve_only_when_it_names_a_principal(
+    pushed_by: str | None, told: bool
+) -> None:
+    step = build_step(_spec(approval={"required": True}))
+    deployment = step.deployment.model_copy(update={"pushed_by": pushed_by})
+    request = ApprovalRequest(kind="approval", task_token=TOKEN, deployment=deployment, environment=step.environment)
+    notifier = FakeNotifier()
+
+    request_approval(request, ledger=started_ledger(step), notifier=notifier)
+
+    ((_, message, _),) = notifier.published
+    assert ("may not approve it" in message) is told
