@@ -1,15 +1,20 @@
 """``conveyor approve`` / ``reject`` / ``promote``: answer a deployment that waits for a person.
 
 The decision itself is the library's (``conveyor.domain.decisions``); this says who decides and runs it
-with the cloud's ledger and Step Functions.
+with the cloud's ledger and Step Functions. Who decides is the caller's AWS identity: the ARN STS
+GetCallerIdentity returns for the CLI's own session (its profile and region), the identity AWS itself
+checks the call to SendTaskSuccess against. A name the caller types (the former ``--by``,
+``$CONVEYOR_USER``) could be anyone's, so it is never taken as the approver; ``--note`` is recorded beside
+the identity for people to read.
 """
 
 from __future__ import annotations
 
-import getpass
 import os
+import sys
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.domain import decisions
 from conveyor.domain.environment import EnvironmentStatus
@@ -19,10 +24,20 @@ from conveyor.domain.records import DeploymentRecord
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 
+BY_IS_GONE = (
+    "--by no longer names the approver: Conveyor records the caller's AWS identity (STS GetCallerIdentity), "
+    "so nobody can approve in someone else's name; put a display name in --note"
+)
 
-def operator() -> str:
-    """Who decides: ``CONVEYOR_USER`` if set, else the login name."""
-    return os.environ.get("CONVEYOR_USER") or getpass.getuser()
+
+def caller_identity(cloud: Cloud) -> str:
+    """The ARN of the AWS identity the CLI's session calls as."""
+    try:
+        return str(cloud.client("sts").get_caller_identity()["Arn"])
+    except (ClientError, BotoCoreError, KeyError) as exc:
+        raise CliError(
+            f"cannot tell who you are: STS GetCallerIdentity failed ({exc}); check your credentials"
+        ) from exc
 
 
 def decide(
@@ -32,16 +47,20 @@ def decide(
     environment: str | None,
     verdict: decisions.Verdict,
     reason: str | None,
-    by: str | None = None,
+    note: str | None = None,
 ) -> dict[str, Any]:
-    """Approve or reject; returns what was recorded (without the token)."""
+    """Approve or reject as the caller's AWS identity; returns what was recorded (without the token)."""
+    if os.environ.get("CONVEYOR_USER"):
+        print("note: $CONVEYOR_USER is ignored; the approver is your AWS identity", file=sys.stderr)
+    by = caller_identity(cloud)
     try:
         return decisions.decide(
             deployment_id,
             environment=environment,
             verdict=verdict,
             reason=reason,
-            by=by or operator(),
+            by=by,
+            note=note,
             ledger=operations.ledger(cloud),
             tasks=StepFunctionsExecutions(cloud.session),
         )
@@ -52,9 +71,7 @@ def decide(
 ROLLING_OUT = frozenset({EnvironmentStatus.DEPLOYED, EnvironmentStatus.VERIFYING, EnvironmentStatus.SHIFTING})
 
 
-def promote(
-    cloud: Cloud, deployment_id: str, *, environment: str | None, reason: str | None, by: str | None = None
-) -> dict[str, Any]:
+def promote(cloud: Cloud, deployment_id: str, *, environment: str | None, reason: str | None) -> dict[str, Any]:
     """Finish a rollout paused for a decision now: it goes on to its next step, or live (the approve path).
 
     Only a paused rollout can be promoted. One that is baking or between linear steps waits in a Step Functions
@@ -71,7 +88,7 @@ def promote(
     if environment is None and len(paused) == 1:
         environment = next(iter(paused))
     if environment is not None and environment in paused:
-        return decide(cloud, deployment_id, environment=environment, verdict="approve", reason=reason, by=by)
+        return decide(cloud, deployment_id, environment=environment, verdict="approve", reason=reason)
     raise CliError(not_promotable(record, environment))
 
 
@@ -99,3 +116,6 @@ def not_promotable(record: DeploymentRecord, environment: str | None) -> str:
             )
     where = f" in {environment}" if environment else ""
     return f"deployment {deployment_id} ({record.status.value}) has no rollout paused for a decision{where}"
+
+
+__all__ = ["BY_IS_GONE", "caller_identity", "decide", "not_promotable", "promote"]

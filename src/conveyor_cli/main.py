@@ -399,22 +399,25 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _cmd_decide(args: argparse.Namespace, verdict: Literal["approve", "reject"]) -> int:
-    from conveyor_cli.approvals import decide
+    from conveyor_cli.approvals import BY_IS_GONE, decide
 
-    result = decide(_cloud(args), args.id, environment=args.env, verdict=verdict, reason=args.reason, by=args.by)
+    if args.by is not None:
+        raise CliError(BY_IS_GONE)
+    result = decide(_cloud(args), args.id, environment=args.env, verdict=verdict, reason=args.reason, note=args.note)
     if args.json:
         _print(result)
-    else:
-        what = {"approve": "approved", "promote": "promoted", "reject": "rejected"}[result["decision"]]
-        why = f": {result['reason']}" if result.get("reason") else ""
-        print(f"{result['deployment_id']} {what} in {result['environment']} by {args.by or _operator()}{why}")
+        return 0
+    who = result.get("approved_by") or result.get("rejected_by")
+    why = f": {result['reason']}" if result.get("reason") else ""
+    if result.get("pending"):
+        print(
+            f"{result['deployment_id']}: approval by {who} recorded in {result['environment']}{why}; "
+            f"{result['pending']} more from other approvers needed"
+        )
+        return 0
+    what = {"approve": "approved", "promote": "promoted", "reject": "rejected"}[result["decision"]]
+    print(f"{result['deployment_id']} {what} in {result['environment']} by {who}{why}")
     return 0
-
-
-def _operator() -> str:
-    from conveyor_cli.approvals import operator
-
-    return operator()
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
@@ -432,7 +435,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json:
         _print(metrics.model_dump(mode="json"))
     else:
-        print_table(("metric", "value"), metric_rows(metrics.model_dump()))
+        from conveyor_cli.metrics import print_metrics
+
+        print_metrics(metrics)
     return 0
 
 
@@ -440,12 +445,15 @@ def cmd_abort(args: argparse.Namespace) -> int:
     """Stop a rollout; the reconciler restores it (one code path with a stop from the console), then report."""
     from conveyor_cli.abort import abort
 
+    from conveyor_cli.approvals import caller_identity
+
     deployment_id, app_env = (args.target, None) if args.env is None else (None, (args.target, args.env))
+    cloud = _cloud(args)
     result = abort(
-        _cloud(args),
+        cloud,
         deployment_id=deployment_id,
         app_environment=app_env,
-        by=args.by or _operator(),
+        by=caller_identity(cloud),  # who stops a rollout is who AWS lets call StopExecution, as for approvals
         reason=args.reason,
         timeout=args.timeout,
     )
@@ -459,7 +467,7 @@ def cmd_abort(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     from conveyor_cli.approvals import promote
 
-    result = promote(_cloud(args), args.id, environment=args.env, reason=args.reason, by=args.by)
+    result = promote(_cloud(args), args.id, environment=args.env, reason=args.reason)
     if args.json:
         _print(result)
     else:
@@ -651,7 +659,6 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("target", metavar="ID|APP", help="a deployment id, or an app (with ENV)")
     abort.add_argument("env", nargs="?", metavar="ENV", help="the environment of APP whose rollout to abort")
     abort.add_argument("--reason", help="why; recorded in the ledger and the notification")
-    abort.add_argument("--by", help="who aborts (default: $CONVEYOR_USER or the login name)")
     abort.add_argument("--timeout", type=float, default=300, help="seconds to wait for the restore (default 300)")
     abort.set_defaults(func=cmd_abort)
 
@@ -662,7 +669,6 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("id", help="deployment id")
     promote.add_argument("--env", help="the environment (default: the one paused)")
     promote.add_argument("--reason", help="recorded in the ledger")
-    promote.add_argument("--by", help="who promotes (default: $CONVEYOR_USER or the login name)")
     promote.set_defaults(func=cmd_promote)
 
     live = commands.add_parser("live", help="what each environment serves: release, weights, since when, by whom")
@@ -699,10 +705,14 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("id", help="deployment id")
         decide.add_argument("--env", help="the environment (default: the one awaiting approval)")
         decide.add_argument("--reason", **reason)
-        decide.add_argument("--by", help="who decides (default: $CONVEYOR_USER or the login name)")
+        decide.add_argument("--note", help="a display name or note recorded beside your AWS identity")
+        decide.add_argument("--by", help=argparse.SUPPRESS)  # refused with why: the approver is the AWS identity
+        decide.add_argument("--json", action="store_true")
         decide.set_defaults(func=func)
 
-    metrics = commands.add_parser("metrics", help="DORA metrics from the ledger")
+    metrics = commands.add_parser(
+        "metrics", help="DORA's four keys per app and environment, each with the DORA report's tier"
+    )
     metrics.add_argument("--app")
     metrics.add_argument("--days", type=float, default=30)
     metrics.set_defaults(func=cmd_metrics)

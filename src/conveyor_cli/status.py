@@ -142,6 +142,13 @@ def describe_event(event: StageEvent) -> str:
             return f"{event.status.upper()}: {plain(detail.get('reason'))}"
         case "RequestApproval":
             return f"awaiting a person ({plain(detail.get('kind'))}) until {when(detail.get('expires_at'))}"
+        case "Approve":
+            count = f" ({detail['approvals']}/{detail['required']})" if detail.get("required") else ""
+            return f"approved by {plain(detail.get('by'))}{count}"
+        case "Reject":
+            return f"rejected by {detail.get('by')}: {detail.get('reason')}"
+        case "DecisionRefused":
+            return f"{detail.get('verdict')} by {detail.get('by')} refused: {detail.get('reason')}"
         case "RollBack":
             restored, was = plain(detail.get("restored_version")), plain(detail.get("rolled_back_from"))
             return f"restored version {restored} (from {was})"

@@ -6,15 +6,17 @@ The execution really waits (``lambda:invoke.waitForTaskToken``) until ``conveyor
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 
 from conveyor_cli import operations
-from conveyor_cli.approvals import decide
+from conveyor_cli.approvals import caller_identity, decide
 from conveyor_cli.context import CliError
 from conveyor_cli.sample import EXAMPLES, alias_versions, drain_inbox
 
@@ -75,7 +77,7 @@ def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Calla
     assert waiting["approval"]["task_token"] not in notes[0]["message"]
 
     # When an approver approves
-    decided = decide(stage.cloud, pushed, environment=None, verdict="approve", reason="lgtm", by="alice")
+    decided = decide(stage.cloud, pushed, environment=None, verdict="approve", reason="lgtm", note="alice")
 
     # Then production deploys and the ledger says who approved, with the token gone
     assert decided["decision"] == "approve"
@@ -84,7 +86,10 @@ def test_an_approved_deployment_goes_to_production(stage: Stage, pipeline: Calla
     assert deployed.record.status is Outcome.SUCCEEDED
     assert deployed.after["production"]["version"] != before["production"]["version"]
     approval = deployed.record.environments["production"].approval
-    assert (approval["approved_by"], approval["reason"], approval["decision"]) == ("alice", "lgtm", "approve")
+    # (the caller's AWS identity, moto's on the local cloud; the note beside it)
+    me = caller_identity(stage.cloud)
+    assert (approval["approved_by"], approval["reason"], approval["decision"]) == (me, "lgtm", "approve")
+    assert approval["note"] == "alice"
     assert "decided_at" in approval
     assert "task_token" not in approval
     # and nothing awaits approval any more
@@ -102,25 +107,25 @@ def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, p
     stage.await_notifications(pushed, "the approval request")
 
     # When an approver rejects it
-    decide(stage.cloud, pushed, environment="production", verdict="reject", reason="freeze week", by="bob")
+    decide(stage.cloud, pushed, environment="production", verdict="reject", reason="freeze week")
 
     # Then the deployment FAILED with the reason, production still serves what it did, no lock is held
     deployed = stage.follow(pushed)
     assert deployed.record.status is Outcome.FAILED
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "ApprovalRejectedError"
-    assert "rejected by bob: freeze week" in deployed.record.failure["reason"]
+    assert f"rejected by {caller_identity(stage.cloud)}: freeze week" in deployed.record.failure["reason"]
     assert deployed.execution["status"] == "FAILED"
     assert deployed.after["production"] == before["production"]
     production = deployed.record.environments["production"]
     assert production.status == "REJECTED"
-    assert (production.approval or {})["rejected_by"] == "bob"
+    assert (production.approval or {})["rejected_by"] == caller_identity(stage.cloud)
     assert "task_token" not in (production.approval or {})
     assert not any(e.stage == "Deploy" and e.environment == "production" for e in deployed.record.events)
     assert_no_lock_held(stage)
     # and one rejection notification
     assert len(deployed.notifications) == 1
-    assert "rejected by bob: freeze week" in deployed.notifications[0]["message"]
+    assert f"rejected by {caller_identity(stage.cloud)}: freeze week" in deployed.notifications[0]["message"]
     assert "production: REJECTED - nothing deployed" in deployed.notifications[0]["message"]
 
 
@@ -179,7 +184,7 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
         environment="production",
         verdict="approve" if verdict == "approve" else "reject",
         reason="traffic is low tonight, looks fine" if verdict == "approve" else "not without data",
-        by="carol",
+        note="carol",
     )
     deployed = stage.follow(pushed)
 
@@ -193,9 +198,72 @@ def test_an_inconclusive_verdict_pauses_for_a_person(stage: Stage, pipeline: Cal
         assert deployed.record.status is Outcome.ROLLED_BACK
         assert production.status == "ROLLED_BACK"
         assert (
-            "rolled back by a person while paused: rejected by carol: not without data"
+            f"rolled back by a person while paused: rejected by {caller_identity(stage.cloud)}: not without data"
             in ((production.rollback or {})["reason"])
         )
         assert deployed.after["production"]["version"] == production.version_before
     assert "task_token" not in (production.approval or {})
     assert_no_lock_held(stage)
+
+
+class _SessionAs(boto3.session.Session):
+    """A session on the local cloud under other credentials (moto's STS names the identity they belong to)."""
+
+    def __init__(self, credentials: dict[str, Any], region: str, endpoint_url: str | None) -> None:
+        super().__init__(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name=region,
+        )
+        self.endpoint_url = endpoint_url
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if kwargs.get("endpoint_url") is None:
+            kwargs["endpoint_url"] = self.endpoint_url
+        return super().client(*args, **kwargs)
+
+
+def as_approver(stage: Stage, role: str, session_name: str) -> Any:
+    """``stage.cloud`` as a session of ``role`` named ``session_name`` (a person who assumed the approvers' role)."""
+    granted = stage.cloud.client("sts").assume_role(RoleArn=role, RoleSessionName=session_name)
+    cloud = copy.copy(stage.cloud)
+    cloud.session = _SessionAs(granted["Credentials"], stage.cloud.session.region_name, stage.cloud.endpoint_url)
+    return cloud
+
+
+def test_two_distinct_approvers_of_the_named_role_are_needed(stage: Stage, pipeline: Callable[..., None]) -> None:
+    # Given production needs two approvals from sessions of the approvers' role
+    role = "arn:aws:iam::123456789012:role/release-approvers"
+    gate = GATE | {"required_approvals": 2, "approvers": [role]}
+    pipeline(environments__1__approval=gate, allow_downgrade=True)
+    alice, bob = as_approver(stage, role, "alice"), as_approver(stage, role, "bob")
+    pushed = push(stage, "0.30.5")
+    awaiting(stage, pushed, "production")
+    stage.await_notifications(pushed, "the approval request")
+
+    # When someone outside the role approves, they are refused by name
+    with pytest.raises(CliError, match="is not an approver of hello/production"):
+        decide(stage.cloud, pushed, environment="production", verdict="approve", reason="me too")
+    # and one approver's approval is recorded, while the execution keeps waiting
+    first = decide(alice, pushed, environment="production", verdict="approve", reason="lgtm")
+    assert first["pending"] == 1
+    assert awaiting(stage, pushed, "production")["approval"]["task_token"]
+    # and the same approver cannot count twice
+    with pytest.raises(CliError, match="already approved"):
+        decide(alice, pushed, environment="production", verdict="approve", reason="really")
+
+    # When a second approver of the role approves
+    decide(bob, pushed, environment="production", verdict="approve", reason="ok")
+
+    # Then production deploys, with both approvers and every decision in the ledger
+    deployed = stage.follow(pushed)
+    assert deployed.record.status is Outcome.SUCCEEDED
+    approval = deployed.record.environments["production"].approval or {}
+    sessions = [a["by"].rsplit("/", 1)[-1] for a in approval["approvals"]]
+    assert sessions == ["alice", "bob"]
+    assert approval["approved_by"] == caller_identity(bob)
+    decisions = [(e.stage, e.detail["by"].rsplit("/", 1)[-1]) for e in deployed.record.events if "by" in e.detail]
+    assert ("Approve", "alice") in decisions
+    assert ("Approve", "bob") in decisions
+    assert sum(stage == "DecisionRefused" for stage, _ in decisions) == 2

@@ -339,7 +339,7 @@ def test_a_crash_while_shifting_traffic_still_restores_the_alias(service: Servic
     # When the new version disappears while the canary waits, and a person promotes it: ShiftTraffic crashes
     version = paused.environments["production"].version_after
     service.stage.cloud.client("lambda").delete_function(FunctionName=service.function, Qualifier=version)
-    decide(service.stage.cloud, deployment, environment="production", verdict="approve", reason="go", by="dana")
+    decide(service.stage.cloud, deployment, environment="production", verdict="approve", reason="go")
     record = operations.wait(service.stage.cloud, deployment, timeout=240)
 
     # Then the crash took the rollback branch: alias on the old version at 100%, routing cleared

@@ -124,7 +124,7 @@ def paused(stage: Stage, deployment_id: str, environment: str) -> None:
 def release(stage: Stage, deployment_id: str, environment: str) -> None:
     """Promote ``deployment_id`` once it is paused in ``environment``, as a person would."""
     paused(stage, deployment_id, environment)
-    decide(stage.cloud, deployment_id, environment=environment, verdict="approve", reason="go on", by="e2e")
+    decide(stage.cloud, deployment_id, environment=environment, verdict="approve", reason="go on")
 
 
 def failure_notices(notifications: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -69,7 +69,14 @@ def test_an_approval_gate_is_read_from_yaml() -> None:
     [
         ({"timeout_seconds": 8 * 24 * 3600}, "timeout_seconds"),
         ({"timeout_seconds": 0}, "timeout_seconds"),
-        ({"required": True, "approvers": ["alice"]}, "approvers"),
+        (
+            {"approvers": ["arn:aws:iam::123456789012:user/alice"], "required_approvals": 2},
+            "required_approvals",
+        ),
+        ({"required": True, "required_approvals": 0}, "required_approvals"),
+        ({"required": True, "approvers": ["alice smith"]}, "approvers"),
+        ({"required": True, "on_timeout": "approve"}, "on_timeout"),
+        ({"required": True, "approvers_list": ["alice"]}, "approvers_list"),
     ],
 )
 def test_a_bad_approval_is_rejected_naming_the_field(approval: dict[str, Any], field: str) -> None:
@@ -265,3 +272,59 @@ def test_status_output_hides_task_tokens() -> None:
 
     document = {"environments": {"production": {"approval": {"task_token": TOKEN, "kind": "approval"}}}}
     assert TOKEN not in json.dumps(redacted(document))
+
+
+def test_a_role_among_the_approvers_may_supply_several_approvals() -> None:
+    raw = pipeline_yaml(
+        environments=[
+            {
+                **DEFAULT_SPEC["environments"][0],
+                "approval": {"approvers": ["arn:aws:iam::123456789012:role/release"], "required_approvals": 2},
+            }
+        ]
+    )
+    assert PipelineSpec.from_yaml(raw, SOURCE).environments[0].approval.required_approvals == 2
+
+
+def test_request_records_the_environment_s_approval_policy_for_the_decisions() -> None:
+    # Given a gate that needs two named approvers and is rejected when nobody answers
+    policy = {
+        "required": True,
+        "required_approvals": 2,
+        "approvers": ["arn:aws:iam::123456789012:role/release-*", "carol"],
+        "on_timeout": "reject",
+    }
+    step = build_step(_spec(approval=policy))
+    request = ApprovalRequest(
+        kind="approval", task_token=TOKEN, deployment=step.deployment, environment=step.environment
+    )
+    ledger, notifier = started_ledger(step), FakeNotifier()
+
+    # When RequestApproval runs
+    request_approval(request, ledger=ledger, notifier=notifier)
+
+    # Then conveyor approve finds the policy this execution asked under, and the approvers are told it
+    approval = ledger.records["d-unit"]["environments"]["staging"]["approval"]
+    assert approval["required_approvals"] == 2
+    assert approval["approvers"] == policy["approvers"]
+    assert (approval["allow_self_approval"], approval["on_timeout"], approval["approvals"]) == (False, "reject", [])
+    ((_, message, _),) = notifier.published
+    assert "It needs 2 approvals from distinct approvers." in message
+    assert "Without a decision within 24 h it is rejected." in message
+
+
+@pytest.mark.parametrize(
+    ("pushed_by", "told"), [("arn:aws:iam::123456789012:user/ci", True), ("123456789012", False), (None, False)]
+)
+def test_the_request_names_the_pusher_who_may_not_approve_only_when_it_names_a_principal(
+    pushed_by: str | None, told: bool
+) -> None:
+    step = build_step(_spec(approval={"required": True}))
+    deployment = step.deployment.model_copy(update={"pushed_by": pushed_by})
+    request = ApprovalRequest(kind="approval", task_token=TOKEN, deployment=deployment, environment=step.environment)
+    notifier = FakeNotifier()
+
+    request_approval(request, ledger=started_ledger(step), notifier=notifier)
+
+    ((_, message, _),) = notifier.published
+    assert ("may not approve it" in message) is told

@@ -48,9 +48,9 @@ def test_a_rollout_paused_for_a_decision_is_promoted_through_the_approve_path(
     decided: dict[str, Any] = {}
     monkeypatch.setattr(approvals, "decide", lambda cloud, deployment_id, **kw: decided.update(kw) or {"ok": True})
     # When it is promoted without naming the environment
-    approvals.promote(object(), "d-1", environment=None, reason="looks good", by="alice")  # type: ignore[arg-type]
-    # Then the decision is an approval of that environment, by that person
-    assert decided == {"environment": "production", "verdict": "approve", "reason": "looks good", "by": "alice"}
+    approvals.promote(object(), "d-1", environment=None, reason="looks good")  # type: ignore[arg-type]
+    # Then the decision is an approval of that environment (by the caller's AWS identity, as every approval)
+    assert decided == {"environment": "production", "verdict": "approve", "reason": "looks good"}
 
 
 def test_a_rollout_waiting_out_its_bake_is_refused_with_what_can_be_done(ledger: FakeLedger) -> None:

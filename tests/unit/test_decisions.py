@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from conveyor.domain.decisions import decide
+from conveyor.domain.decisions import decide, may_decide
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import DecisionInvalidError, NothingAwaitsDecisionError, TaskAnswerError
+from conveyor.domain.errors import (
+    AlreadyApprovedError,
+    ApproverNotAllowedError,
+    DecisionInvalidError,
+    NothingAwaitsDecisionError,
+    SelfApprovalError,
+    TaskAnswerError,
+)
+from conveyor.domain.outcomes import close_approvals
 
 from tests.fakes import FakeLedger, FakeTaskTokens
 from tests.unit.conftest import build_step, started_ledger
@@ -76,3 +84,148 @@ def test_nothing_awaiting_is_a_named_error() -> None:
     ledger = started_ledger(build_step())
     with pytest.raises(NothingAwaitsDecisionError, match="nothing awaits approval for deployment d-unit"):
         _decide(ledger, FakeTaskTokens())
+
+
+# --- who decides: the caller's AWS identity, the spec's approvers, N distinct approvals, never the pusher alone ---
+PUSHER = "arn:aws:iam::123456789012:user/ci"  # started_ledger's S3 requester
+ALICE = "arn:aws:sts::123456789012:assumed-role/release-approvers/alice"
+BOB = "arn:aws:iam::123456789012:user/bob"
+
+
+def _gate(**policy: object) -> FakeLedger:
+    ledger = started_ledger(build_step())
+    ledger.update_environment(
+        "d-unit",
+        "staging",
+        {
+            "status": EnvironmentStatus.AWAITING_APPROVAL,
+            "approval": {"kind": "approval", "task_token": TOKEN, "approvals": [], **policy},
+        },
+    )
+    return ledger
+
+
+def _as(ledger: FakeLedger, tasks: FakeTaskTokens, by: str, verdict: str = "approve", reason: str | None = None):
+    return decide(
+        "d-unit",
+        environment="staging",
+        verdict=verdict,
+        reason=reason,
+        by=by,
+        ledger=ledger,
+        tasks=tasks,  # type: ignore[arg-type]
+    )
+
+
+def test_the_pusher_may_not_approve_their_own_release_and_the_refusal_is_recorded() -> None:
+    ledger, tasks = _gate(), FakeTaskTokens()
+
+    with pytest.raises(SelfApprovalError, match=f"{PUSHER} pushed deployment d-unit and may not approve it"):
+        _as(ledger, tasks, PUSHER)
+
+    assert tasks.answers == []
+    assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.AWAITING_APPROVAL
+    (refused,) = ledger.stage_events("DecisionRefused")
+    assert (refused.detail["by"], refused.detail["error"]) == (PUSHER, "SelfApprovalError")
+    assert refused.environment == "staging"
+
+
+def test_the_pusher_may_approve_when_the_spec_allows_it_and_may_always_reject() -> None:
+    ledger, tasks = _gate(allow_self_approval=True), FakeTaskTokens()
+    assert _as(ledger, tasks, PUSHER)["approved_by"] == PUSHER
+
+    ledger, tasks = _gate(), FakeTaskTokens()
+    assert _as(ledger, tasks, PUSHER, "reject", "wrong build")["rejected_by"] == PUSHER
+
+
+def test_a_session_of_the_role_that_pushed_is_the_pusher() -> None:
+    ledger = started_ledger(build_step())
+    ledger.records["d-unit"]["pushed_by"] = "arn:aws:iam::123456789012:role/ci-push"
+    ledger.update_environment(
+        "d-unit",
+        "staging",
+        {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": {"kind": "approval", "task_token": TOKEN}},
+    )
+    with pytest.raises(SelfApprovalError):
+        _as(ledger, FakeTaskTokens(), "arn:aws:sts::123456789012:assumed-role/ci-push/gh-run-42")
+
+
+def test_n_distinct_approvals_are_needed_before_the_task_token_is_answered() -> None:
+    ledger, tasks = _gate(required_approvals=2), FakeTaskTokens()
+
+    # When the first approver approves, it is recorded and the execution still waits
+    first = _as(ledger, tasks, ALICE, reason="looks good")
+    assert (first["pending"], tasks.answers) == (1, [])
+    entry = ledger.get("d-unit").environments["staging"]
+    assert (entry.status, entry.approval["task_token"]) == (EnvironmentStatus.AWAITING_APPROVAL, TOKEN)
+    # and the same approver cannot count twice
+    with pytest.raises(AlreadyApprovedError, match="1 more from other approvers needed"):
+        _as(ledger, tasks, ALICE)
+
+    # When a second, distinct approver approves, the token is answered with both recorded
+    second = _as(ledger, tasks, BOB)
+    ((token, kind, output),) = tasks.answers
+    assert (token, kind, output["by"]) == (TOKEN, "success", BOB)
+    entry = ledger.get("d-unit").environments["staging"]
+    assert entry.status is EnvironmentStatus.APPROVED
+    assert [a["by"] for a in entry.approval["approvals"]] == [ALICE, BOB]
+    assert "task_token" not in entry.approval
+    assert "pending" not in second
+    events = ledger.stage_events("Approve")
+    assert [(e.detail["by"], e.status, e.detail["approvals"]) for e in events] == [
+        (ALICE, "recorded", 1),
+        (BOB, "approve", 2),
+    ]
+
+
+def test_only_the_named_approvers_may_decide() -> None:
+    ledger, tasks = _gate(approvers=["arn:aws:iam::123456789012:role/release-approvers"]), FakeTaskTokens()
+
+    with pytest.raises(ApproverNotAllowedError, match=f"{BOB} is not an approver of hello/staging"):
+        _as(ledger, tasks, BOB)
+    assert tasks.answers == []
+    assert ledger.stage_events("DecisionRefused")[0].detail["error"] == "ApproverNotAllowedError"
+
+    # a session of the named role is one of them
+    assert _as(ledger, tasks, ALICE)["approved_by"] == ALICE
+
+
+@pytest.mark.parametrize(
+    ("rule", "identity", "allowed"),
+    [
+        ("alice", ALICE, True),  # the session name
+        ("release-approvers", ALICE, True),  # the role name
+        ("arn:aws:iam::123456789012:role/release-*", ALICE, True),
+        ("arn:aws:iam::*:user/bob", BOB, True),
+        ("bob", BOB, True),
+        ("bob", ALICE, False),
+        ("arn:aws:iam::123456789012:role/deployers", ALICE, False),
+    ],
+)
+def test_an_approver_rule_names_an_identity_by_arn_name_or_pattern(rule: str, identity: str, allowed: bool) -> None:
+    assert may_decide(identity, [rule]) is allowed
+
+
+def test_a_rejection_is_a_stage_event_with_who_and_when() -> None:
+    ledger, tasks = _gate(), FakeTaskTokens()
+
+    _as(ledger, tasks, BOB, "reject", "freeze week")
+
+    (event,) = ledger.stage_events("Reject")
+    assert (event.detail["by"], event.detail["reason"], event.status) == (BOB, "freeze week", "reject")
+    assert event.finished_at is not None
+
+
+@pytest.mark.parametrize(("on_timeout", "status"), [("fail", "APPROVAL_TIMED_OUT"), ("reject", "REJECTED")])
+def test_what_an_unanswered_gate_records_is_the_spec_s_on_timeout(on_timeout: str, status: str) -> None:
+    ledger = _gate(on_timeout=on_timeout, timeout_seconds=3600)
+
+    _, why = close_approvals(ledger, ledger.get("d-unit"), "States.Timeout")
+
+    entry = ledger.get("d-unit").environments["staging"]
+    assert entry.status == status
+    assert "nothing was deployed in staging" in why
+    assert bool(ledger.stage_events("Reject")) is (on_timeout == "reject")
+    assert "task_token" not in entry.approval
+    if on_timeout == "reject":
+        assert entry.approval["rejected_by"] == "conveyor (approval timeout)"

@@ -396,3 +396,16 @@ def test_a_restore_that_fails_gives_the_lock_back_so_the_retry_can_act() -> None
     world.targets.fail_route = None
     assert world.reconcile().restored == ["staging"]
     assert world.function.aliases["live"] == ("1", {})
+
+
+def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic_was_restored() -> None:
+    # Given an execution stopped mid-canary (stopDate 2023-11-14T22:15Z in the status change event)
+    world = World()
+
+    # When the reconciler restores it
+    world.reconcile("ABORTED", cause="stopped from the console")
+
+    # Then the rollback entry carries both ends of DORA's time to restore
+    rollback = world.record().environments["staging"].rollback
+    assert rollback["failed_at"] == "2023-11-14T22:15:00+00:00"
+    assert datetime.fromisoformat(rollback["restored_at"]) >= datetime.fromisoformat(rollback["failed_at"])

@@ -145,6 +145,18 @@ class DecisionInvalidError(ConveyorError):
     """A decision that cannot be taken as given (a rejection without a reason)."""
 
 
+class ApproverNotAllowedError(ConveyorError):
+    """The caller's AWS identity is not among the environment's ``approval.approvers``."""
+
+
+class SelfApprovalError(ConveyorError):
+    """The identity that pushed a release tried to approve it (refused unless ``approval.allow_self_approval``)."""
+
+
+class AlreadyApprovedError(ConveyorError):
+    """The caller already approved this environment: ``required_approvals`` counts distinct approvers."""
+
+
 class TaskAnswerError(ConveyorError):
     """Step Functions did not take a decision; ``gone`` when the execution no longer waits for it."""
 

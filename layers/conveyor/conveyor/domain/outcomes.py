@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ApprovalRejectedError,
 )
 from conveyor.domain.ports import Ledger
-from conveyor.domain.records import DeploymentRecord
+from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.time_scale import TimeScale
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, outcome_metric
+
+TIMEOUT_DECIDER = "conveyor (approval timeout)"
+"""Who a rejection on timeout is recorded as: no person decided."""
 
 
 def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
@@ -32,12 +37,8 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
                 # Nominal and, under the local cloud's time scale (recorded with the request), wall time.
                 timeout = float(approval.get("timeout_seconds") or 0)
                 window = TimeScale(factor=approval.get("time_scale", 1.0)).annotate(f"{timeout:g} s", timeout)
-                gate = (
-                    name,
-                    f"approval for {name} timed out: nobody approved or rejected it within {window}; "
-                    f"nothing was deployed in {name}",
-                )
-                ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.APPROVAL_TIMED_OUT})
+                gate = (name, timed_out_gate(ledger, record, name, approval, window))
+                continue  # its token is forgotten with the record of the timeout
             elif error == ApprovalRejectedError.__name__ and status is EnvironmentStatus.REJECTED:
                 who, why = approval.get("rejected_by"), approval.get("reason")
                 gate = (name, f"approval for {name} rejected by {who}: {why}; nothing was deployed in {name}")
@@ -45,6 +46,42 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
             approval.pop("task_token")
             ledger.update_environment(record.deployment_id, name, {"approval": approval})
     return gate
+
+
+def timed_out_gate(ledger: Ledger, record: DeploymentRecord, name: str, approval: dict[str, Any], window: str) -> str:
+    """Record an approval gate nobody answered in time as its ``approval.on_timeout`` says; returns why.
+
+    ``fail`` (the default): APPROVAL_TIMED_OUT. ``reject``: a rejection, by nobody, recorded like a person's
+    (REJECTED, and a ``Reject`` stage event), so it counts with the rejected releases. Either way nothing was
+    deployed there.
+    """
+    closed = {key: value for key, value in approval.items() if key != "task_token"}
+    if approval.get("on_timeout") != "reject":
+        ledger.update_environment(
+            record.deployment_id, name, {"status": EnvironmentStatus.APPROVAL_TIMED_OUT, "approval": closed}
+        )
+        return (
+            f"approval for {name} timed out: nobody approved or rejected it within {window}; "
+            f"nothing was deployed in {name}"
+        )
+    now = utcnow()
+    reason = f"nobody approved it within {window} (approval.on_timeout: reject)"
+    decided = closed | {"decision": "reject", "rejected_by": TIMEOUT_DECIDER, "reason": reason}
+    decided["decided_at"] = now.isoformat()
+    ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.REJECTED, "approval": decided})
+    ledger.record_event(
+        StageEvent(
+            deployment_id=record.deployment_id,
+            stage="Reject",
+            environment=name,
+            status="reject",
+            started_at=now,
+            finished_at=now,
+            duration_ms=0.0,
+            detail={"by": TIMEOUT_DECIDER, "reason": reason},
+        )
+    )
+    return f"approval for {name} rejected on timeout: {reason}; nothing was deployed in {name}"
 
 
 def emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:

@@ -315,12 +315,27 @@ class HealthSpec(_Spec):
         return runs
 
 
-class ApprovalSpec(_Spec):
-    """A person approves (``conveyor approve``) or rejects (``conveyor reject``) before the environment is touched.
+MAX_APPROVERS = 20
+"""Entries of ``approval.approvers``: each travels in the execution's state with the spec."""
+Approver = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+=,.@_:/*?-]{1,256}$")]
+"""An approver: an IAM user or role name (or an assumed role's session name), an IAM user or role ARN, or an
+ARN pattern with ``*`` and ``?`` (``arn:aws:iam::123456789012:role/release-*``)."""
 
-    Asked before the environment's lock is taken, so nobody else waits on a human. No answer within
-    ``timeout_seconds`` fails the deployment (nothing deployed in that environment). The timeout also
-    bounds a pause for a person (``health.on_inconclusive: pause``).
+
+class ApprovalSpec(_Spec):
+    """People approve (``conveyor approve``) or reject (``conveyor reject``) before the environment is touched.
+
+    Asked before the environment's lock is taken, so nobody else waits on a human. The approver is the caller's
+    AWS identity (STS GetCallerIdentity), never a name they type: ``approvers`` says whose identity counts
+    (empty: anyone allowed to call ``states:SendTaskSuccess`` on the state machine and write the ledger),
+    ``required_approvals`` how many distinct ones are needed before the deployment goes on, and the person who
+    pushed the release is refused unless ``allow_self_approval``. No answer within ``timeout_seconds`` ends the
+    deployment with nothing deployed in that environment; ``on_timeout`` says how it is recorded: ``fail`` (the
+    deployment FAILED, the environment APPROVAL_TIMED_OUT) or ``reject`` (recorded as a rejection by nobody, so
+    a change board counts it with the rejected releases). Approving on a timeout is never offered: silence is not
+    consent. The timeout also bounds a pause for a person (``health.on_inconclusive: pause``), which is always
+    rolled back when nobody decides; it takes one decision (of an allowed approver, not the pusher): its traffic
+    has moved, and a restore must not wait for a quorum.
     """
 
     required: bool = False
@@ -328,6 +343,35 @@ class ApprovalSpec(_Spec):
     approvers_note: str | None = Field(
         default=None, max_length=1000, description="shown to the approvers in the notification"
     )
+    required_approvals: int = Field(
+        default=1, ge=1, le=MAX_APPROVERS, description="distinct approvers needed before the deployment goes on"
+    )
+    approvers: list[Approver] = Field(
+        default_factory=list,
+        max_length=MAX_APPROVERS,
+        description="who may decide: IAM user/role names, session names, IAM ARNs or ARN patterns "
+        "(* and ?); empty: anyone with the permission",
+    )
+    allow_self_approval: bool = Field(
+        default=False, description="let the identity that pushed the release approve it (refused by default)"
+    )
+    on_timeout: Literal["fail", "reject"] = Field(
+        default="fail",
+        description="what nobody deciding in time records: fail (APPROVAL_TIMED_OUT) or reject (a rejection); "
+        "either way nothing is deployed there",
+    )
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ApprovalSpec:
+        """N distinct approvers cannot come from fewer IAM users. Only a list of IAM user ARNs is counted: a
+        role (every person who assumes it), a name (a role's, or a session's) or a pattern may match many."""
+        users = {a for a in self.approvers if ":user/" in a and not set(a) & {"*", "?"}}
+        if self.approvers and users == set(self.approvers) and len(users) < self.required_approvals:
+            raise ValueError(
+                f"required_approvals is {self.required_approvals} but approvers names only {len(users)} IAM "
+                "user(s): no deployment could ever be approved"
+            )
+        return self
 
 
 class EnvironmentSpec(_Spec):

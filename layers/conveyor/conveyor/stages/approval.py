@@ -54,8 +54,14 @@ def render_request(request: ApprovalRequest, timeout_seconds: int, scale: TimeSc
             "",
             f"Deployment {deployment.deployment_id} will deploy to {target} once approved.",
             f"To reject it (nothing is deployed in {env.name}): `{reject}`",
-            f"Without a decision within {hours} it fails.",
+            f"Without a decision within {hours} it "
+            + ("is rejected." if env.approval.on_timeout == "reject" else "fails."),
         ]
+        if env.approval.required_approvals > 1:
+            lines.insert(2, f"It needs {env.approval.required_approvals} approvals from distinct approvers.")
+        if not env.approval.allow_self_approval and (deployment.pushed_by or "").startswith("arn:"):
+            # (an S3 requester that names only an account names nobody to refuse: see decisions.same_principal)
+            lines.insert(2, f"Whoever pushed it ({deployment.pushed_by}) may not approve it.")
     else:
         health = request.health
         weight = request.traffic.weight if request.traffic else "?"
@@ -106,6 +112,12 @@ def request_approval(
             "timeout_seconds": timeout,
             "step": step,
             "command": approval_command(deployment.deployment_id, env.name),
+            # The policy conveyor approve applies (conveyor.domain.decisions): this execution's, as it asked.
+            "required_approvals": env.approval.required_approvals,
+            "approvers": list(env.approval.approvers),
+            "allow_self_approval": env.approval.allow_self_approval,
+            "on_timeout": env.approval.on_timeout,
+            "approvals": [],
         }
         if scale.scaled:
             approval["time_scale"] = scale.factor  # so whoever reports its timeout says both times

@@ -167,7 +167,12 @@ def restore_environment(
         {
             "status": EnvironmentStatus.ROLLED_BACK,
             "weight": 0,
-            "rollback": result.model_dump(mode="json"),
+            # For DORA's time to restore: from the execution's end (the failure) to this restore.
+            "rollback": result.model_dump(mode="json")
+            | {
+                "failed_at": ended.stop_date.isoformat() if ended.stop_date else None,
+                "restored_at": utcnow().isoformat(),
+            },
             "reconciled": True,
         },
     )
