@@ -53,7 +53,6 @@ from conveyor_cli.status import (
     exit_code,
     exit_codes_help,
     history_row,
-    metric_rows,
     not_in_ledger,
     redacted,
     render,
@@ -444,7 +443,6 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_abort(args: argparse.Namespace) -> int:
     """Stop a rollout; the reconciler restores it (one code path with a stop from the console), then report."""
     from conveyor_cli.abort import abort
-
     from conveyor_cli.approvals import caller_identity
 
     deployment_id, app_env = (args.target, None) if args.env is None else (None, (args.target, args.env))

@@ -7,9 +7,10 @@ value next to the DORA report's tier for it.
 from __future__ import annotations
 
 from conveyor.domain.dora import DoraKeys, DoraMetrics
-from conveyor.domain.time_scale import duration_text
 from rich.console import Console
 from rich.table import Table
+
+from conveyor_cli.output import human_duration
 
 _TIER_STYLE = {"elite": "bold green", "high": "green", "medium": "yellow", "low": "red"}
 
@@ -26,9 +27,9 @@ def _cells(keys: DoraKeys) -> list[str]:
     return [
         str(keys.deployments),
         _graded(f"{keys.deployment_frequency_per_day:g}/day", tiers.get("deployment_frequency")),
-        _graded(duration_text(lead), tiers.get("lead_time")) if lead is not None else "-",
+        _graded(human_duration(lead), tiers.get("lead_time")) if lead is not None else "-",
         _graded(f"{rate:.0%} ({keys.failed_changes})", tiers.get("change_failure_rate")) if rate is not None else "-",
-        _graded(duration_text(restore), tiers.get("time_to_restore")) if restore is not None else "-",
+        _graded(human_duration(restore), tiers.get("time_to_restore")) if restore is not None else "-",
     ]
 
 

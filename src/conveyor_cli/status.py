@@ -124,6 +124,19 @@ def _versions(versions: Any) -> str:
     return ", ".join(moves)
 
 
+def _describe_decision(stage: str, detail: dict[str, Any]) -> str:
+    """A person's part in a deployment: asked, approved (n of N), rejected, or refused as an approver."""
+    by = plain(detail.get("by"))
+    if stage == "RequestApproval":
+        return f"awaiting a person ({plain(detail.get('kind'))}) until {when(detail.get('expires_at'))}"
+    if stage == "Approve":
+        count = f" ({detail['approvals']}/{detail['required']})" if detail.get("required") else ""
+        return f"approved by {by}{count}"
+    if stage == "Reject":
+        return f"rejected by {by}: {plain(detail.get('reason'))}"
+    return f"{plain(detail.get('verdict'))} by {by} refused: {plain(detail.get('reason'))}"
+
+
 def describe_event(event: StageEvent) -> str:
     """One line of evidence for a stage: what it did or why it failed."""
     detail = event.detail
@@ -140,15 +153,8 @@ def describe_event(event: StageEvent) -> str:
             return f"weight {plain(detail.get('weight'))}% (step {plain(detail.get('step'))}/{plain(detail.get('of'))})"
         case "EvaluateHealth":
             return f"{event.status.upper()}: {plain(detail.get('reason'))}"
-        case "RequestApproval":
-            return f"awaiting a person ({plain(detail.get('kind'))}) until {when(detail.get('expires_at'))}"
-        case "Approve":
-            count = f" ({detail['approvals']}/{detail['required']})" if detail.get("required") else ""
-            return f"approved by {plain(detail.get('by'))}{count}"
-        case "Reject":
-            return f"rejected by {detail.get('by')}: {detail.get('reason')}"
-        case "DecisionRefused":
-            return f"{detail.get('verdict')} by {detail.get('by')} refused: {detail.get('reason')}"
+        case "RequestApproval" | "Approve" | "Reject" | "DecisionRefused":
+            return _describe_decision(event.stage, detail)
         case "RollBack":
             restored, was = plain(detail.get("restored_version")), plain(detail.get("rolled_back_from"))
             return f"restored version {restored} (from {was})"
@@ -210,39 +216,6 @@ def history_row(record: DeploymentRecord) -> tuple[str, ...]:
         human_duration(record.duration_seconds) if record.duration_seconds is not None else "running",
         "; ".join(manual_rollbacks(record)) or "",
     )
-
-
-METRIC_LABELS = {
-    "window_days": "window",
-    "deployments": "deployments",
-    "succeeded": "succeeded",
-    "failed_changes": "failed changes",
-    "deployment_frequency_per_day": "deployment frequency",
-    "lead_time_seconds_median": "lead time for changes (median)",
-    "change_failure_rate": "change failure rate",
-    "time_to_restore_seconds_median": "time to restore (median)",
-}
-
-
-def metric_value(name: str, value: Any) -> str:
-    """A DORA value in the unit a person reads: durations human, rates in percent, frequency per day."""
-    if value is None:
-        return "- (no data)"
-    if "seconds" in name and isinstance(value, int | float):
-        return human_duration(float(value))
-    if name.endswith("_rate") and isinstance(value, int | float):
-        return f"{value * 100:.1f}%"
-    if name.endswith("_per_day") and isinstance(value, int | float):
-        return f"{value:.2f} per day"
-    if name == "window_days" and isinstance(value, int | float):
-        return f"{value:g} days"
-    return plain(value)
-
-
-def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    return [
-        (METRIC_LABELS.get(name, name.replace("_", " ")), metric_value(name, value)) for name, value in metrics.items()
-    ]
 
 
 def not_in_ledger(deployment_id: str, *, table: str, running_execution: str | None) -> str:

@@ -6,13 +6,16 @@ from datetime import timedelta
 
 import pytest
 from conveyor.domain.contracts import Outcome
+from conveyor.domain.dora import DoraMetrics
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.notices import render_failure
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.timing import utcnow
+from rich.console import Console
 
+from conveyor_cli.metrics import print_metrics
 from conveyor_cli.output import human_duration
-from conveyor_cli.status import describe_event, history_row, metric_rows, render
+from conveyor_cli.status import describe_event, history_row, render
 
 NOW = utcnow()
 
@@ -98,21 +101,22 @@ def test_a_subject_without_a_key_names_the_deployment() -> None:
 
 
 def test_metrics_read_in_human_durations_and_percent() -> None:
-    rows = dict(
-        metric_rows(
-            {
-                "window_days": 30.0,
-                "deployment_frequency_per_day": 0.5,
-                "lead_time_seconds_median": 7260.0,
-                "change_failure_rate": 0.25,
-                "time_to_restore_seconds_median": None,
-            }
-        )
-    )
-    assert rows["lead time for changes (median)"] == "2 h 1 min"
-    assert rows["change failure rate"] == "25.0%"
-    assert rows["deployment frequency"] == "0.50 per day"
-    assert rows["time to restore (median)"] == "- (no data)"
+    keys = {
+        "deployments": 4,
+        "succeeded": 3,
+        "failed_changes": 1,
+        "deployment_frequency_per_day": 0.5,
+        "lead_time_seconds_median": 7260.0,
+        "change_failure_rate": 0.25,
+        "time_to_restore_seconds_median": None,
+        "tiers": {},
+    }
+    console = Console(record=True, width=200)
+    print_metrics(DoraMetrics.model_validate({**keys, "window_days": 30.0}), console)
+    text = console.export_text()
+    assert "2 h 1 min" in text
+    assert "25% (1)" in text
+    assert "0.5/day" in text
 
 
 @pytest.mark.parametrize(
