@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import botocore.loaders
 import botocore.session
 import pytest
+from _pytest.nodeid import NodeId  # pytest 9.2's node id (see pytest_collection_finish)
 
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConveyorTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "conveyor")
@@ -33,6 +34,7 @@ def _one_botocore_loader() -> Iterator[None]:
         yield
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups (whichever registered first)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """How pytest-xdist (``--dist loadgroup``) shares the tests out: a module stays whole on one process, and
     the end-to-end suite stays whole on one process, in file order.
@@ -46,3 +48,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.nodeid.split("::", 1)[0]
         group = "e2e" if module.startswith("tests/e2e/") else module
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reports the collected node ids to the scheduler
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Make pytest-xdist's groups count under pytest 9.2.
+
+    pytest-xdist 3.8 marks a test's group by appending ``@group`` to ``item._nodeid``, and its scheduler
+    groups by that suffix of the node id the worker reports. pytest 9.2 reads a node id from ``item._id``
+    (a ``NodeId``) and ignores ``_nodeid``: every test became a group of its own, modules and the e2e suite
+    were split across processes, and the e2e modules' order (ever higher versions on one cloud) broke. The
+    suffixed id is carried over to where pytest 9.2 reads it; ``test_xdist_groups_reach_the_scheduler``
+    fails if the two libraries stop agreeing either way.
+    """
+    for item in session.items:
+        grouped = item.__dict__.get("_nodeid")
+        if isinstance(grouped, str) and "@" in grouped and "@" not in item.nodeid:
+            item._id = NodeId.parse(grouped)  # type: ignore[attr-defined]
