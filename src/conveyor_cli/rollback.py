@@ -13,7 +13,7 @@ from conveyor.domain.errors import ConveyorError
 from conveyor.settings import MANAGED_TAG_KEY
 
 from conveyor_cli import operations
-from conveyor_cli.approvals import operator
+from conveyor_cli.approvals import caller_identity
 from conveyor_cli.context import CliError, Cloud
 
 
@@ -30,7 +30,7 @@ def manual_rollback(
             to,
             target=target,
             lock=lock,
-            operator=operator(),
+            operator=caller_identity(cloud),
             ledger=operations.ledger(cloud),
             targets=operations.targets(cloud),
             locks=operations.locks(cloud),
