@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.adapters.cloudwatch import alias_version_queries
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.layout import pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
@@ -24,7 +25,6 @@ from pydantic import ValidationError
 MAX_POINTS = 120
 """About how many periods a metric series spans: the period is the smallest CloudWatch accepts above span / this."""
 _SUB_MINUTE_PERIODS = (1, 5, 10, 30)
-_NAMESPACE = "AWS/Lambda"
 
 
 @dataclass(frozen=True)
@@ -96,30 +96,17 @@ def read_version_metrics(
 ) -> EnvironmentMetrics:
     """Invocations, errors and p95 duration per period of the alias's traffic to each version.
 
-    The dimensions are Lambda's for traffic through an alias (``FunctionName``, ``Resource`` =
-    ``function:alias``, ``ExecutedVersion``), the ones EvaluateHealth judges. A CloudWatch that refuses
-    (no permission, no network) gives a page that says so, not no page.
+    The queries are the health stage's (``alias_version_queries``), so the page draws what was judged. A
+    CloudWatch that refuses (no permission, no network) gives a page that says so, not no page.
     """
     period = metric_period(start, end, now, finest=finest)
-    queries: list[dict[str, Any]] = []
-    for index, version in enumerate(versions):
-        dimensions = [
-            {"Name": "FunctionName", "Value": function_name},
-            {"Name": "Resource", "Value": f"{function_name}:{alias}"},
-            {"Name": "ExecutedVersion", "Value": version},
-        ]
-        for key, metric, stat in (("inv", "Invocations", "Sum"), ("err", "Errors", "Sum"), ("p95", "Duration", "p95")):
-            queries.append(
-                {
-                    "Id": f"{key}{index}",
-                    "MetricStat": {
-                        "Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
-                        "Period": period,
-                        "Stat": stat,
-                    },
-                    "ReturnData": True,
-                }
-            )
+    queries = alias_version_queries(
+        function_name,
+        alias,
+        versions,
+        period=period,
+        series=(("inv", "Invocations", "Sum"), ("err", "Errors", "Sum"), ("p95", "Duration", "p95")),
+    )
     found: dict[str, dict[datetime, float]] = {}
     try:
         pages = cloudwatch.get_paginator("get_metric_data").paginate(

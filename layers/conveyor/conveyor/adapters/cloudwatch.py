@@ -9,6 +9,7 @@ the version, such as the synthetic check, carry another ``Resource``).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,42 @@ def _period(start: datetime, end: datetime) -> int:
     return max(60, math.ceil((end - start).total_seconds() / 60) * 60)
 
 
+def alias_version_queries(
+    function_name: str,
+    alias: str,
+    versions: Sequence[str],
+    *,
+    period: int,
+    series: Sequence[tuple[str, str, str]],
+) -> list[dict[str, Any]]:
+    """GetMetricData queries for the alias's traffic to each version: one per ``(key, metric, stat)`` in
+    ``series`` and version, each with the Id ``<key><index of the version>``.
+
+    The dimensions are Lambda's for invocations through an alias, the ones EvaluateHealth judges and
+    ``conveyor report`` draws.
+    """
+    queries: list[dict[str, Any]] = []
+    for index, version in enumerate(versions):
+        dimensions = [
+            {"Name": "FunctionName", "Value": function_name},
+            {"Name": "Resource", "Value": f"{function_name}:{alias}"},
+            {"Name": "ExecutedVersion", "Value": version},
+        ]
+        queries.extend(
+            {
+                "Id": f"{key}{index}",
+                "MetricStat": {
+                    "Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
+                    "Period": period,
+                    "Stat": stat,
+                },
+                "ReturnData": True,
+            }
+            for key, metric, stat in series
+        )
+    return queries
+
+
 class CloudWatchLambdaMetrics:
     """``LambdaMetrics`` on CloudWatch GetMetricData."""
 
@@ -36,31 +73,18 @@ class CloudWatchLambdaMetrics:
     def version_stats(
         self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
     ) -> dict[str, VersionStats]:
-        period = _period(start, end)
-        queries: list[dict[str, Any]] = []
-        for index, version in enumerate(versions):
-            dimensions = [
-                {"Name": "FunctionName", "Value": function_name},
-                {"Name": "Resource", "Value": f"{function_name}:{alias}"},
-                {"Name": "ExecutedVersion", "Value": version},
-            ]
-            for key, metric, stat in (
+        queries = alias_version_queries(
+            function_name,
+            alias,
+            versions,
+            period=_period(start, end),
+            series=(
                 ("inv", "Invocations", "Sum"),
                 ("err", "Errors", "Sum"),
                 ("p95", "Duration", "p95"),
                 ("p99", "Duration", "p99"),
-            ):
-                queries.append(
-                    {
-                        "Id": f"{key}{index}",
-                        "MetricStat": {
-                            "Metric": {"Namespace": _NAMESPACE, "MetricName": metric, "Dimensions": dimensions},
-                            "Period": period,
-                            "Stat": stat,
-                        },
-                        "ReturnData": True,
-                    }
-                )
+            ),
+        )
         values: dict[str, list[float]] = {}
         try:
             paginator = self._cloudwatch.get_paginator("get_metric_data")
