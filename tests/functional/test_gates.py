@@ -7,9 +7,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from botocore.stub import Stubber
 from conveyor import runtime
+from conveyor.adapters.cloudwatch import CloudWatchAlarms
 from conveyor.adapters.dynamodb_freezes import DynamoFreezes
 from conveyor.adapters.dynamodb_ledger import DynamoLedger
+from conveyor.domain.errors import AlarmsUnavailableError
 from conveyor.domain.freeze import ALL_APPS, OperatorFreeze
 
 from tests.fakes import DEFAULT_SPEC, pipeline_yaml
@@ -102,3 +106,13 @@ def test_an_alarm_in_alarm_before_the_deployment_refuses_it(
     assert "alarm 'errs' is in ALARM" in refused["reason"]
     cloud.cloudwatch.set_alarm_state(AlarmName="errs", StateValue="OK", StateReason="recovered")
     assert _gate(state, context)["decision"] == "open"
+
+
+def test_an_alarm_read_that_fails_is_a_named_error_the_state_machine_retries(cloud: Cloud) -> None:
+    # Given DescribeAlarms is throttled past the SDK's retries
+    alarms = CloudWatchAlarms(runtime.session())
+    with Stubber(alarms._cloudwatch) as stub:
+        stub.add_client_error("describe_alarms", service_error_code="Throttling", http_status_code=400)
+        # Then the adapter names it, with the alarms it could not read
+        with pytest.raises(AlarmsUnavailableError, match="reading the state of alarms errs failed"):
+            alarms.states(["errs"])

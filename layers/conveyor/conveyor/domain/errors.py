@@ -120,6 +120,10 @@ class MetricsUnavailableError(ConveyorError):
     """CloudWatch could not be read for the per-version Lambda metrics of a health check."""
 
 
+class AlarmsUnavailableError(ConveyorError):
+    """CloudWatch DescribeAlarms failed (throttled past the SDK's retries, unavailable, denied): states unknown."""
+
+
 class RollbackFailedError(ConveyorError):
     """Restoring the alias failed: a person must act (the notification says what to run)."""
 
