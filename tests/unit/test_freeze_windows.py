@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import conveyor.domain.freeze as freeze_module
 import pytest
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.freeze import FREEZE_HORIZON, FreezeWindow, OperatorFreeze, active_freezes, frozen_until
@@ -151,3 +153,16 @@ def test_the_spec_carries_freeze_windows_and_names_a_bad_one() -> None:
         PipelineSpec.from_yaml(pipeline_yaml(freeze_windows=[{"reason": "x", "recurring": {"start": "sat"}}]), "h.yaml")
     with pytest.raises(PipelineInvalidError, match="freeze_wait_seconds"):
         PipelineSpec.from_yaml(pipeline_yaml(freeze_wait_seconds=12 * 3600), "h.yaml")
+
+
+def test_a_python_without_a_zone_database_says_so_rather_than_blaming_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a runtime with no IANA time zone database (no system zoneinfo, no tzdata package)
+    monkeypatch.setattr(freeze_module, "ZoneInfo", _no_zone)
+    monkeypatch.setattr(freeze_module, "available_timezones", set)
+    # Then a window in Europe/Paris is refused naming the missing database
+    with pytest.raises(ValidationError, match="finds no IANA time zone database"):
+        window(recurring={"start": "10:00", "end": "11:00", "timezone": "Europe/Paris"})
+
+
+def _no_zone(name: str) -> ZoneInfo:
+    raise ZoneInfoNotFoundError(f"No time zone found with key {name}")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
@@ -49,6 +49,11 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
+        if not available_timezones():  # (scanned only on this error path)
+            raise ValueError(
+                f"time zone {name!r}: this Python finds no IANA time zone database (system zoneinfo or the tzdata "
+                "package); use UTC or install tzdata"
+            ) from exc
         raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Paris, or UTC)") from exc
 
 
