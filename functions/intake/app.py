@@ -1,15 +1,17 @@
-"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, AcquireLock).
+"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, CheckGates,
+AcquireLock).
 
 Each stage's module is imported the first time its state is routed here (see ``conveyor.runtime`` for the
 adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
 """
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.domain.contracts import Claim, ClaimRequest, Deployment, LockGrant, ValidateRequest
+from conveyor.domain.contracts import Claim, ClaimRequest, Deployment, GateResult, LockGrant, ValidateRequest
 from conveyor.domain.target_identity import Home
 from conveyor.entry import environment_step, stage_function
 from conveyor.settings import settings
@@ -45,6 +47,21 @@ def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
     )
 
 
+def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
+    """Freezes and the environment's alarms, before its lock: open, wait and ask again, or refuse."""
+    from conveyor.stages.gate import check_gates
+
+    return check_gates(
+        environment_step(event),
+        freezes=runtime.freezes(),
+        alarms=runtime.alarms(),
+        ledger=runtime.ledger(),
+        locks=runtime.locks(),
+        now=datetime.now(UTC),
+        scale=settings().time_scale,
+    )
+
+
 def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
     """Take the environment's lock (lease + fencing token), or say how to wait for it."""
     from conveyor.stages.lock import acquire_lock
@@ -59,5 +76,5 @@ def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
     )
 
 
-STAGES = {"ClaimDeployment": claim, "ValidateArtifact": validate, "AcquireLock": lock}
+STAGES = {"ClaimDeployment": claim, "ValidateArtifact": validate, "CheckGates": gate, "AcquireLock": lock}
 handler = stage_function(STAGES)

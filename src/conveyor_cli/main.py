@@ -473,6 +473,41 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_freeze(args: argparse.Namespace) -> int:
+    """Freeze one app or every app (``--list``: the freezes in force), as the caller's AWS identity."""
+    from conveyor_cli.freezes import FREEZE_COLUMNS, active, freeze, freeze_row, scope_of
+
+    cloud = _cloud(args)
+    if args.list:
+        found = active(cloud)
+        if args.json:
+            _print([stop.model_dump(mode="json") for stop in found])
+        elif not found:
+            print("nothing is frozen (freeze windows of a pipeline: `conveyor pipeline show APP`)")
+        else:
+            print_table(FREEZE_COLUMNS, (freeze_row(stop) for stop in found))
+        return 0
+    if args.reason is None:
+        raise CliError("--reason is required: it is shown to whoever's deployment the freeze stops")
+    stop = freeze(cloud, scope_of(args.app, args.all), reason=args.reason, until=args.until)
+    if args.json:
+        _print(stop.model_dump(mode="json"))
+    else:
+        print(f"{stop.describe()}; deployments reaching an environment wait or are refused (on_freeze)")
+    return 0
+
+
+def cmd_unfreeze(args: argparse.Namespace) -> int:
+    from conveyor_cli.freezes import scope_of, unfreeze
+
+    lifted = unfreeze(_cloud(args), scope_of(args.app, args.all))
+    if args.json:
+        _print(lifted.model_dump(mode="json"))
+    else:
+        print(f"lifted: {lifted.describe()}")
+    return 0
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from conveyor_cli.live import LIVE_COLUMNS, live_environments, live_row
 
@@ -707,6 +742,26 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("--by", help=argparse.SUPPRESS)  # refused with why: the approver is the AWS identity
         decide.add_argument("--json", action="store_true")
         decide.set_defaults(func=func)
+
+    freeze = commands.add_parser(
+        "freeze",
+        help="emergency stop: no deployment of APP (or --all apps) starts in any environment until unfreeze",
+        description="Stored in the ledger as your AWS identity. A deployment reaching an environment's gate waits "
+        "or is refused as its pipeline's on_freeze says; a rollout already past its gate finishes (conveyor abort "
+        "stops one). --list: the freezes in force.",
+    )
+    freeze.add_argument("app", nargs="?", help="the app to freeze")
+    freeze.add_argument("--all", action="store_true", help="freeze every app")
+    freeze.add_argument("--reason", help="why (required): shown to whoever's deployment it stops")
+    freeze.add_argument("--until", help="lift by itself: a duration (30m, 2h, 1d) or an ISO 8601 instant")
+    freeze.add_argument("--list", action="store_true", help="show the freezes in force")
+    freeze.add_argument("--json", action="store_true")
+    freeze.set_defaults(func=cmd_freeze)
+    unfreeze = commands.add_parser("unfreeze", help="lift the freeze of APP (or --all)")
+    unfreeze.add_argument("app", nargs="?", help="the app to unfreeze")
+    unfreeze.add_argument("--all", action="store_true", help="lift the freeze of every app (not apps frozen alone)")
+    unfreeze.add_argument("--json", action="store_true")
+    unfreeze.set_defaults(func=cmd_unfreeze)
 
     metrics = commands.add_parser(
         "metrics", help="DORA's four keys per app and environment, each with the DORA report's tier"

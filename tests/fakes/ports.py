@@ -22,6 +22,7 @@ from conveyor.domain.errors import (
     TaskAnswerError,
     TrafficShiftError,
 )
+from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig, base64_digest
 from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, FunctionState, Invocation, StageWrites
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
@@ -464,6 +465,22 @@ class FakeAlarms:
     def states(self, names: list[str]) -> dict[str, str]:
         self.asked.append(list(names))
         return {name: self.alarm_states[name] for name in names if name in self.alarm_states}
+
+
+class FakeFreezes:
+    """Operator freezes in memory, one per scope (an app or ``*``), as ``DynamoFreezes`` keeps them."""
+
+    def __init__(self, *freezes: OperatorFreeze) -> None:
+        self.stored: dict[str, OperatorFreeze] = {freeze.scope: freeze for freeze in freezes}
+
+    def all(self) -> list[OperatorFreeze]:
+        return list(self.stored.values())
+
+    def put(self, freeze: OperatorFreeze) -> None:
+        self.stored[freeze.scope] = freeze
+
+    def remove(self, scope: str) -> OperatorFreeze | None:
+        return self.stored.pop(scope, None)
 
 
 class FakeNotifier:

@@ -47,6 +47,7 @@ _RUNTIME_FACTORIES = (
     "lambda_metrics",
     "prober",
     "notifier",
+    "freezes",
     "locks",
     "executions",
     "target_owners",
@@ -61,6 +62,7 @@ def load_event(name: str) -> dict[str, Any]:
 STAGE_FUNCTIONS = {
     "claim_deployment": ("intake", "ClaimDeployment"),
     "validate_artifact": ("intake", "ValidateArtifact"),
+    "check_gates": ("intake", "CheckGates"),
     "acquire_lock": ("intake", "AcquireLock"),
     "deploy": ("rollout", "Deploy"),
     "shift_traffic": ("rollout", "ShiftTraffic"),

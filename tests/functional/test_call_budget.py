@@ -105,6 +105,7 @@ def test_a_two_environment_release_stays_within_the_call_budget(
     results = []
     for index in range(2):
         step = environment_step(state, index)
+        assert run("check_gates", step)["decision"] == "open"
         step["lock"] = run("acquire_lock", step)
         step["release"] = run("deploy", step)
         step["traffic"] = run("shift_traffic", step)

@@ -111,6 +111,8 @@ def deploy_once(
     step = environment_step(state)
     if approval:  # what the RequestApproval task sends; the person's answer comes back through Step Functions
         run(recorder, "request_approval", {"kind": "approval", "task_token": "token-1", **step}, context)
+    if not approval:  # CheckGates before the lock: the first release finds staging's alarm OK
+        assert run(recorder, "check_gates", step, context)["decision"] == "open"
     step["lock"] = run(recorder, "acquire_lock", step, context)
     step["release"] = run(recorder, "deploy", step, context)
     while True:

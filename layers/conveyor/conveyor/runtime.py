@@ -18,6 +18,7 @@ from conveyor.settings import settings
 
 if TYPE_CHECKING:
     from conveyor.adapters.cloudwatch import CloudWatchAlarms, CloudWatchLambdaMetrics
+    from conveyor.adapters.dynamodb_freezes import DynamoFreezes
     from conveyor.adapters.dynamodb_ledger import DynamoLedger
     from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
     from conveyor.adapters.eventbridge import EventBridgeBus
@@ -101,6 +102,13 @@ def target_owners() -> DynamoTargetOwners:
     from conveyor.adapters.dynamodb_locks import DynamoTargetOwners
 
     return DynamoTargetOwners(session(), settings().ledger_table)
+
+
+@cache
+def freezes() -> DynamoFreezes:
+    from conveyor.adapters.dynamodb_freezes import DynamoFreezes
+
+    return DynamoFreezes(session(), settings().ledger_table)
 
 
 @cache

@@ -17,7 +17,7 @@ from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
-from conveyor.domain.errors import MetricsUnavailableError
+from conveyor.domain.errors import AlarmsUnavailableError, MetricsUnavailableError
 from conveyor.domain.ports import VersionStats
 
 _NAMESPACE = "AWS/Lambda"
@@ -118,12 +118,15 @@ class CloudWatchAlarms:
 
     def states(self, names: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        # DescribeAlarms accepts at most 100 names per call.
-        for start in range(0, len(names), 100):
-            paginator = self._cloudwatch.get_paginator("describe_alarms")
-            for page in paginator.paginate(
-                AlarmNames=names[start : start + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
-            ):
-                for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
-                    found[alarm["AlarmName"]] = alarm["StateValue"]
+        try:
+            # DescribeAlarms accepts at most 100 names per call.
+            for start in range(0, len(names), 100):
+                paginator = self._cloudwatch.get_paginator("describe_alarms")
+                for page in paginator.paginate(
+                    AlarmNames=names[start : start + 100], AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+                ):
+                    for alarm in page.get("MetricAlarms", []) + page.get("CompositeAlarms", []):
+                        found[alarm["AlarmName"]] = alarm["StateValue"]
+        except (ClientError, BotoCoreError) as exc:
+            raise AlarmsUnavailableError(f"reading the state of alarms {', '.join(names)} failed: {exc}") from exc
         return found

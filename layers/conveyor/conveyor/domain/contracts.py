@@ -351,6 +351,26 @@ class LockGrant(_Result):
     )
 
 
+GateDecision = Literal["open", "wait", "frozen", "alarm"]
+
+
+class GateResult(_Result):
+    """CheckGates' decision for one environment, before its lock: ``open`` goes on to AcquireLock, ``wait``
+    waits ``wait_seconds`` (WaitForGate) and asks again, ``frozen`` and ``alarm`` end the deployment
+    (DeploymentFrozenError, AlarmFiringError) with ``reason`` as the cause. Nothing is touched before ``open``."""
+
+    decision: GateDecision
+    environment: str
+    reason: str = ""
+    checked_at: datetime
+    waiting_since: datetime | None = Field(
+        default=None, description="when this environment's gate first found it frozen (the wait budget counts from it)"
+    )
+    frozen_until: datetime | None = Field(default=None, description="when the freeze ends; None: until unfrozen")
+    wait_seconds: int = Field(default=0, description="when waiting: ask again after this long")
+    checks: int = Field(default=1, description="how many times the gate was asked in this environment")
+
+
 class EnvironmentStep(_Request):
     """The state of one environment's iteration of the rollout loop."""
 
@@ -361,6 +381,7 @@ class EnvironmentStep(_Request):
     health: HealthVerdict | None = None
     failure: Failure | None = None
     lock: LockGrant | None = None
+    gate: GateResult | None = None
 
 
 class ApprovalRequest(_Request):

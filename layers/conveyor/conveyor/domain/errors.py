@@ -120,6 +120,10 @@ class MetricsUnavailableError(ConveyorError):
     """CloudWatch could not be read for the per-version Lambda metrics of a health check."""
 
 
+class AlarmsUnavailableError(ConveyorError):
+    """CloudWatch DescribeAlarms failed (throttled past the SDK's retries, unavailable, denied): states unknown."""
+
+
 class RollbackFailedError(ConveyorError):
     """Restoring the alias failed: a person must act (the notification says what to run)."""
 
@@ -213,3 +217,21 @@ class PipelineNotReadyError(ConveyorError):
 
 class EventPublishError(ConveyorError):
     """Lifecycle events could not be put on the event bus (after retrying the entries EventBridge refused)."""
+
+
+# --- gates before anything moves (CheckGates) ---------------------------------------------------
+class GateClosedError(ConveyorError):
+    """CheckGates stopped the deployment before its environment's lock: nothing was touched there."""
+
+
+class DeploymentFrozenError(GateClosedError):
+    """The environment is frozen (a spec freeze window or a ``conveyor freeze``) and ``on_freeze`` is ``refuse``,
+    or the freeze lasts longer than ``freeze_wait_seconds`` allows to wait; the cause names the window or who froze."""
+
+
+class AlarmFiringError(GateClosedError):
+    """An alarm of the environment (``health.alarms``) is in ALARM, or missing, before the deployment touched it."""
+
+
+class FreezeInvalidError(ConveyorError):
+    """``conveyor freeze``/``unfreeze`` was given something it cannot record (no reason, an ``--until`` in the past)."""

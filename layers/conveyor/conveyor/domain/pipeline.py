@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.freeze import MAX_FREEZE_WINDOWS, FreezeWindow
 from conveyor.domain.layout import AppName
 from conveyor.domain.limits import (
     MAX_PIPELINE_SPEC_BYTES,
@@ -39,6 +40,8 @@ AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*[A-Za-z_-]
 
 MAX_WAIT_SECONDS = 24 * 3600
 MAX_APPROVAL_SECONDS = 7 * 24 * 3600
+MAX_FREEZE_WAIT_SECONDS = 8 * 3600
+"""A deployment waiting out a freeze must still finish within the state machine's 12 h ``TimeoutSeconds``."""
 MAX_ENVIRONMENTS = 10
 MAX_ALARMS = 10
 """Alarms per environment: each one is a check whose result stays in the state (``conveyor.limits``)."""
@@ -426,6 +429,24 @@ class RolloutPolicy(_Spec):
         default=DEFAULT_VERSION_ORDER,
         description="semver: SemVer 2.0 precedence (other versions are refused); build_time: the manifest's "
         "created_at, then commit time (for commit-hash versions). See conveyor.versions",
+    )
+    freeze_windows: list[FreezeWindow] = Field(
+        default_factory=list,
+        max_length=MAX_FREEZE_WINDOWS,
+        description="times when no deployment starts in an environment (recurring or once, each with a reason); "
+        "checked before each environment's lock, with `conveyor freeze` stops",
+    )
+    on_freeze: Literal["wait", "refuse"] = Field(
+        default="refuse",
+        description="a deployment reaching a frozen environment: refuse (FAILED, DeploymentFrozenError, nothing "
+        "touched) or wait for the freeze to end, at most freeze_wait_seconds, then refuse",
+    )
+    freeze_wait_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=MAX_FREEZE_WAIT_SECONDS,
+        description="on_freeze: wait: how long one environment may wait; a freeze known to last longer is refused "
+        "at once",
     )
 
 

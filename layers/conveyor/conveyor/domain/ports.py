@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
 from conveyor.domain.events import LifecycleEvent
+from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 
@@ -97,6 +98,22 @@ class TargetOwners(Protocol):
     def claim(self, target: str, *, app: str, environment: str) -> TargetClaim | None: ...
     def owner(self, target: str) -> TargetClaim | None: ...
     def release(self, target: str, *, app: str) -> bool: ...
+
+
+class Freezes(Protocol):
+    """Operator freezes (``conveyor freeze``), one per scope: an app, or ``*`` for every app."""
+
+    def all(self) -> list[OperatorFreeze]:
+        """Every stored freeze, lifted by ``until`` or not (the caller asks ``active``)."""
+        ...
+
+    def put(self, freeze: OperatorFreeze) -> None:
+        """Store ``freeze``, replacing the scope's earlier one."""
+        ...
+
+    def remove(self, scope: str) -> OperatorFreeze | None:
+        """Lift the scope's freeze; the one removed, or None when there was none."""
+        ...
 
 
 # --- the functions Conveyor deploys -----------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""``conveyor freeze`` / ``unfreeze`` (conveyor_cli.freezes): scopes, ``--until``, and the parser's wiring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from conveyor.domain.errors import FreezeInvalidError
+from conveyor.domain.freeze import ALL_APPS
+
+from conveyor_cli.context import CliError
+from conveyor_cli.freezes import parse_until, scope_of
+from conveyor_cli.main import parse
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def test_a_freeze_names_one_app_or_all_of_them() -> None:
+    assert scope_of("hello", False) == "hello"
+    assert scope_of(None, True) == ALL_APPS
+    with pytest.raises(CliError, match="not both"):
+        scope_of("hello", True)
+    with pytest.raises(CliError, match="name an app"):
+        scope_of(None, False)
+    with pytest.raises(CliError, match="not an app name"):
+        scope_of("Hello World", False)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30m", NOW + timedelta(minutes=30)),
+        ("2h", NOW + timedelta(hours=2)),
+        ("1d", NOW + timedelta(days=1)),
+        ("2026-12-24T18:00:00+01:00", datetime(2026, 12, 24, 17, 0, tzinfo=UTC)),
+        (None, None),
+    ],
+)
+def test_until_is_a_duration_or_an_instant_with_its_offset(text: str | None, expected: datetime | None) -> None:
+    assert parse_until(text, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2026-12-24T18:00:00", "UTC offset"),
+        ("tomorrow", "expected a duration"),
+        ("2026-12-01T00:00:00Z", "not in the future"),
+    ],
+)
+def test_an_until_that_cannot_be_kept_is_refused(text: str, message: str) -> None:
+    with pytest.raises(FreezeInvalidError, match=message):
+        parse_until(text, NOW)
+
+
+def test_the_commands_are_wired() -> None:
+    frozen = parse(["freeze", "hello", "--reason", "incident", "--until", "2h"])
+    assert (frozen.app, frozen.all, frozen.reason, frozen.until) == ("hello", False, "incident", "2h")
+    assert parse(["freeze", "--list", "--json"]).list
+    assert parse(["unfreeze", "--all"]).all
