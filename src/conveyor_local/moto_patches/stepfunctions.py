@@ -13,6 +13,11 @@ and ``...common.retry.retrier_decl.time``
     ``.waitForTaskToken`` task, hours on AWS) is scaled the same way. Fixed ``TimeoutSeconds`` (a
     stage's own limit, which bounds real work rather than a wait) is left as written.
 
+``...common.timeouts.heartbeat.HeartbeatSecondsPath._eval_seconds(self, env)``
+    a task-token hook's ``HeartbeatSecondsPath`` (read from the spec, like its ``TimeoutSecondsPath``) is
+    scaled too, so a heartbeat window stays the same fraction of the timeout it sits in; without it a hook
+    on a 0.01 time scale would have 100 times longer to send its heartbeat than to finish.
+
 ``...state_map.iteration.iteration_worker.CustomErrorName``
     when a Map iteration fails, moto names the Map's error with ``CustomErrorName``, which refuses
     any name starting with ``States.``; so an iteration ending in ``States.Timeout`` surfaced as
@@ -78,6 +83,7 @@ SFN_ASL = "moto.stepfunctions.parser.asl"
 WAIT_FUNCTION = f"{SFN_ASL}.component.state.wait.wait_function.wait_function.WaitFunction"
 RETRIER_DECL = f"{SFN_ASL}.component.common.retry.retrier_decl"
 TIMEOUT_PATH = f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSecondsPath"
+HEARTBEAT_PATH = f"{SFN_ASL}.component.common.timeouts.heartbeat.HeartbeatSecondsPath"
 ITERATION_WORKER = f"{SFN_ASL}.component.state.exec.state_map.iteration.iteration_worker"
 STATES_ERROR_NAME = f"{SFN_ASL}.component.common.error_name.states_error_name.StatesErrorName"
 SFN_RESPONSE = "moto.stepfunctions.responses.StepFunctionResponse"
@@ -122,6 +128,13 @@ def timeout_seconds_path(self: Any, env: Any) -> int:
     """Replacement for ``TimeoutSecondsPath._eval_seconds``: the state's timeout on the local time scale,
     in whole seconds (as the execution history reports it), at least one."""
     seconds = original(f"{TIMEOUT_PATH}._eval_seconds")(self, env)
+    return max(1, math.ceil(float(seconds) * time_scale()))
+
+
+def heartbeat_seconds_path(self: Any, env: Any) -> int:
+    """Replacement for ``HeartbeatSecondsPath._eval_seconds``: the heartbeat window on the local time scale
+    (whole seconds, at least one), as ``timeout_seconds_path`` scales the timeout."""
+    seconds = original(f"{HEARTBEAT_PATH}._eval_seconds")(self, env)
     return max(1, math.ceil(float(seconds) * time_scale()))
 
 
@@ -249,6 +262,7 @@ def shared_client(region: str, service: str, state_credentials: Any = None) -> A
 patches(f"{WAIT_FUNCTION}._wait_interval", ("self", "env", "wait_seconds"), _wait_interval)
 patches(f"{RETRIER_DECL}.time", None, ScaledTime())
 patches(f"{TIMEOUT_PATH}._eval_seconds", ("self", "env"), timeout_seconds_path)
+patches(f"{HEARTBEAT_PATH}._eval_seconds", ("self", "env"), heartbeat_seconds_path)
 patches(f"{ITERATION_WORKER}.CustomErrorName", ("error_name",), iteration_error_name)
 relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
 patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)
