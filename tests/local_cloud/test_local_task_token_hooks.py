@@ -151,8 +151,9 @@ def test_a_hook_that_stops_sending_heartbeats_ends_in_a_heartbeat_timeout(run: C
 
 
 def test_heartbeats_keep_a_hook_alive_past_its_heartbeat_window(run: Callable[..., Any]) -> None:
-    # A 100 s heartbeat window (1 s scaled) and a hook that beats every 0.25 s for 8 beats (2 s in all)
-    ended, runs = run("heartbeat", timeout=900, heartbeat=100, beats=8, beat_seconds=0.25)
+    # A 300 s heartbeat window (3 s scaled) and a hook that beats at least every 0.1 s for 40 beats: it outlives
+    # the window (each sleep is at least 0.1 s) and answers in time unless a single beat comes 3 s late
+    ended, runs = run("heartbeat", timeout=900, heartbeat=300, beats=40, beat_seconds=0.1)
     assert ended["status"] == "SUCCEEDED", ended
-    assert json.loads(ended["output"]) == {"status": "pass", "beats": 8}
+    assert json.loads(ended["output"]) == {"status": "pass", "beats": 40}
     assert runs == 1
