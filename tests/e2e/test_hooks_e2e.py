@@ -107,21 +107,12 @@ class HookedService:
 
     def state_entered(self, deployment_id: str) -> list[str]:
         """The states the deployment's execution entered so far, in order."""
-        record = operations.get_record(self.stage.cloud, deployment_id) if hasattr(operations, "get_record") else None
-        arn = record.execution_arn if record is not None else self._execution_arn(deployment_id)
-        if arn is None:
+        record = operations.ledger(self.stage.cloud).get(deployment_id)
+        if record is None or record.execution_arn is None:
             return []
-        events = self.stage.cloud.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)
-        return [e["stateEnteredEventDetails"]["name"] for e in events["events"] if "stateEnteredEventDetails" in e]
-
-    def _execution_arn(self, deployment_id: str) -> str | None:
-        table = self.stage.cloud.client("dynamodb")
-        item = table.get_item(
-            TableName=self.stage.cloud.outputs.ledger_table,
-            Key={"pk": {"S": f"DEPLOYMENT#{deployment_id}"}, "sk": {"S": "META"}},
-            ConsistentRead=True,
-        ).get("Item")
-        return item["execution_arn"]["S"] if item and "execution_arn" in item else None
+        sfn = self.stage.cloud.client("stepfunctions")
+        events = sfn.get_execution_history(executionArn=record.execution_arn, maxResults=1000)["events"]
+        return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
 @pytest.fixture
