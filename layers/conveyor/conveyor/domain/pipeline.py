@@ -261,7 +261,8 @@ class HookSpec(_Spec):
 
 MAX_HOOK_SECONDS = 15 * 60
 """A task-token hook's longest run: a Lambda function's own limit, so one invocation can do the whole job."""
-MAX_STEP_HOOKS = 10
+MAX_STEP_HOOKS = 5
+"""Step hooks per environment: the ones due at a step travel in its traffic state (``TrafficState.hooks``)."""
 HookName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
 
 
