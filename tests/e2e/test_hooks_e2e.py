@@ -105,13 +105,19 @@ class HookedService:
             return None
         return json.loads(body)  # type: ignore[no-any-return]
 
-    def state_entered(self, deployment_id: str) -> list[str]:
-        """The states the deployment's execution entered so far, in order."""
+    def execution_arn(self, deployment_id: str) -> str | None:
         record = operations.ledger(self.stage.cloud).get(deployment_id)
-        if record is None or record.execution_arn is None:
+        return None if record is None else record.execution_arn
+
+    def history(self, execution_arn: str | None) -> list[dict[str, Any]]:
+        if execution_arn is None:
             return []
         sfn = self.stage.cloud.client("stepfunctions")
-        events = sfn.get_execution_history(executionArn=record.execution_arn, maxResults=1000)["events"]
+        return sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]  # type: ignore[no-any-return]
+
+    def state_entered(self, deployment_id: str) -> list[str]:
+        """The states the deployment's execution entered so far, in order."""
+        events = self.history(self.execution_arn(deployment_id))
         return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
