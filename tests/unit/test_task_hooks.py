@@ -239,3 +239,28 @@ def test_a_failed_down_migration_ends_rollback_failed() -> None:
     record = started_ledger(step).get("d-unit")
     assert record is not None
     assert _outcome(record, DownMigrationFailedError.__name__) is Outcome.ROLLBACK_FAILED
+
+
+def test_pipeline_apply_names_each_missing_or_unmanaged_hook_by_field_path() -> None:
+    from conveyor.domain.ownership import resolve_targets
+    from conveyor.domain.readiness import missing_resources
+    from conveyor.domain.target_identity import Home
+
+    from tests.fakes import FakeAlarms, FakeTargets
+
+    spec = PipelineSpec.model_validate(
+        _spec(LINEAR, migrate={**MIGRATE, "down": {"name": "down", "function_name": "gone"}}, hooks=[SMOKE])
+    )
+    targets = FakeTargets()
+    targets.add("hello-staging", managed=True)
+    targets.add("hello-migrate", managed=True)
+    targets.add("hello-smoke", managed=False)
+    resolved = resolve_targets(spec, Home(account="123456789012", region="us-east-1"), source="spec")
+
+    problems = missing_resources(spec, resolved, targets=targets, alarms=FakeAlarms({}), tag_key="conveyor:managed")
+
+    assert problems == [
+        "environments[0] (staging).migrate.down.function_name: hook 'gone' does not exist",
+        "environments[0] (staging).health.hooks[0].function_name: hook 'hello-smoke' is not tagged "
+        "conveyor:managed=true (Conveyor may use only managed functions)",
+    ]
