@@ -59,7 +59,10 @@ class HookedService:
     def hook(self, sample: str, **environment: str) -> str:
         """A sample hook of ``examples/hooks`` as a managed function (15 minutes, like a real migration)."""
         variables = {"MIGRATION_BUCKET": self.bucket, "POLL_SECONDS": "0.1", **environment}
-        return self._create(f"{self.app}-{sample.replace('_', '-')}", EXAMPLES / "hooks" / sample, variables, 900)
+        name = self._create(f"{self.app}-{sample.replace('_', '-')}", EXAMPLES / "hooks" / sample, variables, 900)
+        # As a hook must be set up: Lambda never runs a crashed hook a second time (it reports instead)
+        self.stage.cloud.client("lambda").put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+        return name
 
     def register(self, strategy: dict[str, Any], health: dict[str, Any], **environment: Any) -> None:
         spec = {
