@@ -264,3 +264,38 @@ def test_pipeline_apply_names_each_missing_or_unmanaged_hook_by_field_path() -> 
         "environments[0] (staging).health.hooks[0].function_name: hook 'hello-smoke' is not tagged "
         "conveyor:managed=true (Conveyor may use only managed functions)",
     ]
+
+
+# --- the rollback notice ------------------------------------------------------------------------
+def test_a_failed_down_migration_is_reported_rollback_failed_naming_the_hook() -> None:
+    from conveyor.stages.report import notify_failure
+    from conveyor.stages.rollback import roll_back
+
+    from tests.fakes import FakeNotifier
+    from tests.unit.test_report import EVENT, _failure, _rollout
+
+    # Given a canary rolled back after its alarm fired, whose down-migration then timed out
+    ledger, targets, step = _rollout("ALARM")
+    roll_back(step, targets=targets, ledger=ledger)
+    down = _call(phase="migrate_down").model_copy(
+        update={
+            "invocation": _call(phase="migrate_down").invocation.model_copy(
+                update={"deployment_id": step.deployment.deployment_id}
+            )
+        }
+    )
+    with pytest.raises(DownMigrationFailedError) as raised:
+        record_hook(HookRecordRequest(call=down, failure={"Error": "States.Timeout"}), ledger=ledger)
+    notifier = FakeNotifier()
+
+    # When NotifyFailure runs with the DownMigrationFailed state's error
+    report = notify_failure(_failure("DownMigrationFailedError", str(raised.value)), ledger=ledger, notifier=notifier)
+
+    # Then the outcome is ROLLBACK_FAILED: the alias is back, the data is not, and the notice says both
+    assert report.outcome is Outcome.ROLLBACK_FAILED
+    _, body, _ = notifier.published[0]
+    assert "health check failed at 10% traffic" in body
+    assert "the alias was restored, but down-migration hook 'smoke'" in body
+    assert "did not report within 300 s (States.Timeout)" in body
+    assert "ACTION REQUIRED" in body
+    assert EVENT["detail"]["object"]["key"] in body
