@@ -299,3 +299,14 @@ def test_a_failed_down_migration_is_reported_rollback_failed_naming_the_hook() -
     assert "did not report within 300 s (States.Timeout)" in body
     assert "ACTION REQUIRED" in body
     assert EVENT["detail"]["object"]["key"] in body
+
+
+# --- IAM ----------------------------------------------------------------------------------------
+def test_the_state_machine_may_invoke_only_managed_hooks_and_no_conveyor_role_answers_a_token() -> None:
+    from tests.unit.test_template_policies import MANAGED_CONDITION, STATEMENTS, granted_actions
+
+    invoke = [s for r, s in STATEMENTS if r == "DeploymentStateMachine" and s.get("Sid") == "InvokeManagedHooks"]
+    assert [(s["Action"], s["Condition"]) for s in invoke] == [("lambda:InvokeFunction", MANAGED_CONDITION)]
+    # The hook answers its own token with its own role: none of Conveyor's may answer for it
+    for resource in ("DeploymentStateMachine", "RolloutFunction", "IntakeFunction", "ReportFunction"):
+        assert not {a for a in granted_actions(resource) if a.startswith("states:SendTask")}, resource
