@@ -18,7 +18,7 @@ from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
 from conveyor_cli.packaging import build_bundle, zip_directory
-from conveyor_cli.sample import EXAMPLES, drain_inbox
+from conveyor_cli.sample import EXAMPLES, create_hook_function, drain_inbox
 
 from .conftest import Stage
 from .test_safety_e2e import until
@@ -43,14 +43,14 @@ class HookedService:
         version = lam.publish_version(FunctionName=self.function)["Version"]
         lam.create_alias(FunctionName=self.function, Name="live", FunctionVersion=version)
 
-    def _create(self, name: str, source: Path, environment: dict[str, str], timeout: int = 10) -> str:
+    def _create(self, name: str, source: Path, environment: dict[str, str]) -> str:
         self.stage.cloud.client("lambda").create_function(
             FunctionName=name,
             Runtime="python3.11",
             Role=self.role,
             Handler="app.handler",
             Code={"ZipFile": zip_directory(source)},
-            Timeout=timeout,
+            Timeout=10,
             Environment={"Variables": environment},
             Tags={"conveyor:managed": "true", "app": self.app},
         )
@@ -58,11 +58,14 @@ class HookedService:
 
     def hook(self, sample: str, **environment: str) -> str:
         """A sample hook of ``examples/hooks`` as a managed function (15 minutes, like a real migration)."""
-        variables = {"MIGRATION_BUCKET": self.bucket, "POLL_SECONDS": "0.1", **environment}
-        name = self._create(f"{self.app}-{sample.replace('_', '-')}", EXAMPLES / "hooks" / sample, variables, 900)
-        # As a hook must be set up: Lambda never runs a crashed hook a second time (it reports instead)
-        self.stage.cloud.client("lambda").put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
-        return name
+        return create_hook_function(
+            self.stage.cloud.client("lambda"),
+            name=f"{self.app}-{sample.replace('_', '-')}",
+            app=self.app,
+            role=self.role,
+            sample=sample,
+            environment={"MIGRATION_BUCKET": self.bucket, "POLL_SECONDS": "0.1", **environment},
+        )
 
     def register(self, strategy: dict[str, Any], health: dict[str, Any], **environment: Any) -> None:
         spec = {
