@@ -104,6 +104,13 @@ class HookedService:
         listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=f"runs/{deployment_id}/{hook}/{phase}/")
         return int(listed.get("KeyCount", 0))
 
+    def progress(self, deployment_id: str) -> int:
+        """How many times the holding migration polled its gate so far."""
+        try:
+            return int(self.s3.get_object(Bucket=self.bucket, Key=f"progress/{deployment_id}")["Body"].read())
+        except self.s3.exceptions.NoSuchKey:
+            return 0
+
     def schema(self) -> dict[str, Any] | None:
         try:
             body = self.s3.get_object(Bucket=self.bucket, Key=f"schema/{self.app}/production")["Body"].read()
@@ -153,6 +160,8 @@ def test_a_long_migration_runs_once_before_any_traffic_and_its_output_is_in_the_
     # Then the migration runs while the execution waits on its token, with the alias still all on version 1
     until(lambda: service.runs(deployment, "schema", "migrate") == 1, "the migration started")
     until(lambda: "InvokeMigration" in service.state_entered(deployment), "the execution waits on the migration")
+    # (10 polls of at least 0.1 s each, heartbeating: longer than the SDK's 60 s read timeout on the 0.01 scale)
+    until(lambda: service.progress(deployment) >= 10, "the migration held for 10 polls")
     assert service.alias() == {"version": "1", "routing": {}}
     assert "ShiftTraffic" not in service.state_entered(deployment)
 

@@ -18,7 +18,7 @@ The "database" here is an S3 object per environment (``MIGRATION_BUCKET``/``sche
 holding the schema's release; the migration moves it to the new release, the down-migration back. Every run
 is journaled (``runs/<deployment>/<hook>/<phase>/<request id>``). With ``HOLD_PREFIX`` set, the migration
 waits until an object ``<HOLD_PREFIX><deployment id>`` exists (a stand-in for a long backfill), sending a
-heartbeat every ``POLL_SECONDS`` while it waits.
+heartbeat every ``POLL_SECONDS`` while it waits and counting its polls in ``progress/<deployment id>``.
 """
 
 import json
@@ -50,11 +50,15 @@ def handler(event, context):
 
 
 def _hold(s3, sfn, token, context, gate):
-    """Wait for the gate object, heartbeating; give up before the function's own timeout."""
+    """Wait for the gate object, heartbeating and recording progress (polls so far) beside the gate; give up
+    before the function's own timeout."""
+    polls = 0
     while context.get_remaining_time_in_millis() > MARGIN_MS:
         if s3.list_objects_v2(Bucket=BUCKET, Prefix=gate).get("KeyCount", 0):
             return
         sfn.send_task_heartbeat(taskToken=token)
+        polls += 1
+        s3.put_object(Bucket=BUCKET, Key=f"progress/{gate.rsplit('/', 1)[-1]}", Body=str(polls).encode())
         time.sleep(POLL_SECONDS)
     raise TimeoutError(f"the backfill gate {gate} never opened")
 
