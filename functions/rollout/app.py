@@ -1,4 +1,4 @@
-"""Rollout: the states that change a target (Deploy, ShiftTraffic, EvaluateHealth, RollBack).
+"""Rollout: the states that change a target (Deploy, ShiftTraffic, EvaluateHealth, RollBack) and RecordHook.
 
 Deploy, ShiftTraffic and RollBack check the lock's fencing token before they write: a stale holder (its
 lease ran out, or the reconciler took over after its execution stopped) changes nothing.
@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
 from conveyor.domain.contracts import HealthVerdict, Release, RollbackResult, TrafficState
 from conveyor.domain.errors import LedgerError
+from conveyor.domain.hooks import HookOutcome, HookRecordRequest
 from conveyor.entry import environment_step, stage_function
 from conveyor.observability import logger
 from conveyor.settings import settings
@@ -34,16 +35,28 @@ def shift(event: dict[str, Any], context: LambdaContext) -> TrafficState:
 
     The fence is checked between reading the alias and writing it (see conveyor.stages.traffic).
     """
+    from conveyor.domain.hooks import step_hook_calls
     from conveyor.stages.lock import check_fence
     from conveyor.stages.traffic import shift_traffic
 
     step = environment_step(event)
-    return shift_traffic(
+    traffic = shift_traffic(
         step,
         targets=runtime.targets(),
         ledger=runtime.ledger(),
         fence=lambda: check_fence(step, locks=runtime.locks(), now=time.time()),
     )
+    if step.release is None:  # shift_traffic refuses a step without one; here for the type checker
+        return traffic
+    # The step hooks due at this weight: RunStepHooks (a Map over them) invokes each once, in order.
+    hooks = step_hook_calls(
+        step.environment,
+        deployment=step.deployment,
+        release=step.release,
+        weight=traffic.weight,
+        step=traffic.index + 1,
+    )
+    return traffic.model_copy(update={"hooks": hooks})
 
 
 def judge(event: dict[str, Any], context: LambdaContext) -> HealthVerdict:
@@ -78,5 +91,24 @@ def restore(event: dict[str, Any], context: LambdaContext) -> RollbackResult:
     return roll_back(step, targets=runtime.targets(), ledger=runtime.ledger())
 
 
-STAGES = {"Deploy": deploy_release, "ShiftTraffic": shift, "EvaluateHealth": judge, "RollBack": restore}
+def record(event: dict[str, Any], context: LambdaContext) -> HookOutcome:
+    """Record a task-token hook's answer (its output in the ledger); a failed hook raises for the rollback."""
+    from conveyor.stages.hooks import record_hook
+
+    request = HookRecordRequest.model_validate(event)
+    logger.append_keys(
+        environment=request.call.invocation.environment,
+        hook=request.call.hook.name,
+        phase=request.call.invocation.phase,
+    )
+    return record_hook(request, ledger=runtime.ledger())
+
+
+STAGES = {
+    "Deploy": deploy_release,
+    "ShiftTraffic": shift,
+    "EvaluateHealth": judge,
+    "RollBack": restore,
+    "RecordHook": record,
+}
 handler = stage_function(STAGES)

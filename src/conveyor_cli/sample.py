@@ -94,6 +94,29 @@ def create_target_function(lam: Any, *, name: str, app: str, role: str, code: by
     return version
 
 
+#: A task-token hook may run as long as a Lambda function may: 15 minutes.
+HOOK_TIMEOUT_SECONDS = 900
+
+
+def create_hook_function(lam: Any, *, name: str, app: str, role: str, sample: str, environment: dict[str, str]) -> str:
+    """A task-token hook from ``examples/hooks/<sample>``, set up as Conveyor needs one: tagged managed (the
+    state machine may invoke only managed functions), 15 minutes, and never retried by Lambda after a crash
+    (``MaximumRetryAttempts: 0``: a hook reports its own failures; a second run would migrate twice)."""
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Architectures=["arm64"],
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": zip_directory(EXAMPLES / "hooks" / sample)},
+        Timeout=HOOK_TIMEOUT_SECONDS,
+        Environment={"Variables": environment},
+        Tags={"conveyor:managed": "true", "app": app},
+    )
+    lam.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+    return name
+
+
 def _functions(cloud: Cloud, setup: SampleSetup, release: str) -> None:
     lam, iam = cloud.client("lambda"), cloud.client("iam")
     role, created = _execution_role(iam, EXECUTION_ROLE)

@@ -143,6 +143,8 @@ def _stage_calls() -> Iterator[tuple[str, str, str]]:
         if state["Type"] != "Task":
             continue
         parameters = state.get("Parameters", {})
+        if "FunctionName.$" in parameters:  # a team's task-token hook, named by the spec: not a stage function
+            continue
         if state["Resource"] == "${LambdaInvokeWaitForTaskToken}":
             function, envelope = parameters["FunctionName"], parameters["Payload"]
         else:

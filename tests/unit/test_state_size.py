@@ -8,7 +8,9 @@ the execution with no rollback and no notification.)
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ from conveyor.domain.contracts import (
     Release,
     TrafficState,
 )
+from conveyor.domain.hooks import step_hook_calls
 from conveyor.domain.limits import (
     MAX_EXECUTION_INPUT_BYTES,
     MAX_EXECUTION_STATE_BYTES,
@@ -35,10 +38,12 @@ from conveyor.domain.limits import (
     json_bytes,
 )
 from conveyor.domain.manifest import MAX_ENVIRONMENT_BYTES, Manifest
-from conveyor.domain.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, PipelineSpec
+from conveyor.domain.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, MAX_STEP_HOOKS, PipelineSpec
 from pydantic import ValidationError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+ASL = json.loads((Path(__file__).parents[2] / "statemachine" / "deployment.asl.json").read_text())
+ENVIRONMENT_LIVE = ASL["States"]["RollOutEnvironments"]["ItemProcessor"]["States"]["EnvironmentLive"]
 EVENT_KEYS = ("version", "source", "detail-type", "detail", "padding")
 ESCAPED = "\u0001"
 """The costliest character a free-text field may hold: six bytes once the state is JSON (``\\u0001``)."""
@@ -46,6 +51,17 @@ ESCAPED = "\u0001"
 
 LONGEST_FUNCTION = "arn:aws:lambda:us-east-1:123456789012:function:" + "f" * 64
 """The longest way to name a target function (a full ARN; a name is at most 64 characters)."""
+
+
+def task_hook(prefix: str) -> dict[str, Any]:
+    """A task-token hook with every field at its limit."""
+    return {
+        "name": prefix + "n" * (64 - len(prefix)),
+        "function_name": "h" * 140,
+        "qualifier": "q" * 128,
+        "timeout_seconds": 900,
+        "heartbeat_seconds": 900,
+    }
 
 
 def largest_environment(note_chars: int) -> dict[str, Any]:
@@ -63,7 +79,9 @@ def largest_environment(note_chars: int) -> dict[str, Any]:
             "pre_traffic": hook,
             "post_traffic": hook,
             "on_inconclusive": "pause",
+            "hooks": [{**task_hook(f"s{i}"), "at": [99]} for i in range(MAX_STEP_HOOKS)],
         },
+        "migrate": {**task_hook("m"), "down": task_hook("d")},
         "approval": {"required": True, "timeout_seconds": 604800, "approvers_note": ESCAPED * note_chars},
     }
 
@@ -165,7 +183,20 @@ def environment_step(spec: PipelineSpec, manifest: Manifest) -> EnvironmentStep:
         environment=environment,
         release=release(environment.target.function_name),
         traffic=TrafficState(
-            steps=steps, index=len(steps) - 2, weight=99, wait_seconds=86400, complete=False, started_at=NOW
+            steps=steps,
+            index=len(steps) - 2,
+            weight=99,
+            wait_seconds=86400,
+            complete=False,
+            started_at=NOW,
+            # every step hook is due at 99%: the calls RunStepHooks makes travel in the state
+            hooks=step_hook_calls(
+                environment,
+                deployment=deployment(spec, manifest),
+                release=release(environment.target.function_name),
+                weight=99,
+                step=len(steps) - 1,
+            ),
         ),
         health=loudest_verdict(MAX_ALARMS),
         lock=LockGrant(
@@ -249,7 +280,11 @@ def test_the_execution_state_after_every_environment_stays_under_its_bound(
     assert live.release is not None
     assert live.traffic is not None
     assert live.health is not None
-    result = EnvironmentResult(release=live.release, traffic=live.traffic, health=live.health)
+    # (EnvironmentLive keeps the last traffic step without the step hooks it ran: the ledger has them)
+    assert "hooks" not in ENVIRONMENT_LIVE["Parameters"]["traffic"]
+    result = EnvironmentResult(
+        release=live.release, traffic=live.traffic.model_copy(update={"hooks": []}), health=live.health
+    )
     state = {
         "version": "0",
         "source": "aws.s3",

@@ -15,7 +15,10 @@ Seams (moto 5.2.5) and why:
     was addressed (for the ``Resource``/``ExecutedVersion`` metric dimensions and the
     ``X-Amz-Executed-Version`` header). ``InvocationType=Event`` runs on a background thread and
     returns 202 at once, as on AWS (moto runs it inline); a function error is retried twice, one
-    and then two (time-scaled) minutes later, as Lambda retries an asynchronous invocation.
+    and then two (time-scaled) minutes later, as Lambda retries an asynchronous invocation, or as
+    often as the function's event invoke config says (``MaximumRetryAttempts`` 0 or 1, as
+    ``PutFunctionEventInvokeConfig`` stored it: relied on, ``LambdaFunction.event_invoke_config``;
+    a task-token hook sets 0, so a crashed hook is never run a second time).
     Relies on ``code_digest`` of a function and a layer version (the zip's hex SHA-256, computed by
     moto once per upload), ``LambdaStorage.split_function_arn``, ``LambdaStorage._get_function_aliases``,
     ``LambdaBackend.layers_versions_by_arn`` and ``LambdaFunction.invoke``.
@@ -214,7 +217,7 @@ def _lambda_backend_invoke(  # noqa: PLR0917 - moto's signature
     if invocation_type == "Event":
         thread = threading.Thread(
             target=context.run,
-            args=(_run_async, fn, body, function_name),
+            args=(_run_async, fn, body, function_name, async_retry_attempts(self, fn)),
             name=f"lambda-async-{fn.function_name}",
             daemon=True,
         )
@@ -231,9 +234,19 @@ def _lambda_backend_invoke(  # noqa: PLR0917 - moto's signature
 ASYNC_RETRY_DELAYS_SECONDS = (60.0, 120.0)
 
 
-def _run_async(fn: Any, body: Any, function_name: str) -> None:
-    """One asynchronous invocation, retried after a function error as Lambda does."""
-    for attempt, delay in enumerate((0.0, *ASYNC_RETRY_DELAYS_SECONDS)):
+def async_retry_attempts(backend: Any, fn: Any) -> int:
+    """How often Lambda retries a failed asynchronous invocation of ``fn``: its function's event invoke config's
+    ``MaximumRetryAttempts`` (the last one put: a put replaces it on AWS), else Lambda's default of 2."""
+    configs = getattr(backend.get_function(fn.function_name, None), "event_invoke_config", [])
+    if configs and "MaximumRetryAttempts" in configs[-1].config:
+        return int(configs[-1].config["MaximumRetryAttempts"])
+    return len(ASYNC_RETRY_DELAYS_SECONDS)
+
+
+def _run_async(fn: Any, body: Any, function_name: str, retries: int = len(ASYNC_RETRY_DELAYS_SECONDS)) -> None:
+    """One asynchronous invocation, retried ``retries`` times after a function error as Lambda does."""
+    delays = (0.0, *ASYNC_RETRY_DELAYS_SECONDS[:retries])
+    for attempt, delay in enumerate(delays):
         time.sleep(delay * time_scale())
         response_headers: dict[str, str] = {}
         try:
@@ -244,7 +257,7 @@ def _run_async(fn: Any, body: Any, function_name: str) -> None:
         if "x-amz-function-error" not in response_headers:
             return
         LOG.warning("async invocation of %s returned a function error (attempt %d)", function_name, attempt + 1)
-    LOG.error("async invocation of %s failed %d times; dropped", function_name, 1 + len(ASYNC_RETRY_DELAYS_SECONDS))
+    LOG.error("async invocation of %s failed %d times; dropped", function_name, len(delays))
 
 
 def _lambda_response_invoke(self: Any) -> Any:
@@ -394,6 +407,7 @@ relies_on(f"{LAMBDA_MODELS}.LambdaStorage.split_function_arn", ("self", "arn"))
 relies_on(f"{LAMBDA_MODELS}.LambdaStorage._get_function_aliases", ("self", "function_name"))
 relies_on(_LAMBDA_BACKENDS)
 relies_on(f"{LAMBDA_FUNCTION}.invoke", ("self", "body", "request_headers", "response_headers"))
+relies_on(f"{LAMBDA_MODELS}.EventInvokeConfig", ("arn", "last_modified", "config"))
 relies_on(f"{LAMBDA_MODELS}._s3_content", ("key",))
 relies_on("moto.s3.models.s3_backends")
 relies_on("moto.awslambda.exceptions.InvalidParameterValueException", ("message",))

@@ -13,6 +13,25 @@ and ``...common.retry.retrier_decl.time``
     ``.waitForTaskToken`` task, hours on AWS) is scaled the same way. Fixed ``TimeoutSeconds`` (a
     stage's own limit, which bounds real work rather than a wait) is left as written.
 
+``...common.timeouts.heartbeat.HeartbeatSecondsPath._eval_seconds(self, env)``
+    a task-token hook's ``HeartbeatSecondsPath`` (read from the spec, like its ``TimeoutSecondsPath``) is
+    scaled too, so a heartbeat window stays the same fraction of the timeout it sits in; without it a hook
+    on a 0.01 time scale would have 100 times longer to send its heartbeat than to finish.
+
+``...eval.callback.callback.CallbackEndpoint.setup_heartbeat_endpoint(self, heartbeat_seconds)`` and
+``...CallbackEndpoint.notify_heartbeat(self)``
+    moto invokes a ``.waitForTaskToken`` task's resource first and only then sets up its heartbeat
+    endpoint. A hook invoked asynchronously answers from its own worker at once, so it can land in that
+    gap: its ``SendTaskHeartbeat`` was refused ``InvalidToken``, and its ``SendTaskSuccess`` was stored but
+    never woke the heartbeat wait (the task then ended ``States.Timeout`` with the answer in hand). On AWS
+    the token is valid from the moment the task is scheduled. A heartbeat in the gap is now kept and an
+    answer in the gap wakes the wait as soon as the heartbeat endpoint exists.
+
+``...state.exec.state_task.state_task.StateTask._from_error(self, env, ex)``
+    moto reports every ``TimeoutError`` of a task as ``States.Timeout``, its heartbeat timeout
+    (``HeartbeatTimeoutError``, relied on) included; AWS names a missed heartbeat ``States.HeartbeatTimeout``,
+    and a hook's notice says which one happened. That one error is named so; every other is moto's own.
+
 ``...state_map.iteration.iteration_worker.CustomErrorName``
     when a Map iteration fails, moto names the Map's error with ``CustomErrorName``, which refuses
     any name starting with ``States.``; so an iteration ending in ``States.Timeout`` surfaced as
@@ -78,6 +97,10 @@ SFN_ASL = "moto.stepfunctions.parser.asl"
 WAIT_FUNCTION = f"{SFN_ASL}.component.state.wait.wait_function.wait_function.WaitFunction"
 RETRIER_DECL = f"{SFN_ASL}.component.common.retry.retrier_decl"
 TIMEOUT_PATH = f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSecondsPath"
+HEARTBEAT_PATH = f"{SFN_ASL}.component.common.timeouts.heartbeat.HeartbeatSecondsPath"
+CALLBACK_ENDPOINT = f"{SFN_ASL}.eval.callback.callback.CallbackEndpoint"
+HEARTBEAT_TIMEOUT_ERROR = f"{SFN_ASL}.eval.callback.callback.HeartbeatTimeoutError"
+STATE_TASK = f"{SFN_ASL}.component.state.exec.state_task.state_task.StateTask"
 ITERATION_WORKER = f"{SFN_ASL}.component.state.exec.state_map.iteration.iteration_worker"
 STATES_ERROR_NAME = f"{SFN_ASL}.component.common.error_name.states_error_name.StatesErrorName"
 SFN_RESPONSE = "moto.stepfunctions.responses.StepFunctionResponse"
@@ -125,7 +148,55 @@ def timeout_seconds_path(self: Any, env: Any) -> int:
     return max(1, math.ceil(float(seconds) * time_scale()))
 
 
+def heartbeat_seconds_path(self: Any, env: Any) -> int:
+    """Replacement for ``HeartbeatSecondsPath._eval_seconds``: the heartbeat window on the local time scale
+    (whole seconds, at least one), as ``timeout_seconds_path`` scales the timeout."""
+    seconds = original(f"{HEARTBEAT_PATH}._eval_seconds")(self, env)
+    return max(1, math.ceil(float(seconds) * time_scale()))
+
+
+#: Serializes a heartbeat arriving before its endpoint exists with that endpoint's set-up (see the docstring).
+_HEARTBEAT_SETUP = threading.Lock()
+_EARLY_HEARTBEAT = "_conveyor_early_heartbeat"
+
+
+def setup_heartbeat_endpoint(self: Any, heartbeat_seconds: int) -> Any:
+    """Replacement for ``CallbackEndpoint.setup_heartbeat_endpoint``: a heartbeat or an answer that came before
+    the endpoint existed counts, as on AWS, where the token is valid from the moment the task is scheduled."""
+    with _HEARTBEAT_SETUP:
+        endpoint = original(f"{CALLBACK_ENDPOINT}.setup_heartbeat_endpoint")(self, heartbeat_seconds)
+        if self.__dict__.pop(_EARLY_HEARTBEAT, False) or self.get_outcome() is not None:
+            endpoint.notify()
+    return endpoint
+
+
+def notify_heartbeat(self: Any) -> bool:
+    """Replacement for ``CallbackEndpoint.notify_heartbeat``: a heartbeat before the endpoint exists is kept."""
+    with _HEARTBEAT_SETUP:
+        if self._heartbeat_endpoint is None:
+            setattr(self, _EARLY_HEARTBEAT, True)
+            return True
+    return bool(original(f"{CALLBACK_ENDPOINT}.notify_heartbeat")(self))
+
+
 # ------------------------------------------------------------------ errors and causes
+
+
+def task_error(self: Any, env: Any, ex: Exception) -> Any:
+    """Replacement for ``StateTask._from_error``: a missed heartbeat is ``States.HeartbeatTimeout``, as on AWS."""
+    if not isinstance(ex, resolve_dotted(HEARTBEAT_TIMEOUT_ERROR)):
+        return original(f"{STATE_TASK}._from_error")(self, env, ex)
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    name = resolve_dotted(STATES_ERROR_NAME).from_name("States.HeartbeatTimeout")
+    return FailureEvent(
+        env=env,
+        error_name=name,
+        event_type=HistoryEventType.TaskTimedOut,
+        event_details=EventDetails(taskTimedOutEventDetails=TaskTimedOutEventDetails(error="States.HeartbeatTimeout")),
+    )
 
 
 def iteration_error_name(error_name: str) -> Any:
@@ -249,6 +320,12 @@ def shared_client(region: str, service: str, state_credentials: Any = None) -> A
 patches(f"{WAIT_FUNCTION}._wait_interval", ("self", "env", "wait_seconds"), _wait_interval)
 patches(f"{RETRIER_DECL}.time", None, ScaledTime())
 patches(f"{TIMEOUT_PATH}._eval_seconds", ("self", "env"), timeout_seconds_path)
+patches(f"{HEARTBEAT_PATH}._eval_seconds", ("self", "env"), heartbeat_seconds_path)
+patches(f"{CALLBACK_ENDPOINT}.setup_heartbeat_endpoint", ("self", "heartbeat_seconds"), setup_heartbeat_endpoint)
+patches(f"{CALLBACK_ENDPOINT}.notify_heartbeat", ("self",), notify_heartbeat)
+relies_on(f"{CALLBACK_ENDPOINT}.get_outcome", ("self",))
+patches(f"{STATE_TASK}._from_error", ("self", "env", "ex"), task_error)
+relies_on(HEARTBEAT_TIMEOUT_ERROR)
 patches(f"{ITERATION_WORKER}.CustomErrorName", ("error_name",), iteration_error_name)
 relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
 patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from conveyor.domain.hooks import HookCall
 from conveyor.domain.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
@@ -185,6 +186,9 @@ class TrafficState(_Result):
     started_at: datetime | None = Field(default=None, description="when the alias took this step's weight")
     alias_revision: str | None = Field(
         default=None, description="the alias's RevisionId after this step: the next step's write is conditioned on it"
+    )
+    hooks: list[HookCall] = Field(
+        default_factory=list, description="the step hooks due at this step (RunStepHooks runs them, in order)"
     )
 
 

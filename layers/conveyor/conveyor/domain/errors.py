@@ -128,6 +128,16 @@ class RollbackFailedError(ConveyorError):
     """Restoring the alias failed: a person must act (the notification says what to run)."""
 
 
+class HookFailedError(ConveyorError):
+    """A task-token hook (``migrate`` or a step hook) failed, timed out or stopped sending heartbeats: the
+    environment rolls back. The message names the hook, its function and the traffic step."""
+
+
+class DownMigrationFailedError(RollbackFailedError):
+    """The alias was restored, but the down-migration (``migrate.down``) failed: the data is not back where it
+    was, so a person must act (the deployment ends ROLLBACK_FAILED)."""
+
+
 # --- the execution's final errors (raised by the state machine's Fail states) --------------
 class DeploymentRolledBackError(ConveyorError):
     """The deployment was rolled back after a failed health check."""

@@ -180,7 +180,11 @@ def render_failure(
         lines += ["", "Health evidence:", *verdicts]
     lines += ["", "What was done:", *_environment_lines(record)]
     if outcome is Outcome.ROLLBACK_FAILED:
-        lines += ["", "ACTION REQUIRED: the alias could not be restored automatically; see 'Why' for the command."]
+        lines += [
+            "",
+            "ACTION REQUIRED: the environment could not be restored automatically (its alias, or its data: a failed "
+            "down-migration); see 'Why' for what to run.",
+        ]
     lines += [
         "",
         f"Artifact: s3://{artifact.get('bucket')}/{artifact.get('key')} (version {artifact.get('version_id')})",

@@ -262,6 +262,73 @@ class HookSpec(_Spec):
     qualifier: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9$_-]{1,128}$")] = "$LATEST"
 
 
+MAX_HOOK_SECONDS = 15 * 60
+"""A task-token hook's longest run: a Lambda function's own limit, so one invocation can do the whole job."""
+MAX_STEP_HOOKS = 5
+"""Step hooks per environment: the ones due at a step travel in its traffic state (``TrafficState.hooks``)."""
+HookName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
+
+
+class TaskHookSpec(_Spec):
+    """A hook Lambda the team owns (a migration, an integration suite), invoked ONCE and asynchronously.
+
+    Step Functions invokes it with ``InvocationType: Event`` and a task token, then waits: the hook reports
+    with ``SendTaskSuccess`` (``{"status": "pass" | "fail", "detail": "...", "output": ...}``) or
+    ``SendTaskFailure`` within ``timeout_seconds`` (and, if set, sends ``SendTaskHeartbeat`` at least every
+    ``heartbeat_seconds``). Nothing waits on an HTTP response, so no SDK read timeout re-invokes a slow hook.
+    The hook's payload is ``conveyor.domain.contracts.HookInvocation`` beside the ``task_token``. It must
+    carry the managed tag (the state machine's invoke permission is conditioned on it), and its role, not
+    Conveyor's, holds ``states:SendTaskSuccess``/``SendTaskFailure``/``SendTaskHeartbeat``.
+    """
+
+    name: HookName = Field(description="how the ledger, the notices and the payload name this hook")
+    function_name: FunctionName
+    qualifier: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9$_-]{1,128}$")] = "$LATEST"
+    timeout_seconds: int = Field(
+        default=300, ge=1, le=MAX_HOOK_SECONDS, description="the hook must report within this (at most 15 minutes)"
+    )
+    heartbeat_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_HOOK_SECONDS,
+        description="if set, the hook must call SendTaskHeartbeat at least this often (defaults to timeout_seconds: "
+        "no heartbeat needed)",
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_timeout(self) -> TaskHookSpec:
+        """The state reads both from the spec (``HeartbeatSecondsPath``): an unset heartbeat is the timeout."""
+        if self.heartbeat_seconds is None:
+            object.__setattr__(self, "heartbeat_seconds", self.timeout_seconds)
+        elif self.heartbeat_seconds > self.timeout_seconds:
+            raise ValueError(
+                f"hook {self.name!r}: heartbeat_seconds ({self.heartbeat_seconds}) is longer than its "
+                f"timeout_seconds ({self.timeout_seconds})"
+            )
+        return self
+
+
+class StepHookSpec(TaskHookSpec):
+    """A task-token hook that runs at the traffic steps ``at`` names, right after the alias moved there
+    (0: before any traffic, on the new version alone). A failure rolls back like a failed verdict."""
+
+    at: list[int] = Field(min_length=1, max_length=20, description="traffic weights (percent) this hook runs at")
+
+    @field_validator("at")
+    @classmethod
+    def _weights(cls, at: list[int]) -> list[int]:
+        if any(not 0 <= weight <= 100 for weight in at) or len(set(at)) != len(at):
+            raise ValueError(f"at must list distinct weights from 0 to 100, got {at}")
+        return sorted(at)
+
+
+class MigrationSpec(TaskHookSpec):
+    """The ``migrate`` step: runs once after Deploy, before any traffic moves. ``down`` (optional) runs on a
+    rollback of this environment, after the alias is restored, whenever the migration was started."""
+
+    down: TaskHookSpec | None = None
+
+
 CheckKind = Literal["synthetic", "alarms", "metrics", "http", "pre_traffic", "post_traffic"]
 #: Where each kind of check can run, for the message that refuses a step no configured check judges.
 CHECKS_BY_STEP = {
@@ -278,6 +345,11 @@ class HealthSpec(_Spec):
     http: HttpProbe | None = None
     pre_traffic: HookSpec | None = Field(default=None, description="run against the new version before any traffic")
     post_traffic: HookSpec | None = Field(default=None, description="run once the new version serves 100%")
+    hooks: list[StepHookSpec] = Field(
+        default_factory=list,
+        max_length=MAX_STEP_HOOKS,
+        description="task-token hooks run at chosen traffic steps (up to 15 minutes each, invoked once)",
+    )
     on_inconclusive: Literal["fail", "pass", "retry", "pause"] = Field(
         default="fail",
         description="what not enough data means (an alarm with INSUFFICIENT_DATA, too few invocations): "
@@ -383,11 +455,15 @@ class EnvironmentSpec(_Spec):
     strategy: Strategy = Field(default_factory=lambda: AllAtOnce(type="all_at_once"))
     health: HealthSpec
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
+    migrate: MigrationSpec | None = Field(
+        default=None, description="a task-token hook run after Deploy and before any traffic moves"
+    )
 
     def traffic_steps(self) -> list[TrafficStep]:
-        """The strategy's plan; a pre-traffic hook adds a first step at weight 0 where it runs."""
+        """The strategy's plan; a pre-traffic hook (or a step hook ``at: [0]``) adds a first step at weight 0."""
         steps = self.strategy.steps()
-        if self.health.pre_traffic is not None and steps[0].weight != 0:
+        wants_zero = self.health.pre_traffic is not None or any(0 in hook.at for hook in self.health.hooks)
+        if wants_zero and steps[0].weight != 0:
             steps = [TrafficStep(weight=0, wait_seconds=0), *steps]
         return steps
 
@@ -407,6 +483,38 @@ class EnvironmentSpec(_Spec):
                     f'there with "no health check ran"; at {where} only {CHECKS_BY_STEP[where]} run: add one'
                 )
         return self
+
+    @model_validator(mode="after")
+    def _hooks_at_plan_steps(self) -> EnvironmentSpec:
+        """A step hook runs where the plan moves the alias: a weight the plan never takes would never run it."""
+        weights = [step.weight for step in self.traffic_steps()]
+        names = [hook.name for hook in self.hooks_by_name()]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"hook names must be unique in an environment (migrate, its down and health.hooks): {names}"
+            )
+        for hook in self.health.hooks:
+            missing = [weight for weight in hook.at if weight not in weights]
+            if missing:
+                raise ValueError(
+                    f"health.hooks {hook.name!r}: at {missing} is not a step of the {self.strategy.type} plan "
+                    f"(its weights: {weights})"
+                )
+        return self
+
+    def hooks_by_name(self) -> list[TaskHookSpec]:
+        """Every task-token hook of the environment: the migration, its down-migration, the step hooks."""
+        hooks: list[TaskHookSpec] = []
+        if self.migrate is not None:
+            hooks.append(self.migrate)
+            if self.migrate.down is not None:
+                hooks.append(self.migrate.down)
+        hooks.extend(self.health.hooks)
+        return hooks
+
+    def hooks_at(self, weight: int) -> list[StepHookSpec]:
+        """The step hooks that run once the alias serves ``weight`` percent on the new version, in spec order."""
+        return [hook for hook in self.health.hooks if weight in hook.at]
 
 
 class Notifications(_Spec):

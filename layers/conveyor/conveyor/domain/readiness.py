@@ -11,7 +11,7 @@ EvaluateHealth): a tag or an alarm can go after the spec was registered.
 from __future__ import annotations
 
 from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNotFoundError
-from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.pipeline import EnvironmentSpec, PipelineSpec, TaskHookSpec
 from conveyor.domain.ports import Alarms, Targets
 from conveyor.domain.target_identity import FunctionId
 
@@ -42,6 +42,9 @@ def missing_resources(
         for phase, hook in (("pre_traffic", env.health.pre_traffic), ("post_traffic", env.health.post_traffic)):
             if hook is not None and (problem := _function_problem(targets, hook.function_name, tag_key, "hook")):
                 problems.append(f"{where}.health.{phase}.function_name: {problem}")
+        for field, task_hook in _task_hooks(env):
+            if problem := _function_problem(targets, task_hook.function_name, tag_key, "hook"):
+                problems.append(f"{where}.{field}.function_name: {problem}")
         if env.health.alarms:
             found = alarms.states(list(env.health.alarms))
             problems += [
@@ -50,6 +53,17 @@ def missing_resources(
                 if name not in found
             ]
     return problems
+
+
+def _task_hooks(env: EnvironmentSpec) -> list[tuple[str, TaskHookSpec]]:
+    """The task-token hooks with their field paths (``migrate``, ``migrate.down``, ``health.hooks[i]``)."""
+    hooks: list[tuple[str, TaskHookSpec]] = []
+    if env.migrate is not None:
+        hooks.append(("migrate", env.migrate))
+        if env.migrate.down is not None:
+            hooks.append(("migrate.down", env.migrate.down))
+    hooks += [(f"health.hooks[{position}]", hook) for position, hook in enumerate(env.health.hooks)]
+    return hooks
 
 
 def require_resources(

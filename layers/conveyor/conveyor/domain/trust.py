@@ -51,3 +51,12 @@ def require_managed_hooks(environment: EnvironmentSpec, targets: Targets, *, tag
                 f"{source}: environments {environment.name!r} health.{phase}: hook function {hook.function_name!r} "
                 f"is not tagged {tag_key}=true; Conveyor invokes only managed functions"
             ) from exc
+    for task_hook in environment.hooks_by_name():
+        try:
+            targets.ensure_managed(task_hook.function_name, tag_key)
+        except TargetNotManagedError as exc:
+            raise TargetNotManagedError(
+                f"{source}: environments {environment.name!r} hook {task_hook.name!r}: "
+                f"function {task_hook.function_name!r} is not tagged {tag_key}=true; "
+                "Conveyor invokes only managed functions"
+            ) from exc

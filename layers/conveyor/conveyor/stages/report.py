@@ -20,6 +20,7 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     DeploymentSupersededError,
+    DownMigrationFailedError,
     LedgerError,
     RollbackFailedError,
 )
@@ -35,7 +36,8 @@ from conveyor.observability import MetricUnit, logger, metrics
 
 
 def _outcome(record: DeploymentRecord, error: str) -> Outcome:
-    if error == RollbackFailedError.__name__:
+    if error in (RollbackFailedError.__name__, DownMigrationFailedError.__name__):
+        # A failed down-migration too: the alias is back, but the data is not where it was (a person acts).
         return Outcome.ROLLBACK_FAILED
     if error == DeploymentSupersededError.__name__:
         return Outcome.SUPERSEDED
@@ -101,6 +103,8 @@ def notify_failure(
         record = ledger.get(deployment_id) or record
     elif outcome is Outcome.ROLLED_BACK:
         reason = _rollback_reason(record, failure.message)
+    elif outcome is Outcome.ROLLBACK_FAILED and failure.error == DownMigrationFailedError.__name__:
+        reason = f"{_rollback_reason(record, 'rolled back')}; then {failure.message}"
     elif outcome is Outcome.ROLLBACK_FAILED:
         reason = _rollback_failure_reason(record, failure.message)
     else:
@@ -129,11 +133,22 @@ def notify_failure(
 
 
 def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:
+    """Why the environment was rolled back, and how its down-migration went if one ran after the restore."""
     for env in record.environments.values():
         rollback = env.rollback
         if env.status is EnvironmentStatus.ROLLED_BACK and rollback:
-            return str(rollback.get("reason", fallback))
+            reason = str(rollback.get("reason", fallback))
+            down = _down_migration(record)
+            return f"{reason}; {down}" if down else reason
     return fallback
+
+
+def _down_migration(record: DeploymentRecord) -> str | None:
+    """The down-migration's recorded result (``MigrateDown``), if one ran."""
+    for event in reversed(record.events):
+        if event.stage == "MigrateDown" and event.detail.get("reason"):
+            return str(event.detail["reason"])
+    return None
 
 
 def _rollback_failure_reason(record: DeploymentRecord, fallback: str) -> str:
