@@ -5,6 +5,8 @@
     ``SwapEnvironmentCNAMEs`` or ``DescribeEnvironmentHealth``, and its environments have no CNAME, no version
     and a constant Grey health. The actions in ``ACTIONS`` are answered by the emulation (environments that
     really serve their bundle); every other action is moto's own.
+``moto.elasticbeanstalk.exceptions.ElasticBeanstalkException``
+    a refusal is raised as it, with EB's error code: moto finds the service's error shapes by its module.
 ``moto.s3.models.s3_backends``
     a ``SourceBundle`` is read from the local cloud's S3 as stored (the object's current version).
 """
@@ -14,20 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from moto.core.exceptions import ServiceException
-from moto.core.responses import ActionResult, EmptyResult
-
 from conveyor_local.beanstalk import CLOUD, BeanstalkRequestError, Environment, RegionBeanstalk
 from conveyor_local.moto_patches.registry import original, patches, relies_on
 
 EB_RESPONSE = "moto.elasticbeanstalk.responses.EBResponse"
 S3_BACKENDS = "moto.s3.models.s3_backends"
-
-
-class _EBError(ServiceException):
-    def __init__(self, error: BeanstalkRequestError) -> None:
-        self.code = error.code
-        super().__init__(error.code, error.message)
 
 
 def _region(response: Any) -> RegionBeanstalk:
@@ -56,18 +49,18 @@ def _environment(response: Any, prefix: str = "") -> Environment:
     )
 
 
-def create_application(response: Any) -> ActionResult:
+def create_application(response: Any) -> dict[str, Any]:
     app = _region(response).create_application(response._get_param("ApplicationName"))
-    return ActionResult({"Application": app.describe()})
+    return {"Application": app.describe()}
 
 
-def describe_applications(response: Any) -> ActionResult:
+def describe_applications(response: Any) -> dict[str, Any]:
     names = response._get_param("ApplicationNames") or []
     apps = _region(response).applications.values()
-    return ActionResult({"Applications": [a.describe() for a in apps if not names or a.name in names]})
+    return {"Applications": [a.describe() for a in apps if not names or a.name in names]}
 
 
-def create_application_version(response: Any) -> ActionResult:
+def create_application_version(response: Any) -> dict[str, Any]:
     source = response._get_param("SourceBundle") or {}
     bucket, key = str(source.get("S3Bucket", "")), str(source.get("S3Key", ""))
     version = _region(response).create_application_version(
@@ -79,17 +72,17 @@ def create_application_version(response: Any) -> ActionResult:
         description=response._get_param("Description") or "",
         auto_create=_flag(response._get_param("AutoCreateApplication"), False),
     )
-    return ActionResult({"ApplicationVersion": version.describe()})
+    return {"ApplicationVersion": version.describe()}
 
 
-def describe_application_versions(response: Any) -> ActionResult:
+def describe_application_versions(response: Any) -> dict[str, Any]:
     versions = _region(response).versions(
         response._get_param("ApplicationName"), response._get_param("VersionLabels") or None
     )
-    return ActionResult({"ApplicationVersions": [v.describe() for v in versions]})
+    return {"ApplicationVersions": [v.describe() for v in versions]}
 
 
-def create_environment(response: Any) -> ActionResult:
+def create_environment(response: Any) -> dict[str, Any]:
     tags = {tag["Key"]: tag["Value"] for tag in response._get_param("Tags") or []}
     env = _region(response).create_environment(
         response._get_param("ApplicationName"),
@@ -99,10 +92,10 @@ def create_environment(response: Any) -> ActionResult:
         options=response._get_param("OptionSettings"),
         tags=tags,
     )
-    return ActionResult(env.describe())
+    return env.describe()
 
 
-def describe_environments(response: Any) -> ActionResult:
+def describe_environments(response: Any) -> dict[str, Any]:
     region = _region(response)
     application = response._get_param("ApplicationName")
     names = response._get_param("EnvironmentNames") or []
@@ -116,52 +109,49 @@ def describe_environments(response: Any) -> ActionResult:
         and (not names or env.name in names)
         and (not ids or env.environment_id in ids)
     ]
-    return ActionResult({"Environments": [env.describe() for env in found]})
+    return {"Environments": [env.describe() for env in found]}
 
 
-def update_environment(response: Any) -> ActionResult:
+def update_environment(response: Any) -> dict[str, Any]:
     env = _region(response).update_environment(
         _environment(response),
         version_label=response._get_param("VersionLabel"),
         options=response._get_param("OptionSettings"),
     )
-    return ActionResult(env.describe())
+    return env.describe()
 
 
-def terminate_environment(response: Any) -> ActionResult:
+def terminate_environment(response: Any) -> dict[str, Any]:
     env = _region(response).terminate_environment(_environment(response))
-    return ActionResult(env.describe())
+    return env.describe()
 
 
-def swap_environment_cnames(response: Any) -> EmptyResult:
+def swap_environment_cnames(response: Any) -> None:
     _region(response).swap_cnames(_environment(response, "Source"), _environment(response, "Destination"))
-    return EmptyResult()
 
 
-def describe_environment_health(response: Any) -> ActionResult:
+def describe_environment_health(response: Any) -> dict[str, Any]:
     env = _environment(response)
     health = env.health()
-    return ActionResult(
-        {
-            "EnvironmentName": env.name,
-            "HealthStatus": health.status,
-            "Status": env.status,
-            "Color": health.color,
-            "Causes": health.causes,
-        }
-    )
+    return {
+        "EnvironmentName": env.name,
+        "HealthStatus": health.status,
+        "Status": env.status,
+        "Color": health.color,
+        "Causes": health.causes,
+    }
 
 
-def list_tags_for_resource(response: Any) -> ActionResult:
+def list_tags_for_resource(response: Any) -> dict[str, Any]:
     arn = response._get_param("ResourceArn")
     for env in _region(response).live():
         if env.arn == arn:
             tags = [{"Key": k, "Value": v} for k, v in env.tags.items()]
-            return ActionResult({"ResourceArn": arn, "ResourceTags": tags})
+            return {"ResourceArn": arn, "ResourceTags": tags}
     raise BeanstalkRequestError("ResourceNotFoundException", f"Resource not found for ARN '{arn}'.")
 
 
-ACTIONS: dict[str, Callable[[Any], ActionResult]] = {
+ACTIONS: dict[str, Callable[[Any], dict[str, Any] | None]] = {
     "CreateApplication": create_application,
     "DescribeApplications": describe_applications,
     "CreateApplicationVersion": create_application_version,
@@ -177,18 +167,24 @@ ACTIONS: dict[str, Callable[[Any], ActionResult]] = {
 
 
 def call_action(self: Any) -> Any:
-    """Answer an emulated action (its refusals as EB's errors); anything else is moto's."""
+    """Answer an emulated action (its refusals as EB's errors); anything else is moto's.
+
+    moto is imported here, not at module level: the CLI imports this package without running a cloud."""
+    from moto.core.responses import ActionResult, EmptyResult
+    from moto.elasticbeanstalk.exceptions import ElasticBeanstalkException  # its module names the service
+
     handler = ACTIONS.get(self._get_action())
     if handler is None:
         return original(f"{EB_RESPONSE}.call_action")(self)
     try:
-        result = handler(self)
+        answer = handler(self)
     except BeanstalkRequestError as exc:
-        result = ActionResult(_EBError(exc))
-    return self.serialized(result)
+        return self.serialized(ActionResult(ElasticBeanstalkException(exc.code, exc.message)))
+    return self.serialized(EmptyResult() if answer is None else ActionResult(answer))
 
 
 patches(f"{EB_RESPONSE}.call_action", ("self",), call_action)
 relies_on(f"{EB_RESPONSE}.serialized", ("self", "action_result"))
 relies_on(f"{EB_RESPONSE}._get_action", ("self",))
 relies_on(S3_BACKENDS)
+relies_on("moto.elasticbeanstalk.exceptions.ElasticBeanstalkException")

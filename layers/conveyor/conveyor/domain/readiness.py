@@ -11,9 +11,9 @@ EvaluateHealth): a tag or an alarm can go after the spec was registered.
 from __future__ import annotations
 
 from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNotFoundError
-from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.ownership import TargetId
+from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
 from conveyor.domain.ports import Alarms, Targets
-from conveyor.domain.target_identity import FunctionId
 
 
 def _function_problem(targets: Targets, function: str, tag_key: str, what: str) -> str | None:
@@ -27,7 +27,7 @@ def _function_problem(targets: Targets, function: str, tag_key: str, what: str) 
 
 
 def missing_resources(
-    spec: PipelineSpec, resolved: dict[str, FunctionId], *, targets: Targets, alarms: Alarms, tag_key: str
+    spec: PipelineSpec, resolved: dict[str, TargetId], *, targets: Targets, alarms: Alarms, tag_key: str
 ) -> list[str]:
     """Each function or alarm of ``spec`` that is missing or not managed, as ``field path: problem``.
 
@@ -36,7 +36,11 @@ def missing_resources(
     problems: list[str] = []
     for index, env in enumerate(spec.environments):
         where = f"environments[{index}] ({env.name})"
-        problem = _function_problem(targets, resolved[env.name].name, tag_key, "target function")
+        problem = (
+            _function_problem(targets, resolved[env.name].name, tag_key, "target function")
+            if isinstance(env.target, LambdaTarget)
+            else None
+        )
         if problem:
             problems.append(f"{where}.target.function_name: {problem}")
         for phase, hook in (("pre_traffic", env.health.pre_traffic), ("post_traffic", env.health.post_traffic)):
@@ -54,7 +58,7 @@ def missing_resources(
 
 def require_resources(
     spec: PipelineSpec,
-    resolved: dict[str, FunctionId],
+    resolved: dict[str, TargetId],
     *,
     targets: Targets,
     alarms: Alarms,
