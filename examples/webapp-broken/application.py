@@ -1,7 +1,10 @@
-"""The sample web app with a bad release: it starts and serves ``/``, but its health check URL fails.
+"""The sample web app with a bad release: it trusts only the hosts it was tested on.
 
-What a release with a broken dependency looks like from outside: Elastic Beanstalk marks the environment
-Red (Severe) and Conveyor's HTTP probe of ``/health`` sees 500, so a blue/green release of it is swapped back.
+``ALLOWED_HOSTS`` lists the two environments' own names but not the production CNAME, the classic slip of a
+framework's host allow-list. Verified on the idle environment's own URL it answers 200, and Elastic Beanstalk's
+own health check (which reaches the instance directly) stays Green; once the production CNAME points at it,
+every request to it is refused with 400. A blue/green release of it is swapped in, judged on the production
+URL during the bake, and swapped back.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RELEASE = (HERE / "release.txt").read_text().strip() if (HERE / "release.txt").exists() else "dev"
+ALLOWED_HOSTS = ("webapp-blue.", "webapp-green.", "localhost", "127.0.0.1")  # the bug: no webapp-prod.
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    if environ.get("PATH_INFO", "/") == "/health":
-        start_response("500 Internal Server Error", [("Content-Type", "application/json")])
-        return [json.dumps({"status": "down", "release": RELEASE, "error": "database unreachable"}).encode()]
+    host = environ.get("HTTP_HOST", "")
+    if not host.startswith(ALLOWED_HOSTS):
+        start_response("400 Bad Request", [("Content-Type", "application/json")])
+        return [json.dumps({"error": f"DisallowedHost: {host} is not in ALLOWED_HOSTS", "release": RELEASE}).encode()]
+    path = environ.get("PATH_INFO", "/")
+    body = {"status": "ok", "release": RELEASE} if path == "/health" else {"app": "webapp", "release": RELEASE}
     start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps({"app": "webapp", "release": RELEASE}).encode()]
+    return [json.dumps(body).encode()]

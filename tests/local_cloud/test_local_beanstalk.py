@@ -21,7 +21,11 @@ from conveyor_local.moto_patches import SEAM_SIGNATURES
 from conveyor_local.server import client_env, start_background, stop
 
 WEBAPP = REPO_ROOT / "examples" / "webapp"
-BROKEN = REPO_ROOT / "examples" / "webapp-broken"
+FAILING_HEALTH = """def application(environ, start_response):
+    ok = environ["PATH_INFO"] != "/health"
+    start_response("200 OK" if ok else "500 Internal Server Error", [])
+    return [b"database unreachable"]
+"""
 HEALTH = [
     {"Namespace": "aws:elasticbeanstalk:application", "OptionName": "Application Healthcheck URL", "Value": "/health"}
 ]
@@ -150,7 +154,7 @@ def test_swapping_cnames_swaps_what_each_name_serves(beanstalk: Beanstalk, front
 
 def test_an_app_whose_health_path_fails_is_red(beanstalk: Beanstalk) -> None:
     # Given a version whose health check URL answers 500
-    env = beanstalk.environment("blue", beanstalk.version("1.0.0-broken", BROKEN))
+    env = beanstalk.environment("blue", beanstalk.version("1.0.0-broken", extra={"application.py": FAILING_HEALTH}))
 
     # When its health is read
     health = beanstalk.eb.describe_environment_health(EnvironmentName=env["EnvironmentName"], AttributeNames=["All"])
