@@ -8,12 +8,14 @@ from typing import Any
 
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, Release, TrafficState
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.locks import lock_target
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, PipelineSpec
 from conveyor.stages.deploy import deploy
 from conveyor.stages.health import evaluate_health
 from conveyor.stages.lock import acquire_lock
+from conveyor.stages.reconcile import reconcile
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 
@@ -323,3 +325,61 @@ def test_a_lambda_rollout_needs_no_beanstalk_adapter() -> None:
     targets.add("hello-staging", alias="live", version="1")
     release = deploy(step, targets=targets, ledger=started_ledger(step), managed_tag_key="conveyor:managed")
     assert release.beanstalk is None
+
+
+# --------------------------------------------------------------------------- the reconciler
+
+
+def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(pair: FakeBeanstalk) -> None:
+    from tests.unit.test_reconcile import EXECUTION, NOW, ended
+    from tests.unit.test_reconcile import World as LambdaWorld
+
+    # Given a blue/green deployment whose execution stopped after the CNAMEs were swapped
+    world = LambdaWorld()  # its ledger, lock and notifier; the staging entry becomes a Beanstalk one
+    rollout = Rollout("blue_green", pair)
+    rollout.deploy()
+    rollout.shift()
+    rollout.shift()
+    assert pair.cname_of("webapp-green").startswith(CNAME)
+    target = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
+    world.locks.try_acquire(
+        target,
+        holder=EXECUTION,
+        deployment_id=world.deployment_id,
+        app="webapp",
+        environment="staging",
+        lease_seconds=3600,
+        now=NOW,
+    )
+    release = rollout.step.release
+    assert release is not None
+    assert release.beanstalk is not None
+    world.ledger.update_environment(
+        world.deployment_id,
+        "staging",
+        {
+            "function_name": "webapp",
+            "alias": "webapp-blue",
+            "version_before": "0.9.0",
+            "version_after": "1.0.0",
+            "lock_target": target,
+            "beanstalk": release.beanstalk.model_dump(mode="json"),
+        },
+    )
+
+    # When the reconciler handles the execution's end
+    reconcile(
+        ended("ABORTED"),
+        ledger=world.ledger,
+        locks=world.locks,
+        targets=world.targets,
+        notifier=world.notifier,
+        now=NOW + 100,
+        beanstalk=lambda: pair,
+    )
+
+    # Then production is back on webapp-blue, and the ledger says so
+    assert pair.cname_of("webapp-blue").startswith(CNAME)
+    entry = world.record().environments["staging"]
+    assert entry.status is EnvironmentStatus.ROLLED_BACK
+    assert entry.rollback["restored_version"] == "0.9.0"
