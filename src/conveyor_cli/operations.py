@@ -30,12 +30,12 @@ from conveyor.domain.errors import (
 from conveyor.domain.layout import ARTIFACT_PREFIX, PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
-from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
+from conveyor.domain.ownership import TargetId, claim_targets, resolve_targets, target_field
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.readiness import require_resources
 from conveyor.domain.records import DeploymentRecord, StageEvent
-from conveyor.domain.target_identity import FunctionId, Home, resolve_function
+from conveyor.domain.target_identity import Home, resolve_function
 from conveyor.settings import MANAGED_TAG_KEY
 from pydantic import ValidationError
 
@@ -175,7 +175,7 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
                 )
 
 
-def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, FunctionId]:
+def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, TargetId]:
     """The targets of ``app``'s registered spec by environment; none for a spec that can never deploy (one
     that does not parse, or names another app than its key: ValidateArtifact refuses both)."""
     try:
@@ -220,10 +220,16 @@ def environment_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget
     """The target of ``environment`` in ``app``'s registered pipeline (a CliError naming the others if none)."""
     spec = show_pipeline(cloud, app)
     try:
-        return spec.environment(environment).target
+        target = spec.environment(environment).target
     except KeyError as exc:
         names = ", ".join(env.name for env in spec.environments)
         raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
+    if not isinstance(target, LambdaTarget):
+        raise CliError(
+            f"pipeline {app!r}: environment {environment!r} targets Elastic Beanstalk ({target.label}); this command "
+            "works on Lambda targets only (a failed Beanstalk release is swapped or updated back by its deployment)"
+        )
+    return target
 
 
 def ledger(cloud: Cloud) -> DynamoLedger:

@@ -383,3 +383,13 @@ def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(p
     entry = world.record().environments["staging"]
     assert entry.status is EnvironmentStatus.ROLLED_BACK
     assert entry.rollback["restored_version"] == "0.9.0"
+
+
+def test_lambda_only_commands_refuse_a_beanstalk_environment_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor_cli import operations
+    from conveyor_cli.context import CliError
+
+    monkeypatch.setattr(operations, "show_pipeline", lambda cloud, app: parse(eb_spec()))
+
+    with pytest.raises(CliError, match=r"environment 'staging' targets Elastic Beanstalk \(webapp/webapp-blue\)"):
+        operations.environment_target(None, "webapp", "staging")  # type: ignore[arg-type]
