@@ -393,3 +393,42 @@ def test_lambda_only_commands_refuse_a_beanstalk_environment_naming_it(monkeypat
 
     with pytest.raises(CliError, match=r"environment 'staging' targets Elastic Beanstalk \(webapp/webapp-blue\)"):
         operations.environment_target(None, "webapp", "staging")  # type: ignore[arg-type]
+
+
+def test_status_names_a_beanstalk_environment_and_its_versions() -> None:
+    from datetime import UTC, datetime
+
+    from conveyor.domain.contracts import Outcome
+    from conveyor.domain.records import DeploymentRecord
+
+    from conveyor_cli.status import render_environments
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    entry = {
+        "status": "LIVE",
+        "function_name": "webapp",
+        "alias": "webapp-blue",
+        "target_kind": "elasticbeanstalk",
+        "version_before": "1.0.0",
+        "version_after": "1.1.0",
+    }
+    record = DeploymentRecord(
+        deployment_id="d-1",
+        app="webapp",
+        version="1.1.0",
+        status=Outcome.SUCCEEDED,
+        created_at=at,
+        updated_at=at,
+        environments={"production": entry},
+    )
+
+    assert render_environments(record)[0].split() == [
+        "production",
+        "webapp/webapp-blue",
+        "version",
+        "before:",
+        "1.0.0",
+        "after:",
+        "1.1.0",
+        "(LIVE)",
+    ]
