@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conveyor.settings import MANAGED_TAG_KEY
+
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 from conveyor_cli.packaging import build_bundle, zip_directory
@@ -104,6 +106,7 @@ def _live_environment(cloud: Cloud, setup: WebappSetup, release: str) -> str:
                 "Value": HEALTH_PATH,
             }
         ],
+        Tags=[{"Key": MANAGED_TAG_KEY, "Value": "true"}],  # Conveyor may change only managed targets
     )
     setup.note(f"environment {LIVE_ENVIRONMENT} serving {release} on {created['CNAME']}", created=True)
     return str(created["CNAME"])

@@ -528,6 +528,7 @@ class FakeBeanstalk:
         self.environments: dict[str, FakeEbEnvironment] = {}
         self.versions: dict[str, tuple[str, str]] = {}
         self.broken: set[str] = set()
+        self.unmanaged: set[str] = set()
         self.calls: list[tuple[str, ...]] = []
 
     def add(self, name: str, label: str | None, cname_prefix: str | None = None) -> FakeEbEnvironment:
@@ -555,6 +556,12 @@ class FakeBeanstalk:
             solution_stack=env.solution_stack,
         )
 
+    def ensure_managed(self, environment: BeanstalkEnvironment, tag_key: str) -> None:
+        if environment.name in self.unmanaged:
+            raise TargetNotManagedError(
+                f"Elastic Beanstalk environment {environment.name} is not tagged {tag_key}=true"
+            )
+
     def version_exists(self, application: str, label: str) -> bool:
         return label in self.versions
 
@@ -563,7 +570,7 @@ class FakeBeanstalk:
         self.versions[label] = (bucket, key)
 
     def create_environment(
-        self, application: str, name: str, label: str, *, like: BeanstalkEnvironment, health_path: str
+        self, application: str, name: str, label: str, *, like: BeanstalkEnvironment, health_path: str, tag_key: str
     ) -> BeanstalkEnvironment:
         self.calls.append(("create_environment", name, label, health_path))
         self.add(name, label).solution_stack = like.solution_stack or ""

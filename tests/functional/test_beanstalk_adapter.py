@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
-from conveyor.domain.errors import DeployFailedError
+from conveyor.domain.errors import DeployFailedError, TargetNotManagedError
 from moto import mock_aws
 
 from conveyor_local import moto_patches
@@ -21,6 +21,7 @@ from tests.unit.conftest import build_step, started_ledger
 from tests.unit.test_beanstalk_target import eb_spec
 
 APP = "webapp"
+MANAGED = [{"Key": "conveyor:managed", "Value": "true"}]
 HEALTH = [
     {"Namespace": "aws:elasticbeanstalk:application", "OptionName": "Application Healthcheck URL", "Value": "/health"}
 ]
@@ -113,8 +114,13 @@ def test_idle_environment_creation_deploy_and_swap(beanstalk: Beanstalk) -> None
     live = beanstalk.adapter.environment(APP, "webapp-blue")
     assert live is not None
 
-    green = beanstalk.adapter.create_environment(APP, "webapp-green", "1.1.0", like=live, health_path="/health")
+    green = beanstalk.adapter.create_environment(
+        APP, "webapp-green", "1.1.0", like=live, health_path="/health", tag_key="conveyor:managed"
+    )
     assert (green.version_label, green.health) == ("1.1.0", "Green")
+    beanstalk.adapter.ensure_managed(green, "conveyor:managed")  # Conveyor tagged what it created
+    with pytest.raises(TargetNotManagedError, match="webapp/webapp-blue is not tagged conveyor:managed=true"):
+        beanstalk.adapter.ensure_managed(live, "conveyor:managed")
 
     beanstalk.adapter.swap_cnames(APP, "webapp-green", "webapp-blue")
     swapped = beanstalk.adapter.environment(APP, "webapp-green")
@@ -143,7 +149,7 @@ def test_an_all_at_once_rollout_through_the_stages_updates_and_restores(beanstal
     # Given webapp-blue serving 0.9.0, and the release 1.0.0 (sick) in the release store
     beanstalk.version("0.9.0")
     beanstalk.eb.create_environment(
-        ApplicationName=APP, EnvironmentName="webapp-blue", VersionLabel="0.9.0", OptionSettings=HEALTH
+        ApplicationName=APP, EnvironmentName="webapp-blue", VersionLabel="0.9.0", OptionSettings=HEALTH, Tags=MANAGED
     )
     step = build_step(eb_spec("all_at_once"), release=None)
     beanstalk.s3.create_bucket(Bucket=step.deployment.package.bucket)
@@ -155,7 +161,11 @@ def test_an_all_at_once_rollout_through_the_stages_updates_and_restores(beanstal
 
     # When it is deployed, promoted and judged
     step = step.model_copy(
-        update={"release": deploy(step, targets=FakeTargets(), ledger=ledger, managed_tag_key="k", beanstalk=adapter)}
+        update={
+            "release": deploy(
+                step, targets=FakeTargets(), ledger=ledger, managed_tag_key="conveyor:managed", beanstalk=adapter
+            )
+        }
     )
     step = step.model_copy(
         update={"traffic": shift_traffic(step, targets=FakeTargets(), ledger=ledger, beanstalk=adapter)}

@@ -268,3 +268,12 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_an_environment_s_tags_are_listed_by_its_arn(beanstalk: Beanstalk) -> None:
+    # Given an environment created with the managed tag
+    env = beanstalk.environment("blue", beanstalk.version("1.0.0"), Tags=[{"Key": "conveyor:managed", "Value": "true"}])
+
+    # When its tags are listed, Then the tag is there (Conveyor changes only managed environments)
+    tags = beanstalk.eb.list_tags_for_resource(ResourceArn=env["EnvironmentArn"])["ResourceTags"]
+    assert tags == [{"Key": "conveyor:managed", "Value": "true"}]

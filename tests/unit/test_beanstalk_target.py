@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, Release, TrafficState
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import PipelineInvalidError
+from conveyor.domain.errors import PipelineInvalidError, TargetNotManagedError
 from conveyor.domain.locks import lock_target
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, PipelineSpec
 from conveyor.stages.deploy import deploy
@@ -432,3 +432,18 @@ def test_status_names_a_beanstalk_environment_and_its_versions() -> None:
         "1.1.0",
         "(LIVE)",
     ]
+
+
+@pytest.mark.parametrize("unmanaged", ["webapp-blue", "webapp-green"])
+def test_an_environment_without_the_managed_tag_is_refused_before_anything_changes(
+    pair: FakeBeanstalk, unmanaged: str
+) -> None:
+    # Given one of the pair (the live one, or an existing idle one) is not tagged conveyor:managed=true
+    pair.add("webapp-green", "0.8.0")
+    pair.unmanaged.add(unmanaged)
+    rollout = Rollout("blue_green", pair)
+
+    # When the release is deployed, Then it is refused naming the environment, and nothing was created or changed
+    with pytest.raises(TargetNotManagedError, match=f"{unmanaged} is not tagged conveyor:managed=true"):
+        rollout.deploy()
+    assert pair.calls == []

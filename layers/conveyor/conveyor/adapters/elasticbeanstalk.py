@@ -13,7 +13,7 @@ from boto3.session import Session
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
 from conveyor.adapters import aws
-from conveyor.domain.errors import DeployFailedError, TargetReadError, TrafficShiftError
+from conveyor.domain.errors import DeployFailedError, TargetNotManagedError, TargetReadError, TrafficShiftError
 from conveyor.domain.ports import BeanstalkEnvironment, BeanstalkHealth
 
 HEALTHCHECK_OPTION = {"Namespace": "aws:elasticbeanstalk:application", "OptionName": "Application Healthcheck URL"}
@@ -37,6 +37,22 @@ class BeanstalkTargets:
             raise TargetReadError(f"reading Elastic Beanstalk environment {application}/{name} failed: {exc}") from exc
         live = [env for env in found if env.get("Status") not in ("Terminated", "Terminating")]
         return _environment(live[0]) if live else None
+
+    def ensure_managed(self, environment: BeanstalkEnvironment, tag_key: str) -> None:
+        """``TargetNotManagedError`` unless the environment carries ``tag_key=true`` (as a managed function must)."""
+        where = f"{environment.application}/{environment.name}"
+        try:
+            tags = self._eb.list_tags_for_resource(ResourceArn=environment.arn)["ResourceTags"]
+        except ClientError as exc:
+            if aws.error_code(exc) in ("AccessDenied", "AccessDeniedException"):
+                raise TargetNotManagedError(
+                    f"Elastic Beanstalk environment {where}: reading its tags was denied"
+                ) from exc
+            raise TargetReadError(f"reading the tags of Elastic Beanstalk environment {where} failed: {exc}") from exc
+        if not any(tag.get("Key") == tag_key and tag.get("Value") == "true" for tag in tags):
+            raise TargetNotManagedError(
+                f"Elastic Beanstalk environment {where} is not tagged {tag_key}=true; Conveyor may not change it"
+            )
 
     def version_exists(self, application: str, label: str) -> bool:
         try:
@@ -63,9 +79,10 @@ class BeanstalkTargets:
             ) from exc
 
     def create_environment(
-        self, application: str, name: str, label: str, *, like: BeanstalkEnvironment, health_path: str
+        self, application: str, name: str, label: str, *, like: BeanstalkEnvironment, health_path: str, tag_key: str
     ) -> BeanstalkEnvironment:
-        """A new environment of ``application`` running ``label`` on ``like``'s platform (blue/green's idle one)."""
+        """A new environment of ``application`` running ``label`` on ``like``'s platform (blue/green's idle one),
+        tagged managed: Conveyor created it, so it may change it."""
         try:
             self._eb.create_environment(
                 ApplicationName=application,
@@ -74,6 +91,7 @@ class BeanstalkTargets:
                 VersionLabel=label,
                 SolutionStackName=like.solution_stack or "",
                 OptionSettings=[{**HEALTHCHECK_OPTION, "Value": health_path}],
+                Tags=[{"Key": tag_key, "Value": "true"}],
             )
         except ClientError as exc:
             raise DeployFailedError(
@@ -138,4 +156,5 @@ def _environment(raw: dict[str, Any]) -> BeanstalkEnvironment:
         health=str(raw.get("Health", "Grey")),
         health_status=raw.get("HealthStatus"),
         solution_stack=raw.get("SolutionStackName"),
+        arn=str(raw.get("EnvironmentArn", "")),
     )

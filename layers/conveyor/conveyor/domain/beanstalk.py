@@ -56,23 +56,36 @@ def version_description(deployment: Deployment) -> str:
     return f"conveyor {deployment.app} {deployment.version} {deployment.deployment_id}"
 
 
-def deploy_version(deployment: Deployment, environment: EnvironmentSpec, envs: BeanstalkEnvironments) -> Release:
-    """Make the release an application version and, for blue/green, run it on the idle environment."""
+def deploy_version(
+    deployment: Deployment, environment: EnvironmentSpec, envs: BeanstalkEnvironments, *, tag_key: str
+) -> Release:
+    """Make the release an application version and, for blue/green, run it on the idle environment.
+
+    Every environment it will change must carry the managed tag (``TargetNotManagedError`` before anything
+    changes), as a target function must; an idle environment Conveyor creates is tagged so."""
     target = environment.target
     if not isinstance(target, ElasticBeanstalkTarget):
         raise TypeError(f"environment {environment.name} does not target Elastic Beanstalk")
     live = live_environment(target, envs)
+    envs.ensure_managed(live, tag_key)
+    idle = None
+    if environment.strategy.type == "blue_green":
+        idle_name = target.environment if live.name == target.idle_environment else str(target.idle_environment)
+        idle = envs.environment(target.application, idle_name)
+        if idle is not None:
+            envs.ensure_managed(idle, tag_key)
     label, package = deployment.version, deployment.package
     reused = envs.version_exists(target.application, label)
     if not reused:
         envs.create_version(target.application, label, package.bucket, package.key, version_description(deployment))
     deployed = live.name
     if environment.strategy.type == "blue_green":
-        deployed = target.environment if live.name == target.idle_environment else str(target.idle_environment)
-        idle = envs.environment(target.application, deployed)
+        deployed = idle_name
         health_path = environment.health.environment.path if environment.health.environment else "/"
         if idle is None:
-            envs.create_environment(target.application, deployed, label, like=live, health_path=health_path)
+            envs.create_environment(
+                target.application, deployed, label, like=live, health_path=health_path, tag_key=tag_key
+            )
         elif idle.version_label != label or not idle.ready:
             envs.deploy_version(target.application, deployed, label)
     return Release(

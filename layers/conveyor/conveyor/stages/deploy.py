@@ -57,7 +57,7 @@ def deploy(
     if isinstance(step.environment.target, ElasticBeanstalkTarget):
         if beanstalk is None:
             raise ConfigurationError("Deploy: an elasticbeanstalk target needs the Elastic Beanstalk adapter")
-        return deploy_beanstalk(step, beanstalk=beanstalk, ledger=ledger)
+        return deploy_beanstalk(step, beanstalk=beanstalk, ledger=ledger, managed_tag_key=managed_tag_key)
     deployment, environment = step.deployment, step.environment
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
     function, alias = environment.target.function_name, environment.target.alias
@@ -97,12 +97,14 @@ def deploy(
     return release
 
 
-def deploy_beanstalk(step: EnvironmentStep, *, beanstalk: BeanstalkEnvironments, ledger: Ledger) -> Release:
+def deploy_beanstalk(
+    step: EnvironmentStep, *, beanstalk: BeanstalkEnvironments, ledger: Ledger, managed_tag_key: str
+) -> Release:
     """An application version of the release (and, blue/green, the idle environment running it)."""
     deployment, environment = step.deployment, step.environment
     writes = StageWrites()
     with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name, writes=writes) as detail:
-        release = eb.deploy_version(deployment, environment, beanstalk)
+        release = eb.deploy_version(deployment, environment, beanstalk, tag_key=managed_tag_key)
         served = ledger.served(release.function_name, release.alias)
         served_before = served if served is not None and served.serves(release.version_before) else None
         release = release.model_copy(update={"served_before": served_before})
