@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.adapters.cloudwatch import CloudWatchAlarms
@@ -31,7 +31,7 @@ from conveyor.domain.layout import ARTIFACT_PREFIX, PIPELINE_PREFIX, artifact_ke
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
 from conveyor.domain.ownership import TargetId, claim_targets, resolve_targets, target_field
-from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.pipeline import ElasticBeanstalkTarget, LambdaTarget, PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.readiness import require_resources
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -41,6 +41,9 @@ from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
 from conveyor_cli.status import wait_for
+
+if TYPE_CHECKING:
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
 
 
 def read_manifest(bundle: bytes, source: str) -> Manifest:
@@ -129,6 +132,7 @@ def require_ready(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) 
             alarms=CloudWatchAlarms(cloud.session),
             tag_key=MANAGED_TAG_KEY,
             source=source,
+            beanstalk=_beanstalk(cloud, spec),
         )
     except PipelineNotReadyError as exc:
         hint = (
@@ -137,6 +141,15 @@ def require_ready(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) 
         raise CliError(f"{exc}{hint}") from exc
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"{source}: cannot check the functions and alarms it names: {exc}") from exc
+
+
+def _beanstalk(cloud: Cloud, spec: PipelineSpec) -> BeanstalkTargets | None:
+    """The Elastic Beanstalk adapter, for a spec that targets Beanstalk (none is built otherwise)."""
+    if not any(isinstance(env.target, ElasticBeanstalkTarget) for env in spec.environments):
+        return None
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
+
+    return BeanstalkTargets(cloud.session)
 
 
 def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str]:

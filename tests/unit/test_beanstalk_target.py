@@ -447,3 +447,33 @@ def test_an_environment_without_the_managed_tag_is_refused_before_anything_chang
     with pytest.raises(TargetNotManagedError, match=f"{unmanaged} is not tagged conveyor:managed=true"):
         rollout.deploy()
     assert pair.calls == []
+
+
+def test_pipeline_apply_names_a_missing_or_unmanaged_eb_environment(pair: FakeBeanstalk) -> None:
+    from conveyor.domain.ownership import resolve_targets
+    from conveyor.domain.readiness import missing_resources
+    from conveyor.domain.target_identity import Home
+
+    spec = parse(eb_spec())
+    resolved = resolve_targets(spec, Home(account="123456789012", region="us-east-1"), source="webapp.yaml")
+
+    def problems() -> list[str]:
+        return missing_resources(
+            spec, resolved, targets=FakeTargets(), alarms=FakeAlarms(), tag_key="conveyor:managed", beanstalk=pair
+        )
+
+    # A live environment that is managed, and no idle one yet (the first release creates it): ready
+    assert problems() == []
+    # An idle environment someone else made, without the tag: refused, naming the field
+    pair.add("webapp-green", "0.1.0")
+    pair.unmanaged.add("webapp-green")
+    assert problems() == [
+        "environments[0] (staging).target.idle_environment: Elastic Beanstalk environment webapp-green is not "
+        "tagged conveyor:managed=true"
+    ]
+    # No live environment: refused, naming it
+    del pair.environments["webapp-blue"]
+    assert (
+        "environments[0] (staging).target.environment: Elastic Beanstalk environment webapp/webapp-blue does not exist"
+        in problems()
+    )
