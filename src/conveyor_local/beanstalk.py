@@ -24,9 +24,9 @@ emulated here, and ``conveyor_local.moto_patches.elasticbeanstalk`` routes those
   application`` ``Application Healthcheck URL``, default ``/``) does not answer 2xx/3xx; Green/Ok otherwise.
 
 Environments change synchronously: an environment is ``Ready`` when the call that launched or updated it
-returns (AWS answers ``Launching``/``Updating`` first; clients wait for ``Ready`` either way). What is not
-emulated: several instances, rolling policies, configuration templates, saved state across a restart of the
-local cloud (environments are processes: they start empty).
+returns (AWS answers ``Launching``/``Updating`` first; clients wait for ``Ready`` either way). The state lives
+on moto's Beanstalk backends, so the local cloud's snapshots keep it; instances are started again after a
+restore. What is not emulated: several instances, rolling policies, configuration templates.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ WSGI_OPTION = "WSGIPath"
 DEFAULT_WSGI_PATH = "application:application"
 SOLUTION_STACK = "64bit Amazon Linux 2023 v4.6.0 running Python 3.11"
 PROXY_ENV_KEYS = ("http_proxy", "HTTP_PROXY")
+#: Where a region's emulation lives on moto's own Beanstalk backend (so snapshots and resets carry it).
+STATE_ATTRIBUTE = "conveyor_beanstalk"
 
 
 class BeanstalkRequestError(Exception):
@@ -211,6 +213,10 @@ class Environment:
     created: datetime = field(default_factory=_now)
     updated: datetime = field(default_factory=_now)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Its instance is a process, not state: a restored environment is relaunched (``relaunch``)."""
+        return {**self.__dict__, "instance": None}
+
     def health(self) -> Health:
         if self.status == "Terminated":
             return Health("Grey", "Suspended", ["The environment is terminated."])
@@ -288,6 +294,20 @@ class RegionBeanstalk:
         self.applications: dict[str, Application] = {}
         self.environments: dict[str, Environment] = {}
         self.lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if key != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
+
+    def relaunch(self) -> None:
+        for env in list(self.live()):
+            version = self.applications.get(env.application_name)
+            running = env.instance is not None and env.instance.running
+            if not running and version is not None and env.version_label in version.versions:
+                self._launch(env, version.versions[env.version_label])
 
     def _arn(self, kind: str, path: str) -> str:
         return f"arn:aws:elasticbeanstalk:{self.region}:{self.account_id}:{kind}/{path}"
@@ -543,37 +563,56 @@ class _FrontHandler(BaseHTTPRequestHandler):
 
 
 class BeanstalkCloud:
-    """All of the local cloud's Beanstalk: one ``RegionBeanstalk`` per account and region, and the front."""
+    """All of the local cloud's Beanstalk: one ``RegionBeanstalk`` per account and region, and the front.
+
+    Each ``RegionBeanstalk`` lives on moto's own Beanstalk backend of its account and region (attribute
+    ``conveyor_beanstalk``), so what moto's state goes through goes through it too: a reset empties it, and the
+    local cloud's snapshots keep it (``conveyor_local.persistence``; its instances are processes, not state:
+    ``relaunch`` starts them again after a restore).
+    """
 
     def __init__(self) -> None:
-        self._regions: dict[tuple[str, str], RegionBeanstalk] = {}
         self._lock = threading.Lock()
         self.cache_dir: Path | None = None
         self.front: Front | None = None
 
     def configure(self, cache_dir: Path, front_port: int = 0) -> Front:
-        """Where bundles are extracted, and the front (started once; a new configuration keeps its port)."""
+        """Where bundles are extracted, and the front (started once; a new configuration keeps its port); then
+        every environment a restored snapshot holds serves again."""
         with self._lock:
             self.cache_dir = cache_dir / "beanstalk"
             if self.front is None:
                 self.front = Front(self.port_for_cname, front_port)
-            return self.front
+            front = self.front
+        self.relaunch()
+        return front
 
     def region(self, account_id: str, region: str) -> RegionBeanstalk:
+        backend = _eb_backends()[account_id][region]
         with self._lock:
-            key = (account_id, region)
-            if key not in self._regions:
+            state: RegionBeanstalk | None = getattr(backend, STATE_ATTRIBUTE, None)
+            if state is None:
                 if self.cache_dir is None:
                     raise RuntimeError("conveyor_local.beanstalk is not configured (moto_patches.apply)")
-                self._regions[key] = RegionBeanstalk(account_id, region, self.cache_dir / account_id / region)
-            return self._regions[key]
+                state = RegionBeanstalk(account_id, region, self.cache_dir / account_id / region)
+                setattr(backend, STATE_ATTRIBUTE, state)
+            return state
+
+    def regions(self) -> list[RegionBeanstalk]:
+        found = (getattr(backend, STATE_ATTRIBUTE, None) for _, _, backend in _eb_backends().iter_backends())
+        return [state for state in found if isinstance(state, RegionBeanstalk)]
 
     def port_for_cname(self, cname: str) -> int | None:
-        for region in list(self._regions.values()):
+        for region in self.regions():
             port = region.port_for_cname(cname)
             if port is not None:
                 return port
         return None
+
+    def relaunch(self) -> None:
+        """Start the instance of every live environment that has a version and none running (after a restore)."""
+        for region in self.regions():
+            region.relaunch()
 
     def proxy_environment(self) -> dict[str, str]:
         """What makes an HTTP client reach ``http://<cname>/`` through the front (loopback stays direct)."""
@@ -583,14 +622,21 @@ class BeanstalkCloud:
         return {**dict.fromkeys(PROXY_ENV_KEYS, self.front.url), "no_proxy": direct, "NO_PROXY": direct}
 
     def shutdown(self) -> None:
-        """Stop every environment's instance and the front (``local down``, ``moto_patches.restore``)."""
+        """Stop every environment's instance and the front (``local down``, ``moto_patches.restore``); the
+        environments themselves stay in moto's backends (and in the last snapshot)."""
         with self._lock:
-            regions, self._regions = list(self._regions.values()), {}
             front, self.front = self.front, None
-        for region in regions:
+        for region in self.regions():
             region.shutdown()
         if front is not None:
             front.stop()
+
+
+def _eb_backends() -> Any:
+    """moto's Beanstalk backends (imported when first needed: the CLI imports this module without moto)."""
+    from moto.elasticbeanstalk.models import eb_backends
+
+    return eb_backends
 
 
 CLOUD = BeanstalkCloud()

@@ -277,3 +277,40 @@ def test_an_environment_s_tags_are_listed_by_its_arn(beanstalk: Beanstalk) -> No
     # When its tags are listed, Then the tag is there (Conveyor changes only managed environments)
     tags = beanstalk.eb.list_tags_for_resource(ResourceArn=env["EnvironmentArn"])["ResourceTags"]
     assert tags == [{"Key": "conveyor:managed", "Value": "true"}]
+
+
+def test_an_environment_survives_a_restart_and_serves_again(tmp_path: Path) -> None:
+    import boto3
+
+    def clients(state: dict[str, Any]) -> Callable[[str], Any]:
+        env = client_env(state)
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        return lambda name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"])
+
+    # Given a cloud of its own with an environment serving 1.0.0, stopped cleanly
+    state = start_background(port=0, template=FIXTURES / "template.yaml", state_dir=tmp_path, time_scale=TIME_SCALE)
+    try:
+        stack = Beanstalk(clients(state))
+        created = stack.environment("blue", stack.version("1.0.0"), Tags=[{"Key": "conveyor:managed", "Value": "true"}])
+    finally:
+        stop(tmp_path)
+
+    # When it starts again on the same state
+    state = start_background(port=0, template=FIXTURES / "template.yaml", state_dir=tmp_path, time_scale=TIME_SCALE)
+    try:
+        eb = clients(state)("elasticbeanstalk")
+        described = eb.describe_environments(EnvironmentNames=[created["EnvironmentName"]], IncludeDeleted=False)
+
+        # Then the environment, its version and tags are back, and its CNAME serves the app again
+        env = described["Environments"][0]
+        assert (env["VersionLabel"], env["CNAME"], env["Health"]) == ("1.0.0", created["CNAME"], "Green")
+        assert eb.list_tags_for_resource(ResourceArn=env["EnvironmentArn"])["ResourceTags"] == [
+            {"Key": "conveyor:managed", "Value": "true"}
+        ]
+        assert json.loads(fetch(state["beanstalk_front"], created["CNAME"])[1])["release"] == "1.0.0"
+    finally:
+        stop(tmp_path)

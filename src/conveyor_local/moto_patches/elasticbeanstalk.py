@@ -7,6 +7,9 @@
     really serve their bundle); every other action is moto's own.
 ``moto.elasticbeanstalk.exceptions.ElasticBeanstalkException``
     a refusal is raised as it, with EB's error code: moto finds the service's error shapes by its module.
+``moto.elasticbeanstalk.models.eb_backends``
+    each account and region's emulation lives on its backend (``conveyor_local.beanstalk.STATE_ATTRIBUTE``), so
+    snapshots (``conveyor_local.persistence.BACKENDS``) and resets carry it.
 ``moto.s3.models.s3_backends``
     a ``SourceBundle`` is read from the local cloud's S3 as stored (the object's current version).
 """
@@ -188,3 +191,4 @@ relies_on(f"{EB_RESPONSE}.serialized", ("self", "action_result"))
 relies_on(f"{EB_RESPONSE}._get_action", ("self",))
 relies_on(S3_BACKENDS)
 relies_on("moto.elasticbeanstalk.exceptions.ElasticBeanstalkException")
+relies_on("moto.elasticbeanstalk.models.eb_backends")
