@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -312,5 +313,32 @@ def test_an_environment_survives_a_restart_and_serves_again(tmp_path: Path) -> N
             {"Key": "conveyor:managed", "Value": "true"}
         ]
         assert json.loads(fetch(state["beanstalk_front"], created["CNAME"])[1])["release"] == "1.0.0"
+    finally:
+        stop(tmp_path)
+
+
+def test_an_instance_does_not_outlive_a_crashed_cloud(tmp_path: Path) -> None:
+    import signal
+
+    import boto3
+
+    # Given a cloud of its own with an environment whose app reports its process id
+    state = start_background(port=0, template=FIXTURES / "template.yaml", state_dir=tmp_path, time_scale=TIME_SCALE)
+    try:
+        env = client_env(state)
+        session = boto3.session.Session(
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            region_name=env["AWS_DEFAULT_REGION"],
+        )
+        stack = Beanstalk(lambda name: session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]))
+        created = stack.environment("blue", stack.version("1.0.0", extra={"application.py": PID_APP}))
+        pid = int(fetch(state["beanstalk_front"], created["CNAME"])[1])
+
+        # When the server is killed with no chance to stop anything
+        os.kill(int(state["pid"]), signal.SIGKILL)
+
+        # Then the environment's process goes too
+        wait_for(lambda: not _alive(pid), timeout=30)
     finally:
         stop(tmp_path)
