@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
 from conveyor.domain.contracts import Claim, ClaimRequest, Deployment, GateResult, LockGrant, ValidateRequest
+from conveyor.domain.pipeline import ElasticBeanstalkTarget
 from conveyor.domain.target_identity import Home
 from conveyor.entry import environment_step, stage_function
 from conveyor.settings import settings
@@ -66,13 +67,16 @@ def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
     """Take the environment's lock (lease + fencing token), or say how to wait for it."""
     from conveyor.stages.lock import acquire_lock
 
+    step = environment_step(event)
     return acquire_lock(
-        environment_step(event),
+        step,
         locks=runtime.locks(),
         ledger=runtime.ledger(),
         targets=runtime.targets(),
         executions=runtime.executions(),
         now=time.time(),
+        # Built only for a Beanstalk target: a Lambda deployment's cold start loads no more than before.
+        beanstalk=runtime.beanstalk() if isinstance(step.environment.target, ElasticBeanstalkTarget) else None,
     )
 
 

@@ -34,4 +34,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         targets=runtime.targets(),
         notifier=runtime.notifier(),
         now=time.time(),
+        beanstalk=runtime.beanstalk,  # built only if an Elastic Beanstalk environment is to be restored
     ).model_dump(mode="json")

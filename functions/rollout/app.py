@@ -8,16 +8,25 @@ adapters): a cold start loads what the state that woke the function needs, not e
 """
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.domain.contracts import HealthVerdict, Release, RollbackResult, TrafficState
+from conveyor.domain.contracts import EnvironmentStep, HealthVerdict, Release, RollbackResult, TrafficState
 from conveyor.domain.errors import LedgerError
 from conveyor.domain.hooks import HookOutcome, HookRecordRequest
+from conveyor.domain.pipeline import ElasticBeanstalkTarget
 from conveyor.entry import environment_step, stage_function
 from conveyor.observability import logger
 from conveyor.settings import settings
+
+if TYPE_CHECKING:
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
+
+
+def _beanstalk(step: EnvironmentStep) -> "BeanstalkTargets | None":
+    """The Elastic Beanstalk adapter when the environment targets Beanstalk (built only then)."""
+    return runtime.beanstalk() if isinstance(step.environment.target, ElasticBeanstalkTarget) else None
 
 
 def deploy_release(event: dict[str, Any], context: LambdaContext) -> Release:
@@ -27,7 +36,13 @@ def deploy_release(event: dict[str, Any], context: LambdaContext) -> Release:
 
     step = environment_step(event)
     check_fence(step, locks=runtime.locks(), now=time.time())
-    return deploy(step, targets=runtime.targets(), ledger=runtime.ledger(), managed_tag_key=settings().managed_tag_key)
+    return deploy(
+        step,
+        targets=runtime.targets(),
+        ledger=runtime.ledger(),
+        managed_tag_key=settings().managed_tag_key,
+        beanstalk=_beanstalk(step),
+    )
 
 
 def shift(event: dict[str, Any], context: LambdaContext) -> TrafficState:
@@ -45,6 +60,7 @@ def shift(event: dict[str, Any], context: LambdaContext) -> TrafficState:
         targets=runtime.targets(),
         ledger=runtime.ledger(),
         fence=lambda: check_fence(step, locks=runtime.locks(), now=time.time()),
+        beanstalk=_beanstalk(step),
     )
     if step.release is None:  # shift_traffic refuses a step without one; here for the type checker
         return traffic
@@ -63,14 +79,16 @@ def judge(event: dict[str, Any], context: LambdaContext) -> HealthVerdict:
     """Judge the new version (synthetic, alarms, metrics, HTTP, hooks) and return the verdict."""
     from conveyor.stages.health import evaluate_health
 
+    step = environment_step(event)
     return evaluate_health(
-        environment_step(event),
+        step,
         targets=runtime.targets(),
         alarms=runtime.alarms(),
         ledger=runtime.ledger(),
         lambda_metrics=runtime.lambda_metrics(),
         prober=runtime.prober(),
         scale=settings().time_scale,
+        beanstalk=_beanstalk(step),
     )
 
 
@@ -88,7 +106,7 @@ def restore(event: dict[str, Any], context: LambdaContext) -> RollbackResult:
         check_fence(step, locks=runtime.locks(), now=time.time())
     except LedgerError as exc:
         logger.error("lock table unreadable; restoring under this execution's lease", extra={"error": str(exc)})
-    return roll_back(step, targets=runtime.targets(), ledger=runtime.ledger())
+    return roll_back(step, targets=runtime.targets(), ledger=runtime.ledger(), beanstalk=_beanstalk(step))
 
 
 def record(event: dict[str, Any], context: LambdaContext) -> HookOutcome:

@@ -190,6 +190,8 @@ class Cloud:
         self.local = local
         self.session: Session
         self.endpoint_url: str | None = None
+        #: The local cloud's HTTP front for Elastic Beanstalk CNAMEs (``conveyor_local.beanstalk``); None on AWS.
+        self.beanstalk_front: str | None = None
         if local:
             # The local cloud has one region and fake credentials: --profile and --region do not apply.
             where = local_state or state_dir()
@@ -197,6 +199,7 @@ class Cloud:
             local_session = LocalCloudSession(state)
             self.session, self.endpoint_url = local_session, local_session.endpoint_url
             self.outputs = Outputs.from_mapping(state["outputs"], f"the local cloud ({where})")
+            self.beanstalk_front = state.get("beanstalk_front")
         else:
             # Credentials as the AWS CLI finds them (--profile or AWS_PROFILE, ~/.aws/config, ...).
             try:

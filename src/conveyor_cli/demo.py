@@ -5,8 +5,10 @@ pipeline, then pushes a good build (live in staging and production) and a broken
 its health check in staging and is rolled back, with a notification saying why). Then it
 switches to progressive delivery with traffic on both aliases: a good build goes through a
 staging canary and a production linear rollout, and a build that fails only under real traffic
-is caught by the canary's per-version error rate and rolled back within one interval. Exits 0
-only if the story happened as told.
+is caught by the canary's per-version error rate and rolled back within one interval. Last, a web app
+on Elastic Beanstalk: a good release is deployed to the idle environment and swapped in by CNAME, and
+one that refuses the production host is swapped back during the bake. Exits 0 only if the story
+happened as told.
 """
 
 from __future__ import annotations
@@ -141,6 +143,44 @@ def _progressive_story(cloud: Cloud, targets: SampleTargets, workdir: Path, stor
         print(f"  {summary.function_name}:{summary.alias}  {served}")
 
 
+def _beanstalk_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story: Story) -> None:
+    """Blue/green on Elastic Beanstalk: a good release swapped in by CNAME, a broken one swapped back."""
+    from conveyor_cli.beanstalk_sample import fetch, serving, set_up_webapp, webapp_bundle
+
+    _say("A web app on Elastic Beanstalk, blue/green (`conveyor local sample --webapp`)")
+    setup = set_up_webapp(cloud)
+    print(f"  production: http://{setup.cname}/ served by webapp-blue; webapp-green is the idle environment")
+    print(f"  (locally: curl -H 'Host: {setup.cname}' {cloud.beanstalk_front}/)")
+    for source, version, expected in (("webapp", "1.1.0", "SUCCEEDED"), ("webapp-broken", "1.2.0", "ROLLED_BACK")):
+        what = "a good release" if expected == "SUCCEEDED" else "a release that refuses the production host"
+        _say(f"Pushing {what}, webapp {version}")
+        pushed = operations.push(cloud, webapp_bundle(EXAMPLES / source, version, workdir))
+        record = operations.wait(
+            cloud,
+            pushed["deployment_id"],
+            timeout=180,
+            on_event=lambda event, origin: print(render_event(event, origin), flush=True),
+        )
+        print(render_header(record))
+        for line in render_environments(record):
+            print(line)
+        story.expect(record.status.value == expected, f"webapp {version}: {expected}")
+        status, body = fetch(cloud, setup.cname)
+        served = body.get("release") if isinstance(body, dict) else None
+        print(f"  GET http://{setup.cname}/ -> {status} {body}")
+        story.expect(served == "1.1.0", "production serves 1.1.0 from webapp-green")
+        story.expect(serving(cloud, "webapp-green")["cname"] == setup.cname, "webapp-green holds the production CNAME")
+    notes = [note for note in drain_inbox(cloud, targets.inbox_url) if "webapp" in note["subject"]]
+    _say("The notification the on-call received")
+    for note in notes:
+        print(f"  Subject: {note['subject']}")
+        print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+    story.expect(
+        any("CNAME webapp-prod swapped back to webapp-green" in note["message"] for note in notes),
+        "it says the production CNAME was swapped back",
+    )
+
+
 def run_demo(*, keep_running: bool = False) -> int:
     story = Story()
     started = time.monotonic()
@@ -191,6 +231,7 @@ def run_demo(*, keep_running: bool = False) -> int:
             )
 
             _progressive_story(cloud, targets, workdir, story)
+            _beanstalk_story(cloud, targets, workdir, story)
     finally:
         if not keep_running:
             stop(DEMO_STATE)

@@ -32,6 +32,7 @@ from conveyor.domain.validation import describe
 from pydantic import ValidationError
 
 from conveyor_cli import ci, operations
+from conveyor_cli.beanstalk_sample import BEANSTALK_FRONT_ENV
 from conveyor_cli.context import (
     STATE_DIR_ENV,
     CliError,
@@ -44,7 +45,7 @@ from conveyor_cli.context import (
 )
 from conveyor_cli.output import print_json, print_table, progress
 from conveyor_cli.packaging import build_bundle
-from conveyor_cli.sample import SAMPLE_PIPELINE
+from conveyor_cli.sample import EXAMPLES, SAMPLE_PIPELINE
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
     START_TIMEOUT_SECONDS,
@@ -110,6 +111,8 @@ def cmd_local_sample(args: argparse.Namespace) -> int:
     from conveyor_cli.sample import set_up_sample
 
     cloud = Cloud(local=True, stack_name=args.stack_name)
+    if args.webapp:
+        return _webapp_sample(cloud, Path(args.out), as_json=args.json)
     setup = set_up_sample(cloud, pipeline=Path(args.pipeline), bundle_dir=Path(args.out))
     if args.json:
         _print({"created": setup.created, "existed": setup.existed, "bundle": str(setup.bundle)})
@@ -194,13 +197,34 @@ def cmd_local_inbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webapp_sample(cloud: Cloud, out: Path, *, as_json: bool) -> int:
+    from conveyor_cli.beanstalk_sample import WEBAPP_BUNDLE_VERSION, set_up_webapp, webapp_bundle
+
+    setup = set_up_webapp(cloud)
+    bundle = webapp_bundle(EXAMPLES / "webapp", WEBAPP_BUNDLE_VERSION, out)
+    if as_json:
+        _print({"created": setup.created, "existed": setup.existed, "bundle": str(bundle), "cname": setup.cname})
+        return 0
+    for resource in setup.created:
+        print(f"created  {resource}")
+    for resource in setup.existed:
+        print(f"existed  {resource}")
+    print(f"production: http://{setup.cname}/ (locally: curl -H 'Host: {setup.cname}' {cloud.beanstalk_front}/)")
+    print(f"next: conveyor --local push {bundle}   (blue/green: deployed to webapp-green, then the CNAMEs swap)")
+    return 0
+
+
 def cmd_local_env(_: argparse.Namespace) -> int:
     """The exports that point any AWS client and every later ``conveyor`` (from any folder) at the local cloud."""
     found = resolve_state_dir()
     if found.note():
         warn(str(found.note()))  # stderr: stdout is for `eval`
     where = found.path
-    exports = {**client_env(read_state(where)), "CONVEYOR_LOCAL": "1", STATE_DIR_ENV: str(where)}
+    state = read_state(where)
+    exports = {**client_env(state), "CONVEYOR_LOCAL": "1", STATE_DIR_ENV: str(where)}
+    if state.get("beanstalk_front"):
+        # Where Elastic Beanstalk CNAMEs are served: curl -H "Host: <cname>" "$CONVEYOR_BEANSTALK_FRONT/"
+        exports[BEANSTALK_FRONT_ENV] = str(state["beanstalk_front"])
     for name, value in exports.items():
         print(f"export {name}={shlex.quote(value)}")
     return 0
@@ -587,6 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--pipeline", default=str(SAMPLE_PIPELINE), help="default: examples/pipelines/hello.yaml")
     sample.add_argument("--out", default=".", help="where the bundle to push is written (default: here)")
+    sample.add_argument(
+        "--webapp",
+        action="store_true",
+        help="the Elastic Beanstalk sample instead: examples/webapp on webapp-blue, its blue/green pipeline",
+    )
     sample.add_argument("--json", action="store_true")
     sample.set_defaults(func=cmd_local_sample)
     local.add_parser("down", help="stop it").set_defaults(func=cmd_local_down)

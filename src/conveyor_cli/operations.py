@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.adapters.cloudwatch import CloudWatchAlarms
@@ -30,17 +30,20 @@ from conveyor.domain.errors import (
 from conveyor.domain.layout import ARTIFACT_PREFIX, PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
-from conveyor.domain.ownership import claim_targets, resolve_targets, target_field
-from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.ownership import TargetId, claim_targets, resolve_targets, target_field
+from conveyor.domain.pipeline import ElasticBeanstalkTarget, LambdaTarget, PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.readiness import require_resources
 from conveyor.domain.records import DeploymentRecord, StageEvent
-from conveyor.domain.target_identity import FunctionId, Home, resolve_function
+from conveyor.domain.target_identity import Home, resolve_function
 from conveyor.settings import MANAGED_TAG_KEY
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, Cloud
 from conveyor_cli.status import wait_for
+
+if TYPE_CHECKING:
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
 
 
 def read_manifest(bundle: bytes, source: str) -> Manifest:
@@ -129,6 +132,7 @@ def require_ready(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) 
             alarms=CloudWatchAlarms(cloud.session),
             tag_key=MANAGED_TAG_KEY,
             source=source,
+            beanstalk=_beanstalk(cloud, spec),
         )
     except PipelineNotReadyError as exc:
         hint = (
@@ -137,6 +141,15 @@ def require_ready(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) 
         raise CliError(f"{exc}{hint}") from exc
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"{source}: cannot check the functions and alarms it names: {exc}") from exc
+
+
+def _beanstalk(cloud: Cloud, spec: PipelineSpec) -> BeanstalkTargets | None:
+    """The Elastic Beanstalk adapter, for a spec that targets Beanstalk (none is built otherwise)."""
+    if not any(isinstance(env.target, ElasticBeanstalkTarget) for env in spec.environments):
+        return None
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
+
+    return BeanstalkTargets(cloud.session)
 
 
 def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str]:
@@ -175,7 +188,7 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
                 )
 
 
-def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, FunctionId]:
+def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, TargetId]:
     """The targets of ``app``'s registered spec by environment; none for a spec that can never deploy (one
     that does not parse, or names another app than its key: ValidateArtifact refuses both)."""
     try:
@@ -220,10 +233,16 @@ def environment_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget
     """The target of ``environment`` in ``app``'s registered pipeline (a CliError naming the others if none)."""
     spec = show_pipeline(cloud, app)
     try:
-        return spec.environment(environment).target
+        target = spec.environment(environment).target
     except KeyError as exc:
         names = ", ".join(env.name for env in spec.environments)
         raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
+    if not isinstance(target, LambdaTarget):
+        raise CliError(
+            f"pipeline {app!r}: environment {environment!r} targets Elastic Beanstalk ({target.label}); this command "
+            "works on Lambda targets only (a failed Beanstalk release is swapped or updated back by its deployment)"
+        )
+    return target
 
 
 def ledger(cloud: Cloud) -> DynamoLedger:

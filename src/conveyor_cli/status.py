@@ -254,8 +254,18 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         now = (env.rollback or {}).get("restored_version") if env.status is EnvironmentStatus.ROLLED_BACK else None
         serving = now if now is not None else (env.version_after if env.status is EnvironmentStatus.LIVE else None)
         serving = serving or env.version_before
+        beanstalk = (env.model_extra or {}).get("target_kind") == "elasticbeanstalk"
+        # An Elastic Beanstalk target is application/environment, and what it serves an application version.
+        where, what = (
+            (f"{env.function_name}/{env.alias}", "version")
+            if beanstalk
+            else (
+                f"{env.function_name or '-'}:{env.alias or '-'}",
+                "alias",
+            )
+        )
         lines.append(
-            f"  {name:<11} {env.function_name or '-'}:{env.alias or '-'}  alias before: {env.version_before or 'none'}"
+            f"  {name:<11} {where}  {what} before: {env.version_before or 'none'}"
             f"  after: {serving or 'none'}  ({env.status or 'not reached'})"
             + (
                 f"  waiting for {env.waiting_for} (position {env.position})"

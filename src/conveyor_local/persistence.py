@@ -85,6 +85,8 @@ BACKENDS: Mapping[str, str] = {
     "cloudwatch": "moto.cloudwatch.models.cloudwatch_backends",
     "logs": "moto.logs.models.logs_backends",
     "kms": "moto.kms.models.kms_backends",
+    # Its environments' processes are started again by conveyor_local.beanstalk once the cloud serves.
+    "elasticbeanstalk": "moto.elasticbeanstalk.models.eb_backends",
 }
 #: every moto name used here is registered in ``conveyor_local.moto_patches.SEAM_SIGNATURES``.
 _EXECUTION = "moto.stepfunctions.parser.backend.execution.Execution"

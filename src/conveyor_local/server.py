@@ -149,6 +149,8 @@ class LocalCloud:
             "startup_seconds": round(time.perf_counter() - started, 3),
             "outputs": result.outputs,
             "inbox": inbox.model_dump(),
+            # Elastic Beanstalk CNAMEs are served here, routed by Host header (conveyor_local.beanstalk).
+            "beanstalk_front": beanstalk_front_url(),
             "restored": summary.model_dump(mode="json"),
         }
         staging = self.state_file.with_suffix(".tmp")
@@ -241,6 +243,12 @@ class _TrackedMotoServer:
 
 
 # ------------------------------------------------------------------------- library API
+
+
+def beanstalk_front_url() -> str | None:
+    from conveyor_local.beanstalk import CLOUD
+
+    return CLOUD.front.url if CLOUD.front is not None else None
 
 
 def read_state(state_dir: Path | str) -> dict[str, Any]:

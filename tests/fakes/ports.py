@@ -24,7 +24,17 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig, base64_digest
-from conveyor.domain.ports import IN_FLIGHT_GRACE, AliasState, Ended, FunctionState, Invocation, StageWrites
+from conveyor.domain.ports import (
+    IN_FLIGHT_GRACE,
+    AliasState,
+    BeanstalkEnvironment,
+    BeanstalkHealth,
+    Ended,
+    FunctionState,
+    Invocation,
+    ProbeResponse,
+    StageWrites,
+)
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 from conveyor.domain.timing import utcnow
 
@@ -514,3 +524,107 @@ class FakeArtifacts:
         if stored[1] != sha256_hex:
             raise DigestMismatchError(f"s3://{bucket}/{key} already holds another sha256")
         return f"v-{sha256_hex[:8]}"
+
+
+@dataclass
+class FakeEbEnvironment:
+    name: str
+    cname: str
+    version_label: str | None
+    solution_stack: str = "64bit Amazon Linux 2023 v4.6.0 running Python 3.11"
+
+
+class FakeBeanstalk:
+    """``BeanstalkEnvironments`` in memory: environments of one application, their CNAMEs and labels.
+
+    A version whose label is in ``broken`` makes its environment Red; ``calls`` records every change."""
+
+    def __init__(self, application: str = "webapp", region: str = "us-east-1") -> None:
+        self.application = application
+        self.region = region
+        self.environments: dict[str, FakeEbEnvironment] = {}
+        self.versions: dict[str, tuple[str, str]] = {}
+        self.broken: set[str] = set()
+        self.unmanaged: set[str] = set()
+        self.calls: list[tuple[str, ...]] = []
+
+    def add(self, name: str, label: str | None, cname_prefix: str | None = None) -> FakeEbEnvironment:
+        env = FakeEbEnvironment(name, f"{cname_prefix or name}.{self.region}.elasticbeanstalk.com", label)
+        self.environments[name] = env
+        if label is not None:
+            self.versions.setdefault(label, ("bucket", f"{label}.zip"))
+        return env
+
+    def cname_of(self, name: str) -> str:
+        return self.environments[name].cname
+
+    def environment(self, application: str, name: str) -> BeanstalkEnvironment | None:
+        env = self.environments.get(name)
+        if env is None or application != self.application:
+            return None
+        color = "Red" if env.version_label in self.broken else "Green" if env.version_label else "Grey"
+        return BeanstalkEnvironment(
+            name=env.name,
+            application=application,
+            cname=env.cname,
+            status="Ready",
+            version_label=env.version_label,
+            health=color,
+            solution_stack=env.solution_stack,
+        )
+
+    def ensure_managed(self, environment: BeanstalkEnvironment, tag_key: str) -> None:
+        if environment.name in self.unmanaged:
+            raise TargetNotManagedError(
+                f"Elastic Beanstalk environment {environment.name} is not tagged {tag_key}=true"
+            )
+
+    def version_exists(self, application: str, label: str) -> bool:
+        return label in self.versions
+
+    def create_version(self, application: str, label: str, bucket: str, key: str, description: str) -> None:
+        self.calls.append(("create_version", label))
+        self.versions[label] = (bucket, key)
+
+    def create_environment(
+        self, application: str, name: str, label: str, *, like: BeanstalkEnvironment, health_path: str, tag_key: str
+    ) -> BeanstalkEnvironment:
+        self.calls.append(("create_environment", name, label, health_path))
+        self.add(name, label).solution_stack = like.solution_stack or ""
+        env = self.environment(application, name)
+        assert env is not None
+        return env
+
+    def deploy_version(self, application: str, name: str, label: str) -> BeanstalkEnvironment:
+        self.calls.append(("deploy_version", name, label))
+        self.environments[name].version_label = label
+        env = self.environment(application, name)
+        assert env is not None
+        return env
+
+    def swap_cnames(self, application: str, source: str, destination: str) -> None:
+        self.calls.append(("swap_cnames", source, destination))
+        one, other = self.environments[source], self.environments[destination]
+        one.cname, other.cname = other.cname, one.cname
+
+    def health(self, application: str, name: str) -> BeanstalkHealth:
+        env = self.environment(application, name)
+        assert env is not None
+        if env.health == "Red":
+            return BeanstalkHealth(color="Red", status="Severe", causes=["Health check URL /health failed: HTTP 500"])
+        return BeanstalkHealth(color=env.health, status="Ok" if env.health == "Green" else "No Data")
+
+
+class FakeProber:
+    """``HttpProber`` answering from ``answers`` (URL -> status); every URL fetched is in ``fetched``."""
+
+    def __init__(self, answers: dict[str, int] | None = None) -> None:
+        self.answers = answers or {}
+        self.fetched: list[str] = []
+
+    def fetch(self, url: str, method: str, timeout_seconds: float) -> ProbeResponse:
+        self.fetched.append(url)
+        status = self.answers.get(url)
+        if status is None:
+            return ProbeResponse(status=None, body="", latency_ms=1.0, error=f"no route to {url}")
+        return ProbeResponse(status=status, body="", latency_ms=1.0)

@@ -81,8 +81,8 @@ def build_step(
     )
     release = Release(
         environment=environment.name,
-        function_name=environment.target.function_name,
-        alias=environment.target.alias,
+        function_name=environment.target.ledger_fields()["function_name"],
+        alias=environment.target.ledger_fields()["alias"],
         version_before=version_before,
         version_after=version_after,
         code_sha256="c2hh",

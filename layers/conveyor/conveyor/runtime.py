@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from conveyor.adapters.dynamodb_freezes import DynamoFreezes
     from conveyor.adapters.dynamodb_ledger import DynamoLedger
     from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
     from conveyor.adapters.eventbridge import EventBridgeBus
     from conveyor.adapters.http import UrllibProber
     from conveyor.adapters.lambda_functions import LambdaTargets
@@ -46,6 +47,13 @@ def targets() -> LambdaTargets:
     from conveyor.adapters.lambda_functions import LambdaTargets
 
     return LambdaTargets(session())
+
+
+@cache
+def beanstalk() -> BeanstalkTargets:
+    from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
+
+    return BeanstalkTargets(session())
 
 
 @cache

@@ -14,12 +14,15 @@ subtly at runtime. Each module's docstring says which seams it holds and why:
 - ``events``: Step Functions and Lambda targets; ``s3``: bucket-policy conditions;
   ``cloudwatch``: percentiles; ``dynamodb``: atomic writes and ledger faults; ``sns``: topic faults;
   ``dynamodbstreams``: a table's changes delivered to its mapped functions by a poller, not inline;
+- ``elasticbeanstalk``: application versions, environments that serve their bundle, CNAMEs and their
+  swap, health (the emulation is ``conveyor_local.beanstalk``);
 - ``backends``: names persistence and the server rely on without patching.
 
 Emulation that is not a patch lives beside this package: ``conveyor_local.workers`` (execution
 environments), ``conveyor_local.lambda_telemetry`` (metrics and logs), ``conveyor_local.lambda_rules``
 (what Lambda refuses), ``conveyor_local.executions`` (how an execution ends, status-change events),
-``conveyor_local.faults`` (the fault plan), ``conveyor_local.requests_log`` (the request counter).
+``conveyor_local.faults`` (the fault plan), ``conveyor_local.beanstalk`` (Beanstalk environments and the
+HTTP front their CNAMEs resolve through), ``conveyor_local.requests_log`` (the request counter).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from conveyor_local.moto_patches import (  # noqa: F401 - each module registers 
     cloudwatch,
     dynamodb,
     dynamodbstreams,
+    elasticbeanstalk,
     events,
     registry,
     s3,
@@ -78,10 +82,13 @@ class Settings:
     time_scale: float = 1.0
     max_workers_per_version: int = DEFAULT_MAX_WORKERS_PER_VERSION
     reaping: ReapingPolicy = field(default_factory=ReapingPolicy)
+    #: The Beanstalk front's port (``conveyor_local.beanstalk.Front``); 0 picks a free one.
+    beanstalk_front_port: int = 0
 
 
 def apply(settings: Settings) -> WorkerPool:
     """Install every patch (once) and (re)configure them; returns the worker pool now in use."""
+    from conveyor_local.beanstalk import CLOUD as BEANSTALK
     from conveyor_local.faults import FAULTS_FILE, FaultPlan
 
     with registry.CONFIG_LOCK:
@@ -95,12 +102,14 @@ def apply(settings: Settings) -> WorkerPool:
         # The stages scale what they derive from the spec's waits (metric windows, approval expiry) and show
         # both times; on AWS the variable is absent and the scale is 1.
         scale = {TIME_SCALE_ENV: repr(settings.time_scale)} if settings.time_scale != 1.0 else {}
+        # A Beanstalk CNAME resolves nowhere: the workers reach it through the local cloud's front, as a proxy.
+        BEANSTALK.configure(settings.cache_dir, settings.beanstalk_front_port)
         pool = WorkerPool(
             settings.endpoint_url,
             settings.cache_dir,
             settings.max_workers_per_version,
             reaping=settings.reaping,
-            cloud_environment=scale,
+            cloud_environment={**scale, **BEANSTALK.proxy_environment()},
         )
         STATE.update(
             pool=pool, time_scale=settings.time_scale, faults=FaultPlan(settings.cache_dir.parent / FAULTS_FILE)
@@ -109,9 +118,12 @@ def apply(settings: Settings) -> WorkerPool:
 
 
 def restore() -> None:
-    """Undo ``apply`` (kills workers); for in-process use such as tests."""
+    """Undo ``apply`` (kills workers and Beanstalk instances); for in-process use such as tests."""
+    from conveyor_local.beanstalk import CLOUD as BEANSTALK
+
     with registry.CONFIG_LOCK:
         pool = STATE.pop("pool", None)
         if pool is not None:
             pool.shutdown()
+        BEANSTALK.shutdown()
         registry.uninstall()

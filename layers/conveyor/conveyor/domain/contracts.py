@@ -154,8 +154,28 @@ class ServedRelease(BaseModel):
         return lambda_version == self.lambda_version
 
 
+class BeanstalkRelease(_Result):
+    """Where an Elastic Beanstalk release runs: which environment served production when Deploy read it, and
+    which one the new application version was deployed to (the same one for ``all_at_once``; the idle one for
+    ``blue_green``, whose CNAME is swapped with the live one's at 100%)."""
+
+    application: str
+    live_environment: str
+    deployed_environment: str
+    cname_prefix: str | None = Field(default=None, description="blue_green: the production CNAME's prefix")
+
+    @property
+    def blue_green(self) -> bool:
+        return self.deployed_environment != self.live_environment
+
+
 class Release(_Result):
-    """The new version published on an environment's target, and what its alias served before."""
+    """The new version published on an environment's target, and what its alias served before.
+
+    For an Elastic Beanstalk target, ``function_name`` and ``alias`` are the spec's application and
+    environment (the ledger's names for the target), the versions are application version labels, and
+    ``beanstalk`` says which environment serves and which one was deployed to.
+    """
 
     environment: str
     function_name: str
@@ -175,6 +195,7 @@ class Release(_Result):
         description="the alias's RevisionId when version_before was read: the first ShiftTraffic moves the alias "
         "only if nobody else did since",
     )
+    beanstalk: BeanstalkRelease | None = None
 
 
 class TrafficState(_Result):
@@ -194,7 +215,7 @@ class TrafficState(_Result):
 
 class CheckResult(_Result):
     name: str
-    kind: Literal["synthetic", "alarm", "metrics", "http", "hook"]
+    kind: Literal["synthetic", "alarm", "metrics", "http", "hook", "environment"]
     status: Verdict
     reason: str
     evidence: dict[str, Any] = Field(default_factory=dict)

@@ -10,17 +10,18 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from conveyor.domain.contracts import Deployment
+from conveyor.domain.ownership import resolve_target
 from conveyor.domain.pipeline import EnvironmentSpec
 from conveyor.domain.ports import LockTable
 from conveyor.domain.records import DeploymentRecord
-from conveyor.domain.target_identity import resolve_function
 from conveyor.observability import logger
 
 
 def lock_target(deployment: Deployment, environment: EnvironmentSpec) -> str:
-    """The canonical identity (function ARN) of ``environment``'s target: the key of its lock."""
-    field = f"pipeline {deployment.app}: environment {environment.name}: target.function_name"
-    return resolve_function(environment.target.function_name, deployment.home, field=field).arn
+    """The canonical identity (function or Elastic Beanstalk environment ARN) of ``environment``'s target: the
+    key of its lock."""
+    field = f"pipeline {deployment.app}: environment {environment.name}: target"
+    return resolve_target(environment.target, deployment.home, field=field).arn
 
 
 def deployment_targets(deployment: Deployment, names: Iterable[str]) -> list[str]:

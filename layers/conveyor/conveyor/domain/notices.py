@@ -107,7 +107,22 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
         where = f"{env.function_name}:{env.alias}"
         before, after = env.version_before, env.version_after
         status = env.status
-        if status is EnvironmentStatus.ROLLED_BACK:
+        beanstalk = (env.model_extra or {}).get("beanstalk")
+        if isinstance(beanstalk, dict):
+            where = f"Elastic Beanstalk {env.function_name}/{beanstalk.get('deployed_environment')}"
+        if status is EnvironmentStatus.ROLLED_BACK and isinstance(beanstalk, dict):
+            rollback = env.rollback or {}
+            restored = rollback.get("restored_version") or before
+            if beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
+                back = (
+                    f"production CNAME {beanstalk.get('cname_prefix')} swapped back to "
+                    f"{beanstalk.get('live_environment')} (version {restored}; {beanstalk.get('deployed_environment')} "
+                    f"keeps {after} for inspection)"
+                )
+            else:
+                back = f"{beanstalk.get('live_environment')} updated back to version {restored} (was {after})"
+            lines.append(f"  {name}: ROLLED BACK - {back} in {rollback.get('duration_ms', '?')} ms")
+        elif status is EnvironmentStatus.ROLLED_BACK:
             rollback = env.rollback or {}
             restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
             lines.append(

@@ -10,26 +10,43 @@ by hand is held to the same rule). Both refuse with both claimants named.
 from __future__ import annotations
 
 from conveyor.domain.errors import TargetClaimedError
-from conveyor.domain.pipeline import EnvironmentSpec, PipelineSpec
+from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, LambdaTarget, PipelineSpec
 from conveyor.domain.ports import TargetOwners
-from conveyor.domain.target_identity import FunctionId, Home, resolve_function
+from conveyor.domain.target_identity import (
+    BeanstalkEnvironmentId,
+    FunctionId,
+    Home,
+    beanstalk_environment,
+    resolve_function,
+)
+
+TargetId = FunctionId | BeanstalkEnvironmentId
+"""A target's canonical identity: a function, or (Elastic Beanstalk) the environment named in the spec, whose
+lock covers its blue/green pair too."""
 
 
 def target_field(spec: PipelineSpec, environment: EnvironmentSpec, source: str) -> str:
     """Where a target is written, for an error a person can follow: file, environment, field."""
     index = spec.environments.index(environment)
-    return f"{source}: environments[{index}] ({environment.name}).target.function_name"
+    field = "function_name" if isinstance(environment.target, LambdaTarget) else "environment"
+    return f"{source}: environments[{index}] ({environment.name}).target.{field}"
 
 
-def resolve_targets(spec: PipelineSpec, home: Home, *, source: str) -> dict[str, FunctionId]:
+def resolve_target(target: LambdaTarget | ElasticBeanstalkTarget, home: Home, *, field: str) -> TargetId:
+    """``target`` as a canonical identity in ``home`` (``TargetIdentityError`` naming ``field``)."""
+    if isinstance(target, ElasticBeanstalkTarget):
+        return beanstalk_environment(target.application, target.environment, home)
+    return resolve_function(target.function_name, home, field=field)
+
+
+def resolve_targets(spec: PipelineSpec, home: Home, *, source: str) -> dict[str, TargetId]:
     """Each environment's target as a canonical identity in ``home`` (``TargetIdentityError`` naming the field)."""
     return {
-        env.name: resolve_function(env.target.function_name, home, field=target_field(spec, env, source))
-        for env in spec.environments
+        env.name: resolve_target(env.target, home, field=target_field(spec, env, source)) for env in spec.environments
     }
 
 
-def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, source: str) -> dict[str, FunctionId]:
+def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, source: str) -> dict[str, TargetId]:
     """Claim every target of ``spec`` for its app; ``TargetClaimedError`` naming both claimants if one is taken.
 
     Claims made before the refused one stay: they are this app's by its own spec, and a caller that
@@ -41,7 +58,7 @@ def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, sourc
         other = owners.claim(function.arn, app=spec.app, environment=env.name)
         if other is not None:
             raise TargetClaimedError(
-                f"{target_field(spec, env, source)}: function {function.arn} belongs to app {other.app!r} "
+                f"{target_field(spec, env, source)}: {_kind(function)} {function.arn} belongs to app {other.app!r} "
                 f"(environment {other.environment!r}); app {spec.app!r} (environment {env.name!r}) may not deploy "
                 f"to it. One function has one owner: point one of them at another function, or remove it from "
                 f"{other.app!r}'s pipeline and apply that first"
@@ -49,14 +66,20 @@ def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, sourc
     return resolved
 
 
-def with_canonical_targets(spec: PipelineSpec, resolved: dict[str, FunctionId]) -> list[EnvironmentSpec]:
-    """The spec's environments, each target written as its function's plain name.
+def _kind(target: TargetId) -> str:
+    return "function" if isinstance(target, FunctionId) else "Elastic Beanstalk environment"
+
+
+def with_canonical_targets(spec: PipelineSpec, resolved: dict[str, TargetId]) -> list[EnvironmentSpec]:
+    """The spec's environments, each Lambda target written as its function's plain name.
 
     Resolved against the home, a name, a partial ARN and a full ARN are the same function; the
     stages after ValidateArtifact then call Lambda (and key the lock) with one spelling of it.
     """
     return [
         env.model_copy(update={"target": env.target.model_copy(update={"function_name": resolved[env.name].name})})
+        if isinstance(env.target, LambdaTarget)
+        else env
         for env in spec.environments
     ]
 

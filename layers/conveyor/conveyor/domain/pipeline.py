@@ -11,10 +11,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -37,6 +39,11 @@ from conveyor.domain.versions import DEFAULT_VERSION_ORDER, VersionOrder
 EnvironmentName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,31}$")]
 FunctionName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:-]{1,140}$")]
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*$", max_length=128)]
+BeanstalkApplicationName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,99}$")]
+"""An Elastic Beanstalk application name (EB allows up to 100 characters; no slash: it is part of an ARN path)."""
+BeanstalkEnvironmentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9-]{2,38}[A-Za-z0-9])$")]
+"""An EB environment name: 4 to 40 letters, digits and hyphens, not starting or ending with a hyphen."""
+CnamePrefix = Annotated[str, StringConstraints(pattern=r"^[a-z0-9](?:[a-z0-9-]{2,61}[a-z0-9])$")]
 
 MAX_WAIT_SECONDS = 24 * 3600
 MAX_APPROVAL_SECONDS = 7 * 24 * 3600
@@ -78,6 +85,65 @@ class LambdaTarget(_Spec):
     @property
     def function(self) -> FunctionRef:
         return FunctionRef.parse(self.function_name)
+
+    @property
+    def label(self) -> str:
+        """The target as a person reads it in a notice."""
+        return f"{self.function_name}:{self.alias}"
+
+    def ledger_fields(self) -> dict[str, str]:
+        """How the ledger's environment entry names the target."""
+        return {"function_name": self.function_name, "alias": self.alias}
+
+
+class ElasticBeanstalkTarget(_Spec):
+    """An Elastic Beanstalk web app: a release becomes an application version of ``application``.
+
+    ``all_at_once`` updates ``environment`` to the new version. ``blue_green`` keeps two environments,
+    ``environment`` and ``idle_environment``: whichever holds the production CNAME (``cname_prefix``) is live,
+    the other is idle (created from the live one's platform when missing). A release is deployed to the idle
+    one and verified on its own URL, then the CNAMEs are swapped; a failed verdict swaps them back, and the
+    environment that served before is kept, unchanged, until the bake ends. The ledger names the target by
+    ``application`` and ``environment`` (its ``function_name`` and ``alias`` fields).
+    """
+
+    kind: Literal["elasticbeanstalk"]
+    application: BeanstalkApplicationName
+    environment: BeanstalkEnvironmentName = Field(description="the environment that serves production first")
+    idle_environment: BeanstalkEnvironmentName | None = Field(
+        default=None, description="blue_green: the second environment, created when missing"
+    )
+    cname_prefix: CnamePrefix | None = Field(
+        default=None,
+        description="blue_green: the production CNAME's prefix (<prefix>.<region>.elasticbeanstalk.com), which "
+        "moves between environment and idle_environment",
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.application}/{self.environment}"
+
+    def ledger_fields(self) -> dict[str, str]:
+        """The ledger's names for a target (``function_name``, ``alias``): the application and the environment."""
+        return {"function_name": self.application, "alias": self.environment, "target_kind": self.kind}
+
+    @model_validator(mode="after")
+    def _pair_is_distinct(self) -> ElasticBeanstalkTarget:
+        if self.idle_environment is not None and self.idle_environment == self.environment:
+            raise ValueError(f"idle_environment must differ from environment ({self.environment!r})")
+        return self
+
+
+def _target_kind(value: Any) -> str:
+    """A target without ``kind`` is a Lambda target, as every spec written before other kinds existed."""
+    kind = value.get("kind", "lambda") if isinstance(value, dict) else getattr(value, "kind", "lambda")
+    return str(kind)
+
+
+Target = Annotated[
+    Annotated[LambdaTarget, Tag("lambda")] | Annotated[ElasticBeanstalkTarget, Tag("elasticbeanstalk")],
+    Discriminator(_target_kind),
+]
 
 
 class TrafficStep(_Spec):
@@ -329,7 +395,18 @@ class MigrationSpec(TaskHookSpec):
     down: TaskHookSpec | None = None
 
 
-CheckKind = Literal["synthetic", "alarms", "metrics", "http", "pre_traffic", "post_traffic"]
+class EnvironmentHealthCheck(_Spec):
+    """An Elastic Beanstalk target's own health, judged at every step: the environment's health (Green/Ok
+    passes; Red or Severe fails; no data is inconclusive) and an HTTP GET of ``path`` on the URL of the
+    environment being judged (blue/green: the idle one's own CNAME before the swap, the production CNAME after).
+    """
+
+    path: Annotated[str, StringConstraints(pattern=r"^/[^\s]*$", max_length=512)] = "/"
+    expect_status: int = Field(default=200, ge=100, le=599)
+    timeout_seconds: float = Field(default=10, gt=0, le=60)
+
+
+CheckKind = Literal["synthetic", "alarms", "metrics", "http", "pre_traffic", "post_traffic", "environment"]
 #: Where each kind of check can run, for the message that refuses a step no configured check judges.
 CHECKS_BY_STEP = {
     "no traffic (0%)": "synthetic, alarms, pre_traffic",
@@ -350,6 +427,9 @@ class HealthSpec(_Spec):
         max_length=MAX_STEP_HOOKS,
         description="task-token hooks run at chosen traffic steps (up to 15 minutes each, invoked once)",
     )
+    environment: EnvironmentHealthCheck | None = Field(
+        default=None, description="elasticbeanstalk targets only: the environment's health and its health path"
+    )
     on_inconclusive: Literal["fail", "pass", "retry", "pause"] = Field(
         default="fail",
         description="what not enough data means (an alarm with INSUFFICIENT_DATA, too few invocations): "
@@ -361,9 +441,11 @@ class HealthSpec(_Spec):
 
     @model_validator(mode="after")
     def _checks_something(self) -> HealthSpec:
-        checks = (self.synthetic, self.metrics, self.http, self.pre_traffic, self.post_traffic)
+        checks = (self.synthetic, self.metrics, self.http, self.pre_traffic, self.post_traffic, self.environment)
         if all(check is None for check in checks) and not self.alarms:
-            raise ValueError("health needs at least one check (synthetic, alarms, metrics, http or a hook)")
+            raise ValueError(
+                "health needs at least one check (synthetic, alarms, metrics, http, environment or a hook)"
+            )
         return self
 
     def checks_at(self, weight: int, *, last: bool) -> list[CheckKind]:
@@ -379,6 +461,8 @@ class HealthSpec(_Spec):
             runs.append("synthetic")
         if self.alarms:
             runs.append("alarms")
+        if self.environment is not None:
+            runs.append("environment")
         if weight > 0 and self.metrics is not None:
             runs.append("metrics")
         if weight > 0 and self.http is not None:
@@ -451,7 +535,7 @@ class ApprovalSpec(_Spec):
 
 class EnvironmentSpec(_Spec):
     name: EnvironmentName
-    target: LambdaTarget
+    target: Target
     strategy: Strategy = Field(default_factory=lambda: AllAtOnce(type="all_at_once"))
     health: HealthSpec
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec)
@@ -466,6 +550,35 @@ class EnvironmentSpec(_Spec):
         if wants_zero and steps[0].weight != 0:
             steps = [TrafficStep(weight=0, wait_seconds=0), *steps]
         return steps
+
+    @model_validator(mode="after")
+    def _checks_fit_the_target(self) -> EnvironmentSpec:
+        """A Lambda target has no environment health; an EB target is judged by it, has no versions to
+        invoke or per-version Lambda metrics, and moves traffic all at once or by a CNAME swap."""
+        if isinstance(self.target, LambdaTarget):
+            if self.health.environment is not None:
+                raise ValueError("health.environment: only an elasticbeanstalk target has an environment's health")
+            return self
+        if self.health.environment is None:
+            raise ValueError(
+                "health.environment: an elasticbeanstalk target is judged by its environment's health and health "
+                "path; add `environment: {path: /health}` (or the path your app answers on)"
+            )
+        for check in ("synthetic", "metrics"):
+            if getattr(self.health, check) is not None:
+                raise ValueError(f"health.{check}: a Lambda check; an elasticbeanstalk target has no Lambda version")
+        if self.strategy.type not in ("all_at_once", "blue_green"):
+            raise ValueError(
+                f"strategy {self.strategy.type!r}: an elasticbeanstalk target deploys all_at_once or blue_green"
+            )
+        if self.strategy.type == "blue_green" and (
+            self.target.idle_environment is None or self.target.cname_prefix is None
+        ):
+            raise ValueError(
+                "target: blue_green on elasticbeanstalk needs idle_environment and cname_prefix (the production "
+                "CNAME that is swapped between the two environments)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _every_step_judged(self) -> EnvironmentSpec:
@@ -515,6 +628,15 @@ class EnvironmentSpec(_Spec):
     def hooks_at(self, weight: int) -> list[StepHookSpec]:
         """The step hooks that run once the alias serves ``weight`` percent on the new version, in spec order."""
         return [hook for hook in self.health.hooks if weight in hook.at]
+
+
+def target_keys(target: LambdaTarget | ElasticBeanstalkTarget) -> list[tuple[str, str]]:
+    """What a target moves, for comparing targets within one spec (the home is not known here, and another
+    account's ARN is refused anyway): its function by name, or each EB environment of its application."""
+    if isinstance(target, LambdaTarget):
+        return [(f"lambda:{target.function.name}", f"function {target.function.name!r}")]
+    envs = [target.environment] + ([target.idle_environment] if target.idle_environment else [])
+    return [(f"eb:{target.application}/{env}", f"Elastic Beanstalk environment {env!r}") for env in envs]
 
 
 class Notifications(_Spec):
@@ -577,13 +699,13 @@ class PipelineSpec(RolloutPolicy):
             raise ValueError(f"environment names must be unique, got {names}")
         claimed: dict[str, str] = {}
         for env in self.environments:
-            # Compared by function name: the home is not known here, and another account's ARN is refused anyway.
-            other = claimed.setdefault(env.target.function.name, env.name)
-            if other != env.name:
-                raise ValueError(
-                    f"environments {other!r} and {env.name!r} both target function {env.target.function.name!r}: "
-                    "a function belongs to one environment of one pipeline (one lock, one owner)"
-                )
+            for key, what in target_keys(env.target):
+                other = claimed.setdefault(key, env.name)
+                if other != env.name:
+                    raise ValueError(
+                        f"environments {other!r} and {env.name!r} both target {what}: "
+                        "a target belongs to one environment of one pipeline (one lock, one owner)"
+                    )
         return self
 
     @model_validator(mode="after")

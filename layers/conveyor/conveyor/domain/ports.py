@@ -192,6 +192,54 @@ class Targets(Protocol):
 
 
 # --- the artifact bucket ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BeanstalkEnvironment:
+    """One Elastic Beanstalk environment as ``DescribeEnvironments`` sees it (a live one: not terminated)."""
+
+    name: str
+    application: str
+    cname: str
+    status: str
+    version_label: str | None
+    health: str
+    health_status: str | None = None
+    solution_stack: str | None = None
+    arn: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "Ready"
+
+    def holds(self, cname_prefix: str) -> bool:
+        """Whether this environment answers on ``<cname_prefix>.<region>.elasticbeanstalk.com``."""
+        return self.cname.lower().split(".", 1)[0] == cname_prefix.lower()
+
+
+@dataclass(frozen=True)
+class BeanstalkHealth:
+    """An environment's health: EB's color and status and, when it is not Ok, the causes EB gives."""
+
+    color: str
+    status: str | None
+    causes: list[str] = field(default_factory=list)
+
+
+class BeanstalkEnvironments(Protocol):
+    """Elastic Beanstalk, as the Beanstalk target uses it. Every call that changes an environment returns once
+    the environment is ``Ready`` again (``TargetError`` when it does not become ready)."""
+
+    def environment(self, application: str, name: str) -> BeanstalkEnvironment | None: ...
+    def ensure_managed(self, environment: BeanstalkEnvironment, tag_key: str) -> None: ...
+    def version_exists(self, application: str, label: str) -> bool: ...
+    def create_version(self, application: str, label: str, bucket: str, key: str, description: str) -> None: ...
+    def create_environment(
+        self, application: str, name: str, label: str, *, like: BeanstalkEnvironment, health_path: str, tag_key: str
+    ) -> BeanstalkEnvironment: ...
+    def deploy_version(self, application: str, name: str, label: str) -> BeanstalkEnvironment: ...
+    def swap_cnames(self, application: str, source: str, destination: str) -> None: ...
+    def health(self, application: str, name: str) -> BeanstalkHealth: ...
+
+
 class ArtifactStore(Protocol):
     def read_bundle(self, bucket: str, key: str, version_id: str | None) -> bytes: ...
     def read_pipeline(self, bucket: str, app: str) -> bytes: ...

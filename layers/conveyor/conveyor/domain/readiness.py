@@ -11,9 +11,9 @@ EvaluateHealth): a tag or an alarm can go after the spec was registered.
 from __future__ import annotations
 
 from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNotFoundError
-from conveyor.domain.pipeline import EnvironmentSpec, PipelineSpec, TaskHookSpec
-from conveyor.domain.ports import Alarms, Targets
-from conveyor.domain.target_identity import FunctionId
+from conveyor.domain.ownership import TargetId
+from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, LambdaTarget, PipelineSpec, TaskHookSpec
+from conveyor.domain.ports import Alarms, BeanstalkEnvironments, Targets
 
 
 def _function_problem(targets: Targets, function: str, tag_key: str, what: str) -> str | None:
@@ -26,8 +26,38 @@ def _function_problem(targets: Targets, function: str, tag_key: str, what: str) 
     return None
 
 
+def _beanstalk_problems(target: ElasticBeanstalkTarget, beanstalk: BeanstalkEnvironments, tag_key: str) -> list[str]:
+    """The spec's ``environment`` must exist and be managed; ``idle_environment`` may be missing (the first
+    blue/green release creates it), but if it exists it must be managed too."""
+    problems = []
+    for field, name, required in (
+        ("environment", target.environment, True),
+        ("idle_environment", target.idle_environment, False),
+    ):
+        if name is None:
+            continue
+        env = beanstalk.environment(target.application, name)
+        if env is None:
+            if required:
+                problems.append(
+                    f"target.{field}: Elastic Beanstalk environment {target.application}/{name} does not exist"
+                )
+            continue
+        try:
+            beanstalk.ensure_managed(env, tag_key)
+        except TargetError as exc:
+            problems.append(f"target.{field}: {exc}")
+    return problems
+
+
 def missing_resources(
-    spec: PipelineSpec, resolved: dict[str, FunctionId], *, targets: Targets, alarms: Alarms, tag_key: str
+    spec: PipelineSpec,
+    resolved: dict[str, TargetId],
+    *,
+    targets: Targets,
+    alarms: Alarms,
+    tag_key: str,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> list[str]:
     """Each function or alarm of ``spec`` that is missing or not managed, as ``field path: problem``.
 
@@ -36,9 +66,12 @@ def missing_resources(
     problems: list[str] = []
     for index, env in enumerate(spec.environments):
         where = f"environments[{index}] ({env.name})"
-        problem = _function_problem(targets, resolved[env.name].name, tag_key, "target function")
-        if problem:
-            problems.append(f"{where}.target.function_name: {problem}")
+        if isinstance(env.target, LambdaTarget):
+            problem = _function_problem(targets, resolved[env.name].name, tag_key, "target function")
+            if problem:
+                problems.append(f"{where}.target.function_name: {problem}")
+        elif beanstalk is not None:
+            problems += [f"{where}.{problem}" for problem in _beanstalk_problems(env.target, beanstalk, tag_key)]
         for phase, hook in (("pre_traffic", env.health.pre_traffic), ("post_traffic", env.health.post_traffic)):
             if hook is not None and (problem := _function_problem(targets, hook.function_name, tag_key, "hook")):
                 problems.append(f"{where}.health.{phase}.function_name: {problem}")
@@ -68,18 +101,20 @@ def _task_hooks(env: EnvironmentSpec) -> list[tuple[str, TaskHookSpec]]:
 
 def require_resources(
     spec: PipelineSpec,
-    resolved: dict[str, FunctionId],
+    resolved: dict[str, TargetId],
     *,
     targets: Targets,
     alarms: Alarms,
     tag_key: str,
     source: str,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> None:
-    """``PipelineNotReadyError`` naming every missing or unmanaged function and missing alarm of ``spec``."""
-    problems = missing_resources(spec, resolved, targets=targets, alarms=alarms, tag_key=tag_key)
+    """``PipelineNotReadyError`` naming every missing or unmanaged function, EB environment and missing alarm of
+    ``spec`` (EB environments only given ``beanstalk``)."""
+    problems = missing_resources(spec, resolved, targets=targets, alarms=alarms, tag_key=tag_key, beanstalk=beanstalk)
     if problems:
         raise PipelineNotReadyError(
             f"{source}: {len(problems)} resource(s) the spec names cannot be used, nothing was registered: "
             + "; ".join(problems)
-            + f". Create them (tag functions {tag_key}=true), then apply again"
+            + f". Create them (tag functions and Beanstalk environments {tag_key}=true), then apply again"
         )

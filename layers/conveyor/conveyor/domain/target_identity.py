@@ -130,6 +130,34 @@ class FunctionId(BaseModel):
         return self.arn
 
 
+class BeanstalkEnvironmentId(BaseModel):
+    """The canonical identity of one Elastic Beanstalk environment (its ARN): what its lock and owner are keyed by."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    partition: str
+    account: str
+    region: str
+    application: str
+    name: str
+
+    @property
+    def arn(self) -> str:
+        return (
+            f"arn:{self.partition}:elasticbeanstalk:{self.region}:{self.account}:environment/"
+            f"{self.application}/{self.name}"
+        )
+
+    def __str__(self) -> str:
+        return self.arn
+
+
+def beanstalk_environment(application: str, name: str, home: Home) -> BeanstalkEnvironmentId:
+    return BeanstalkEnvironmentId(
+        partition=home.partition, account=home.account, region=home.region, application=application, name=name
+    )
+
+
 def resolve_function(text: str, home: Home, *, field: str) -> FunctionId:
     """``text`` (a spec's ``function_name``) as a canonical identity in ``home``.
 

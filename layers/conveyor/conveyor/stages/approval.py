@@ -45,7 +45,7 @@ def render_request(request: ApprovalRequest, timeout_seconds: int, scale: TimeSc
     deployment, env = request.deployment, request.environment
     approve = approval_command(deployment.deployment_id, env.name)
     reject = rejection_command(deployment.deployment_id, env.name)
-    target = f"{env.target.function_name}:{env.target.alias}"
+    target = env.target.label
     hours = scale.annotate(duration_text(timeout_seconds), timeout_seconds)
     if request.kind == "approval":
         subject = f"[Conveyor] {deployment.app} {deployment.version} awaits approval for {env.name}"
@@ -123,7 +123,7 @@ def request_approval(
             approval["time_scale"] = scale.factor  # so whoever reports its timeout says both times
         fields: dict[str, Any] = {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": approval}
         if request.kind == "approval":
-            fields |= {"function_name": env.target.function_name, "alias": env.target.alias}
+            fields |= env.target.ledger_fields()
         ledger.update_environment(deployment.deployment_id, env.name, fields)
         subject, message = render_request(request, timeout, scale)
         message_id = publish_once(

@@ -10,10 +10,13 @@ environment's entry are one ledger write.
 
 from __future__ import annotations
 
+from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import Deployment, EnvironmentStep, Release, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import ConfigurationError
 from conveyor.domain.manifest import base64_digest
-from conveyor.domain.ports import Ledger, StageWrites, Targets
+from conveyor.domain.pipeline import ElasticBeanstalkTarget
+from conveyor.domain.ports import BeanstalkEnvironments, Ledger, StageWrites, Targets
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -34,6 +37,7 @@ def _alias_before(
     """The version the alias served before this deployment, the revision naming that state, and the release
     the ledger says it served: AcquireLock read all three under the lock."""
     grant, target = step.lock, step.environment.target
+    assert not isinstance(target, ElasticBeanstalkTarget)
     if grant is not None and grant.status == "acquired" and grant.alias_read:
         return grant.alias_version, grant.alias_revision, grant.served
     # A grant from before grants carried what the alias served: read it now.
@@ -42,8 +46,20 @@ def _alias_before(
     return (None, None, served) if alias is None else (alias.version, alias.revision_id, served)
 
 
-def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_tag_key: str) -> Release:
+def deploy(
+    step: EnvironmentStep,
+    *,
+    targets: Targets,
+    ledger: Ledger,
+    managed_tag_key: str,
+    beanstalk: BeanstalkEnvironments | None = None,
+) -> Release:
+    if isinstance(step.environment.target, ElasticBeanstalkTarget):
+        if beanstalk is None:
+            raise ConfigurationError("Deploy: an elasticbeanstalk target needs the Elastic Beanstalk adapter")
+        return deploy_beanstalk(step, beanstalk=beanstalk, ledger=ledger, managed_tag_key=managed_tag_key)
     deployment, environment = step.deployment, step.environment
+    assert not isinstance(environment.target, ElasticBeanstalkTarget)
     function, alias = environment.target.function_name, environment.target.alias
     config = deployment.manifest.function_config
     writes = StageWrites()
@@ -78,4 +94,30 @@ def deploy(step: EnvironmentStep, *, targets: Targets, ledger: Ledger, managed_t
         }
     metrics.add_metric(name="VersionsReused" if reused else "VersionsPublished", unit=MetricUnit.Count, value=1)
     logger.info("version ready", extra={"environment": environment.name, "version": version, "reused": reused})
+    return release
+
+
+def deploy_beanstalk(
+    step: EnvironmentStep, *, beanstalk: BeanstalkEnvironments, ledger: Ledger, managed_tag_key: str
+) -> Release:
+    """An application version of the release (and, blue/green, the idle environment running it)."""
+    deployment, environment = step.deployment, step.environment
+    writes = StageWrites()
+    with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name, writes=writes) as detail:
+        release = eb.deploy_version(deployment, environment, beanstalk, tag_key=managed_tag_key)
+        served = ledger.served(release.function_name, release.alias)
+        served_before = served if served is not None and served.serves(release.version_before) else None
+        release = release.model_copy(update={"served_before": served_before})
+        detail.update(release.model_dump(mode="json"))
+        writes.environment = {
+            "status": EnvironmentStatus.DEPLOYED,
+            "function_name": release.function_name,
+            "alias": release.alias,
+            "version_before": release.version_before,
+            "version_after": release.version_after,
+            "beanstalk": release.beanstalk.model_dump(mode="json") if release.beanstalk else None,
+            "served_before": served_before.model_dump(mode="json") if served_before else None,
+        }
+    metrics.add_metric(name="VersionsReused" if release.reused else "VersionsPublished", unit=MetricUnit.Count, value=1)
+    logger.info("application version ready", extra={"environment": environment.name, "version": release.version_after})
     return release

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from conveyor.domain.analysis import judge_metrics, metric_window
+from conveyor.domain.beanstalk import environment_checks
 from conveyor.domain.contracts import (
     CheckResult,
     Deployment,
@@ -41,7 +42,15 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import MetricsUnavailableError, TargetError, TrafficShiftError
 from conveyor.domain.limits import clip
 from conveyor.domain.pipeline import HealthSpec, HookSpec, HttpProbe, MetricsCheck, SyntheticCheck
-from conveyor.domain.ports import Alarms, HttpProber, LambdaMetrics, Ledger, StageWrites, Targets
+from conveyor.domain.ports import (
+    Alarms,
+    BeanstalkEnvironments,
+    HttpProber,
+    LambdaMetrics,
+    Ledger,
+    StageWrites,
+    Targets,
+)
 from conveyor.domain.records import FAILED
 from conveyor.domain.time_scale import UNSCALED, TimeScale
 from conveyor.domain.timing import timed_stage, utcnow
@@ -293,6 +302,7 @@ def run_checks(
     prober: HttpProber | None = None,
     now: datetime | None = None,
     scale: TimeScale = UNSCALED,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> list[CheckResult]:
     """The checks that apply at this traffic step (``HealthSpec.checks_at``, see the module docstring)."""
     weight = traffic.weight if traffic is not None else 100
@@ -302,6 +312,12 @@ def run_checks(
         checks.append(synthetic_check(targets, release, spec.synthetic))
     if "alarms" in runs:
         checks.extend(alarm_checks(alarms, spec.alarms))
+    if spec.environment is not None and "environment" in runs:
+        if beanstalk is None:
+            reason = "no Elastic Beanstalk adapter configured"
+            checks.append(CheckResult(name="environment", kind="environment", status="fail", reason=reason))
+        else:
+            checks.extend(environment_checks(release, spec.environment, beanstalk, prober))
     if spec.metrics is not None and "metrics" in runs:
         checks.extend(metrics_checks(lambda_metrics, spec.metrics, release, traffic, now or utcnow(), scale=scale))
     if spec.http is not None and "http" in runs:
@@ -334,6 +350,7 @@ def evaluate_health(
     lambda_metrics: LambdaMetrics | None = None,
     prober: HttpProber | None = None,
     scale: TimeScale = UNSCALED,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> HealthVerdict:
     if step.release is None:
         raise TrafficShiftError("EvaluateHealth needs the release that Deploy produced")
@@ -356,6 +373,7 @@ def evaluate_health(
             lambda_metrics=lambda_metrics,
             prober=prober,
             scale=scale,
+            beanstalk=beanstalk,
         )
         status, reason = decide(checks, spec.on_inconclusive, spec.max_inconclusive_retries - streak)
         if status == "inconclusive" and spec.on_inconclusive == "retry":

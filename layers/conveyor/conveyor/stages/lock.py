@@ -32,12 +32,21 @@ from __future__ import annotations
 from functools import cmp_to_key
 from typing import Any
 
+from conveyor.domain.beanstalk import serving_label
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import LockLostError, LockWaitTimeoutError
+from conveyor.domain.errors import ConfigurationError, LockLostError, LockWaitTimeoutError
 from conveyor.domain.locks import lock_target, release_deployment_locks, waiter_key
-from conveyor.domain.pipeline import EnvironmentSpec, RolloutPolicy
-from conveyor.domain.ports import Ended, Executions, Ledger, LockTable, Targets
+from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, RolloutPolicy
+from conveyor.domain.ports import (
+    AliasState,
+    BeanstalkEnvironments,
+    Ended,
+    Executions,
+    Ledger,
+    LockTable,
+    Targets,
+)
 from conveyor.domain.records import LockState, Waiter
 from conveyor.domain.timing import utcnow
 from conveyor.domain.versions import compare, is_newer
@@ -127,7 +136,14 @@ def outdated_by(
 
 
 def acquire_lock(
-    step: EnvironmentStep, *, locks: LockTable, ledger: Ledger, targets: Targets, executions: Executions, now: float
+    step: EnvironmentStep,
+    *,
+    locks: LockTable,
+    ledger: Ledger,
+    targets: Targets,
+    executions: Executions,
+    now: float,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> LockGrant:
     deployment, environment = step.deployment, step.environment
     app, env, holder = deployment.app, environment.name, deployment.execution_arn
@@ -142,7 +158,16 @@ def acquire_lock(
         and locks.renew(target, holder=holder, token=current.token, lease_seconds=lease, now=now)
     ):
         # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
-        return taken(step, current.token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
+        return taken(
+            step,
+            current.token,
+            grant,
+            locks=locks,
+            ledger=ledger,
+            targets=targets,
+            executions=executions,
+            beanstalk=beanstalk,
+        )
     if (current is None or current.free_at(now)) and not locks.waiters(target):
         # Nobody holds it and nobody waits: take it without queueing (the write is conditioned on it being free,
         # so of two arriving at once one takes it and the other queues below).
@@ -156,7 +181,16 @@ def acquire_lock(
             now=now,
         )
         if token is not None:
-            return taken(step, token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
+            return taken(
+                step,
+                token,
+                grant,
+                locks=locks,
+                ledger=ledger,
+                targets=targets,
+                executions=executions,
+                beanstalk=beanstalk,
+            )
 
     mine = Waiter(
         key=waiter_key(deployment.started_at, holder),
@@ -211,7 +245,16 @@ def acquire_lock(
             locks.remove_waiter(target, me.key)
             if dead is not None:
                 took_over(step, *dead, ledger=ledger)
-            return taken(step, token, grant, locks=locks, ledger=ledger, targets=targets, executions=executions)
+            return taken(
+                step,
+                token,
+                grant,
+                locks=locks,
+                ledger=ledger,
+                targets=targets,
+                executions=executions,
+                beanstalk=beanstalk,
+            )
         current = locks.get(target)
 
     waited = now - me.first_seen
@@ -262,11 +305,24 @@ def held_by(current: LockState | None, now: float) -> str | None:
 
 
 def target_fields(step: EnvironmentStep) -> dict[str, str]:
-    return {
-        "function_name": step.environment.target.function_name,
-        "alias": step.environment.target.alias,
-        "lock_target": lock_target(step.deployment, step.environment),
-    }
+    return {**step.environment.target.ledger_fields(), "lock_target": lock_target(step.deployment, step.environment)}
+
+
+def _serving(
+    step: EnvironmentStep, targets: Targets, ledger: Ledger, beanstalk: BeanstalkEnvironments | None
+) -> tuple[AliasState | None, str | None, ServedRelease | None]:
+    """What the target serves now (read under the lock): the alias (Lambda) or production's application version
+    label (Elastic Beanstalk), and the release the ledger says that is."""
+    target = step.environment.target
+    if isinstance(target, ElasticBeanstalkTarget):
+        if beanstalk is None:
+            raise ConfigurationError("AcquireLock: an elasticbeanstalk target needs the Elastic Beanstalk adapter")
+        label = serving_label(target, beanstalk)
+        served = None if label is None else ledger.served(target.application, target.environment)
+        return None, label, served
+    alias = targets.alias_state(target.function_name, target.alias)
+    serving = None if alias is None else alias.version
+    return alias, serving, None if serving is None else ledger.served(target.function_name, target.alias)
 
 
 def taken(
@@ -278,6 +334,7 @@ def taken(
     ledger: Ledger,
     targets: Targets,
     executions: Executions,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> LockGrant:
     """Finish taking a lock (idempotent: a retried AcquireLock that already holds it comes here too).
 
@@ -287,10 +344,7 @@ def taken(
     deployment, env = step.deployment, step.environment.name
     # The alias is read once, here, under the lock: Deploy takes the version to go back to from it, and the first
     # ShiftTraffic moves the alias only if it is still in the state this revision names.
-    function, alias_name = step.environment.target.function_name, step.environment.target.alias
-    alias = targets.alias_state(function, alias_name)
-    serving = None if alias is None else alias.version
-    served = None if serving is None else ledger.served(function, alias_name)
+    alias, serving, served = _serving(step, targets, ledger, beanstalk)
     outdated = outdated_by(step, serving, served, ledger=ledger, executions=executions)
     if outdated is not None:
         locks.release(grant["target"], deployment.execution_arn)

@@ -24,17 +24,26 @@ failed, e.g. on a ledger outage) finishes the job instead of repeating it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from conveyor.domain.contracts import ExecutionEnded, Outcome, Reconciliation, Release, RollbackResult
+from conveyor.domain.beanstalk import restore_production
+from conveyor.domain.contracts import (
+    BeanstalkRelease,
+    ExecutionEnded,
+    Outcome,
+    Reconciliation,
+    Release,
+    RollbackResult,
+)
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.errors import ArtifactLayoutError
+from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
-from conveyor.domain.ports import Ledger, LockTable, Notifier, Targets
+from conveyor.domain.ports import BeanstalkEnvironments, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.restore import restore_alias, restore_served
@@ -104,8 +113,12 @@ def restore_environment(
     targets: Targets,
     ledger: Ledger,
     now: float,
+    beanstalk: Callable[[], BeanstalkEnvironments] | None = None,
 ) -> str | None:
-    """Restore one environment the ended execution left mid-rollout; None when done, else why it was left alone."""
+    """Restore one environment the ended execution left mid-rollout; None when done, else why it was left alone.
+
+    An Elastic Beanstalk environment (its entry records ``beanstalk``, from Deploy) is restored as RollBack does:
+    the CNAMEs swapped back, or the environment updated to the label it served before."""
     function, alias = entry.function_name, entry.alias
     after = entry.version_after
     if not function or not alias or not after:
@@ -143,10 +156,16 @@ def restore_environment(
         code_sha256="",
         reused=False,
         served_before=entry.served_before,  # what Deploy read from the ledger: the release to say again
+        beanstalk=_beanstalk_release(entry),
     )
     started = utcnow()
     try:
-        restored = restore_alias(targets, release)
+        if release.beanstalk is not None:
+            if beanstalk is None:
+                raise ConfigurationError("Reconcile: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
+            restored = restore_production(release, beanstalk())
+        else:
+            restored = restore_alias(targets, release)
     except Exception:
         # Not restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
         locks.release(target, fence)
@@ -191,6 +210,11 @@ def outcome_of(record: DeploymentRecord, ended: ExecutionEnded) -> Outcome:
     return Outcome.FAILED
 
 
+def _beanstalk_release(entry: EnvironmentEntry) -> BeanstalkRelease | None:
+    recorded = (entry.model_extra or {}).get("beanstalk")
+    return BeanstalkRelease.model_validate(recorded) if isinstance(recorded, dict) else None
+
+
 def reconcile(
     ended: ExecutionEnded,
     *,
@@ -199,6 +223,7 @@ def reconcile(
     targets: Targets,
     notifier: Notifier,
     now: float,
+    beanstalk: Callable[[], BeanstalkEnvironments] | None = None,
 ) -> Reconciliation:
     base = {"execution_arn": ended.execution_arn, "status": ended.status}
     if ended.status not in ENDED_UNFINISHED:
@@ -219,7 +244,9 @@ def reconcile(
     for name, entry in record.environments.items():
         if not traffic_may_have_moved(entry):
             continue
-        why = restore_environment(record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now)
+        why = restore_environment(
+            record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now, beanstalk=beanstalk
+        )
         if why is None:
             restored.append(name)
         else:

@@ -16,6 +16,7 @@ import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import EnvironmentStep, Release, RollbackResult
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
@@ -25,7 +26,7 @@ from conveyor.domain.errors import (
     RollbackFailedError,
     StatusMoveRefusedError,
 )
-from conveyor.domain.ports import Ledger, Targets
+from conveyor.domain.ports import BeanstalkEnvironments, Ledger, Targets
 from conveyor.domain.restore import restore_alias, restore_served
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
@@ -49,6 +50,8 @@ def rollback_reason(step: EnvironmentStep) -> str:
 
 
 def manual_restore_command(release: Release) -> str:
+    if release.beanstalk is not None:
+        return eb.manual_restore_command(release)
     if release.version_before is None:
         return f"aws lambda delete-alias --function-name {release.function_name} --name {release.alias}"
     return (
@@ -57,7 +60,18 @@ def manual_restore_command(release: Release) -> str:
     )
 
 
-def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> RollbackResult:
+def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironments | None) -> str | None:
+    """Production back where it was: the alias (Lambda), or the CNAMEs or version label (Elastic Beanstalk)."""
+    if release.beanstalk is None:
+        return restore_alias(targets, release)
+    if beanstalk is None:
+        raise RollbackFailedError("RollBack: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
+    return eb.restore_production(release, beanstalk)
+
+
+def roll_back(
+    step: EnvironmentStep, *, targets: Targets, ledger: Ledger, beanstalk: BeanstalkEnvironments | None = None
+) -> RollbackResult:
     release, deployment = step.release, step.deployment
     if release is None:
         raise RollbackFailedError("RollBack needs the release that Deploy produced; the alias state is unknown")
@@ -66,7 +80,7 @@ def roll_back(step: EnvironmentStep, *, targets: Targets, ledger: Ledger) -> Rol
     with timed_stage(ledger, deployment.deployment_id, "RollBack", release.environment, quiet=True) as detail:
         started = time.perf_counter()
         try:
-            restored = restore_alias(targets, release)
+            restored = _restore(release, targets, beanstalk)
         except (ConveyorError, ClientError, BotoCoreError) as exc:
             target = release.version_before or "(no alias)"
             raise RollbackFailedError(

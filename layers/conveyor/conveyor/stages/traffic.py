@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import EnvironmentStep, ServedRelease, TrafficState
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import TrafficShiftError
-from conveyor.domain.ports import Ledger, StageWrites, Targets
+from conveyor.domain.ports import BeanstalkEnvironments, Ledger, StageWrites, Targets
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -51,11 +52,20 @@ def next_traffic(step: EnvironmentStep) -> TrafficState:
 
 
 def shift_traffic(
-    step: EnvironmentStep, *, targets: Targets, ledger: Ledger, fence: Callable[[], None] = lambda: None
+    step: EnvironmentStep,
+    *,
+    targets: Targets,
+    ledger: Ledger,
+    fence: Callable[[], None] = lambda: None,
+    beanstalk: BeanstalkEnvironments | None = None,
 ) -> TrafficState:
     """Apply the next step of the plan; ``fence`` raises (``LockLostError``) if this execution may no longer act."""
     if step.release is None:
         raise TrafficShiftError("ShiftTraffic needs the release that Deploy produced")
+    if step.release.beanstalk is not None:
+        if beanstalk is None:
+            raise TrafficShiftError("ShiftTraffic: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
+        return shift_beanstalk(step, beanstalk=beanstalk, ledger=ledger, fence=fence)
     release, deployment = step.release, step.deployment
     traffic = next_traffic(step)
     writes = StageWrites()
@@ -86,6 +96,32 @@ def shift_traffic(
                     revision_id=revision,
                 )
         traffic = traffic.model_copy(update={"alias_revision": revision})
+        detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
+        writes.environment = {
+            "status": EnvironmentStatus.VERIFYING if traffic.weight == 0 else EnvironmentStatus.SHIFTING,
+            "weight": traffic.weight,
+        }
+    metrics.add_metric(name="TrafficShifts", unit=MetricUnit.Count, value=1)
+    logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})
+    return traffic
+
+
+def shift_beanstalk(
+    step: EnvironmentStep, *, beanstalk: BeanstalkEnvironments, ledger: Ledger, fence: Callable[[], None]
+) -> TrafficState:
+    """An Elastic Beanstalk step: 0% verifies the idle environment (nothing moves); 100% moves production to
+    the release (a CNAME swap, or an update of the environment), once, however often it is re-run."""
+    release, deployment = step.release, step.deployment
+    assert release is not None
+    traffic = next_traffic(step)
+    writes = StageWrites()
+    with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment, writes=writes) as detail:
+        fence()
+        if traffic.weight == 0:
+            detail["note"] = "verifying the new version on its own environment; production is unchanged"
+        else:
+            detail["note"] = eb.promote(release, beanstalk)
+            writes.served = ServedRelease.of(deployment, release, recorded_by="ShiftTraffic")
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
         writes.environment = {
             "status": EnvironmentStatus.VERIFYING if traffic.weight == 0 else EnvironmentStatus.SHIFTING,

@@ -20,7 +20,7 @@ from conveyor.domain.errors import (
 from conveyor.domain.layout import ArtifactKey, pipeline_key, release_key
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.ownership import claim_targets, resolve_targets, with_canonical_targets
-from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
 from conveyor.domain.ports import ArtifactStore, Executions, Ledger, TargetOwners, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord
@@ -211,7 +211,8 @@ def validate_artifact(
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         resolved = resolve_targets(pipeline, home, source=source)  # functions of our own account and region only
         for environment in pipeline.environments:
-            targets.ensure_managed(resolved[environment.name].name, managed_tag_key)
+            if isinstance(environment.target, LambdaTarget):
+                targets.ensure_managed(resolved[environment.name].name, managed_tag_key)
             require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
         claim_targets(pipeline, home, owners, source=source)  # one owner per function
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)
@@ -222,12 +223,7 @@ def validate_artifact(
         # Every environment the release will go through, in the same write: each later stage updates its entry
         # in one write, and `conveyor status` shows the environments not reached yet.
         pending = {
-            env.name: {
-                "status": EnvironmentStatus.PENDING,
-                "function_name": env.target.function_name,
-                "alias": env.target.alias,
-            }
-            for env in environments
+            env.name: {"status": EnvironmentStatus.PENDING, **env.target.ledger_fields()} for env in environments
         }
         ledger.set_fields(pushed.deployment_id, recorded, environments=pending)
         live = live_deployment(ledger, where.app, exclude=pushed.deployment_id)
