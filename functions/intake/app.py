@@ -49,7 +49,8 @@ def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
 
 
 def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
-    """Freezes and the environment's alarms, before its lock: open, wait and ask again, or refuse."""
+    """Freezes and the environment's alarms, under its lock and before anything moves: open, wait and ask again,
+    or refuse."""
     from conveyor.stages.gate import check_gates
 
     return check_gates(

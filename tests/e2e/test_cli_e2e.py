@@ -110,8 +110,9 @@ def test_rollback_to_an_app_version_and_history_shows_it(
     # And history shows when each deployment started and that 0.20.1 was rolled back by hand afterwards
     code, table, _ = run(capsys, "history", "--app", "hello", "--local")
     assert code == 0
-    line = next(row for row in table.splitlines() if newer.record.deployment_id in row)
-    assert "staging rolled back by hand by" in line
+    line = next((row for row in table.splitlines() if newer.record.deployment_id in row), None)
+    assert line is not None, table
+    assert "staging rolled back by hand by" in line, table
     assert newer.record.created_at.strftime("%Y-%m-%d %H:%M") in line
 
 

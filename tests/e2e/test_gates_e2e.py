@@ -21,7 +21,7 @@ from conveyor_cli.freezes import active, freeze, unfreeze
 from conveyor_cli.sample import ALARM, EXAMPLES, alias_versions
 
 from .conftest import Stage
-from .test_safety_e2e import assert_no_lock_held, ledger_record, until
+from .test_safety_e2e import PAUSE_FOR_A_PERSON, assert_no_lock_held, holds, ledger_record, release, until
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_a_push_during_a_freeze_is_refused_with_a_notice_naming_it(
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "DeploymentFrozenError"
     assert deployed.after == before
-    assert not any(e.stage in ("AcquireLock", "Deploy") for e in deployed.record.events)
+    assert not any(e.stage == "Deploy" for e in deployed.record.events)
     assert [(e.environment, e.detail["decision"]) for e in gate_events(stage, deployed.record.deployment_id)] == [
         ("staging", "frozen")
     ]
@@ -83,6 +83,44 @@ def test_a_push_during_a_freeze_is_refused_with_a_notice_naming_it(
     assert "What failed: CheckGates in staging" in notice["message"]
     assert f"app hello frozen by {frozen_hello}" in notice["message"]
     assert "incident 7: database failover" in notice["message"]
+
+
+def test_a_freeze_stops_a_release_already_queued_for_the_environment_when_its_turn_comes(
+    stage: Stage, pipeline: Callable[..., None]
+) -> None:
+    # Given a release holding staging (paused for a person) and a second one queued behind it
+    pipeline(allow_downgrade=True, environments__0__health=PAUSE_FOR_A_PERSON)
+    first = push(stage, "0.28.0")
+    holds(stage, first, "staging")
+    second = push(stage, "0.28.1")
+    until(
+        lambda: (r := ledger_record(stage, second)) is not None and r.status is Outcome.QUEUED,
+        "the second release is QUEUED for staging",
+    )
+
+    # When the app is frozen (an emergency stop) and the first release goes on and frees staging
+    freeze(stage.cloud, "hello", reason="incident 8: stop everything", until=None)
+    try:
+        release(stage, first, "staging")
+        second_ended = stage.follow(second)
+        first_ended = stage.follow(first)
+    finally:
+        unfreeze(stage.cloud, "hello")
+
+    # Then the queued release took staging's lock, was refused at the gate before anything moved, and freed the lock
+    assert second_ended.record.status is Outcome.FAILED
+    assert second_ended.record.failure is not None
+    assert second_ended.record.failure["error"] == "DeploymentFrozenError"
+    assert not any(e.stage == "Deploy" for e in second_ended.record.events)
+    assert [(e.environment, e.detail["decision"]) for e in gate_events(stage, second)] == [("staging", "frozen")]
+    assert "incident 8: stop everything" in second_ended.notifications[-1]["message"]
+    # (the first was already past staging's gate: it was let through there; production's gate refused it)
+    assert [(e.environment, e.detail["decision"]) for e in gate_events(stage, first)] == [
+        ("staging", "open"),
+        ("production", "frozen"),
+    ]
+    assert first_ended.record.status is Outcome.FAILED
+    assert_no_lock_held(stage)
 
 
 def test_a_push_during_a_freeze_waits_and_goes_on_after_unfreeze(
@@ -131,13 +169,13 @@ def test_a_push_while_the_environments_alarm_fires_is_refused_before_any_alias_m
     # When a release is pushed
     deployed = stage.follow(push(stage, "0.29.2"))
 
-    # Then it FAILED at staging's gate with the alarm named, before any lock, version or alias changed
+    # Then it FAILED at staging's gate with the alarm named, before any version or alias changed, its lock released
     assert deployed.record.status is Outcome.FAILED
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "AlarmFiringError"
     assert f"alarm '{firing_alarm}' is in ALARM" in deployed.record.failure["reason"]
     assert deployed.after == before
-    assert not any(e.stage in ("AcquireLock", "Deploy") for e in deployed.record.events)
+    assert not any(e.stage == "Deploy" for e in deployed.record.events)
     assert_no_lock_held(stage)
     (notice,) = deployed.notifications
     assert f"alarm '{firing_alarm}' is in ALARM" in notice["message"]

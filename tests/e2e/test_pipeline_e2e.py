@@ -41,9 +41,11 @@ def test_good_build_goes_live_in_every_environment(stage: Stage) -> None:
     stages = [(e.environment, e.stage) for e in deployed.record.events]
     assert stages == [
         (None, "ValidateArtifact"),
+        ("staging", "CheckGates"),
         ("staging", "Deploy"),
         ("staging", "ShiftTraffic"),
         ("staging", "EvaluateHealth"),
+        ("production", "CheckGates"),
         ("production", "Deploy"),
         ("production", "ShiftTraffic"),
         ("production", "EvaluateHealth"),

@@ -47,7 +47,7 @@ def _put_alarm(cloud: Cloud, state: str) -> None:
 
 def _gate(state: dict[str, Any], context: FakeLambdaContext) -> dict[str, Any]:
     step = environment_step(state)
-    step.pop("lock", None)  # the gate comes before the lock
+    step.pop("lock", None)  # (the gate reads no lock: it runs under one the state machine took)
     result: dict[str, Any] = load_handler("check_gates").handler(step, context)
     return result
 

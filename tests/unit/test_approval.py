@@ -94,8 +94,17 @@ def test_on_inconclusive_may_pause() -> None:
 def test_a_pausing_rollout_keeps_its_lease_through_the_wait() -> None:
     health = {**DEFAULT_SPEC["environments"][0]["health"], "on_inconclusive": "pause"}
     pausing = PipelineSpec.model_validate(_spec(health=health, approval={"timeout_seconds": 3600})).environments[0]
-    plain = PipelineSpec.model_validate(_spec(approval={"timeout_seconds": 3600})).environments[0]
-    assert lease_seconds(pausing) == lease_seconds(plain) + 3600
+    plain_spec = PipelineSpec.model_validate(_spec(approval={"timeout_seconds": 3600}))
+    plain = plain_spec.environments[0]
+    assert lease_seconds(pausing, plain_spec) == lease_seconds(plain, plain_spec) + 3600
+
+
+def test_a_rollout_waiting_out_a_freeze_keeps_its_lease_through_the_wait() -> None:
+    # CheckGates runs under the lock: with on_freeze: wait, the lease covers freeze_wait_seconds
+    environment = PipelineSpec.model_validate(_spec()).environments[0]
+    waiting = PipelineSpec.model_validate({**_spec(), "on_freeze": "wait", "freeze_wait_seconds": 7200})
+    refusing = PipelineSpec.model_validate({**_spec(), "on_freeze": "refuse", "freeze_wait_seconds": 7200})
+    assert lease_seconds(environment, waiting) == lease_seconds(environment, refusing) + 7200
 
 
 def test_pause_keeps_an_inconclusive_verdict_for_a_person() -> None:

@@ -127,7 +127,7 @@ def test_a_free_environment_is_locked_at_once_with_a_first_token() -> None:
 
     # Then it holds it with token 1 and a lease covering its plan
     assert (grant.status, grant.token) == ("acquired", 1)
-    assert grant.lease_seconds == lease_seconds(one.environment)
+    assert grant.lease_seconds == lease_seconds(one.environment, one.deployment.policy)
     assert world.locks.get(STAGING).holder == one.deployment.execution_arn  # type: ignore[union-attr]
 
 

@@ -380,7 +380,7 @@ GateDecision = Literal["open", "wait", "frozen", "alarm"]
 
 
 class GateResult(_Result):
-    """CheckGates' decision for one environment, before its lock: ``open`` goes on to AcquireLock, ``wait``
+    """CheckGates' decision for one environment, under its lock: ``open`` goes on to Deploy, ``wait``
     waits ``wait_seconds`` (WaitForGate) and asks again, ``frozen`` and ``alarm`` end the deployment
     (DeploymentFrozenError, AlarmFiringError) with ``reason`` as the cause. Nothing is touched before ``open``."""
 

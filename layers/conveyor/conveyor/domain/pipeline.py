@@ -664,7 +664,7 @@ class RolloutPolicy(_Spec):
         default_factory=list,
         max_length=MAX_FREEZE_WINDOWS,
         description="times when no deployment starts in an environment (recurring or once, each with a reason); "
-        "checked before each environment's lock, with `conveyor freeze` stops",
+        "checked once each environment's lock is held, before anything moves, with `conveyor freeze` stops",
     )
     on_freeze: Literal["wait", "refuse"] = Field(
         default="refuse",

@@ -1,4 +1,8 @@
-"""CheckGates: may this deployment start touching the environment? Asked before its lock, nothing moved yet.
+"""CheckGates: may this deployment start touching the environment? Asked once its lock is held, nothing moved yet.
+
+Under the lock, not before it: a deployment that queued for the environment is judged when its turn comes, so
+an emergency ``conveyor freeze`` stops the releases already waiting too, and the alarms are read right before
+the first change.
 
 Two gates, in this order:
 
@@ -8,7 +12,8 @@ Two gates, in this order:
    ``wait`` the state machine waits (WaitForGate, ``wait_seconds``) and asks again, at least every
    ``GATE_POLL_SECONDS`` so an ``unfreeze`` is seen soon, for at most ``freeze_wait_seconds`` in this
    environment; a freeze known to end later than that is refused at once rather than waited on in vain. While
-   it waits, the deployment's earlier environments' locks are released: they are done with.
+   it waits, it keeps this environment's lock (the lease covers ``freeze_wait_seconds``: whoever queues behind
+   would be frozen too) and the deployment's earlier environments' locks are released: they are done with.
 2. **Pre-start alarms**: the environment's own ``health.alarms`` must not fire before Conveyor touches it. An
    alarm in ALARM, or one that no longer exists, ends the deployment (``alarm``: AlarmFiringError): deploying
    into an environment already known to be unhealthy would blur whose fault the next alarm is, and a rollback

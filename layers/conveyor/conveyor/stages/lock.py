@@ -62,14 +62,17 @@ LEASE_MARGIN_SECONDS = 1800
 """Lease beyond the plan's own waits: time for the stages themselves, their retries and health re-checks."""
 
 
-def lease_seconds(environment: EnvironmentSpec) -> int:
+def lease_seconds(environment: EnvironmentSpec, policy: RolloutPolicy) -> int:
     """How long a holder may go without renewing: the traffic plan's waits plus a margin.
 
     A rollout that may pause for a person (``on_inconclusive: pause``) keeps its lock while it waits
-    (traffic has moved), so the lease covers the longest such wait too.
+    (traffic has moved), and one that waits out a freeze (``on_freeze: wait``) keeps it at CheckGates, so
+    the lease covers the longest such waits too.
     """
     pause = environment.approval.timeout_seconds if environment.health.on_inconclusive == "pause" else 0
-    return sum(step.wait_seconds for step in environment.traffic_steps()) + pause + LEASE_MARGIN_SECONDS
+    frozen = policy.freeze_wait_seconds if policy.on_freeze == "wait" else 0
+    plan = sum(step.wait_seconds for step in environment.traffic_steps())
+    return plan + pause + frozen + LEASE_MARGIN_SECONDS
 
 
 def newer_waiter(candidate: Waiter, than: Waiter, policy: RolloutPolicy) -> bool:
@@ -148,7 +151,7 @@ def acquire_lock(
     deployment, environment = step.deployment, step.environment
     app, env, holder = deployment.app, environment.name, deployment.execution_arn
     target = lock_target(deployment, environment)
-    lease = lease_seconds(environment)
+    lease = lease_seconds(environment, deployment.policy)
     grant = {"app": app, "environment": env, "target": target, "holder": holder, "lease_seconds": lease}
 
     current = locks.get(target)
