@@ -89,7 +89,11 @@ def test_status_wait_on_a_push_nothing_picks_up_names_it_and_says_why(
 
 
 def test_rollback_to_an_app_version_and_history_shows_it(
-    stage: Stage, pipeline: Callable[..., None], user: None, capsys: pytest.CaptureFixture[str]
+    stage: Stage,
+    pipeline: Callable[..., None],
+    user: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given 0.20.0 was live in staging (the previous test) and 0.20.1 replaced it
     pipeline(allow_downgrade=True)
@@ -108,6 +112,8 @@ def test_rollback_to_an_app_version_and_history_shows_it(
     assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": carried, "routing": {}}
     assert "serving hello 0.20.0" in out
     # And history shows when each deployment started and that 0.20.1 was rolled back by hand afterwards
+    # (wide enough for the whole row: a narrower COLUMNS folds the note across lines, as a terminal would)
+    monkeypatch.setenv("COLUMNS", "300")
     code, table, _ = run(capsys, "history", "--app", "hello", "--local")
     assert code == 0
     line = next((row for row in table.splitlines() if newer.record.deployment_id in row), None)
