@@ -89,6 +89,11 @@ def _environment(execution: Any) -> Any:
 # ------------------------------------------------------------------------------ history
 
 
+def is_sealed(event_manager: Any) -> bool:
+    """True once the execution ended: its history takes no more events."""
+    return bool(getattr(event_manager, _SEALED_MARK, False))
+
+
 def add_event(self: Any, *args: Any, **kwargs: Any) -> int:
     """Replacement for ``EventManager.add_event``: a sealed history (its execution ended) takes no more events.
 
@@ -96,7 +101,7 @@ def add_event(self: Any, *args: Any, **kwargs: Any) -> int:
     the stop, the Map iteration it was in) is dropped, as AWS records nothing after ExecutionAborted.
     """
     with _HISTORY_LOCK:
-        if getattr(self, _SEALED_MARK, False):
+        if is_sealed(self):
             return len(self._history_event_list)
         return int(_original(f"{SFN_EVENT_MANAGER}.add_event")(self, *args, **kwargs))
 
@@ -106,7 +111,7 @@ def _seal_history(env: Any, terminal_event: str | None, details: dict[str, Any] 
     history_event_type = _moto(f"{SFN_API}.HistoryEventType")
     manager = env.event_manager
     with _HISTORY_LOCK:
-        if getattr(manager, _SEALED_MARK, False):
+        if is_sealed(manager):
             return
         if terminal_event is not None:
             events = manager.get_event_history()

@@ -19,7 +19,8 @@ holds; ``_BackendPickler.reducer_override`` rebuilds what it cannot:
 
 When: a ``ChangeTracker`` (a WSGI middleware on the server) counts requests that may change state,
 and a ``Snapshotter`` thread writes a snapshot when something changed, at most every
-``interval`` seconds, and once more on clean shutdown. An execution that ends is a change no
+``interval`` seconds (longer when a snapshot takes long: ``REST_PER_SNAPSHOT_SECOND``), and once more on
+clean shutdown. An ended execution's history is pickled once and its bytes reused. An execution that ends is a change no
 request makes; the snapshotter notices one leaving RUNNING within an interval and counts it.
 A crash loses at most the last interval.
 Each snapshot is written to a temp file, fsynced and renamed over the last one, so a crash while
@@ -57,6 +58,7 @@ from urllib.parse import parse_qs
 
 from pydantic import BaseModel, Field
 
+from conveyor_local.executions import is_sealed
 from conveyor_local.moto_patches.registry import resolve_dotted
 
 LOG = logging.getLogger(__name__)
@@ -67,6 +69,9 @@ MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 CHANGE_HEADER = "x-conveyor-local-change"
 DEFAULT_INTERVAL_SECONDS = 0.5
+#: After a snapshot that took t seconds the snapshotter waits at least this many times t: at most a fifth of
+#: the server's time goes to snapshots.
+REST_PER_SNAPSHOT_SECOND = 4.0
 
 RESTART_ERROR = "States.Aborted"
 RESTART_CAUSE = "local cloud restarted while the execution ran"
@@ -210,7 +215,7 @@ class _BackendPickler(pickle.Pickler):
         if kind.__module__.startswith("cryptography.") and hasattr(kind, "private_bytes"):
             return lambda key: (_private_key, (_pem(key),))
         if issubclass(kind, self._execution):
-            return lambda execution: (_restore_execution, (_execution_record(execution), _history(execution)))
+            return lambda execution: (_restore_execution, (_execution_record(execution), _pickled_history(execution)))
         return None
 
 
@@ -318,14 +323,9 @@ def _execution_record(execution: Any) -> dict[str, Any]:
     return record
 
 
-def _history(execution: Any) -> list[dict[str, Any]]:
-    worker = execution.exec_worker
-    if isinstance(worker, RestoredExecutionWorker):
-        return worker.env.event_manager._history  # nothing appends to it but this thread
-    env = getattr(worker, "env", None)
-    if env is None:
-        return []
-    manager = env.event_manager
+def _history(manager: Any) -> list[dict[str, Any]]:
+    if isinstance(manager, _RestoredEventManager):
+        return manager._history  # nothing appends to it but this thread
     events, mutex = getattr(manager, "_history_event_list", None), getattr(manager, "_mutex", None)
     if events is None or mutex is None:
         return list(manager.get_event_history())  # a deep copy, under its lock
@@ -335,10 +335,39 @@ def _history(execution: Any) -> list[dict[str, Any]]:
         return list(events)
 
 
-def _restore_execution(record: dict[str, Any], history: list[dict[str, Any]]) -> Any:
+#: An ended execution's history, pickled, by its event manager: it takes no more events (a restored one only
+#: its ``ExecutionAborted``, which changes its length), so a snapshot copies these bytes instead of pickling
+#: every event of every execution ever run again; that made each snapshot cost more than the last.
+_ENDED_HISTORIES: weakref.WeakKeyDictionary[Any, tuple[int, bytes]] = weakref.WeakKeyDictionary()
+
+
+def _pickled_history(execution: Any) -> bytes:
+    env = getattr(execution.exec_worker, "env", None)
+    if env is None:
+        return _pickle([])
+    manager = env.event_manager
+    history = _history(manager)
+    if not (isinstance(manager, _RestoredEventManager) or is_sealed(manager)):
+        return _pickle(history)
+    ended = _ENDED_HISTORIES.get(manager)
+    if ended is None or ended[0] != len(history):
+        ended = (len(history), _pickle(history))
+        _ENDED_HISTORIES[manager] = ended
+    return ended[1]
+
+
+def _pickle(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _BackendPickler(buffer).dump(value)
+    return buffer.getvalue()
+
+
+def _restore_execution(record: dict[str, Any], history: bytes | list[dict[str, Any]]) -> Any:
     cls = record.pop("__class__")
     execution = cls.__new__(cls)
     execution.__dict__.update(record)
+    if isinstance(history, bytes):
+        history = pickle.loads(history)  # noqa: S301 # nosec B301 - from our own snapshot, like the rest of it
     execution.exec_worker = RestoredExecutionWorker(history)
     return execution
 
@@ -690,12 +719,16 @@ class Snapshotter:
                 continue
             if self._stopping.is_set():
                 return
+            started = time.perf_counter()
             try:
                 self.snapshot()
             except Exception:
                 LOG.exception("snapshot of the local cloud failed; the previous one is kept")
+            spent = time.perf_counter() - started
             running = _running_executions()
-            self._stopping.wait(self.interval)  # debounce: changes meanwhile go into the next one
+            # Debounce (changes meanwhile go into the next one), and rest in proportion to what the snapshot
+            # cost: the server's requests wait while one is captured, however large the state has grown.
+            self._stopping.wait(max(self.interval, REST_PER_SNAPSHOT_SECOND * spent))
 
     def snapshot(self) -> SnapshotManifest | None:
         """Write a snapshot now unless nothing changed since the last one; returns its manifest."""

@@ -319,3 +319,34 @@ def test_a_stream_shard_comes_back_without_its_delivered_records() -> None:
     assert restored.stream_shard.items == []
     assert restored.stream_shard.starting_sequence_number == first + 3
     assert restored.stream_shard.table is restored
+
+
+def test_an_ended_execution_s_history_is_pickled_once_and_comes_back_whole(tmp_path: Path) -> None:
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):  # type: ignore[arg-type]
+        moto_patches.apply(moto_patches.Settings(endpoint_url="http://127.0.0.1:9", cache_dir=tmp_path / "cache"))
+        try:
+            # Given an execution that ran to its end (its history sealed)
+            iam = boto3.client("iam", region_name="us-east-1")
+            role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+            sfn = boto3.client("stepfunctions", region_name="us-east-1")
+            definition = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "Result": {"n": 1}, "End": True}}}
+            machine = sfn.create_state_machine(name="m", roleArn=role, definition=json.dumps(definition))
+            arn = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], input="{}")["executionArn"]
+            wait_for(lambda: sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED", timeout=30)
+            wait_for(lambda: sfn.get_execution_history(executionArn=arn)["events"][-1]["type"] == "ExecutionSucceeded")
+            history = sfn.get_execution_history(executionArn=arn)["events"]
+
+            # When two snapshots are captured
+            first, second = persistence.capture(), persistence.capture()
+
+            # Then both hold the same pickled history, made once and kept for the execution's event manager
+            (execution,) = persistence.executions()
+            _, pickled = persistence._ENDED_HISTORIES[execution.exec_worker.env.event_manager]
+            assert pickled in first
+            assert pickled in second
+            # and the snapshot brings the whole history back
+            moto_patches.resolve_dotted("moto.core.base_backend.BackendDict").reset()
+            persistence.install(second, Path("state.pickle"))
+            assert sfn.get_execution_history(executionArn=arn)["events"] == history
+        finally:
+            moto_patches.restore()

@@ -16,7 +16,8 @@ subtly at runtime. Each module's docstring says which seams it holds and why:
   ``dynamodbstreams``: a table's changes delivered to its mapped functions by a poller, not inline;
 - ``elasticbeanstalk``: application versions, environments that serve their bundle, CNAMEs and their
   swap, health (the emulation is ``conveyor_local.beanstalk``);
-- ``backends``: names persistence and the server rely on without patching.
+- ``backends``: moto's dispatch listed once, no model instance kept for its dashboard, and the names
+  persistence and the server rely on without patching.
 
 Emulation that is not a patch lives beside this package: ``conveyor_local.workers`` (execution
 environments), ``conveyor_local.lambda_telemetry`` (metrics and logs), ``conveyor_local.lambda_rules``
@@ -96,6 +97,7 @@ def apply(settings: Settings) -> WorkerPool:
         if problems:
             raise SeamMovedError("\n".join(problems))
         registry.install()
+        backends.forget_tracked_models()
         old_pool = STATE.get("pool")
         if old_pool is not None:
             old_pool.shutdown()

@@ -24,6 +24,7 @@ What is not Lambda's: positions live in this process, and a snapshot keeps no st
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -46,6 +47,9 @@ SQS_BACKENDS = "moto.sqs.models.sqs_backends"
 
 RETAINED_RECORDS = 2_000
 """Records a shard keeps for ``GetRecords`` once every mapping has passed them (DynamoDB keeps 24 hours)."""
+
+SCANNED_PER_BATCH = 1_000
+"""Records a mapping's next batch is looked for in (most are filtered out): a backlog costs each batch no more."""
 
 RETRY_PAUSE_SECONDS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 """Pauses between tries of a failing batch (then 30 s each), on the local time scale."""
@@ -76,8 +80,13 @@ def matches_filters(mapping: Any, record: dict[str, Any]) -> bool:
     filters = ((mapping.filter_criteria or {}).get("Filters")) or []
     if not filters:
         return True
-    pattern = resolve_dotted(EVENT_PATTERN)
-    return any(pattern.load(f.get("Pattern")).matches_event(record) for f in filters)
+    return any(_pattern(f.get("Pattern")).matches_event(record) for f in filters)
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(raw: str | None) -> Any:
+    """A filter's pattern, parsed once (every record of the stream is matched against it)."""
+    return resolve_dotted(EVENT_PATTERN).load(raw)
 
 
 def split(batch: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -122,7 +131,7 @@ class StreamPoller:
             if window:
                 time.sleep(min(window, 300.0) * time_scale())
             while self._deliver_next(mapping):
-                pass
+                self._trim()  # a poller that never catches up (writes keep coming) still lets go of records
         self._trim()
 
     def _start_of(self, mapping: Any) -> int:
@@ -141,14 +150,14 @@ class StreamPoller:
         with DYNAMODB_LOCK:
             first = int(self._shard.starting_sequence_number)
             position = max(position, first)
-            pending = self._shard.items[position - first :]
-            records = [stream_record(r, region, mapping.event_source_arn) for r in pending]
-        if not records:
+            pending = self._shard.items[position - first : position - first + SCANNED_PER_BATCH]
+        if not pending:
             return False
         batch: list[dict[str, Any]] = []
         taken = 0
-        for record in records:
+        for raw in pending:
             taken += 1
+            record = stream_record(raw, region, mapping.event_source_arn)
             if matches_filters(mapping, record):
                 batch.append(record)
                 if len(batch) >= int(mapping.batch_size):
