@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,55 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         stop(state_dir)
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call":
+        item.stash[_FAILED] = report.failed
+
+
+@pytest.fixture(autouse=True)
+def _failures_do_not_cascade(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that failed on the shared cloud, stop what it left running and wait for its locks to go.
+
+    Every module shares one local cloud: a deployment a failed test left paused holds its environment's lock, and
+    each later test's deployment would queue behind it, so one failure would read as many."""
+    yield
+    if request.node.stash.get(_FAILED, False) and "stage" in request.fixturenames:
+        settle(request.getfixturevalue("stage"))
+
+
+def settle(stage: Stage, timeout: float = 120) -> None:
+    """Stop every running execution (the reconciler restores traffic and releases the lock of each) and wait until
+    no lock is held; a lock still held then is deleted, and said."""
+    sfn = stage.cloud.client("stepfunctions")
+    pages = sfn.get_paginator("list_executions").paginate(
+        stateMachineArn=stage.cloud.outputs.state_machine_arn, statusFilter="RUNNING"
+    )
+    for execution in [e for page in pages for e in page["executions"]]:
+        sfn.stop_execution(executionArn=execution["executionArn"], cause="the test that started it failed")
+    table = stage.cloud.client("dynamodb")
+
+    def held() -> list[dict[str, Any]]:
+        pages = table.get_paginator("scan").paginate(
+            TableName=stage.cloud.outputs.ledger_table,
+            FilterExpression="begins_with(pk, :lock) AND attribute_exists(holder)",
+            ExpressionAttributeValues={":lock": {"S": "LOCK#"}},
+        )
+        return [item for page in pages for item in page["Items"]]
+
+    deadline = time.monotonic() + timeout
+    while (locks := held()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for item in locks:
+        warnings.warn(f"lock {item['pk']['S']} still held after a failed test: deleted", stacklevel=1)
+        table.delete_item(TableName=stage.cloud.outputs.ledger_table, Key={"pk": item["pk"], "sk": item["sk"]})
 
 
 @pytest.fixture
