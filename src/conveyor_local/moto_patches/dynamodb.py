@@ -12,6 +12,17 @@ query,scan,batch_get_item}``
     them: moto's UpdateItem of a new item stores it with only its key and then applies each SET in
     place, so a Query between saw a half-written item.
 
+``moto.dynamodb.models.DynamoDBBackend.transact_write_items(self, transact_items)`` and the ``copy`` module
+``moto.dynamodb.models`` uses
+    to undo a transaction that fails, moto deep-copies every table it names, whole, once per action (a
+    ledger transaction names its table two or three times), stream records and mapped functions included,
+    and on failure puts the copies in the tables' place: each of the ledger's transactions cost more than
+    the last (0.3 s for one copy of the e2e suite's ledger, under the lock every DynamoDB call waits on),
+    and a failed one left the stream's poller watching a table that was no longer there. We back up only
+    the items the transaction names (and how long each table's stream was) and run moto's own
+    transaction with a table's "copy" being the table itself; when it fails, those items are put back and
+    the stream records it made are taken off, as DynamoDB, which writes nothing of a cancelled transaction.
+
 ``moto.core.serialize.BaseJSONSerializer._serialize_type_structure(self, serialized, value, shape, key)``
     moto serializes every response by walking the botocore model, member by member; for DynamoDB that
     walk descends into each ``AttributeValue`` of every item returned, and a ledger record's nested
@@ -28,22 +39,26 @@ batch_get_item,transact_write_items}``
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor_local.moto_patches.registry import original, patches, relies_on
+from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_dotted
 from conveyor_local.moto_patches.service_faults import service_faulty
 
 DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
 DYNAMODB_RESPONSE = "moto.dynamodb.responses.DynamoHandler"
+TABLE = "moto.dynamodb.models.table.Table"
+DYNAMO_TYPE = "moto.dynamodb.models.dynamo_type.DynamoType"
+MODELS_COPY = "moto.dynamodb.models.copy"
 ATOMIC_METHODS = (
     "get_item",
     "put_item",
     "update_item",
     "delete_item",
-    "transact_write_items",
     # reads of many items: a query or scan must not see an UpdateItem half-applied
     "query",
     "scan",
@@ -71,6 +86,84 @@ def atomic(name: str) -> Callable[..., Any]:
 
     serialized.__name__ = name
     return serialized
+
+
+# ------------------------------------------------------------------------------ transactions
+
+_TRANSACTION = threading.local()
+
+
+class TransactionCopy:
+    """Stands in for the ``copy`` module in ``moto.dynamodb.models``: within ``transact_write_items`` on this
+    thread a table's copy is the table itself (the items the transaction names are backed up instead); every
+    other copy is ``copy``'s."""
+
+    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
+        if getattr(_TRANSACTION, "active", False) and isinstance(value, resolve_dotted(TABLE)):
+            return value
+        return copy.deepcopy(value, memo)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(copy, name)
+
+
+@dataclass
+class ItemBackup:
+    """The items a transaction names, as they were before it, and where each table's stream ended."""
+
+    items: dict[tuple[int, Any, Any], tuple[Any, Any, Any, Any]] = field(default_factory=dict)
+    streams: dict[int, tuple[Any, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, backend: Any, transact_items: list[dict[str, Any]]) -> ItemBackup:
+        backup = cls()
+        dynamo_type = resolve_dotted(DYNAMO_TYPE)
+        for action in transact_items:
+            for op in action.values():
+                table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+                key = (op.get("Key") or op.get("Item") or {}) if table is not None else {}
+                if table is None or table.hash_key_attr not in key:
+                    continue  # moto refuses it before it writes anything
+                if table.range_key_attr is not None and table.range_key_attr not in key:
+                    continue
+                hash_key = dynamo_type(key[table.hash_key_attr])
+                range_key = dynamo_type(key[table.range_key_attr]) if table.range_key_attr else None
+                slot = (id(table), hash_key, range_key)
+                if slot not in backup.items:
+                    current = table.get_item(hash_key, range_key)
+                    backup.items[slot] = (table, hash_key, range_key, copy.deepcopy(current))
+                shard = table.stream_shard
+                if shard is not None and id(table) not in backup.streams:
+                    backup.streams[id(table)] = (shard, len(shard.items))
+        return backup
+
+    def restore(self) -> None:
+        """Put every item back as it was and take the stream records written since off each stream."""
+        for table, hash_key, range_key, item in self.items.values():
+            if range_key is None:
+                holder, slot = table.items, hash_key
+            else:
+                holder, slot = table.items[hash_key], range_key
+            if item is None:
+                holder.pop(slot, None)
+            else:
+                holder[slot] = item
+        for shard, length in self.streams.values():
+            del shard.items[length:]
+
+
+def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+    """Replacement for ``DynamoDBBackend.transact_write_items``: moto's, atomic, backing up the named items only."""
+    with DYNAMODB_LOCK:
+        backup = ItemBackup.of(self, transact_items)
+        _TRANSACTION.active = True
+        try:
+            return original(f"{DYNAMODB_BACKEND}.transact_write_items")(self, transact_items)
+        except BaseException:
+            backup.restore()
+            raise
+        finally:
+            _TRANSACTION.active = False
 
 
 ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
@@ -131,5 +224,9 @@ patches(JSON_STRUCTURE, ("self", "serialized", "value", "shape", "key"), seriali
 relies_on("moto.core.serialize.BaseJSONSerializer._default_serialize", ("self", "serialized", "value", "shape", "key"))
 for _name in ATOMIC_METHODS:
     patches(f"{DYNAMODB_BACKEND}.{_name}", ("self",), atomic(_name))
+patches(f"{DYNAMODB_BACKEND}.transact_write_items", ("self", "transact_items"), transact_write_items)
+patches(MODELS_COPY, None, TransactionCopy())
+relies_on(f"{TABLE}.get_item", ("self", "hash_key", "range_key"))
+relies_on(DYNAMO_TYPE, ("type_as_dict",))
 for _method in FAULT_METHODS:
     patches(f"{DYNAMODB_RESPONSE}.{_method}", ("self",), service_faulty(DYNAMODB_RESPONSE, _method, "table", table_of))
