@@ -20,8 +20,9 @@ holds; ``_BackendPickler.reducer_override`` rebuilds what it cannot:
 When: a ``ChangeTracker`` (a WSGI middleware on the server) counts requests that may change state,
 and a ``Snapshotter`` thread writes a snapshot when something changed, at most every
 ``interval`` seconds (longer when a snapshot takes long: ``REST_PER_SNAPSHOT_SECOND``), and once more on
-clean shutdown. An ended execution's history is pickled once and its bytes reused. An execution that ends is a change no
-request makes; the snapshotter notices one leaving RUNNING within an interval and counts it.
+clean shutdown. An ended execution's history is pickled once and its bytes reused. An execution that
+ends is a change no request makes; the snapshotter notices one leaving RUNNING within an interval and
+counts it.
 A crash loses at most the last interval.
 Each snapshot is written to a temp file, fsynced and renamed over the last one, so a crash while
 writing leaves the previous snapshot whole. ``manifest.json`` beside it says which generation is on
