@@ -80,6 +80,8 @@ def test_a_tiny_difference_is_tolerated_even_when_the_ratio_is_large() -> None:
     spec = MetricsCheck(min_invocations=20, max_error_rate_percent=5, max_error_rate_ratio=2)
     checks = _by_name(judge_metrics(spec, _stats("3", 1000, 3), _stats("2", 1000, 0), 60))
     assert checks["metrics:error_rate_vs_baseline"].status == "pass"
+    # and a baseline without errors gets no ratio (it would be infinite)
+    assert "errors 0.3% on v3 vs 0.0% on v2 over 60 s, limit 2x" in checks["metrics:error_rate_vs_baseline"].reason
 
 
 def test_latency_ratio_compares_p95_with_the_old_version() -> None:

@@ -172,13 +172,13 @@ def _compare(
         regressed = (
             new_rate > old_rate * spec.max_error_rate_ratio and new_rate - old_rate > spec.error_rate_tolerance_percent
         )
-        ratio = "inf" if old_rate == 0 and new_rate > 0 else f"{(new_rate / old_rate if old_rate else 1.0):.1f}x"
+        ratio = f" ({new_rate / old_rate:.1f}x)" if old_rate else ""  # no ratio to a baseline without errors
         checks.append(
             _check(
                 "error_rate_vs_baseline",
                 "fail" if regressed else "pass",
-                f"errors {_pct(new_rate)} on v{new.version} vs {_pct(old_rate)} on v{old.version} {over} "
-                f"({ratio}), limit {_limit(spec.max_error_rate_ratio)}x "
+                f"errors {_pct(new_rate)} on v{new.version} vs {_pct(old_rate)} on v{old.version} {over}"
+                f"{ratio}, limit {_limit(spec.max_error_rate_ratio)}x "
                 f"(+{_limit(spec.error_rate_tolerance_percent)} points tolerated)",
                 evidence,
             )
