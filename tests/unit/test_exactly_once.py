@@ -12,6 +12,7 @@ from conveyor.domain.errors import (
     DowngradeRefusedError,
     ExecutionInputTooLargeError,
     ForeignBucketError,
+    VersionConflictError,
 )
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.notices import publish_once
@@ -169,6 +170,20 @@ def test_the_same_version_built_earlier_is_refused() -> None:
         check_not_downgrade(
             manifest("1.0.0"), live("1.0.0", built_at=built), order="semver", allowed=False, where="s3://b/k"
         )
+
+
+def test_the_live_version_with_other_content_is_a_conflict_however_the_race_went() -> None:
+    # Given 1.0.0 live, built later than a second build of 1.0.0 with other content pushed before it went live
+    other = live("1.0.0", built_at=datetime(2024, 5, 15, tzinfo=UTC)).model_copy(update={"package_sha256": "f" * 64})
+    pushed = datetime(2024, 5, 13, 23, 59, 59, tzinfo=UTC)
+
+    # Then the push is refused as a conflicting build of the live version (not overtaken, not a downgrade),
+    # naming both contents, whether downgrades are allowed or not
+    for allowed in (False, True):
+        with pytest.raises(VersionConflictError, match=r"hello 1\.0\.0 is immutable: deployment d-live made it live"):
+            check_not_downgrade(
+                manifest("1.0.0"), other, order="semver", allowed=allowed, where="s3://b/k", started_at=pushed
+            )
 
 
 def test_an_older_push_overtaken_by_a_newer_one_going_live_is_superseded_not_refused() -> None:

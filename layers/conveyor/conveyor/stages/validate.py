@@ -55,6 +55,13 @@ def recorded_version(record: DeploymentRecord) -> BuiltVersion:
     )
 
 
+def _conflict(manifest: Manifest, by_whom: str, bound_sha256: str) -> VersionConflictError:
+    return VersionConflictError(
+        f"{manifest.app} {manifest.version} is immutable: {by_whom} with package sha256 {bound_sha256}, and this "
+        f"push carries sha256 {manifest.package.sha256}. Nothing was deployed; push the new build as a new version"
+    )
+
+
 def check_not_downgrade(
     manifest: Manifest,
     live: DeploymentRecord | None,
@@ -69,8 +76,15 @@ def check_not_downgrade(
     An older artifact pushed before the newer one went live (``started_at``, its execution's start, is
     earlier than the live deployment's end) is not a downgrade someone asked for but the loser of a race
     of pushes: it ends SUPERSEDED (``DeploymentSupersededError``), changing nothing and paging nobody.
+    The live version itself with other content is refused as a ``VersionConflictError``, downgrades allowed or not.
     """
-    if live is None or allowed:
+    if live is None:
+        return
+    if live.version == manifest.version and live.package_sha256 not in (None, manifest.package.sha256):
+        # The same version with other content is a conflict however the race went, not a downgrade: the same
+        # version is only ordered by build time, so which build went live would decide otherwise.
+        raise _conflict(manifest, f"deployment {live.deployment_id} made it live", live.package_sha256)
+    if allowed:
         return
     if not is_newer(recorded_version(live), built_version(manifest), order):
         return
@@ -126,11 +140,7 @@ def bind_version(
     while True:
         bound = ledger.claim_release(mine)
         if bound.sha256 != mine.sha256:
-            raise VersionConflictError(
-                f"{manifest.app} {manifest.version} is immutable: it was first deployed by deployment "
-                f"{bound.first_deployment_id} with package sha256 {bound.sha256}, and this push carries sha256 "
-                f"{mine.sha256}. Nothing was deployed; push the new build as a new version"
-            )
+            raise _conflict(manifest, f"it was first deployed by deployment {bound.first_deployment_id}", bound.sha256)
         if bound.deployment_id == deployment_id:
             return None
         carrier = ledger.get(bound.deployment_id)
