@@ -101,8 +101,8 @@ class Stage:
             )
         return followed
 
-    def locks_of(self, deployment_ids: set[str]) -> list[dict]:
-        """Lock holders and queue entries (``LOCK#...`` items of the ledger table) of these deployments."""
+    def locks_of(self, deployment_ids: set[str] | None = None) -> list[dict]:
+        """Lock holders and queue entries (``LOCK#...`` items of the ledger table) of these deployments (None: all)."""
         table = self.cloud.client("dynamodb")
         pages = table.get_paginator("scan").paginate(
             TableName=self.cloud.outputs.ledger_table,
@@ -113,7 +113,7 @@ class Stage:
             item
             for page in pages
             for item in page["Items"]
-            if item.get("deployment_id", {}).get("S") in deployment_ids and "holder" in item
+            if "holder" in item and (deployment_ids is None or item.get("deployment_id", {}).get("S") in deployment_ids)
         ]
 
     def versions(self, function: str) -> list[str]:
@@ -168,22 +168,14 @@ def settle(stage: Stage, timeout: float = 120) -> None:
     )
     for execution in [e for page in pages for e in page["executions"]]:
         sfn.stop_execution(executionArn=execution["executionArn"], cause="the test that started it failed")
-    table = stage.cloud.client("dynamodb")
-
-    def held() -> list[dict[str, Any]]:
-        pages = table.get_paginator("scan").paginate(
-            TableName=stage.cloud.outputs.ledger_table,
-            FilterExpression="begins_with(pk, :lock) AND attribute_exists(holder)",
-            ExpressionAttributeValues={":lock": {"S": "LOCK#"}},
-        )
-        return [item for page in pages for item in page["Items"]]
-
     deadline = time.monotonic() + timeout
-    while (locks := held()) and time.monotonic() < deadline:
+    while (locks := stage.locks_of()) and time.monotonic() < deadline:
         time.sleep(0.2)
     for item in locks:
         warnings.warn(f"lock {item['pk']['S']} still held after a failed test: deleted", stacklevel=1)
-        table.delete_item(TableName=stage.cloud.outputs.ledger_table, Key={"pk": item["pk"], "sk": item["sk"]})
+        stage.cloud.client("dynamodb").delete_item(
+            TableName=stage.cloud.outputs.ledger_table, Key={"pk": item["pk"], "sk": item["sk"]}
+        )
 
 
 @pytest.fixture
