@@ -32,7 +32,7 @@ import functools
 from collections.abc import Iterable
 from typing import Any
 
-from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_dotted
+from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_class, resolve_dotted
 
 BASE_MODEL = "moto.core.common_models.BaseModel"
 RESET_MODEL_DATA = "moto.core.model_instances.reset_model_data"
@@ -60,14 +60,9 @@ def list_of_moto_modules() -> Iterable[str]:
     return _moto_modules()
 
 
-@functools.cache
-def _base_model() -> type:
-    return resolve_dotted(BASE_MODEL)  # type: ignore[no-any-return]
-
-
 def new_model(cls: type, *args: Any, **kwargs: Any) -> Any:
     """Replacement for ``BaseModel.__new__``: the instance, not added to ``cls.instances_tracked``."""
-    return super(_base_model(), cls).__new__(cls)
+    return super(resolve_class(BASE_MODEL), cls).__new__(cls)
 
 
 def forget_tracked_models() -> None:

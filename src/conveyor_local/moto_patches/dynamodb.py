@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_dotted
+from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_class
 from conveyor_local.moto_patches.service_faults import service_faulty
 
 DYNAMODB_BACKEND = "moto.dynamodb.models.DynamoDBBackend"
@@ -99,7 +99,7 @@ class TransactionCopy:
     other copy is ``copy``'s."""
 
     def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
-        if getattr(_TRANSACTION, "active", False) and isinstance(value, resolve_dotted(TABLE)):
+        if getattr(_TRANSACTION, "active", False) and isinstance(value, resolve_class(TABLE)):
             return value
         return copy.deepcopy(value, memo)
 
@@ -117,7 +117,7 @@ class ItemBackup:
     @classmethod
     def of(cls, backend: Any, transact_items: list[dict[str, Any]]) -> ItemBackup:
         backup = cls()
-        dynamo_type = resolve_dotted(DYNAMO_TYPE)
+        dynamo_type = resolve_class(DYNAMO_TYPE)
         for action in transact_items:
             for op in action.values():
                 table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None

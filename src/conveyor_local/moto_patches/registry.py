@@ -13,6 +13,7 @@ service module reads one copy of it: ``configure()`` sets it, ``pool()``, ``time
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import threading
@@ -63,6 +64,14 @@ def resolve_dotted(name: str) -> Any:
             target = getattr(target, attribute)
         return target
     raise ImportError(name)
+
+
+@functools.cache
+def resolve_class(name: str) -> type:
+    """``resolve_dotted`` once per name, for the classes a replacement checks or builds on every call (a class is
+    never what a patch replaces, so the answer cannot change)."""
+    resolved: type = resolve_dotted(name)
+    return resolved
 
 
 def original(name: str) -> Any:
