@@ -30,7 +30,14 @@ from conveyor.domain.errors import (
 from conveyor.domain.layout import ARTIFACT_PREFIX, PIPELINE_PREFIX, artifact_key, deployment_id, pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, Manifest
-from conveyor.domain.ownership import TargetId, claim_targets, resolve_targets, target_field
+from conveyor.domain.ownership import (
+    TargetId,
+    canonical_lambda_target,
+    claim_targets,
+    resolve_all_members,
+    resolve_targets,
+    target_field,
+)
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, LambdaTarget, PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.readiness import require_resources
@@ -155,7 +162,7 @@ def _beanstalk(cloud: Cloud, spec: PipelineSpec) -> BeanstalkTargets | None:
 def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str]:
     """The canonical ARNs of the spec's targets; a CliError naming the field if one is not Conveyor's to use."""
     try:
-        return {function.arn for function in resolve_targets(spec, home, source=source).values()}
+        return {member.arn for members in resolve_all_members(spec, home, source=source).values() for member in members}
     except TargetIdentityError as exc:
         raise CliError(str(exc)) from exc
 
@@ -167,7 +174,7 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
     copied into the bucket by hand) that has not deployed since, so the clash is refused here and not
     only at its next deployment.
     """
-    wanted = resolve_targets(spec, home, source=source)
+    wanted = resolve_all_members(spec, home, source=source)
     pages = (
         cloud.client("s3")
         .get_paginator("list_objects_v2")
@@ -177,8 +184,12 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
         app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
         if app == spec.app:
             continue
-        for env_name, function in _registered_targets_by_environment(cloud, app, home).items():
-            mine = next((name for name, wanted_fn in wanted.items() if wanted_fn == function), None)
+        for env_name, function in (
+            (env_name, member)
+            for env_name, members in _registered_targets_by_environment(cloud, app, home).items()
+            for member in members
+        ):
+            mine = next((name for name, members in wanted.items() if function in members), None)
             if mine is not None:
                 env = spec.environment(mine)
                 raise CliError(
@@ -188,19 +199,21 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
                 )
 
 
-def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, TargetId]:
-    """The targets of ``app``'s registered spec by environment; none for a spec that can never deploy (one
-    that does not parse, or names another app than its key: ValidateArtifact refuses both)."""
+def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, list[TargetId]]:
+    """What the targets of ``app``'s registered spec move, by environment; none for a spec that can never deploy
+    (one that does not parse, or names another app than its key: ValidateArtifact refuses both)."""
     try:
         spec = show_pipeline(cloud, app)
-        return resolve_targets(spec, home, source="registered") if spec.app == app else {}
+        return resolve_all_members(spec, home, source="registered") if spec.app == app else {}
     except (CliError, TargetIdentityError):
         return {}
 
 
 def _registered_targets(cloud: Cloud, app: str, home: Home) -> set[str]:
     """The targets of ``app``'s registered spec (none if it has none, or none that still parses)."""
-    return {function.arn for function in _registered_targets_by_environment(cloud, app, home).values()}
+    return {
+        member.arn for members in _registered_targets_by_environment(cloud, app, home).values() for member in members
+    }
 
 
 def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTarget, str]:
@@ -212,7 +225,7 @@ def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTa
         function = resolve_function(target.function_name, cloud.home(), field=field)
     except TargetIdentityError as exc:
         raise CliError(str(exc)) from exc
-    return target.model_copy(update={"function_name": function.name}), function.arn
+    return canonical_lambda_target(target, function.name), function.arn
 
 
 def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:

@@ -64,8 +64,8 @@ class FakeLedger:
 
     def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None:
         self.events.append(event)
-        if writes is not None and writes.served is not None:
-            self.record_served(writes.served)
+        for served in writes.served if writes is not None else []:
+            self.record_served(served)
         if writes is not None and writes.environment:
             assert event.environment is not None, f"{event.stage} updates an environment but names none"
             self.update_environment(event.deployment_id, event.environment, writes.environment)

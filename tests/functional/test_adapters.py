@@ -459,7 +459,7 @@ def test_a_stage_records_its_event_entry_and_served_release_in_one_write(
     calls = _counted_calls(monkeypatch)
 
     # When a stage records its event with the environment's new state and the release the alias now serves
-    writes = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=_served(deployment))
+    writes = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=[_served(deployment)])
     ledger.record_event(_stage_event(deployment, "staging"), writes)
 
     # Then it took one call, and all three are in the ledger
@@ -521,7 +521,7 @@ def test_the_ledger_refuses_a_status_move_the_table_forbids_in_either_write(clou
     # When a late stage writes SHIFTING over it, alone or beside its event and a served release
     with pytest.raises(StatusMoveRefusedError, match=f"{deployment} in staging is recorded ROLLED_BACK"):
         ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SHIFTING, "weight": 100})
-    late = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=_served(deployment))
+    late = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=[_served(deployment)])
     with pytest.raises(StatusMoveRefusedError, match="may not move to SHIFTING"):
         ledger.record_event(_stage_event(deployment, "staging"), late)
 

@@ -82,8 +82,8 @@ def test_an_oversize_spec_is_refused_before_it_is_parsed(monkeypatch: pytest.Mon
 @pytest.mark.parametrize(
     ("health", "field"),
     [
-        ({"synthetic": {"payload": {"p": "x" * 2048}, "expect": {}}}, "environments.0.health.synthetic.payload"),
-        ({"synthetic": {"expect": {"e": "x" * 1024}}}, "environments.0.health.synthetic.expect"),
+        ({"synthetic": {"payload": {"p": "x" * 2048}, "expect": {}}}, "environments.0.health.synthetic.0.payload"),
+        ({"synthetic": {"expect": {"e": "x" * 1024}}}, "environments.0.health.synthetic.0.expect"),
         ({"alarms": [f"a{i}" for i in range(MAX_ALARMS + 1)]}, "environments.0.health.alarms"),
         ({"alarms": ['quote"d']}, "environments.0.health.alarms.0"),
     ],

@@ -38,7 +38,7 @@ from conveyor.domain.limits import (
     json_bytes,
 )
 from conveyor.domain.manifest import MAX_ENVIRONMENT_BYTES, Manifest
-from conveyor.domain.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, MAX_STEP_HOOKS, PipelineSpec
+from conveyor.domain.pipeline import MAX_ALARMS, MAX_ENVIRONMENTS, MAX_FUNCTIONS, MAX_STEP_HOOKS, PipelineSpec
 from pydantic import ValidationError
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -189,6 +189,8 @@ def environment_step(spec: PipelineSpec, manifest: Manifest) -> EnvironmentStep:
             wait_seconds=86400,
             complete=False,
             started_at=NOW,
+            alias_revision="r" * 36,
+            companion_revisions={f"{n}" + "f" * 63: "r" * 36 for n in range(MAX_FUNCTIONS - 1)},
             # every step hook is due at 99%: the calls RunStepHooks makes travel in the state
             hooks=step_hook_calls(
                 environment,
@@ -208,20 +210,28 @@ def environment_step(spec: PipelineSpec, manifest: Manifest) -> EnvironmentStep:
             token=2**53,
             lease_seconds=900,
             waiting_for="d-" + "0" * 20,
+            companion_tokens={LONGEST_FUNCTION + str(n): 2**53 for n in range(MAX_FUNCTIONS - 1)},
         ),
     )
 
 
 def release(function_name: str) -> Release:
-    return Release(
-        environment="e" * 32,
-        function_name=function_name,
-        alias="a" * 128,
-        version_before="9" * 10,
-        version_after="9" * 10,
-        code_sha256=hashlib.sha256(b"x").hexdigest(),
-        reused=False,
-    )
+    """The release of a target of the most functions, each named as long as it may be."""
+
+    def one(name: str) -> Release:
+        return Release(
+            environment="e" * 32,
+            function_name=name,
+            alias="a" * 128,
+            version_before="9" * 10,
+            version_after="9" * 10,
+            code_sha256=hashlib.sha256(b"x").hexdigest(),
+            reused=False,
+            alias_revision="r" * 36,
+        )
+
+    companions = [one(f"{n}" + "f" * 63) for n in range(MAX_FUNCTIONS - 1)]
+    return one(function_name).model_copy(update={"companions": companions})
 
 
 @pytest.fixture(scope="module")
@@ -282,8 +292,14 @@ def test_the_execution_state_after_every_environment_stays_under_its_bound(
     assert live.health is not None
     # (EnvironmentLive keeps the last traffic step without the step hooks it ran: the ledger has them)
     assert "hooks" not in ENVIRONMENT_LIVE["Parameters"]["traffic"]
+    # (and its release without the companion functions', which it does not name)
+    kept = {key.removesuffix(".$") for key in ENVIRONMENT_LIVE["Parameters"]["release"]}
+    assert "companions" not in kept
+    assert kept == set(Release.model_fields) - {"companions"}
     result = EnvironmentResult(
-        release=live.release, traffic=live.traffic.model_copy(update={"hooks": []}), health=live.health
+        release=live.release.model_copy(update={"companions": []}),
+        traffic=live.traffic.model_copy(update={"hooks": []}),
+        health=live.health,
     )
     state = {
         "version": "0",

@@ -123,8 +123,7 @@ class DynamoLedger:
                 actions.append(
                     {"Update": self._environment_update(event.deployment_id, event.environment, writes.environment)}
                 )
-            if writes.served is not None:
-                actions.append({"Put": {"Item": self._served_item(writes.served)}})
+            actions += [{"Put": {"Item": self._served_item(served)}} for served in writes.served]
             try:
                 self._client.transact_write_items(
                     TransactItems=[
@@ -140,8 +139,8 @@ class DynamoLedger:
         self.record_event(event)
         if writes.environment:
             self.update_environment(event.deployment_id, str(event.environment), writes.environment)
-        if writes.served is not None:
-            self.record_served(writes.served)
+        for served in writes.served:
+            self.record_served(served)
 
     def _environment_update(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> dict[str, Any]:
         """The update of an existing environment entry's ``fields``, conditioned on the entry existing and, when

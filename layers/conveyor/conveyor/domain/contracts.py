@@ -196,6 +196,20 @@ class Release(_Result):
         "only if nobody else did since",
     )
     beanstalk: BeanstalkRelease | None = None
+    companions: list[Release] = Field(
+        default_factory=list,
+        description="a target of several functions: the release of each function after the first (same environment "
+        "and alias), moved, judged and restored with it",
+    )
+
+    @property
+    def members(self) -> list[Release]:
+        """Every function's release: this one (the target's first function), then its companions."""
+        return [self, *self.companions]
+
+    def member(self, function_name: str) -> Release:
+        """The release of one of the target's functions."""
+        return next(release for release in self.members if release.function_name == function_name)
 
 
 class TrafficState(_Result):
@@ -207,6 +221,9 @@ class TrafficState(_Result):
     started_at: datetime | None = Field(default=None, description="when the alias took this step's weight")
     alias_revision: str | None = Field(
         default=None, description="the alias's RevisionId after this step: the next step's write is conditioned on it"
+    )
+    companion_revisions: dict[str, str | None] = Field(
+        default_factory=dict, description="alias_revision of each companion function (Release.companions), by name"
     )
     hooks: list[HookCall] = Field(
         default_factory=list, description="the step hooks due at this step (RunStepHooks runs them, in order)"
@@ -282,6 +299,9 @@ class RollbackResult(_Result):
     duration_ms: float
     reason: str
     recorded: bool = Field(default=True, description="false: the alias was restored but the ledger could not say so")
+    companions: list[RollbackResult] = Field(
+        default_factory=list, description="the companion functions restored with this one (Release.companions)"
+    )
 
 
 class Failure(_Request):
@@ -373,6 +393,11 @@ class LockGrant(_Result):
     )
     alias_read: bool = Field(
         default=False, description="when acquired: the alias and what it served were read under the lock (above)"
+    )
+    companion_tokens: dict[str, int] = Field(
+        default_factory=dict,
+        description="when acquired, a target of several functions: the lock of each companion function (by key) and "
+        "its token, held with this one and fenced with it",
     )
 
 

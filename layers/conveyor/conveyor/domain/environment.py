@@ -95,8 +95,10 @@ class EnvironmentEntry(BaseModel):
 
     status: EnvironmentStatus | None = None
     function_name: str | None = None
+    functions: list[str] | None = None  # a target of several functions: all of them, function_name first
     alias: str | None = None
     lock_target: str | None = None
+    companion_locks: list[str] | None = None  # the companion functions' lock keys, held with lock_target
     version_before: str | None = None
     version_after: str | None = None
     weight: int | float | None = None
@@ -104,6 +106,7 @@ class EnvironmentEntry(BaseModel):
     position: int | None = None
     lock: dict[str, Any] | None = None
     served_before: dict[str, Any] | None = None
+    companions: list[dict[str, Any]] | None = None  # each companion function's release (Deploy), to restore it
     verdict: dict[str, Any] | None = None
     approval: dict[str, Any] | None = None
     rollback: dict[str, Any] | None = None

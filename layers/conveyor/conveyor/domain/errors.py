@@ -128,6 +128,15 @@ class RollbackFailedError(ConveyorError):
     """Restoring the alias failed: a person must act (the notification says what to run)."""
 
 
+class RestoreIncompleteError(ConveyorError):
+    """Restoring a target of several functions failed for some of them (the others were restored)."""
+
+    def __init__(self, restored: dict[str, str | None], failed: dict[str, Exception]) -> None:
+        self.restored, self.failed = restored, failed
+        done = f"; restored {', '.join(restored)}" if restored else ""
+        super().__init__("; ".join(f"{name}: {exc}" for name, exc in failed.items()) + done)
+
+
 class HookFailedError(ConveyorError):
     """A task-token hook (``migrate`` or a step hook) failed, timed out or stopped sending heartbeats: the
     environment rolls back. The message names the hook, its function and the traffic step."""

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from conveyor.domain.contracts import Deployment
-from conveyor.domain.ownership import resolve_target
-from conveyor.domain.pipeline import EnvironmentSpec
+from conveyor.domain.ownership import resolve_members, resolve_target
+from conveyor.domain.pipeline import EnvironmentSpec, LambdaTarget
 from conveyor.domain.ports import LockTable
 from conveyor.domain.records import DeploymentRecord
 from conveyor.observability import logger
@@ -24,15 +24,34 @@ def lock_target(deployment: Deployment, environment: EnvironmentSpec) -> str:
     return resolve_target(environment.target, deployment.home, field=field).arn
 
 
+def companion_lock_targets(deployment: Deployment, environment: EnvironmentSpec) -> list[str]:
+    """The lock keys of the companion functions of ``environment``'s target (``LambdaTarget.functions``), each
+    held with the target's own lock: whatever spec another deployment carries, nobody moves one of them meanwhile."""
+    if not isinstance(environment.target, LambdaTarget) or not environment.target.companions:
+        return []
+    field = f"pipeline {deployment.app}: environment {environment.name}: target"
+    return [member.arn for member in resolve_members(environment, deployment.home, field=field)[1:]]
+
+
 def deployment_targets(deployment: Deployment, names: Iterable[str]) -> list[str]:
-    """The lock keys of the deployment's environments called ``names``."""
+    """The lock keys of the deployment's environments called ``names`` (their companion functions' too)."""
     wanted = set(names)
-    return [lock_target(deployment, env) for env in deployment.environments if env.name in wanted]
+    return [
+        key
+        for env in deployment.environments
+        if env.name in wanted
+        for key in (lock_target(deployment, env), *companion_lock_targets(deployment, env))
+    ]
 
 
 def recorded_targets(record: DeploymentRecord) -> list[str]:
     """The lock keys AcquireLock recorded on the deployment's environments (for a stage without the spec)."""
-    return [str(env.lock_target) for env in record.environments.values() if env.lock_target]
+    return [
+        str(key)
+        for env in record.environments.values()
+        if env.lock_target
+        for key in (env.lock_target, *(env.companion_locks or []))
+    ]
 
 
 def waiter_key(started_at: datetime, execution_arn: str) -> str:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.domain.contracts import Outcome, ServedRelease
-from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError, TargetLockedError
 from conveyor.domain.pipeline import LambdaTarget
 from conveyor.domain.ports import Ledger, LockTable, Targets
@@ -44,6 +45,9 @@ class ManualRollback(BaseModel):
     deployment_id: str | None
     serves: str | None
     rolled_back_at: datetime | None = None
+    companions: dict[str, str] = Field(
+        default_factory=dict, description="a target of several functions: the version each other function got back"
+    )
 
 
 def live_deployment(records: list[DeploymentRecord], environment: str, serving: str | None) -> DeploymentRecord | None:
@@ -71,7 +75,13 @@ def went_live(record: DeploymentRecord, environment: str) -> bool:
 
 def lambda_version_of(records: list[DeploymentRecord], environment: str, app: str, release: str) -> str:
     """The Lambda version that carried ``app`` ``release`` (an app version, as its manifest names it) in
-    ``environment``: the one the newest deployment of it that went live there published.
+    ``environment``: the one the newest deployment of it that went live there published."""
+    return str(released_entry(records, environment, app, release).version_after)
+
+
+def released_entry(records: list[DeploymentRecord], environment: str, app: str, release: str) -> EnvironmentEntry:
+    """``environment``'s entry on the newest deployment of ``app`` ``release`` that went live there (its
+    ``version_after``, and each companion function's, carried the release).
 
     A release that was deployed there but never went live (rolled back by its checks) is refused, naming that
     deployment: restoring a version its own checks failed is not a rollback to a known good state.
@@ -79,7 +89,7 @@ def lambda_version_of(records: list[DeploymentRecord], environment: str, app: st
     deployed = [r for r in records if r.version == release and r.environments.get(environment)]
     for record in deployed:  # newest first
         if went_live(record, environment):
-            return str(record.environments[environment].version_after)
+            return record.environments[environment]
     if deployed:
         outcomes = ", ".join(f"{r.deployment_id} {r.status.value}" for r in deployed[:3])
         raise ReleaseNotFoundError(
@@ -89,6 +99,14 @@ def lambda_version_of(records: list[DeploymentRecord], environment: str, app: st
     raise ReleaseNotFoundError(
         f"no deployment of {app} {release} reached {environment} in the ledger; see `conveyor history --app {app}`"
     )
+
+
+def function_fields(entry: EnvironmentEntry, function: str) -> dict[str, Any]:
+    """What an environment's entry says about one function of its target: the entry itself for its first
+    function, the companion's fields (Deploy records them) for another; empty when it does not name it."""
+    if entry.function_name == function or not entry.companions:
+        return entry.model_dump() if entry.function_name in (function, None) else {}
+    return next((fields for fields in entry.companions if fields.get("function_name") == function), {})
 
 
 def served_after_rollback(
@@ -108,14 +126,14 @@ def served_after_rollback(
     """
     recorded_by = f"ManualRollback:{operator}"
     entry = live.environments.get(environment) if live else None
-    before = entry.served_before if entry is not None else None
+    before = function_fields(entry, function).get("served_before") if entry is not None else None
     if before and before.get("lambda_version") == version:
         return ServedRelease.model_validate(before | {"recorded_at": utcnow(), "recorded_by": recorded_by})
     for record in records:  # newest first
         env = record.environments.get(environment)
         if (
             env is not None
-            and env.version_after == version
+            and function_fields(env, function).get("version_after") == version
             and (env.status is EnvironmentStatus.LIVE or record.status is Outcome.SUCCEEDED)
             and record.package_sha256 is not None
         ):
@@ -157,13 +175,22 @@ def manual_rollback(
     records = ledger.history(app=app, limit=200)
     live = live_deployment(records, environment, serving)
     entry = live.environments[environment] if live else None
-    if to_release is not None:
-        to = lambda_version_of(records, environment, app, to_release)
-    version = to or (entry.version_before if entry else None)
-    if version is None:
+    if target.companions and to is not None:
         raise NothingToRollBackError(
-            f"no earlier version of {function}:{alias} is recorded in the ledger; name one with --to"
+            f"{app}/{environment} targets {len(target.function_names)} functions ({', '.join(target.function_names)}): "
+            "a Lambda version names one function's code; roll back to an app version (--to APP_VERSION) or to what "
+            "served before the live release"
         )
+    source = released_entry(records, environment, app, to_release) if to_release is not None else entry
+    field = "version_after" if to_release is not None else "version_before"
+    versions = {name: to or (source and function_fields(source, name).get(field)) for name in target.function_names}
+    missing = [name for name, version in versions.items() if version is None]
+    if missing:
+        raise NothingToRollBackError(
+            f"no earlier version of {', '.join(f'{name}:{alias}' for name in missing)} is recorded in the ledger; "
+            "name one with --to"
+        )
+    version = str(versions[function])
     holder = f"manual-rollback:{operator}:{uuid.uuid4()}"
     token = locks.try_acquire(
         lock,
@@ -182,17 +209,28 @@ def manual_rollback(
             "let it finish (it rolls back by itself on a failed check) and try again"
         )
     try:
-        targets.ensure_managed(function, managed_tag_key)
+        for name in target.function_names:
+            targets.ensure_managed(name, managed_tag_key)
         started_at, started = utcnow(), time.perf_counter()
-        targets.route_alias(function, alias, version, None)
+        for name in target.function_names:
+            targets.route_alias(name, alias, str(versions[name]), None)
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
-        served = served_after_rollback(
-            records, live, environment=environment, function=function, alias=alias, version=version, operator=operator
-        )
-        if served is not None:
-            ledger.record_served(served)
-        else:
-            ledger.forget_served(function, alias)  # the restored version's release is not known: claim none
+        for name in target.function_names:
+            restored = served_after_rollback(
+                records,
+                live,
+                environment=environment,
+                function=name,
+                alias=alias,
+                version=str(versions[name]),
+                operator=operator,
+            )
+            if restored is not None:
+                ledger.record_served(restored)
+            else:
+                ledger.forget_served(name, alias)  # the restored version's release is not known: claim none
+            if name == function:
+                served = restored
         result = ManualRollback(
             app=app,
             environment=environment,
@@ -205,6 +243,7 @@ def manual_rollback(
             deployment_id=live.deployment_id if live else None,
             serves=f"{served.app} {served.version} (deployment {served.deployment_id})" if served else None,
             rolled_back_at=started_at,
+            companions={name: str(versions[name]) for name in target.companions},
         )
         if live is not None:
             ledger.record_event(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from conveyor.domain.contracts import Deployment, Outcome
-from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import LedgerError
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger
 from conveyor.domain.records import DeploymentRecord
@@ -149,9 +149,34 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
             lines.append(f"  {name}: {status} - nothing deployed; {where} untouched")
         else:
             lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
+        lines += _companion_lines(env)
     if all(env.status is EnvironmentStatus.PENDING for env in record.environments.values()):
         return ["  no environment was touched: nothing was deployed"]
     return lines
+
+
+def _companion_lines(env: EnvironmentEntry) -> list[str]:
+    """The other functions of a target of several: where each one's alias is, as its environment's line says."""
+    alias = env.alias
+    if env.status is EnvironmentStatus.ROLLED_BACK:
+        return [
+            f"    and {c['function_name']}:{alias} restored to version "
+            f"{c.get('restored_version') or '(alias removed: it did not exist before)'} (was {c['rolled_back_from']})"
+            for c in (env.rollback or {}).get("companions", [])
+        ]
+    companions = env.companions or []
+    if env.status is EnvironmentStatus.LIVE:
+        return [
+            f"    and {c['function_name']}:{alias} now serves version {c['version_after']} (was {c['version_before']})"
+            for c in companions
+        ]
+    if env.status is EnvironmentStatus.SHIFTING:
+        return [
+            f"    and {c['function_name']}:{alias} may still send traffic to version {c['version_after']} (version "
+            f"before: {c['version_before']}); it was NOT restored"
+            for c in companions
+        ]
+    return []
 
 
 def _verdict_lines(record: DeploymentRecord) -> list[str]:

@@ -15,6 +15,7 @@ from conveyor.domain.ports import TargetOwners
 from conveyor.domain.target_identity import (
     BeanstalkEnvironmentId,
     FunctionId,
+    FunctionRef,
     Home,
     beanstalk_environment,
     resolve_function,
@@ -32,6 +33,14 @@ def target_field(spec: PipelineSpec, environment: EnvironmentSpec, source: str) 
     return f"{source}: environments[{index}] ({environment.name}).target.{field}"
 
 
+def member_field(field: str, target: LambdaTarget | ElasticBeanstalkTarget, position: int) -> str:
+    """Where the ``position``-th function of a target of several functions is written (``target.functions[i]``),
+    given where the target is (``target_field``)."""
+    if not isinstance(target, LambdaTarget) or not target.companions:
+        return field
+    return f"{field.removesuffix('.function_name')}.functions[{position}]"
+
+
 def resolve_target(target: LambdaTarget | ElasticBeanstalkTarget, home: Home, *, field: str) -> TargetId:
     """``target`` as a canonical identity in ``home`` (``TargetIdentityError`` naming ``field``)."""
     if isinstance(target, ElasticBeanstalkTarget):
@@ -39,11 +48,28 @@ def resolve_target(target: LambdaTarget | ElasticBeanstalkTarget, home: Home, *,
     return resolve_function(target.function_name, home, field=field)
 
 
+def resolve_members(environment: EnvironmentSpec, home: Home, *, field: str) -> list[TargetId]:
+    """Everything ``environment``'s target moves, as canonical identities: each of its functions (the first is
+    the target's own identity), or its Elastic Beanstalk environment."""
+    target = environment.target
+    if isinstance(target, ElasticBeanstalkTarget):
+        return [resolve_target(target, home, field=field)]
+    return [
+        resolve_function(name, home, field=member_field(field, target, position))
+        for position, name in enumerate(target.function_names)
+    ]
+
+
 def resolve_targets(spec: PipelineSpec, home: Home, *, source: str) -> dict[str, TargetId]:
     """Each environment's target as a canonical identity in ``home`` (``TargetIdentityError`` naming the field)."""
     return {
         env.name: resolve_target(env.target, home, field=target_field(spec, env, source)) for env in spec.environments
     }
+
+
+def resolve_all_members(spec: PipelineSpec, home: Home, *, source: str) -> dict[str, list[TargetId]]:
+    """Everything each environment's target moves (``resolve_members``), by environment: what ``spec`` owns."""
+    return {env.name: resolve_members(env, home, field=target_field(spec, env, source)) for env in spec.environments}
 
 
 def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, source: str) -> dict[str, TargetId]:
@@ -54,16 +80,21 @@ def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, sourc
     """
     resolved = resolve_targets(spec, home, source=source)
     for env in spec.environments:
-        function = resolved[env.name]
-        other = owners.claim(function.arn, app=spec.app, environment=env.name)
-        if other is not None:
-            raise TargetClaimedError(
-                f"{target_field(spec, env, source)}: {_kind(function)} {function.arn} belongs to app {other.app!r} "
-                f"(environment {other.environment!r}); app {spec.app!r} (environment {env.name!r}) may not deploy "
-                f"to it. One function has one owner: point one of them at another function, or remove it from "
-                f"{other.app!r}'s pipeline and apply that first"
-            )
+        field = target_field(spec, env, source)
+        for position, member in enumerate(resolve_members(env, home, field=field)):
+            _claim(spec, env, member, owners, field=member_field(field, env.target, position))
     return resolved
+
+
+def _claim(spec: PipelineSpec, env: EnvironmentSpec, function: TargetId, owners: TargetOwners, *, field: str) -> None:
+    other = owners.claim(function.arn, app=spec.app, environment=env.name)
+    if other is not None:
+        raise TargetClaimedError(
+            f"{field}: {_kind(function)} {function.arn} belongs to app {other.app!r} "
+            f"(environment {other.environment!r}); app {spec.app!r} (environment {env.name!r}) may not deploy "
+            f"to it. One function has one owner: point one of them at another function, or remove it from "
+            f"{other.app!r}'s pipeline and apply that first"
+        )
 
 
 def _kind(target: TargetId) -> str:
@@ -77,11 +108,24 @@ def with_canonical_targets(spec: PipelineSpec, resolved: dict[str, TargetId]) ->
     stages after ValidateArtifact then call Lambda (and key the lock) with one spelling of it.
     """
     return [
-        env.model_copy(update={"target": env.target.model_copy(update={"function_name": resolved[env.name].name})})
+        env.model_copy(update={"target": canonical_lambda_target(env.target, resolved[env.name].name)})
         if isinstance(env.target, LambdaTarget)
         else env
         for env in spec.environments
     ]
 
 
-__all__ = ["claim_targets", "resolve_targets", "target_field", "with_canonical_targets"]
+def canonical_lambda_target(target: LambdaTarget, name: str) -> LambdaTarget:
+    """``target`` with each function written as its plain name (validated already: ``resolve_members``)."""
+    functions = [FunctionRef.parse(member).name for member in target.functions]
+    return target.model_copy(update={"function_name": name, "functions": functions})
+
+
+__all__ = [
+    "claim_targets",
+    "resolve_all_members",
+    "resolve_members",
+    "resolve_targets",
+    "target_field",
+    "with_canonical_targets",
+]

@@ -70,10 +70,52 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
+MAX_FUNCTIONS = 5
+"""Functions one environment's target moves together: each adds its release to the state and its calls to a step."""
+
+
+def _one_target_schema(schema: dict[str, Any]) -> None:
+    """The schema says what the validator accepts: ``function_name``, or ``functions`` (whose first is then the
+    ``function_name``), one of them at least."""
+    required = [name for name in schema.pop("required", []) if name != "function_name"]
+    if required:
+        schema["required"] = required
+    schema["anyOf"] = [{"required": ["function_name"]}, {"required": ["functions"]}]
+
+
 class LambdaTarget(_Spec):
+    """One function's alias, or (``functions``) the same alias of several functions of one app, released together.
+
+    Several functions get the same package (each keeps its own handler) and move as one: each step sets every
+    alias to the same weight, health is judged across all of them, a failed verdict restores all of them, and
+    the environment's one lock covers all of them. ``function_name`` is the first of ``functions``: the
+    function the ledger, the lock and the notices name the target by.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_one_target_schema)
+
     kind: Literal["lambda"] = "lambda"
     function_name: FunctionName
+    functions: list[FunctionName] = Field(
+        default_factory=list,
+        max_length=MAX_FUNCTIONS,
+        description="several functions of the app released together with one package (instead of function_name)",
+    )
     alias: AliasName = "live"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_of_functions(cls, data: Any) -> Any:
+        """``functions: [a, b]`` names ``a`` as ``function_name``; both given, they must agree."""
+        if not isinstance(data, dict) or not data.get("functions"):
+            return data
+        first = data["functions"][0]
+        if "function_name" in data and data["function_name"] != first:
+            raise ValueError(
+                f"give function_name or functions, not both (function_name {data['function_name']!r} is not the "
+                f"first of functions)"
+            )
+        return {**data, "function_name": first}
 
     @field_validator("function_name")
     @classmethod
@@ -82,18 +124,42 @@ class LambdaTarget(_Spec):
         FunctionRef.parse(value)
         return value
 
+    @field_validator("functions")
+    @classmethod
+    def _distinct_unqualified_functions(cls, values: list[str]) -> list[str]:
+        names = [FunctionRef.parse(value).name for value in values]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"each function once: {', '.join(twice)} named more than once")
+        return values
+
     @property
     def function(self) -> FunctionRef:
         return FunctionRef.parse(self.function_name)
 
     @property
+    def function_names(self) -> list[str]:
+        """Every function the target moves, ``function_name`` first."""
+        return self.functions or [self.function_name]
+
+    @property
+    def companions(self) -> list[str]:
+        """The functions released together with ``function_name`` (none for a one-function target)."""
+        return self.function_names[1:]
+
+    @property
     def label(self) -> str:
         """The target as a person reads it in a notice."""
+        if self.companions:
+            return f"{'+'.join(FunctionRef.parse(name).name for name in self.function_names)}:{self.alias}"
         return f"{self.function_name}:{self.alias}"
 
-    def ledger_fields(self) -> dict[str, str]:
+    def ledger_fields(self) -> dict[str, Any]:
         """How the ledger's environment entry names the target."""
-        return {"function_name": self.function_name, "alias": self.alias}
+        fields: dict[str, Any] = {"function_name": self.function_name, "alias": self.alias}
+        if self.companions:
+            fields["functions"] = self.function_names
+        return fields
 
 
 class ElasticBeanstalkTarget(_Spec):
@@ -216,6 +282,11 @@ Strategy = Annotated[AllAtOnce | Canary | Linear | BlueGreen, Field(discriminato
 
 class SyntheticCheck(_Spec):
     """Invoke the new version with ``payload``; the response must contain ``expect`` (a subset match)."""
+
+    function: FunctionName | None = Field(
+        default=None,
+        description="which of the target's functions is invoked (a target of several functions); default: the first",
+    )
 
     payload: dict[str, Any] = Field(
         default_factory=dict, description=f"at most {MAX_SYNTHETIC_PAYLOAD_BYTES} bytes as JSON"
@@ -415,8 +486,21 @@ CHECKS_BY_STEP = {
 }
 
 
+def _one_or_many(schema: dict[str, Any]) -> None:
+    """``synthetic`` as written: one check, or a list of them (the model holds a list)."""
+    items = schema.pop("items")
+    schema.pop("type", None)
+    schema["anyOf"] = [items, {"type": "array", "items": items, "maxItems": MAX_FUNCTIONS}, {"type": "null"}]
+    schema.pop("maxItems", None)
+
+
 class HealthSpec(_Spec):
-    synthetic: SyntheticCheck | None = None
+    synthetic: list[SyntheticCheck] = Field(
+        default_factory=list,
+        max_length=MAX_FUNCTIONS,
+        description="one check (a mapping), or a list of them (one per function of a target of several functions)",
+        json_schema_extra=_one_or_many,
+    )
     alarms: list[AlarmName] = Field(default_factory=list, max_length=MAX_ALARMS)
     metrics: MetricsCheck | None = None
     http: HttpProbe | None = None
@@ -439,10 +523,15 @@ class HealthSpec(_Spec):
     )
     max_inconclusive_retries: int = Field(default=3, ge=0, le=20)
 
+    @field_validator("synthetic", mode="before")
+    @classmethod
+    def _one_check_is_a_list_of_one(cls, value: Any) -> Any:
+        return [] if value is None else [value] if isinstance(value, dict) else value
+
     @model_validator(mode="after")
     def _checks_something(self) -> HealthSpec:
-        checks = (self.synthetic, self.metrics, self.http, self.pre_traffic, self.post_traffic, self.environment)
-        if all(check is None for check in checks) and not self.alarms:
+        checks = (self.metrics, self.http, self.pre_traffic, self.post_traffic, self.environment)
+        if all(check is None for check in checks) and not self.alarms and not self.synthetic:
             raise ValueError(
                 "health needs at least one check (synthetic, alarms, metrics, http, environment or a hook)"
             )
@@ -457,7 +546,7 @@ class HealthSpec(_Spec):
         the post-traffic hook once the new version serves 100% at the last step.
         """
         runs: list[CheckKind] = []
-        if self.synthetic is not None:
+        if self.synthetic:
             runs.append("synthetic")
         if self.alarms:
             runs.append("alarms")
@@ -558,15 +647,22 @@ class EnvironmentSpec(_Spec):
         if isinstance(self.target, LambdaTarget):
             if self.health.environment is not None:
                 raise ValueError("health.environment: only an elasticbeanstalk target has an environment's health")
+            members = {FunctionRef.parse(name).name for name in self.target.function_names}
+            for check in self.health.synthetic:
+                if check.function is not None and FunctionRef.parse(check.function).name not in members:
+                    raise ValueError(
+                        f"health.synthetic.function: {check.function!r} is not one of the target's functions "
+                        f"({', '.join(self.target.function_names)})"
+                    )
             return self
         if self.health.environment is None:
             raise ValueError(
                 "health.environment: an elasticbeanstalk target is judged by its environment's health and health "
                 "path; add `environment: {path: /health}` (or the path your app answers on)"
             )
-        for check in ("synthetic", "metrics"):
-            if getattr(self.health, check) is not None:
-                raise ValueError(f"health.{check}: a Lambda check; an elasticbeanstalk target has no Lambda version")
+        for kind, written in (("synthetic", bool(self.health.synthetic)), ("metrics", self.health.metrics is not None)):
+            if written:
+                raise ValueError(f"health.{kind}: a Lambda check; an elasticbeanstalk target has no Lambda version")
         if self.strategy.type not in ("all_at_once", "blue_green"):
             raise ValueError(
                 f"strategy {self.strategy.type!r}: an elasticbeanstalk target deploys all_at_once or blue_green"
@@ -634,7 +730,8 @@ def target_keys(target: LambdaTarget | ElasticBeanstalkTarget) -> list[tuple[str
     """What a target moves, for comparing targets within one spec (the home is not known here, and another
     account's ARN is refused anyway): its function by name, or each EB environment of its application."""
     if isinstance(target, LambdaTarget):
-        return [(f"lambda:{target.function.name}", f"function {target.function.name!r}")]
+        names = [FunctionRef.parse(name).name for name in target.function_names]
+        return [(f"lambda:{name}", f"function {name!r}") for name in names]
     envs = [target.environment] + ([target.idle_environment] if target.idle_environment else [])
     return [(f"eb:{target.application}/{env}", f"Elastic Beanstalk environment {env!r}") for env in envs]
 

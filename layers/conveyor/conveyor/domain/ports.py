@@ -26,15 +26,16 @@ NOTICE_IN_FLIGHT = ""
 class StageWrites:
     """What a stage records beside its event once its body completed: one ledger write for all of it.
 
-    ``environment``: fields set on the event's environment entry; ``served``: the release an alias now
-    serves (``Ledger.record_served``). A stage that raised records its event alone.
+    ``environment``: fields set on the event's environment entry; ``served``: the release each alias now
+    serves (``Ledger.record_served``; one per function of the target). A stage that raised records its event
+    alone.
     """
 
     environment: dict[str, Any] = field(default_factory=dict)
-    served: ServedRelease | None = None
+    served: list[ServedRelease] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.environment) or self.served is not None
+        return bool(self.environment or self.served)
 
 
 class Ledger(Protocol):

@@ -14,6 +14,7 @@ from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNot
 from conveyor.domain.ownership import TargetId
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, LambdaTarget, PipelineSpec, TaskHookSpec
 from conveyor.domain.ports import Alarms, BeanstalkEnvironments, Targets
+from conveyor.domain.target_identity import FunctionRef
 
 
 def _function_problem(targets: Targets, function: str, tag_key: str, what: str) -> str | None:
@@ -24,6 +25,19 @@ def _function_problem(targets: Targets, function: str, tag_key: str, what: str) 
     except TargetError:
         return f"{what} {function!r} is not tagged {tag_key}=true (Conveyor may use only managed functions)"
     return None
+
+
+def _lambda_problems(target: LambdaTarget, resolved: TargetId, targets: Targets, tag_key: str) -> list[str]:
+    """Each function of the target that is missing or unmanaged (``resolved``: its first, canonical)."""
+    if not target.companions:
+        problem = _function_problem(targets, resolved.name, tag_key, "target function")
+        return [f"target.function_name: {problem}"] if problem else []
+    names = [resolved.name] + [FunctionRef.parse(name).name for name in target.companions]
+    return [
+        f"target.functions[{index}]: {problem}"
+        for index, name in enumerate(names)
+        if (problem := _function_problem(targets, name, tag_key, "target function"))
+    ]
 
 
 def _beanstalk_problems(target: ElasticBeanstalkTarget, beanstalk: BeanstalkEnvironments, tag_key: str) -> list[str]:
@@ -67,9 +81,9 @@ def missing_resources(
     for index, env in enumerate(spec.environments):
         where = f"environments[{index}] ({env.name})"
         if isinstance(env.target, LambdaTarget):
-            problem = _function_problem(targets, resolved[env.name].name, tag_key, "target function")
-            if problem:
-                problems.append(f"{where}.target.function_name: {problem}")
+            problems += [
+                f"{where}.{problem}" for problem in _lambda_problems(env.target, resolved[env.name], targets, tag_key)
+            ]
         elif beanstalk is not None:
             problems += [f"{where}.{problem}" for problem in _beanstalk_problems(env.target, beanstalk, tag_key)]
         for phase, hook in (("pre_traffic", env.health.pre_traffic), ("post_traffic", env.health.post_traffic)):

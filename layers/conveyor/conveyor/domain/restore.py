@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from conveyor.domain.contracts import Release
-from conveyor.domain.errors import (
-    AliasChangedError,
-)
+from typing import Any
+
+from conveyor.domain.contracts import Release, RollbackResult
+from conveyor.domain.errors import AliasChangedError, RestoreIncompleteError
 from conveyor.domain.ports import Ledger, Targets
 from conveyor.domain.timing import utcnow
 
@@ -40,6 +40,39 @@ def restore_alias(targets: Targets, release: Release) -> str | None:
             continue
         return release.version_before
     raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
+
+
+def restore_aliases(targets: Targets, release: Release) -> dict[str, str | None]:
+    """``restore_alias`` for every function of the release (a target of several functions has them all back), by
+    function: each is tried even when another fails, then ``RestoreIncompleteError`` names what failed."""
+    if not release.companions:
+        return {release.function_name: restore_alias(targets, release)}
+    restored: dict[str, str | None] = {}
+    failed: dict[str, Exception] = {}
+    for member in release.members:
+        try:
+            restored[member.function_name] = restore_alias(targets, member)
+        except Exception as exc:
+            failed[member.function_name] = exc
+    if failed:
+        raise RestoreIncompleteError(restored, failed)
+    return restored
+
+
+def rollback_result(release: Release, restored: dict[str, str | None], **fields: Any) -> RollbackResult:
+    """What a restore did (RollBack's and the reconciler's), the companion functions beside the first."""
+    results = [
+        RollbackResult(
+            environment=member.environment,
+            function_name=member.function_name,
+            alias=member.alias,
+            restored_version=restored[member.function_name],
+            rolled_back_from=member.version_after,
+            **fields,
+        )
+        for member in release.members
+    ]
+    return results[0].model_copy(update={"companions": results[1:]})
 
 
 def restore_served(release: Release, *, ledger: Ledger, recorded_by: str = "RollBack") -> None:

@@ -6,9 +6,15 @@ redrive never publishes a second version of the same code. What the alias served
 revision and the release the ledger says it is) comes from AcquireLock, which read it under the lock
 (one GetAlias and one ledger read per environment, not one per stage). The stage's event and the
 environment's entry are one ledger write.
+
+A target of several functions (``target.functions``) gets the same package on each function, which keeps its
+own handler; each publishes its own version, and the first function's ``Release`` carries the others as
+``companions`` (the ledger entry too), so every later stage moves, judges and restores all of them.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import Deployment, EnvironmentStep, Release, ServedRelease
@@ -32,18 +38,57 @@ def release_description(deployment: Deployment) -> str:
 
 
 def _alias_before(
-    step: EnvironmentStep, targets: Targets, ledger: Ledger
+    step: EnvironmentStep, function: str, targets: Targets, ledger: Ledger
 ) -> tuple[str | None, str | None, ServedRelease | None]:
-    """The version the alias served before this deployment, the revision naming that state, and the release
-    the ledger says it served: AcquireLock read all three under the lock."""
+    """The version ``function``'s alias served before this deployment, the revision naming that state, and the
+    release the ledger says it served: AcquireLock read all three under the lock for the target's first function;
+    a companion function's are read here (under the same lock)."""
     grant, target = step.lock, step.environment.target
     assert not isinstance(target, ElasticBeanstalkTarget)
-    if grant is not None and grant.status == "acquired" and grant.alias_read:
+    if function == target.function_name and grant is not None and grant.status == "acquired" and grant.alias_read:
         return grant.alias_version, grant.alias_revision, grant.served
-    # A grant from before grants carried what the alias served: read it now.
-    alias = targets.alias_state(target.function_name, target.alias)
-    served = ledger.served(target.function_name, target.alias)
+    # A companion, or a grant from before grants carried what the alias served: read it now.
+    alias = targets.alias_state(function, target.alias)
+    served = ledger.served(function, target.alias)
     return (None, None, served) if alias is None else (alias.version, alias.revision_id, served)
+
+
+def _deploy_function(
+    step: EnvironmentStep, function: str, *, targets: Targets, ledger: Ledger, managed_tag_key: str
+) -> Release:
+    """Put the release's package and configuration on ``function``'s ``$LATEST`` (unless it holds them) and
+    publish its version."""
+    deployment, environment = step.deployment, step.environment
+    assert not isinstance(environment.target, ElasticBeanstalkTarget)
+    config = deployment.manifest.function_config
+    latest = targets.managed_function(function, managed_tag_key)
+    version_before, alias_revision, served = _alias_before(step, function, targets, ledger)
+    code_sha256 = base64_digest(deployment.package.sha256)
+    reused = latest.holds(code_sha256, config)
+    if not reused:
+        targets.update_code(function, deployment.package, config, latest)
+    return Release(
+        environment=environment.name,
+        function_name=function,
+        alias=environment.target.alias,
+        version_before=version_before,
+        version_after=targets.publish_version(function, code_sha256, release_description(deployment)),
+        code_sha256=code_sha256,
+        reused=reused,
+        served_before=served if served is not None and served.serves(version_before) else None,
+        alias_revision=alias_revision,
+    )
+
+
+def _entry_fields(release: Release) -> dict[str, Any]:
+    """What the environment's ledger entry says about one function's release (the reconciler restores from it)."""
+    return {
+        "function_name": release.function_name,
+        "alias": release.alias,
+        "version_before": release.version_before,
+        "version_after": release.version_after,
+        "served_before": release.served_before.model_dump(mode="json") if release.served_before else None,
+    }
 
 
 def deploy(
@@ -54,46 +99,37 @@ def deploy(
     managed_tag_key: str,
     beanstalk: BeanstalkEnvironments | None = None,
 ) -> Release:
+    """Publish the release's version on every function of the environment's target (the first function's
+    release carries the others as ``companions``)."""
     if isinstance(step.environment.target, ElasticBeanstalkTarget):
         if beanstalk is None:
             raise ConfigurationError("Deploy: an elasticbeanstalk target needs the Elastic Beanstalk adapter")
         return deploy_beanstalk(step, beanstalk=beanstalk, ledger=ledger, managed_tag_key=managed_tag_key)
     deployment, environment = step.deployment, step.environment
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
-    function, alias = environment.target.function_name, environment.target.alias
-    config = deployment.manifest.function_config
     writes = StageWrites()
     with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name, writes=writes) as detail:
-        latest = targets.managed_function(function, managed_tag_key)
-        version_before, alias_revision, served = _alias_before(step, targets, ledger)
-        served_before = served if served is not None and served.serves(version_before) else None
-        code_sha256 = base64_digest(deployment.package.sha256)
-        reused = latest.holds(code_sha256, config)
-        if not reused:
-            targets.update_code(function, deployment.package, config, latest)
-        version = targets.publish_version(function, code_sha256, release_description(deployment))
-        release = Release(
-            environment=environment.name,
-            function_name=function,
-            alias=alias,
-            version_before=version_before,
-            version_after=version,
-            code_sha256=code_sha256,
-            reused=reused,
-            served_before=served_before,
-            alias_revision=alias_revision,
+        first, *others = (
+            _deploy_function(step, function, targets=targets, ledger=ledger, managed_tag_key=managed_tag_key)
+            for function in environment.target.function_names
         )
+        release = first.model_copy(update={"companions": others})
         detail.update(release.model_dump(mode="json"))
-        writes.environment = {
-            "status": EnvironmentStatus.DEPLOYED,
-            "function_name": function,
-            "alias": alias,
-            "version_before": version_before,
-            "version_after": version,
-            "served_before": served_before.model_dump(mode="json") if served_before else None,
-        }
-    metrics.add_metric(name="VersionsReused" if reused else "VersionsPublished", unit=MetricUnit.Count, value=1)
-    logger.info("version ready", extra={"environment": environment.name, "version": version, "reused": reused})
+        writes.environment = {"status": EnvironmentStatus.DEPLOYED, **_entry_fields(release)}
+        if others:
+            writes.environment["companions"] = [_entry_fields(other) for other in others]
+    for member in release.members:
+        metrics.add_metric(
+            name="VersionsReused" if member.reused else "VersionsPublished", unit=MetricUnit.Count, value=1
+        )
+    logger.info(
+        "version ready",
+        extra={
+            "environment": environment.name,
+            "versions": {member.function_name: member.version_after for member in release.members},
+            "reused": [member.function_name for member in release.members if member.reused],
+        },
+    )
     return release
 
 

@@ -10,6 +10,11 @@ and the team's pre-traffic / post-traffic hook Lambdas. Which checks run depends
 - weight > 0: synthetic, alarms, metrics, HTTP probe;
 - the last step (100%): the post-traffic hook too.
 
+A target of several functions is judged across all of them: each synthetic check invokes the function it
+names (the first by default), and the metrics judge every function's new version against its own old one,
+each check named with its function (``metrics:error_rate@orders-worker``). Any of them failing fails the
+verdict, so the rollback restores them all.
+
 A missing alarm fails the check (it is not "OK"); an alarm without data, or fewer invocations than
 the spec's minimum, is inconclusive, and inconclusive follows the spec's ``on_inconclusive`` policy
 (fail by default; ``retry`` judges again after another interval, up to ``max_inconclusive_retries``,
@@ -52,6 +57,7 @@ from conveyor.domain.ports import (
     Targets,
 )
 from conveyor.domain.records import FAILED
+from conveyor.domain.target_identity import FunctionRef
 from conveyor.domain.time_scale import UNSCALED, TimeScale
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -308,8 +314,8 @@ def run_checks(
     weight = traffic.weight if traffic is not None else 100
     runs = spec.checks_at(weight, last=traffic is None or traffic.complete)
     checks = []
-    if spec.synthetic is not None and "synthetic" in runs:
-        checks.append(synthetic_check(targets, release, spec.synthetic))
+    if "synthetic" in runs:
+        checks += [synthetic_check(targets, _invoked(release, check), check) for check in spec.synthetic]
     if "alarms" in runs:
         checks.extend(alarm_checks(alarms, spec.alarms))
     if spec.environment is not None and "environment" in runs:
@@ -319,7 +325,9 @@ def run_checks(
         else:
             checks.extend(environment_checks(release, spec.environment, beanstalk, prober))
     if spec.metrics is not None and "metrics" in runs:
-        checks.extend(metrics_checks(lambda_metrics, spec.metrics, release, traffic, now or utcnow(), scale=scale))
+        for member in release.members:  # every function's new version judged against its own old one
+            judged = metrics_checks(lambda_metrics, spec.metrics, member, traffic, now or utcnow(), scale=scale)
+            checks += [_of_function(check, member) for check in judged] if release.companions else judged
     if spec.http is not None and "http" in runs:
         checks.append(http_check(prober, spec.http))
     if deployment is not None:
@@ -329,6 +337,24 @@ def run_checks(
             payload = hook_payload("post_traffic", deployment, release, weight)
             checks.append(hook_check(targets, spec.post_traffic, payload))
     return checks
+
+
+def _invoked(release: Release, check: SyntheticCheck) -> Release:
+    """The release of the function a synthetic check invokes: the one it names, or the target's first."""
+    if check.function is None:
+        return release
+    return release.member(FunctionRef.parse(check.function).name)
+
+
+def _of_function(check: CheckResult, member: Release) -> CheckResult:
+    """A check of one function of a target of several, named and reasoned with that function."""
+    return check.model_copy(
+        update={
+            "name": f"{check.name}@{member.function_name}",
+            "reason": f"{member.function_name}: {check.reason}",
+            "evidence": {"function": member.function_name, **check.evidence},
+        }
+    )
 
 
 def inconclusive_streak(step: EnvironmentStep) -> int:

@@ -36,7 +36,7 @@ from conveyor.domain.beanstalk import serving_label
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConfigurationError, LockLostError, LockWaitTimeoutError
-from conveyor.domain.locks import lock_target, release_deployment_locks, waiter_key
+from conveyor.domain.locks import companion_lock_targets, lock_target, release_deployment_locks, waiter_key
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, RolloutPolicy
 from conveyor.domain.ports import (
     AliasState,
@@ -170,6 +170,7 @@ def acquire_lock(
             targets=targets,
             executions=executions,
             beanstalk=beanstalk,
+            now=now,
         )
     if (current is None or current.free_at(now)) and not locks.waiters(target):
         # Nobody holds it and nobody waits: take it without queueing (the write is conditioned on it being free,
@@ -193,6 +194,7 @@ def acquire_lock(
                 targets=targets,
                 executions=executions,
                 beanstalk=beanstalk,
+                now=now,
             )
 
     mine = Waiter(
@@ -257,6 +259,7 @@ def acquire_lock(
                 targets=targets,
                 executions=executions,
                 beanstalk=beanstalk,
+                now=now,
             )
         current = locks.get(target)
 
@@ -269,11 +272,18 @@ def acquire_lock(
             f"({target}), held by {held_by(current, now) or 'a deployment ahead in the queue'}; push again or "
             "raise the pipeline's lock_wait_seconds"
         )
-    ahead = holding or line[0].deployment_id
-    ledger.set_status(deployment.deployment_id, Outcome.QUEUED, owner=holder, expected=(Outcome.IN_PROGRESS,))
+    return wait_in_line(step, grant, position=position, ahead=holding or line[0].deployment_id, ledger=ledger)
+
+
+def wait_in_line(
+    step: EnvironmentStep, grant: dict[str, Any], *, position: int, ahead: str, ledger: Ledger
+) -> LockGrant:
+    """Say in the ledger that the deployment waits (QUEUED, behind ``ahead``) and answer ``waiting``."""
+    deployment_id = step.deployment.deployment_id
+    ledger.set_status(deployment_id, Outcome.QUEUED, owner=grant["holder"], expected=(Outcome.IN_PROGRESS,))
     ledger.update_environment(
-        deployment.deployment_id,
-        env,
+        deployment_id,
+        step.environment.name,
         {"status": EnvironmentStatus.QUEUED, "waiting_for": ahead, "position": position, **target_fields(step)},
     )
     metrics.add_metric(name="LockWaits", unit=MetricUnit.Count, value=1)
@@ -307,8 +317,11 @@ def held_by(current: LockState | None, now: float) -> str | None:
     return f"deployment {current.deployment_id} of {current.app or '?'}/{current.environment or '?'}"
 
 
-def target_fields(step: EnvironmentStep) -> dict[str, str]:
-    return {**step.environment.target.ledger_fields(), "lock_target": lock_target(step.deployment, step.environment)}
+def target_fields(step: EnvironmentStep) -> dict[str, Any]:
+    fields = {**step.environment.target.ledger_fields(), "lock_target": lock_target(step.deployment, step.environment)}
+    if companions := companion_lock_targets(step.deployment, step.environment):
+        fields["companion_locks"] = companions
+    return fields
 
 
 def _serving(
@@ -338,6 +351,7 @@ def taken(
     targets: Targets,
     executions: Executions,
     beanstalk: BeanstalkEnvironments | None = None,
+    now: float,
 ) -> LockGrant:
     """Finish taking a lock (idempotent: a retried AcquireLock that already holds it comes here too).
 
@@ -353,6 +367,12 @@ def taken(
         locks.release(grant["target"], deployment.execution_arn)
         supersede(step, ledger=ledger, by=outdated[0], reason=outdated[1])
         return LockGrant(status="superseded", waiting_for=outdated[0], **grant)
+    companions, blocked = hold_companions(step, grant, locks=locks, executions=executions, now=now)
+    if blocked is not None:
+        # One of the target's other functions is another deployment's (one whose spec named it alone, or first):
+        # give this lock back and wait for it, so no two deployments ever move one function.
+        locks.release(grant["target"], deployment.execution_arn)
+        return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
     ledger.set_status(
         deployment.deployment_id,
         Outcome.IN_PROGRESS,
@@ -378,8 +398,48 @@ def taken(
         alias_revision=None if alias is None else alias.revision_id,
         served=served,
         alias_read=True,
+        companion_tokens=companions,
         **grant,
     )
+
+
+def hold_companions(
+    step: EnvironmentStep, grant: dict[str, Any], *, locks: LockTable, executions: Executions, now: float
+) -> tuple[dict[str, int], str | None]:
+    """Take the lock of each companion function of the target (``companion_lock_targets``) with the target's:
+    their tokens by key, or (nothing kept) the deployment holding one of them."""
+    holder, lease = grant["holder"], grant["lease_seconds"]
+    tokens: dict[str, int] = {}
+    for key in companion_lock_targets(step.deployment, step.environment):
+        current = locks.get(key)
+        if (
+            current is not None
+            and current.holder == holder
+            and current.token is not None
+            and locks.renew(key, holder=holder, token=current.token, lease_seconds=lease, now=now)
+        ):
+            tokens[key] = current.token  # a retry of this state: already held
+            continue
+        dead = None
+        if current is not None and current.holder is not None and not current.free_at(now):
+            dead = current if ended_holder(current.holder, executions, now) is not None else None
+        token = locks.try_acquire(
+            key,
+            holder=holder,
+            deployment_id=step.deployment.deployment_id,
+            app=grant["app"],
+            environment=grant["environment"],
+            lease_seconds=lease,
+            now=now,
+            stale=dead,
+        )
+        if token is None:
+            for held in tokens:
+                locks.release(held, holder)
+            blocked = locks.get(key)
+            return {}, blocked.deployment_id if blocked is not None and blocked.deployment_id else key
+        tokens[key] = token
+    return tokens, None
 
 
 def waiting_line(
@@ -481,6 +541,12 @@ def check_fence(step: EnvironmentStep, *, locks: LockTable, now: float) -> None:
             f"the lock on {where} ({grant.target}) is now held by {other}; this execution's token {grant.token} is "
             "stale, so it changed nothing"
         )
+    for key, token in grant.companion_tokens.items():
+        if not locks.renew(key, holder=grant.holder, token=token, lease_seconds=grant.lease_seconds, now=now):
+            raise LockLostError(
+                f"the lock on {key}, one of {where}'s functions, is no longer this execution's (token {token}), so "
+                "it changed nothing"
+            )
 
 
 def release_earlier_environments(step: EnvironmentStep, *, locks: LockTable) -> list[str]:

@@ -36,7 +36,6 @@ from conveyor.domain.contracts import (
     Outcome,
     Reconciliation,
     Release,
-    RollbackResult,
 )
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
@@ -46,7 +45,7 @@ from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
-from conveyor.domain.restore import restore_alias, restore_served
+from conveyor.domain.restore import restore_aliases, restore_served, rollback_result
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -147,36 +146,24 @@ def restore_environment(
         holder = locks.get(target)
         by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
         return f"deployment {by} holds {name}'s target now and sets its traffic anew"
-    release = Release(
-        environment=name,
-        function_name=str(function),
-        alias=str(alias),
-        version_before=entry.version_before,
-        version_after=str(after),
-        code_sha256="",
-        reused=False,
-        served_before=entry.served_before,  # what Deploy read from the ledger: the release to say again
-        beanstalk=_beanstalk_release(entry),
-    )
+    release = recorded_release(name, entry)
     started = utcnow()
     try:
         if release.beanstalk is not None:
             if beanstalk is None:
                 raise ConfigurationError("Reconcile: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
-            restored = restore_production(release, beanstalk())
+            restored = {release.function_name: restore_production(release, beanstalk())}
         else:
-            restored = restore_alias(targets, release)
+            restored = restore_aliases(targets, release)
     except Exception:
-        # Not restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
+        # Not (all) restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
         locks.release(target, fence)
         raise
-    restore_served(release, ledger=ledger, recorded_by="Reconcile")
-    result = RollbackResult(
-        environment=name,
-        function_name=release.function_name,
-        alias=release.alias,
-        restored_version=restored,
-        rolled_back_from=release.version_after,
+    for member in release.members:
+        restore_served(member, ledger=ledger, recorded_by="Reconcile")
+    result = rollback_result(
+        release,
+        restored,
         duration_ms=round((utcnow() - started).total_seconds() * 1000, 1),
         reason=f"{cause_of(ended)}; the reconciler restored {name}",
     )
@@ -200,6 +187,26 @@ def restore_environment(
     metrics.add_metric(name="RollbackDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
     return None
+
+
+def recorded_release(name: str, entry: EnvironmentEntry) -> Release:
+    """The release Deploy recorded on the environment's entry (its companion functions too), to restore it."""
+
+    def one(fields: dict[str, Any]) -> Release:
+        return Release(
+            environment=name,
+            function_name=str(fields["function_name"]),
+            alias=str(fields["alias"]),
+            version_before=fields.get("version_before"),
+            version_after=str(fields["version_after"]),
+            code_sha256="",
+            reused=False,
+            served_before=fields.get("served_before"),  # what Deploy read from the ledger: the release to say again
+        )
+
+    first = one(entry.model_dump())
+    companions = [one({"alias": entry.alias, **fields}) for fields in entry.companions or []]
+    return first.model_copy(update={"beanstalk": _beanstalk_release(entry), "companions": companions})
 
 
 def outcome_of(record: DeploymentRecord, ended: ExecutionEnded) -> Outcome:

@@ -1,6 +1,7 @@
 """RollBack: put an environment's alias back where it was before this deployment, in one call.
 
-The alias returns to the previous version at 100% with its routing configuration cleared (or
+Every function of the target (several, for ``target.functions``) has its alias back: the alias returns to
+the previous version at 100% with its routing configuration cleared (or
 is removed if it did not exist before), whatever failed: a health verdict or a crash in a
 traffic step. If that call fails, a person must act: ``RollbackFailedError``.
 
@@ -23,11 +24,12 @@ from conveyor.domain.errors import (
     ApprovalRejectedError,
     ConveyorError,
     LedgerError,
+    RestoreIncompleteError,
     RollbackFailedError,
     StatusMoveRefusedError,
 )
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, Targets
-from conveyor.domain.restore import restore_alias, restore_served
+from conveyor.domain.restore import restore_aliases, restore_served, rollback_result
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -60,13 +62,21 @@ def manual_restore_command(release: Release) -> str:
     )
 
 
-def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironments | None) -> str | None:
-    """Production back where it was: the alias (Lambda), or the CNAMEs or version label (Elastic Beanstalk)."""
+def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironments | None) -> dict[str, str | None]:
+    """Production back where it was: every function's alias (Lambda), or the CNAMEs or version label (Elastic
+    Beanstalk); what each target now serves, by function (application)."""
     if release.beanstalk is None:
-        return restore_alias(targets, release)
+        try:
+            return restore_aliases(targets, release)
+        except RestoreIncompleteError as exc:
+            commands = "; ".join(manual_restore_command(release.member(name)) for name in exc.failed)
+            raise RollbackFailedError(
+                f"could not restore {', '.join(f'{name}:{release.alias}' for name in exc.failed)} to the version "
+                f"each served before ({exc}). Run: {commands}"
+            ) from exc
     if beanstalk is None:
         raise RollbackFailedError("RollBack: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
-    return eb.restore_production(release, beanstalk)
+    return {release.function_name: eb.restore_production(release, beanstalk)}
 
 
 def roll_back(
@@ -81,20 +91,16 @@ def roll_back(
         started = time.perf_counter()
         try:
             restored = _restore(release, targets, beanstalk)
+        except RollbackFailedError:
+            raise
         except (ConveyorError, ClientError, BotoCoreError) as exc:
             target = release.version_before or "(no alias)"
             raise RollbackFailedError(
                 f"could not restore {release.function_name}:{release.alias} to {target}: {exc}. "
                 f"Run: {manual_restore_command(release)}"
             ) from exc
-        result = RollbackResult(
-            environment=release.environment,
-            function_name=release.function_name,
-            alias=release.alias,
-            restored_version=restored,
-            rolled_back_from=release.version_after,
-            duration_ms=round((time.perf_counter() - started) * 1000, 1),
-            reason=reason,
+        result = rollback_result(
+            release, restored, duration_ms=round((time.perf_counter() - started) * 1000, 1), reason=reason
         )
         detail.update(result.model_dump(mode="json"))
     metrics.add_metric(name="Rollbacks", unit=MetricUnit.Count, value=1)
@@ -102,7 +108,8 @@ def roll_back(
     logger.warning("rolled back", extra={"environment": release.environment, "reason": reason})
     recorded = True
     try:
-        restore_served(release, ledger=ledger)
+        for member in release.members:
+            restore_served(member, ledger=ledger)
         ledger.update_environment(
             deployment.deployment_id,
             release.environment,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from conveyor.domain import beanstalk as eb
-from conveyor.domain.contracts import EnvironmentStep, ServedRelease, TrafficState
+from conveyor.domain.contracts import EnvironmentStep, Release, ServedRelease, TrafficState
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import TrafficShiftError
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, StageWrites, Targets
@@ -33,7 +33,9 @@ from conveyor.observability import MetricUnit, logger, metrics
 def next_traffic(step: EnvironmentStep) -> TrafficState:
     """The traffic step to apply now: the first of the plan, or the one after the current step."""
     steps = step.environment.traffic_steps()
-    if step.release is not None and step.release.version_before in (None, step.release.version_after):
+    if step.release is not None and all(
+        member.version_before in (None, member.version_after) for member in step.release.members
+    ):
         # Nothing to split against (first deployment, or the version is already live): go straight to 100%,
         # after any weight-0 verification step (it moves no traffic, so it still applies).
         steps = [s for s in steps[:-1] if s.weight == 0] + [steps[-1]]
@@ -70,33 +72,33 @@ def shift_traffic(
     traffic = next_traffic(step)
     writes = StageWrites()
     with timed_stage(ledger, deployment.deployment_id, "ShiftTraffic", release.environment, writes=writes) as detail:
-        revision = step.traffic.alias_revision if step.traffic is not None else release.alias_revision
         if traffic.weight == 0:
             fence()
             detail["note"] = "verifying the new version with no production traffic; the alias is unchanged"
+            revisions = _revisions(step)
         else:
-            if revision is None and release.version_before is not None:
-                # The alias existed but its revision was not handed on (a state from before it was): read it now.
-                current = targets.alias_state(release.function_name, release.alias)
-                revision = current.revision_id if current is not None else None
+            revisions = _revisions(step, targets=targets)
             fence()
-            if traffic.weight == 100 or release.version_before is None:
-                revision = targets.route_alias(
-                    release.function_name, release.alias, release.version_after, None, revision_id=revision
+            for member in release.members:
+                revisions[member.function_name] = _route(
+                    member, traffic.weight, revisions[member.function_name], targets
                 )
-                if traffic.weight == 100:
-                    # The alias now serves this release: said in the ledger, not in the (immutable) version.
-                    writes.served = ServedRelease.of(deployment, release, recorded_by="ShiftTraffic")
-            else:
-                revision = targets.route_alias(
-                    release.function_name,
-                    release.alias,
-                    release.version_before,
-                    {release.version_after: traffic.weight / 100},
-                    revision_id=revision,
-                )
-        traffic = traffic.model_copy(update={"alias_revision": revision})
+            if traffic.weight == 100:
+                # Each alias now serves this release: said in the ledger, not in the (immutable) versions.
+                writes.served = [
+                    ServedRelease.of(deployment, member, recorded_by="ShiftTraffic") for member in release.members
+                ]
+        traffic = traffic.model_copy(
+            update={
+                "alias_revision": revisions[release.function_name],
+                "companion_revisions": {
+                    member.function_name: revisions[member.function_name] for member in release.companions
+                },
+            }
+        )
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
+        if release.companions:
+            detail["functions"] = [member.function_name for member in release.members]
         writes.environment = {
             "status": EnvironmentStatus.VERIFYING if traffic.weight == 0 else EnvironmentStatus.SHIFTING,
             "weight": traffic.weight,
@@ -104,6 +106,40 @@ def shift_traffic(
     metrics.add_metric(name="TrafficShifts", unit=MetricUnit.Count, value=1)
     logger.info("traffic shifted", extra={"environment": release.environment, "weight": traffic.weight})
     return traffic
+
+
+def _revisions(step: EnvironmentStep, *, targets: Targets | None = None) -> dict[str, str | None]:
+    """Each function's alias revision the next write is conditioned on: the previous step's answer, or Deploy's
+    (AcquireLock's) read. Given ``targets``, an alias that existed but whose revision was not handed on (a
+    state from before it was) is read now."""
+    release, traffic = step.release, step.traffic
+    assert release is not None
+    revisions: dict[str, str | None] = {}
+    for member in release.members:
+        if traffic is None:
+            revision = member.alias_revision
+        elif member is release:
+            revision = traffic.alias_revision
+        else:
+            revision = traffic.companion_revisions.get(member.function_name, member.alias_revision)
+        if revision is None and member.version_before is not None and targets is not None:
+            current = targets.alias_state(member.function_name, member.alias)
+            revision = current.revision_id if current is not None else None
+        revisions[member.function_name] = revision
+    return revisions
+
+
+def _route(member: Release, weight: int, revision: str | None, targets: Targets) -> str | None:
+    """Point one function's alias at ``weight`` percent on its new version; the alias's new revision."""
+    if weight == 100 or member.version_before in (None, member.version_after):
+        return targets.route_alias(member.function_name, member.alias, member.version_after, None, revision_id=revision)
+    return targets.route_alias(
+        member.function_name,
+        member.alias,
+        member.version_before,
+        {member.version_after: weight / 100},
+        revision_id=revision,
+    )
 
 
 def shift_beanstalk(
@@ -121,7 +157,7 @@ def shift_beanstalk(
             detail["note"] = "verifying the new version on its own environment; production is unchanged"
         else:
             detail["note"] = eb.promote(release, beanstalk)
-            writes.served = ServedRelease.of(deployment, release, recorded_by="ShiftTraffic")
+            writes.served = [ServedRelease.of(deployment, release, recorded_by="ShiftTraffic")]
         detail.update(weight=traffic.weight, step=traffic.index + 1, of=len(traffic.steps))
         writes.environment = {
             "status": EnvironmentStatus.VERIFYING if traffic.weight == 0 else EnvironmentStatus.SHIFTING,

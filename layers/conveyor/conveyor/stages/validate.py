@@ -19,7 +19,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.layout import ArtifactKey, pipeline_key, release_key
 from conveyor.domain.manifest import Manifest
-from conveyor.domain.ownership import claim_targets, resolve_targets, with_canonical_targets
+from conveyor.domain.ownership import claim_targets, resolve_all_members, resolve_targets, with_canonical_targets
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
 from conveyor.domain.ports import ArtifactStore, Executions, Ledger, TargetOwners, Targets
 from conveyor.domain.pushed_object import PushedObject
@@ -220,9 +220,11 @@ def validate_artifact(
         if pipeline.app != where.app:
             raise PipelineInvalidError(f"{source}: app is {pipeline.app!r}, expected {where.app!r}")
         resolved = resolve_targets(pipeline, home, source=source)  # functions of our own account and region only
+        members = resolve_all_members(pipeline, home, source=source)
         for environment in pipeline.environments:
             if isinstance(environment.target, LambdaTarget):
-                targets.ensure_managed(resolved[environment.name].name, managed_tag_key)
+                for member in members[environment.name]:
+                    targets.ensure_managed(member.name, managed_tag_key)
             require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
         claim_targets(pipeline, home, owners, source=source)  # one owner per function
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)

@@ -1,0 +1,233 @@
+"""A target of several functions (``target.functions``): the spec's rules, one owner per function, and the restores
+that put every function back (the reconciler after a stop, and a manual rollback)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from conveyor.domain.contracts import ExecutionEnded, Outcome
+from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import NothingToRollBackError, PipelineInvalidError, TargetClaimedError
+from conveyor.domain.manual_rollback import manual_rollback
+from conveyor.domain.ownership import claim_targets
+from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.pushed_object import PushedObject
+from conveyor.stages.reconcile import reconcile
+
+from tests.fakes import DEFAULT_SPEC, FakeLocks, FakeNotifier, FakeTargetOwners, FakeTargets
+from tests.unit.conftest import HOME, build_step, started_ledger
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "pipeline.schema.json").read_text())
+PREFIX = "arn:aws:lambda:us-east-1:123456789012:function"
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:deployments:unit"
+S3_EVENT = {
+    "source": "aws.s3",
+    "detail-type": "Object Created",
+    "detail": {
+        "bucket": {"name": "bucket"},
+        "object": {"key": "artifacts/hello/1.0.0.zip", "version-id": "v1"},
+        "requester": "arn:aws:iam::123456789012:user/ci",
+    },
+}
+
+
+def _document(target: dict[str, Any], **health: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(DEFAULT_SPEC)
+    spec["environments"][0]["target"] = target
+    if health:
+        spec["environments"][0]["health"] = health
+    return spec
+
+
+def _parse(document: dict[str, Any]) -> PipelineSpec:
+    return PipelineSpec.from_yaml(yaml.safe_dump(document), "pipelines/hello.yaml")
+
+
+def test_functions_name_the_target_by_its_first_and_the_schema_accepts_them() -> None:
+    document = _document({"kind": "lambda", "functions": ["hello-api", "hello-worker"]})
+    jsonschema.validate(document, SCHEMA)
+    target = _parse(document).environments[0].target
+    assert isinstance(target, LambdaTarget)
+    assert (target.function_name, target.function_names, target.companions) == (
+        "hello-api",
+        ["hello-api", "hello-worker"],
+        ["hello-worker"],
+    )
+    assert target.ledger_fields() == {
+        "function_name": "hello-api",
+        "alias": "live",
+        "functions": ["hello-api", "hello-worker"],
+    }
+    # What the state carries parses again to the same target
+    assert LambdaTarget.model_validate(target.model_dump()) == target
+
+
+def test_a_target_names_no_function_at_all_is_refused_by_the_schema_and_the_model() -> None:
+    document = _document({"kind": "lambda", "alias": "live"})
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, SCHEMA)
+    with pytest.raises(PipelineInvalidError, match="function_name: Field required"):
+        _parse(document)
+
+
+@pytest.mark.parametrize(
+    ("target", "health", "message"),
+    [
+        (
+            {"function_name": "hello-api", "functions": ["hello-worker", "hello-api"]},
+            {},
+            "give function_name or functions, not both",
+        ),
+        ({"functions": ["hello-api", f"{PREFIX}:hello-api"]}, {}, "each function once: hello-api"),
+        ({"functions": [f"a{n}" for n in range(6)]}, {}, "at most 5 items"),
+        (
+            {"functions": ["hello-api", "hello-worker"]},
+            {"synthetic": {"function": "hello-cron", "expect": {}}},
+            "health.synthetic.function: 'hello-cron' is not one of the target's functions",
+        ),
+    ],
+    ids=["both disagree", "twice", "too many", "synthetic elsewhere"],
+)
+def test_a_target_of_several_functions_is_refused_by_name(
+    target: dict[str, Any], health: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PipelineInvalidError, match=message):
+        _parse(_document(target, **health))
+
+
+def test_two_environments_may_not_share_a_function() -> None:
+    document = _document({"functions": ["hello-api", "hello-worker"]})
+    production = {**copy.deepcopy(document["environments"][0]), "name": "production"}
+    production["target"] = {"functions": ["hello-api-prod", "hello-worker"]}
+    document["environments"].append(production)
+    with pytest.raises(PipelineInvalidError, match="'staging' and 'production' both target function 'hello-worker'"):
+        _parse(document)
+
+
+def test_every_function_is_claimed_and_another_app_naming_one_is_refused_at_its_field() -> None:
+    owners = FakeTargetOwners()
+    claim_targets(_parse(_document({"functions": ["hello-api", "hello-worker"]})), HOME, owners, source="a")
+    assert owners.owner(f"{PREFIX}:hello-worker") is not None
+    billing = _document({"functions": ["billing-api", "hello-worker"]})
+    billing["app"] = "billing"
+    with pytest.raises(TargetClaimedError) as raised:
+        claim_targets(_parse(billing), HOME, owners, source="pipelines/billing.yaml")
+    assert str(raised.value).startswith("pipelines/billing.yaml: environments[0] (staging).target.functions[1]: ")
+    assert "belongs to app 'hello'" in str(raised.value)
+
+
+class TwoFunctions:
+    """hello 1.0.0 mid-canary in staging on hello-api and hello-worker: both aliases split 80/20, lock held."""
+
+    def __init__(self) -> None:
+        self.step = build_step()
+        self.targets = FakeTargets()
+        self.locks = FakeLocks()
+        self.notifier = FakeNotifier()
+        self.ledger = started_ledger(self.step)
+        record = self.ledger.records.pop(self.step.deployment.deployment_id)
+        self.deployment_id = record["deployment_id"] = PushedObject.from_event(S3_EVENT).deployment_id
+        self.ledger.records[self.deployment_id] = record
+        for name in ("hello-api", "hello-worker"):
+            function = self.targets.add(name, alias="live", version="1")
+            function.versions["2"] = ("new-sha", {})
+            function.aliases["live"] = ("1", {"2": 0.2})
+        self.locks.try_acquire(
+            f"{PREFIX}:hello-api",
+            holder=EXECUTION,
+            deployment_id=self.deployment_id,
+            app="hello",
+            environment="staging",
+            lease_seconds=3600,
+            now=1_700_000_000,
+        )
+        self.ledger.update_environment(
+            self.deployment_id,
+            "staging",
+            {
+                "status": "SHIFTING",
+                "weight": 20,
+                "function_name": "hello-api",
+                "functions": ["hello-api", "hello-worker"],
+                "alias": "live",
+                "version_before": "1",
+                "version_after": "2",
+                "lock_target": f"{PREFIX}:hello-api",
+                "companion_locks": [f"{PREFIX}:hello-worker"],
+                "companions": [{"function_name": "hello-worker", "version_before": "1", "version_after": "2"}],
+            },
+        )
+
+
+def test_a_stopped_execution_has_every_function_restored_by_the_reconciler() -> None:
+    world = TwoFunctions()
+    ended = ExecutionEnded.model_validate(
+        {
+            "executionArn": EXECUTION,
+            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:deployments",
+            "status": "ABORTED",
+            "startDate": 1_700_000_000_000,
+            "stopDate": 1_700_000_100_000,
+            "input": json.dumps(S3_EVENT),
+        }
+    )
+    result = reconcile(
+        ended,
+        ledger=world.ledger,
+        locks=world.locks,
+        targets=world.targets,
+        notifier=world.notifier,
+        now=1_700_000_200,
+    )
+    assert result.restored == ["staging"]
+    for name in ("hello-api", "hello-worker"):
+        assert world.targets.functions[name].aliases["live"] == ("1", {}), name
+    record = world.ledger.get(world.deployment_id)
+    assert record is not None
+    assert record.status is Outcome.ABORTED
+    rollback = record.environments["staging"].rollback or {}
+    assert [c["function_name"] for c in rollback["companions"]] == ["hello-worker"]
+
+
+def _live_on_two(world: TwoFunctions) -> None:
+    world.ledger.update_environment(world.deployment_id, "staging", {"status": EnvironmentStatus.LIVE, "weight": 100})
+    for name in ("hello-api", "hello-worker"):
+        world.targets.route_alias(name, "live", "2", None)
+
+
+def _manual(world: TwoFunctions, to: str | None = None) -> Any:
+    return manual_rollback(
+        "hello",
+        "staging",
+        to,
+        target=LambdaTarget(functions=["hello-api", "hello-worker"], function_name="hello-api"),
+        lock=f"{PREFIX}:hello-api",
+        operator="alice",
+        ledger=world.ledger,
+        targets=world.targets,
+        locks=FakeLocks(),
+        managed_tag_key="conveyor:managed",
+    )
+
+
+def test_a_manual_rollback_puts_every_function_back() -> None:
+    world = TwoFunctions()
+    _live_on_two(world)
+    result = _manual(world)
+    assert (result.restored_version, result.companions) == ("1", {"hello-worker": "1"})
+    for name in ("hello-api", "hello-worker"):
+        assert world.targets.functions[name].aliases["live"] == ("1", {}), name
+
+
+def test_a_manual_rollback_to_one_lambda_version_is_refused_for_several_functions() -> None:
+    world = TwoFunctions()
+    _live_on_two(world)
+    with pytest.raises(NothingToRollBackError, match="a Lambda version names one function's code"):
+        _manual(world, to="1")
+    assert world.targets.functions["hello-worker"].aliases["live"] == ("2", {})
