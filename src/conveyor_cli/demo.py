@@ -5,7 +5,9 @@ pipeline, then pushes a good build (live in staging and production) and a broken
 its health check in staging and is rolled back, with a notification saying why). Then it
 switches to progressive delivery with traffic on both aliases: a good build goes through a
 staging canary and a production linear rollout, and a build that fails only under real traffic
-is caught by the canary's per-version error rate and rolled back within one interval. Last, a web app
+is caught by the canary's per-version error rate and rolled back within one interval. Then one release of
+two functions (an API and its worker from one package) moves both aliases together, and a release whose
+worker cannot start rolls both back. Last, a web app
 on Elastic Beanstalk: a good release is deployed to the idle environment and swapped in by CNAME, and
 one that refuses the production host is swapped back during the bake. Exits 0 only if the story
 happened as told.
@@ -181,6 +183,56 @@ def _beanstalk_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story:
     )
 
 
+def _orders_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story: Story) -> None:
+    """One release of two functions: both move together, and a broken worker rolls both back."""
+    from conveyor_cli.orders_sample import FUNCTIONS, orders_bundle, set_up_orders
+
+    _say(
+        "One package, two functions: the orders API and its worker released together (`conveyor local sample --orders`)"
+    )
+    set_up_orders(cloud)
+    functions = {name: name for name in FUNCTIONS}
+    for source, version, expected in (("orders", "1.1.0", "SUCCEEDED"), ("orders-broken", "1.2.0", "ROLLED_BACK")):
+        what = "a good release" if expected == "SUCCEEDED" else "a release whose worker cannot start"
+        _say(f"Pushing {what}, orders {version}: a 25% canary on both aliases, then 100%")
+        before = alias_versions(cloud, functions)
+        pushed = operations.push(cloud, orders_bundle(EXAMPLES / source, version, workdir))
+        record = operations.wait(
+            cloud,
+            pushed["deployment_id"],
+            timeout=180,
+            on_event=lambda event, origin: print(render_event(event, origin), flush=True),
+        )
+        after = alias_versions(cloud, functions)
+        print(render_header(record))
+        for line in render_environments(record):
+            print(line)
+        for function in functions:
+            print(
+                f"  alias {function}:live  before v{before[function]['version']}  after v{after[function]['version']}"
+            )
+        story.expect(record.status.value == expected, f"orders {version}: {expected}")
+        shifts = [e.detail.get("weight") for e in record.events if e.stage == "ShiftTraffic" and not e.failed]
+        if expected == "SUCCEEDED":
+            story.expect(shifts == [25, 100], f"both aliases moved 25% -> 100% together ({shifts})")
+            story.expect(
+                all(after[f]["version"] != before[f]["version"] and not after[f]["routing"] for f in functions),
+                "both functions serve their new version at 100%",
+            )
+        else:
+            story.expect(after == before, "both aliases serve the versions of orders 1.1.0 again, routing cleared")
+    notes = [note for note in drain_inbox(cloud, targets.inbox_url) if "orders" in note["subject"]]
+    _say("The notification the on-call received")
+    for note in notes:
+        print(f"  Subject: {note['subject']}")
+        print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+    message = notes[0]["message"] if len(notes) == 1 else ""
+    story.expect(
+        "FULFILMENT_QUEUE_URL" in message and "and orders-worker:live restored" in message,
+        "one notification naming the worker's failure and both functions restored",
+    )
+
+
 def run_demo(*, keep_running: bool = False) -> int:
     story = Story()
     started = time.monotonic()
@@ -231,6 +283,7 @@ def run_demo(*, keep_running: bool = False) -> int:
             )
 
             _progressive_story(cloud, targets, workdir, story)
+            _orders_story(cloud, targets, workdir, story)
             _beanstalk_story(cloud, targets, workdir, story)
     finally:
         if not keep_running:

@@ -113,6 +113,8 @@ def cmd_local_sample(args: argparse.Namespace) -> int:
     cloud = Cloud(local=True, stack_name=args.stack_name)
     if args.webapp:
         return _webapp_sample(cloud, Path(args.out), as_json=args.json)
+    if args.orders:
+        return _orders_sample(cloud, Path(args.out), as_json=args.json)
     setup = set_up_sample(cloud, pipeline=Path(args.pipeline), bundle_dir=Path(args.out))
     if args.json:
         _print({"created": setup.created, "existed": setup.existed, "bundle": str(setup.bundle)})
@@ -211,6 +213,22 @@ def _webapp_sample(cloud: Cloud, out: Path, *, as_json: bool) -> int:
         print(f"existed  {resource}")
     print(f"production: http://{setup.cname}/ (locally: curl -H 'Host: {setup.cname}' {cloud.beanstalk_front}/)")
     print(f"next: conveyor --local push {bundle}   (blue/green: deployed to webapp-green, then the CNAMEs swap)")
+    return 0
+
+
+def _orders_sample(cloud: Cloud, out: Path, *, as_json: bool) -> int:
+    from conveyor_cli.orders_sample import ORDERS_BUNDLE_VERSION, orders_bundle, set_up_orders
+
+    setup = set_up_orders(cloud)
+    bundle = orders_bundle(EXAMPLES / "orders", ORDERS_BUNDLE_VERSION, out)
+    if as_json:
+        _print({"created": setup.created, "existed": setup.existed, "bundle": str(bundle)})
+        return 0
+    for resource in setup.created:
+        print(f"created  {resource}")
+    for resource in setup.existed:
+        print(f"existed  {resource}")
+    print(f"next: conveyor --local push {bundle}   (both functions move together: 25%, then 100%)")
     return 0
 
 
@@ -615,6 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--webapp",
         action="store_true",
         help="the Elastic Beanstalk sample instead: examples/webapp on webapp-blue, its blue/green pipeline",
+    )
+    sample.add_argument(
+        "--orders",
+        action="store_true",
+        help="the multi-function sample instead: examples/orders on orders-api and orders-worker, released together",
     )
     sample.add_argument("--json", action="store_true")
     sample.set_defaults(func=cmd_local_sample)

@@ -76,14 +76,16 @@ def _execution_role(iam: Any, name: str) -> tuple[str, bool]:
         return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]), True
 
 
-def create_target_function(lam: Any, *, name: str, app: str, role: str, code: bytes, release: str) -> str:
+def create_target_function(
+    lam: Any, *, name: str, app: str, role: str, code: bytes, release: str, handler: str = "app.handler"
+) -> str:
     """A managed target function with alias ``live`` on its first version; returns that version."""
     lam.create_function(
         FunctionName=name,
         Runtime="python3.11",
         Architectures=["arm64"],
         Role=role,
-        Handler="app.handler",
+        Handler=handler,
         Code={"ZipFile": code},
         Timeout=10,
         Environment={"Variables": {"RELEASE": release}},

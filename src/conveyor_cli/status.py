@@ -8,7 +8,7 @@ from enum import IntEnum
 from typing import Any
 
 from conveyor.domain.contracts import Outcome
-from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
@@ -147,8 +147,11 @@ def describe_event(event: StageEvent) -> str:
             digest = str(detail.get("package_sha256") or "")[:12]
             return f"sha256 {digest}..., environments {plain(detail.get('environments'))}"
         case "Deploy":
-            reused = " (reused)" if detail.get("reused") else ""
-            return f"{plain(detail.get('function_name'))} version {plain(detail.get('version_after'))}{reused}"
+            return ", ".join(
+                f"{plain(one.get('function_name'))} version {plain(one.get('version_after'))}"
+                + (" (reused)" if one.get("reused") else "")
+                for one in [detail, *detail.get("companions", [])]
+            )
         case "ShiftTraffic":
             return f"weight {plain(detail.get('weight'))}% (step {plain(detail.get('step'))}/{plain(detail.get('of'))})"
         case "EvaluateHealth":
@@ -157,7 +160,12 @@ def describe_event(event: StageEvent) -> str:
             return _describe_decision(event.stage, detail)
         case "RollBack":
             restored, was = plain(detail.get("restored_version")), plain(detail.get("rolled_back_from"))
-            return f"restored version {restored} (from {was})"
+            others = "".join(
+                f", {plain(c.get('function_name'))} {plain(c.get('restored_version'))} (from "
+                f"{plain(c.get('rolled_back_from'))})"
+                for c in detail.get("companions", [])
+            )
+            return f"restored version {restored} (from {was}){others}"
         case "ManualRollback":
             return (
                 f"by {plain(detail.get('operator'))}: restored version {plain(detail.get('restored_version'))} "
@@ -245,6 +253,20 @@ def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str 
     )
 
 
+def _companion_lines(env: EnvironmentEntry) -> list[str]:
+    """The other functions of a target of several, each with what its alias served before and serves now."""
+    restored = {c.get("function_name"): c.get("restored_version") for c in (env.rollback or {}).get("companions", [])}
+    lines = []
+    for companion in env.companions or []:
+        function, before = companion.get("function_name"), companion.get("version_before")
+        if env.status is EnvironmentStatus.ROLLED_BACK:
+            serving = restored.get(function) or before
+        else:
+            serving = companion.get("version_after") if env.status is EnvironmentStatus.LIVE else before
+        lines.append(f"  {'':<11} {function}:{env.alias}  alias before: {before or 'none'}  after: {serving or 'none'}")
+    return lines
+
+
 def render_environments(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
@@ -273,6 +295,7 @@ def render_environments(record: DeploymentRecord) -> list[str]:
                 else ""
             )
         )
+        lines += _companion_lines(env)
         approval = env.approval or {}
         if env.status is EnvironmentStatus.AWAITING_APPROVAL:
             what = "approval" if approval.get("kind") == "approval" else "a decision (paused: promote or roll back)"

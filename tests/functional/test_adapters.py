@@ -459,7 +459,9 @@ def test_a_stage_records_its_event_entry_and_served_release_in_one_write(
     calls = _counted_calls(monkeypatch)
 
     # When a stage records its event with the environment's new state and the release the alias now serves
-    writes = StageWrites(environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=[_served(deployment)])
+    writes = StageWrites(
+        environment={"status": EnvironmentStatus.SHIFTING, "weight": 100}, served=[_served(deployment)]
+    )
     ledger.record_event(_stage_event(deployment, "staging"), writes)
 
     # Then it took one call, and all three are in the ledger

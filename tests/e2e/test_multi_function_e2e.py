@@ -1,0 +1,81 @@
+"""A release of several functions, end to end on the local cloud: the real template, ASL and handlers, started by
+an upload of one package that the orders app's API and worker functions both run (each with its own handler).
+
+Both aliases move together at every traffic step; a release whose worker fails its check is rolled back on
+both, and the on-call is told what failed and that both were restored.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conveyor.domain.contracts import Outcome
+from conveyor.domain.environment import EnvironmentStatus
+
+from conveyor_cli import operations
+from conveyor_cli.orders_sample import orders_bundle, set_up_orders
+from conveyor_cli.sample import EXAMPLES, alias_versions
+
+from .conftest import Stage
+
+pytestmark = pytest.mark.e2e
+
+FUNCTIONS = {"api": "orders-api", "worker": "orders-worker"}
+
+
+@pytest.fixture(scope="module")
+def orders(stage: Stage) -> None:
+    """``orders-api`` and ``orders-worker`` on release 1.0.0, their pipeline registered."""
+    set_up_orders(stage.cloud)
+
+
+def push(stage: Stage, source: str, version: str) -> str:
+    return str(operations.push(stage.cloud, orders_bundle(EXAMPLES / source, version, stage.workdir))["deployment_id"])
+
+
+def test_both_functions_move_together_and_a_broken_worker_rolls_both_back(stage: Stage, orders: None) -> None:
+    # When a good release is pushed
+    before = alias_versions(stage.cloud, FUNCTIONS)
+    good = push(stage, "orders", "1.1.0")
+    record = operations.wait(stage.cloud, good, timeout=120)
+
+    # Then each function published its version, and both aliases took each step together: 25%, then 100%
+    assert record.status is Outcome.SUCCEEDED, record.failure
+    live = alias_versions(stage.cloud, FUNCTIONS)
+    for name in FUNCTIONS:
+        assert live[name]["version"] != before[name]["version"], name
+        assert not live[name]["routing"], name
+    shifts = [e for e in record.events if e.stage == "ShiftTraffic" and not e.failed]
+    assert [e.detail["weight"] for e in shifts] == [25, 100]
+    assert all(e.detail["functions"] == ["orders-api", "orders-worker"] for e in shifts)
+    entry = record.environments["production"]
+    assert entry.status is EnvironmentStatus.LIVE
+    assert [c["version_after"] for c in entry.companions or []] == [live["worker"]["version"]]
+    answer = stage.cloud.client("lambda").invoke(
+        FunctionName="orders-worker", Qualifier="live", Payload=b'{"probe": "health"}'
+    )
+    assert b'"release": "1.1.0"' in answer["Payload"].read()  # the worker runs the release's package, its handler
+    stage.notifications_naming(good)  # (none expected; cleared)
+
+    # When a release whose worker cannot start is pushed
+    broken = push(stage, "orders-broken", "1.2.0")
+    record = operations.wait(stage.cloud, broken, timeout=120)
+
+    # Then the worker's check failed at 25%, and both aliases serve 1.1.0's versions alone again
+    assert record.status is Outcome.ROLLED_BACK, record.failure
+    entry = record.environments["production"]
+    verdict = entry.verdict or {}
+    assert verdict["weight"] == 25
+    assert "orders-worker" in verdict["reason"]
+    assert "FULFILMENT_QUEUE_URL" in verdict["reason"]
+    assert alias_versions(stage.cloud, FUNCTIONS) == live
+    rollback = entry.rollback or {}
+    assert rollback["restored_version"] == live["api"]["version"]
+    assert [(c["function_name"], c["restored_version"]) for c in rollback["companions"]] == [
+        ("orders-worker", live["worker"]["version"])
+    ]
+
+    # And the on-call is told what failed and that both were restored
+    [note] = stage.await_notifications(broken, "the rollback notification")
+    assert "ROLLED_BACK" in note["subject"]
+    assert f"orders-api:live restored to version {live['api']['version']}" in note["message"]
+    assert f"and orders-worker:live restored to version {live['worker']['version']}" in note["message"]
