@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from conveyor import runtime
 from conveyor.adapters.lambda_functions import LambdaTargets
-from conveyor.domain.errors import LockLostError
+from conveyor.domain.errors import LockLostError, TargetNotManagedError
 from conveyor.domain.ports import Invocation
 from conveyor.domain.target_identity import Home, resolve_function
 
@@ -248,3 +248,21 @@ def test_a_function_held_by_another_deployment_makes_the_environment_wait(
     assert locks.get(_arn("hello-staging")) is None or locks.get(_arn("hello-staging")).holder is None
     entry = cloud.meta(state["deployment"]["deployment_id"])["environments"]["staging"]
     assert (entry["status"], entry["waiting_for"]) == ("QUEUED", "d-other")
+
+
+def test_a_function_that_lost_its_tag_stops_deploy_before_any_code_changes(
+    cloud: Cloud,
+    worker: str,
+    handlers: dict[str, StageHandler],
+    context: FakeLambdaContext,
+    validated: Callable[..., dict[str, Any]],
+) -> None:
+    state = validated(spec())
+    cloud.lambda_.untag_resource(Resource=_arn(WORKER), TagKeys=[TAG_KEY])
+    with pytest.raises(TargetNotManagedError):
+        handlers["deploy"].handler(environment_step(state), context)
+    for name in FUNCTIONS:  # neither function's code changed nor a version published
+        assert [v["Version"] for v in cloud.lambda_.list_versions_by_function(FunctionName=name)["Versions"]] == [
+            "$LATEST",
+            "1",
+        ], name

@@ -22,7 +22,7 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConfigurationError
 from conveyor.domain.manifest import base64_digest
 from conveyor.domain.pipeline import ElasticBeanstalkTarget
-from conveyor.domain.ports import BeanstalkEnvironments, Ledger, StageWrites, Targets
+from conveyor.domain.ports import BeanstalkEnvironments, FunctionState, Ledger, StageWrites, Targets
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -54,14 +54,13 @@ def _alias_before(
 
 
 def _deploy_function(
-    step: EnvironmentStep, function: str, *, targets: Targets, ledger: Ledger, managed_tag_key: str
+    step: EnvironmentStep, function: str, latest: FunctionState, *, targets: Targets, ledger: Ledger
 ) -> Release:
     """Put the release's package and configuration on ``function``'s ``$LATEST`` (unless it holds them) and
     publish its version."""
     deployment, environment = step.deployment, step.environment
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
     config = deployment.manifest.function_config
-    latest = targets.managed_function(function, managed_tag_key)
     version_before, alias_revision, served = _alias_before(step, function, targets, ledger)
     code_sha256 = base64_digest(deployment.package.sha256)
     reused = latest.holds(code_sha256, config)
@@ -109,9 +108,10 @@ def deploy(
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
     writes = StageWrites()
     with timed_stage(ledger, deployment.deployment_id, "Deploy", environment.name, writes=writes) as detail:
+        # Every function is checked (exists, managed) before any code changes: none is half-released for that.
+        latest = {name: targets.managed_function(name, managed_tag_key) for name in environment.target.function_names}
         first, *others = (
-            _deploy_function(step, function, targets=targets, ledger=ledger, managed_tag_key=managed_tag_key)
-            for function in environment.target.function_names
+            _deploy_function(step, name, code, targets=targets, ledger=ledger) for name, code in latest.items()
         )
         release = first.model_copy(update={"companions": others})
         detail.update(release.model_dump(mode="json"))
