@@ -113,6 +113,16 @@ def _lambda_env(function_dir: Path, name: str) -> dict[str, str]:
     }
 
 
+FIRST_CALL_SETTINGS = {
+    "LEDGER_TABLE": "conveyor-bench-ledger",
+    "ARTIFACT_BUCKET": "conveyor-bench-artifacts",
+    "NOTIFICATION_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:conveyor-bench",
+    "EVENT_BUS_NAME": "conveyor-bench",
+}
+"""The stage functions' variables as the template sets them (``conveyor.settings``), for a first call: no call
+reaches AWS (validation refuses the empty request first; an empty stream batch puts nothing)."""
+
+
 def _cpu_timed(statements: str) -> str:
     """``statements`` preceded and followed by what prints the CPU milliseconds they took, as the last line."""
     return f"import time\n_cpu = time.process_time()\n{statements}\nprint((time.process_time() - _cpu) * 1000)\n"
@@ -205,9 +215,11 @@ class Context:
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:conveyor-bench"
     aws_request_id = "00000000-0000-4000-8000-000000000000"
-stage = next(iter(getattr(app, "STAGES", {"": None})))
+stages = getattr(app, "STAGES", None)
+# a stage function gets its first stage with an empty request; a stream consumer (Publish), an empty batch
+event = {"stage": next(iter(stages)), "input": {}} if stages else {"Records": []}
 try:
-    app.handler({"stage": stage, "input": {}}, Context())
+    app.handler(event, Context())
 except Exception as exc:
     if type(exc).__name__ != "ValidationError":
         raise
@@ -218,11 +230,12 @@ print((time.perf_counter() - started) * 1000, (time.process_time() - cpu) * 1000
 def first_call_once(function_dir: Path, layer_dir: Path, shim: Path, name: str) -> tuple[float, float]:
     """Milliseconds from ``import app`` to the end of its first call in a fresh Lambda-like interpreter: the call
     names the function's first stage with an empty request, so it is routed (the stage's modules imported, the
-    envelope's and the request's models built) and refused by validation before any AWS call. What a cold start
+    envelope's and the request's models built) and refused by validation before any AWS call (the stream
+    consumer gets an empty batch: its settings read and its adapter built, nothing to put). What a cold start
     pays before its first AWS call: import time moved into the first call (deferred models, lazy stages) shows
     up here, so a lower import figure cannot hide it. Run under
     ``-X importtime`` like ``import_once``, so both carry its overhead. Returns (wall ms, CPU ms)."""
-    env = _lambda_env(function_dir, name)
+    env = _lambda_env(function_dir, name) | FIRST_CALL_SETTINGS
     env["PYTHONPATH"] = os.pathsep.join([str(function_dir), str(layer_dir), str(shim)])
     result = subprocess.run(
         [sys.executable, "-S", "-X", "importtime", "-c", _FIRST_CALL_SNIPPET],

@@ -5,6 +5,10 @@ Each stage's module is imported the first time its state is routed here (see ``c
 adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
 """
 
+# isort: off
+from conveyor import coldstart  # first: no garbage collection while the modules below load
+
+# isort: on
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -83,3 +87,4 @@ def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
 
 STAGES = {"ClaimDeployment": claim, "ValidateArtifact": validate, "CheckGates": gate, "AcquireLock": lock}
 handler = stage_function(STAGES)
+coldstart.loaded()  # last: what was loaded is kept out of later collections

@@ -1,5 +1,9 @@
 """Publish: turns the ledger table's stream into Conveyor's lifecycle events on EventBridge (the outbox relay)."""
 
+# isort: off
+from conveyor import coldstart  # first: no garbage collection while the modules below load
+
+# isort: on
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,3 +18,6 @@ from conveyor.stages.publish import publish_changes
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return publish_changes(ledger_changes(event), bus=runtime.event_bus()).model_dump(mode="json")
+
+
+coldstart.loaded()  # last: what was loaded is kept out of later collections

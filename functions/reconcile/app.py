@@ -1,5 +1,9 @@
 """Reconcile: an execution of the deployment state machine ended FAILED, TIMED_OUT or ABORTED; leave nothing behind."""
 
+# isort: off
+from conveyor import coldstart  # first: no garbage collection while the modules below load
+
+# isort: on
 import time
 from typing import Any
 
@@ -36,3 +40,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         now=time.time(),
         beanstalk=runtime.beanstalk,  # built only if an Elastic Beanstalk environment is to be restored
     ).model_dump(mode="json")
+
+
+coldstart.loaded()  # last: what was loaded is kept out of later collections

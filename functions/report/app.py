@@ -4,6 +4,10 @@ Each stage's module is imported the first time its state is routed here (see ``c
 adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
 """
 
+# isort: off
+from conveyor import coldstart  # first: no garbage collection while the modules below load
+
+# isort: on
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -53,3 +57,4 @@ def failed(event: dict[str, Any], context: LambdaContext) -> Report:
 
 STAGES = {"RequestApproval": ask, "Finalize": succeeded, "NotifyFailure": failed}
 handler = stage_function(STAGES)
+coldstart.loaded()  # last: what was loaded is kept out of later collections

@@ -7,6 +7,10 @@ Each stage's module is imported the first time its state is routed here (see ``c
 adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
 """
 
+# isort: off
+from conveyor import coldstart  # first: no garbage collection while the modules below load
+
+# isort: on
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -130,3 +134,4 @@ STAGES = {
     "RecordHook": record,
 }
 handler = stage_function(STAGES)
+coldstart.loaded()  # last: what was loaded is kept out of later collections
