@@ -13,14 +13,20 @@ import pytest
 import yaml
 from conveyor.domain.contracts import ExecutionEnded, Outcome
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import NothingToRollBackError, PipelineInvalidError, TargetClaimedError
+from conveyor.domain.errors import (
+    LockWaitTimeoutError,
+    NothingToRollBackError,
+    PipelineInvalidError,
+    TargetClaimedError,
+)
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.ownership import claim_targets
-from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
+from conveyor.domain.pipeline import LambdaTarget, PipelineSpec, RolloutPolicy
 from conveyor.domain.pushed_object import PushedObject
+from conveyor.stages.lock import acquire_lock
 from conveyor.stages.reconcile import reconcile
 
-from tests.fakes import DEFAULT_SPEC, FakeLocks, FakeNotifier, FakeTargetOwners, FakeTargets
+from tests.fakes import DEFAULT_SPEC, FakeExecutions, FakeLocks, FakeNotifier, FakeTargetOwners, FakeTargets
 from tests.unit.conftest import HOME, build_step, started_ledger
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "pipeline.schema.json").read_text())
@@ -231,3 +237,47 @@ def test_a_manual_rollback_to_one_lambda_version_is_refused_for_several_function
     with pytest.raises(NothingToRollBackError, match="a Lambda version names one function's code"):
         _manual(world, to="1")
     assert world.targets.functions["hello-worker"].aliases["live"] == ("2", {})
+
+
+def _multi_step(lock_wait_seconds: int) -> Any:
+    spec = _document({"kind": "lambda", "functions": ["hello-api", "hello-worker"]})
+    step = build_step(spec, release=None)
+    policy = RolloutPolicy(lock_wait_seconds=lock_wait_seconds)
+    return step.model_copy(update={"deployment": step.deployment.model_copy(update={"policy": policy})})
+
+
+def test_a_function_held_elsewhere_keeps_the_environment_waiting_in_line_within_its_bound() -> None:
+    # Given hello-worker locked by another deployment (one whose spec named it alone)
+    step = _multi_step(lock_wait_seconds=60)
+    locks, ledger, targets = FakeLocks(), started_ledger(step), FakeTargets()
+    for name in ("hello-api", "hello-worker"):
+        targets.add(name, alias="live")
+    locks.try_acquire(
+        f"{PREFIX}:hello-worker",
+        holder="other",
+        deployment_id="d-other",
+        app="hello",
+        environment="staging",
+        lease_seconds=3600,
+        now=1_000,
+    )
+
+    def ask(now: float) -> Any:
+        return acquire_lock(step, locks=locks, ledger=ledger, targets=targets, executions=FakeExecutions(), now=now)
+
+    # When the environment's lock is asked for, twice within the bound
+    for now in (1_000, 1_030):
+        grant = ask(now)
+        # Then it waits behind that deployment, holding neither lock, in line
+        assert (grant.status, grant.waiting_for) == ("waiting", "d-other")
+        assert locks.get(f"{PREFIX}:hello-api").holder is None
+        assert [w.deployment_id for w in locks.waiters(f"{PREFIX}:hello-api")] == ["d-unit"]
+    # And past the pipeline's lock_wait_seconds it fails, naming the deployment it waited for, out of line
+    with pytest.raises(LockWaitTimeoutError, match="for deployment d-other, which holds one of the functions"):
+        ask(1_061)
+    assert locks.waiters(f"{PREFIX}:hello-api") == []
+    # And once the worker is free, the environment takes both locks
+    locks.release(f"{PREFIX}:hello-worker", "other")
+    grant = ask(1_100)
+    assert grant.status == "acquired"
+    assert locks.get(f"{PREFIX}:hello-worker").holder == step.deployment.execution_arn

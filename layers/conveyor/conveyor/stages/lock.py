@@ -154,17 +154,25 @@ def acquire_lock(
     lease = lease_seconds(environment, deployment.policy)
     grant = {"app": app, "environment": env, "target": target, "holder": holder, "lease_seconds": lease}
 
-    current = locks.get(target)
-    if (
-        current is not None
-        and current.holder == holder
-        and locks.renew(target, holder=holder, token=current.token, lease_seconds=lease, now=now)
-    ):
-        # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
+    mine = Waiter(
+        key=waiter_key(deployment.started_at, holder),
+        holder=holder,
+        deployment_id=deployment.deployment_id,
+        app=app,
+        environment=env,
+        version=deployment.version,
+        built_at=deployment.manifest.created_at,
+        committed_at=deployment.manifest.commit_time,
+        first_seen=now,
+        last_seen=now,
+    )
+
+    def finish(token: int, waiter: Waiter) -> LockGrant:
         return taken(
             step,
-            current.token,
+            token,
             grant,
+            waiter,
             locks=locks,
             ledger=ledger,
             targets=targets,
@@ -172,6 +180,15 @@ def acquire_lock(
             beanstalk=beanstalk,
             now=now,
         )
+
+    current = locks.get(target)
+    if (
+        current is not None
+        and current.holder == holder
+        and locks.renew(target, holder=holder, token=current.token, lease_seconds=lease, now=now)
+    ):
+        # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
+        return finish(current.token, mine)
     if (current is None or current.free_at(now)) and not locks.waiters(target):
         # Nobody holds it and nobody waits: take it without queueing (the write is conditioned on it being free,
         # so of two arriving at once one takes it and the other queues below).
@@ -185,30 +202,8 @@ def acquire_lock(
             now=now,
         )
         if token is not None:
-            return taken(
-                step,
-                token,
-                grant,
-                locks=locks,
-                ledger=ledger,
-                targets=targets,
-                executions=executions,
-                beanstalk=beanstalk,
-                now=now,
-            )
+            return finish(token, mine)
 
-    mine = Waiter(
-        key=waiter_key(deployment.started_at, holder),
-        holder=holder,
-        deployment_id=deployment.deployment_id,
-        app=app,
-        environment=env,
-        version=deployment.version,
-        built_at=deployment.manifest.created_at,
-        committed_at=deployment.manifest.commit_time,
-        first_seen=now,
-        last_seen=now,
-    )
     locks.enqueue(target, mine)
     queue = locks.waiters(target)
     me = next((w for w in queue if w.key == mine.key), mine)
@@ -247,20 +242,12 @@ def acquire_lock(
             stale=dead[0] if dead is not None else None,
         )
         if token is not None:
-            locks.remove_waiter(target, me.key)
             if dead is not None:
                 took_over(step, *dead, ledger=ledger)
-            return taken(
-                step,
-                token,
-                grant,
-                locks=locks,
-                ledger=ledger,
-                targets=targets,
-                executions=executions,
-                beanstalk=beanstalk,
-                now=now,
-            )
+            answer = finish(token, me)
+            if answer.status != "waiting":  # waiting: one of the target's other functions is held elsewhere
+                locks.remove_waiter(target, me.key)
+            return answer
         current = locks.get(target)
 
     waited = now - me.first_seen
@@ -345,6 +332,7 @@ def taken(
     step: EnvironmentStep,
     token: int,
     grant: dict[str, Any],
+    waiter: Waiter,
     *,
     locks: LockTable,
     ledger: Ledger,
@@ -355,8 +343,10 @@ def taken(
 ) -> LockGrant:
     """Finish taking a lock (idempotent: a retried AcquireLock that already holds it comes here too).
 
-    An outdated deployment gives the lock back and ends SUPERSEDED; otherwise the deployment is
-    IN_PROGRESS again, the environment LOCKED, and the environments before it are released.
+    An outdated deployment gives the lock back and ends SUPERSEDED. One whose target's other functions are
+    not all free (``hold_companions``) gives it back too and waits in line as ``waiter``, within the pipeline's
+    ``lock_wait_seconds``. Otherwise the deployment is IN_PROGRESS again, the environment LOCKED, and the
+    environments before it are released.
     """
     deployment, env = step.deployment, step.environment.name
     # The alias is read once, here, under the lock: Deploy takes the version to go back to from it, and the first
@@ -370,8 +360,17 @@ def taken(
     companions, blocked = hold_companions(step, grant, locks=locks, executions=executions, now=now)
     if blocked is not None:
         # One of the target's other functions is another deployment's (one whose spec named it alone, or first):
-        # give this lock back and wait for it, so no two deployments ever move one function.
+        # give this lock back and wait for it in line, so no two deployments ever move one function.
         locks.release(grant["target"], deployment.execution_arn)
+        locks.enqueue(grant["target"], waiter)
+        waited = now - waiter.first_seen
+        if waited > deployment.policy.lock_wait_seconds:
+            locks.remove_waiter(grant["target"], waiter.key)
+            raise LockWaitTimeoutError(
+                f"waited {waited:.0f} s (limit {deployment.policy.lock_wait_seconds} s) for deployment {blocked}, "
+                f"which holds one of the functions of {deployment.app}/{env}; push again or raise the pipeline's "
+                "lock_wait_seconds"
+            )
         return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
     ledger.set_status(
         deployment.deployment_id,
