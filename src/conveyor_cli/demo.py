@@ -54,6 +54,29 @@ def _deploy(cloud: Cloud, targets: SampleTargets, source: Path, version: str, wo
     return record.status.value, before, after
 
 
+def _follow(cloud: Cloud, bundle: Path) -> DeploymentRecord:
+    """Push ``bundle`` and follow its deployment to the end, printing each stage as it happens and the outcome."""
+    pushed = operations.push(cloud, bundle)
+    print(f"  pushed {pushed['s3_uri']} -> deployment {pushed['deployment_id']}")
+    record = operations.wait(
+        cloud,
+        pushed["deployment_id"],
+        timeout=180,
+        on_event=lambda event, origin: print(render_event(event, origin), flush=True),
+    )
+    print(render_header(record))
+    for line in render_environments(record):
+        print(line)
+    return record
+
+
+def _show_notifications(notes: list[dict[str, str]]) -> None:
+    _say("The notification the on-call received")
+    for note in notes:
+        print(f"  Subject: {note['subject']}")
+        print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+
+
 def _push_and_follow(
     cloud: Cloud, targets: SampleTargets, source: Path, version: str, workdir: Path
 ) -> tuple[DeploymentRecord, dict, dict]:
@@ -62,18 +85,8 @@ def _push_and_follow(
     path = workdir / f"hello-{version}.zip"
     path.write_bytes(bundle)
     before = alias_versions(cloud, targets.functions)
-    pushed = operations.push(cloud, path)
-    print(f"  pushed {pushed['s3_uri']} -> deployment {pushed['deployment_id']}")
-    record = operations.wait(
-        cloud,
-        pushed["deployment_id"],
-        timeout=180,
-        on_event=lambda event, origin: print(render_event(event, origin), flush=True),
-    )
+    record = _follow(cloud, path)
     after = alias_versions(cloud, targets.functions)
-    print(render_header(record))
-    for line in render_environments(record):
-        print(line)
     for env in targets.functions:
         print(
             f"  alias {targets.functions[env]}:live  before v{before[env]['version']}  after v{after[env]['version']}"
@@ -125,10 +138,7 @@ def _progressive_story(cloud: Cloud, targets: SampleTargets, workdir: Path, stor
         )
         story.expect(after["production"] == before["production"], "production was never touched")
         notes = drain_inbox(cloud, targets.inbox_url)
-        _say("The notification the on-call received")
-        for note in notes:
-            print(f"  Subject: {note['subject']}")
-            print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+        _show_notifications(notes)
         message = notes[0]["message"] if notes else ""
         story.expect(
             len(notes) == 1 and "errors " in message and "limit 1%" in message and " ms, routing cleared" in message,
@@ -156,16 +166,7 @@ def _beanstalk_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story:
     for source, version, expected in (("webapp", "1.1.0", "SUCCEEDED"), ("webapp-broken", "1.2.0", "ROLLED_BACK")):
         what = "a good release" if expected == "SUCCEEDED" else "a release that refuses the production host"
         _say(f"Pushing {what}, webapp {version}")
-        pushed = operations.push(cloud, webapp_bundle(EXAMPLES / source, version, workdir))
-        record = operations.wait(
-            cloud,
-            pushed["deployment_id"],
-            timeout=180,
-            on_event=lambda event, origin: print(render_event(event, origin), flush=True),
-        )
-        print(render_header(record))
-        for line in render_environments(record):
-            print(line)
+        record = _follow(cloud, webapp_bundle(EXAMPLES / source, version, workdir))
         story.expect(record.status.value == expected, f"webapp {version}: {expected}")
         status, body = fetch(cloud, setup.cname)
         served = body.get("release") if isinstance(body, dict) else None
@@ -173,10 +174,7 @@ def _beanstalk_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story:
         story.expect(served == "1.1.0", "production serves 1.1.0 from webapp-green")
         story.expect(serving(cloud, "webapp-green")["cname"] == setup.cname, "webapp-green holds the production CNAME")
     notes = [note for note in drain_inbox(cloud, targets.inbox_url) if "webapp" in note["subject"]]
-    _say("The notification the on-call received")
-    for note in notes:
-        print(f"  Subject: {note['subject']}")
-        print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+    _show_notifications(notes)
     story.expect(
         any("CNAME webapp-prod swapped back to webapp-green" in note["message"] for note in notes),
         "it says the production CNAME was swapped back",
@@ -196,17 +194,8 @@ def _orders_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story: St
         what = "a good release" if expected == "SUCCEEDED" else "a release whose worker cannot start"
         _say(f"Pushing {what}, orders {version}: a 25% canary on both aliases, then 100%")
         before = alias_versions(cloud, functions)
-        pushed = operations.push(cloud, orders_bundle(EXAMPLES / source, version, workdir))
-        record = operations.wait(
-            cloud,
-            pushed["deployment_id"],
-            timeout=180,
-            on_event=lambda event, origin: print(render_event(event, origin), flush=True),
-        )
+        record = _follow(cloud, orders_bundle(EXAMPLES / source, version, workdir))
         after = alias_versions(cloud, functions)
-        print(render_header(record))
-        for line in render_environments(record):
-            print(line)
         for function in functions:
             print(
                 f"  alias {function}:live  before v{before[function]['version']}  after v{after[function]['version']}"
@@ -222,10 +211,7 @@ def _orders_story(cloud: Cloud, targets: SampleTargets, workdir: Path, story: St
         else:
             story.expect(after == before, "both aliases serve the versions of orders 1.1.0 again, routing cleared")
     notes = [note for note in drain_inbox(cloud, targets.inbox_url) if "orders" in note["subject"]]
-    _say("The notification the on-call received")
-    for note in notes:
-        print(f"  Subject: {note['subject']}")
-        print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+    _show_notifications(notes)
     message = notes[0]["message"] if len(notes) == 1 else ""
     story.expect(
         "FULFILMENT_QUEUE_URL" in message and "and orders-worker:live restored" in message,
@@ -272,10 +258,7 @@ def run_demo(*, keep_running: bool = False) -> int:
                     f"{env} alias serves v{before[env]['version']} again, routing cleared",
                 )
             notes = drain_inbox(cloud, targets.inbox_url)
-            _say("The notification the on-call received")
-            for note in notes:
-                print(f"  Subject: {note['subject']}")
-                print("\n".join(f"  | {line}" for line in note["message"].splitlines()))
+            _show_notifications(notes)
             story.expect(len(notes) == 1, "exactly one notification was sent")
             story.expect(
                 bool(notes) and "ROLLED_BACK" in notes[0]["subject"] and "cannot reach database" in notes[0]["message"],

@@ -119,10 +119,7 @@ def cmd_local_sample(args: argparse.Namespace) -> int:
     if args.json:
         _print({"created": setup.created, "existed": setup.existed, "bundle": str(setup.bundle)})
         return 0
-    for resource in setup.created:
-        print(f"created  {resource}")
-    for resource in setup.existed:
-        print(f"existed  {resource}")
+    _print_resources(setup.created, setup.existed)
     if setup.pipeline is not None:
         _announce_defaults(setup.pipeline)
     print(
@@ -207,13 +204,18 @@ def _webapp_sample(cloud: Cloud, out: Path, *, as_json: bool) -> int:
     if as_json:
         _print({"created": setup.created, "existed": setup.existed, "bundle": str(bundle), "cname": setup.cname})
         return 0
-    for resource in setup.created:
-        print(f"created  {resource}")
-    for resource in setup.existed:
-        print(f"existed  {resource}")
+    _print_resources(setup.created, setup.existed)
     print(f"production: http://{setup.cname}/ (locally: curl -H 'Host: {setup.cname}' {cloud.beanstalk_front}/)")
     print(f"next: conveyor --local push {bundle}   (blue/green: deployed to webapp-green, then the CNAMEs swap)")
     return 0
+
+
+def _print_resources(created: list[str], existed: list[str]) -> None:
+    """What a sample set-up created and what already existed, a line each."""
+    for resource in created:
+        print(f"created  {resource}")
+    for resource in existed:
+        print(f"existed  {resource}")
 
 
 def _orders_sample(cloud: Cloud, out: Path, *, as_json: bool) -> int:
@@ -224,10 +226,7 @@ def _orders_sample(cloud: Cloud, out: Path, *, as_json: bool) -> int:
     if as_json:
         _print({"created": setup.created, "existed": setup.existed, "bundle": str(bundle)})
         return 0
-    for resource in setup.created:
-        print(f"created  {resource}")
-    for resource in setup.existed:
-        print(f"existed  {resource}")
+    _print_resources(setup.created, setup.existed)
     print(f"next: conveyor --local push {bundle}   (both functions move together: 25%, then 100%)")
     return 0
 

@@ -88,6 +88,23 @@ def _arn(name: str) -> str:
     return resolve_function(name, Home(account=ACCOUNT, region=REGION), field="test").arn
 
 
+def _lock_worker(locks: Any) -> int | None:
+    """Another deployment (one whose spec names the worker alone) takes the worker's lock: its token, or None."""
+    return locks.try_acquire(  # type: ignore[no-any-return]
+        _arn(WORKER),
+        holder="arn:other",
+        deployment_id="d-other",
+        app="hello",
+        environment="staging",
+        lease_seconds=3600,
+        now=time.time(),
+    )
+
+
+def _versions(cloud: Cloud, function: str) -> list[str]:
+    return [v["Version"] for v in cloud.lambda_.list_versions_by_function(FunctionName=function)["Versions"]]
+
+
 def _rolled_out(
     handlers: dict[str, StageHandler], context: FakeLambdaContext, state: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -191,35 +208,13 @@ def test_the_lock_covers_every_function(
     assert locks.get(_arn(WORKER)).holder == EXECUTION_ARN
     assert set(grant["companion_tokens"]) == {_arn(WORKER)}
     # And a deployment whose spec names the worker alone cannot take it meanwhile
-    assert (
-        locks.try_acquire(
-            _arn(WORKER),
-            holder="other",
-            deployment_id="d2",
-            app="hello",
-            environment="staging",
-            lease_seconds=60,
-            now=0,
-        )
-        is None
-    )
+    assert _lock_worker(locks) is None
     # And a stage of an execution that lost the worker's lock changes nothing
     locks.release(_arn(WORKER), EXECUTION_ARN)
-    locks.try_acquire(
-        _arn(WORKER),
-        holder="other",
-        deployment_id="d2",
-        app="hello",
-        environment="staging",
-        lease_seconds=3600,
-        now=time.time(),
-    )
+    assert _lock_worker(locks) is not None
     with pytest.raises(LockLostError, match="is no longer this execution's"):
         handlers["deploy"].handler(environment_step(state), context)
-    assert [v["Version"] for v in cloud.lambda_.list_versions_by_function(FunctionName=WORKER)["Versions"]] == [
-        "$LATEST",
-        "1",
-    ]
+    assert _versions(cloud, WORKER) == ["$LATEST", "1"]
 
 
 def test_a_function_held_by_another_deployment_makes_the_environment_wait(
@@ -231,15 +226,7 @@ def test_a_function_held_by_another_deployment_makes_the_environment_wait(
 ) -> None:
     # Given the worker locked by another deployment (one whose spec named it alone)
     locks = runtime.locks()
-    locks.try_acquire(
-        _arn(WORKER),
-        holder="arn:other",
-        deployment_id="d-other",
-        app="hello",
-        environment="staging",
-        lease_seconds=3600,
-        now=time.time(),
-    )
+    assert _lock_worker(locks) is not None
     # When this deployment asks for the environment's lock
     state = validated(spec())
     grant = state["locks"]["staging"]
@@ -262,7 +249,4 @@ def test_a_function_that_lost_its_tag_stops_deploy_before_any_code_changes(
     with pytest.raises(TargetNotManagedError):
         handlers["deploy"].handler(environment_step(state), context)
     for name in FUNCTIONS:  # neither function's code changed nor a version published
-        assert [v["Version"] for v in cloud.lambda_.list_versions_by_function(FunctionName=name)["Versions"]] == [
-            "$LATEST",
-            "1",
-        ], name
+        assert _versions(cloud, name) == ["$LATEST", "1"], name

@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conveyor.domain.contracts import ExecutionEnded, Outcome
+from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     LockWaitTimeoutError,
@@ -28,19 +28,10 @@ from conveyor.stages.reconcile import reconcile
 
 from tests.fakes import DEFAULT_SPEC, FakeExecutions, FakeLocks, FakeNotifier, FakeTargetOwners, FakeTargets
 from tests.unit.conftest import HOME, build_step, started_ledger
+from tests.unit.test_reconcile import EXECUTION, S3_EVENT, ended
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "pipeline.schema.json").read_text())
 PREFIX = "arn:aws:lambda:us-east-1:123456789012:function"
-EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:deployments:unit"
-S3_EVENT = {
-    "source": "aws.s3",
-    "detail-type": "Object Created",
-    "detail": {
-        "bucket": {"name": "bucket"},
-        "object": {"key": "artifacts/hello/1.0.0.zip", "version-id": "v1"},
-        "requester": "arn:aws:iam::123456789012:user/ci",
-    },
-}
 
 
 def _document(target: dict[str, Any], **health: Any) -> dict[str, Any]:
@@ -173,18 +164,8 @@ class TwoFunctions:
 
 def test_a_stopped_execution_has_every_function_restored_by_the_reconciler() -> None:
     world = TwoFunctions()
-    ended = ExecutionEnded.model_validate(
-        {
-            "executionArn": EXECUTION,
-            "stateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:deployments",
-            "status": "ABORTED",
-            "startDate": 1_700_000_000_000,
-            "stopDate": 1_700_000_100_000,
-            "input": json.dumps(S3_EVENT),
-        }
-    )
     result = reconcile(
-        ended,
+        ended("ABORTED"),
         ledger=world.ledger,
         locks=world.locks,
         targets=world.targets,
