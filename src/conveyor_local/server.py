@@ -226,7 +226,10 @@ class _TrackedMotoServer:
 
         app = REQUEST_LOG.middleware(tracker.middleware(DomainDispatcherApplication(create_backend_app)))
         self._server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        # serve_forever checks for shutdown between polls: a short poll lets `local down` stop it at once
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="moto-server", daemon=True
+        )
 
     @property
     def port(self) -> int:
@@ -275,7 +278,8 @@ def client_env(state: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _alive(pid: int) -> bool:
-    """True while ``pid`` runs; reaps it first if it is our own exited child (no zombie false positive)."""
+    """True while ``pid`` runs; reaps it first if it is our own exited child, and an exited process another parent
+    has not reaped yet (a zombie: the cloud started by an earlier command is init's child) is not running."""
     with contextlib.suppress(ChildProcessError):
         reaped, _ = os.waitpid(pid, os.WNOHANG)
         if reaped == pid:
@@ -286,7 +290,16 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits for its parent to reap it (Linux ``/proc``; False where there is none)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def _tail(path: Path, lines: int = 40) -> str:
