@@ -34,6 +34,7 @@ from conveyor.domain.ownership import (
     TargetId,
     canonical_lambda_target,
     claim_targets,
+    member_field,
     resolve_all_members,
     resolve_targets,
     target_field,
@@ -174,7 +175,11 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
     copied into the bucket by hand) that has not deployed since, so the clash is refused here and not
     only at its next deployment.
     """
-    wanted = resolve_all_members(spec, home, source=source)
+    wanted = {  # each function of spec, by ARN: its environment and where it is written
+        member.arn: (env, member_field(target_field(spec, env, source), env.target, position))
+        for env in spec.environments
+        for position, member in enumerate(resolve_all_members(spec, home, source=source)[env.name])
+    }
     pages = (
         cloud.client("s3")
         .get_paginator("list_objects_v2")
@@ -184,19 +189,15 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
         app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
         if app == spec.app:
             continue
-        for env_name, function in (
-            (env_name, member)
-            for env_name, members in _registered_targets_by_environment(cloud, app, home).items()
-            for member in members
-        ):
-            mine = next((name for name, members in wanted.items() if function in members), None)
-            if mine is not None:
-                env = spec.environment(mine)
-                raise CliError(
-                    f"{target_field(spec, env, source)}: function {function.arn} belongs to app {app!r} "
-                    f"(environment {env_name!r}, registered at s3://{cloud.outputs.bucket}/{key}); app "
-                    f"{spec.app!r} (environment {mine!r}) may not deploy to it. One function has one owner"
-                )
+        for env_name, members in _registered_targets_by_environment(cloud, app, home).items():
+            for function in members:
+                if function.arn in wanted:
+                    env, field = wanted[function.arn]
+                    raise CliError(
+                        f"{field}: function {function.arn} belongs to app {app!r} (environment {env_name!r}, "
+                        f"registered at s3://{cloud.outputs.bucket}/{key}); app {spec.app!r} (environment "
+                        f"{env.name!r}) may not deploy to it. One function has one owner"
+                    )
 
 
 def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, list[TargetId]]:

@@ -8,10 +8,12 @@ both, and the on-call is told what failed and that both were restored.
 from __future__ import annotations
 
 import pytest
+import yaml
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 
 from conveyor_cli import operations
+from conveyor_cli.context import CliError
 from conveyor_cli.orders_sample import orders_bundle, set_up_orders
 from conveyor_cli.sample import EXAMPLES, alias_versions
 
@@ -79,3 +81,26 @@ def test_both_functions_move_together_and_a_broken_worker_rolls_both_back(stage:
     assert "ROLLED_BACK" in note["subject"]
     assert f"orders-api:live restored to version {live['api']['version']}" in note["message"]
     assert f"and orders-worker:live restored to version {live['worker']['version']}" in note["message"]
+
+
+def test_another_app_naming_one_of_the_functions_is_refused_at_its_field(stage: Stage, orders: None) -> None:
+    spec = stage.workdir / "billing.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "app": "billing",
+                "environments": [
+                    {
+                        "name": "production",
+                        "target": {"functions": ["billing-api", "orders-worker"]},
+                        "health": {"synthetic": {"expect": {"status": "ok"}}},
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(CliError) as refused:
+        operations.apply_pipeline(stage.cloud, spec)
+    message = str(refused.value)
+    assert message.startswith(f"{spec}: environments[0] (production).target.functions[1]: function ")
+    assert "orders-worker belongs to app 'orders' (environment 'production'" in message

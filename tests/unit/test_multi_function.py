@@ -14,17 +14,23 @@ import yaml
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
+    AliasChangedError,
     LockWaitTimeoutError,
     NothingToRollBackError,
     PipelineInvalidError,
+    RollbackFailedError,
     TargetClaimedError,
+    TrafficShiftError,
 )
 from conveyor.domain.manual_rollback import manual_rollback
+from conveyor.domain.notices import render_failure
 from conveyor.domain.ownership import claim_targets
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec, RolloutPolicy
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.stages.lock import acquire_lock
 from conveyor.stages.reconcile import reconcile
+from conveyor.stages.rollback import roll_back
+from conveyor.stages.traffic import shift_traffic
 
 from tests.fakes import DEFAULT_SPEC, FakeExecutions, FakeLocks, FakeNotifier, FakeTargetOwners, FakeTargets
 from tests.unit.conftest import HOME, build_step, started_ledger
@@ -262,3 +268,104 @@ def test_a_function_held_elsewhere_keeps_the_environment_waiting_in_line_within_
     grant = ask(1_100)
     assert grant.status == "acquired"
     assert locks.get(f"{PREFIX}:hello-worker").holder == step.deployment.execution_arn
+
+
+class FailsOnceOn(FakeTargets):
+    """The first alias write to ``function`` fails (a throttle, a 5xx) after the target's other functions moved."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__()
+        self.function, self.failed = function, False
+
+    def route_alias(self, function_name: str, alias: str, version: str, extra: Any, *, revision_id: Any = None) -> str:
+        if function_name == self.function and not self.failed:
+            self.failed = True
+            raise TrafficShiftError("injected: UpdateAlias throttled")
+        return super().route_alias(function_name, alias, version, extra, revision_id=revision_id)
+
+
+def test_a_step_retried_after_one_function_failed_goes_on_from_its_own_moves() -> None:
+    # Given a canary of two functions whose first step moved hello-api, then failed on hello-worker
+    spec = _document({"functions": ["hello-api", "hello-worker"]})
+    spec["environments"][0]["strategy"] = {"type": "canary", "weight": 25, "bake_seconds": 0}
+    step = build_step(spec)
+    targets = FailsOnceOn("hello-worker")
+    for name in ("hello-api", "hello-worker"):
+        targets.add(name, alias="live", version="1").versions["2"] = ("new", {})
+    assert step.release is not None
+    worker = step.release.model_copy(update={"function_name": "hello-worker", "alias_revision": "0"})
+    step = step.model_copy(
+        update={"release": step.release.model_copy(update={"alias_revision": "0", "companions": [worker]})}
+    )
+    ledger = started_ledger(step)
+    with pytest.raises(TrafficShiftError, match="injected"):
+        shift_traffic(step, targets=targets, ledger=ledger)
+    assert targets.functions["hello-api"].aliases["live"] == ("1", {"2": 0.25})
+
+    # When Step Functions retries the step with the same input
+    traffic = shift_traffic(step, targets=targets, ledger=ledger)
+
+    # Then it goes on from its own move of hello-api and moves hello-worker: both at 25%
+    for name in ("hello-api", "hello-worker"):
+        assert targets.functions[name].aliases["live"] == ("1", {"2": 0.25}), name
+    # And a move that is not this step's (someone put hello-api back) still stops the next step
+    targets.route_alias("hello-api", "live", "1", None)
+    with pytest.raises(AliasChangedError, match="hello-api:live changed since revision"):
+        shift_traffic(step.model_copy(update={"traffic": traffic}), targets=targets, ledger=ledger)
+    assert targets.functions["hello-worker"].aliases["live"] == ("1", {"2": 0.25})
+
+
+class RefusesAliasWrites(FakeTargets):
+    """Every alias write to ``function`` fails: it cannot be restored."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__()
+        self.function = function
+
+    def route_alias(self, function_name: str, alias: str, version: str, extra: Any, *, revision_id: Any = None) -> str:
+        if function_name == self.function:
+            raise TrafficShiftError("injected: UpdateAlias refused")
+        return super().route_alias(function_name, alias, version, extra, revision_id=revision_id)
+
+
+def test_a_rollback_that_restores_one_function_and_not_the_other_says_which_is_which() -> None:
+    # Given both functions at 25% of their new version, and hello-worker's alias refusing every write
+    world = TwoFunctions()
+    targets = RefusesAliasWrites("hello-worker")
+    for name in ("hello-api", "hello-worker"):
+        function = targets.add(name, alias="live", version="1")
+        function.versions["2"] = ("new-sha", {})
+        function.aliases["live"] = ("1", {"2": 0.25})
+    step = build_step(_document({"functions": ["hello-api", "hello-worker"]}))
+    assert step.release is not None
+    release = step.release.model_copy(
+        update={"companions": [step.release.model_copy(update={"function_name": "hello-worker"})]}
+    )
+    step = step.model_copy(
+        update={
+            "release": release,
+            "deployment": step.deployment.model_copy(update={"deployment_id": world.deployment_id}),
+        }
+    )
+
+    # When RollBack runs
+    with pytest.raises(
+        RollbackFailedError, match=r"could not restore hello-worker:live .*Run: aws lambda update-alias"
+    ):
+        roll_back(step, targets=targets, ledger=world.ledger)
+
+    # Then hello-api is back and the ledger says which function was restored and which was not
+    assert targets.functions["hello-api"].aliases["live"] == ("1", {})
+    record = world.ledger.get(world.deployment_id)
+    assert record is not None
+    assert record.environments["staging"].restore == {
+        "restored": {"hello-api": "1"},
+        "failed": {"hello-worker": "injected: UpdateAlias refused"},
+    }
+    # And the notice that asks a person to act names the right one
+    _, message = render_failure(record, Outcome.ROLLBACK_FAILED, "RollBack", "staging", "rollback failed")
+    assert "staging: RESTORED - hello-api:live back on version 1" in message
+    assert (
+        "staging: NOT RESTORED - hello-worker:live may still send traffic to version 2 (version before: 1)" in message
+    )
+    assert "hello-api:live may still send" not in message

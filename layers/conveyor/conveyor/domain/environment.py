@@ -107,6 +107,7 @@ class EnvironmentEntry(BaseModel):
     lock: dict[str, Any] | None = None
     served_before: dict[str, Any] | None = None
     companions: list[dict[str, Any]] | None = None  # each companion function's release (Deploy), to restore it
+    restore: dict[str, Any] | None = None  # a restore that failed for some functions: "restored", "failed"
     verdict: dict[str, Any] | None = None
     approval: dict[str, Any] | None = None
     rollback: dict[str, Any] | None = None

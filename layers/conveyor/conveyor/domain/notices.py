@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from conveyor.domain.contracts import Deployment, Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
@@ -102,56 +102,83 @@ def publish_once(
 
 
 def _environment_lines(record: DeploymentRecord) -> list[str]:
-    lines = []
-    for name, env in record.environments.items():
-        where = f"{env.function_name}:{env.alias}"
-        before, after = env.version_before, env.version_after
-        status = env.status
-        beanstalk = (env.model_extra or {}).get("beanstalk")
-        if isinstance(beanstalk, dict):
-            where = f"Elastic Beanstalk {env.function_name}/{beanstalk.get('deployed_environment')}"
-        if status is EnvironmentStatus.ROLLED_BACK and isinstance(beanstalk, dict):
-            rollback = env.rollback or {}
-            restored = rollback.get("restored_version") or before
-            if beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
-                back = (
-                    f"production CNAME {beanstalk.get('cname_prefix')} swapped back to "
-                    f"{beanstalk.get('live_environment')} (version {restored}; {beanstalk.get('deployed_environment')} "
-                    f"keeps {after} for inspection)"
-                )
-            else:
-                back = f"{beanstalk.get('live_environment')} updated back to version {restored} (was {after})"
-            lines.append(f"  {name}: ROLLED BACK - {back} in {rollback.get('duration_ms', '?')} ms")
-        elif status is EnvironmentStatus.ROLLED_BACK:
-            rollback = env.rollback or {}
-            restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
-            lines.append(
-                f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
-                f"in {rollback.get('duration_ms', '?')} ms, routing cleared"
-            )
-        elif status is EnvironmentStatus.LIVE:
-            lines.append(f"  {name}: LIVE - {where} now serves version {after} (was {before})")
-        elif status is EnvironmentStatus.SHIFTING:
-            # Traffic moved and was not restored (only reachable when the rollback itself failed).
-            weight = env.weight if env.weight is not None else "?"
-            lines.append(
-                f"  {name}: SHIFTING - {where} may still send {weight}% of traffic to version "
-                f"{after} (version before: {before}); it was NOT restored"
-            )
-        elif status is EnvironmentStatus.PENDING:
-            lines.append(f"  {name}: not reached - nothing deployed; {where} untouched")
-        elif status in (
-            EnvironmentStatus.AWAITING_APPROVAL,
-            EnvironmentStatus.APPROVED,
-            EnvironmentStatus.REJECTED,
-            EnvironmentStatus.APPROVAL_TIMED_OUT,
-        ):
-            lines.append(f"  {name}: {status} - nothing deployed; {where} untouched")
-        else:
-            lines.append(f"  {name}: {status} - {where} still serves version {before}; new version {after} unused")
-        lines += _companion_lines(env)
     if all(env.status is EnvironmentStatus.PENDING for env in record.environments.values()):
         return ["  no environment was touched: nothing was deployed"]
+    lines = []
+    for name, env in record.environments.items():
+        if env.status is EnvironmentStatus.SHIFTING and env.restore:
+            lines += _incomplete_restore_lines(name, env, env.restore)
+        else:
+            lines += [_environment_line(name, env), *_companion_lines(env)]
+    return lines
+
+
+def _environment_line(name: str, env: EnvironmentEntry) -> str:
+    """What happened to one environment's target (its first function, for a target of several)."""
+    where = f"{env.function_name}:{env.alias}"
+    before, after = env.version_before, env.version_after
+    status = env.status
+    beanstalk = (env.model_extra or {}).get("beanstalk")
+    if isinstance(beanstalk, dict):
+        where = f"Elastic Beanstalk {env.function_name}/{beanstalk.get('deployed_environment')}"
+    if status is EnvironmentStatus.ROLLED_BACK and isinstance(beanstalk, dict):
+        rollback = env.rollback or {}
+        restored = rollback.get("restored_version") or before
+        if beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
+            back = (
+                f"production CNAME {beanstalk.get('cname_prefix')} swapped back to "
+                f"{beanstalk.get('live_environment')} (version {restored}; {beanstalk.get('deployed_environment')} "
+                f"keeps {after} for inspection)"
+            )
+        else:
+            back = f"{beanstalk.get('live_environment')} updated back to version {restored} (was {after})"
+        return f"  {name}: ROLLED BACK - {back} in {rollback.get('duration_ms', '?')} ms"
+    if status is EnvironmentStatus.ROLLED_BACK:
+        rollback = env.rollback or {}
+        restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
+        return (
+            f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
+            f"in {rollback.get('duration_ms', '?')} ms, routing cleared"
+        )
+    if status is EnvironmentStatus.LIVE:
+        return f"  {name}: LIVE - {where} now serves version {after} (was {before})"
+    if status is EnvironmentStatus.SHIFTING:
+        # Traffic moved and was not restored (only reachable when the rollback itself failed).
+        weight = env.weight if env.weight is not None else "?"
+        return (
+            f"  {name}: SHIFTING - {where} may still send {weight}% of traffic to version "
+            f"{after} (version before: {before}); it was NOT restored"
+        )
+    if status is EnvironmentStatus.PENDING:
+        return f"  {name}: not reached - nothing deployed; {where} untouched"
+    if status in (
+        EnvironmentStatus.AWAITING_APPROVAL,
+        EnvironmentStatus.APPROVED,
+        EnvironmentStatus.REJECTED,
+        EnvironmentStatus.APPROVAL_TIMED_OUT,
+    ):
+        return f"  {name}: {status} - nothing deployed; {where} untouched"
+    if after is None:
+        return f"  {name}: {status} - no new version was published; {where} untouched"
+    return f"  {name}: {status} - {where} still serves version {before}; new version {after} unused"
+
+
+def _incomplete_restore_lines(name: str, env: EnvironmentEntry, restore: dict[str, Any]) -> list[str]:
+    """A target of several functions whose rollback restored some of them: which ones, and which still need a
+    person (with what the alias may still send)."""
+    versions = {env.function_name: (env.version_before, env.version_after)} | {
+        c.get("function_name"): (c.get("version_before"), c.get("version_after")) for c in env.companions or []
+    }
+    lines = [
+        f"  {name}: RESTORED - {function}:{env.alias} back on version {version or '(alias removed)'}"
+        for function, version in (restore.get("restored") or {}).items()
+    ]
+    for function, error in (restore.get("failed") or {}).items():
+        before, after = versions.get(function, (None, None))
+        lines.append(
+            f"  {name}: NOT RESTORED - {function}:{env.alias} may still send traffic to version {after} (version "
+            f"before: {before}): {error}"
+        )
     return lines
 
 

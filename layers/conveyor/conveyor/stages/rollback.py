@@ -79,6 +79,19 @@ def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironment
     return {release.function_name: eb.restore_production(release, beanstalk)}
 
 
+def _record_incomplete(deployment_id: str, environment: str, exc: RestoreIncompleteError, ledger: Ledger) -> None:
+    """Say which functions of the target were restored and which were not, for the notice that asks a person to
+    act (the environment keeps the status it had: its traffic is not all back)."""
+    try:
+        ledger.update_environment(
+            deployment_id,
+            environment,
+            {"restore": {"restored": exc.restored, "failed": {name: str(error) for name, error in exc.failed.items()}}},
+        )
+    except (LedgerError, StatusMoveRefusedError) as error:
+        logger.error("the ledger could not record an incomplete restore", extra={"error": str(error)})
+
+
 def roll_back(
     step: EnvironmentStep, *, targets: Targets, ledger: Ledger, beanstalk: BeanstalkEnvironments | None = None
 ) -> RollbackResult:
@@ -91,7 +104,9 @@ def roll_back(
         started = time.perf_counter()
         try:
             restored = _restore(release, targets, beanstalk)
-        except RollbackFailedError:
+        except RollbackFailedError as exc:
+            if isinstance(exc.__cause__, RestoreIncompleteError):
+                _record_incomplete(deployment.deployment_id, release.environment, exc.__cause__, ledger)
             raise
         except (ConveyorError, ClientError, BotoCoreError) as exc:
             target = release.version_before or "(no alias)"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import EnvironmentStep, Release, ServedRelease, TrafficState
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import TrafficShiftError
+from conveyor.domain.errors import AliasChangedError, TrafficShiftError
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, StageWrites, Targets
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -130,16 +130,25 @@ def _revisions(step: EnvironmentStep, *, targets: Targets | None = None) -> dict
 
 
 def _route(member: Release, weight: int, revision: str | None, targets: Targets) -> str | None:
-    """Point one function's alias at ``weight`` percent on its new version; the alias's new revision."""
-    if weight == 100 or member.version_before in (None, member.version_after):
-        return targets.route_alias(member.function_name, member.alias, member.version_after, None, revision_id=revision)
-    return targets.route_alias(
-        member.function_name,
-        member.alias,
-        member.version_before,
-        {member.version_after: weight / 100},
-        revision_id=revision,
+    """Point one function's alias at ``weight`` percent on its new version; the alias's new revision.
+
+    The write is conditioned on ``revision``. When the alias moved since, but to exactly this step's state, the
+    move is this stage's own from an attempt that failed after it (on another function of the target, or on the
+    ledger): Step Functions' retry goes on from it instead of failing the step. Any other move is someone
+    else's (a restore): ``AliasChangedError``.
+    """
+    base, weights = (
+        (member.version_after, None)
+        if weight == 100 or member.version_before in (None, member.version_after)
+        else (str(member.version_before), {member.version_after: weight / 100})
     )
+    try:
+        return targets.route_alias(member.function_name, member.alias, base, weights, revision_id=revision)
+    except AliasChangedError:
+        current = targets.alias_state(member.function_name, member.alias)
+        if current is not None and current.version == base and current.weights == (weights or {}):
+            return current.revision_id
+        raise
 
 
 def shift_beanstalk(
