@@ -61,18 +61,32 @@ def registered_apps(cloud: Cloud) -> list[str]:
     return sorted(key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml") for key in keys if key.endswith(".yaml"))
 
 
-def rolling_out(records: list[DeploymentRecord], environment: str, version: str) -> DeploymentRecord | None:
-    """The newest deployment that published Lambda ``version`` in ``environment`` and is moving traffic to it."""
+def rolling_out(
+    records: list[DeploymentRecord], environment: str, function: str, version: str
+) -> DeploymentRecord | None:
+    """The newest deployment that published Lambda ``version`` of ``function`` in ``environment`` and is moving
+    traffic to it."""
     for record in records:  # newest first
         env = record.environments.get(environment)
-        if env is not None and env.version_after == version and env.status in ROLLING:
+        if env is not None and env.status in ROLLING and env.of_function(function).get("version_after") == version:
             return record
     return None
 
 
-def live_environment(cloud: Cloud, app: str, environment: str, records: list[DeploymentRecord]) -> LiveEnvironment:
+def live_environment(
+    cloud: Cloud, app: str, environment: str, records: list[DeploymentRecord]
+) -> list[LiveEnvironment]:
+    """What each function of the environment's target serves (one for most targets)."""
     target, _ = operations.environment_lock(cloud, app, environment)
-    function, alias = target.function_name, target.alias
+    return [
+        live_function(cloud, app, environment, function, alias=target.alias, records=records)
+        for function in target.function_names
+    ]
+
+
+def live_function(
+    cloud: Cloud, app: str, environment: str, function: str, *, alias: str, records: list[DeploymentRecord]
+) -> LiveEnvironment:
     state = operations.targets(cloud).alias_state(function, alias)
     base = LiveEnvironment(app=app, environment=environment, function_name=function, alias=alias, exists=False)
     if state is None:
@@ -89,7 +103,7 @@ def live_environment(cloud: Cloud, app: str, environment: str, records: list[Dep
         )
     ]
     for version, weight in state.weights.items():
-        rollout = rolling_out(records, environment, version)
+        rollout = rolling_out(records, environment, function, version)
         shares.append(
             Share(
                 lambda_version=version,
@@ -129,7 +143,7 @@ def live_environments(cloud: Cloud, app: str | None) -> list[LiveEnvironment]:
                 raise
             continue  # another app's spec that no longer parses: `pipeline show` says why
         records = operations.ledger(cloud).history(app=name, limit=50)
-        found += [live_environment(cloud, name, env.name, records) for env in spec.environments]
+        found += [entry for env in spec.environments for entry in live_environment(cloud, name, env.name, records)]
     return found
 
 

@@ -14,6 +14,7 @@ from conveyor.domain.environment import EnvironmentStatus
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError
+from conveyor_cli.live import live_environments
 from conveyor_cli.orders_sample import orders_bundle, set_up_orders
 from conveyor_cli.sample import EXAMPLES, alias_versions
 
@@ -57,6 +58,12 @@ def test_both_functions_move_together_and_a_broken_worker_rolls_both_back(stage:
     )
     assert b'"release": "1.1.0"' in answer["Payload"].read()  # the worker runs the release's package, its handler
     stage.notifications_naming(good)  # (none expected; cleared)
+    # And `conveyor live` shows what each function serves
+    serving = [(e.function_name, e.release, e.lambda_version) for e in live_environments(stage.cloud, "orders")]
+    assert serving == [
+        ("orders-api", "1.1.0", live["api"]["version"]),
+        ("orders-worker", "1.1.0", live["worker"]["version"]),
+    ]
 
     # When a release whose worker cannot start is pushed
     broken = push(stage, "orders-broken", "1.2.0")

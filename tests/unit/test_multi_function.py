@@ -89,13 +89,14 @@ def test_a_target_names_no_function_at_all_is_refused_by_the_schema_and_the_mode
         ),
         ({"functions": ["hello-api", f"{PREFIX}:hello-api"]}, {}, "each function once: hello-api"),
         ({"functions": [f"a{n}" for n in range(6)]}, {}, "at most 5 items"),
+        ({"functions": []}, {}, "functions: name at least one function"),
         (
             {"functions": ["hello-api", "hello-worker"]},
             {"synthetic": {"function": "hello-cron", "expect": {}}},
             "health.synthetic.function: 'hello-cron' is not one of the target's functions",
         ),
     ],
-    ids=["both disagree", "twice", "too many", "synthetic elsewhere"],
+    ids=["both disagree", "twice", "too many", "none", "synthetic elsewhere"],
 )
 def test_a_target_of_several_functions_is_refused_by_name(
     target: dict[str, Any], health: dict[str, Any], message: str

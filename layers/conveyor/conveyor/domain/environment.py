@@ -113,6 +113,13 @@ class EnvironmentEntry(BaseModel):
     rollback: dict[str, Any] | None = None
     reconciled: bool | None = None
 
+    def of_function(self, function: str) -> dict[str, Any]:
+        """What the entry says about one function of its target: the entry itself for its first function, the
+        companion's fields (Deploy records them) for another; empty when it does not name it."""
+        if self.function_name == function or not self.companions:
+            return self.model_dump() if self.function_name in (function, None) else {}
+        return next((fields for fields in self.companions if fields.get("function_name") == function), {})
+
     @model_serializer(mode="wrap")
     def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """Only the keys the ledger holds: an entry dumps to the item it was read from."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,14 +100,6 @@ def released_entry(records: list[DeploymentRecord], environment: str, app: str, 
     )
 
 
-def function_fields(entry: EnvironmentEntry, function: str) -> dict[str, Any]:
-    """What an environment's entry says about one function of its target: the entry itself for its first
-    function, the companion's fields (Deploy records them) for another; empty when it does not name it."""
-    if entry.function_name == function or not entry.companions:
-        return entry.model_dump() if entry.function_name in (function, None) else {}
-    return next((fields for fields in entry.companions if fields.get("function_name") == function), {})
-
-
 def served_after_rollback(
     records: list[DeploymentRecord],
     live: DeploymentRecord | None,
@@ -126,14 +117,14 @@ def served_after_rollback(
     """
     recorded_by = f"ManualRollback:{operator}"
     entry = live.environments.get(environment) if live else None
-    before = function_fields(entry, function).get("served_before") if entry is not None else None
+    before = entry.of_function(function).get("served_before") if entry is not None else None
     if before and before.get("lambda_version") == version:
         return ServedRelease.model_validate(before | {"recorded_at": utcnow(), "recorded_by": recorded_by})
     for record in records:  # newest first
         env = record.environments.get(environment)
         if (
             env is not None
-            and function_fields(env, function).get("version_after") == version
+            and env.of_function(function).get("version_after") == version
             and (env.status is EnvironmentStatus.LIVE or record.status is Outcome.SUCCEEDED)
             and record.package_sha256 is not None
         ):
@@ -183,7 +174,7 @@ def manual_rollback(
         )
     source = released_entry(records, environment, app, to_release) if to_release is not None else entry
     field = "version_after" if to_release is not None else "version_before"
-    versions = {name: to or (source and function_fields(source, name).get(field)) for name in target.function_names}
+    versions = {name: to or (source and source.of_function(name).get(field)) for name in target.function_names}
     missing = [name for name, version in versions.items() if version is None]
     if missing:
         raise NothingToRollBackError(

@@ -187,8 +187,12 @@ def _companion_lines(env: EnvironmentEntry) -> list[str]:
     alias = env.alias
     if env.status is EnvironmentStatus.ROLLED_BACK:
         return [
-            f"    and {c['function_name']}:{alias} restored to version "
-            f"{c.get('restored_version') or '(alias removed: it did not exist before)'} (was {c['rolled_back_from']})"
+            f"    and {c['function_name']}:{alias} "
+            + (
+                f"restored to version {c['restored_version']} (was {c['rolled_back_from']})"
+                if c.get("restored_version")
+                else f"removed: it did not exist before (it served {c['rolled_back_from']})"
+            )
             for c in (env.rollback or {}).get("companions", [])
         ]
     companions = env.companions or []

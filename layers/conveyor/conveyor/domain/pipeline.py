@@ -107,8 +107,12 @@ class LambdaTarget(_Spec):
     @classmethod
     def _first_of_functions(cls, data: Any) -> Any:
         """``functions: [a, b]`` names ``a`` as ``function_name``; both given, they must agree."""
-        if not isinstance(data, dict) or not data.get("functions"):
+        if not isinstance(data, dict) or data.get("functions") is None:
             return data
+        if not data["functions"]:
+            if "function_name" in data:
+                return data  # a one-function target as it is dumped: the list empty
+            raise ValueError("functions: name at least one function (or give function_name)")
         first = data["functions"][0]
         if "function_name" in data and data["function_name"] != first:
             raise ValueError(
