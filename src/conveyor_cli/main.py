@@ -411,8 +411,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             f"{result['function_name']}:{result['alias']} restored to version {result['restored_version']} "
             f"(was {result['rolled_back_from']}){serves} in {result['duration_ms']} ms, routing cleared"
         )
-        for function, version in result.get("companions", {}).items():
-            print(f"{function}:{result['alias']} restored to version {version}, routing cleared")
+        for other in result.get("companions", []):
+            print(
+                f"{other['function_name']}:{result['alias']} restored to version {other['restored_version']} "
+                f"(was {other['rolled_back_from']}), routing cleared"
+            )
     return 0
 
 

@@ -100,6 +100,8 @@ class RollbackView:
     after_verdict: str | None
     reason: str
     recorded: bool
+    companions: list[str]
+    """A target of several functions: each other function restored, as "name: version X (was Y)"."""
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,11 @@ def _rollback(record: DeploymentRecord, entry: EnvironmentEntry, events: Sequenc
         after_verdict=after_verdict,
         reason=_text(rollback.get("reason")),
         recorded=bool(rollback.get("recorded", True)),
+        companions=[
+            f"{_text(c.get('function_name'))}: version {_text(c.get('restored_version')) or '(no alias: removed)'} "
+            f"(was version {_text(c.get('rolled_back_from'))})"
+            for c in rollback.get("companions", [])
+        ],
     )
 
 
@@ -419,7 +426,9 @@ def environment_view(
         rules=rules,
         rules_source=rules_source,
         name=name,
-        target=f"{entry.function_name}:{entry.alias}" if entry.function_name else "(not deployed)",
+        target=f"{'+'.join(entry.functions or [entry.function_name])}:{entry.alias}"
+        if entry.function_name
+        else "(not deployed)",
         status=entry.status.value if isinstance(entry.status, EnvironmentStatus) else _text(entry.status),
         version_before=entry.version_before,
         version_after=entry.version_after,

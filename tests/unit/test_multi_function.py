@@ -214,7 +214,15 @@ def test_a_manual_rollback_puts_every_function_back() -> None:
     world = TwoFunctions()
     _live_on_two(world)
     result = _manual(world)
-    assert (result.restored_version, result.companions) == ("1", {"hello-worker": "1"})
+    assert result.restored_version == "1"
+    assert [(c.function_name, c.restored_version, c.rolled_back_from) for c in result.companions] == [
+        ("hello-worker", "1", "2")
+    ]
+    # And the ledger's rollback of the live deployment names both, as the notices and the report read it
+    record = world.ledger.get(world.deployment_id)
+    assert record is not None
+    rollback = record.environments["staging"].rollback or {}
+    assert [c["function_name"] for c in rollback["companions"]] == ["hello-worker"]
     for name in ("hello-api", "hello-worker"):
         assert world.targets.functions[name].aliases["live"] == ("1", {}), name
 

@@ -28,6 +28,16 @@ from conveyor.domain.timing import utcnow
 LEASE_SECONDS = 300
 
 
+class RestoredFunction(BaseModel):
+    """One companion function of a manual rollback (the shape RollbackResult's companions have in the ledger)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    function_name: str
+    restored_version: str
+    rolled_back_from: str | None
+
+
 class ManualRollback(BaseModel):
     """What a manual rollback did."""
 
@@ -44,8 +54,8 @@ class ManualRollback(BaseModel):
     deployment_id: str | None
     serves: str | None
     rolled_back_at: datetime | None = None
-    companions: dict[str, str] = Field(
-        default_factory=dict, description="a target of several functions: the version each other function got back"
+    companions: list[RestoredFunction] = Field(
+        default_factory=list, description="a target of several functions: what each other function got back"
     )
 
 
@@ -202,6 +212,7 @@ def manual_rollback(
     try:
         for name in target.function_names:
             targets.ensure_managed(name, managed_tag_key)
+        was = {name: targets.alias_version(name, alias) for name in target.companions} | {function: serving}
         started_at, started = utcnow(), time.perf_counter()
         for name in target.function_names:
             targets.route_alias(name, alias, str(versions[name]), None)
@@ -234,7 +245,10 @@ def manual_rollback(
             deployment_id=live.deployment_id if live else None,
             serves=f"{served.app} {served.version} (deployment {served.deployment_id})" if served else None,
             rolled_back_at=started_at,
-            companions={name: str(versions[name]) for name in target.companions},
+            companions=[
+                RestoredFunction(function_name=name, restored_version=str(versions[name]), rolled_back_from=was[name])
+                for name in target.companions
+            ],
         )
         if live is not None:
             ledger.record_event(
@@ -266,6 +280,7 @@ def manual_rollback(
 __all__ = [
     "LEASE_SECONDS",
     "ManualRollback",
+    "RestoredFunction",
     "lambda_version_of",
     "live_deployment",
     "manual_rollback",
