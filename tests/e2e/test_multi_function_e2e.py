@@ -16,6 +16,7 @@ from conveyor_cli import operations
 from conveyor_cli.context import CliError
 from conveyor_cli.live import live_environments
 from conveyor_cli.orders_sample import orders_bundle, set_up_orders
+from conveyor_cli.report import report_html
 from conveyor_cli.sample import EXAMPLES, alias_versions
 
 from .conftest import Stage
@@ -82,6 +83,11 @@ def test_both_functions_move_together_and_a_broken_worker_rolls_both_back(stage:
     assert [(c["function_name"], c["restored_version"]) for c in rollback["companions"]] == [
         ("orders-worker", live["worker"]["version"])
     ]
+
+    # And the rollout's report names both functions and each one restored
+    page = report_html(stage.cloud, broken)
+    assert "orders-api+orders-worker:live" in page
+    assert f"orders-worker: version {live['worker']['version']} (was version" in page
 
     # And the on-call is told what failed and that both were restored
     [note] = stage.await_notifications(broken, "the rollback notification")
