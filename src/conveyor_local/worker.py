@@ -22,13 +22,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.abc
+import importlib.util
 import json
 import logging
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -60,6 +62,60 @@ class _HandlerLoadError(Exception):
     def __init__(self, error_type: str, message: str) -> None:
         super().__init__(message)
         self.error_type = error_type
+
+
+TIME_SCALE_ENV = "CONVEYOR_LOCAL_TIME_SCALE"
+"""The local cloud's time scale (``conveyor_local.moto_patches.registry``), which every worker is given."""
+_SCALED_BACKOFF = "botocore.retries.standard"
+
+
+class _ScaledSdkBackoff(importlib.abc.MetaPathFinder):
+    """Under a time scale, the SDK's retry backoff runs as scaled as every other wait of the local cloud.
+
+    botocore's standard retry mode sleeps up to 20 s between attempts (real time, inside the function); the
+    local cloud already scales Wait states, state machine retries and Lambda's own retries, so a function
+    retrying through an injected outage waited out minutes the rest of the cloud had scaled to seconds. When
+    ``botocore.retries.standard`` is imported (the worker imports nothing itself: a function that never uses
+    the SDK pays nothing), its ``ExponentialBackoff`` delay is multiplied by the scale.
+    """
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != _SCALED_BACKOFF:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, factor = spec.loader, self.factor
+
+        class _Scaling(importlib.abc.Loader):
+            def create_module(self, spec: Any) -> Any:
+                return loader.create_module(spec)
+
+            def exec_module(self, module: Any) -> None:
+                loader.exec_module(module)
+                backoff = module.ExponentialBackoff
+                delay = backoff.delay_amount
+                backoff.delay_amount = lambda self, context: delay(self, context) * factor
+
+        spec.loader = _Scaling()
+        return spec
+
+
+def scale_sdk_backoff(environ: Mapping[str, str] = os.environ) -> None:
+    """Scale the SDK's retry backoff by the local cloud's time scale, when there is one below 1."""
+    try:
+        factor = float(environ.get(TIME_SCALE_ENV, "1"))
+    except ValueError:
+        return
+    if 0 <= factor < 1:
+        sys.meta_path.insert(0, _ScaledSdkBackoff(factor))
 
 
 def load_handler(spec: str) -> Handler:
@@ -203,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     os.close(devnull)
     responses = os.fdopen(args.response_fd, "w", encoding="utf-8")
     _configure_root_logger()
+    scale_sdk_backoff()
     serve(requests, responses, args.log_file, Runtime(os.environ["_HANDLER"]))
 
 
