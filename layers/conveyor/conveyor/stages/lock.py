@@ -167,8 +167,9 @@ def acquire_lock(
         last_seen=now,
     )
 
-    def finish(token: int, waiter: Waiter) -> LockGrant:
-        return taken(
+    def finish(token: int, waiter: Waiter, *, queued: bool = True) -> LockGrant:
+        """Finish taking the lock as ``waiter``, which leaves the queue unless it still waits (``taken``)."""
+        answer = taken(
             step,
             token,
             grant,
@@ -180,6 +181,9 @@ def acquire_lock(
             beanstalk=beanstalk,
             now=now,
         )
+        if queued and answer.status != "waiting":  # waiting: one of the target's other functions is held elsewhere
+            locks.remove_waiter(target, waiter.key)
+        return answer
 
     current = locks.get(target)
     if (
@@ -187,7 +191,8 @@ def acquire_lock(
         and current.holder == holder
         and locks.renew(target, holder=holder, token=current.token, lease_seconds=lease, now=now)
     ):
-        # A retry or redrive of this state: this execution already holds the lock (and finishes taking it).
+        # A retry or redrive of this state: this execution already holds the lock (and finishes taking it, leaving
+        # the queue if the attempt before failed after taking it from there).
         return finish(current.token, mine)
     if (current is None or current.free_at(now)) and not locks.waiters(target):
         # Nobody holds it and nobody waits: take it without queueing (the write is conditioned on it being free,
@@ -202,7 +207,7 @@ def acquire_lock(
             now=now,
         )
         if token is not None:
-            return finish(token, mine)
+            return finish(token, mine, queued=False)
 
     locks.enqueue(target, mine)
     queue = locks.waiters(target)
@@ -244,10 +249,7 @@ def acquire_lock(
         if token is not None:
             if dead is not None:
                 took_over(step, *dead, ledger=ledger)
-            answer = finish(token, me)
-            if answer.status != "waiting":  # waiting: one of the target's other functions is held elsewhere
-                locks.remove_waiter(target, me.key)
-            return answer
+            return finish(token, me)
         current = locks.get(target)
 
     waited = now - me.first_seen
