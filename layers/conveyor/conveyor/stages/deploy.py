@@ -147,12 +147,8 @@ def deploy_beanstalk(
         detail.update(release.model_dump(mode="json"))
         writes.environment = {
             "status": EnvironmentStatus.DEPLOYED,
-            "function_name": release.function_name,
-            "alias": release.alias,
-            "version_before": release.version_before,
-            "version_after": release.version_after,
+            **_entry_fields(release),
             "beanstalk": release.beanstalk.model_dump(mode="json") if release.beanstalk else None,
-            "served_before": served_before.model_dump(mode="json") if served_before else None,
         }
     metrics.add_metric(name="VersionsReused" if release.reused else "VersionsPublished", unit=MetricUnit.Count, value=1)
     logger.info("application version ready", extra={"environment": environment.name, "version": release.version_after})
