@@ -21,10 +21,11 @@ demo: $(STAMP)
 	$(BIN)/conveyor demo
 
 # Test processes (pytest-xdist). Each starts its own local clouds (session fixtures), so a module's tests stay
-# together on one process, in file order, and the e2e suite stays whole on one process (--dist loadgroup,
-# groups set in tests/conftest.py). 2 suits a 2-core machine: the local cloud's server
-# and Lambda workers are processes of their own and fill the gaps while a test waits on them.
-TEST_WORKERS ?= 2
+# together on one process, in file order, and so do the e2e modules of each of the suite's two clouds (--dist
+# loadgroup, groups set in tests/conftest.py). 3 suits a 2-core machine: an e2e process mostly waits on its
+# cloud (half a core between them), so the third keeps the cores busy with the unit, functional and local-cloud
+# modules meanwhile.
+TEST_WORKERS ?= 3
 GATES := lint typecheck cfn-lint statelint security ci-lint
 
 # The gates share nothing, so they run side by side (output kept whole per gate); pytest starts once all passed.

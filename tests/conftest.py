@@ -34,20 +34,31 @@ def _one_botocore_loader() -> Iterator[None]:
         yield
 
 
+#: The end-to-end modules run on two local clouds, so that two processes can share them out: the modules from
+#: this one on (in file order) on the second cloud, those before it on the first. The modules of one cloud build
+#: on each other (see below); this one needs nothing from those before it, and each half takes about as long.
+SECOND_E2E_CLOUD_FROM = "tests/e2e/test_progressive_e2e.py"
+
+
+def xdist_group(module: str) -> str:
+    """The group a test module's tests run in: the module itself, or the end-to-end cloud it shares."""
+    if not module.startswith("tests/e2e/"):
+        return module
+    return "e2e-2" if module >= SECOND_E2E_CLOUD_FROM else "e2e-1"
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups (whichever registered first)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """How pytest-xdist (``--dist loadgroup``) shares the tests out: a module stays whole on one process, and
-    the end-to-end suite stays whole on one process, in file order.
+    the end-to-end modules of one cloud stay together on one process, in file order.
 
-    The e2e modules share one local cloud per process and one sample app whose live version only moves
-    forward: each module pushes versions above the one before it (a lower push is refused as a downgrade),
-    so they must run in collection order, which ``loadscope`` does not promise once a process takes work
-    from the queue out of turn.
+    The e2e modules of a cloud share one sample app whose live version only moves forward: each module pushes
+    versions above the one before it (a lower push is refused as a downgrade), so they must run in collection
+    order, which ``loadscope`` does not promise once a process takes work from the queue out of turn. Each
+    group gets a cloud of its own (``tests/e2e/conftest.py``), also when one process runs both.
     """
     for item in items:
-        module = item.nodeid.split("::", 1)[0]
-        group = "e2e" if module.startswith("tests/e2e/") else module
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item.nodeid.split("::", 1)[0])))
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reports the collected node ids to the scheduler

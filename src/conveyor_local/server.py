@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -30,6 +31,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import botocore.loaders
+import botocore.session
 
 from conveyor_local import persistence
 from conveyor_local.moto_patches.registry import TIME_SCALE_ENV
@@ -318,6 +322,7 @@ def start_background(
     fresh: bool = False,
     restart: bool = False,
     timeout: float = 120.0,
+    snapshot_interval: float | None = None,
 ) -> dict[str, Any]:
     """Start the local cloud as a detached process and wait until it is provisioned.
 
@@ -327,7 +332,8 @@ def start_background(
     the old ones silently would run every wait at a speed nobody asked for), as is ``fresh`` (its
     state cannot be discarded under it), unless ``restart``: that stops it first (its state kept).
     Raises ``LocalCloudError`` with the server log's tail if the server exits or is not ready within
-    ``timeout`` seconds.
+    ``timeout`` seconds. ``snapshot_interval``: the least time between two snapshots of its state (default
+    ``persistence.DEFAULT_INTERVAL_SECONDS``; a crash loses at most that much).
     """
     state_path = Path(state_dir).resolve()
     state_path.mkdir(parents=True, exist_ok=True)
@@ -361,6 +367,8 @@ def start_background(
     command += ["--template", str(Path(template).resolve()), "--state-dir", str(state_path)]
     if fresh:
         command.append("--fresh")
+    if snapshot_interval is not None:
+        command += ["--snapshot-interval", str(snapshot_interval)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -409,6 +417,17 @@ def stop(state_dir: Path | str = ".conveyor", timeout: float = 15.0) -> bool:
 # ------------------------------------------------------------------------- foreground
 
 
+def share_botocore_loader() -> None:
+    """Every botocore session of this process reads AWS's API models through one loader.
+
+    moto builds sessions of its own as it is imported and as it serves (EC2's regions, imported with the Step
+    Functions interpreter, read the whole EC2 model three times, through three new sessions: a second of every
+    start), and so do the interpreter's and the provisioner's clients. The loader is a read-only cache of files
+    shipped with botocore, one per data path as botocore would build it, so sharing it changes no client.
+    """
+    botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conveyor_local.server", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
@@ -417,9 +436,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-name", default="conveyor")
     parser.add_argument("--time-scale", type=float, default=None, help=f"default: ${TIME_SCALE_ENV} or 1.0")
     parser.add_argument("--fresh", action="store_true", help="discard the saved state and start empty")
+    parser.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=persistence.DEFAULT_INTERVAL_SECONDS,
+        help="least seconds between two snapshots of the state (a crash loses at most that much)",
+    )
     args = parser.parse_args(argv)
+    if not args.snapshot_interval > 0:
+        parser.error(f"--snapshot-interval must be more than 0 seconds, not {args.snapshot_interval:g}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    share_botocore_loader()
 
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -431,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         time_scale=args.time_scale if args.time_scale is not None else time_scale_from_env(),
         stack_name=args.stack_name,
         fresh=args.fresh,
+        snapshot_interval=args.snapshot_interval,
     )
     try:
         state = cloud.start()

@@ -5,7 +5,6 @@ Deployments start the way they do on AWS, with an upload to the artifact bucket.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from conveyor_cli.packaging import build_bundle
 from conveyor_cli.sample import EXAMPLES, ROOT, SampleTargets, alias_versions, drain_inbox, set_up_sample
 from conveyor_local.faults import write_plan
 from conveyor_local.server import start_background, stop
+from tests.conftest import xdist_group
 
 
 @dataclass
@@ -122,19 +122,37 @@ class Stage:
 
 
 @pytest.fixture(scope="session")
-def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
-    state_dir = tmp_path_factory.mktemp("local-cloud")
-    saved_env = dict(os.environ)
-    start_background(port=0, template=ROOT / "template.yaml", state_dir=state_dir, time_scale=0.01)
+def _clouds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Stage]]:
+    """The local clouds this process started, one per e2e group it ran; all stopped at the end of the session."""
+    clouds: dict[str, Stage] = {}
     try:
-        cloud = Cloud(local=True, local_state=state_dir)
-        targets = set_up_sample(cloud).targets  # `conveyor local sample`, as a new user runs it
-        drain_inbox(cloud, targets.inbox_url)
-        yield Stage(cloud=cloud, targets=targets, workdir=tmp_path_factory.mktemp("bundles"), state_dir=state_dir)
+        yield clouds
     finally:
-        stop(state_dir)
-        os.environ.clear()
-        os.environ.update(saved_env)
+        for started in clouds.values():
+            stop(started.state_dir)
+
+
+@pytest.fixture(scope="module")
+def stage(request: pytest.FixtureRequest, _clouds: dict[str, Stage], tmp_path_factory: pytest.TempPathFactory) -> Stage:
+    """The local cloud of this module's e2e group (``tests/conftest.py``), started for the group's first module."""
+    group = xdist_group(request.path.relative_to(ROOT).as_posix())
+    if group not in _clouds:
+        state_dir = tmp_path_factory.mktemp("local-cloud")
+        # Snapshots of the state every 5 s, not 0.5 s: no e2e test crashes its cloud (tests/local_cloud does), and
+        # a snapshot of a cloud that served hundreds of deployments costs a tenth of a second of its server.
+        start_background(
+            port=0, template=ROOT / "template.yaml", state_dir=state_dir, time_scale=0.01, snapshot_interval=5.0
+        )
+        try:
+            cloud = Cloud(local=True, local_state=state_dir)
+            targets = set_up_sample(cloud).targets  # `conveyor local sample`, as a new user runs it
+            drain_inbox(cloud, targets.inbox_url)
+        except BaseException:
+            stop(state_dir)
+            raise
+        workdir = tmp_path_factory.mktemp("bundles")
+        _clouds[group] = Stage(cloud=cloud, targets=targets, workdir=workdir, state_dir=state_dir)
+    return _clouds[group]
 
 
 _FAILED = pytest.StashKey[bool]()

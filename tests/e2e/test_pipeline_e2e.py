@@ -31,7 +31,7 @@ def test_good_build_goes_live_in_every_environment(stage: Stage) -> None:
     deployed = stage.follow(operations.push(stage.cloud, bundle)["deployment_id"])
 
     # Then the execution succeeded and both aliases serve the new version at 100%
-    assert deployed.record.status.value == "SUCCEEDED"
+    assert deployed.record.status.value == "SUCCEEDED", deployed.record.failure
     assert deployed.execution["status"] == "SUCCEEDED"
     for env in ("staging", "production"):
         assert deployed.after[env]["version"] != deployed.before[env]["version"]

@@ -44,6 +44,7 @@ def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program(
     # Then it was parsed once, and no two executions share evaluation state
     assert len(parses) == 1
     assert len({id(program) for program in programs}) == 3
+    assert len({id(program.states) for program in programs}) == 3
     assert type(programs[0]) is type(programs[1])
 
 

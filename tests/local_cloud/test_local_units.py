@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import threading
 
+import botocore.loaders
+import botocore.session
 import pytest
 
-from conveyor_local import lambda_rules
+from conveyor_local import lambda_rules, server
 from conveyor_local.lambda_telemetry import InvocationTarget, _dimension_sets
 from conveyor_local.moto_patches import dynamodb, registry, stepfunctions
 from conveyor_local.moto_patches.awslambda import choose_version
@@ -154,3 +156,27 @@ def test_a_dynamodb_read_never_runs_while_a_write_is_being_applied(monkeypatch: 
         assert not ran.wait(0.2)
     reader.join()
     assert ran.is_set()
+
+
+def test_the_server_reads_every_api_model_through_one_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given botocore as it comes (each session its own loader), then the server's process setup (the test process
+    # has its own shared loader, restored afterwards)
+    monkeypatch.setattr(botocore.session, "create_loader", botocore.loaders.create_loader)
+    assert botocore.session.Session().get_component("data_loader") is not botocore.session.Session().get_component(
+        "data_loader"
+    )
+    server.share_botocore_loader()
+
+    # When two sessions read a model, as moto's imports and the interpreter's clients do
+    first, second = botocore.session.Session(), botocore.session.Session()
+
+    # Then they share one loader, so each model is parsed once
+    assert first.get_component("data_loader") is second.get_component("data_loader")
+
+
+@pytest.mark.parametrize("interval", ["0", "-1"])
+def test_a_snapshot_interval_must_be_positive(interval: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        server.main(["--snapshot-interval", interval])
+    assert refused.value.code == 2
+    assert "--snapshot-interval must be more than 0 seconds" in capsys.readouterr().err

@@ -42,3 +42,16 @@ def test_xdist_groups_reach_the_scheduler() -> None:
         workers[module].add(worker)
     assert set(workers) == {"tests/unit/test_environment.py", "tests/unit/test_bundle.py"}, result.stdout[-2000:]
     assert all(len(ran_on) == 1 for ran_on in workers.values()), dict(workers)
+
+
+def test_the_e2e_modules_share_two_clouds() -> None:
+    from tests.conftest import SECOND_E2E_CLOUD_FROM, xdist_group
+
+    # The module the second cloud starts from exists (a rename would quietly move the split)
+    modules = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "tests" / "e2e").glob("test_*.py"))
+    assert SECOND_E2E_CLOUD_FROM in modules
+    # And the modules before it share the first cloud, it and those after it the second, in file order
+    groups = [xdist_group(module) for module in modules]
+    split = modules.index(SECOND_E2E_CLOUD_FROM)
+    assert groups == ["e2e-1"] * split + ["e2e-2"] * (len(modules) - split)
+    assert xdist_group("tests/unit/test_bundle.py") == "tests/unit/test_bundle.py"

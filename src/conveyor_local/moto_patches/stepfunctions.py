@@ -47,8 +47,11 @@ and ``...common.retry.retrier_decl.time``
 ``moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint(self)``
     moto lexes, parses and preprocesses the whole definition for every execution (~0.2 CPU-s for
     Conveyor's 750-line ASL). We parse each definition once (keyed by its SHA-256, relied on:
-    ``AmazonStateLanguageParser.parse``) and give each execution its own deep copy of the parsed
-    program (~0.01 CPU-s), so no evaluation state is shared between executions.
+    ``AmazonStateLanguageParser.parse``) and give each execution its own copy of the parsed program,
+    so no evaluation state (a Retrier's attempt count, say) is shared between executions. The copy is
+    unpickled from the program pickled once: ~1 ms against ~20 ms for ``copy.deepcopy``, the same
+    object graph (the parser's classes define no copy or pickle hooks of their own); a program that
+    cannot be pickled is deep-copied.
 
 ``boto_client_for`` as imported by the Task state modules (``lambda_eval_utils`` and the ``aws-sdk``,
 ``dynamodb``, ``sns``, ``sqs``, ``events`` and ``states`` service integrations)
@@ -85,6 +88,7 @@ import copy
 import functools
 import hashlib
 import math
+import pickle  # nosec B403 - copies of our own parsed programs, never bytes from outside
 import threading
 import time
 from typing import Any
@@ -225,16 +229,20 @@ def _send_task_failure(self: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=PARSED_DEFINITIONS_KEPT)
-def _parsed(definition_sha256: str, definition: str) -> Any:
-    """The parsed program of ``definition`` (a template: never evaluated itself, only copied)."""
+def _parsed(definition_sha256: str, definition: str) -> bytes | Any:
+    """The parsed program of ``definition``, pickled (a template: never evaluated itself, only copied)."""
     del definition_sha256  # the cache key; the text is what is parsed
-    return resolve_dotted(ASL_PARSER).parse(definition)[0]
+    program = resolve_dotted(ASL_PARSER).parse(definition)[0]
+    try:
+        return pickle.dumps(program, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):  # a lambda or a lock in some component
+        return program
 
 
 def parsed_program(definition: str) -> Any:
     """A program of ``definition`` for one execution: parsed once per definition, copied per execution."""
     template = _parsed(hashlib.sha256(definition.encode()).hexdigest(), definition)
-    return copy.deepcopy(template)
+    return pickle.loads(template) if isinstance(template, bytes) else copy.deepcopy(template)  # noqa: S301 # nosec B301 - pickled above
 
 
 def _evaluation_entrypoint(self: Any) -> Any:
