@@ -7,7 +7,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from local_cloud_support import wait_for
+
+from conveyor_local.moto_patches import events, registry
 
 
 def _executions(aws: Callable[[str], Any], machine_arn: str) -> list[dict[str, Any]]:
@@ -111,3 +114,22 @@ def test_a_lambda_target_is_invoked_with_the_event(local_cloud: dict[str, Any], 
     assert event["source"] == "conveyor.test"
     assert event["detail-type"] == "Probe"
     assert event["detail"] == {"action": marker}
+
+
+def test_an_input_transformer_parses_each_path_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given JSONPath's parser, counted, and the patch in place (as the server applies it)
+    parses: list[str] = []
+    jsonpath_parse = registry.resolve_dotted("jsonpath_ng.ext.parser.parse")
+    counted = lambda path, *rest: parses.append(path) or jsonpath_parse(path)  # noqa: E731
+    monkeypatch.setitem(registry.ORIGINALS, events.INPUT_PATH_PARSE, counted)
+    monkeypatch.setattr(registry.resolve_dotted("jsonpath_ng.ext"), "parse", events.parse_input_path)
+    field = f"app{uuid.uuid4().hex[:6]}"
+    template_parser = registry.resolve_dotted("moto.events.utils.EventTemplateParser")
+    event = {"detail": {field: "orders"}, "ingestion-time": 0}
+
+    # When three events go through a rule's input transformer
+    delivered = [template_parser.parse('{"app": "<app>"}', {"app": f"$.detail.{field}"}, event) for _ in range(3)]
+
+    # Then its path was parsed once and each event got its value
+    assert parses == [f"$.detail.{field}"]
+    assert delivered == [{"app": "orders"}] * 3
