@@ -19,7 +19,7 @@ from botocore.stub import Stubber
 from conveyor import runtime, settings
 from conveyor.adapters import aws
 from conveyor.adapters.cloudwatch import CloudWatchAlarms
-from conveyor.adapters.dynamodb_ledger import DynamoLedger
+from conveyor.adapters.dynamodb_ledger import HISTORY_PAGE_ITEMS, DynamoLedger
 from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
 from conveyor.adapters.http import UrllibProber
 from conveyor.adapters.lambda_functions import LambdaTargets
@@ -564,6 +564,29 @@ def test_ledger_history_by_status_reaches_past_many_newer_records(cloud: Cloud) 
     # Then it is found, not hidden behind the 59 newer failures
     assert [r.deployment_id for r in found] == ["d-0"]
     assert len(ledger.history(app="hello", limit=50)) == 50
+
+
+def test_ledger_history_reads_the_newest_few_not_the_whole_app(cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an app with 60 successful deployments, and every page the ledger reads counted
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    for n in range(60):
+        ledger.finish(_start_deployment(ledger, n), Outcome.SUCCEEDED)
+    scanned: list[int] = []
+    query = ledger._table.query
+
+    def counted(**kwargs: Any) -> Any:
+        response = query(**kwargs)
+        scanned.append(response["ScannedCount"])
+        return response
+
+    monkeypatch.setattr(ledger._table, "query", counted)
+
+    # When a stage asks for the newest two successes (what ValidateArtifact asks)
+    found = ledger.history(app="hello", limit=2, status=Outcome.SUCCEEDED)
+
+    # Then they are found in one page of the newest few items, not the app's 60 deployments
+    assert [r.deployment_id for r in found] == ["d-59", "d-58"]
+    assert scanned == [HISTORY_PAGE_ITEMS]
 
 
 def test_dynamo_locks_take_a_lock_only_when_free_expired_or_still_exactly_the_stale_hold(cloud: Cloud) -> None:

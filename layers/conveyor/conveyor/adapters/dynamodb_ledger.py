@@ -42,6 +42,8 @@ _EVENT_PREFIX = "EVENT#"
 _NOTICE_PREFIX = "NOTICE#"
 _RECORD_FIELDS = frozenset(DeploymentRecord.model_fields) - {"events"}
 _SERVED_SK = "CURRENT"
+#: Items one page of an app's history reads (``history``): the newest few hold what a stage asks for.
+HISTORY_PAGE_ITEMS = 25
 
 
 def _entry_condition_failed(exc: ClientError) -> bool:
@@ -226,7 +228,9 @@ class DynamoLedger:
         """The newest ``limit`` deployments (of ``app``, with ``status``), newest first.
 
         A status filter pages through the index until enough match: DynamoDB applies ``Limit``
-        before ``FilterExpression``, so one page could hold none of the wanted records.
+        before ``FilterExpression``, so one page could hold none of the wanted records. A page reads at most
+        ``HISTORY_PAGE_ITEMS`` (or ``limit``) items, so finding the newest success reads the newest few
+        deployments, not the app's whole history (a query without ``Limit`` reads up to 1 MB a page).
         """
         with ledger_errors("ledger history"):
             if app is not None:
@@ -235,6 +239,7 @@ class DynamoLedger:
                     "KeyConditionExpression": "app = :app",
                     "ExpressionAttributeValues": {":app": app},
                     "ScanIndexForward": False,
+                    "Limit": max(limit, HISTORY_PAGE_ITEMS),
                 }
                 if status is not None:
                     request["FilterExpression"] = "#status = :status"
