@@ -1,0 +1,125 @@
+"""A query of a table's own key reads its partition on the local cloud, as DynamoDB does, not the whole table.
+
+moto sorted every item of the table for each such query and kept one partition's (``moto_patches.dynamodb``):
+the ledger's queries grew slower with everything the cloud had done. The patch hands moto's own query a view of
+the table narrowed to the partition, so what it answers must stay moto's answer, page for page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from conveyor_local.moto_patches import dynamodb, registry
+
+Query = Callable[..., dict[str, Any]]
+
+QUERIES: list[dict[str, Any]] = [
+    {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "DEPLOYMENT#3"}}},
+    {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": "nobody"}}},
+    {
+        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :event)",
+        "ExpressionAttributeValues": {":pk": {"S": "DEPLOYMENT#3"}, ":event": {"S": "EVENT#"}},
+        "ScanIndexForward": False,
+    },
+    {
+        "KeyConditionExpression": "pk = :pk AND sk BETWEEN :a AND :b",
+        "ExpressionAttributeValues": {":pk": {"S": "DEPLOYMENT#5"}, ":a": {"S": "EVENT#02"}, ":b": {"S": "EVENT#07"}},
+    },
+    {
+        "KeyConditionExpression": "pk = :pk",
+        "FilterExpression": "attribute_exists(app)",
+        "ExpressionAttributeValues": {":pk": {"S": "DEPLOYMENT#7"}},
+    },
+    {
+        "IndexName": "by-app",
+        "KeyConditionExpression": "app = :app",
+        "ExpressionAttributeValues": {":app": {"S": "app1"}},
+        "ScanIndexForward": False,
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Iterator[Any]:
+    """A ledger-shaped table: 12 deployments, each a META item (indexed by app) and 10 events (read only)."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="ledger",
+            AttributeDefinitions=[
+                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "app", "created_at")
+            ],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "by-app",
+                    "KeySchema": [
+                        {"AttributeName": "app", "KeyType": "HASH"},
+                        {"AttributeName": "created_at", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in range(12):
+            pk = {"S": f"DEPLOYMENT#{n}"}
+            meta = {"pk": pk, "sk": {"S": "META"}, "app": {"S": f"app{n % 3}"}, "created_at": {"S": f"2026-12-{n:02d}"}}
+            client.put_item(TableName="ledger", Item=meta)
+            for e in range(10):
+                client.put_item(TableName="ledger", Item={"pk": pk, "sk": {"S": f"EVENT#{e:02d}"}, "n": {"N": str(e)}})
+        yield client
+
+
+def _pages(client: Any, request: dict[str, Any], limit: int | None) -> list[dict[str, Any]]:
+    """Every page of ``request`` (``limit`` items a page), without the response metadata."""
+    pages, kwargs = [], {"TableName": "ledger", **request, **({"Limit": limit} if limit else {})}
+    while True:
+        page = client.query(**kwargs)
+        page.pop("ResponseMetadata")
+        pages.append(page)
+        if "LastEvaluatedKey" not in page:
+            return pages
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.mark.parametrize("limit", [None, 1, 3])
+@pytest.mark.parametrize("request_", QUERIES, ids=lambda r: r.get("IndexName", r["KeyConditionExpression"]))
+def test_a_query_answers_what_moto_answers_page_for_page(
+    ledger: Any, request_: dict[str, Any], limit: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given moto's own answer
+    table_class = registry.resolve_class("moto.dynamodb.models.table.Table")
+    expected = _pages(ledger, request_, limit)
+
+    # When the same query runs through the patch
+    monkeypatch.setitem(registry.ORIGINALS, dynamodb.TABLE_QUERY, table_class.query)
+    monkeypatch.setattr(table_class, "query", dynamodb.query_partition)
+    answered = _pages(ledger, request_, limit)
+
+    # Then the items, their order, the counts and the pages are the same
+    assert answered == expected
+
+
+def test_a_query_of_the_tables_own_key_reads_only_its_partition(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the patch, and every walk of the whole table counted
+    table_class = registry.resolve_class("moto.dynamodb.models.table.Table")
+    monkeypatch.setitem(registry.ORIGINALS, dynamodb.TABLE_QUERY, table_class.query)
+    monkeypatch.setattr(table_class, "query", dynamodb.query_partition)
+    walks: list[str] = []
+    all_items = table_class.all_items
+    monkeypatch.setattr(table_class, "all_items", lambda self: walks.append(self.name) or all_items(self))
+
+    # When a deployment's record is read, and then the app index
+    record = _pages(ledger, QUERIES[0], None)
+    assert walks == []
+    _pages(ledger, QUERIES[-1], None)
+
+    # Then the record came from its partition alone (11 items), and only the index query walked the table
+    assert record[0]["Count"] == 11
+    assert walks == ["ledger"]
