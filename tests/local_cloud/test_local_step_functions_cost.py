@@ -48,6 +48,21 @@ def test_a_definition_is_parsed_once_and_each_execution_gets_its_own_program(
     assert type(programs[0]) is type(programs[1])
 
 
+def test_a_program_that_cannot_be_pickled_is_deep_copied(definition: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a parsed program pickle refuses (a component holding a lambda or a lock, say)
+    def refuse(program: Any, protocol: int | None = None) -> bytes:
+        raise TypeError(f"cannot pickle {type(program).__name__}")
+
+    monkeypatch.setattr(stepfunctions.pickle, "dumps", refuse)
+
+    # When two executions ask for their program
+    first, second = stepfunctions.parsed_program(definition), stepfunctions.parsed_program(definition)
+
+    # Then each still gets a copy of its own
+    assert first is not second
+    assert first.states is not second.states
+
+
 def test_a_changed_definition_is_parsed_again(definition: str, monkeypatch: pytest.MonkeyPatch) -> None:
     parser = registry.resolve_dotted(stepfunctions.ASL_PARSER)
     parses: list[str] = []
