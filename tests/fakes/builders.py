@@ -78,3 +78,24 @@ def pipeline_yaml(**changes: Any) -> str:
     spec = copy.deepcopy(DEFAULT_SPEC)
     spec.update(changes)
     return yaml.safe_dump(spec, sort_keys=False)
+
+
+#: ``CreateTable`` arguments (all but its name) of a table shaped as the template's ledger: ``pk``/``sk`` and the
+#: ``by-app`` index.
+LEDGER_TABLE_SHAPE: dict[str, Any] = {
+    "BillingMode": "PAY_PER_REQUEST",
+    "AttributeDefinitions": [
+        {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "app", "created_at")
+    ],
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+    "GlobalSecondaryIndexes": [
+        {
+            "IndexName": "by-app",
+            "KeySchema": [
+                {"AttributeName": "app", "KeyType": "HASH"},
+                {"AttributeName": "created_at", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
+}

@@ -26,6 +26,7 @@ from conveyor.observability import metrics
 from moto import mock_aws
 
 from tests.fakes import make_bundle, pipeline_yaml
+from tests.fakes.builders import LEDGER_TABLE_SHAPE
 
 ROOT = Path(__file__).parents[2]
 EVENTS = ROOT / "events"
@@ -206,24 +207,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
 
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        dynamodb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "app", "created_at")
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-app",
-                    "KeySchema": [
-                        {"AttributeName": "app", "KeyType": "HASH"},
-                        {"AttributeName": "created_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        dynamodb.create_table(TableName=TABLE, **LEDGER_TABLE_SHAPE)
 
         sns = boto3.client("sns", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)

@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from conveyor_local.moto_patches import dynamodb, registry
+from tests.fakes.builders import LEDGER_TABLE_SHAPE
 
 Query = Callable[..., dict[str, Any]]
 
@@ -49,24 +50,7 @@ def ledger() -> Iterator[Any]:
     """A ledger-shaped table: 12 deployments, each a META item (indexed by app) and 10 events (read only)."""
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="ledger",
-            AttributeDefinitions=[
-                {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "app", "created_at")
-            ],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by-app",
-                    "KeySchema": [
-                        {"AttributeName": "app", "KeyType": "HASH"},
-                        {"AttributeName": "created_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        client.create_table(TableName="ledger", **LEDGER_TABLE_SHAPE)
         for n in range(12):
             pk = {"S": f"DEPLOYMENT#{n}"}
             meta = {"pk": pk, "sk": {"S": "META"}, "app": {"S": f"app{n % 3}"}, "created_at": {"S": f"2026-12-{n:02d}"}}
