@@ -32,14 +32,14 @@ query,scan,batch_get_item}``
     ``B``/``BS``, which the walk base64-encodes) to moto.
 
 ``moto.dynamodb.models.table.Table.query(self, hash_key, ...)``
-    a query of the table's own key (not an index) sorted every item of the table, then kept those of the one
-    partition it reads (``[item for item in self.all_items() if item.hash_key == hash_key]``): each of the
-    ledger's queries (a deployment's record, the lock's waiters, the freezes) cost more the more the cloud had
-    done, 15 ms at a thousand items and 58 ms at five thousand, under the lock every DynamoDB call waits on.
-    DynamoDB reads the partition. We give moto's own query a view of the table whose ``all_items`` is that
-    partition: the same items, which moto then sorts by range key itself, so the results, their order and the
-    pages are moto's. A query of an index still walks the whole table (the ledger's ``by-app`` index, read
-    once a deployment a page at a time).
+    every query sorted every item of the table first (``all_items()``): a query of the table's own key then kept
+    the one partition it reads, and a query of an index kept the items of its key and sorted them again by their
+    full key. So each of the ledger's queries (a deployment's record, the lock's waiters, the freezes, the app's
+    history) cost more the more the cloud had done: 15 ms at a thousand items and 58 ms at five thousand, under
+    the lock every DynamoDB call waits on. DynamoDB reads the partition. We give moto's own query a view of the
+    table whose ``all_items`` is that partition (a query of the table's key), or every item unsorted (a query of an
+    index: moto still looks at each, as it did, but sorts only what it keeps, by a key that orders them fully).
+    The items, their order and the pages are moto's.
 
 ``moto.dynamodb.responses.DynamoHandler.{get_item,put_item,update_item,delete_item,query,scan,
 batch_get_item,transact_write_items}``
@@ -176,16 +176,17 @@ def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any
             _TRANSACTION.active = False
 
 
-# ------------------------------------------------------------------------------ queries of one partition
+# ------------------------------------------------------------------------------ queries without a sort of the table
 
 TABLE_QUERY = f"{TABLE}.query"
 
 
-class PartitionView:
-    """A table as moto's query of its own key sees it: ``all_items`` is the one partition the query reads (moto
-    keeps only that partition's items of ``all_items`` anyway); everything else is the table's."""
+class QueryView:
+    """A table as moto's query sees it: ``all_items`` is the partition the query reads (``hash_key``), or every
+    item unsorted (``hash_key`` None: a query of an index, which orders what it keeps by a key of its own);
+    everything else is the table's."""
 
-    def __init__(self, table: Any, hash_key: Any) -> None:
+    def __init__(self, table: Any, hash_key: Any | None) -> None:
         self._table = table
         self._hash_key = hash_key
 
@@ -193,17 +194,27 @@ class PartitionView:
         return getattr(self._table, name)
 
     def all_items(self) -> list[Any]:
-        partition = self._table.items.get(self._hash_key)
-        if partition is None:
-            return []
-        return list(partition.values()) if self._table.range_key_attr else [partition]
+        table = self._table
+        if self._hash_key is None:
+            partitions = list(table.items.values())
+        else:
+            partition = table.items.get(self._hash_key)
+            partitions = [] if partition is None else [partition]
+        if table.range_key_attr is None:
+            return partitions
+        return [item for partition in partitions for item in partition.values()]
 
 
-def query_partition(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-    """Replacement for ``Table.query``: a query of the table's own key reads its partition, not the whole table."""
+def query_view(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+    """Replacement for ``Table.query``: moto's query on a ``QueryView`` (no sort of the whole table)."""
     index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
-    table = self if index_name or hash_key is None else PartitionView(self, hash_key)
-    return original(TABLE_QUERY)(table, hash_key, *args, **kwargs)
+    if index_name:
+        view = QueryView(self, None)
+    elif hash_key is not None:
+        view = QueryView(self, hash_key)
+    else:
+        view = self
+    return original(TABLE_QUERY)(view, hash_key, *args, **kwargs)
 
 
 ATTRIBUTE_VALUE_SHAPE = "AttributeValue"
@@ -268,7 +279,7 @@ patches(f"{DYNAMODB_BACKEND}.transact_write_items", ("self", "transact_items"), 
 patches(MODELS_COPY, None, TransactionCopy())
 _QUERY_PARAMETERS = ("self", "hash_key", "range_comparison", "range_objs", "limit", "exclusive_start_key")
 _QUERY_PARAMETERS += ("scan_index_forward", "projection_expressions", "index_name")  # index_name: args[6]
-patches(TABLE_QUERY, _QUERY_PARAMETERS, query_partition)
+patches(TABLE_QUERY, _QUERY_PARAMETERS, query_view)
 relies_on(f"{TABLE}.all_items", ("self",))
 relies_on(f"{TABLE}.get_item", ("self", "hash_key", "range_key"))
 relies_on(DYNAMO_TYPE, ("type_as_dict",))
