@@ -1,6 +1,6 @@
-"""`make test` shares tests out with pytest-xdist's `--dist loadgroup`: each module whole on one process, and
-the e2e suite whole on one process in file order (tests/conftest.py). pytest and pytest-xdist must agree on
-where a test's group is written for that to hold; this fails if they stop agreeing."""
+"""`make test` shares tests out with pytest-xdist's `--dist loadgroup`: each module whole on one process, and the
+e2e modules of each of the suite's two clouds together on one process in file order (tests/conftest.py). pytest and
+pytest-xdist must agree on where a test's group is written for that to hold; this fails if they stop agreeing."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
+
+from tests.conftest import SECOND_E2E_CLOUD_FROM, xdist_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,8 +47,6 @@ def test_xdist_groups_reach_the_scheduler() -> None:
 
 
 def test_the_e2e_modules_share_two_clouds() -> None:
-    from tests.conftest import SECOND_E2E_CLOUD_FROM, xdist_group
-
     # The module the second cloud starts from exists (a rename would quietly move the split)
     modules = sorted(path.relative_to(ROOT).as_posix() for path in (ROOT / "tests" / "e2e").glob("test_*.py"))
     assert SECOND_E2E_CLOUD_FROM in modules
