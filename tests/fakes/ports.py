@@ -128,6 +128,20 @@ class FakeLedger:
         record["skipped"] = [*record.get("skipped", []), dict(entry)]
         record["skipped_count"] = record.get("skipped_count", 0) + 1
 
+    def set_status_with_entry(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        environment: str,
+        entry: dict[str, Any],
+    ) -> bool:
+        moved = self.set_status(deployment_id, status, owner=owner, expected=expected)
+        self.update_environment(deployment_id, environment, entry)
+        return moved
+
     def set_status(
         self,
         deployment_id: str,
@@ -295,6 +309,9 @@ class FakeLocks:
 
     def waiters(self, target: str) -> list[Waiter]:
         return sorted(self.queues.get(target, {}).values(), key=lambda w: w.key)
+
+    def read(self, target: str) -> tuple[LockState | None, list[Waiter]]:
+        return self.get(target), self.waiters(target)
 
     def supersede(self, target: str, key: str, by: str) -> None:
         queue = self.queues.get(target, {})

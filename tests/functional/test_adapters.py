@@ -513,6 +513,68 @@ def test_validation_creates_pending_entries_without_replacing_a_written_one(clou
     assert record.package_sha256 == "b" * 64
 
 
+def test_a_status_and_an_entry_move_in_one_write_or_each_as_alone(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment of execution "arn" whose staging entry is PENDING (as validation leaves every entry), and
+    # the ledger's writes counted
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 14)
+    for env in ("staging", "production"):
+        ledger.update_environment(deployment, env, {"status": EnvironmentStatus.PENDING})
+    writes: list[str] = []
+    table_update = ledger._table.update_item
+    monkeypatch.setattr(
+        ledger._table, "update_item", lambda **kwargs: writes.append("UpdateItem") or table_update(**kwargs)
+    )
+    locked = {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1, "lease_seconds": 60}}
+
+    # When its owner moves it to IN_PROGRESS with staging LOCKED
+    moved = ledger.set_status_with_entry(
+        deployment,
+        Outcome.IN_PROGRESS,
+        owner="arn",
+        expected=(Outcome.IN_PROGRESS,),
+        environment="staging",
+        entry=locked,
+    )
+
+    # Then both are written, in one write
+    record = ledger.get(deployment)
+    assert record is not None
+    assert moved
+    assert writes == ["UpdateItem"]
+    assert (record.status, record.environments["staging"].status) == (Outcome.IN_PROGRESS, EnvironmentStatus.LOCKED)
+
+    # And another execution's move leaves the status as it is and writes the entry, as the two writes alone do
+    writes.clear()
+    queued = {"status": EnvironmentStatus.QUEUED, "position": 2}
+    moved = ledger.set_status_with_entry(
+        deployment,
+        Outcome.QUEUED,
+        owner="arn:other",
+        expected=(Outcome.IN_PROGRESS,),
+        environment="production",
+        entry=queued,
+    )
+    record = ledger.get(deployment)
+    assert record is not None
+    assert not moved
+    assert (record.status, record.environments["production"].status) == (Outcome.IN_PROGRESS, EnvironmentStatus.QUEUED)
+
+    # And an entry that may not move is refused by name, as update_environment refuses it
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SUPERSEDED})
+    with pytest.raises(StatusMoveRefusedError, match="may not move to LOCKED"):
+        ledger.set_status_with_entry(
+            deployment,
+            Outcome.IN_PROGRESS,
+            owner="arn",
+            expected=(Outcome.IN_PROGRESS,),
+            environment="staging",
+            entry=locked,
+        )
+
+
 def test_the_ledger_refuses_a_status_move_the_table_forbids_in_either_write(cloud: Cloud) -> None:
     # Given an environment the reconciler recorded ROLLED_BACK
     ledger = DynamoLedger(runtime.session(), TABLE)
@@ -647,6 +709,33 @@ def test_a_partial_waiter_item_is_skipped_not_fatal(cloud: Cloud) -> None:
 
     # Then the husk is left out instead of failing every reader ("5 validation errors for Waiter")
     assert [w.deployment_id for w in queue] == ["d-1"]
+
+
+def test_a_lock_and_its_queue_are_read_together_as_get_and_waiters_read_them(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a lock held by one deployment, two waiters and a husk, and the calls to the table counted
+    locks = DynamoLocks(runtime.session(), TABLE)
+    assert locks.read(TARGET_ARN) == (None, [])
+    held = {"holder": "arn:exec:a", "deployment_id": "d-0", "app": "hello", "environment": "staging"}
+    token = locks.try_acquire(TARGET_ARN, **held, lease_seconds=60, now=1)
+    locks.enqueue(TARGET_ARN, waiter(2))
+    locks.enqueue(TARGET_ARN, waiter(1))
+    cloud.dynamodb.Table(TABLE).put_item(Item={"pk": f"LOCK#{TARGET_ARN}", "sk": "WAIT#9", "superseded_by": "d-3"})
+    calls: list[str] = []
+    table_query = locks._table.query
+    monkeypatch.setattr(locks._table, "query", lambda **kwargs: calls.append("Query") or table_query(**kwargs))
+
+    # When the lock is read
+    current, queue = locks.read(TARGET_ARN)
+
+    # Then one query answered what get and waiters answer, the husk left out
+    assert calls == ["Query"]
+    assert current == locks.get(TARGET_ARN)
+    assert current is not None
+    assert (current.holder, current.token) == ("arn:exec:a", token)
+    assert queue == locks.waiters(TARGET_ARN)
+    assert [w.deployment_id for w in queue] == ["d-1", "d-2"]
 
 
 def test_a_waiter_is_written_whole_and_a_re_ask_only_moves_last_seen(cloud: Cloud) -> None:

@@ -318,6 +318,42 @@ class DynamoLedger:
                 },
             )
 
+    def set_status_with_entry(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        environment: str,
+        entry: dict[str, Any],
+    ) -> bool:
+        """``set_status`` and then ``update_environment(environment, entry)``: one write when both apply (the owner's
+        deployment in one of ``expected``, an entry that may move); otherwise each as it does alone, so what is
+        written, what is answered and what is raised are theirs."""
+        both = self._environment_update(deployment_id, environment, entry)
+        owned = self._status_condition(expected)
+        both |= {
+            "UpdateExpression": f"{both['UpdateExpression']}, #status = :status",
+            "ConditionExpression": f"({owned[0]}) AND ({both['ConditionExpression']})",
+            "ExpressionAttributeNames": both["ExpressionAttributeNames"] | {"#status": "status"},
+            "ExpressionAttributeValues": both["ExpressionAttributeValues"]
+            | owned[1]
+            | {":status": status.value, ":owner": owner},
+        }
+        with ledger_errors("ledger set_status_with_entry"):
+            if update_if(self._table, **both) is not None:
+                return True
+        moved = self.set_status(deployment_id, status, owner=owner, expected=expected)
+        self.update_environment(deployment_id, environment, entry)
+        return moved
+
+    @staticmethod
+    def _status_condition(expected: Collection[Outcome]) -> tuple[str, dict[str, Any]]:
+        """The condition that the deployment is ``:owner``'s and in one of ``expected``, with its values."""
+        values = {f":e{i}": outcome.value for i, outcome in enumerate(expected)}
+        return f"execution_arn = :owner AND #status IN ({', '.join(values)})", values
+
     def set_status(
         self,
         deployment_id: str,
@@ -329,8 +365,9 @@ class DynamoLedger:
     ) -> bool:
         """Move the deployment to ``status`` (with ``fields``, in the same write) if ``owner`` still owns it
         and it is in one of ``expected``."""
+        condition, expected_values = self._status_condition(expected)
         values: dict[str, Any] = {":status": status.value, ":owner": owner, ":now": utcnow().isoformat()}
-        values |= {f":e{i}": outcome.value for i, outcome in enumerate(expected)}
+        values |= expected_values
         extra = fields or {}
         values |= {f":f{i}": to_item(value) for i, value in enumerate(extra.values())}
         with ledger_errors("ledger set_status"):
@@ -339,8 +376,7 @@ class DynamoLedger:
                 Key={"pk": self._pk(deployment_id), "sk": _META},
                 UpdateExpression="SET #status = :status, updated_at = :now"
                 + "".join(f", #f{i} = :f{i}" for i in range(len(extra))),
-                ConditionExpression=f"execution_arn = :owner AND #status IN "
-                f"({', '.join(f':e{i}' for i in range(len(expected)))})",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#status": "status"} | {f"#f{i}": name for i, name in enumerate(extra)},
                 ExpressionAttributeValues=values,
             )

@@ -35,6 +35,18 @@ def _lock_fields(item: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]
     return {k: v for k, v in data.items() if k in model.model_fields}
 
 
+def _waiters(target: str, items: list[dict[str, Any]]) -> list[Waiter]:
+    """The waiter items of a lock in arrival order; one that is not a whole waiter is skipped (and logged)."""
+    waiters = []
+    for item in items:
+        data = _lock_fields(item, Waiter) | {"key": str(item["sk"]).removeprefix(_WAIT_PREFIX)}
+        try:
+            waiters.append(Waiter.model_validate(data))
+        except ValidationError:
+            logger.warning("skipped a partial lock waiter", extra={"target": target, "sk": item["sk"]})
+    return sorted(waiters, key=lambda w: w.key)
+
+
 class DynamoLocks:
     """``LockTable`` on the ledger table: every change is one complete, conditional write on one item.
 
@@ -165,14 +177,22 @@ class DynamoLocks:
                     ConsistentRead=True,
                 )
             )
-        waiters = []
-        for item in items:
-            data = _lock_fields(item, Waiter) | {"key": str(item["sk"]).removeprefix(_WAIT_PREFIX)}
-            try:
-                waiters.append(Waiter.model_validate(data))
-            except ValidationError:
-                logger.warning("skipped a partial lock waiter", extra={"target": target, "sk": item["sk"]})
-        return sorted(waiters, key=lambda w: w.key)
+        return _waiters(target, items)
+
+    def read(self, target: str) -> tuple[LockState | None, list[Waiter]]:
+        """The lock and its queue (as ``get`` and ``waiters``) in one consistent read of the lock's partition."""
+        with ledger_errors(f"lock read on {target}"):
+            items = list(
+                query(
+                    self._table,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues={":pk": self._pk(target)},
+                    ConsistentRead=True,
+                )
+            )
+        holder = next((item for item in items if item["sk"] == _HOLDER), None)
+        lock = None if holder is None else LockState.model_validate(_lock_fields(holder, LockState))
+        return lock, _waiters(target, [item for item in items if str(item["sk"]).startswith(_WAIT_PREFIX)])
 
     def supersede(self, target: str, key: str, by: str) -> None:
         """Mark a waiter superseded, only if it is still a whole waiter not already superseded."""

@@ -58,6 +58,19 @@ class Ledger(Protocol):
         expected: Collection[Outcome],
         fields: dict[str, Any] | None = None,
     ) -> bool: ...
+    def set_status_with_entry(
+        self,
+        deployment_id: str,
+        status: Outcome,
+        *,
+        owner: str,
+        expected: Collection[Outcome],
+        environment: str,
+        entry: dict[str, Any],
+    ) -> bool:
+        """``set_status`` then ``update_environment(environment, entry)``, in one write where both apply."""
+        ...
+
     def set_fields(
         self, deployment_id: str, fields: dict[str, Any], *, environments: dict[str, dict[str, Any]] | None = None
     ) -> None: ...
@@ -91,6 +104,10 @@ class LockTable(Protocol):
     def release(self, target: str, holder: str) -> bool: ...
     def enqueue(self, target: str, waiter: Waiter) -> None: ...
     def waiters(self, target: str) -> list[Waiter]: ...
+    def read(self, target: str) -> tuple[LockState | None, list[Waiter]]:
+        """``get`` and ``waiters`` together, in one read."""
+        ...
+
     def supersede(self, target: str, key: str, by: str) -> None: ...
     def remove_waiter(self, target: str, key: str) -> None: ...
 

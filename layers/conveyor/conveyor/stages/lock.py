@@ -185,7 +185,7 @@ def acquire_lock(
             locks.remove_waiter(target, waiter.key)
         return answer
 
-    current = locks.get(target)
+    current, queue = locks.read(target)
     if (
         current is not None
         and current.holder == holder
@@ -194,7 +194,7 @@ def acquire_lock(
         # A retry or redrive of this state: this execution already holds the lock (and finishes taking it, leaving
         # the queue if the attempt before failed after taking it from there).
         return finish(current.token, mine)
-    if (current is None or current.free_at(now)) and not locks.waiters(target):
+    if (current is None or current.free_at(now)) and not queue:
         # Nobody holds it and nobody waits: take it without queueing (the write is conditioned on it being free,
         # so of two arriving at once one takes it and the other queues below).
         token = locks.try_acquire(
@@ -268,12 +268,14 @@ def wait_in_line(
     step: EnvironmentStep, grant: dict[str, Any], *, position: int, ahead: str, ledger: Ledger
 ) -> LockGrant:
     """Say in the ledger that the deployment waits (QUEUED, behind ``ahead``) and answer ``waiting``."""
-    deployment_id = step.deployment.deployment_id
-    ledger.set_status(deployment_id, Outcome.QUEUED, owner=grant["holder"], expected=(Outcome.IN_PROGRESS,))
-    ledger.update_environment(
-        deployment_id,
-        step.environment.name,
-        {"status": EnvironmentStatus.QUEUED, "waiting_for": ahead, "position": position, **target_fields(step)},
+    # QUEUED is expected too: each poll of a waiting deployment writes its place again, in one write.
+    ledger.set_status_with_entry(
+        step.deployment.deployment_id,
+        Outcome.QUEUED,
+        owner=grant["holder"],
+        expected=(Outcome.IN_PROGRESS, Outcome.QUEUED),
+        environment=step.environment.name,
+        entry={"status": EnvironmentStatus.QUEUED, "waiting_for": ahead, "position": position, **target_fields(step)},
     )
     metrics.add_metric(name="LockWaits", unit=MetricUnit.Count, value=1)
     return LockGrant(status="waiting", wait_seconds=POLL_SECONDS, position=position, waiting_for=ahead, **grant)
@@ -374,16 +376,13 @@ def taken(
                 "lock_wait_seconds"
             )
         return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
-    ledger.set_status(
+    ledger.set_status_with_entry(
         deployment.deployment_id,
         Outcome.IN_PROGRESS,
         owner=deployment.execution_arn,
         expected=(Outcome.QUEUED, Outcome.IN_PROGRESS),
-    )
-    ledger.update_environment(
-        deployment.deployment_id,
-        env,
-        {
+        environment=env,
+        entry={
             "status": EnvironmentStatus.LOCKED,
             "lock": {"token": token, "lease_seconds": grant["lease_seconds"]},
             **target_fields(step),
