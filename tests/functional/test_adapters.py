@@ -529,15 +529,13 @@ def test_a_status_and_an_entry_move_in_one_write_or_each_as_alone(
     )
     locked = {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1, "lease_seconds": 60}}
 
+    def move(status: Outcome, owner: str, environment: str, entry: dict[str, Any]) -> bool:
+        return ledger.set_status_with_entry(
+            deployment, status, owner=owner, expected=(Outcome.IN_PROGRESS,), environment=environment, entry=entry
+        )
+
     # When its owner moves it to IN_PROGRESS with staging LOCKED
-    moved = ledger.set_status_with_entry(
-        deployment,
-        Outcome.IN_PROGRESS,
-        owner="arn",
-        expected=(Outcome.IN_PROGRESS,),
-        environment="staging",
-        entry=locked,
-    )
+    moved = move(Outcome.IN_PROGRESS, "arn", "staging", locked)
 
     # Then both are written, in one write
     record = ledger.get(deployment)
@@ -547,16 +545,7 @@ def test_a_status_and_an_entry_move_in_one_write_or_each_as_alone(
     assert (record.status, record.environments["staging"].status) == (Outcome.IN_PROGRESS, EnvironmentStatus.LOCKED)
 
     # And another execution's move leaves the status as it is and writes the entry, as the two writes alone do
-    writes.clear()
-    queued = {"status": EnvironmentStatus.QUEUED, "position": 2}
-    moved = ledger.set_status_with_entry(
-        deployment,
-        Outcome.QUEUED,
-        owner="arn:other",
-        expected=(Outcome.IN_PROGRESS,),
-        environment="production",
-        entry=queued,
-    )
+    moved = move(Outcome.QUEUED, "arn:other", "production", {"status": EnvironmentStatus.QUEUED, "position": 2})
     record = ledger.get(deployment)
     assert record is not None
     assert not moved
@@ -565,14 +554,7 @@ def test_a_status_and_an_entry_move_in_one_write_or_each_as_alone(
     # And an entry that may not move is refused by name, as update_environment refuses it
     ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SUPERSEDED})
     with pytest.raises(StatusMoveRefusedError, match="may not move to LOCKED"):
-        ledger.set_status_with_entry(
-            deployment,
-            Outcome.IN_PROGRESS,
-            owner="arn",
-            expected=(Outcome.IN_PROGRESS,),
-            environment="staging",
-            entry=locked,
-        )
+        move(Outcome.IN_PROGRESS, "arn", "staging", locked)
 
 
 def test_the_ledger_refuses_a_status_move_the_table_forbids_in_either_write(cloud: Cloud) -> None:
