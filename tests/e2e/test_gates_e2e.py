@@ -21,7 +21,7 @@ from conveyor_cli.freezes import active, freeze, unfreeze
 from conveyor_cli.sample import ALARM, EXAMPLES, alias_versions
 
 from .conftest import Stage
-from .test_safety_e2e import PAUSE_FOR_A_PERSON, assert_no_lock_held, holds, ledger_record, release, until
+from .test_safety_e2e import PAUSE_FOR_A_PERSON, assert_no_lock_held, ledger_record, paused, release, until
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +91,8 @@ def test_a_freeze_stops_a_release_already_queued_for_the_environment_when_its_tu
     # Given a release holding staging (paused for a person) and a second one queued behind it
     pipeline(allow_downgrade=True, environments__0__health=PAUSE_FOR_A_PERSON)
     first = push(stage, "0.28.0")
-    holds(stage, first, "staging")
+    # (paused, not only holding the lock: a freeze before its CheckGates ran would stop it at staging's gate)
+    paused(stage, first, "staging")
     second = push(stage, "0.28.1")
     until(
         lambda: (r := ledger_record(stage, second)) is not None and r.status is Outcome.QUEUED,
