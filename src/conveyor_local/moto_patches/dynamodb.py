@@ -277,8 +277,11 @@ for _name in ATOMIC_METHODS:
     patches(f"{DYNAMODB_BACKEND}.{_name}", ("self",), atomic(_name))
 patches(f"{DYNAMODB_BACKEND}.transact_write_items", ("self", "transact_items"), transact_write_items)
 patches(MODELS_COPY, None, TransactionCopy())
-_QUERY_PARAMETERS = ("self", "hash_key", "range_comparison", "range_objs", "limit", "exclusive_start_key")
-_QUERY_PARAMETERS += ("scan_index_forward", "projection_expressions", "index_name")  # index_name: args[6]
+# (after hash_key, index_name is the 7th positional argument: ``args[6]`` in ``query_view``)
+_QUERY_PARAMETERS = (
+    *("self", "hash_key", "range_comparison", "range_objs", "limit", "exclusive_start_key"),
+    *("scan_index_forward", "projection_expressions", "index_name"),
+)
 patches(TABLE_QUERY, _QUERY_PARAMETERS, query_view)
 relies_on(f"{TABLE}.all_items", ("self",))
 relies_on(f"{TABLE}.get_item", ("self", "hash_key", "range_key"))
