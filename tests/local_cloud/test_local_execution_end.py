@@ -155,6 +155,24 @@ def test_a_stop_during_a_wait_ends_aborted(local_cloud: dict[str, Any], aws: Aws
     assert not _has_item(aws, table, f"{marker}-after")
 
 
+def test_a_stop_at_once_after_the_start_is_accepted_and_ends_aborted(local_cloud: dict[str, Any], aws: Aws) -> None:
+    # Given an execution just started: its interpreter may not have built its environment yet
+    outputs = local_cloud["outputs"]
+    table, marker = outputs["TableName"], uuid.uuid4().hex
+    steps = [{"action": "gate", "marker": f"{marker}-0", "pause": 100000}]
+    arn = _start(
+        aws, outputs["StoppablePipelineArn"], {"steps": steps, "after": {"action": "mark", "marker": f"{marker}-after"}}
+    )
+
+    # When it is stopped straight away (bare moto answers 500 here: its worker has no environment to stop)
+    aws("stepfunctions").stop_execution(executionArn=arn, cause="operator")
+
+    # Then the stop is taken: ABORTED at once, its history ends ExecutionAborted, and nothing after runs
+    assert aws("stepfunctions").describe_execution(executionArn=arn)["status"] == "ABORTED"
+    assert wait_for(lambda: _history(aws, arn)[-1]["type"] == "ExecutionAborted", timeout=30)
+    assert not _has_item(aws, table, f"{marker}-after")
+
+
 def test_a_stop_during_a_lambda_task_ends_aborted_and_discards_its_result(
     local_cloud: dict[str, Any], aws: Aws
 ) -> None:

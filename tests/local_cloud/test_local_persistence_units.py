@@ -279,6 +279,9 @@ def test_an_execution_ending_is_a_change_to_snapshot(tmp_path: Path, moto_state:
     definition = {"StartAt": "Bake", "States": {"Bake": {"Type": "Wait", "Seconds": 3600, "End": True}}}
     machine = sfn.create_state_machine(name="m", roleArn=role, definition=json.dumps(definition))["stateMachineArn"]
     execution = sfn.start_execution(stateMachineArn=machine, name="e", input="{}")["executionArn"]
+    # (bare moto cannot stop an execution whose thread has not yet built its environment)
+    history = lambda: sfn.get_execution_history(executionArn=execution)["events"]  # noqa: E731
+    wait_for(lambda: any(event["type"] == "WaitStateEntered" for event in history()), timeout=30)
     snapshotter.start()
     try:
         # When the execution ends with no request to the tracked server
