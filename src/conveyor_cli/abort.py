@@ -81,14 +81,14 @@ def abort(
     execution = str(record.execution_arn)
     cause = stop_cause(by, reason)
     try:
-        cloud.client("stepfunctions").stop_execution(executionArn=execution, error=ABORT_ERROR, cause=cause)
+        operations.executions(cloud).stop(execution, error=ABORT_ERROR, cause=cause)
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"could not stop execution {execution} of deployment {deployment_id}: {exc}") from exc
     try:
         closed = wait_for(
             operations.ledger(cloud),
             deployment_id,
-            execution_status=lambda arn: str(operations.execution_status(cloud, arn)["status"]),
+            execution_status=lambda arn: operations.execution_state(cloud, arn).status,
             timeout=timeout,
             closed_only=True,
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
+from conveyor.adapters.sts import caller_arn
 from conveyor.domain import decisions
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConveyorError
@@ -33,7 +34,7 @@ BY_IS_GONE = (
 def caller_identity(cloud: Cloud) -> str:
     """The ARN of the AWS identity the CLI's session calls as."""
     try:
-        return str(cloud.client("sts").get_caller_identity()["Arn"])
+        return caller_arn(cloud.session)
     except (ClientError, BotoCoreError, KeyError) as exc:
         raise CliError(
             f"cannot tell who you are: STS GetCallerIdentity failed ({exc}); check your credentials"

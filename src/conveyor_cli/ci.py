@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.ports import ExecutionState
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.validation import describe
 from pydantic import ValidationError
@@ -51,7 +52,7 @@ class Shipped:
     pushed: dict[str, Any]
     record: DeploymentRecord | None
     code: ExitCode
-    execution: dict[str, Any] | None
+    execution: ExecutionState | None
     waited_seconds: float
 
     @property
@@ -109,8 +110,8 @@ def push_and_follow(
     except TimeoutError:
         found = operations.ledger(cloud).get(pushed["deployment_id"])
         return Shipped(bundle_path, pushed, found, ExitCode.WAIT_TIMED_OUT, None, timeout)
-    execution = operations.execution_status(cloud, record.execution_arn) if record.execution_arn else None
-    code = exit_code(record, str(execution["status"]) if execution else None)
+    execution = operations.execution_state(cloud, record.execution_arn) if record.execution_arn else None
+    code = exit_code(record, execution.status if execution else None)
     return Shipped(bundle_path, pushed, record, code, execution, timeout)
 
 
@@ -267,8 +268,8 @@ def cmd_summary(args: argparse.Namespace, cloud_of: CloudOf) -> int:
     if record is None:
         running = operations.running_execution_of(cloud, args.id)
         raise CliError(not_in_ledger(args.id, table=cloud.outputs.ledger_table, running_execution=running))
-    execution = operations.execution_status(cloud, record.execution_arn) if record.execution_arn else None
-    markdown = summary_markdown(record, exit_code(record, str(execution["status"]) if execution else None))
+    execution = operations.execution_state(cloud, record.execution_arn) if record.execution_arn else None
+    markdown = summary_markdown(record, exit_code(record, execution.status if execution else None))
     if args.output:
         append_to(Path(args.output), markdown)
     else:

@@ -52,12 +52,7 @@ class LiveEnvironment(BaseModel):
 
 
 def registered_apps(cloud: Cloud) -> list[str]:
-    pages = (
-        cloud.client("s3")
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=cloud.outputs.bucket, Prefix=PIPELINE_PREFIX)
-    )
-    keys = (item["Key"] for page in pages for item in page.get("Contents", []))
+    keys = (stored.key for stored in operations.artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX))
     return sorted(key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml") for key in keys if key.endswith(".yaml"))
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.adapters.logs import CloudWatchLogs
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.timing import utcnow
 from pydantic import BaseModel
@@ -52,9 +54,7 @@ class DeploymentLogs(BaseModel):
 def stage_functions(cloud: Cloud) -> list[str]:
     """The names of the Lambda functions the state machine invokes, and the reconciler's."""
     try:
-        definition = cloud.client("stepfunctions").describe_state_machine(
-            stateMachineArn=cloud.outputs.state_machine_arn
-        )["definition"]
+        definition = operations.executions(cloud).definition(cloud.outputs.state_machine_arn)
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"cannot read the state machine {cloud.outputs.state_machine_arn}: {exc}") from exc
     names: set[str] = set()
@@ -97,22 +97,8 @@ def parse_line(function_name: str, event: dict[str, Any]) -> LogLine:
 
 
 def read_lines(cloud: Cloud, function_name: str, deployment_id: str, start: datetime, end: datetime) -> list[LogLine]:
-    logs = cloud.client("logs")
-    request: dict[str, Any] = {
-        "logGroupName": f"/aws/lambda/{function_name}",
-        "startTime": int(start.timestamp() * 1000),
-        "endTime": int(end.timestamp() * 1000),
-        "filterPattern": f'"{deployment_id}"',
-    }
-    lines: list[LogLine] = []
-    while len(lines) < MAX_LOG_LINES:
-        response = logs.filter_log_events(**request)
-        lines += [parse_line(function_name, event) for event in response.get("events", [])]
-        token = response.get("nextToken")
-        if not token:
-            break
-        request["nextToken"] = token
-    return lines
+    events = CloudWatchLogs(cloud.session).function_events(function_name, start=start, end=end, text=deployment_id)
+    return [parse_line(function_name, event) for event in islice(events, MAX_LOG_LINES)]
 
 
 def window(record: DeploymentRecord) -> tuple[datetime, datetime]:

@@ -376,8 +376,8 @@ def _status(args: argparse.Namespace, cloud: Cloud) -> int:
             running = operations.running_execution_of(cloud, args.id)
             raise CliError(not_in_ledger(args.id, table=cloud.outputs.ledger_table, running_execution=running))
         record = found
-    execution = operations.execution_status(cloud, record.execution_arn) if record.execution_arn else None
-    execution_state = str(execution["status"]) if execution else None
+    execution = operations.execution_state(cloud, record.execution_arn) if record.execution_arn else None
+    execution_state = execution.status if execution else None
     if args.json:
         _print(as_json(record, execution))
     else:

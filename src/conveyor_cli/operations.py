@@ -17,6 +17,7 @@ from conveyor.adapters.dynamodb_ledger import DynamoLedger
 from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
 from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.adapters.s3 import S3Artifacts
+from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     LedgerError,
@@ -40,6 +41,7 @@ from conveyor.domain.ownership import (
     target_field,
 )
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, LambdaTarget, PipelineSpec
+from conveyor.domain.ports import ExecutionState
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.readiness import require_resources
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -70,18 +72,12 @@ def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
     manifest = read_manifest(data, str(bundle_path))
     key = artifact_key(manifest.app, manifest.version)
     try:
-        response = cloud.client("s3").put_object(
-            Bucket=cloud.outputs.bucket,
-            Key=key,
-            Body=data,
-            ContentType="application/zip",
-            ServerSideEncryption="AES256",
-        )
+        stored = artifacts(cloud).put_bundle(cloud.outputs.bucket, key, data)
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"uploading {bundle_path} to s3://{cloud.outputs.bucket}/{key} failed: {exc}") from exc
-    version_id = response.get("VersionId")
+    version_id = stored.version_id
     return {
-        "deployment_id": deployment_id(cloud.outputs.bucket, key, version_id, response.get("ETag")),
+        "deployment_id": deployment_id(cloud.outputs.bucket, key, version_id, stored.etag),
         "app": manifest.app,
         "version": manifest.version,
         "s3_uri": f"s3://{cloud.outputs.bucket}/{key}",
@@ -113,13 +109,7 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
     require_ready(cloud, spec, home, source=str(spec_path))
     try:
         claim_targets(spec, home, owners, source=str(spec_path))
-        cloud.client("s3").put_object(
-            Bucket=cloud.outputs.bucket,
-            Key=pipeline_key(spec.app),
-            Body=raw,
-            ContentType="application/yaml",
-            ServerSideEncryption="AES256",
-        )
+        artifacts(cloud).put_pipeline(cloud.outputs.bucket, spec.app, raw)
     except (TargetClaimedError, LedgerError, ClientError, BotoCoreError) as exc:
         for target in wanted - before:
             owners.release(target, app=spec.app)
@@ -180,12 +170,7 @@ def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Ho
         for env in spec.environments
         for position, member in enumerate(resolve_all_members(spec, home, source=source)[env.name])
     }
-    pages = (
-        cloud.client("s3")
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=cloud.outputs.bucket, Prefix=PIPELINE_PREFIX)
-    )
-    for key in (item["Key"] for page in pages for item in page.get("Contents", [])):
+    for key in (stored.key for stored in artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX)):
         app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
         if app == spec.app:
             continue
@@ -279,12 +264,16 @@ def artifacts(cloud: Cloud) -> S3Artifacts:
     return S3Artifacts(cloud.session)
 
 
-def execution_status(cloud: Cloud, execution_arn: str) -> dict[str, Any]:
+def executions(cloud: Cloud) -> StepFunctionsExecutions:
+    return StepFunctionsExecutions(cloud.session)
+
+
+def execution_state(cloud: Cloud, execution_arn: str) -> ExecutionState:
+    """The execution as Step Functions describes it; status UNKNOWN when it cannot be described."""
     try:
-        response: dict[str, Any] = cloud.client("stepfunctions").describe_execution(executionArn=execution_arn)
+        return executions(cloud).describe(execution_arn)
     except (ClientError, BotoCoreError):
-        return {"status": "UNKNOWN"}
-    return response
+        return ExecutionState(execution_arn=execution_arn, state_machine_arn="", name="", status="UNKNOWN")
 
 
 RUNNING_EXECUTIONS_SCANNED = 100
@@ -297,21 +286,14 @@ def running_execution_of(cloud: Cloud, deployment_id: str) -> str | None:
     Only asked when the ledger has no record of the deployment: between the push and ValidateArtifact
     (or ClaimDeployment) an execution exists that the ledger does not know yet.
     """
-    client = cloud.client("stepfunctions")
     try:
-        listed = client.list_executions(
-            stateMachineArn=cloud.outputs.state_machine_arn,
-            statusFilter="RUNNING",
-            maxResults=RUNNING_EXECUTIONS_SCANNED,
-        )["executions"]
-        for summary in listed:
-            described = client.describe_execution(executionArn=summary["executionArn"])
+        for running in executions(cloud).running(cloud.outputs.state_machine_arn, limit=RUNNING_EXECUTIONS_SCANNED):
             try:
-                pushed = PushedObject.from_event(json.loads(described.get("input") or "{}"))
+                pushed = PushedObject.from_event(json.loads(running.input or "{}"))
             except (ValueError, ArtifactLayoutError):
                 continue
             if pushed.deployment_id == deployment_id:
-                return str(summary["executionArn"])
+                return running.execution_arn
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"cannot list the executions of {cloud.outputs.state_machine_arn}: {exc}") from exc
     return None
@@ -333,7 +315,7 @@ def wait(
     return wait_for(
         ledger(cloud),
         deployment_id,
-        execution_status=lambda arn: str(execution_status(cloud, arn)["status"]),
+        execution_status=lambda arn: execution_state(cloud, arn).status,
         timeout=timeout,
         on_event=on_event,
         appear_within=appear_within,
@@ -359,14 +341,9 @@ def newest_push(cloud: Cloud) -> tuple[str, datetime] | None:
     a CI role may push without the right to list)."""
     newest: tuple[str, datetime] | None = None
     try:
-        pages = (
-            cloud.client("s3")
-            .get_paginator("list_objects_v2")
-            .paginate(Bucket=cloud.outputs.bucket, Prefix=ARTIFACT_PREFIX)
-        )
-        for item in (item for page in pages for item in page.get("Contents", [])):
-            if newest is None or item["LastModified"] > newest[1]:
-                newest = (str(item["Key"]), item["LastModified"])
+        for stored in artifacts(cloud).listed(cloud.outputs.bucket, ARTIFACT_PREFIX):
+            if stored.last_modified is not None and (newest is None or stored.last_modified > newest[1]):
+                newest = (stored.key, stored.last_modified)
     except (ClientError, BotoCoreError):
         return None
     return newest
@@ -385,11 +362,11 @@ def latest_deployment(cloud: Cloud) -> Latest | None:
     if pushed is not None and (newest is None or pushed[1] >= newest.created_at - S3_TIME_PRECISION):
         key = pushed[0]
         try:
-            head = cloud.client("s3").head_object(Bucket=cloud.outputs.bucket, Key=key)
+            head = artifacts(cloud).head(cloud.outputs.bucket, key)
         except (ClientError, BotoCoreError) as exc:
             raise CliError(f"cannot read s3://{cloud.outputs.bucket}/{key}: {exc}") from exc
-        version_id = head.get("VersionId")
-        derived = deployment_id(cloud.outputs.bucket, key, version_id, head.get("ETag"))
+        version_id = head.version_id
+        derived = deployment_id(cloud.outputs.bucket, key, version_id, head.etag)
         if newest is None or derived != newest.deployment_id:
             return Latest(derived, f"s3://{cloud.outputs.bucket}/{key} (version {version_id}), deployment {derived}")
     return Latest(newest.deployment_id) if newest is not None else None

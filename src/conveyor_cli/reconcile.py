@@ -12,37 +12,41 @@ Reconciling is idempotent: a second run finds nothing left to do.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.adapters.sqs import SqsQueue
+from conveyor.domain.ports import ExecutionState
 
+from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 
 DETAIL_TYPE = "Step Functions Execution Status Change"
 
 
-def status_change_event(execution: dict[str, Any]) -> dict[str, Any]:
+def status_change_event(execution: ExecutionState) -> dict[str, Any]:
     """The EventBridge event Step Functions sends for a described execution."""
 
-    def millis(value: Any) -> int | None:
+    def millis(value: datetime | None) -> int | None:
         return None if value is None else int(value.timestamp() * 1000)
 
     return {
         "version": "0",
         "source": "aws.states",
         "detail-type": DETAIL_TYPE,
-        "resources": [execution["executionArn"]],
+        "resources": [execution.execution_arn],
         "detail": {
-            "executionArn": execution["executionArn"],
-            "stateMachineArn": execution["stateMachineArn"],
-            "name": execution.get("name", ""),
-            "status": execution["status"],
-            "startDate": millis(execution.get("startDate")),
-            "stopDate": millis(execution.get("stopDate")),
-            "input": execution.get("input"),
-            "output": execution.get("output"),
-            "error": execution.get("error"),
-            "cause": execution.get("cause"),
+            "executionArn": execution.execution_arn,
+            "stateMachineArn": execution.state_machine_arn,
+            "name": execution.name,
+            "status": execution.status,
+            "startDate": millis(execution.started_at),
+            "stopDate": millis(execution.stopped_at),
+            "input": execution.input,
+            "output": execution.output,
+            "error": execution.error,
+            "cause": execution.cause,
         },
     }
 
@@ -61,27 +65,29 @@ def invoke_reconcile(cloud: Cloud, event: dict[str, Any]) -> dict[str, Any]:
     """Run the Reconcile function on ``event``, synchronously; its result, or CliError with its error."""
     function = cloud.outputs.reconcile_function
     try:
-        response = cloud.client("lambda").invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        invocation = operations.targets(cloud).invoke(function, "$LATEST", event)
     except (ClientError, BotoCoreError) as exc:
         raise CliError(f"invoking {function} failed: {exc}") from exc
-    payload = json.loads(response["Payload"].read() or b"null")
-    if response.get("FunctionError"):
+    payload = invocation.payload
+    if invocation.function_error:
         message = payload.get("errorMessage") if isinstance(payload, dict) else payload
         raise CliError(f"{function} failed: {message}")
-    return dict(payload)
+    if not isinstance(payload, dict):
+        raise CliError(f"{function} answered {payload!r}, not the reconciliation it records")
+    return payload
 
 
 def reconcile_executions(cloud: Cloud, execution_arns: list[str]) -> list[dict[str, Any]]:
-    sfn = cloud.client("stepfunctions")
+    executions = operations.executions(cloud)
     results = []
     for arn in execution_arns:
         try:
-            execution = sfn.describe_execution(executionArn=arn)
+            execution = executions.describe(arn)
         except (ClientError, BotoCoreError) as exc:
             raise CliError(f"cannot describe execution {arn}: {exc}") from exc
-        if execution["status"] in ("RUNNING", "PENDING_REDRIVE"):
+        if execution.status in ("RUNNING", "PENDING_REDRIVE"):
             raise CliError(
-                f"execution {arn} is still {execution['status']}: stop it first (aws stepfunctions stop-execution)"
+                f"execution {arn} is still {execution.status}: stop it first (aws stepfunctions stop-execution)"
             )
         results.append(invoke_reconcile(cloud, status_change_event(execution)))
     return results
@@ -89,22 +95,22 @@ def reconcile_executions(cloud: Cloud, execution_arns: list[str]) -> list[dict[s
 
 def redrive_dead_letters(cloud: Cloud, *, max_messages: int = 100) -> dict[str, Any]:
     """Hand every message of the reconcile dead-letter queue to Reconcile again; delete the ones it closed."""
-    sqs, queue = cloud.client("sqs"), cloud.outputs.reconcile_dead_letter_queue
+    queue = SqsQueue(cloud.session, cloud.outputs.reconcile_dead_letter_queue)
     reconciled: list[dict[str, Any]] = []
     failed: list[str] = []
     while len(reconciled) + len(failed) < max_messages:
         try:
-            batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            batch = queue.receive()
         except (ClientError, BotoCoreError) as exc:
-            raise CliError(f"reading the reconcile dead-letter queue {queue} failed: {exc}") from exc
+            raise CliError(f"reading the reconcile dead-letter queue {queue.url} failed: {exc}") from exc
         if not batch:
             break
         for message in batch:
             try:
-                result = invoke_reconcile(cloud, event_of_message(message["Body"]))
+                result = invoke_reconcile(cloud, event_of_message(message.body))
             except (CliError, ValueError) as exc:
-                failed.append(f"{message['MessageId']}: {exc}")
+                failed.append(f"{message.message_id}: {exc}")
                 continue
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            queue.delete(message)
             reconciled.append(result)
     return {"reconciled": reconciled, "failed": failed}

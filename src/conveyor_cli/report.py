@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import LedgerError
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -504,9 +505,11 @@ def report_html(cloud: Cloud, deployment_id: str, *, now: datetime | None = None
             "check the id with `conveyor history`"
         )
     validated = next((e.started_at for e in record.events if e.stage == "ValidateArtifact"), record.created_at)
-    spec = pipeline_at(cloud.client("s3"), cloud.outputs.bucket, record.app, validated)
+    spec = pipeline_at(operations.artifacts(cloud), cloud.outputs.bucket, record.app, validated)
     finest = LOCAL_FINEST_PERIOD if cloud.local else AWS_FINEST_PERIOD
-    metrics = collect_metrics(cloud.client("cloudwatch"), record, end=_end(record, now), now=now, finest=finest)
+    metrics = collect_metrics(
+        CloudWatchLambdaMetrics(cloud.session), record, end=_end(record, now), now=now, finest=finest
+    )
     return render_html(build_view(record, metrics, generated_at=now, spec=spec))
 
 

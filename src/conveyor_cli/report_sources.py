@@ -11,10 +11,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.adapters.cloudwatch import alias_version_queries
+from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics, alias_version_queries
+from conveyor.adapters.s3 import S3Artifacts
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.layout import pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
@@ -84,7 +84,7 @@ def as_utc(value: datetime) -> datetime:
 
 
 def read_version_metrics(
-    cloudwatch: Any,
+    cloudwatch: CloudWatchLambdaMetrics,
     function_name: str,
     alias: str,
     versions: Sequence[str],
@@ -107,16 +107,11 @@ def read_version_metrics(
         period=period,
         series=(("inv", "Invocations", "Sum"), ("err", "Errors", "Sum"), ("p95", "Duration", "p95")),
     )
-    found: dict[str, dict[datetime, float]] = {}
     try:
-        pages = cloudwatch.get_paginator("get_metric_data").paginate(
-            MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
-        )
-        for page in pages:
-            for result in page["MetricDataResults"]:
-                series = found.setdefault(result["Id"], {})
-                for at, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
-                    series[as_utc(at)] = float(value)
+        found = {
+            query: {as_utc(at): value for at, value in points.items()}
+            for query, points in cloudwatch.series(queries, start, end).items()
+        }
     except (ClientError, BotoCoreError) as exc:
         return EnvironmentMetrics(
             period_seconds=period,
@@ -145,7 +140,7 @@ class RegisteredSpec:
     source: str
 
 
-def pipeline_at(s3: Any, bucket: str, app: str, at: datetime) -> RegisteredSpec:
+def pipeline_at(artifacts: S3Artifacts, bucket: str, app: str, at: datetime) -> RegisteredSpec:
     """The version of ``pipelines/<app>.yaml`` that was current at ``at`` (the bucket is versioned).
 
     ValidateArtifact reads the spec then; a later ``pipeline apply`` does not change what judged this
@@ -156,17 +151,16 @@ def pipeline_at(s3: Any, bucket: str, app: str, at: datetime) -> RegisteredSpec:
     try:
         versions = [
             version
-            for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
-            for version in page.get("Versions", [])
-            if version["Key"] == key and as_utc(version["LastModified"]) <= as_utc(at)
+            for version in artifacts.pipeline_versions(bucket, app)
+            if version.last_modified is not None and as_utc(version.last_modified) <= as_utc(at)
         ]
         if not versions:
             return RegisteredSpec(None, f"no version of {where} was registered before this deployment")
-        current = max(versions, key=lambda v: as_utc(v["LastModified"]))
-        if current.get("Size", 0) > MAX_PIPELINE_SPEC_BYTES:
-            return RegisteredSpec(None, f"{where} (version {current['VersionId']}) is over the spec size limit")
-        body = s3.get_object(Bucket=bucket, Key=key, VersionId=current["VersionId"])["Body"].read()
-        source = f"{where}, version {current['VersionId']}, registered {iso(current['LastModified'])}"
+        current = max(versions, key=lambda v: as_utc(v.last_modified or at))
+        if (current.size or 0) > MAX_PIPELINE_SPEC_BYTES:
+            return RegisteredSpec(None, f"{where} (version {current.version_id}) is over the spec size limit")
+        body = artifacts.read_version(bucket, current)
+        source = f"{where}, version {current.version_id}, registered {iso(current.last_modified)}"
         return RegisteredSpec(PipelineSpec.from_yaml(body, source), source)
     except (ClientError, BotoCoreError) as exc:
         return RegisteredSpec(None, f"the pipeline spec {where} could not be read: {exc}")
@@ -179,7 +173,12 @@ def iso(value: datetime | None) -> str | None:
 
 
 def collect_metrics(
-    cloudwatch: Any, record: DeploymentRecord, *, end: datetime, now: datetime, finest: int = AWS_FINEST_PERIOD
+    cloudwatch: CloudWatchLambdaMetrics,
+    record: DeploymentRecord,
+    *,
+    end: datetime,
+    now: datetime,
+    finest: int = AWS_FINEST_PERIOD,
 ) -> dict[str, EnvironmentMetrics]:
     """Per environment that deployed a version: its alias's AWS/Lambda metrics from the push to ``end``."""
     start, end = as_utc(record.created_at), as_utc(end) + timedelta(seconds=1)

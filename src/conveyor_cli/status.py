@@ -9,7 +9,7 @@ from typing import Any
 
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.ports import Ledger
+from conveyor.domain.ports import ExecutionState, Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
 from conveyor_cli.context import CliError
@@ -337,15 +337,11 @@ def render(record: DeploymentRecord) -> str:
     return "\n".join(lines)
 
 
-def as_json(record: DeploymentRecord, execution: dict[str, Any] | None) -> dict[str, Any]:
+def as_json(record: DeploymentRecord, execution: ExecutionState | None) -> dict[str, Any]:
     document = redacted(record.model_dump(mode="json"))
     document["duration_seconds"] = record.duration_seconds
     if execution is not None:
-        document["execution"] = {
-            "status": execution.get("status"),
-            "error": execution.get("error"),
-            "cause": execution.get("cause"),
-        }
+        document["execution"] = {"status": execution.status, "error": execution.error, "cause": execution.cause}
     return document
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conveyor.domain.layout import deployment_id
 from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.ports import ExecutionState
 from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations
@@ -33,7 +34,7 @@ class Deployed:
     before: dict[str, dict]
     after: dict[str, dict]
     notifications: list[dict[str, str]]
-    execution: dict
+    execution: ExecutionState
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Stage:
             before=before,
             after=alias_versions(self.cloud, self.targets.functions),
             notifications=self.notifications_naming(deployment_id),
-            execution=operations.execution_status(self.cloud, record.execution_arn),
+            execution=operations.execution_state(self.cloud, record.execution_arn),
         )
 
     def notifications_naming(self, deployment_id: str) -> list[dict[str, Any]]:
@@ -97,7 +98,7 @@ class Stage:
                 before=before,
                 after=after,
                 notifications=[note for note in inbox if deployment in note["message"]],
-                execution=operations.execution_status(self.cloud, record.execution_arn),
+                execution=operations.execution_state(self.cloud, record.execution_arn),
             )
         return followed
 

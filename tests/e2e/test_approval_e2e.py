@@ -115,7 +115,7 @@ def test_a_rejected_deployment_fails_without_touching_production(stage: Stage, p
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "ApprovalRejectedError"
     assert f"rejected by {caller_identity(stage.cloud)}: freeze week" in deployed.record.failure["reason"]
-    assert deployed.execution["status"] == "FAILED"
+    assert deployed.execution.status == "FAILED"
     assert deployed.after["production"] == before["production"]
     production = deployed.record.environments["production"]
     assert production.status == "REJECTED"

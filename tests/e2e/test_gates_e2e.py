@@ -69,7 +69,7 @@ def test_a_push_during_a_freeze_is_refused_with_a_notice_naming_it(
 
     # Then it FAILED at staging's gate, nothing deployed anywhere, no lock held
     assert deployed.record.status is Outcome.FAILED
-    assert deployed.execution["status"] == "FAILED"
+    assert deployed.execution.status == "FAILED"
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "DeploymentFrozenError"
     assert deployed.after == before

@@ -418,8 +418,8 @@ def test_hostile_push_is_refused_by_name_with_nothing_deployed(outcomes: Outcome
     deployed = outcomes.deployments[outcomes.ids[case.id]]
 
     # Then the execution failed before any traffic moved
-    assert deployed.execution["status"] == "FAILED"
-    assert deployed.execution["error"] == "DeploymentFailedError"
+    assert deployed.execution.status == "FAILED"
+    assert deployed.execution.error == "DeploymentFailedError"
     # And the ledger says FAILED with the specific error and a reason naming the problem, kept short
     assert deployed.record.status.value == "FAILED"
     assert deployed.record.failure is not None

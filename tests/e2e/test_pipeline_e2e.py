@@ -32,7 +32,7 @@ def test_good_build_goes_live_in_every_environment(stage: Stage) -> None:
 
     # Then the execution succeeded and both aliases serve the new version at 100%
     assert deployed.record.status.value == "SUCCEEDED", deployed.record.failure
-    assert deployed.execution["status"] == "SUCCEEDED"
+    assert deployed.execution.status == "SUCCEEDED"
     for env in ("staging", "production"):
         assert deployed.after[env]["version"] != deployed.before[env]["version"]
         assert deployed.after[env]["routing"] == {}
@@ -64,8 +64,8 @@ def test_failed_health_check_rolls_back_and_notifies_once(stage: Stage) -> None:
 
     # Then staging took the rollback branch: the alias serves the old version again, routing cleared
     assert deployed.record.status.value == "ROLLED_BACK"
-    assert deployed.execution["status"] == "FAILED"
-    assert deployed.execution["error"] == "DeploymentRolledBackError"
+    assert deployed.execution.status == "FAILED"
+    assert deployed.execution.error == "DeploymentRolledBackError"
     assert deployed.after == deployed.before
     staging = deployed.record.environments["staging"]
     assert staging.status == "ROLLED_BACK"
@@ -96,7 +96,7 @@ def test_corrupt_bundle_fails_with_nothing_deployed(stage: Stage, body: bytes, r
 
     # Then the deployment FAILED at validation, named why, and nothing was deployed anywhere
     assert deployed.record.status.value == "FAILED"
-    assert deployed.execution["error"] == "DeploymentFailedError"
+    assert deployed.execution.error == "DeploymentFailedError"
     assert deployed.record.failure is not None
     assert deployed.record.failure["error"] == "BundleInvalidError"
     assert reason in deployed.record.failure["reason"]

@@ -55,7 +55,7 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
     stage.cloud.client("stepfunctions").stop_execution(executionArn=record.execution_arn, cause="operator stop")
 
     # Then the execution is ABORTED, and the reconciler restores the alias and closes the record with that cause
-    assert operations.execution_status(stage.cloud, record.execution_arn)["status"] == "ABORTED"
+    assert operations.execution_state(stage.cloud, record.execution_arn).status == "ABORTED"
     ledger = operations.ledger(stage.cloud)
     closed = until(
         lambda: (r := ledger.get(pushed["deployment_id"])) and r.status is Outcome.ABORTED and r,
@@ -132,7 +132,7 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
 
         # Then the execution ends, and the alias was restored although nothing could be recorded
         until(
-            lambda: operations.execution_status(stage.cloud, record.execution_arn)["status"] != "RUNNING",
+            lambda: operations.execution_state(stage.cloud, record.execution_arn).status != "RUNNING",
             "the execution ended",
             timeout=300,
         )

@@ -62,7 +62,7 @@ def test_the_same_version_with_other_code_is_refused_and_the_same_code_again_is_
     assert again.record.status is Outcome.SKIPPED_DUPLICATE
     assert again.record.failure is not None
     assert again.record.failure["duplicate_of"] == first.record.deployment_id
-    assert again.execution["status"] == "SUCCEEDED"
+    assert again.execution.status == "SUCCEEDED"
     assert again.after == again.before
     assert again.notifications == []
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.ports import ExecutionState
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 
@@ -73,12 +74,12 @@ def start_executions(stage: Stage, execution_input: dict[str, Any], count: int) 
     ]
 
 
-def finished(stage: Stage, arns: list[str], timeout: float = 120) -> dict[str, dict[str, Any]]:
+def finished(stage: Stage, arns: list[str], timeout: float = 120) -> dict[str, ExecutionState]:
     """Each execution's description once none is RUNNING (fails the test if that takes over ``timeout``)."""
     deadline = time.monotonic() + timeout
     while True:
-        described = {arn: operations.execution_status(stage.cloud, arn) for arn in arns}
-        if all(d["status"] != "RUNNING" for d in described.values()):
+        described = {arn: operations.execution_state(stage.cloud, arn) for arn in arns}
+        if all(d.status != "RUNNING" for d in described.values()):
             return described
         assert time.monotonic() < deadline, "executions still running"
         time.sleep(0.2)
@@ -164,7 +165,7 @@ def test_a_hundred_deliveries_of_one_object_make_one_deployment(stage: Stage) ->
     assert record.skipped_count == 99, [(e["execution_arn"], e.get("outcome"), e.get("reason")) for e in record.skipped]
     assert {entry["outcome"] for entry in record.skipped} <= {"SKIPPED_DUPLICATE", "ALREADY_LIVE"}
     assert record.execution_arn not in {entry["execution_arn"] for entry in record.skipped}
-    assert all(e["status"] == "SUCCEEDED" for e in executions.values())
+    assert all(e.status == "SUCCEEDED" for e in executions.values())
     # one new version per target, deployed by one Deploy per environment
     for function, before in versions_before.items():
         assert len(stage.versions(function)) == len(before) + 1
@@ -271,7 +272,7 @@ def test_a_newer_push_supersedes_an_older_one_still_waiting(stage: Stage, pipeli
     # Then the waiting one is SUPERSEDED (nothing deployed, nobody paged); the others go live
     superseded = stage.follow(waiting["deployment_id"])
     assert superseded.record.status is Outcome.SUPERSEDED
-    assert superseded.execution["status"] == "SUCCEEDED"
+    assert superseded.execution.status == "SUCCEEDED"
     assert superseded.record.failure is not None
     assert newest["deployment_id"] in superseded.record.failure["reason"]
     assert not any(e.stage == "Deploy" for e in superseded.record.events)
@@ -296,7 +297,7 @@ def test_an_older_push_never_replaces_a_newer_release_still_rolling_out(
     # Then it ends SUPERSEDED as outdated, changing nothing; the newer one goes live everywhere
     outdated = stage.follow(older["deployment_id"])
     assert outdated.record.status is Outcome.SUPERSEDED
-    assert outdated.execution["status"] == "SUCCEEDED"
+    assert outdated.execution.status == "SUCCEEDED"
     assert outdated.record.failure is not None
     assert f"hello 22.4.0 (deployment {newer['deployment_id']})" in outdated.record.failure["reason"]
     assert not any(e.stage == "Deploy" for e in outdated.record.events)
@@ -331,7 +332,7 @@ def test_a_deployment_stopped_from_the_console_frees_its_environment_for_the_nex
     stopped_at = utcnow()
 
     # Then it ends ABORTED at once, and the reconciler closes it, restores staging and frees its lock
-    assert operations.execution_status(stage.cloud, record.execution_arn)["status"] == "ABORTED"
+    assert operations.execution_state(stage.cloud, record.execution_arn).status == "ABORTED"
     ended = until(
         lambda: (r := ledger_record(stage, stopped["deployment_id"])) is not None and r.status is Outcome.ABORTED and r,
         "the reconciler closed 22.6.0 ABORTED",
@@ -423,7 +424,7 @@ def test_a_rollback_that_fails_ends_rollback_failed_with_a_critical_notification
 
         # Then it ends ROLLBACK_FAILED, its one notification says where the alias is and what to run
         assert deployed.record.status is Outcome.ROLLBACK_FAILED
-        assert deployed.execution["error"] == "RollbackFailedError"
+        assert deployed.execution.error == "RollbackFailedError"
         staging = deployed.record.environments["staging"]
         assert deployed.after["staging"]["version"] == staging.version_after
         (note,) = deployed.notifications

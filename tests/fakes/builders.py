@@ -10,6 +10,7 @@ import zipfile
 from typing import Any
 
 import yaml
+from conveyor.domain.ports import ExecutionState
 
 HANDLER_SOURCE = 'def handler(event, context):\n    return {"status": "ok", "version": "%s"}\n'
 
@@ -99,3 +100,13 @@ LEDGER_TABLE_SHAPE: dict[str, Any] = {
         }
     ],
 }
+
+
+def described(execution_arn: str, status: str) -> ExecutionState:
+    """An execution as Step Functions would describe it, in ``status``."""
+    return ExecutionState(
+        execution_arn=execution_arn,
+        state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:conveyor",
+        name=execution_arn.rsplit(":", 1)[-1],
+        status=status,
+    )

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import boto3
 import pytest
+from boto3.session import Session
 from botocore.stub import Stubber
+from conveyor.adapters import aws
 from conveyor.domain.environment import EnvironmentStatus
 
 from conveyor_cli import approvals, main
@@ -18,11 +17,11 @@ ME = "arn:aws:sts::123456789012:assumed-role/release-approvers/alice"
 
 
 class _Cloud:
-    """Just enough of ``Cloud`` for a decision: an STS client answering GetCallerIdentity."""
+    """Just enough of ``Cloud`` for a decision: a session whose STS client answers GetCallerIdentity."""
 
     def __init__(self, arn: str | None) -> None:
-        self.sts = boto3.client("sts", region_name="us-east-1")
-        self.stubber = Stubber(self.sts)
+        self.session = Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        self.stubber = Stubber(aws.client(self.session, "sts"))
         if arn is None:
             self.stubber.add_client_error("get_caller_identity", "ExpiredToken", "The security token has expired")
         else:
@@ -30,11 +29,6 @@ class _Cloud:
                 "get_caller_identity", {"UserId": "AROA:alice", "Account": "123456789012", "Arn": arn}
             )
         self.stubber.activate()
-        self.session = None
-
-    def client(self, service: str) -> Any:
-        assert service == "sts"
-        return self.sts
 
 
 def test_by_is_refused_saying_why(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,6 +27,7 @@ from conveyor_cli.context import Outputs
 from conveyor_cli.packaging import BundleSourceError, build_bundle
 from conveyor_cli.status import ExitCode
 from tests.fakes import FakeLedger
+from tests.fakes.builders import described
 
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"
 
@@ -119,7 +120,7 @@ def ends_as(monkeypatch: pytest.MonkeyPatch, ended: DeploymentRecord, execution:
         return ended.model_copy(update={"events": events})
 
     monkeypatch.setattr(operations, "wait", wait)
-    monkeypatch.setattr(operations, "execution_status", lambda cloud, arn: {"status": execution})
+    monkeypatch.setattr(operations, "execution_state", lambda cloud, arn: described(arn, execution))
 
 
 def ship(build_dir: Path, tmp_path: Path, *extra: str) -> int:
@@ -305,7 +306,7 @@ def test_summary_command_appends_markdown_and_exits_zero_whatever_the_outcome(
     ledger.start(ROLLED_BACK)
     monkeypatch.setattr(cli, "_cloud", lambda args: FakeCloud())
     monkeypatch.setattr(operations, "ledger", lambda cloud: ledger)
-    monkeypatch.setattr(operations, "execution_status", lambda cloud, arn: {"status": "FAILED"})
+    monkeypatch.setattr(operations, "execution_state", lambda cloud, arn: described(arn, "FAILED"))
     out = tmp_path / "summary.md"
 
     # When a CI step writes its summary

@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from boto3.session import Session
 from botocore.response import StreamingBody
-from botocore.session import Session as BotocoreSession
 from botocore.stub import Stubber
+from conveyor.adapters import aws
+from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics
+from conveyor.adapters.s3 import S3Artifacts
 from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -176,14 +180,18 @@ def test_the_metric_period_is_one_cloudwatch_serves_for_the_span_and_its_age(
     assert metric_period(start, start + span, now, finest=finest) == period
 
 
-def _cloudwatch() -> object:
-    return BotocoreSession().create_client(
-        "cloudwatch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
+def _session() -> Session:
+    return Session(region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+
+
+def _cloudwatch() -> tuple[CloudWatchLambdaMetrics, Any]:
+    """The adapter the report reads metrics through, and its client (to stub)."""
+    session = _session()
+    return CloudWatchLambdaMetrics(session), aws.client(session, "cloudwatch")
 
 
 def test_metrics_are_read_per_executed_version_of_the_alias_and_joined_by_period() -> None:
-    client = _cloudwatch()
+    metrics, client = _cloudwatch()
     t0, t1 = START, START + timedelta(seconds=10)
     response = {
         "MetricDataResults": [
@@ -196,7 +204,7 @@ def test_metrics_are_read_per_executed_version_of_the_alias_and_joined_by_period
     with Stubber(client) as stub:
         stub.add_response("get_metric_data", response)
         found = read_version_metrics(
-            client, "fn", "live", ["3", "2"], start=START, end=START + timedelta(seconds=30), now=NOW, finest=1
+            metrics, "fn", "live", ["3", "2"], start=START, end=START + timedelta(seconds=30), now=NOW, finest=1
         )
 
     (point,) = found.versions["3"]  # the period without invocations is no point at all
@@ -206,7 +214,7 @@ def test_metrics_are_read_per_executed_version_of_the_alias_and_joined_by_period
 
 
 def test_the_query_names_the_alias_and_each_version() -> None:
-    client = _cloudwatch()
+    metrics, client = _cloudwatch()
     with Stubber(client) as stub:
         expected_dimensions = [
             {"Name": "FunctionName", "Value": "fn"},
@@ -240,17 +248,17 @@ def test_the_query_names_the_alias_and_each_version() -> None:
             },
         )
         found = read_version_metrics(
-            client, "fn", "live", ["3"], start=START, end=START + timedelta(seconds=30), now=NOW
+            metrics, "fn", "live", ["3"], start=START, end=START + timedelta(seconds=30), now=NOW
         )
     assert found.versions == {"3": []}
 
 
 def test_a_refusal_from_cloudwatch_gives_a_note_not_a_failure() -> None:
-    client = _cloudwatch()
+    metrics, client = _cloudwatch()
     with Stubber(client) as stub:
         stub.add_client_error("get_metric_data", "AccessDenied", "not allowed", http_status_code=403)
         found = read_version_metrics(
-            client, "fn", "live", ["3"], start=START, end=START + timedelta(seconds=30), now=NOW
+            metrics, "fn", "live", ["3"], start=START, end=START + timedelta(seconds=30), now=NOW
         )
 
     assert found.unavailable is not None
@@ -360,10 +368,10 @@ environments:
 """
 
 
-def _s3() -> object:
-    return BotocoreSession().create_client(
-        "s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
-    )
+def _s3() -> tuple[S3Artifacts, Any]:
+    """The adapter the report reads the spec through, and its client (to stub)."""
+    session = _session()
+    return S3Artifacts(session), aws.client(session, "s3")
 
 
 def _versions(*when: datetime) -> dict[str, object]:
@@ -377,7 +385,7 @@ def _versions(*when: datetime) -> dict[str, object]:
 
 def test_the_rules_shown_are_the_spec_registered_when_the_deployment_was_validated() -> None:
     # Given a spec registered before the push (v1) and one applied after it (v2)
-    client = _s3()
+    artifacts, client = _s3()
     with Stubber(client) as stub:
         stub.add_response("list_object_versions", _versions(START - timedelta(hours=1), START + timedelta(minutes=5)))
         stub.add_response(
@@ -387,7 +395,7 @@ def test_the_rules_shown_are_the_spec_registered_when_the_deployment_was_validat
         )
 
         # When the report reads the spec as of its validation
-        registered = pipeline_at(client, "b", "hello", START)
+        registered = pipeline_at(artifacts, "b", "hello", START)
 
     # Then it is v1's, and the page lists its rules as data
     assert registered.spec is not None
@@ -402,10 +410,10 @@ def test_the_rules_shown_are_the_spec_registered_when_the_deployment_was_validat
 
 
 def test_a_spec_that_cannot_be_read_is_said_so_in_place_of_the_rules() -> None:
-    client = _s3()
+    artifacts, client = _s3()
     with Stubber(client) as stub:
         stub.add_client_error("list_object_versions", "AccessDenied", "not allowed", http_status_code=403)
-        registered = pipeline_at(client, "b", "hello", START)
+        registered = pipeline_at(artifacts, "b", "hello", START)
 
     view = build_view(rolled_back_canary(), {}, generated_at=NOW, spec=registered)
 
@@ -414,10 +422,10 @@ def test_a_spec_that_cannot_be_read_is_said_so_in_place_of_the_rules() -> None:
 
 
 def test_a_spec_registered_only_after_the_deployment_is_not_taken_for_its_rules() -> None:
-    client = _s3()
+    artifacts, client = _s3()
     with Stubber(client) as stub:
         stub.add_response("list_object_versions", _versions(START + timedelta(minutes=5)))
-        registered = pipeline_at(client, "b", "hello", START)
+        registered = pipeline_at(artifacts, "b", "hello", START)
 
     assert registered.spec is None
     assert registered.source == "no version of s3://b/pipelines/hello.yaml was registered before this deployment"

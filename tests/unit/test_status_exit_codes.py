@@ -17,6 +17,7 @@ from conveyor_cli import operations
 from conveyor_cli.context import Outputs
 from conveyor_cli.status import EXIT_CODE_MEANINGS, OUTCOME_EXIT_CODES, ExitCode
 from tests.fakes import FakeLedger
+from tests.fakes.builders import described
 
 README = Path(__file__).parents[2] / "README.md"
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"
@@ -51,7 +52,7 @@ def given(
             execution_arn=EXECUTION,
         )
     )
-    monkeypatch.setattr(operations, "execution_status", lambda cloud, arn: {"status": execution})
+    monkeypatch.setattr(operations, "execution_state", lambda cloud, arn: described(arn, execution))
     return record
 
 

@@ -70,6 +70,19 @@ class CloudWatchLambdaMetrics:
     def __init__(self, session: Session) -> None:
         self._cloudwatch = aws.client(session, "cloudwatch")
 
+    def series(self, queries: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, dict[datetime, float]]:
+        """Each query's datapoints by timestamp, read oldest first (for a chart; raises botocore's errors)."""
+        found: dict[str, dict[datetime, float]] = {}
+        pages = self._cloudwatch.get_paginator("get_metric_data").paginate(
+            MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
+        )
+        for page in pages:
+            for result in page["MetricDataResults"]:
+                points = found.setdefault(result["Id"], {})
+                for at, value in zip(result.get("Timestamps", []), result.get("Values", []), strict=False):
+                    points[at] = float(value)
+        return found
+
     def version_stats(
         self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
     ) -> dict[str, VersionStats]:

@@ -1,9 +1,16 @@
-"""The artifact bucket: pushed bundles, registered pipeline specs and extracted releases."""
+"""The artifact bucket: pushed bundles, registered pipeline specs and extracted releases.
+
+The stages read bundles and specs and store releases; an operator's tools (the CLI) push bundles, register
+specs and list what the bucket holds, through the same class. Every object is written SSE-S3 encrypted.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 
 from boto3.session import Session
 from botocore.exceptions import ClientError
@@ -20,6 +27,17 @@ from conveyor.domain.errors import (
 from conveyor.domain.layout import pipeline_key
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import base64_digest
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object version of the bucket: its key, S3 version id (None unversioned), ETag, size and time."""
+
+    key: str
+    version_id: str | None
+    etag: str | None
+    size: int | None = None
+    last_modified: datetime | None = None
 
 
 class S3Artifacts:
@@ -114,3 +132,43 @@ class S3Artifacts:
                 )
             return version_id
         raise ReleaseStoreError(f"s3://{bucket}/{key}: a concurrent write of this release never became readable")
+
+    def put_bundle(self, bucket: str, key: str, bundle: bytes) -> StoredObject:
+        """Push a bundle (its Object Created event starts the deployment)."""
+        response = self._s3.put_object(
+            Bucket=bucket, Key=key, Body=bundle, ContentType="application/zip", ServerSideEncryption="AES256"
+        )
+        return StoredObject(key, response.get("VersionId"), response.get("ETag"), len(bundle))
+
+    def put_pipeline(self, bucket: str, app: str, spec: bytes) -> StoredObject:
+        """Register ``app``'s pipeline spec (the caller has validated it)."""
+        key = pipeline_key(app)
+        response = self._s3.put_object(
+            Bucket=bucket, Key=key, Body=spec, ContentType="application/yaml", ServerSideEncryption="AES256"
+        )
+        return StoredObject(key, response.get("VersionId"), response.get("ETag"), len(spec))
+
+    def head(self, bucket: str, key: str) -> StoredObject:
+        head = self._s3.head_object(Bucket=bucket, Key=key)
+        return StoredObject(
+            key, head.get("VersionId"), head.get("ETag"), head.get("ContentLength"), head.get("LastModified")
+        )
+
+    def listed(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
+        """The current objects under ``prefix``, page by page (no version ids: ListObjectsV2 gives none)."""
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], None, item.get("ETag"), item.get("Size"), item.get("LastModified"))
+
+    def pipeline_versions(self, bucket: str, app: str) -> Iterator[StoredObject]:
+        """Every stored version of ``app``'s pipeline spec (the bucket is versioned), in S3's order."""
+        key = pipeline_key(app)
+        for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key):
+            for item in page.get("Versions", []):
+                if item["Key"] == key:
+                    yield StoredObject(key, item["VersionId"], item.get("ETag"), item.get("Size"), item["LastModified"])
+
+    def read_version(self, bucket: str, stored: StoredObject) -> bytes:
+        extra = {"VersionId": stored.version_id} if stored.version_id else {}
+        body: bytes = self._s3.get_object(Bucket=bucket, Key=stored.key, **extra)["Body"].read()
+        return body

@@ -1,9 +1,13 @@
-"""Step Functions executions: is the owner of a deployment (or of a lock) still running, or when did it end?"""
+"""Step Functions executions: is the owner of a deployment (or of a lock) still running, or when did it end?
+
+Beside the stages' questions, what an operator's tools ask and do: describe an execution, find the running
+ones, stop one, read the state machine's definition. Those raise botocore's errors for the caller to name.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from conveyor.adapters import aws
 from conveyor.domain.errors import TaskAnswerError
-from conveyor.domain.ports import ENDED, IN_FLIGHT_GRACE, Ended
+from conveyor.domain.ports import ENDED, IN_FLIGHT_GRACE, Ended, ExecutionState
 from conveyor.observability import logger
 
 _CALL_STARTED = frozenset({"LambdaFunctionScheduled", "LambdaFunctionStarted", "TaskScheduled", "TaskStarted"})
@@ -99,3 +103,30 @@ class StepFunctionsExecutions:
         stopped_at: datetime = described["stopDate"]
         quiet_at = stopped_at + IN_FLIGHT_GRACE if call_in_flight(events["events"]) else stopped_at
         return Ended(status=str(described["status"]), stopped_at=stopped_at, quiet_at=quiet_at)
+
+    def describe(self, execution_arn: str) -> ExecutionState:
+        described = self._sfn.describe_execution(executionArn=execution_arn)
+        return ExecutionState(
+            execution_arn=described["executionArn"],
+            state_machine_arn=described["stateMachineArn"],
+            name=described.get("name", ""),
+            status=str(described["status"]),
+            started_at=described.get("startDate"),
+            stopped_at=described.get("stopDate"),
+            input=described.get("input"),
+            output=described.get("output"),
+            error=described.get("error"),
+            cause=described.get("cause"),
+        )
+
+    def running(self, state_machine_arn: str, *, limit: int) -> Iterator[ExecutionState]:
+        """The newest ``limit`` RUNNING executions of ``state_machine_arn``, each described (with its input)."""
+        listed = self._sfn.list_executions(stateMachineArn=state_machine_arn, statusFilter="RUNNING", maxResults=limit)
+        for summary in listed["executions"]:
+            yield self.describe(summary["executionArn"])
+
+    def stop(self, execution_arn: str, *, error: str, cause: str) -> None:
+        self._sfn.stop_execution(executionArn=execution_arn, error=error, cause=cause)
+
+    def definition(self, state_machine_arn: str) -> str:
+        return str(self._sfn.describe_state_machine(stateMachineArn=state_machine_arn)["definition"])

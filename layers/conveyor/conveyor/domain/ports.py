@@ -282,6 +282,22 @@ class Ended:
     stopping an execution does not stop a Lambda invocation it already made."""
 
 
+@dataclass(frozen=True)
+class ExecutionState:
+    """One execution as Step Functions describes it now (what an operator, or a rebuilt event, needs)."""
+
+    execution_arn: str
+    state_machine_arn: str
+    name: str
+    status: str
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    input: str | None = None
+    output: str | None = None
+    error: str | None = None
+    cause: str | None = None
+
+
 class Executions(Protocol):
     def status(self, execution_arn: str) -> str: ...
     def ended(self, execution_arn: str) -> Ended | None: ...
