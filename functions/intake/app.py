@@ -1,5 +1,5 @@
-"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, CheckGates,
-AcquireLock).
+"""Intake: the states that accept a push before anything moves (ClaimDeployment, ValidateArtifact, AcquireLock,
+CheckGates).
 
 Each stage's module is imported the first time its state is routed here (see ``conveyor.runtime`` for the
 adapters): a cold start loads what the state that woke the function needs, not every stage it serves.
@@ -15,7 +15,15 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from conveyor import runtime
-from conveyor.domain.contracts import Claim, ClaimRequest, Deployment, GateResult, LockGrant, ValidateRequest
+from conveyor.domain.contracts import (
+    Claim,
+    ClaimRequest,
+    Deployment,
+    EnvironmentStep,
+    GateResult,
+    LockGrant,
+    ValidateRequest,
+)
 from conveyor.domain.pipeline import ElasticBeanstalkTarget
 from conveyor.domain.target_identity import Home
 from conveyor.entry import environment_step, stage_function
@@ -52,13 +60,11 @@ def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
     )
 
 
-def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
-    """Freezes and the environment's alarms, under its lock and before anything moves: open, wait and ask again,
-    or refuse."""
+def _gates(step: EnvironmentStep) -> GateResult:
     from conveyor.stages.gate import check_gates
 
     return check_gates(
-        environment_step(event),
+        step,
         freezes=runtime.freezes(),
         alarms=runtime.alarms(),
         ledger=runtime.ledger(),
@@ -68,12 +74,20 @@ def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
     )
 
 
+def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
+    """Freezes and the environment's alarms asked again, the lock held, after WaitForGate: open, wait again, or
+    refuse."""
+    return _gates(environment_step(event))
+
+
 def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
-    """Take the environment's lock (lease + fencing token), or say how to wait for it."""
+    """Take the environment's lock (lease + fencing token), or say how to wait for it; once taken, ask the gates
+    in the same call (freezes and alarms are judged under the lock, right before anything moves), so the state
+    machine routes on one answer: wait for the lock, wait at the gate, refuse, or deploy."""
     from conveyor.stages.lock import acquire_lock
 
     step = environment_step(event)
-    return acquire_lock(
+    grant = acquire_lock(
         step,
         locks=runtime.locks(),
         ledger=runtime.ledger(),
@@ -83,6 +97,9 @@ def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
         # Built only for a Beanstalk target: a Lambda deployment's cold start loads no more than before.
         beanstalk=runtime.beanstalk() if isinstance(step.environment.target, ElasticBeanstalkTarget) else None,
     )
+    if grant.status != "acquired":
+        return grant
+    return grant.model_copy(update={"gate": _gates(step.model_copy(update={"lock": grant}))})
 
 
 STAGES = {"ClaimDeployment": claim, "ValidateArtifact": validate, "CheckGates": gate, "AcquireLock": lock}

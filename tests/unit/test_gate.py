@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import EnvironmentStep, FailureRequest, GateResult, Outcome
+from conveyor.domain.contracts import EnvironmentStep, FailureRequest, GateResult, LockGrant, Outcome
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.locks import lock_target
 from conveyor.domain.pipeline import PipelineSpec
@@ -32,6 +32,14 @@ def _step(alarms: list[str] | None = None, **policy: Any) -> EnvironmentStep:
     pipeline = PipelineSpec.model_validate(spec)
     step = build_step(spec, release=None)
     return step.model_copy(update={"deployment": step.deployment.model_copy(update={"policy": pipeline.policy})})
+
+
+def _asked(step: EnvironmentStep, earlier: GateResult) -> EnvironmentStep:
+    """``step`` as CheckGates gets it after WaitForGate: the lock held, with the gate's last answer in it."""
+    lock = step.lock or LockGrant(
+        status="acquired", app="hello", environment=step.environment.name, target="t", holder="h", token=1
+    )
+    return step.model_copy(update={"lock": lock.model_copy(update={"gate": earlier})})
 
 
 def _gate(
@@ -136,13 +144,13 @@ def test_a_wait_never_outlasts_the_window_nor_the_budget_and_then_refuses() -> N
     first = _gate(step)
     assert (first.decision, first.wait_seconds) == ("wait", 20)
     # And when asked again after the window: open, counting the checks
-    after = _gate(step.model_copy(update={"gate": first}), now=NOW + timedelta(seconds=20))
+    after = _gate(_asked(step, first), now=NOW + timedelta(seconds=20))
     assert (after.decision, after.checks) == ("open", 2)
     # Given an operator freeze that never lifts: once the budget is spent, refused
     stuck = FakeFreezes(OperatorFreeze(scope="hello", reason="stop", by=ALICE, at=NOW))
     waiting = _gate(_step(on_freeze="wait", freeze_wait_seconds=600), freezes=stuck)
     late = _gate(
-        _step(on_freeze="wait", freeze_wait_seconds=600).model_copy(update={"gate": waiting}),
+        _asked(_step(on_freeze="wait", freeze_wait_seconds=600), waiting),
         freezes=stuck,
         now=NOW + timedelta(seconds=600),
     )

@@ -369,6 +369,23 @@ class Claim(_Result):
     owner_execution_arn: str | None = Field(default=None, description="the execution that owns the deployment")
 
 
+class GateResult(_Result):
+    """CheckGates' decision for one environment, under its lock: ``open`` goes on to Deploy, ``wait``
+    waits ``wait_seconds`` (WaitForGate) and asks again, ``frozen`` and ``alarm`` end the deployment
+    (DeploymentFrozenError, AlarmFiringError) with ``reason`` as the cause. Nothing is touched before ``open``."""
+
+    decision: GateDecision
+    environment: str
+    reason: str = ""
+    checked_at: datetime
+    waiting_since: datetime | None = Field(
+        default=None, description="when this environment's gate first found it frozen (the wait budget counts from it)"
+    )
+    frozen_until: datetime | None = Field(default=None, description="when the freeze ends; None: until unfrozen")
+    wait_seconds: int = Field(default=0, description="when waiting: ask again after this long")
+    checks: int = Field(default=1, description="how many times the gate was asked in this environment")
+
+
 class LockGrant(_Result):
     """AcquireLock's answer for one environment's target; ``token`` fences every mutating stage."""
 
@@ -399,26 +416,14 @@ class LockGrant(_Result):
         description="when acquired, a target of several functions: the lock of each companion function (by key) and "
         "its token, held with this one and fenced with it",
     )
+    gate: GateResult | None = Field(
+        default=None,
+        description="when acquired: CheckGates' decision, asked in the same call; CheckGates replaces it when it "
+        "asks again after WaitForGate",
+    )
 
 
 GateDecision = Literal["open", "wait", "frozen", "alarm"]
-
-
-class GateResult(_Result):
-    """CheckGates' decision for one environment, under its lock: ``open`` goes on to Deploy, ``wait``
-    waits ``wait_seconds`` (WaitForGate) and asks again, ``frozen`` and ``alarm`` end the deployment
-    (DeploymentFrozenError, AlarmFiringError) with ``reason`` as the cause. Nothing is touched before ``open``."""
-
-    decision: GateDecision
-    environment: str
-    reason: str = ""
-    checked_at: datetime
-    waiting_since: datetime | None = Field(
-        default=None, description="when this environment's gate first found it frozen (the wait budget counts from it)"
-    )
-    frozen_until: datetime | None = Field(default=None, description="when the freeze ends; None: until unfrozen")
-    wait_seconds: int = Field(default=0, description="when waiting: ask again after this long")
-    checks: int = Field(default=1, description="how many times the gate was asked in this environment")
 
 
 class EnvironmentStep(_Request):
@@ -431,7 +436,6 @@ class EnvironmentStep(_Request):
     health: HealthVerdict | None = None
     failure: Failure | None = None
     lock: LockGrant | None = None
-    gate: GateResult | None = None
 
 
 class ApprovalRequest(_Request):

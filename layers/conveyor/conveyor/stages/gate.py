@@ -59,7 +59,8 @@ def check_gates(
     scale: TimeScale = UNSCALED,
 ) -> GateResult:
     deployment, env = step.deployment, step.environment
-    earlier = step.gate if step.gate is not None and step.gate.environment == env.name else None
+    asked = step.lock.gate if step.lock is not None else None
+    earlier = asked if asked is not None and asked.environment == env.name else None
     with timed_stage(ledger, deployment.deployment_id, "CheckGates", env.name) as detail:
         result = _decide(step, earlier, freezes=freezes, alarms=alarms, now=now, scale=scale, detail=detail)
         detail.update(
