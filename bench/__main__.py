@@ -197,7 +197,8 @@ def section_transitions(bench, args: argparse.Namespace) -> None:
             continue
         done = bench.follow(bench.push(app, "1.0.1", bench.bundle(app, "1.0.1")), timeout=180)
         _cost_line(f"{name}", bench, done, strategy)
-    # The failure path: a rollback in staging.
+    # The failure path: a rollback in staging (the sample app, set up here too when this section runs alone).
+    bench.create_sample()
     done = bench.follow(bench.push("hello", "8.0.0", bench.bundle("hello", "8.0.0", broken=True)))
     _cost_line("rollback", bench, done, {"type": "all_at_once", "note": "hello, fails health in staging"})
 
