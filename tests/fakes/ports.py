@@ -69,6 +69,8 @@ class FakeLedger:
         if writes is not None and writes.environment:
             assert event.environment is not None, f"{event.stage} updates an environment but names none"
             self.update_environment(event.deployment_id, event.environment, writes.environment)
+        if writes is not None and writes.outcome is not None:
+            self.finish(event.deployment_id, writes.outcome)
 
     def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
         record = self.records[deployment_id]

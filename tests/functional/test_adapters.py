@@ -480,6 +480,31 @@ def test_a_stage_records_its_event_entry_and_served_release_in_one_write(
     assert served.deployment_id == deployment
 
 
+def test_the_last_stage_records_its_event_and_the_outcome_in_one_write(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment in progress, and the ledger's calls counted
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 15)
+    calls = _counted_calls(monkeypatch)
+
+    # When its last stage records its event with the outcome
+    finalize = _stage_event(deployment, "staging").model_copy(update={"stage": "Finalize", "environment": None})
+    ledger.record_event(finalize, StageWrites(outcome=Outcome.SUCCEEDED))
+
+    # Then it took one call, and both are in the ledger
+    assert calls == ["TransactWriteItems"]
+    record = ledger.get(deployment)
+    assert record is not None
+    assert [event.stage for event in record.events] == ["Finalize"]
+    assert record.status is Outcome.SUCCEEDED
+    assert record.finished_at is not None
+
+    # And an environment's entry cannot be written with it (one transaction writes the deployment's item once)
+    with pytest.raises(ValueError, match="not written in one stage write"):
+        StageWrites(environment={"status": EnvironmentStatus.LIVE}, outcome=Outcome.SUCCEEDED)
+
+
 def test_a_stage_write_for_an_entry_not_created_yet_creates_it(cloud: Cloud) -> None:
     # Given a deployment recorded before validation created its entries (no staging entry)
     ledger = DynamoLedger(runtime.session(), TABLE)

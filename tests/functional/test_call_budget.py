@@ -102,7 +102,7 @@ def test_a_two_environment_release_stays_within_the_call_budget(
     request = {"event": event, "execution_arn": EXECUTION_ARN, "started_at": STARTED_AT}
     run("claim_deployment", request)
     state = {**event, "deployment": run("validate_artifact", request)}
-    results = []
+    results, locked = [], []
     for index in range(2):
         step = environment_step(state, index)
         step["lock"] = run("acquire_lock", step)  # and the gates, asked in the same call once the lock is held
@@ -113,7 +113,12 @@ def test_a_two_environment_release_stays_within_the_call_budget(
         assert step["traffic"]["complete"]
         assert step["health"]["status"] == "pass"
         results.append({"release": step["release"], "traffic": step["traffic"], "health": step["health"]})
+        locked.append(step["lock"]["target"])
     assert run("finalize", {"deployment": state["deployment"], "environments": results})["outcome"] == "SUCCEEDED"
+    # (with every lock it took free again and no queue left behind)
+    for target in locked:
+        held, queue = runtime.locks().read(target)
+        assert (held is None or held.holder is None, queue) == (True, [])
 
     # Then it costs no more calls than the budget, and the Lambda control plane no more than the safe sequence + 4
     # (the synthetic check's invocations count too: ProgrammedInvoke answers them without a botocore call)

@@ -103,7 +103,8 @@ class DynamoLedger:
         return self._record(response["Attributes"], events=[])
 
     def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None:
-        """Write a stage event and, in the same ``TransactWriteItems``, what the stage records beside it.
+        """Write a stage event and, in the same ``TransactWriteItems``, what the stage records beside it
+        (its environment's entry, what the aliases serve, how the deployment ended).
 
         One write per stage instead of two or three, all or nothing. The environment's entry is updated in
         place when it exists (validation creates every entry, ``set_fields``); an entry not there yet (a
@@ -126,6 +127,8 @@ class DynamoLedger:
                     {"Update": self._environment_update(event.deployment_id, event.environment, writes.environment)}
                 )
             actions += [{"Put": {"Item": self._served_item(served)}} for served in writes.served]
+            if writes.outcome is not None:
+                actions.append({"Update": self._finish_update(event.deployment_id, writes.outcome, None)})
             try:
                 self._client.transact_write_items(
                     TransactItems=[
@@ -143,6 +146,8 @@ class DynamoLedger:
             self.update_environment(event.deployment_id, str(event.environment), writes.environment)
         for served in writes.served:
             self.record_served(served)
+        if writes.outcome is not None:
+            self.finish(event.deployment_id, writes.outcome)
 
     def _environment_update(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> dict[str, Any]:
         """The update of an existing environment entry's ``fields``, conditioned on the entry existing and, when
@@ -197,16 +202,23 @@ class DynamoLedger:
             f"{EnvironmentStatus(fields['status'])}; nothing was written"
         )
 
+    def _finish_update(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None) -> dict[str, Any]:
+        """The update that ends the deployment with ``outcome`` (alone, or in a stage's transaction)."""
+        return {
+            "Key": {"pk": self._pk(deployment_id), "sk": _META},
+            "UpdateExpression": "SET #status = :status, finished_at = :now, updated_at = :now, failure = :failure",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {
+                ":status": outcome.value,
+                ":now": utcnow().isoformat(),
+                ":failure": to_item(failure),
+            },
+        }
+
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None:
-        now = utcnow().isoformat()
         with ledger_errors("ledger finish"):
-            self._table.update_item(
-                Key={"pk": self._pk(deployment_id), "sk": _META},
-                UpdateExpression="SET #status = :status, finished_at = :now, updated_at = :now, failure = :failure",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":status": outcome.value, ":now": now, ":failure": to_item(failure)},
-            )
+            self._table.update_item(**self._finish_update(deployment_id, outcome, failure))
 
     def get(self, deployment_id: str) -> DeploymentRecord | None:
         with ledger_errors("ledger get"):

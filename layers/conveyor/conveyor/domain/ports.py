@@ -27,15 +27,21 @@ class StageWrites:
     """What a stage records beside its event once its body completed: one ledger write for all of it.
 
     ``environment``: fields set on the event's environment entry; ``served``: the release each alias now
-    serves (``Ledger.record_served``; one per function of the target). A stage that raised records its event
-    alone.
+    serves (``Ledger.record_served``; one per function of the target); ``outcome``: how the deployment
+    ended (``Ledger.finish``, no failure). A stage that raised records its event alone.
     """
 
     environment: dict[str, Any] = field(default_factory=dict)
     served: list[ServedRelease] = field(default_factory=list)
+    outcome: Outcome | None = None
+
+    def __post_init__(self) -> None:
+        if self.environment and self.outcome is not None:
+            # Both update the deployment's item, and one transaction may not write an item twice.
+            raise ValueError("StageWrites: an environment's entry and the outcome are not written in one stage write")
 
     def __bool__(self) -> bool:
-        return bool(self.environment or self.served)
+        return bool(self.environment or self.served or self.outcome)
 
 
 class Ledger(Protocol):

@@ -28,7 +28,7 @@ from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_deployment_locks, release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, render_failure, render_success
 from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
-from conveyor.domain.ports import Ledger, LockTable, Notifier
+from conveyor.domain.ports import Ledger, LockTable, Notifier, StageWrites
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import timed_stage, utcnow
@@ -170,10 +170,10 @@ def stage_timings(record: DeploymentRecord) -> dict[str, float]:
 
 def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None) -> Report:
     deployment = request.deployment
-    if locks is not None:
-        release_deployment_locks(
-            deployment, [env.name for env in deployment.environments], started_at=deployment.started_at, locks=locks
-        )
+    if locks is not None and deployment.environments:
+        # Each AcquireLock left its queue as it took the lock, and released the environments before its own: the
+        # last environment's lock is the one still held (releasing it is conditional on holding it).
+        release_deployment_locks(deployment, [deployment.environments[-1].name], started_at=None, locks=locks)
     record = ledger.get(deployment.deployment_id)
     if record is None:
         raise LedgerError(f"deployment {deployment.deployment_id} is not in the ledger")
@@ -188,13 +188,15 @@ def finalize(request: FinalizeRequest, *, ledger: Ledger, notifier: Notifier, lo
         ledger.update_environment(deployment.deployment_id, name, {"status": EnvironmentStatus.LIVE, "weight": 100})
     if unmarked:
         record = ledger.get(deployment.deployment_id) or record
-    with timed_stage(ledger, deployment.deployment_id, "Finalize") as detail:
+    # The outcome is written with Finalize's event, in one write, once the body (the notice) completed.
+    with timed_stage(
+        ledger, deployment.deployment_id, "Finalize", writes=StageWrites(outcome=Outcome.SUCCEEDED)
+    ) as detail:
         versions: dict[str, Any] = {
             name: {"before": env.version_before, "after": env.version_after}
             for name, env in record.environments.items()
         }
         detail.update(versions=versions, timings_ms=stage_timings(record))
-        ledger.finish(deployment.deployment_id, Outcome.SUCCEEDED)
         notified = False
         if deployment.notifications.on_success:
             subject, message = render_success(deployment, record)
