@@ -43,7 +43,6 @@ UNUSED: tuple[tuple[str, str], ...] = (
         "PyYAML's libyaml binding (2.8 MB); Conveyor parses small specs with the pure-Python SafeLoader",
     ),
     ("_yaml", "PyYAML's deprecated top-level shim of the same binding"),
-    ("wrapt-stubs", "type stubs; nothing reads them at run time"),
     ("bin", "console scripts (jp.py); Lambda never runs them"),
 )
 #: Packages trimmed module by module, whose imports the proof follows.
