@@ -50,12 +50,17 @@ class FakeLedger:
         self.releases: dict[tuple[str, str], ReleaseRecord] = {}
         self.serving: dict[tuple[str, str], ServedRelease] = {}
 
-    def start(self, record: DeploymentRecord) -> DeploymentRecord:
+    def start(
+        self, record: DeploymentRecord, *, environments: dict[str, dict[str, Any]] | None = None
+    ) -> DeploymentRecord:
         existing = self.records.get(record.deployment_id)
         data = record.model_dump(exclude={"events"})
+        if environments is not None:
+            data["environments"] = copy.deepcopy(environments)
         executions = {record.execution_arn or "-"}
         if existing is not None:
             data["created_at"] = existing["created_at"]
+            data["built_at"] = data["built_at"] or existing.get("built_at")
             executions |= existing.get("executions", set())
         data["executions"] = executions
         data["attempts"] = len(executions)
@@ -120,6 +125,8 @@ class FakeLedger:
                 "skipped_count": existing.get("skipped_count", 0),
             }
         data |= {"status": Outcome.IN_PROGRESS, "finished_at": None, "failure": None, "environments": {}}
+        data["executions"] = data.get("executions", set()) | {seed.execution_arn or "-"}
+        data["attempts"] = len(data["executions"])
         self.records[seed.deployment_id] = data
         return True
 
@@ -159,14 +166,6 @@ class FakeLedger:
         record["status"] = status
         record.update(copy.deepcopy(fields or {}))
         return True
-
-    def set_fields(
-        self, deployment_id: str, fields: dict[str, Any], *, environments: dict[str, dict[str, Any]] | None = None
-    ) -> None:
-        record = self.records[deployment_id]
-        record.update(copy.deepcopy(fields))
-        for name, entry in (environments or {}).items():
-            record["environments"].setdefault(name, copy.deepcopy(entry))
 
     def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
         notices = self.__dict__.setdefault("notices", {})

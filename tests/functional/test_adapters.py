@@ -342,8 +342,8 @@ def test_ledger_finish_of_an_unknown_deployment_fails(cloud: Cloud) -> None:
         DynamoLedger(runtime.session(), TABLE).finish("d-unknown", Outcome.FAILED)
 
 
-def _start_deployment(ledger: DynamoLedger, n: int) -> str:
-    """Record deployment ``d-<n>`` of hello ``<n>``; returns its id."""
+def _start_deployment(ledger: DynamoLedger, n: int, environments: dict[str, dict[str, Any]] | None = None) -> str:
+    """Record deployment ``d-<n>`` of hello ``<n>`` (with ``environments``' entries); returns its id."""
     from conveyor.domain.pushed_object import PushedObject
 
     pushed = PushedObject(
@@ -355,7 +355,7 @@ def _start_deployment(ledger: DynamoLedger, n: int) -> str:
         size=None,
         requester=None,
     )
-    ledger.start(pushed.ledger_record("arn", "hello", str(n)))
+    ledger.start(pushed.ledger_record("arn", "hello", str(n)), environments=environments)
     return pushed.deployment_id
 
 
@@ -455,7 +455,7 @@ def test_a_stage_records_its_event_entry_and_served_release_in_one_write(
     ledger = DynamoLedger(runtime.session(), TABLE)
     deployment = _start_deployment(ledger, 10)
     pending = {"status": EnvironmentStatus.PENDING, "function_name": "hello-staging", "alias": "live"}
-    ledger.set_fields(deployment, {"built_at": "2024-05-14T09:20:00+00:00"}, environments={"staging": pending})
+    _start_deployment(ledger, 10, environments={"staging": pending})
     calls = _counted_calls(monkeypatch)
 
     # When a stage records its event with the environment's new state and the release the alias now serves
@@ -518,24 +518,31 @@ def test_a_stage_write_for_an_entry_not_created_yet_creates_it(cloud: Cloud) -> 
     assert record.environments["staging"].status is EnvironmentStatus.SHIFTING
 
 
-def test_validation_creates_pending_entries_without_replacing_a_written_one(cloud: Cloud) -> None:
-    # Given a deployment whose staging entry a stage already wrote
+def test_a_started_attempt_records_the_manifest_and_every_pending_entry_in_one_write(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment whose earlier attempt reached staging
     ledger = DynamoLedger(runtime.session(), TABLE)
     deployment = _start_deployment(ledger, 12)
     ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.LOCKED})
-    # When the pending entries of staging and production are set (a retried validation)
+    record = ledger.get(deployment)
+    assert record is not None
+    calls = _counted_calls(monkeypatch)
+    # When validation starts the next attempt with what the manifest says and the pending entries
     pending = {"status": EnvironmentStatus.PENDING}
-    ledger.set_fields(
-        deployment, {"package_sha256": "b" * 64}, environments={"staging": pending, "production": pending}
+    ledger.start(
+        record.model_copy(update={"package_sha256": "b" * 64, "built_at": record.created_at}),
+        environments={"staging": pending, "production": pending},
     )
-    # Then staging keeps what was written, production is pending, and the field is set
+    # Then it took one call: both environments are pending (nothing of the earlier attempt is left), the fields set
+    assert calls == ["UpdateItem"]
     record = ledger.get(deployment)
     assert record is not None
     assert {name: env.status for name, env in record.environments.items()} == {
-        "staging": EnvironmentStatus.LOCKED,
+        "staging": EnvironmentStatus.PENDING,
         "production": EnvironmentStatus.PENDING,
     }
-    assert record.package_sha256 == "b" * 64
+    assert (record.package_sha256, record.built_at) == ("b" * 64, record.created_at)
 
 
 def test_a_status_and_an_entry_move_in_one_write_or_each_as_alone(

@@ -128,6 +128,8 @@ def _rejected(
     match: str | None = None,
 ) -> dict[str, Any]:
     event = cloud.event_for(cloud.put_bundle(bundle))
+    # As the state machine runs them: the claim resets the record, ValidateArtifact judges the artifact
+    assert handlers["claim_deployment"].handler(_request(event), context)["decision"] == "proceed"
     with pytest.raises(error, match=match) as raised:
         handlers["validate_artifact"].handler(_request(event), context)
     # The exact class is what the state machine sees as the error name
@@ -529,3 +531,31 @@ def test_a_target_written_as_an_arn_is_carried_on_as_its_functions_name(
     # Then every later stage gets the one spelling Lambda (and the local cloud) accept everywhere
     assert deployment["environments"][0]["target"]["function_name"] == "hello-staging"
     assert deployment["home"] == {"partition": "aws", "account": ACCOUNT, "region": REGION}
+
+
+def test_the_claim_of_a_new_attempt_resets_the_record_and_counts_it_before_validation_runs(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
+) -> None:
+    # Given a push whose first attempt was refused at validation and recorded FAILED
+    event = cloud.event_for(cloud.put_bundle())
+    assert handlers["claim_deployment"].handler(_request(event), context)["decision"] == "proceed"
+    with pytest.raises(PipelineNotFoundError):  # no pipeline registered yet
+        handlers["validate_artifact"].handler(_request(event), context)
+    deployment_id = PushedObject.from_event(event).deployment_id
+    from conveyor import runtime
+
+    runtime.ledger().finish(deployment_id, Outcome.FAILED, {"error": "PipelineNotFoundError", "reason": "no spec"})
+
+    # When an operator re-runs it (a new execution) and only its claim has run
+    rerun = f"{EXECUTION_ARN}-rerun"
+    assert handlers["claim_deployment"].handler(_request(event, rerun), context)["decision"] == "proceed"
+
+    # Then the record is this attempt's already: in progress, no failure, counted as the second attempt
+    record = runtime.ledger().get(deployment_id)
+    assert record is not None
+    assert (record.status, record.failure, record.execution_arn, record.attempts) == (
+        Outcome.IN_PROGRESS,
+        None,
+        rerun,
+        2,
+    )

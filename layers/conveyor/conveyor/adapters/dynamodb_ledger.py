@@ -72,17 +72,20 @@ class DynamoLedger:
     def _pk(deployment_id: str) -> str:
         return f"DEPLOYMENT#{deployment_id}"
 
-    def start(self, record: DeploymentRecord) -> DeploymentRecord:
-        """Create the deployment, or count one more attempt of it (a re-run of the same object).
+    def start(
+        self, record: DeploymentRecord, *, environments: dict[str, dict[str, Any]] | None = None
+    ) -> DeploymentRecord:
+        """Create the deployment, or count one more attempt of it (a re-run of the same object), in one write.
 
         Attempts are counted as the set of executions that started the deployment, so a retried or
-        redriven stage of the same execution is not a new attempt.
+        redriven stage of the same execution is not a new attempt. ``environments``: the entry each environment
+        starts with (replacing what an earlier attempt left), as given.
         """
-        fields = record.model_dump(
-            mode="json",
-            # Kept from the claim and from skipped executions, never reset by a (re)start.
-            exclude={"events", "attempts", "created_at", "deployment_id", "skipped", "skipped_count", "built_at"},
-        )
+        # Kept from the claim and from skipped executions, never reset by a (re)start; built_at until it is known.
+        kept = {"events", "attempts", "created_at", "deployment_id", "skipped", "skipped_count"}
+        fields = record.model_dump(mode="json", exclude=kept | ({"built_at"} if record.built_at is None else set()))
+        if environments is not None:
+            fields["environments"] = environments
         names = {f"#{k}": k for k in fields}
         values = {f":{k}": to_item(v) for k, v in fields.items()}
         values |= {
@@ -107,7 +110,7 @@ class DynamoLedger:
         (its environment's entry, what the aliases serve, how the deployment ended).
 
         One write per stage instead of two or three, all or nothing. The environment's entry is updated in
-        place when it exists (validation creates every entry, ``set_fields``); an entry not there yet (a
+        place when it exists (validation creates every entry, ``start``); an entry not there yet (a
         record from before) is created by the one fallback round, without the transaction.
         """
         item = to_item(event.model_dump(mode="json"))
@@ -274,7 +277,8 @@ class DynamoLedger:
 
         Taken when the deployment is new, ended in one of ``replaceable`` (a new attempt: its
         environments and failure are cleared), is already owned by this execution (a retry), or is
-        owned by ``stale_owner`` (an execution known to have stopped without ending it).
+        owned by ``stale_owner`` (an execution known to have stopped without ending it). The execution that takes
+        it is counted as an attempt (``start`` counts it too: a set, so once).
         """
         owner = seed.execution_arn or ""
         names = {"#status": "status", "#owner": "execution_arn"}
@@ -290,6 +294,7 @@ class DynamoLedger:
             ":artifact": to_item(seed.artifact),
             ":pushed_by": seed.pushed_by,
             ":empty": {},
+            ":me_set": {owner or "-"},
         }
         statuses = []
         for i, outcome in enumerate(replaceable):
@@ -303,7 +308,7 @@ class DynamoLedger:
                 UpdateExpression="SET #status = :running, #owner = :me, updated_at = :now, deployment_id = :id, "
                 "app = :app, version = :version, artifact = :artifact, pushed_by = :pushed_by, "
                 "created_at = if_not_exists(created_at, :created), "
-                "environments = :empty REMOVE finished_at, failure",
+                "environments = :empty REMOVE finished_at, failure ADD attempt_executions :me_set",
                 ConditionExpression=f"attribute_not_exists(pk) OR #owner IN (:me, :stale){replace}",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
@@ -393,26 +398,6 @@ class DynamoLedger:
                 ExpressionAttributeValues=values,
             )
         return updated is not None
-
-    def set_fields(
-        self, deployment_id: str, fields: dict[str, Any], *, environments: dict[str, dict[str, Any]] | None = None
-    ) -> None:
-        """Set top-level ``fields`` and, in the same write, create each of ``environments``' entries that does
-        not exist yet (an entry a stage already wrote is kept whole)."""
-        entries = environments or {}
-        names = {f"#f{i}": name for i, name in enumerate(fields)} | {f"#e{i}": name for i, name in enumerate(entries)}
-        values = {f":v{i}": to_item(value) for i, value in enumerate(fields.values())}
-        values |= {f":e{i}": to_item(entry) for i, entry in enumerate(entries.values())}
-        assignments = [f"#f{i} = :v{i}" for i in range(len(fields))]
-        assignments += [f"#envs.#e{i} = if_not_exists(#envs.#e{i}, :e{i})" for i in range(len(entries))]
-        with ledger_errors("ledger set_fields"):
-            self._table.update_item(
-                Key={"pk": self._pk(deployment_id), "sk": _META},
-                UpdateExpression="SET " + ", ".join(assignments),
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeNames=names | ({"#envs": "environments"} if entries else {}),
-                ExpressionAttributeValues=values,
-            )
 
     def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None:
         """Claim the right to publish notice ``key`` for ``lease_seconds``.

@@ -204,7 +204,6 @@ def validate_artifact(
     logger.append_keys(deployment_id=pushed.deployment_id, bucket=pushed.bucket, key=pushed.key)
     where = ArtifactKey.parse(pushed.key)
     logger.append_keys(app=where.app, version=where.version)
-    ledger.start(pushed.ledger_record(request.execution_arn, where.app, where.version))
     metrics.add_metric(name="DeploymentsStarted", unit=MetricUnit.Count, value=1)
 
     with timed_stage(ledger, pushed.deployment_id, "ValidateArtifact") as detail:
@@ -228,16 +227,24 @@ def validate_artifact(
             require_managed_hooks(environment, targets, tag_key=managed_tag_key, source=source)
         claim_targets(pipeline, home, owners, source=source)  # one owner per function
         check_version(manifest.version, pipeline.version_order, where=pushed.uri)
-        recorded = {"built_at": manifest.created_at.isoformat(), "package_sha256": manifest.package.sha256}
-        if manifest.commit is not None:
-            recorded["commit_time"] = manifest.commit.time.isoformat()  # lead time for changes (DORA)
         environments = with_canonical_targets(pipeline, resolved)
-        # Every environment the release will go through, in the same write: each later stage updates its entry
-        # in one write, and `conveyor status` shows the environments not reached yet.
-        pending = {
-            env.name: {"status": EnvironmentStatus.PENDING, **env.target.ledger_fields()} for env in environments
-        }
-        ledger.set_fields(pushed.deployment_id, recorded, environments=pending)
+        # The attempt starts here, in one write (ClaimDeployment reset the record and counted the attempt): what the
+        # manifest says (built_at for the downgrade checks, commit_time for DORA's lead time) and every environment
+        # the release will go through, so each later stage updates its entry in one write and `conveyor status`
+        # shows the environments not reached yet.
+        started = pushed.ledger_record(request.execution_arn, where.app, where.version).model_copy(
+            update={
+                "built_at": manifest.created_at,
+                "package_sha256": manifest.package.sha256,
+                "commit_time": manifest.commit.time if manifest.commit is not None else None,
+            }
+        )
+        ledger.start(
+            started,
+            environments={
+                env.name: {"status": EnvironmentStatus.PENDING, **env.target.ledger_fields()} for env in environments
+            },
+        )
         live = live_deployment(ledger, where.app, exclude=pushed.deployment_id)
         check_not_downgrade(
             manifest,
