@@ -328,8 +328,10 @@ class FakeTargetOwners:
 
     def __init__(self) -> None:
         self.claims: dict[str, TargetClaim] = {}
+        self.asked: list[str] = []  # every target a claim was asked for, in order
 
     def claim(self, target: str, *, app: str, environment: str) -> TargetClaim | None:
+        self.asked.append(target)
         current = self.claims.get(target)
         if current is not None and current.app != app:
             return current
@@ -338,6 +340,9 @@ class FakeTargetOwners:
 
     def owner(self, target: str) -> TargetClaim | None:
         return self.claims.get(target)
+
+    def owners(self, targets: Collection[str]) -> dict[str, TargetClaim]:
+        return {target: self.claims[target] for target in targets if target in self.claims}
 
     def release(self, target: str, *, app: str) -> bool:
         current = self.claims.get(target)

@@ -796,6 +796,25 @@ def test_a_target_has_one_owner_app(cloud: Cloud) -> None:
     assert owners.claim(TARGET_ARN, app="other", environment="prod") is None
 
 
+def test_the_owners_of_many_targets_are_read_in_one_call_per_hundred(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 150 functions, all but the last claimed by hello
+    owners = DynamoTargetOwners(runtime.session(), TABLE)
+    targets = [f"{TARGET_ARN}-{n}" for n in range(150)]
+    for target in targets[:-1]:
+        assert owners.claim(target, app="hello", environment="staging") is None
+    calls = _counted_calls(monkeypatch)
+
+    # When their owners are read
+    held = owners.owners(targets)
+
+    # Then two calls answered for all of them, and the unclaimed one is absent
+    assert calls == ["BatchGetItem", "BatchGetItem"]
+    assert sorted(held) == sorted(targets[:-1])
+    assert {(claim.app, claim.environment) for claim in held.values()} == {("hello", "staging")}
+
+
 def test_a_stopped_execution_is_quiet_from_its_stop_unless_a_stage_was_still_running(cloud: Cloud) -> None:
     executions = StepFunctionsExecutions(runtime.session())
     arn = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"

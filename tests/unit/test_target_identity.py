@@ -112,6 +112,23 @@ def test_an_app_re_claiming_its_own_function_from_a_renamed_environment_keeps_it
     assert (owner.app, owner.environment) == ("hello", "preprod")
 
 
+def test_targets_already_the_apps_for_the_same_environment_are_not_claimed_again() -> None:
+    # Given hello's two functions claimed by its first deployment
+    owners = FakeTargetOwners()
+    spec = _spec("hello", ("staging", "hello-staging"), ("production", "hello-prod"))
+    claim_targets(spec, HOME, owners, source="a")
+    first, owners.asked = dict(owners.claims), []
+
+    # When its next deployment claims them, and then a spec moving production to another function
+    claim_targets(spec, HOME, owners, source="a")
+    moved = _spec("hello", ("staging", "hello-staging"), ("production", "hello-prod-2"))
+    claim_targets(moved, HOME, owners, source="b")
+
+    # Then the steady state writes nothing (the claims are as they were), and only the new function is claimed
+    assert {target: owners.claims[target] for target in first} == first
+    assert owners.asked == [ARN.replace("hello-staging", "hello-prod-2")]
+
+
 def test_a_foreign_target_is_refused_before_anything_is_claimed() -> None:
     owners = FakeTargetOwners()
     spec = _spec("hello", ("staging", "hello-staging"), ("production", "210987654321:function:hello-prod"))

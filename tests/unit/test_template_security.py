@@ -85,7 +85,7 @@ LEDGER_ACTIONS = {
 # What each stage function does to the ledger (tests/functional/test_stage_permissions.py runs every stage and
 # checks the calls against its function's role).
 LEDGER_GRANTS = {
-    "IntakeFunction": LEDGER_ACTIONS,
+    "IntakeFunction": LEDGER_ACTIONS | {"dynamodb:BatchGetItem"},  # its targets' owners, in one read
     "RolloutFunction": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
     "ReportFunction": LEDGER_ACTIONS,
     "ReconcileFunction": LEDGER_ACTIONS,

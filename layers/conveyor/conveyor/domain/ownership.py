@@ -75,14 +75,20 @@ def resolve_all_members(spec: PipelineSpec, home: Home, *, source: str) -> dict[
 def claim_targets(spec: PipelineSpec, home: Home, owners: TargetOwners, *, source: str) -> dict[str, TargetId]:
     """Claim every target of ``spec`` for its app; ``TargetClaimedError`` naming both claimants if one is taken.
 
-    Claims made before the refused one stay: they are this app's by its own spec, and a caller that
-    registers nothing after a refusal (``pipeline apply``) lets go of the ones it newly took.
+    The claims are read first, in one call: a target already this app's, for the same environment (every
+    deployment after the first), is not written again. Claims made before the refused one stay: they are
+    this app's by its own spec, and a caller that registers nothing after a refusal (``pipeline apply``)
+    lets go of the ones it newly took.
     """
     resolved = resolve_targets(spec, home, source=source)
+    members = {env.name: resolve_members(env, home, field=target_field(spec, env, source)) for env in spec.environments}
+    held = owners.owners([member.arn for env_members in members.values() for member in env_members])
     for env in spec.environments:
         field = target_field(spec, env, source)
-        for position, member in enumerate(resolve_members(env, home, field=field)):
-            _claim(spec, env, member, owners, field=member_field(field, env.target, position))
+        for position, member in enumerate(members[env.name]):
+            claim = held.get(member.arn)
+            if claim is None or (claim.app, claim.environment) != (spec.app, env.name):
+                _claim(spec, env, member, owners, field=member_field(field, env.target, position))
     return resolved
 
 
