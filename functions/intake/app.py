@@ -19,7 +19,6 @@ from conveyor.domain.contracts import (
     Claim,
     ClaimRequest,
     Deployment,
-    EnvironmentStep,
     GateResult,
     LockGrant,
     ValidateRequest,
@@ -60,34 +59,31 @@ def validate(event: dict[str, Any], context: LambdaContext) -> Deployment:
     )
 
 
-def _gates(step: EnvironmentStep) -> GateResult:
+def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
+    """Freezes and the environment's alarms asked again, the lock held, after WaitForGate: open, wait again, or
+    refuse."""
     from conveyor.stages.gate import check_gates
 
     return check_gates(
-        step,
+        environment_step(event),
         freezes=runtime.freezes(),
         alarms=runtime.alarms(),
         ledger=runtime.ledger(),
-        locks=runtime.locks(),
         now=datetime.now(UTC),
         scale=settings().time_scale,
     )
 
 
-def gate(event: dict[str, Any], context: LambdaContext) -> GateResult:
-    """Freezes and the environment's alarms asked again, the lock held, after WaitForGate: open, wait again, or
-    refuse."""
-    return _gates(environment_step(event))
-
-
 def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
     """Take the environment's lock (lease + fencing token), or say how to wait for it; once taken, ask the gates
-    in the same call (freezes and alarms are judged under the lock, right before anything moves), so the state
-    machine routes on one answer: wait for the lock, wait at the gate, refuse, or deploy."""
+    in the same call (freezes and alarms are judged under the lock, right before anything moves, and what they
+    decided is written with the lock), so the state machine routes on one answer: wait for the lock, wait at the
+    gate, refuse, or deploy."""
+    from conveyor.stages.gate import decide_gates
     from conveyor.stages.lock import acquire_lock
 
     step = environment_step(event)
-    grant = acquire_lock(
+    return acquire_lock(
         step,
         locks=runtime.locks(),
         ledger=runtime.ledger(),
@@ -96,10 +92,10 @@ def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
         now=time.time(),
         # Built only for a Beanstalk target: a Lambda deployment's cold start loads no more than before.
         beanstalk=runtime.beanstalk() if isinstance(step.environment.target, ElasticBeanstalkTarget) else None,
+        gates=lambda: decide_gates(
+            step, freezes=runtime.freezes(), alarms=runtime.alarms(), now=datetime.now(UTC), scale=settings().time_scale
+        ),
     )
-    if grant.status != "acquired":
-        return grant
-    return grant.model_copy(update={"gate": _gates(step.model_copy(update={"lock": grant}))})
 
 
 STAGES = {"ClaimDeployment": claim, "ValidateArtifact": validate, "CheckGates": gate, "AcquireLock": lock}

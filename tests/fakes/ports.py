@@ -146,9 +146,12 @@ class FakeLedger:
         expected: Collection[Outcome],
         environment: str,
         entry: dict[str, Any],
+        event: StageEvent | None = None,
     ) -> bool:
         moved = self.set_status(deployment_id, status, owner=owner, expected=expected)
         self.update_environment(deployment_id, environment, entry)
+        if event is not None:
+            self.record_event(event)
         return moved
 
     def set_status(
@@ -494,9 +497,12 @@ class FakeAlarms:
     def __init__(self, states: dict[str, str] | None = None) -> None:
         self.alarm_states = dict(states or {})
         self.asked: list[list[str]] = []
+        self.error: Exception | None = None  # raised by every read when set (CloudWatch unavailable)
 
     def states(self, names: list[str]) -> dict[str, str]:
         self.asked.append(list(names))
+        if self.error is not None:
+            raise self.error
         return {name: self.alarm_states[name] for name in names if name in self.alarm_states}
 
 

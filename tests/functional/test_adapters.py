@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -587,6 +587,54 @@ def test_a_status_and_an_entry_move_in_one_write_or_each_as_alone(
     ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.SUPERSEDED})
     with pytest.raises(StatusMoveRefusedError, match="may not move to LOCKED"):
         move(Outcome.IN_PROGRESS, "arn", "staging", locked)
+
+
+def test_a_lock_taken_is_recorded_with_the_gates_event_in_one_write_or_each_as_alone(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deployment of execution "arn" whose environments are pending, and the ledger's calls counted
+    pending = {"status": EnvironmentStatus.PENDING}
+    deployment = _start_deployment(ledger := DynamoLedger(runtime.session(), TABLE), 16, {"staging": pending})
+    calls = _counted_calls(monkeypatch)
+    gate = _stage_event(deployment, "staging").model_copy(
+        update={"stage": "CheckGates", "detail": {"decision": "open"}}
+    )
+    locked = {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1, "lease_seconds": 60}}
+
+    # When AcquireLock records staging LOCKED with the gates' CheckGates event
+    moved = ledger.set_status_with_entry(
+        deployment,
+        Outcome.IN_PROGRESS,
+        owner="arn",
+        expected=(Outcome.IN_PROGRESS,),
+        environment="staging",
+        entry=locked,
+        event=gate,
+    )
+
+    # Then all of it took one call
+    assert (moved, calls) == (True, ["TransactWriteItems"])
+    record = ledger.get(deployment)
+    assert record is not None
+    assert record.environments["staging"].status is EnvironmentStatus.LOCKED
+    assert [event.stage for event in record.events] == ["CheckGates"]
+
+    # And when the status may not move (another execution's), the entry and the event are still written, each alone
+    later = gate.model_copy(update={"finished_at": gate.finished_at + timedelta(seconds=1)})
+    moved = ledger.set_status_with_entry(
+        deployment,
+        Outcome.QUEUED,
+        owner="arn:other",
+        expected=(Outcome.IN_PROGRESS,),
+        environment="staging",
+        entry={"status": EnvironmentStatus.LOCKED},
+        event=later,
+    )
+    record = ledger.get(deployment)
+    assert record is not None
+    assert not moved
+    assert record.status is Outcome.IN_PROGRESS
+    assert [event.stage for event in record.events] == ["CheckGates", "CheckGates"]
 
 
 def test_the_ledger_refuses_a_status_move_the_table_forbids_in_either_write(cloud: Cloud) -> None:

@@ -135,7 +135,7 @@ print(json.dumps(seen))
 @pytest.mark.parametrize(
     ("function", "stage", "imported"),
     [
-        ("intake", "AcquireLock", ["conveyor.stages.lock"]),
+        ("intake", "AcquireLock", ["conveyor.stages.gate", "conveyor.stages.lock"]),
         ("rollout", "Deploy", ["conveyor.stages.deploy", "conveyor.stages.lock"]),
         ("report", "Finalize", ["conveyor.stages.report"]),
     ],

@@ -8,15 +8,17 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
 from conveyor.domain.errors import LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.locks import release_locks
 from conveyor.domain.pipeline import RolloutPolicy
 from conveyor.domain.ports import IN_FLIGHT_GRACE
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import release_description
+from conveyor.stages.gate import decide_gates
 from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds
 
-from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets
+from tests.fakes import FakeAlarms, FakeExecutions, FakeFreezes, FakeLedger, FakeLocks, FakeTargets
 from tests.unit.conftest import build_step
 
 NOW = 1_700_000_000.0
@@ -295,6 +297,100 @@ def test_taking_the_next_environment_releases_the_earlier_one() -> None:
     # Then staging is free for the next deployment, production is held
     assert world.locks.get(STAGING).free_at(NOW)  # type: ignore[union-attr]
     assert not world.locks.get(PRODUCTION).free_at(NOW)  # type: ignore[union-attr]
+
+
+def _gates(step: EnvironmentStep, *, freezes: FakeFreezes | None = None, alarms: FakeAlarms | None = None) -> Any:
+    return lambda: decide_gates(
+        step, freezes=freezes or FakeFreezes(), alarms=alarms or FakeAlarms({}), now=datetime.now(UTC)
+    )
+
+
+def test_the_gates_are_asked_once_the_lock_is_held_and_recorded_with_it() -> None:
+    # Given a deployment whose staging is not frozen
+    world = World()
+    one = world.start(deployment_step(1))
+
+    # When it takes the lock, the gates in the same call
+    grant = acquire_lock(
+        one,
+        locks=world.locks,
+        ledger=world.ledger,
+        targets=world.targets,
+        executions=world.executions,
+        now=NOW,
+        gates=_gates(one),
+    )
+
+    # Then the grant carries the gate's answer, and the ledger both the LOCKED entry and the CheckGates event
+    # (written together: tests/functional/test_adapters.py)
+    assert grant.status == "acquired"
+    assert grant.gate is not None
+    assert grant.gate.decision == "open"
+    record = world.ledger.get(one.deployment.deployment_id)
+    assert record is not None
+    assert record.environments["staging"].status == "LOCKED"
+    (event,) = world.ledger.stage_events("CheckGates")
+    assert (event.environment, event.status, event.detail["decision"]) == ("staging", "open", "open")
+
+
+def test_a_deployment_waiting_at_the_next_environments_gate_has_released_the_earlier_one() -> None:
+    # Given a deployment that went through staging, and production frozen with on_freeze: wait
+    world = World()
+    one = world.start(deployment_step(1))
+    world.acquire(one)
+    production = deployment_step(1, index=1)
+    policy = production.deployment.policy.model_copy(update={"on_freeze": "wait"})
+    production = production.model_copy(
+        update={"deployment": production.deployment.model_copy(update={"policy": policy})}
+    )
+    frozen = FakeFreezes(OperatorFreeze(scope="hello", reason="db migration", by="alice", at=datetime.now(UTC)))
+
+    # When it takes production's lock and the gate says wait
+    grant = acquire_lock(
+        production,
+        locks=world.locks,
+        ledger=world.ledger,
+        targets=world.targets,
+        executions=world.executions,
+        now=NOW,
+        gates=_gates(production, freezes=frozen),
+    )
+
+    # Then it keeps production (whoever queues behind would be frozen too) and staging is free for others
+    assert grant.gate is not None
+    assert (grant.status, grant.gate.decision) == ("acquired", "wait")
+    assert world.locks.get(STAGING).free_at(NOW)  # type: ignore[union-attr]
+    assert not world.locks.get(PRODUCTION).free_at(NOW)  # type: ignore[union-attr]
+
+
+def test_a_gate_that_cannot_be_asked_is_recorded_with_the_lock_then_raised() -> None:
+    # Given the alarms of staging cannot be read
+    world = World()
+    step = deployment_step(1)
+    health = step.environment.health.model_copy(update={"alarms": ["hello-errors"]})
+    step = world.start(step.model_copy(update={"environment": step.environment.model_copy(update={"health": health})}))
+    alarms = FakeAlarms({})
+    alarms.error = RuntimeError("CloudWatch is unavailable")
+
+    # When it takes the lock
+    with pytest.raises(RuntimeError, match="CloudWatch is unavailable"):
+        acquire_lock(
+            step,
+            locks=world.locks,
+            ledger=world.ledger,
+            targets=world.targets,
+            executions=world.executions,
+            now=NOW,
+            gates=_gates(step, alarms=alarms),
+        )
+
+    # Then the lock it holds is in the ledger (NotifyFailure and the reconciler release it from there), and the
+    # gate's failure is recorded as a CheckGates event naming the error
+    record = world.ledger.get(step.deployment.deployment_id)
+    assert record is not None
+    assert record.environments["staging"].status == "LOCKED"
+    (event,) = world.ledger.stage_events("CheckGates")
+    assert (event.status, event.detail["error"]) == ("failed", "RuntimeError")
 
 
 def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_nothing() -> None:

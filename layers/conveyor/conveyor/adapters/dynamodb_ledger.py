@@ -113,11 +113,7 @@ class DynamoLedger:
         place when it exists (validation creates every entry, ``start``); an entry not there yet (a
         record from before) is created by the one fallback round, without the transaction.
         """
-        item = to_item(event.model_dump(mode="json"))
-        item |= {
-            "pk": self._pk(event.deployment_id),
-            "sk": f"EVENT#{event.finished_at.isoformat()}#{event.stage}#{event.environment or '-'}",
-        }
+        item = self._event_item(event)
         with ledger_errors("ledger record_event"):
             if not writes:
                 self._table.put_item(Item=item)
@@ -132,16 +128,8 @@ class DynamoLedger:
             actions += [{"Put": {"Item": self._served_item(served)}} for served in writes.served]
             if writes.outcome is not None:
                 actions.append({"Update": self._finish_update(event.deployment_id, writes.outcome, None)})
-            try:
-                self._client.transact_write_items(
-                    TransactItems=[
-                        {kind: {"TableName": self._table.name, **body}} for a in actions for kind, body in a.items()
-                    ]
-                )
+            if self._transact(actions):
                 return
-            except ClientError as exc:
-                if not _entry_condition_failed(exc):
-                    raise
         # The entry is not there yet (a record from before validation created them), or its status may not move
         # as written: the event is recorded, then update_environment creates the entry or names the refusal.
         self.record_event(event)
@@ -151,6 +139,28 @@ class DynamoLedger:
             self.record_served(served)
         if writes.outcome is not None:
             self.finish(event.deployment_id, writes.outcome)
+
+    def _event_item(self, event: StageEvent) -> dict[str, Any]:
+        item: dict[str, Any] = to_item(event.model_dump(mode="json"))
+        return item | {
+            "pk": self._pk(event.deployment_id),
+            "sk": f"EVENT#{event.finished_at.isoformat()}#{event.stage}#{event.environment or '-'}",
+        }
+
+    def _transact(self, actions: list[dict[str, Any]]) -> bool:
+        """Write ``actions`` (``{"Put"|"Update": request}`` on this table) in one ``TransactWriteItems``; False, with
+        nothing written, when it was cancelled only by their conditions."""
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {kind: {"TableName": self._table.name, **body}} for a in actions for kind, body in a.items()
+                ]
+            )
+        except ClientError as exc:
+            if _entry_condition_failed(exc):
+                return False
+            raise
+        return True
 
     def _environment_update(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> dict[str, Any]:
         """The update of an existing environment entry's ``fields``, conditioned on the entry existing and, when
@@ -344,10 +354,11 @@ class DynamoLedger:
         expected: Collection[Outcome],
         environment: str,
         entry: dict[str, Any],
+        event: StageEvent | None = None,
     ) -> bool:
-        """``set_status`` and then ``update_environment(environment, entry)``: one write when both apply (the owner's
-        deployment in one of ``expected``, an entry that may move); otherwise each as it does alone, so what is
-        written, what is answered and what is raised are theirs."""
+        """``set_status`` and then ``update_environment(environment, entry)`` (and ``record_event(event)``): one write
+        when all apply (the owner's deployment in one of ``expected``, an entry that may move); otherwise each as it
+        does alone, so what is written, what is answered and what is raised are theirs."""
         both = self._environment_update(deployment_id, environment, entry)
         owned = self._status_condition(expected)
         both |= {
@@ -359,10 +370,14 @@ class DynamoLedger:
             | {":status": status.value, ":owner": owner},
         }
         with ledger_errors("ledger set_status_with_entry"):
-            if update_if(self._table, **both) is not None:
+            if event is None and update_if(self._table, **both) is not None:
+                return True
+            if event is not None and self._transact([{"Update": both}, {"Put": {"Item": self._event_item(event)}}]):
                 return True
         moved = self.set_status(deployment_id, status, owner=owner, expected=expected)
         self.update_environment(deployment_id, environment, entry)
+        if event is not None:
+            self.record_event(event)
         return moved
 
     @staticmethod

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.contracts import GateResult, Outcome, PackageRef, ServedRelease
 from conveyor.domain.events import LifecycleEvent
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig
@@ -42,6 +42,17 @@ class StageWrites:
 
     def __bool__(self) -> bool:
         return bool(self.environment or self.served or self.outcome)
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """The gates' answer for an environment whose lock is held, its ``CheckGates`` event not written yet: AcquireLock
+    writes it with the lock's own record, in one ledger write. ``result``, or the ``error`` that ended the check
+    (raised once the event is written)."""
+
+    event: StageEvent
+    result: GateResult | None
+    error: Exception | None = None
 
 
 class Ledger(Protocol):
@@ -75,8 +86,10 @@ class Ledger(Protocol):
         expected: Collection[Outcome],
         environment: str,
         entry: dict[str, Any],
+        event: StageEvent | None = None,
     ) -> bool:
-        """``set_status`` then ``update_environment(environment, entry)``, in one write where both apply."""
+        """``set_status`` then ``update_environment(environment, entry)`` (and ``record_event(event)``), in one
+        write where all apply."""
         ...
 
     def claim_notice(self, deployment_id: str, key: str, *, now: float, lease_seconds: float) -> str | None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 from conveyor.domain.errors import LedgerError, StatusMoveRefusedError
@@ -15,6 +16,47 @@ from conveyor.observability import logger
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class TimedStage:
+    """Times one stage body and builds its event: the ``detail`` the body fills in, its status, and the error that
+    ended it (which propagates). ``timed_stage`` writes the event; a stage that writes it with other writes, in one
+    ledger call, takes ``event`` once the block exited."""
+
+    def __init__(self, deployment_id: str, stage: str, environment: str | None = None) -> None:
+        self.deployment_id, self.stage, self.environment = deployment_id, stage, environment
+        self.detail: dict[str, Any] = {}
+        self.error: Exception | None = None
+        self._started = utcnow()
+        self._event: StageEvent | None = None
+
+    def __enter__(self) -> dict[str, Any]:
+        self._started = utcnow()
+        return self.detail
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        status = "succeeded"
+        if isinstance(exc, Exception):
+            status, self.error = FAILED, exc
+            self.detail["error"] = type(exc).__name__
+            self.detail["reason"] = str(exc)
+        finished = utcnow()
+        self._event = StageEvent(
+            deployment_id=self.deployment_id,
+            stage=self.stage,
+            environment=self.environment,
+            status=self.detail.pop("status", status),
+            started_at=self._started,
+            finished_at=finished,
+            duration_ms=round((finished - self._started).total_seconds() * 1000, 1),
+            detail=self.detail,
+        )
+
+    @property
+    def event(self) -> StageEvent:
+        if self._event is None:
+            raise RuntimeError(f"{self.stage}: its event is built once its block exited")
+        return self._event
 
 
 @contextmanager
@@ -36,33 +78,16 @@ def timed_stage(
     more than its record, such as a health verdict on the way to a rollback; the reconciler fills
     in what is missing once the execution ends).
     """
-    started = utcnow()
-    detail: dict[str, Any] = {}
-    status = "succeeded"
+    timed = TimedStage(deployment_id, stage, environment)
     try:
-        yield detail
-    except Exception as exc:
-        status = FAILED
-        detail["error"] = type(exc).__name__
-        detail["reason"] = str(exc)
-        writes = None
-        raise
+        with timed as detail:
+            yield detail
     finally:
-        finished = utcnow()
-        event = StageEvent(
-            deployment_id=deployment_id,
-            stage=stage,
-            environment=environment,
-            status=detail.pop("status", status),
-            started_at=started,
-            finished_at=finished,
-            duration_ms=round((finished - started).total_seconds() * 1000, 1),
-            detail=detail,
-        )
+        kept = None if timed.error is not None else writes
         if quiet:
-            record_quietly(ledger, event, writes)
+            record_quietly(ledger, timed.event, kept)
         else:
-            ledger.record_event(event, writes or None)
+            ledger.record_event(timed.event, kept or None)
 
 
 def record_quietly(ledger: Ledger, event: StageEvent, writes: StageWrites | None = None) -> bool:

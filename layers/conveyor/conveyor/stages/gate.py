@@ -13,7 +13,7 @@ Two gates, in this order:
    ``GATE_POLL_SECONDS`` so an ``unfreeze`` is seen soon, for at most ``freeze_wait_seconds`` in this
    environment; a freeze known to end later than that is refused at once rather than waited on in vain. While
    it waits, it keeps this environment's lock (the lease covers ``freeze_wait_seconds``: whoever queues behind
-   would be frozen too) and the deployment's earlier environments' locks are released: they are done with.
+   would be frozen too); AcquireLock released the deployment's earlier environments as it took this one.
 2. **Pre-start alarms**: the environment's own ``health.alarms`` must not fire before Conveyor touches it. An
    alarm in ALARM, or one that no longer exists, ends the deployment (``alarm``: AlarmFiringError): deploying
    into an environment already known to be unhealthy would blur whose fault the next alarm is, and a rollback
@@ -22,7 +22,9 @@ Two gates, in this order:
    the release is ``health.on_inconclusive``'s to say.
 
 Every decision is a ``CheckGates`` stage event in the ledger (a refusal as ``failed``, so the failure notice
-names this stage) and its reason names the window, who froze, or the alarm. Time is passed in.
+names this stage) and its reason names the window, who froze, or the alarm. AcquireLock asks the gates first, as
+it takes the lock (``decide_gates``: the event goes into the lock's own ledger write); ``check_gates`` asks again
+after WaitForGate. Time is passed in.
 """
 
 from __future__ import annotations
@@ -34,18 +36,49 @@ from functools import partial
 
 from conveyor.domain.contracts import EnvironmentStep, GateResult
 from conveyor.domain.freeze import ActiveFreeze, active_freezes, frozen_until
-from conveyor.domain.locks import release_deployment_locks
-from conveyor.domain.ports import Alarms, Freezes, Ledger, LockTable
+from conveyor.domain.ports import Alarms, Freezes, GateCheck, Ledger
 from conveyor.domain.records import FAILED
 from conveyor.domain.time_scale import UNSCALED, TimeScale, duration_text
-from conveyor.domain.timing import timed_stage
+from conveyor.domain.timing import TimedStage
 from conveyor.observability import MetricUnit, logger, metrics
 
-__all__ = ["GATE_POLL_SECONDS", "check_gates"]
+__all__ = ["GATE_POLL_SECONDS", "check_gates", "decide_gates"]
 
 GATE_POLL_SECONDS = 60
 """The longest a waiting deployment goes without asking again (spec time): how soon an ``unfreeze`` is seen."""
 _STATUS = {"open": "open", "wait": "waiting", "frozen": FAILED, "alarm": FAILED}
+
+
+def decide_gates(
+    step: EnvironmentStep,
+    *,
+    freezes: Freezes,
+    alarms: Alarms,
+    now: datetime,
+    scale: TimeScale = UNSCALED,
+) -> GateCheck:
+    """Ask the gates, and build the ``CheckGates`` event that says what they decided, without writing it (AcquireLock
+    writes it with the lock's record); an error asking them is in the answer, not raised."""
+    deployment, env = step.deployment, step.environment
+    asked = step.lock.gate if step.lock is not None else None
+    earlier = asked if asked is not None and asked.environment == env.name else None
+    timed = TimedStage(deployment.deployment_id, "CheckGates", env.name)
+    try:
+        with timed as detail:
+            result = _decide(step, earlier, freezes=freezes, alarms=alarms, now=now, scale=scale, detail=detail)
+            detail.update(
+                status=_STATUS[result.decision],
+                decision=result.decision,
+                reason=result.reason,
+                wait_seconds=result.wait_seconds,
+                frozen_until=result.frozen_until.isoformat() if result.frozen_until else None,
+            )
+    except Exception:
+        return GateCheck(event=timed.event, result=None, error=timed.error)
+    if result.decision in ("frozen", "alarm"):
+        metrics.add_metric(name="DeploymentsGated", unit=MetricUnit.Count, value=1)
+    logger.info("gate decided", extra={"decision": result.decision, "reason": result.reason})
+    return GateCheck(event=timed.event, result=result)
 
 
 def check_gates(
@@ -55,30 +88,15 @@ def check_gates(
     alarms: Alarms,
     ledger: Ledger,
     now: datetime,
-    locks: LockTable | None = None,
     scale: TimeScale = UNSCALED,
 ) -> GateResult:
-    deployment, env = step.deployment, step.environment
-    asked = step.lock.gate if step.lock is not None else None
-    earlier = asked if asked is not None and asked.environment == env.name else None
-    with timed_stage(ledger, deployment.deployment_id, "CheckGates", env.name) as detail:
-        result = _decide(step, earlier, freezes=freezes, alarms=alarms, now=now, scale=scale, detail=detail)
-        detail.update(
-            status=_STATUS[result.decision],
-            decision=result.decision,
-            reason=result.reason,
-            wait_seconds=result.wait_seconds,
-            frozen_until=result.frozen_until.isoformat() if result.frozen_until else None,
-        )
-    if result.decision == "wait" and earlier is None and locks is not None:
-        # Do not keep the earlier environments locked while this one waits out a freeze: they are done with.
-        names = [e.name for e in deployment.environments]
-        done = names[: names.index(env.name)] if env.name in names else []
-        release_deployment_locks(deployment, done, started_at=None, locks=locks)
-    if result.decision in ("frozen", "alarm"):
-        metrics.add_metric(name="DeploymentsGated", unit=MetricUnit.Count, value=1)
-    logger.info("gate decided", extra={"decision": result.decision, "reason": result.reason})
-    return result
+    """Ask the gates again (after WaitForGate) and record what they decided."""
+    check = decide_gates(step, freezes=freezes, alarms=alarms, now=now, scale=scale)
+    ledger.record_event(check.event)
+    if check.error is not None:
+        raise check.error
+    assert check.result is not None
+    return check.result
 
 
 def _decide(

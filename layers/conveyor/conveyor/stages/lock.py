@@ -29,6 +29,7 @@ Time is passed in (``now``, epoch seconds) so the logic is tested with fakes, wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cmp_to_key
 from typing import Any
 
@@ -43,6 +44,7 @@ from conveyor.domain.ports import (
     BeanstalkEnvironments,
     Ended,
     Executions,
+    GateCheck,
     Ledger,
     LockTable,
     Targets,
@@ -147,7 +149,11 @@ def acquire_lock(
     executions: Executions,
     now: float,
     beanstalk: BeanstalkEnvironments | None = None,
+    gates: Callable[[], GateCheck] | None = None,
 ) -> LockGrant:
+    """Take the environment's lock, or answer how to wait for it (see the module's docstring). ``gates``: asked once
+    the lock is held, before anything moves; their event is written with the lock's record (one ledger write), their
+    answer is the grant's ``gate``, and an error asking them is raised once both are recorded."""
     deployment, environment = step.deployment, step.environment
     app, env, holder = deployment.app, environment.name, deployment.execution_arn
     target = lock_target(deployment, environment)
@@ -180,6 +186,7 @@ def acquire_lock(
             executions=executions,
             beanstalk=beanstalk,
             now=now,
+            gates=gates,
         )
         if queued and answer.status != "waiting":  # waiting: one of the target's other functions is held elsewhere
             locks.remove_waiter(target, waiter.key)
@@ -344,6 +351,7 @@ def taken(
     executions: Executions,
     beanstalk: BeanstalkEnvironments | None = None,
     now: float,
+    gates: Callable[[], GateCheck] | None = None,
 ) -> LockGrant:
     """Finish taking a lock (idempotent: a retried AcquireLock that already holds it comes here too).
 
@@ -376,6 +384,8 @@ def taken(
                 "lock_wait_seconds"
             )
         return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
+    # The gates are asked under the lock, right before anything moves; what they decided is written with the lock.
+    check = gates() if gates is not None else None
     ledger.set_status_with_entry(
         deployment.deployment_id,
         Outcome.IN_PROGRESS,
@@ -387,10 +397,13 @@ def taken(
             "lock": {"token": token, "lease_seconds": grant["lease_seconds"]},
             **target_fields(step),
         },
+        event=check.event if check is not None else None,
     )
     metrics.add_metric(name="LocksAcquired", unit=MetricUnit.Count, value=1)
     logger.info("lock acquired", extra={"environment": env, "token": token})
     release_earlier_environments(step, locks=locks)
+    if check is not None and check.error is not None:
+        raise check.error
     return LockGrant(
         status="acquired",
         token=token,
@@ -399,6 +412,7 @@ def taken(
         served=served,
         alias_read=True,
         companion_tokens=companions,
+        gate=check.result if check is not None else None,
         **grant,
     )
 

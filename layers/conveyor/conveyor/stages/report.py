@@ -75,7 +75,8 @@ def notify_failure(
         )
         return Report(deployment_id=deployment_id, outcome=Outcome.FAILED, reason=reason, error=failure.error)
     if record is None:
-        # The failure came before ValidateArtifact could record the deployment (e.g. a key outside the layout).
+        # The failure came before the deployment was recorded (a key outside the layout, which ClaimDeployment does
+        # not claim): record it now, with whatever stage events were written for it.
         try:
             where = ArtifactKey.parse(pushed.key) if pushed else None
         except ArtifactLayoutError:
@@ -86,6 +87,7 @@ def notify_failure(
         record = ledger.start(
             seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
         )
+        record = ledger.get(deployment_id) or record
     if locks is not None:
         release_recorded_locks(record, holder=request.execution_arn, started_at=request.started_at, locks=locks)
     outcome = _outcome(record, failure.error)
