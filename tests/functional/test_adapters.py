@@ -23,6 +23,7 @@ from conveyor.adapters.dynamodb_ledger import HISTORY_PAGE_ITEMS, DynamoLedger
 from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
 from conveyor.adapters.http import UrllibProber
 from conveyor.adapters.lambda_functions import LambdaTargets
+from conveyor.adapters.s3 import S3Artifacts
 from conveyor.adapters.sns import SnsNotifier
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
 from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
@@ -108,6 +109,20 @@ def test_read_bundle_reads_the_exact_version_pushed(cloud: Cloud) -> None:
     cloud.put_bundle(b"second push")
     # Then the version in the event is what is read, not the latest
     assert runtime.artifacts().read_bundle(BUCKET, "artifacts/hello/1.0.0.zip", first["VersionId"]) == b"first push"
+
+
+def test_an_oversize_bundle_is_refused_in_one_call_without_reading_its_body(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a pushed object larger than the bundle limit
+    pushed = cloud.put_bundle(b"x" * 64)
+    artifacts = S3Artifacts(runtime.session(), max_bundle_bytes=63)
+    calls = _counted_calls(monkeypatch)
+    monkeypatch.setattr(StreamingBody, "read", lambda *_: pytest.fail("the oversize body was read"))
+    # When it is read, then it is refused by its length alone, in one call
+    with pytest.raises(BundleInvalidError, match="64 bytes exceeds the bundle limit of 63"):
+        artifacts.read_bundle(BUCKET, "artifacts/hello/1.0.0.zip", pushed["VersionId"])
+    assert calls == ["GetObject"]
 
 
 def test_read_pipeline_that_is_not_registered(cloud: Cloud) -> None:

@@ -49,14 +49,16 @@ class S3Artifacts:
         """The exact object version that was pushed (a later push to the same key cannot swap it)."""
         extra = {"VersionId": version_id} if version_id else {}
         try:
-            head = self._s3.head_object(Bucket=bucket, Key=key, **extra)
-            if head["ContentLength"] > self._max_bundle_bytes:
-                # Refused before the download: the function never holds an oversize object.
+            response = self._s3.get_object(Bucket=bucket, Key=key, **extra)
+            if response["ContentLength"] > self._max_bundle_bytes:
+                # Refused before the body is read (the stream is closed unread): the function never holds an
+                # oversize object.
+                response["Body"].close()
                 raise BundleInvalidError(
-                    f"s3://{bucket}/{key}: {head['ContentLength']} bytes exceeds the bundle limit of "
+                    f"s3://{bucket}/{key}: {response['ContentLength']} bytes exceeds the bundle limit of "
                     f"{self._max_bundle_bytes}"
                 )
-            body: bytes = self._s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read()
+            body: bytes = response["Body"].read()
         except ClientError as exc:
             if aws.error_code(exc) in ("NoSuchKey", "404", "NoSuchVersion"):
                 raise BundleInvalidError(f"s3://{bucket}/{key}: the pushed object no longer exists") from exc
