@@ -185,7 +185,9 @@ def operation_of(service: str, environ: dict[str, Any]) -> str:
             return str(action[0])
     method = str(environ.get("REQUEST_METHOD", "GET"))
     query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
-    return _rest_operation(service, method, str(environ.get("PATH_INFO", "")), frozenset(query)) or "unknown"
+    headers = frozenset(key[5:].replace("_", "-").lower() for key in environ if key.startswith("HTTP_"))
+    path = str(environ.get("PATH_INFO", ""))
+    return _rest_operation(service, method, path, frozenset(query), headers) or "unknown"
 
 
 @dataclass(frozen=True)
@@ -194,12 +196,20 @@ class _Route:
     method: str
     path: re.Pattern[str]
     query_keys: frozenset[str]
-    specificity: tuple[int, int]
+    headers: frozenset[str]
+    specificity: tuple[int, int, int]
 
 
-def _route(operation: str, method: str, request_uri: str, required_query: frozenset[str] = frozenset()) -> _Route:
-    """``required_query``: the operation's required query-string members, which tell apart operations on one
-    path (S3's ``ListParts`` is ``GetObject``'s path plus ``?uploadId``)."""
+def _route(
+    operation: str,
+    method: str,
+    request_uri: str,
+    required_query: frozenset[str] = frozenset(),
+    required_headers: frozenset[str] = frozenset(),
+) -> _Route:
+    """``required_query`` and ``required_headers`` (lower case): the operation's required query-string and header
+    members, which tell apart operations on one path (S3's ``ListParts`` is ``GetObject``'s path plus
+    ``?uploadId``; ``CopyObject`` is ``PutObject``'s plus an ``x-amz-copy-source`` header)."""
     path, _, query = request_uri.partition("?")
     pattern = ""
     for literal, label in re.findall(r"([^{]*)(?:\{([^}]*)\})?", path):
@@ -208,7 +218,8 @@ def _route(operation: str, method: str, request_uri: str, required_query: frozen
             pattern += ".+" if label.endswith("+") else "[^/]+"
     keys = frozenset(part.split("=", 1)[0] for part in query.split("&") if part) | required_query
     literal_length = len(re.sub(r"\{[^}]*\}", "", path))
-    return _Route(operation, method, re.compile(pattern.rstrip("/") + "/?$"), keys, (len(keys), literal_length))
+    specificity = (len(keys), len(required_headers), literal_length)
+    return _Route(operation, method, re.compile(pattern.rstrip("/") + "/?$"), keys, required_headers, specificity)
 
 
 @functools.cache
@@ -224,18 +235,38 @@ def _routes(service: str) -> tuple[_Route, ...]:
     for name in model.operation_names:
         operation = model.operation_model(name)
         shape = operation.input_shape
-        required = frozenset(
-            str(member.serialization.get("name", key))
-            for key, member in (shape.members.items() if shape is not None else ())
-            if member.serialization.get("location") == "querystring" and key in shape.required_members
-        )
+
         http = operation.http
-        routes.append(_route(name, str(http.get("method", "POST")), str(http.get("requestUri", "/")), required))
+        routes.append(
+            _route(
+                name,
+                str(http.get("method", "POST")),
+                str(http.get("requestUri", "/")),
+                _required(shape, "querystring"),
+                frozenset(header.lower() for header in _required(shape, "header")),
+            )
+        )
     return tuple(sorted(routes, key=lambda route: route.specificity, reverse=True))
 
 
-def _rest_operation(service: str, method: str, path: str, query_keys: frozenset[str]) -> str | None:
+def _required(shape: Any, location: str) -> frozenset[str]:
+    """The wire names of ``shape``'s required members sent in ``location`` (``querystring``, ``header``)."""
+    return frozenset(
+        str(member.serialization.get("name", key))
+        for key, member in (shape.members.items() if shape is not None else ())
+        if member.serialization.get("location") == location and key in shape.required_members
+    )
+
+
+def _rest_operation(
+    service: str, method: str, path: str, query_keys: frozenset[str], headers: frozenset[str] = frozenset()
+) -> str | None:
     for route in _routes(service):
-        if route.method == method and route.query_keys <= query_keys and route.path.match(path):
+        if (
+            route.method == method
+            and route.query_keys <= query_keys
+            and route.headers <= headers
+            and route.path.match(path)
+        ):
             return route.operation
     return None

@@ -49,6 +49,10 @@ def test_each_protocol_names_its_operation() -> None:
     # one path, told apart by a required query-string member, whatever order the model lists them in
     listing = _environ("s3", "GET", "/bucket/releases/a/b.zip", QUERY_STRING="uploadId=7")
     assert requests_log.operation_of("s3", listing) == "ListParts"
+    # and by a required header: a PUT of an object is PutObject, unless it names a source to copy
+    assert requests_log.operation_of("s3", _environ("s3", "PUT", "/bucket/releases/a/b.zip")) == "PutObject"
+    copy = _environ("s3", "PUT", "/bucket/releases/a/b.zip", HTTP_X_AMZ_COPY_SOURCE="/bucket/artifacts/a.zip")
+    assert requests_log.operation_of("s3", copy) == "CopyObject"
 
 
 def test_each_caller_is_named_from_its_user_agent() -> None:

@@ -11,7 +11,7 @@ subtly at runtime. Each module's docstring says which seams it holds and why:
 - ``stepfunctions``: time scaling, ``States.*`` iteration errors, ``SendTaskFailure``'s cause, how an
   execution ends (replacements in ``conveyor_local.executions``), one parse per definition, one
   Lambda client per region for Task states;
-- ``events``: Step Functions and Lambda targets; ``s3``: bucket-policy conditions;
+- ``events``: Step Functions and Lambda targets; ``s3``: bucket-policy conditions, upload checksums verified and kept;
   ``cloudwatch``: percentiles; ``dynamodb``: atomic writes and ledger faults; ``sns``: topic faults;
   ``dynamodbstreams``: a table's changes delivered to its mapped functions by a poller, not inline;
 - ``elasticbeanstalk``: application versions, environments that serve their bundle, CNAMEs and their

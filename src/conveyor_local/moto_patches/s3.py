@@ -1,4 +1,4 @@
-"""S3: bucket policies with their conditions evaluated.
+"""S3: bucket policies with their conditions evaluated, and checksums given with an upload verified and kept.
 
 ``moto.s3.models.FakeBucket.get_permission(self, action, resource)``
     moto enforces bucket policies but ignores their ``Condition`` blocks, so the template's standard
@@ -6,6 +6,16 @@
     the conditions we understand (``aws:SecureTransport`` holds as true: SDKs use TLS on AWS, the
     local loopback hop is plain HTTP) and leave out statements whose conditions we cannot evaluate,
     then let moto's ``IAMPolicy`` (relied on: ``moto.iam.access_control.IAMPolicy``) decide.
+
+``moto.s3.responses.S3Response._get_checksum(self, response_headers)``
+    A checksum the client computed and sent in a header (``x-amz-checksum-sha256: ...``, as ``PutObject`` with
+    ``ChecksumSHA256`` does) is, on AWS, verified against the body (a mismatch is refused, ``BadDigest``: nothing
+    is stored) and kept with the object (``HeadObject``/``GetObject`` with ``ChecksumMode=ENABLED`` return it).
+    moto verifies nothing (its own TODO), and keeps the value only when the SDK also sent
+    ``x-amz-sdk-checksum-algorithm``, which it does not for a value it was given. We verify and keep SHA-256,
+    SHA-1 and CRC32 values (those moto can compute exactly: its CRC32C and CRC64NVME fall back to CRC32 without
+    optional libraries), and leave every other request to moto's own. Conveyor stores each release at its
+    content address with its SHA-256 this way, and trusts what ``HeadObject`` says is there.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from conveyor_local.moto_patches.registry import patches, relies_on, resolve_dotted
+from conveyor_local.moto_patches.registry import original, patches, relies_on, resolve_dotted
 
 LOG = logging.getLogger(__name__)
 
@@ -65,3 +75,44 @@ def _bucket_get_permission(self: Any, action: str, resource: str) -> Any:
 
 patches("moto.s3.models.FakeBucket.get_permission", ("self", "action", "resource"), _bucket_get_permission)
 relies_on("moto.iam.access_control.IAMPolicy.is_action_permitted", ("self", "action", "resource"))
+
+
+#: The checksum headers a client may send with an upload, and the algorithm each carries (those verified here).
+_CHECKSUM_HEADERS: Mapping[str, str] = {
+    "x-amz-checksum-sha256": "SHA256",
+    "x-amz-checksum-sha1": "SHA1",
+    "x-amz-checksum-crc32": "CRC32",
+}
+S3_GET_CHECKSUM = "moto.s3.responses.S3Response._get_checksum"
+
+
+def _bad_digest(algorithm: str) -> Exception:
+    error_class = resolve_dotted("moto.s3.exceptions.S3ClientError")
+    return error_class("BadDigest", f"The {algorithm} you specified did not match the calculated checksum.")
+
+
+def _get_checksum(self: Any, response_headers: dict[str, Any]) -> tuple[str, str | None]:
+    """Replacement for ``S3Response._get_checksum``: a checksum given in a header is verified against the body and
+    kept with the object, as S3 does."""
+    named = str(self.headers.get("x-amz-sdk-checksum-algorithm") or "").upper()
+    given = next(
+        (
+            (algorithm, str(self.headers[header]))
+            for header, algorithm in _CHECKSUM_HEADERS.items()
+            if self.headers.get(header)
+        ),
+        None,
+    )
+    if given is None or (named and named != given[0]):
+        return original(S3_GET_CHECKSUM)(self, response_headers)
+    algorithm, value = given
+    compute = resolve_dotted("moto.s3.utils.compute_checksum")
+    if compute(self.body or b"", algorithm=algorithm).decode("utf-8") != value:
+        raise _bad_digest(algorithm)
+    response_headers[f"x-amz-checksum-{algorithm.lower()}"] = value
+    return algorithm, value
+
+
+patches(S3_GET_CHECKSUM, ("self", "response_headers"), _get_checksum)
+relies_on("moto.s3.utils.compute_checksum", ("body", "algorithm", "encode_base64"))
+relies_on("moto.s3.exceptions.S3ClientError")
