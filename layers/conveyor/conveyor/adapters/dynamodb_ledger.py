@@ -46,9 +46,9 @@ _SERVED_SK = "CURRENT"
 HISTORY_PAGE_ITEMS = 25
 
 
-def _entry_condition_failed(exc: ClientError) -> bool:
-    """Whether a cancelled transaction failed only on the environment entry's condition (it exists, and its
-    status may move as written)."""
+def _cancelled_by_conditions(exc: ClientError) -> bool:
+    """Whether a transaction was cancelled only by its conditions (an environment entry that is not there yet or may
+    not move as written, a deployment not in the expected status): each write is then made as it would be alone."""
     if aws.error_code(exc) != "TransactionCanceledException":
         return False
     reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
@@ -157,7 +157,7 @@ class DynamoLedger:
                 ]
             )
         except ClientError as exc:
-            if _entry_condition_failed(exc):
+            if _cancelled_by_conditions(exc):
                 return False
             raise
         return True
@@ -370,9 +370,11 @@ class DynamoLedger:
             | {":status": status.value, ":owner": owner},
         }
         with ledger_errors("ledger set_status_with_entry"):
-            if event is None and update_if(self._table, **both) is not None:
-                return True
-            if event is not None and self._transact([{"Update": both}, {"Put": {"Item": self._event_item(event)}}]):
+            if event is None:
+                written = update_if(self._table, **both) is not None
+            else:
+                written = self._transact([{"Update": both}, {"Put": {"Item": self._event_item(event)}}])
+            if written:
                 return True
         moved = self.set_status(deployment_id, status, owner=owner, expected=expected)
         self.update_environment(deployment_id, environment, entry)
