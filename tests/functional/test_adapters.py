@@ -608,24 +608,25 @@ def test_a_lock_taken_is_recorded_with_the_gates_event_in_one_write_or_each_as_a
     cloud: Cloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a deployment of execution "arn" whose environments are pending, and the ledger's calls counted
-    pending = {"status": EnvironmentStatus.PENDING}
-    deployment = _start_deployment(ledger := DynamoLedger(runtime.session(), TABLE), 16, {"staging": pending})
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 16, {"staging": {"status": EnvironmentStatus.PENDING}})
     calls = _counted_calls(monkeypatch)
-    gate = _stage_event(deployment, "staging").model_copy(
-        update={"stage": "CheckGates", "detail": {"decision": "open"}}
-    )
-    locked = {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1, "lease_seconds": 60}}
+    opened = _stage_event(deployment, "staging").model_copy(update={"stage": "CheckGates"})
+
+    def lock(status: Outcome, owner: str, event: StageEvent) -> bool:
+        locked = {"status": EnvironmentStatus.LOCKED, "lock": {"token": 1, "lease_seconds": 60}}
+        return ledger.set_status_with_entry(
+            deployment,
+            status,
+            owner=owner,
+            expected=(Outcome.IN_PROGRESS,),
+            environment="staging",
+            entry=locked,
+            event=event,
+        )
 
     # When AcquireLock records staging LOCKED with the gates' CheckGates event
-    moved = ledger.set_status_with_entry(
-        deployment,
-        Outcome.IN_PROGRESS,
-        owner="arn",
-        expected=(Outcome.IN_PROGRESS,),
-        environment="staging",
-        entry=locked,
-        event=gate,
-    )
+    moved = lock(Outcome.IN_PROGRESS, "arn", opened)
 
     # Then all of it took one call
     assert (moved, calls) == (True, ["TransactWriteItems"])
@@ -635,15 +636,10 @@ def test_a_lock_taken_is_recorded_with_the_gates_event_in_one_write_or_each_as_a
     assert [event.stage for event in record.events] == ["CheckGates"]
 
     # And when the status may not move (another execution's), the entry and the event are still written, each alone
-    later = gate.model_copy(update={"finished_at": gate.finished_at + timedelta(seconds=1)})
-    moved = ledger.set_status_with_entry(
-        deployment,
+    moved = lock(
         Outcome.QUEUED,
-        owner="arn:other",
-        expected=(Outcome.IN_PROGRESS,),
-        environment="staging",
-        entry={"status": EnvironmentStatus.LOCKED},
-        event=later,
+        "arn:other",
+        opened.model_copy(update={"finished_at": opened.finished_at + timedelta(seconds=1)}),
     )
     record = ledger.get(deployment)
     assert record is not None

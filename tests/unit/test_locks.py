@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from conveyor.domain.errors import LedgerError, LockLostError, LockWaitTimeoutEr
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.locks import release_locks
 from conveyor.domain.pipeline import RolloutPolicy
-from conveyor.domain.ports import IN_FLIGHT_GRACE
+from conveyor.domain.ports import IN_FLIGHT_GRACE, GateCheck
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import release_description
@@ -84,9 +85,17 @@ class World:
         )
         return step
 
-    def acquire(self, step: EnvironmentStep, now: float = NOW) -> LockGrant:
+    def acquire(
+        self, step: EnvironmentStep, now: float = NOW, gates: Callable[[], GateCheck] | None = None
+    ) -> LockGrant:
         return acquire_lock(
-            step, locks=self.locks, ledger=self.ledger, targets=self.targets, executions=self.executions, now=now
+            step,
+            locks=self.locks,
+            ledger=self.ledger,
+            targets=self.targets,
+            executions=self.executions,
+            now=now,
+            gates=gates,
         )
 
     def serve(self, step: EnvironmentStep) -> None:
@@ -299,7 +308,9 @@ def test_taking_the_next_environment_releases_the_earlier_one() -> None:
     assert not world.locks.get(PRODUCTION).free_at(NOW)  # type: ignore[union-attr]
 
 
-def _gates(step: EnvironmentStep, *, freezes: FakeFreezes | None = None, alarms: FakeAlarms | None = None) -> Any:
+def _gates(
+    step: EnvironmentStep, *, freezes: FakeFreezes | None = None, alarms: FakeAlarms | None = None
+) -> Callable[[], GateCheck]:
     return lambda: decide_gates(
         step, freezes=freezes or FakeFreezes(), alarms=alarms or FakeAlarms({}), now=datetime.now(UTC)
     )
@@ -311,15 +322,7 @@ def test_the_gates_are_asked_once_the_lock_is_held_and_recorded_with_it() -> Non
     one = world.start(deployment_step(1))
 
     # When it takes the lock, the gates in the same call
-    grant = acquire_lock(
-        one,
-        locks=world.locks,
-        ledger=world.ledger,
-        targets=world.targets,
-        executions=world.executions,
-        now=NOW,
-        gates=_gates(one),
-    )
+    grant = world.acquire(one, gates=_gates(one))
 
     # Then the grant carries the gate's answer, and the ledger both the LOCKED entry and the CheckGates event
     # (written together: tests/functional/test_adapters.py)
@@ -346,15 +349,7 @@ def test_a_deployment_waiting_at_the_next_environments_gate_has_released_the_ear
     frozen = FakeFreezes(OperatorFreeze(scope="hello", reason="db migration", by="alice", at=datetime.now(UTC)))
 
     # When it takes production's lock and the gate says wait
-    grant = acquire_lock(
-        production,
-        locks=world.locks,
-        ledger=world.ledger,
-        targets=world.targets,
-        executions=world.executions,
-        now=NOW,
-        gates=_gates(production, freezes=frozen),
-    )
+    grant = world.acquire(production, gates=_gates(production, freezes=frozen))
 
     # Then it keeps production (whoever queues behind would be frozen too) and staging is free for others
     assert grant.gate is not None
@@ -374,15 +369,7 @@ def test_a_gate_that_cannot_be_asked_is_recorded_with_the_lock_then_raised() -> 
 
     # When it takes the lock
     with pytest.raises(RuntimeError, match="CloudWatch is unavailable"):
-        acquire_lock(
-            step,
-            locks=world.locks,
-            ledger=world.ledger,
-            targets=world.targets,
-            executions=world.executions,
-            now=NOW,
-            gates=_gates(step, alarms=alarms),
-        )
+        world.acquire(step, gates=_gates(step, alarms=alarms))
 
     # Then the lock it holds is in the ledger (NotifyFailure and the reconciler release it from there), and the
     # gate's failure is recorded as a CheckGates event naming the error
