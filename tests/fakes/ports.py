@@ -52,14 +52,19 @@ class FakeLedger:
 
     def start(
         self, record: DeploymentRecord, *, environments: dict[str, dict[str, Any]] | None = None
-    ) -> DeploymentRecord:
+    ) -> DeploymentRecord | None:
         existing = self.records.get(record.deployment_id)
+        if existing is not None and (existing["execution_arn"], existing["status"]) != (
+            record.execution_arn,
+            Outcome.IN_PROGRESS,
+        ):
+            return None  # DynamoLedger's condition: new, or this execution's running attempt
         data = record.model_dump(exclude={"events"})
         if environments is not None:
             data["environments"] = copy.deepcopy(environments)
         executions = {record.execution_arn or "-"}
         if existing is not None:
-            data["created_at"] = existing["created_at"]
+            data |= {k: existing[k] for k in ("created_at", "skipped", "skipped_count") if k in existing}
             data["built_at"] = data["built_at"] or existing.get("built_at")
             executions |= existing.get("executions", set())
         data["executions"] = executions
@@ -115,15 +120,10 @@ class FakeLedger:
             existing["execution_arn"] in (seed.execution_arn, stale_owner) or existing["status"] in replaceable
         ):
             return False
-        data = seed.model_dump(exclude={"events"})
-        if existing is not None:
-            data |= {
-                "created_at": existing["created_at"],
-                "attempts": existing["attempts"],
-                "executions": existing.get("executions", set()),
-                "skipped": existing.get("skipped", []),
-                "skipped_count": existing.get("skipped_count", 0),
-            }
+        claimed = seed.model_dump(exclude={"events"})
+        # DynamoLedger's claim sets only these; the rest (built_at, package_sha256, skipped, ...) is kept.
+        written = ("deployment_id", "execution_arn", "updated_at", "app", "version", "artifact", "pushed_by")
+        data = claimed if existing is None else {**existing, **{k: claimed[k] for k in written}}
         data |= {"status": Outcome.IN_PROGRESS, "finished_at": None, "failure": None, "environments": {}}
         data["executions"] = data.get("executions", set()) | {seed.execution_arn or "-"}
         data["attempts"] = len(data["executions"])

@@ -874,6 +874,42 @@ def test_the_owners_of_many_targets_are_read_in_one_call_per_hundred(
     assert {(claim.app, claim.environment) for claim in held.values()} == {("hello", "staging")}
 
 
+@pytest.mark.parametrize("throttled_asks", [1, 5])
+def test_keys_left_unprocessed_are_asked_again_with_backoff_and_named_if_they_stay(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch, throttled_asks: int
+) -> None:
+    # Given DynamoDB leaves a key unprocessed (throttled) on the first `throttled_asks` asks
+    owners = DynamoTargetOwners(runtime.session(), TABLE)
+    waits: list[int] = []
+    monkeypatch.setattr("conveyor.adapters.dynamodb_locks._backoff", waits.append)
+
+    def key() -> dict[str, Any]:  # a new one per response: boto3 deserializes a response in place
+        return {"pk": {"S": f"TARGET#{TARGET_ARN}"}, "sk": {"S": "OWNER"}}
+
+    owned = key() | {
+        "target": {"S": TARGET_ARN},
+        "owner_app": {"S": "hello"},
+        "owner_environment": {"S": "staging"},
+        "claimed_at": {"S": "2024-05-14T09:30:00+00:00"},
+    }
+    with Stubber(owners._resource.meta.client) as stub:
+        for _ in range(throttled_asks):
+            stub.add_response("batch_get_item", {"Responses": {}, "UnprocessedKeys": {TABLE: {"Keys": [key()]}}})
+        if throttled_asks < 5:
+            stub.add_response("batch_get_item", {"Responses": {TABLE: [owned]}, "UnprocessedKeys": {}})
+            # When its owner is read
+            held = owners.owners([TARGET_ARN])
+            # Then it is asked again after a wait, and answered
+            assert list(held) == [TARGET_ARN]
+            assert waits == [1]
+        else:
+            # Then five asks later it is an outage named as such, not an endless loop or a missing owner
+            with pytest.raises(LedgerError, match="1 of 1 keys still unprocessed after 5 asks"):
+                owners.owners([TARGET_ARN])
+            assert waits == [1, 2, 3, 4]
+        stub.assert_no_pending_responses()
+
+
 def test_a_stopped_execution_is_quiet_from_its_stop_unless_a_stage_was_still_running(cloud: Cloud) -> None:
     executions = StepFunctionsExecutions(runtime.session())
     arn = "arn:aws:states:us-east-1:123456789012:execution:conveyor-deployments:run-1"

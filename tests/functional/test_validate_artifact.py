@@ -8,6 +8,7 @@ from conveyor.domain.contracts import Outcome
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
+    DeploymentNotOwnedError,
     DigestMismatchError,
     ForeignBucketError,
     ForeignTargetError,
@@ -93,18 +94,20 @@ def test_duplicate_delivery_is_the_same_deployment(
     duplicate = load_event("s3_object_created_duplicate.json")
     duplicate["detail"]["object"] = first["detail"]["object"]
     assert duplicate["id"] != first["id"]
-    # When both are validated, by two executions, and the first execution's stage is retried
+    # When the first is claimed and validated, and its stage retried
+    assert handlers["claim_deployment"].handler(_request(first), context)["decision"] == "proceed"
     one = handlers["validate_artifact"].handler(_request(first), context)
-    two = handlers["validate_artifact"].handler(_request(duplicate, f"{EXECUTION_ARN}-rerun"), context)
-    handlers["validate_artifact"].handler(_request(first), context)
-    # Then they are one deployment, attempted twice (a retried stage is not a new attempt)
-    assert one["deployment_id"] == two["deployment_id"]
-    assert cloud.meta(one["deployment_id"])["attempt_executions"] == {EXECUTION_ARN, f"{EXECUTION_ARN}-rerun"}
-    from conveyor import runtime
-
+    again = handlers["validate_artifact"].handler(_request(first), context)
+    # Then the duplicate names the same deployment, which a second execution may not validate into: it is the
+    # first execution's running attempt (its claim skips it: tests/unit/test_exactly_once.py)
+    assert PushedObject.from_event(duplicate).deployment_id == one["deployment_id"] == again["deployment_id"]
+    with pytest.raises(DeploymentNotOwnedError):
+        handlers["validate_artifact"].handler(_request(duplicate, f"{EXECUTION_ARN}-rerun"), context)
+    # And it was attempted once (a retried stage is not a new attempt)
+    assert cloud.meta(one["deployment_id"])["attempt_executions"] == {EXECUTION_ARN}
     record = runtime.ledger().get(one["deployment_id"])
     assert record is not None
-    assert record.attempts == 2
+    assert (record.attempts, record.execution_arn) == (1, EXECUTION_ARN)
 
 
 def test_the_ledger_indexes_deployments_by_app(
@@ -559,3 +562,31 @@ def test_the_claim_of_a_new_attempt_resets_the_record_and_counts_it_before_valid
         rerun,
         2,
     )
+
+
+@pytest.mark.parametrize("meanwhile", ["closed after a stop", "claimed by a re-run"])
+def test_a_late_validation_starts_nothing_in_a_deployment_no_longer_its_own(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext, meanwhile: str
+) -> None:
+    # Given a push claimed by its execution
+    cloud.put_pipeline()
+    event = cloud.event_for(cloud.put_bundle())
+    deployment_id = PushedObject.from_event(event).deployment_id
+    assert handlers["claim_deployment"].handler(_request(event), context)["decision"] == "proceed"
+    # And, while its ValidateArtifact was still running, the record stopped being that execution's running attempt
+    runtime.ledger().finish(deployment_id, Outcome.FAILED, {"error": "ExecutionStopped", "reason": "stopped"})
+    if meanwhile == "claimed by a re-run":
+        rerun = f"{EXECUTION_ARN}-rerun"
+        assert handlers["claim_deployment"].handler(_request(event, rerun), context)["decision"] == "proceed"
+    before = cloud.meta(deployment_id)
+
+    # When that validation reaches the attempt's start
+    # Then it is refused by name, and the record is as it was: not reopened, not taken back
+    with pytest.raises(DeploymentNotOwnedError, match="no longer this execution's running attempt"):
+        handlers["validate_artifact"].handler(_request(event), context)
+    after = cloud.meta(deployment_id)
+    assert {k: after[k] for k in ("status", "execution_arn", "environments", "attempt_executions")} == {
+        k: before[k] for k in ("status", "execution_arn", "environments", "attempt_executions")
+    }
+    assert after.get("failure") == before.get("failure")
+    assert "package_sha256" not in after

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
-from conveyor.domain.errors import LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.errors import ConfigurationError, LedgerError, LockLostError, LockWaitTimeoutError
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.locks import release_locks
 from conveyor.domain.pipeline import RolloutPolicy
@@ -358,8 +358,9 @@ def test_a_deployment_waiting_at_the_next_environments_gate_has_released_the_ear
     assert not world.locks.get(PRODUCTION).free_at(NOW)  # type: ignore[union-attr]
 
 
-def test_a_gate_that_cannot_be_asked_is_recorded_with_the_lock_then_raised() -> None:
-    # Given the alarms of staging cannot be read
+@pytest.mark.parametrize("failing", ["alarms unreadable", "wiring"])
+def test_a_gate_that_cannot_be_asked_is_recorded_with_the_lock_then_raised(failing: str) -> None:
+    # Given the alarms of staging cannot be read, or the gates' adapters cannot even be built
     world = World()
     step = deployment_step(1)
     health = step.environment.health.model_copy(update={"alarms": ["hello-errors"]})
@@ -367,9 +368,18 @@ def test_a_gate_that_cannot_be_asked_is_recorded_with_the_lock_then_raised() -> 
     alarms = FakeAlarms({})
     alarms.error = RuntimeError("CloudWatch is unavailable")
 
+    def unwired() -> GateCheck:
+        raise ConfigurationError("CONVEYOR_LEDGER_TABLE is not set")
+
+    gates, error = (
+        (_gates(step, alarms=alarms), "CloudWatch is unavailable")
+        if failing == "alarms unreadable"
+        else (unwired, "CONVEYOR_LEDGER_TABLE is not set")
+    )
+
     # When it takes the lock
-    with pytest.raises(RuntimeError, match="CloudWatch is unavailable"):
-        world.acquire(step, gates=_gates(step, alarms=alarms))
+    with pytest.raises(Exception, match=error) as raised:
+        world.acquire(step, gates=gates)
 
     # Then the lock it holds is in the ledger (NotifyFailure and the reconciler release it from there), and the
     # gate's failure is recorded as a CheckGates event naming the error
@@ -377,7 +387,11 @@ def test_a_gate_that_cannot_be_asked_is_recorded_with_the_lock_then_raised() -> 
     assert record is not None
     assert record.environments["staging"].status == "LOCKED"
     (event,) = world.ledger.stage_events("CheckGates")
-    assert (event.status, event.detail["error"]) == ("failed", "RuntimeError")
+    assert (event.environment, event.status, event.detail["error"]) == (
+        "staging",
+        "failed",
+        type(raised.value).__name__,
+    )
 
 
 def test_an_older_push_that_gets_the_lock_after_a_newer_one_went_live_changes_nothing() -> None:

@@ -138,6 +138,27 @@ def test_notify_for_an_event_outside_the_layout_records_a_deployment() -> None:
     assert "not of the form" in notifier.published[0][1]
 
 
+def test_notify_for_a_deployment_another_execution_recorded_meanwhile_leaves_it_to_that_one() -> None:
+    # Given this execution read no record, and another execution recorded the deployment before this one could
+    class RecordedMeanwhile(FakeLedger):
+        def get(self, deployment_id: str) -> DeploymentRecord | None:
+            if not self.records:
+                FakeLedger.start(self, PUSHED.ledger_record(f"{ARN}-other", "hello", "1.0.0"))
+                return None
+            return super().get(deployment_id)
+
+    ledger, notifier = RecordedMeanwhile(), FakeNotifier()
+    # When NotifyFailure runs
+    report = notify_failure(_failure("ArtifactLayoutError", "refused"), ledger=ledger, notifier=notifier)
+    # Then the other execution's record is not started over nor ended, nobody is paged, and the skip is recorded
+    record = ledger.get(PUSHED.deployment_id)
+    assert record is not None
+    assert (record.execution_arn, record.status, record.app) == (f"{ARN}-other", Outcome.IN_PROGRESS, "hello")
+    assert notifier.published == []
+    assert [entry["execution_arn"] for entry in ledger.records[PUSHED.deployment_id]["skipped"]] == [ARN]
+    assert report.outcome is Outcome.FAILED
+
+
 def test_notify_for_an_input_that_is_not_an_s3_event_uses_the_execution_name() -> None:
     ledger, notifier = FakeLedger(), FakeNotifier()
     report = notify_failure(

@@ -74,8 +74,9 @@ class DynamoLedger:
 
     def start(
         self, record: DeploymentRecord, *, environments: dict[str, dict[str, Any]] | None = None
-    ) -> DeploymentRecord:
-        """Create the deployment, or count one more attempt of it (a re-run of the same object), in one write.
+    ) -> DeploymentRecord | None:
+        """Create the deployment, or start this execution's attempt of it, in one write; None if the deployment is
+        no longer ``record.execution_arn``'s running one (it ended, or another execution took it over).
 
         Attempts are counted as the set of executions that started the deployment, so a retried or
         redriven stage of the same execution is not a new attempt. ``environments``: the entry each environment
@@ -92,18 +93,23 @@ class DynamoLedger:
             ":me": {record.execution_arn or "-"},
             ":created": record.created_at.isoformat(),
             ":id": record.deployment_id,
+            ":running": Outcome.IN_PROGRESS.value,
         }
         assignments = ", ".join(f"#{k} = :{k}" for k in fields)
         with ledger_errors("ledger start"):
-            response = self._table.update_item(
+            response = update_if(
+                self._table,
                 Key={"pk": self._pk(record.deployment_id), "sk": _META},
                 UpdateExpression=f"SET {assignments}, created_at = if_not_exists(created_at, :created), "
                 "deployment_id = :id ADD attempt_executions :me",
+                # A late start (its execution stopped, its record closed or claimed anew) writes nothing.
+                ConditionExpression="attribute_not_exists(pk) OR "
+                "(#execution_arn = :execution_arn AND #status = :running)",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        return self._record(response["Attributes"], events=[])
+        return None if response is None else self._record(response["Attributes"], events=[])
 
     def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None:
         """Write a stage event and, in the same ``TransactWriteItems``, what the stage records beside it

@@ -8,6 +8,8 @@ fencing token), ``sk=WAIT#<start time>#<execution>`` its queue. Each function ha
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Collection
 from typing import Any
 
@@ -214,6 +216,12 @@ class DynamoLocks:
 _OWNER = "OWNER"
 _CLAIM_ATTEMPTS = 3
 _BATCH_GET_KEYS = 100  # DynamoDB's limit per BatchGetItem
+_BATCH_GET_ROUNDS = 5  # keys still unprocessed after this many asks: an outage to name, not throttling to wait out
+
+
+def _backoff(round_: int) -> None:
+    """Wait before asking again for unprocessed keys: full jitter, as the SDKs back off (up to 50, 100, 200, 400 ms)."""
+    time.sleep(random.uniform(0, 0.05 * 2**round_))  # noqa: S311 - jitter, not a secret
 
 
 def _claim(item: dict[str, Any]) -> TargetClaim:
@@ -273,19 +281,28 @@ class DynamoTargetOwners:
 
     def owners(self, targets: Collection[str]) -> dict[str, TargetClaim]:
         """The claims on ``targets`` that exist, by target: one consistent ``BatchGetItem`` per 100 targets
-        (keys DynamoDB leaves unprocessed under load are asked again)."""
+        (keys DynamoDB leaves unprocessed under load are asked again, backing off; a ``LedgerError`` if they stay)."""
         claims: dict[str, TargetClaim] = {}
         wanted = list(dict.fromkeys(targets))
         with ledger_errors("target owners"):
             for start in range(0, len(wanted), _BATCH_GET_KEYS):
                 keys = [self._key(target) for target in wanted[start : start + _BATCH_GET_KEYS]]
                 request: dict[str, Any] = {self._table.name: {"Keys": keys, "ConsistentRead": True}}
-                while request:
+                for round_ in range(_BATCH_GET_ROUNDS):
+                    if round_:
+                        _backoff(round_)
                     response = self._resource.batch_get_item(RequestItems=request)
                     for item in response["Responses"].get(self._table.name, []):
                         claim = _claim(item)
                         claims[claim.target] = claim
                     request = response.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+                else:
+                    left = len(request[self._table.name]["Keys"])
+                    raise LedgerError(
+                        f"target owners: {left} of {len(keys)} keys still unprocessed after {_BATCH_GET_ROUNDS} asks"
+                    )
         return claims
 
     def release(self, target: str, *, app: str) -> bool:

@@ -220,6 +220,11 @@ class LedgerError(ConveyorError):
     """The deployment ledger could not be read or written."""
 
 
+class DeploymentNotOwnedError(ConveyorError):
+    """The deployment is no longer this execution's running attempt (its execution was stopped and the record
+    closed, or another execution claimed it since): a late stage writes nothing into it."""
+
+
 class StatusMoveRefusedError(ConveyorError):
     """An environment's recorded status may not move to the one a stage wrote (``may_move``): a late or
     stale stage never writes over a later state, such as SHIFTING over ROLLED_BACK."""

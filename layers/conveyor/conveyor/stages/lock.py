@@ -50,7 +50,7 @@ from conveyor.domain.ports import (
     Targets,
 )
 from conveyor.domain.records import LockState, Waiter
-from conveyor.domain.timing import utcnow
+from conveyor.domain.timing import TimedStage, utcnow
 from conveyor.domain.versions import compare, is_newer
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -385,7 +385,7 @@ def taken(
             )
         return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
     # The gates are asked under the lock, right before anything moves; what they decided is written with the lock.
-    check = gates() if gates is not None else None
+    check = _ask(gates, step) if gates is not None else None
     ledger.set_status_with_entry(
         deployment.deployment_id,
         Outcome.IN_PROGRESS,
@@ -415,6 +415,17 @@ def taken(
         gate=check.result if check is not None else None,
         **grant,
     )
+
+
+def _ask(gates: Callable[[], GateCheck], step: EnvironmentStep) -> GateCheck:
+    """The gates' answer (``decide_gates`` puts an error asking them in it). One whose wiring failed before they
+    could be asked (an adapter or setting) is a failed ``CheckGates`` too: written with the lock, then raised."""
+    timed = TimedStage(step.deployment.deployment_id, "CheckGates", step.environment.name)
+    try:
+        with timed:
+            return gates()
+    except Exception:
+        return GateCheck(event=timed.event, result=None, error=timed.error)
 
 
 def hold_companions(

@@ -238,14 +238,14 @@ def reconcile(
     deployment_id, pushed = deployment_of(ended)
     logger.set_correlation_id(deployment_id)
     record = ledger.get(deployment_id)
-    if record is not None and record.execution_arn not in (None, ended.execution_arn):
-        # A duplicate or superseded execution of the object: the deployment is another execution's.
-        return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)
     if record is None:
         seed = pushed or PushedObject(
             deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
         )
-        record = ledger.start(seed.ledger_record(ended.execution_arn, "-", "-"))
+        record = ledger.start(seed.ledger_record(ended.execution_arn, "-", "-")) or ledger.get(deployment_id)
+    if record is None or record.execution_arn not in (None, ended.execution_arn):
+        # A duplicate or superseded execution of the object: the deployment is another execution's.
+        return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)
 
     restored, left_alone = [], {}
     for name, entry in record.environments.items():

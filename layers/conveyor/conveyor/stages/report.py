@@ -54,6 +54,28 @@ def _failed_event(record: DeploymentRecord) -> tuple[str, str | None]:
     return "unknown stage", None
 
 
+def _record_unclaimed(
+    request: FailureRequest, pushed: PushedObject | None, deployment_id: str, *, ledger: Ledger
+) -> DeploymentRecord:
+    """Record a deployment whose failure came before it was recorded (a key outside the layout, which
+    ClaimDeployment does not claim), with whatever stage events were written for it. A start refused means another
+    execution recorded it meanwhile: then it is that one's (the caller tells)."""
+    try:
+        where = ArtifactKey.parse(pushed.key) if pushed else None
+    except ArtifactLayoutError:
+        where = None
+    seed = pushed or PushedObject(
+        deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
+    )
+    started = ledger.start(
+        seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
+    )
+    record = ledger.get(deployment_id) or started
+    if record is None:
+        raise LedgerError(f"ledger: deployment {deployment_id} is not recorded and could not be started")
+    return record
+
+
 def notify_failure(
     request: FailureRequest, *, ledger: Ledger, notifier: Notifier, locks: LockTable | None = None
 ) -> Report:
@@ -65,7 +87,9 @@ def notify_failure(
     deployment_id = pushed.deployment_id if pushed else "d-" + request.execution_arn.rsplit(":", 1)[-1]
     logger.set_correlation_id(deployment_id)
     record = ledger.get(deployment_id)
-    if record is not None and record.execution_arn not in (None, request.execution_arn):
+    if record is None:
+        record = _record_unclaimed(request, pushed, deployment_id, ledger=ledger)
+    if record.execution_arn not in (None, request.execution_arn):
         # This execution never owned the deployment (it failed before or while claiming it): the
         # owner's outcome is not ours to write. Recorded beside it, nobody paged twice.
         reason = f"{failure.error}: {failure.message}"
@@ -74,20 +98,6 @@ def notify_failure(
             {"execution_arn": request.execution_arn, "at": utcnow().isoformat(), "outcome": "FAILED", "reason": reason},
         )
         return Report(deployment_id=deployment_id, outcome=Outcome.FAILED, reason=reason, error=failure.error)
-    if record is None:
-        # The failure came before the deployment was recorded (a key outside the layout, which ClaimDeployment does
-        # not claim): record it now, with whatever stage events were written for it.
-        try:
-            where = ArtifactKey.parse(pushed.key) if pushed else None
-        except ArtifactLayoutError:
-            where = None
-        seed = pushed or PushedObject(
-            deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
-        )
-        record = ledger.start(
-            seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
-        )
-        record = ledger.get(deployment_id) or record
     if locks is not None:
         release_recorded_locks(record, holder=request.execution_arn, started_at=request.started_at, locks=locks)
     outcome = _outcome(record, failure.error)

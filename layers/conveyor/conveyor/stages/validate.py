@@ -11,6 +11,7 @@ from conveyor.domain.contracts import Deployment, ExecutionOptions, Outcome, Pac
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactRejectedError,
+    DeploymentNotOwnedError,
     DeploymentSupersededError,
     DowngradeRefusedError,
     ManifestInvalidError,
@@ -239,12 +240,16 @@ def validate_artifact(
                 "commit_time": manifest.commit.time if manifest.commit is not None else None,
             }
         )
-        ledger.start(
+        if not ledger.start(
             started,
             environments={
                 env.name: {"status": EnvironmentStatus.PENDING, **env.target.ledger_fields()} for env in environments
             },
-        )
+        ):
+            raise DeploymentNotOwnedError(
+                f"deployment {pushed.deployment_id} is no longer this execution's running attempt (it was closed or "
+                "claimed by another execution while it was validated): nothing was started"
+            )
         live = live_deployment(ledger, where.app, exclude=pushed.deployment_id)
         check_not_downgrade(
             manifest,
