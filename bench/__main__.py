@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from bench import coldstart, observe, overhead, projection, rollback, scale, transitions
-from bench.stack import BenchError, local_cloud
+from bench.stack import ROOT, BenchError, local_cloud
 
 SECTIONS = ("coldstart", "overhead", "transitions", "rollback", "scale")
 TIME_SCALE = 0.01
@@ -130,21 +130,42 @@ def section_overhead(bench, args: argparse.Namespace) -> None:
     _aws_projection(result, transitions.cost_of(history, TIME_SCALE).transitions)
 
 
+def _state_machine_functions() -> set[str]:
+    """The logical ids of the functions the state machine invokes (its ``DefinitionSubstitutions``' ``GetAtt``s):
+    the stage functions, told apart from the others (the outbox publisher, the reconciler)."""
+    from conveyor_local.provision import load_template
+
+    resources = load_template(ROOT / "template.yaml")["Resources"].values()
+    return {
+        value["Fn::GetAtt"][0]
+        for resource in resources
+        if resource["Type"] == "AWS::Serverless::StateMachine"
+        for value in resource["Properties"].get("DefinitionSubstitutions", {}).values()
+        if isinstance(value, dict) and "Fn::GetAtt" in value
+    }
+
+
 def _cold_starts(result: overhead.OverheadResult) -> None:
     targets = set(result.targets.values())
-    first = result.conveyor.warmup.invocations
-    stages = first.without(targets)
-    say("  cold stage functions per deployment (worker starts: REPORT lines with an Init Duration):")
+    everything = result.conveyor.warmup.invocations
+    first = everything.without(targets)
+    logical = _state_machine_functions()
+    stage_names = {name for name in first.invocations if name.rsplit("-", 1)[-1] in logical}
+    stages, others = first.only(stage_names), first.without(stage_names)
+    say("  cold functions per deployment (worker starts: REPORT lines with an Init Duration):")
     say(
         f"    first deployment on a fresh cloud (as on AWS once idle environments are reclaimed):"
-        f" {len(stages.cold)} distinct stage functions cold-started ({sum(stages.cold.values())} worker starts,"
-        f" {sum(stages.invocations.values())} stage invocations): {', '.join(sorted(stages.cold))}"
+        f" {len(stages.cold)} distinct stage functions cold-started (target <= 3, {verdict(len(stages.cold) <= 3)};"
+        f" {sum(stages.cold.values())} worker starts, {sum(stages.invocations.values())} stage invocations):"
+        f" {', '.join(sorted(stages.cold))}"
     )
-    say(f"      target versions cold-started by their health invoke: {sum(first.only(targets).cold.values())}")
+    if others.cold:
+        say(f"      beside them, not invoked by the state machine: {', '.join(sorted(others.cold))}")
+    say(f"      target versions cold-started by their health invoke: {sum(everything.only(targets).cold.values())}")
     warm = [run.invocations.without(targets) for run in result.conveyor.runs]
     say(
-        f"    warm runs: median {statistics.median(len(w.cold) for w in warm):.0f} stage functions cold-started,"
-        f" {statistics.median(sum(w.invocations.values()) for w in warm):.0f} stage invocations"
+        f"    warm runs: median {statistics.median(len(w.cold) for w in warm):.0f} functions cold-started,"
+        f" {statistics.median(sum(w.invocations.values()) for w in warm):.0f} invocations"
     )
 
 

@@ -109,3 +109,10 @@ def test_tree_cpu_of_a_missing_process_is_an_error() -> None:
     # Then measuring it is refused, naming the pid
     with pytest.raises(ProcessLookupError, match=str(child.pid)):
         tree_cpu_seconds(child.pid)
+
+
+def test_the_stage_functions_are_the_ones_the_state_machine_names() -> None:
+    # The bench's cold-start target counts the state machine's functions, not the outbox publisher or the reconciler
+    from bench.__main__ import _state_machine_functions
+
+    assert _state_machine_functions() == {"IntakeFunction", "RolloutFunction", "ReportFunction"}
