@@ -18,7 +18,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from conveyor import runtime, settings
 from conveyor.adapters import aws
-from conveyor.adapters.cloudwatch import CloudWatchAlarms
+from conveyor.adapters.cloudwatch import CloudWatchAlarms, CloudWatchLambdaMetrics
 from conveyor.adapters.dynamodb_ledger import HISTORY_PAGE_ITEMS, DynamoLedger
 from conveyor.adapters.dynamodb_locks import DynamoLocks, DynamoTargetOwners
 from conveyor.adapters.http import UrllibProber
@@ -908,6 +908,43 @@ def test_keys_left_unprocessed_are_asked_again_with_backoff_and_named_if_they_st
                 owners.owners([TARGET_ARN])
             assert waits == [1, 2, 3, 4]
         stub.assert_no_pending_responses()
+
+
+def test_a_window_shorter_than_a_second_is_read_as_whole_seconds_not_refused(cloud: Cloud) -> None:
+    # Given one invocation of version 2 through the alias, stamped inside the current second
+    now = datetime.now(UTC).replace(microsecond=600_000)
+    dimensions = [
+        {"Name": "FunctionName", "Value": FUNCTION},
+        {"Name": "Resource", "Value": f"{FUNCTION}:live"},
+        {"Name": "ExecutedVersion", "Value": "2"},
+    ]
+    cloud.cloudwatch.put_metric_data(
+        Namespace="AWS/Lambda",
+        MetricData=[{"MetricName": "Invocations", "Dimensions": dimensions, "Value": 1.0, "Timestamp": now}],
+    )
+    metrics = CloudWatchLambdaMetrics(runtime.session())
+
+    # When a step judged right after it started reads a window of 10 ms (CloudWatch, like moto, reads whole seconds:
+    # sent as is, StartTime would equal EndTime and be refused)
+    stats = metrics.version_stats(FUNCTION, "live", ["2"], now - timedelta(milliseconds=10), now)
+    points = metrics.series(
+        [
+            {
+                "Id": "inv",
+                "MetricStat": {
+                    "Metric": {"Namespace": "AWS/Lambda", "MetricName": "Invocations", "Dimensions": dimensions},
+                    "Period": 60,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        now - timedelta(milliseconds=10),
+        now,
+    )
+
+    # Then the second it falls in is read, with the invocation in it
+    assert stats["2"].invocations == 1
+    assert sum(points["inv"].values()) == 1.0
 
 
 def test_a_stopped_execution_is_quiet_from_its_stop_unless_a_stage_was_still_running(cloud: Cloud) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from boto3.session import Session
@@ -21,6 +21,16 @@ from conveyor.domain.errors import AlarmsUnavailableError, MetricsUnavailableErr
 from conveyor.domain.ports import VersionStats
 
 _NAMESPACE = "AWS/Lambda"
+
+
+def _whole_seconds(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The window widened to whole seconds, CloudWatch's finest resolution, as it reads a window anyway: one shorter
+    than a second (a step judged right after it started, or any step under a small time scale) is never sent with
+    StartTime equal to EndTime once truncated, which CloudWatch refuses."""
+    first, last = start.replace(microsecond=0), end.replace(microsecond=0)
+    if last < end or last <= first:
+        last = max(last, first) + timedelta(seconds=1)
+    return first, last
 
 
 def _period(start: datetime, end: datetime) -> int:
@@ -73,6 +83,7 @@ class CloudWatchLambdaMetrics:
     def series(self, queries: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, dict[datetime, float]]:
         """Each query's datapoints by timestamp, read oldest first (for a chart; raises botocore's errors)."""
         found: dict[str, dict[datetime, float]] = {}
+        start, end = _whole_seconds(start, end)
         pages = self._cloudwatch.get_paginator("get_metric_data").paginate(
             MetricDataQueries=queries, StartTime=start, EndTime=end, ScanBy="TimestampAscending"
         )
@@ -86,6 +97,7 @@ class CloudWatchLambdaMetrics:
     def version_stats(
         self, function_name: str, alias: str, versions: list[str], start: datetime, end: datetime
     ) -> dict[str, VersionStats]:
+        start, end = _whole_seconds(start, end)
         queries = alias_version_queries(
             function_name,
             alias,
