@@ -162,10 +162,10 @@ def _cold_starts(result: overhead.OverheadResult) -> None:
     if others.cold:
         say(f"      beside them, not invoked by the state machine: {', '.join(sorted(others.cold))}")
     say(f"      target versions cold-started by their health invoke: {sum(everything.only(targets).cold.values())}")
-    warm = [run.invocations.without(targets) for run in result.conveyor.runs]
+    warm = [run.invocations.only(stage_names) for run in result.conveyor.runs]
     say(
-        f"    warm runs: median {statistics.median(len(w.cold) for w in warm):.0f} functions cold-started,"
-        f" {statistics.median(sum(w.invocations.values()) for w in warm):.0f} invocations"
+        f"    warm runs: median {statistics.median(len(w.cold) for w in warm):.0f} stage functions cold-started,"
+        f" {statistics.median(sum(w.invocations.values()) for w in warm):.0f} stage invocations"
     )
 
 

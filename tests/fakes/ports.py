@@ -54,11 +54,11 @@ class FakeLedger:
         self, record: DeploymentRecord, *, environments: dict[str, dict[str, Any]] | None = None
     ) -> DeploymentRecord | None:
         existing = self.records.get(record.deployment_id)
-        if existing is not None and (existing["execution_arn"], existing["status"]) != (
-            record.execution_arn,
-            Outcome.IN_PROGRESS,
+        if existing is not None and (
+            existing["execution_arn"] != record.execution_arn
+            or existing["status"] not in (Outcome.IN_PROGRESS, Outcome.SKIPPED_DUPLICATE)
         ):
-            return None  # DynamoLedger's condition: new, or this execution's running attempt
+            return None  # DynamoLedger's condition: new, or this execution's running attempt (or duplicate verdict)
         data = record.model_dump(exclude={"events"})
         if environments is not None:
             data["environments"] = copy.deepcopy(environments)

@@ -461,6 +461,31 @@ def test_the_same_content_again_while_live_is_a_duplicate(
     assert len(cloud.s3.list_object_versions(Bucket=BUCKET, Prefix="releases/")["Versions"]) == 1
 
 
+def test_a_duplicate_s_validation_retried_after_its_verdict_was_written_answers_the_same(
+    cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
+) -> None:
+    # Given hello 1.0.0 live, and the same package pushed again, found a duplicate and recorded so
+    cloud.put_pipeline()
+    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
+    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+    event = _push(cloud, "one", created_at="2024-05-15T09:20:00Z")
+    again = _request(event, f"{EXECUTION_ARN}-2")
+    second = handlers["validate_artifact"].handler(again, context)
+
+    # When Step Functions retries that validation (its Lambda timed out after the verdict was written)
+    retried = handlers["validate_artifact"].handler(again, context)
+
+    # Then the same answer, recorded once on the carrier, no stray failure, one attempt
+    assert retried["duplicate_of"] == second["duplicate_of"] == first["deployment_id"]
+    record = runtime.ledger().get(second["deployment_id"])
+    assert record is not None
+    assert (record.status, record.attempts) == (Outcome.SKIPPED_DUPLICATE, 1)
+    assert [event.status for event in record.events] == ["duplicate", "duplicate"]
+    carrier = runtime.ledger().get(first["deployment_id"])
+    assert carrier is not None
+    assert [entry["deployment_id"] for entry in carrier.skipped] == [second["deployment_id"]]
+
+
 def test_byte_identical_code_under_another_version_reuses_the_stored_release(
     cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
@@ -590,3 +615,7 @@ def test_a_late_validation_starts_nothing_in_a_deployment_no_longer_its_own(
     }
     assert after.get("failure") == before.get("failure")
     assert "package_sha256" not in after
+    # And no stage event of it was written into the deployment
+    record = runtime.ledger().get(deployment_id)
+    assert record is not None
+    assert [event.stage for event in record.events if event.stage == "ValidateArtifact"] == []

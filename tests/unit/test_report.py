@@ -159,6 +159,26 @@ def test_notify_for_a_deployment_another_execution_recorded_meanwhile_leaves_it_
     assert report.outcome is Outcome.FAILED
 
 
+def test_notify_after_a_validation_refused_as_no_longer_its_own_writes_and_pages_nothing() -> None:
+    # Given the reconciler closed this execution's deployment after a stop (and notified), and the execution was
+    # then redriven into ValidateArtifact, which was refused
+    ledger, notifier = FakeLedger(), FakeNotifier()
+    ledger.start(PUSHED.ledger_record(ARN, "hello", "1.0.0"))
+    ledger.finish(PUSHED.deployment_id, Outcome.FAILED, {"error": "ExecutionStopped", "reason": "stopped"})
+    # When NotifyFailure runs on that refusal
+    report = notify_failure(
+        _failure("DeploymentNotOwnedError", "no longer this execution's running attempt"),
+        ledger=ledger,
+        notifier=notifier,
+    )
+    # Then the reconciler's outcome stands and nobody is paged again
+    record = ledger.get(PUSHED.deployment_id)
+    assert record is not None
+    assert (record.status, record.failure) == (Outcome.FAILED, {"error": "ExecutionStopped", "reason": "stopped"})
+    assert notifier.published == []
+    assert (report.outcome, report.error) == (Outcome.FAILED, "DeploymentNotOwnedError")
+
+
 def test_notify_for_an_input_that_is_not_an_s3_event_uses_the_execution_name() -> None:
     ledger, notifier = FakeLedger(), FakeNotifier()
     report = notify_failure(

@@ -53,6 +53,7 @@ def given(
         )
     )
     monkeypatch.setattr(operations, "execution_state", lambda cloud, arn: described(arn, execution))
+    assert record is not None
     return record
 
 

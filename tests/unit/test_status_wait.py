@@ -24,7 +24,9 @@ def started(ledger: FakeLedger, status: Outcome = Outcome.IN_PROGRESS) -> Deploy
         updated_at=utcnow(),
         execution_arn=EXECUTION,
     )
-    return ledger.start(record)
+    started = ledger.start(record)
+    assert started is not None
+    return started
 
 
 @pytest.mark.parametrize("execution", ["ABORTED", "TIMED_OUT"])

@@ -76,11 +76,13 @@ class DynamoLedger:
         self, record: DeploymentRecord, *, environments: dict[str, dict[str, Any]] | None = None
     ) -> DeploymentRecord | None:
         """Create the deployment, or start this execution's attempt of it, in one write; None if the deployment is
-        no longer ``record.execution_arn``'s running one (it ended, or another execution took it over).
+        no longer ``record.execution_arn``'s running one (another execution took it over, or it was closed: after a
+        stop, by the reconciler, so a redrive of that execution does not reopen it). A retried validation that had
+        found the push a duplicate judges again (``SKIPPED_DUPLICATE`` of this execution is reopened).
 
-        Attempts are counted as the set of executions that started the deployment, so a retried or
-        redriven stage of the same execution is not a new attempt. ``environments``: the entry each environment
-        starts with (replacing what an earlier attempt left), as given.
+        Attempts are counted as the set of executions that started the deployment, so a retried stage of the same
+        execution is not a new attempt. ``environments``: the entry each environment starts with (replacing what an
+        earlier attempt left), as given.
         """
         # Kept from the claim and from skipped executions, never reset by a (re)start; built_at until it is known.
         kept = {"events", "attempts", "created_at", "deployment_id", "skipped", "skipped_count"}
@@ -94,6 +96,7 @@ class DynamoLedger:
             ":created": record.created_at.isoformat(),
             ":id": record.deployment_id,
             ":running": Outcome.IN_PROGRESS.value,
+            ":duplicate": Outcome.SKIPPED_DUPLICATE.value,
         }
         assignments = ", ".join(f"#{k} = :{k}" for k in fields)
         with ledger_errors("ledger start"):
@@ -104,7 +107,7 @@ class DynamoLedger:
                 "deployment_id = :id ADD attempt_executions :me",
                 # A late start (its execution stopped, its record closed or claimed anew) writes nothing.
                 ConditionExpression="attribute_not_exists(pk) OR "
-                "(#execution_arn = :execution_arn AND #status = :running)",
+                "(#execution_arn = :execution_arn AND #status IN (:running, :duplicate))",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",

@@ -220,7 +220,7 @@ _BATCH_GET_ROUNDS = 5  # keys still unprocessed after this many asks: an outage 
 
 
 def _backoff(round_: int) -> None:
-    """Wait before asking again for unprocessed keys: full jitter, as the SDKs back off (up to 50, 100, 200, 400 ms)."""
+    """Wait before asking again for unprocessed keys: full jitter, as the SDKs do (at most 0.1, 0.2, 0.4, 0.8 s)."""
     time.sleep(random.uniform(0, 0.05 * 2**round_))  # noqa: S311 - jitter, not a secret
 
 

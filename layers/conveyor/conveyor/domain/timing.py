@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from conveyor.domain.errors import LedgerError, StatusMoveRefusedError
+from conveyor.domain.errors import DeploymentNotOwnedError, LedgerError, StatusMoveRefusedError
 from conveyor.domain.ports import Ledger, StageWrites
 from conveyor.domain.records import FAILED, StageEvent
 from conveyor.observability import logger
@@ -73,7 +73,8 @@ def timed_stage(
 
     ``writes``: what the body records beside the event (the environment's entry, what an alias serves),
     written with it in one ledger write once the body completed. A stage that raises is recorded as
-    failed with the error, its ``writes`` left out, then the error propagates. ``quiet``:
+    failed with the error, its ``writes`` left out, then the error propagates; one that found its deployment no
+    longer its own (``DeploymentNotOwnedError``) writes nothing into it. ``quiet``:
     a ledger that cannot take the record is logged, not raised (for a stage whose result matters
     more than its record, such as a health verdict on the way to a rollback; the reconciler fills
     in what is missing once the execution ends).
@@ -84,7 +85,9 @@ def timed_stage(
             yield detail
     finally:
         kept = None if timed.error is not None else writes
-        if quiet:
+        if isinstance(timed.error, DeploymentNotOwnedError):
+            pass  # the deployment is another execution's now (or closed): nothing of this stage is written into it
+        elif quiet:
             record_quietly(ledger, timed.event, kept)
         else:
             ledger.record_event(timed.event, kept or None)

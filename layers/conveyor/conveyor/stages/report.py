@@ -19,6 +19,7 @@ from conveyor.domain.contracts import FailureRequest, FinalizeRequest, Outcome, 
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactLayoutError,
+    DeploymentNotOwnedError,
     DeploymentSupersededError,
     DownMigrationFailedError,
     LedgerError,
@@ -98,6 +99,11 @@ def notify_failure(
             {"execution_arn": request.execution_arn, "at": utcnow().isoformat(), "outcome": "FAILED", "reason": reason},
         )
         return Report(deployment_id=deployment_id, outcome=Outcome.FAILED, reason=reason, error=failure.error)
+    if failure.error == DeploymentNotOwnedError.__name__:
+        # The deployment was closed under this execution (the reconciler ended it after a stop, and the execution was
+        # then redriven) or taken by another: whoever did wrote its outcome and told the on-call. Nothing more here.
+        logger.info("deployment no longer this execution's", extra={"status": record.status.value})
+        return Report(deployment_id=deployment_id, outcome=record.status, reason=failure.message, error=failure.error)
     if locks is not None:
         release_recorded_locks(record, holder=request.execution_arn, started_at=request.started_at, locks=locks)
     outcome = _outcome(record, failure.error)

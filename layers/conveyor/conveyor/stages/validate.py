@@ -166,8 +166,11 @@ def bind_version(
 
 
 def end_as_duplicate(ledger: Ledger, deployment_id: str, carrier: str, reason: str, execution_arn: str) -> None:
-    """The push is the same release as ``carrier``'s: recorded on both, nothing deployed, nobody paged."""
-    ledger.finish(deployment_id, Outcome.SKIPPED_DUPLICATE, {"reason": reason, "duplicate_of": carrier})
+    """The push is the same release as ``carrier``'s: recorded on both, nothing deployed, nobody paged.
+
+    Listed on the carrier first (once per execution), then this deployment is closed, only while it is this
+    execution's: a retry after either write judges again and writes the same.
+    """
     ledger.record_skip(
         carrier,
         {
@@ -178,6 +181,17 @@ def end_as_duplicate(ledger: Ledger, deployment_id: str, carrier: str, reason: s
             "reason": reason,
         },
     )
+    if not ledger.set_status(
+        deployment_id,
+        Outcome.SKIPPED_DUPLICATE,
+        owner=execution_arn,
+        expected=(Outcome.IN_PROGRESS, Outcome.SKIPPED_DUPLICATE),
+        fields={"failure": {"reason": reason, "duplicate_of": carrier}, "finished_at": utcnow().isoformat()},
+    ):
+        raise DeploymentNotOwnedError(
+            f"deployment {deployment_id} is no longer this execution's (closed or claimed by another execution while "
+            f"it was validated): not recorded as a duplicate of {carrier}"
+        )
     metrics.add_metric(name="DuplicateReleases", unit=MetricUnit.Count, value=1)
     logger.info("duplicate release", extra={"duplicate_of": carrier})
 
