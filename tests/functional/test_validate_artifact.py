@@ -404,15 +404,19 @@ def _push(cloud: Cloud, code: str, created_at: str = "2024-05-14T09:20:00Z") -> 
     return cloud.event_for(cloud.put_bundle(bundle))
 
 
+def _live_release(cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext) -> dict[str, Any]:
+    """hello 1.0.0 (package "one") validated and recorded live: the deployment ValidateArtifact returned."""
+    cloud.put_pipeline()
+    first: dict[str, Any] = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
+    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+    return first
+
+
 def test_the_same_version_with_other_content_is_refused_and_nothing_is_released(
     cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given hello 1.0.0 validated and live
-    cloud.put_pipeline()
-    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
-    from conveyor import runtime
-
-    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+    first = _live_release(cloud, handlers, context)
 
     # When 1.0.0 is pushed again with other code, built later
     event = _push(cloud, "two", created_at="2024-05-15T09:20:00Z")
@@ -438,11 +442,7 @@ def test_the_same_content_again_while_live_is_a_duplicate(
     cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given hello 1.0.0 live
-    cloud.put_pipeline()
-    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
-    from conveyor import runtime
-
-    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+    first = _live_release(cloud, handlers, context)
 
     # When the same package is pushed again as 1.0.0 in another bundle (rebuilt later)
     event = _push(cloud, "one", created_at="2024-05-15T09:20:00Z")
@@ -465,9 +465,7 @@ def test_a_duplicate_s_validation_retried_after_its_verdict_was_written_answers_
     cloud: Cloud, handlers: dict[str, StageHandler], context: FakeLambdaContext
 ) -> None:
     # Given hello 1.0.0 live, and the same package pushed again, found a duplicate and recorded so
-    cloud.put_pipeline()
-    first = handlers["validate_artifact"].handler(_request(_push(cloud, "one")), context)
-    runtime.ledger().finish(first["deployment_id"], Outcome.SUCCEEDED)
+    first = _live_release(cloud, handlers, context)
     event = _push(cloud, "one", created_at="2024-05-15T09:20:00Z")
     again = _request(event, f"{EXECUTION_ARN}-2")
     second = handlers["validate_artifact"].handler(again, context)
