@@ -10,7 +10,7 @@ with the traffic restored (or says it is not yet).
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.domain.contracts import Outcome
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
 

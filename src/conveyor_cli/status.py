@@ -7,8 +7,9 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.outcome import ENDED, Outcome
+from conveyor.domain.ports import ENDED as EXECUTION_ENDED
 from conveyor.domain.ports import ExecutionState, Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
@@ -19,11 +20,8 @@ HIDDEN = "(hidden)"
 START_TIMEOUT_SECONDS = 120.0
 """How long ``status --wait`` gives a pushed object to be recorded by an execution before it says none picked it up
 (EventBridge starts one within seconds; a cold ClaimDeployment adds a few more)."""
-TERMINAL = frozenset(Outcome) - {Outcome.IN_PROGRESS, Outcome.QUEUED}
 EXECUTION_POLL_SECONDS = 5.0
 """How often a follower asks whether a deployment's execution stopped before the ledger says it ended."""
-EXECUTION_ENDED = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
-"""Step Functions statuses of an execution that will do nothing more (RUNNING, PENDING_REDRIVE... may)."""
 
 
 class ExitCode(IntEnum):
@@ -71,7 +69,7 @@ OUTCOME_EXIT_CODES: dict[Outcome, ExitCode] = {
 
 def exit_code(record: DeploymentRecord, execution_status: str | None) -> ExitCode:
     """The exit code for a deployment as the ledger and Step Functions see it now."""
-    if record.status not in TERMINAL and execution_status in EXECUTION_ENDED:
+    if record.status not in ENDED and execution_status in EXECUTION_ENDED:
         return ExitCode.STOPPED
     # An outcome without a code (a unit test forbids it) still never reads as success.
     return OUTCOME_EXIT_CODES.get(record.status, ExitCode.FAILED)
@@ -245,7 +243,7 @@ def not_in_ledger(deployment_id: str, *, table: str, running_execution: str | No
 
 def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str | None:
     """What to tell about a deployment whose execution stopped before it ended (None otherwise)."""
-    if record.status in TERMINAL or execution_status not in EXECUTION_ENDED:
+    if record.status in ENDED or execution_status not in EXECUTION_ENDED:
         return None
     return (
         f"  its execution ended {execution_status} before the deployment finished: re-run it from the Step "
@@ -389,7 +387,7 @@ def wait_for(
                 if on_event:
                     on_event(event, record.created_at.timestamp())
             seen = len(record.events)
-            finished = record.status in TERMINAL
+            finished = record.status in ENDED
             # Step Functions is asked every poll once the ledger says it ended, else every EXECUTION_POLL_SECONDS.
             execution = None
             if record.execution_arn and (finished or time.monotonic() >= next_ask):

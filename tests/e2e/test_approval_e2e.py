@@ -12,8 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import operations
 from conveyor_cli.approvals import caller_identity, decide

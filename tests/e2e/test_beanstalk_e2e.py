@@ -9,8 +9,8 @@ idle environment's own URL but refuses the production host is swapped back durin
 from __future__ import annotations
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.target_identity import beanstalk_environment
 
 from conveyor_cli import operations

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.layout import artifact_key
+from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import main as cli
 from conveyor_cli import operations

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import pytest
-from conveyor.domain.contracts import Outcome
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import StageEvent
 
 from conveyor_cli import operations

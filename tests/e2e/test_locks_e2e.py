@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.layout import artifact_key, deployment_id, pipeline_key
 from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import operations

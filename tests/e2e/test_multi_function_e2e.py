@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome as DeploymentOutcome
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.outcome import Outcome as DeploymentOutcome
 from conveyor.domain.records import DeploymentRecord
 
 from conveyor_cli import main as cli

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
+from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import operations
 from conveyor_cli.reconcile import reconcile_executions

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.manifest import base64_digest
+from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import operations
 from conveyor_cli.rollback import manual_rollback

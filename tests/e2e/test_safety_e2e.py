@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import ExecutionState
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.contracts import PackageRef, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus, may_move
 from conveyor.domain.errors import (
     AliasChangedError,
@@ -24,6 +24,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig, base64_digest
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import (
     IN_FLIGHT_GRACE,
     AliasState,

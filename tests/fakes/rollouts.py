@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
 from conveyor_cli.report_sources import EnvironmentMetrics, MetricPoint

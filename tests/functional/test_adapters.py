@@ -26,7 +26,7 @@ from conveyor.adapters.lambda_functions import LambdaTargets
 from conveyor.adapters.s3 import S3Artifacts
 from conveyor.adapters.sns import SnsNotifier
 from conveyor.adapters.stepfunctions import StepFunctionsExecutions
-from conveyor.domain.contracts import Outcome, PackageRef, ServedRelease
+from conveyor.domain.contracts import PackageRef, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     BundleInvalidError,
@@ -44,6 +44,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.layout import release_key
 from conveyor.domain.manifest import FunctionConfig, base64_digest
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import IN_FLIGHT_GRACE, NOTICE_IN_FLIGHT, FunctionState, StageWrites
 from conveyor.domain.records import LockState, ReleaseRecord, StageEvent, Waiter
 

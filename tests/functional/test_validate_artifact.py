@@ -4,7 +4,6 @@ import pytest
 import yaml
 from conveyor import runtime
 from conveyor.adapters.dynamodb_locks import DynamoTargetOwners
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     BundleInvalidError,
@@ -22,6 +21,7 @@ from conveyor.domain.errors import (
     VersionInvalidError,
 )
 from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pushed_object import PushedObject
 
 from tests.fakes import make_bundle, make_manifest, make_package, pipeline_yaml

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import ApprovalRequest, CheckResult, FailureRequest, Outcome
+from conveyor.domain.contracts import ApprovalRequest, CheckResult, FailureRequest
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import PipelineInvalidError
 from conveyor.domain.locks import lock_target
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.stages.approval import request_approval

@@ -398,7 +398,7 @@ def test_lambda_only_commands_refuse_a_beanstalk_environment_naming_it(monkeypat
 def test_status_names_a_beanstalk_environment_and_its_versions() -> None:
     from datetime import UTC, datetime
 
-    from conveyor.domain.contracts import Outcome
+    from conveyor.domain.outcome import Outcome
     from conveyor.domain.records import DeploymentRecord
 
     from conveyor_cli.status import render_environments

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.timing import utcnow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.dora import DoraMetrics
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.notices import render_failure
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.timing import utcnow
 from rich.console import Console

@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
-from conveyor.domain.outcomes import emit_outcome_metrics
+from conveyor.domain.closing import emit_outcome_metrics
+from conveyor.domain.outcome import Outcome
 from conveyor.observability import MetricUnit, metrics
 
 from conveyor_cli.sample import ROOT

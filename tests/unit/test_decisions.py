@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conveyor.domain.closing import close_approvals
 from conveyor.domain.decisions import decide, may_decide
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
@@ -13,7 +14,6 @@ from conveyor.domain.errors import (
     SelfApprovalError,
     TaskAnswerError,
 )
-from conveyor.domain.outcomes import close_approvals
 
 from tests.fakes import FakeLedger, FakeTaskTokens
 from tests.unit.conftest import build_step, started_ledger

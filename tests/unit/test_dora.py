@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.dora import PERFORMANCE_LEVELS, Tier, dora_metrics, failed_change, tier_of
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.manual_rollback import manual_rollback
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import LambdaTarget
 from conveyor.domain.records import DeploymentRecord, StageEvent
 

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.errors import UnknownStageError
+from conveyor.domain.outcome import Outcome
 from conveyor.entry import stage_function
 from conveyor.observability import logger
 from pydantic import BaseModel, ValidationError

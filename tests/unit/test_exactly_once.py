@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Claim, ClaimRequest, Outcome
+from conveyor.domain.contracts import Claim, ClaimRequest
 from conveyor.domain.errors import (
     DeploymentSupersededError,
     DowngradeRefusedError,
@@ -16,6 +16,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.notices import publish_once
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.claim import claim_deployment
 from conveyor.stages.validate import check_not_downgrade

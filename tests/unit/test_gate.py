@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import EnvironmentStep, FailureRequest, GateResult, LockGrant, Outcome
+from conveyor.domain.contracts import EnvironmentStep, FailureRequest, GateResult, LockGrant
 from conveyor.domain.freeze import OperatorFreeze
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import PipelineSpec
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.time_scale import TimeScale

@@ -11,8 +11,9 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome
+from conveyor.domain.contracts import EnvironmentStep, LockGrant
 from conveyor.domain.locks import release_locks
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import LambdaTarget, RolloutPolicy
 from conveyor.domain.records import Waiter
 from conveyor.stages.lock import QUIET_SECONDS, newer_waiter

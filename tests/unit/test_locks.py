@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, Release, ServedRelease
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, Release, ServedRelease
 from conveyor.domain.errors import ConfigurationError, LedgerError, LockLostError, LockWaitTimeoutError
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.locks import release_locks
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import RolloutPolicy
 from conveyor.domain.ports import IN_FLIGHT_GRACE, GateCheck
 from conveyor.domain.records import DeploymentRecord

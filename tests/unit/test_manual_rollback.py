@@ -87,7 +87,7 @@ def _release(ledger: object, deployment_id: str, version: str, lambda_version: s
     """A deployment of hello ``version`` that published ``lambda_version`` in staging and ended ``status``."""
     from datetime import timedelta
 
-    from conveyor.domain.contracts import Outcome
+    from conveyor.domain.outcome import Outcome
     from conveyor.domain.records import DeploymentRecord
     from conveyor.domain.timing import utcnow
 
@@ -110,7 +110,7 @@ def _release(ledger: object, deployment_id: str, version: str, lambda_version: s
 
 def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it() -> None:
     # Given 0.9.0 went live in staging as Lambda version 1, before the live deployment moved it to 2
-    from conveyor.domain.contracts import Outcome
+    from conveyor.domain.outcome import Outcome
 
     targets, locks, ledger = _world()
     _release(ledger, "d-old", "0.9.0", "1", Outcome.SUCCEEDED)
@@ -136,8 +136,8 @@ def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it(
 
 
 def test_rollback_to_a_release_that_never_went_live_is_refused_by_name() -> None:
-    from conveyor.domain.contracts import Outcome
     from conveyor.domain.errors import ReleaseNotFoundError
+    from conveyor.domain.outcome import Outcome
 
     targets, locks, ledger = _world()
     _release(ledger, "d-bad", "0.9.5", "3", Outcome.ROLLED_BACK)

@@ -11,7 +11,6 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     AliasChangedError,
@@ -24,6 +23,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.notices import render_failure
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ownership import claim_targets
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec, RolloutPolicy
 from conveyor.domain.pushed_object import PushedObject

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, Outcome
+from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
 from conveyor.domain.notices import publish_once
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.timing import utcnow
 from conveyor.stages.lock import check_fence

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.errors import VersionConflictError
 from conveyor.domain.manifest import Manifest
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.stages.validate import bind_version
 

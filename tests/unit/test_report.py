@@ -4,10 +4,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest, Outcome
+from conveyor.domain.contracts import EnvironmentResult, EnvironmentStep, FailureRequest, FinalizeRequest
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
 from conveyor.domain.notices import render_failure, render_success
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import Notifications
 from conveyor.domain.ports import Invocation
 from conveyor.domain.pushed_object import PushedObject

@@ -14,8 +14,8 @@ from botocore.stub import Stubber
 from conveyor.adapters import aws
 from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics
 from conveyor.adapters.s3 import S3Artifacts
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
 from conveyor_cli.report import build_view, render_html, traffic_series

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, PackageRef, ServedRelease
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, PackageRef, ServedRelease
 from conveyor.domain.layout import release_key
 from conveyor.domain.manifest import Manifest, base64_digest
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import RolloutPolicy
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.versions import VersionOrder

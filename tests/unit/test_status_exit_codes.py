@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.errors import LedgerError
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 

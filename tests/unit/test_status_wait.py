@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conveyor.domain.contracts import Outcome
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 

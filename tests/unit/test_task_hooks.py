@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.errors import DownMigrationFailedError, HookFailedError, TargetNotManagedError
 from conveyor.domain.hooks import (
     MAX_HOOK_OUTPUT_BYTES,
@@ -17,6 +16,7 @@ from conveyor.domain.hooks import (
     judge_hook,
     step_hook_calls,
 )
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import PipelineSpec
 from conveyor.domain.trust import require_managed_hooks
 from conveyor.stages.hooks import record_hook

@@ -10,8 +10,6 @@ and the function's table says which stage answers. Logger keys are cleared on ev
 a warm function that served ``Deploy`` for one deployment never logs with its keys for the next.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
 from typing import Any
 

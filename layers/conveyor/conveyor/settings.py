@@ -4,15 +4,13 @@ There are no silent defaults for resource names: a missing variable is a ``Confi
 that names it.
 """
 
-from __future__ import annotations
-
 import os
 from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conveyor.domain.bundle import MAX_BUNDLE_BYTES
 from conveyor.domain.errors import ConfigurationError
+from conveyor.domain.limits import MAX_BUNDLE_BYTES
 from conveyor.domain.time_scale import TIME_SCALE_ENV, TimeScale
 
 #: The tag (value "true") a target function must carry before Conveyor may change it; the

@@ -29,9 +29,10 @@ from botocore.exceptions import ClientError
 
 from conveyor.adapters import aws
 from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_errors, query, scan, to_item, update_if
-from conveyor.domain.contracts import Outcome, ServedRelease
+from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentStatus, may_precede
 from conveyor.domain.errors import LedgerError, StatusMoveRefusedError
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, StageWrites
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
 from conveyor.domain.timing import utcnow

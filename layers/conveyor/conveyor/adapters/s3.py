@@ -16,7 +16,6 @@ from boto3.session import Session
 from botocore.exceptions import ClientError
 
 from conveyor.adapters import aws
-from conveyor.domain.bundle import MAX_BUNDLE_BYTES
 from conveyor.domain.errors import (
     BundleInvalidError,
     DigestMismatchError,
@@ -25,7 +24,7 @@ from conveyor.domain.errors import (
     ReleaseStoreError,
 )
 from conveyor.domain.layout import pipeline_key
-from conveyor.domain.limits import MAX_PIPELINE_SPEC_BYTES
+from conveyor.domain.limits import MAX_BUNDLE_BYTES, MAX_PIPELINE_SPEC_BYTES
 from conveyor.domain.manifest import base64_digest
 
 

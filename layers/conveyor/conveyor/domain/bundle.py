@@ -14,8 +14,6 @@ problem, and stays short: entry names and other attacker-chosen text are cut to 
 characters, so a hostile bundle cannot blow up the ledger record or the notification.
 """
 
-from __future__ import annotations
-
 import hashlib
 import io
 import stat
@@ -25,13 +23,9 @@ import zlib
 from dataclasses import dataclass
 
 from conveyor.domain.errors import BundleInvalidError, DigestMismatchError, ManifestInvalidError
-from conveyor.domain.limits import MAX_MANIFEST_BYTES
+from conveyor.domain.limits import MAX_BUNDLE_BYTES, MAX_MANIFEST_BYTES
 from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, Manifest
 
-#: Default bundle size limit; ``MAX_BUNDLE_BYTES`` in the ValidateArtifact function's environment
-#: (template parameter ``MaxBundleBytes``) may lower it, never raise it: the function holds the
-#: bundle and the package in memory at once.
-MAX_BUNDLE_BYTES = 100 * 1024 * 1024
 # Lambda's own limit for an unzipped deployment package.
 MAX_PACKAGE_UNZIPPED_BYTES = 250 * 1024 * 1024
 MAX_PACKAGE_ENTRIES = 20_000

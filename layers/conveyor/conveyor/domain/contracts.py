@@ -5,11 +5,8 @@ places results with ``ResultPath``. Request models ignore keys they do not use (
 carries more than any one stage needs); results are exact.
 """
 
-from __future__ import annotations
-
 import json
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -17,29 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from conveyor.domain.hooks import HookCall
 from conveyor.domain.limits import MAX_CHECK_REASON_BYTES, MAX_VERDICT_BYTES, clip, json_bytes
 from conveyor.domain.manifest import Manifest
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import EnvironmentSpec, Notifications, RolloutPolicy, TrafficStep
 from conveyor.domain.target_identity import Home
 from conveyor.domain.versions import BuiltVersion
-
-
-class Outcome(StrEnum):
-    IN_PROGRESS = "IN_PROGRESS"
-    SUCCEEDED = "SUCCEEDED"
-    ROLLED_BACK = "ROLLED_BACK"
-    FAILED = "FAILED"
-    ROLLBACK_FAILED = "ROLLBACK_FAILED"
-    QUEUED = "QUEUED"
-    """Waiting for an environment's lock held by another deployment (not terminal)."""
-    SUPERSEDED = "SUPERSEDED"
-    """A newer artifact arrived while this one waited for a lock; nothing was deployed."""
-    ABORTED = "ABORTED"
-    """Its execution was stopped (console, CLI, API) before it finished; the reconciler closed it."""
-    TIMED_OUT = "TIMED_OUT"
-    """Its execution ran past the state machine's timeout; the reconciler closed it."""
-    SKIPPED_DUPLICATE = "SKIPPED_DUPLICATE"
-    """A skipped execution's entry (``DeploymentRecord.skipped``); and the status of a deployment whose push is
-    the same release (app version and content) as one live or in progress (``failure.duplicate_of`` names it)."""
-
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -129,7 +107,7 @@ class ServedRelease(BaseModel):
     recorded_by: str = Field(description="the stage or operator action that moved the alias")
 
     @classmethod
-    def of(cls, deployment: Deployment, release: Release, *, recorded_by: str) -> ServedRelease:
+    def of(cls, deployment: Deployment, release: "Release", *, recorded_by: str) -> "ServedRelease":
         """What ``release``'s alias serves once ``deployment`` moved it to its new version at 100%."""
         return cls(
             function_name=release.function_name,
@@ -196,18 +174,18 @@ class Release(_Result):
         "only if nobody else did since",
     )
     beanstalk: BeanstalkRelease | None = None
-    companions: list[Release] = Field(
+    companions: "list[Release]" = Field(
         default_factory=list,
         description="a target of several functions: the release of each function after the first (same environment "
         "and alias), moved, judged and restored with it",
     )
 
     @property
-    def members(self) -> list[Release]:
+    def members(self) -> "list[Release]":
         """Every function's release: this one (the target's first function), then its companions."""
         return [self, *self.companions]
 
-    def member(self, function_name: str) -> Release:
+    def member(self, function_name: str) -> "Release":
         """The release of one of the target's functions."""
         return next(release for release in self.members if release.function_name == function_name)
 
@@ -248,7 +226,7 @@ class HealthVerdict(_Result):
     inconclusive_count: int = Field(default=0, description="inconclusive verdicts in a row at this step")
     retry_after_seconds: int = Field(default=0, description="when inconclusive: wait this long, then judge again")
 
-    def within(self, max_bytes: int = MAX_VERDICT_BYTES) -> HealthVerdict:
+    def within(self, max_bytes: int = MAX_VERDICT_BYTES) -> "HealthVerdict":
         """This verdict as the state may carry it: at most ``max_bytes`` as JSON.
 
         Every environment's last verdict stays in the execution's state, and checks answer with what
@@ -299,7 +277,7 @@ class RollbackResult(_Result):
     duration_ms: float
     reason: str
     recorded: bool = Field(default=True, description="false: the alias was restored but the ledger could not say so")
-    companions: list[RollbackResult] = Field(
+    companions: "list[RollbackResult]" = Field(
         default_factory=list, description="the companion functions restored with this one (Release.companions)"
     )
 
@@ -344,7 +322,7 @@ class ExecutionOptions(_Request):
     allow_downgrade: bool = False
 
     @classmethod
-    def from_input(cls, execution_input: dict[str, Any]) -> ExecutionOptions:
+    def from_input(cls, execution_input: dict[str, Any]) -> "ExecutionOptions":
         return cls.model_validate(execution_input.get("conveyor") or {})
 
 
@@ -374,7 +352,7 @@ class GateResult(_Result):
     waits ``wait_seconds`` (WaitForGate) and asks again, ``frozen`` and ``alarm`` end the deployment
     (DeploymentFrozenError, AlarmFiringError) with ``reason`` as the cause. Nothing is touched before ``open``."""
 
-    decision: GateDecision
+    decision: "GateDecision"
     environment: str
     reason: str = ""
     checked_at: datetime

@@ -19,8 +19,6 @@ Two approvers deciding at the same instant may each read the other's approval as
 then lost (asked again), never counted twice, so the gate never opens with fewer than N distinct approvers.
 """
 
-from __future__ import annotations
-
 import fnmatch
 import re
 from typing import Any, Literal

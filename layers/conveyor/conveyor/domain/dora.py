@@ -18,8 +18,6 @@
 Each key is graded with ``PERFORMANCE_LEVELS``, the table of the current DORA report.
 """
 
-from __future__ import annotations
-
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -30,8 +28,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
 _FAILED_CHANGES = frozenset({Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED})

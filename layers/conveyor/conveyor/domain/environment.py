@@ -6,8 +6,6 @@ item keeps its shape whichever version of Conveyor wrote or reads it. ``may_move
 says which status may follow which.
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any

@@ -15,8 +15,6 @@ that owns it, the environment and what changed), never from the stream record, s
 or the same change seen twice, publishes the same ``id``. Consumers dedupe on it.
 """
 
-from __future__ import annotations
-
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
@@ -24,8 +22,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.outcome import ENDED, Outcome
 
 SOURCE = "conveyor"
 """The EventBridge ``source`` of every lifecycle event (a rule matches ``{"source": ["conveyor"]}``)."""
@@ -34,20 +32,6 @@ SCHEMA_VERSION: Literal["1.0"] = "1.0"
 
 META_SK = "META"
 """The sort key of a deployment's item in the ledger (``pk=DEPLOYMENT#<id>``): the only item events come from."""
-
-ENDED = frozenset(
-    {
-        Outcome.SUCCEEDED,
-        Outcome.ROLLED_BACK,
-        Outcome.FAILED,
-        Outcome.ROLLBACK_FAILED,
-        Outcome.SUPERSEDED,
-        Outcome.ABORTED,
-        Outcome.TIMED_OUT,
-        Outcome.SKIPPED_DUPLICATE,
-    }
-)
-"""The deployment statuses that end it (``IN_PROGRESS`` and ``QUEUED`` do not)."""
 
 
 class LedgerChange(BaseModel):

@@ -19,8 +19,6 @@ Pure: no I/O, time passed in. The gate stage (``conveyor.stages.gate``) decides 
 deployment (wait or refuse, ``on_freeze``); ``pipeline.py`` carries the spec fields.
 """
 
-from __future__ import annotations
-
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
@@ -99,7 +97,7 @@ class RecurringSpan(_Spec):
         return value
 
     @model_validator(mode="after")
-    def _same_form(self) -> RecurringSpan:
+    def _same_form(self) -> "RecurringSpan":
         (start_day, start_time), (end_day, end_time) = _parse_wall(self.start), _parse_wall(self.end)
         if (start_day is None) != (end_day is None):
             raise ValueError("start and end must both name a day (weekly) or neither (daily)")
@@ -143,7 +141,7 @@ class OneOffSpan(_Spec):
     end: AwareDatetime
 
     @model_validator(mode="after")
-    def _ordered(self) -> OneOffSpan:
+    def _ordered(self) -> "OneOffSpan":
         if self.end <= self.start:
             raise ValueError(f"end {self.end.isoformat()} is not after start {self.start.isoformat()}")
         return self
@@ -164,7 +162,7 @@ class FreezeWindow(_Spec):
     )
 
     @model_validator(mode="after")
-    def _one_shape(self) -> FreezeWindow:
+    def _one_shape(self) -> "FreezeWindow":
         if (self.recurring is None) == (self.once is None):
             raise ValueError("a freeze window is either recurring or once: give exactly one of them")
         return self

@@ -23,8 +23,6 @@ the ledger as a stage event with the hook's output (bounded), and raises ``HookF
 the rollback branch.
 """
 
-from __future__ import annotations
-
 import json
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -126,8 +124,8 @@ class HookOutcome(BaseModel):
 def step_hook_calls(
     environment: EnvironmentSpec,
     *,
-    deployment: Deployment,
-    release: Release,
+    deployment: "Deployment",
+    release: "Release",
     weight: int,
     step: int,
 ) -> list[HookCall]:

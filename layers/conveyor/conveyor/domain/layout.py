@@ -7,8 +7,6 @@
   what a validated release deploys
 """
 
-from __future__ import annotations
-
 import hashlib
 import re
 from typing import Annotated
@@ -39,7 +37,7 @@ class ArtifactKey(BaseModel):
     version: Version
 
     @classmethod
-    def parse(cls, key: str) -> ArtifactKey:
+    def parse(cls, key: str) -> "ArtifactKey":
         match = _ARTIFACT_KEY.match(key)
         if match is None:
             raise ArtifactLayoutError(f"object key {key!r} is not of the form artifacts/<app>/<version>.zip")

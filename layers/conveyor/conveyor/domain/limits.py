@@ -30,6 +30,10 @@ MAX_PIPELINE_SPEC_BYTES = 64 * 1024
 """Bytes of a pipeline spec file (``pipelines/<app>.yaml``); a real one is 1-3 KiB."""
 MAX_PIPELINE_STATE_BYTES = 16 * 1024
 """Bytes of a parsed pipeline spec as JSON: the part of every state that carries the environments."""
+MAX_BUNDLE_BYTES = 100 * 1024 * 1024
+"""Bytes of a pushed bundle, by default; ``MAX_BUNDLE_BYTES`` in the ValidateArtifact function's environment
+(template parameter ``MaxBundleBytes``) may lower it, never raise it: the function holds the bundle and the
+package in memory at once."""
 MAX_MANIFEST_BYTES = 8 * 1024
 """Bytes of ``manifest.json``, and of the manifest as JSON: a real one is under 1 KiB, and its largest part,
 the function's environment, is held to Lambda's own 4 KiB limit."""

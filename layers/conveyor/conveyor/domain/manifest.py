@@ -1,7 +1,5 @@
 """The bundle's ``manifest.json``: what was built, from which commit, and its package's digest."""
 
-from __future__ import annotations
-
 import base64
 import json
 from datetime import datetime
@@ -127,7 +125,7 @@ class Manifest(_Strict):
     function_config: FunctionConfig | None = None
 
     @model_validator(mode="after")
-    def _fits_the_state(self) -> Manifest:
+    def _fits_the_state(self) -> "Manifest":
         # The manifest rides in every state of the execution (``Deployment.manifest``).
         size = json_bytes(self.model_dump(mode="json"))
         if size > MAX_MANIFEST_BYTES:
@@ -135,7 +133,7 @@ class Manifest(_Strict):
         return self
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Manifest:
+    def from_json(cls, raw: bytes) -> "Manifest":
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ManifestInvalidError(
                 f"{MANIFEST_NAME}: {len(raw)} bytes, more than the limit of {MAX_MANIFEST_BYTES}"

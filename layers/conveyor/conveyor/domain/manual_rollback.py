@@ -9,17 +9,16 @@ the rollback on that deployment in the ledger (by whom, when) and which release 
 serves (``ServedRelease``: what the lock's outdated check reads), and releases the lock.
 """
 
-from __future__ import annotations
-
 import time
 import uuid
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.domain.contracts import Outcome, ServedRelease
+from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError, TargetLockedError
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import LambdaTarget
 from conveyor.domain.ports import Ledger, LockTable, Targets
 from conveyor.domain.records import DeploymentRecord, StageEvent

@@ -6,9 +6,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
-from conveyor.domain.contracts import Deployment, Outcome
+from conveyor.domain.contracts import Deployment
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import LedgerError
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, Ledger
 from conveyor.domain.records import DeploymentRecord
 from conveyor.observability import logger

@@ -4,8 +4,6 @@ Environments are data: the state machine runs one definition of "deploy to an en
 for each entry, in order. Only targets named here can ever be deployed to.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -198,7 +196,7 @@ class ElasticBeanstalkTarget(_Spec):
         return {"function_name": self.application, "alias": self.environment, "target_kind": self.kind}
 
     @model_validator(mode="after")
-    def _pair_is_distinct(self) -> ElasticBeanstalkTarget:
+    def _pair_is_distinct(self) -> "ElasticBeanstalkTarget":
         if self.idle_environment is not None and self.idle_environment == self.environment:
             raise ValueError(f"idle_environment must differ from environment ({self.environment!r})")
         return self
@@ -363,7 +361,9 @@ class MetricsCheck(_Spec):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _default_rules_only_when_none_written(cls, data: Any, handler: ModelWrapValidatorHandler[MetricsCheck]) -> Any:
+    def _default_rules_only_when_none_written(
+        cls, data: Any, handler: "ModelWrapValidatorHandler[MetricsCheck]"
+    ) -> Any:
         defaulted = isinstance(data, dict) and not any(rule in data for rule in METRIC_RULES)
         model = handler({**DEFAULT_METRIC_RULES, **data} if defaulted else data)
         if defaulted:
@@ -437,7 +437,7 @@ class TaskHookSpec(_Spec):
     )
 
     @model_validator(mode="after")
-    def _heartbeat_within_timeout(self) -> TaskHookSpec:
+    def _heartbeat_within_timeout(self) -> "TaskHookSpec":
         """The state reads both from the spec (``HeartbeatSecondsPath``): an unset heartbeat is the timeout."""
         if self.heartbeat_seconds is None:
             object.__setattr__(self, "heartbeat_seconds", self.timeout_seconds)
@@ -533,7 +533,7 @@ class HealthSpec(_Spec):
         return [] if value is None else [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
-    def _checks_something(self) -> HealthSpec:
+    def _checks_something(self) -> "HealthSpec":
         checks = (self.metrics, self.http, self.pre_traffic, self.post_traffic, self.environment)
         if all(check is None for check in checks) and not self.alarms and not self.synthetic:
             raise ValueError(
@@ -614,7 +614,7 @@ class ApprovalSpec(_Spec):
     )
 
     @model_validator(mode="after")
-    def _enough_approvers(self) -> ApprovalSpec:
+    def _enough_approvers(self) -> "ApprovalSpec":
         """N distinct approvers cannot come from fewer IAM users. Only a list of IAM user ARNs is counted: a
         role (every person who assumes it), a name (a role's, or a session's) or a pattern may match many."""
         users = {a for a in self.approvers if ":user/" in a and not set(a) & {"*", "?"}}
@@ -645,7 +645,7 @@ class EnvironmentSpec(_Spec):
         return steps
 
     @model_validator(mode="after")
-    def _checks_fit_the_target(self) -> EnvironmentSpec:
+    def _checks_fit_the_target(self) -> "EnvironmentSpec":
         """A Lambda target has no environment health; an EB target is judged by it, has no versions to
         invoke or per-version Lambda metrics, and moves traffic all at once or by a CNAME swap."""
         if isinstance(self.target, LambdaTarget):
@@ -681,7 +681,7 @@ class EnvironmentSpec(_Spec):
         return self
 
     @model_validator(mode="after")
-    def _every_step_judged(self) -> EnvironmentSpec:
+    def _every_step_judged(self) -> "EnvironmentSpec":
         """Refuse a plan with a step no configured check runs at: its verdict would always be "no health
         check ran", so every deployment would fail there (a ``blue_green`` verification judged only by
         metrics or HTTP, which need traffic; a canary judged only by a post-traffic hook)."""
@@ -698,7 +698,7 @@ class EnvironmentSpec(_Spec):
         return self
 
     @model_validator(mode="after")
-    def _hooks_at_plan_steps(self) -> EnvironmentSpec:
+    def _hooks_at_plan_steps(self) -> "EnvironmentSpec":
         """A step hook runs where the plan moves the alias: a weight the plan never takes would never run it."""
         weights = [step.weight for step in self.traffic_steps()]
         names = [hook.name for hook in self.hooks_by_name()]
@@ -794,7 +794,7 @@ class PipelineSpec(RolloutPolicy):
         return RolloutPolicy.model_validate(self.model_dump(include=set(RolloutPolicy.model_fields)))
 
     @model_validator(mode="after")
-    def _unique(self) -> PipelineSpec:
+    def _unique(self) -> "PipelineSpec":
         names = [env.name for env in self.environments]
         if len(set(names)) != len(names):
             raise ValueError(f"environment names must be unique, got {names}")
@@ -810,7 +810,7 @@ class PipelineSpec(RolloutPolicy):
         return self
 
     @model_validator(mode="after")
-    def _fits_the_state(self) -> PipelineSpec:
+    def _fits_the_state(self) -> "PipelineSpec":
         # Every state of the execution carries the environments: bounded as a whole, not only per field.
         size = json_bytes(self.model_dump(mode="json"))
         if size > MAX_PIPELINE_STATE_BYTES:
@@ -818,7 +818,7 @@ class PipelineSpec(RolloutPolicy):
         return self
 
     @classmethod
-    def from_yaml(cls, raw: bytes | str, source: str) -> PipelineSpec:
+    def from_yaml(cls, raw: bytes | str, source: str) -> "PipelineSpec":
         """Parse and validate a spec; every refusal is a ``PipelineInvalidError`` naming ``source``.
 
         The size is checked before parsing, and YAML anchors and aliases are refused, so a hostile

@@ -4,17 +4,16 @@ Each port is a ``typing.Protocol``; one adapter per AWS service implements it (`
 and the tests' fakes implement it in memory (``tests/fakes/ports.py``). Nothing here does I/O.
 """
 
-from __future__ import annotations
-
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from conveyor.domain.contracts import GateResult, Outcome, PackageRef, ServedRelease
+from conveyor.domain.contracts import GateResult, PackageRef, ServedRelease
 from conveyor.domain.events import LifecycleEvent
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord, LockState, ReleaseRecord, StageEvent, TargetClaim, Waiter
 
 # --- the ledger, the locks and who owns a target ----------------------------------------------------

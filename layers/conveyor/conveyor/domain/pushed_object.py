@@ -1,16 +1,15 @@
 """The pushed object a deployment starts from: the S3 Object Created event, parsed and bounded."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from conveyor.domain.contracts import ArtifactRef, Outcome
+from conveyor.domain.contracts import ArtifactRef
 from conveyor.domain.errors import (
     ArtifactLayoutError,
 )
 from conveyor.domain.layout import deployment_id
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
 from conveyor.domain.validation import describe
@@ -63,7 +62,7 @@ class PushedObject(BaseModel):
     requester: str | None
 
     @classmethod
-    def from_event(cls, event: dict[str, Any]) -> PushedObject:
+    def from_event(cls, event: dict[str, Any]) -> "PushedObject":
         try:
             parsed = ObjectCreatedEvent.model_validate(event)
         except ValidationError as exc:

@@ -5,15 +5,13 @@ how they sit in DynamoDB (keys, attribute names) is the adapters' business
 (``conveyor.adapters.dynamodb_ledger``, ``conveyor.adapters.dynamodb_locks``).
 """
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentEntry
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.versions import BuiltVersion
 
 FAILED = "failed"

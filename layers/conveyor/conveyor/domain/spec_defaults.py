@@ -6,8 +6,6 @@ health rules), ``pipeline show`` prints every value with its defaults marked, an
 (``pipeline_schema``) carries each default for editor completion. ``null`` turns a limit off.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass

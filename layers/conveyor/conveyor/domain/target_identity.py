@@ -17,8 +17,6 @@ No I/O here: the caller learns its ``Home`` (a Lambda context's ``invoked_functi
 the CLI) and passes it in.
 """
 
-from __future__ import annotations
-
 import re
 from typing import Annotated
 
@@ -56,7 +54,7 @@ class Home(BaseModel):
     region: Region
 
     @classmethod
-    def from_arn(cls, arn: str) -> Home:
+    def from_arn(cls, arn: str) -> "Home":
         """The home of a resource of Conveyor's own: a stage's ``context.invoked_function_arn``, the
         state machine's ARN (the CLI). No STS call: the ARN already says where it is."""
         match = _RESOURCE.match(arn)
@@ -76,7 +74,7 @@ class FunctionRef(BaseModel):
     partition: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> FunctionRef:
+    def parse(cls, text: str) -> "FunctionRef":
         """Parse ``text`` (any of ``FORMS``, unqualified); a ``ValueError`` that says what is wrong otherwise."""
         for pattern in (_FULL, _PARTIAL, _BARE):
             match = pattern.match(text)
@@ -96,7 +94,7 @@ class FunctionRef(BaseModel):
             )
         raise ValueError(f"{text!r} is not {FORMS} (a name is 1-64 letters, digits, '-' or '_')")
 
-    def resolve(self, home: Home, *, field: str) -> FunctionId:
+    def resolve(self, home: Home, *, field: str) -> "FunctionId":
         """The canonical identity in ``home``; ``ForeignTargetError`` naming ``field`` if it is elsewhere."""
         for part, written, ours in (
             ("account", self.account, home.account),

@@ -9,8 +9,6 @@ approval expires) and say both times wherever a time is shown: "within 1 h (36 s
 The local cloud gives the scale to its Lambda workers in ``TIME_SCALE_ENV`` (absent on AWS: 1).
 """
 
-from __future__ import annotations
-
 import math
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -18,8 +18,6 @@ Text comparison of versions is never used: ``"1.10.0" < "1.9.0"`` and ``"9f1c2e7
 text, whatever was built first.
 """
 
-from __future__ import annotations
-
 import re
 from datetime import datetime
 from typing import Literal
@@ -56,7 +54,7 @@ class SemVer(BaseModel):
     build: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, text: str) -> SemVer:
+    def parse(cls, text: str) -> "SemVer":
         """Parse ``text``; ``VersionInvalidError`` naming it when it is not SemVer 2.0."""
         match = _SEMVER.match(text)
         if match is None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from conveyor.domain.contracts import Claim, ClaimRequest, ExecutionOptions, Outcome
+from conveyor.domain.contracts import Claim, ClaimRequest, ExecutionOptions
 from conveyor.domain.errors import ArtifactLayoutError
 from conveyor.domain.layout import ArtifactKey
+from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import Executions, Ledger
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.timing import utcnow
@@ -39,7 +40,6 @@ RETRYABLE = frozenset(
         Outcome.SKIPPED_DUPLICATE,
     }
 )
-UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
 def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions, artifact_bucket: str) -> Claim:

@@ -34,10 +34,11 @@ from functools import cmp_to_key
 from typing import Any
 
 from conveyor.domain.beanstalk import serving_label
-from conveyor.domain.contracts import EnvironmentStep, LockGrant, Outcome, ServedRelease
+from conveyor.domain.contracts import EnvironmentStep, LockGrant, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConfigurationError, LockLostError, LockWaitTimeoutError
 from conveyor.domain.locks import companion_lock_targets, lock_target, release_deployment_locks, waiter_key
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, RolloutPolicy
 from conveyor.domain.ports import (
     AliasState,

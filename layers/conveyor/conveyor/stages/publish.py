@@ -6,16 +6,17 @@ sent to the publisher's on-failure queue (``template.yaml``); since each event's
 it describes (``conveyor.domain.events``), a retried batch publishes the same ids again, never new ones.
 """
 
-from __future__ import annotations
-
 from collections import Counter
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from conveyor.domain.events import LedgerChange, lifecycle_events
-from conveyor.domain.ports import EventBus
 from conveyor.observability import logger
+
+if TYPE_CHECKING:  # the port is an annotation here: the publisher's cold start does not load every port
+    from conveyor.domain.ports import EventBus
 
 
 class Publication(BaseModel):
@@ -29,7 +30,7 @@ class Publication(BaseModel):
     detail_types: dict[str, int]
 
 
-def publish_changes(changes: Sequence[LedgerChange], *, bus: EventBus) -> Publication:
+def publish_changes(changes: Sequence[LedgerChange], *, bus: "EventBus") -> Publication:
     """Put the lifecycle events ``changes`` mean on ``bus``, in order; ``EventPublishError`` if it refused some."""
     events = lifecycle_events(changes)
     published = bus.put(events) if events else 0

@@ -30,18 +30,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.domain.beanstalk import restore_production
-from conveyor.domain.contracts import (
-    BeanstalkRelease,
-    ExecutionEnded,
-    Outcome,
-    Reconciliation,
-    Release,
-)
+from conveyor.domain.closing import close_approvals, emit_outcome_metrics
+from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
-from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord

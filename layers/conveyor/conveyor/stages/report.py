@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.domain.contracts import FailureRequest, FinalizeRequest, Outcome, Report
+from conveyor.domain.closing import close_approvals, emit_outcome_metrics
+from conveyor.domain.contracts import FailureRequest, FinalizeRequest, Report
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactLayoutError,
@@ -28,7 +29,7 @@ from conveyor.domain.errors import (
 from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_deployment_locks, release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, render_failure, render_success
-from conveyor.domain.outcomes import close_approvals, emit_outcome_metrics
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger, LockTable, Notifier, StageWrites
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord

@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from conveyor.domain.bundle import open_bundle
-from conveyor.domain.contracts import Deployment, ExecutionOptions, Outcome, PackageRef, ValidateRequest
+from conveyor.domain.contracts import Deployment, ExecutionOptions, PackageRef, ValidateRequest
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ArtifactRejectedError,
@@ -20,6 +20,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.layout import ArtifactKey, pipeline_key, release_key
 from conveyor.domain.manifest import Manifest
+from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ownership import claim_targets, resolve_all_members, resolve_targets, with_canonical_targets
 from conveyor.domain.pipeline import LambdaTarget, PipelineSpec
 from conveyor.domain.ports import ArtifactStore, Executions, Ledger, TargetOwners, Targets
@@ -102,9 +103,6 @@ def check_not_downgrade(
         "refused as a downgrade. To allow it: pipeline allow_downgrade: true, or start the execution with "
         '{"conveyor": {"allow_downgrade": true}} beside the event (or use conveyor rollback)'
     )
-
-
-UNFINISHED = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
 def bind_version(

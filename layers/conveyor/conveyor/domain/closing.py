@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.domain.contracts import Outcome
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     ApprovalRejectedError,
 )
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from conveyor.domain.time_scale import TimeScale
