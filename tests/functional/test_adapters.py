@@ -37,6 +37,7 @@ from conveyor.domain.errors import (
     NotificationError,
     PipelineNotFoundError,
     StatusMoveRefusedError,
+    TargetInvokeError,
     TargetNotFoundError,
     TargetNotManagedError,
     TargetReadError,
@@ -244,6 +245,14 @@ def test_ensure_managed_when_iam_denies_reading_an_untagged_function(cloud: Clou
             LambdaTargets(runtime.session()).ensure_managed("hello-hook", "conveyor:managed")
 
 
+def test_ensure_managed_names_any_other_failure_as_a_read_error(cloud: Cloud) -> None:
+    # A stage sees the port's errors only: Lambda throttling GetFunction past the SDK's retries is named, not leaked
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
+        stub.add_client_error("get_function", "TooManyRequestsException", "Rate exceeded", 429)
+        with pytest.raises(TargetReadError, match=r"reading target function 'hello-hook' failed: .*Rate exceeded"):
+            LambdaTargets(runtime.session()).ensure_managed("hello-hook", "conveyor:managed")
+
+
 def test_alias_version_of_a_missing_alias_is_none(cloud: Cloud) -> None:
     assert LambdaTargets(runtime.session()).alias_version("hello-staging", "canary") is None
     assert LambdaTargets(runtime.session()).alias_version("hello-staging", "live") == "1"
@@ -271,6 +280,14 @@ def test_invoke_keeps_a_non_json_answer_as_text(cloud: Cloud) -> None:
     with Stubber(aws.client(runtime.session(), "lambda")) as stub:
         stub.add_response("invoke", {"StatusCode": 200, "ExecutedVersion": "2", "Payload": _stream(b"<html>")})
         assert targets.invoke("hello-staging", "2", {}).payload == "<html>"
+
+
+def test_an_invoke_lambda_refuses_is_an_invoke_error_naming_the_function(cloud: Cloud) -> None:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
+        stub.add_client_error("invoke", "ResourceNotFoundException", "Function not found: hello-staging:9", 404)
+        with pytest.raises(TargetInvokeError, match=r"invoking hello-staging:9 failed: .*Function not found"):
+            targets.invoke("hello-staging", "9", {})
 
 
 def test_publish_version_failure_is_a_deploy_error(cloud: Cloud) -> None:

@@ -2,9 +2,8 @@ import copy
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from conveyor.domain.contracts import CheckResult, Release, TrafficState
-from conveyor.domain.errors import TrafficShiftError
+from conveyor.domain.errors import TargetInvokeError, TrafficShiftError
 from conveyor.domain.pipeline import SyntheticCheck
 from conveyor.domain.ports import Invocation
 from conveyor.stages.health import alarm_checks, decide, evaluate_health, mismatches, synthetic_check
@@ -138,7 +137,7 @@ def test_synthetic_check_fails_when_the_function_raises() -> None:
 
 
 def test_synthetic_check_fails_when_the_invoke_call_fails() -> None:
-    error = ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no version 2"}}, "Invoke")
+    error = TargetInvokeError("invoking hello-staging:2 failed: ResourceNotFoundException: no version 2")
     result = synthetic_check(_targets(error), RELEASE, CHECK)
     assert result.status == "fail"
     assert result.reason.startswith("invoking hello-staging:2 failed: ")

@@ -72,7 +72,7 @@ class BeanstalkTargets:
                 SourceBundle={"S3Bucket": bucket, "S3Key": key},
                 Process=True,
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise DeployFailedError(
                 f"creating version {label} of Elastic Beanstalk app {application} from s3://{bucket}/{key} "
                 f"failed: {exc}"
@@ -93,7 +93,7 @@ class BeanstalkTargets:
                 OptionSettings=[{**HEALTHCHECK_OPTION, "Value": health_path}],
                 Tags=[{"Key": tag_key, "Value": "true"}],
             )
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise DeployFailedError(
                 f"creating Elastic Beanstalk environment {application}/{name} failed: {exc}"
             ) from exc
@@ -102,14 +102,14 @@ class BeanstalkTargets:
     def deploy_version(self, application: str, name: str, label: str) -> BeanstalkEnvironment:
         try:
             self._eb.update_environment(ApplicationName=application, EnvironmentName=name, VersionLabel=label)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise DeployFailedError(f"updating {application}/{name} to version {label} failed: {exc}") from exc
         return self._ready(application, name, DeployFailedError)
 
     def swap_cnames(self, application: str, source: str, destination: str) -> None:
         try:
             self._eb.swap_environment_cnames(SourceEnvironmentName=source, DestinationEnvironmentName=destination)
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise TrafficShiftError(
                 f"swapping the CNAMEs of {application}/{source} and {destination} failed: {exc}"
             ) from exc
@@ -128,6 +128,8 @@ class BeanstalkTargets:
         except ClientError as exc:
             if aws.error_code(exc) != "InvalidRequestException":  # enhanced health is off: basic health remains
                 raise TargetReadError(f"reading the health of {application}/{name} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TargetReadError(f"reading the health of {application}/{name} failed: {exc}") from exc
         env = self.environment(application, name)
         if env is None:
             return BeanstalkHealth(color="Grey", status=None, causes=[f"{application}/{name} does not exist"])

@@ -14,6 +14,7 @@ from conveyor.domain.contracts import PackageRef
 from conveyor.domain.errors import (
     AliasChangedError,
     DeployFailedError,
+    TargetInvokeError,
     TargetNotFoundError,
     TargetNotManagedError,
     TargetReadError,
@@ -47,7 +48,9 @@ class LambdaTargets:
                     f"target function {function_name!r} is not tagged {tag_key}=true (reading it was denied); "
                     "Conveyor may not change it"
                 ) from exc
-            raise
+            raise TargetReadError(f"reading target function {function_name!r} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TargetReadError(f"reading target function {function_name!r} failed: {exc}") from exc
         if response.get("Tags", {}).get(tag_key) != "true":
             raise TargetNotManagedError(
                 f"target function {function_name!r} is not tagged {tag_key}=true; Conveyor may not change it"
@@ -200,9 +203,12 @@ class LambdaTargets:
     def invoke(self, function_name: str, qualifier: str, payload: dict[str, Any]) -> Invocation:
         started = time.perf_counter()
         # A qualified name, not ``Qualifier=``: the same on AWS, and the local cloud honours it.
-        response = self._lambda.invoke(
-            FunctionName=f"{function_name}:{qualifier}", Payload=json.dumps(payload).encode()
-        )
+        try:
+            response = self._lambda.invoke(
+                FunctionName=f"{function_name}:{qualifier}", Payload=json.dumps(payload).encode()
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise TargetInvokeError(f"invoking {function_name}:{qualifier} failed: {exc}") from exc
         elapsed = (time.perf_counter() - started) * 1000
         raw = response["Payload"].read()
         try:

@@ -103,6 +103,11 @@ class TargetReadError(TargetError):
     """Reading the target's alias or a version failed (throttled past the SDK's retries, unavailable, denied)."""
 
 
+class TargetInvokeError(TargetError):
+    """Invoking a function (a synthetic check, a hook) failed: Lambda refused the call, throttled it past the SDK's
+    retries, or could not be reached. The function's own error is not this: it is the invocation's answer."""
+
+
 class DeployFailedError(TargetError):
     """Updating the function's code or publishing its version failed."""
 

@@ -27,7 +27,6 @@ import json
 from datetime import datetime
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from conveyor.domain.analysis import judge_metrics, metric_window
@@ -99,10 +98,8 @@ def synthetic_check(targets: Targets, release: Release, check: SyntheticCheck) -
     where = f"{release.function_name}:{qualifier}"
     try:
         invocation = targets.invoke(release.function_name, qualifier, check.payload)
-    except (ClientError, BotoCoreError) as exc:
-        return CheckResult(
-            name="synthetic", kind="synthetic", status="fail", reason=f"invoking {where} failed: {exc}", evidence={}
-        )
+    except TargetError as exc:
+        return CheckResult(name="synthetic", kind="synthetic", status="fail", reason=str(exc), evidence={})
     evidence = {
         "function": where,
         "duration_ms": invocation.duration_ms,
@@ -233,12 +230,12 @@ def hook_check(targets: Targets, hook: HookSpec, payload: HookPayload) -> CheckR
     try:
         # Checked at validation too; asked again here, as IAM does, in case the tag went since.
         targets.ensure_managed(hook.function_name, MANAGED_TAG_KEY)
-    except (TargetError, ClientError, BotoCoreError) as exc:
+    except TargetError as exc:
         return CheckResult(name=name, kind="hook", status="fail", reason=f"{where} was not invoked: {exc}")
     try:
         invocation = targets.invoke(hook.function_name, hook.qualifier, payload.model_dump(mode="json"))
-    except (ClientError, BotoCoreError) as exc:
-        return CheckResult(name=name, kind="hook", status="fail", reason=f"invoking {where} failed: {exc}")
+    except TargetError as exc:
+        return CheckResult(name=name, kind="hook", status="fail", reason=f"{payload.phase} hook: {exc}")
     evidence = {"hook": f"{hook.function_name}:{hook.qualifier}", "duration_ms": invocation.duration_ms}
     if invocation.function_error:
         body = invocation.payload if isinstance(invocation.payload, dict) else {}

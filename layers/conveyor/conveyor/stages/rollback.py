@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import time
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import EnvironmentStep, Release, RollbackResult
 from conveyor.domain.environment import EnvironmentStatus
@@ -108,7 +106,7 @@ def roll_back(
             if isinstance(exc.__cause__, RestoreIncompleteError):
                 _record_incomplete(deployment.deployment_id, release.environment, exc.__cause__, ledger)
             raise
-        except (ConveyorError, ClientError, BotoCoreError) as exc:
+        except ConveyorError as exc:
             target = release.version_before or "(no alias)"
             raise RollbackFailedError(
                 f"could not restore {release.function_name}:{release.alias} to {target}: {exc}. "
