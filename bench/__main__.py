@@ -112,6 +112,12 @@ def section_overhead(bench, args: argparse.Namespace) -> None:
             f" ({calls.lambda_quota_bound} under the shared 15/s quota), besides"
             f" {calls.count('lambda', observe.LAMBDA_DATA_PLANE)} invocations"
         )
+    ceiling = safe.calls.lambda_control_plane + 4
+    say(
+        f"    targets: Conveyor {c.calls.total} calls (target <= 60, {verdict(c.calls.total <= 60)}); Lambda control"
+        f" plane {c.calls.lambda_control_plane} (target <= the safe sequence's"
+        f" {safe.calls.lambda_control_plane} + 4 = {ceiling}, {verdict(c.calls.lambda_control_plane <= ceiling)})"
+    )
     polling = statistics.median(run.bench_requests for run in c.runs)
     say(f"    (the bench's polling while Conveyor ran: median {polling:.0f} requests, inside Conveyor's CPU window)")
     _cold_starts(result)

@@ -1007,10 +1007,13 @@ class _Service(BaseHTTPRequestHandler):
         if self.path == "/slow":
             time.sleep(2)
         status, body = {"/ok": (200, b'{"status": "ok"}'), "/down": (503, b"overloaded")}.get(self.path, (404, b""))
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # /slow: the prober's timeout closed the socket first, as it should
 
     def log_message(self, format: str, *args: object) -> None:  # quiet: no request log on stderr
         pass

@@ -1,5 +1,6 @@
-"""The runtime library's wings keep their rules: a stage never imports another stage, and the domain
-never imports boto3, botocore or an adapter. Read from the source with ``ast``, so an import inside a
+"""The runtime library's wings keep their rules: a stage never imports another stage, a stage talks to AWS only
+through the ports (no SDK, no adapter, no wiring: an adapter names every AWS failure as a domain error), and the
+domain never imports boto3, botocore or an adapter. Read from the source with ``ast``, so an import inside a
 function counts as much as one at the top."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ DOMAIN = LIBRARY / "domain"
 
 #: What the domain may not import: AWS SDKs, and the modules that talk to AWS or wire adapters.
 FORBIDDEN_IN_DOMAIN = ("boto3", "botocore", "conveyor.adapters", "conveyor.runtime", "conveyor.stages")
+#: What a stage may not import: the SDK and what talks to AWS or wires adapters (the handlers do the wiring).
+FORBIDDEN_IN_STAGES = ("boto3", "botocore", "conveyor.adapters", "conveyor.runtime")
 
 
 def module_name(path: Path) -> str:
@@ -81,6 +84,14 @@ def test_no_stage_imports_another_stage(stage: Path) -> None:
     imported = imports_of(stage)
     # Then none is another stage: what two stages share lives in conveyor.domain
     assert not imported & others, f"{module_name(stage)} imports the stage(s) {sorted(imported & others)}"
+
+
+@pytest.mark.parametrize("stage", stage_modules(), ids=lambda path: path.stem)
+def test_no_stage_imports_the_aws_sdk_an_adapter_or_the_wiring(stage: Path) -> None:
+    # When a stage's imports are read
+    found = sorted(m for m in imports_of(stage) if within(m, FORBIDDEN_IN_STAGES))
+    # Then it reaches AWS only through the ports it is given, and catches only the domain's errors
+    assert found == [], f"{module_name(stage)} imports {found}"
 
 
 def test_the_domain_imports_no_aws_sdk_and_no_adapter() -> None:
