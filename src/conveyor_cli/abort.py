@@ -10,7 +10,7 @@ with the traffic restored (or says it is not yet).
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
-from conveyor.domain.outcome import Outcome
+from conveyor.domain.outcome import UNFINISHED
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
 
@@ -20,7 +20,6 @@ from conveyor_cli.status import wait_for
 
 ABORT_ERROR = "AbortedByOperator"
 """The error name a ``conveyor abort`` stops an execution with (it shows in the console, the ledger and the notice)."""
-OPEN = frozenset({Outcome.IN_PROGRESS, Outcome.QUEUED})
 
 
 class Aborted(BaseModel):
@@ -56,7 +55,7 @@ def open_record(cloud: Cloud, deployment_id: str) -> DeploymentRecord:
     record = operations.ledger(cloud).get(deployment_id)
     if record is None:
         raise CliError(f"deployment {deployment_id} is not in the ledger (check the id with `conveyor history`)")
-    if record.status not in OPEN:
+    if record.status not in UNFINISHED:
         raise CliError(f"deployment {deployment_id} has already ended {record.status.value}: nothing to abort")
     if not record.execution_arn:
         raise CliError(f"deployment {deployment_id} has no execution recorded: nothing to stop")

@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.adapters.sqs import SqsQueue
+from conveyor.domain.errors import TargetInvokeError
 from conveyor.domain.ports import ExecutionState
 
 from conveyor_cli import operations
@@ -66,8 +67,8 @@ def invoke_reconcile(cloud: Cloud, event: dict[str, Any]) -> dict[str, Any]:
     function = cloud.outputs.reconcile_function
     try:
         invocation = operations.targets(cloud).invoke(function, "$LATEST", event)
-    except (ClientError, BotoCoreError) as exc:
-        raise CliError(f"invoking {function} failed: {exc}") from exc
+    except TargetInvokeError as exc:
+        raise CliError(str(exc)) from exc
     payload = invocation.payload
     if invocation.function_error:
         message = payload.get("errorMessage") if isinstance(payload, dict) else payload

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from boto3.session import Session
 from botocore.client import BaseClient
+from botocore.exceptions import ReadTimeoutError
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from conveyor import runtime, settings
@@ -288,6 +289,23 @@ def test_an_invoke_lambda_refuses_is_an_invoke_error_naming_the_function(cloud: 
         stub.add_client_error("invoke", "ResourceNotFoundException", "Function not found: hello-staging:9", 404)
         with pytest.raises(TargetInvokeError, match=r"invoking hello-staging:9 failed: .*Function not found"):
             targets.invoke("hello-staging", "9", {})
+
+
+class _CutStream(io.RawIOBase):
+    """An answer whose connection is lost while it is read."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise ReadTimeoutError(endpoint_url="https://lambda.us-east-1.amazonaws.com")
+
+
+def test_an_answer_lost_while_it_is_read_is_an_invoke_error(cloud: Cloud) -> None:
+    targets = LambdaTargets(runtime.session())
+    with Stubber(aws.client(runtime.session(), "lambda")) as stub:
+        stub.add_response(
+            "invoke", {"StatusCode": 200, "ExecutedVersion": "2", "Payload": StreamingBody(_CutStream(), 9)}
+        )
+        with pytest.raises(TargetInvokeError, match=r"invoking hello-staging:2 failed: Read timeout"):
+            targets.invoke("hello-staging", "2", {})
 
 
 def test_publish_version_failure_is_a_deploy_error(cloud: Cloud) -> None:

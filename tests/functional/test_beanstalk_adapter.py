@@ -11,8 +11,10 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
-from conveyor.domain.errors import DeployFailedError, TargetNotManagedError
+from conveyor.domain.errors import DeployFailedError, TargetNotManagedError, TargetReadError, TrafficShiftError
+from conveyor.domain.ports import BeanstalkEnvironment
 from moto import mock_aws
 
 from conveyor_local import moto_patches
@@ -99,6 +101,48 @@ def test_a_version_whose_bundle_is_missing_is_a_named_deploy_failure(beanstalk: 
         DeployFailedError, match=r"creating version 1\.0\.0 of Elastic Beanstalk app webapp from s3://bundles/none\.zip"
     ):
         beanstalk.adapter.create_version(APP, "1.0.0", "bundles", "none.zip", "test")
+
+
+class _Unreachable:
+    """A waiter (or call) whose endpoint cannot be reached: botocore raises, it does not answer."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise EndpointConnectionError(endpoint_url="https://elasticbeanstalk.us-east-1.amazonaws.com")
+
+    wait = __call__
+
+
+@pytest.mark.parametrize(
+    ("operation", "unreachable", "error"),
+    [
+        ("ensure_managed", "list_tags_for_resource", TargetReadError),
+        ("deploy_version", "get_waiter", DeployFailedError),
+        ("swap_cnames", "get_waiter", TrafficShiftError),
+    ],
+)
+def test_an_unreachable_elastic_beanstalk_is_a_named_error(
+    beanstalk: Beanstalk, monkeypatch: pytest.MonkeyPatch, operation: str, unreachable: str, error: type[Exception]
+) -> None:
+    # Given Elastic Beanstalk cannot be reached at the step the operation needs (its change itself went through)
+    client = beanstalk.adapter._eb
+    for accepted in ("update_environment", "swap_environment_cnames"):
+        monkeypatch.setattr(client, accepted, lambda **kwargs: {})
+    monkeypatch.setattr(
+        client, unreachable, _Unreachable() if unreachable != "get_waiter" else lambda name: _Unreachable()
+    )
+    calls = {
+        "ensure_managed": lambda: beanstalk.adapter.ensure_managed(
+            BeanstalkEnvironment(
+                name="web-blue", application=APP, cname="", status="Ready", version_label=None, health="Green"
+            ),
+            "conveyor:managed",
+        ),
+        "deploy_version": lambda: beanstalk.adapter.deploy_version(APP, "web-blue", "1.0.1"),
+        "swap_cnames": lambda: beanstalk.adapter.swap_cnames(APP, "web-blue", "web-green"),
+    }
+    # Then the stage gets the port's error, naming the environment, never botocore's
+    with pytest.raises(error, match=r"Elastic Beanstalk environment webapp/web-blue .*Could not connect"):
+        calls[operation]()
 
 
 def test_idle_environment_creation_deploy_and_swap(beanstalk: Beanstalk) -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conveyor.domain.analysis import judge_metrics, metric_window
 from conveyor.domain.contracts import ApprovalRequest, TrafficState
-from conveyor.domain.errors import PipelineInvalidError, PipelineNotReadyError
+from conveyor.domain.errors import PipelineInvalidError, PipelineNotReadyError, TargetReadError
 from conveyor.domain.ownership import resolve_targets
 from conveyor.domain.pipeline import (
     HealthSpec,
@@ -220,6 +220,26 @@ def test_missing_and_unmanaged_resources_are_named_by_field_path() -> None:
             tag_key=MANAGED_TAG_KEY,
             source="spec",
         )
+
+
+def test_a_function_that_cannot_be_read_is_not_called_unmanaged(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given Lambda throttles reading the target past the SDK's retries
+    spec = PipelineSpec.model_validate(_spec())
+    targets = FakeTargets()
+    targets.add("hello-staging")
+
+    def throttled(function_name: str, tag_key: str) -> str:
+        raise TargetReadError(f"reading target function {function_name!r} failed: Rate exceeded")
+
+    monkeypatch.setattr(targets, "ensure_managed", throttled)
+    resolved = resolve_targets(spec, Home(account="123456789012", region="us-east-1"), source="spec")
+    # When the spec's resources are checked
+    problems = missing_resources(spec, resolved, targets=targets, alarms=FakeAlarms({}), tag_key=MANAGED_TAG_KEY)
+    # Then the problem says what happened, not that the function lacks the managed tag
+    assert problems == [
+        "environments[0] (staging).target.function_name: target function 'hello-staging' could not be read: "
+        "reading target function 'hello-staging' failed: Rate exceeded"
+    ]
 
 
 # --- time scale: windows and approvals as long as on AWS, shown both ways --------------------------------

@@ -49,6 +49,8 @@ class BeanstalkTargets:
                     f"Elastic Beanstalk environment {where}: reading its tags was denied"
                 ) from exc
             raise TargetReadError(f"reading the tags of Elastic Beanstalk environment {where} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise TargetReadError(f"reading the tags of Elastic Beanstalk environment {where} failed: {exc}") from exc
         if not any(tag.get("Key") == tag_key and tag.get("Value") == "true" for tag in tags):
             raise TargetNotManagedError(
                 f"Elastic Beanstalk environment {where} is not tagged {tag_key}=true; Conveyor may not change it"
@@ -140,7 +142,7 @@ class BeanstalkTargets:
             self._eb.get_waiter("environment_updated").wait(
                 ApplicationName=application, EnvironmentNames=[name], WaiterConfig=READY_WAIT
             )
-        except WaiterError as exc:
+        except (WaiterError, ClientError, BotoCoreError) as exc:
             raise error(f"Elastic Beanstalk environment {application}/{name} did not become Ready: {exc}") from exc
         env = self.environment(application, name)
         if env is None:

@@ -207,10 +207,10 @@ class LambdaTargets:
             response = self._lambda.invoke(
                 FunctionName=f"{function_name}:{qualifier}", Payload=json.dumps(payload).encode()
             )
+            raw = response["Payload"].read()  # the answer streams: reading it can fail too
         except (ClientError, BotoCoreError) as exc:
             raise TargetInvokeError(f"invoking {function_name}:{qualifier} failed: {exc}") from exc
         elapsed = (time.perf_counter() - started) * 1000
-        raw = response["Payload"].read()
         try:
             body: Any = json.loads(raw) if raw else None
         except json.JSONDecodeError:

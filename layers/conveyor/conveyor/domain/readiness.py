@@ -10,7 +10,7 @@ EvaluateHealth): a tag or an alarm can go after the spec was registered.
 
 from __future__ import annotations
 
-from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNotFoundError
+from conveyor.domain.errors import PipelineNotReadyError, TargetError, TargetNotFoundError, TargetNotManagedError
 from conveyor.domain.ownership import TargetId
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, LambdaTarget, PipelineSpec, TaskHookSpec
 from conveyor.domain.ports import Alarms, BeanstalkEnvironments, Targets
@@ -22,8 +22,10 @@ def _function_problem(targets: Targets, function: str, tag_key: str, what: str) 
         targets.ensure_managed(function, tag_key)
     except TargetNotFoundError:
         return f"{what} {function!r} does not exist"
-    except TargetError:
+    except TargetNotManagedError:
         return f"{what} {function!r} is not tagged {tag_key}=true (Conveyor may use only managed functions)"
+    except TargetError as exc:  # throttled, unreachable: not a fault of the spec, but nothing to apply it on yet
+        return f"{what} {function!r} could not be read: {exc}"
     return None
 
 

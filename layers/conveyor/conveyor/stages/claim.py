@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from conveyor.domain.contracts import Claim, ClaimRequest, ExecutionOptions
 from conveyor.domain.errors import ArtifactLayoutError
 from conveyor.domain.layout import ArtifactKey
-from conveyor.domain.outcome import UNFINISHED, Outcome
+from conveyor.domain.outcome import ENDED, UNFINISHED, Outcome
 from conveyor.domain.ports import Executions, Ledger
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.timing import utcnow
@@ -29,17 +29,8 @@ from conveyor.domain.trust import require_bounded_input, require_own_bucket
 from conveyor.domain.validation import describe
 from conveyor.observability import MetricUnit, logger, metrics
 
-RETRYABLE = frozenset(
-    {
-        Outcome.FAILED,
-        Outcome.ROLLED_BACK,
-        Outcome.ROLLBACK_FAILED,
-        Outcome.SUPERSEDED,
-        Outcome.ABORTED,
-        Outcome.TIMED_OUT,
-        Outcome.SKIPPED_DUPLICATE,
-    }
-)
+RETRYABLE = ENDED - {Outcome.SUCCEEDED}
+"""What a new claim may replace: a deployment that ended other than live (a forced one replaces a live one too)."""
 
 
 def claim_deployment(request: ClaimRequest, *, ledger: Ledger, executions: Executions, artifact_bucket: str) -> Claim:

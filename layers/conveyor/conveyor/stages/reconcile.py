@@ -36,7 +36,7 @@ from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
-from conveyor.domain.outcome import Outcome
+from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
@@ -63,7 +63,6 @@ def traffic_may_have_moved(entry: EnvironmentEntry) -> bool:
 
 FENCE_LEASE_SECONDS = 300
 """How long the reconciler holds an environment's lock while it restores the alias."""
-OPEN = (Outcome.IN_PROGRESS, Outcome.QUEUED)
 
 _OUTCOMES = {"ABORTED": Outcome.ABORTED, "TIMED_OUT": Outcome.TIMED_OUT}
 
@@ -267,7 +266,7 @@ def reconcile(
         deployment_id,
         outcome,
         owner=ended.execution_arn,
-        expected=OPEN,
+        expected=UNFINISHED,
         fields={
             "failure": {
                 "error": ended.error or f"Execution{ended.status.title().replace('_', '')}",
