@@ -168,6 +168,46 @@ def test_a_rollback_records_the_release_the_alias_serves_again() -> None:
     assert served.serves(world.alias_version())
 
 
+def test_a_re_run_whose_earlier_attempt_went_live_rolls_back_to_the_release_before_it() -> None:
+    # Given 1.0.1 live, and an attempt of 1.0.2 that went live in this environment (it failed later, elsewhere)
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="one"))
+    two = world.step("d-2", "1.0.2", code="two")
+    world.shifted(world.deployed(two))
+    assert world.alias_version() == "3"
+
+    # When the execution is re-run (a new attempt of d-2): Deploy finds its own version already served
+    world.ledger.finish("d-2", Outcome.FAILED)
+    rerun = two.deployment.model_copy(update={"execution_arn": f"{two.deployment.execution_arn}-rerun"})
+    record = world.ledger.get("d-2")
+    assert record is not None
+    seed = record.model_copy(update={"execution_arn": rerun.execution_arn})
+    assert world.ledger.claim(seed, replaceable={Outcome.FAILED}, stale_owner=None)
+    assert world.ledger.start(seed, environments={"staging": {"status": "PENDING"}}) is not None
+    again = world.deployed(two.model_copy(update={"deployment": rerun}))
+
+    # Then the version before is what the first attempt replaced, and a failed verdict restores 1.0.1
+    assert again.release is not None
+    assert (again.release.version_before, again.release.version_after) == ("2", "3")
+    assert again.release.served_before is not None
+    assert again.release.served_before.deployment_id == "d-1"
+    roll_back(world.shifted(again), targets=world.targets, ledger=world.ledger)
+    assert world.alias_version() == "2"
+    served = world.ledger.served(FUNCTION, ALIAS)
+    assert served is not None
+    assert (served.version, served.deployment_id) == ("1.0.1", "d-1")
+
+
+def test_a_release_whose_code_was_already_live_has_nothing_before_it_to_restore() -> None:
+    # Given 1.0.1 live on version 2, and 1.0.5, byte-identical, deployed: Lambda answers with version 2 again
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="same"))
+    five = world.deployed(world.step("d-5", "1.0.5", code="same", built=BUILT + timedelta(hours=1)))
+    # Then its version before is the one it reuses: no earlier attempt of d-5 moved the alias
+    assert five.release is not None
+    assert (five.release.version_before, five.release.version_after) == ("2", "2")
+
+
 def test_a_rollback_to_a_version_of_unknown_release_forgets_what_was_served() -> None:
     # Given the alias on a hand-made version 1 (no release recorded), and 1.0.2 taken to 100% then rolled back
     world = World()

@@ -23,6 +23,7 @@ from conveyor.domain.errors import ConfigurationError
 from conveyor.domain.manifest import base64_digest
 from conveyor.domain.pipeline import ElasticBeanstalkTarget
 from conveyor.domain.ports import BeanstalkEnvironments, FunctionState, Ledger, StageWrites, Targets
+from conveyor.domain.records import FAILED
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -53,11 +54,36 @@ def _alias_before(
     return (None, None, served) if alias is None else (alias.version, alias.revision_id, served)
 
 
+def _replaced_by_earlier_attempt(
+    step: EnvironmentStep, function: str, version_after: str, ledger: Ledger
+) -> tuple[str, ServedRelease | None] | None:
+    """What an earlier attempt of this deployment replaced on ``function``'s alias, from its Deploy event; None if
+    no earlier attempt of it moved this environment to ``version_after``."""
+    record = ledger.get(step.deployment.deployment_id)
+    for event in record.events if record is not None else []:
+        if event.stage != "Deploy" or event.environment != step.environment.name or event.status == FAILED:
+            continue
+        for member in [event.detail, *event.detail.get("companions", [])]:
+            before = member.get("version_before")
+            if (
+                member.get("function_name") == function
+                and member.get("version_after") == version_after
+                and (before and before != version_after)
+            ):
+                served = member.get("served_before")
+                return str(before), ServedRelease.model_validate(served) if served else None
+    return None
+
+
 def _deploy_function(
     step: EnvironmentStep, function: str, latest: FunctionState, *, targets: Targets, ledger: Ledger
 ) -> Release:
     """Put the release's package and configuration on ``function``'s ``$LATEST`` (unless it holds them) and
-    publish its version."""
+    publish its version.
+
+    The version before is what the alias served before this deployment: on a re-run whose earlier attempt already
+    moved the alias to this very version (the ledger says the alias serves this deployment), that is what the earlier
+    attempt replaced. The re-run shifts from it and a rollback restores it, never the version being judged."""
     deployment, environment = step.deployment, step.environment
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
     config = deployment.manifest.function_config
@@ -66,15 +92,24 @@ def _deploy_function(
     reused = latest.holds(code_sha256, config)
     if not reused:
         targets.update_code(function, deployment.package, config, latest)
+    version_after = targets.publish_version(function, code_sha256, release_description(deployment))
+    served_before = served if served is not None and served.serves(version_before) else None
+    if (
+        version_before == version_after
+        and served_before is not None
+        and served_before.deployment_id == deployment.deployment_id
+        and (earlier := _replaced_by_earlier_attempt(step, function, version_after, ledger)) is not None
+    ):
+        version_before, served_before = earlier
     return Release(
         environment=environment.name,
         function_name=function,
         alias=environment.target.alias,
         version_before=version_before,
-        version_after=targets.publish_version(function, code_sha256, release_description(deployment)),
+        version_after=version_after,
         code_sha256=code_sha256,
         reused=reused,
-        served_before=served if served is not None and served.serves(version_before) else None,
+        served_before=served_before,
         alias_revision=alias_revision,
     )
 
