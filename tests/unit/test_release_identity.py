@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import VersionConflictError
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.outcome import Outcome
@@ -91,6 +92,19 @@ def test_the_same_content_again_is_a_duplicate_of_a_release_live_or_in_progress(
     assert duplicate[0] == "d-first"
     assert "already live" in duplicate[1] if status is Outcome.SUCCEEDED else status.value in duplicate[1]
     assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-first"
+
+
+def test_the_same_content_after_an_operator_rolled_it_back_somewhere_is_a_new_attempt() -> None:
+    # Given 1.0.1 live in staging and production, then rolled back in production by hand (conveyor rollback)
+    ledger = FakeLedger()
+    bind(ledger, "d-first")
+    ledger.records["d-first"]["environments"] = {"staging": {"status": "LIVE"}, "production": {"status": "LIVE"}}
+    ledger.finish("d-first", Outcome.SUCCEEDED)
+    ledger.update_environment("d-first", "production", {"status": EnvironmentStatus.ROLLED_BACK})
+
+    # When the same 1.0.1 is pushed again, Then it deploys again (production does not serve it), not a duplicate
+    assert bind(ledger, "d-second") is None
+    assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-second"
 
 
 @pytest.mark.parametrize("status", [Outcome.FAILED, Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED, Outcome.SUPERSEDED])

@@ -124,7 +124,8 @@ def bind_version(
       release (a retry or re-run of it), when the carrier ended without making it live (FAILED,
       ROLLED_BACK, ROLLBACK_FAILED, SUPERSEDED, or its execution stopped: this push becomes the carrier,
       a new attempt), when the carrier succeeded but is no longer the app's ``live`` deployment (a newer
-      one went live since: deploying it again is a downgrade, which the downgrade check allowed), or
+      one went live since: deploying it again is a downgrade, which the downgrade check allowed) or an operator
+      rolled one of its environments back since (``conveyor rollback``: pushing it again deploys it again), or
       when ``force`` is asked. Otherwise it is a duplicate (SKIPPED_DUPLICATE): the carrier is the live
       deployment, or still in progress.
     """
@@ -147,8 +148,12 @@ def bind_version(
             running = carrier.status in UNFINISHED and (
                 carrier.execution_arn is None or executions.ended(carrier.execution_arn) is None
             )
+            # Live: the app's newest success, and no environment of it rolled back since (``conveyor rollback``).
             is_live = (
-                carrier.status is Outcome.SUCCEEDED and live is not None and live.deployment_id == carrier.deployment_id
+                carrier.status is Outcome.SUCCEEDED
+                and live is not None
+                and live.deployment_id == carrier.deployment_id
+                and all(entry.status is not EnvironmentStatus.ROLLED_BACK for entry in carrier.environments.values())
             )
             if is_live or running:
                 state = "already live" if is_live else carrier.status.value
