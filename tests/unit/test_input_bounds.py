@@ -64,6 +64,18 @@ def test_an_alias_reused_by_a_merge_key_is_refused_too() -> None:
         PipelineSpec.from_yaml(MERGED, SOURCE)
 
 
+def test_a_key_written_twice_is_refused_naming_both_lines() -> None:
+    # Given a spec whose second `health:` would silently replace the first (and its post-traffic hook)
+    spec = pipeline_yaml().replace(
+        "  health:", "  health:\n    post_traffic: {function_name: hello-hook}\n  health:", 1
+    )
+    assert "post_traffic" in spec
+    # Then it is refused, naming the file, the key and both lines, rather than loaded without the hook
+    with pytest.raises(PipelineInvalidError, match=rf"^{SOURCE}: .*duplicate key 'health' at lines \d+ and \d+"):
+        PipelineSpec.from_yaml(spec, SOURCE)
+    assert limits.load_yaml("a: 1\nb: {a: 2}\n") == {"a": 1, "b": {"a": 2}}  # one key per mapping, nested or not
+
+
 def test_an_oversize_spec_is_refused_before_it_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a spec one byte over the limit, and a parser that must not be reached
     raw = pipeline_yaml() + "#" * MAX_PIPELINE_SPEC_BYTES

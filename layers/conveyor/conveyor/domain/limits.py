@@ -74,9 +74,15 @@ class YamlAliasError(YamlInvalidError):
     """A YAML document uses an anchor (``&name``) or an alias (``*name``): refused, never expanded."""
 
 
+class YamlDuplicateKeyError(YamlInvalidError):
+    """A YAML mapping names one key twice: PyYAML would keep the last silently (a second ``health:`` would drop the
+    first's checks), so the document is refused naming both lines."""
+
+
 @cache
 def _no_alias_safe_loader() -> type[yaml.SafeLoader]:
-    """``yaml.SafeLoader`` that refuses anchors and aliases before composing the node that uses them.
+    """``yaml.SafeLoader`` that refuses anchors and aliases before composing the node that uses them, and a
+    mapping that names a key twice.
 
     Safe loading stops code execution, not expansion: each alias is a reference the composer shares,
     and turning the document into JSON (as the state machine does) copies it, so nine levels of ten
@@ -99,12 +105,23 @@ def _no_alias_safe_loader() -> type[yaml.SafeLoader]:
                 )
             return super().compose_node(parent, index)
 
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            first: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, str | int | float | bool) and key in first:
+                    line, again = first[key].start_mark.line + 1, key_node.start_mark.line + 1
+                    raise YamlDuplicateKeyError(f"duplicate key {key!r} at lines {line} and {again}: each key once")
+                first.setdefault(key, key_node)
+            return super().construct_mapping(node, deep)
+
     return NoAliasSafeLoader
 
 
 def load_yaml(raw: bytes | str) -> Any:
     """Parse one YAML document with the safe loader; ``YamlInvalidError`` if it is not valid YAML,
-    ``YamlAliasError`` (a subclass) if it uses anchors or aliases."""
+    ``YamlAliasError`` (a subclass) if it uses anchors or aliases, ``YamlDuplicateKeyError`` if a mapping names a
+    key twice."""
     import yaml
 
     loader = _no_alias_safe_loader()(raw)  # what yaml.load does, with our SafeLoader subclass
