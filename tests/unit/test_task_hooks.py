@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conveyor.domain.errors import DownMigrationFailedError, HookFailedError, TargetNotManagedError
+from conveyor.domain.errors import DownMigrationFailedError, HookFailedError, TargetNotFoundError, TargetNotManagedError
 from conveyor.domain.hooks import (
     MAX_HOOK_OUTPUT_BYTES,
     HookCall,
@@ -22,7 +22,7 @@ from conveyor.domain.trust import require_managed_hooks
 from conveyor.stages.hooks import record_hook
 from pydantic import ValidationError
 
-from tests.fakes import DEFAULT_SPEC
+from tests.fakes import DEFAULT_SPEC, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 
 ASL = json.loads((Path(__file__).parents[2] / "statemachine" / "deployment.asl.json").read_text())
@@ -96,6 +96,21 @@ def test_every_hook_function_must_be_managed() -> None:
     step = build_step(_spec(LINEAR, migrate=MIGRATE))
     with pytest.raises(TargetNotManagedError, match="hook 'schema': function 'hello-migrate'"):
         require_managed_hooks(step.environment, _Unmanaged("hello-migrate"), tag_key="conveyor:managed", source="s")
+
+
+def test_a_hook_function_that_is_gone_is_named_as_that_hook() -> None:
+    # Given a post-traffic hook whose function was deleted after the spec was applied
+    step = build_step(
+        _spec(
+            LINEAR, health={**DEFAULT_SPEC["environments"][0]["health"], "post_traffic": {"function_name": "hook-gone"}}
+        )
+    )
+    # Then the refusal says which hook of which environment, not "target function ... does not exist"
+    with pytest.raises(
+        TargetNotFoundError,
+        match=r"^s: environments 'staging' health\.post_traffic: hook function 'hook-gone' does not exist$",
+    ):
+        require_managed_hooks(step.environment, FakeTargets(), tag_key="conveyor:managed", source="s")
 
 
 class _Unmanaged:

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.domain.errors import ExecutionInputTooLargeError, ForeignBucketError, TargetNotManagedError
+from conveyor.domain.errors import (
+    ExecutionInputTooLargeError,
+    ForeignBucketError,
+    TargetError,
+    TargetNotFoundError,
+    TargetNotManagedError,
+)
 from conveyor.domain.limits import MAX_EXECUTION_INPUT_BYTES, json_bytes
 from conveyor.domain.pipeline import EnvironmentSpec
 from conveyor.domain.ports import Targets
@@ -38,25 +44,30 @@ def require_own_bucket(bucket: str, key: str, *, artifact_bucket: str) -> None:
         )
 
 
+def _hook_problem(error: TargetError, tag_key: str) -> str:
+    if isinstance(error, TargetNotManagedError):
+        return f"is not tagged {tag_key}=true; Conveyor invokes only managed functions"
+    if isinstance(error, TargetNotFoundError):
+        return "does not exist"
+    return f"could not be read: {error}"
+
+
 def require_managed_hooks(environment: EnvironmentSpec, targets: Targets, *, tag_key: str, source: str) -> None:
-    """Refuse an environment whose hook functions are missing or lack ``tag_key=true`` (named by phase)."""
-    hooks = {"pre_traffic": environment.health.pre_traffic, "post_traffic": environment.health.post_traffic}
-    for phase, hook in hooks.items():
-        if hook is None:
-            continue
+    """Refuse an environment whose hook functions are missing or lack ``tag_key=true`` (named by phase), with the
+    error the adapter raised (a missing hook is ``TargetNotFoundError``, an unreadable one ``TargetReadError``)."""
+    hooks = {
+        f"health.{phase}: hook function": hook
+        for phase, hook in (
+            ("pre_traffic", environment.health.pre_traffic),
+            ("post_traffic", environment.health.post_traffic),
+        )
+        if hook is not None
+    } | {f"hook {task_hook.name!r}: function": task_hook for task_hook in environment.hooks_by_name()}
+    for where, hook in hooks.items():
         try:
             targets.ensure_managed(hook.function_name, tag_key)
-        except TargetNotManagedError as exc:
-            raise TargetNotManagedError(
-                f"{source}: environments {environment.name!r} health.{phase}: hook function {hook.function_name!r} "
-                f"is not tagged {tag_key}=true; Conveyor invokes only managed functions"
-            ) from exc
-    for task_hook in environment.hooks_by_name():
-        try:
-            targets.ensure_managed(task_hook.function_name, tag_key)
-        except TargetNotManagedError as exc:
-            raise TargetNotManagedError(
-                f"{source}: environments {environment.name!r} hook {task_hook.name!r}: "
-                f"function {task_hook.function_name!r} is not tagged {tag_key}=true; "
-                "Conveyor invokes only managed functions"
+        except TargetError as exc:
+            problem = _hook_problem(exc, tag_key)
+            raise type(exc)(
+                f"{source}: environments {environment.name!r} {where} {hook.function_name!r} {problem}"
             ) from exc
