@@ -173,6 +173,24 @@ def test_a_stop_at_once_after_the_start_is_accepted_and_ends_aborted(local_cloud
     assert not _has_item(aws, table, f"{marker}-after")
 
 
+def test_an_execution_started_without_a_name_is_named_with_a_new_uuid(local_cloud: dict[str, Any], aws: Aws) -> None:
+    # Given two executions started without a name, with different inputs (as the console may start them)
+    machine, marker = local_cloud["outputs"]["StoppablePipelineArn"], uuid.uuid4().hex
+    gate = [{"action": "gate", "marker": f"{marker}-0", "pause": 100000}]
+    arns = [
+        aws("stepfunctions").start_execution(stateMachineArn=machine, input=json.dumps({"steps": gate, "n": n}))[
+            "executionArn"
+        ]
+        for n in range(2)
+    ]
+    for arn in arns:
+        aws("stepfunctions").stop_execution(executionArn=arn, cause="test over")
+    # Then both started, each named with a UUID of its own (bare moto named both "None": the second was refused)
+    names = [aws("stepfunctions").describe_execution(executionArn=arn)["name"] for arn in arns]
+    assert len(set(names)) == 2
+    assert all(str(uuid.UUID(name)) == name for name in names)
+
+
 def test_a_stop_during_a_lambda_task_ends_aborted_and_discards_its_result(
     local_cloud: dict[str, Any], aws: Aws
 ) -> None:

@@ -44,6 +44,11 @@ and ``...common.retry.retrier_decl.time``
     ``Catch`` after a rejected ``.waitForTaskToken`` task got ``"Cause": null``. We pass both; the
     executing backend's ``send_task_failure(task_token, error, cause)`` is moto's own.
 
+``moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution(self, state_machine_arn, name, ...)``
+    a ``StartExecution`` without a ``name`` (the console's "Start execution" and the CLI may leave it out) got an
+    execution named ``None``: a second one then failed ``ExecutionAlreadyExists``. Step Functions names such an
+    execution with a new UUID; so do we, and hand every other call to moto's own.
+
 ``moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint(self)``
     moto lexes, parses and preprocesses the whole definition for every execution (~0.2 CPU-s for
     Conveyor's 750-line ASL). We parse each definition once (keyed by its SHA-256, relied on:
@@ -91,6 +96,7 @@ import math
 import pickle  # nosec B403 - copies of our own parsed programs, never bytes from outside
 import threading
 import time
+import uuid
 from typing import Any
 
 from conveyor_local import executions
@@ -98,6 +104,7 @@ from conveyor_local.moto_patches.registry import original, patches, relies_on, r
 from conveyor_local.requests_log import STATES_USER_AGENT
 
 SFN_ASL = "moto.stepfunctions.parser.asl"
+SFN_PARSER_BACKEND = "moto.stepfunctions.parser.models.StepFunctionsParserBackend"
 WAIT_FUNCTION = f"{SFN_ASL}.component.state.wait.wait_function.wait_function.WaitFunction"
 RETRIER_DECL = f"{SFN_ASL}.component.common.retry.retrier_decl"
 TIMEOUT_PATH = f"{SFN_ASL}.component.common.timeouts.timeout.TimeoutSecondsPath"
@@ -225,6 +232,15 @@ def _send_task_failure(self: Any) -> Any:
     return EmptyResult()
 
 
+def start_execution(
+    self: Any, state_machine_arn: str, name: str | None = None, execution_input: Any = None, trace_header: Any = None
+) -> Any:
+    """Replacement for ``StepFunctionsParserBackend.start_execution``: an execution without a name gets a UUID."""
+    return original(f"{SFN_PARSER_BACKEND}.start_execution")(
+        self, state_machine_arn, name or str(uuid.uuid4()), execution_input, trace_header
+    )
+
+
 # ------------------------------------------------------------- one parse per definition
 
 
@@ -337,6 +353,11 @@ relies_on(HEARTBEAT_TIMEOUT_ERROR)
 patches(f"{ITERATION_WORKER}.CustomErrorName", ("error_name",), iteration_error_name)
 relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
 patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)
+patches(
+    f"{SFN_PARSER_BACKEND}.start_execution",
+    ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
+    start_execution,
+)
 patches(f"{EXECUTION_WORKER}._get_evaluation_entrypoint", ("self",), _evaluation_entrypoint)
 relies_on(f"{ASL_PARSER}.parse", ("definition",))
 patches(JSON_PATH_PARSE, ("path", "debug"), parse_json_path)
