@@ -83,6 +83,29 @@ def test_without_a_recorded_earlier_version_it_asks_for_one() -> None:
     assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
 
 
+def test_a_rollback_to_the_version_already_served_is_refused_and_nothing_is_recorded() -> None:
+    targets, locks, ledger = _world()
+    with pytest.raises(NothingToRollBackError, match="already serves version 2 of hello-staging:live"):
+        _roll_back(targets, locks, ledger, to="2")
+    assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.LIVE  # type: ignore[attr-defined]
+    assert locks.get(LOCK) is None or locks.get(LOCK).holder is None  # released
+
+
+def test_a_rollback_from_a_version_no_deployment_made_live_is_recorded_on_the_release_it_restores() -> None:
+    # Given the alias moved to version 1 outside Conveyor: no deployment of version 1 is live there
+    targets, locks, ledger = _world()
+    ledger.records["d-unit"]["package_sha256"] = "ab" * 32  # type: ignore[attr-defined]
+    targets.route_alias("hello-staging", "live", "1", None)
+    # When the on-call rolls back to version 2, which d-unit made live
+    _roll_back(targets, locks, ledger, to="2")
+    # Then who did it is in the ledger, on d-unit, and d-unit's entry is left as it is (it is live again)
+    events = [e for e in ledger.get("d-unit").events if e.stage == "ManualRollback"]  # type: ignore[attr-defined]
+    assert [(e.environment, e.detail["operator"], e.detail["restored_version"]) for e in events] == [
+        ("staging", "alice", "2")
+    ]
+    assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.LIVE  # type: ignore[attr-defined]
+
+
 def _release(ledger: object, deployment_id: str, version: str, lambda_version: str, status: object) -> None:
     """A deployment of hello ``version`` that published ``lambda_version`` in staging and ended ``status``."""
     from datetime import timedelta

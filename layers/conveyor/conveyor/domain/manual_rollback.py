@@ -153,6 +153,38 @@ def served_after_rollback(
     return None
 
 
+def _record(
+    result: ManualRollback, ledger: Ledger, *, live: DeploymentRecord | None, served: ServedRelease | None
+) -> None:
+    """Who moved the alias, in the ledger: on the deployment rolled back (its entry ROLLED_BACK), or, when no
+    deployment of the version left is live there (the alias was moved outside Conveyor, or by an earlier
+    rollback), on the deployment of the release restored."""
+    audited = live.deployment_id if live is not None else served.deployment_id if served is not None else None
+    if audited is not None:
+        ledger.record_event(
+            StageEvent(
+                deployment_id=audited,
+                stage="ManualRollback",
+                environment=result.environment,
+                status="succeeded",
+                started_at=result.rolled_back_at,
+                finished_at=utcnow(),
+                duration_ms=result.duration_ms,
+                detail=result.model_dump(mode="json"),
+            )
+        )
+    if live is not None:
+        ledger.update_environment(
+            live.deployment_id,
+            result.environment,
+            {
+                "status": EnvironmentStatus.ROLLED_BACK,
+                "weight": 0,
+                "rollback": result.model_dump(mode="json") | {"reason": f"manual, by {result.operator}"},
+            },
+        )
+
+
 def manual_rollback(
     app: str,
     environment: str,
@@ -212,6 +244,11 @@ def manual_rollback(
         for name in target.function_names:
             targets.ensure_managed(name, managed_tag_key)
         was = {name: targets.alias_version(name, alias) for name in target.companions} | {function: serving}
+        if all(str(versions[name]) == was[name] for name in target.function_names):
+            raise NothingToRollBackError(
+                f"{app}/{environment} already serves version {version} of {function}:{alias}; nothing to roll back "
+                "(a release of the same code reuses its version)"
+            )
         started_at, started = utcnow(), time.perf_counter()
         for name in target.function_names:
             targets.route_alias(name, alias, str(versions[name]), None)
@@ -249,28 +286,7 @@ def manual_rollback(
                 for name in target.companions
             ],
         )
-        if live is not None:
-            ledger.record_event(
-                StageEvent(
-                    deployment_id=live.deployment_id,
-                    stage="ManualRollback",
-                    environment=environment,
-                    status="succeeded",
-                    started_at=started_at,
-                    finished_at=utcnow(),
-                    duration_ms=duration_ms,
-                    detail=result.model_dump(mode="json"),
-                )
-            )
-            ledger.update_environment(
-                live.deployment_id,
-                environment,
-                {
-                    "status": EnvironmentStatus.ROLLED_BACK,
-                    "weight": 0,
-                    "rollback": result.model_dump(mode="json") | {"reason": f"manual, by {operator}"},
-                },
-            )
+        _record(result, ledger, live=live, served=served)
     finally:
         locks.release(lock, holder)
     return result
