@@ -10,6 +10,7 @@ with the traffic restored (or says it is not yet).
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.outcome import UNFINISHED
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
@@ -31,11 +32,15 @@ class Aborted(BaseModel):
     cause: str
     outcome: str
     restored: list[str]
+    kept: list[str] = []
+    """Environments the release had gone live in before the abort: they keep serving it (the reconciler restores
+    only an environment it left mid-rollout)."""
     failure_reason: str | None = None
 
     def describe(self) -> str:
-        restored = f"; traffic restored in {', '.join(self.restored)}" if self.restored else "; no traffic had moved"
-        return f"{self.deployment_id} {self.outcome}: {self.cause}{restored}"
+        moved = [f"traffic restored in {', '.join(self.restored)}"] if self.restored else []
+        moved += [f"{', '.join(self.kept)} kept the release (live before the abort)"] if self.kept else []
+        return f"{self.deployment_id} {self.outcome}: {self.cause}; {'; '.join(moved) or 'no traffic had moved'}"
 
 
 def stop_cause(by: str, reason: str | None) -> str:
@@ -108,6 +113,7 @@ def abort(
         cause=cause,
         outcome=closed.status.value,
         restored=restored,
+        kept=[name for name, env in closed.environments.items() if env.status is EnvironmentStatus.LIVE],
         failure_reason=(closed.failure or {}).get("reason"),
     )
 

@@ -158,6 +158,35 @@ def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it(
     assert ledger.get("d-unit").environments["staging"].rollback["rolled_back_at"]  # type: ignore[attr-defined]
 
 
+def test_rollback_to_an_app_version_serves_that_release_even_when_a_later_one_shares_its_code() -> None:
+    from conveyor.domain.outcome import Outcome
+
+    # Given 0.9.0 and then 0.9.3, byte-identical, both live in staging on Lambda version 1 (0.9.3 reused it)
+    targets, locks, ledger = _world()
+    _release(ledger, "d-old", "0.9.0", "1", Outcome.SUCCEEDED)
+    _release(ledger, "d-same", "0.9.3", "1", Outcome.SUCCEEDED)
+    for deployment_id in ("d-old", "d-same"):
+        ledger.records[deployment_id]["package_sha256"] = "ab" * 32  # type: ignore[attr-defined]
+    # When the on-call rolls back to 0.9.0 by name
+    result = manual_rollback(
+        "hello",
+        "staging",
+        None,
+        target=TARGET,
+        lock=LOCK,
+        operator="alice",
+        ledger=ledger,  # type: ignore[arg-type]
+        targets=targets,
+        locks=locks,
+        managed_tag_key="conveyor:managed",
+        to_release="0.9.0",
+    )
+    # Then version 1 serves the release named, not the later one of the same code
+    assert result.serves == "hello 0.9.0 (deployment d-old)"
+    served = ledger.served("hello-staging", "live")  # type: ignore[attr-defined]
+    assert (served.version, served.deployment_id) == ("0.9.0", "d-old")
+
+
 def test_rollback_to_a_release_that_never_went_live_is_refused_by_name() -> None:
     from conveyor.domain.errors import ReleaseNotFoundError
     from conveyor.domain.outcome import Outcome

@@ -118,18 +118,21 @@ def served_after_rollback(
     alias: str,
     version: str,
     operator: str,
+    release: str | None = None,
 ) -> ServedRelease | None:
     """The release Lambda ``version`` carries once the alias is back on it, from the ledger; None if unknown.
 
-    The release the live deployment replaced, when that is the version restored; otherwise the newest
-    deployment that made ``version`` live in ``environment``.
+    The app version the operator named (``release``: several releases of the same code share a version); else
+    the release the live deployment replaced, when that is the version restored; else the newest deployment
+    that made ``version`` live in ``environment``.
     """
     recorded_by = f"ManualRollback:{operator}"
     entry = live.environments.get(environment) if live else None
     before = entry.of_function(function).get("served_before") if entry is not None else None
-    if before and before.get("lambda_version") == version:
+    if before and before.get("lambda_version") == version and release in (None, before.get("version")):
         return ServedRelease.model_validate(before | {"recorded_at": utcnow(), "recorded_by": recorded_by})
-    for record in records:  # newest first
+    named = [record for record in records if record.version == release]
+    for record in [*named, *records]:  # the named release's deployments first, then newest first
         env = record.environments.get(environment)
         if (
             env is not None
@@ -262,6 +265,7 @@ def manual_rollback(
                 alias=alias,
                 version=str(versions[name]),
                 operator=operator,
+                release=to_release,
             )
             if restored is not None:
                 ledger.record_served(restored)
