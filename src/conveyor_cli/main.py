@@ -68,6 +68,13 @@ EXIT_BROKEN_PIPE = 141
 """What a command whose output pipe closed exits with: 128 + SIGPIPE, as a shell reports ``cmd | head``."""
 
 
+def _lambda_version(text: str) -> str:
+    """A published Lambda version: a positive number (an alias may not point at ``$LATEST`` here)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a published Lambda version (a number from 1)")
+    return str(int(text))
+
+
 def _print(document: Any) -> None:
     print_json(document)
 
@@ -736,7 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="APP_VERSION",
         help="the app version to restore, as its manifest names it (default: what served before the live release)",
     )
-    to.add_argument("--lambda-version", metavar="N", help="a Lambda version number of the target function instead")
+    to.add_argument(
+        "--lambda-version",
+        metavar="N",
+        type=_lambda_version,
+        help="a Lambda version number of the target function instead",
+    )
     rollback.set_defaults(func=cmd_rollback)
 
     abort = commands.add_parser(

@@ -130,3 +130,18 @@ def test_an_unknown_profile_is_a_one_line_error_naming_it(
     assert cli.main(["outputs", "--profile", "nope"]) == 1
     # Then the reason names the profile, with no traceback
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given", ["abc", "0", "$LATEST", "-1"])
+def test_rollback_to_a_lambda_version_that_is_not_a_published_number_is_a_usage_error(
+    given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["rollback", "hello", "staging", "--lambda-version", given])
+    assert exited.value.code == 2
+    assert "is not a published Lambda version" in capsys.readouterr().err
+
+
+def test_rollback_takes_a_lambda_version_as_its_number() -> None:
+    args = cli.build_parser().parse_args(["rollback", "hello", "staging", "--lambda-version", "07"])
+    assert args.lambda_version == "7"
