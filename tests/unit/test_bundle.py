@@ -159,6 +159,14 @@ def test_package_that_is_not_a_zip_is_rejected() -> None:
         open_bundle(make_bundle(package=package), SOURCE)
 
 
+@pytest.mark.parametrize("entries", [{}, {"src/": b""}], ids=["no entry", "a folder only"])
+def test_package_that_holds_no_file_is_rejected(entries: dict[str, bytes]) -> None:
+    # Given a correctly declared package.zip with nothing to run in it (Lambda refuses it only at Deploy)
+    package = make_zip(entries)
+    with pytest.raises(BundleInvalidError, match=rf"^{SOURCE}!package\.zip: holds no file: there is no code"):
+        open_bundle(make_bundle(package=package), SOURCE)
+
+
 def test_manifest_that_is_not_json_is_rejected() -> None:
     data = make_zip({"manifest.json": b"app: hello", "package.zip": make_package()})
     with pytest.raises(ManifestInvalidError, match="not valid JSON"):

@@ -109,6 +109,9 @@ def verify_package(package: bytes, manifest: Manifest, source: str) -> None:
             max_entries=MAX_PACKAGE_ENTRIES,
             max_unzipped=MAX_PACKAGE_UNZIPPED_BYTES,
         )
+        if not any(not info.is_dir() for info in inner.infolist()):
+            # Lambda refuses it too ("Uploaded file must be a non-empty zip"), but only once Deploy tries.
+            raise BundleInvalidError(f"{source}!{PACKAGE_NAME}: holds no file: there is no code to deploy")
 
 
 def _parse_manifest(raw: bytes, source: str) -> Manifest:
