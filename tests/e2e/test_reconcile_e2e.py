@@ -12,6 +12,7 @@ import pytest
 from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import operations
+from conveyor_cli.context import CliError
 from conveyor_cli.reconcile import reconcile_executions
 from conveyor_cli.rollback import manual_rollback
 from conveyor_cli.sample import EXAMPLES, alias_versions
@@ -64,9 +65,11 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
     assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
     assert closed.environments["staging"].status == "ROLLED_BACK"
     assert "operator stop" in closed.failure["reason"]
-    # And the lock is free, so the on-call can roll back by hand at once
+    # And the lock is free, so the on-call can roll back by hand at once: it takes the lock (a held one is
+    # refused as locked) and finds the alias already on the release before, nothing to move
     assert stage.locks_of({pushed["deployment_id"]}) == []
-    manual_rollback(stage.cloud, "hello", "staging", live)
+    with pytest.raises(CliError, match=f"already serves version {live} of hello-staging:live"):
+        manual_rollback(stage.cloud, "hello", "staging", live)
     # And exactly one notification says what happened
     ours = stage.await_notifications(pushed["deployment_id"], "the notification")
     assert len(ours) == 1
