@@ -15,6 +15,7 @@ from conveyor.domain.errors import (
     BundleInvalidError,
     DeployFailedError,
     DigestMismatchError,
+    EntryChangedError,
     PipelineNotFoundError,
     StatusMoveRefusedError,
     TargetNotFoundError,
@@ -83,8 +84,14 @@ class FakeLedger:
         if writes is not None and writes.outcome is not None:
             self.finish(event.deployment_id, writes.outcome)
 
-    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
+    def update_environment(
+        self, deployment_id: str, environment: str, fields: dict[str, Any], *, expected: dict[str, Any] | None = None
+    ) -> None:
         record = self.records[deployment_id]
+        current_entry = record["environments"].get(environment, {})
+        changed = sorted(name for name, value in (expected or {}).items() if current_entry.get(name) != value)
+        if changed or (expected is not None and not current_entry):
+            raise EntryChangedError(f"{deployment_id} {environment}: changed since it was read ({changed})")
         entry = record["environments"].setdefault(environment, {})
         if "status" in fields:
             current = EnvironmentStatus(entry["status"]) if entry.get("status") else None

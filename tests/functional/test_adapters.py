@@ -34,6 +34,7 @@ from conveyor.domain.errors import (
     ConfigurationError,
     DeployFailedError,
     DigestMismatchError,
+    EntryChangedError,
     LedgerError,
     NotificationError,
     PipelineNotFoundError,
@@ -454,6 +455,35 @@ def test_an_environment_entry_is_created_whole_then_updated_in_one_write(
     with pytest.raises(LedgerError, match="d-missing is not in the ledger"):
         ledger.update_environment("d-missing", "staging", {"status": EnvironmentStatus.LOCKED})
     assert "Item" not in cloud.dynamodb.Table(TABLE).get_item(Key={"pk": "DEPLOYMENT#d-missing", "sk": "META"})
+
+
+def test_an_environment_write_expecting_what_was_read_is_a_compare_and_set(cloud: Cloud) -> None:
+    # Given a gate waiting on a token, with one approval recorded
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 10)
+    waiting = {"kind": "approval", "task_token": "t-1", "approvals": [{"by": "alice", "at": "2026-12-06T03:00:00"}]}
+    ledger.update_environment(
+        deployment, "staging", {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": waiting}
+    )
+
+    # When a decision is written expecting the gate as read, it is written
+    decided = {**waiting, "decision": "approve"}
+    ledger.update_environment(
+        deployment,
+        "staging",
+        {"status": EnvironmentStatus.APPROVED, "approval": decided},
+        expected={"approval": waiting},
+    )
+    # And a second one that read the same gate is refused by name, and writes nothing
+    with pytest.raises(EntryChangedError, match=rf"{deployment} in staging changed since it was read \(approval\)"):
+        ledger.update_environment(
+            deployment,
+            "staging",
+            {"status": EnvironmentStatus.REJECTED, "approval": {**waiting, "decision": "reject"}},
+            expected={"approval": waiting},
+        )
+    entry = ledger.get(deployment).environments["staging"]  # type: ignore[union-attr]
+    assert (entry.status, entry.approval["decision"]) == (EnvironmentStatus.APPROVED, "approve")
 
 
 def _counted_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:

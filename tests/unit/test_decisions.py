@@ -229,3 +229,52 @@ def test_what_an_unanswered_gate_records_is_the_spec_s_on_timeout(on_timeout: st
     assert "task_token" not in entry.approval
     if on_timeout == "reject":
         assert entry.approval["rejected_by"] == "conveyor (approval timeout)"
+
+
+# --- two decisions at once: one is recorded and answered, the other refused by name, never both -------------
+class _Stale:
+    """The ledger as a decider who read the gate before another decision was recorded sees it: reads are the old
+    record, writes go to the real ledger."""
+
+    def __init__(self, ledger: FakeLedger) -> None:
+        self._ledger, self._read = ledger, ledger.get("d-unit")
+
+    def get(self, deployment_id: str) -> object:
+        return self._read
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._ledger, name)
+
+
+@pytest.mark.parametrize(("first", "second"), [("approve", "approve"), ("reject", "approve"), ("approve", "reject")])
+def test_of_two_decisions_read_at_once_only_the_first_recorded_counts(first: str, second: str) -> None:
+    # Given one gate, and a second decider who read it before the first decision was recorded
+    ledger, tasks = _gate(), FakeTaskTokens()
+    stale = _Stale(ledger)
+    _as(ledger, tasks, ALICE, first, reason="first")
+
+    # When the second decision is made on what it read
+    with pytest.raises(NothingAwaitsDecisionError, match="another decision on deployment d-unit in staging"):
+        _as(stale, tasks, BOB, second, reason="second")  # type: ignore[arg-type]
+
+    # Then the first decision alone is recorded and answered; the second is in the ledger as refused
+    entry = ledger.get("d-unit").environments["staging"]
+    assert entry.approval["approved_by" if first == "approve" else "rejected_by"] == ALICE
+    assert [by for by in (entry.approval.get("approved_by"), entry.approval.get("rejected_by")) if by] == [ALICE]
+    assert len(tasks.answers) == 1
+    refused = ledger.stage_events("DecisionRefused")
+    assert [(e.detail["by"], e.detail["error"]) for e in refused] == [(BOB, "EntryChangedError")]
+
+
+def test_of_two_partial_approvals_read_at_once_neither_is_lost() -> None:
+    # Given a gate needing two approvals, and a second approver who read it before the first approval was recorded
+    ledger, tasks = _gate(required_approvals=2), FakeTaskTokens()
+    stale = _Stale(ledger)
+    _as(ledger, tasks, ALICE)
+    # When the second approves on what it read, it is refused rather than written over the first
+    with pytest.raises(NothingAwaitsDecisionError, match="another decision"):
+        _as(stale, tasks, BOB)  # type: ignore[arg-type]
+    # Then Alice's approval stands, the gate still waits, and Bob approving again now completes it
+    assert [a["by"] for a in ledger.get("d-unit").environments["staging"].approval["approvals"]] == [ALICE]
+    _as(ledger, tasks, BOB)
+    assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.APPROVED

@@ -33,6 +33,7 @@ from conveyor.domain.errors import (
     ApproverNotAllowedError,
     ConveyorError,
     DecisionInvalidError,
+    EntryChangedError,
     NothingAwaitsDecisionError,
     SelfApprovalError,
     TaskAnswerError,
@@ -210,7 +211,15 @@ def decide(
         approvals = [*approval.get("approvals", []), {"by": by, "at": decided_at, "note": note, "reason": reason}]
         required = ApprovalPolicy.model_validate(approval).required_approvals
         if len(approvals) < required:
-            ledger.update_environment(deployment_id, env_name, {"approval": {**approval, "approvals": approvals}})
+            _compare_and_set(
+                ledger,
+                deployment_id,
+                env_name,
+                {"approval": {**approval, "approvals": approvals}},
+                read=approval,
+                by=by,
+                verdict=verdict,
+            )
             _record(
                 ledger,
                 deployment_id,
@@ -253,6 +262,39 @@ def decide(
     )
 
 
+def _compare_and_set(
+    ledger: Ledger,
+    deployment_id: str,
+    env_name: str,
+    fields: dict[str, Any],
+    *,
+    read: dict[str, Any],
+    by: str,
+    verdict: Verdict,
+) -> None:
+    """Record a decision only while the gate is as it was read: of two decisions at once, one is recorded and the
+    other refused by name (it is in the ledger as refused), never both."""
+    try:
+        ledger.update_environment(deployment_id, env_name, fields, expected={"approval": read})
+    except EntryChangedError as exc:
+        reason = (
+            f"another decision on deployment {deployment_id} in {env_name} was recorded while {by}'s was; "
+            f"nothing was recorded for this one (see `conveyor status {deployment_id}`)"
+        )
+        _record(
+            ledger,
+            deployment_id,
+            env_name,
+            "DecisionRefused",
+            "refused",
+            by=by,
+            verdict=verdict,
+            error="EntryChangedError",
+            reason=reason,
+        )
+        raise NothingAwaitsDecisionError(reason) from exc
+
+
 def _answer(
     deployment_id: str,
     env_name: str,
@@ -290,7 +332,9 @@ def _answer(
         if kind == "decision"
         else (EnvironmentStatus.APPROVED if verdict == "approve" else EnvironmentStatus.REJECTED)
     )
-    ledger.update_environment(deployment_id, env_name, {"status": status, "approval": decided})
+    _compare_and_set(
+        ledger, deployment_id, env_name, {"status": status, "approval": decided}, read=waiting, by=by, verdict=verdict
+    )
     stage = "Approve" if verdict == "approve" else "Reject"
     _record(
         ledger,
@@ -313,7 +357,10 @@ def _answer(
     except TaskAnswerError as exc:
         if not exc.gone:  # waiting again as before this decision (the N-th approval not counted)
             ledger.update_environment(
-                deployment_id, env_name, {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": waiting}
+                deployment_id,
+                env_name,
+                {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": waiting},
+                expected={"approval": decided},
             )
         raise TaskAnswerError(
             f"could not {verdict} deployment {deployment_id} in {env_name}: {exc}"

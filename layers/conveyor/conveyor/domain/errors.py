@@ -230,6 +230,10 @@ class DeploymentNotOwnedError(ConveyorError):
     closed, or another execution claimed it since): a late stage writes nothing into it."""
 
 
+class EntryChangedError(ConveyorError):
+    """An environment's entry changed since it was read (another decision was recorded first): nothing was written."""
+
+
 class StatusMoveRefusedError(ConveyorError):
     """An environment's recorded status may not move to the one a stage wrote (``may_move``): a late or
     stale stage never writes over a later state, such as SHIFTING over ROLLED_BACK."""
