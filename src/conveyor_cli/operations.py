@@ -105,7 +105,7 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
     home, owners = cloud.home(), target_owners(cloud)
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))
-    refuse_targets_of_other_pipelines(cloud, spec, home, source=str(spec_path))
+    refuse_targets_of_other_pipelines(cloud, spec, home, owners, source=str(spec_path))
     require_ready(cloud, spec, home, source=str(spec_path))
     try:
         claim_targets(spec, home, owners, source=str(spec_path))
@@ -158,18 +158,26 @@ def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str
         raise CliError(str(exc)) from exc
 
 
-def refuse_targets_of_other_pipelines(cloud: Cloud, spec: PipelineSpec, home: Home, *, source: str) -> None:
-    """A CliError naming both if another registered pipeline names one of ``spec``'s functions.
+def refuse_targets_of_other_pipelines(
+    cloud: Cloud, spec: PipelineSpec, home: Home, owners: DynamoTargetOwners, *, source: str
+) -> None:
+    """A CliError naming both if another registered pipeline names one of ``spec``'s functions that no ownership
+    record covers.
 
-    The ownership records decide; this also catches a pipeline registered before they existed (or
-    copied into the bucket by hand) that has not deployed since, so the clash is refused here and not
-    only at its next deployment.
+    The ownership records decide (``claim_targets`` refuses a function another app owns, and lets its owner
+    apply again whatever other spec names it); this catches, for a function without one, a pipeline registered
+    before they existed (or copied into the bucket by hand) that has not deployed since, so the clash is refused
+    here and not only at its next deployment.
     """
-    wanted = {  # each function of spec, by ARN: its environment and where it is written
+    wanted = {  # each function of spec no ownership record covers, by ARN: its environment and where it is written
         member.arn: (env, member_field(target_field(spec, env, source), env.target, position))
         for env in spec.environments
         for position, member in enumerate(resolve_all_members(spec, home, source=source)[env.name])
     }
+    for claimed in owners.owners(wanted):
+        wanted.pop(claimed, None)
+    if not wanted:
+        return
     for key in (stored.key for stored in artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX)):
         app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
         if app == spec.app:

@@ -108,6 +108,21 @@ def test_a_function_named_by_a_pipeline_registered_by_hand_is_refused_at_apply(s
     assert not registered(stage, "orders")
 
 
+def test_a_pipeline_copied_by_hand_does_not_stop_the_owner_applying_its_own(stage: Stage) -> None:
+    # Given billing's spec copied straight into the bucket, naming hello's staging function, which hello owns
+    client, bucket = stage.cloud.client("s3"), stage.cloud.outputs.bucket
+    spec = billing_spec(stage, "123456789012:function:hello-staging").read_bytes()
+    client.put_object(Bucket=bucket, Key=pipeline_key("billing"), Body=spec)
+    path = stage.workdir / "hello-again.yaml"
+    path.write_text(yaml.safe_dump(hello_spec()))
+    try:
+        # When hello applies its own pipeline again, Then the ownership record decides: it is hello's
+        assert operations.apply_pipeline(stage.cloud, path).app == "hello"
+    finally:
+        client.delete_object(Bucket=bucket, Key=pipeline_key("billing"))
+    assert registered(stage, "hello")
+
+
 def test_a_second_app_registered_by_hand_is_refused_at_deployment(stage: Stage) -> None:
     # Given billing's spec copied straight into the bucket (no apply), naming hello's staging function
     client, bucket = stage.cloud.client("s3"), stage.cloud.outputs.bucket
