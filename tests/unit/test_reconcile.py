@@ -157,6 +157,17 @@ def test_a_stop_while_waiting_for_approval_before_deploying_moves_nothing() -> N
     assert world.reconcile().restored == []
 
 
+def test_a_stop_while_queued_for_the_lock_closes_the_environment_as_not_deployed() -> None:
+    # Given a deployment that never reached staging's lock: it waited in its queue when it was aborted
+    world = World()
+    world.function.aliases["live"] = ("1", {})
+    world.ledger.records[world.deployment_id]["environments"] = {"staging": {"status": "QUEUED"}}
+    # When the reconciler closes it, Then staging says nothing was deployed, not that it still waits in line
+    assert world.reconcile().restored == []
+    assert world.record().environments["staging"].status is EnvironmentStatus.NOT_DEPLOYED
+    assert world.function.aliases["live"] == ("1", {})
+
+
 def test_reconciling_twice_changes_nothing_and_notifies_nobody_again() -> None:
     world = World()
     world.reconcile()

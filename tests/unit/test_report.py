@@ -119,6 +119,27 @@ def test_notify_before_any_traffic_moved_is_failed_and_nothing_was_deployed() ->
     assert ledger.get(PUSHED.deployment_id).status is Outcome.FAILED
 
 
+def test_notify_closes_an_environment_the_deployment_held_or_queued_for_as_not_deployed() -> None:
+    # Given staging live, production holding its lock (a freeze refused it at the gate), and a third environment
+    # still in its lock's queue
+    ledger = FakeLedger()
+    ledger.start(PUSHED.ledger_record(ARN, "hello", "1.0.0"))
+    for name, status in (("staging", "LIVE"), ("production", "LOCKED"), ("dr", "QUEUED")):
+        ledger.update_environment(PUSHED.deployment_id, name, {"status": status})
+    # When the deployment ends FAILED
+    report = notify_failure(
+        _failure("DeploymentFrozenError", "hello is frozen"), ledger=ledger, notifier=FakeNotifier()
+    )
+    # Then no environment is left showing a lock or a queue it no longer has; the live one stays live
+    assert report.outcome is Outcome.FAILED
+    record = ledger.get(PUSHED.deployment_id)
+    assert {name: env.status.value for name, env in record.environments.items()} == {
+        "staging": "LIVE",
+        "production": "NOT_DEPLOYED",
+        "dr": "NOT_DEPLOYED",
+    }
+
+
 def test_notify_for_an_event_outside_the_layout_records_a_deployment() -> None:
     # Given ValidateArtifact refused the key before recording anything
     ledger, notifier = FakeLedger(), FakeNotifier()

@@ -1,13 +1,12 @@
-"""How a deployment that ends is closed: its approval gates forgotten and its outcome counted."""
+"""How a deployment that ends is closed: its approval gates forgotten, the environments it never deployed to closed,
+and its outcome counted."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import (
-    ApprovalRejectedError,
-)
+from conveyor.domain.errors import ApprovalRejectedError, StatusMoveRefusedError
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -17,6 +16,25 @@ from conveyor.observability import MetricUnit, outcome_metric
 
 TIMEOUT_DECIDER = "conveyor (approval timeout)"
 """Who a rejection on timeout is recorded as: no person decided."""
+
+
+UNREACHED = frozenset({EnvironmentStatus.QUEUED, EnvironmentStatus.LOCKED, EnvironmentStatus.APPROVED})
+"""Where an environment stands when its deployment may still deploy to it: in the lock's queue, holding the lock,
+or approved for it."""
+
+
+def close_unreached(ledger: Ledger, record: DeploymentRecord) -> list[str]:
+    """Record ``NOT_DEPLOYED`` for each environment an ended deployment left ``UNREACHED``, so no view shows it
+    waiting in a queue, holding a lock or about to deploy after the end (nothing was deployed there). Returns them."""
+    closed = []
+    for name, env in record.environments.items():
+        if env.status in UNREACHED:
+            try:
+                ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.NOT_DEPLOYED})
+            except StatusMoveRefusedError:
+                continue  # a late stage moved it on since the record was read: what it wrote stands
+            closed.append(name)
+    return closed
 
 
 def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:

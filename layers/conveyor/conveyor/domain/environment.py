@@ -29,6 +29,7 @@ class EnvironmentStatus(StrEnum):
     SHIFTING = "SHIFTING"  # part of the alias's traffic goes to the new version
     LIVE = "LIVE"  # the alias serves the new version; the rollout of this environment is done
     ROLLED_BACK = "ROLLED_BACK"  # the alias is back on the version it served before
+    NOT_DEPLOYED = "NOT_DEPLOYED"  # the deployment ended while it queued for, held or was approved for the lock
 
 
 S = EnvironmentStatus
@@ -36,8 +37,8 @@ _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
     # Where the release first reaches an environment: its approval gate, the lock's queue, the lock (or, when the
     # ledger missed a write the stage made quietly, anything after them).
     S.PENDING: frozenset(S),
-    S.QUEUED: frozenset({S.LOCKED, S.SUPERSEDED}),
-    S.LOCKED: frozenset({S.AWAITING_APPROVAL, S.DEPLOYED, S.SUPERSEDED}),
+    S.QUEUED: frozenset({S.LOCKED, S.SUPERSEDED, S.NOT_DEPLOYED}),
+    S.LOCKED: frozenset({S.AWAITING_APPROVAL, S.DEPLOYED, S.SUPERSEDED, S.NOT_DEPLOYED}),
     # A paused rollout's decision moves it back to SHIFTING (promote next, or RollBack restores it).
     # QUEUED/LOCKED: approved by answering the task token outside Conveyor (SendTaskSuccess), so no APPROVED between.
     S.AWAITING_APPROVAL: frozenset(
@@ -55,6 +56,7 @@ _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
             S.LIVE,
             S.AWAITING_APPROVAL,
             S.ROLLED_BACK,
+            S.NOT_DEPLOYED,
         }
     ),
     S.REJECTED: frozenset({S.AWAITING_APPROVAL, S.ROLLED_BACK}),
@@ -65,6 +67,7 @@ _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
     S.LIVE: frozenset({S.ROLLED_BACK}),  # a manual rollback, or the reconciler after a later failure
     S.ROLLED_BACK: frozenset(),
     S.SUPERSEDED: frozenset(),
+    S.NOT_DEPLOYED: frozenset(),
 }
 del S
 

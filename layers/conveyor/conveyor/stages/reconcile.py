@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.domain.beanstalk import restore_production
-from conveyor.domain.closing import close_approvals, emit_outcome_metrics
+from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics
 from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
@@ -256,6 +256,7 @@ def reconcile(
 
     record = ledger.get(deployment_id) or record
     close_approvals(ledger, record, ended.error or ended.status)
+    close_unreached(ledger, record)
     outcome = outcome_of(record, ended)
     reason = cause_of(ended)
     if restored:

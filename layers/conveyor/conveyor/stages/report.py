@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.domain.closing import close_approvals, emit_outcome_metrics
+from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics
 from conveyor.domain.contracts import FailureRequest, FinalizeRequest, Report
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
@@ -128,6 +128,7 @@ def notify_failure(
         reason = _rollback_failure_reason(record, failure.message)
     else:
         reason = failure.message
+    close_unreached(ledger, record)
     with timed_stage(ledger, deployment_id, "NotifyFailure") as detail:
         ledger.finish(
             deployment_id,
