@@ -161,21 +161,26 @@ def resolve_or_refuse(spec: PipelineSpec, home: Home, *, source: str) -> set[str
 def refuse_targets_of_other_pipelines(
     cloud: Cloud, spec: PipelineSpec, home: Home, owners: DynamoTargetOwners, *, source: str
 ) -> None:
-    """A CliError naming both if another registered pipeline names one of ``spec``'s functions that no ownership
-    record covers.
+    """A CliError naming both (and the spec's field) if another app owns one of ``spec``'s functions.
 
-    The ownership records decide (``claim_targets`` refuses a function another app owns, and lets its owner
-    apply again whatever other spec names it); this catches, for a function without one, a pipeline registered
-    before they existed (or copied into the bucket by hand) that has not deployed since, so the clash is refused
-    here and not only at its next deployment.
+    A function's ownership record decides: another app's refuses it, this app's lets it apply again whatever
+    other spec names the function. For a function without one, a pipeline registered before the records existed
+    (or copied into the bucket by hand) that has not deployed since decides, so the clash is refused here and not
+    only at its next deployment.
     """
-    wanted = {  # each function of spec no ownership record covers, by ARN: its environment and where it is written
+    wanted = {  # each function of spec, by ARN: its environment and where it is written
         member.arn: (env, member_field(target_field(spec, env, source), env.target, position))
         for env in spec.environments
         for position, member in enumerate(resolve_all_members(spec, home, source=source)[env.name])
     }
-    for claimed in owners.owners(wanted):
-        wanted.pop(claimed, None)
+    for target, claim in owners.owners(wanted).items():
+        env, field = wanted.pop(target)
+        if claim.app != spec.app:
+            raise CliError(
+                f"{field}: function {target} belongs to app {claim.app!r} (environment {claim.environment!r}, by its "
+                f"ownership record); app {spec.app!r} (environment {env.name!r}) may not deploy to it. One function "
+                "has one owner"
+            )
     if not wanted:
         return
     for key in (stored.key for stored in artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX)):
