@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from local_cloud_support import wait_for
 
 Aws = Callable[[str], Any]
@@ -157,3 +158,42 @@ def test_heartbeats_keep_a_hook_alive_past_its_heartbeat_window(run: Callable[..
     assert ended["status"] == "SUCCEEDED", ended
     assert json.loads(ended["output"]) == {"status": "pass", "beats": 40}
     assert runs == 1
+
+
+def test_the_token_of_a_task_already_answered_is_refused(aws: Aws) -> None:
+    # Given a task whose token went out on a queue, answered, and its execution ended
+    sfn, sqs = aws("stepfunctions"), aws("sqs")
+    queue = sqs.create_queue(QueueName=f"tokens-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    definition = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+                "Parameters": {"QueueUrl": queue, "MessageBody": {"token.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    machine = sfn.create_state_machine(
+        name=f"ask-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=_role(aws)
+    )["stateMachineArn"]
+    arn = sfn.start_execution(stateMachineArn=machine, name=uuid.uuid4().hex, input="{}")["executionArn"]
+    token = wait_for(
+        lambda: next(
+            (json.loads(m["Body"])["token"] for m in sqs.receive_message(QueueUrl=queue).get("Messages", [])), None
+        ),
+        timeout=60,
+    )
+    sfn.send_task_success(taskToken=token, output=json.dumps({"decision": "approve"}))
+    assert wait_for(lambda: sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED", timeout=60)
+
+    # When a second answer comes with the same token (a late or racing decision), Then it is refused, both ways
+    for answer in (
+        lambda: sfn.send_task_failure(taskToken=token, error="Rejected", cause="too late"),
+        lambda: sfn.send_task_success(taskToken=token, output="{}"),
+    ):
+        with pytest.raises(ClientError) as refused:
+            answer()
+        assert refused.value.response["Error"]["Code"] == "InvalidToken"
+    assert sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"

@@ -49,6 +49,13 @@ and ``...common.retry.retrier_decl.time``
     execution named ``None``: a second one then failed ``ExecutionAlreadyExists``. Step Functions names such an
     execution with a new UUID; so do we, and hand every other call to moto's own.
 
+``moto.stepfunctions.parser.models.StepFunctionsParserBackend.send_task_failure(self, task_token, error, cause)``
+    moto looks for the token in every execution, ended ones included, so a ``SendTaskFailure`` with the token of a
+    task already answered (an approval already decided, the execution gone on or ended) succeeded. Step Functions
+    refuses it, and moto's own ``send_task_success`` looks only at running executions (``InvalidToken``
+    otherwise). moto's ``send_task_failure`` runs as it is, seeing only the running executions (relied on:
+    ``_get_executions``, ``ExecutionStatus``).
+
 ``moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_entrypoint(self)``
     moto lexes, parses and preprocesses the whole definition for every execution (~0.2 CPU-s for
     Conveyor's 750-line ASL). We parse each definition once (keyed by its SHA-256, relied on:
@@ -241,6 +248,25 @@ def start_execution(
     )
 
 
+class _RunningExecutionsOnly:
+    """The parser backend as ``send_task_failure`` sees it: only its running executions."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def _get_executions(self, execution_status: Any = None) -> list[Any]:
+        running = resolve_dotted(f"{executions.SFN_API}.ExecutionStatus").RUNNING
+        return list(self._backend._get_executions(running))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+
+def send_task_failure(self: Any, task_token: str, error: Any = None, cause: Any = None) -> Any:
+    """Replacement for ``StepFunctionsParserBackend.send_task_failure``: a running execution's task only."""
+    return original(f"{SFN_PARSER_BACKEND}.send_task_failure")(_RunningExecutionsOnly(self), task_token, error, cause)
+
+
 # ------------------------------------------------------------- one parse per definition
 
 
@@ -353,6 +379,8 @@ relies_on(HEARTBEAT_TIMEOUT_ERROR)
 patches(f"{ITERATION_WORKER}.CustomErrorName", ("error_name",), iteration_error_name)
 relies_on(f"{STATES_ERROR_NAME}.from_name", ("error_name",))
 patches(f"{SFN_RESPONSE}.send_task_failure", ("self",), _send_task_failure)
+patches(f"{SFN_PARSER_BACKEND}.send_task_failure", ("self", "task_token", "error", "cause"), send_task_failure)
+relies_on(f"{SFN_PARSER_BACKEND}._get_executions", ("self", "execution_status"))
 patches(
     f"{SFN_PARSER_BACKEND}.start_execution",
     ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
