@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from conveyor.domain.environment import EnvironmentStatus
@@ -33,7 +34,9 @@ def _world() -> tuple[FakeTargets, FakeLocks, object]:
     return targets, FakeLocks(), ledger
 
 
-def _roll_back(targets: FakeTargets, locks: FakeLocks, ledger: object, to: str | None = None) -> object:
+def _roll_back(
+    targets: FakeTargets, locks: FakeLocks, ledger: object, to: str | None = None, *, to_release: str | None = None
+) -> Any:
     return manual_rollback(
         "hello",
         "staging",
@@ -45,6 +48,7 @@ def _roll_back(targets: FakeTargets, locks: FakeLocks, ledger: object, to: str |
         targets=targets,
         locks=locks,
         managed_tag_key="conveyor:managed",
+        to_release=to_release,
     )
 
 
@@ -138,19 +142,7 @@ def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it(
     targets, locks, ledger = _world()
     _release(ledger, "d-old", "0.9.0", "1", Outcome.SUCCEEDED)
     # When the on-call asks for that release by its app version
-    result = manual_rollback(
-        "hello",
-        "staging",
-        None,
-        target=TARGET,
-        lock=LOCK,
-        operator="alice",
-        ledger=ledger,  # type: ignore[arg-type]
-        targets=targets,
-        locks=locks,
-        managed_tag_key="conveyor:managed",
-        to_release="0.9.0",
-    )
+    result = _roll_back(targets, locks, ledger, to_release="0.9.0")
     # Then the alias is back on the Lambda version that carried it, and the rollback says when
     assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
     assert result.restored_version == "1"
@@ -168,19 +160,7 @@ def test_rollback_to_an_app_version_serves_that_release_even_when_a_later_one_sh
     for deployment_id in ("d-old", "d-same"):
         ledger.records[deployment_id]["package_sha256"] = "ab" * 32  # type: ignore[attr-defined]
     # When the on-call rolls back to 0.9.0 by name
-    result = manual_rollback(
-        "hello",
-        "staging",
-        None,
-        target=TARGET,
-        lock=LOCK,
-        operator="alice",
-        ledger=ledger,  # type: ignore[arg-type]
-        targets=targets,
-        locks=locks,
-        managed_tag_key="conveyor:managed",
-        to_release="0.9.0",
-    )
+    result = _roll_back(targets, locks, ledger, to_release="0.9.0")
     # Then version 1 serves the release named, not the later one of the same code
     assert result.serves == "hello 0.9.0 (deployment d-old)"
     served = ledger.served("hello-staging", "live")  # type: ignore[attr-defined]
@@ -195,17 +175,5 @@ def test_rollback_to_a_release_that_never_went_live_is_refused_by_name() -> None
     _release(ledger, "d-bad", "0.9.5", "3", Outcome.ROLLED_BACK)
     for release, message in (("0.9.5", "never went live in staging .*d-bad ROLLED_BACK"), ("7.0.0", "no deployment")):
         with pytest.raises(ReleaseNotFoundError, match=message):
-            manual_rollback(
-                "hello",
-                "staging",
-                None,
-                target=TARGET,
-                lock=LOCK,
-                operator="alice",
-                ledger=ledger,  # type: ignore[arg-type]
-                targets=targets,
-                locks=locks,
-                managed_tag_key="conveyor:managed",
-                to_release=release,
-            )
+            _roll_back(targets, locks, ledger, to_release=release)
     assert targets.functions["hello-staging"].aliases["live"] == ("2", {})

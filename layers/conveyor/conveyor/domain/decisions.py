@@ -143,6 +143,32 @@ def _record(ledger: Ledger, deployment_id: str, environment: str, stage: str, st
     )
 
 
+def _refused(
+    ledger: Ledger,
+    deployment_id: str,
+    environment: str,
+    error: ConveyorError,
+    *,
+    by: str,
+    verdict: Verdict,
+    note: str | None = None,
+    cause: Exception | None = None,
+) -> None:
+    """A decision refused, in the ledger: who, what they decided, and why not (the error, or what caused it)."""
+    _record(
+        ledger,
+        deployment_id,
+        environment,
+        "DecisionRefused",
+        "refused",
+        by=by,
+        verdict=verdict,
+        note=note,
+        error=type(cause or error).__name__,
+        reason=str(error),
+    )
+
+
 def check_decider(
     record: DeploymentRecord, environment: str, approval: dict[str, Any], *, verdict: Verdict, by: str
 ) -> None:
@@ -193,18 +219,7 @@ def decide(
     try:
         check_decider(record, env_name, approval, verdict=verdict, by=by)
     except ConveyorError as exc:
-        _record(
-            ledger,
-            deployment_id,
-            env_name,
-            "DecisionRefused",
-            "refused",
-            by=by,
-            verdict=verdict,
-            note=note,
-            error=type(exc).__name__,
-            reason=str(exc),
-        )
+        _refused(ledger, deployment_id, env_name, exc, by=by, verdict=verdict, note=note)
         raise
     decided_at = utcnow().isoformat()
     if verdict == "approve" and kind == "approval":
@@ -277,22 +292,12 @@ def _compare_and_set(
     try:
         ledger.update_environment(deployment_id, env_name, fields, expected={"approval": read})
     except EntryChangedError as exc:
-        reason = (
+        refusal = NothingAwaitsDecisionError(
             f"another decision on deployment {deployment_id} in {env_name} was recorded while {by}'s was; "
             f"nothing was recorded for this one (see `conveyor status {deployment_id}`)"
         )
-        _record(
-            ledger,
-            deployment_id,
-            env_name,
-            "DecisionRefused",
-            "refused",
-            by=by,
-            verdict=verdict,
-            error="EntryChangedError",
-            reason=reason,
-        )
-        raise NothingAwaitsDecisionError(reason) from exc
+        _refused(ledger, deployment_id, env_name, refusal, by=by, verdict=verdict, cause=exc)
+        raise refusal from exc
 
 
 def _answer(
