@@ -257,12 +257,23 @@ def _companion_lines(env: EnvironmentEntry) -> list[str]:
     lines = []
     for companion in env.companions or []:
         function, before = companion.get("function_name"), companion.get("version_before")
-        if env.status is EnvironmentStatus.ROLLED_BACK:
-            serving = restored.get(function) or before
-        else:
-            serving = companion.get("version_after") if env.status is EnvironmentStatus.LIVE else before
-        lines.append(f"  {'':<11} {function}:{env.alias}  alias before: {before or 'none'}  after: {serving or 'none'}")
+        serving = _serving(env, before, companion.get("version_after"), restored.get(function))
+        lines.append(f"  {'':<11} {function}:{env.alias}  alias before: {before or 'none'}  after: {serving}")
     return lines
+
+
+def _serving(env: EnvironmentEntry, before: str | None, after: str | None, restored: str | None) -> str:
+    """What an alias serves as the entry says: the version restored, the new one (with its share while traffic
+    moves), or the one before."""
+    if env.status is EnvironmentStatus.ROLLED_BACK:
+        return restored or before or "none"
+    if env.status is EnvironmentStatus.LIVE and after:
+        return after
+    if env.status is EnvironmentStatus.SHIFTING and after and env.weight is not None:
+        return (
+            f"{after} at {env.weight:g}% ({before or 'none'} at {100 - env.weight:g}%)" if env.weight < 100 else after
+        )
+    return before or "none"
 
 
 def render_environments(record: DeploymentRecord) -> list[str]:
@@ -271,9 +282,7 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         if env.status is EnvironmentStatus.PENDING:
             lines.append(f"  {name:<11} {env.function_name}:{env.alias}  not reached yet")
             continue
-        now = (env.rollback or {}).get("restored_version") if env.status is EnvironmentStatus.ROLLED_BACK else None
-        serving = now if now is not None else (env.version_after if env.status is EnvironmentStatus.LIVE else None)
-        serving = serving or env.version_before
+        serving = _serving(env, env.version_before, env.version_after, (env.rollback or {}).get("restored_version"))
         beanstalk = (env.model_extra or {}).get("target_kind") == "elasticbeanstalk"
         # An Elastic Beanstalk target is application/environment, and what it serves an application version.
         where, what = (
@@ -286,7 +295,7 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         )
         lines.append(
             f"  {name:<11} {where}  {what} before: {env.version_before or 'none'}"
-            f"  after: {serving or 'none'}  ({env.status or 'not reached'})"
+            f"  after: {serving}  ({env.status or 'not reached'})"
             + (
                 f"  waiting for {env.waiting_for} (position {env.position})"
                 if env.status is EnvironmentStatus.QUEUED

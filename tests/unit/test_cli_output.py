@@ -161,3 +161,29 @@ def test_a_first_deployment_reads_none_before_not_a_python_none() -> None:
     assert "alias before: none  after: 1  (LIVE)" in shown
     assert "(not reached)" in shown
     assert "None" not in shown
+
+
+def test_an_environment_mid_shift_shows_each_version_with_its_share() -> None:
+    shifting = record(
+        environments={
+            "staging": EnvironmentEntry(
+                status=EnvironmentStatus.SHIFTING,
+                function_name="hello-staging",
+                alias="live",
+                version_before="12",
+                version_after="13",
+                weight=10,
+            ),
+            "production": EnvironmentEntry(
+                status=EnvironmentStatus.SHIFTING,
+                function_name="hello-prod",
+                alias="live",
+                version_before="4",
+                version_after="5",
+                weight=100,
+            ),
+        }
+    )
+    shown = render(shifting)
+    assert "alias before: 12  after: 13 at 10% (12 at 90%)  (SHIFTING)" in shown
+    assert "alias before: 4  after: 5  (SHIFTING)" in shown
