@@ -164,7 +164,7 @@ def describe_event(event: StageEvent) -> str:
                 for c in detail.get("companions", [])
             )
             return f"restored version {restored} (from {was}){others}"
-        case "ManualRollback":
+        case "ManualRollback" | "ManualRestore":
             return (
                 f"by {plain(detail.get('operator'))}: restored version {plain(detail.get('restored_version'))} "
                 f"(from {plain(detail.get('rolled_back_from'))})"

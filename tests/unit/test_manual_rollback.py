@@ -95,6 +95,15 @@ def test_a_rollback_to_the_version_already_served_is_refused_and_nothing_is_reco
     assert locks.get(LOCK) is None or locks.get(LOCK).holder is None  # released
 
 
+def test_a_rollback_to_the_version_an_alias_left_split_serves_first_clears_the_split() -> None:
+    # Given the alias left split by a stop nobody restored: version 1 first, 10% still going to version 2
+    targets, locks, ledger = _world()
+    targets.route_alias("hello-staging", "live", "1", {"2": 0.1})
+    # When the on-call rolls back to version 1, Then all of the traffic is on it again
+    _roll_back(targets, locks, ledger, to="1")
+    assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
+
+
 def test_a_rollback_from_a_version_no_deployment_made_live_is_recorded_on_the_release_it_restores() -> None:
     # Given the alias moved to version 1 outside Conveyor: no deployment of version 1 is live there
     targets, locks, ledger = _world()
@@ -103,7 +112,7 @@ def test_a_rollback_from_a_version_no_deployment_made_live_is_recorded_on_the_re
     # When the on-call rolls back to version 2, which d-unit made live
     _roll_back(targets, locks, ledger, to="2")
     # Then who did it is in the ledger, on d-unit, and d-unit's entry is left as it is (it is live again)
-    events = [e for e in ledger.get("d-unit").events if e.stage == "ManualRollback"]  # type: ignore[attr-defined]
+    events = [e for e in ledger.get("d-unit").events if e.stage == "ManualRestore"]  # type: ignore[attr-defined]
     assert [(e.environment, e.detail["operator"], e.detail["restored_version"]) for e in events] == [
         ("staging", "alice", "2")
     ]

@@ -159,15 +159,16 @@ def served_after_rollback(
 def _record(
     result: ManualRollback, ledger: Ledger, *, live: DeploymentRecord | None, served: ServedRelease | None
 ) -> None:
-    """Who moved the alias, in the ledger: on the deployment rolled back (its entry ROLLED_BACK), or, when no
-    deployment of the version left is live there (the alias was moved outside Conveyor, or by an earlier
-    rollback), on the deployment of the release restored."""
+    """Who moved the alias, in the ledger: on the deployment rolled back (``ManualRollback``, its entry
+    ROLLED_BACK), or, when no deployment of the version left is live there (the alias was moved outside Conveyor,
+    or by an earlier rollback), on the deployment of the release restored (``ManualRestore``: not a rollback of
+    that deployment, which DORA's time to restore and the report read ``ManualRollback`` as)."""
     audited = live.deployment_id if live is not None else served.deployment_id if served is not None else None
     if audited is not None:
         ledger.record_event(
             StageEvent(
                 deployment_id=audited,
-                stage="ManualRollback",
+                stage="ManualRollback" if live is not None else "ManualRestore",
                 environment=result.environment,
                 status="succeeded",
                 started_at=result.rolled_back_at,
@@ -247,7 +248,11 @@ def manual_rollback(
         for name in target.function_names:
             targets.ensure_managed(name, managed_tag_key)
         was = {name: targets.alias_version(name, alias) for name in target.companions} | {function: serving}
-        if all(str(versions[name]) == was[name] for name in target.function_names):
+        states = {name: targets.alias_state(name, alias) for name in target.function_names}
+        if all(
+            (state := states[name]) is not None and state.version == str(versions[name]) and not state.weights
+            for name in target.function_names
+        ):  # all of the traffic already on it: a split left by a stop is still cleared
             raise NothingToRollBackError(
                 f"{app}/{environment} already serves version {version} of {function}:{alias}; nothing to roll back "
                 "(a release of the same code reuses its version)"
