@@ -177,14 +177,7 @@ def test_a_re_run_whose_earlier_attempt_went_live_rolls_back_to_the_release_befo
     assert world.alias_version() == "3"
 
     # When the execution is re-run (a new attempt of d-2): Deploy finds its own version already served
-    world.ledger.finish("d-2", Outcome.FAILED)
-    rerun = two.deployment.model_copy(update={"execution_arn": f"{two.deployment.execution_arn}-rerun"})
-    record = world.ledger.get("d-2")
-    assert record is not None
-    seed = record.model_copy(update={"execution_arn": rerun.execution_arn})
-    assert world.ledger.claim(seed, replaceable={Outcome.FAILED}, stale_owner=None)
-    assert world.ledger.start(seed, environments={"staging": {"status": "PENDING"}}) is not None
-    again = world.deployed(two.model_copy(update={"deployment": rerun}))
+    again = world.deployed(_new_attempt(world, two, 2))
 
     # Then the version before is what the first attempt replaced, and a failed verdict restores 1.0.1
     assert again.release is not None
@@ -196,6 +189,52 @@ def test_a_re_run_whose_earlier_attempt_went_live_rolls_back_to_the_release_befo
     served = world.ledger.served(FUNCTION, ALIAS)
     assert served is not None
     assert (served.version, served.deployment_id) == ("1.0.1", "d-1")
+
+
+def _new_attempt(world: World, step: EnvironmentStep, attempt: int) -> EnvironmentStep:
+    """Another execution of ``step``'s deployment, after the last one failed: claimed and started again."""
+    world.ledger.finish(step.deployment.deployment_id, Outcome.FAILED)
+    deployment = step.deployment.model_copy(update={"execution_arn": f"{step.deployment.execution_arn}-{attempt}"})
+    record = world.ledger.get(deployment.deployment_id)
+    assert record is not None
+    seed = record.model_copy(update={"execution_arn": deployment.execution_arn})
+    assert world.ledger.claim(seed, replaceable={Outcome.FAILED}, stale_owner=None)
+    assert world.ledger.start(seed, environments={"staging": {"status": "PENDING"}}) is not None
+    return step.model_copy(update={"deployment": deployment})
+
+
+def test_a_re_run_restores_what_its_newest_attempt_replaced_not_its_first() -> None:
+    # Given 1.0.2's first attempt took staging from 2 to 3; then the alias went back to 1 by hand, and a second
+    # attempt took it from 1 to 3 again
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="one"))
+    two = world.step("d-2", "1.0.2", code="two")
+    world.shifted(world.deployed(two))
+    world.targets.route_alias(FUNCTION, ALIAS, "1", None)
+    world.ledger.forget_served(FUNCTION, ALIAS)
+    second = _new_attempt(world, two, 2)
+    world.shifted(world.deployed(second))
+    assert world.alias_version() == "3"
+
+    # When a third attempt runs, Then what it would restore is 1 (what the newest attempt replaced), not 2
+    third = world.deployed(_new_attempt(world, second, 3))
+    assert third.release is not None
+    assert (third.release.version_before, third.release.version_after) == ("1", "3")
+
+
+def test_a_push_of_a_release_already_live_restores_what_that_release_replaced() -> None:
+    # Given 1.0.2 took staging from 2 to 3 and went live (deployment d-2)
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="one"))
+    world.go_live(world.step("d-2", "1.0.2", code="two"))
+    # When the same release (1.0.2, same content) is pushed again as a new deployment (say, after an operator rolled
+    # back another environment of it): Lambda answers with version 3 again
+    again = world.deployed(world.step("d-2b", "1.0.2", code="two"))
+    # Then its version before is what 1.0.2 replaced here, and a failed check restores 1.0.1
+    assert again.release is not None
+    assert (again.release.version_before, again.release.version_after) == ("2", "3")
+    roll_back(world.shifted(again), targets=world.targets, ledger=world.ledger)
+    assert world.alias_version() == "2"
 
 
 def test_a_release_whose_code_was_already_live_has_nothing_before_it_to_restore() -> None:

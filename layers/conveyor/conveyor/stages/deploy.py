@@ -54,13 +54,14 @@ def _alias_before(
     return (None, None, served) if alias is None else (alias.version, alias.revision_id, served)
 
 
-def _replaced_by_earlier_attempt(
-    step: EnvironmentStep, function: str, version_after: str, ledger: Ledger
+def _replaced_by_the_release(
+    step: EnvironmentStep, function: str, version_after: str, served: ServedRelease, ledger: Ledger
 ) -> tuple[str, ServedRelease | None] | None:
-    """What an earlier attempt of this deployment replaced on ``function``'s alias, from its Deploy event; None if
-    no earlier attempt of it moved this environment to ``version_after``."""
-    record = ledger.get(step.deployment.deployment_id)
-    for event in record.events if record is not None else []:
+    """What the deployment that took ``function``'s alias to this release (``served``: this deployment's earlier
+    attempt, or an earlier push of the same release) replaced there, from its newest Deploy event that moved this
+    environment to ``version_after``; None if there is none."""
+    record = ledger.get(served.deployment_id)
+    for event in reversed(record.events if record is not None else []):
         if event.stage != "Deploy" or event.environment != step.environment.name or event.status == FAILED:
             continue
         for member in [event.detail, *event.detail.get("companions", [])]:
@@ -70,8 +71,8 @@ def _replaced_by_earlier_attempt(
                 and member.get("version_after") == version_after
                 and (before and before != version_after)
             ):
-                served = member.get("served_before")
-                return str(before), ServedRelease.model_validate(served) if served else None
+                served_before = member.get("served_before")
+                return str(before), ServedRelease.model_validate(served_before) if served_before else None
     return None
 
 
@@ -81,9 +82,10 @@ def _deploy_function(
     """Put the release's package and configuration on ``function``'s ``$LATEST`` (unless it holds them) and
     publish its version.
 
-    The version before is what the alias served before this deployment: on a re-run whose earlier attempt already
-    moved the alias to this very version (the ledger says the alias serves this deployment), that is what the earlier
-    attempt replaced. The re-run shifts from it and a rollback restores it, never the version being judged."""
+    The version before is what the alias served before this release: when the alias already serves this very
+    release (the ledger says so: this deployment's earlier attempt, or an earlier push of the same version and
+    content, took it there), that is what was replaced then. The rollout shifts from it and a rollback restores
+    it, never the version being judged."""
     deployment, environment = step.deployment, step.environment
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
     config = deployment.manifest.function_config
@@ -97,8 +99,8 @@ def _deploy_function(
     if (
         version_before == version_after
         and served_before is not None
-        and served_before.deployment_id == deployment.deployment_id
-        and (earlier := _replaced_by_earlier_attempt(step, function, version_after, ledger)) is not None
+        and (served_before.version, served_before.sha256) == (deployment.version, deployment.package.sha256)
+        and (earlier := _replaced_by_the_release(step, function, version_after, served_before, ledger)) is not None
     ):
         version_before, served_before = earlier
     return Release(
