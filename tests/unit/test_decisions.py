@@ -80,6 +80,21 @@ def test_a_decision_the_execution_no_longer_waits_for_stays_recorded_and_says_so
     assert "task_token" not in entry.approval
 
 
+def test_a_decision_step_functions_did_not_take_after_the_gate_closed_keeps_its_error() -> None:
+    # Given a gate closed while the decision was being sent (the execution ended, its gate recorded meanwhile)
+    ledger = _waiting()
+
+    class _ClosingTasks(FakeTaskTokens):
+        def succeed(self, token: str, output: dict) -> None:
+            ledger.update_environment("d-unit", "staging", {"status": EnvironmentStatus.ROLLED_BACK})
+            raise TaskAnswerError("throttled", gone=False)
+
+    # When Step Functions did not take it, Then the caller hears why, and the gate is left as it was closed
+    with pytest.raises(TaskAnswerError, match="could not approve deployment d-unit in staging: throttled"):
+        _decide(ledger, _ClosingTasks())
+    assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.ROLLED_BACK
+
+
 def test_nothing_awaiting_is_a_named_error() -> None:
     ledger = started_ledger(build_step())
     with pytest.raises(NothingAwaitsDecisionError, match="nothing awaits approval for deployment d-unit"):

@@ -19,6 +19,7 @@ Two approvers deciding at the same instant may each read the other's approval as
 then lost (asked again), never counted twice, so the gate never opens with fewer than N distinct approvers.
 """
 
+import contextlib
 import fnmatch
 import re
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from conveyor.domain.errors import (
     EntryChangedError,
     NothingAwaitsDecisionError,
     SelfApprovalError,
+    StatusMoveRefusedError,
     TaskAnswerError,
 )
 from conveyor.domain.ports import Ledger, TaskTokens
@@ -361,12 +363,13 @@ def _answer(
             tasks.fail(token, ApprovalRejectedError.__name__, f"rejected by {by}: {reason}")
     except TaskAnswerError as exc:
         if not exc.gone:  # waiting again as before this decision (the N-th approval not counted)
-            ledger.update_environment(
-                deployment_id,
-                env_name,
-                {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": waiting},
-                expected={"approval": decided},
-            )
+            with contextlib.suppress(EntryChangedError, StatusMoveRefusedError):  # the gate moved on (closed) meanwhile
+                ledger.update_environment(
+                    deployment_id,
+                    env_name,
+                    {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": waiting},
+                    expected={"approval": decided},
+                )
         raise TaskAnswerError(
             f"could not {verdict} deployment {deployment_id} in {env_name}: {exc}"
             + (" (the execution no longer waits for this decision)" if exc.gone else ""),
