@@ -99,6 +99,16 @@ def test_without_enough_baseline_traffic_the_comparison_is_skipped_and_says_so()
     assert checks["metrics:error_rate"].status == "pass"
 
 
+def test_a_comparison_that_cannot_be_made_does_not_pass_a_version_nothing_else_judges() -> None:
+    # Given a spec that judges only against the old version, and an old version that served too little
+    ratio_only = MetricsCheck(min_invocations=20, max_error_rate_ratio=2)
+    checks = _by_name(judge_metrics(ratio_only, _stats("3", 162, 54), _stats("2", 3, 0), 60))
+    # Then the 33% errors are not passed: the check is inconclusive, says why, and on_inconclusive decides
+    assert list(checks) == ["metrics:baseline"]
+    assert checks["metrics:baseline"].status == "inconclusive"
+    assert "no absolute limit to judge the new version by" in checks["metrics:baseline"].reason
+
+
 # --- the window -------------------------------------------------------------------------------
 def _traffic(wait: int, started: datetime | None) -> TrafficState:
     return TrafficState(

@@ -157,12 +157,22 @@ def _compare(
         return []
     if old is None or not has_baseline:
         served = "no old version" if old is None else f"v{old.version} served {old.invocations} invocations"
+        absolute = [spec.max_error_rate_percent, spec.max_p95_ms, spec.max_p99_ms]
+        if any(limit is not None for limit in absolute):
+            status, then = "pass", "absolute limits apply"
+        else:  # nothing else judges the new version: this check cannot pass it (on_inconclusive decides)
+            status, then = (
+                "inconclusive",
+                (
+                    "the spec sets no absolute limit to judge the new version by "
+                    "(max_error_rate_percent, max_p95_ms or max_p99_ms)"
+                ),
+            )
         return [
             _check(
                 "baseline",
-                "pass",
-                f"no baseline comparison: {served} {over} (at least {spec.min_invocations} needed); "
-                "absolute limits apply",
+                status,
+                f"no baseline comparison: {served} {over} (at least {spec.min_invocations} needed); {then}",
                 evidence,
             )
         ]
