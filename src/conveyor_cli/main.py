@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from conveyor.domain.dora import dora_metrics
+from conveyor.domain.dora import measured
 from conveyor.domain.errors import ConveyorError, LedgerError
 from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.pipeline import PipelineSpec, pipeline_schema
@@ -482,8 +482,9 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     until = datetime.now(UTC)
-    records = operations.ledger(_cloud(args)).history(app=args.app, limit=10_000)
-    metrics = dora_metrics(records, since=until - timedelta(days=args.days), until=until)
+    metrics = measured(
+        operations.ledger(_cloud(args)), app=args.app, since=until - timedelta(days=args.days), until=until
+    )
     if args.json:
         _print(metrics.model_dump(mode="json"))
     else:

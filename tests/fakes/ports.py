@@ -112,8 +112,9 @@ class FakeLedger:
         return DeploymentRecord.model_validate({**data, "events": events})
 
     def history(self, app: str | None = None, limit: int = 50, status: Outcome | None = None) -> list[DeploymentRecord]:
-        records = [self.get(i) for i in self.records]
-        found = [r for r in records if r is not None and (app is None or r.app == app) and (status in (None, r.status))]
+        """As DynamoLedger's: the records without their stage events (``get`` reads those)."""
+        records = [DeploymentRecord.model_validate(data) for data in self.records.values()]
+        found = [r for r in records if (app is None or r.app == app) and (status in (None, r.status))]
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def stage_events(self, stage: str) -> list[StageEvent]:

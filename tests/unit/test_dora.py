@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from conveyor.domain.dora import PERFORMANCE_LEVELS, Tier, dora_metrics, failed_change, tier_of
+from conveyor.domain.dora import PERFORMANCE_LEVELS, Tier, dora_metrics, failed_change, measured, tier_of
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.outcome import Outcome
@@ -59,7 +59,7 @@ def in_ledger(ledger: FakeLedger, rec: DeploymentRecord, environments: dict[str,
 
 
 def window(ledger: FakeLedger) -> Any:
-    return dora_metrics(ledger.history(limit=1000), since=T0 - timedelta(days=1), until=T0 + timedelta(days=1))
+    return measured(ledger, app=None, since=T0 - timedelta(days=1), until=T0 + timedelta(days=1))
 
 
 def test_a_rolled_back_change_counts_against_the_rate_and_restores_when_rollback_completes() -> None:
@@ -182,7 +182,7 @@ def test_each_key_carries_the_tier_of_the_dora_report() -> None:
     in_ledger(ledger, record(1, Outcome.SUCCEEDED, hours=0, took=0, commit_ago=7200), {})
     in_ledger(ledger, record(2, Outcome.SUCCEEDED, hours=24, took=0, commit_ago=7200), {})
 
-    metrics = dora_metrics(ledger.history(), since=T0, until=T0 + timedelta(days=2))
+    metrics = measured(ledger, app=None, since=T0, until=T0 + timedelta(days=2))
 
     assert metrics.tiers == {
         "deployment_frequency": Tier.HIGH,  # once a day: not "multiple per day"

@@ -157,17 +157,15 @@ def _compare(
         return []
     if old is None or not has_baseline:
         served = "no old version" if old is None else f"v{old.version} served {old.invocations} invocations"
-        absolute = [spec.max_error_rate_percent, spec.max_p95_ms, spec.max_p99_ms]
-        if any(limit is not None for limit in absolute):
-            status, then = "pass", "absolute limits apply"
-        else:  # nothing else judges the new version: this check cannot pass it (on_inconclusive decides)
-            status, then = (
-                "inconclusive",
-                (
-                    "the spec sets no absolute limit to judge the new version by "
-                    "(max_error_rate_percent, max_p95_ms or max_p99_ms)"
-                ),
-            )
+        # Without an absolute limit nothing else judges the new version: this check cannot pass it.
+        absolute = any(limit is not None for limit in (spec.max_error_rate_percent, spec.max_p95_ms, spec.max_p99_ms))
+        status: Verdict = "pass" if absolute else "inconclusive"
+        then = (
+            "absolute limits apply"
+            if absolute
+            else "the spec sets no absolute limit to judge the new version by "
+            "(max_error_rate_percent, max_p95_ms or max_p99_ms)"
+        )
         return [
             _check(
                 "baseline",

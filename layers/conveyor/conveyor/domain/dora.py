@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.outcome import Outcome
+from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
 
 _FAILED_CHANGES = frozenset({Outcome.ROLLED_BACK, Outcome.ROLLBACK_FAILED})
@@ -308,6 +309,15 @@ def dora_metrics(records: Iterable[DeploymentRecord], *, since: datetime, until:
     )
 
 
+def measured(ledger: Ledger, *, app: str | None, since: datetime, until: datetime) -> DoraMetrics:
+    """The four keys over the deployments (of ``app``) created between ``since`` and ``until``, read from the ledger
+    with their stage events: the ledger's history lists records without them, and time to restore and each
+    environment's lead time are read from the events (one read per deployment in the window)."""
+    listed = ledger.history(app=app, limit=10_000)
+    records = [ledger.get(r.deployment_id) or r for r in listed if since <= r.created_at <= until]
+    return dora_metrics(records, since=since, until=until)
+
+
 __all__ = [
     "KEYS",
     "PERFORMANCE_LEVELS",
@@ -318,6 +328,7 @@ __all__ = [
     "Tier",
     "dora_metrics",
     "failed_change",
+    "measured",
     "restore_span",
     "tier_of",
 ]
