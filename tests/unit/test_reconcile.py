@@ -155,6 +155,9 @@ def test_a_stop_while_waiting_for_approval_before_deploying_moves_nothing() -> N
         {"status": EnvironmentStatus.AWAITING_APPROVAL, "approval": {"kind": "approval", "task_token": "t"}},
     )
     assert world.reconcile().restored == []
+    # and the gate no longer reads as waiting for people: nothing was deployed there, and nothing will be
+    entry = world.record().environments["staging"]
+    assert (entry.status, "task_token" in entry.approval) == (EnvironmentStatus.NOT_DEPLOYED, False)
 
 
 def test_a_stop_while_queued_for_the_lock_closes_the_environment_as_not_deployed() -> None:

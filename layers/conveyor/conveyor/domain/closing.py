@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ApprovalRejectedError, StatusMoveRefusedError
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger
@@ -20,15 +20,22 @@ TIMEOUT_DECIDER = "conveyor (approval timeout)"
 
 UNREACHED = frozenset({EnvironmentStatus.QUEUED, EnvironmentStatus.LOCKED, EnvironmentStatus.APPROVED})
 """Where an environment stands when its deployment may still deploy to it: in the lock's queue, holding the lock,
-or approved for it."""
+or approved for it (or, ``AWAITING_APPROVAL`` of kind ``approval``, waiting for people before any of that)."""
+
+
+def unreached(env: EnvironmentEntry) -> bool:
+    """Whether nothing was deployed in ``env`` yet, though its deployment got that far (see ``UNREACHED``)."""
+    waiting = env.status is EnvironmentStatus.AWAITING_APPROVAL and (env.approval or {}).get("kind") == "approval"
+    return env.status in UNREACHED or waiting
 
 
 def close_unreached(ledger: Ledger, record: DeploymentRecord) -> list[str]:
-    """Record ``NOT_DEPLOYED`` for each environment an ended deployment left ``UNREACHED``, so no view shows it
-    waiting in a queue, holding a lock or about to deploy after the end (nothing was deployed there). Returns them."""
+    """Record ``NOT_DEPLOYED`` for each environment an ended deployment left ``unreached``, so no view shows it
+    waiting for people, in a queue, holding a lock or about to deploy after the end (nothing was deployed there).
+    Called after ``close_approvals``, which records a gate's own end (rejected, timed out) first. Returns them."""
     closed = []
     for name, env in record.environments.items():
-        if env.status in UNREACHED:
+        if unreached(env):
             try:
                 ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.NOT_DEPLOYED})
             except StatusMoveRefusedError:

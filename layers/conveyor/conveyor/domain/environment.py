@@ -42,7 +42,7 @@ _MOVES: Mapping[EnvironmentStatus, frozenset[EnvironmentStatus]] = {
     # A paused rollout's decision moves it back to SHIFTING (promote next, or RollBack restores it).
     # QUEUED/LOCKED: approved by answering the task token outside Conveyor (SendTaskSuccess), so no APPROVED between.
     S.AWAITING_APPROVAL: frozenset(
-        {S.APPROVED, S.REJECTED, S.QUEUED, S.LOCKED, S.SHIFTING, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK}
+        {S.APPROVED, S.REJECTED, S.QUEUED, S.LOCKED, S.SHIFTING, S.APPROVAL_TIMED_OUT, S.ROLLED_BACK, S.NOT_DEPLOYED}
     ),
     # The approval gate comes before the lock; a decision Step Functions did not take is put back to wait.
     S.APPROVED: frozenset(
