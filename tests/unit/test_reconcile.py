@@ -13,6 +13,7 @@ from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError
 from conveyor.domain.notices import publish_once
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pushed_object import PushedObject
+from conveyor.domain.records import StageEvent
 from conveyor.domain.timing import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
@@ -169,6 +170,30 @@ def test_a_stop_while_queued_for_the_lock_closes_the_environment_as_not_deployed
     assert world.reconcile().restored == []
     assert world.record().environments["staging"].status is EnvironmentStatus.NOT_DEPLOYED
     assert world.function.aliases["live"] == ("1", {})
+
+
+def test_a_stop_after_a_migration_restores_traffic_and_says_the_data_was_not_migrated_back() -> None:
+    # Given the schema migration ran in staging before the canary, and the execution was stopped mid-canary
+    world = World()
+    now = utcnow()
+    world.ledger.record_event(
+        StageEvent(
+            deployment_id=world.deployment_id,
+            stage="Migrate",
+            environment="staging",
+            status="succeeded",
+            started_at=now,
+            finished_at=now,
+            duration_ms=1.0,
+            detail={"hook": "schema", "phase": "migrate"},
+        )
+    )
+    # When the reconciler restores the alias
+    assert world.reconcile().restored == ["staging"]
+    # Then the record and the notice say the down-migration did not run, and that a person must run it
+    reason = world.record().failure["reason"]
+    assert "the migration 'schema' ran in staging and no down-migration did" in reason
+    assert "a person must run the down-migration" in world.notifier.published[0][1]
 
 
 def test_reconciling_twice_changes_nothing_and_notifies_nobody_again() -> None:

@@ -263,6 +263,11 @@ def reconcile(
         reason += f"; traffic restored in {', '.join(restored)}"
     if left_alone:
         reason += "; left alone: " + "; ".join(f"{name}: {why}" for name, why in left_alone.items())
+    for name, hook in migrations_not_undone(record, restored):
+        reason += (
+            f"; the migration {hook!r} ran in {name} and no down-migration did: its data may still be in the new "
+            "shape, a person must run the down-migration"
+        )
     closed = ledger.set_status(
         deployment_id,
         outcome,
@@ -299,6 +304,18 @@ def reconcile(
         message_id=message_id,
         **base,
     )
+
+
+def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list[tuple[str, str]]:
+    """(environment, hook) of each migration that ran in an environment whose traffic was restored here, with no
+    down-migration after it: the state machine's rollback branch runs ``migrate.down``, a stop skips it."""
+    left = []
+    for name in restored:
+        events = [e for e in record.events if e.environment == name and e.stage in ("Migrate", "MigrateDown")]
+        ran = [e for e in events if e.stage == "Migrate" and not e.failed]
+        if ran and not any(e.stage == "MigrateDown" and e.started_at >= ran[-1].started_at for e in events):
+            left.append((name, str(ran[-1].detail.get("hook", "migrate"))))
+    return left
 
 
 def _last_touched(record: DeploymentRecord) -> str | None:
