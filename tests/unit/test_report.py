@@ -140,6 +140,21 @@ def test_notify_closes_an_environment_the_deployment_held_or_queued_for_as_not_d
     }
 
 
+def test_notify_after_a_pause_nobody_decided_names_the_environment_and_the_timeout() -> None:
+    # Given staging paused for a decision at 100%, nobody decided, and the rollback branch restored it
+    ledger = FakeLedger()
+    ledger.start(PUSHED.ledger_record(ARN, "hello", "1.0.0"))
+    ledger.update_environment(PUSHED.deployment_id, "staging", {"status": "ROLLED_BACK", "rollback": {"reason": "x"}})
+    ledger.update_environment(PUSHED.deployment_id, "production", {"status": "PENDING"})
+    notifier = FakeNotifier()
+    # When the failure path reports the state machine's own timeout (no stage recorded a failure)
+    notify_failure(_failure("States.Timeout", "decision not taken in time"), ledger=ledger, notifier=notifier)
+    # Then the notice names staging and the timeout, not "validation" and "unknown stage"
+    subject, body, _ = notifier.published[0]
+    assert subject == "[Conveyor] hello 1.0.0 staging: ROLLED_BACK"
+    assert "What failed: the state machine (States.Timeout) in staging" in body
+
+
 def test_notify_for_an_event_outside_the_layout_records_a_deployment() -> None:
     # Given ValidateArtifact refused the key before recording anything
     ledger, notifier = FakeLedger(), FakeNotifier()

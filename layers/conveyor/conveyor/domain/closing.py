@@ -44,6 +44,14 @@ def close_unreached(ledger: Ledger, record: DeploymentRecord) -> list[str]:
     return closed
 
 
+def last_touched(record: DeploymentRecord) -> str | None:
+    """The last environment (in pipeline order) the deployment got to: one whose entry is more than ``PENDING``
+    and not done (``LIVE``)."""
+    untouched = (None, EnvironmentStatus.PENDING, EnvironmentStatus.LIVE)
+    names = [name for name, env in record.environments.items() if env.status not in untouched]
+    return names[-1] if names else None
+
+
 def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
     """Forget the task tokens of an ended execution; for a failed approval gate, its environment and why.
 

@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.domain.beanstalk import restore_production
-from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics
+from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics, last_touched
 from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
@@ -278,7 +278,7 @@ def reconcile(
                 "error": ended.error or f"Execution{ended.status.title().replace('_', '')}",
                 "reason": reason,
                 "stage": "Reconcile",
-                "environment": _last_touched(record),
+                "environment": last_touched(record),
             },
             "finished_at": utcnow().isoformat(),
         },
@@ -318,12 +318,6 @@ def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list
     return left
 
 
-def _last_touched(record: DeploymentRecord) -> str | None:
-    untouched = (None, EnvironmentStatus.PENDING, EnvironmentStatus.LIVE)
-    names = [name for name, env in record.environments.items() if env.status not in untouched]
-    return names[-1] if names else None
-
-
 def _notify(
     record: DeploymentRecord,
     ended: ExecutionEnded,
@@ -340,7 +334,7 @@ def _notify(
     """
     failure = record.failure or {}
     stage = str(failure.get("stage") or "Reconcile")
-    environment = failure.get("environment") or _last_touched(record)
+    environment = failure.get("environment") or last_touched(record)
     subject, message = render_failure(
         record, record.status, stage, str(environment) if environment else None, str(failure.get("reason") or reason)
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics
+from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics, last_touched
 from conveyor.domain.contracts import FailureRequest, FinalizeRequest, Report
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
@@ -48,12 +48,14 @@ def _outcome(record: DeploymentRecord, error: str) -> Outcome:
     return Outcome.FAILED
 
 
-def _failed_event(record: DeploymentRecord) -> tuple[str, str | None]:
-    """The stage (and environment) that failed, from the last failed or failing event."""
+def _failed_event(record: DeploymentRecord, error: str) -> tuple[str, str | None]:
+    """The stage (and environment) that failed, from the last failed event; when no stage recorded a failure (the
+    state machine's own error ended it: a decision nobody took in time), that error in the last environment the
+    deployment got to."""
     for event in reversed(record.events):
         if event.failed:
             return event.stage, event.environment
-    return "unknown stage", None
+    return f"the state machine ({error})", last_touched(record)
 
 
 def _record_unclaimed(
@@ -114,7 +116,7 @@ def notify_failure(
         ledger.finish(deployment_id, outcome, {"error": failure.error, "reason": reason})
         logger.info("deployment superseded", extra={"reason": reason})
         return Report(deployment_id=deployment_id, outcome=outcome, reason=str(reason), error=failure.error)
-    stage, environment = _failed_event(record)
+    stage, environment = _failed_event(record, failure.error)
     gate = close_approvals(ledger, record, failure.error)
     if gate is not None:
         environment, reason = gate
