@@ -16,7 +16,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -66,6 +66,21 @@ from conveyor_local.server import LocalCloudError, client_env, read_state, start
 
 EXIT_BROKEN_PIPE = 141
 """What a command whose output pipe closed exits with: 128 + SIGPIPE, as a shell reports ``cmd | head``."""
+
+
+def _at_least(smallest: float, kind: type[int] | type[float]) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` no smaller than ``smallest``, else a usage error naming it."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"{text} is less than {smallest:g}")
+        return value
+
+    return parse
 
 
 def _lambda_version(text: str) -> str:
@@ -281,8 +296,13 @@ def cmd_package(args: argparse.Namespace) -> int:
         )
     except ValidationError as exc:
         raise CliError(describe("manifest", exc)) from exc
-    out = Path(args.out or f"{args.app}-{args.version}.zip")
-    out.write_bytes(data)
+    out = Path(args.out or ".")
+    if out.is_dir():  # a folder: the bundle goes in it under its default name
+        out = out / f"{args.app}-{args.version}.zip"
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise CliError(f"cannot write the bundle to {out}: {exc.strerror or exc}") from exc
     result = {"bundle": str(out), "app": manifest.app, "version": manifest.version, "sha256": manifest.package.sha256}
     if args.json:
         _print(result)
@@ -680,7 +700,7 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("dir")
     package.add_argument("--app", required=True)
     package.add_argument("--version", required=True)
-    package.add_argument("--out", help="default: <app>-<version>.zip")
+    package.add_argument("--out", help="the bundle file, or a folder for <app>-<version>.zip in it (default: here)")
     package.add_argument("--env", action="append", metavar="KEY=VALUE", help="function environment variable")
     package.add_argument("--memory", type=int, help="function memory (MB)")
     package.add_argument("--timeout", type=int, help="function timeout (s)")
@@ -732,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = commands.add_parser("history", help="past deployments from the ledger")
     history.add_argument("--app")
-    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--limit", type=_at_least(1, int), default=20)
     history.set_defaults(func=cmd_history)
 
     rollback = commands.add_parser("rollback", help="restore an environment's alias to the release before")
@@ -836,7 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
         "metrics", help="DORA's four keys per app and environment, each with the DORA report's tier"
     )
     metrics.add_argument("--app")
-    metrics.add_argument("--days", type=float, default=30)
+    metrics.add_argument(
+        "--days", type=_at_least(1 / 24, float), default=30, help="the window, in days (at least an hour: 0.042)"
+    )
     metrics.set_defaults(func=cmd_metrics)
 
     report = commands.add_parser(

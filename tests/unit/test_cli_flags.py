@@ -145,3 +145,31 @@ def test_rollback_to_a_lambda_version_that_is_not_a_published_number_is_a_usage_
 def test_rollback_takes_a_lambda_version_as_its_number() -> None:
     args = cli.build_parser().parse_args(["rollback", "hello", "staging", "--lambda-version", "07"])
     assert args.lambda_version == "7"
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["metrics", "--days", "0"], "--days: 0 is less than"),
+        (["metrics", "--days", "-5"], "--days: -5 is less than"),
+        (["history", "--limit", "0"], "--limit: 0 is less than 1"),
+        (["history", "--limit", "ten"], "--limit: 'ten' is not a number"),
+    ],
+)
+def test_a_window_or_a_limit_that_cannot_be_one_is_a_usage_error(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+def test_package_into_a_folder_writes_the_bundle_in_it_under_its_name(tmp_path: Any) -> None:
+    from conveyor_cli.sample import EXAMPLES
+
+    assert (
+        cli.main(["package", str(EXAMPLES / "hello"), "--app", "hello", "--version", "1.2.3", "--out", str(tmp_path)])
+        == 0
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["hello-1.2.3.zip"]
