@@ -25,7 +25,7 @@ from conveyor.domain.errors import (
 )
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.manifest import FunctionConfig, base64_digest
-from conveyor.domain.outcome import Outcome
+from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import (
     IN_FLIGHT_GRACE,
     AliasState,
@@ -125,8 +125,11 @@ class FakeLedger:
 
     def claim(self, seed: DeploymentRecord, *, replaceable: Collection[Outcome], stale_owner: str | None) -> bool:
         existing = self.records.get(seed.deployment_id)
+        stale = stale_owner is not None and existing is not None and existing["execution_arn"] == stale_owner
         if existing is not None and not (
-            existing["execution_arn"] in (seed.execution_arn, stale_owner) or existing["status"] in replaceable
+            existing["execution_arn"] == seed.execution_arn
+            or (stale and existing["status"] in UNFINISHED)
+            or existing["status"] in replaceable
         ):
             return False
         claimed = seed.model_dump(exclude={"events"})

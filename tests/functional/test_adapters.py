@@ -411,6 +411,34 @@ def _start_deployment(ledger: DynamoLedger, n: int, environments: dict[str, dict
     return pushed.deployment_id
 
 
+def test_a_stale_owner_is_taken_over_only_while_the_deployment_is_unfinished(cloud: Cloud) -> None:
+    # Given a deployment its execution ("arn") owns and has just ended SUCCEEDED: a duplicate read it IN_PROGRESS
+    # before that, then saw the execution no longer RUNNING (it had ended, having finished the deployment)
+    from conveyor.domain.pushed_object import PushedObject
+
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 11)
+    ledger.finish(deployment, Outcome.SUCCEEDED)
+    seed = PushedObject(
+        deployment_id=deployment,
+        bucket=BUCKET,
+        key="artifacts/hello/11.zip",
+        version_id=None,
+        etag=None,
+        size=None,
+        requester=None,
+    ).ledger_record("arn:duplicate", "hello", "11")
+    retryable = frozenset(Outcome) - {Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED}
+    # When the duplicate takes over from the "stale" owner, Then it is refused: a success is never re-run
+    assert ledger.claim(seed, replaceable=retryable, stale_owner="arn") is False
+    record = ledger.get(deployment)
+    assert record is not None
+    assert (record.status, record.execution_arn, record.attempts) == (Outcome.SUCCEEDED, "arn", 1)
+    # And while the deployment is unfinished, the same takeover is taken
+    other = _start_deployment(ledger, 12)
+    assert ledger.claim(seed.model_copy(update={"deployment_id": other}), replaceable=retryable, stale_owner="arn")
+
+
 def test_ledger_history_is_newest_first(cloud: Cloud) -> None:
     ledger = DynamoLedger(runtime.session(), TABLE)
     ids = [_start_deployment(ledger, n) for n in range(3)]

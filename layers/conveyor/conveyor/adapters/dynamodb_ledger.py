@@ -316,8 +316,9 @@ class DynamoLedger:
 
         Taken when the deployment is new, ended in one of ``replaceable`` (a new attempt: its
         environments and failure are cleared), is already owned by this execution (a retry), or is
-        owned by ``stale_owner`` (an execution known to have stopped without ending it). The execution that takes
-        it is counted as an attempt (``start`` counts it too: a set, so once).
+        owned by ``stale_owner`` (an execution known to have stopped without ending it) and still unfinished: the
+        owner may have ended it between the caller's read and this write (a success is never taken over). The
+        execution that takes it is counted as an attempt (``start`` counts it too: a set, so once).
         """
         owner = seed.execution_arn or ""
         names = {"#status": "status", "#owner": "execution_arn"}
@@ -325,6 +326,7 @@ class DynamoLedger:
             ":me": owner,
             ":stale": stale_owner or owner,
             ":running": Outcome.IN_PROGRESS.value,
+            ":queued": Outcome.QUEUED.value,
             ":now": utcnow().isoformat(),
             ":created": seed.created_at.isoformat(),
             ":id": seed.deployment_id,
@@ -348,7 +350,8 @@ class DynamoLedger:
                 "app = :app, version = :version, artifact = :artifact, pushed_by = :pushed_by, "
                 "created_at = if_not_exists(created_at, :created), "
                 "environments = :empty REMOVE finished_at, failure ADD attempt_executions :me_set",
-                ConditionExpression=f"attribute_not_exists(pk) OR #owner IN (:me, :stale){replace}",
+                ConditionExpression="attribute_not_exists(pk) OR #owner = :me "
+                f"OR (#owner = :stale AND #status IN (:running, :queued)){replace}",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
