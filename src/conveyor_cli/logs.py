@@ -110,6 +110,9 @@ def deployment_logs(cloud: Cloud, deployment_id: str, *, stage: str | None = Non
     if record is None:
         raise CliError(f"deployment {deployment_id} is not in the ledger (check the id with `conveyor history`)")
     events = [e for e in record.events if stage is None or e.stage == stage]
+    if stage is not None and not events:
+        ran = ", ".join(dict.fromkeys(e.stage for e in record.events)) or "none yet"
+        raise CliError(f"deployment {deployment_id} has no {stage!r} stage event (its stages: {ran})")
     start, end = window(record)
     functions = stage_functions(cloud)
     lines: list[LogLine] = []

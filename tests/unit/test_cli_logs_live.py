@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conveyor_cli.live import LiveEnvironment, Share, live_row
 from conveyor_cli.logs import parse_line
 
@@ -55,3 +57,27 @@ def test_an_alias_never_deployed_says_so() -> None:
         app="hello", environment="production", function_name="f", alias="live", exists=False, note="nothing deployed"
     )
     assert live_row(entry)[3:5] == ("nothing", "nothing deployed")
+
+
+def test_logs_of_a_stage_the_deployment_never_ran_names_the_stages_it_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor.domain.records import DeploymentRecord, StageEvent
+    from conveyor.domain.timing import utcnow
+
+    from conveyor_cli import logs, operations
+    from conveyor_cli.context import CliError
+    from tests.fakes import FakeLedger
+
+    ledger, now = FakeLedger(), utcnow()
+    ledger.start(
+        DeploymentRecord(
+            deployment_id="d-1", app="hello", version="1.0.0", status="SUCCEEDED", created_at=now, updated_at=now
+        )
+    )
+    ledger.record_event(
+        StageEvent(
+            deployment_id="d-1", stage="Deploy", status="succeeded", started_at=now, finished_at=now, duration_ms=1.0
+        )
+    )
+    monkeypatch.setattr(operations, "ledger", lambda cloud: ledger)
+    with pytest.raises(CliError, match=r"d-1 has no 'Bogus' stage event \(its stages: Deploy\)"):
+        logs.deployment_logs(object(), "d-1", stage="Bogus")  # type: ignore[arg-type]
