@@ -284,6 +284,27 @@ def test_a_failed_bake_swaps_back_and_keeps_the_old_environment(pair: FakeBeanst
     assert pair.calls[-1] == ("swap_cnames", "webapp-blue", "webapp-green")
 
 
+def test_a_re_run_after_the_swap_keeps_the_old_environment_and_swaps_back_to_it(pair: FakeBeanstalk) -> None:
+    # Given an earlier attempt that swapped 1.0.0 in (green serves production, blue keeps 0.9.0)
+    first = Rollout("blue_green", pair)
+    first.deploy()
+    first.shift()
+    first.shift()
+    assert pair.cname_of("webapp-green").startswith(CNAME)
+
+    # When the execution is re-run: its Deploy finds the release already serving production
+    rerun = Rollout("blue_green", pair)
+    release = rerun.deploy()
+
+    # Then 0.9.0 is kept on blue (nothing deployed over it), and a failed check swaps back to it
+    assert (release.version_before, release.version_after) == ("0.9.0", "1.0.0")
+    assert pair.environments["webapp-blue"].version_label == "0.9.0"
+    rerun.shift()
+    result = rerun.roll_back()
+    assert pair.cname_of("webapp-blue").startswith(CNAME)
+    assert result.restored_version == "0.9.0"
+
+
 def test_a_rollback_before_the_swap_moves_nothing(pair: FakeBeanstalk) -> None:
     rollout = Rollout("blue_green", pair)
     rollout.deploy()

@@ -78,6 +78,10 @@ def deploy_version(
     reused = envs.version_exists(target.application, label)
     if not reused:
         envs.create_version(target.application, label, package.bucket, package.key, version_description(deployment))
+    if idle is not None and live.version_label == label and idle.version_label not in (None, label):
+        # The release already serves production (an earlier attempt of it, or an earlier push, swapped it in): the
+        # idle environment keeps what it replaced. Nothing is deployed over that; a failed check swaps back to it.
+        return _release(deployment, environment, target, live=idle, deployed=live.name, reused=reused)
     deployed = live.name
     if environment.strategy.type == "blue_green":
         deployed = idle_name
@@ -88,13 +92,26 @@ def deploy_version(
             )
         elif idle.version_label != label or not idle.ready:
             envs.deploy_version(target.application, deployed, label)
+    return _release(deployment, environment, target, live=live, deployed=deployed, reused=reused)
+
+
+def _release(
+    deployment: Deployment,
+    environment: EnvironmentSpec,
+    target: ElasticBeanstalkTarget,
+    *,
+    live: BeanstalkEnvironment,
+    deployed: str,
+    reused: bool,
+) -> Release:
+    """The release of ``deployment`` on ``deployed``, replacing what ``live`` served (and swaps back to)."""
     return Release(
         environment=environment.name,
         function_name=target.application,
         alias=target.environment,
         version_before=live.version_label,
-        version_after=label,
-        code_sha256=base64_digest(package.sha256),
+        version_after=deployment.version,
+        code_sha256=base64_digest(deployment.package.sha256),
         reused=reused,
         beanstalk=BeanstalkRelease(
             application=target.application,
