@@ -32,7 +32,7 @@ from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_error
 from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentStatus, may_precede
 from conveyor.domain.errors import EntryChangedError, LedgerError, StatusMoveRefusedError
-from conveyor.domain.outcome import Outcome
+from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, StageWrites
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
 from conveyor.domain.timing import utcnow
@@ -326,7 +326,6 @@ class DynamoLedger:
             ":me": owner,
             ":stale": stale_owner or owner,
             ":running": Outcome.IN_PROGRESS.value,
-            ":queued": Outcome.QUEUED.value,
             ":now": utcnow().isoformat(),
             ":created": seed.created_at.isoformat(),
             ":id": seed.deployment_id,
@@ -337,6 +336,8 @@ class DynamoLedger:
             ":empty": {},
             ":me_set": {owner or "-"},
         }
+        unfinished = {f":u{i}": outcome.value for i, outcome in enumerate(sorted(UNFINISHED))}
+        values |= unfinished
         statuses = []
         for i, outcome in enumerate(replaceable):
             values[f":r{i}"] = outcome.value
@@ -351,7 +352,7 @@ class DynamoLedger:
                 "created_at = if_not_exists(created_at, :created), "
                 "environments = :empty REMOVE finished_at, failure ADD attempt_executions :me_set",
                 ConditionExpression="attribute_not_exists(pk) OR #owner = :me "
-                f"OR (#owner = :stale AND #status IN (:running, :queued)){replace}",
+                f"OR (#owner = :stale AND #status IN ({', '.join(unfinished)})){replace}",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )

@@ -247,8 +247,8 @@ def manual_rollback(
     try:
         for name in target.function_names:
             targets.ensure_managed(name, managed_tag_key)
-        was = {name: targets.alias_version(name, alias) for name in target.companions} | {function: serving}
         states = {name: targets.alias_state(name, alias) for name in target.function_names}
+        was = {name: state.version if (state := states[name]) is not None else None for name in target.companions}
         if all(
             (state := states[name]) is not None and state.version == str(versions[name]) and not state.weights
             for name in target.function_names
