@@ -34,6 +34,7 @@ from conveyor.domain.closing import close_approvals, close_unreached, emit_outco
 from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
+from conveyor.domain.hooks import HOOK_STAGES
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
@@ -309,11 +310,12 @@ def reconcile(
 def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list[tuple[str, str]]:
     """(environment, hook) of each migration that ran in an environment whose traffic was restored here, with no
     down-migration after it: the state machine's rollback branch runs ``migrate.down``, a stop skips it."""
+    up, down = HOOK_STAGES["migrate"], HOOK_STAGES["migrate_down"]
     left = []
     for name in restored:
-        events = [e for e in record.events if e.environment == name and e.stage in ("Migrate", "MigrateDown")]
-        ran = [e for e in events if e.stage == "Migrate" and not e.failed]
-        if ran and not any(e.stage == "MigrateDown" and e.started_at >= ran[-1].started_at for e in events):
+        events = [e for e in record.events if e.environment == name and e.stage in (up, down)]
+        ran = [e for e in events if e.stage == up and not e.failed]
+        if ran and not any(e.stage == down and e.started_at >= ran[-1].started_at for e in events):
             left.append((name, str(ran[-1].detail.get("hook", "migrate"))))
     return left
 
