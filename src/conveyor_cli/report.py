@@ -33,6 +33,7 @@ from typing import Any
 from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import LedgerError
+from conveyor.domain.notices import never_served
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -97,6 +98,8 @@ class RollbackView:
     by: str
     restored_version: str
     rolled_back_from: str
+    never_served: bool
+    """The rollback moved nothing: the target still served only the version before."""
     restore_ms: Any
     after_verdict: str | None
     reason: str
@@ -263,13 +266,14 @@ def _rollback(record: DeploymentRecord, entry: EnvironmentEntry, events: Sequenc
         by=by,
         restored_version=_text(rollback.get("restored_version")) or "(no alias: removed)",
         rolled_back_from=_text(rollback.get("rolled_back_from")),
+        never_served=never_served(rollback),
         restore_ms=rollback.get("duration_ms"),
         after_verdict=after_verdict,
         reason=_text(rollback.get("reason")),
         recorded=bool(rollback.get("recorded", True)),
         companions=[
             f"{_text(c.get('function_name'))}: version {_text(c.get('restored_version')) or '(no alias: removed)'} "
-            f"(was version {_text(c.get('rolled_back_from'))})"
+            + ("(traffic had not moved)" if never_served(c) else f"(was version {_text(c.get('rolled_back_from'))})")
             for c in rollback.get("companions", [])
         ],
     )

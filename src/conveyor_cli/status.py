@@ -8,6 +8,7 @@ from enum import IntEnum
 from typing import Any
 
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
+from conveyor.domain.notices import never_served
 from conveyor.domain.outcome import ENDED, Outcome
 from conveyor.domain.ports import ENDED as EXECUTION_ENDED
 from conveyor.domain.ports import ExecutionState, Ledger
@@ -135,6 +136,14 @@ def _describe_decision(stage: str, detail: dict[str, Any]) -> str:
     return f"{plain(detail.get('verdict'))} by {by} refused: {plain(detail.get('reason'))}"
 
 
+def _restored_from(detail: dict[str, Any]) -> str:
+    """A RollBack's restored version and the one it moved off ("5 (from 7)"), or that traffic had not moved."""
+    restored = plain(detail.get("restored_version"))
+    if never_served(detail):
+        return f"{restored} kept (traffic had not moved)"
+    return f"{restored} (from {plain(detail.get('rolled_back_from'))})"
+
+
 def describe_event(event: StageEvent) -> str:
     """One line of evidence for a stage: what it did or why it failed."""
     detail = event.detail
@@ -157,13 +166,10 @@ def describe_event(event: StageEvent) -> str:
         case "RequestApproval" | "Approve" | "Reject" | "DecisionRefused":
             return _describe_decision(event.stage, detail)
         case "RollBack":
-            restored, was = plain(detail.get("restored_version")), plain(detail.get("rolled_back_from"))
             others = "".join(
-                f", {plain(c.get('function_name'))} {plain(c.get('restored_version'))} (from "
-                f"{plain(c.get('rolled_back_from'))})"
-                for c in detail.get("companions", [])
+                f", {plain(c.get('function_name'))} {_restored_from(c)}" for c in detail.get("companions", [])
             )
-            return f"restored version {restored} (from {was}){others}"
+            return f"restored version {_restored_from(detail)}{others}"
         case "ManualRollback" | "ManualRestore":
             return (
                 f"by {plain(detail.get('operator'))}: restored version {plain(detail.get('restored_version'))} "

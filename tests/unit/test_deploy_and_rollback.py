@@ -1,10 +1,13 @@
 import pytest
 from conveyor.domain.contracts import Failure, HealthVerdict
 from conveyor.domain.errors import RollbackFailedError, TargetNotManagedError, TrafficShiftError
+from conveyor.domain.notices import render_failure
+from conveyor.domain.outcome import Outcome
 from conveyor.domain.timing import utcnow
 from conveyor.stages.deploy import deploy
 from conveyor.stages.rollback import roll_back, rollback_reason
 
+from conveyor_cli.status import describe_event
 from tests.fakes import FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 
@@ -58,6 +61,24 @@ def test_rollback_restores_the_previous_version_with_routing_cleared() -> None:
     assert result.reason == "health check failed at 10% traffic: alarm 'x' is in ALARM"
     env = ledger.get("d-unit").environments["staging"]
     assert (env.status, env.weight, (env.rollback or {})["restored_version"]) == ("ROLLED_BACK", 0, "1")
+
+
+def test_rollback_before_traffic_moved_says_nothing_moved() -> None:
+    # A hook failing at 0%: the alias never left version 1, so there is no "was 2" to report.
+    targets = FakeTargets()
+    function = targets.add("hello-staging", alias="live", version="1")
+    step = build_step(failure=Failure(error="HookFailedError", cause="migrate.up failed"))
+    ledger = started_ledger(step)
+    deployed = {"function_name": "hello-staging", "alias": "live", "version_before": "1", "version_after": "2"}
+    ledger.update_environment("d-unit", "staging", deployed)  # as Deploy left it
+    result = roll_back(step, targets=targets, ledger=ledger)
+    assert function.aliases["live"] == ("1", {})
+    assert (result.restored_version, result.rolled_back_from) == ("1", None)
+    record = ledger.get("d-unit")
+    body = render_failure(record, Outcome.ROLLED_BACK, "RunHook", "staging", result.reason)[1]
+    assert "staging: ROLLED BACK - hello-staging:live stayed on version 1: version 2 never took traffic" in body
+    (event,) = ledger.stage_events("RollBack")
+    assert describe_event(event) == "restored version 1 kept (traffic had not moved)"
 
 
 def test_rollback_of_a_first_deployment_removes_the_alias() -> None:

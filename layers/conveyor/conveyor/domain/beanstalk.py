@@ -20,6 +20,7 @@ from conveyor.domain.errors import RollbackFailedError, TargetNotFoundError, Tra
 from conveyor.domain.manifest import base64_digest
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentHealthCheck, EnvironmentSpec
 from conveyor.domain.ports import BeanstalkEnvironment, BeanstalkEnvironments, HttpProber
+from conveyor.domain.restore import Restored
 
 #: EB's health colors: Green passes, Yellow (a warning) and Red fail, Grey (no data yet) is inconclusive.
 HEALTH_VERDICTS: dict[str, Verdict] = {"Green": "pass", "Yellow": "fail", "Red": "fail", "Grey": "inconclusive"}
@@ -151,21 +152,21 @@ def promote(release: Release, envs: BeanstalkEnvironments) -> str:
     return f"updated {eb.deployed_environment} to {release.version_after}"
 
 
-def restore_production(release: Release, envs: BeanstalkEnvironments) -> str | None:
+def restore_production(release: Release, envs: BeanstalkEnvironments) -> Restored:
     """Put production back on what served before (RollBack); the label it serves again."""
     eb = _beanstalk(release)
     if not production_on_new(release, envs):
-        return release.version_before
+        return Restored(release.version_before, moved=False)
     if eb.blue_green:
         envs.swap_cnames(eb.application, eb.live_environment, eb.deployed_environment)
-        return release.version_before
+        return Restored(release.version_before, moved=True)
     if release.version_before is None:
         raise RollbackFailedError(
             f"{eb.application}/{eb.deployed_environment} served no application version before {release.version_after}: "
             "there is nothing to go back to"
         )
     envs.deploy_version(eb.application, eb.deployed_environment, release.version_before)
-    return release.version_before
+    return Restored(release.version_before, moved=True)
 
 
 def manual_restore_command(release: Release) -> str:

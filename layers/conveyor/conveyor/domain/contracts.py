@@ -273,7 +273,9 @@ class RollbackResult(_Result):
     function_name: str
     alias: str
     restored_version: str | None
-    rolled_back_from: str
+    rolled_back_from: str | None = Field(
+        description="the version the target was moved off; null: traffic had not moved (the new version never served)"
+    )
     duration_ms: float
     reason: str
     recorded: bool = Field(default=True, description="false: the alias was restored but the ledger could not say so")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from conveyor.domain.contracts import Deployment
@@ -102,6 +102,13 @@ def publish_once(
     return message_id
 
 
+def never_served(rollback: Mapping[str, Any]) -> bool:
+    """Whether a rollback moved nothing: the target still served only the version before (a failure before any
+    traffic shifted), recorded as an empty ``rolled_back_from``. Records from before that field could be empty
+    have it set."""
+    return "rolled_back_from" in rollback and rollback["rolled_back_from"] is None
+
+
 def _environment_lines(record: DeploymentRecord) -> list[str]:
     if all(env.status is EnvironmentStatus.PENDING for env in record.environments.values()):
         return ["  no environment was touched: nothing was deployed"]
@@ -125,7 +132,9 @@ def _environment_line(name: str, env: EnvironmentEntry) -> str:
     if status is EnvironmentStatus.ROLLED_BACK and isinstance(beanstalk, dict):
         rollback = env.rollback or {}
         restored = rollback.get("restored_version") or before
-        if beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
+        if never_served(rollback):
+            back = f"production stayed on version {restored}: {after} never took traffic"
+        elif beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
             back = (
                 f"production CNAME {beanstalk.get('cname_prefix')} swapped back to "
                 f"{beanstalk.get('live_environment')} (version {restored}; {beanstalk.get('deployed_environment')} "
@@ -136,6 +145,8 @@ def _environment_line(name: str, env: EnvironmentEntry) -> str:
         return f"  {name}: ROLLED BACK - {back} in {rollback.get('duration_ms', '?')} ms"
     if status is EnvironmentStatus.ROLLED_BACK:
         rollback = env.rollback or {}
+        if never_served(rollback):
+            return f"  {name}: ROLLED BACK - {where} {_restored(rollback)}: version {after} never took traffic"
         restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
         return (
             f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
@@ -183,18 +194,21 @@ def _incomplete_restore_lines(name: str, env: EnvironmentEntry, restore: dict[st
     return lines
 
 
+def _restored(rollback: Mapping[str, Any]) -> str:
+    version = rollback.get("restored_version")
+    if never_served(rollback):
+        return f"stayed on version {version}" if version else "was never created"
+    if version:
+        return f"restored to version {version} (was {rollback['rolled_back_from']})"
+    return f"removed: it did not exist before (it served {rollback['rolled_back_from']})"
+
+
 def _companion_lines(env: EnvironmentEntry) -> list[str]:
     """The other functions of a target of several: where each one's alias is, as its environment's line says."""
     alias = env.alias
     if env.status is EnvironmentStatus.ROLLED_BACK:
         return [
-            f"    and {c['function_name']}:{alias} "
-            + (
-                f"restored to version {c['restored_version']} (was {c['rolled_back_from']})"
-                if c.get("restored_version")
-                else f"removed: it did not exist before (it served {c['rolled_back_from']})"
-            )
-            for c in (env.rollback or {}).get("companions", [])
+            f"    and {c['function_name']}:{alias} {_restored(c)}" for c in (env.rollback or {}).get("companions", [])
         ]
     companions = env.companions or []
     if env.status is EnvironmentStatus.LIVE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.domain.contracts import Release, RollbackResult
@@ -13,7 +14,16 @@ RESTORE_ATTEMPTS = 5
 """How many times a restore reads the alias again when its revision moved between the read and the write."""
 
 
-def restore_alias(targets: Targets, release: Release) -> str | None:
+@dataclass(frozen=True)
+class Restored:
+    """What one target serves after a restore, and whether the restore moved anything: ``moved`` is false when the
+    target already served only the version before (a rollback before any traffic shifted)."""
+
+    version: str | None
+    moved: bool
+
+
+def restore_alias(targets: Targets, release: Release) -> Restored:
     """Point the release's alias at ``version_before`` at 100%, routing cleared; the version restored.
 
     The alias is read and then written conditioned on the revision read, so the write also fences
@@ -27,7 +37,8 @@ def restore_alias(targets: Targets, release: Release) -> str | None:
         if release.version_before is None:
             if current is not None:
                 targets.delete_alias(function, alias)
-            return None
+            return Restored(None, moved=current is not None)
+        moved = current is None or current.version != release.version_before or bool(current.weights)
         try:
             targets.route_alias(
                 function,
@@ -38,16 +49,16 @@ def restore_alias(targets: Targets, release: Release) -> str | None:
             )
         except AliasChangedError:
             continue
-        return release.version_before
+        return Restored(release.version_before, moved=moved)
     raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
 
 
-def restore_aliases(targets: Targets, release: Release) -> dict[str, str | None]:
+def restore_aliases(targets: Targets, release: Release) -> dict[str, Restored]:
     """``restore_alias`` for every function of the release (a target of several functions has them all back), by
     function: each is tried even when another fails, then ``RestoreIncompleteError`` names what failed."""
     if not release.companions:
         return {release.function_name: restore_alias(targets, release)}
-    restored: dict[str, str | None] = {}
+    restored: dict[str, Restored] = {}
     failed: dict[str, Exception] = {}
     for member in release.members:
         try:
@@ -55,19 +66,20 @@ def restore_aliases(targets: Targets, release: Release) -> dict[str, str | None]
         except Exception as exc:
             failed[member.function_name] = exc
     if failed:
-        raise RestoreIncompleteError(restored, failed)
+        raise RestoreIncompleteError({name: done.version for name, done in restored.items()}, failed)
     return restored
 
 
-def rollback_result(release: Release, restored: dict[str, str | None], **fields: Any) -> RollbackResult:
-    """What a restore did (RollBack's and the reconciler's), the companion functions beside the first."""
+def rollback_result(release: Release, restored: dict[str, Restored], **fields: Any) -> RollbackResult:
+    """What a restore did (RollBack's and the reconciler's), the companion functions beside the first: the version
+    each was moved off, or none where traffic had not moved."""
     results = [
         RollbackResult(
             environment=member.environment,
             function_name=member.function_name,
             alias=member.alias,
-            restored_version=restored[member.function_name],
-            rolled_back_from=member.version_after,
+            restored_version=restored[member.function_name].version,
+            rolled_back_from=member.version_after if restored[member.function_name].moved else None,
             **fields,
         )
         for member in release.members

@@ -27,7 +27,7 @@ from conveyor.domain.errors import (
     StatusMoveRefusedError,
 )
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, Targets
-from conveyor.domain.restore import restore_aliases, restore_served, rollback_result
+from conveyor.domain.restore import Restored, restore_aliases, restore_served, rollback_result
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -60,7 +60,7 @@ def manual_restore_command(release: Release) -> str:
     )
 
 
-def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironments | None) -> dict[str, str | None]:
+def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironments | None) -> dict[str, Restored]:
     """Production back where it was: every function's alias (Lambda), or the CNAMEs or version label (Elastic
     Beanstalk); what each target now serves, by function (application)."""
     if release.beanstalk is None:
