@@ -127,6 +127,8 @@ class RequestWindow:
 
     CONVEYOR = frozenset({"lambda", "states"})
     """Conveyor's own callers: its stage functions and the state machine's Task calls."""
+    STATE_MACHINE = "states"
+    """Step Functions' own calls: its Task states' invocations of the stage functions."""
 
     def __init__(self, endpoint_url: str) -> None:
         self.endpoint_url = endpoint_url
@@ -137,9 +139,12 @@ class RequestWindow:
         self.counts = requests_log.read(self.endpoint_url).since(self.start)
         return self
 
-    def calls(self, app_id: str | None) -> Calls:
-        """The calls of one caller (None: Conveyor's own, its Lambda functions' and Step Functions')."""
-        callers = self.CONVEYOR if app_id is None else {f"app/{app_id}"}
+    def calls(self, app_id: str | None, *, callers: Iterable[str] | None = None) -> Calls:
+        """The calls of one caller (None: Conveyor's own, its Lambda functions' and Step Functions'), or of
+        ``callers`` as the log names them."""
+        if callers is None:
+            callers = self.CONVEYOR if app_id is None else {f"app/{app_id}"}
+        callers = set(callers)
         return Calls(
             Counter({(service, op): n for (caller, service, op), n in self.counts.calls.items() if caller in callers})
         )

@@ -56,6 +56,8 @@ class Measured:
 @dataclass
 class ConveyorRun(Measured):
     finished: Finished | None = None
+    by_state_machine: Calls = field(default_factory=Calls)
+    """Of ``calls``, Step Functions' own: its Task states' invocations of the stage functions."""
     invocations: Invocations = field(default_factory=Invocations)
     bench_requests: int = 0  # the bench's own polling, served inside Conveyor's CPU window
 
@@ -75,10 +77,14 @@ class Contender:
         return statistics.median(r.cpu for r in self.runs)
 
     @property
-    def calls(self) -> Calls:
-        """The calls of the median run by count (they should not vary from run to run)."""
+    def median_by_calls(self) -> Measured:
+        """The median run by call count (the count should not vary from run to run)."""
         ordered = sorted(self.runs, key=lambda r: r.calls.total)
-        return ordered[len(ordered) // 2].calls
+        return ordered[len(ordered) // 2]
+
+    @property
+    def calls(self) -> Calls:
+        return self.median_by_calls.calls
 
 
 @dataclass
@@ -190,6 +196,7 @@ def _measure_conveyor(bench: Bench, version: str, data: bytes) -> ConveyorRun:
         wall=done.seconds,
         cpu=cpu,
         calls=window.calls(None),
+        by_state_machine=window.calls(None, callers={RequestWindow.STATE_MACHINE}),
         finished=done,
         invocations=invocations(bench.client("logs"), start_ms, end_ms),
         bench_requests=window.calls(BENCH_APP_ID).total,

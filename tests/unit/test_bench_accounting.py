@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 
 from bench import projection
-from bench.observe import Calls, Invocations, tree_cpu_seconds
+from bench.observe import Calls, Invocations, RequestWindow, tree_cpu_seconds
+from conveyor_local.requests_log import RequestCounts
 
 _BURN = "import time\nwhile time.process_time() < {seconds}: pass\n"
 
@@ -31,6 +32,24 @@ def test_lambda_calls_are_split_into_invocations_control_plane_and_the_shared_qu
     assert calls.lambda_quota_bound == 8
     # And the ceiling is 15 requests/s x 60 s over the quota-bound calls of one deployment
     assert calls.deployments_per_minute_ceiling() == pytest.approx(15 * 60 / 8)
+
+
+def test_the_state_machines_invocations_are_told_from_the_calls_conveyors_functions_make() -> None:
+    # Given a window in which Step Functions invoked the stages, the stages called DynamoDB, and the bench polled
+    window = RequestWindow.__new__(RequestWindow)
+    window.counts = RequestCounts(
+        {
+            ("states", "lambda", "Invoke"): 11,
+            ("lambda", "dynamodb", "UpdateItem"): 9,
+            ("lambda", "lambda", "GetAlias"): 2,
+            ("app/conveyor-bench", "s3", "PutObject"): 1,
+        }
+    )
+
+    # Then Conveyor's calls are both callers', the state machine's its invocations alone, and the bench's apart
+    assert window.calls(None).total == 22
+    assert window.calls(None, callers={RequestWindow.STATE_MACHINE}).by_operation == Counter({("lambda", "Invoke"): 11})
+    assert window.calls("conveyor-bench").total == 1
 
 
 def test_a_projection_prices_each_kind_of_call_and_shows_its_arithmetic() -> None:
