@@ -14,6 +14,7 @@ from conveyor.domain.errors import (
     AliasChangedError,
     BundleInvalidError,
     DeployFailedError,
+    DeploymentNotOwnedError,
     DigestMismatchError,
     EntryChangedError,
     PipelineNotFoundError,
@@ -85,9 +86,17 @@ class FakeLedger:
             self.finish(event.deployment_id, writes.outcome)
 
     def update_environment(
-        self, deployment_id: str, environment: str, fields: dict[str, Any], *, expected: dict[str, Any] | None = None
+        self,
+        deployment_id: str,
+        environment: str,
+        fields: dict[str, Any],
+        *,
+        expected: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> None:
         record = self.records[deployment_id]
+        if owner is not None and record["execution_arn"] != owner:
+            raise DeploymentNotOwnedError(f"{deployment_id}: no longer the attempt of {owner}")
         current_entry = record["environments"].get(environment, {})
         changed = sorted(name for name, value in (expected or {}).items() if current_entry.get(name) != value)
         if changed or (expected is not None and not current_entry):

@@ -33,6 +33,7 @@ from conveyor.domain.errors import (
     BundleInvalidError,
     ConfigurationError,
     DeployFailedError,
+    DeploymentNotOwnedError,
     DigestMismatchError,
     EntryChangedError,
     LedgerError,
@@ -512,6 +513,22 @@ def test_an_environment_write_expecting_what_was_read_is_a_compare_and_set(cloud
         )
     entry = ledger.get(deployment).environments["staging"]  # type: ignore[union-attr]
     assert (entry.status, entry.approval["decision"]) == (EnvironmentStatus.APPROVED, "approve")
+
+
+def test_an_environment_write_for_an_owner_is_refused_once_another_attempt_owns_the_deployment(cloud: Cloud) -> None:
+    # Given a deployment whose attempt is execution "arn" (``_start_deployment``), waiting in staging's queue
+    ledger = DynamoLedger(runtime.session(), TABLE)
+    deployment = _start_deployment(ledger, 11, {"staging": {"status": EnvironmentStatus.QUEUED}})
+
+    # When a closing write names another execution as the owner, Then it is refused by name and writes nothing
+    with pytest.raises(DeploymentNotOwnedError, match=rf"{deployment} is no longer the attempt of arn:stopped"):
+        ledger.update_environment(
+            deployment, "staging", {"status": EnvironmentStatus.NOT_DEPLOYED}, owner="arn:stopped"
+        )
+    assert ledger.get(deployment).environments["staging"].status is EnvironmentStatus.QUEUED  # type: ignore[union-attr]
+    # And the owner's own write goes through
+    ledger.update_environment(deployment, "staging", {"status": EnvironmentStatus.NOT_DEPLOYED}, owner="arn")
+    assert ledger.get(deployment).environments["staging"].status is EnvironmentStatus.NOT_DEPLOYED  # type: ignore[union-attr]
 
 
 def _counted_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from conveyor.domain.closing import close_approvals, close_unreached
 from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
@@ -170,6 +171,28 @@ def test_a_stop_while_queued_for_the_lock_closes_the_environment_as_not_deployed
     assert world.reconcile().restored == []
     assert world.record().environments["staging"].status is EnvironmentStatus.NOT_DEPLOYED
     assert world.function.aliases["live"] == ("1", {})
+
+
+def test_closing_an_ended_attempt_leaves_a_new_attempts_entries_alone() -> None:
+    # Given the reconciler read an aborted attempt's record (staging QUEUED), and then a re-run claimed the
+    # deployment and queued for staging's lock itself
+    world = World()
+    world.ledger.records[world.deployment_id]["environments"] = {
+        "staging": {"status": "AWAITING_APPROVAL", "approval": {"kind": "approval", "task_token": "old"}},
+        "production": {"status": "QUEUED"},
+    }
+    read = world.record()
+    world.ledger.records[world.deployment_id]["execution_arn"] = "arn:aws:states:us-east-1:1:execution:d:rerun"
+    # When the ended attempt's closing writes run on what it read
+    assert close_approvals(world.ledger, read, "States.Timeout") is None
+    assert close_unreached(world.ledger, read) == []
+    # Then the new attempt's entries are as it wrote them
+    entries = world.record().environments
+    assert (entries["staging"].status, entries["staging"].approval) == (
+        EnvironmentStatus.AWAITING_APPROVAL,
+        {"kind": "approval", "task_token": "old"},
+    )
+    assert entries["production"].status is EnvironmentStatus.QUEUED
 
 
 def test_a_stop_after_a_migration_restores_traffic_and_says_the_data_was_not_migrated_back() -> None:
@@ -345,9 +368,9 @@ class DownLedger(FakeLedger):
         self._check()
         super().record_event(event, writes)
 
-    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any]) -> None:
+    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any], **cas: Any) -> None:
         self._check()
-        super().update_environment(deployment_id, environment, fields)
+        super().update_environment(deployment_id, environment, fields, **cas)
 
 
 def test_rollback_restores_traffic_while_the_ledger_is_down_and_the_reconciler_records_it_later() -> None:

@@ -31,7 +31,7 @@ from conveyor.adapters import aws
 from conveyor.adapters.dynamodb import condition_failed, from_item, ledger_errors, query, scan, to_item, update_if
 from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentStatus, may_precede
-from conveyor.domain.errors import EntryChangedError, LedgerError, StatusMoveRefusedError
+from conveyor.domain.errors import DeploymentNotOwnedError, EntryChangedError, LedgerError, StatusMoveRefusedError
 from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import NOTICE_IN_FLIGHT, StageWrites
 from conveyor.domain.records import DeploymentRecord, ReleaseRecord, StageEvent
@@ -173,15 +173,23 @@ class DynamoLedger:
         return True
 
     def _environment_update(
-        self, deployment_id: str, environment: str, fields: dict[str, Any], expected: dict[str, Any] | None = None
+        self,
+        deployment_id: str,
+        environment: str,
+        fields: dict[str, Any],
+        expected: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> dict[str, Any]:
         """The update of an existing environment entry's ``fields``, conditioned on the entry existing, on each
-        ``expected`` field holding its value, and, when ``fields`` set a status, on the recorded one being allowed
-        to move to it (``may_move``)."""
+        ``expected`` field holding its value, on the deployment being ``owner``'s attempt, and, when ``fields`` set
+        a status, on the recorded one being allowed to move to it (``may_move``)."""
         field_names = {f"#f{i}": name for i, name in enumerate(fields)}
         names = {"#envs": "environments", "#env": environment} | field_names
         values = {":now": utcnow().isoformat()} | {f":v{i}": to_item(v) for i, v in enumerate(fields.values())}
         condition = "attribute_exists(#envs.#env)"
+        if owner is not None:
+            values[":owner"] = owner
+            condition += " AND execution_arn = :owner"
         for i, (name, value) in enumerate((expected or {}).items()):
             names[f"#e{i}"] = name
             values[f":e{i}"] = to_item(value)
@@ -204,21 +212,29 @@ class DynamoLedger:
         }
 
     def update_environment(
-        self, deployment_id: str, environment: str, fields: dict[str, Any], *, expected: dict[str, Any] | None = None
+        self,
+        deployment_id: str,
+        environment: str,
+        fields: dict[str, Any],
+        *,
+        expected: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> None:
         """Set ``fields`` on the environment's entry: one write when the entry exists (validation creates
         every environment's entry), and the entry created whole on its first write otherwise.
 
+        ``DeploymentNotOwnedError`` when the deployment is no longer ``owner``'s attempt;
         ``StatusMoveRefusedError`` when the entry's status may not move to the one in ``fields``;
         ``EntryChangedError`` when an ``expected`` field no longer holds its value (then the entry must exist).
         """
         key = {"pk": self._pk(deployment_id), "sk": _META}
+        update = self._environment_update(deployment_id, environment, fields, expected, owner)
         with ledger_errors("ledger update_environment"):
             for _ in range(2):  # the second round only if the entry was created between the two writes
-                if update_if(self._table, **self._environment_update(deployment_id, environment, fields, expected)):
+                if update_if(self._table, **update):
                     return
-                if expected is not None:
-                    break  # a compare-and-set needs the entry it read: never created here
+                if expected is not None or owner is not None:
+                    break  # a compare-and-set needs the entry it read, an owner's write its attempt's: never created
                 if update_if(
                     self._table,
                     Key=key,
@@ -231,6 +247,11 @@ class DynamoLedger:
             item = self._table.get_item(Key=key, ConsistentRead=True).get("Item")
         if item is None:
             raise LedgerError(f"ledger update_environment failed: deployment {deployment_id} is not in the ledger")
+        if owner is not None and item.get("execution_arn") != owner:
+            raise DeploymentNotOwnedError(
+                f"ledger: deployment {deployment_id} is no longer the attempt of {owner} (now "
+                f"{item.get('execution_arn')}): {environment} was not written"
+            )
         entry = from_item(item.get("environments", {}).get(environment, {}))
         changed = sorted(name for name, value in (expected or {}).items() if entry.get(name) != value)
         if changed or (expected is not None and not entry):

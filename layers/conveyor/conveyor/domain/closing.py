@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.errors import ApprovalRejectedError, StatusMoveRefusedError
+from conveyor.domain.errors import ApprovalRejectedError, DeploymentNotOwnedError, StatusMoveRefusedError
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -37,9 +37,16 @@ def close_unreached(ledger: Ledger, record: DeploymentRecord) -> list[str]:
     for name, env in record.environments.items():
         if unreached(env):
             try:
-                ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.NOT_DEPLOYED})
+                ledger.update_environment(
+                    record.deployment_id,
+                    name,
+                    {"status": EnvironmentStatus.NOT_DEPLOYED},
+                    owner=record.execution_arn,
+                )
             except StatusMoveRefusedError:
                 continue  # a late stage moved it on since the record was read: what it wrote stands
+            except DeploymentNotOwnedError:
+                break  # a new attempt (a re-run) claimed the deployment since: its entries are its own
             closed.append(name)
     return closed
 
@@ -56,8 +63,16 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
     """Forget the task tokens of an ended execution; for a failed approval gate, its environment and why.
 
     A gate that was rejected (``conveyor reject``) or that nobody answered in time (``States.Timeout``)
-    ended the deployment before anything was deployed in its environment.
+    ended the deployment before anything was deployed in its environment. Nothing is written once a new attempt
+    (a re-run) claimed the deployment: its entries are its own.
     """
+    try:
+        return _close_approvals(ledger, record, error)
+    except DeploymentNotOwnedError:
+        return None
+
+
+def _close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tuple[str, str] | None:
     gate = None
     for name, env in record.environments.items():
         approval = dict(env.approval or {})
@@ -77,7 +92,7 @@ def close_approvals(ledger: Ledger, record: DeploymentRecord, error: str) -> tup
                 gate = (name, f"approval for {name} rejected by {who}: {why}; nothing was deployed in {name}")
         if "task_token" in approval:
             approval.pop("task_token")
-            ledger.update_environment(record.deployment_id, name, {"approval": approval})
+            ledger.update_environment(record.deployment_id, name, {"approval": approval}, owner=record.execution_arn)
     return gate
 
 
@@ -91,7 +106,10 @@ def timed_out_gate(ledger: Ledger, record: DeploymentRecord, name: str, approval
     closed = {key: value for key, value in approval.items() if key != "task_token"}
     if approval.get("on_timeout") != "reject":
         ledger.update_environment(
-            record.deployment_id, name, {"status": EnvironmentStatus.APPROVAL_TIMED_OUT, "approval": closed}
+            record.deployment_id,
+            name,
+            {"status": EnvironmentStatus.APPROVAL_TIMED_OUT, "approval": closed},
+            owner=record.execution_arn,
         )
         return (
             f"approval for {name} timed out: nobody approved or rejected it within {window}; "
@@ -101,7 +119,12 @@ def timed_out_gate(ledger: Ledger, record: DeploymentRecord, name: str, approval
     reason = f"nobody approved it within {window} (approval.on_timeout: reject)"
     decided = closed | {"decision": "reject", "rejected_by": TIMEOUT_DECIDER, "reason": reason}
     decided["decided_at"] = now.isoformat()
-    ledger.update_environment(record.deployment_id, name, {"status": EnvironmentStatus.REJECTED, "approval": decided})
+    ledger.update_environment(
+        record.deployment_id,
+        name,
+        {"status": EnvironmentStatus.REJECTED, "approval": decided},
+        owner=record.execution_arn,
+    )
     ledger.record_event(
         StageEvent(
             deployment_id=record.deployment_id,

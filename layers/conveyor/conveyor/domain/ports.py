@@ -60,11 +60,18 @@ class Ledger(Protocol):
     ) -> DeploymentRecord | None: ...
     def record_event(self, event: StageEvent, writes: StageWrites | None = None) -> None: ...
     def update_environment(
-        self, deployment_id: str, environment: str, fields: dict[str, Any], *, expected: dict[str, Any] | None = None
+        self,
+        deployment_id: str,
+        environment: str,
+        fields: dict[str, Any],
+        *,
+        expected: dict[str, Any] | None = None,
+        owner: str | None = None,
     ) -> None:
         """Set ``fields`` on the environment's entry. ``expected``: entry fields that must still hold the values
         read (a compare-and-set: two decisions cannot both be recorded), else ``EntryChangedError``, nothing
-        written."""
+        written. ``owner``: the execution whose attempt the deployment must still be (a closing write after its
+        end must not touch a new attempt's entries), else ``DeploymentNotOwnedError``, nothing written."""
         ...
 
     def finish(self, deployment_id: str, outcome: Outcome, failure: dict[str, Any] | None = None) -> None: ...
