@@ -208,7 +208,7 @@ def test_a_failed_step_hook_raises_for_the_rollback_and_is_recorded_failed() -> 
 def test_a_failed_down_migration_is_a_failed_rollback() -> None:
     step = build_step()
     ledger = started_ledger(step)
-    with pytest.raises(DownMigrationFailedError, match="the alias was restored, but down-migration hook 'smoke'"):
+    with pytest.raises(DownMigrationFailedError, match="down-migration hook 'smoke' .* after the alias was restored"):
         record_hook(
             HookRecordRequest(call=_call(phase="migrate_down"), failure={"Error": "States.Timeout"}), ledger=ledger
         )
@@ -310,8 +310,9 @@ def test_a_failed_down_migration_is_reported_rollback_failed_naming_the_hook() -
     assert report.outcome is Outcome.ROLLBACK_FAILED
     _, body, _ = notifier.published[0]
     assert "health check failed at 10% traffic" in body
-    assert "the alias was restored, but down-migration hook 'smoke'" in body
+    assert "; then down-migration hook 'smoke' (hello-smoke:$LATEST) after the alias was restored did not" in body
     assert "did not report within 300 s (States.Timeout)" in body
+    assert body.count("did not report within 300 s") == 1  # the down-migration's result, said once
     assert "ACTION REQUIRED" in body
     assert EVENT["detail"]["object"]["key"] in body
 

@@ -41,8 +41,7 @@ def record_hook(request: HookRecordRequest, *, ledger: Ledger) -> HookOutcome:
     if outcome.status == "fail":
         if invocation.phase == "migrate_down":
             raise DownMigrationFailedError(
-                f"the alias was restored, but {outcome.reason}; the data may still be in the new release's shape: "
-                f"run the down-migration by hand"
+                f"{outcome.reason}; the data may still be in the new release's shape: run the down-migration by hand"
             )
         raise HookFailedError(outcome.reason)
     return outcome

@@ -125,7 +125,8 @@ def notify_failure(
     elif outcome is Outcome.ROLLED_BACK:
         reason = _rollback_reason(record, failure.message)
     elif outcome is Outcome.ROLLBACK_FAILED and failure.error == DownMigrationFailedError.__name__:
-        reason = f"{_rollback_reason(record, 'rolled back')}; then {failure.message}"
+        # The failure names the down-migration's result: said once, after why the environment was rolled back.
+        reason = f"{_rollback_reason(record, 'rolled back', down=False)}; then {failure.message}"
     elif outcome is Outcome.ROLLBACK_FAILED:
         reason = _rollback_failure_reason(record, failure.message)
     else:
@@ -154,14 +155,15 @@ def notify_failure(
     return Report(deployment_id=deployment_id, outcome=outcome, reason=reason, error=failure.error, notified=True)
 
 
-def _rollback_reason(record: DeploymentRecord, fallback: str) -> str:
-    """Why the environment was rolled back, and how its down-migration went if one ran after the restore."""
+def _rollback_reason(record: DeploymentRecord, fallback: str, *, down: bool = True) -> str:
+    """Why the environment was rolled back, and (``down``) how its down-migration went if one ran after the
+    restore."""
     for env in record.environments.values():
         rollback = env.rollback
         if env.status is EnvironmentStatus.ROLLED_BACK and rollback:
             reason = str(rollback.get("reason", fallback))
-            down = _down_migration(record)
-            return f"{reason}; {down}" if down else reason
+            migrated = _down_migration(record) if down else None
+            return f"{reason}; {migrated}" if migrated else reason
     return fallback
 
 
