@@ -208,7 +208,7 @@ def test_a_failed_step_hook_raises_for_the_rollback_and_is_recorded_failed() -> 
 def test_a_failed_down_migration_is_a_failed_rollback() -> None:
     step = build_step()
     ledger = started_ledger(step)
-    with pytest.raises(DownMigrationFailedError, match="down-migration hook 'smoke' .* after the alias was restored"):
+    with pytest.raises(DownMigrationFailedError, match=r"down-migration hook 'smoke' .* after the alias was restored"):
         record_hook(
             HookRecordRequest(call=_call(phase="migrate_down"), failure={"Error": "States.Timeout"}), ledger=ledger
         )
