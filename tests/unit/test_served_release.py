@@ -164,7 +164,7 @@ def test_a_rollback_records_the_release_the_alias_serves_again() -> None:
     # Then the alias serves 1.0.1's version and the ledger says so again
     served = world.ledger.served(FUNCTION, ALIAS)
     assert served is not None
-    assert (served.version, served.deployment_id, served.recorded_by) == ("1.0.1", "d-1", "RollBack")
+    assert (served.version, served.deployment_id, served.recorded_by) == ("1.0.1", "d-1", "RollBack of d-2")
     assert served.serves(world.alias_version())
 
 
@@ -332,7 +332,11 @@ def test_the_reconciler_records_the_release_it_restores() -> None:
     assert world.function.aliases["live"] == ("1", {})
     again = world.ledger.served(FUNCTION, ALIAS)
     assert again is not None
-    assert (again.version, again.deployment_id, again.recorded_by) == ("1.0.1", "d-old", "Reconcile")
+    assert (again.version, again.deployment_id, again.recorded_by) == (
+        "1.0.1",
+        "d-old",
+        f"Reconcile of {world.deployment_id}",
+    )
 
 
 def test_a_rollback_without_a_noted_release_keeps_a_record_that_still_describes_the_restored_version() -> None:

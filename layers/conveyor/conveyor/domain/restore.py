@@ -87,7 +87,7 @@ def rollback_result(release: Release, restored: dict[str, Restored], **fields: A
     return results[0].model_copy(update={"companions": results[1:]})
 
 
-def restore_served(release: Release, *, ledger: Ledger, recorded_by: str = "RollBack") -> None:
+def restore_served(release: Release, *, ledger: Ledger, recorded_by: str) -> None:
     """Say in the ledger what the restored alias serves: the release it served before, if that is known.
 
     ``served_before`` is what Deploy read; without it, a record that already describes the restored

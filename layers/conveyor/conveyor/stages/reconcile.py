@@ -155,7 +155,7 @@ def restore_environment(
         locks.release(target, fence)
         raise
     for member in release.members:
-        restore_served(member, ledger=ledger, recorded_by="Reconcile")
+        restore_served(member, ledger=ledger, recorded_by=f"Reconcile of {record.deployment_id}")
     result = rollback_result(
         release,
         restored,

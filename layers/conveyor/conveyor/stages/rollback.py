@@ -122,7 +122,7 @@ def roll_back(
     recorded = True
     try:
         for member in release.members:
-            restore_served(member, ledger=ledger)
+            restore_served(member, ledger=ledger, recorded_by=f"RollBack of {deployment.deployment_id}")
         ledger.update_environment(
             deployment.deployment_id,
             release.environment,
