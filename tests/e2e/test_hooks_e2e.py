@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +167,7 @@ def test_a_long_migration_runs_once_before_any_traffic_and_its_output_is_in_the_
     assert "ShiftTraffic" not in service.state_entered(deployment)
 
     # And once the backfill gate opens, the deployment finishes
+    opened = datetime.now(UTC)
     service.s3.put_object(Bucket=service.bucket, Key=f"gates/{deployment}", Body=b"open")
     record = operations.wait(service.stage.cloud, deployment, timeout=180)
     assert record.status.value == "SUCCEEDED"
@@ -176,6 +178,8 @@ def test_a_long_migration_runs_once_before_any_traffic_and_its_output_is_in_the_
     assert migrated.status == "succeeded"
     assert migrated.detail["output"] == {"schema_before": None, "schema_after": "2.0.0"}
     assert "migration hook 'schema'" in migrated.detail["reason"]
+    # (its event spans the hook's run, from its invocation to its answer, not only the answer's recording)
+    assert migrated.started_at < opened < migrated.finished_at
     stages = [e.stage for e in record.events]
     assert stages.index("Migrate") < stages.index("ShiftTraffic")
     assert service.schema() == {"release": "2.0.0", "previous": None}

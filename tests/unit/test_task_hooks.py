@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from conveyor.domain.hooks import (
 )
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import PipelineSpec
+from conveyor.domain.timing import utcnow
 from conveyor.domain.trust import require_managed_hooks
 from conveyor.stages.hooks import record_hook
 from pydantic import ValidationError
@@ -192,6 +194,33 @@ def test_record_hook_puts_the_output_in_the_ledger() -> None:
     )
     (event,) = ledger.stage_events("Migrate")
     assert (event.status, event.environment, event.detail["output"]) == ("succeeded", "staging", {"schema": 7})
+
+
+def test_a_hooks_event_spans_its_run_from_the_invocation_the_state_machine_made() -> None:
+    # Given a migration invoked 90 s before it answered, and a step's second hook (its invocation time unknown)
+    step = build_step()
+    ledger = started_ledger(step)
+    invoked = utcnow() - timedelta(seconds=90)
+    answer = {"status": "pass"}
+    record_hook(HookRecordRequest(call=_call(phase="migrate"), result=answer, started_at=invoked), ledger=ledger)
+    record_hook(HookRecordRequest(call=_call(), result=answer, started_at=invoked, index=1), ledger=ledger)
+    # Then the migration's event starts at its invocation and lasts as long as it ran
+    (migrate,) = ledger.stage_events("Migrate")
+    assert migrate.started_at == invoked
+    assert migrate.duration_ms >= 90_000
+    # And the second hook's is only the recording's own (nothing says when it was invoked)
+    (second,) = ledger.stage_events("RunStepHooks")
+    assert second.started_at >= migrate.finished_at
+
+
+def test_the_state_machine_passes_when_it_invoked_each_hook() -> None:
+    assert ENVIRONMENT_STATES["Migrate"]["Parameters"]["started_at.$"] == "$$.State.EnteredTime"
+    assert ENVIRONMENT_STATES["MigrateDown"]["Parameters"]["started_at.$"] == "$$.State.EnteredTime"
+    assert ENVIRONMENT_STATES["RunStepHooks"]["ItemSelector"] == {
+        "call.$": "$$.Map.Item.Value",
+        "started_at.$": "$$.State.EnteredTime",
+        "index.$": "$$.Map.Item.Index",
+    }
 
 
 def test_a_failed_step_hook_raises_for_the_rollback_and_is_recorded_failed() -> None:

@@ -24,6 +24,7 @@ the rollback branch.
 """
 
 import json
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -102,6 +103,16 @@ class HookRecordRequest(BaseModel):
     call: HookCall
     result: Any = None
     failure: dict[str, Any] | None = None
+    started_at: datetime | None = Field(
+        default=None, description="when the state that invoked the hook was entered ($$.State.EnteredTime)"
+    )
+    index: int = Field(default=0, description="the hook's place among its traffic step's hooks ($$.Map.Item.Index)")
+
+    @property
+    def invoked_at(self) -> datetime | None:
+        """When the hook was invoked: the state's entry for a migration or a step's first hook. A step's later hooks
+        run after the ones before them, at a time the state machine does not say (None)."""
+        return self.started_at if self.index == 0 else None
 
 
 class HookOutcome(BaseModel):

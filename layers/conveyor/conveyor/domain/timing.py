@@ -23,15 +23,18 @@ class TimedStage:
     ended it (which propagates). ``timed_stage`` writes the event; a stage that writes it with other writes, in one
     ledger call, takes ``event`` once the block exited."""
 
-    def __init__(self, deployment_id: str, stage: str, environment: str | None = None) -> None:
+    def __init__(
+        self, deployment_id: str, stage: str, environment: str | None = None, *, started_at: datetime | None = None
+    ) -> None:
         self.deployment_id, self.stage, self.environment = deployment_id, stage, environment
         self.detail: dict[str, Any] = {}
         self.error: Exception | None = None
-        self._started = utcnow()
+        self._since = started_at
+        self._started = started_at or utcnow()
         self._event: StageEvent | None = None
 
     def __enter__(self) -> dict[str, Any]:
-        self._started = utcnow()
+        self._started = self._since or utcnow()
         return self.detail
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
@@ -48,7 +51,8 @@ class TimedStage:
             status=self.detail.pop("status", status),
             started_at=self._started,
             finished_at=finished,
-            duration_ms=round((finished - self._started).total_seconds() * 1000, 1),
+            # (a start given by another clock, the state machine's, may read a little later than this one's)
+            duration_ms=max(0.0, round((finished - self._started).total_seconds() * 1000, 1)),
             detail=self.detail,
         )
 
@@ -68,6 +72,7 @@ def timed_stage(
     *,
     quiet: bool = False,
     writes: StageWrites | None = None,
+    started_at: datetime | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Record one stage in the ledger: its timing, status and the ``detail`` the body fills in.
 
@@ -77,9 +82,10 @@ def timed_stage(
     longer its own (``DeploymentNotOwnedError``) writes nothing into it. ``quiet``:
     a ledger that cannot take the record is logged, not raised (for a stage whose result matters
     more than its record, such as a health verdict on the way to a rollback; the reconciler fills
-    in what is missing once the execution ends).
+    in what is missing once the execution ends). ``started_at``: when the stage began, for one whose work ran
+    before its body (a hook the state machine invoked and waited for); the body's own start otherwise.
     """
-    timed = TimedStage(deployment_id, stage, environment)
+    timed = TimedStage(deployment_id, stage, environment, started_at=started_at)
     try:
         with timed as detail:
             yield detail

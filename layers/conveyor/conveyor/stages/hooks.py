@@ -26,7 +26,10 @@ def record_hook(request: HookRecordRequest, *, ledger: Ledger) -> HookOutcome:
     invocation = request.call.invocation
     outcome = judge_hook(request)
     stage = HOOK_STAGES[invocation.phase]
-    with timed_stage(ledger, invocation.deployment_id, stage, invocation.environment) as detail:
+    # The hook ran between its invocation and this record: the event spans both when the invocation time is known.
+    with timed_stage(
+        ledger, invocation.deployment_id, stage, invocation.environment, started_at=request.invoked_at
+    ) as detail:
         # The event's status is the stage's ("succeeded" / "failed"); the hook's own word is its verdict.
         detail.update(
             outcome.model_dump(mode="json", exclude={"status"}),
