@@ -177,9 +177,9 @@ def refuse_targets_of_other_pipelines(
         env, field = wanted.pop(target)
         if claim.app != spec.app:
             raise CliError(
-                f"{field}: function {target} belongs to app {claim.app!r} (environment {claim.environment!r}, by its "
-                f"ownership record); app {spec.app!r} (environment {env.name!r}) may not deploy to it. One function "
-                "has one owner"
+                f"{field}: {_kind(target)} {target} belongs to app {claim.app!r} (environment {claim.environment!r}, "
+                f"by its ownership record); app {spec.app!r} (environment {env.name!r}) may not deploy to it. One "
+                "target has one owner"
             )
     if not wanted:
         return
@@ -192,10 +192,14 @@ def refuse_targets_of_other_pipelines(
                 if function.arn in wanted:
                     env, field = wanted[function.arn]
                     raise CliError(
-                        f"{field}: function {function.arn} belongs to app {app!r} (environment {env_name!r}, "
-                        f"registered at s3://{cloud.outputs.bucket}/{key}); app {spec.app!r} (environment "
-                        f"{env.name!r}) may not deploy to it. One function has one owner"
+                        f"{field}: {_kind(function.arn)} {function.arn} belongs to app {app!r} (environment "
+                        f"{env_name!r}, registered at s3://{cloud.outputs.bucket}/{key}); app {spec.app!r} "
+                        f"(environment {env.name!r}) may not deploy to it. One target has one owner"
                     )
+
+
+def _kind(arn: str) -> str:
+    return "Elastic Beanstalk environment" if ":elasticbeanstalk:" in arn else "function"
 
 
 def _registered_targets_by_environment(cloud: Cloud, app: str, home: Home) -> dict[str, list[TargetId]]:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, Release, TrafficState
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import PipelineInvalidError, TargetNotManagedError
-from conveyor.domain.locks import lock_target
+from conveyor.domain.errors import PipelineInvalidError, TargetClaimedError, TargetNotManagedError
+from conveyor.domain.locks import companion_lock_targets, lock_target
+from conveyor.domain.ownership import claim_targets
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, PipelineSpec
 from conveyor.stages.deploy import deploy
 from conveyor.stages.health import evaluate_health
@@ -19,8 +20,17 @@ from conveyor.stages.reconcile import reconcile
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 
-from tests.fakes import DEFAULT_SPEC, FakeAlarms, FakeBeanstalk, FakeExecutions, FakeLocks, FakeProber, FakeTargets
-from tests.unit.conftest import build_step, started_ledger
+from tests.fakes import (
+    DEFAULT_SPEC,
+    FakeAlarms,
+    FakeBeanstalk,
+    FakeExecutions,
+    FakeLocks,
+    FakeProber,
+    FakeTargetOwners,
+    FakeTargets,
+)
+from tests.unit.conftest import HOME, build_step, started_ledger
 
 CNAME = "webapp-prod"
 LIVE_URL = f"http://{CNAME}.us-east-1.elasticbeanstalk.com/health"
@@ -338,6 +348,47 @@ def test_the_lock_is_keyed_by_the_eb_environment_and_reads_the_served_label(pair
     expected = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
     assert lock_target(step.deployment, step.environment) == expected
     assert grant.target == expected
+
+
+def test_a_blue_green_pair_is_one_owner_and_one_lock_whichever_environment_another_spec_names(
+    pair: FakeBeanstalk,
+) -> None:
+    # Given webapp's blue/green pair (webapp-blue, idle webapp-green) claimed by its pipeline
+    owners = FakeTargetOwners()
+    claim_targets(parse(eb_spec()), HOME, owners, source="pipelines/webapp.yaml")
+    green = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-green"
+
+    # When another app names the idle environment as its own target, Then it is refused naming the field and owner
+    other = eb_spec("all_at_once", environment="webapp-green")
+    other["app"] = "web2"
+    with pytest.raises(TargetClaimedError) as raised:
+        claim_targets(parse(other), HOME, owners, source="pipelines/web2.yaml")
+    assert str(raised.value).startswith("pipelines/web2.yaml: environments[0] (staging).target.environment: ")
+    assert f"Elastic Beanstalk environment {green} belongs to app 'hello'" in str(raised.value)
+    # And one naming it the other way round is refused on its idle_environment
+    swapped = eb_spec(environment="webapp-green", idle_environment="webapp-blue")
+    swapped["app"] = "web3"
+    with pytest.raises(TargetClaimedError, match=r"\(staging\)\.target\.environment: .* belongs to app 'hello'"):
+        claim_targets(parse(swapped), HOME, owners, source="pipelines/web3.yaml")
+
+    # And a deployment of the pair holds the idle environment's lock with its own, so none of another spec's
+    # deployments can move either meanwhile
+    step = build_step(eb_spec(), release=None, lock=None)
+    locks = FakeLocks()
+    grant = acquire_lock(
+        step,
+        locks=locks,
+        ledger=started_ledger(step),
+        targets=FakeTargets(),
+        executions=FakeExecutions(),
+        now=1000.0,
+        beanstalk=pair,
+    )
+    assert grant.status == "acquired"
+    assert companion_lock_targets(step.deployment, step.environment) == [green]
+    held = locks.get(green)
+    assert held is not None
+    assert held.holder == step.deployment.execution_arn
 
 
 def test_a_lambda_rollout_needs_no_beanstalk_adapter() -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from conveyor.domain.contracts import Deployment
 from conveyor.domain.ownership import resolve_members, resolve_target
-from conveyor.domain.pipeline import EnvironmentSpec, LambdaTarget
+from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, LambdaTarget
 from conveyor.domain.ports import LockTable
 from conveyor.domain.records import DeploymentRecord
 from conveyor.observability import logger
@@ -25,9 +25,13 @@ def lock_target(deployment: Deployment, environment: EnvironmentSpec) -> str:
 
 
 def companion_lock_targets(deployment: Deployment, environment: EnvironmentSpec) -> list[str]:
-    """The lock keys of the companion functions of ``environment``'s target (``LambdaTarget.functions``), each
-    held with the target's own lock: whatever spec another deployment carries, nobody moves one of them meanwhile."""
-    if not isinstance(environment.target, LambdaTarget) or not environment.target.companions:
+    """The lock keys of the other members of ``environment``'s target (the companion functions of
+    ``LambdaTarget.functions``, or a blue/green pair's idle Elastic Beanstalk environment), each held with the
+    target's own lock: whatever spec another deployment carries, nobody moves one of them meanwhile."""
+    target = environment.target
+    if isinstance(target, LambdaTarget) and not target.companions:
+        return []
+    if isinstance(target, ElasticBeanstalkTarget) and target.idle_environment is None:
         return []
     field = f"pipeline {deployment.app}: environment {environment.name}: target"
     return [member.arn for member in resolve_members(environment, deployment.home, field=field)[1:]]

@@ -22,8 +22,8 @@ from conveyor.domain.target_identity import (
 )
 
 TargetId = FunctionId | BeanstalkEnvironmentId
-"""A target's canonical identity: a function, or (Elastic Beanstalk) the environment named in the spec, whose
-lock covers its blue/green pair too."""
+"""A target's canonical identity: a function, or (Elastic Beanstalk) the environment named in the spec; a
+blue/green pair's idle environment is a member beside it (``resolve_members``), owned and locked with it."""
 
 
 def target_field(spec: PipelineSpec, environment: EnvironmentSpec, source: str) -> str:
@@ -34,9 +34,11 @@ def target_field(spec: PipelineSpec, environment: EnvironmentSpec, source: str) 
 
 
 def member_field(field: str, target: LambdaTarget | ElasticBeanstalkTarget, position: int) -> str:
-    """Where the ``position``-th function of a target of several functions is written (``target.functions[i]``),
-    given where the target is (``target_field``)."""
-    if not isinstance(target, LambdaTarget) or not target.companions:
+    """Where the ``position``-th member of a target is written, given where the target is (``target_field``): a
+    function of a target of several (``target.functions[i]``), or a blue/green pair's ``target.idle_environment``."""
+    if isinstance(target, ElasticBeanstalkTarget):
+        return field if position == 0 else f"{field.removesuffix('.environment')}.idle_environment"
+    if not target.companions:
         return field
     return f"{field.removesuffix('.function_name')}.functions[{position}]"
 
@@ -49,11 +51,14 @@ def resolve_target(target: LambdaTarget | ElasticBeanstalkTarget, home: Home, *,
 
 
 def resolve_members(environment: EnvironmentSpec, home: Home, *, field: str) -> list[TargetId]:
-    """Everything ``environment``'s target moves, as canonical identities: each of its functions (the first is
-    the target's own identity), or its Elastic Beanstalk environment."""
+    """Everything ``environment``'s target moves, as canonical identities (the first is the target's own): each
+    of its functions, or its Elastic Beanstalk environment and, blue/green, the idle one it swaps with (either may
+    serve production: the pair has one owner, and is locked as one)."""
     target = environment.target
     if isinstance(target, ElasticBeanstalkTarget):
-        return [resolve_target(target, home, field=field)]
+        idle = target.idle_environment
+        pair = [] if idle is None else [beanstalk_environment(target.application, idle, home)]
+        return [resolve_target(target, home, field=field), *pair]
     return [
         resolve_function(name, home, field=member_field(field, target, position))
         for position, name in enumerate(target.function_names)
@@ -98,13 +103,17 @@ def _claim(spec: PipelineSpec, env: EnvironmentSpec, function: TargetId, owners:
         raise TargetClaimedError(
             f"{field}: {_kind(function)} {function.arn} belongs to app {other.app!r} "
             f"(environment {other.environment!r}); app {spec.app!r} (environment {env.name!r}) may not deploy "
-            f"to it. One function has one owner: point one of them at another function, or remove it from "
+            f"to it. One {_noun(function)} has one owner: point one of them at another, or remove it from "
             f"{other.app!r}'s pipeline and apply that first"
         )
 
 
 def _kind(target: TargetId) -> str:
     return "function" if isinstance(target, FunctionId) else "Elastic Beanstalk environment"
+
+
+def _noun(target: TargetId) -> str:
+    return "function" if isinstance(target, FunctionId) else "environment"
 
 
 def with_canonical_targets(spec: PipelineSpec, resolved: dict[str, TargetId]) -> list[EnvironmentSpec]:
