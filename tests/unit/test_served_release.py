@@ -237,6 +237,31 @@ def test_a_push_of_a_release_already_live_restores_what_that_release_replaced() 
     assert world.alias_version() == "2"
 
 
+def test_a_canary_re_run_or_re_push_of_a_release_live_here_moves_no_traffic_back() -> None:
+    # Given a canary pipeline whose 1.0.2 went live in staging (10%, then 100%)
+    world = World()
+    world.go_live(world.step("d-1", "1.0.1", code="one", spec=CANARY))
+    world.go_live(world.step("d-2", "1.0.2", code="two", spec=CANARY))
+    routed: list[tuple[str, dict[str, float]]] = []
+    route = world.targets.route_alias
+
+    def recording(function: str, alias: str, version: str, weights: dict[str, float] | None, **kw: object) -> object:
+        routed.append((version, dict(weights or {})))
+        return route(function, alias, version, weights, **kw)  # type: ignore[arg-type]
+
+    world.targets.route_alias = recording  # type: ignore[method-assign]
+    # When the same release is pushed again (say, after an operator rolled back another environment of it)
+    again = world.shifted(world.deployed(world.step("d-2b", "1.0.2", code="two", spec=CANARY)))
+    # Then the plan goes straight to 100%: the alias never routes anything back to 1.0.1's version
+    assert again.release is not None
+    assert again.release.already_serving
+    assert again.traffic is not None
+    assert (again.traffic.weight, again.traffic.complete) == (100, True)
+    assert routed == [("3", {})]
+    # And a failed check still restores the release before it
+    assert again.release.version_before == "2"
+
+
 def test_a_release_whose_code_was_already_live_has_nothing_before_it_to_restore() -> None:
     # Given 1.0.1 live on version 2, and 1.0.5, byte-identical, deployed: Lambda answers with version 2 again
     world = World()

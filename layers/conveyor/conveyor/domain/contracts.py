@@ -173,6 +173,11 @@ class Release(_Result):
         description="the alias's RevisionId when version_before was read: the first ShiftTraffic moves the alias "
         "only if nobody else did since",
     )
+    already_serving: bool = Field(
+        default=False,
+        description="the alias already served version_after when it was read (a re-run, or a re-push, of a release "
+        "live there): the rollout moves no traffic back, and a failed check still restores version_before",
+    )
     beanstalk: BeanstalkRelease | None = None
     companions: "list[Release]" = Field(
         default_factory=list,

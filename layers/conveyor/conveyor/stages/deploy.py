@@ -84,8 +84,9 @@ def _deploy_function(
 
     The version before is what the alias served before this release: when the alias already serves this very
     release (the ledger says so: this deployment's earlier attempt, or an earlier push of the same version and
-    content, took it there), that is what was replaced then. The rollout shifts from it and a rollback restores
-    it, never the version being judged."""
+    content, took it there), that is what was replaced then. The rollout then moves no traffic (the alias stays
+    on the release: ``already_serving``) and only a failed check restores the version before, never the version
+    being judged."""
     deployment, environment = step.deployment, step.environment
     assert not isinstance(environment.target, ElasticBeanstalkTarget)
     config = deployment.manifest.function_config
@@ -96,8 +97,9 @@ def _deploy_function(
         targets.update_code(function, deployment.package, config, latest)
     version_after = targets.publish_version(function, code_sha256, release_description(deployment))
     served_before = served if served is not None and served.serves(version_before) else None
+    already_serving = version_before == version_after
     if (
-        version_before == version_after
+        already_serving
         and served_before is not None
         and (served_before.version, served_before.sha256) == (deployment.version, deployment.package.sha256)
         and (earlier := _replaced_by_the_release(step, function, version_after, served_before, ledger)) is not None
@@ -113,6 +115,7 @@ def _deploy_function(
         reused=reused,
         served_before=served_before,
         alias_revision=alias_revision,
+        already_serving=already_serving,
     )
 
 

@@ -34,10 +34,12 @@ def next_traffic(step: EnvironmentStep) -> TrafficState:
     """The traffic step to apply now: the first of the plan, or the one after the current step."""
     steps = step.environment.traffic_steps()
     if step.release is not None and all(
-        member.version_before in (None, member.version_after) for member in step.release.members
+        member.already_serving or member.version_before in (None, member.version_after)
+        for member in step.release.members
     ):
-        # Nothing to split against (first deployment, or the version is already live): go straight to 100%,
-        # after any weight-0 verification step (it moves no traffic, so it still applies).
+        # Nothing to split against (first deployment, or the alias already serves the release: a re-run or re-push
+        # never moves traffic back to the version before): go straight to 100%, after any weight-0 verification
+        # step (it moves no traffic, so it still applies).
         steps = [s for s in steps[:-1] if s.weight == 0] + [steps[-1]]
     index = 0 if step.traffic is None else step.traffic.index + 1
     if index >= len(steps):
@@ -139,7 +141,7 @@ def _route(member: Release, weight: int, revision: str | None, targets: Targets)
     """
     base, weights = (
         (member.version_after, None)
-        if weight == 100 or member.version_before in (None, member.version_after)
+        if weight == 100 or member.already_serving or member.version_before in (None, member.version_after)
         else (str(member.version_before), {member.version_after: weight / 100})
     )
     try:
