@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import VersionConflictError
+from conveyor.domain.errors import ManifestInvalidError, VersionConflictError
 from conveyor.domain.manifest import Manifest
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
@@ -78,6 +78,36 @@ def test_the_same_version_with_other_content_is_refused_naming_both_sha256_and_t
     with pytest.raises(VersionConflictError, match=rf"deployment d-first with package sha256 {first}.*sha256 {other}"):
         bind(ledger, "d-second", code="b")
     assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-first"
+
+
+def test_the_same_package_with_another_function_config_is_a_conflict_not_a_duplicate() -> None:
+    # Given 1.0.1 live with FLAG=on
+    ledger = FakeLedger()
+    on = Manifest.model_validate(
+        make_manifest(make_package("a"), version="1.0.1", function_config={"environment": {"FLAG": "on"}})
+    )
+    off = on.model_copy(
+        update={"function_config": on.function_config.model_copy(update={"environment": {"FLAG": "off"}})}
+    )  # type: ignore[union-attr]
+    deployment(ledger, "d-first")
+    assert bind_version(on, "d-first", ledger=ledger, executions=FakeExecutions(), live=None, force=False) is None
+    ledger.finish("d-first", Outcome.SUCCEEDED)
+
+    # When the same package is pushed as 1.0.1 with FLAG=off, Then it is refused naming both configurations
+    deployment(ledger, "d-second")
+    with pytest.raises(
+        VersionConflictError, match=rf"another function_config .*{on.config_sha256}.*{off.config_sha256}"
+    ):
+        bind_version(
+            off, "d-second", ledger=ledger, executions=FakeExecutions(), live=ledger.get("d-first"), force=False
+        )
+    assert ledger.releases[("hello", "1.0.1")].deployment_id == "d-first"
+
+
+def test_a_manifest_with_a_key_written_twice_is_refused_naming_it() -> None:
+    raw = manifest().model_dump_json().removesuffix("}") + ', "version": "1.0.11"}'
+    with pytest.raises(ManifestInvalidError, match=r"manifest\.json: duplicate key 'version'"):
+        Manifest.from_json(raw.encode())
 
 
 @pytest.mark.parametrize("status", [Outcome.SUCCEEDED, Outcome.IN_PROGRESS, Outcome.QUEUED])

@@ -1,6 +1,7 @@
 """The bundle's ``manifest.json``: what was built, from which commit, and its package's digest."""
 
 import base64
+import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Literal
@@ -114,6 +115,20 @@ class FunctionConfig(_Strict):
         return environment
 
 
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """A JSON object whose keys are each written once: with two, which one counts would be the parser's choice."""
+    document: dict[str, object] = {}
+    for key, value in pairs:
+        if key in document:
+            raise _DuplicateKeyError(f"duplicate key {key!r} in one object: write each key once")
+        document[key] = value
+    return document
+
+
 class Manifest(_Strict):
     schema_version: Literal[1]
     app: AppName
@@ -123,6 +138,14 @@ class Manifest(_Strict):
     commit: CommitInfo | None = None
     build: BuildInfo | None = None
     function_config: FunctionConfig | None = None
+
+    @property
+    def config_sha256(self) -> str:
+        """The digest of the function configuration the release carries (canonical JSON; none is ``null``): with
+        the package's sha256, what an app version is bound to."""
+        config = None if self.function_config is None else self.function_config.model_dump(mode="json")
+        canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @model_validator(mode="after")
     def _fits_the_state(self) -> "Manifest":
@@ -139,9 +162,11 @@ class Manifest(_Strict):
                 f"{MANIFEST_NAME}: {len(raw)} bytes, more than the limit of {MAX_MANIFEST_BYTES}"
             )
         try:
-            document = json.loads(raw)
+            document = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestInvalidError(f"{MANIFEST_NAME}: not valid JSON ({exc})") from exc
+        except _DuplicateKeyError as exc:
+            raise ManifestInvalidError(f"{MANIFEST_NAME}: {exc}") from exc
         try:
             return cls.model_validate(document)
         except ValidationError as exc:

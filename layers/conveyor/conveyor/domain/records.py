@@ -79,6 +79,9 @@ class ReleaseRecord(BaseModel):
     app: str
     version: str
     sha256: str
+    config_sha256: str | None = Field(
+        default=None, description="the digest of its function configuration (Manifest.config_sha256); none if older"
+    )
     first_deployment_id: str
     deployment_id: str
     claimed_at: datetime = Field(description="not created_at: the by-app index must list deployments only")

@@ -133,6 +133,7 @@ def bind_version(
         app=manifest.app,
         version=manifest.version,
         sha256=manifest.package.sha256,
+        config_sha256=manifest.config_sha256,
         first_deployment_id=deployment_id,
         deployment_id=deployment_id,
         claimed_at=utcnow(),
@@ -141,6 +142,13 @@ def bind_version(
         bound = ledger.claim_release(mine)
         if bound.sha256 != mine.sha256:
             raise _conflict(manifest, f"it was first deployed by deployment {bound.first_deployment_id}", bound.sha256)
+        if bound.config_sha256 not in (None, mine.config_sha256):
+            raise VersionConflictError(
+                f"{manifest.app} {manifest.version} is immutable: it was first deployed by deployment "
+                f"{bound.first_deployment_id} with the same package and another function_config (configuration "
+                f"sha256 {bound.config_sha256}; this push's is {mine.config_sha256}). Nothing was deployed; push "
+                "the new configuration as a new version"
+            )
         if bound.deployment_id == deployment_id:
             return None
         carrier = ledger.get(bound.deployment_id)
