@@ -10,6 +10,7 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, TargetLockedError
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.pipeline import LambdaTarget
+from conveyor.domain.records import LockState
 
 from tests.fakes import FakeLocks, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
@@ -77,6 +78,14 @@ def test_a_held_lock_refuses_it_by_name_and_nothing_moves() -> None:
     with pytest.raises(TargetLockedError, match="locked by deployment d-next of hello/staging"):
         _roll_back(targets, locks, ledger)
     assert targets.functions["hello-staging"].aliases["live"] == ("2", {})
+
+
+def test_a_lock_read_while_its_holder_lets_go_still_names_what_it_can() -> None:
+    # Given a lock whose item was caught half-released (the holder still set, the rest gone)
+    targets, locks, ledger = _world()
+    locks.locks[LOCK] = LockState(holder="exec-1", expires_at=time.time() + 3600)
+    with pytest.raises(TargetLockedError, match=r"locked by deployment exec-1 of \?/\?;"):
+        _roll_back(targets, locks, ledger)
 
 
 def test_without_a_recorded_earlier_version_it_asks_for_one() -> None:

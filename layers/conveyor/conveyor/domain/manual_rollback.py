@@ -239,7 +239,10 @@ def manual_rollback(
     )
     if token is None:
         held = locks.get(lock)
-        by = f"deployment {held.deployment_id} of {held.app}/{held.environment}" if held else "another deployment"
+        if held is None or held.holder is None:
+            by = "a deployment that released it as it was read"
+        else:
+            by = f"deployment {held.deployment_id or held.holder} of {held.app or '?'}/{held.environment or '?'}"
         raise TargetLockedError(
             f"{app}/{environment} ({lock}) is locked by {by}; "
             "let it finish (it rolls back by itself on a failed check) and try again"
