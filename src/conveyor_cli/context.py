@@ -201,9 +201,11 @@ class Cloud:
             self.outputs = Outputs.from_mapping(state["outputs"], f"the local cloud ({where})")
             self.beanstalk_front = state.get("beanstalk_front")
         else:
-            # Credentials as the AWS CLI finds them (--profile or AWS_PROFILE, ~/.aws/config, ...).
+            # Credentials as the AWS CLI finds them (--profile or AWS_PROFILE, ~/.aws/config, ...), and the region as
+            # AWS CLI v2 does: --region, then AWS_REGION (which botocore alone does not read), then
+            # AWS_DEFAULT_REGION or the profile's.
             try:
-                self.session = Session(profile_name=profile, region_name=region)
+                self.session = Session(profile_name=profile, region_name=region or os.environ.get("AWS_REGION") or None)
             except BotoCoreError as exc:  # ProfileNotFound names the profile
                 raise CliError(str(exc)) from exc
             self.outputs = Outputs.from_mapping(_stack_outputs(self.session, stack_name), f"stack {stack_name!r}")
