@@ -21,7 +21,7 @@ from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError,
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import LambdaTarget
 from conveyor.domain.ports import Ledger, LockTable, Targets
-from conveyor.domain.records import DeploymentRecord, StageEvent
+from conveyor.domain.records import DeploymentRecord, LockState, StageEvent
 from conveyor.domain.timing import utcnow
 
 LEASE_SECONDS = 300
@@ -189,6 +189,13 @@ def _record(
         )
 
 
+def _holder(held: LockState | None) -> str:
+    """Who holds a lock, as far as its item says (one read as its holder lets go may have lost the rest)."""
+    if held is None or held.holder is None:
+        return "a deployment that released it as it was read"
+    return f"deployment {held.deployment_id or held.holder} of {held.app or '?'}/{held.environment or '?'}"
+
+
 def manual_rollback(
     app: str,
     environment: str,
@@ -238,13 +245,8 @@ def manual_rollback(
         now=time.time(),
     )
     if token is None:
-        held = locks.get(lock)
-        if held is None or held.holder is None:
-            by = "a deployment that released it as it was read"
-        else:
-            by = f"deployment {held.deployment_id or held.holder} of {held.app or '?'}/{held.environment or '?'}"
         raise TargetLockedError(
-            f"{app}/{environment} ({lock}) is locked by {by}; "
+            f"{app}/{environment} ({lock}) is locked by {_holder(locks.get(lock))}; "
             "let it finish (it rolls back by itself on a failed check) and try again"
         )
     try:
