@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
-from conveyor_cli.packaging import build_bundle
+from conveyor_cli.packaging import build_bundle, env_variable
 from conveyor_cli.status import (
     EXIT_CODE_MEANINGS,
     ExitCode,
@@ -224,7 +224,7 @@ def cmd_ship(args: argparse.Namespace, cloud_of: CloudOf) -> int:
     try:
         config = FunctionConfig.model_validate(
             {
-                "environment": dict(pair.split("=", 1) for pair in args.env) if args.env else None,
+                "environment": dict(args.env) if args.env else None,
                 "memory_mb": args.memory,
                 "timeout_seconds": args.timeout,
             }
@@ -300,7 +300,9 @@ def register(
     ship_parser.add_argument("--app", required=True)
     ship_parser.add_argument("--version", required=True)
     ship_parser.add_argument("--out", help="where the bundle is written (default: <app>-<version>.zip)")
-    ship_parser.add_argument("--env", action="append", metavar="KEY=VALUE", help="function environment variable")
+    ship_parser.add_argument(
+        "--env", action="append", type=env_variable, metavar="KEY=VALUE", help="function environment variable"
+    )
     ship_parser.add_argument("--memory", type=int, help="function memory (MB)")
     ship_parser.add_argument("--timeout", type=int, help="function timeout (s), as for `conveyor package`")
     ship_parser.add_argument(

@@ -44,7 +44,7 @@ from conveyor_cli.context import (
     warn,
 )
 from conveyor_cli.output import print_json, print_table, progress
-from conveyor_cli.packaging import build_bundle
+from conveyor_cli.packaging import build_bundle, env_variable
 from conveyor_cli.sample import EXAMPLES, SAMPLE_PIPELINE
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
@@ -283,7 +283,7 @@ def cmd_package(args: argparse.Namespace) -> int:
     try:
         config = FunctionConfig.model_validate(
             {
-                "environment": dict(pair.split("=", 1) for pair in args.env) if args.env else None,
+                "environment": dict(args.env) if args.env else None,
                 "memory_mb": args.memory,
                 "timeout_seconds": args.timeout,
             }
@@ -701,7 +701,9 @@ def build_parser() -> argparse.ArgumentParser:
     package.add_argument("--app", required=True)
     package.add_argument("--version", required=True)
     package.add_argument("--out", help="the bundle file, or a folder for <app>-<version>.zip in it (default: here)")
-    package.add_argument("--env", action="append", metavar="KEY=VALUE", help="function environment variable")
+    package.add_argument(
+        "--env", action="append", type=env_variable, metavar="KEY=VALUE", help="function environment variable"
+    )
     package.add_argument("--memory", type=int, help="function memory (MB)")
     package.add_argument("--timeout", type=int, help="function timeout (s)")
     package.set_defaults(func=cmd_package)

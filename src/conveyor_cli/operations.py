@@ -68,7 +68,10 @@ def read_manifest(bundle: bytes, source: str) -> Manifest:
 
 def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
     """Upload a bundle to ``artifacts/<app>/<version>.zip``; the returned id is the deployment's."""
-    data = bundle_path.read_bytes()
+    try:
+        data = bundle_path.read_bytes()
+    except OSError as exc:  # a folder, a path through a file, no permission
+        raise CliError(f"cannot read the bundle {bundle_path}: {exc.strerror or exc}") from exc
     manifest = read_manifest(data, str(bundle_path))
     key = artifact_key(manifest.app, manifest.version)
     try:

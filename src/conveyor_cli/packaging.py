@@ -6,6 +6,7 @@ build always has the same sha256 and Conveyor can recognise code that is already
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import hashlib
 import io
@@ -22,6 +23,14 @@ from conveyor_cli.context import CliError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".pytest_cache", ".mypy_cache"}
+
+
+def env_variable(text: str) -> tuple[str, str]:
+    """An argparse type for ``--env``: ``KEY=VALUE`` (the value may hold ``=``), else a usage error naming it."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key, value
 
 
 def _entry(name: str, mode: int) -> zipfile.ZipInfo:

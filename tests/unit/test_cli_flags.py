@@ -15,7 +15,7 @@ from conveyor.domain.timing import utcnow
 
 from conveyor_cli import main as cli
 from conveyor_cli import operations
-from conveyor_cli.context import Outputs
+from conveyor_cli.context import CliError, Outputs
 from tests.fakes import FakeLedger
 
 
@@ -154,6 +154,8 @@ def test_rollback_takes_a_lambda_version_as_its_number() -> None:
         (["metrics", "--days", "-5"], "--days: -5 is less than"),
         (["history", "--limit", "0"], "--limit: 0 is less than 1"),
         (["history", "--limit", "ten"], "--limit: 'ten' is not a number"),
+        (["package", ".", "--app", "hello", "--version", "1.0.0", "--env", "NOEQ"], "--env: 'NOEQ' is not KEY=VALUE"),
+        (["ship", ".", "--app", "hello", "--version", "1.0.0", "--env", "=x"], "--env: '=x' is not KEY=VALUE"),
     ],
 )
 def test_a_window_or_a_limit_that_cannot_be_one_is_a_usage_error(
@@ -173,3 +175,11 @@ def test_package_into_a_folder_writes_the_bundle_in_it_under_its_name(tmp_path: 
         == 0
     )
     assert [p.name for p in tmp_path.iterdir()] == ["hello-1.2.3.zip"]
+
+
+@pytest.mark.parametrize("where", ["folder", "through a file"])
+def test_pushing_a_path_that_is_not_a_file_is_a_one_line_error_naming_it(where: str, tmp_path: Any) -> None:
+    path = tmp_path if where == "folder" else (tmp_path / "file").joinpath("x.zip")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CliError, match=rf"cannot read the bundle {path}: "):
+        operations.push(FakeCloud(), path)  # type: ignore[arg-type]
