@@ -151,6 +151,12 @@ def test_the_spec_carries_freeze_windows_and_names_a_bad_one() -> None:
     assert (spec.on_freeze, spec.freeze_wait_seconds) == ("refuse", 3600)
     with pytest.raises(PipelineInvalidError, match="freeze_windows"):
         PipelineSpec.from_yaml(pipeline_yaml(freeze_windows=[{"reason": "x", "recurring": {"start": "sat"}}]), "h.yaml")
+    # a window naming an environment the pipeline does not have would freeze nothing: refused, naming it
+    typo = {"reason": "x", "recurring": {"start": "22:00", "end": "06:00"}, "environments": ["staging", "prod"]}
+    with pytest.raises(
+        PipelineInvalidError, match=r"freeze_windows\[0\]\.environments\[1\]: 'prod' is not an environment"
+    ):
+        PipelineSpec.from_yaml(pipeline_yaml(freeze_windows=[typo]), "h.yaml")
     with pytest.raises(PipelineInvalidError, match="freeze_wait_seconds"):
         PipelineSpec.from_yaml(pipeline_yaml(freeze_wait_seconds=12 * 3600), "h.yaml")
 

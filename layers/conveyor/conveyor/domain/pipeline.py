@@ -807,6 +807,14 @@ class PipelineSpec(RolloutPolicy):
                         f"environments {other!r} and {env.name!r} both target {what}: "
                         "a target belongs to one environment of one pipeline (one lock, one owner)"
                     )
+        for index, window in enumerate(self.freeze_windows):
+            for position, name in enumerate(window.environments):
+                if name not in names:
+                    # A misspelt environment would freeze nothing, silently.
+                    raise ValueError(
+                        f"freeze_windows[{index}].environments[{position}]: {name!r} is not an environment of this "
+                        f"pipeline ({', '.join(names)})"
+                    )
         return self
 
     @model_validator(mode="after")
