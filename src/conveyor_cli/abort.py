@@ -49,7 +49,7 @@ def stop_cause(by: str, reason: str | None) -> str:
 
 def rollout_of(cloud: Cloud, app: str, environment: str) -> str:
     """The deployment rolling out in ``app``'s ``environment`` now: the holder of its target's lock."""
-    _, lock = operations.environment_lock(cloud, app, environment)
+    lock = operations.lock_key(cloud, app, environment)
     held = operations.locks(cloud).get(lock)
     if held is None or not held.holder or not held.deployment_id or not held.holder.startswith("arn:"):
         raise CliError(f"nothing is rolling out in {app}/{environment}: its target's lock ({lock}) is free")

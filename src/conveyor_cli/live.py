@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from conveyor.domain import beanstalk as eb
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import ConveyorError
 from conveyor.domain.layout import PIPELINE_PREFIX
+from conveyor.domain.pipeline import ElasticBeanstalkTarget
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
 
@@ -49,6 +52,9 @@ class LiveEnvironment(BaseModel):
     recorded_by: str | None = None
     shares: list[Share] = []
     note: str | None = None
+    beanstalk: bool = False
+    """An Elastic Beanstalk target: ``function_name`` is its application, ``alias`` the environment serving
+    production, ``lambda_version`` its application version label."""
 
 
 def registered_apps(cloud: Cloud) -> list[str]:
@@ -126,6 +132,40 @@ def live_function(
     )
 
 
+def live_beanstalk(cloud: Cloud, app: str, environment: str, target: ElasticBeanstalkTarget) -> LiveEnvironment:
+    """What production serves for an Elastic Beanstalk target (the environment holding its CNAME), and the release
+    the ledger says that application version is."""
+    base = LiveEnvironment(
+        app=app,
+        environment=environment,
+        function_name=target.application,
+        alias=target.environment,
+        exists=False,
+        beanstalk=True,
+    )
+    try:
+        live = eb.live_environment(target, operations.beanstalk(cloud))
+    except ConveyorError as exc:
+        return base.model_copy(update={"note": str(exc)})
+    served = operations.ledger(cloud).served(target.application, target.environment)
+    current = served if served is not None and served.lambda_version == live.version_label else None
+    note = None
+    if current is None:
+        note = "no release recorded for this application version: deployed outside Conveyor, or before it recorded"
+    return base.model_copy(
+        update={
+            "exists": live.version_label is not None,
+            "alias": live.name,
+            "lambda_version": live.version_label,
+            "release": current.version if current else None,
+            "deployment_id": current.deployment_id if current else None,
+            "since": current.recorded_at if current else None,
+            "recorded_by": current.recorded_by if current else None,
+            "note": note,
+        }
+    )
+
+
 def live_environments(cloud: Cloud, app: str | None) -> list[LiveEnvironment]:
     """Every environment of ``app``'s pipeline (or of every registered pipeline), in pipeline order."""
     apps = [app] if app else registered_apps(cloud)
@@ -138,7 +178,11 @@ def live_environments(cloud: Cloud, app: str | None) -> list[LiveEnvironment]:
                 raise
             continue  # another app's spec that no longer parses: `pipeline show` says why
         records = operations.ledger(cloud).history(app=name, limit=50)
-        found += [entry for env in spec.environments for entry in live_environment(cloud, name, env.name, records)]
+        for env in spec.environments:
+            if isinstance(env.target, ElasticBeanstalkTarget):
+                found.append(live_beanstalk(cloud, name, env.name, env.target))
+            else:
+                found += live_environment(cloud, name, env.name, records)
     return found
 
 
@@ -148,7 +192,8 @@ def _share(share: Share) -> str:
 
 
 def live_row(entry: LiveEnvironment) -> tuple[str, ...]:
-    serves = f"{entry.release or '?'} (v{entry.lambda_version})" if entry.exists else "nothing"
+    label = f"label {entry.lambda_version}" if entry.beanstalk else f"v{entry.lambda_version}"
+    serves = f"{entry.release or '?'} ({label})" if entry.exists else "nothing"
     by = entry.recorded_by or "-"
     if entry.deployment_id:
         by = f"{entry.deployment_id} ({by})"
@@ -158,7 +203,7 @@ def live_row(entry: LiveEnvironment) -> tuple[str, ...]:
     return (
         entry.app,
         entry.environment,
-        f"{entry.function_name}:{entry.alias}",
+        f"{entry.function_name}/{entry.alias}" if entry.beanstalk else f"{entry.function_name}:{entry.alias}",
         serves,
         weights,
         when(entry.since),

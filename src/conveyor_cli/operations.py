@@ -37,6 +37,7 @@ from conveyor.domain.ownership import (
     claim_targets,
     member_field,
     resolve_all_members,
+    resolve_target,
     resolve_targets,
     target_field,
 )
@@ -148,6 +149,10 @@ def _beanstalk(cloud: Cloud, spec: PipelineSpec) -> BeanstalkTargets | None:
     """The Elastic Beanstalk adapter, for a spec that targets Beanstalk (none is built otherwise)."""
     if not any(isinstance(env.target, ElasticBeanstalkTarget) for env in spec.environments):
         return None
+    return beanstalk(cloud)
+
+
+def beanstalk(cloud: Cloud) -> BeanstalkTargets:
     from conveyor.adapters.elasticbeanstalk import BeanstalkTargets
 
     return BeanstalkTargets(cloud.session)
@@ -234,6 +239,16 @@ def environment_lock(cloud: Cloud, app: str, environment: str) -> tuple[LambdaTa
     return canonical_lambda_target(target, function.name), function.arn
 
 
+def lock_key(cloud: Cloud, app: str, environment: str) -> str:
+    """The lock key of ``environment``'s target in ``app``'s registered pipeline, of any kind (a function's
+    canonical ARN, or an Elastic Beanstalk environment's)."""
+    target = _registered_target(cloud, app, environment)
+    try:
+        return resolve_target(target, cloud.home(), field=f"pipeline {app}: environment {environment}: target").arn
+    except TargetIdentityError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:
     key = pipeline_key(app)
     try:
@@ -248,14 +263,19 @@ def show_pipeline(cloud: Cloud, app: str) -> PipelineSpec:
         raise CliError(str(exc)) from exc
 
 
-def environment_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget:
+def _registered_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget | ElasticBeanstalkTarget:
     """The target of ``environment`` in ``app``'s registered pipeline (a CliError naming the others if none)."""
     spec = show_pipeline(cloud, app)
     try:
-        target = spec.environment(environment).target
+        return spec.environment(environment).target
     except KeyError as exc:
         names = ", ".join(env.name for env in spec.environments)
         raise CliError(f"pipeline {app!r} has no environment {environment!r} (it has: {names})") from exc
+
+
+def environment_target(cloud: Cloud, app: str, environment: str) -> LambdaTarget:
+    """The Lambda target of ``environment`` in ``app``'s registered pipeline (a CliError for another kind)."""
+    target = _registered_target(cloud, app, environment)
     if not isinstance(target, LambdaTarget):
         raise CliError(
             f"pipeline {app!r}: environment {environment!r} targets Elastic Beanstalk ({target.label}); this command "

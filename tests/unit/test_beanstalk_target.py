@@ -467,6 +467,66 @@ def test_lambda_only_commands_refuse_a_beanstalk_environment_naming_it(monkeypat
         operations.environment_target(None, "webapp", "staging")  # type: ignore[arg-type]
 
 
+def test_live_shows_what_production_serves_for_a_beanstalk_environment(
+    pair: FakeBeanstalk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.domain.contracts import ServedRelease
+    from conveyor.domain.timing import utcnow
+
+    from conveyor_cli import operations
+    from conveyor_cli.live import live_environments, live_row
+    from tests.fakes import FakeLedger
+
+    # Given a registered blue/green pipeline whose production (webapp-blue) serves 0.9.0, recorded in the ledger
+    ledger = FakeLedger()
+    ledger.record_served(
+        ServedRelease(
+            function_name="webapp",
+            alias="webapp-blue",
+            lambda_version="0.9.0",
+            app="hello",
+            version="0.9.0",
+            sha256="s",
+            deployment_id="d-9",
+            built_at=utcnow(),
+            recorded_at=utcnow(),
+            recorded_by="ShiftTraffic",
+        )
+    )
+    monkeypatch.setattr(operations, "show_pipeline", lambda cloud, app: parse(eb_spec()))
+    monkeypatch.setattr(operations, "beanstalk", lambda cloud: pair)
+    monkeypatch.setattr(operations, "ledger", lambda cloud: ledger)
+    monkeypatch.setattr(operations, "targets", lambda cloud: FakeTargets())
+
+    # When `conveyor live hello` reads it, Then the environment serving production and its release are shown
+    (entry,) = live_environments(None, "hello")  # type: ignore[arg-type]
+    row = live_row(entry)
+    assert row[2:4] == ("webapp/webapp-blue", "0.9.0 (label 0.9.0)")
+    assert row[6] == "d-9 (ShiftTraffic)"
+
+
+def test_abort_finds_the_rollout_of_a_beanstalk_environment_by_its_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conveyor_cli import operations
+    from conveyor_cli.abort import rollout_of
+
+    # Given webapp's blue/green environment locked by a deployment
+    locks = FakeLocks()
+    blue = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
+    arn = "arn:aws:states:us-east-1:123456789012:execution:deployments:x"
+    locks.try_acquire(
+        blue, holder=arn, deployment_id="d-eb", app="hello", environment="staging", lease_seconds=60, now=1.0
+    )
+    monkeypatch.setattr(operations, "show_pipeline", lambda cloud, app: parse(eb_spec()))
+    monkeypatch.setattr(operations, "locks", lambda cloud: locks)
+
+    class Cloud:
+        def home(self) -> object:
+            return HOME
+
+    # When `conveyor abort hello staging` looks for what rolls out there, Then it is that deployment
+    assert rollout_of(Cloud(), "hello", "staging") == "d-eb"  # type: ignore[arg-type]
+
+
 def test_status_names_a_beanstalk_environment_and_its_versions() -> None:
     from datetime import UTC, datetime
 
