@@ -270,8 +270,8 @@ def cmd_summary(args: argparse.Namespace, cloud_of: CloudOf) -> int:
         raise CliError(not_in_ledger(args.id, table=cloud.outputs.ledger_table, running_execution=running))
     execution = operations.execution_state(cloud, record.execution_arn) if record.execution_arn else None
     markdown = summary_markdown(record, exit_code(record, execution.status if execution else None))
-    if args.output:
-        append_to(Path(args.output), markdown)
+    if args.out:
+        append_to(Path(args.out), markdown)
     else:
         print(markdown, end="")
     return 0
@@ -320,8 +320,8 @@ def register(
     summary = commands.add_parser(
         "summary",
         parents=list(parents),
-        help="a deployment as Markdown, for a CI job summary (appended to --output FILE, or printed)",
+        help="a deployment as Markdown, for a CI job summary (appended to --out FILE, or printed)",
     )
     summary.add_argument("id", help="deployment id")
-    summary.add_argument("-o", "--output", metavar="FILE", help="append to FILE (e.g. $GITHUB_STEP_SUMMARY)")
+    summary.add_argument("-o", "--out", metavar="FILE", help="append to FILE (e.g. $GITHUB_STEP_SUMMARY)")
     summary.set_defaults(func=lambda args: cmd_summary(args, cloud_of))

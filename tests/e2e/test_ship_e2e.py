@@ -94,7 +94,7 @@ def test_ship_of_a_broken_build_exits_with_the_rollback_code(stage: Stage, tmp_p
     assert alias_versions(stage.cloud, stage.targets.functions) == before
     # And `conveyor summary`, as a later CI step runs it, writes the same outcome and exits 0
     again = tmp_path / "again.md"
-    written = conveyor(stage, "summary", deployment_of(result), "--output", str(again))
+    written = conveyor(stage, "summary", deployment_of(result), "--out", str(again))
     assert written.returncode == 0, written.stderr
     assert summary.read_text().startswith("### ❌ hello 0.0.51: ROLLED_BACK")
     assert again.read_text().startswith("### ❌ hello 0.0.51: ROLLED_BACK")

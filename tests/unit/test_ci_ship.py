@@ -310,7 +310,7 @@ def test_summary_command_appends_markdown_and_exits_zero_whatever_the_outcome(
     out = tmp_path / "summary.md"
 
     # When a CI step writes its summary
-    exit_code = cli.main(["summary", "d-1", "--output", str(out)])
+    exit_code = cli.main(["summary", "d-1", "--out", str(out)])
 
     # Then the step succeeds (the follow step already failed the job) and the file says how it ended
     assert exit_code == 0
@@ -344,3 +344,9 @@ def test_options_every_command_accepts_reach_ship_and_summary() -> None:
 
     # Then both commands took it
     assert shipped.region == summary.region == "eu-west-1"
+
+
+def test_summary_takes_the_global_output_format_and_its_file_as_out() -> None:
+    # `--output json` is the global format everywhere on the line; the summary's file is `-o/--out`
+    args = cli.parse(["summary", "d-1", "--output", "json", "--out", "summary.md"])
+    assert (args.output_format, args.out) == ("json", "summary.md")
