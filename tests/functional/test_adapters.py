@@ -350,6 +350,14 @@ def test_route_alias_failure_is_a_traffic_shift_error(cloud: Cloud) -> None:
             targets.route_alias("hello-staging", "live", "2", None)
 
 
+def test_routing_an_alias_to_a_version_that_does_not_exist_names_the_version(cloud: Cloud) -> None:
+    # On moto, as on AWS: UpdateAlias and then CreateAlias both answer ResourceNotFoundException for it
+    targets = LambdaTargets(runtime.session())
+    with pytest.raises(TargetNotFoundError, match="version 99 of hello-staging does not exist"):
+        targets.route_alias("hello-staging", "live", "99", None)
+    assert targets.alias_version("hello-staging", "live") == "1"
+
+
 def test_alarm_states_cover_metric_and_composite_alarms(cloud: Cloud) -> None:
     cloud.cloudwatch.put_metric_alarm(
         AlarmName="errors",

@@ -185,14 +185,27 @@ class LambdaTargets:
                     ) from exc
                 if aws.error_code(exc) != "ResourceNotFoundException" or revision_id:
                     raise
-                response = self._lambda.create_alias(
-                    FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
-                )
+                response = self._create_alias(function_name, alias, version, routing)
         except AliasChangedError:
             raise
         except (ClientError, BotoCoreError) as exc:
             raise TrafficShiftError(f"moving alias {function_name}:{alias} to {version} failed: {exc}") from exc
         return str(response.get("RevisionId", ""))
+
+    def _create_alias(self, function_name: str, alias: str, version: str, routing: dict[str, Any]) -> Any:
+        """Create the alias ``route_alias`` found missing; a version that is not there either is named as such
+        (UpdateAlias and CreateAlias both answer ResourceNotFoundException for it)."""
+        try:
+            return self._lambda.create_alias(
+                FunctionName=function_name, Name=alias, FunctionVersion=version, RoutingConfig=routing
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "ResourceNotFoundException":
+                raise TargetNotFoundError(
+                    f"moving alias {function_name}:{alias} to {version} failed: version {version} of {function_name} "
+                    "does not exist"
+                ) from exc
+            raise
 
     def delete_alias(self, function_name: str, alias: str) -> None:
         try:
