@@ -11,6 +11,7 @@ from conveyor.domain.errors import NothingToRollBackError, TargetLockedError
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.pipeline import LambdaTarget
 from conveyor.domain.records import LockState
+from conveyor.domain.timing import utcnow
 
 from tests.fakes import FakeLocks, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
@@ -86,6 +87,31 @@ def test_a_lock_read_while_its_holder_lets_go_still_names_what_it_can() -> None:
     locks.locks[LOCK] = LockState(holder="exec-1", expires_at=time.time() + 3600)
     with pytest.raises(TargetLockedError, match=r"locked by deployment exec-1 of \?/\?;"):
         _roll_back(targets, locks, ledger)
+
+
+def test_a_split_left_by_a_failed_rollback_is_finished_back_to_what_that_deployment_replaced() -> None:
+    # Given staging live on 2 (d-unit), then a deployment of version 3 whose rollback failed at 20%: the alias is
+    # split 80% on 2, 20% on 3, and its entry still says SHIFTING
+    targets, locks, ledger = _world()
+    targets.functions["hello-staging"].versions["3"] = ("newer", {})
+    targets.route_alias("hello-staging", "live", "2", {"3": 0.2})
+    failed = ledger.get("d-unit").model_copy(  # type: ignore[attr-defined]
+        update={"deployment_id": "d-failed", "version": "1.1.0", "created_at": utcnow(), "environments": {}}
+    )
+    ledger.start(failed)  # type: ignore[attr-defined]
+    ledger.update_environment(  # type: ignore[attr-defined]
+        "d-failed",
+        "staging",
+        {"status": EnvironmentStatus.SHIFTING, "version_before": "2", "version_after": "3", "weight": 20},
+    )
+    # When the operator rolls staging back
+    result = _roll_back(targets, locks, ledger)
+    # Then the split is cleared back to 2, what the failed deployment replaced (not 1, the release before 2)
+    assert targets.functions["hello-staging"].aliases["live"] == ("2", {})
+    assert (result.restored_version, result.rolled_back_from, result.deployment_id) == ("2", "3", "d-failed")
+    # And the failed deployment's entry says so; the live deployment's is untouched
+    assert ledger.get("d-failed").environments["staging"].status is EnvironmentStatus.ROLLED_BACK  # type: ignore[attr-defined]
+    assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.LIVE  # type: ignore[attr-defined]
 
 
 def test_without_a_recorded_earlier_version_it_asks_for_one() -> None:

@@ -20,7 +20,7 @@ from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError, TargetLockedError
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import LambdaTarget
-from conveyor.domain.ports import Ledger, LockTable, Targets
+from conveyor.domain.ports import AliasState, Ledger, LockTable, Targets
 from conveyor.domain.records import DeploymentRecord, LockState, StageEvent
 from conveyor.domain.timing import utcnow
 
@@ -63,6 +63,21 @@ def live_deployment(records: list[DeploymentRecord], environment: str, serving: 
     for record in records:  # newest first
         env = record.environments.get(environment)
         if env is not None and env.status is EnvironmentStatus.LIVE and env.version_after == serving:
+            return record
+    return None
+
+
+def split_by(records: list[DeploymentRecord], environment: str, state: AliasState) -> DeploymentRecord | None:
+    """The newest deployment that left the alias split as ``state`` is: one that never went live in
+    ``environment``, moved part of its traffic to its new version and replaced the version still serving the rest."""
+    for record in records:  # newest first
+        env = record.environments.get(environment)
+        if (
+            env is not None
+            and env.status is not EnvironmentStatus.LIVE
+            and env.version_after in state.weights
+            and env.version_before == state.version
+        ):
             return record
     return None
 
@@ -214,9 +229,14 @@ def manual_rollback(
     version that carried app version ``to_release`` there, or the version before the live deployment, on behalf
     of ``operator``."""
     function, alias = target.function_name, target.alias
-    serving = targets.alias_version(function, alias)
+    state = targets.alias_state(function, alias)
+    serving = state.version if state is not None else None
     records = ledger.history(app=app, limit=200)
     live = live_deployment(records, environment, serving)
+    if state is not None and state.weights and to is None and to_release is None:
+        # A split a deployment left when it did not finish (its own rollback failed, or it was stopped): rolling
+        # back finishes that deployment's rollback, to what it replaced, and is recorded on it.
+        live = split_by(records, environment, state) or live
     entry = live.environments[environment] if live else None
     if target.companions and to is not None:
         raise NothingToRollBackError(
@@ -289,7 +309,9 @@ def manual_rollback(
             function_name=function,
             alias=alias,
             restored_version=version,
-            rolled_back_from=serving,
+            rolled_back_from=entry.version_after
+            if entry is not None and entry.status is not EnvironmentStatus.LIVE
+            else serving,
             duration_ms=duration_ms,
             operator=operator,
             deployment_id=live.deployment_id if live else None,
