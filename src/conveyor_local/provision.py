@@ -643,6 +643,8 @@ class Provisioner:
             if _error_code(exc) != "ResourceConflictException":
                 raise
             arn = self._update_function(request)
+        if props.get("EventInvokeConfig"):
+            self._event_invoke_config(name, props["EventInvokeConfig"])
         ref = name
         target_arn = arn
         if props.get("AutoPublishAlias"):
@@ -664,6 +666,22 @@ class Provisioner:
                 if _error_code(exc) != "ResourceConflictException":  # granted on an earlier start
                     raise
         return Provisioned(logical_id, "AWS::Serverless::Function", ref, {"Arn": arn})
+
+    def _event_invoke_config(self, name: str, config: Mapping[str, Any]) -> None:
+        """SAM's ``EventInvokeConfig``: how often Lambda retries an asynchronous invocation, and where the event
+        goes once it gave up (``DestinationConfig.OnFailure``, its ``Type`` being SAM's alone)."""
+        request: dict[str, Any] = {"FunctionName": name}
+        for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+            if key in config:
+                request[key] = int(config[key])
+        destinations = {
+            kind: {"Destination": str(where["Destination"])}
+            for kind, where in (config.get("DestinationConfig") or {}).items()
+            if isinstance(where, Mapping) and where.get("Destination")
+        }
+        if destinations:
+            request["DestinationConfig"] = destinations
+        self.client("lambda").put_function_event_invoke_config(**request)
 
     def _update_function(self, request: Mapping[str, Any]) -> str:
         """Bring an existing function to ``request``: code and configuration only where they differ."""

@@ -69,3 +69,33 @@ def test_a_crashing_asynchronous_invocation_runs_once_plus_its_retries(
     fn = _Crashing()
     awslambda._run_async(fn, b"{}", "hook", retries)
     assert fn.invocations == runs
+
+
+def test_an_invocation_lambda_gave_up_on_goes_to_its_on_failure_queue(
+    function: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a function whose event invoke config sends failures to a queue (as the template's Reconcile does)
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="dead-letters")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    function.put_function_event_invoke_config(
+        FunctionName="hook", MaximumRetryAttempts=1, DestinationConfig={"OnFailure": {"Destination": arn}}
+    )
+    backend = _backend()
+    hook = backend.get_function("hook", None)
+    assert awslambda.on_failure_destination(backend, hook) == arn
+
+    # When an asynchronous invocation of it fails every time
+    monkeypatch.setitem(registry.STATE, "time_scale", 0.0)
+    crashing = _Crashing()
+    crashing.function_arn = hook.function_arn  # type: ignore[attr-defined]
+    awslambda._run_async(crashing, b'{"detail": {"status": "ABORTED"}}', "hook", 1, arn)
+
+    # Then the queue holds Lambda's invocation record: why it gave up, the event, and the error
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2
+    assert record["requestPayload"] == {"detail": {"status": "ABORTED"}}
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert crashing.invocations == 2

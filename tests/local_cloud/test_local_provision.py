@@ -55,6 +55,10 @@ def test_the_real_template_provisions_every_resource(local_cloud: dict[str, Any]
     # Every execution that ends without finishing reaches the reconciler
     ended = aws("events").list_targets_by_rule(Rule=rules["aws.states"])["Targets"]
     assert ended[0]["Arn"].endswith(f":function:{result.resources['ReconcileFunction'].ref}")
+    # and an event the reconciler keeps failing on is not lost: Lambda sends it to the dead-letter queue
+    retries = aws("lambda").get_function_event_invoke_config(FunctionName=result.resources["ReconcileFunction"].ref)
+    assert retries["MaximumRetryAttempts"] == 2
+    assert "ReconcileDeadLetterQueue" in retries["DestinationConfig"]["OnFailure"]["Destination"]
     # moto's GetBucketNotificationConfiguration omits EventBridgeConfiguration, so prove the wiring instead:
     # an upload under artifacts/ starts the real state machine.
     aws("s3").put_object(Bucket=outputs["ArtifactBucketName"], Key="artifacts/provision-check/1.zip", Body=b"x")

@@ -18,7 +18,10 @@ Seams (moto 5.2.5) and why:
     and then two (time-scaled) minutes later, as Lambda retries an asynchronous invocation, or as
     often as the function's event invoke config says (``MaximumRetryAttempts`` 0 or 1, as
     ``PutFunctionEventInvokeConfig`` stored it: relied on, ``LambdaFunction.event_invoke_config``;
-    a task-token hook sets 0, so a crashed hook is never run a second time).
+    a task-token hook sets 0, so a crashed hook is never run a second time). Once the retries are spent, the
+    event goes to the config's ``DestinationConfig.OnFailure`` SQS queue in Lambda's invocation record
+    (``RetriesExhausted``, the request payload and the error), as on AWS; moto stores the config and never
+    delivers (relied on, ``SQSBackend.send_message``).
     Relies on ``code_digest`` of a function and a layer version (the zip's hex SHA-256, computed by
     moto once per upload), ``LambdaStorage.split_function_arn``, ``LambdaStorage._get_function_aliases``,
     ``LambdaBackend.layers_versions_by_arn`` and ``LambdaFunction.invoke``.
@@ -68,6 +71,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
@@ -217,7 +221,14 @@ def _lambda_backend_invoke(  # noqa: PLR0917 - moto's signature
     if invocation_type == "Event":
         thread = threading.Thread(
             target=context.run,
-            args=(_run_async, fn, body, function_name, async_retry_attempts(self, fn)),
+            args=(
+                _run_async,
+                fn,
+                body,
+                function_name,
+                async_retry_attempts(self, fn),
+                on_failure_destination(self, fn),
+            ),
             name=f"lambda-async-{fn.function_name}",
             daemon=True,
         )
@@ -234,30 +245,97 @@ def _lambda_backend_invoke(  # noqa: PLR0917 - moto's signature
 ASYNC_RETRY_DELAYS_SECONDS = (60.0, 120.0)
 
 
+def _event_invoke_config(backend: Any, fn: Any) -> dict[str, Any]:
+    """``fn``'s function's event invoke config (the last one put: a put replaces it on AWS), or none."""
+    configs = getattr(backend.get_function(fn.function_name, None), "event_invoke_config", [])
+    return dict(configs[-1].config) if configs else {}
+
+
 def async_retry_attempts(backend: Any, fn: Any) -> int:
     """How often Lambda retries a failed asynchronous invocation of ``fn``: its function's event invoke config's
-    ``MaximumRetryAttempts`` (the last one put: a put replaces it on AWS), else Lambda's default of 2."""
-    configs = getattr(backend.get_function(fn.function_name, None), "event_invoke_config", [])
-    if configs and "MaximumRetryAttempts" in configs[-1].config:
-        return int(configs[-1].config["MaximumRetryAttempts"])
+    ``MaximumRetryAttempts``, else Lambda's default of 2."""
+    config = _event_invoke_config(backend, fn)
+    if "MaximumRetryAttempts" in config:
+        return int(config["MaximumRetryAttempts"])
     return len(ASYNC_RETRY_DELAYS_SECONDS)
 
 
-def _run_async(fn: Any, body: Any, function_name: str, retries: int = len(ASYNC_RETRY_DELAYS_SECONDS)) -> None:
-    """One asynchronous invocation, retried ``retries`` times after a function error as Lambda does."""
+def on_failure_destination(backend: Any, fn: Any) -> str | None:
+    """Where Lambda sends an asynchronous invocation it gave up on (``DestinationConfig.OnFailure``), if set."""
+    destination = (_event_invoke_config(backend, fn).get("DestinationConfig") or {}).get("OnFailure") or {}
+    return str(destination["Destination"]) if destination.get("Destination") else None
+
+
+def on_failure_record(fn: Any, body: Any, attempts: int, error: Any) -> dict[str, Any]:
+    """Lambda's invocation record for a destination, as AWS shapes it for ``RetriesExhausted``."""
+    try:
+        request = json.loads(body) if isinstance(body, (str, bytes)) else body
+    except ValueError:
+        request = body.decode(errors="replace") if isinstance(body, bytes) else body
+    return {
+        "version": "1.0",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"{fn.function_arn}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": attempts,
+        },
+        "requestPayload": request,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": error,
+    }
+
+
+def _deliver_on_failure(destination: str, record: dict[str, Any]) -> None:
+    """Put the record on an SQS destination (the only kind the template uses), in this process's moto."""
+    from moto.sqs.models import sqs_backends
+
+    if ":sqs:" not in destination:
+        LOG.error("on-failure destination %s is not an SQS queue: not emulated", destination)
+        return
+    _, _, _, region, account, queue = destination.split(":", 5)
+    sqs_backends[account][region].send_message(queue, json.dumps(record))
+
+
+def _run_async(
+    fn: Any,
+    body: Any,
+    function_name: str,
+    retries: int = len(ASYNC_RETRY_DELAYS_SECONDS),
+    on_failure: str | None = None,
+) -> None:
+    """One asynchronous invocation, retried ``retries`` times after a function error as Lambda does; once they
+    are spent, the event goes to ``on_failure`` (an SQS queue's ARN) with Lambda's invocation record."""
     delays = (0.0, *ASYNC_RETRY_DELAYS_SECONDS[:retries])
+    error: Any = None
     for attempt, delay in enumerate(delays):
         time.sleep(delay * time_scale())
         response_headers: dict[str, str] = {}
         try:
-            fn.invoke(body, {"X-Amz-Invocation-Type": "Event"}, response_headers)
-        except Exception:
+            payload = fn.invoke(body, {"X-Amz-Invocation-Type": "Event"}, response_headers)
+        except Exception as exc:
             LOG.exception("async invocation of %s failed (attempt %d)", function_name, attempt + 1)
+            error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             continue
         if "x-amz-function-error" not in response_headers:
             return
         LOG.warning("async invocation of %s returned a function error (attempt %d)", function_name, attempt + 1)
-    LOG.error("async invocation of %s failed %d times; dropped", function_name, len(delays))
+        error = _payload_document(payload)
+    if on_failure is None:
+        LOG.error("async invocation of %s failed %d times; dropped", function_name, len(delays))
+        return
+    LOG.error("async invocation of %s failed %d times; sent to %s", function_name, len(delays), on_failure)
+    _deliver_on_failure(on_failure, on_failure_record(fn, body, len(delays), error))
+
+
+def _payload_document(payload: Any) -> Any:
+    """A function error's payload as JSON (the error document), or as text."""
+    raw = payload.encode() if isinstance(payload, str) else payload
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, TypeError):
+        return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _lambda_response_invoke(self: Any) -> Any:
@@ -410,4 +488,6 @@ relies_on(f"{LAMBDA_FUNCTION}.invoke", ("self", "body", "request_headers", "resp
 relies_on(f"{LAMBDA_MODELS}.EventInvokeConfig", ("arn", "last_modified", "config"))
 relies_on(f"{LAMBDA_MODELS}._s3_content", ("key",))
 relies_on("moto.s3.models.s3_backends")
+relies_on("moto.sqs.models.sqs_backends")
+relies_on("moto.sqs.models.SQSBackend.send_message", ("self", "queue_name", "message_body"))
 relies_on("moto.awslambda.exceptions.InvalidParameterValueException", ("message",))
