@@ -16,7 +16,7 @@ from conveyor_local.server import client_env, start_background, stop
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state_dir = tmp_path_factory.mktemp("local-cloud")
     state = start_background(port=0, template=FIXTURES / "template.yaml", state_dir=state_dir, time_scale=TIME_SCALE)
-    yield state
+    yield {**state, "state_dir": str(state_dir)}
     stop(state_dir)
 
 
