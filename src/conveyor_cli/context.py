@@ -41,6 +41,10 @@ class CliError(Exception):
     """A failure the CLI reports as one line and a non-zero exit code."""
 
 
+class UsageError(CliError):
+    """Arguments that cannot work together (found after argparse): one line and exit code 2, as argparse's own."""
+
+
 @dataclass(frozen=True)
 class Outputs:
     bucket: str

@@ -18,7 +18,7 @@ from conveyor.domain.freeze import ALL_APPS, OperatorFreeze
 from conveyor.domain.layout import APP_PATTERN
 
 from conveyor_cli.approvals import caller_identity
-from conveyor_cli.context import CliError, Cloud
+from conveyor_cli.context import CliError, Cloud, UsageError
 
 FREEZE_COLUMNS = ("scope", "reason", "frozen by", "since", "until")
 _DURATION = re.compile(r"^(?P<amount>\d+)(?P<unit>[mhd])$")
@@ -32,11 +32,11 @@ def freezes(cloud: Cloud) -> DynamoFreezes:
 def scope_of(app: str | None, every_app: bool) -> str:
     """The scope ``APP`` or ``--all`` names (exactly one of them)."""
     if every_app == (app is not None):
-        raise CliError("name an app, or --all for every app (not both)")
+        raise UsageError("name an app, or --all for every app (not both)")
     if app is None:
         return ALL_APPS
     if not re.match(APP_PATTERN, app):
-        raise CliError(f"{app!r} is not an app name ({APP_PATTERN})")
+        raise UsageError(f"{app!r} is not an app name ({APP_PATTERN})")
     return app
 
 
@@ -64,12 +64,14 @@ def parse_until(text: str | None, now: datetime) -> datetime | None:
 def freeze(cloud: Cloud, scope: str, *, reason: str, until: str | None) -> OperatorFreeze:
     """Store the freeze of ``scope`` as the caller's AWS identity (replacing the scope's earlier one)."""
     if not reason.strip():
-        raise CliError("--reason must say why: it is shown to whoever's deployment it stops")
+        raise UsageError("--reason must say why: it is shown to whoever's deployment it stops")
     now = datetime.now(UTC)
     try:
-        stop = OperatorFreeze(
-            scope=scope, reason=reason, by=caller_identity(cloud), at=now, until=parse_until(until, now)
-        )
+        lifted_at = parse_until(until, now)
+    except FreezeInvalidError as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        stop = OperatorFreeze(scope=scope, reason=reason, by=caller_identity(cloud), at=now, until=lifted_at)
         freezes(cloud).put(stop)
     except (FreezeInvalidError, LedgerError) as exc:
         raise CliError(str(exc)) from exc

@@ -37,6 +37,7 @@ from conveyor_cli.context import (
     STATE_DIR_ENV,
     CliError,
     Cloud,
+    UsageError,
     default_template,
     resolve_state_dir,
     state_dir,
@@ -68,14 +69,17 @@ EXIT_BROKEN_PIPE = 141
 """What a command whose output pipe closed exits with: 128 + SIGPIPE, as a shell reports ``cmd | head``."""
 
 
-def _at_least(smallest: float, kind: type[int] | type[float]) -> Callable[[str], Any]:
-    """An argparse type: a number of ``kind`` no smaller than ``smallest``, else a usage error naming it."""
+def _at_least(smallest: float, kind: type[int] | type[float], *, exclusive: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` no smaller than ``smallest`` (``exclusive``: greater than it), else a
+    usage error naming it."""
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if exclusive and value <= smallest:
+            raise argparse.ArgumentTypeError(f"{text} is not more than {smallest:g}")
         if value < smallest:
             raise argparse.ArgumentTypeError(f"{text} is less than {smallest:g}")
         return value
@@ -562,7 +566,7 @@ def cmd_freeze(args: argparse.Namespace) -> int:
             print_table(FREEZE_COLUMNS, (freeze_row(stop) for stop in found))
         return 0
     if args.reason is None:
-        raise CliError("--reason is required: it is shown to whoever's deployment the freeze stops")
+        raise UsageError("--reason is required: it is shown to whoever's deployment the freeze stops")
     stop = freeze(cloud, scope_of(args.app, args.all), reason=args.reason, until=args.until)
     if args.json:
         _print(stop.model_dump(mode="json"))
@@ -683,10 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
     traffic = local.add_parser("traffic", help="invoke an environment's alias at a steady rate, for canary analysis")
     traffic.add_argument("app")
     traffic.add_argument("env")
-    traffic.add_argument("--rps", type=float, required=True, help="invocations per second")
+    traffic.add_argument(
+        "--rps", type=_at_least(0, float, exclusive=True), required=True, help="invocations per second"
+    )
     traffic.add_argument(
         "--duration",
-        type=float,
+        type=_at_least(0, float, exclusive=True),
         default=None,
         help="seconds to run (default: until stopped, at most 3600, so a rollout's every step has traffic)",
     )
@@ -736,11 +742,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("id", nargs="?", help="deployment id (default: the latest)")
     status.add_argument("--wait", action="store_true", help="follow it live until it ends")
     status.add_argument(
-        "--timeout", type=float, default=900, help="seconds --wait follows it before giving up (default 900)"
+        "--timeout",
+        type=_at_least(0, float),
+        default=900,
+        help="seconds --wait follows it before giving up (default 900)",
     )
     status.add_argument(
         "--start-timeout",
-        type=float,
+        type=_at_least(0, float),
         default=START_TIMEOUT_SECONDS,
         help="seconds --wait gives a push to be picked up by an execution before saying none did "
         f"(default {START_TIMEOUT_SECONDS:g})",
@@ -783,7 +792,9 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("target", metavar="ID|APP", help="a deployment id, or an app (with ENV)")
     abort.add_argument("env", nargs="?", metavar="ENV", help="the environment of APP whose rollout to abort")
     abort.add_argument("--reason", help="why; recorded in the ledger and the notification")
-    abort.add_argument("--timeout", type=float, default=300, help="seconds to wait for the restore (default 300)")
+    abort.add_argument(
+        "--timeout", type=_at_least(0, float), default=300, help="seconds to wait for the restore (default 300)"
+    )
     abort.set_defaults(func=cmd_abort)
 
     promote = commands.add_parser(
@@ -959,6 +970,9 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _quiet_broken_pipe()
+    except UsageError as exc:
+        print(f"conveyor: {exc}", file=sys.stderr)
+        return 2
     except (CliError, ConveyorError, LocalCloudError, TimeoutError, FileNotFoundError) as exc:
         print(f"conveyor: {exc}", file=sys.stderr)
         return 1

@@ -58,3 +58,29 @@ def test_the_commands_are_wired() -> None:
     assert (frozen.app, frozen.all, frozen.reason, frozen.until) == ("hello", False, "incident", "2h")
     assert parse(["freeze", "--list", "--json"]).list
     assert parse(["unfreeze", "--all"]).all
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["freeze", "hello"], "--reason is required"),
+        (["freeze", "hello", "--reason", "incident", "--until", "yesterday"], "expected a duration"),
+        (["freeze", "--reason", "incident"], "name an app, or --all"),
+        (["local", "traffic", "hello", "staging", "--rps", "-5"], "--rps: -5 is not more than 0"),
+        (["local", "traffic", "hello", "staging", "--rps", "0"], "--rps: 0 is not more than 0"),
+        (["local", "traffic", "hello", "staging", "--rps", "5", "--duration", "-1"], "--duration: -1 is not more"),
+        (["status", "d-1", "--timeout", "-3"], "--timeout: -3 is less than 0"),
+    ],
+)
+def test_arguments_that_cannot_work_exit_2_naming_them(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor_cli import main as cli
+
+    monkeypatch.setattr(cli, "_cloud", lambda args: object())  # refused before any cloud is read
+    try:
+        code = cli.main(argv)
+    except SystemExit as exited:  # argparse's own refusals
+        code = exited.code  # type: ignore[assignment]
+    assert code == 2
+    assert said in capsys.readouterr().err
