@@ -7,6 +7,7 @@ as a DynamoDB or SNS outage would. No rule: moto's original.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ SERVICE_EXCEPTION = "moto.core.exceptions.ServiceException"
 relies_on(SERVICE_EXCEPTION)
 
 
+@functools.cache
 def _fault_class(owner: str) -> type[Exception]:
     """A ServiceException that moto serializes as ``owner``'s service: moto looks for the error's shape in the
     model of the service its exception's module names too, and ``moto.core`` names none (UnknownServiceError:
@@ -30,14 +32,13 @@ def _fault_class(owner: str) -> type[Exception]:
 def service_faulty(owner: str, method: str, kind: str, resource_of: Callable[[Any], str]) -> Callable[..., Any]:
     """A response method that fails as the fault plan says (a ServiceException, serialized as the service does)."""
     operation = "".join(part.title() for part in method.split("_"))
-    fault_class = _fault_class(owner)
 
     def respond(self: Any) -> Any:
         plan = faults()
         fault = plan.check(operation, resource_of(self), kind=kind) if plan is not None else None
         if fault is not None:
             LOG.warning("injected fault: %s on %s -> %s", operation, resource_of(self), fault.error)
-            raise fault_class(fault.error, fault.message)
+            raise _fault_class(owner)(fault.error, fault.message)
         return original(f"{owner}.{method}")(self)
 
     respond.__name__ = method
