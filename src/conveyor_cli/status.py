@@ -126,13 +126,16 @@ def _versions(versions: Any) -> str:
 def _describe_decision(stage: str, detail: dict[str, Any]) -> str:
     """A person's part in a deployment: asked, approved (n of N), rejected, or refused as an approver."""
     by = plain(detail.get("by"))
+    said = (f": {plain(detail['reason'])}" if detail.get("reason") else "") + (
+        f" (note: {plain(detail['note'])})" if detail.get("note") else ""
+    )
     if stage == "RequestApproval":
         return f"awaiting a person ({plain(detail.get('kind'))}) until {when(detail.get('expires_at'))}"
     if stage == "Approve":
         count = f" ({detail['approvals']}/{detail['required']})" if detail.get("required") else ""
-        return f"approved by {by}{count}"
+        return f"approved by {by}{count}{said}"
     if stage == "Reject":
-        return f"rejected by {by}: {plain(detail.get('reason'))}"
+        return f"rejected by {by}{said}"
     return f"{plain(detail.get('verdict'))} by {by} refused: {plain(detail.get('reason'))}"
 
 
@@ -319,6 +322,7 @@ def render_environments(record: DeploymentRecord) -> list[str]:
         elif approval.get("decided_at"):
             who = approval.get("approved_by") or approval.get("rejected_by")
             why = f": {approval['reason']}" if approval.get("reason") else ""
+            why += f" (note: {approval['note']})" if approval.get("note") else ""
             lines.append(f"    {approval.get('decision')} by {who} at {when(approval.get('decided_at'))}{why}")
     return lines
 

@@ -88,6 +88,10 @@ def test_the_timeline_says_who_decided_and_who_was_refused() -> None:
 
     assert line("Approve", by=ME, approvals=1, required=2) == f"approved by {ME} (1/2)"
     assert line("Reject", by=ME, reason="freeze") == f"rejected by {ME}: freeze"
+    # what the approver said is shown with the decision (in status and in the report's timeline)
+    assert line("Approve", by=ME, approvals=1, required=1, reason="ok", note="CHG-42") == (
+        f"approved by {ME} (1/1): ok (note: CHG-42)"
+    )
     assert line("DecisionRefused", by=ME, verdict="approve", reason="pushed it") == (
         f"approve by {ME} refused: pushed it"
     )
