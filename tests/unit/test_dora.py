@@ -176,6 +176,21 @@ def test_keys_are_given_per_app_and_per_environment() -> None:
     assert metrics.change_failure_rate == 0.5
 
 
+def test_a_release_live_in_staging_and_stopped_by_a_production_gate_is_a_change_that_did_not_fail() -> None:
+    # Given hello 1.1 rolled back in staging, and 1.2 live in staging and then refused by a production freeze
+    ledger = FakeLedger()
+    in_ledger(ledger, record(1, Outcome.ROLLED_BACK, hours=0), {"staging": {"status": "ROLLED_BACK"}})
+    in_ledger(
+        ledger,
+        record(2, Outcome.FAILED, hours=1),
+        {"staging": {"status": "LIVE"}, "production": {"status": "NOT_DEPLOYED"}},
+    )
+    # Then the app made two changes, one of which failed (it reached a target: staging), as staging did
+    hello = window(ledger).apps["hello"]
+    assert hello.change_failure_rate == 0.5
+    assert hello.environments["staging"].change_failure_rate == 0.5
+
+
 def test_each_key_carries_the_tier_of_the_dora_report() -> None:
     # Given two successes a day apart, committed 2 hours before going live, and no failure, over two days
     ledger = FakeLedger()

@@ -255,8 +255,10 @@ def _tally_app(record: DeploymentRecord, tally: _Tally) -> None:
     if record.finished_at is None:
         return
     failed, live = failed_change(record), went_live(record)
-    # A change counts once: a release rolled back by hand after going live was deployed, and is a failed change.
-    tally.changes += failed or live
+    # A change counts once: a release rolled back by hand after going live was deployed, and is a failed change;
+    # one that went live in an earlier environment and stopped before the next (a gate, a freeze) reached a target.
+    reached = any(went_live_in(entry, _events_in(record, name)) for name, entry in record.environments.items())
+    tally.changes += failed or live or reached
     tally.failed += failed
     tally.live += live
     if live and record.commit_time is not None:
