@@ -46,7 +46,7 @@ from conveyor_cli.context import (
 )
 from conveyor_cli.output import print_json, print_table, progress
 from conveyor_cli.packaging import build_bundle, env_variable
-from conveyor_cli.sample import EXAMPLES, SAMPLE_PIPELINE
+from conveyor_cli.sample import EXAMPLES
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
     START_TIMEOUT_SECONDS,
@@ -141,7 +141,7 @@ def cmd_local_sample(args: argparse.Namespace) -> int:
         return _webapp_sample(cloud, Path(args.out), as_json=args.json)
     if args.orders:
         return _orders_sample(cloud, Path(args.out), as_json=args.json)
-    setup = set_up_sample(cloud, pipeline=Path(args.pipeline), bundle_dir=Path(args.out))
+    setup = set_up_sample(cloud, pipeline=Path(args.pipeline) if args.pipeline else None, bundle_dir=Path(args.out))
     if args.json:
         _print({"created": setup.created, "existed": setup.existed, "bundle": str(setup.bundle)})
         return 0
@@ -663,7 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sample",
         help="create the sample app (functions, alarm, inbox), register its pipeline, write a bundle to push",
     )
-    sample.add_argument("--pipeline", default=str(SAMPLE_PIPELINE), help="default: examples/pipelines/hello.yaml")
+    sample.add_argument(
+        "--pipeline",
+        help="the spec to register (default: examples/pipelines/hello.yaml, unless one of the app is registered)",
+    )
     sample.add_argument("--out", default=".", help="where the bundle to push is written (default: here)")
     sample.add_argument(
         "--webapp",

@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from conveyor.domain.errors import PipelineInvalidError, PipelineNotFoundError
+from conveyor.domain.layout import pipeline_key
 from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.pipeline import PipelineSpec
 
@@ -184,12 +185,18 @@ def _sample_targets(cloud: Cloud, setup: SampleSetup, release: str) -> SampleTar
     return setup.targets
 
 
-def _pipeline(cloud: Cloud, setup: SampleSetup, pipeline: Path) -> None:
-    """Register ``pipeline`` unless the same spec is registered already."""
+def _pipeline(cloud: Cloud, setup: SampleSetup, pipeline: Path | None) -> None:
+    """Register ``pipeline`` unless the same spec is registered already; without one, the sample pipeline unless
+    a spec of the app is registered (an operator's own is never replaced by a re-run)."""
     try:
         registered = operations.artifacts(cloud).read_pipeline(cloud.outputs.bucket, SAMPLE_APP)
     except (PipelineNotFoundError, PipelineInvalidError, ClientError):
         registered = None  # none yet, or one that no longer reads: apply decides, and says why if it refuses
+    if pipeline is None and registered is not None:
+        setup.pipeline = PipelineSpec.from_yaml(registered, f"s3://{cloud.outputs.bucket}/{pipeline_key(SAMPLE_APP)}")
+        setup.note(f"pipeline {SAMPLE_APP} (the one registered; --pipeline FILE registers another)", created=False)
+        return
+    pipeline = pipeline or SAMPLE_PIPELINE
     setup.pipeline = operations.apply_pipeline(cloud, pipeline) if registered != pipeline.read_bytes() else None
     if setup.pipeline is None:
         setup.pipeline = PipelineSpec.from_yaml(pipeline.read_bytes(), str(pipeline))
@@ -215,7 +222,7 @@ def _bundle(setup: SampleSetup, bundle_dir: Path) -> None:
 def set_up_sample(
     cloud: Cloud,
     *,
-    pipeline: Path = SAMPLE_PIPELINE,
+    pipeline: Path | None = None,
     bundle_dir: Path | None = None,
     release: str = "1.0.0",
 ) -> SampleSetup:

@@ -70,6 +70,15 @@ def test_three_commands_take_a_new_user_to_a_first_deployment(shell: Path, capsy
     assert "created" not in second
     for resource in ("function hello-staging", "function hello-production", f"alarm {ALARM}", "pipeline hello"):
         assert f"existed  {resource}" in second
+    # and a spec the user registered since is kept by a third run, not replaced by the sample's
+    progressive = EXAMPLES / "pipelines" / "hello-progressive.yaml"
+    assert cli.main(["--local", "pipeline", "apply", str(progressive)]) == 0
+    assert cli.main(["local", "sample"]) == 0
+    assert "existed  pipeline hello (the one registered" in capsys.readouterr().out
+    assert cli.main(["--local", "pipeline", "show", "hello"]) == 0
+    assert "canary" in capsys.readouterr().out
+    assert cli.main(["local", "sample", "--pipeline", str(EXAMPLES / "pipelines" / "hello.yaml")]) == 0
+    capsys.readouterr()
 
     # When the user pushes the bundle and follows it
     assert cli.main(["--local", "push", bundle.name]) == 0
