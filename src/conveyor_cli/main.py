@@ -649,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     up = local.add_parser("up", help="start it in the background, provisioned from template.yaml")
-    up.add_argument("--port", type=int, default=4566)
+    up.add_argument("--port", type=int, help="default 4566 (a running cloud keeps its own)")
     up.add_argument("--template", help="the SAM template (default: the template.yaml of this Conveyor)")
     up.add_argument(
         "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"

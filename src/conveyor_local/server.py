@@ -314,7 +314,7 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 def start_background(
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     template: Path | str = "template.yaml",
     state_dir: Path | str = ".conveyor",
     time_scale: float | None = None,
@@ -328,7 +328,7 @@ def start_background(
 
     Returns the state (see ``read_state``; its ``restored`` says what the start restored). If one
     is already running for ``state_dir`` its state is returned unchanged, marked ``already_running``;
-    asking it for another time scale is refused (its settings cannot change under it, and keeping
+    asking it for another time scale or ``port`` is refused (its settings cannot change under it, and keeping
     the old ones silently would run every wait at a speed nobody asked for), as is ``fresh`` (its
     state cannot be discarded under it), unless ``restart``: that stops it first (its state kept).
     Raises ``LocalCloudError`` with the server log's tail if the server exits or is not ready within
@@ -357,13 +357,20 @@ def start_background(
                     f"(pid {existing['pid']}), not {time_scale:g}; a running cloud keeps its settings: "
                     f"`conveyor local up --time-scale {time_scale:g} --restart` restarts it (its state is kept)"
                 )
+            serving = existing.get("port")
+            if port not in (None, 0) and serving is not None and port != serving:
+                raise LocalCloudError(
+                    f"the local cloud of {state_path} is already running on port {serving} (pid {existing['pid']}), "
+                    f"not {port}; a running cloud keeps its settings: `conveyor local up --port {port} --restart` "
+                    "restarts it (its state is kept)"
+                )
             return {**existing, "already_running": True}
         (state_path / STATE_FILE).unlink(missing_ok=True)  # left behind by a killed server
     log_path = state_path / LOG_FILE
     env = dict(os.environ)
     if time_scale is not None:
         env[TIME_SCALE_ENV] = str(time_scale)
-    command = [sys.executable, "-m", "conveyor_local.server", "--port", str(port)]
+    command = [sys.executable, "-m", "conveyor_local.server", "--port", str(DEFAULT_PORT if port is None else port)]
     command += ["--template", str(Path(template).resolve()), "--state-dir", str(state_path)]
     if fresh:
         command.append("--fresh")

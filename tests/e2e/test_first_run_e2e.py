@@ -104,3 +104,6 @@ def test_up_refuses_to_change_the_time_scale_of_a_running_cloud(
     assert "--restart" in error
     assert cli.main(["local", "up", "--time-scale", "0.01"]) == 0
     assert "already running" in capsys.readouterr().out
+    # and so is another port: the cloud answers where it did
+    assert cli.main(["local", "up", "--port", "1"]) == 1
+    assert "already running on port" in capsys.readouterr().err
