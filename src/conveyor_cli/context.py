@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ class Outputs:
     topic_arn: str
     reconcile_function_name: str | None = None
     reconcile_dead_letter_queue_url: str | None = None
+    others: dict[str, str] = field(default_factory=dict)
+    """Every other output of the stack (the lifecycle event bus, the dashboard, ...), by name."""
 
     @property
     def reconcile_function(self) -> str:
@@ -80,11 +82,13 @@ class Outputs:
             topic_arn=outputs["NotificationTopicArn"],
             reconcile_function_name=outputs.get("ReconcileFunctionName"),
             reconcile_dead_letter_queue_url=outputs.get("ReconcileDeadLetterQueueUrl"),
+            others={name: str(value) for name, value in outputs.items() if name not in REQUIRED_OUTPUTS},
         )
 
     def as_dict(self) -> dict[str, str]:
+        """Every output of the stack: the four Conveyor needs first, then the others by name."""
         values = (self.bucket, self.state_machine_arn, self.ledger_table, self.topic_arn)
-        return dict(zip(REQUIRED_OUTPUTS, values, strict=True))
+        return dict(zip(REQUIRED_OUTPUTS, values, strict=True)) | dict(sorted(self.others.items()))
 
 
 def user_data_dir() -> Path:

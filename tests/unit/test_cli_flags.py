@@ -183,3 +183,25 @@ def test_pushing_a_path_that_is_not_a_file_is_a_one_line_error_naming_it(where: 
     (tmp_path / "file").write_text("")
     with pytest.raises(CliError, match=rf"cannot read the bundle {path}: "):
         operations.push(FakeCloud(), path)  # type: ignore[arg-type]
+
+
+def test_outputs_lists_every_output_of_the_stack_the_four_it_needs_first() -> None:
+    outputs = Outputs.from_mapping(
+        {
+            "DashboardName": "conveyor",
+            "ArtifactBucketName": "b",
+            "StateMachineArn": "arn:sm",
+            "LedgerTableName": "t",
+            "NotificationTopicArn": "arn:topic",
+            "LifecycleEventBusName": "conveyor-lifecycle",
+        },
+        "stack",
+    )
+    assert list(outputs.as_dict()) == [
+        "ArtifactBucketName",
+        "StateMachineArn",
+        "LedgerTableName",
+        "NotificationTopicArn",
+        "DashboardName",
+        "LifecycleEventBusName",
+    ]
