@@ -10,8 +10,10 @@ from the ledger.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from conveyor.domain import beanstalk as eb
+from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConveyorError
 from conveyor.domain.layout import PIPELINE_PREFIX
@@ -122,14 +124,21 @@ def live_function(
         update={
             "exists": True,
             "lambda_version": state.version,
-            "release": current.version if current else None,
-            "deployment_id": current.deployment_id if current else None,
-            "since": current.recorded_at if current else None,
-            "recorded_by": current.recorded_by if current else None,
+            **_recorded(current),
             "shares": shares,
             "note": note,
         }
     )
+
+
+def _recorded(current: ServedRelease | None) -> dict[str, Any]:
+    """What the ledger's record of the served release says: which release, by which deployment, since when."""
+    return {
+        "release": current.version if current else None,
+        "deployment_id": current.deployment_id if current else None,
+        "since": current.recorded_at if current else None,
+        "recorded_by": current.recorded_by if current else None,
+    }
 
 
 def live_beanstalk(cloud: Cloud, app: str, environment: str, target: ElasticBeanstalkTarget) -> LiveEnvironment:
@@ -157,10 +166,7 @@ def live_beanstalk(cloud: Cloud, app: str, environment: str, target: ElasticBean
             "exists": live.version_label is not None,
             "alias": live.name,
             "lambda_version": live.version_label,
-            "release": current.version if current else None,
-            "deployment_id": current.deployment_id if current else None,
-            "since": current.recorded_at if current else None,
-            "recorded_by": current.recorded_by if current else None,
+            **_recorded(current),
             "note": note,
         }
     )
