@@ -151,6 +151,16 @@ def test_under_a_time_scale_the_wait_is_given_in_spec_time() -> None:
     assert _gate(step, scale=TimeScale(factor=0.01)).wait_seconds == 30
 
 
+def test_under_a_time_scale_a_freeze_is_judged_against_the_budget_in_wall_time_as_on_aws() -> None:
+    # Given the local cloud at time scale 0.01 and a window ending in 60 s of wall time, with an hour to wait
+    soon = {"reason": "r", "once": {"start": "2026-12-05T11:00:00Z", "end": "2026-12-05T12:01:00Z"}}
+    step = _step(on_freeze="wait", freeze_windows=[soon], freeze_wait_seconds=3600)
+    # Then it waits, as AWS would (a scaled budget, 36 s, had refused it as longer than the wait allowed)
+    result = _gate(step, scale=TimeScale(factor=0.01))
+    assert result.decision == "wait"
+    assert "up to 1 h" in result.reason
+
+
 @pytest.mark.parametrize(
     ("states", "expected"),
     [

@@ -11,7 +11,8 @@ Two gates, in this order:
    default) a frozen environment ends the deployment at once (``frozen``: DeploymentFrozenError). With
    ``wait`` the state machine waits (WaitForGate, ``wait_seconds``) and asks again, at least every
    ``GATE_POLL_SECONDS`` so an ``unfreeze`` is seen soon, for at most ``freeze_wait_seconds`` in this
-   environment; a freeze known to end later than that is refused at once rather than waited on in vain. While
+   environment (wall-clock time, under the local cloud's time scale too: freezes are); a freeze known to end
+   later than that is refused at once rather than waited on in vain. While
    it waits, it keeps this environment's lock (the lease covers ``freeze_wait_seconds``: whoever queues behind
    would be frozen too); AcquireLock released the deployment's earlier environments as it took this one.
 2. **Pre-start alarms**: the environment's own ``health.alarms`` must not fire before Conveyor touches it. An
@@ -123,8 +124,10 @@ def _decide(
             reason = f"{why}; on_freeze: refuse, so nothing was touched in {env.name}"
             return result(decision="frozen", reason=reason, frozen_until=until)
         since = earlier.waiting_since if earlier is not None and earlier.waiting_since is not None else now
-        budget = timedelta(seconds=scale.wall_seconds(policy.freeze_wait_seconds))
-        allowed = scale.annotate(duration_text(policy.freeze_wait_seconds), policy.freeze_wait_seconds)
+        # Freezes are wall-clock facts (a window, an operator's --until), so their budget is too, under a time
+        # scale as well: the local cloud then waits on a freeze exactly when AWS would.
+        budget = timedelta(seconds=policy.freeze_wait_seconds)
+        allowed = duration_text(policy.freeze_wait_seconds)
         if until is not None and until - since > budget:
             reason = f"{why}: longer than freeze_wait_seconds ({allowed}) allows to wait; nothing was touched"
             return result(decision="frozen", reason=reason, frozen_until=until, waiting_since=since)
