@@ -92,13 +92,25 @@ def test_rollback_of_a_first_deployment_removes_the_alias() -> None:
 
 def test_rollback_failure_names_the_command_to_run() -> None:
     targets = FakeTargets()
-    targets.add("hello-staging", alias="live")
+    targets.add("hello-staging", alias="live").aliases["live"] = ("1", {"2": 0.1})  # traffic had moved
     targets.fail_route = TrafficShiftError("AccessDenied")
     step = build_step()
     ledger = started_ledger(step)
     with pytest.raises(RollbackFailedError, match="aws lambda update-alias --function-name hello-staging --name live"):
         roll_back(step, targets=targets, ledger=ledger)
     assert ledger.stage_events("RollBack")[0].status == "failed"
+
+
+def test_a_rollback_lambda_refuses_where_no_traffic_had_moved_is_not_a_failed_rollback() -> None:
+    # Given the first traffic step failed (Lambda refusing UpdateAlias), so the alias never left version 1
+    targets = FakeTargets()
+    function = targets.add("hello-staging", alias="live", version="1")
+    targets.fail_route = TrafficShiftError("ServiceException")
+    step = build_step(failure=Failure(error="TrafficShiftError", cause="UpdateAlias failed"))
+    # When RollBack runs with Lambda still refusing, Then nothing needed restoring: rolled back, not failed
+    result = roll_back(step, targets=targets, ledger=started_ledger(step))
+    assert (result.restored_version, result.rolled_back_from) == ("1", None)
+    assert function.aliases["live"] == ("1", {})
 
 
 def test_rollback_without_a_release_fails_loudly() -> None:

@@ -124,7 +124,9 @@ def test_without_a_recorded_earlier_version_it_asks_for_one() -> None:
 
 def test_a_rollback_to_the_version_already_served_is_refused_and_nothing_is_recorded() -> None:
     targets, locks, ledger = _world()
-    with pytest.raises(NothingToRollBackError, match="already serves version 2 of hello-staging:live"):
+    with pytest.raises(
+        NothingToRollBackError, match=r"already serves version 2 of hello-staging:live; .* --to APP_VERSION"
+    ):
         _roll_back(targets, locks, ledger, to="2")
     assert ledger.get("d-unit").environments["staging"].status is EnvironmentStatus.LIVE  # type: ignore[attr-defined]
     assert locks.get(LOCK) is None or locks.get(LOCK).holder is None  # released

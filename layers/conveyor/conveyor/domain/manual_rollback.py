@@ -280,7 +280,8 @@ def manual_rollback(
         ):  # all of the traffic already on it: a split left by a stop is still cleared
             raise NothingToRollBackError(
                 f"{app}/{environment} already serves version {version} of {function}:{alias}; nothing to roll back "
-                "(a release of the same code reuses its version)"
+                "(a release of the same code reuses its version): name an earlier release with --to APP_VERSION "
+                f"(`conveyor history --app {app}`)"
             )
         started_at, started = utcnow(), time.perf_counter()
         for name in target.function_names:

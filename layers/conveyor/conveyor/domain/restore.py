@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.domain.contracts import Release, RollbackResult
-from conveyor.domain.errors import AliasChangedError, RestoreIncompleteError
+from conveyor.domain.errors import AliasChangedError, RestoreIncompleteError, TrafficShiftError
 from conveyor.domain.ports import Ledger, Targets
 from conveyor.domain.timing import utcnow
+from conveyor.observability import logger
 
 RESTORE_ATTEMPTS = 5
 """How many times a restore reads the alias again when its revision moved between the read and the write."""
@@ -29,7 +30,9 @@ def restore_alias(targets: Targets, release: Release) -> Restored:
     The alias is read and then written conditioned on the revision read, so the write also fences
     out any writer that read the alias earlier (a ShiftTraffic still running after its execution
     stopped): whichever write comes second fails, and if it is ours, the alias is read again and
-    restored again. An alias the deployment created (no version before) is removed: None.
+    restored again. An alias the deployment created (no version before) is removed: None. When the alias
+    already serves only the version before (no traffic had moved), a write that fails (Lambda refusing it)
+    leaves nothing to restore: the restore stands, as not moved.
     """
     function, alias = release.function_name, release.alias
     for _ in range(RESTORE_ATTEMPTS):
@@ -49,6 +52,13 @@ def restore_alias(targets: Targets, release: Release) -> Restored:
             )
         except AliasChangedError:
             continue
+        except TrafficShiftError:
+            if moved:
+                raise
+            logger.warning(
+                "the alias already served the version before; the fencing write failed",
+                extra={"function": function, "alias": alias, "version": release.version_before},
+            )
         return Restored(release.version_before, moved=moved)
     raise AliasChangedError(f"alias {function}:{alias} changed on every one of {RESTORE_ATTEMPTS} restore attempts")
 
