@@ -262,18 +262,22 @@ def cmd_ship(args: argparse.Namespace, cloud_of: CloudOf) -> int:
 
 
 def cmd_summary(args: argparse.Namespace, cloud_of: CloudOf) -> int:
-    """``conveyor summary ID``: a deployment as Markdown; 0 once written, whatever the deployment's outcome."""
+    """``conveyor summary ID``: a deployment as Markdown (``--output json``: as ``status --json`` gives it); 0 once
+    written, whatever the deployment's outcome."""
     cloud = cloud_of(args)
     record = operations.ledger(cloud).get(args.id)
     if record is None:
         running = operations.running_execution_of(cloud, args.id)
         raise CliError(not_in_ledger(args.id, table=cloud.outputs.ledger_table, running_execution=running))
     execution = operations.execution_state(cloud, record.execution_arn) if record.execution_arn else None
-    markdown = summary_markdown(record, exit_code(record, execution.status if execution else None))
-    if args.out:
-        append_to(Path(args.out), markdown)
+    if getattr(args, "json", False):
+        text = json.dumps(as_json(record, execution), indent=2, default=str) + "\n"
     else:
-        print(markdown, end="")
+        text = summary_markdown(record, exit_code(record, execution.status if execution else None))
+    if args.out:
+        append_to(Path(args.out), text)
+    else:
+        print(text, end="")
     return 0
 
 

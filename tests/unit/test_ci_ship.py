@@ -315,6 +315,9 @@ def test_summary_command_appends_markdown_and_exits_zero_whatever_the_outcome(
     # Then the step succeeds (the follow step already failed the job) and the file says how it ended
     assert exit_code == 0
     assert out.read_text().startswith("### ❌ hello 1.4.2: ROLLED_BACK")
+    # and with the global --output json it is the deployment as JSON, as `status --json` gives it
+    assert cli.main(["summary", "d-1", "--output", "json", "--out", str(tmp_path / "summary.json")]) == 0
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "ROLLED_BACK"
 
 
 def test_summary_of_an_unknown_deployment_is_an_error(
