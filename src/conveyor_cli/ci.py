@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
-from conveyor_cli.packaging import build_bundle, env_variable
+from conveyor_cli.packaging import build_bundle, env_variable, environment_of
 from conveyor_cli.status import (
     EXIT_CODE_MEANINGS,
     ExitCode,
@@ -224,7 +224,7 @@ def cmd_ship(args: argparse.Namespace, cloud_of: CloudOf) -> int:
     try:
         config = FunctionConfig.model_validate(
             {
-                "environment": dict(args.env) if args.env else None,
+                "environment": environment_of(args.env),
                 "memory_mb": args.memory,
                 "timeout_seconds": args.timeout,
             }

@@ -45,7 +45,7 @@ from conveyor_cli.context import (
     warn,
 )
 from conveyor_cli.output import print_json, print_table, progress
-from conveyor_cli.packaging import build_bundle, env_variable
+from conveyor_cli.packaging import build_bundle, env_variable, environment_of
 from conveyor_cli.sample import EXAMPLES
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
@@ -287,7 +287,7 @@ def cmd_package(args: argparse.Namespace) -> int:
     try:
         config = FunctionConfig.model_validate(
             {
-                "environment": dict(args.env) if args.env else None,
+                "environment": environment_of(args.env),
                 "memory_mb": args.memory,
                 "timeout_seconds": args.timeout,
             }
@@ -553,11 +553,16 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_freeze(args: argparse.Namespace) -> int:
     """Freeze one app or every app (``--list``: the freezes in force), as the caller's AWS identity."""
-    from conveyor_cli.freezes import FREEZE_COLUMNS, active, freeze, freeze_row, scope_of
+    from conveyor_cli.freezes import ALL_APPS, FREEZE_COLUMNS, active, freeze, freeze_row, scope_of
 
     cloud = _cloud(args)
     if args.list:
-        found = active(cloud)
+        if args.reason is not None or args.until is not None or args.all:
+            raise UsageError(
+                "--list shows the freezes in force: it takes an APP to narrow it, not --reason, --until or --all"
+            )
+        # An app's list: its own freeze and the one of every app, both of which stop its deployments.
+        found = [stop for stop in active(cloud) if args.app is None or stop.scope in (args.app, ALL_APPS)]
         if args.json:
             _print([stop.model_dump(mode="json") for stop in found])
         elif not found:

@@ -19,10 +19,22 @@ from pathlib import Path
 
 from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
 
-from conveyor_cli.context import CliError
+from conveyor_cli.context import CliError, UsageError
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", ".pytest_cache", ".mypy_cache"}
+
+
+def environment_of(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None:
+    """The ``--env`` pairs as the function's variables; a key given twice is a usage error naming it (which value
+    was meant is not for the CLI to guess)."""
+    if not pairs:
+        return None
+    keys = [key for key, _ in pairs]
+    twice = sorted({key for key in keys if keys.count(key) > 1})
+    if twice:
+        raise UsageError(f"--env: {', '.join(twice)} given more than once")
+    return dict(pairs)
 
 
 def env_variable(text: str) -> tuple[str, str]:

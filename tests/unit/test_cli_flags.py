@@ -205,3 +205,12 @@ def test_outputs_lists_every_output_of_the_stack_the_four_it_needs_first() -> No
         "DashboardName",
         "LifecycleEventBusName",
     ]
+
+
+def test_an_env_key_given_twice_is_a_usage_error_naming_it(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from conveyor_cli.sample import EXAMPLES
+
+    argv = ["package", str(EXAMPLES / "hello"), "--app", "hello", "--version", "1.2.3", "--out", str(tmp_path)]
+    assert cli.main([*argv, "--env", "A=1", "--env", "A=2", "--env", "B=3"]) == 2
+    assert "--env: A given more than once" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -84,3 +84,26 @@ def test_arguments_that_cannot_work_exit_2_naming_them(
         code = exited.code  # type: ignore[assignment]
     assert code == 2
     assert said in capsys.readouterr().err
+
+
+def test_the_list_of_an_app_is_its_own_freeze_and_the_one_of_every_app(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from conveyor.domain.freeze import OperatorFreeze
+
+    from conveyor_cli import freezes
+    from conveyor_cli import main as cli
+
+    stops = [
+        OperatorFreeze(scope=scope, reason="r", by="arn:aws:iam::123456789012:user/alice", at=NOW)
+        for scope in ("billing", "hello", ALL_APPS)
+    ]
+    monkeypatch.setattr(cli, "_cloud", lambda args: object())
+    monkeypatch.setattr(freezes, "active", lambda cloud: stops)
+    assert cli.main(["freeze", "hello", "--list", "--json"]) == 0
+    assert [stop["scope"] for stop in json.loads(capsys.readouterr().out)] == ["hello", ALL_APPS]
+    # and --list with what only a new freeze takes is a usage error
+    assert cli.main(["freeze", "--list", "--reason", "r"]) == 2
+    assert "--list shows the freezes in force" in capsys.readouterr().err
