@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
-from conveyor_cli.packaging import build_bundle, env_variable, environment_of
+from conveyor_cli.packaging import build_bundle, env_variable, function_config_of
 from conveyor_cli.status import (
     EXIT_CODE_MEANINGS,
     ExitCode,
@@ -221,16 +221,7 @@ def append_to(path: Path, markdown: str) -> None:
 # --- commands ------------------------------------------------------------------------------------------
 def cmd_ship(args: argparse.Namespace, cloud_of: CloudOf) -> int:
     """``conveyor ship DIR --app A --version V``: the exit code of how the deployment ended (``ExitCode``)."""
-    try:
-        config = FunctionConfig.model_validate(
-            {
-                "environment": environment_of(args.env),
-                "memory_mb": args.memory,
-                "timeout_seconds": args.timeout,
-            }
-        )
-    except ValidationError as exc:
-        raise CliError(describe("manifest", exc)) from exc
+    config = function_config_of(args.env, args.memory, args.timeout)
     # Under --json stdout is one document, so the progress goes to stderr.
     progress: TextIO = sys.stderr if args.json else sys.stdout
 
@@ -246,7 +237,7 @@ def cmd_ship(args: argparse.Namespace, cloud_of: CloudOf) -> int:
         app=args.app,
         version=args.version,
         bundle_path=Path(args.out or f"{args.app}-{args.version}.zip"),
-        function_config=config if config.model_dump(exclude_none=True) else None,
+        function_config=config,
     )
     shipped = push_and_follow(cloud_of(args), bundle, timeout=args.wait_timeout, on_pushed=pushed, on_event=live)
     if args.summary:

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 from conveyor.domain.dora import measured
 from conveyor.domain.errors import ConveyorError, LedgerError
-from conveyor.domain.manifest import FunctionConfig
 from conveyor.domain.pipeline import PipelineSpec, pipeline_schema
 from conveyor.domain.records import StageEvent
 from conveyor.domain.spec_defaults import effective_values, judging_defaults, metric_rule_note
@@ -45,7 +44,7 @@ from conveyor_cli.context import (
     warn,
 )
 from conveyor_cli.output import print_json, print_table, progress
-from conveyor_cli.packaging import build_bundle, env_variable, environment_of
+from conveyor_cli.packaging import build_bundle, env_variable, function_config_of
 from conveyor_cli.sample import EXAMPLES
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
@@ -284,20 +283,9 @@ def cmd_outputs(args: argparse.Namespace) -> int:
 
 
 def cmd_package(args: argparse.Namespace) -> int:
+    config = function_config_of(args.env, args.memory, args.timeout)
     try:
-        config = FunctionConfig.model_validate(
-            {
-                "environment": environment_of(args.env),
-                "memory_mb": args.memory,
-                "timeout_seconds": args.timeout,
-            }
-        )
-        data, manifest = build_bundle(
-            Path(args.dir),
-            app=args.app,
-            version=args.version,
-            function_config=config if config.model_dump(exclude_none=True) else None,
-        )
+        data, manifest = build_bundle(Path(args.dir), app=args.app, version=args.version, function_config=config)
     except ValidationError as exc:
         raise CliError(describe("manifest", exc)) from exc
     out = Path(args.out or ".")

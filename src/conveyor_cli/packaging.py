@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
+from conveyor.domain.validation import describe
+from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, UsageError
 
@@ -35,6 +37,20 @@ def environment_of(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None
     if twice:
         raise UsageError(f"--env: {', '.join(twice)} given more than once")
     return dict(pairs)
+
+
+def function_config_of(
+    env: list[tuple[str, str]] | None, memory: int | None, timeout: int | None
+) -> FunctionConfig | None:
+    """The function configuration ``--env``/``--memory``/``--timeout`` ask for (None: none asked), validated as the
+    manifest's (a CliError naming the field otherwise)."""
+    try:
+        config = FunctionConfig.model_validate(
+            {"environment": environment_of(env), "memory_mb": memory, "timeout_seconds": timeout}
+        )
+    except ValidationError as exc:
+        raise CliError(describe("manifest", exc)) from exc
+    return config if config.model_dump(exclude_none=True) else None
 
 
 def env_variable(text: str) -> tuple[str, str]:
