@@ -232,11 +232,14 @@ def manual_rollback(
     state = targets.alias_state(function, alias)
     serving = state.version if state is not None else None
     records = ledger.history(app=app, limit=200)
-    live = live_deployment(records, environment, serving)
-    if state is not None and state.weights and to is None and to_release is None:
-        # A split a deployment left when it did not finish (its own rollback failed, or it was stopped): rolling
-        # back finishes that deployment's rollback, to what it replaced, and is recorded on it.
-        live = split_by(records, environment, state) or live
+    # A split a deployment left when it did not finish (its own rollback failed, or it was stopped): rolling back
+    # finishes that deployment's rollback, to what it replaced, and is recorded on it.
+    splitting = (
+        split_by(records, environment, state)
+        if state is not None and state.weights and to is None and to_release is None
+        else None
+    )
+    live = splitting or live_deployment(records, environment, serving)
     entry = live.environments[environment] if live else None
     if target.companions and to is not None:
         raise NothingToRollBackError(
@@ -310,9 +313,7 @@ def manual_rollback(
             function_name=function,
             alias=alias,
             restored_version=version,
-            rolled_back_from=entry.version_after
-            if entry is not None and entry.status is not EnvironmentStatus.LIVE
-            else serving,
+            rolled_back_from=splitting.environments[environment].version_after if splitting else serving,
             duration_ms=duration_ms,
             operator=operator,
             deployment_id=live.deployment_id if live else None,
