@@ -268,10 +268,6 @@ def on_failure_destination(backend: Any, fn: Any) -> str | None:
 
 def on_failure_record(fn: Any, body: Any, attempts: int, error: Any) -> dict[str, Any]:
     """Lambda's invocation record for a destination, as AWS shapes it for ``RetriesExhausted``."""
-    try:
-        request = json.loads(body) if isinstance(body, (str, bytes)) else body
-    except ValueError:
-        request = body.decode(errors="replace") if isinstance(body, bytes) else body
     return {
         "version": "1.0",
         "timestamp": datetime.now(UTC).isoformat(),
@@ -281,7 +277,7 @@ def on_failure_record(fn: Any, body: Any, attempts: int, error: Any) -> dict[str
             "condition": "RetriesExhausted",
             "approximateInvokeCount": attempts,
         },
-        "requestPayload": request,
+        "requestPayload": _payload_document(body),
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": error,
     }
@@ -330,7 +326,7 @@ def _run_async(
 
 
 def _payload_document(payload: Any) -> Any:
-    """A function error's payload as JSON (the error document), or as text."""
+    """An invocation's request or response payload as JSON (the event, the error document), or as text."""
     raw = payload.encode() if isinstance(payload, str) else payload
     try:
         return json.loads(raw) if raw else None
