@@ -17,6 +17,7 @@ from conveyor.domain.errors import FreezeInvalidError, LedgerError
 from conveyor.domain.freeze import ALL_APPS, OperatorFreeze
 from conveyor.domain.layout import APP_PATTERN
 
+from conveyor_cli import operations
 from conveyor_cli.approvals import caller_identity
 from conveyor_cli.context import CliError, Cloud, UsageError
 
@@ -70,6 +71,12 @@ def freeze(cloud: Cloud, scope: str, *, reason: str, until: str | None) -> Opera
         lifted_at = parse_until(until, now)
     except FreezeInvalidError as exc:
         raise UsageError(str(exc)) from exc
+    if scope != ALL_APPS and scope not in (apps := operations.registered_apps(cloud)):
+        # An emergency stop of a mistyped name would stop nothing while its operator believes it stops the app.
+        raise CliError(
+            f"no pipeline is registered for {scope!r} (registered: {', '.join(apps) or 'none'}): its freeze would "
+            "stop nothing; check the name, or freeze every app with --all"
+        )
     try:
         stop = OperatorFreeze(scope=scope, reason=reason, by=caller_identity(cloud), at=now, until=lifted_at)
         freezes(cloud).put(stop)

@@ -16,7 +16,6 @@ from conveyor.domain import beanstalk as eb
 from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import ConveyorError
-from conveyor.domain.layout import PIPELINE_PREFIX
 from conveyor.domain.pipeline import ElasticBeanstalkTarget
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
@@ -57,11 +56,6 @@ class LiveEnvironment(BaseModel):
     beanstalk: bool = False
     """An Elastic Beanstalk target: ``function_name`` is its application, ``alias`` the environment serving
     production, ``lambda_version`` its application version label."""
-
-
-def registered_apps(cloud: Cloud) -> list[str]:
-    keys = (stored.key for stored in operations.artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX))
-    return sorted(key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml") for key in keys if key.endswith(".yaml"))
 
 
 def rolling_out(
@@ -174,7 +168,7 @@ def live_beanstalk(cloud: Cloud, app: str, environment: str, target: ElasticBean
 
 def live_environments(cloud: Cloud, app: str | None) -> list[LiveEnvironment]:
     """Every environment of ``app``'s pipeline (or of every registered pipeline), in pipeline order."""
-    apps = [app] if app else registered_apps(cloud)
+    apps = [app] if app else operations.registered_apps(cloud)
     found = []
     for name in apps:
         try:

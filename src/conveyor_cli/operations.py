@@ -191,10 +191,10 @@ def refuse_targets_of_other_pipelines(
             )
     if not wanted:
         return
-    for key in (stored.key for stored in artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX)):
-        app = key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml")
+    for app in registered_apps(cloud):
         if app == spec.app:
             continue
+        key = pipeline_key(app)
         for env_name, members in _registered_targets_by_environment(cloud, app, home).items():
             for function in members:
                 if function.arn in wanted:
@@ -204,6 +204,12 @@ def refuse_targets_of_other_pipelines(
                         f"{env_name!r}, registered at s3://{cloud.outputs.bucket}/{key}); app {spec.app!r} "
                         f"(environment {env.name!r}) may not deploy to it. One target has one owner"
                     )
+
+
+def registered_apps(cloud: Cloud) -> list[str]:
+    """The apps whose pipeline is registered in the bucket, by name."""
+    keys = (stored.key for stored in artifacts(cloud).listed(cloud.outputs.bucket, PIPELINE_PREFIX))
+    return sorted(key.removeprefix(PIPELINE_PREFIX).removesuffix(".yaml") for key in keys if key.endswith(".yaml"))
 
 
 def _kind(arn: str) -> str:

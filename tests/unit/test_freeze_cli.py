@@ -8,6 +8,7 @@ import pytest
 from conveyor.domain.errors import FreezeInvalidError
 from conveyor.domain.freeze import ALL_APPS
 
+from conveyor_cli import freezes, operations
 from conveyor_cli.context import CliError
 from conveyor_cli.freezes import parse_until, scope_of
 from conveyor_cli.main import parse
@@ -51,6 +52,20 @@ def test_until_is_a_duration_or_an_instant_with_its_offset(text: str | None, exp
 def test_an_until_that_cannot_be_kept_is_refused(text: str, message: str) -> None:
     with pytest.raises(FreezeInvalidError, match=message):
         parse_until(text, NOW)
+
+
+def test_a_freeze_of_an_app_with_no_pipeline_is_refused_naming_the_registered_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a cloud where only hello and orders have a pipeline (the freeze store is never reached)
+    monkeypatch.setattr(operations, "registered_apps", lambda cloud: ["hello", "orders"])
+    monkeypatch.setattr(freezes, "freezes", lambda cloud: pytest.fail("a freeze of nothing was stored"))
+
+    # When an operator freezes a mistyped app, Then it is refused: that emergency stop would stop nothing
+    with pytest.raises(CliError) as refused:
+        freezes.freeze(object(), "helo", reason="incident 9", until=None)  # type: ignore[arg-type]
+    assert "no pipeline is registered for 'helo' (registered: hello, orders)" in str(refused.value)
+    assert "--all" in str(refused.value)
 
 
 def test_the_commands_are_wired() -> None:
