@@ -117,7 +117,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
             f"time scale {scale.factor:g}: the spec's waits pass that much faster (a 300 s bake takes "
             f"{seconds_text(scale.wall_seconds(300))}); times are shown nominal and wall"
         )
-    if "restored" in state:
+    if "restored" in state and not state.get("already_running"):  # what this start restored, not a rerun
         print(RestoreSummary.model_validate(state["restored"]).describe())
     return 0
 

@@ -80,7 +80,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.SUCCEEDED: "the deployment SUCCEEDED: live in every environment",
     ExitCode.ERROR: "no answer: unknown deployment, no cloud, unreadable ledger",
     ExitCode.USAGE: "bad arguments",
-    ExitCode.FAILED: "FAILED before traffic moved: nothing deployed",
+    ExitCode.FAILED: "FAILED before traffic moved where it failed: nothing deployed there (an earlier environment it "
+    "took live stays live)",
     ExitCode.ROLLED_BACK: "ROLLED_BACK: a check failed, the alias was restored",
     ExitCode.ROLLBACK_FAILED: "ROLLBACK_FAILED: a person must act (see the notification)",
     ExitCode.SUPERSEDED: "SUPERSEDED: a newer release took its place, nothing deployed",
@@ -342,7 +343,8 @@ def render(record: DeploymentRecord) -> str:
     if record.environments:
         lines += ["  environments:", *render_environments(record)]
     if record.failure:
-        lines.append(f"  failure: {record.failure.get('error')}: {record.failure.get('reason')}")
+        error, reason = record.failure.get("error"), record.failure.get("reason")
+        lines.append(f"  failure: {error}: {reason}" if error else f"  failure: {reason}")
     if record.attempts > 1:
         lines.append(f"  attempts: {record.attempts}")
     if record.skipped_count:

@@ -99,3 +99,16 @@ def test_local_up_provisions_conveyors_own_template_from_any_folder(
     template, where = Path(started["args"][1]), Path(started["args"][2])
     assert template == REPOSITORY_ROOT / "template.yaml"
     assert where == home / "data" / "conveyor"
+
+
+def test_local_up_on_a_running_cloud_does_not_say_what_its_first_start_restored(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a cloud already running, whose state file still says what its own start restored (nothing)
+    state = {"endpoint": "x", "pid": 1, "already_running": True, "restored": {"restored": False}}
+    monkeypatch.setattr(cli, "start_background", lambda *a, **k: state)
+    # When `local up` runs again, Then it says the cloud is running, not that it started empty
+    assert cli.main(["local", "up"]) == 0
+    out = capsys.readouterr().out
+    assert "already running" in out
+    assert "started empty" not in out

@@ -205,3 +205,25 @@ def test_the_former_exit_code_flag_is_still_accepted_and_changes_nothing(
 ) -> None:
     given(ledger, monkeypatch, Outcome.FAILED)
     assert cli.main(["status", "d-1", "--exit-code"]) == cli.main(["status", "d-1"]) == ExitCode.FAILED
+
+
+def test_exit_3_never_says_nothing_was_deployed_anywhere() -> None:
+    # An earlier environment the deployment took live stays live: exit 3 speaks of where it failed only
+    assert "nothing deployed there" in EXIT_CODE_MEANINGS[ExitCode.FAILED]
+    assert "earlier environment" in EXIT_CODE_MEANINGS[ExitCode.FAILED]
+
+
+def test_a_failure_without_an_error_name_is_shown_by_its_reason_alone() -> None:
+    from conveyor_cli.status import render
+
+    record = DeploymentRecord(
+        deployment_id="d-1",
+        app="hello",
+        version="1.0.0",
+        status=Outcome.SKIPPED_DUPLICATE,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+        failure={"reason": "the same release as d-0", "duplicate_of": "d-0"},
+    )
+    assert "  failure: the same release as d-0" in render(record).splitlines()
+    assert "None" not in render(record)
