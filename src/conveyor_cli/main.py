@@ -388,6 +388,10 @@ def _status(args: argparse.Namespace, cloud: Cloud) -> int:
                 )
         except TimeoutError as exc:
             print(f"conveyor: {exc}", file=sys.stderr)
+            if args.json:  # stdout is still one JSON document: the deployment as it stands, and why the wait ended
+                waited = ledger.get(args.id)
+                document = {"deployment_id": args.id} if waited is None else as_json(waited, None)
+                _print(document | {"wait": {"timed_out": True, "reason": str(exc)}})
             return ExitCode.WAIT_TIMED_OUT
     else:
         found = ledger.get(args.id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,21 @@ def test_a_wait_that_times_out_exits_wait_timed_out(
     # When --wait gives up, the code is WAIT_TIMED_OUT, not a generic error and never 0
     assert cli.main(["status", "d-1", "--wait", "--timeout", "0"]) == ExitCode.WAIT_TIMED_OUT == 10
     assert "still IN_PROGRESS after 0 s" in capsys.readouterr().err
+
+
+def test_a_wait_that_times_out_under_json_still_prints_one_document(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployment that never ends while it is followed
+    given(ledger, monkeypatch, Outcome.IN_PROGRESS, execution="RUNNING")
+
+    # When --wait --json gives up, Then stdout is one JSON document a CI step can parse: the deployment as it
+    # stands and why the wait ended (exit 10)
+    assert cli.main(["status", "d-1", "--wait", "--timeout", "0", "--json"]) == ExitCode.WAIT_TIMED_OUT
+    document = json.loads(capsys.readouterr().out)
+    assert (document["deployment_id"], document["status"]) == ("d-1", "IN_PROGRESS")
+    assert document["wait"]["timed_out"] is True
+    assert "still IN_PROGRESS after 0 s" in document["wait"]["reason"]
 
 
 def test_an_unknown_deployment_is_an_error_that_does_not_suggest_wait(
