@@ -123,7 +123,7 @@ def test_a_manual_rollback_of_a_live_release_is_a_failed_change_restored_by_the_
     (manual,) = ledger.stage_events("ManualRollback")
     assert failed_change(rolled_back) is True
     assert (metrics.succeeded, metrics.failed_changes, metrics.change_failure_rate) == (1, 1, 1.0)
-    assert metrics.time_to_restore_seconds_median == round((manual.finished_at - manual.started_at).total_seconds(), 1)
+    assert metrics.time_to_restore_seconds_median == round((manual.finished_at - manual.started_at).total_seconds(), 3)
     assert metrics.apps["hello"].environments["staging"].change_failure_rate == 1.0
 
 
@@ -283,3 +283,10 @@ def test_conveyor_metrics_shows_each_scope_with_its_tiers() -> None:
     text = console.export_text()
     assert "hello/production" in text
     assert "2 h elite" in text  # lead time with its tier
+
+
+def test_a_median_keeps_milliseconds_so_a_fast_restore_is_not_shown_as_zero() -> None:
+    from conveyor.domain.dora import _median
+
+    # Restores on a local cloud take tens of milliseconds: rounded to 0.1 s they read "0 ms"
+    assert _median([0.0474, 0.08, 0.003]) == 0.047

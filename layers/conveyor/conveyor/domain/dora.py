@@ -213,7 +213,7 @@ class DoraMetrics(DoraKeys):
 
 
 def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
+    return round(statistics.median(values), 3) if values else None  # to the millisecond: restores take ms
 
 
 class _Tally:
