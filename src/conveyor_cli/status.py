@@ -290,7 +290,9 @@ def render_environments(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
         if env.status is EnvironmentStatus.PENDING:
-            lines.append(f"  {name:<11} {env.function_name}:{env.alias}  not reached yet")
+            # An ended deployment will never reach it: "yet" would promise what cannot happen.
+            reached = "not reached: nothing deployed" if record.status in ENDED else "not reached yet"
+            lines.append(f"  {name:<11} {env.function_name}:{env.alias}  {reached}")
             continue
         serving = _serving(env, env.version_before, env.version_after, (env.rollback or {}).get("restored_version"))
         beanstalk = (env.model_extra or {}).get("target_kind") == "elasticbeanstalk"

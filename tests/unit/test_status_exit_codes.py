@@ -243,3 +243,29 @@ def test_a_failure_without_an_error_name_is_shown_by_its_reason_alone() -> None:
     )
     assert "  failure: the same release as d-0" in render(record).splitlines()
     assert "None" not in render(record)
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [(Outcome.ROLLED_BACK, "not reached: nothing deployed"), (Outcome.IN_PROGRESS, "not reached yet")],
+)
+def test_an_environment_never_reached_is_not_promised_to_an_ended_deployment(status: Outcome, shown: str) -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.status import render_environments
+
+    record = DeploymentRecord(
+        deployment_id="d-1",
+        app="hello",
+        version="1.0.0",
+        status=status,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+        environments={
+            "production": EnvironmentEntry(
+                function_name="hello-production", alias="live", status=EnvironmentStatus.PENDING
+            )
+        },
+    )
+    assert render_environments(record) == [f"  production  hello-production:live  {shown}"]
