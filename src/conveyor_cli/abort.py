@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.outcome import UNFINISHED
+from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
 
@@ -38,6 +38,8 @@ class Aborted(BaseModel):
     failure_reason: str | None = None
 
     def describe(self) -> str:
+        if self.outcome == Outcome.ROLLBACK_FAILED:
+            return f"{self.deployment_id} {self.outcome}: a person must act: {self.failure_reason}"
         moved = [f"traffic restored in {', '.join(self.restored)}"] if self.restored else []
         moved += [f"{', '.join(self.kept)} kept the release (live before the abort)"] if self.kept else []
         return f"{self.deployment_id} {self.outcome}: {self.cause}; {'; '.join(moved) or 'no traffic had moved'}"

@@ -512,6 +512,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_abort(args: argparse.Namespace) -> int:
     """Stop a rollout; the reconciler restores it (one code path with a stop from the console), then report."""
+    from conveyor.domain.outcome import Outcome
+
     from conveyor_cli.abort import abort
     from conveyor_cli.approvals import caller_identity
 
@@ -529,7 +531,8 @@ def cmd_abort(args: argparse.Namespace) -> int:
         _print(result.model_dump(mode="json"))
     else:
         print(result.describe())
-    return 0
+    # The stop worked; a restore that failed is the deployment's own exit code (5: a person must act).
+    return ExitCode.ROLLBACK_FAILED if result.outcome == Outcome.ROLLBACK_FAILED else 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:

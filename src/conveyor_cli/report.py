@@ -33,7 +33,7 @@ from typing import Any
 from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import LedgerError
-from conveyor.domain.notices import never_served
+from conveyor.domain.notices import found_restored, never_served
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -99,6 +99,8 @@ class RollbackView:
     restored_version: str
     rolled_back_from: str
     never_served: bool
+    found_restored: bool
+    """The reconciler found the alias already back: whether traffic had moved is not known."""
     """The rollback moved nothing: the target still served only the version before."""
     restore_ms: Any
     after_verdict: str | None
@@ -267,16 +269,25 @@ def _rollback(record: DeploymentRecord, entry: EnvironmentEntry, events: Sequenc
         restored_version=_text(rollback.get("restored_version")) or "(no alias: removed)",
         rolled_back_from=_text(rollback.get("rolled_back_from")),
         never_served=never_served(rollback),
+        found_restored=found_restored(rollback),
         restore_ms=rollback.get("duration_ms"),
         after_verdict=after_verdict,
         reason=_text(rollback.get("reason")),
         recorded=bool(rollback.get("recorded", True)),
         companions=[
             f"{_text(c.get('function_name'))}: version {_text(c.get('restored_version')) or '(no alias: removed)'} "
-            + ("(traffic had not moved)" if never_served(c) else f"(was version {_text(c.get('rolled_back_from'))})")
+            + _companion_moved(c)
             for c in rollback.get("companions", [])
         ],
     )
+
+
+def _companion_moved(companion: dict[str, Any]) -> str:
+    if never_served(companion):
+        return "(traffic had not moved)"
+    if found_restored(companion):
+        return "(found already restored)"
+    return f"(was version {_text(companion.get('rolled_back_from'))})"
 
 
 def _label(version: str, role: str) -> str:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
-from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.notices import never_served
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus, traffic_may_have_moved
+from conveyor.domain.notices import found_restored, never_served
 from conveyor.domain.outcome import ENDED, Outcome
 from conveyor.domain.ports import ENDED as EXECUTION_ENDED
 from conveyor.domain.ports import ExecutionState, Ledger
@@ -145,6 +145,8 @@ def _restored_from(detail: dict[str, Any]) -> str:
     restored = plain(detail.get("restored_version"))
     if never_served(detail):
         return f"{restored} kept (traffic had not moved)"
+    if found_restored(detail):
+        return f"{restored} (found already restored)"
     return f"{restored} (from {plain(detail.get('rolled_back_from'))})"
 
 
@@ -255,9 +257,20 @@ def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str 
     """What to tell about a deployment whose execution stopped before it ended (None otherwise)."""
     if record.status in ENDED or execution_status not in EXECUTION_ENDED:
         return None
+    ended = (
+        f"  its execution ended {execution_status} before the deployment finished, and the reconciler has not closed it"
+    )
+    moving = [name for name, env in record.environments.items() if traffic_may_have_moved(env)]
+    if moving:
+        # A re-run would deploy again over a split alias: first put the traffic back.
+        return (
+            f"{ended}: traffic in {', '.join(moving)} may still be split. Run `conveyor reconcile "
+            f"{record.execution_arn}` (it restores the traffic, closes the deployment and notifies), or `conveyor "
+            f"rollback {record.app} ENV`"
+        )
     return (
-        f"  its execution ended {execution_status} before the deployment finished: re-run it from the Step "
-        "Functions console (or push again); the next deployment takes over its environment's lock"
+        f"{ended}: nothing moved traffic. Run `conveyor reconcile {record.execution_arn}` to close it; re-run it "
+        "from the Step Functions console (or push again) to deploy it"
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from conveyor.domain.outcome import Outcome
 
 from conveyor_cli import operations
+from conveyor_cli.abort import abort
 from conveyor_cli.context import CliError
 from conveyor_cli.reconcile import reconcile_executions
 from conveyor_cli.rollback import manual_rollback
@@ -79,6 +80,45 @@ def test_a_stop_during_a_canary_bake_restores_the_alias_closes_the_record_and_no
     assert again[0]["restored"] == []
     assert again[0]["closed"] is False
     assert stage.notifications_naming(pushed["deployment_id"]) == []
+
+
+def test_an_abort_whose_restore_lambda_refuses_ends_rollback_failed_tells_a_person_and_is_restored_later(
+    stage: Stage, pipeline: Callable[..., None], faults: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    # Given a live release, and a canary of the next one baking at 20% in staging
+    deploy_baseline(stage, pipeline, "0.42.0")
+    live = alias_versions(stage.cloud, stage.targets.functions)["staging"]["version"]
+    pipeline(allow_downgrade=True, environments__0__strategy=LONG_CANARY)
+    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.42.1"))
+    split = until(lambda: alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"], "the split")
+    function = stage.targets.functions["staging"]
+
+    # When Lambda refuses every alias update, and an operator aborts the rollout
+    faults([{"id": "alias-down", "operation": "UpdateAlias", "function": function, "times": 1_000_000}])
+    try:
+        aborted = abort(
+            stage.cloud, deployment_id=pushed["deployment_id"], app_environment=None, by="ops", reason=None, timeout=120
+        )
+
+        # Then the abort returns at once with the deployment ROLLBACK_FAILED (not a wait, not ABORTED), the alias is
+        # still split, and the on-call is told what is left and what to run
+        assert aborted.outcome == "ROLLBACK_FAILED"
+        assert f"aws lambda update-alias --function-name {function}" in aborted.describe()
+        assert alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"] == split
+        (notice,) = stage.await_notifications(pushed["deployment_id"], "the ROLLBACK_FAILED notice")
+        assert "ROLLBACK_FAILED" in notice["subject"]
+        assert f"NOT RESTORED - {function}:live may still send traffic" in notice["message"]
+    finally:
+        faults([])
+
+    # And once Lambda answers, the reconciler (its retry, or the operator's redrive) restores it and says so
+    reconcile_executions(stage.cloud, [aborted.execution_arn])
+    assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == {"version": live, "routing": {}}
+    restored = until(
+        lambda: [n for n in stage.notifications_naming(pushed["deployment_id"]) if "restored by" in n["subject"]],
+        "the notice that traffic was restored",
+    )
+    assert len(restored) == 1
 
 
 class _GatedProbe(BaseHTTPRequestHandler):
@@ -153,4 +193,8 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
     assert closed.status is Outcome.ROLLED_BACK
     assert closed.environments["staging"].status == "ROLLED_BACK"
     notes = stage.notifications_naming(pushed["deployment_id"])
-    assert len(notes) == 1
+    # Each reconciler try that met the outage said so (critical, without the ledger: it cannot claim a notice);
+    # the outcome itself is told once.
+    told = [n for n in notes if "ledger unreachable" not in n["subject"]]
+    assert len(told) == 1
+    assert "ROLLED_BACK" in told[0]["subject"]

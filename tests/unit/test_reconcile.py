@@ -10,7 +10,14 @@ import pytest
 from conveyor.domain.closing import close_approvals, close_unreached
 from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import AliasChangedError, LedgerError, LockLostError, NotificationError, TrafficShiftError
+from conveyor.domain.errors import (
+    AliasChangedError,
+    LedgerError,
+    LockLostError,
+    NotificationError,
+    RollbackFailedError,
+    TrafficShiftError,
+)
 from conveyor.domain.notices import publish_once
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pushed_object import PushedObject
@@ -390,7 +397,36 @@ def test_rollback_restores_traffic_while_the_ledger_is_down_and_the_reconciler_r
     record = world.record()
     assert record.status is Outcome.ROLLED_BACK
     assert record.environments["staging"].status == "ROLLED_BACK"
-    assert len(world.notifier.published) == 1
+    ((_, message, _),) = world.notifier.published
+    # The reconciler found the alias already back: version 2 had served 20%, so it must not say it never did.
+    assert "never took traffic" not in message
+    assert "staging: ROLLED BACK - hello-staging:live found already on version 1: nothing left to restore" in message
+
+
+class UnreachableLedger(FakeLedger):
+    """A ledger that answers nothing (a DynamoDB outage): reads fail too."""
+
+    def get(self, deployment_id: str) -> Any:
+        raise LedgerError("ledger get failed: InternalServerError")
+
+
+def test_a_ledger_outage_still_tells_a_person_that_traffic_may_be_split_and_fails_for_the_retry() -> None:
+    # Given an execution stopped mid-canary while the ledger is unreachable
+    world = World()
+    world.ledger = UnreachableLedger()
+
+    # When the reconciler runs, it fails (Lambda retries it, then keeps the event for `conveyor reconcile`)...
+    with pytest.raises(LedgerError):
+        world.reconcile("ABORTED")
+
+    # ...and a person is told, without the ledger: what ended, that traffic may be split, and what to run
+    ((subject, message, attributes),) = world.notifier.published
+    assert subject == f"[Conveyor] hello: ledger unreachable, deployment {world.deployment_id} not reconciled"
+    assert "was stopped (ABORTED)" in message
+    assert "may still send part of its traffic" in message
+    assert f"conveyor reconcile {EXECUTION}" in message
+    assert attributes["severity"] == "critical"
+    assert world.function.aliases["live"] == ("1", {"2": 0.2})
 
 
 def _promoting_step() -> EnvironmentStep:
@@ -448,17 +484,40 @@ def test_status_change_dates_are_epoch_millis() -> None:
     assert ended().stop_date == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
 
 
-def test_a_restore_that_fails_gives_the_lock_back_so_the_retry_can_act() -> None:
+def test_a_restore_that_fails_closes_the_deployment_rollback_failed_tells_a_person_and_fails_for_the_retry() -> None:
+    # Given an execution stopped mid-canary, and Lambda refusing the alias update
     world = World()
-    world.targets.fail_route = TrafficShiftError("Lambda unavailable")
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
 
-    with pytest.raises(TrafficShiftError):
-        world.reconcile()
+    # When the reconciler runs, it fails (so Lambda retries it, then keeps the event in the dead-letter queue)...
+    with pytest.raises(RollbackFailedError, match="UpdateAlias failed"):
+        world.reconcile("ABORTED", cause="stopped from the console")
+
+    # ...having closed the deployment ROLLBACK_FAILED, given the lock back, and told a person what to run
+    record = world.record()
+    assert record.status is Outcome.ROLLBACK_FAILED
+    assert record.environments["staging"].restore == {
+        "restored": {},
+        "failed": {"hello-staging": "UpdateAlias failed: ServiceException"},
+    }
     assert world.locks.get(TARGET).holder is None
+    assert world.function.aliases["live"] == ("1", {"2": 0.2})
+    ((subject, message, attributes),) = world.notifier.published
+    assert "ROLLBACK_FAILED" in subject
+    assert attributes["severity"] == "critical"
+    assert "What failed: the execution, stopped (ABORTED) in staging" in message
+    assert "NOT RESTORED - hello-staging:live may still send traffic to version 2" in message
+    assert "aws lambda update-alias --function-name hello-staging --name live --function-version 1" in message
+    assert f"conveyor reconcile {EXECUTION}" in message
 
+    # When the retry runs with Lambda answering again, it restores the alias and says so, once
     world.targets.fail_route = None
     assert world.reconcile().restored == ["staging"]
     assert world.function.aliases["live"] == ("1", {})
+    assert world.record().environments["staging"].status == "ROLLED_BACK"
+    assert [subject for subject, _, _ in world.notifier.published][1:] == [
+        "[Conveyor] hello 1.0.0: traffic restored by the reconciler"
+    ]
 
 
 def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic_was_restored() -> None:

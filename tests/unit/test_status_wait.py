@@ -114,3 +114,20 @@ def test_a_push_whose_execution_is_on_its_way_is_waited_for() -> None:
     )
     # Then following goes on until the record is there and ended
     assert record.status is Outcome.SUCCEEDED
+
+
+def test_a_stopped_deployment_with_traffic_moving_is_pointed_at_the_reconciler_not_at_a_re_run() -> None:
+    # Given a deployment left open mid-rollout in production by an execution that ended (its reconcile failed)
+    ledger = FakeLedger()
+    started(ledger)
+    ledger.update_environment("d-1", "staging", {"status": "LIVE"})
+    ledger.update_environment("d-1", "production", {"status": "SHIFTING", "weight": 25})
+    record = ledger.get("d-1")
+    assert record is not None
+
+    # Then status says the traffic may be split and what restores it; a re-run would deploy over it
+    note = stopped_note(record, "ABORTED")
+    assert note is not None
+    assert "traffic in production may still be split" in note
+    assert f"conveyor reconcile {EXECUTION}" in note
+    assert "re-run" not in note

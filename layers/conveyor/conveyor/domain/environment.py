@@ -127,3 +127,18 @@ class EnvironmentEntry(BaseModel):
         data: dict[str, Any] = handler(self)
         written = self.model_fields_set | set(self.model_extra or {})
         return {key: value for key, value in data.items() if key in written}
+
+
+TRAFFIC_MAY_HAVE_MOVED = frozenset(
+    {EnvironmentStatus.DEPLOYED, EnvironmentStatus.VERIFYING, EnvironmentStatus.SHIFTING}
+)
+"""Environment statuses of a rollout in progress: a version is published and its ShiftTraffic may have run
+(or may still be running: Step Functions does not stop a Lambda invocation when it stops an execution)."""
+
+
+def traffic_may_have_moved(entry: EnvironmentEntry) -> bool:
+    """Whether the environment's rollout was under way: moving, or paused with traffic moved for a person's
+    decision (``on_inconclusive: pause``), which waits as AWAITING_APPROVAL of kind ``decision``."""
+    if entry.status in TRAFFIC_MAY_HAVE_MOVED:
+        return True
+    return entry.status is EnvironmentStatus.AWAITING_APPROVAL and (entry.approval or {}).get("kind") == "decision"

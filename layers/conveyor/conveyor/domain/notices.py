@@ -105,8 +105,15 @@ def publish_once(
 def never_served(rollback: Mapping[str, Any]) -> bool:
     """Whether a rollback moved nothing: the target still served only the version before (a failure before any
     traffic shifted), recorded as an empty ``rolled_back_from``. Records from before that field could be empty
-    have it set."""
-    return "rolled_back_from" in rollback and rollback["rolled_back_from"] is None
+    have it set. Not when the reconciler found the target already back (``found_restored``): traffic may have moved
+    and been restored before the ledger could record it."""
+    return "rolled_back_from" in rollback and rollback["rolled_back_from"] is None and not found_restored(rollback)
+
+
+def found_restored(rollback: Mapping[str, Any]) -> bool:
+    """Whether the reconciler found the target already serving only the version before (it moved nothing): whether
+    the new version had taken traffic before is not known (RollBack may have restored it unrecorded)."""
+    return bool(rollback.get("found_restored"))
 
 
 def _environment_lines(record: DeploymentRecord) -> list[str]:
@@ -114,7 +121,7 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
         return ["  no environment was touched: nothing was deployed"]
     lines = []
     for name, env in record.environments.items():
-        if env.status is EnvironmentStatus.SHIFTING and env.restore:
+        if env.restore and env.status is not EnvironmentStatus.ROLLED_BACK:
             lines += _incomplete_restore_lines(name, env, env.restore)
         else:
             lines += [_environment_line(name, env), *_companion_lines(env)]
@@ -130,23 +137,13 @@ def _environment_line(name: str, env: EnvironmentEntry) -> str:
     if isinstance(beanstalk, dict):
         where = f"Elastic Beanstalk {env.function_name}/{beanstalk.get('deployed_environment')}"
     if status is EnvironmentStatus.ROLLED_BACK and isinstance(beanstalk, dict):
-        rollback = env.rollback or {}
-        restored = rollback.get("restored_version") or before
-        if never_served(rollback):
-            back = f"production stayed on version {restored}: {after} never took traffic"
-        elif beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
-            back = (
-                f"production CNAME {beanstalk.get('cname_prefix')} swapped back to "
-                f"{beanstalk.get('live_environment')} (version {restored}; {beanstalk.get('deployed_environment')} "
-                f"keeps {after} for inspection)"
-            )
-        else:
-            back = f"{beanstalk.get('live_environment')} updated back to version {restored} (was {after})"
-        return f"  {name}: ROLLED BACK - {back} in {rollback.get('duration_ms', '?')} ms"
+        return _beanstalk_rolled_back_line(name, env, beanstalk)
     if status is EnvironmentStatus.ROLLED_BACK:
         rollback = env.rollback or {}
         if never_served(rollback):
             return f"  {name}: ROLLED BACK - {where} {_restored(rollback)}: version {after} never took traffic"
+        if found_restored(rollback):
+            return f"  {name}: ROLLED BACK - {where} {_restored(rollback)} (version {after} is not served)"
         restored = rollback.get("restored_version") or "(alias removed: it did not exist before)"
         return (
             f"  {name}: ROLLED BACK - {where} restored to version {restored} (was {after}) "
@@ -175,6 +172,26 @@ def _environment_line(name: str, env: EnvironmentEntry) -> str:
     return f"  {name}: {status} - {where} still serves version {before}; new version {after} unused"
 
 
+def _beanstalk_rolled_back_line(name: str, env: EnvironmentEntry, beanstalk: dict[str, Any]) -> str:
+    """How an Elastic Beanstalk production was put back: CNAMEs swapped back, or its version label restored."""
+    after = env.version_after
+    rollback = env.rollback or {}
+    restored = rollback.get("restored_version") or env.version_before
+    if found_restored(rollback):
+        back = f"production found already serving version {restored} (nothing left to restore)"
+    elif never_served(rollback):
+        back = f"production stayed on version {restored}: {after} never took traffic"
+    elif beanstalk.get("deployed_environment") != beanstalk.get("live_environment"):
+        back = (
+            f"production CNAME {beanstalk.get('cname_prefix')} swapped back to "
+            f"{beanstalk.get('live_environment')} (version {restored}; {beanstalk.get('deployed_environment')} "
+            f"keeps {after} for inspection)"
+        )
+    else:
+        back = f"{beanstalk.get('live_environment')} updated back to version {restored} (was {after})"
+    return f"  {name}: ROLLED BACK - {back} in {rollback.get('duration_ms', '?')} ms"
+
+
 def _incomplete_restore_lines(name: str, env: EnvironmentEntry, restore: dict[str, Any]) -> list[str]:
     """A target of several functions whose rollback restored some of them: which ones, and which still need a
     person (with what the alias may still send)."""
@@ -198,6 +215,8 @@ def _restored(rollback: Mapping[str, Any]) -> str:
     version = rollback.get("restored_version")
     if never_served(rollback):
         return f"stayed on version {version}" if version else "was never created"
+    if found_restored(rollback):
+        return f"found already on version {version}: nothing left to restore" if version else "found removed"
     if version:
         return f"restored to version {version} (was {rollback['rolled_back_from']})"
     return f"removed: it did not exist before (it served {rollback['rolled_back_from']})"

@@ -97,6 +97,20 @@ def rollback_result(release: Release, restored: dict[str, Restored], **fields: A
     return results[0].model_copy(update={"companions": results[1:]})
 
 
+def manual_restore_command(release: Release) -> str:
+    """The AWS CLI command a person runs to put the release's target back where it was (the notice names it)."""
+    if release.beanstalk is not None:
+        from conveyor.domain.beanstalk import manual_restore_command as beanstalk_command  # it imports this module
+
+        return beanstalk_command(release)
+    if release.version_before is None:
+        return f"aws lambda delete-alias --function-name {release.function_name} --name {release.alias}"
+    return (
+        f"aws lambda update-alias --function-name {release.function_name} --name {release.alias} "
+        f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
+    )
+
+
 def restore_served(release: Release, *, ledger: Ledger, recorded_by: str) -> None:
     """Say in the ledger what the restored alias serves: the release it served before, if that is known.
 

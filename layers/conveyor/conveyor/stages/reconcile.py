@@ -31,37 +31,30 @@ from pydantic import ValidationError
 
 from conveyor.domain.beanstalk import restore_production
 from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics, last_touched
-from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release
-from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
-from conveyor.domain.errors import ArtifactLayoutError, ConfigurationError
+from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release, RollbackResult
+from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus, traffic_may_have_moved
+from conveyor.domain.errors import (
+    ArtifactLayoutError,
+    ConfigurationError,
+    LedgerError,
+    RestoreIncompleteError,
+    RollbackFailedError,
+    StatusMoveRefusedError,
+)
 from conveyor.domain.hooks import HOOK_STAGES
+from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
-from conveyor.domain.restore import restore_aliases, restore_served, rollback_result
+from conveyor.domain.restore import manual_restore_command, restore_aliases, restore_served, rollback_result
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
 ENDED_UNFINISHED = frozenset({"FAILED", "TIMED_OUT", "ABORTED"})
 """Execution statuses that may leave a deployment unfinished (SUCCEEDED always passed through Finalize)."""
-TRAFFIC_MAY_HAVE_MOVED = frozenset(
-    {EnvironmentStatus.DEPLOYED, EnvironmentStatus.VERIFYING, EnvironmentStatus.SHIFTING}
-)
-"""Environment statuses of a rollout in progress: a version is published and its ShiftTraffic may have run
-(or may still be running: Step Functions does not stop a Lambda invocation when it stops an execution)."""
-
-
-def traffic_may_have_moved(entry: EnvironmentEntry) -> bool:
-    """Whether the environment's rollout was under way: moving, or paused with traffic moved for a person's
-    decision (``on_inconclusive: pause``), which waits as AWAITING_APPROVAL of kind ``decision``."""
-    if entry.status in TRAFFIC_MAY_HAVE_MOVED:
-        return True
-    return entry.status is EnvironmentStatus.AWAITING_APPROVAL and (entry.approval or {}).get("kind") == "decision"
-
-
 FENCE_LEASE_SECONDS = 300
 """How long the reconciler holds an environment's lock while it restores the alias."""
 
@@ -95,6 +88,15 @@ def cause_of(ended: ExecutionEnded) -> str:
         how = f"failed{when}"
     detail = ": ".join(part for part in (ended.error, ended.cause) if part)
     return f"execution {name} {how}{f' with {detail}' if detail else ''}"
+
+
+def ended_how(ended: ExecutionEnded) -> str:
+    """What ended the deployment, as the notice's "What failed" names it (the execution, not a stage of it)."""
+    if ended.status == "ABORTED":
+        return "the execution, stopped (ABORTED)"
+    if ended.status == "TIMED_OUT":
+        return "the execution, past the state machine's timeout (TIMED_OUT)"
+    return f"the execution ({ended.error or 'FAILED'})"
 
 
 def restore_environment(
@@ -169,7 +171,7 @@ def restore_environment(
             "status": EnvironmentStatus.ROLLED_BACK,
             "weight": 0,
             # For DORA's time to restore: from the execution's end (the failure) to this restore.
-            "rollback": result.model_dump(mode="json")
+            "rollback": _as_recorded(result, found_restored=not any(done.moved for done in restored.values()))
             | {
                 "failed_at": ended.stop_date.isoformat() if ended.stop_date else None,
                 "restored_at": utcnow().isoformat(),
@@ -182,6 +184,80 @@ def restore_environment(
     metrics.add_metric(name="RollbackDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
     return None
+
+
+def _as_recorded(result: RollbackResult, *, found_restored: bool) -> dict[str, Any]:
+    """The restore as the entry records it. Found already back (RollBack restored it while the ledger could not
+    record it, or traffic never moved), the reconciler cannot tell which: it must not say traffic never moved."""
+    recorded = result.model_dump(mode="json")
+    if found_restored:
+        for member in (recorded, *recorded["companions"]):
+            member["found_restored"] = True
+    return recorded
+
+
+def restore_all(
+    record: DeploymentRecord,
+    ended: ExecutionEnded,
+    *,
+    locks: LockTable,
+    targets: Targets,
+    ledger: Ledger,
+    now: float,
+    beanstalk: Callable[[], BeanstalkEnvironments] | None,
+) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """Restore every environment the execution left mid-rollout: those restored, those left alone (and why), and
+    those whose restore failed (and what a person runs)."""
+    restored, left_alone, not_restored = [], {}, {}
+    for name, entry in record.environments.items():
+        if not traffic_may_have_moved(entry):
+            continue
+        try:
+            why = restore_environment(
+                record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now, beanstalk=beanstalk
+            )
+        except LedgerError:
+            raise  # nothing can be fenced, recorded or claimed: the retry (or a redrive) restores it
+        except Exception as exc:  # Lambda or Elastic Beanstalk refused: the deployment is closed, a person told
+            logger.exception("the reconciler could not restore an environment", extra={"environment": name})
+            not_restored[name] = restore_failure(record, name, entry, exc, ended, ledger=ledger)
+        else:
+            if why is None:
+                restored.append(name)
+            else:
+                left_alone[name] = why
+    return restored, left_alone, not_restored
+
+
+def restore_failure(
+    record: DeploymentRecord,
+    name: str,
+    entry: EnvironmentEntry,
+    exc: Exception,
+    ended: ExecutionEnded,
+    *,
+    ledger: Ledger,
+) -> str:
+    """Record which functions of the environment were not restored (the notice shows them), and say what a person
+    runs: the AWS CLI command per function, or the reconciler again once the cause is fixed."""
+    release = recorded_release(name, entry)
+    if isinstance(exc, RestoreIncompleteError):
+        restored, failed = exc.restored, {function: str(error) for function, error in exc.failed.items()}
+    else:
+        restored, failed = {}, {member.function_name: str(exc) for member in release.members}
+    try:
+        ledger.update_environment(record.deployment_id, name, {"restore": {"restored": restored, "failed": failed}})
+    except (LedgerError, StatusMoveRefusedError) as error:
+        logger.error("the ledger could not record a failed restore", extra={"error": str(error)})
+    commands = "; ".join(
+        manual_restore_command(release.member(function) if release.beanstalk is None else release)
+        for function in failed
+    )
+    where = ", ".join(f"{function}:{release.alias}" for function in failed)
+    return (
+        f"the reconciler could not restore {where} ({'; '.join(failed.values())}); it retries, or run: {commands} "
+        f"(or `conveyor reconcile {ended.execution_arn}` once the cause is fixed)"
+    )
 
 
 def recorded_release(name: str, entry: EnvironmentEntry) -> Release:
@@ -227,6 +303,57 @@ def reconcile(
     now: float,
     beanstalk: Callable[[], BeanstalkEnvironments] | None = None,
 ) -> Reconciliation:
+    try:
+        return _reconcile(
+            ended, ledger=ledger, locks=locks, targets=targets, notifier=notifier, now=now, beanstalk=beanstalk
+        )
+    except LedgerError as exc:
+        # Nothing could be checked, restored or claimed: tell a person anyway, then fail for Lambda's retries.
+        _tell_ledger_unreachable(ended, exc, notifier)
+        raise
+
+
+def _tell_ledger_unreachable(ended: ExecutionEnded, error: LedgerError, notifier: Notifier) -> None:
+    """The notice the reconciler sends without its ledger: no claim is possible, so each try that fails sends it
+    (on AWS, the first try and Lambda's 2 retries at most), rather than none."""
+    deployment_id, pushed = deployment_of(ended)
+    try:
+        app = ArtifactKey.parse(pushed.key).app if pushed else "unknown"
+    except ArtifactLayoutError:
+        app = "unknown"
+    subject = f"[Conveyor] {app}: ledger unreachable, deployment {deployment_id} not reconciled"
+    message = "\n".join(
+        [
+            f"Deployment {deployment_id} of {app}: its {cause_of(ended)}.",
+            "",
+            f"Conveyor could not reach its ledger ({error}), so the reconciler could not check, restore or close "
+            "this deployment: an environment it was rolling out may still send part of its traffic to the new "
+            "version. Lambda retries the reconciler (this notice may come once per try); what still fails waits in "
+            "the reconcile dead-letter queue.",
+            "",
+            f"ACTION REQUIRED: once the ledger answers, run `conveyor reconcile {ended.execution_arn}` (or `conveyor "
+            "reconcile` to redrive the queue); until then `aws lambda get-alias` shows what each alias serves.",
+        ]
+    )
+    attributes = notice_attributes(
+        app=app, deployment_id=deployment_id, outcome=ended.status, environment=None, severity="critical"
+    )
+    try:
+        notifier.publish(subject, message, attributes)
+    except Exception:  # the ledger's error is the one to raise; this one is logged
+        logger.exception("could not publish that the ledger is unreachable")
+
+
+def _reconcile(
+    ended: ExecutionEnded,
+    *,
+    ledger: Ledger,
+    locks: LockTable,
+    targets: Targets,
+    notifier: Notifier,
+    now: float,
+    beanstalk: Callable[[], BeanstalkEnvironments] | None,
+) -> Reconciliation:
     base = {"execution_arn": ended.execution_arn, "status": ended.status}
     if ended.status not in ENDED_UNFINISHED:
         return Reconciliation(action="ignored", **base)
@@ -242,26 +369,20 @@ def reconcile(
         # A duplicate or superseded execution of the object: the deployment is another execution's.
         return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)
 
-    restored, left_alone = [], {}
-    for name, entry in record.environments.items():
-        if not traffic_may_have_moved(entry):
-            continue
-        why = restore_environment(
-            record, name, entry, ended, locks=locks, targets=targets, ledger=ledger, now=now, beanstalk=beanstalk
-        )
-        if why is None:
-            restored.append(name)
-        else:
-            left_alone[name] = why
+    restored, left_alone, not_restored = restore_all(
+        record, ended, locks=locks, targets=targets, ledger=ledger, now=now, beanstalk=beanstalk
+    )
     released = release_recorded_locks(record, holder=ended.execution_arn, started_at=ended.start_date, locks=locks)
 
     record = ledger.get(deployment_id) or record
     close_approvals(ledger, record, ended.error or ended.status)
     close_unreached(ledger, record)
-    outcome = outcome_of(record, ended)
+    outcome = Outcome.ROLLBACK_FAILED if not_restored else outcome_of(record, ended)
     reason = cause_of(ended)
     if restored:
         reason += f"; traffic restored in {', '.join(restored)}"
+    if not_restored:
+        reason += "; NOT restored: " + "; ".join(f"{name}: {why}" for name, why in not_restored.items())
     if left_alone:
         reason += "; left alone: " + "; ".join(f"{name}: {why}" for name, why in left_alone.items())
     for name, hook in migrations_not_undone(record, restored):
@@ -278,7 +399,7 @@ def reconcile(
             "failure": {
                 "error": ended.error or f"Execution{ended.status.title().replace('_', '')}",
                 "reason": reason,
-                "stage": "Reconcile",
+                "stage": ended_how(ended),
                 "environment": last_touched(record),
             },
             "finished_at": utcnow().isoformat(),
@@ -294,6 +415,10 @@ def reconcile(
         "execution reconciled",
         extra={"status": ended.status, "restored": restored, "released": released, "closed": closed},
     )
+    if not_restored:
+        # Closed and told; failing the invocation has Lambda retry the restore, then keeps the event in the
+        # dead-letter queue for `conveyor reconcile`.
+        raise RollbackFailedError("; ".join(f"{name}: {why}" for name, why in not_restored.items()))
     return Reconciliation(
         action="reconciled",
         deployment_id=deployment_id,
@@ -335,7 +460,7 @@ def _notify(
     afterwards (a rollback that had failed), that is news: one more notice, once.
     """
     failure = record.failure or {}
-    stage = str(failure.get("stage") or "Reconcile")
+    stage = str(failure.get("stage") or ended_how(ended))
     environment = failure.get("environment") or last_touched(record)
     subject, message = render_failure(
         record, record.status, stage, str(environment) if environment else None, str(failure.get("reason") or reason)

@@ -27,7 +27,13 @@ from conveyor.domain.errors import (
     StatusMoveRefusedError,
 )
 from conveyor.domain.ports import BeanstalkEnvironments, Ledger, Targets
-from conveyor.domain.restore import Restored, restore_aliases, restore_served, rollback_result
+from conveyor.domain.restore import (
+    Restored,
+    manual_restore_command,
+    restore_aliases,
+    restore_served,
+    rollback_result,
+)
 from conveyor.domain.timing import timed_stage
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -47,17 +53,6 @@ def rollback_reason(step: EnvironmentStep) -> str:
     if step.health is not None and step.health.status != "pass":
         return f"health check failed at {step.health.weight}% traffic: {step.health.reason}"
     return "rollback requested"
-
-
-def manual_restore_command(release: Release) -> str:
-    if release.beanstalk is not None:
-        return eb.manual_restore_command(release)
-    if release.version_before is None:
-        return f"aws lambda delete-alias --function-name {release.function_name} --name {release.alias}"
-    return (
-        f"aws lambda update-alias --function-name {release.function_name} --name {release.alias} "
-        f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
-    )
 
 
 def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironments | None) -> dict[str, Restored]:
@@ -134,4 +129,4 @@ def roll_back(
     return result if recorded else result.model_copy(update={"recorded": False})
 
 
-__all__ = ["manual_restore_command", "roll_back", "rollback_reason"]
+__all__ = ["roll_back", "rollback_reason"]
