@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
@@ -77,6 +78,8 @@ def _at_least(smallest: float, kind: type[int] | type[float], *, exclusive: bool
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
         if exclusive and value <= smallest:
             raise argparse.ArgumentTypeError(f"{text} is not more than {smallest:g}")
         if value < smallest:
@@ -652,7 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, help="default 4566 (a running cloud keeps its own)")
     up.add_argument("--template", help="the SAM template (default: the template.yaml of this Conveyor)")
     up.add_argument(
-        "--time-scale", type=float, default=None, help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)"
+        "--time-scale",
+        type=_at_least(0, float),
+        default=None,
+        help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)",
     )
     up.add_argument("--fresh", action="store_true", help="discard the saved state and start empty")
     up.add_argument(

@@ -156,6 +156,8 @@ def test_rollback_takes_a_lambda_version_as_its_number() -> None:
         (["history", "--limit", "ten"], "--limit: 'ten' is not a number"),
         (["package", ".", "--app", "hello", "--version", "1.0.0", "--env", "NOEQ"], "--env: 'NOEQ' is not KEY=VALUE"),
         (["ship", ".", "--app", "hello", "--version", "1.0.0", "--env", "=x"], "--env: '=x' is not KEY=VALUE"),
+        (["local", "up", "--time-scale", "-1"], "--time-scale: -1 is less than 0"),
+        (["local", "up", "--time-scale", "nan"], "--time-scale: 'nan' is not a finite number"),
     ],
 )
 def test_a_window_or_a_limit_that_cannot_be_one_is_a_usage_error(
