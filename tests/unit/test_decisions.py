@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conveyor.domain.closing import close_approvals
 from conveyor.domain.decisions import decide, may_decide
@@ -99,6 +101,18 @@ def test_nothing_awaiting_is_a_named_error() -> None:
     ledger = started_ledger(build_step())
     with pytest.raises(NothingAwaitsDecisionError, match="nothing awaits approval for deployment d-unit"):
         _decide(ledger, FakeTaskTokens())
+
+
+def test_a_decision_that_comes_second_is_told_who_decided_first() -> None:
+    # Given a gate that alice approved
+    ledger, tasks = _waiting(), FakeTaskTokens()
+    decided_at = _decide(ledger, tasks)["decided_at"]
+
+    # When another decision comes after it (it lost the race to the gate), Then it hears who decided, and when
+    with pytest.raises(
+        NothingAwaitsDecisionError, match=f"already decided: staging: approve by alice at {re.escape(decided_at)}"
+    ):
+        _decide(ledger, tasks, verdict="reject", reason="too late")
 
 
 # --- who decides: the caller's AWS identity, the spec's approvers, N distinct approvals, never the pusher alone ---

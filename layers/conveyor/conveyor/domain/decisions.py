@@ -114,18 +114,32 @@ def awaiting(record: DeploymentRecord, environment: str | None) -> tuple[str, En
             state = entry.status if entry is not None and entry.status is not None else "not reached"
             raise NothingAwaitsDecisionError(
                 f"nothing awaits approval for deployment {deployment_id} in {environment} "
-                f"(deployment {record.status.value}, {environment} {state})"
+                f"(deployment {record.status.value}, {environment} {state}{_decided(record, environment)})"
             )
         return environment, waiting[environment]
     if not waiting:
         raise NothingAwaitsDecisionError(
-            f"nothing awaits approval for deployment {deployment_id} (it is {record.status.value})"
+            f"nothing awaits approval for deployment {deployment_id} (it is {record.status.value}"
+            f"{_decided(record, None)})"
         )
     if len(waiting) > 1:
         raise NothingAwaitsDecisionError(
             f"several environments await approval ({', '.join(waiting)}): choose one with --env"
         )
     return next(iter(waiting.items()))
+
+
+def _decided(record: DeploymentRecord, environment: str | None) -> str:
+    """The decisions already taken (in ``environment``, or in any), for a refusal: one who lost a race to decide
+    learns who decided, not only that nothing waits."""
+    taken = []
+    for name, env in record.environments.items():
+        approval = env.approval or {}
+        if environment not in (None, name) or "decision" not in approval:
+            continue
+        by = approval.get("approved_by") or approval.get("rejected_by")
+        taken.append(f"{name}: {approval['decision']} by {by} at {approval.get('decided_at')}")
+    return f"; already decided: {'; '.join(taken)}" if taken else ""
 
 
 def _record(ledger: Ledger, deployment_id: str, environment: str, stage: str, status: str, **detail: Any) -> None:
