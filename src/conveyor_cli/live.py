@@ -109,20 +109,36 @@ def live_function(
                 deployment_id=rollout.deployment_id if rollout else None,
             )
         )
-    note = None
-    if served is not None and current is None:
-        note = f"moved outside Conveyor: the ledger last recorded version {served.lambda_version} ({served.version})"
-    elif served is None:
-        note = "no release recorded for this alias: it was set outside Conveyor, or before Conveyor recorded releases"
     return base.model_copy(
         update={
             "exists": True,
             "lambda_version": state.version,
             **_recorded(current),
             "shares": shares,
-            "note": note,
+            "note": alias_note(served, state.version, records, environment=environment, function=function),
         }
     )
+
+
+def alias_note(
+    served: ServedRelease | None, version: str, records: list[DeploymentRecord], *, environment: str, function: str
+) -> str | None:
+    """Why the ledger names no release for the Lambda ``version`` the alias serves (None when it does)."""
+    if served is not None and served.lambda_version == version:
+        return None
+    for record in records:  # newest first: a `conveyor rollback` to a version whose release the ledger never knew
+        rollback = (env.rollback or {}) if (env := record.environments.get(environment)) is not None else {}
+        if rollback.get("operator") and (rollback.get("function_name"), rollback.get("restored_version")) == (
+            function,
+            version,
+        ):
+            return (
+                f"rolled back to version {version} by {rollback['operator']} with `conveyor rollback` "
+                f"({rollback.get('rolled_back_at') or 'time not recorded'}); which release it is, is not recorded"
+            )
+    if served is not None:
+        return f"moved outside Conveyor: the ledger last recorded version {served.lambda_version} ({served.version})"
+    return "no release recorded for this alias: it was set outside Conveyor, or before Conveyor recorded releases"
 
 
 def _recorded(current: ServedRelease | None) -> dict[str, Any]:

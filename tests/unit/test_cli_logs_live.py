@@ -81,3 +81,45 @@ def test_logs_of_a_stage_the_deployment_never_ran_names_the_stages_it_did(monkey
     monkeypatch.setattr(operations, "ledger", lambda cloud: ledger)
     with pytest.raises(CliError, match=r"d-1 has no 'Bogus' stage event \(its stages: Deploy\)"):
         logs.deployment_logs(object(), "d-1", stage="Bogus")  # type: ignore[arg-type]
+
+
+def test_an_alias_a_manual_rollback_moved_to_an_unrecorded_release_names_the_rollback_not_an_outside_change() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.outcome import Outcome
+    from conveyor.domain.records import DeploymentRecord
+    from conveyor.domain.timing import utcnow
+
+    from conveyor_cli.live import alias_note
+
+    # Given the on-call rolled staging back to Lambda version 1, whose release the ledger never recorded
+    rolled_back = DeploymentRecord.model_validate(
+        {
+            "deployment_id": "d-2",
+            "app": "hello",
+            "version": "2.0.0",
+            "status": Outcome.SUCCEEDED,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+            "environments": {
+                "staging": {
+                    "status": EnvironmentStatus.ROLLED_BACK,
+                    "rollback": {
+                        "function_name": "hello-staging",
+                        "restored_version": "1",
+                        "operator": "arn:aws:iam::123456789012:user/alice",
+                        "rolled_back_at": "2026-12-06T10:00:00+00:00",
+                    },
+                }
+            },
+        }
+    )
+    records = [rolled_back]
+
+    # Then what the alias serves is said to be that rollback's doing, not a change made outside Conveyor
+    note = alias_note(None, "1", records, environment="staging", function="hello-staging")
+    assert note is not None
+    assert note.startswith("rolled back to version 1 by arn:aws:iam::123456789012:user/alice with `conveyor rollback`")
+    # And a version nobody rolled back to is still called what it is
+    other = alias_note(None, "7", records, environment="staging", function="hello-staging")
+    assert other is not None
+    assert "set outside Conveyor" in other
