@@ -97,8 +97,11 @@ def parse_line(function_name: str, event: dict[str, Any]) -> LogLine:
 
 
 def read_lines(cloud: Cloud, function_name: str, deployment_id: str, start: datetime, end: datetime) -> list[LogLine]:
+    """The lines of ``function_name`` that name the deployment, less those another deployment logged (a line of
+    a duplicate push names the deployment it duplicates, under its own ``correlation_id``)."""
     events = CloudWatchLogs(cloud.session).function_events(function_name, start=start, end=end, text=deployment_id)
-    return [parse_line(function_name, event) for event in islice(events, MAX_LOG_LINES)]
+    lines = (parse_line(function_name, event) for event in islice(events, MAX_LOG_LINES))
+    return [line for line in lines if (line.fields or {}).get("correlation_id") in (None, deployment_id)]
 
 
 def window(record: DeploymentRecord) -> tuple[datetime, datetime]:

@@ -123,3 +123,44 @@ def test_an_alias_a_manual_rollback_moved_to_an_unrecorded_release_names_the_rol
     other = alias_note(None, "7", records, environment="staging", function="hello-staging")
     assert other is not None
     assert "set outside Conveyor" in other
+
+
+def test_a_line_another_deployment_logged_naming_this_one_is_not_its_log() -> None:
+    from datetime import timedelta
+    from types import SimpleNamespace
+
+    import boto3
+    from conveyor.domain.timing import utcnow
+    from moto import mock_aws
+
+    from conveyor_cli.logs import read_lines
+
+    # Given the intake's log: a line of d-1, and one of d-2 (a duplicate push) that names d-1 as what it duplicates
+    now = utcnow()
+    with mock_aws():
+        session = boto3.Session(region_name="us-east-1")
+        client = session.client("logs")
+        client.create_log_group(logGroupName="/aws/lambda/intake")
+        client.create_log_stream(logGroupName="/aws/lambda/intake", logStreamName="s")
+        stamp = int(now.timestamp() * 1000)
+        client.put_log_events(
+            logGroupName="/aws/lambda/intake",
+            logStreamName="s",
+            logEvents=[
+                {"timestamp": stamp, "message": json.dumps({"message": "claimed", "correlation_id": "d-1"})},
+                {
+                    "timestamp": stamp + 1,
+                    "message": json.dumps({"message": "duplicate", "correlation_id": "d-2", "duplicate_of": "d-1"}),
+                },
+            ],
+        )
+
+        # Then d-1's lines are its own
+        lines = read_lines(
+            SimpleNamespace(session=session),  # type: ignore[arg-type]
+            "intake",
+            "d-1",
+            now - timedelta(minutes=1),
+            now + timedelta(minutes=1),
+        )
+    assert [line.message for line in lines] == ["claimed"]
