@@ -10,6 +10,7 @@ from conveyor.domain.dora import DoraKeys, DoraMetrics
 from rich.console import Console
 from rich.table import Table
 
+from conveyor_cli.output import console as output_console
 from conveyor_cli.output import human_duration
 
 _TIER_STYLE = {"elite": "bold green", "high": "green", "medium": "yellow", "low": "red"}
@@ -51,7 +52,8 @@ def metrics_table(metrics: DoraMetrics) -> Table:
 
 
 def print_metrics(metrics: DoraMetrics, console: Console | None = None) -> None:
-    (console or Console()).print(metrics_table(metrics))
+    """The table on ``console``, or on stdout as wide as the terminal (``PIPED_WIDTH`` when piped: never cut)."""
+    (console or output_console()).print(metrics_table(metrics))
 
 
 __all__ = ["metrics_table", "print_metrics"]

@@ -119,6 +119,28 @@ def test_metrics_read_in_human_durations_and_percent() -> None:
     assert "0.5/day" in text
 
 
+def test_metrics_piped_are_printed_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an app whose name and environment make a row wider than 80 columns
+    keys = {
+        "deployments": 2,
+        "succeeded": 1,
+        "deployment_frequency_per_day": 0.5,
+        "lead_time_seconds_median": 7260.0,
+        "failed_changes": 1,
+        "change_failure_rate": 0.25,
+        "time_to_restore_seconds_median": 47.0,
+        "tiers": {},
+    }
+    app = "a-service-with-a-rather-long-name"
+    metrics = {**keys, "window_days": 30.0, "apps": {app: {**keys, "environments": {"production-eu": keys}}}}
+
+    # When the table is printed to a pipe (a CI log), Then no cell is cut or folded
+    print_metrics(DoraMetrics.model_validate(metrics))
+    out = capsys.readouterr().out
+    assert f"  {app}/production-eu" in out
+    assert "time to restore" in out
+
+
 @pytest.mark.parametrize(
     ("seconds", "shown"),
     [(0.25, "250 ms"), (4.25, "4.2 s"), (200, "3 min 20 s"), (3600, "1 h"), (93_600, "1 d 2 h")],
