@@ -205,7 +205,7 @@ def cmd_local_inbox(args: argparse.Namespace) -> int:
         for entry in entries:
             if args.app and entry.app != args.app:
                 continue
-            if args.json:
+            if args.json:  # --follow: one object a line, as they come
                 print(entry.model_dump_json(), flush=True)
                 continue
             when = (entry.time or entry.received_at).strftime("%H:%M:%S")
@@ -214,6 +214,9 @@ def cmd_local_inbox(args: argparse.Namespace) -> int:
             print(f"{when}  {what:<40} {where}", flush=True)
 
     collect(sqs, queues, directory)
+    if args.json and not args.follow:  # one JSON document, as every other --json
+        _print([e.model_dump(mode="json") for e in journal(directory) if not args.app or e.app == args.app])
+        return 0
     show(journal(directory))
     try:
         while args.follow:
@@ -691,7 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     inbox = local.add_parser("inbox", help="what Conveyor published: lifecycle events and SNS notifications")
     inbox.add_argument("--app", help="only this app's")
     inbox.add_argument("--follow", action="store_true", help="keep printing as more arrive (Ctrl-C stops)")
-    inbox.add_argument("--json", action="store_true", help="one JSON object a line")
+    inbox.add_argument(
+        "--json", action="store_true", help="one JSON array (with --follow: one JSON object a line, as they come)"
+    )
     inbox.set_defaults(func=cmd_local_inbox)
     traffic = local.add_parser("traffic", help="invoke an environment's alias at a steady rate, for canary analysis")
     traffic.add_argument("app")
