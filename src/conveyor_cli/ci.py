@@ -37,6 +37,7 @@ from conveyor_cli.status import (
     exit_code,
     not_in_ledger,
     render_event,
+    target_of,
 )
 
 CloudOf = Callable[[argparse.Namespace], Cloud]
@@ -171,11 +172,11 @@ def summary_markdown(record: DeploymentRecord, code: ExitCode) -> str:
     if record.package_sha256:
         lines.append(f"| package sha256 | `{record.package_sha256}` |")
     if record.environments:
-        lines += ["", "| environment | target | alias before | alias after | status |", "|---|---|---|---|---|"]
+        lines += ["", "| environment | target | before | after | status |", "|---|---|---|---|---|"]
         for name, env in record.environments.items():
             restored = (env.rollback or {}).get("restored_version")
             after = restored if restored is not None else env.version_after
-            target = f"{env.function_name}:{env.alias}" if env.function_name else None
+            target = target_of(env)[0] if env.function_name else None
             lines.append(
                 f"| {_cell(name)} | `{_cell(target)}` | {_cell(env.version_before)} | {_cell(after)} "
                 f"| {_cell(env.status.value if env.status else None)} |"

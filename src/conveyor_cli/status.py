@@ -82,7 +82,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.USAGE: "bad arguments",
     ExitCode.FAILED: "FAILED before traffic moved where it failed: nothing deployed there (an earlier environment it "
     "took live stays live)",
-    ExitCode.ROLLED_BACK: "ROLLED_BACK: a check failed, the alias was restored",
+    ExitCode.ROLLED_BACK: "ROLLED_BACK: a check failed, the target serves the release before again",
     ExitCode.ROLLBACK_FAILED: "ROLLBACK_FAILED: a person must act (see the notification)",
     ExitCode.SUPERSEDED: "SUPERSEDED: a newer release took its place, nothing deployed",
     ExitCode.SKIPPED: "SKIPPED_DUPLICATE: the same release as another deployment, it changed nothing",
@@ -299,6 +299,21 @@ def _serving(env: EnvironmentEntry, before: str | None, after: str | None, resto
     return before or "none"
 
 
+def target_of(env: EnvironmentEntry) -> tuple[str, str]:
+    """Where an environment's release runs, and what moves there: ``function:alias`` and its ``alias``; for an
+    Elastic Beanstalk target, ``application/environment`` (the one serving production now: after a blue/green
+    swap, the one deployed to) and its application ``version``."""
+    extra = env.model_extra or {}
+    if extra.get("target_kind") != "elasticbeanstalk":
+        return f"{env.function_name or '-'}:{env.alias or '-'}", "alias"
+    release = extra.get("beanstalk")
+    if not isinstance(release, dict):
+        return f"{env.function_name}/{env.alias}", "version"
+    serving = release.get("deployed_environment") if env.status is EnvironmentStatus.LIVE else None
+    cname = f" (CNAME {release['cname_prefix']})" if release.get("cname_prefix") else ""
+    return f"{env.function_name}/{serving or release.get('live_environment')}{cname}", "version"
+
+
 def render_environments(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
@@ -308,16 +323,7 @@ def render_environments(record: DeploymentRecord) -> list[str]:
             lines.append(f"  {name:<11} {env.function_name}:{env.alias}  {reached}")
             continue
         serving = _serving(env, env.version_before, env.version_after, (env.rollback or {}).get("restored_version"))
-        beanstalk = (env.model_extra or {}).get("target_kind") == "elasticbeanstalk"
-        # An Elastic Beanstalk target is application/environment, and what it serves an application version.
-        where, what = (
-            (f"{env.function_name}/{env.alias}", "version")
-            if beanstalk
-            else (
-                f"{env.function_name or '-'}:{env.alias or '-'}",
-                "alias",
-            )
-        )
+        where, what = target_of(env)
         lines.append(
             f"  {name:<11} {where}  {what} before: {env.version_before or 'none'}"
             f"  after: {serving}  ({env.status or 'not reached'})"

@@ -293,7 +293,10 @@ def test_summary_markdown_shows_outcome_environments_and_why(tmp_path: Path) -> 
 
     # Then the heading, the exit code, the restored alias and the reason are there, the pipe escaped
     assert markdown.startswith("### ❌ hello 1.4.2: ROLLED_BACK\n")
-    assert "| outcome | **ROLLED_BACK** |\n| exit code | 4: a check failed, the alias was restored |" in markdown
+    assert (
+        "| outcome | **ROLLED_BACK** |\n| exit code | 4: a check failed, the target serves the release before again |"
+        in markdown
+    )
     assert "| staging | `hello-staging:live` | 3 | 3 | ROLLED_BACK |" in markdown
     assert "| why | staging: HealthCheckFailedError: synthetic: status \\| degraded |" in markdown
 

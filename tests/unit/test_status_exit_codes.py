@@ -269,3 +269,33 @@ def test_an_environment_never_reached_is_not_promised_to_an_ended_deployment(sta
         },
     )
     assert render_environments(record) == [f"  production  hello-production:live  {shown}"]
+
+
+@pytest.mark.parametrize(
+    ("status", "serving"),
+    [("LIVE", "webapp/webapp-green (CNAME webapp-prod)"), ("ROLLED_BACK", "webapp/webapp-blue (CNAME webapp-prod)")],
+)
+def test_an_elastic_beanstalk_blue_green_target_is_named_by_the_environment_serving_production(
+    status: str, serving: str
+) -> None:
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.status import target_of
+
+    # Given production deployed to the idle webapp-green, then swapped to it (LIVE) or swapped back (ROLLED_BACK)
+    entry = EnvironmentEntry.model_validate(
+        {
+            "status": status,
+            "function_name": "webapp",
+            "alias": "webapp-blue",
+            "target_kind": "elasticbeanstalk",
+            "beanstalk": {
+                "application": "webapp",
+                "live_environment": "webapp-blue",
+                "deployed_environment": "webapp-green",
+                "cname_prefix": "webapp-prod",
+            },
+        }
+    )
+    # Then status names the environment that holds production's CNAME now, and what moves is a version
+    assert target_of(entry) == (serving, "version")
