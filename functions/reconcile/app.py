@@ -39,6 +39,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         notifier=runtime.notifier(),
         now=time.time(),
         beanstalk=runtime.beanstalk,  # built only if an Elastic Beanstalk environment is to be restored
+        executions=runtime.executions,  # built only for a FAILED execution whose NotifyFailure failed too
     ).model_dump(mode="json")
 
 

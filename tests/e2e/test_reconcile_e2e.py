@@ -192,6 +192,8 @@ def test_a_ledger_outage_on_the_failure_path_still_restores_traffic_and_is_recon
     assert closed is not None
     assert closed.status is Outcome.ROLLED_BACK
     assert closed.environments["staging"].status == "ROLLED_BACK"
+    # And it names why the deployment failed (the health check, which NotifyFailure was given), not only NotifyFailure
+    assert "health check failed" in closed.failure["reason"]
     notes = stage.notifications_naming(pushed["deployment_id"])
     # Each reconciler try that met the outage said so (critical, without the ledger: it cannot claim a notice);
     # the outcome itself is told once.

@@ -256,6 +256,8 @@ class FakeExecutions:
         self.statuses = statuses or {}
         self.endings: dict[str, Ended] = {}
         self.asked: list[str] = []
+        self.entered: dict[tuple[str, str], dict[str, Any]] = {}
+        """(execution, state) -> the input of the execution's first entry into that state."""
 
     def status(self, execution_arn: str) -> str:
         self.asked.append(execution_arn)
@@ -264,6 +266,9 @@ class FakeExecutions:
     def ended(self, execution_arn: str) -> Ended | None:
         self.asked.append(execution_arn)
         return self.endings.get(execution_arn)
+
+    def state_input(self, execution_arn: str, state: str) -> dict[str, Any] | None:
+        return self.entered.get((execution_arn, state))
 
     def stop(self, execution_arn: str, at: datetime, *, status: str = "ABORTED", in_flight: bool = False) -> None:
         """The execution ended at ``at`` (with a stage invocation still running, if ``in_flight``)."""

@@ -119,7 +119,8 @@ def test_metrics_read_in_human_durations_and_percent() -> None:
     assert "0.5/day" in text
 
 
-def test_metrics_piped_are_printed_whole(capsys: pytest.CaptureFixture[str]) -> None:
+def test_metrics_piped_are_printed_whole(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)  # pytest-xdist's workers set 80; a CI log has none
     # Given an app whose name and environment make a row wider than 80 columns
     keys = {
         "deployments": 2,

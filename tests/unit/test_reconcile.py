@@ -28,7 +28,7 @@ from conveyor.stages.reconcile import reconcile
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 
-from tests.fakes import FakeLedger, FakeLocks, FakeNotifier, FakeTargets
+from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeNotifier, FakeTargets
 from tests.unit.conftest import build_step, started_ledger
 
 NOW = 1_700_000_000.0
@@ -427,6 +427,34 @@ def test_a_ledger_outage_still_tells_a_person_that_traffic_may_be_split_and_fail
     assert f"conveyor reconcile {EXECUTION}" in message
     assert attributes["severity"] == "critical"
     assert world.function.aliases["live"] == ("1", {"2": 0.2})
+
+
+def test_when_notify_failure_failed_too_the_deployment_is_closed_with_the_error_it_was_given() -> None:
+    # Given ShiftTraffic failed on a ledger outage (caught, handed to NotifyFailure), and NotifyFailure then failed
+    world = World()
+    executions = FakeExecutions()
+    cause = json.dumps({"errorType": "LedgerError", "errorMessage": "ledger update_environment failed: Unavailable"})
+    executions.entered[(EXECUTION, "NotifyFailure")] = {"failure": {"Error": "LedgerError", "Cause": cause}}
+
+    # When the reconciler closes the execution, which failed with NotifyFailure's own error
+    reconcile(
+        ended("FAILED", error="NotificationError", cause="SNS unavailable"),
+        ledger=world.ledger,
+        locks=world.locks,
+        targets=world.targets,
+        notifier=world.notifier,
+        now=NOW + 100,
+        executions=lambda: executions,
+    )
+
+    # Then the record and the notice name the deployment's own failure first, and NotifyFailure's after it
+    failure = world.record().failure
+    assert failure["error"] == "LedgerError"
+    assert failure["reason"].startswith(
+        "LedgerError: ledger update_environment failed: Unavailable; then NotifyFailure failed (execution unit failed"
+    )
+    ((_, message, _),) = world.notifier.published
+    assert "What failed: the execution (LedgerError, then NotifyFailure: NotificationError) in staging" in message
 
 
 def _promoting_step() -> EnvironmentStep:

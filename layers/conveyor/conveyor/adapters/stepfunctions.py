@@ -104,6 +104,22 @@ class StepFunctionsExecutions:
         quiet_at = stopped_at + IN_FLIGHT_GRACE if call_in_flight(events["events"]) else stopped_at
         return Ended(status=str(described["status"]), stopped_at=stopped_at, quiet_at=quiet_at)
 
+    def state_input(self, execution_arn: str, state: str) -> dict[str, Any] | None:
+        """The input the execution's first entry into ``state`` had; None when it never entered it, or when the
+        history cannot be read (logged: the caller says less, it does not fail)."""
+        try:
+            for page in self._sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+                for event in sorted(page["events"], key=lambda e: int(e["id"])):
+                    entered = event.get("stateEnteredEventDetails") or {}
+                    if entered.get("name") == state:
+                        document = json.loads(entered.get("input") or "null")
+                        return document if isinstance(document, dict) else None
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            logger.warning(
+                "cannot read an execution's history", extra={"execution_arn": execution_arn, "error": str(exc)}
+            )
+        return None
+
     def describe(self, execution_arn: str) -> ExecutionState:
         described = self._sfn.describe_execution(executionArn=execution_arn)
         return ExecutionState(

@@ -31,7 +31,14 @@ from pydantic import ValidationError
 
 from conveyor.domain.beanstalk import restore_production
 from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics, last_touched
-from conveyor.domain.contracts import BeanstalkRelease, ExecutionEnded, Reconciliation, Release, RollbackResult
+from conveyor.domain.contracts import (
+    BeanstalkRelease,
+    ExecutionEnded,
+    Failure,
+    Reconciliation,
+    Release,
+    RollbackResult,
+)
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus, traffic_may_have_moved
 from conveyor.domain.errors import (
     ArtifactLayoutError,
@@ -46,7 +53,7 @@ from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
-from conveyor.domain.ports import BeanstalkEnvironments, Ledger, LockTable, Notifier, Targets
+from conveyor.domain.ports import BeanstalkEnvironments, Executions, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.restore import manual_restore_command, restore_aliases, restore_served, rollback_result
@@ -90,13 +97,28 @@ def cause_of(ended: ExecutionEnded) -> str:
     return f"execution {name} {how}{f' with {detail}' if detail else ''}"
 
 
-def ended_how(ended: ExecutionEnded) -> str:
+def ended_how(ended: ExecutionEnded, caught: Failure | None = None) -> str:
     """What ended the deployment, as the notice's "What failed" names it (the execution, not a stage of it)."""
+    if caught is not None:
+        return f"the execution ({caught.error}, then NotifyFailure: {ended.error or 'FAILED'})"
     if ended.status == "ABORTED":
         return "the execution, stopped (ABORTED)"
     if ended.status == "TIMED_OUT":
         return "the execution, past the state machine's timeout (TIMED_OUT)"
     return f"the execution ({ended.error or 'FAILED'})"
+
+
+def caught_failure(ended: ExecutionEnded, executions: Callable[[], Executions] | None) -> Failure | None:
+    """The error the state machine caught and handed to NotifyFailure, when NotifyFailure then failed itself (a
+    ledger outage): the deployment's own failure, which the execution's error (NotifyFailure's) hides. Read from
+    NotifyFailure's input in the execution's history; None when it never ran or the history says nothing."""
+    if ended.status != "FAILED" or executions is None:
+        return None
+    failure = (executions().state_input(ended.execution_arn, "NotifyFailure") or {}).get("failure")
+    try:
+        return Failure.model_validate(failure) if isinstance(failure, dict) else None
+    except ValidationError:
+        return None
 
 
 def restore_environment(
@@ -302,10 +324,20 @@ def reconcile(
     notifier: Notifier,
     now: float,
     beanstalk: Callable[[], BeanstalkEnvironments] | None = None,
+    executions: Callable[[], Executions] | None = None,
 ) -> Reconciliation:
+    """Close the deployment of an execution that ended without finishing (see the module's docstring);
+    ``executions`` reads the execution's history for the error NotifyFailure was given, when it failed itself."""
     try:
         return _reconcile(
-            ended, ledger=ledger, locks=locks, targets=targets, notifier=notifier, now=now, beanstalk=beanstalk
+            ended,
+            ledger=ledger,
+            locks=locks,
+            targets=targets,
+            notifier=notifier,
+            now=now,
+            beanstalk=beanstalk,
+            executions=executions,
         )
     except LedgerError as exc:
         # Nothing could be checked, restored or claimed: tell a person anyway, then fail for Lambda's retries.
@@ -353,6 +385,7 @@ def _reconcile(
     notifier: Notifier,
     now: float,
     beanstalk: Callable[[], BeanstalkEnvironments] | None,
+    executions: Callable[[], Executions] | None,
 ) -> Reconciliation:
     base = {"execution_arn": ended.execution_arn, "status": ended.status}
     if ended.status not in ENDED_UNFINISHED:
@@ -378,7 +411,12 @@ def _reconcile(
     close_approvals(ledger, record, ended.error or ended.status)
     close_unreached(ledger, record)
     outcome = Outcome.ROLLBACK_FAILED if not_restored else outcome_of(record, ended)
-    reason = cause_of(ended)
+    caught = caught_failure(ended, executions) if record.status in UNFINISHED else None
+    reason = (
+        f"{caught.error}: {caught.message}; then NotifyFailure failed ({cause_of(ended)})"
+        if caught
+        else cause_of(ended)
+    )
     if restored:
         reason += f"; traffic restored in {', '.join(restored)}"
     if not_restored:
@@ -397,9 +435,9 @@ def _reconcile(
         expected=UNFINISHED,
         fields={
             "failure": {
-                "error": ended.error or f"Execution{ended.status.title().replace('_', '')}",
+                "error": caught.error if caught else ended.error or f"Execution{ended.status.title().replace('_', '')}",
                 "reason": reason,
-                "stage": ended_how(ended),
+                "stage": ended_how(ended, caught),
                 "environment": last_touched(record),
             },
             "finished_at": utcnow().isoformat(),
