@@ -24,7 +24,8 @@ failed, e.g. on a ledger outage) finishes the job instead of repeating it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import ValidationError
@@ -328,19 +329,86 @@ def reconcile(
 ) -> Reconciliation:
     """Close the deployment of an execution that ended without finishing (see the module's docstring);
     ``executions`` reads the execution's history for the error NotifyFailure was given, when it failed itself."""
-    try:
-        return _reconcile(
-            ended,
-            ledger=ledger,
-            locks=locks,
-            targets=targets,
-            notifier=notifier,
-            now=now,
-            beanstalk=beanstalk,
-            executions=executions,
+    with _told_without_the_ledger(ended, notifier):
+        base = {"execution_arn": ended.execution_arn, "status": ended.status}
+        if ended.status not in ENDED_UNFINISHED:
+            return Reconciliation(action="ignored", **base)
+        deployment_id, pushed = deployment_of(ended)
+        logger.set_correlation_id(deployment_id)
+        record = ledger.get(deployment_id)
+        if record is None:
+            seed = pushed or PushedObject(
+                deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
+            )
+            record = ledger.start(seed.ledger_record(ended.execution_arn, "-", "-")) or ledger.get(deployment_id)
+        if record is None or record.execution_arn not in (None, ended.execution_arn):
+            # A duplicate or superseded execution of the object: the deployment is another execution's.
+            return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)
+
+        restored, left_alone, not_restored = restore_all(
+            record, ended, locks=locks, targets=targets, ledger=ledger, now=now, beanstalk=beanstalk
         )
+        released = release_recorded_locks(record, holder=ended.execution_arn, started_at=ended.start_date, locks=locks)
+
+        record = ledger.get(deployment_id) or record
+        close_approvals(ledger, record, ended.error or ended.status)
+        close_unreached(ledger, record)
+        outcome = Outcome.ROLLBACK_FAILED if not_restored else outcome_of(record, ended)
+        caught = caught_failure(ended, executions) if record.status in UNFINISHED else None
+        reason = closing_reason(
+            record, ended, caught, restored=restored, left_alone=left_alone, not_restored=not_restored
+        )
+        closed = ledger.set_status(
+            deployment_id,
+            outcome,
+            owner=ended.execution_arn,
+            expected=UNFINISHED,
+            fields={
+                "failure": {
+                    "error": caught.error
+                    if caught
+                    else ended.error or f"Execution{ended.status.title().replace('_', '')}",
+                    "reason": reason,
+                    "stage": ended_how(ended, caught),
+                    "environment": last_touched(record),
+                },
+                "finished_at": utcnow().isoformat(),
+            },
+        )
+        record = ledger.get(deployment_id) or record
+        message_id = None
+        if record.status not in (Outcome.SUPERSEDED, Outcome.SUCCEEDED):
+            message_id = _notify(record, ended, reason, restored, ledger=ledger, notifier=notifier)
+        if closed:
+            emit_outcome_metrics(record, record.status)
+        logger.warning(
+            "execution reconciled",
+            extra={"status": ended.status, "restored": restored, "released": released, "closed": closed},
+        )
+        if not_restored:
+            # Closed and told; failing the invocation has Lambda retry the restore, then keeps the event in the
+            # dead-letter queue for `conveyor reconcile`.
+            raise RollbackFailedError("; ".join(f"{name}: {why}" for name, why in not_restored.items()))
+        return Reconciliation(
+            action="reconciled",
+            deployment_id=deployment_id,
+            outcome=record.status,
+            restored=restored,
+            left_alone=left_alone,
+            released=released,
+            closed=closed,
+            message_id=message_id,
+            **base,
+        )
+
+
+@contextmanager
+def _told_without_the_ledger(ended: ExecutionEnded, notifier: Notifier) -> Iterator[None]:
+    """A ledger that cannot be reached: nothing could be checked, restored or claimed. Tell a person anyway, then
+    fail for Lambda's retries."""
+    try:
+        yield
     except LedgerError as exc:
-        # Nothing could be checked, restored or claimed: tell a person anyway, then fail for Lambda's retries.
         _tell_ledger_unreachable(ended, exc, notifier)
         raise
 
@@ -376,42 +444,16 @@ def _tell_ledger_unreachable(ended: ExecutionEnded, error: LedgerError, notifier
         logger.exception("could not publish that the ledger is unreachable")
 
 
-def _reconcile(
+def closing_reason(
+    record: DeploymentRecord,
     ended: ExecutionEnded,
+    caught: Failure | None,
     *,
-    ledger: Ledger,
-    locks: LockTable,
-    targets: Targets,
-    notifier: Notifier,
-    now: float,
-    beanstalk: Callable[[], BeanstalkEnvironments] | None,
-    executions: Callable[[], Executions] | None,
-) -> Reconciliation:
-    base = {"execution_arn": ended.execution_arn, "status": ended.status}
-    if ended.status not in ENDED_UNFINISHED:
-        return Reconciliation(action="ignored", **base)
-    deployment_id, pushed = deployment_of(ended)
-    logger.set_correlation_id(deployment_id)
-    record = ledger.get(deployment_id)
-    if record is None:
-        seed = pushed or PushedObject(
-            deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
-        )
-        record = ledger.start(seed.ledger_record(ended.execution_arn, "-", "-")) or ledger.get(deployment_id)
-    if record is None or record.execution_arn not in (None, ended.execution_arn):
-        # A duplicate or superseded execution of the object: the deployment is another execution's.
-        return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)
-
-    restored, left_alone, not_restored = restore_all(
-        record, ended, locks=locks, targets=targets, ledger=ledger, now=now, beanstalk=beanstalk
-    )
-    released = release_recorded_locks(record, holder=ended.execution_arn, started_at=ended.start_date, locks=locks)
-
-    record = ledger.get(deployment_id) or record
-    close_approvals(ledger, record, ended.error or ended.status)
-    close_unreached(ledger, record)
-    outcome = Outcome.ROLLBACK_FAILED if not_restored else outcome_of(record, ended)
-    caught = caught_failure(ended, executions) if record.status in UNFINISHED else None
+    restored: list[str],
+    left_alone: dict[str, str],
+    not_restored: dict[str, str],
+) -> str:
+    """Why the deployment ended, and what the reconciler did about each environment, in one line."""
     reason = (
         f"{caught.error}: {caught.message}; then NotifyFailure failed ({cause_of(ended)})"
         if caught
@@ -428,46 +470,7 @@ def _reconcile(
             f"; the migration {hook!r} ran in {name} and no down-migration did: its data may still be in the new "
             "shape, a person must run the down-migration"
         )
-    closed = ledger.set_status(
-        deployment_id,
-        outcome,
-        owner=ended.execution_arn,
-        expected=UNFINISHED,
-        fields={
-            "failure": {
-                "error": caught.error if caught else ended.error or f"Execution{ended.status.title().replace('_', '')}",
-                "reason": reason,
-                "stage": ended_how(ended, caught),
-                "environment": last_touched(record),
-            },
-            "finished_at": utcnow().isoformat(),
-        },
-    )
-    record = ledger.get(deployment_id) or record
-    message_id = None
-    if record.status not in (Outcome.SUPERSEDED, Outcome.SUCCEEDED):
-        message_id = _notify(record, ended, reason, restored, ledger=ledger, notifier=notifier)
-    if closed:
-        emit_outcome_metrics(record, record.status)
-    logger.warning(
-        "execution reconciled",
-        extra={"status": ended.status, "restored": restored, "released": released, "closed": closed},
-    )
-    if not_restored:
-        # Closed and told; failing the invocation has Lambda retry the restore, then keeps the event in the
-        # dead-letter queue for `conveyor reconcile`.
-        raise RollbackFailedError("; ".join(f"{name}: {why}" for name, why in not_restored.items()))
-    return Reconciliation(
-        action="reconciled",
-        deployment_id=deployment_id,
-        outcome=record.status,
-        restored=restored,
-        left_alone=left_alone,
-        released=released,
-        closed=closed,
-        message_id=message_id,
-        **base,
-    )
+    return reason
 
 
 def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list[tuple[str, str]]:
