@@ -98,6 +98,11 @@ def cause_of(ended: ExecutionEnded) -> str:
     return f"execution {name} {how}{f' with {detail}' if detail else ''}"
 
 
+def error_of(ended: ExecutionEnded) -> str:
+    """The execution's error, or its status as one (``ExecutionAborted``, ``ExecutionTimedOut``)."""
+    return ended.error or f"Execution{ended.status.title().replace('_', '')}"
+
+
 def ended_how(ended: ExecutionEnded, caught: Failure | None = None) -> str:
     """What ended the deployment, as the notice's "What failed" names it (the execution, not a stage of it)."""
     if caught is not None:
@@ -365,9 +370,7 @@ def reconcile(
             expected=UNFINISHED,
             fields={
                 "failure": {
-                    "error": caught.error
-                    if caught
-                    else ended.error or f"Execution{ended.status.title().replace('_', '')}",
+                    "error": caught.error if caught else error_of(ended),
                     "reason": reason,
                     "stage": ended_how(ended, caught),
                     "environment": last_touched(record),
