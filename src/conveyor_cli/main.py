@@ -361,8 +361,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         return _status(args, cloud)
     except LedgerError as exc:
-        # Not "not in the ledger": the ledger did not answer (a local cloud that died, no network to AWS).
-        where = "the local cloud is not answering: start it with `conveyor local up`" if cloud.local else "check AWS"
+        # Not "not in the ledger": the ledger did not answer (a local cloud that died, no network to AWS), or
+        # answered with an error (DynamoDB failing: an outage, or a fault injected into the local cloud).
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc.__cause__, ClientError):
+            where = "DynamoDB answered with an error: try again once it answers"
+        elif cloud.local:
+            where = "the local cloud is not answering: start it with `conveyor local up`"
+        else:
+            where = "check AWS"
         raise CliError(f"cannot read the ledger {cloud.outputs.ledger_table} ({exc}); {where}") from exc
 
 

@@ -299,3 +299,22 @@ def test_an_elastic_beanstalk_blue_green_target_is_named_by_the_environment_serv
     )
     # Then status names the environment that holds production's CNAME now, and what moves is a version
     assert target_of(entry) == (serving, "version")
+
+
+def test_a_ledger_that_answers_with_an_error_is_not_called_a_dead_cloud(
+    ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    # Given a local cloud whose DynamoDB answers InternalServerError (an outage, or an injected fault)
+    def failing(deployment_id: str) -> None:
+        error = ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "GetItem")
+        raise LedgerError(f"ledger get failed: {error}") from error
+
+    monkeypatch.setattr(ledger, "get", failing)
+
+    # Then status says DynamoDB answered with an error, not that the cloud is down
+    assert cli.main(["status", "d-1"]) == ExitCode.ERROR
+    err = capsys.readouterr().err
+    assert "DynamoDB answered with an error" in err
+    assert "conveyor local up" not in err
