@@ -332,6 +332,11 @@ def render_environments(record: DeploymentRecord) -> list[str]:
                 if env.status is EnvironmentStatus.QUEUED
                 else ""
             )
+            + (
+                f"  NOT restored: {', '.join((env.restore or {}).get('failed') or {})} (see the failure)"
+                if env.restore and env.status is not EnvironmentStatus.ROLLED_BACK
+                else ""
+            )
         )
         lines += _companion_lines(env)
         approval = env.approval or {}

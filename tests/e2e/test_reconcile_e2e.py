@@ -119,6 +119,11 @@ def test_an_abort_whose_restore_lambda_refuses_ends_rollback_failed_tells_a_pers
         "the notice that traffic was restored",
     )
     assert len(restored) == 1
+    # And the deployment no longer asks a person to act (its first notice's command would now undo what serves)
+    closed = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+    assert closed is not None
+    assert closed.status is Outcome.ABORTED
+    assert "nothing is left for a person to do" in closed.failure["reason"]
 
 
 class _GatedProbe(BaseHTTPRequestHandler):

@@ -542,7 +542,16 @@ def test_a_restore_that_fails_closes_the_deployment_rollback_failed_tells_a_pers
     world.targets.fail_route = None
     assert world.reconcile().restored == ["staging"]
     assert world.function.aliases["live"] == ("1", {})
-    assert world.record().environments["staging"].status == "ROLLED_BACK"
+    record = world.record()
+    assert record.environments["staging"].status == "ROLLED_BACK"
+    # And the deployment no longer asks a person to act: it is closed as the stop closes it, and the command the
+    # first notice gave (which would now undo whatever serves since) is gone from its reason
+    assert record.status is Outcome.ABORTED
+    assert "aws lambda update-alias" not in record.failure["reason"]
+    assert record.failure["reason"].endswith(
+        "traffic restored in staging; the first restore had failed (UpdateAlias failed: ServiceException): nothing "
+        "is left for a person to do"
+    )
     assert [subject for subject, _, _ in world.notifier.published][1:] == [
         "[Conveyor] hello 1.0.0: traffic restored by the reconciler"
     ]

@@ -318,3 +318,33 @@ def test_a_ledger_that_answers_with_an_error_is_not_called_a_dead_cloud(
     err = capsys.readouterr().err
     assert "DynamoDB answered with an error" in err
     assert "conveyor local up" not in err
+
+
+def test_an_environment_whose_restore_failed_says_it_is_not_restored() -> None:
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.status import render_environments
+
+    record = DeploymentRecord(
+        deployment_id="d-1",
+        app="hello",
+        version="1.0.0",
+        status=Outcome.ROLLBACK_FAILED,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+        environments={
+            "staging": EnvironmentEntry.model_validate(
+                {
+                    "status": "SHIFTING",
+                    "function_name": "hello-staging",
+                    "alias": "live",
+                    "version_before": "1",
+                    "version_after": "2",
+                    "weight": 20,
+                    "restore": {"restored": {}, "failed": {"hello-staging": "UpdateAlias failed"}},
+                }
+            )
+        },
+    )
+    (line,) = render_environments(record)
+    assert line.endswith("(SHIFTING)  NOT restored: hello-staging (see the failure)")

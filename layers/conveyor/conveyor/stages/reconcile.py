@@ -378,10 +378,21 @@ def reconcile(
                 "finished_at": utcnow().isoformat(),
             },
         )
+        # Closed ROLLBACK_FAILED before (a restore failed, a person was asked to act) and restored now.
+        restored_later = not closed and bool(restored) and record.status is Outcome.ROLLBACK_FAILED
+        if restored_later and not (not_restored or left_alone):
+            reason = reopened_reason(record, reason)
+            ledger.set_status(
+                deployment_id,
+                outcome,
+                owner=ended.execution_arn,
+                expected={Outcome.ROLLBACK_FAILED},
+                fields={"failure": (record.failure or {}) | {"reason": reason}},
+            )
         record = ledger.get(deployment_id) or record
         message_id = None
         if record.status not in (Outcome.SUPERSEDED, Outcome.SUCCEEDED):
-            message_id = _notify(record, ended, reason, restored, ledger=ledger, notifier=notifier)
+            message_id = _notify(record, ended, reason, restored_later, ledger=ledger, notifier=notifier)
         if closed:
             emit_outcome_metrics(record, record.status)
         logger.warning(
@@ -447,6 +458,18 @@ def _tell_ledger_unreachable(ended: ExecutionEnded, error: LedgerError, notifier
         logger.exception("could not publish that the ledger is unreachable")
 
 
+def reopened_reason(record: DeploymentRecord, reason: str) -> str:
+    """The reason of a deployment closed ROLLBACK_FAILED whose traffic the reconciler has now restored everywhere:
+    the command the first reason told a person to run would now undo whatever serves since, so it is not kept."""
+    errors = [
+        str(error)
+        for env in record.environments.values()
+        for error in ((env.restore or {}).get("failed") or {}).values()
+    ]
+    earlier = "; ".join(dict.fromkeys(errors)) or (record.failure or {}).get("error") or "the restore"
+    return f"{reason}; the first restore had failed ({earlier}): nothing is left for a person to do"
+
+
 def closing_reason(
     record: DeploymentRecord,
     ended: ExecutionEnded,
@@ -493,7 +516,7 @@ def _notify(
     record: DeploymentRecord,
     ended: ExecutionEnded,
     reason: str,
-    restored: list[str],
+    restored_later: bool,
     *,
     ledger: Ledger,
     notifier: Notifier,
@@ -521,7 +544,7 @@ def _notify(
         f"{ended.execution_arn}#failure",
         lambda: notifier.publish(subject, message, attributes),
     )
-    if restored and record.status is Outcome.ROLLBACK_FAILED:
+    if restored_later:
         follow_up = f"[Conveyor] {release_name(record)}: traffic restored by the reconciler"
         text = f"{reason}\n\nDetails: conveyor status {record.deployment_id}"
         message_id = publish_once(
