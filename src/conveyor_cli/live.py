@@ -202,8 +202,12 @@ def live_environments(cloud: Cloud, app: str | None) -> list[LiveEnvironment]:
     return found
 
 
-def _share(share: Share) -> str:
+def _share(share: Share, entry: LiveEnvironment) -> str:
+    """``20% v5 (1.4.2, d-new)``: a version the alias routes to, its release, and the deployment moving traffic
+    to it (the alias's own version's deployment is in the row's last column)."""
     what = share.release or "unknown release"
+    if share.deployment_id and share.deployment_id != entry.deployment_id:
+        what = f"{what}, {share.deployment_id}"
     return f"{share.percent:g}% v{share.lambda_version} ({what})"
 
 
@@ -213,7 +217,7 @@ def live_row(entry: LiveEnvironment) -> tuple[str, ...]:
     by = entry.recorded_by or "-"
     if entry.deployment_id:
         by = f"{entry.deployment_id} ({by})"
-    weights = ", ".join(_share(s) for s in entry.shares) if entry.shares else "-"
+    weights = ", ".join(_share(share, entry) for share in entry.shares) if entry.shares else "-"
     if entry.note:
         weights = f"{weights}; {entry.note}" if entry.shares else entry.note
     return (

@@ -48,7 +48,7 @@ def test_a_canary_reads_as_two_shares_with_the_rollout_named() -> None:
     )
     row = live_row(entry)
     assert row[3] == "1.4.1 (v4)"
-    assert row[4] == "80% v4 (1.4.1), 20% v5 (1.4.2)"
+    assert row[4] == "80% v4 (1.4.1), 20% v5 (1.4.2, d-new)"
     assert row[6] == "d-old (PromoteTraffic)"
 
 
