@@ -20,7 +20,8 @@ from conveyor.stages.reconcile import reconcile
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    ended = ExecutionStatusChange.model_validate(event).detail
+    change = ExecutionStatusChange.model_validate(event)
+    ended = change.detail
     own = settings().state_machine_arn
     if not own:
         raise ConfigurationError("invalid stage function environment: STATE_MACHINE_ARN is not set")
@@ -40,6 +41,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         now=time.time(),
         beanstalk=runtime.beanstalk,  # built only if an Elastic Beanstalk environment is to be restored
         executions=runtime.executions,  # built only for a FAILED execution whose NotifyFailure failed too
+        page_without_ledger=not change.by_operator,
     ).model_dump(mode="json")
 
 

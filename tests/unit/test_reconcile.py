@@ -457,6 +457,24 @@ def test_when_notify_failure_failed_too_the_deployment_is_closed_with_the_error_
     assert "What failed: the execution (LedgerError, then NotifyFailure: NotificationError) in staging" in message
 
 
+def test_an_operators_reconcile_during_a_ledger_outage_pages_nobody() -> None:
+    # Given the ledger unreachable, and an operator running `conveyor reconcile` (who reads the error it answers)
+    world = World()
+    world.ledger = UnreachableLedger()
+
+    with pytest.raises(LedgerError):
+        reconcile(
+            ended("ABORTED"),
+            ledger=world.ledger,
+            locks=world.locks,
+            targets=world.targets,
+            notifier=world.notifier,
+            now=NOW + 100,
+            page_without_ledger=False,
+        )
+    assert world.notifier.published == []
+
+
 def _promoting_step() -> EnvironmentStep:
     """The state of the stopped execution's ShiftTraffic, about to move the alias (all at once, to 100%)."""
     return build_step(traffic=None)

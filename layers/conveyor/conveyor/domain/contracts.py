@@ -513,6 +513,11 @@ class ExecutionStatusChange(_Request):
     source: Literal["aws.states"]
     detail_type: Literal["Step Functions Execution Status Change"] = Field(alias="detail-type")
     detail: ExecutionEnded
+    by_operator: bool = Field(
+        default=False,
+        alias="conveyor-operator",
+        description="set by `conveyor reconcile`, which invokes the reconciler and shows its answer to the operator",
+    )
 
 
 class Reconciliation(_Result):

@@ -331,10 +331,13 @@ def reconcile(
     now: float,
     beanstalk: Callable[[], BeanstalkEnvironments] | None = None,
     executions: Callable[[], Executions] | None = None,
+    page_without_ledger: bool = True,
 ) -> Reconciliation:
     """Close the deployment of an execution that ended without finishing (see the module's docstring);
-    ``executions`` reads the execution's history for the error NotifyFailure was given, when it failed itself."""
-    with _told_without_the_ledger(ended, notifier):
+    ``executions`` reads the execution's history for the error NotifyFailure was given, when it failed itself.
+    ``page_without_ledger``: tell the on-call when the ledger cannot be reached (not when an operator ran it, who
+    reads the error)."""
+    with _told_without_the_ledger(ended, notifier if page_without_ledger else None):
         base = {"execution_arn": ended.execution_arn, "status": ended.status}
         if ended.status not in ENDED_UNFINISHED:
             return Reconciliation(action="ignored", **base)
@@ -417,13 +420,14 @@ def reconcile(
 
 
 @contextmanager
-def _told_without_the_ledger(ended: ExecutionEnded, notifier: Notifier) -> Iterator[None]:
-    """A ledger that cannot be reached: nothing could be checked, restored or claimed. Tell a person anyway, then
-    fail for Lambda's retries."""
+def _told_without_the_ledger(ended: ExecutionEnded, notifier: Notifier | None) -> Iterator[None]:
+    """A ledger that cannot be reached: nothing could be checked, restored or claimed. Tell a person anyway (by
+    ``notifier``), then fail for Lambda's retries."""
     try:
         yield
     except LedgerError as exc:
-        _tell_ledger_unreachable(ended, exc, notifier)
+        if notifier is not None:
+            _tell_ledger_unreachable(ended, exc, notifier)
         raise
 
 
