@@ -585,4 +585,6 @@ def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic
     # Then the rollback entry carries both ends of DORA's time to restore
     rollback = world.record().environments["staging"].rollback
     assert rollback["failed_at"] == "2023-11-14T22:15:00+00:00"
+    # And the deployment ended when its execution did, not when the reconciler ran
+    assert world.record().finished_at == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
     assert datetime.fromisoformat(rollback["restored_at"]) >= datetime.fromisoformat(rollback["failed_at"])

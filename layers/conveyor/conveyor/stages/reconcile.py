@@ -378,7 +378,8 @@ def reconcile(
                     "stage": ended_how(ended, caught),
                     "environment": last_touched(record),
                 },
-                "finished_at": utcnow().isoformat(),
+                # When the execution ended, not when this ran (a retry, or a redrive hours later).
+                "finished_at": (ended.stop_date or utcnow()).isoformat(),
             },
         )
         # Closed ROLLBACK_FAILED before (a restore failed, a person was asked to act) and restored now.
