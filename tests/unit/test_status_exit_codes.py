@@ -38,21 +38,20 @@ def ledger(monkeypatch: pytest.MonkeyPatch) -> FakeLedger:
     return fake
 
 
+def record_of(status: Outcome, **fields: Any) -> DeploymentRecord:
+    """A record of hello 1.0.0 (``d-1``) with ``status`` and ``fields``."""
+    now = utcnow()
+    return DeploymentRecord.model_validate(
+        {"deployment_id": "d-1", "app": "hello", "version": "1.0.0", "status": status, "created_at": now}
+        | {"updated_at": now, **fields}
+    )
+
+
 def given(
     ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch, status: Outcome, execution: str = "SUCCEEDED"
 ) -> DeploymentRecord:
     """A deployment with ``status`` in the ledger, whose execution Step Functions reports as ``execution``."""
-    record = ledger.start(
-        DeploymentRecord(
-            deployment_id="d-1",
-            app="hello",
-            version="1.0.0",
-            status=status,
-            created_at=utcnow(),
-            updated_at=utcnow(),
-            execution_arn=EXECUTION,
-        )
-    )
+    record = ledger.start(record_of(status, execution_arn=EXECUTION))
     monkeypatch.setattr(operations, "execution_state", lambda cloud, arn: described(arn, execution))
     assert record is not None
     return record
@@ -232,15 +231,7 @@ def test_exit_3_never_says_nothing_was_deployed_anywhere() -> None:
 def test_a_failure_without_an_error_name_is_shown_by_its_reason_alone() -> None:
     from conveyor_cli.status import render
 
-    record = DeploymentRecord(
-        deployment_id="d-1",
-        app="hello",
-        version="1.0.0",
-        status=Outcome.SKIPPED_DUPLICATE,
-        created_at=utcnow(),
-        updated_at=utcnow(),
-        failure={"reason": "the same release as d-0", "duplicate_of": "d-0"},
-    )
+    record = record_of(Outcome.SKIPPED_DUPLICATE, failure={"reason": "the same release as d-0", "duplicate_of": "d-0"})
     assert "  failure: the same release as d-0" in render(record).splitlines()
     assert "None" not in render(record)
 
@@ -255,13 +246,8 @@ def test_an_environment_never_reached_is_not_promised_to_an_ended_deployment(sta
 
     from conveyor_cli.status import render_environments
 
-    record = DeploymentRecord(
-        deployment_id="d-1",
-        app="hello",
-        version="1.0.0",
-        status=status,
-        created_at=utcnow(),
-        updated_at=utcnow(),
+    record = record_of(
+        status,
         environments={
             "production": EnvironmentEntry(
                 function_name="hello-production", alias="live", status=EnvironmentStatus.PENDING
@@ -325,13 +311,8 @@ def test_an_environment_whose_restore_failed_says_it_is_not_restored() -> None:
 
     from conveyor_cli.status import render_environments
 
-    record = DeploymentRecord(
-        deployment_id="d-1",
-        app="hello",
-        version="1.0.0",
-        status=Outcome.ROLLBACK_FAILED,
-        created_at=utcnow(),
-        updated_at=utcnow(),
+    record = record_of(
+        Outcome.ROLLBACK_FAILED,
         environments={
             "staging": EnvironmentEntry.model_validate(
                 {
