@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 from conveyor.domain.environment import EnvironmentStatus
+from conveyor.domain.errors import LedgerError
 from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.records import DeploymentRecord
 from pydantic import BaseModel
@@ -59,7 +60,16 @@ def rollout_of(cloud: Cloud, app: str, environment: str) -> str:
 
 
 def open_record(cloud: Cloud, deployment_id: str) -> DeploymentRecord:
-    record = operations.ledger(cloud).get(deployment_id)
+    try:
+        record = operations.ledger(cloud).get(deployment_id)
+    except LedgerError as exc:
+        # The stop itself needs no ledger: say how to make it without Conveyor (the reconciler restores afterwards).
+        raise CliError(
+            f"cannot read the ledger ({exc}), so deployment {deployment_id}'s execution is not known here. To stop "
+            "it anyway: find it with `aws stepfunctions list-executions --state-machine-arn "
+            f"{cloud.outputs.state_machine_arn} --status-filter RUNNING` and run `aws stepfunctions stop-execution "
+            "--execution-arn ARN`; the reconciler restores its traffic once the ledger answers"
+        ) from exc
     if record is None:
         raise CliError(f"deployment {deployment_id} is not in the ledger (check the id with `conveyor history`)")
     if record.status not in UNFINISHED:

@@ -33,3 +33,29 @@ def test_the_summary_names_each_environment_the_abort_touched_or_left(
         kept=kept,
     )
     assert aborted.describe() == f"d-1 ABORTED: aborted by alice with `conveyor abort`; {said}"
+
+
+def test_an_abort_while_the_ledger_is_down_says_how_to_stop_the_execution_without_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from conveyor.domain.errors import LedgerError
+
+    from conveyor_cli import operations
+    from conveyor_cli.abort import open_record
+    from conveyor_cli.context import CliError
+
+    class DownLedger:
+        def get(self, deployment_id: str) -> None:
+            raise LedgerError("ledger get failed: InternalServerError")
+
+    monkeypatch.setattr(operations, "ledger", lambda cloud: DownLedger())
+    cloud = SimpleNamespace(outputs=SimpleNamespace(state_machine_arn="arn:aws:states:us-east-1:1:stateMachine:sm"))
+
+    with pytest.raises(CliError) as refused:
+        open_record(cloud, "d-1")  # type: ignore[arg-type]
+    said = str(refused.value)
+    assert "cannot read the ledger (ledger get failed: InternalServerError)" in said
+    assert "aws stepfunctions list-executions --state-machine-arn arn:aws:states:us-east-1:1:stateMachine:sm" in said
+    assert "aws stepfunctions stop-execution --execution-arn ARN" in said

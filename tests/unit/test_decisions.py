@@ -104,13 +104,23 @@ def test_nothing_awaiting_is_a_named_error() -> None:
 
 
 def test_a_decision_that_comes_second_is_told_who_decided_first() -> None:
-    # Given a gate that alice approved
+    # Given a gate that alice approved (with a note naming her, as a shared role's sessions need)
     ledger, tasks = _waiting(), FakeTaskTokens()
-    decided_at = _decide(ledger, tasks)["decided_at"]
+    decided_at = decide(
+        "d-unit",
+        environment=None,
+        verdict="approve",
+        reason=None,
+        by="alice",
+        ledger=ledger,
+        tasks=tasks,  # type: ignore[arg-type]
+        note="Alice Liddell",
+    )["decided_at"]
 
     # When another decision comes after it (it lost the race to the gate), Then it hears who decided, and when
     with pytest.raises(
-        NothingAwaitsDecisionError, match=f"already decided: staging: approve by alice at {re.escape(decided_at)}"
+        NothingAwaitsDecisionError,
+        match=f"already decided: staging: approve by alice \\(Alice Liddell\\) at {re.escape(decided_at)}",
     ):
         _decide(ledger, tasks, verdict="reject", reason="too late")
 

@@ -138,7 +138,8 @@ def _decided(record: DeploymentRecord, environment: str | None) -> str:
         if environment not in (None, name) or "decision" not in approval:
             continue
         by = approval.get("approved_by") or approval.get("rejected_by")
-        taken.append(f"{name}: {approval['decision']} by {by} at {approval.get('decided_at')}")
+        note = f" ({approval['note']})" if approval.get("note") else ""
+        taken.append(f"{name}: {approval['decision']} by {by}{note} at {approval.get('decided_at')}")
     return f"; already decided: {'; '.join(taken)}" if taken else ""
 
 
