@@ -337,3 +337,16 @@ def test_waiting_in_a_lock_queue_does_not_start_the_deployment_again() -> None:
     ledger.write(status="IN_PROGRESS")
     # Then it started once
     assert _kinds(lifecycle_events(ledger.changes)) == [("DeploymentStarted", None)]
+
+
+def test_a_rollback_failed_deployment_restored_later_ends_again_with_its_corrected_outcome() -> None:
+    # Given a deployment that ended ROLLBACK_FAILED, then was re-closed ABORTED once the reconciler restored it
+    ledger = Ledger()
+    ledger.write()
+    ledger.write(status="ROLLBACK_FAILED", failure={"reason": "NOT restored"})
+    ledger.write(status="ABORTED", failure={"reason": "restored; nothing is left for a person to do"})
+
+    # Then each outcome is one Deployment Ended, with ids of their own
+    ended = [e for e in lifecycle_events(ledger.changes) if isinstance(e, DeploymentEnded)]
+    assert [e.outcome.value for e in ended] == ["ROLLBACK_FAILED", "ABORTED"]
+    assert len({e.id for e in ended}) == 2
