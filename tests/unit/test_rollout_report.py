@@ -429,3 +429,20 @@ def test_a_spec_registered_only_after_the_deployment_is_not_taken_for_its_rules(
 
     assert registered.spec is None
     assert registered.source == "no version of s3://b/pipelines/hello.yaml was registered before this deployment"
+
+
+def test_a_restore_the_reconciler_found_already_done_is_not_said_to_have_moved_no_traffic() -> None:
+    # Given production found already back on version 2 by the reconciler (RollBack restored it unrecorded)
+    record = rolled_back_canary()
+    production = record.environments["production"]
+    rollback = {**(production.rollback or {}), "rolled_back_from": None, "found_restored": True}
+    record = record.model_copy(
+        update={
+            "environments": {**record.environments, "production": production.model_copy(update={"rollback": rollback})}
+        }
+    )
+
+    # Then the page says it was found restored, not that traffic had not moved
+    html = render_html(build_view(record, {}, generated_at=NOW))
+    assert "version 2 serves 100% (found already restored when the reconciler checked)" in html
+    assert "traffic had not moved" not in html
