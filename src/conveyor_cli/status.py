@@ -269,8 +269,8 @@ def stopped_note(record: DeploymentRecord, execution_status: str | None) -> str 
             f"rollback {record.app} ENV`"
         )
     return (
-        f"{ended}: no environment was left mid-rollout. Run `conveyor reconcile {record.execution_arn}` to close it; re-run it "
-        "from the Step Functions console (or push again) to deploy it"
+        f"{ended}: no environment was left mid-rollout. Run `conveyor reconcile {record.execution_arn}` to close "
+        "it; re-run it from the Step Functions console (or push again) to deploy it"
     )
 
 
