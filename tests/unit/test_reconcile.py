@@ -101,7 +101,8 @@ class World:
             },
         )
 
-    def reconcile(self, status: str = "ABORTED", **fields: Any) -> Any:
+    def reconcile(self, status: str = "ABORTED", options: dict[str, Any] | None = None, **fields: Any) -> Any:
+        """Reconcile the execution's end (``fields``: of the status change), with the stage's ``options``."""
         return reconcile(
             ended(status, **fields),
             ledger=self.ledger,
@@ -109,6 +110,7 @@ class World:
             targets=self.targets,
             notifier=self.notifier,
             now=NOW + 100,
+            **(options or {}),
         )
 
     def record(self) -> Any:
@@ -437,15 +439,7 @@ def test_when_notify_failure_failed_too_the_deployment_is_closed_with_the_error_
     executions.entered[(EXECUTION, "NotifyFailure")] = {"failure": {"Error": "LedgerError", "Cause": cause}}
 
     # When the reconciler closes the execution, which failed with NotifyFailure's own error
-    reconcile(
-        ended("FAILED", error="NotificationError", cause="SNS unavailable"),
-        ledger=world.ledger,
-        locks=world.locks,
-        targets=world.targets,
-        notifier=world.notifier,
-        now=NOW + 100,
-        executions=lambda: executions,
-    )
+    world.reconcile("FAILED", {"executions": lambda: executions}, error="NotificationError", cause="SNS unavailable")
 
     # Then the record and the notice name the deployment's own failure first, and NotifyFailure's after it
     failure = world.record().failure
@@ -463,15 +457,7 @@ def test_an_operators_reconcile_during_a_ledger_outage_pages_nobody() -> None:
     world.ledger = UnreachableLedger()
 
     with pytest.raises(LedgerError):
-        reconcile(
-            ended("ABORTED"),
-            ledger=world.ledger,
-            locks=world.locks,
-            targets=world.targets,
-            notifier=world.notifier,
-            now=NOW + 100,
-            page_without_ledger=False,
-        )
+        world.reconcile("ABORTED", {"page_without_ledger": False})
     assert world.notifier.published == []
 
 
