@@ -8,7 +8,7 @@ from conveyor.domain.contracts import ArtifactRef
 from conveyor.domain.errors import (
     ArtifactLayoutError,
 )
-from conveyor.domain.layout import deployment_id
+from conveyor.domain.layout import ArtifactKey, deployment_id
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import utcnow
@@ -82,6 +82,13 @@ class PushedObject(BaseModel):
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
+
+    def layout(self) -> ArtifactKey | None:
+        """The app and version its key names; None for a key outside ``artifacts/<app>/<version>.zip``."""
+        try:
+            return ArtifactKey.parse(self.key)
+        except ArtifactLayoutError:
+            return None
 
     def artifact(self) -> ArtifactRef:
         return ArtifactRef(bucket=self.bucket, key=self.key, version_id=self.version_id, etag=self.etag, size=self.size)

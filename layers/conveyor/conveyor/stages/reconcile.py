@@ -50,7 +50,6 @@ from conveyor.domain.errors import (
     StatusMoveRefusedError,
 )
 from conveyor.domain.hooks import HOOK_STAGES
-from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
@@ -436,10 +435,8 @@ def _tell_ledger_unreachable(ended: ExecutionEnded, error: LedgerError, notifier
     """The notice the reconciler sends without its ledger: no claim is possible, so each try that fails sends it
     (on AWS, the first try and Lambda's 2 retries at most), rather than none."""
     deployment_id, pushed = deployment_of(ended)
-    try:
-        app = ArtifactKey.parse(pushed.key).app if pushed else "unknown"
-    except ArtifactLayoutError:
-        app = "unknown"
+    where = pushed.layout() if pushed else None
+    app = where.app if where else "unknown"
     subject = f"[Conveyor] {app}: ledger unreachable, deployment {deployment_id} not reconciled"
     message = "\n".join(
         [

@@ -26,7 +26,6 @@ from conveyor.domain.errors import (
     LedgerError,
     RollbackFailedError,
 )
-from conveyor.domain.layout import ArtifactKey
 from conveyor.domain.locks import release_deployment_locks, release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, render_failure, render_success
 from conveyor.domain.outcome import Outcome
@@ -64,10 +63,7 @@ def _record_unclaimed(
     """Record a deployment whose failure came before it was recorded (a key outside the layout, which
     ClaimDeployment does not claim), with whatever stage events were written for it. A start refused means another
     execution recorded it meanwhile: then it is that one's (the caller tells)."""
-    try:
-        where = ArtifactKey.parse(pushed.key) if pushed else None
-    except ArtifactLayoutError:
-        where = None
+    where = pushed.layout() if pushed else None
     seed = pushed or PushedObject(
         deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
     )
