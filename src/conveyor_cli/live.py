@@ -127,11 +127,10 @@ def alias_note(
     if served is not None and served.lambda_version == version:
         return None
     for record in records:  # newest first: a `conveyor rollback` to a version whose release the ledger never knew
-        rollback = (env.rollback or {}) if (env := record.environments.get(environment)) is not None else {}
-        if rollback.get("operator") and (rollback.get("function_name"), rollback.get("restored_version")) == (
-            function,
-            version,
-        ):
+        entry = record.environments.get(environment)
+        rollback = (entry.rollback if entry is not None else None) or {}
+        manual = bool(rollback.get("operator"))  # only a manual rollback's result names its operator
+        if manual and rollback.get("function_name") == function and rollback.get("restored_version") == version:
             return (
                 f"rolled back to version {version} by {rollback['operator']} with `conveyor rollback` "
                 f"({rollback.get('rolled_back_at') or 'time not recorded'}); which release it is, is not recorded"
