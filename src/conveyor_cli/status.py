@@ -332,11 +332,7 @@ def render_environments(record: DeploymentRecord) -> list[str]:
                 if env.status is EnvironmentStatus.QUEUED
                 else ""
             )
-            + (
-                f"  NOT restored: {', '.join((env.restore or {}).get('failed') or {})} (see the failure)"
-                if env.restore and env.status is not EnvironmentStatus.ROLLED_BACK
-                else ""
-            )
+            + (f"  NOT restored: {', '.join(env.not_restored)} (see the failure)" if env.not_restored else "")
         )
         lines += _companion_lines(env)
         approval = env.approval or {}

@@ -114,6 +114,13 @@ class EnvironmentEntry(BaseModel):
     rollback: dict[str, Any] | None = None
     reconciled: bool | None = None
 
+    @property
+    def not_restored(self) -> list[str]:
+        """The functions a restore failed for and nothing has restored since (the environment is not ROLLED_BACK)."""
+        if self.status is EnvironmentStatus.ROLLED_BACK:
+            return []
+        return list((self.restore or {}).get("failed") or {})
+
     def of_function(self, function: str) -> dict[str, Any]:
         """What the entry says about one function of its target: the entry itself for its first function, the
         companion's fields (Deploy records them) for another; empty when it does not name it."""

@@ -121,8 +121,8 @@ def _environment_lines(record: DeploymentRecord) -> list[str]:
         return ["  no environment was touched: nothing was deployed"]
     lines = []
     for name, env in record.environments.items():
-        if env.restore and env.status is not EnvironmentStatus.ROLLED_BACK:
-            lines += _incomplete_restore_lines(name, env, env.restore)
+        if env.not_restored:
+            lines += _incomplete_restore_lines(name, env, env.restore or {})
         else:
             lines += [_environment_line(name, env), *_companion_lines(env)]
     return lines
