@@ -34,6 +34,7 @@ from conveyor.adapters.cloudwatch import CloudWatchLambdaMetrics
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import LedgerError
 from conveyor.domain.notices import found_restored, never_served
+from conveyor.domain.outcome import ENDED
 from conveyor.domain.records import DeploymentRecord, StageEvent
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
@@ -50,7 +51,7 @@ from conveyor_cli.report_sources import (
     iso,
     pipeline_at,
 )
-from conveyor_cli.status import describe_event
+from conveyor_cli.status import describe_event, not_reached
 
 TEMPLATE = "report.html.j2"
 VERDICT_SYMBOLS = {"pass": "✓", "fail": "✗", "inconclusive": "?"}
@@ -117,6 +118,8 @@ class EnvironmentView:
     status: str
     version_before: str | None
     version_after: str | None
+    versions: str
+    """The versions line under the heading: what served before and what this deployment put there."""
     traffic: Chart
     error_rate: Chart
     latency: Chart
@@ -405,6 +408,17 @@ def _rules(spec: RegisteredSpec | None, name: str) -> tuple[list[tuple[str, str]
     return flatten(rules), spec.source
 
 
+def _versions(record: DeploymentRecord, entry: EnvironmentEntry) -> str:
+    """What served before and what was deployed, never a version "(none)" an unfinished deployment has not
+    published yet (nor one an ended deployment will never publish)."""
+    if entry.status is EnvironmentStatus.PENDING:
+        return not_reached(record)
+    before = f"version {entry.version_before}" if entry.version_before else "no version"
+    if entry.version_after:
+        return f"{before} before, version {entry.version_after} deployed"
+    return f"{before} before, no new version deployed{'' if record.status in ENDED else ' yet'}"
+
+
 def environment_view(
     record: DeploymentRecord,
     name: str,
@@ -448,6 +462,7 @@ def environment_view(
         status=entry.status.value if isinstance(entry.status, EnvironmentStatus) else _text(entry.status),
         version_before=entry.version_before,
         version_after=entry.version_after,
+        versions=_versions(record, entry),
         traffic=traffic,
         error_rate=error_rate,
         latency=latency,

@@ -314,13 +314,16 @@ def target_of(env: EnvironmentEntry) -> tuple[str, str]:
     return f"{env.function_name}/{serving or release.get('live_environment')}{cname}", "version"
 
 
+def not_reached(record: DeploymentRecord) -> str:
+    """An environment the deployment has not reached: an ended one never will, so no "yet" promises it."""
+    return "not reached: nothing deployed" if record.status in ENDED else "not reached yet"
+
+
 def render_environments(record: DeploymentRecord) -> list[str]:
     lines = []
     for name, env in record.environments.items():
         if env.status is EnvironmentStatus.PENDING:
-            # An ended deployment will never reach it: "yet" would promise what cannot happen.
-            reached = "not reached: nothing deployed" if record.status in ENDED else "not reached yet"
-            lines.append(f"  {name:<11} {env.function_name}:{env.alias}  {reached}")
+            lines.append(f"  {name:<11} {env.function_name}:{env.alias}  {not_reached(record)}")
             continue
         serving = _serving(env, env.version_before, env.version_after, (env.rollback or {}).get("restored_version"))
         where, what = target_of(env)

@@ -446,3 +446,26 @@ def test_a_restore_the_reconciler_found_already_done_is_not_said_to_have_moved_n
     html = render_html(build_view(record, {}, generated_at=NOW))
     assert "version 2 serves 100% (found already restored when the reconciler checked)" in html
     assert "traffic had not moved" not in html
+
+
+def test_an_environment_without_a_new_version_says_so_never_version_none() -> None:
+    record = rolled_back_canary()
+    production = record.environments["production"]
+    deploying = production.model_copy(update={"status": EnvironmentStatus.LOCKED, "version_after": None})
+    unfinished = record.model_copy(
+        update={
+            "status": Outcome.IN_PROGRESS,
+            "environments": {"production": deploying, "later": EnvironmentEntry(status=EnvironmentStatus.PENDING)},
+        }
+    )
+    ended = unfinished.model_copy(update={"status": Outcome.FAILED})
+
+    view, ended_view = build_view(unfinished, {}, generated_at=NOW), build_view(ended, {}, generated_at=NOW)
+
+    before = f"version {production.version_before} before"
+    assert [env.versions for env in view.environments] == [f"{before}, no new version deployed yet", "not reached yet"]
+    assert [env.versions for env in ended_view.environments] == [
+        f"{before}, no new version deployed",
+        "not reached: nothing deployed",
+    ]
+    assert "(none)" not in render_html(view)
