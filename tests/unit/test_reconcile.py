@@ -364,6 +364,17 @@ def test_an_execution_input_that_is_not_an_s3_event_still_ends_recorded_and_noti
     assert len(world.notifier.published) == 1
 
 
+def test_a_deployment_no_stage_recorded_is_recorded_under_the_app_and_version_its_key_names() -> None:
+    world = World()
+    world.ledger.records.clear()  # stopped before ClaimDeployment wrote anything
+
+    result = world.reconcile()
+
+    record = world.ledger.get(result.deployment_id)
+    assert (record.app, record.version, record.status) == ("hello", "1.0.0", Outcome.ABORTED)
+    assert record.pushed_by == "arn:aws:iam::123456789012:user/ci"
+
+
 class DownLedger(FakeLedger):
     """A ledger whose writes fail (a DynamoDB outage) while ``down``."""
 

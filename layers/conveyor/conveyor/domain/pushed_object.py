@@ -106,3 +106,14 @@ class PushedObject(BaseModel):
             artifact=self.artifact().model_dump(mode="json"),
             pushed_by=self.requester,
         )
+
+
+def unclaimed_record(pushed: PushedObject | None, deployment_id: str, execution_arn: str) -> DeploymentRecord:
+    """The record of a deployment that ended before any stage recorded it: the pushed object's, with the app and
+    version its key names (``-`` for a key outside the layout); an execution whose input was no S3 event has only
+    its deployment id."""
+    seed = pushed or PushedObject(
+        deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
+    )
+    where = seed.layout()
+    return seed.ledger_record(execution_arn, where.app if where else "-", where.version if where else "-")

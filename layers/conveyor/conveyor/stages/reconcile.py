@@ -54,7 +54,7 @@ from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import BeanstalkEnvironments, Executions, Ledger, LockTable, Notifier, Targets
-from conveyor.domain.pushed_object import PushedObject
+from conveyor.domain.pushed_object import PushedObject, unclaimed_record
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.restore import manual_restore_command, restore_aliases, restore_served, rollback_result
 from conveyor.domain.timing import utcnow
@@ -344,10 +344,9 @@ def reconcile(
         logger.set_correlation_id(deployment_id)
         record = ledger.get(deployment_id)
         if record is None:
-            seed = pushed or PushedObject(
-                deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
+            record = ledger.start(unclaimed_record(pushed, deployment_id, ended.execution_arn)) or ledger.get(
+                deployment_id
             )
-            record = ledger.start(seed.ledger_record(ended.execution_arn, "-", "-")) or ledger.get(deployment_id)
         if record is None or record.execution_arn not in (None, ended.execution_arn):
             # A duplicate or superseded execution of the object: the deployment is another execution's.
             return Reconciliation(action="not_owner", deployment_id=deployment_id, **base)

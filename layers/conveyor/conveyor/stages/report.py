@@ -30,7 +30,7 @@ from conveyor.domain.locks import release_deployment_locks, release_recorded_loc
 from conveyor.domain.notices import notice_attributes, publish_once, render_failure, render_success
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger, LockTable, Notifier, StageWrites
-from conveyor.domain.pushed_object import PushedObject
+from conveyor.domain.pushed_object import PushedObject, unclaimed_record
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.timing import timed_stage, utcnow
 from conveyor.observability import MetricUnit, logger, metrics
@@ -63,13 +63,7 @@ def _record_unclaimed(
     """Record a deployment whose failure came before it was recorded (a key outside the layout, which
     ClaimDeployment does not claim), with whatever stage events were written for it. A start refused means another
     execution recorded it meanwhile: then it is that one's (the caller tells)."""
-    where = pushed.layout() if pushed else None
-    seed = pushed or PushedObject(
-        deployment_id=deployment_id, bucket="", key="", version_id=None, etag=None, size=None, requester=None
-    )
-    started = ledger.start(
-        seed.ledger_record(request.execution_arn, where.app if where else "-", where.version if where else "-")
-    )
+    started = ledger.start(unclaimed_record(pushed, deployment_id, request.execution_arn))
     record = ledger.get(deployment_id) or started
     if record is None:
         raise LedgerError(f"ledger: deployment {deployment_id} is not recorded and could not be started")
