@@ -107,7 +107,10 @@ def test_an_abort_whose_restore_lambda_refuses_ends_rollback_failed_tells_a_pers
         assert alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"] == split
         (notice,) = stage.await_notifications(pushed["deployment_id"], "the ROLLBACK_FAILED notice")
         assert "ROLLBACK_FAILED" in notice["subject"]
-        assert f"NOT RESTORED - {function}:live may still send traffic" in notice["message"]
+        assert (
+            f"NOT RESTORED - {function}:live may still send {LONG_CANARY['weight']}% of its traffic"
+            in notice["message"]
+        )
     finally:
         faults([])
 
@@ -124,6 +127,60 @@ def test_an_abort_whose_restore_lambda_refuses_ends_rollback_failed_tells_a_pers
     assert closed is not None
     assert closed.status is Outcome.ABORTED
     assert "nothing is left for a person to do" in closed.failure["reason"]
+
+
+def test_a_reconcile_after_a_later_release_went_live_leaves_that_release_serving(
+    stage: Stage, pipeline: Callable[..., None], faults: Callable[[list[dict[str, Any]]], None]
+) -> None:
+    # Given a canary baking at 20% in staging, aborted while Lambda refuses every alias update: the deployment is
+    # ROLLBACK_FAILED, and Lambda's retries of the reconciler fail too, until its event waits in the dead-letter queue
+    deploy_baseline(stage, pipeline, "0.43.0")
+    pipeline(allow_downgrade=True, environments__0__strategy=LONG_CANARY)
+    pushed = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.43.1"))
+    until(lambda: alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"], "the split")
+    function = stage.targets.functions["staging"]
+    sqs = stage.cloud.client("sqs")
+    dead_letters = stage.cloud.outputs.reconcile_dead_letter_queue
+    faults([{"id": "alias-down-2", "operation": "UpdateAlias", "function": function, "times": 1_000_000}])
+    try:
+        aborted = abort(
+            stage.cloud, deployment_id=pushed["deployment_id"], app_environment=None, by="ops", reason=None, timeout=120
+        )
+        assert aborted.outcome == "ROLLBACK_FAILED"
+        until(
+            lambda: int(
+                sqs.get_queue_attributes(QueueUrl=dead_letters, AttributeNames=["ApproximateNumberOfMessages"])[
+                    "Attributes"
+                ]["ApproximateNumberOfMessages"]
+            ),
+            "the reconciler's event in its dead-letter queue",
+        )
+    finally:
+        faults([])
+    try:
+        # When a later release ships meanwhile (the lock was given back), and goes live
+        pipeline(allow_downgrade=True)
+        later = stage.follow(operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.43.2"))["deployment_id"])
+        assert later.record.status is Outcome.SUCCEEDED
+        serving = alias_versions(stage.cloud, stage.targets.functions)["staging"]
+
+        # And then the operator runs the reconciler the ROLLBACK_FAILED notice named
+        reconcile_executions(stage.cloud, [aborted.execution_arn])
+
+        # Then the later release still serves: nothing undoes it
+        assert alias_versions(stage.cloud, stage.targets.functions)["staging"] == serving
+        assert serving == {"version": later.record.environments["staging"].version_after, "routing": {}}
+        # And the stopped deployment no longer asks a person to run a command that would undo it, and says why
+        closed = operations.ledger(stage.cloud).get(pushed["deployment_id"])
+        assert closed is not None
+        assert closed.status is Outcome.ABORTED
+        assert "nothing is left for a person to do" in closed.failure["reason"]
+        until(
+            lambda: [n for n in stage.notifications_naming(pushed["deployment_id"]) if "set anew" in n["subject"]],
+            "the notice that the target was set anew",
+        )
+    finally:
+        sqs.purge_queue(QueueUrl=dead_letters)
 
 
 class _GatedProbe(BaseHTTPRequestHandler):

@@ -430,7 +430,7 @@ def test_a_rollback_that_fails_ends_rollback_failed_with_a_critical_notification
         (note,) = deployed.notifications
         assert note["subject"] == "[Conveyor] hello 24.1.0 staging: ROLLBACK_FAILED"
         assert "ACTION REQUIRED" in note["message"]
-        assert "was NOT restored" in note["message"]
+        assert "staging: NOT RESTORED - hello-staging:live may still send" in note["message"]
         assert (
             f"aws lambda update-alias --function-name hello-staging --name live "
             f"--function-version {staging.version_before}" in note["message"]

@@ -375,6 +375,7 @@ def test_a_rollback_that_restores_one_function_and_not_the_other_says_which_is_w
     _, message = render_failure(record, Outcome.ROLLBACK_FAILED, "RollBack", "staging", "rollback failed")
     assert "staging: RESTORED - hello-api:live back on version 1" in message
     assert (
-        "staging: NOT RESTORED - hello-worker:live may still send traffic to version 2 (version before: 1)" in message
+        "staging: NOT RESTORED - hello-worker:live may still send 20% of its traffic to version 2 (version before: 1)"
+        in message
     )
     assert "hello-api:live may still send" not in message

@@ -542,6 +542,7 @@ def test_a_restore_that_fails_closes_the_deployment_rollback_failed_tells_a_pers
     assert record.environments["staging"].restore == {
         "restored": {},
         "failed": {"hello-staging": "UpdateAlias failed: ServiceException"},
+        "fence_token": world.token + 1,
     }
     assert world.locks.get(TARGET).holder is None
     assert world.function.aliases["live"] == ("1", {"2": 0.2})
@@ -549,7 +550,7 @@ def test_a_restore_that_fails_closes_the_deployment_rollback_failed_tells_a_pers
     assert "ROLLBACK_FAILED" in subject
     assert attributes["severity"] == "critical"
     assert "What failed: the execution, stopped (ABORTED) in staging" in message
-    assert "NOT RESTORED - hello-staging:live may still send traffic to version 2" in message
+    assert "NOT RESTORED - hello-staging:live may still send 20% of its traffic to version 2" in message
     assert "aws lambda update-alias --function-name hello-staging --name live --function-version 1" in message
     assert f"conveyor reconcile {EXECUTION}" in message
 
@@ -570,6 +571,39 @@ def test_a_restore_that_fails_closes_the_deployment_rollback_failed_tells_a_pers
     assert [subject for subject, _, _ in world.notifier.published][1:] == [
         "[Conveyor] hello 1.0.0: traffic restored by the reconciler"
     ]
+
+
+@pytest.mark.parametrize("holding", [False, True], ids=["since-released", "held-now"])
+def test_a_retry_after_a_failed_restore_never_undoes_what_a_later_deployment_set(holding: bool) -> None:
+    # Given a restore Lambda refused: the deployment closed ROLLBACK_FAILED, the lock given back
+    world = World()
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
+    with pytest.raises(RollbackFailedError):
+        world.reconcile()
+    world.targets.fail_route = None
+    # And then a later deployment took the target's lock and put its own version live (and released it, or not yet)
+    later = "arn:aws:states:us-east-1:123456789012:execution:deployments:later"
+    world.locks.try_acquire(
+        TARGET, holder=later, deployment_id="d-later", app="hello", environment="staging", lease_seconds=3600, now=NOW
+    )
+    world.function.aliases["live"] = ("3", {})
+    if not holding:
+        world.locks.release(TARGET, later)
+
+    # When the reconciler's retry runs (or a person's `conveyor reconcile`)
+    result = world.reconcile()
+
+    # Then it leaves the later release serving, and the deployment stops asking a person to act
+    assert world.function.aliases["live"] == ("3", {})
+    assert result.restored == []
+    assert world.record().environments["staging"].not_restored == []
+    assert world.record().status is Outcome.ABORTED
+    assert "aws lambda update-alias" not in world.record().failure["reason"]
+    assert world.record().failure["reason"].endswith("nothing is left for a person to do")
+    assert [subject for subject, _, _ in world.notifier.published][1:] == [
+        "[Conveyor] hello 1.0.0: nothing left to restore, traffic set anew"
+    ]
+    assert world.locks.get(TARGET).holder == (later if holding else None)
 
 
 def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic_was_restored() -> None:

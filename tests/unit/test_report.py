@@ -250,7 +250,7 @@ def test_notify_when_rollback_failed_demands_action() -> None:
     # The on-call is given the command the failed rollback names, not the state machine's generic cause
     assert "Run: aws lambda update-alias --function-name hello-staging --name live --function-version 1" in body
     # And is not told the alias is safe: 10% still goes to the new version
-    assert "staging: SHIFTING - hello-staging:live may still send 10% of traffic to version 2" in body
+    assert "staging: NOT RESTORED - hello-staging:live may still send 10% of its traffic to version 2" in body
     assert "unused" not in body
 
 

@@ -108,7 +108,8 @@ class EnvironmentEntry(BaseModel):
     lock: dict[str, Any] | None = None
     served_before: dict[str, Any] | None = None
     companions: list[dict[str, Any]] | None = None  # each companion function's release (Deploy), to restore it
-    restore: dict[str, Any] | None = None  # a restore that failed for some functions: "restored", "failed"
+    restore: dict[str, Any] | None = None  # a restore that failed for some functions: "restored", "failed",
+    # "fence_token" (the lock's token it ran under), "set_anew" (why a later try left the target to its new holder)
     verdict: dict[str, Any] | None = None
     approval: dict[str, Any] | None = None
     rollback: dict[str, Any] | None = None
@@ -116,8 +117,9 @@ class EnvironmentEntry(BaseModel):
 
     @property
     def not_restored(self) -> list[str]:
-        """The functions a restore failed for and nothing has restored since (the environment is not ROLLED_BACK)."""
-        if self.status is EnvironmentStatus.ROLLED_BACK:
+        """The functions a restore failed for and nothing has restored since (the environment is not ROLLED_BACK)
+        nor set anew (a later deployment or a manual rollback held the target after it failed)."""
+        if self.status is EnvironmentStatus.ROLLED_BACK or (self.restore or {}).get("set_anew"):
             return []
         return list((self.restore or {}).get("failed") or {})
 

@@ -202,10 +202,11 @@ def _incomplete_restore_lines(name: str, env: EnvironmentEntry, restore: dict[st
         f"  {name}: RESTORED - {function}:{env.alias} back on version {version or '(alias removed)'}"
         for function, version in (restore.get("restored") or {}).items()
     ]
+    share = f"{env.weight:g}% of its traffic" if isinstance(env.weight, int | float) and env.weight else "traffic"
     for function, error in (restore.get("failed") or {}).items():
         before, after = versions.get(function, (None, None))
         lines.append(
-            f"  {name}: NOT RESTORED - {function}:{env.alias} may still send traffic to version {after} (version "
+            f"  {name}: NOT RESTORED - {function}:{env.alias} may still send {share} to version {after} (version "
             f"before: {before}): {error}"
         )
     return lines

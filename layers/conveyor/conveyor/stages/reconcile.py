@@ -169,7 +169,21 @@ def restore_environment(
     if token is None:
         holder = locks.get(target)
         by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
-        return f"deployment {by} holds {name}'s target now and sets its traffic anew"
+        return set_anew(
+            record, name, entry, f"deployment {by} holds {name}'s target now and sets its traffic anew", ledger
+        )
+    failed_under = (entry.restore or {}).get("fence_token")
+    if entry.not_restored and isinstance(failed_under, int) and token > failed_under + 1:
+        # The lock was held between the failed restore and this try: what serves is that holder's, not ours to undo.
+        locks.release(target, fence)
+        return set_anew(
+            record,
+            name,
+            entry,
+            f"its target's lock was taken {token - failed_under - 1} time(s) since the restore failed: a later "
+            "deployment or a manual rollback has set its traffic since, so it is left as it serves",
+            ledger,
+        )
     release = recorded_release(name, entry)
     started = utcnow()
     try:
@@ -179,10 +193,10 @@ def restore_environment(
             restored = {release.function_name: restore_production(release, beanstalk())}
         else:
             restored = restore_aliases(targets, release)
-    except Exception:
+    except Exception as exc:
         # Not (all) restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
         locks.release(target, fence)
-        raise
+        raise RestoreRefused(token) from exc
     for member in release.members:
         restore_served(member, ledger=ledger, recorded_by=f"Reconcile of {record.deployment_id}")
     result = rollback_result(
@@ -245,15 +259,36 @@ def restore_all(
             )
         except LedgerError:
             raise  # nothing can be fenced, recorded or claimed: the retry (or a redrive) restores it
-        except Exception as exc:  # Lambda or Elastic Beanstalk refused: the deployment is closed, a person told
-            logger.exception("the reconciler could not restore an environment", extra={"environment": name})
-            not_restored[name] = restore_failure(record, name, entry, exc, ended, ledger=ledger)
+        except (
+            RestoreRefused
+        ) as refused:  # Lambda or Elastic Beanstalk refused: the deployment is closed, a person told
+            cause = refused.__cause__ if isinstance(refused.__cause__, Exception) else refused
+            logger.error("the reconciler could not restore an environment", exc_info=cause, extra={"environment": name})
+            not_restored[name] = restore_failure(
+                record, name, entry, cause, ended, ledger=ledger, fence_token=refused.fence_token
+            )
         else:
             if why is None:
                 restored.append(name)
             else:
                 left_alone[name] = why
     return restored, left_alone, not_restored
+
+
+class RestoreRefused(Exception):
+    """Lambda or Elastic Beanstalk refused (part of) a restore the reconciler made under fence ``fence_token``."""
+
+    def __init__(self, fence_token: int) -> None:
+        super().__init__(f"restore refused under fence token {fence_token}")
+        self.fence_token = fence_token
+
+
+def set_anew(record: DeploymentRecord, name: str, entry: EnvironmentEntry, why: str, ledger: Ledger) -> str:
+    """Leave an environment to whoever sets its traffic now; when a restore of it had failed, record that nothing
+    is left to restore there (so nobody is asked to run a command that would undo what serves since)."""
+    if entry.not_restored:
+        ledger.update_environment(record.deployment_id, name, {"restore": (entry.restore or {}) | {"set_anew": why}})
+    return why
 
 
 def restore_failure(
@@ -264,16 +299,22 @@ def restore_failure(
     ended: ExecutionEnded,
     *,
     ledger: Ledger,
+    fence_token: int,
 ) -> str:
-    """Record which functions of the environment were not restored (the notice shows them), and say what a person
-    runs: the AWS CLI command per function, or the reconciler again once the cause is fixed."""
+    """Record which functions of the environment were not restored (the notice shows them), and under which fence
+    token (a later try that finds the lock taken since leaves the target to whoever took it), and say what a
+    person runs: the AWS CLI command per function, or the reconciler again once the cause is fixed."""
     release = recorded_release(name, entry)
     if isinstance(exc, RestoreIncompleteError):
         restored, failed = exc.restored, {function: str(error) for function, error in exc.failed.items()}
     else:
         restored, failed = {}, {member.function_name: str(exc) for member in release.members}
     try:
-        ledger.update_environment(record.deployment_id, name, {"restore": {"restored": restored, "failed": failed}})
+        ledger.update_environment(
+            record.deployment_id,
+            name,
+            {"restore": {"restored": restored, "failed": failed, "fence_token": fence_token}},
+        )
     except (LedgerError, StatusMoveRefusedError) as error:
         logger.error("the ledger could not record a failed restore", extra={"error": str(error)})
     commands = "; ".join(
@@ -380,9 +421,19 @@ def reconcile(
                 "finished_at": (ended.stop_date or utcnow()).isoformat(),
             },
         )
-        # Closed ROLLBACK_FAILED before (a restore failed, a person was asked to act) and restored now.
-        restored_later = not closed and bool(restored) and record.status is Outcome.ROLLBACK_FAILED
-        if restored_later and not (not_restored or left_alone):
+        # Closed ROLLBACK_FAILED before (a restore failed, a person was asked to act), and now restored, or set anew
+        # by whoever held its target since, everywhere.
+        restored_later = (
+            not closed
+            and record.status is Outcome.ROLLBACK_FAILED
+            and bool(restored or left_alone)
+            and not any(entry.not_restored for entry in record.environments.values())
+        )
+        follow_up = None
+        if restored_later:
+            follow_up = (
+                "traffic restored by the reconciler" if restored else "nothing left to restore, traffic set anew"
+            )
             reason = reopened_reason(record, reason)
             ledger.set_status(
                 deployment_id,
@@ -394,7 +445,7 @@ def reconcile(
         record = ledger.get(deployment_id) or record
         message_id = None
         if record.status not in (Outcome.SUPERSEDED, Outcome.SUCCEEDED):
-            message_id = _notify(record, ended, reason, restored_later, ledger=ledger, notifier=notifier)
+            message_id = _notify(record, ended, reason, follow_up, ledger=ledger, notifier=notifier)
         if closed:
             emit_outcome_metrics(record, record.status)
         logger.warning(
@@ -517,15 +568,16 @@ def _notify(
     record: DeploymentRecord,
     ended: ExecutionEnded,
     reason: str,
-    restored_later: bool,
+    follow_up: str | None,
     *,
     ledger: Ledger,
     notifier: Notifier,
 ) -> str:
     """Publish how the deployment ended, once per execution (the key NotifyFailure uses too).
 
-    When the state machine's own path already notified and the reconciler restored traffic
-    afterwards (a rollback that had failed), that is news: one more notice, once.
+    When the state machine's own path already notified and the reconciler restored traffic afterwards (a rollback
+    that had failed), or found it set anew by whoever held the target since, that is news (``follow_up``, its
+    subject): one more notice, once.
     """
     failure = record.failure or {}
     stage = str(failure.get("stage") or ended_how(ended))
@@ -545,14 +597,14 @@ def _notify(
         f"{ended.execution_arn}#failure",
         lambda: notifier.publish(subject, message, attributes),
     )
-    if restored_later:
-        follow_up = f"[Conveyor] {release_name(record)}: traffic restored by the reconciler"
+    if follow_up is not None:
+        later = f"[Conveyor] {release_name(record)}: {follow_up}"
         text = f"{reason}\n\nDetails: conveyor status {record.deployment_id}"
         message_id = publish_once(
             ledger,
             record.deployment_id,
             f"{ended.execution_arn}#reconciled",
-            lambda: notifier.publish(follow_up, text, attributes | {"severity": "info"}),
+            lambda: notifier.publish(later, text, attributes | {"severity": "info"}),
         )
     return message_id
 

@@ -72,15 +72,17 @@ def _restore(release: Release, targets: Targets, beanstalk: BeanstalkEnvironment
     return {release.function_name: eb.restore_production(release, beanstalk)}
 
 
-def _record_incomplete(deployment_id: str, environment: str, exc: RestoreIncompleteError, ledger: Ledger) -> None:
+def _record_incomplete(
+    step: EnvironmentStep, environment: str, restored: dict[str, str | None], failed: dict[str, str], ledger: Ledger
+) -> None:
     """Say which functions of the target were restored and which were not, for the notice that asks a person to
-    act (the environment keeps the status it had: its traffic is not all back)."""
+    act (the environment keeps the status it had: its traffic is not all back), and under which lock token: the
+    reconciler's later try leaves the target alone if another deployment held it since."""
+    restore: dict[str, object] = {"restored": restored, "failed": failed}
+    if step.lock is not None and step.lock.token is not None:
+        restore["fence_token"] = step.lock.token
     try:
-        ledger.update_environment(
-            deployment_id,
-            environment,
-            {"restore": {"restored": exc.restored, "failed": {name: str(error) for name, error in exc.failed.items()}}},
-        )
+        ledger.update_environment(step.deployment.deployment_id, environment, {"restore": restore})
     except (LedgerError, StatusMoveRefusedError) as error:
         logger.error("the ledger could not record an incomplete restore", extra={"error": str(error)})
 
@@ -99,9 +101,11 @@ def roll_back(
             restored = _restore(release, targets, beanstalk)
         except RollbackFailedError as exc:
             if isinstance(exc.__cause__, RestoreIncompleteError):
-                _record_incomplete(deployment.deployment_id, release.environment, exc.__cause__, ledger)
+                failed = {name: str(error) for name, error in exc.__cause__.failed.items()}
+                _record_incomplete(step, release.environment, exc.__cause__.restored, failed, ledger)
             raise
         except ConveyorError as exc:
+            _record_incomplete(step, release.environment, {}, {release.function_name: str(exc)}, ledger)
             target = release.version_before or "(no alias)"
             raise RollbackFailedError(
                 f"could not restore {release.function_name}:{release.alias} to {target}: {exc}. "
