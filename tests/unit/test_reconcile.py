@@ -375,6 +375,51 @@ def test_a_deployment_no_stage_recorded_is_recorded_under_the_app_and_version_it
     assert record.pushed_by == "arn:aws:iam::123456789012:user/ci"
 
 
+class RerunLedger(FakeLedger):
+    """A ledger on which a console re-run of the same object claims the deployment (a new attempt) right after the
+    reconciler read it, as a stop followed at once by a "New execution" does."""
+
+    rerun = "arn:aws:states:us-east-1:123456789012:execution:deployments:rerun"
+    claimed = False
+
+    def update_environment(self, deployment_id: str, environment: str, fields: dict[str, Any], **cas: Any) -> None:
+        if not self.claimed:
+            self.claimed = True
+            pushed = PushedObject.from_event(S3_EVENT)
+            assert self.claim(pushed.ledger_record(self.rerun, "hello", "1.0.0"), replaceable=(), stale_owner=EXECUTION)
+            super().update_environment(deployment_id, "staging", {"status": "PENDING"})
+        super().update_environment(deployment_id, environment, fields, **cas)
+
+
+def test_a_rerun_claiming_the_deployment_mid_reconcile_keeps_its_new_attempt_and_the_stop_is_told_as_itself() -> None:
+    # Given an execution stopped mid-canary, and a re-run of it claiming the deployment while the reconciler works
+    world = World()
+    ledger = RerunLedger()
+    ledger.records = world.ledger.records
+    world.ledger = ledger
+
+    # When the reconciler runs
+    result = world.reconcile("ABORTED", cause="stopped from the console")
+
+    # Then the alias is restored (the re-run deploys anew from there) and the lock given back for the re-run
+    assert world.function.aliases["live"] == ("1", {})
+    assert world.locks.get(TARGET).holder is None
+    # And nothing of the stopped attempt is written into the new one: it is the re-run's, unclosed, untouched
+    record = world.record()
+    assert record.execution_arn == RerunLedger.rerun
+    assert record.status is Outcome.IN_PROGRESS
+    assert record.environments["staging"].status is EnvironmentStatus.PENDING
+    assert result.action == "not_owner"
+    assert result.restored == ["staging"]
+    # And the one notice says what happened to the stopped attempt, not the new attempt's state
+    ((subject, message, attributes),) = world.notifier.published
+    assert subject == "[Conveyor] hello 1.0.0: execution ABORTED, the deployment re-run by another"
+    assert "was stopped (ABORTED)" in message
+    assert f"A new execution, {RerunLedger.rerun}, claimed the deployment meanwhile" in message
+    assert "Traffic restored in staging." in message
+    assert attributes["outcome"] == "ABORTED"
+
+
 class DownLedger(FakeLedger):
     """A ledger whose writes fail (a DynamoDB outage) while ``down``."""
 

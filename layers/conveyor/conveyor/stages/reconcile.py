@@ -23,6 +23,7 @@ failed, e.g. on a ledger outage) finishes the job instead of repeating it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus, tra
 from conveyor.domain.errors import (
     ArtifactLayoutError,
     ConfigurationError,
+    DeploymentNotOwnedError,
     LedgerError,
     RestoreIncompleteError,
     RollbackFailedError,
@@ -205,26 +207,42 @@ def restore_environment(
         duration_ms=round((utcnow() - started).total_seconds() * 1000, 1),
         reason=f"{cause_of(ended)}; the reconciler restored {name}",
     )
-    ledger.update_environment(
-        record.deployment_id,
-        name,
-        {
-            "status": EnvironmentStatus.ROLLED_BACK,
-            "weight": 0,
-            # For DORA's time to restore: from the execution's end (the failure) to this restore.
-            "rollback": _as_recorded(result, found_restored=not any(done.moved for done in restored.values()))
-            | {
-                "failed_at": ended.stop_date.isoformat() if ended.stop_date else None,
-                "restored_at": utcnow().isoformat(),
-            },
-            "reconciled": True,
-        },
-    )
-    locks.release(target, fence)
+    try:
+        _record_restored(
+            record, name, ended, result, moved=any(done.moved for done in restored.values()), ledger=ledger
+        )
+    finally:
+        locks.release(target, fence)
     metrics.add_metric(name="ReconcilerRollbacks", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RollbackDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
     return None
+
+
+def _record_restored(
+    record: DeploymentRecord, name: str, ended: ExecutionEnded, result: RollbackResult, *, moved: bool, ledger: Ledger
+) -> None:
+    """The environment ROLLED_BACK by the reconciler (``moved``: traffic had to be moved back), written into the
+    ended execution's attempt only."""
+    try:
+        ledger.update_environment(
+            record.deployment_id,
+            name,
+            {
+                "status": EnvironmentStatus.ROLLED_BACK,
+                "weight": 0,
+                # For DORA's time to restore: from the execution's end (the failure) to this restore.
+                "rollback": _as_recorded(result, found_restored=not moved)
+                | {
+                    "failed_at": ended.stop_date.isoformat() if ended.stop_date else None,
+                    "restored_at": utcnow().isoformat(),
+                },
+                "reconciled": True,
+            },
+            owner=ended.execution_arn,
+        )
+    except DeploymentNotOwnedError:
+        logger.warning("restored, but a re-run claimed the deployment since: its entries are its own")
 
 
 def _as_recorded(result: RollbackResult, *, found_restored: bool) -> dict[str, Any]:
@@ -287,7 +305,13 @@ def set_anew(record: DeploymentRecord, name: str, entry: EnvironmentEntry, why: 
     """Leave an environment to whoever sets its traffic now; when a restore of it had failed, record that nothing
     is left to restore there (so nobody is asked to run a command that would undo what serves since)."""
     if entry.not_restored:
-        ledger.update_environment(record.deployment_id, name, {"restore": (entry.restore or {}) | {"set_anew": why}})
+        with contextlib.suppress(DeploymentNotOwnedError):  # a re-run's entries are its own
+            ledger.update_environment(
+                record.deployment_id,
+                name,
+                {"restore": (entry.restore or {}) | {"set_anew": why}},
+                owner=record.execution_arn,
+            )
     return why
 
 
@@ -314,8 +338,9 @@ def restore_failure(
             record.deployment_id,
             name,
             {"restore": {"restored": restored, "failed": failed, "fence_token": fence_token}},
+            owner=ended.execution_arn,
         )
-    except (LedgerError, StatusMoveRefusedError) as error:
+    except (LedgerError, StatusMoveRefusedError, DeploymentNotOwnedError) as error:
         logger.error("the ledger could not record a failed restore", extra={"error": str(error)})
     commands = "; ".join(
         manual_restore_command(release.member(function) if release.beanstalk is None else release)
@@ -398,6 +423,26 @@ def reconcile(
         released = release_recorded_locks(record, holder=ended.execution_arn, started_at=ended.start_date, locks=locks)
 
         record = ledger.get(deployment_id) or record
+        if record.execution_arn not in (None, ended.execution_arn):
+            # A re-run claimed the deployment while this ran: nothing of this attempt is written into its record.
+            told = _tell_taken_over(
+                record,
+                ended,
+                restored=restored,
+                left_alone=left_alone,
+                not_restored=not_restored,
+                ledger=ledger,
+                notifier=notifier,
+            )
+            return Reconciliation(
+                action="not_owner",
+                deployment_id=deployment_id,
+                restored=restored,
+                left_alone=left_alone,
+                released=released,
+                message_id=told,
+                **base,
+            )
         close_approvals(ledger, record, ended.error or ended.status)
         close_unreached(ledger, record)
         outcome = Outcome.ROLLBACK_FAILED if not_restored else outcome_of(record, ended)
@@ -467,6 +512,48 @@ def reconcile(
             message_id=message_id,
             **base,
         )
+
+
+def _tell_taken_over(
+    record: DeploymentRecord,
+    ended: ExecutionEnded,
+    *,
+    restored: list[str],
+    left_alone: dict[str, str],
+    not_restored: dict[str, str],
+    ledger: Ledger,
+    notifier: Notifier,
+) -> str:
+    """The notice of an attempt whose deployment a re-run claimed while the reconciler closed it: how it ended and
+    what the reconciler did, never the new attempt's state (that one tells its own end)."""
+    done = [f"Traffic restored in {', '.join(restored)}."] if restored else []
+    done += [f"NOT restored in {name}: {why}" for name, why in not_restored.items()]
+    done += [f"Left alone in {name}: {why}" for name, why in left_alone.items()]
+    message = "\n".join(
+        [
+            f"Deployment {record.deployment_id} of {release_name(record)}: its {cause_of(ended)}.",
+            f"A new execution, {record.execution_arn}, claimed the deployment meanwhile (a re-run): it carries the "
+            "deployment on and its own end is told when it comes.",
+            "",
+            *(done or ["No environment had traffic to restore."]),
+            "",
+            f"Details: conveyor status {record.deployment_id}",
+        ]
+    )
+    subject = f"[Conveyor] {release_name(record)}: execution {ended.status}, the deployment re-run by another"
+    attributes = notice_attributes(
+        app=record.app,
+        deployment_id=record.deployment_id,
+        outcome=ended.status,
+        environment=None,
+        severity="critical" if not_restored else "warning",
+    )
+    return publish_once(
+        ledger,
+        record.deployment_id,
+        f"{ended.execution_arn}#failure",
+        lambda: notifier.publish(subject, message, attributes),
+    )
 
 
 @contextmanager
