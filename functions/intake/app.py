@@ -89,6 +89,7 @@ def lock(event: dict[str, Any], context: LambdaContext) -> LockGrant:
         ledger=runtime.ledger(),
         targets=runtime.targets(),
         executions=runtime.executions(),
+        owners=runtime.target_owners(),
         now=time.time(),
         # Built only for a Beanstalk target: a Lambda deployment's cold start loads no more than before.
         beanstalk=runtime.beanstalk() if isinstance(step.environment.target, ElasticBeanstalkTarget) else None,

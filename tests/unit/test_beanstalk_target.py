@@ -339,6 +339,7 @@ def test_the_lock_is_keyed_by_the_eb_environment_and_reads_the_served_label(pair
         ledger=ledger,
         targets=FakeTargets(),
         executions=FakeExecutions(),
+        owners=FakeTargetOwners(),
         now=1000.0,
         beanstalk=pair,
     )
@@ -381,6 +382,7 @@ def test_a_blue_green_pair_is_one_owner_and_one_lock_whichever_environment_anoth
         ledger=started_ledger(step),
         targets=FakeTargets(),
         executions=FakeExecutions(),
+        owners=FakeTargetOwners(),
         now=1000.0,
         beanstalk=pair,
     )

@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, Release, ServedRelease
-from conveyor.domain.errors import ConfigurationError, LedgerError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.errors import (
+    ConfigurationError,
+    LedgerError,
+    LockLostError,
+    LockWaitTimeoutError,
+    TargetClaimedError,
+)
 from conveyor.domain.freeze import OperatorFreeze
 from conveyor.domain.locks import release_locks
 from conveyor.domain.outcome import Outcome
@@ -20,7 +26,7 @@ from conveyor.stages.deploy import release_description
 from conveyor.stages.gate import decide_gates
 from conveyor.stages.lock import POLL_SECONDS, QUIET_SECONDS, acquire_lock, check_fence, lease_seconds
 
-from tests.fakes import FakeAlarms, FakeExecutions, FakeFreezes, FakeLedger, FakeLocks, FakeTargets
+from tests.fakes import FakeAlarms, FakeExecutions, FakeFreezes, FakeLedger, FakeLocks, FakeTargetOwners, FakeTargets
 from tests.unit.conftest import build_step
 
 NOW = 1_700_000_000.0
@@ -69,6 +75,7 @@ class World:
         self.ledger = FakeLedger()
         self.targets = FakeTargets()
         self.executions = FakeExecutions()
+        self.owners = FakeTargetOwners()
         for name in ("staging", "production"):
             self.targets.add(f"hello-{name}", alias="live")
 
@@ -95,6 +102,7 @@ class World:
             ledger=self.ledger,
             targets=self.targets,
             executions=self.executions,
+            owners=self.owners,
             now=now,
             gates=gates,
         )
@@ -141,6 +149,34 @@ def test_a_free_environment_is_locked_at_once_with_a_first_token() -> None:
     assert (grant.status, grant.token) == ("acquired", 1)
     assert grant.lease_seconds == lease_seconds(one.environment, one.deployment.policy)
     assert world.locks.get(STAGING).holder == one.deployment.execution_arn  # type: ignore[union-attr]
+
+
+def test_a_target_another_app_claimed_while_the_deployment_waited_is_refused_with_the_lock_given_back() -> None:
+    # Given a deployment of hello validated for staging, which then waited (an approval, a queue) while hello's
+    # pipeline let its function go and another app's pipeline claimed it
+    world = World()
+    one = world.start(deployment_step(1))
+    assert world.owners.claim(STAGING, app="other", environment="prod") is None
+
+    # When the deployment asks for its lock
+    with pytest.raises(TargetClaimedError, match="now belongs to app 'other' \\(environment 'prod'\\)"):
+        world.acquire(one)
+
+    # Then nothing is taken: the lock is free for the owner's deployments, and the environment never LOCKED
+    assert world.locks.get(STAGING).holder is None  # type: ignore[union-attr]
+    record = world.ledger.get(one.deployment.deployment_id)
+    assert record is not None
+    assert "staging" not in record.environments
+
+
+def test_a_target_still_the_apps_own_or_claimed_by_nobody_is_taken() -> None:
+    world = World()
+    one = world.start(deployment_step(1))
+    assert world.owners.claim(STAGING, app=one.deployment.app, environment="staging") is None
+    assert world.acquire(one).status == "acquired"
+
+    two = world.start(deployment_step(2, index=1))
+    assert world.acquire(two).status == "acquired"  # nobody claims hello-production: its own pipeline let it go
 
 
 def test_asking_again_while_holding_is_idempotent() -> None:

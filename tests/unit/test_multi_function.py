@@ -259,7 +259,15 @@ def test_a_function_held_elsewhere_keeps_the_environment_waiting_in_line_within_
     )
 
     def ask(now: float) -> Any:
-        return acquire_lock(step, locks=locks, ledger=ledger, targets=targets, executions=FakeExecutions(), now=now)
+        return acquire_lock(
+            step,
+            locks=locks,
+            ledger=ledger,
+            targets=targets,
+            executions=FakeExecutions(),
+            owners=FakeTargetOwners(),
+            now=now,
+        )
 
     # When the environment's lock is asked for, twice within the bound
     for now in (1_000, 1_030):

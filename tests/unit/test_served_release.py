@@ -16,7 +16,15 @@ from conveyor.stages.lock import acquire_lock
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 
-from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeTargets, make_manifest, make_package
+from tests.fakes import (
+    FakeExecutions,
+    FakeLedger,
+    FakeLocks,
+    FakeTargetOwners,
+    FakeTargets,
+    make_manifest,
+    make_package,
+)
 from tests.unit.conftest import build_step
 from tests.unit.test_reconcile import World as ReconcileWorld
 
@@ -107,7 +115,13 @@ class World:
 
     def acquire(self, step: EnvironmentStep) -> LockGrant:
         return acquire_lock(
-            step, locks=self.locks, ledger=self.ledger, targets=self.targets, executions=self.executions, now=NOW
+            step,
+            locks=self.locks,
+            ledger=self.ledger,
+            targets=self.targets,
+            executions=self.executions,
+            owners=FakeTargetOwners(),
+            now=NOW,
         )
 
     def alias_version(self) -> str | None:

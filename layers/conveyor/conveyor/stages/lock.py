@@ -36,7 +36,7 @@ from typing import Any
 from conveyor.domain.beanstalk import serving_label
 from conveyor.domain.contracts import EnvironmentStep, LockGrant, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
-from conveyor.domain.errors import ConfigurationError, LockLostError, LockWaitTimeoutError
+from conveyor.domain.errors import ConfigurationError, LockLostError, LockWaitTimeoutError, TargetClaimedError
 from conveyor.domain.locks import companion_lock_targets, lock_target, release_deployment_locks, waiter_key
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pipeline import ElasticBeanstalkTarget, EnvironmentSpec, RolloutPolicy
@@ -48,6 +48,7 @@ from conveyor.domain.ports import (
     GateCheck,
     Ledger,
     LockTable,
+    TargetOwners,
     Targets,
 )
 from conveyor.domain.records import LockState, Waiter
@@ -148,11 +149,14 @@ def acquire_lock(
     ledger: Ledger,
     targets: Targets,
     executions: Executions,
+    owners: TargetOwners,
     now: float,
     beanstalk: BeanstalkEnvironments | None = None,
     gates: Callable[[], GateCheck] | None = None,
 ) -> LockGrant:
-    """Take the environment's lock, or answer how to wait for it (see the module's docstring). ``gates``: asked once
+    """Take the environment's lock, or answer how to wait for it (see the module's docstring). ``owners``: the
+    target must still be this app's environment's once the lock is held (an approval or a queue may have waited
+    hours while the pipelines changed). ``gates``: asked once
     the lock is held, before anything moves; their event is written with the lock's record (one ledger write), their
     answer is the grant's ``gate``, and an error asking them is raised once both are recorded."""
     deployment, environment = step.deployment, step.environment
@@ -185,6 +189,7 @@ def acquire_lock(
             ledger=ledger,
             targets=targets,
             executions=executions,
+            owners=owners,
             beanstalk=beanstalk,
             now=now,
             gates=gates,
@@ -350,6 +355,7 @@ def taken(
     ledger: Ledger,
     targets: Targets,
     executions: Executions,
+    owners: TargetOwners,
     beanstalk: BeanstalkEnvironments | None = None,
     now: float,
     gates: Callable[[], GateCheck] | None = None,
@@ -385,6 +391,12 @@ def taken(
                 "lock_wait_seconds"
             )
         return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
+    try:
+        require_still_owned(step, owners)
+    except TargetClaimedError:
+        for key in (grant["target"], *companions):
+            locks.release(key, deployment.execution_arn)
+        raise
     # The gates are asked under the lock, right before anything moves; what they decided is written with the lock.
     check = _ask(gates, step) if gates is not None else None
     ledger.set_status_with_entry(
@@ -416,6 +428,24 @@ def taken(
         gate=check.result if check is not None else None,
         **grant,
     )
+
+
+def require_still_owned(step: EnvironmentStep, owners: TargetOwners) -> None:
+    """``TargetClaimedError`` when a function (or Elastic Beanstalk environment) of the target now belongs to
+    another app or environment: ValidateArtifact claimed it for this one, but an approval or a lock queue may have
+    waited long enough for its pipeline to let it go and another's to claim it. One read (``owners``) of every
+    member; one that nobody claims any more is still this deployment's to move (its own pipeline let it go)."""
+    deployment, environment = step.deployment, step.environment
+    members = [lock_target(deployment, environment), *companion_lock_targets(deployment, environment)]
+    held = owners.owners(members)
+    for member in members:
+        claim = held.get(member)
+        if claim is not None and (claim.app, claim.environment) != (deployment.app, environment.name):
+            raise TargetClaimedError(
+                f"{member} now belongs to app {claim.app!r} (environment {claim.environment!r}), claimed while "
+                f"deployment {deployment.deployment_id} of {deployment.app!r} waited to deploy to it in "
+                f"{environment.name!r}: nothing was deployed. Push again once the pipelines agree on who owns it"
+            )
 
 
 def _ask(gates: Callable[[], GateCheck], step: EnvironmentStep) -> GateCheck:
