@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
-from conveyor_cli.packaging import build_bundle, env_variable, function_config_of
+from conveyor_cli.packaging import build_bundle, bundle_destination, env_variable, function_config_of, write_bundle
 from conveyor_cli.status import (
     EXIT_CODE_MEANINGS,
     ExitCode,
@@ -87,7 +87,7 @@ def package(
         data, _ = build_bundle(source, app=app, version=version, function_config=function_config)
     except ValidationError as exc:
         raise CliError(describe("manifest", exc)) from exc
-    bundle_path.write_bytes(data)
+    write_bundle(bundle_path, data)
     return bundle_path
 
 
@@ -237,7 +237,7 @@ def cmd_ship(args: argparse.Namespace, cloud_of: CloudOf) -> int:
         Path(args.dir),
         app=args.app,
         version=args.version,
-        bundle_path=Path(args.out or f"{args.app}-{args.version}.zip"),
+        bundle_path=bundle_destination(args.out, args.app, args.version),
         function_config=config,
     )
     shipped = push_and_follow(cloud_of(args), bundle, timeout=args.wait_timeout, on_pushed=pushed, on_event=live)

@@ -45,7 +45,7 @@ from conveyor_cli.context import (
     warn,
 )
 from conveyor_cli.output import print_json, print_table, progress
-from conveyor_cli.packaging import build_bundle, env_variable, function_config_of
+from conveyor_cli.packaging import build_bundle, bundle_destination, env_variable, function_config_of, write_bundle
 from conveyor_cli.sample import EXAMPLES
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
@@ -294,13 +294,8 @@ def cmd_package(args: argparse.Namespace) -> int:
         data, manifest = build_bundle(Path(args.dir), app=args.app, version=args.version, function_config=config)
     except ValidationError as exc:
         raise CliError(describe("manifest", exc)) from exc
-    out = Path(args.out or ".")
-    if out.is_dir():  # a folder: the bundle goes in it under its default name
-        out = out / f"{args.app}-{args.version}.zip"
-    try:
-        out.write_bytes(data)
-    except OSError as exc:
-        raise CliError(f"cannot write the bundle to {out}: {exc.strerror or exc}") from exc
+    out = bundle_destination(args.out, args.app, args.version)
+    write_bundle(out, data)
     result = {"bundle": str(out), "app": manifest.app, "version": manifest.version, "sha256": manifest.package.sha256}
     if args.json:
         _print(result)
@@ -310,6 +305,7 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_apply(args: argparse.Namespace) -> int:
+    operations.read_pipeline_file(Path(args.file))  # a bad file fails before the cloud is looked up
     spec = operations.apply_pipeline(_cloud(args), Path(args.file))
     print(f"pipeline for {spec.app} registered: {' -> '.join(e.name for e in spec.environments)}")
     _announce_defaults(spec)
@@ -640,6 +636,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         sys.stdout.write(html)
         return 0
     path = Path(args.out) if args.out else default_path(deployment_id)
+    if path.is_dir():  # a folder: the page goes in it under its default name
+        path = path / default_path(deployment_id).name
     path.write_text(html, encoding="utf-8")
     print(path)
     return 0
@@ -901,7 +899,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one self-contained HTML page of a deployment: timeline, traffic, metrics, verdicts, rollback",
     )
     report.add_argument("id", nargs="?", help="deployment id (default: the latest)")
-    report.add_argument("-o", "--out", help="the HTML file to write, - for stdout (default: conveyor-report-<id>.html)")
+    report.add_argument(
+        "-o",
+        "--out",
+        help="the HTML file to write, a folder for it, or - for stdout (default: conveyor-report-<id>.html)",
+    )
     report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="the whole story offline: local cloud, good push, bad push, rollback")
@@ -995,8 +997,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"conveyor: {exc}", file=sys.stderr)
         return 2
-    except (CliError, ConveyorError, LocalCloudError, TimeoutError, FileNotFoundError) as exc:
+    except (CliError, ConveyorError, LocalCloudError, TimeoutError) as exc:
         print(f"conveyor: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a path given on the line that cannot be read or written: one line naming it
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"conveyor: {where}{exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -89,13 +89,9 @@ def push(cloud: Cloud, bundle_path: Path) -> dict[str, Any]:
     }
 
 
-def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
-    """Validate a spec file (size first, no YAML aliases, the schema), claim its targets for its app (one
-    owner per function), then register it.
-
-    A refused claim registers nothing and lets go of the targets this call newly claimed; once
-    registered, the targets the app's previous spec named and this one does not are let go.
-    """
+def read_pipeline_file(spec_path: Path) -> tuple[PipelineSpec, bytes]:
+    """A spec file validated (size first, no YAML aliases, the schema), and its bytes: a CliError naming the file or
+    field (an ``OSError`` naming a path that cannot be read), before any AWS call."""
     if spec_path.stat().st_size > MAX_PIPELINE_SPEC_BYTES:
         raise CliError(
             f"{spec_path}: {spec_path.stat().st_size} bytes, more than the pipeline spec limit of "
@@ -103,9 +99,19 @@ def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
         )
     raw = spec_path.read_bytes()
     try:
-        spec = PipelineSpec.from_yaml(raw, str(spec_path))
+        return PipelineSpec.from_yaml(raw, str(spec_path)), raw
     except PipelineInvalidError as exc:
         raise CliError(str(exc)) from exc
+
+
+def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
+    """Validate a spec file (size first, no YAML aliases, the schema), claim its targets for its app (one
+    owner per function), then register it.
+
+    A refused claim registers nothing and lets go of the targets this call newly claimed; once
+    registered, the targets the app's previous spec named and this one does not are let go.
+    """
+    spec, raw = read_pipeline_file(spec_path)
     home, owners = cloud.home(), target_owners(cloud)
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))

@@ -95,6 +95,25 @@ def packaged_files(source: Path, exclude: Iterable[str] = ()) -> Iterator[Path]:
         yield path
 
 
+def bundle_destination(out: str | None, app: str, version: str) -> Path:
+    """Where a bundle is written: ``out`` as the file, or (a folder that exists, or a path ending in ``/``) the
+    folder for ``<app>-<version>.zip``; that name here when ``out`` is None."""
+    name = f"{app}-{version}.zip"
+    if out is None:
+        return Path(name)
+    path = Path(out)
+    return path / name if out.endswith(("/", os.sep)) or path.is_dir() else path
+
+
+def write_bundle(path: Path, data: bytes) -> None:
+    """Write a bundle at ``path`` (its folder made if missing); a ``CliError`` naming the path if it cannot be."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    except OSError as exc:
+        raise CliError(f"cannot write the bundle to {path}: {exc.strerror or exc}") from exc
+
+
 class BundleSourceError(CliError):
     """The directory to package is missing, is not a directory, or holds no file to deploy.
 

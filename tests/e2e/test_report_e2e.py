@@ -68,7 +68,7 @@ def rollouts(stage: Stage, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 def _report(stage: Stage, deployment_id: str, out: Path, monkeypatch: pytest.MonkeyPatch) -> Element:
     monkeypatch.setenv("CONVEYOR_STATE_DIR", str(stage.state_dir))
     assert cli.main(["--local", "report", deployment_id, "-o", str(out)]) == 0
-    return render(out)
+    return render(out / f"conveyor-report-{deployment_id}.html" if out.is_dir() else out)
 
 
 def _rules_rows(page: Element) -> list[Element]:
@@ -98,7 +98,7 @@ def test_the_report_of_a_good_canary_shows_its_stages_traffic_and_verdicts(
     record = rollouts["good"].record
 
     # When its report is written and opened in a browser
-    page = _report(stage, record.deployment_id, tmp_path / "good.html", monkeypatch)
+    page = _report(stage, record.deployment_id, tmp_path, monkeypatch)  # a folder: the page in it, by its name
 
     # Then the timeline names every stage it went through, in order
     stages = [g.attrs["data-stage"] for g in page.by_id("timeline").find_all(lambda e: "bar" in e.classes())]

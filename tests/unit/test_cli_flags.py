@@ -6,6 +6,7 @@ import io
 import json
 import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -177,6 +178,43 @@ def test_package_into_a_folder_writes_the_bundle_in_it_under_its_name(tmp_path: 
         == 0
     )
     assert [p.name for p in tmp_path.iterdir()] == ["hello-1.2.3.zip"]
+
+
+@pytest.mark.parametrize(
+    ("out", "written"),
+    [
+        ("builds/", "builds/hello-1.2.3.zip"),  # a folder not made yet: a trailing slash says so
+        ("builds/release.zip", "builds/release.zip"),  # a file in a folder not made yet
+        (None, "hello-1.2.3.zip"),
+    ],
+)
+def test_a_bundle_goes_where_out_says_folders_made_as_needed(
+    out: str | None, written: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor_cli.packaging import bundle_destination, write_bundle
+
+    monkeypatch.chdir(tmp_path)
+    path = bundle_destination(out, "hello", "1.2.3")
+    write_bundle(path, b"zip")
+    assert path == Path(written)
+    assert (tmp_path / written).read_bytes() == b"zip"
+
+
+def test_a_bundle_that_cannot_be_written_is_a_one_line_error_naming_the_path(tmp_path: Any) -> None:
+    from conveyor_cli.packaging import write_bundle
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CliError, match=rf"cannot write the bundle to {tmp_path / 'file' / 'x.zip'}: "):
+        write_bundle(tmp_path / "file" / "x.zip", b"zip")
+
+
+def test_a_path_on_the_line_that_cannot_be_read_is_one_line_naming_it_not_a_traceback(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["pipeline", "apply", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"conveyor: {tmp_path}: Is a directory\n"
+    assert cli.main(["pipeline", "apply", str(tmp_path / "missing.yaml")]) == 1
+    assert capsys.readouterr().err == f"conveyor: {tmp_path / 'missing.yaml'}: No such file or directory\n"
 
 
 @pytest.mark.parametrize("where", ["folder", "through a file"])
