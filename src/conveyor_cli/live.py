@@ -26,7 +26,13 @@ from conveyor_cli.output import when
 
 LIVE_COLUMNS = ("app", "environment", "target", "serves", "weights", "since", "by")
 ROLLING = frozenset(
-    {EnvironmentStatus.SHIFTING, EnvironmentStatus.VERIFYING, EnvironmentStatus.DEPLOYED, EnvironmentStatus.LIVE}
+    {
+        EnvironmentStatus.SHIFTING,
+        EnvironmentStatus.VERIFYING,
+        EnvironmentStatus.DEPLOYED,
+        EnvironmentStatus.LIVE,
+        EnvironmentStatus.AWAITING_APPROVAL,  # a rollout paused for a decision: its canary still takes traffic
+    }
 )
 
 
@@ -130,7 +136,9 @@ def alias_note(
         entry = record.environments.get(environment)
         rollback = (entry.rollback if entry is not None else None) or {}
         manual = bool(rollback.get("operator"))  # only a manual rollback's result names its operator
-        if manual and rollback.get("function_name") == function and rollback.get("restored_version") == version:
+        # A target of several functions: the rollback restored each (its companions), under one operator.
+        restored = {member.get("function_name"): member.get("restored_version") for member in _members(rollback)}
+        if manual and function in restored and restored[function] == version:
             return (
                 f"rolled back to version {version} by {rollback['operator']} with `conveyor rollback` "
                 f"({rollback.get('rolled_back_at') or 'time not recorded'}); which release it is, is not recorded"
@@ -138,6 +146,12 @@ def alias_note(
     if served is not None:
         return f"moved outside Conveyor: the ledger last recorded version {served.lambda_version} ({served.version})"
     return "no release recorded for this alias: it was set outside Conveyor, or before Conveyor recorded releases"
+
+
+def _members(rollback: dict[str, Any]) -> list[dict[str, Any]]:
+    """A recorded rollback result and its companion functions' results."""
+    companions = rollback.get("companions") or []
+    return [rollback, *(c for c in companions if isinstance(c, dict))]
 
 
 def _recorded(current: ServedRelease | None) -> dict[str, Any]:

@@ -292,7 +292,9 @@ def _serving(env: EnvironmentEntry, before: str | None, after: str | None, resto
         return restored or before or "none"
     if env.status is EnvironmentStatus.LIVE and after:
         return after
-    if env.status is EnvironmentStatus.SHIFTING and after and env.weight is not None:
+    # Paused for a person's decision (AWAITING_APPROVAL with a version published), the split stands meanwhile.
+    shifting = env.status in (EnvironmentStatus.SHIFTING, EnvironmentStatus.AWAITING_APPROVAL)
+    if shifting and after and env.weight is not None:
         return (
             f"{after} at {env.weight:g}% ({before or 'none'} at {100 - env.weight:g}%)" if env.weight < 100 else after
         )

@@ -108,6 +108,8 @@ def test_an_alias_a_manual_rollback_moved_to_an_unrecorded_release_names_the_rol
                         "restored_version": "1",
                         "operator": "arn:aws:iam::123456789012:user/alice",
                         "rolled_back_at": "2026-12-06T10:00:00+00:00",
+                        # a target of several functions: the same rollback restored its companion too
+                        "companions": [{"function_name": "hello-worker", "restored_version": "4"}],
                     },
                 }
             },
@@ -119,6 +121,9 @@ def test_an_alias_a_manual_rollback_moved_to_an_unrecorded_release_names_the_rol
     note = alias_note(None, "1", records, environment="staging", function="hello-staging")
     assert note is not None
     assert note.startswith("rolled back to version 1 by arn:aws:iam::123456789012:user/alice with `conveyor rollback`")
+    companion = alias_note(None, "4", records, environment="staging", function="hello-worker")
+    assert companion is not None
+    assert companion.startswith("rolled back to version 4 by arn:aws:iam::123456789012:user/alice")
     # And a version nobody rolled back to is still called what it is
     other = alias_note(None, "7", records, environment="staging", function="hello-staging")
     assert other is not None
@@ -164,3 +169,34 @@ def test_a_line_another_deployment_logged_naming_this_one_is_not_its_log() -> No
             now + timedelta(minutes=1),
         )
     assert [line.message for line in lines] == ["claimed"]
+
+
+def test_a_canary_paused_for_a_decision_is_still_named_with_its_deployment() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.outcome import Outcome
+    from conveyor.domain.records import DeploymentRecord
+    from conveyor.domain.timing import utcnow
+
+    from conveyor_cli.live import rolling_out
+
+    paused = DeploymentRecord.model_validate(
+        {
+            "deployment_id": "d-paused",
+            "app": "hello",
+            "version": "2.6.0",
+            "status": Outcome.IN_PROGRESS,
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+            "environments": {
+                "staging": {
+                    "status": EnvironmentStatus.AWAITING_APPROVAL,
+                    "function_name": "hello-staging",
+                    "version_after": "16",
+                    "weight": 20,
+                }
+            },
+        }
+    )
+    found = rolling_out([paused], "staging", "hello-staging", "16")
+    assert found is not None
+    assert found.deployment_id == "d-paused"

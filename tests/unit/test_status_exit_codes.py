@@ -329,3 +329,21 @@ def test_an_environment_whose_restore_failed_says_it_is_not_restored() -> None:
     )
     (line,) = render_environments(record)
     assert line.endswith("(SHIFTING)  NOT restored: hello-staging (see the failure)")
+
+
+def test_a_rollout_paused_for_a_decision_shows_the_split_it_holds_meanwhile() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.status import render_environments
+
+    paused = EnvironmentEntry(
+        function_name="hello-staging",
+        alias="live",
+        status=EnvironmentStatus.AWAITING_APPROVAL,
+        version_before="6",
+        version_after="8",
+        weight=30,
+    )
+    line = render_environments(record_of(Outcome.IN_PROGRESS, environments={"staging": paused}))[0]
+    assert "after: 8 at 30% (6 at 70%)  (AWAITING_APPROVAL)" in line
