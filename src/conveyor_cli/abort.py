@@ -10,6 +10,7 @@ with the traffic restored (or says it is not yet).
 from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
+from conveyor.domain.closing import data_left_migrated
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import LedgerError
 from conveyor.domain.outcome import UNFINISHED, Outcome
@@ -37,12 +38,15 @@ class Aborted(BaseModel):
     """Environments the release had gone live in before the abort: they keep serving it (the reconciler restores
     only an environment it left mid-rollout)."""
     failure_reason: str | None = None
+    data_left_migrated: list[str] = []
+    """A migration that ran where traffic was restored, with no down-migration after it: a person must act."""
 
     def describe(self) -> str:
         if self.outcome == Outcome.ROLLBACK_FAILED:
             return f"{self.deployment_id} {self.outcome}: a person must act: {self.failure_reason}"
         moved = [f"traffic restored in {', '.join(self.restored)}"] if self.restored else []
         moved += [f"{', '.join(self.kept)} kept the release (live before the abort)"] if self.kept else []
+        moved += self.data_left_migrated
         return f"{self.deployment_id} {self.outcome}: {self.cause}; {'; '.join(moved) or 'no traffic had moved'}"
 
 
@@ -127,6 +131,7 @@ def abort(
         restored=restored,
         kept=[name for name, env in closed.environments.items() if env.status is EnvironmentStatus.LIVE],
         failure_reason=(closed.failure or {}).get("reason"),
+        data_left_migrated=data_left_migrated(closed, restored),
     )
 
 

@@ -449,6 +449,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
                 f"{other['function_name']}:{result['alias']} restored to version {other['restored_version']} "
                 f"(was {other['rolled_back_from']}), routing cleared"
             )
+    for warning in result.get("data_left_migrated", []):
+        print(f"conveyor: WARNING: {warning}", file=sys.stderr)
     return 0
 
 

@@ -18,6 +18,11 @@ from conveyor_cli.abort import Aborted
             ["staging"],
             "traffic restored in production; staging kept the release (live before the abort)",
         ),
+        (
+            ["staging"],
+            [],
+            "traffic restored in staging; the migration 'schema' ran in staging and no down-migration did",
+        ),
     ],
 )
 def test_the_summary_names_each_environment_the_abort_touched_or_left(
@@ -31,6 +36,7 @@ def test_the_summary_names_each_environment_the_abort_touched_or_left(
         outcome="ABORTED",
         restored=restored,
         kept=kept,
+        data_left_migrated=[w for w in [said.partition("; ")[2]] if w.startswith("the migration")],
     )
     assert aborted.describe() == f"d-1 ABORTED: aborted by alice with `conveyor abort`; {said}"
 

@@ -10,7 +10,7 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, TargetLockedError
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.pipeline import LambdaTarget
-from conveyor.domain.records import LockState
+from conveyor.domain.records import LockState, StageEvent
 from conveyor.domain.timing import utcnow
 
 from tests.fakes import FakeLocks, FakeTargets
@@ -63,6 +63,35 @@ def test_it_restores_the_version_before_the_live_deployment_and_says_so_on_it() 
     assert entry.status is EnvironmentStatus.ROLLED_BACK
     assert entry.rollback["reason"] == "manual, by alice"
     assert locks.get(LOCK) is None or locks.get(LOCK).holder is None  # released
+
+
+@pytest.mark.parametrize("down_ran", [False, True])
+def test_a_rollback_of_a_release_that_migrated_data_says_the_data_did_not_go_back(down_ran: bool) -> None:
+    # Given the live release ran its migration in staging (and, in one case, its down-migration after it)
+    targets, locks, ledger = _world()
+    now = utcnow()
+    stages = ["Migrate", "MigrateDown"] if down_ran else ["Migrate"]
+    for stage in stages:
+        ledger.record_event(  # type: ignore[attr-defined]
+            StageEvent(
+                deployment_id="d-unit",
+                stage=stage,
+                environment="staging",
+                status="succeeded",
+                started_at=now,
+                finished_at=now,
+                duration_ms=1.0,
+                detail={"hook": "schema"},
+            )
+        )
+
+    # When a person rolls staging back
+    result = _roll_back(targets, locks, ledger)
+
+    # Then the code goes back, and the person is told the data did not (unless a down-migration ran)
+    assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
+    expected = [] if down_ran else ["the migration 'schema' ran in staging and no down-migration did"]
+    assert [warning.split(":")[0] for warning in result.data_left_migrated] == expected
 
 
 def test_a_held_lock_refuses_it_by_name_and_nothing_moves() -> None:

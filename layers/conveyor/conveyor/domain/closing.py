@@ -7,6 +7,7 @@ from typing import Any
 
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import ApprovalRejectedError, DeploymentNotOwnedError, StatusMoveRefusedError
+from conveyor.domain.hooks import HOOK_STAGES
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.ports import Ledger
 from conveyor.domain.records import DeploymentRecord, StageEvent
@@ -151,3 +152,26 @@ def emit_outcome_metrics(record: DeploymentRecord, outcome: Outcome) -> None:
     outcome_metric(
         "DeploymentDuration", MetricUnit.Seconds, (utcnow() - record.created_at).total_seconds(), outcome.value
     )
+
+
+def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list[tuple[str, str]]:
+    """(environment, hook) of each migration that ran in an environment whose traffic was restored here, with no
+    down-migration after it: the state machine's rollback branch runs ``migrate.down``, a stop skips it."""
+    up, down = HOOK_STAGES["migrate"], HOOK_STAGES["migrate_down"]
+    left = []
+    for name in restored:
+        events = [e for e in record.events if e.environment == name and e.stage in (up, down)]
+        ran = [e for e in events if e.stage == up and not e.failed]
+        if ran and not any(e.stage == down and e.started_at >= ran[-1].started_at for e in events):
+            left.append((name, str(ran[-1].detail.get("hook", "migrate"))))
+    return left
+
+
+def data_left_migrated(record: DeploymentRecord, restored: list[str]) -> list[str]:
+    """What a person must hear about each migration ``migrations_not_undone`` finds: the traffic went back, the
+    data did not."""
+    return [
+        f"the migration {hook!r} ran in {name} and no down-migration did: its data may still be in the new shape, "
+        "a person must run the down-migration"
+        for name, hook in migrations_not_undone(record, restored)
+    ]

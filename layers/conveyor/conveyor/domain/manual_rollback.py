@@ -15,6 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conveyor.domain.closing import data_left_migrated
 from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError, TargetLockedError
@@ -55,6 +56,11 @@ class ManualRollback(BaseModel):
     rolled_back_at: datetime | None = None
     companions: list[RestoredFunction] = Field(
         default_factory=list, description="a target of several functions: what each other function got back"
+    )
+    data_left_migrated: list[str] = Field(
+        default_factory=list,
+        description="a migration the rolled-back release ran there with no down-migration after it: the code went "
+        "back, the data did not (a person runs the down-migration)",
     )
 
 
@@ -323,6 +329,10 @@ def manual_rollback(
                 RestoredFunction(function_name=name, restored_version=str(versions[name]), rolled_back_from=was[name])
                 for name in target.companions
             ],
+            # The rolled-back deployment's own stage events (a history listing carries none).
+            data_left_migrated=data_left_migrated(ledger.get(live.deployment_id) or live, [environment])
+            if live is not None
+            else [],
         )
         _record(result, ledger, live=live, served=served)
     finally:

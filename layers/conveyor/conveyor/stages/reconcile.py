@@ -32,7 +32,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from conveyor.domain.beanstalk import restore_production
-from conveyor.domain.closing import close_approvals, close_unreached, emit_outcome_metrics, last_touched
+from conveyor.domain.closing import (
+    close_approvals,
+    close_unreached,
+    data_left_migrated,
+    emit_outcome_metrics,
+    last_touched,
+)
 from conveyor.domain.contracts import (
     BeanstalkRelease,
     ExecutionEnded,
@@ -51,7 +57,6 @@ from conveyor.domain.errors import (
     RollbackFailedError,
     StatusMoveRefusedError,
 )
-from conveyor.domain.hooks import HOOK_STAGES
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
@@ -630,25 +635,9 @@ def closing_reason(
         reason += "; NOT restored: " + "; ".join(f"{name}: {why}" for name, why in not_restored.items())
     if left_alone:
         reason += "; left alone: " + "; ".join(f"{name}: {why}" for name, why in left_alone.items())
-    for name, hook in migrations_not_undone(record, restored):
-        reason += (
-            f"; the migration {hook!r} ran in {name} and no down-migration did: its data may still be in the new "
-            "shape, a person must run the down-migration"
-        )
+    for warning in data_left_migrated(record, restored):
+        reason += f"; {warning}"
     return reason
-
-
-def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list[tuple[str, str]]:
-    """(environment, hook) of each migration that ran in an environment whose traffic was restored here, with no
-    down-migration after it: the state machine's rollback branch runs ``migrate.down``, a stop skips it."""
-    up, down = HOOK_STAGES["migrate"], HOOK_STAGES["migrate_down"]
-    left = []
-    for name in restored:
-        events = [e for e in record.events if e.environment == name and e.stage in (up, down)]
-        ran = [e for e in events if e.stage == up and not e.failed]
-        if ran and not any(e.stage == down and e.started_at >= ran[-1].started_at for e in events):
-            left.append((name, str(ran[-1].detail.get("hook", "migrate"))))
-    return left
 
 
 def _notify(
