@@ -36,10 +36,15 @@ def _cells(keys: DoraKeys) -> list[str]:
 
 def metrics_table(metrics: DoraMetrics) -> Table:
     """The four keys, graded, for all apps, each app and each environment."""
+    # Laid out as every other read command's table (``output.print_table``): no box drawing, plain when piped.
     table = Table(
         title=f"DORA metrics over {metrics.window_days:g} days",
         caption=f"tiers: {metrics.source}",
         title_justify="left",
+        caption_justify="left",
+        box=None,
+        header_style="bold",
+        pad_edge=False,
     )
     for column in ("scope", "deployments", "frequency", "lead time", "change failure rate", "time to restore"):
         table.add_column(column, justify="left" if column == "scope" else "right")

@@ -140,6 +140,8 @@ def test_metrics_piped_are_printed_whole(capsys: pytest.CaptureFixture[str], mon
     out = capsys.readouterr().out
     assert f"  {app}/production-eu" in out
     assert "time to restore" in out
+    # And it is plain text, as every read command's table is when piped: no box drawing
+    assert not set(out) & set("┏━┃│─┡┗┛┓╇┼")
 
 
 @pytest.mark.parametrize(
