@@ -482,7 +482,7 @@ def _cmd_decide(args: argparse.Namespace, verdict: Literal["approve", "reject"])
     from conveyor_cli.approvals import BY_IS_GONE, decide
 
     if args.by is not None:
-        raise CliError(BY_IS_GONE)
+        raise UsageError(BY_IS_GONE)
     result = decide(_cloud(args), args.id, environment=args.env, verdict=verdict, reason=args.reason, note=args.note)
     if args.json:
         _print(result)
@@ -529,6 +529,11 @@ def cmd_abort(args: argparse.Namespace) -> int:
     from conveyor_cli.abort import abort
     from conveyor_cli.approvals import caller_identity
 
+    if args.env is None and not args.target.startswith("d-"):
+        raise UsageError(
+            f"{args.target!r} is not a deployment id (d-...): abort one by its id, or the rollout of an app's "
+            f"environment with `conveyor abort {args.target} ENV`"
+        )
     deployment_id, app_env = (args.target, None) if args.env is None else (None, (args.target, args.env))
     cloud = _cloud(args)
     result = abort(

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
-from conveyor.domain.validation import describe
 from pydantic import ValidationError
 
 from conveyor_cli.context import CliError, UsageError
@@ -39,6 +38,10 @@ def environment_of(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None
     return dict(pairs)
 
 
+_FLAGS = {"environment": "--env", "memory_mb": "--memory", "timeout_seconds": "--timeout"}
+"""The command-line flag of each function configuration field."""
+
+
 def function_config_of(
     env: list[tuple[str, str]] | None, memory: int | None, timeout: int | None
 ) -> FunctionConfig | None:
@@ -49,7 +52,9 @@ def function_config_of(
             {"environment": environment_of(env), "memory_mb": memory, "timeout_seconds": timeout}
         )
     except ValidationError as exc:
-        raise CliError(describe("manifest", exc)) from exc
+        # Named as typed on the command line, not as the manifest's field it fills.
+        refused = [f"{_FLAGS.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}" for error in exc.errors()]
+        raise UsageError("; ".join(refused)) from exc
     return config if config.model_dump(exclude_none=True) else None
 
 

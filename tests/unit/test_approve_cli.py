@@ -32,7 +32,7 @@ class _Cloud:
 
 
 def test_by_is_refused_saying_why(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main.main(["approve", "d-1", "--by", "alice"]) == 1
+    assert main.main(["approve", "d-1", "--by", "alice"]) == 2
 
     error = capsys.readouterr().err
     assert "--by no longer names the approver" in error

@@ -254,3 +254,23 @@ def test_an_env_key_given_twice_is_a_usage_error_naming_it(tmp_path: Any, capsys
     assert cli.main([*argv, "--env", "A=1", "--env", "A=2", "--env", "B=3"]) == 2
     assert "--env: A given more than once" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_function_setting_out_of_range_names_the_flag_typed_and_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from conveyor_cli.sample import EXAMPLES
+
+    hello = ["package", str(EXAMPLES / "hello"), "--app", "hello", "--version", "1.0.0"]
+    assert cli.main([*hello, "--memory", "5", "--timeout", "99999"]) == 2
+    assert capsys.readouterr().err == (
+        "conveyor: --memory: Input should be greater than or equal to 128; "
+        "--timeout: Input should be less than or equal to 900\n"
+    )
+
+
+def test_abort_of_an_app_without_its_environment_is_a_usage_error_saying_what_to_type(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.main(["abort", "hello"]) == 2
+    assert "`conveyor abort hello ENV`" in capsys.readouterr().err
