@@ -427,8 +427,9 @@ def wait_for(
                 continue
             raise NotStartedError(
                 f"deployment {deployment_id} was not picked up: no execution recorded it within "
-                f"{appear_within:.0f} s and none deploying it is running (is the artifact bucket's EventBridge rule "
-                "enabled? was the object pushed under artifacts/<app>/<version>.zip?)"
+                f"{appear_within:.0f} s and none deploying it is running. Is the id right (`conveyor history` lists "
+                "the deployments, `conveyor push` prints each one's)? If it is: is the artifact bucket's EventBridge "
+                "rule enabled? was the object pushed under artifacts/<app>/<version>.zip?"
             )
         if record is not None:
             for event in record.events[seen:]:

@@ -86,6 +86,7 @@ def test_status_wait_on_a_push_nothing_picks_up_names_it_and_says_why(
     assert f"the latest push: s3://{stage.cloud.outputs.bucket}/{artifact_key('hello', '0.20.9')}" in out
     assert f"deployment {pushed} was not picked up" in err
     assert "EventBridge rule" in err
+    assert "Is the id right" in err  # a mistyped id reads the same: the message names that first
 
 
 def test_rollback_to_an_app_version_and_history_shows_it(
