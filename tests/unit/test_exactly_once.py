@@ -165,6 +165,31 @@ def test_an_older_version_is_refused_as_a_downgrade_naming_both_versions() -> No
         check_not_downgrade(manifest("1.2.0"), live("1.10.0"), order="semver", allowed=False, where="s3://b/k")
 
 
+def test_a_release_rolled_back_by_hand_everywhere_is_not_the_live_one_a_downgrade_is_judged_against() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.stages.validate import live_deployment
+
+    # Given 2.1.0 live, then 2.6.0 live, which a person then rolled back in every environment
+    ledger = FakeLedger()
+    for n, (version, status) in enumerate(
+        [("2.1.0", EnvironmentStatus.LIVE), ("2.6.0", EnvironmentStatus.ROLLED_BACK)]
+    ):
+        done = datetime(2024, 5, 14, n, tzinfo=UTC)
+        record = live(version).model_copy(update={"deployment_id": f"d-{version}", "finished_at": done})
+        ledger.start(record)
+        ledger.records[record.deployment_id]["status"] = Outcome.SUCCEEDED
+        ledger.records[record.deployment_id]["finished_at"] = done
+        for environment in ("staging", "production"):
+            ledger.update_environment(record.deployment_id, environment, {"status": status})
+
+    # Then the live release, the one a push is compared with and named against, is 2.1.0
+    found = live_deployment(ledger, "hello", exclude="d-new")
+    assert found is not None
+    assert found.version == "2.1.0"
+    with pytest.raises(DowngradeRefusedError, match=r"older than the live 2\.1\.0"):
+        check_not_downgrade(manifest("1.1.0"), found, order="semver", allowed=False, where="s3://b/k")
+
+
 def test_the_same_version_built_earlier_is_refused() -> None:
     built = datetime(2024, 5, 15, tzinfo=UTC)
     with pytest.raises(DowngradeRefusedError):

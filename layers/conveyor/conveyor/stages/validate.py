@@ -33,14 +33,20 @@ from conveyor.domain.validation import describe
 from conveyor.domain.versions import BuiltVersion, VersionOrder, check_version, is_newer
 from conveyor.observability import MetricUnit, logger, metrics
 
+LIVE_LOOKBACK = 5
+"""Successes read to find the live one: this deployment itself (a forced re-run) and releases an operator rolled back
+everywhere since are passed over."""
+
 
 def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord | None:
-    """The app's most recently finished successful deployment (what its environments serve)."""
-    # The newest two successes: one of them may be this deployment itself (a forced re-run).
+    """The app's most recently finished successful deployment that still serves (what its environments run): one an
+    operator rolled back in every environment (``conveyor rollback``) is no longer live, so is not named as such."""
     succeeded = [
         r
-        for r in ledger.history(app, limit=2, status=Outcome.SUCCEEDED)
-        if r.deployment_id != exclude and r.finished_at
+        for r in ledger.history(app, limit=LIVE_LOOKBACK, status=Outcome.SUCCEEDED)
+        if r.deployment_id != exclude
+        and r.finished_at
+        and not (r.environments and all(e.status is EnvironmentStatus.ROLLED_BACK for e in r.environments.values()))
     ]
     return max(succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
 
