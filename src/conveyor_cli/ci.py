@@ -37,6 +37,7 @@ from conveyor_cli.status import (
     exit_code,
     not_in_ledger,
     render_event,
+    rolled_back_by_hand,
     target_of,
 )
 
@@ -175,7 +176,14 @@ def summary_markdown(record: DeploymentRecord, code: ExitCode) -> str:
         lines += ["", "| environment | target | before | after | status |", "|---|---|---|---|---|"]
         for name, env in record.environments.items():
             restored = (env.rollback or {}).get("restored_version")
-            after = restored if restored is not None else env.version_after
+            by_hand = rolled_back_by_hand(env)
+            after = (
+                f"{env.version_after}, {by_hand}"
+                if by_hand
+                else restored
+                if restored is not None
+                else env.version_after
+            )
             target = target_of(env)[0] if env.function_name else None
             lines.append(
                 f"| {_cell(name)} | `{_cell(target)}` | {_cell(env.version_before)} | {_cell(after)} "

@@ -285,11 +285,21 @@ def _companion_lines(env: EnvironmentEntry) -> list[str]:
     return lines
 
 
+def rolled_back_by_hand(env: EnvironmentEntry) -> str | None:
+    """``rolled back by hand to N by WHO``: an environment the release went live in, which a person then rolled
+    back (``conveyor rollback``): something that happened after the deployment, not what it deployed."""
+    rollback = env.rollback or {}
+    if not rollback.get("operator"):
+        return None
+    return f"rolled back by hand to {rollback.get('restored_version') or 'none'} by {rollback['operator']}"
+
+
 def _serving(env: EnvironmentEntry, before: str | None, after: str | None, restored: str | None) -> str:
     """What an alias serves as the entry says: the version restored, the new one (with its share while traffic
     moves), or the one before."""
     if env.status is EnvironmentStatus.ROLLED_BACK:
-        return restored or before or "none"
+        by_hand = rolled_back_by_hand(env)
+        return f"{after} ({by_hand})" if by_hand and after else restored or before or "none"
     if env.status is EnvironmentStatus.LIVE and after:
         return after
     # Paused for a person's decision (AWAITING_APPROVAL with a version published), the split stands meanwhile.

@@ -347,3 +347,28 @@ def test_a_rollout_paused_for_a_decision_shows_the_split_it_holds_meanwhile() ->
     )
     line = render_environments(record_of(Outcome.IN_PROGRESS, environments={"staging": paused}))[0]
     assert "after: 8 at 30% (6 at 70%)  (AWAITING_APPROVAL)" in line
+
+
+def test_a_release_rolled_back_by_hand_later_shows_what_it_deployed_then_the_rollback() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.ci import summary_markdown
+    from conveyor_cli.status import ExitCode, render_environments
+
+    # Given a deployment that took staging from 10 to 12, which a person then rolled back to 10
+    staging = EnvironmentEntry(
+        function_name="hello-staging",
+        alias="live",
+        status=EnvironmentStatus.ROLLED_BACK,
+        version_before="10",
+        version_after="12",
+        rollback={"restored_version": "10", "operator": "alice", "rolled_back_from": "12"},
+    )
+    record = record_of(Outcome.SUCCEEDED, environments={"staging": staging})
+
+    # Then status and the CI summary say what it deployed and what was done later, never "after: 10"
+    assert "after: 12 (rolled back by hand to 10 by alice)" in render_environments(record)[0]
+    assert "| 10 | 12, rolled back by hand to 10 by alice | ROLLED_BACK |" in summary_markdown(
+        record, ExitCode.SUCCEEDED
+    )
