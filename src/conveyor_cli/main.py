@@ -307,6 +307,15 @@ def cmd_package(args: argparse.Namespace) -> int:
 def cmd_pipeline_apply(args: argparse.Namespace) -> int:
     operations.read_pipeline_file(Path(args.file))  # a bad file fails before the cloud is looked up
     spec = operations.apply_pipeline(_cloud(args), Path(args.file))
+    if args.json:
+        _print(
+            {
+                "app": spec.app,
+                "environments": [e.name for e in spec.environments],
+                "defaults": {value.path: value.value for value in judging_defaults(spec)},
+            }
+        )
+        return 0
     print(f"pipeline for {spec.app} registered: {' -> '.join(e.name for e in spec.environments)}")
     _announce_defaults(spec)
     return 0

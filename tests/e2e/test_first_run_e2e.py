@@ -6,6 +6,7 @@ through the CLI's own entry point with the state directory a user's shell would 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def test_three_commands_take_a_new_user_to_a_first_deployment(shell: Path, capsy
         assert f"existed  {resource}" in second
     # and a spec the user registered since is kept by a third run, not replaced by the sample's
     progressive = EXAMPLES / "pipelines" / "hello-progressive.yaml"
-    assert cli.main(["--local", "pipeline", "apply", str(progressive)]) == 0
+    assert cli.main(["--local", "pipeline", "apply", str(progressive), "--json"]) == 0
+    applied = json.loads(capsys.readouterr().out)  # one document under --json, as every command gives
+    assert (applied["app"], applied["environments"]) == ("hello", ["staging", "production"])
     assert cli.main(["local", "sample"]) == 0
     assert "existed  pipeline hello (the one registered" in capsys.readouterr().out
     assert cli.main(["--local", "pipeline", "show", "hello"]) == 0
