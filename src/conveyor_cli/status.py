@@ -172,10 +172,12 @@ def describe_event(event: StageEvent) -> str:
         case "RequestApproval" | "Approve" | "Reject" | "DecisionRefused":
             return _describe_decision(event.stage, detail)
         case "RollBack":
-            others = "".join(
-                f", {plain(c.get('function_name'))} {_restored_from(c)}" for c in detail.get("companions", [])
+            if not detail.get("companions"):
+                return f"restored version {_restored_from(detail)}"
+            # A target of several functions: each named, the first as its companions are.
+            return "restored " + ", ".join(
+                f"{plain(one.get('function_name'))} {_restored_from(one)}" for one in [detail, *detail["companions"]]
             )
-            return f"restored version {_restored_from(detail)}{others}"
         case "ManualRollback" | "ManualRestore":
             return (
                 f"by {plain(detail.get('operator'))}: restored version {plain(detail.get('restored_version'))} "

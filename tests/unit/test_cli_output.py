@@ -58,6 +58,16 @@ def record(**fields: object) -> DeploymentRecord:
             {"versions": {"staging": {"before": "3", "after": "4"}, "production": {"before": None, "after": "4"}}},
             "staging v3 -> v4, production none -> v4",
         ),
+        (
+            "RollBack",
+            {
+                "function_name": "orders-api",
+                "restored_version": "2",
+                "rolled_back_from": "3",
+                "companions": [{"function_name": "orders-worker", "restored_version": "2", "rolled_back_from": "3"}],
+            },
+            "restored orders-api 2 (from 3), orders-worker 2 (from 3)",
+        ),
     ],
 )
 def test_the_timeline_shows_no_python_reprs(stage: str, detail: dict[str, object], expected: str) -> None:
