@@ -150,10 +150,31 @@ def cmd_local_sample(args: argparse.Namespace) -> int:
     _print_resources(setup.created, setup.existed)
     if setup.pipeline is not None:
         _announce_defaults(setup.pipeline)
-    print(
-        f"next: conveyor --local push {setup.bundle}   (it prints the id; conveyor --local status ID --wait follows it)"
-    )
+    print(_sample_next_step(cloud, setup.bundle))
     return 0
+
+
+def _sample_next_step(cloud: Cloud, bundle: Path) -> str:
+    """What to push next: the sample's bundle, or (a release at least as new already live, which would refuse it as
+    a downgrade or skip it as live) a newer build of the same code."""
+    from conveyor.domain.outcome import Outcome
+    from conveyor.domain.versions import SemVer, is_semver
+
+    from conveyor_cli.sample import EXAMPLES, SAMPLE_APP, SAMPLE_BUNDLE_VERSION
+
+    follow = "(it prints the id; conveyor --local status ID --wait follows it)"
+    live = next(iter(operations.ledger(cloud).history(SAMPLE_APP, limit=1, status=Outcome.SUCCEEDED)), None)
+    if live is None or not is_semver(live.version):
+        return f"next: conveyor --local push {bundle}   {follow}"
+    newest = SemVer.parse(live.version)
+    if newest.precedence < SemVer.parse(SAMPLE_BUNDLE_VERSION).precedence:
+        return f"next: conveyor --local push {bundle}   {follow}"
+    newer = f"{newest.major}.{newest.minor}.{newest.patch + 1}"
+    return (
+        f"next: {SAMPLE_APP} {live.version} is live already, so push a newer build: conveyor package "
+        f"{EXAMPLES / SAMPLE_APP} --app {SAMPLE_APP} --version {newer} && conveyor --local push "
+        f"{SAMPLE_APP}-{newer}.zip   {follow}"
+    )
 
 
 def cmd_local_down(_: argparse.Namespace) -> int:

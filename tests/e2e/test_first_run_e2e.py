@@ -91,6 +91,12 @@ def test_three_commands_take_a_new_user_to_a_first_deployment(shell: Path, capsy
     # Then it went live in staging and production
     assert code == 0, capsys.readouterr()
     assert "SUCCEEDED" in capsys.readouterr().out
+    # And the sample run again does not suggest pushing that bundle again (a no-op), but a newer build
+    assert cli.main(["local", "sample"]) == 0
+    assert (
+        f"is live already, so push a newer build: conveyor package {EXAMPLES / 'hello'} --app hello --version 1.1.1"
+        in (capsys.readouterr().out)
+    )
 
 
 def test_up_refuses_to_change_the_time_scale_of_a_running_cloud(
