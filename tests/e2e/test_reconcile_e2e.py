@@ -183,6 +183,50 @@ def test_a_reconcile_after_a_later_release_went_live_leaves_that_release_serving
         sqs.purge_queue(QueueUrl=dead_letters)
 
 
+def test_a_deployment_stopped_while_queued_leaves_no_place_in_the_queue(
+    stage: Stage, pipeline: Callable[..., None]
+) -> None:
+    # Given a canary baking in staging, and a second release queued behind it for staging's lock
+    deploy_baseline(stage, pipeline, "0.44.0")
+    pipeline(allow_downgrade=True, environments__0__strategy=LONG_CANARY)
+    holding = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.44.1"))
+    until(lambda: alias_versions(stage.cloud, stage.targets.functions)["staging"]["routing"], "the canary split")
+    queued = operations.push(stage.cloud, stage.bundle(EXAMPLES / "hello", "0.44.2"))
+    ledger = operations.ledger(stage.cloud)
+    record = until(
+        lambda: (r := ledger.get(queued["deployment_id"])) is not None and r.status is Outcome.QUEUED and r,
+        "the second release QUEUED",
+    )
+    table = stage.cloud.client("dynamodb")
+
+    def waiters() -> list[str]:
+        items = table.scan(
+            TableName=stage.cloud.outputs.ledger_table,
+            FilterExpression="begins_with(sk, :wait) AND deployment_id = :d",
+            ExpressionAttributeValues={":wait": {"S": "WAIT#"}, ":d": {"S": queued["deployment_id"]}},
+        )["Items"]
+        return [item["sk"]["S"] for item in items]
+
+    assert waiters(), "the queued release has its place in the queue"
+    try:
+        # When the queued one's execution is stopped, as from the console
+        stage.cloud.client("stepfunctions").stop_execution(executionArn=record.execution_arn, cause="operator")
+
+        # Then the reconciler closes it and takes its place out of the queue: the key it derives from the
+        # execution's start is the one AcquireLock wrote (Step Functions' start, to the millisecond, in both)
+        until(lambda: (r := ledger.get(queued["deployment_id"])) is not None and r.status is Outcome.ABORTED, "ABORTED")
+        assert waiters() == []
+    finally:
+        abort(
+            stage.cloud,
+            deployment_id=holding["deployment_id"],
+            app_environment=None,
+            by="ops",
+            reason=None,
+            timeout=120,
+        )
+
+
 class _GatedProbe(BaseHTTPRequestHandler):
     """A health endpoint that tells the test it was asked, then answers 503 once the test lets it."""
 

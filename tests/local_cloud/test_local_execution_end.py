@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -189,6 +190,34 @@ def test_an_execution_started_without_a_name_is_named_with_a_new_uuid(local_clou
     names = [aws("stepfunctions").describe_execution(executionArn=arn)["name"] for arn in arns]
     assert len(set(names)) == 2
     assert all(str(uuid.UUID(name)) == name for name in names)
+
+
+def test_the_context_start_time_is_the_executions_start_to_the_millisecond(
+    local_cloud: dict[str, Any], aws: Aws
+) -> None:
+    # Given a state machine whose one state outputs $$.Execution.StartTime
+    sfn = aws("stepfunctions")
+    definition = {
+        "StartAt": "Read",
+        "States": {"Read": {"Type": "Pass", "Parameters": {"start.$": "$$.Execution.StartTime"}, "End": True}},
+    }
+    machine = sfn.create_state_machine(
+        name=f"start-time-{uuid.uuid4().hex[:8]}",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/start-time",
+    )["stateMachineArn"]
+    try:
+        # When it runs
+        arn = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
+        ended = wait_for(lambda: _ended(aws, arn), timeout=60)
+
+        # Then the context's start is DescribeExecution's startDate, to the millisecond (as on AWS: a key built
+        # from either matches), and carries no microseconds
+        start = datetime.fromisoformat(json.loads(ended["output"])["start"].replace("Z", "+00:00"))
+        assert start == ended["startDate"]
+        assert start.microsecond % 1000 == 0
+    finally:
+        sfn.delete_state_machine(stateMachineArn=machine)
 
 
 def test_a_stop_during_a_lambda_task_ends_aborted_and_discards_its_result(

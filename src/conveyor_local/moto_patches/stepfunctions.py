@@ -49,6 +49,15 @@ and ``...common.retry.retrier_decl.time``
     execution named ``None``: a second one then failed ``ExecutionAlreadyExists``. Step Functions names such an
     execution with a new UUID; so do we, and hand every other call to moto's own.
 
+``moto.stepfunctions.parser.backend.execution.Execution.get_start_execution_details(self)``
+    Step Functions keeps an execution's start to the millisecond, and its context object says it as ISO 8601 text:
+    ``$$.Execution.StartTime`` reads ``2026-12-06T20:14:13.192Z``, the instant DescribeExecution's ``startDate`` and
+    the status-change event's ``startDate`` (epoch milliseconds) name. moto put the start ``datetime`` itself in the
+    context, microseconds and all: a state passing it on reached a Lambda function as Python's ``str()`` of it, an
+    execution ending with it in its output could not be described (HTTP 500), and a key built from it (a lock
+    queue's waiter) never matched one built from the event (the reconciler's). The start is cut to the millisecond
+    and the context gets AWS's text.
+
 ``moto.stepfunctions.parser.models.StepFunctionsParserBackend.send_task_failure(self, task_token, error, cause)``
     moto looks for the token in every execution, ended ones included, so a ``SendTaskFailure`` with the token of a
     task already answered (an approval already decided, the execution gone on or ended) succeeded. Step Functions
@@ -97,6 +106,7 @@ How an execution ends (the replacements live in ``conveyor_local.executions``; i
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 import hashlib
 import math
@@ -248,6 +258,17 @@ def start_execution(
     )
 
 
+def start_execution_details(self: Any) -> Any:
+    """Replacement for ``Execution.get_start_execution_details``: the start cut to the millisecond, as Step Functions
+    keeps it, and the context's ``StartTime`` as AWS writes it (``2026-12-06T20:14:13.192Z``)."""
+    self.start_date = self.start_date.replace(microsecond=self.start_date.microsecond // 1000 * 1000)
+    details = original(f"{executions.SFN_EXECUTION}.Execution.get_start_execution_details")(self)
+    details.start_time = (
+        self.start_date.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+    return details
+
+
 class _RunningExecutionsOnly:
     """The parser backend as ``send_task_failure`` sees it: only its running executions."""
 
@@ -386,6 +407,7 @@ patches(
     ("self", "state_machine_arn", "name", "execution_input", "trace_header"),
     start_execution,
 )
+patches(f"{executions.SFN_EXECUTION}.Execution.get_start_execution_details", ("self",), start_execution_details)
 patches(f"{EXECUTION_WORKER}._get_evaluation_entrypoint", ("self",), _evaluation_entrypoint)
 relies_on(f"{ASL_PARSER}.parse", ("definition",))
 patches(JSON_PATH_PARSE, ("path", "debug"), parse_json_path)
