@@ -618,29 +618,37 @@ def test_a_restore_that_fails_closes_the_deployment_rollback_failed_tells_a_pers
     ]
 
 
-@pytest.mark.parametrize("holding", [False, True], ids=["since-released", "held-now"])
-def test_a_retry_after_a_failed_restore_never_undoes_what_a_later_deployment_set(holding: bool) -> None:
-    # Given a restore Lambda refused: the deployment closed ROLLBACK_FAILED, the lock given back
-    world = World()
+def _failed_restore_then_held_by(world: World, holder: str, *, release: bool) -> None:
+    """A restore Lambda refused (the deployment closed ROLLBACK_FAILED, the lock given back), then ``holder`` taking
+    the target's lock (and giving it back, with ``release``)."""
     world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
     with pytest.raises(RollbackFailedError):
         world.reconcile()
     world.targets.fail_route = None
-    # And then a later deployment took the target's lock and put its own version live (and released it, or not yet)
-    later = "arn:aws:states:us-east-1:123456789012:execution:deployments:later"
     world.locks.try_acquire(
-        TARGET, holder=later, deployment_id="d-later", app="hello", environment="staging", lease_seconds=3600, now=NOW
+        TARGET, holder=holder, deployment_id="d-later", app="hello", environment="staging", lease_seconds=3600, now=NOW
     )
+    if release:
+        world.locks.release(TARGET, holder)
+
+
+LATER = "arn:aws:states:us-east-1:123456789012:execution:deployments:later"
+
+
+def test_a_retry_after_a_failed_restore_never_undoes_what_a_later_deployment_set() -> None:
+    # Given a failed restore, then a later deployment that took the lock and put its own version live
+    world = World()
+    _failed_restore_then_held_by(world, LATER, release=True)
     world.function.aliases["live"] = ("3", {})
-    if not holding:
-        world.locks.release(TARGET, later)
 
-    # When the reconciler's retry runs (or a person's `conveyor reconcile`)
+    # When the reconciler's retry runs (or a person's `conveyor reconcile`), and again
     result = world.reconcile()
+    again = world.reconcile()
 
-    # Then it leaves the later release serving, and the deployment stops asking a person to act
+    # Then it leaves the later release serving, both times, and the deployment stops asking a person to act
     assert world.function.aliases["live"] == ("3", {})
-    assert result.restored == []
+    assert (result.restored, again.restored) == ([], [])
+    assert "it serves version 3 now, not the split that was left" in result.left_alone["staging"]
     assert world.record().environments["staging"].not_restored == []
     assert world.record().status is Outcome.ABORTED
     assert "aws lambda update-alias" not in world.record().failure["reason"]
@@ -648,7 +656,61 @@ def test_a_retry_after_a_failed_restore_never_undoes_what_a_later_deployment_set
     assert [subject for subject, _, _ in world.notifier.published][1:] == [
         "[Conveyor] hello 1.0.0: nothing left to restore, traffic set anew"
     ]
-    assert world.locks.get(TARGET).holder == (later if holding else None)
+
+
+def test_a_holder_since_that_moved_nothing_leaves_the_restore_to_do() -> None:
+    # Given a failed restore, then a holder that took the lock and moved nothing (refused at a gate, or a manual
+    # rollback Lambda refused too): the alias still splits as the stopped deployment left it
+    world = World()
+    _failed_restore_then_held_by(world, "manual-rollback:alice:1", release=True)
+
+    # When the reconciler tries again
+    result = world.reconcile()
+
+    # Then it restores the split, and says so
+    assert result.restored == ["staging"]
+    assert world.function.aliases["live"] == ("1", {})
+    assert world.record().status is Outcome.ABORTED
+    assert [subject for subject, _, _ in world.notifier.published][1:] == [
+        "[Conveyor] hello 1.0.0: traffic restored by the reconciler"
+    ]
+
+
+def test_a_retry_while_another_holds_the_target_moves_nothing_and_keeps_asking_for_a_person() -> None:
+    # Given a failed restore, and a later deployment holding the target's lock now (it may move traffic or not)
+    world = World()
+    _failed_restore_then_held_by(world, LATER, release=False)
+
+    # When the reconciler tries again
+    result = world.reconcile()
+
+    # Then it leaves the target to its holder, and the deployment stays ROLLBACK_FAILED: nothing is settled yet
+    assert result.left_alone == {"staging": "deployment d-later holds staging's target now"}
+    assert world.function.aliases["live"] == ("1", {"2": 0.2})
+    assert world.record().status is Outcome.ROLLBACK_FAILED
+    assert world.record().environments["staging"].not_restored == ["hello-staging"]
+    assert len(world.notifier.published) == 1
+    assert world.locks.get(TARGET).holder == LATER
+
+
+def test_a_reclosed_deployment_drops_the_command_the_failed_rollbacks_own_error_named() -> None:
+    # Given an execution that failed with RollBack's own error, which tells a person what to run
+    world = World()
+    command = "aws lambda update-alias --function-name hello-staging --name live --function-version 1"
+    cause = json.dumps({"errorMessage": f"could not restore hello-staging:live to 1 (refused). Run: {command}"})
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
+    with pytest.raises(RollbackFailedError):
+        world.reconcile("FAILED", error="RollbackFailedError", cause=cause)
+    assert command in world.record().failure["reason"]
+
+    # When a later try restores the target
+    world.targets.fail_route = None
+    world.reconcile("FAILED", error="RollbackFailedError", cause=cause)
+
+    # Then the reason no longer names the command: run now, it would undo whatever serves since
+    assert world.record().environments["staging"].status == "ROLLED_BACK"
+    assert "aws lambda update-alias" not in world.record().failure["reason"]
+    assert world.record().failure["reason"].endswith("nothing is left for a person to do")
 
 
 def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic_was_restored() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,15 @@ def manual_restore_command(release: Release) -> str:
         f"aws lambda update-alias --function-name {release.function_name} --name {release.alias} "
         f"--function-version {release.version_before} --routing-config AdditionalVersionWeights={{}}"
     )
+
+
+_RESTORE_COMMANDS = re.compile(r"\s*Run: aws (?:lambda|elasticbeanstalk) [^\"\n]*")
+
+
+def without_restore_commands(text: str) -> str:
+    """``text`` without the restore commands it told a person to run (``Run: aws ...``, as a failed RollBack says
+    them): once the target is restored or set anew, running one would undo what serves."""
+    return _RESTORE_COMMANDS.sub("", text)
 
 
 def restore_served(release: Release, *, ledger: Ledger, recorded_by: str) -> None:

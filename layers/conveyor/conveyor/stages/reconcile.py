@@ -63,7 +63,13 @@ from conveyor.domain.outcome import UNFINISHED, Outcome
 from conveyor.domain.ports import BeanstalkEnvironments, Executions, Ledger, LockTable, Notifier, Targets
 from conveyor.domain.pushed_object import PushedObject, unclaimed_record
 from conveyor.domain.records import DeploymentRecord
-from conveyor.domain.restore import manual_restore_command, restore_aliases, restore_served, rollback_result
+from conveyor.domain.restore import (
+    manual_restore_command,
+    restore_aliases,
+    restore_served,
+    rollback_result,
+    without_restore_commands,
+)
 from conveyor.domain.timing import utcnow
 from conveyor.observability import MetricUnit, logger, metrics
 
@@ -156,41 +162,24 @@ def restore_environment(
     target = entry.lock_target
     if not target:
         return "no lock target is recorded for it: the reconciler cannot fence it, a person must check it"
+    set_before = (entry.restore or {}).get("set_anew")
+    if set_before:
+        return str(set_before)  # an earlier try found it set anew: never restored over that since
     target = str(target)
-    current = locks.get(target)
-    ours = current is not None and current.holder == ended.execution_arn
     fence = reconciler_holder(ended.execution_arn)
-    if current is not None and current.holder == fence:
-        token: int | None = current.token  # an earlier run of this reconcile took it and did not finish
-    else:
-        token = locks.try_acquire(
-            target,
-            holder=fence,
-            deployment_id=record.deployment_id,
-            app=record.app,
-            environment=name,
-            lease_seconds=FENCE_LEASE_SECONDS,
-            now=now,
-            stale=current if ours else None,
-        )
+    token = _take_fence(record, name, ended, target, fence, locks=locks, now=now)
     if token is None:
+        # Whoever holds it may move its traffic, or be refused before it does: a restore that had failed is tried
+        # again once the lock is free (Lambda's retry, or `conveyor reconcile`), never under another's hold.
         holder = locks.get(target)
         by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
-        return set_anew(
-            record, name, entry, f"deployment {by} holds {name}'s target now and sets its traffic anew", ledger
-        )
+        return f"deployment {by} holds {name}'s target now"
     failed_under = (entry.restore or {}).get("fence_token")
     if entry.not_restored and isinstance(failed_under, int) and token > failed_under + 1:
-        # The lock was held between the failed restore and this try: what serves is that holder's, not ours to undo.
-        locks.release(target, fence)
-        return set_anew(
-            record,
-            name,
-            entry,
-            f"its target's lock was taken {token - failed_under - 1} time(s) since the restore failed: a later "
-            "deployment or a manual rollback has set its traffic since, so it is left as it serves",
-            ledger,
-        )
+        why = moved_since(entry, targets, taken=token - failed_under - 1)
+        if why is not None:  # what serves is whoever moved it since, not ours to undo
+            locks.release(target, fence)
+            return set_anew(record, name, entry, why, ledger)
     release = recorded_release(name, entry)
     started = utcnow()
     try:
@@ -296,6 +285,45 @@ def restore_all(
             else:
                 left_alone[name] = why
     return restored, left_alone, not_restored
+
+
+def _take_fence(
+    record: DeploymentRecord, name: str, ended: ExecutionEnded, target: str, fence: str, *, locks: LockTable, now: float
+) -> int | None:
+    """The reconciler's fence on ``target``: its token, taken (from the ended execution's own hold too) or held
+    already by an earlier run of this reconcile that did not finish; None while another holds the lock."""
+    current = locks.get(target)
+    if current is not None and current.holder == fence:
+        return current.token
+    ours = current is not None and current.holder == ended.execution_arn
+    return locks.try_acquire(
+        target,
+        holder=fence,
+        deployment_id=record.deployment_id,
+        app=record.app,
+        environment=name,
+        lease_seconds=FENCE_LEASE_SECONDS,
+        now=now,
+        stale=current if ours else None,
+    )
+
+
+def moved_since(entry: EnvironmentEntry, targets: Targets, *, taken: int) -> str | None:
+    """Why the target is no longer the split a failed restore left (its lock was ``taken`` times since), or None
+    when it still is: a holder that moved nothing (refused at a gate, a manual rollback Lambda refused too) leaves
+    the restore to do. An Elastic Beanstalk target has no split to read: a holder since counts as a move."""
+    since = f"its target's lock was taken {taken} time(s) since the restore failed"
+    if (entry.model_extra or {}).get("beanstalk") is not None:
+        return f"{since}: a later deployment or a manual rollback has set it since, so it is left as it serves"
+    state = targets.alias_state(str(entry.function_name), str(entry.alias))
+    if state is not None and state.version == entry.version_before and str(entry.version_after) in state.weights:
+        return None
+    if state is None:
+        serving = "no alias"
+    else:
+        shares = ", ".join(f"{weight:.0%} to version {version}" for version, weight in state.weights.items())
+        serving = f"version {state.version}" + (f" ({shares})" if shares else "")
+    return f"{since}, and it serves {serving} now, not the split that was left: it is left as it serves"
 
 
 class RestoreRefused(Exception):
@@ -611,7 +639,9 @@ def reopened_reason(record: DeploymentRecord, reason: str) -> str:
         for error in ((env.restore or {}).get("failed") or {}).values()
     ]
     earlier = "; ".join(dict.fromkeys(errors)) or (record.failure or {}).get("error") or "the restore"
-    return f"{reason}; the first restore had failed ({earlier}): nothing is left for a person to do"
+    return without_restore_commands(
+        f"{reason}; the first restore had failed ({earlier}): nothing is left for a person to do"
+    )
 
 
 def closing_reason(
