@@ -28,7 +28,14 @@ from pydantic import ValidationError
 
 from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
-from conveyor_cli.packaging import build_bundle, bundle_destination, env_variable, function_config_of, write_bundle
+from conveyor_cli.packaging import (
+    at_least,
+    build_bundle,
+    bundle_destination,
+    env_variable,
+    function_config_of,
+    write_bundle,
+)
 from conveyor_cli.status import (
     EXIT_CODE_MEANINGS,
     ExitCode,
@@ -311,7 +318,7 @@ def register(
     ship_parser.add_argument("--timeout", type=int, help="function timeout (s), as for `conveyor package`")
     ship_parser.add_argument(
         "--wait-timeout",
-        type=float,
+        type=at_least(0, float),
         default=DEFAULT_WAIT_SECONDS,
         help=f"seconds to follow the deployment before giving up with exit 10 (default {DEFAULT_WAIT_SECONDS:.0f})",
     )

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +44,15 @@ from conveyor_cli.context import (
     warn,
 )
 from conveyor_cli.output import print_json, print_table, progress
-from conveyor_cli.packaging import build_bundle, bundle_destination, env_variable, function_config_of, write_bundle
+from conveyor_cli.packaging import (
+    at_least,
+    build_bundle,
+    bundle_destination,
+    env_variable,
+    function_config_of,
+    output_path,
+    write_bundle,
+)
 from conveyor_cli.sample import EXAMPLES
 from conveyor_cli.status import (
     HISTORY_COLUMNS,
@@ -67,26 +74,6 @@ from conveyor_local.server import LocalCloudError, client_env, read_state, start
 
 EXIT_BROKEN_PIPE = 141
 """What a command whose output pipe closed exits with: 128 + SIGPIPE, as a shell reports ``cmd | head``."""
-
-
-def _at_least(smallest: float, kind: type[int] | type[float], *, exclusive: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a number of ``kind`` no smaller than ``smallest`` (``exclusive``: greater than it), else a
-    usage error naming it."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-        if exclusive and value <= smallest:
-            raise argparse.ArgumentTypeError(f"{text} is not more than {smallest:g}")
-        if value < smallest:
-            raise argparse.ArgumentTypeError(f"{text} is less than {smallest:g}")
-        return value
-
-    return parse
 
 
 def _lambda_version(text: str) -> str:
@@ -672,9 +659,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(html)
         return 0
-    path = Path(args.out) if args.out else default_path(deployment_id)
-    if path.is_dir():  # a folder: the page goes in it under its default name
-        path = path / default_path(deployment_id).name
+    path = output_path(args.out, default_path(deployment_id).name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     print(path)
     return 0
@@ -702,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--template", help="the SAM template (default: the template.yaml of this Conveyor)")
     up.add_argument(
         "--time-scale",
-        type=_at_least(0, float),
+        type=at_least(0, float),
         default=None,
         help="multiply Wait/Retry sleeps and approval windows (e.g. 0.01)",
     )
@@ -744,12 +730,10 @@ def build_parser() -> argparse.ArgumentParser:
     traffic = local.add_parser("traffic", help="invoke an environment's alias at a steady rate, for canary analysis")
     traffic.add_argument("app")
     traffic.add_argument("env")
-    traffic.add_argument(
-        "--rps", type=_at_least(0, float, exclusive=True), required=True, help="invocations per second"
-    )
+    traffic.add_argument("--rps", type=at_least(0, float, exclusive=True), required=True, help="invocations per second")
     traffic.add_argument(
         "--duration",
-        type=_at_least(0, float, exclusive=True),
+        type=at_least(0, float, exclusive=True),
         default=None,
         help="seconds to run (default: until stopped, at most 3600, so a rollout's every step has traffic)",
     )
@@ -800,13 +784,13 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--wait", action="store_true", help="follow it live until it ends")
     status.add_argument(
         "--timeout",
-        type=_at_least(0, float),
+        type=at_least(0, float),
         default=900,
         help="seconds --wait follows it before giving up (default 900)",
     )
     status.add_argument(
         "--start-timeout",
-        type=_at_least(0, float),
+        type=at_least(0, float),
         default=START_TIMEOUT_SECONDS,
         help="seconds --wait gives a push to be picked up by an execution before saying none did "
         f"(default {START_TIMEOUT_SECONDS:g})",
@@ -820,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = commands.add_parser("history", help="past deployments from the ledger")
     history.add_argument("--app")
-    history.add_argument("--limit", type=_at_least(1, int), default=20)
+    history.add_argument("--limit", type=at_least(1, int), default=20)
     history.set_defaults(func=cmd_history)
 
     rollback = commands.add_parser("rollback", help="restore an environment's alias to the release before")
@@ -850,7 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     abort.add_argument("env", nargs="?", metavar="ENV", help="the environment of APP whose rollout to abort")
     abort.add_argument("--reason", help="why; recorded in the ledger and the notification")
     abort.add_argument(
-        "--timeout", type=_at_least(0, float), default=300, help="seconds to wait for the restore (default 300)"
+        "--timeout", type=at_least(0, float), default=300, help="seconds to wait for the restore (default 300)"
     )
     abort.set_defaults(func=cmd_abort)
 
@@ -927,7 +911,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     metrics.add_argument("--app")
     metrics.add_argument(
-        "--days", type=_at_least(1 / 24, float), default=30, help="the window, in days (at least an hour: 0.042)"
+        "--days", type=at_least(1 / 24, float), default=30, help="the window, in days (at least an hour: 0.042)"
     )
     metrics.set_defaults(func=cmd_metrics)
 

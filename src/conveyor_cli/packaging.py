@@ -10,12 +10,14 @@ import argparse
 import fnmatch
 import hashlib
 import io
+import math
 import os
 import subprocess
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from conveyor.domain.manifest import MANIFEST_NAME, PACKAGE_NAME, FunctionConfig, Manifest
 from pydantic import ValidationError
@@ -56,6 +58,26 @@ def function_config_of(
         refused = [f"{_FLAGS.get(str(error['loc'][0]), error['loc'][0])}: {error['msg']}" for error in exc.errors()]
         raise UsageError("; ".join(refused)) from exc
     return config if config.model_dump(exclude_none=True) else None
+
+
+def at_least(smallest: float, kind: type[int] | type[float], *, exclusive: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a number of ``kind`` no smaller than ``smallest`` (``exclusive``: greater than it), else a
+    usage error naming it."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if exclusive and value <= smallest:
+            raise argparse.ArgumentTypeError(f"{text} is not more than {smallest:g}")
+        if value < smallest:
+            raise argparse.ArgumentTypeError(f"{text} is less than {smallest:g}")
+        return value
+
+    return parse
 
 
 def env_variable(text: str) -> tuple[str, str]:
@@ -100,14 +122,18 @@ def packaged_files(source: Path, exclude: Iterable[str] = ()) -> Iterator[Path]:
         yield path
 
 
-def bundle_destination(out: str | None, app: str, version: str) -> Path:
-    """Where a bundle is written: ``out`` as the file, or (a folder that exists, or a path ending in ``/``) the
-    folder for ``<app>-<version>.zip``; that name here when ``out`` is None."""
-    name = f"{app}-{version}.zip"
+def output_path(out: str | None, default_name: str) -> Path:
+    """Where a file named on the command line is written: ``out`` as the file, or (a folder that exists, or a path
+    ending in ``/``) the folder for ``default_name``; ``default_name`` here when ``out`` is None."""
     if out is None:
-        return Path(name)
+        return Path(default_name)
     path = Path(out)
-    return path / name if out.endswith(("/", os.sep)) or path.is_dir() else path
+    return path / default_name if out.endswith(("/", os.sep)) or path.is_dir() else path
+
+
+def bundle_destination(out: str | None, app: str, version: str) -> Path:
+    """Where a bundle is written (``output_path``), by default ``<app>-<version>.zip``."""
+    return output_path(out, f"{app}-{version}.zip")
 
 
 def write_bundle(path: Path, data: bytes) -> None:

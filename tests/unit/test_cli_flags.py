@@ -200,6 +200,13 @@ def test_a_bundle_goes_where_out_says_folders_made_as_needed(
     assert (tmp_path / written).read_bytes() == b"zip"
 
 
+def test_ship_refuses_a_negative_wait_before_pushing_anything(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["ship", "examples/hello", "--app", "hello", "--version", "9.0.0", "--wait-timeout", "-5"])
+    assert usage.value.code == 2
+    assert "--wait-timeout: -5 is less than 0" in capsys.readouterr().err
+
+
 def test_a_bundle_that_cannot_be_written_is_a_one_line_error_naming_the_path(tmp_path: Any) -> None:
     from conveyor_cli.packaging import write_bundle
 
