@@ -225,6 +225,41 @@ def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it(
     assert ledger.get("d-unit").environments["staging"].rollback["rolled_back_at"]  # type: ignore[attr-defined]
 
 
+def test_a_rollback_to_an_earlier_release_warns_of_every_migration_it_takes_out_not_only_the_live_ones() -> None:
+    # Given 0.9.0 live in staging as version 1, then 0.9.5 went live there and migrated the data (no down since),
+    # then the live deployment (version 2)
+    from datetime import timedelta
+
+    from conveyor.domain.outcome import Outcome
+
+    targets, locks, ledger = _world()
+    _release(ledger, "d-old", "0.9.0", "1", Outcome.SUCCEEDED)  # an hour ago
+    _release(ledger, "d-mid", "0.9.5", "0", Outcome.SUCCEEDED)
+    mid = ledger.records["d-mid"]  # type: ignore[attr-defined]
+    mid["created_at"] = mid["updated_at"] = utcnow() - timedelta(minutes=30)
+    now = utcnow()
+    ledger.record_event(  # type: ignore[attr-defined]
+        StageEvent(
+            deployment_id="d-mid",
+            stage="Migrate",
+            environment="staging",
+            status="succeeded",
+            started_at=now,
+            finished_at=now,
+            duration_ms=1.0,
+            detail={"hook": "schema"},
+        )
+    )
+
+    # When the on-call rolls staging back to 0.9.0
+    back = _roll_back(targets, locks, ledger, to_release="0.9.0")
+
+    # Then the warning names 0.9.5's migration, which the rollback takes out though 0.9.5 was not the live one
+    assert [w.split(":")[0] for w in back.data_left_migrated] == [
+        "the migration 'schema' ran in staging and no down-migration did"
+    ]
+
+
 def test_rollback_to_an_app_version_serves_that_release_even_when_a_later_one_shares_its_code() -> None:
     from conveyor.domain.outcome import Outcome
 

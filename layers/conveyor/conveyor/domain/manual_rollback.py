@@ -130,6 +130,19 @@ def released_entry(records: list[DeploymentRecord], environment: str, app: str, 
     )
 
 
+def undone_by(
+    records: list[DeploymentRecord], environment: str, live: DeploymentRecord | None, to_release: str | None
+) -> list[DeploymentRecord]:
+    """The deployments whose release a rollback takes out of ``environment``: the live one, or, back to an earlier
+    ``to_release``, every one that went live there after it (a roll forward takes none out)."""
+    if to_release is None:
+        return [live] if live is not None else []
+    target = next((r for r in records if r.version == to_release and went_live(r, environment)), None)
+    if target is None:
+        return []
+    return [r for r in records if r.created_at > target.created_at and went_live(r, environment)]
+
+
 def served_after_rollback(
     records: list[DeploymentRecord],
     live: DeploymentRecord | None,
@@ -329,10 +342,12 @@ def manual_rollback(
                 RestoredFunction(function_name=name, restored_version=str(versions[name]), rolled_back_from=was[name])
                 for name in target.companions
             ],
-            # The rolled-back deployment's own stage events (a history listing carries none).
-            data_left_migrated=data_left_migrated(ledger.get(live.deployment_id) or live, [environment])
-            if live is not None
-            else [],
+            data_left_migrated=[
+                warning
+                # Each one's own stage events: a history listing carries none.
+                for undone in undone_by(records, environment, live, to_release)
+                for warning in data_left_migrated(ledger.get(undone.deployment_id) or undone, [environment])
+            ],
         )
         _record(result, ledger, live=live, served=served)
     finally:
