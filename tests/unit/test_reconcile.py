@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conveyor.domain.closing import close_approvals, close_unreached
-from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant
+from conveyor.domain.contracts import EnvironmentStep, ExecutionEnded, HealthVerdict, LockGrant, ServedRelease
 from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import (
     AliasChangedError,
@@ -648,7 +648,7 @@ def test_a_retry_after_a_failed_restore_never_undoes_what_a_later_deployment_set
     # Then it leaves the later release serving, both times, and the deployment stops asking a person to act
     assert world.function.aliases["live"] == ("3", {})
     assert (result.restored, again.restored) == ([], [])
-    assert "it serves version 3 now, not the split that was left" in result.left_alone["staging"]
+    assert "hello-staging:live serves version 3 now, not what was left" in result.left_alone["staging"]
     assert world.record().environments["staging"].not_restored == []
     assert world.record().status is Outcome.ABORTED
     assert "aws lambda update-alias" not in world.record().failure["reason"]
@@ -674,6 +674,38 @@ def test_a_holder_since_that_moved_nothing_leaves_the_restore_to_do() -> None:
     assert [subject for subject, _, _ in world.notifier.published][1:] == [
         "[Conveyor] hello 1.0.0: traffic restored by the reconciler"
     ]
+
+
+@pytest.mark.parametrize("served_by", ["d-later", None], ids=["a-later-release-of-the-same-code", "still-ours"])
+def test_all_of_the_traffic_on_the_stopped_version_is_restored_only_while_the_ledger_says_it_is_ours(
+    served_by: str | None,
+) -> None:
+    # Given a stop with the alias all on the new version 2 (its last step), a restore Lambda refused, then a holder
+    # since; the ledger says the alias serves this deployment's release, or a later one's (the same code: version 2)
+    world = World()
+    world.function.aliases["live"] = ("2", {})
+    release = world.step.release
+    assert release is not None
+
+    def served_by_deployment(deployment_id: str) -> None:
+        deployment = world.step.deployment.model_copy(update={"deployment_id": deployment_id})
+        world.ledger.record_served(ServedRelease.of(deployment, release, recorded_by="ShiftTraffic"))
+
+    served_by_deployment(world.deployment_id)
+    _failed_restore_then_held_by(world, LATER, release=True)
+    if served_by is not None:
+        served_by_deployment(served_by)
+
+    # When the reconciler tries again
+    result = world.reconcile()
+
+    # Then it restores only what is still its own
+    if served_by is None:
+        assert result.restored == ["staging"]
+        assert world.function.aliases["live"] == ("1", {})
+    else:
+        assert result.restored == []
+        assert world.function.aliases["live"] == ("2", {})
 
 
 def test_a_retry_while_another_holds_the_target_moves_nothing_and_keeps_asking_for_a_person() -> None:

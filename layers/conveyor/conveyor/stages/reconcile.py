@@ -60,7 +60,15 @@ from conveyor.domain.errors import (
 from conveyor.domain.locks import release_recorded_locks
 from conveyor.domain.notices import notice_attributes, publish_once, release_name, render_failure
 from conveyor.domain.outcome import UNFINISHED, Outcome
-from conveyor.domain.ports import BeanstalkEnvironments, Executions, Ledger, LockTable, Notifier, Targets
+from conveyor.domain.ports import (
+    AliasState,
+    BeanstalkEnvironments,
+    Executions,
+    Ledger,
+    LockTable,
+    Notifier,
+    Targets,
+)
 from conveyor.domain.pushed_object import PushedObject, unclaimed_record
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.restore import (
@@ -176,7 +184,7 @@ def restore_environment(
         return f"deployment {by} holds {name}'s target now"
     failed_under = (entry.restore or {}).get("fence_token")
     if entry.not_restored and isinstance(failed_under, int) and token > failed_under + 1:
-        why = moved_since(entry, targets, taken=token - failed_under - 1)
+        why = moved_since(record, entry, taken=token - failed_under - 1, targets=targets, ledger=ledger)
         if why is not None:  # what serves is whoever moved it since, not ours to undo
             locks.release(target, fence)
             return set_anew(record, name, entry, why, ledger)
@@ -308,22 +316,39 @@ def _take_fence(
     )
 
 
-def moved_since(entry: EnvironmentEntry, targets: Targets, *, taken: int) -> str | None:
-    """Why the target is no longer the split a failed restore left (its lock was ``taken`` times since), or None
-    when it still is: a holder that moved nothing (refused at a gate, a manual rollback Lambda refused too) leaves
-    the restore to do. An Elastic Beanstalk target has no split to read: a holder since counts as a move."""
+def moved_since(
+    record: DeploymentRecord, entry: EnvironmentEntry, *, taken: int, targets: Targets, ledger: Ledger
+) -> str | None:
+    """Why the target is no longer what a failed restore left (its lock was ``taken`` times since), or None when
+    every function the restore failed for still serves this deployment's version: a holder that moved nothing
+    (refused at a gate, a manual rollback Lambda refused too) leaves the restore to do. A split (a share to this
+    deployment's version) is only ever this deployment's leftover once the lock is free; all of the traffic on its
+    version may be a later release of the same code, so the ledger's record of what the alias serves decides that.
+    An Elastic Beanstalk target has no split to read: a holder since counts as a move."""
     since = f"its target's lock was taken {taken} time(s) since the restore failed"
     if (entry.model_extra or {}).get("beanstalk") is not None:
         return f"{since}: a later deployment or a manual rollback has set it since, so it is left as it serves"
-    state = targets.alias_state(str(entry.function_name), str(entry.alias))
-    if state is not None and state.version == entry.version_before and str(entry.version_after) in state.weights:
-        return None
+    alias = str(entry.alias)
+    for function in (entry.restore or {}).get("failed") or {}:
+        fields = entry.of_function(function)
+        before, after = fields.get("version_before"), str(fields.get("version_after"))
+        state = targets.alias_state(function, alias)
+        if state is not None and state.weights:
+            left = state.version == before and after in state.weights
+        else:
+            served = ledger.served(function, alias)
+            ours = served is not None and served.deployment_id == record.deployment_id
+            left = ours and state is not None and state.version == after
+        if not left:
+            return f"{since}, and {function}:{alias} serves {_serving(state)} now, not what was left: left as it serves"
+    return None
+
+
+def _serving(state: AliasState | None) -> str:
     if state is None:
-        serving = "no alias"
-    else:
-        shares = ", ".join(f"{weight:.0%} to version {version}" for version, weight in state.weights.items())
-        serving = f"version {state.version}" + (f" ({shares})" if shares else "")
-    return f"{since}, and it serves {serving} now, not the split that was left: it is left as it serves"
+        return "no alias"
+    shares = ", ".join(f"{weight:.0%} to version {version}" for version, weight in state.weights.items())
+    return f"version {state.version}" + (f" ({shares})" if shares else "")
 
 
 class RestoreRefused(Exception):
