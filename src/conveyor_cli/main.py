@@ -313,8 +313,8 @@ def cmd_package(args: argparse.Namespace) -> int:
 
 
 def cmd_pipeline_apply(args: argparse.Namespace) -> int:
-    operations.read_pipeline_file(Path(args.file))  # a bad file fails before the cloud is looked up
-    spec = operations.apply_pipeline(_cloud(args), Path(args.file))
+    read = operations.read_pipeline_file(Path(args.file))  # a bad file fails before the cloud is looked up
+    spec = operations.apply_pipeline(_cloud(args), Path(args.file), read=read)
     if args.json:
         _print(
             {
@@ -1022,8 +1022,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"conveyor: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a path given on the line that cannot be read or written: one line naming it
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"conveyor: {where}{exc.strerror or exc}", file=sys.stderr)
+        if not exc.filename:
+            raise
+        print(f"conveyor: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

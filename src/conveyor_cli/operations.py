@@ -104,14 +104,14 @@ def read_pipeline_file(spec_path: Path) -> tuple[PipelineSpec, bytes]:
         raise CliError(str(exc)) from exc
 
 
-def apply_pipeline(cloud: Cloud, spec_path: Path) -> PipelineSpec:
+def apply_pipeline(cloud: Cloud, spec_path: Path, *, read: tuple[PipelineSpec, bytes] | None = None) -> PipelineSpec:
     """Validate a spec file (size first, no YAML aliases, the schema), claim its targets for its app (one
     owner per function), then register it.
 
     A refused claim registers nothing and lets go of the targets this call newly claimed; once
     registered, the targets the app's previous spec named and this one does not are let go.
     """
-    spec, raw = read_pipeline_file(spec_path)
+    spec, raw = read or read_pipeline_file(spec_path)  # ``read``: the file as the caller read it already
     home, owners = cloud.home(), target_owners(cloud)
     before = _registered_targets(cloud, spec.app, home)
     wanted = resolve_or_refuse(spec, home, source=str(spec_path))

@@ -215,7 +215,7 @@ def test_the_context_start_time_is_the_executions_start_to_the_millisecond(
         # from either matches), and carries no microseconds
         start = datetime.fromisoformat(json.loads(ended["output"])["start"].replace("Z", "+00:00"))
         assert start == ended["startDate"]
-        assert start.microsecond % 1000 == 0
+        assert ended["startDate"].microsecond % 1000 == 0
     finally:
         sfn.delete_state_machine(stateMachineArn=machine)
 

@@ -189,6 +189,13 @@ def test_a_release_rolled_back_by_hand_everywhere_is_not_the_live_one_a_downgrad
     with pytest.raises(DowngradeRefusedError, match=r"older than the live 2\.1\.0"):
         check_not_downgrade(manifest("1.1.0"), found, order="semver", allowed=False, where="s3://b/k")
 
+    # And with every success rolled back by hand, the newest still judges: the downgrade check never goes off
+    for environment in ("staging", "production"):
+        ledger.update_environment("d-2.1.0", environment, {"status": EnvironmentStatus.ROLLED_BACK})
+    newest = live_deployment(ledger, "hello", exclude="d-new")
+    assert newest is not None
+    assert newest.version == "2.6.0"
+
 
 def test_the_same_version_built_earlier_is_refused() -> None:
     built = datetime(2024, 5, 15, tzinfo=UTC)

@@ -225,7 +225,10 @@ def test_rollback_to_an_app_version_restores_the_lambda_version_that_carried_it(
     assert ledger.get("d-unit").environments["staging"].rollback["rolled_back_at"]  # type: ignore[attr-defined]
 
 
-def test_a_rollback_to_an_earlier_release_warns_of_every_migration_it_takes_out_not_only_the_live_ones() -> None:
+@pytest.mark.parametrize("named", ["app version", "lambda version"])
+def test_a_rollback_to_an_earlier_release_warns_of_every_migration_it_takes_out_not_only_the_live_ones(
+    named: str,
+) -> None:
     # Given 0.9.0 live in staging as version 1, then 0.9.5 went live there and migrated the data (no down since),
     # then the live deployment (version 2)
     from datetime import timedelta
@@ -252,7 +255,11 @@ def test_a_rollback_to_an_earlier_release_warns_of_every_migration_it_takes_out_
     )
 
     # When the on-call rolls staging back to 0.9.0
-    back = _roll_back(targets, locks, ledger, to_release="0.9.0")
+    back = (
+        _roll_back(targets, locks, ledger, to_release="0.9.0")
+        if named == "app version"
+        else _roll_back(targets, locks, ledger, "1")
+    )
 
     # Then the warning names 0.9.5's migration, which the rollback takes out though 0.9.5 was not the live one
     assert [w.split(":")[0] for w in back.data_left_migrated] == [

@@ -713,11 +713,11 @@ def test_a_retry_while_another_holds_the_target_moves_nothing_and_keeps_asking_f
     world = World()
     _failed_restore_then_held_by(world, LATER, release=False)
 
-    # When the reconciler tries again
-    result = world.reconcile()
+    # When the reconciler tries again, it fails again (so Lambda retries it, then keeps it for `conveyor reconcile`)
+    with pytest.raises(RollbackFailedError, match="deployment d-later holds staging's target now"):
+        world.reconcile()
 
     # Then it leaves the target to its holder, and the deployment stays ROLLBACK_FAILED: nothing is settled yet
-    assert result.left_alone == {"staging": "deployment d-later holds staging's target now"}
     assert world.function.aliases["live"] == ("1", {"2": 0.2})
     assert world.record().status is Outcome.ROLLBACK_FAILED
     assert world.record().environments["staging"].not_restored == ["hello-staging"]
@@ -745,6 +745,51 @@ def test_a_reclosed_deployment_drops_the_command_the_failed_rollbacks_own_error_
     assert world.record().failure["reason"].endswith("nothing is left for a person to do")
 
 
+def test_a_failed_restore_left_alone_for_a_reason_that_needs_a_person_is_not_reclosed_as_settled() -> None:
+    # Given a ROLLBACK_FAILED deployment whose entry names no lock target (so nothing can be fenced), and whose
+    # failed restore the ledger never recorded
+    world = World()
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
+    with pytest.raises(RollbackFailedError):
+        world.reconcile()
+    world.targets.fail_route = None
+    entry = world.ledger.records[world.deployment_id]["environments"]["staging"]
+    entry.pop("lock_target")
+    entry.pop("restore")
+
+    # When the reconciler tries again, it cannot act there, and says a person must
+    result = world.reconcile()
+    assert "a person must check it" in result.left_alone["staging"]
+
+    # Then the deployment is still ROLLBACK_FAILED, and nobody is told there is nothing left to do
+    assert world.record().status is Outcome.ROLLBACK_FAILED
+    assert len(world.notifier.published) == 1
+
+
+def test_a_restore_whose_record_the_ledger_refused_keeps_its_fence_and_is_not_taken_for_anothers_move() -> None:
+    # Given a restore Lambda refused, then a retry that restored the alias but whose record the ledger refused
+    world = World()
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
+    with pytest.raises(RollbackFailedError):
+        world.reconcile()
+    world.targets.fail_route = None
+    ledger = DownLedger()
+    ledger.records = world.ledger.records
+    world.ledger = ledger
+    with pytest.raises(LedgerError):
+        world.reconcile()
+    assert world.function.aliases["live"] == ("1", {})
+
+    # When the ledger answers and the reconciler tries again
+    ledger.down = False
+    result = world.reconcile()
+
+    # Then it finds its own restore done (the fence it kept), records it, and re-closes the deployment as restored
+    assert result.restored == ["staging"]
+    assert world.record().environments["staging"].status == "ROLLED_BACK"
+    assert world.record().status is Outcome.ABORTED
+
+
 def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic_was_restored() -> None:
     # Given an execution stopped mid-canary (stopDate 2023-11-14T22:15Z in the status change event)
     world = World()
@@ -758,3 +803,28 @@ def test_a_reconciler_restore_records_when_the_execution_failed_and_when_traffic
     # And the deployment ended when its execution did, not when the reconciler ran
     assert world.record().finished_at == datetime(2023, 11, 14, 22, 15, tzinfo=UTC)
     assert datetime.fromisoformat(rollback["restored_at"]) >= datetime.fromisoformat(rollback["failed_at"])
+
+
+@pytest.mark.parametrize(
+    ("text", "left"),
+    [
+        (
+            "could not restore x:live to 1 (boom). Run: aws lambda update-alias --function-name x --name live "
+            "--function-version 1 --routing-config AdditionalVersionWeights={}; then NotifyFailure failed",
+            "could not restore x:live to 1 (boom).; then NotifyFailure failed",
+        ),
+        (
+            "two. Run: aws lambda update-alias --function-name x --name live --function-version 1; "
+            "aws lambda delete-alias --function-name y --name live",
+            "two.",
+        ),
+        (
+            '{"errorMessage": "could not. Run: aws lambda delete-alias --function-name y --name live"}',
+            '{"errorMessage": "could not."}',
+        ),
+    ],
+)
+def test_a_restore_command_is_cut_from_a_reason_and_nothing_after_it(text: str, left: str) -> None:
+    from conveyor.domain.restore import without_restore_commands
+
+    assert without_restore_commands(text) == left

@@ -131,15 +131,27 @@ def released_entry(records: list[DeploymentRecord], environment: str, app: str, 
 
 
 def undone_by(
-    records: list[DeploymentRecord], environment: str, live: DeploymentRecord | None, to_release: str | None
+    records: list[DeploymentRecord],
+    environment: str,
+    live: DeploymentRecord | None,
+    *,
+    function: str,
+    version: str,
+    to_release: str | None,
 ) -> list[DeploymentRecord]:
-    """The deployments whose release a rollback takes out of ``environment``: the live one, or, back to an earlier
-    ``to_release``, every one that went live there after it (a roll forward takes none out)."""
-    if to_release is None:
-        return [live] if live is not None else []
-    target = next((r for r in records if r.version == to_release and went_live(r, environment)), None)
+    """The deployments whose release a rollback to Lambda ``version`` of ``function`` (app version ``to_release``)
+    takes out of ``environment``: every one that went live there after the release that carried it (a roll
+    forward takes none out); the live one when no release is known to have carried it."""
+
+    def carried(record: DeploymentRecord) -> bool:
+        entry = record.environments[environment]
+        return (
+            record.version == to_release if to_release else entry.of_function(function).get("version_after") == version
+        )
+
+    target = next((r for r in records if went_live(r, environment) and carried(r)), None)
     if target is None:
-        return []
+        return [live] if live is not None else []
     return [r for r in records if r.created_at > target.created_at and went_live(r, environment)]
 
 
@@ -276,6 +288,14 @@ def manual_rollback(
             "name one with --to"
         )
     version = str(versions[function])
+    # Read before anything moves: a ledger that refuses then leaves the traffic where it was.
+    undone = undone_by(records, environment, live, function=function, version=version, to_release=to_release)
+    left_migrated = [
+        warning
+        # Each one's own stage events: a history listing carries none.
+        for record in undone
+        for warning in data_left_migrated(ledger.get(record.deployment_id) or record, [environment])
+    ]
     holder = f"manual-rollback:{operator}:{uuid.uuid4()}"
     token = locks.try_acquire(
         lock,
@@ -342,12 +362,7 @@ def manual_rollback(
                 RestoredFunction(function_name=name, restored_version=str(versions[name]), rolled_back_from=was[name])
                 for name in target.companions
             ],
-            data_left_migrated=[
-                warning
-                # Each one's own stage events: a history listing carries none.
-                for undone in undone_by(records, environment, live, to_release)
-                for warning in data_left_migrated(ledger.get(undone.deployment_id) or undone, [environment])
-            ],
+            data_left_migrated=left_migrated,
         )
         _record(result, ledger, live=live, served=served)
     finally:

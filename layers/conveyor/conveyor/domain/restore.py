@@ -112,7 +112,8 @@ def manual_restore_command(release: Release) -> str:
     )
 
 
-_RESTORE_COMMANDS = re.compile(r"\s*Run: aws (?:lambda|elasticbeanstalk) [^\"\n]*")
+_RESTORE_COMMANDS = re.compile(r"\s*Run: aws [^\"\n;)]*(?:; aws [^\"\n;)]*)*")
+"""``Run: aws ...`` and the commands after it (``; aws ...``), up to where the text goes on (``;``, ``)``, a quote)."""
 
 
 def without_restore_commands(text: str) -> str:

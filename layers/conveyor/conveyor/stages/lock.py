@@ -393,7 +393,7 @@ def taken(
         return wait_in_line(step, grant, position=1, ahead=blocked, ledger=ledger)
     try:
         require_still_owned(step, owners)
-    except TargetClaimedError:
+    except Exception:  # refused, or the owners could not be read: nothing recorded the lock, so it is given back
         for key in (grant["target"], *companions):
             locks.release(key, deployment.execution_arn)
         raise

@@ -23,10 +23,9 @@ failed, e.g. on a ledger outage) finishes the job instead of repeating it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from pydantic import ValidationError
@@ -72,6 +71,7 @@ from conveyor.domain.ports import (
 from conveyor.domain.pushed_object import PushedObject, unclaimed_record
 from conveyor.domain.records import DeploymentRecord
 from conveyor.domain.restore import (
+    Restored,
     manual_restore_command,
     restore_aliases,
     restore_served,
@@ -177,30 +177,23 @@ def restore_environment(
     fence = reconciler_holder(ended.execution_arn)
     token = _take_fence(record, name, ended, target, fence, locks=locks, now=now)
     if token is None:
-        # Whoever holds it may move its traffic, or be refused before it does: a restore that had failed is tried
-        # again once the lock is free (Lambda's retry, or `conveyor reconcile`), never under another's hold.
-        holder = locks.get(target)
-        by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
-        return f"deployment {by} holds {name}'s target now"
-    failed_under = (entry.restore or {}).get("fence_token")
-    if entry.not_restored and isinstance(failed_under, int) and token > failed_under + 1:
-        why = moved_since(record, entry, taken=token - failed_under - 1, targets=targets, ledger=ledger)
-        if why is not None:  # what serves is whoever moved it since, not ours to undo
-            locks.release(target, fence)
-            return set_anew(record, name, entry, why, ledger)
-    release = recorded_release(name, entry)
-    started = utcnow()
+        return _held_by_another(name, entry, target, locks)
     try:
-        if release.beanstalk is not None:
-            if beanstalk is None:
-                raise ConfigurationError("Reconcile: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
-            restored = {release.function_name: restore_production(release, beanstalk())}
-        else:
-            restored = restore_aliases(targets, release)
+        failed_under = (entry.restore or {}).get("fence_token")
+        if entry.not_restored and isinstance(failed_under, int) and token > failed_under + 1:
+            why = moved_since(record, entry, taken=token - failed_under - 1, targets=targets, ledger=ledger)
+            if why is not None:  # what serves is whoever moved it since, not ours to undo
+                locks.release(target, fence)
+                return set_anew(record, name, entry, why, ended=ended, ledger=ledger)
+        release = recorded_release(name, entry)
+        started = utcnow()
+        restored = _restore_release(release, targets, beanstalk)
+    except LedgerError:
+        raise  # the fence stays: the retry takes it again with the same token
     except Exception as exc:
         # Not (all) restored (Lambda refused or failed): give the fence back so the retry, or a person, can act.
         locks.release(target, fence)
-        raise RestoreRefused(token) from exc
+        raise RestoreRefusedError(token) from exc
     for member in release.members:
         restore_served(member, ledger=ledger, recorded_by=f"Reconcile of {record.deployment_id}")
     result = rollback_result(
@@ -209,12 +202,10 @@ def restore_environment(
         duration_ms=round((utcnow() - started).total_seconds() * 1000, 1),
         reason=f"{cause_of(ended)}; the reconciler restored {name}",
     )
-    try:
-        _record_restored(
-            record, name, ended, result, moved=any(done.moved for done in restored.values()), ledger=ledger
-        )
-    finally:
-        locks.release(target, fence)
+    # Recorded, then the fence given back: a ledger that refuses keeps it, so the retry reuses its token and does
+    # not take its own restore for another's move.
+    _record_restored(record, name, ended, result, moved=any(done.moved for done in restored.values()), ledger=ledger)
+    locks.release(target, fence)
     metrics.add_metric(name="ReconcilerRollbacks", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RollbackDuration", unit=MetricUnit.Milliseconds, value=result.duration_ms)
     logger.warning("reconciler restored an environment", extra={"environment": name, "restored": restored})
@@ -279,13 +270,14 @@ def restore_all(
             )
         except LedgerError:
             raise  # nothing can be fenced, recorded or claimed: the retry (or a redrive) restores it
-        except (
-            RestoreRefused
-        ) as refused:  # Lambda or Elastic Beanstalk refused: the deployment is closed, a person told
-            cause = refused.__cause__ if isinstance(refused.__cause__, Exception) else refused
+        except RestoreDeferredError as deferred:  # another holds the target: the retry (or a person) tries again
+            not_restored[name] = str(deferred)
+        except Exception as exc:  # Lambda or Elastic Beanstalk refused: the deployment is closed, a person told
+            refused = exc if isinstance(exc, RestoreRefusedError) else None
+            cause = exc.__cause__ if refused is not None and isinstance(exc.__cause__, Exception) else exc
             logger.error("the reconciler could not restore an environment", exc_info=cause, extra={"environment": name})
             not_restored[name] = restore_failure(
-                record, name, entry, cause, ended, ledger=ledger, fence_token=refused.fence_token
+                record, name, entry, cause, ended, ledger=ledger, fence_token=refused.fence_token if refused else None
             )
         else:
             if why is None:
@@ -293,6 +285,28 @@ def restore_all(
             else:
                 left_alone[name] = why
     return restored, left_alone, not_restored
+
+
+def _held_by_another(name: str, entry: EnvironmentEntry, target: str, locks: LockTable) -> str:
+    """Why an environment whose target another deployment holds is left alone. A restore that had failed is not:
+    whoever holds it may move its traffic, or be refused before it does, so it is tried again once the lock is
+    free (Lambda's retry, or `conveyor reconcile`), never under another's hold (``RestoreDeferredError``)."""
+    holder = locks.get(target)
+    by = holder.deployment_id if holder is not None and holder.holder else "another deployment"
+    if entry.not_restored:
+        raise RestoreDeferredError(f"deployment {by} holds {name}'s target now; the restore is tried again after")
+    return f"deployment {by} holds {name}'s target now"
+
+
+def _restore_release(
+    release: Release, targets: Targets, beanstalk: Callable[[], BeanstalkEnvironments] | None
+) -> dict[str, Restored]:
+    """Put the release's target back: every function's alias, or the Elastic Beanstalk environment's CNAMEs."""
+    if release.beanstalk is None:
+        return restore_aliases(targets, release)
+    if beanstalk is None:
+        raise ConfigurationError("Reconcile: an elasticbeanstalk release needs the Elastic Beanstalk adapter")
+    return {release.function_name: restore_production(release, beanstalk())}
 
 
 def _take_fence(
@@ -351,7 +365,7 @@ def _serving(state: AliasState | None) -> str:
     return f"version {state.version}" + (f" ({shares})" if shares else "")
 
 
-class RestoreRefused(Exception):
+class RestoreRefusedError(Exception):
     """Lambda or Elastic Beanstalk refused (part of) a restore the reconciler made under fence ``fence_token``."""
 
     def __init__(self, fence_token: int) -> None:
@@ -359,16 +373,22 @@ class RestoreRefused(Exception):
         self.fence_token = fence_token
 
 
-def set_anew(record: DeploymentRecord, name: str, entry: EnvironmentEntry, why: str, ledger: Ledger) -> str:
+class RestoreDeferredError(Exception):
+    """A restore that had failed finds another deployment holding the target: it is tried again once that ends."""
+
+
+def set_anew(
+    record: DeploymentRecord, name: str, entry: EnvironmentEntry, why: str, *, ended: ExecutionEnded, ledger: Ledger
+) -> str:
     """Leave an environment to whoever sets its traffic now; when a restore of it had failed, record that nothing
     is left to restore there (so nobody is asked to run a command that would undo what serves since)."""
     if entry.not_restored:
-        with contextlib.suppress(DeploymentNotOwnedError):  # a re-run's entries are its own
+        with suppress(DeploymentNotOwnedError):  # a re-run's entries are its own
             ledger.update_environment(
                 record.deployment_id,
                 name,
                 {"restore": (entry.restore or {}) | {"set_anew": why}},
-                owner=record.execution_arn,
+                owner=ended.execution_arn,
             )
     return why
 
@@ -381,7 +401,7 @@ def restore_failure(
     ended: ExecutionEnded,
     *,
     ledger: Ledger,
-    fence_token: int,
+    fence_token: int | None,
 ) -> str:
     """Record which functions of the environment were not restored (the notice shows them), and under which fence
     token (a later try that finds the lock taken since leaves the target to whoever took it), and say what a
@@ -395,7 +415,10 @@ def restore_failure(
         ledger.update_environment(
             record.deployment_id,
             name,
-            {"restore": {"restored": restored, "failed": failed, "fence_token": fence_token}},
+            {
+                "restore": {"restored": restored, "failed": failed}
+                | ({"fence_token": fence_token} if fence_token is not None else {})
+            },
             owner=ended.execution_arn,
         )
     except (LedgerError, StatusMoveRefusedError, DeploymentNotOwnedError) as error:
@@ -531,6 +554,8 @@ def reconcile(
             and record.status is Outcome.ROLLBACK_FAILED
             and bool(restored or left_alone)
             and not any(entry.not_restored for entry in record.environments.values())
+            # left alone only as set anew: any other reason (no lock target, ...) still needs a person
+            and all((record.environments[name].restore or {}).get("set_anew") for name in left_alone)
         )
         follow_up = None
         if restored_later:

@@ -44,11 +44,15 @@ def live_deployment(ledger: Ledger, app: str, exclude: str) -> DeploymentRecord 
     succeeded = [
         r
         for r in ledger.history(app, limit=LIVE_LOOKBACK, status=Outcome.SUCCEEDED)
-        if r.deployment_id != exclude
-        and r.finished_at
-        and not (r.environments and all(e.status is EnvironmentStatus.ROLLED_BACK for e in r.environments.values()))
+        if r.deployment_id != exclude and r.finished_at
     ]
-    return max(succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
+    serving = [
+        r
+        for r in succeeded
+        if not (r.environments and all(e.status is EnvironmentStatus.ROLLED_BACK for e in r.environments.values()))
+    ]
+    # All of the newest rolled back by hand: the newest success still judges (a downgrade check never goes off).
+    return max(serving or succeeded, key=lambda r: r.finished_at or r.created_at, default=None)
 
 
 def built_version(manifest: Manifest) -> BuiltVersion:
