@@ -299,6 +299,9 @@ def rolled_back_by_hand(env: EnvironmentEntry) -> str | None:
 def _serving(env: EnvironmentEntry, before: str | None, after: str | None, restored: str | None) -> str:
     """What an alias serves as the entry says: the version restored, the new one (with its share while traffic
     moves), or the one before."""
+    restored_first = ((env.restore or {}).get("restored") or {}).get(env.function_name, "")
+    if env.not_restored and restored_first != "":  # a restore that failed for another function of the target
+        return f"{restored_first or 'none'} (restored)"
     if env.status is EnvironmentStatus.ROLLED_BACK:
         by_hand = rolled_back_by_hand(env)
         return f"{after} ({by_hand})" if by_hand and after else restored or before or "none"

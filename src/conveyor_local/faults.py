@@ -13,7 +13,9 @@ answer, exactly as a throttle, an outage or a conflicting update would look on A
 ]}
 ```
 
-A rule matches a Lambda API ``operation`` on ``function`` (the function's name), a DynamoDB
+A rule matches a Lambda API ``operation`` on ``function`` (the function's name: ``Invoke``, ``PublishVersion``,
+``UpdateAlias``, ``CreateAlias``, ``DeleteAlias``, ``UpdateFunctionCode``, ``UpdateFunctionConfiguration``; an
+``Invoke`` fault hits every caller, Step Functions' tasks included), a DynamoDB
 operation on ``table`` (an outage of the ledger: ``{"operation": "*", "table": "<table>",
 "error": "InternalServerError", "times": 1000000}``), or an SNS operation on ``topic`` (the topic's
 ARN); ``"*"`` matches any operation. The first ``skip`` matching calls pass, the next ``times`` fail

@@ -29,3 +29,17 @@ def test_an_sns_fault_is_the_error_code_it_names(aws: Callable[[str], Any], plan
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
     plan([])
     assert aws("sns").publish(TopicArn=topic, Message="m")["MessageId"]
+
+
+def test_a_lambda_invoke_fault_is_the_error_code_it_names(
+    local_cloud: dict[str, Any], aws: Callable[[str], Any], plan: Callable[..., None]
+) -> None:
+    function = local_cloud["outputs"]["ProbeFunctionName"]
+    plan(
+        [{"id": "invoke-down", "operation": "Invoke", "function": function, "error": "ServiceException", "times": 100}]
+    )
+    with pytest.raises(ClientError) as raised:  # (after the SDK's own retries of a 500)
+        aws("lambda").invoke(FunctionName=function, Payload=b"{}")
+    assert raised.value.response["Error"]["Code"] == "ServiceException"
+    plan([])
+    assert aws("lambda").invoke(FunctionName=function, Payload=b"{}")["StatusCode"] == 200

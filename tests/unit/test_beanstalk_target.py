@@ -459,6 +459,88 @@ def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(p
     assert entry.rollback["restored_version"] == "0.9.0"
 
 
+@pytest.mark.parametrize("later_swapped", [False, True], ids=["holder-moved-nothing", "later-release-swapped"])
+def test_a_failed_swap_back_is_retried_unless_a_later_release_moved_production(
+    pair: FakeBeanstalk, later_swapped: bool
+) -> None:
+    from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
+    from conveyor.domain.outcome import Outcome
+
+    from tests.unit.test_reconcile import EXECUTION, NOW, ended
+    from tests.unit.test_reconcile import World as LambdaWorld
+
+    # Given a blue/green deployment stopped after the swap, whose swap back Elastic Beanstalk refused
+    world = LambdaWorld()
+    rollout = Rollout("blue_green", pair)
+    rollout.deploy()
+    rollout.shift()
+    rollout.shift()
+    target = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
+    world.locks.try_acquire(
+        target,
+        holder=EXECUTION,
+        deployment_id=world.deployment_id,
+        app="webapp",
+        environment="staging",
+        lease_seconds=3600,
+        now=NOW,
+    )
+    release = rollout.step.release
+    assert release is not None
+    assert release.beanstalk is not None
+    world.ledger.update_environment(
+        world.deployment_id,
+        "staging",
+        {
+            "function_name": "webapp",
+            "alias": "webapp-blue",
+            "version_before": "0.9.0",
+            "version_after": "1.0.0",
+            "lock_target": target,
+            "beanstalk": release.beanstalk.model_dump(mode="json"),
+        },
+    )
+    swap = pair.swap_cnames
+
+    def refused(application: str, source: str, destination: str) -> None:
+        raise TrafficShiftError("SwapEnvironmentCNAMEs failed: ServiceException")
+
+    pair.swap_cnames = refused  # type: ignore[method-assign]
+
+    def run() -> object:
+        return reconcile(
+            ended("ABORTED"),
+            ledger=world.ledger,
+            locks=world.locks,
+            targets=world.targets,
+            notifier=world.notifier,
+            now=NOW + 100,
+            beanstalk=lambda: pair,
+        )
+
+    with pytest.raises(RollbackFailedError):
+        run()
+    pair.swap_cnames = swap  # type: ignore[method-assign]
+    # And a holder since: a later release that swapped production to its own environment, or one refused at a gate
+    world.locks.try_acquire(
+        target, holder="later", deployment_id="d-later", app="webapp", environment="staging", lease_seconds=60, now=NOW
+    )
+    if later_swapped:
+        pair.swap_cnames("webapp", "webapp-blue", "webapp-green")
+    world.locks.release(target, "later")
+    serving = pair.cname_of("webapp-blue")
+
+    # When the reconciler tries again
+    run()
+
+    # Then it swaps back only when nothing moved production since; the deployment is settled either way
+    if later_swapped:
+        assert pair.cname_of("webapp-blue") == serving
+    else:
+        assert pair.cname_of("webapp-blue").startswith(CNAME)
+    assert world.record().status is Outcome.ABORTED
+
+
 def test_lambda_only_commands_refuse_a_beanstalk_environment_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     from conveyor_cli import operations
     from conveyor_cli.context import CliError

@@ -828,3 +828,24 @@ def test_a_restore_command_is_cut_from_a_reason_and_nothing_after_it(text: str, 
     from conveyor.domain.restore import without_restore_commands
 
     assert without_restore_commands(text) == left
+
+
+def test_a_failed_rollout_whose_target_was_set_anew_since_is_reclosed_rolled_back_not_failed() -> None:
+    # Given an execution that failed (its own rollback refused), the reconciler's restore refused too, then a
+    # later release live on the target
+    world = World()
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
+    with pytest.raises(RollbackFailedError):
+        world.reconcile("FAILED", error="RollbackFailedError", cause="could not restore")
+    world.targets.fail_route = None
+    world.locks.try_acquire(
+        TARGET, holder=LATER, deployment_id="d-later", app="hello", environment="staging", lease_seconds=60, now=NOW
+    )
+    world.locks.release(TARGET, LATER)
+    world.function.aliases["live"] = ("3", {})
+
+    # When the reconciler tries again, it leaves the later release serving
+    world.reconcile("FAILED", error="RollbackFailedError", cause="could not restore")
+
+    # Then the deployment reads as its release taken out (ROLLED_BACK, exit 4), not as failed before traffic moved
+    assert world.record().status is Outcome.ROLLED_BACK

@@ -372,3 +372,23 @@ def test_a_release_rolled_back_by_hand_later_shows_what_it_deployed_then_the_rol
     assert "| 10 | 12, rolled back by hand to 10 by alice | ROLLED_BACK |" in summary_markdown(
         record, ExitCode.SUCCEEDED
     )
+
+
+def test_a_target_whose_restore_failed_for_another_function_shows_its_first_function_restored() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.status import render_environments
+
+    production = EnvironmentEntry(
+        function_name="orders-api",
+        alias="live",
+        status=EnvironmentStatus.SHIFTING,
+        version_before="1",
+        version_after="2",
+        weight=25,
+        restore={"restored": {"orders-api": "1"}, "failed": {"orders-worker": "UpdateAlias failed"}},
+    )
+    line = render_environments(record_of(Outcome.ROLLBACK_FAILED, environments={"production": production}))[0]
+    assert "after: 1 (restored)" in line
+    assert "NOT restored: orders-worker" in line

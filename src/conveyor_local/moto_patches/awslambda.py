@@ -335,7 +335,11 @@ def _payload_document(payload: Any) -> Any:
 
 
 def _lambda_response_invoke(self: Any) -> Any:
-    """Replacement for ``LambdaResponse.invoke``: honour boto3's ``Qualifier`` query parameter."""
+    """Replacement for ``LambdaResponse.invoke``: an injected ``Invoke`` fault, else honour boto3's ``Qualifier``
+    query parameter."""
+    injected = _fault_for("Invoke", str(getattr(self, "path", "")))
+    if injected is not None:
+        return injected
     querystring = self.querystring
     if "Qualifier" in querystring and "qualifier" not in querystring:
         querystring["qualifier"] = querystring["Qualifier"]

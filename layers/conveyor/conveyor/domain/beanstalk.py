@@ -140,6 +140,14 @@ def production_on_new(release: Release, envs: BeanstalkEnvironments) -> bool:
     return deployed.version_label == release.version_after
 
 
+def still_serves(release: Release, envs: BeanstalkEnvironments) -> bool:
+    """Whether production is still as the release left it: its environment runs the release's label and (blue/green)
+    holds the production CNAME. A later deployment moves one or the other; one refused before it moved, neither."""
+    eb = _beanstalk(release)
+    deployed = envs.environment(eb.application, eb.deployed_environment)
+    return deployed is not None and deployed.version_label == release.version_after and production_on_new(release, envs)
+
+
 def promote(release: Release, envs: BeanstalkEnvironments) -> str:
     """Move production to the release (ShiftTraffic at 100%); what was done, for the ledger."""
     eb = _beanstalk(release)

@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from conveyor.domain.beanstalk import restore_production
+from conveyor.domain.beanstalk import restore_production, still_serves
 from conveyor.domain.closing import (
     close_approvals,
     close_unreached,
@@ -181,7 +181,15 @@ def restore_environment(
     try:
         failed_under = (entry.restore or {}).get("fence_token")
         if entry.not_restored and isinstance(failed_under, int) and token > failed_under + 1:
-            why = moved_since(record, entry, taken=token - failed_under - 1, targets=targets, ledger=ledger)
+            why = moved_since(
+                record,
+                name,
+                entry,
+                taken=token - failed_under - 1,
+                targets=targets,
+                ledger=ledger,
+                beanstalk=beanstalk,
+            )
             if why is not None:  # what serves is whoever moved it since, not ours to undo
                 locks.release(target, fence)
                 return set_anew(record, name, entry, why, ended=ended, ledger=ledger)
@@ -331,17 +339,27 @@ def _take_fence(
 
 
 def moved_since(
-    record: DeploymentRecord, entry: EnvironmentEntry, *, taken: int, targets: Targets, ledger: Ledger
+    record: DeploymentRecord,
+    name: str,
+    entry: EnvironmentEntry,
+    *,
+    taken: int,
+    targets: Targets,
+    ledger: Ledger,
+    beanstalk: Callable[[], BeanstalkEnvironments] | None,
 ) -> str | None:
     """Why the target is no longer what a failed restore left (its lock was ``taken`` times since), or None when
     every function the restore failed for still serves this deployment's version: a holder that moved nothing
     (refused at a gate, a manual rollback Lambda refused too) leaves the restore to do. A split (a share to this
     deployment's version) is only ever this deployment's leftover once the lock is free; all of the traffic on its
     version may be a later release of the same code, so the ledger's record of what the alias serves decides that.
-    An Elastic Beanstalk target has no split to read: a holder since counts as a move."""
+    An Elastic Beanstalk target is still as left while its environment runs the release and holds production."""
     since = f"its target's lock was taken {taken} time(s) since the restore failed"
-    if (entry.model_extra or {}).get("beanstalk") is not None:
-        return f"{since}: a later deployment or a manual rollback has set it since, so it is left as it serves"
+    release = recorded_release(name, entry)
+    if release.beanstalk is not None:
+        if beanstalk is not None and still_serves(release, beanstalk()):
+            return None
+        return f"{since}, and production is no longer {release.version_after} as it was left: left as it serves"
     alias = str(entry.alias)
     for function in (entry.restore or {}).get("failed") or {}:
         fields = entry.of_function(function)
@@ -457,7 +475,11 @@ def recorded_release(name: str, entry: EnvironmentEntry) -> Release:
 def outcome_of(record: DeploymentRecord, ended: ExecutionEnded) -> Outcome:
     if ended.status in _OUTCOMES:
         return _OUTCOMES[ended.status]
-    if any(env.status is EnvironmentStatus.ROLLED_BACK for env in record.environments.values()):
+    # A release taken out of an environment: rolled back there, or (its own rollback failed) set anew since.
+    if any(
+        env.status is EnvironmentStatus.ROLLED_BACK or (env.restore or {}).get("set_anew")
+        for env in record.environments.values()
+    ):
         return Outcome.ROLLED_BACK
     return Outcome.FAILED
 
