@@ -422,8 +422,8 @@ def restore_failure(
     fence_token: int | None,
 ) -> str:
     """Record which functions of the environment were not restored (the notice shows them), and under which fence
-    token (a later try that finds the lock taken since leaves the target to whoever took it), and say what a
-    person runs: the AWS CLI command per function, or the reconciler again once the cause is fixed."""
+    token (a later try that finds the lock taken since first asks ``moved_since``), and say what a person runs:
+    the AWS CLI command per function, or the reconciler again once the cause is fixed."""
     release = recorded_release(name, entry)
     if isinstance(exc, RestoreIncompleteError):
         restored, failed = exc.restored, {function: str(error) for function, error in exc.failed.items()}
