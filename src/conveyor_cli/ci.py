@@ -228,6 +228,7 @@ def timed_out_markdown(shipped: Shipped) -> str:
 def append_to(path: Path, markdown: str) -> None:
     """Append to ``path``, as job summaries expect (``$GITHUB_STEP_SUMMARY`` may already hold other steps' text)."""
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as out:
             out.write(markdown)
     except OSError as exc:

@@ -299,6 +299,8 @@ def rolled_back_by_hand(env: EnvironmentEntry) -> str | None:
 def _serving(env: EnvironmentEntry, before: str | None, after: str | None, restored: str | None) -> str:
     """What an alias serves as the entry says: the version restored, the new one (with its share while traffic
     moves), or the one before."""
+    if (env.restore or {}).get("set_anew"):  # a later deployment or a manual rollback set it since
+        return f"{after or 'none'} no longer: set anew since"
     restored_first = ((env.restore or {}).get("restored") or {}).get(env.function_name, "")
     if env.not_restored and restored_first != "":  # a restore that failed for another function of the target
         return f"{restored_first or 'none'} (restored)"

@@ -90,7 +90,9 @@ def test_a_rollback_of_a_release_that_migrated_data_says_the_data_did_not_go_bac
 
     # Then the code goes back, and the person is told the data did not (unless a down-migration ran)
     assert targets.functions["hello-staging"].aliases["live"] == ("1", {})
-    expected = [] if down_ran else ["the migration 'schema' ran in staging and no down-migration did"]
+    expected = (
+        [] if down_ran else ["the migration 'schema' ran in staging and no down-migration did (run by hello 1.0.0)"]
+    )
     assert [warning.split(":")[0] for warning in result.data_left_migrated] == expected
 
 
@@ -263,8 +265,32 @@ def test_a_rollback_to_an_earlier_release_warns_of_every_migration_it_takes_out_
 
     # Then the warning names 0.9.5's migration, which the rollback takes out though 0.9.5 was not the live one
     assert [w.split(":")[0] for w in back.data_left_migrated] == [
-        "the migration 'schema' ran in staging and no down-migration did"
+        "the migration 'schema' ran in staging and no down-migration did (run by hello 0.9.5)"
     ]
+
+
+def test_a_migration_several_releases_ran_is_warned_of_once_naming_the_newest() -> None:
+    from conveyor.domain.manual_rollback import migrations_taken_out
+
+    _, _, ledger = _world()
+    now = utcnow()
+    for deployment in ("d-unit", "d-unit"):
+        ledger.record_event(  # type: ignore[attr-defined]
+            StageEvent(
+                deployment_id=deployment,
+                stage="Migrate",
+                environment="staging",
+                status="succeeded",
+                started_at=now,
+                finished_at=now,
+                duration_ms=1.0,
+                detail={"hook": "schema"},
+            )
+        )
+    record = ledger.get("d-unit")  # type: ignore[attr-defined]
+    warnings = migrations_taken_out([record, record.model_copy(update={"version": "0.1.0"})], "staging", ledger)  # type: ignore[arg-type]
+    assert len(warnings) == 1
+    assert "(run by hello 1.0.0)" in warnings[0]
 
 
 def test_rollback_to_an_app_version_serves_that_release_even_when_a_later_one_shares_its_code() -> None:

@@ -849,3 +849,36 @@ def test_a_failed_rollout_whose_target_was_set_anew_since_is_reclosed_rolled_bac
 
     # Then the deployment reads as its release taken out (ROLLED_BACK, exit 4), not as failed before traffic moved
     assert world.record().status is Outcome.ROLLED_BACK
+
+
+def test_a_failed_rollback_reclosed_later_still_names_the_check_that_failed() -> None:
+    # Given a health check that failed in staging, then RollBack's own failure (the execution's error)
+    world = World()
+    now = utcnow()
+    world.ledger.record_event(
+        StageEvent(
+            deployment_id=world.deployment_id,
+            stage="EvaluateHealth",
+            environment="staging",
+            status="failed",
+            started_at=now,
+            finished_at=now,
+            duration_ms=1.0,
+            detail={"reason": 'hello-staging:2 answered wrongly: status is "degraded"'},
+        )
+    )
+    world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
+    with pytest.raises(RollbackFailedError):
+        world.reconcile("FAILED", error="RollbackFailedError", cause="could not restore")
+
+    # When a later try restores the target
+    world.targets.fail_route = None
+    world.reconcile("FAILED", error="RollbackFailedError", cause="could not restore")
+
+    # Then the re-closed reason starts with the check that failed, not only the rollback's failure
+    assert world.record().status is Outcome.ROLLED_BACK
+    assert (
+        world.record()
+        .failure["reason"]
+        .startswith('staging: hello-staging:2 answered wrongly: status is "degraded"; then')
+    )

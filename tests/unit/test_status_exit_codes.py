@@ -392,3 +392,23 @@ def test_a_target_whose_restore_failed_for_another_function_shows_its_first_func
     line = render_environments(record_of(Outcome.ROLLBACK_FAILED, environments={"production": production}))[0]
     assert "after: 1 (restored)" in line
     assert "NOT restored: orders-worker" in line
+
+
+def test_a_target_set_anew_since_a_failed_restore_shows_no_split_it_no_longer_has() -> None:
+    from conveyor.domain.environment import EnvironmentStatus
+    from conveyor.domain.records import EnvironmentEntry
+
+    from conveyor_cli.status import render_environments
+
+    staging = EnvironmentEntry(
+        function_name="hello-staging",
+        alias="live",
+        status=EnvironmentStatus.SHIFTING,
+        version_before="1",
+        version_after="2",
+        weight=25,
+        restore={"restored": {}, "failed": {"hello-staging": "refused"}, "set_anew": "a later release went live"},
+    )
+    line = render_environments(record_of(Outcome.ABORTED, environments={"staging": staging}))[0]
+    assert "after: 2 no longer: set anew since" in line
+    assert "25%" not in line

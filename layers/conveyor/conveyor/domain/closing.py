@@ -170,8 +170,12 @@ def migrations_not_undone(record: DeploymentRecord, restored: list[str]) -> list
 def data_left_migrated(record: DeploymentRecord, restored: list[str]) -> list[str]:
     """What a person must hear about each migration ``migrations_not_undone`` finds: the traffic went back, the
     data did not."""
-    return [
-        f"the migration {hook!r} ran in {name} and no down-migration did: its data may still be in the new shape, "
-        "a person must run the down-migration"
-        for name, hook in migrations_not_undone(record, restored)
-    ]
+    return [migration_warning(record, name, hook) for name, hook in migrations_not_undone(record, restored)]
+
+
+def migration_warning(record: DeploymentRecord, environment: str, hook: str) -> str:
+    """That ``record``'s migration ``hook`` ran in ``environment`` and was not undone: the data did not go back."""
+    return (
+        f"the migration {hook!r} ran in {environment} and no down-migration did (run by {record.app} "
+        f"{record.version}): its data may still be in the new shape, a person must run the down-migration"
+    )

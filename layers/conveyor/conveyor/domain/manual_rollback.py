@@ -15,7 +15,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conveyor.domain.closing import data_left_migrated
+from conveyor.domain.closing import migration_warning, migrations_not_undone
 from conveyor.domain.contracts import ServedRelease
 from conveyor.domain.environment import EnvironmentEntry, EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, ReleaseNotFoundError, TargetLockedError
@@ -155,6 +155,17 @@ def undone_by(
     return [r for r in records if r.created_at > target.created_at and went_live(r, environment)]
 
 
+def migrations_taken_out(undone: list[DeploymentRecord], environment: str, ledger: Ledger) -> list[str]:
+    """One warning per migration the releases ``undone`` (newest first) ran in ``environment`` and nobody undid,
+    naming the newest that ran it (each record read whole: a history listing carries no stage events)."""
+    newest_run: dict[str, DeploymentRecord] = {}
+    for taken_out in undone:
+        full = ledger.get(taken_out.deployment_id) or taken_out
+        for _, hook in migrations_not_undone(full, [environment]):
+            newest_run.setdefault(hook, full)
+    return [migration_warning(record, environment, hook) for hook, record in newest_run.items()]
+
+
 def served_after_rollback(
     records: list[DeploymentRecord],
     live: DeploymentRecord | None,
@@ -290,12 +301,7 @@ def manual_rollback(
     version = str(versions[function])
     # Read before anything moves: a ledger that refuses then leaves the traffic where it was.
     undone = undone_by(records, environment, live, function=function, version=version, to_release=to_release)
-    left_migrated = [
-        warning
-        # Each one's own stage events: a history listing carries none.
-        for record in undone
-        for warning in data_left_migrated(ledger.get(record.deployment_id) or record, [environment])
-    ]
+    left_migrated = migrations_taken_out(undone, environment, ledger)
     holder = f"manual-rollback:{operator}:{uuid.uuid4()}"
     token = locks.try_acquire(
         lock,

@@ -711,6 +711,10 @@ def reopened_reason(record: DeploymentRecord, reason: str) -> str:
         for error in ((env.restore or {}).get("failed") or {}).values()
     ]
     earlier = "; ".join(dict.fromkeys(errors)) or (record.failure or {}).get("error") or "the restore"
+    # The check that failed, when RollBack's own failure was the execution's error: the cause, not the rollback.
+    verdicts = [e for e in record.events if e.stage == "EvaluateHealth" and e.failed and e.detail.get("reason")]
+    if verdicts:
+        reason = f"{verdicts[-1].environment}: {verdicts[-1].detail['reason']}; then {reason}"
     return without_restore_commands(
         f"{reason}; the first restore had failed ({earlier}): nothing is left for a person to do"
     )
