@@ -7,6 +7,7 @@ from tests.fakes.builders import (
     make_package,
     make_zip,
     pipeline_yaml,
+    stage_event,
 )
 from tests.fakes.ports import (
     FakeAlarms,
@@ -44,4 +45,5 @@ __all__ = [
     "make_package",
     "make_zip",
     "pipeline_yaml",
+    "stage_event",
 ]

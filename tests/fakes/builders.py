@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 from conveyor.domain.ports import ExecutionState
+from conveyor.domain.records import StageEvent
+from conveyor.domain.timing import utcnow
 
 HANDLER_SOURCE = 'def handler(event, context):\n    return {"status": "ok", "version": "%s"}\n'
 
@@ -109,4 +111,21 @@ def described(execution_arn: str, status: str) -> ExecutionState:
         state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:conveyor",
         name=execution_arn.rsplit(":", 1)[-1],
         status=status,
+    )
+
+
+def stage_event(
+    deployment_id: str, stage: str, *, environment: str = "staging", status: str = "succeeded", **detail: Any
+) -> StageEvent:
+    """A stage event of ``deployment_id``, finished now in a millisecond, with ``detail``."""
+    now = utcnow()
+    return StageEvent(
+        deployment_id=deployment_id,
+        stage=stage,
+        environment=environment,
+        status=status,
+        started_at=now,
+        finished_at=now,
+        duration_ms=1.0,
+        detail=detail,
     )

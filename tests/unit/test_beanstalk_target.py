@@ -404,20 +404,23 @@ def test_a_lambda_rollout_needs_no_beanstalk_adapter() -> None:
 # --------------------------------------------------------------------------- the reconciler
 
 
-def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(pair: FakeBeanstalk) -> None:
-    from tests.unit.test_reconcile import EXECUTION, NOW, ended
+EB_TARGET = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
+
+
+def _stopped_after_the_swap(pair: FakeBeanstalk) -> Any:
+    """A blue/green deployment whose execution stopped after the CNAMEs were swapped: the reconcile tests' world
+    (its ledger, lock and notifier), its staging entry a Beanstalk one, the lock still the execution's."""
+    from tests.unit.test_reconcile import EXECUTION, NOW
     from tests.unit.test_reconcile import World as LambdaWorld
 
-    # Given a blue/green deployment whose execution stopped after the CNAMEs were swapped
-    world = LambdaWorld()  # its ledger, lock and notifier; the staging entry becomes a Beanstalk one
+    world = LambdaWorld()
     rollout = Rollout("blue_green", pair)
     rollout.deploy()
     rollout.shift()
     rollout.shift()
     assert pair.cname_of("webapp-green").startswith(CNAME)
-    target = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
     world.locks.try_acquire(
-        target,
+        EB_TARGET,
         holder=EXECUTION,
         deployment_id=world.deployment_id,
         app="webapp",
@@ -436,10 +439,18 @@ def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(p
             "alias": "webapp-blue",
             "version_before": "0.9.0",
             "version_after": "1.0.0",
-            "lock_target": target,
+            "lock_target": EB_TARGET,
             "beanstalk": release.beanstalk.model_dump(mode="json"),
         },
     )
+    return world
+
+
+def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(pair: FakeBeanstalk) -> None:
+    from tests.unit.test_reconcile import NOW, ended
+
+    # Given a blue/green deployment whose execution stopped after the CNAMEs were swapped
+    world = _stopped_after_the_swap(pair)
 
     # When the reconciler handles the execution's end
     reconcile(
@@ -466,40 +477,11 @@ def test_a_failed_swap_back_is_retried_unless_a_later_release_moved_production(
     from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
     from conveyor.domain.outcome import Outcome
 
-    from tests.unit.test_reconcile import EXECUTION, NOW, ended
-    from tests.unit.test_reconcile import World as LambdaWorld
+    from tests.unit.test_reconcile import NOW, ended
 
     # Given a blue/green deployment stopped after the swap, whose swap back Elastic Beanstalk refused
-    world = LambdaWorld()
-    rollout = Rollout("blue_green", pair)
-    rollout.deploy()
-    rollout.shift()
-    rollout.shift()
-    target = "arn:aws:elasticbeanstalk:us-east-1:123456789012:environment/webapp/webapp-blue"
-    world.locks.try_acquire(
-        target,
-        holder=EXECUTION,
-        deployment_id=world.deployment_id,
-        app="webapp",
-        environment="staging",
-        lease_seconds=3600,
-        now=NOW,
-    )
-    release = rollout.step.release
-    assert release is not None
-    assert release.beanstalk is not None
-    world.ledger.update_environment(
-        world.deployment_id,
-        "staging",
-        {
-            "function_name": "webapp",
-            "alias": "webapp-blue",
-            "version_before": "0.9.0",
-            "version_after": "1.0.0",
-            "lock_target": target,
-            "beanstalk": release.beanstalk.model_dump(mode="json"),
-        },
-    )
+    world = _stopped_after_the_swap(pair)
+    target = EB_TARGET
     swap = pair.swap_cnames
 
     def refused(application: str, source: str, destination: str) -> None:

@@ -10,10 +10,10 @@ from conveyor.domain.environment import EnvironmentStatus
 from conveyor.domain.errors import NothingToRollBackError, TargetLockedError
 from conveyor.domain.manual_rollback import manual_rollback
 from conveyor.domain.pipeline import LambdaTarget
-from conveyor.domain.records import LockState, StageEvent
+from conveyor.domain.records import LockState
 from conveyor.domain.timing import utcnow
 
-from tests.fakes import FakeLocks, FakeTargets
+from tests.fakes import FakeLocks, FakeTargets, stage_event
 from tests.unit.conftest import build_step, started_ledger
 
 LOCK = "arn:aws:lambda:us-east-1:123456789012:function:hello-staging"
@@ -69,21 +69,9 @@ def test_it_restores_the_version_before_the_live_deployment_and_says_so_on_it() 
 def test_a_rollback_of_a_release_that_migrated_data_says_the_data_did_not_go_back(down_ran: bool) -> None:
     # Given the live release ran its migration in staging (and, in one case, its down-migration after it)
     targets, locks, ledger = _world()
-    now = utcnow()
     stages = ["Migrate", "MigrateDown"] if down_ran else ["Migrate"]
     for stage in stages:
-        ledger.record_event(  # type: ignore[attr-defined]
-            StageEvent(
-                deployment_id="d-unit",
-                stage=stage,
-                environment="staging",
-                status="succeeded",
-                started_at=now,
-                finished_at=now,
-                duration_ms=1.0,
-                detail={"hook": "schema"},
-            )
-        )
+        ledger.record_event(stage_event("d-unit", stage, hook="schema"))  # type: ignore[attr-defined]
 
     # When a person rolls staging back
     result = _roll_back(targets, locks, ledger)
@@ -242,19 +230,7 @@ def test_a_rollback_to_an_earlier_release_warns_of_every_migration_it_takes_out_
     _release(ledger, "d-mid", "0.9.5", "0", Outcome.SUCCEEDED)
     mid = ledger.records["d-mid"]  # type: ignore[attr-defined]
     mid["created_at"] = mid["updated_at"] = utcnow() - timedelta(minutes=30)
-    now = utcnow()
-    ledger.record_event(  # type: ignore[attr-defined]
-        StageEvent(
-            deployment_id="d-mid",
-            stage="Migrate",
-            environment="staging",
-            status="succeeded",
-            started_at=now,
-            finished_at=now,
-            duration_ms=1.0,
-            detail={"hook": "schema"},
-        )
-    )
+    ledger.record_event(stage_event("d-mid", "Migrate", hook="schema"))  # type: ignore[attr-defined]
 
     # When the on-call rolls staging back to 0.9.0
     back = (
@@ -273,20 +249,8 @@ def test_a_migration_several_releases_ran_is_warned_of_once_naming_the_newest() 
     from conveyor.domain.manual_rollback import migrations_taken_out
 
     _, _, ledger = _world()
-    now = utcnow()
     for deployment in ("d-unit", "d-unit"):
-        ledger.record_event(  # type: ignore[attr-defined]
-            StageEvent(
-                deployment_id=deployment,
-                stage="Migrate",
-                environment="staging",
-                status="succeeded",
-                started_at=now,
-                finished_at=now,
-                duration_ms=1.0,
-                detail={"hook": "schema"},
-            )
-        )
+        ledger.record_event(stage_event(deployment, "Migrate", hook="schema"))  # type: ignore[attr-defined]
     record = ledger.get("d-unit")  # type: ignore[attr-defined]
     warnings = migrations_taken_out([record, record.model_copy(update={"version": "0.1.0"})], "staging", ledger)  # type: ignore[arg-type]
     assert len(warnings) == 1

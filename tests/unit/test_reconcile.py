@@ -21,14 +21,13 @@ from conveyor.domain.errors import (
 from conveyor.domain.notices import publish_once
 from conveyor.domain.outcome import Outcome
 from conveyor.domain.pushed_object import PushedObject
-from conveyor.domain.records import StageEvent
 from conveyor.domain.timing import utcnow
 from conveyor.stages.lock import check_fence
 from conveyor.stages.reconcile import reconcile
 from conveyor.stages.rollback import roll_back
 from conveyor.stages.traffic import shift_traffic
 
-from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeNotifier, FakeTargets
+from tests.fakes import FakeExecutions, FakeLedger, FakeLocks, FakeNotifier, FakeTargets, stage_event
 from tests.unit.conftest import build_step, started_ledger
 
 NOW = 1_700_000_000.0
@@ -207,19 +206,7 @@ def test_closing_an_ended_attempt_leaves_a_new_attempts_entries_alone() -> None:
 def test_a_stop_after_a_migration_restores_traffic_and_says_the_data_was_not_migrated_back() -> None:
     # Given the schema migration ran in staging before the canary, and the execution was stopped mid-canary
     world = World()
-    now = utcnow()
-    world.ledger.record_event(
-        StageEvent(
-            deployment_id=world.deployment_id,
-            stage="Migrate",
-            environment="staging",
-            status="succeeded",
-            started_at=now,
-            finished_at=now,
-            duration_ms=1.0,
-            detail={"hook": "schema", "phase": "migrate"},
-        )
-    )
+    world.ledger.record_event(stage_event(world.deployment_id, "Migrate", hook="schema", phase="migrate"))
     # When the reconciler restores the alias
     assert world.reconcile().restored == ["staging"]
     # Then the record and the notice say the down-migration did not run, and that a person must run it
@@ -854,17 +841,12 @@ def test_a_failed_rollout_whose_target_was_set_anew_since_is_reclosed_rolled_bac
 def test_a_failed_rollback_reclosed_later_still_names_the_check_that_failed() -> None:
     # Given a health check that failed in staging, then RollBack's own failure (the execution's error)
     world = World()
-    now = utcnow()
     world.ledger.record_event(
-        StageEvent(
-            deployment_id=world.deployment_id,
-            stage="EvaluateHealth",
-            environment="staging",
+        stage_event(
+            world.deployment_id,
+            "EvaluateHealth",
             status="failed",
-            started_at=now,
-            finished_at=now,
-            duration_ms=1.0,
-            detail={"reason": 'hello-staging:2 answered wrongly: status is "degraded"'},
+            reason='hello-staging:2 answered wrongly: status is "degraded"',
         )
     )
     world.targets.fail_route = TrafficShiftError("UpdateAlias failed: ServiceException")
