@@ -20,10 +20,9 @@ from typing import Any
 
 from conveyor.settings import MANAGED_TAG_KEY
 
-from conveyor_cli import operations
 from conveyor_cli.context import CliError, Cloud
 from conveyor_cli.packaging import build_bundle, zip_directory
-from conveyor_cli.sample import EXAMPLES
+from conveyor_cli.sample import EXAMPLES, register_unless_registered
 
 WEBAPP_APP = "webapp"
 WEBAPP_PIPELINE = EXAMPLES / "pipelines" / "webapp.yaml"
@@ -117,8 +116,12 @@ def set_up_webapp(cloud: Cloud, *, release: str = "1.0.0", pipeline: Path = WEBA
     setup = WebappSetup(cname="")
     _first_version(cloud, setup, release)
     setup.cname = _live_environment(cloud, setup, release)
-    operations.apply_pipeline(cloud, pipeline)
-    setup.note(f"pipeline {WEBAPP_APP} ({pipeline.name}) registered", created=True)
+    if register_unless_registered(cloud, WEBAPP_APP, pipeline):
+        setup.note(f"pipeline {WEBAPP_APP} ({pipeline.name}) registered", created=True)
+    else:
+        setup.note(
+            f"pipeline {WEBAPP_APP} (the one registered; `conveyor pipeline apply` registers another)", created=False
+        )
     return setup
 
 

@@ -14,10 +14,15 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 from conveyor.domain.manifest import FunctionConfig
 
-from conveyor_cli import operations
 from conveyor_cli.context import Cloud
 from conveyor_cli.packaging import build_bundle, zip_directory
-from conveyor_cli.sample import EXAMPLES, EXECUTION_ROLE, create_target_function, execution_role_arn
+from conveyor_cli.sample import (
+    EXAMPLES,
+    EXECUTION_ROLE,
+    create_target_function,
+    execution_role_arn,
+    register_unless_registered,
+)
 
 ORDERS_APP = "orders"
 ORDERS_PIPELINE = EXAMPLES / "pipelines" / "orders.yaml"
@@ -47,8 +52,10 @@ def set_up_orders(cloud: Cloud, *, release: str = "1.0.0", pipeline: Path = ORDE
                 lam, name=name, app=ORDERS_APP, role=role, code=code, release=release, handler=handler
             )
             setup.created.append(f"function {name} ({handler}, tagged conveyor:managed=true, alias live on v{version})")
-    operations.apply_pipeline(cloud, pipeline)
-    setup.created.append(f"pipeline {ORDERS_APP} ({pipeline.name}) registered")
+    if register_unless_registered(cloud, ORDERS_APP, pipeline):
+        setup.created.append(f"pipeline {ORDERS_APP} ({pipeline.name}) registered")
+    else:
+        setup.existed.append(f"pipeline {ORDERS_APP} (the one registered; `conveyor pipeline apply` registers another)")
     return setup
 
 

@@ -185,13 +185,28 @@ def _sample_targets(cloud: Cloud, setup: SampleSetup, release: str) -> SampleTar
     return setup.targets
 
 
+def registered_pipeline(cloud: Cloud, app: str) -> bytes | None:
+    """The spec registered for ``app``; None when there is none yet, or one that no longer reads (applying one
+    decides then, and says why if it refuses)."""
+    try:
+        return operations.artifacts(cloud).read_pipeline(cloud.outputs.bucket, app)
+    except (PipelineNotFoundError, PipelineInvalidError, ClientError):
+        return None
+
+
+def register_unless_registered(cloud: Cloud, app: str, pipeline: Path) -> bool:
+    """Register a sample's ``pipeline`` for ``app`` unless a spec of the app is registered (an operator's own is
+    never replaced by a re-run); whether it registered it."""
+    if registered_pipeline(cloud, app) is not None:
+        return False
+    operations.apply_pipeline(cloud, pipeline)
+    return True
+
+
 def _pipeline(cloud: Cloud, setup: SampleSetup, pipeline: Path | None) -> None:
     """Register ``pipeline`` unless the same spec is registered already; without one, the sample pipeline unless
     a spec of the app is registered (an operator's own is never replaced by a re-run)."""
-    try:
-        registered = operations.artifacts(cloud).read_pipeline(cloud.outputs.bucket, SAMPLE_APP)
-    except (PipelineNotFoundError, PipelineInvalidError, ClientError):
-        registered = None  # none yet, or one that no longer reads: apply decides, and says why if it refuses
+    registered = registered_pipeline(cloud, SAMPLE_APP)
     if pipeline is None and registered is not None:
         setup.pipeline = PipelineSpec.from_yaml(registered, f"s3://{cloud.outputs.bucket}/{pipeline_key(SAMPLE_APP)}")
         setup.note(f"pipeline {SAMPLE_APP} (the one registered; --pipeline FILE registers another)", created=False)

@@ -117,3 +117,11 @@ def test_another_app_naming_one_of_the_functions_is_refused_at_its_field(stage: 
     message = str(refused.value)
     assert message.startswith(f"{spec}: environments[0] (production).target.functions[1]: function ")
     assert "orders-worker belongs to app 'orders' (environment 'production'" in message
+
+
+def test_the_sample_set_up_again_keeps_the_pipeline_registered(stage: Stage, orders: None) -> None:
+    # Given the orders sample set up (the fixture), When it is set up again (`conveyor local sample --orders`)
+    again = set_up_orders(stage.cloud)
+    # Then nothing is registered anew: a spec registered since (an operator's own) would have been replaced
+    assert any(line.startswith("pipeline orders (the one registered") for line in again.existed)
+    assert not any(line.startswith("pipeline") for line in again.created)
