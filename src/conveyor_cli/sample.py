@@ -25,7 +25,7 @@ from conveyor.domain.pipeline import PipelineSpec
 
 from conveyor_cli import operations
 from conveyor_cli.context import Cloud
-from conveyor_cli.packaging import build_bundle, zip_directory
+from conveyor_cli.packaging import build_bundle, write_bundle, zip_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -230,7 +230,7 @@ def _bundle(setup: SampleSetup, bundle_dir: Path) -> None:
         return
     config = FunctionConfig(environment={"RELEASE": SAMPLE_BUNDLE_VERSION})
     data, _ = build_bundle(EXAMPLES / SAMPLE_APP, app=SAMPLE_APP, version=SAMPLE_BUNDLE_VERSION, function_config=config)
-    path.write_bytes(data)
+    write_bundle(path, data)  # its folder made if missing, as the orders and webapp samples' are
     setup.note(f"bundle {path} (examples/hello as {SAMPLE_APP} {SAMPLE_BUNDLE_VERSION})", created=True)
 
 

@@ -91,8 +91,10 @@ def test_three_commands_take_a_new_user_to_a_first_deployment(shell: Path, capsy
     # Then it went live in staging and production
     assert code == 0, capsys.readouterr()
     assert "SUCCEEDED" in capsys.readouterr().out
-    # And the sample run again does not suggest pushing that bundle again (a no-op), but a newer build
-    assert cli.main(["local", "sample"]) == 0
+    # And the sample run again does not suggest pushing that bundle again (a no-op), but a newer build; its bundle
+    # goes to a folder not made yet as to any other
+    assert cli.main(["local", "sample", "--out", str(shell / "new" / "sub")]) == 0
+    assert (shell / "new" / "sub" / bundle.name).exists()
     assert (
         f"is live already, so push a newer build: conveyor package {EXAMPLES / 'hello'} --app hello --version 1.1.1"
         in (capsys.readouterr().out)
