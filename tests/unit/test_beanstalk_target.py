@@ -446,14 +446,11 @@ def _stopped_after_the_swap(pair: FakeBeanstalk) -> Any:
     return world
 
 
-def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(pair: FakeBeanstalk) -> None:
+def _reconcile_stop(world: Any, pair: FakeBeanstalk) -> Any:
+    """The reconciler handling that execution's stop (ABORTED), with the Beanstalk fake as its adapter."""
     from tests.unit.test_reconcile import NOW, ended
 
-    # Given a blue/green deployment whose execution stopped after the CNAMEs were swapped
-    world = _stopped_after_the_swap(pair)
-
-    # When the reconciler handles the execution's end
-    reconcile(
+    return reconcile(
         ended("ABORTED"),
         ledger=world.ledger,
         locks=world.locks,
@@ -462,6 +459,15 @@ def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(p
         now=NOW + 100,
         beanstalk=lambda: pair,
     )
+
+
+def test_an_execution_stopped_after_the_swap_is_swapped_back_by_the_reconciler(pair: FakeBeanstalk) -> None:
+
+    # Given a blue/green deployment whose execution stopped after the CNAMEs were swapped
+    world = _stopped_after_the_swap(pair)
+
+    # When the reconciler handles the execution's end
+    _reconcile_stop(world, pair)
 
     # Then production is back on webapp-blue, and the ledger says so
     assert pair.cname_of("webapp-blue").startswith(CNAME)
@@ -477,7 +483,7 @@ def test_a_failed_swap_back_is_retried_unless_a_later_release_moved_production(
     from conveyor.domain.errors import RollbackFailedError, TrafficShiftError
     from conveyor.domain.outcome import Outcome
 
-    from tests.unit.test_reconcile import NOW, ended
+    from tests.unit.test_reconcile import NOW
 
     # Given a blue/green deployment stopped after the swap, whose swap back Elastic Beanstalk refused
     world = _stopped_after_the_swap(pair)
@@ -490,15 +496,7 @@ def test_a_failed_swap_back_is_retried_unless_a_later_release_moved_production(
     pair.swap_cnames = refused  # type: ignore[method-assign]
 
     def run() -> object:
-        return reconcile(
-            ended("ABORTED"),
-            ledger=world.ledger,
-            locks=world.locks,
-            targets=world.targets,
-            notifier=world.notifier,
-            now=NOW + 100,
-            beanstalk=lambda: pair,
-        )
+        return _reconcile_stop(world, pair)
 
     with pytest.raises(RollbackFailedError):
         run()
